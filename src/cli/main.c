@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT
+ * qdist - entry point: dispatches to a subcommand and maps its status to the exit code. */
+#include <stdio.h>
+#include <string.h>
+
+#include "qd-commands.h"
+#include "qd-log.h"
+
+static const struct {
+    const char *name;
+    const char *summary;
+    qd_status (*fn)(int, char **);
+} commands[] = {
+#define QD_CMD_ENTRY(name, summary) {#name, summary, qd_cmd_##name},
+    QD_COMMANDS(QD_CMD_ENTRY)
+#undef QD_CMD_ENTRY
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: qdist <command> [options]\n       qdist --version\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'qdist <command> --help' describes each command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    qd_rank_set(0, 1);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("qdist %s\n", QD_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return qd_status_exit_code(commands[i].fn(argc - 2, argv + 2));
+    qd_fail(QD_ERR_USAGE, "unknown command '%s'; expected one of: inspect, quantize, eval, tokenize", argv[1]);
+    return 2;
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+#include "qd-log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+struct qd_rank_ctx qd_rank = {.rank = 0, .nranks = 1, .level = QD_LOG_INFO, .host = ""};
+
+/* Per-thread copy of the last error so tests can assert on the message; not shared state. */
+static _Thread_local char last_error[1024];
+
+void qd_rank_set(int rank, int nranks) {
+    qd_rank.rank = rank;
+    qd_rank.nranks = nranks;
+    if (gethostname(qd_rank.host, sizeof qd_rank.host) != 0) snprintf(qd_rank.host, sizeof qd_rank.host, "?");
+    qd_rank.host[sizeof qd_rank.host - 1] = '\0';
+}
+
+void qd_log_set_level(qd_log_level level) { qd_rank.level = level; }
+
+static void emit(const char *tag, const char *fmt, va_list ap, char *keep, size_t keep_len) {
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* one line: newlines inside a message would break the one-line contract */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    if (keep) snprintf(keep, keep_len, "%s", msg);
+    if (qd_rank.nranks > 1)
+        fprintf(stderr, "qdist: [rank %d] %s%s\n", qd_rank.rank, tag, msg);
+    else
+        fprintf(stderr, "qdist: %s%s\n", tag, msg);
+    fflush(stderr);
+}
+
+qd_status qd_fail(qd_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    emit("error: ", fmt, ap, last_error, sizeof last_error);
+    va_end(ap);
+    return st;
+}
+
+void qd_warn(const char *fmt, ...) {
+    if (qd_rank.level < QD_LOG_WARN) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit("warning: ", fmt, ap, NULL, 0);
+    va_end(ap);
+}
+
+void qd_info(const char *fmt, ...) {
+    if (qd_rank.level < QD_LOG_INFO) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit("", fmt, ap, NULL, 0);
+    va_end(ap);
+}
+
+void qd_debug(const char *fmt, ...) {
+    if (qd_rank.level < QD_LOG_DEBUG) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit("debug: ", fmt, ap, NULL, 0);
+    va_end(ap);
+}
+
+const char *qd_last_error(void) { return last_error; }
+void qd_clear_error(void) { last_error[0] = '\0'; }

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT
+ * qd-model.h - the model description read from a Hugging Face config.json.
+ *
+ * Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM. Other
+ * architectures are refused with a message listing these; MoE configs (Mixtral, Qwen2/3-MoE,
+ * DeepSeek, ...) are recognised and refused by name. Rope parameters are read from either the hub
+ * form (rope_theta + rope_scaling) or the newer rope_parameters form. Missing required fields and
+ * values of the wrong type name the field and the file. qdist never runs remote code: auto_map is ignored.
+ *
+ * Tensor names map to parts: the embedding, a block (model.layers.<i>.<module>), the final norm,
+ * lm_head. qd_model_linear_names lists a block's Linear modules in true-sequential order.
+ */
+#ifndef QD_MODEL_H
+#define QD_MODEL_H
+
+#include "qd-dtype.h"
+#include "qd-status.h"
+
+typedef enum { QD_ARCH_LLAMA, QD_ARCH_MISTRAL, QD_ARCH_QWEN2, QD_ARCH_QWEN3 } qd_arch;
+
+typedef enum { QD_ROPE_DEFAULT, QD_ROPE_LLAMA3, QD_ROPE_LINEAR } qd_rope_type;
+
+typedef struct qd_rope {
+    double theta;
+    qd_rope_type type;
+    double factor;          /* llama3 / linear */
+    double low_freq_factor; /* llama3 */
+    double high_freq_factor;
+    int original_max_pos;
+} qd_rope;
+
+typedef struct qd_model_cfg {
+    qd_arch arch;
+    char arch_name[64];   /* the "architectures"[0] string */
+    char model_type[32];
+    int hidden;
+    int intermediate;
+    int nlayers;
+    int nheads;
+    int nkv;
+    int head_dim;         /* config.head_dim or hidden/nheads */
+    int vocab;
+    int max_pos;
+    double rms_eps;
+    qd_rope rope;
+    int tie_embed;
+    int attn_bias;        /* q/k/v bias (Qwen2 always, Llama/Mistral when attention_bias) */
+    int o_bias;           /* o_proj bias (Llama attention_bias) */
+    int mlp_bias;
+    int qk_norm;          /* Qwen3 */
+    int sliding_window;   /* 0 when none/unused */
+    qd_dtype dtype;       /* torch_dtype / dtype; F32 when absent */
+    int bos_id, eos_id;   /* -1 when absent */
+    int quantized;        /* has a quantization_config */
+    char quant_method[32];
+} qd_model_cfg;
+
+qd_status qd_model_cfg_load(const char *model_dir, qd_model_cfg *out);
+/* Same from an in-memory config.json text; path is only used in messages. */
+qd_status qd_model_cfg_parse(const char *json, const char *path, qd_model_cfg *out);
+
+typedef enum { QD_PART_EMBED, QD_PART_BLOCK, QD_PART_FINAL_NORM, QD_PART_LM_HEAD, QD_PART_OTHER } qd_part;
+
+/* block is set for QD_PART_BLOCK (else -1); module receives the name inside the block
+ * ("self_attn.q_proj", "input_layernorm", ...) and the suffix (".weight", ".qweight", ...) is kept. */
+qd_part qd_model_classify(const qd_model_cfg *cfg, const char *tensor_name, int *block,
+                          char *module, size_t module_cap);
+
+#define QD_MAX_LINEARS 7
+/* The block's Linear modules ("self_attn.q_proj", ..., "mlp.down_proj") in true-sequential order;
+ * groups[i] is the index of the sequential group of names[i]: [q,k,v]=0 [o]=1 [gate,up]=2 [down]=3. */
+int qd_model_linear_names(const qd_model_cfg *cfg, const char **names, int *groups);
+const char *qd_arch_supported_list(void); /* "LlamaForCausalLM, MistralForCausalLM, ..." */
+
+#endif
