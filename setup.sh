@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# qdist set-up for a fresh Debian 12 / Ubuntu 22.04+ machine (as root, or with sudo available).
+#   ./setup.sh demo   install what is missing, build, quantize the bundled model on CPU, evaluate it
+#   ./setup.sh test   install what is missing (incl. the Python test references), build, run all tests
+# Environment: QD_BUILD (build directory, default ./build), QD_JOBS (parallel build jobs).
+set -euo pipefail
+cd "$(dirname "$0")"
+mode=${1:-}
+case "$mode" in demo|test) ;; *) echo "usage: ./setup.sh demo|test" >&2; exit 2 ;; esac
+
+build=${QD_BUILD:-build}
+jobs=${QD_JOBS:-$(nproc)}
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup.sh: run as root or install sudo" >&2; exit 1; }
+  sudo="sudo"
+fi
+
+pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libcjson-dev
+      libopenblas-dev liblapacke-dev)
+[ "$mode" = test ] && pkgs+=(python3 python3-venv python3-pip clang slurm-wlm munge)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+cmake_args=(-S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+if [ "$mode" = test ]; then
+  # the references the tests compare against (transformers, tokenizers, safetensors, ...) live in a venv
+  venv="$build/venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    mkdir -p "$build"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -r tests/requirements.txt
+  cmake_args+=(-DPython3_EXECUTABLE="$PWD/$venv/bin/python")
+fi
+
+cmake "${cmake_args[@]}"
+cmake --build "$build" -j "$jobs"
+
+if [ "$mode" = test ]; then
+  # OpenMPI refuses to run as root without these; the tests start ranks on this machine only
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  cd "$build" && ctest --output-on-failure -j "$jobs"
+  exit $?
+fi
+
+# demo: the bundled default model
+model=fixtures/pycode-16m
+"$build/qdist" inspect "$model"
+echo "qdist: inspected $model (quantize/eval are not implemented yet in this build)"
