@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT
+ * qd-backend-cuda.h - creation of the CUDA backend (kernels/cuda/, built only with QD_HAVE_CUDA).
+ *
+ * device: CUDA device ordinal. The backend implements every entry of qd-backend-impl.h and must
+ * reproduce the CPU backend (the reference) within the per-op tolerances of tests/kernels.
+ */
+#ifndef QD_BACKEND_CUDA_H
+#define QD_BACKEND_CUDA_H
+
+#include "qd-backend.h"
+
+qd_status qd_backend_cuda_create(int device, qd_backend_t *out);
+
+#endif

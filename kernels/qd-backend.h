@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT
+ * qd-backend.h - the compute interface the algorithms (src/forward, src/quant, src/eval) are written
+ * against, once, for every backend (CPU = the reference; CUDA must reproduce it).
+ *
+ * A backend (qd_backend_t, opaque) owns device buffers (qd_buf_t, opaque) of 4-byte elements: fp32
+ * data or int32 indices/codes, as each op states. Matrices are row-major; an operand is a qd_ref =
+ * {buffer, element offset} plus the op's sizes and leading dimensions (row strides, in elements).
+ * Every op is one function taking one args struct (fields may grow without touching call sites that
+ * use designated initializers); the wrappers below check handles, sizes and buffer bounds once and
+ * report misuse as QD_ERR_INTERNAL, so backends see valid arguments only.
+ *
+ * Ops run in issue order. Ops that return a host value (download, reduce, gptq_sweep's loss,
+ * cross_entropy) complete before returning; the others may be asynchronous until qd_be_synchronize.
+ * Numeric failures an algorithm can recover from (Cholesky of a non-PD matrix) return QD_ERR_NUMERIC
+ * WITHOUT printing, so the caller can retry with more damping; every other failure is reported once.
+ * Backends are created by name through kernels/registry (qd-backends.h).
+ */
+#ifndef QD_BACKEND_H
+#define QD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qd-dtype.h"
+#include "qd-status.h"
+
+typedef struct qd_backend *qd_backend_t;
+typedef struct qd_buf *qd_buf_t;
+
+/* An operand: elements [off, off + extent) of buf, where the op's sizes define the extent. */
+typedef struct qd_ref {
+    qd_buf_t buf;
+    size_t off;
+} qd_ref;
+#define QD_REF(b, o) ((qd_ref){(b), (size_t)(o)})
+
+/* ---- backend and buffers ---- */
+const char *qd_be_name(qd_backend_t be);
+void qd_be_free(qd_backend_t be);
+qd_status qd_be_synchronize(qd_backend_t be);
+/* n elements of 4 bytes, zero-filled. */
+qd_status qd_buf_alloc(qd_backend_t be, size_t n, qd_buf_t *out);
+void qd_buf_free(qd_buf_t buf); /* NULL is a no-op */
+size_t qd_buf_len(qd_buf_t buf);
+
+/* Host -> device: n elements of src_dtype (F32/I32/U32 copied bit for bit; F16/BF16/F64 converted to
+ * fp32) into dst. */
+struct qd_upload_args {
+    qd_ref dst;
+    const void *src;
+    qd_dtype src_dtype;
+    size_t n;
+};
+qd_status qd_be_upload(qd_backend_t be, const struct qd_upload_args *a);
+/* Device -> host: n 4-byte elements copied bit for bit; complete on return. */
+struct qd_download_args {
+    qd_ref src;
+    void *dst;
+    size_t n;
+};
+qd_status qd_be_download(qd_backend_t be, const struct qd_download_args *a);
+/* Copy a rows x cols block: dst[r*ldd + c] = src[r*lds + c] (plain copy: rows 1, cols n). */
+struct qd_copy_args {
+    qd_ref dst, src;
+    size_t rows, cols, ldd, lds;
+};
+qd_status qd_be_copy(qd_backend_t be, const struct qd_copy_args *a);
+/* dst[0..n) = value (bit pattern of the float; use 0 for int32 zero). */
+struct qd_fill_args {
+    qd_ref dst;
+    size_t n;
+    float value;
+};
+qd_status qd_be_fill(qd_backend_t be, const struct qd_fill_args *a);
+
+/* ---- dense linear algebra ---- */
+/* C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, fp32, row-major; op(X) = X or X^T.
+ * A is stored M x K (K x M when trans_a) with row stride lda; likewise B and C. beta = 0 ignores C. */
+struct qd_gemm_args {
+    int trans_a, trans_b;
+    size_t M, N, K;
+    float alpha, beta;
+    qd_ref A, B, C;
+    size_t lda, ldb, ldc;
+};
+qd_status qd_be_gemm(qd_backend_t be, const struct qd_gemm_args *a);
+
+/* H[K,K] = beta * H + alpha * X^T X for X [T,K] (row stride ldx); H is complete (both triangles)
+ * on return. The GPTQ Hessian is beta = 1, alpha = 2/n_total accumulated over batches. */
+struct qd_hessian_args {
+    qd_ref H, X;
+    size_t T, K, ldx;
+    float alpha, beta;
+};
+qd_status qd_be_hessian(qd_backend_t be, const struct qd_hessian_args *a);
+
+/* A[i][i] += scalar + (v ? v[i] : 0) for the n x n matrix A (row stride n). */
+struct qd_diag_add_args {
+    qd_ref A;
+    size_t n;
+    float scalar;
+    qd_buf_t v; /* optional: n fp32 elements from offset v_off */
+    size_t v_off;
+};
+qd_status qd_be_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
+
+/* In place on the SPD n x n matrix A: A <- U, the upper Cholesky factor of A^-1 (A^-1 = U^T U), the
+ * strict lower triangle set to 0. GPTQ's "Hinv". Non-PD A: QD_ERR_NUMERIC, nothing printed, A
+ * clobbered (the caller restores it from a copy before retrying with more damping). */
+struct qd_chol_inv_args {
+    qd_ref A;
+    size_t n;
+};
+qd_status qd_be_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a);
+
+/* Gather with 4-byte elements of a rows x cols matrix (row stride cols), dst != src:
+ * QD_PERM_COLS: dst[r][j] = src[r][perm[j]]; QD_PERM_ROWS: dst[i][c] = src[perm[i]][c];
+ * QD_PERM_SYM (rows == cols): dst[i][j] = src[perm[i]][perm[j]]. perm: int32 on the device. */
+typedef enum { QD_PERM_COLS, QD_PERM_ROWS, QD_PERM_SYM } qd_perm_kind;
+struct qd_permute_args {
+    qd_perm_kind kind;
+    qd_ref dst, src, perm;
+    size_t rows, cols;
+};
+qd_status qd_be_permute(qd_backend_t be, const struct qd_permute_args *a);
+
+/* ---- elementwise, fp32, on a rows x cols matrix with row stride ld (x, y and out share it) ----
+ * ADD:      out = x + y                      MUL:     out = x * y
+ * SWIGLU:   out = silu(x) * y                (x = gate, y = up; silu(x) = x / (1 + exp(-x)))
+ * ADD_ROWV: out[r][c] = x[r][c] + v[c]       (bias)
+ * MUL_COLV: out[r][c] = x[r][c] * v[c]       DIV_COLV: out[r][c] = x[r][c] / v[c]   (AWQ scales)
+ * MUL_ROWV: out[r][c] = x[r][c] * v[r]       DIV_ROWV: out[r][c] = x[r][c] / v[r]
+ * SCALE:    out = x * scalar
+ * out may alias x (in place). y is used by ADD/MUL/SWIGLU, v (cols or rows fp32) by the *V kinds. */
+typedef enum {
+    QD_EW_ADD, QD_EW_MUL, QD_EW_SWIGLU, QD_EW_ADD_ROWV, QD_EW_MUL_COLV, QD_EW_DIV_COLV,
+    QD_EW_MUL_ROWV, QD_EW_DIV_ROWV, QD_EW_SCALE
+} qd_ew_kind;
+struct qd_ewise_args {
+    qd_ew_kind kind;
+    qd_ref out, x, y, v;
+    size_t rows, cols, ld;
+    float scalar;
+};
+qd_status qd_be_ewise(qd_backend_t be, const struct qd_ewise_args *a);
+
+/* ---- transformer ops, fp32 ---- */
+/* HF RMSNorm per row of x [rows, dim] (row stride ld, same for out; out may alias x):
+ * out = x * rsqrt(mean(x^2) + eps) * weight (weight optional: NULL buf = no weight). Per-head norm
+ * (Qwen3 q/k norm) is rows = T * heads, dim = ld = head_dim on a contiguous [T, heads*head_dim]. */
+struct qd_rmsnorm_args {
+    qd_ref out, x, weight;
+    size_t rows, dim, ld;
+    float eps;
+};
+qd_status qd_be_rmsnorm(qd_backend_t be, const struct qd_rmsnorm_args *a);
+
+/* Half-split RoPE in place on x [rows, heads * head_dim] (row stride ld): row r has position
+ * r % seq_len; cos/sin tables are [seq_len, head_dim/2] (precomputed by the caller from the model's
+ * rope, llama3 scaling included). x1 = x[:half], x2 = x[half:]: x1' = x1 cos - x2 sin,
+ * x2' = x2 cos + x1 sin. */
+struct qd_rope_args {
+    qd_ref x, cos, sin;
+    size_t rows, heads, head_dim, ld, seq_len;
+};
+qd_status qd_be_rope(qd_backend_t be, const struct qd_rope_args *a);
+
+/* Causal GQA attention over nseq independent sequences of seq_len tokens each:
+ * q [nseq*seq_len, heads*head_dim], k and v [nseq*seq_len, kv_heads*head_dim], out like q (contiguous
+ * rows). Query head h reads kv head h / (heads / kv_heads); scores * scale, causal mask (and a
+ * sliding window of `window` keys when window > 0), softmax in fp32. */
+struct qd_attention_args {
+    qd_ref out, q, k, v;
+    size_t nseq, seq_len, heads, kv_heads, head_dim, window;
+    float scale;
+};
+qd_status qd_be_attention(qd_backend_t be, const struct qd_attention_args *a);
+
+/* Mean token negative log-likelihood pieces: for each row r of logits [rows, vocab] (row stride
+ * vocab), nll_r = logsumexp(logits[r]) - logits[r][target[r]] in fp32/fp64; *sum_out = sum of nll_r
+ * (double, complete on return). targets: int32 on the device. */
+struct qd_xent_args {
+    qd_ref logits, targets;
+    size_t rows, vocab;
+    double *sum_out;
+};
+qd_status qd_be_cross_entropy(qd_backend_t be, const struct qd_xent_args *a);
+
+/* Reductions over n fp32 elements, result in double on the host, complete on return:
+ * SQDIFF: sum (a-b)^2; SUMSQ: sum a^2; NONFINITE: count of NaN/Inf in a; ABSMAX: max |a|. */
+typedef enum { QD_RED_SQDIFF, QD_RED_SUMSQ, QD_RED_NONFINITE, QD_RED_ABSMAX } qd_red_kind;
+struct qd_reduce_args {
+    qd_red_kind kind;
+    qd_ref a, b;
+    size_t n;
+    double *out;
+};
+qd_status qd_be_reduce(qd_backend_t be, const struct qd_reduce_args *a);
+
+/* Column statistics of src [rows, cols] (row stride ld) into out[cols] (accumulate: add to out):
+ * ABS_SUM:        out[c] (+)= sum_r |src[r][c]|                       (AWQ x_mean, divide by T)
+ * GROUP_NORM_SUM: out[c] (+)= sum_r |src[r][c]| / (max_{c' in group(c)} |src[r][c']| + 1e-6)
+ *                 with groups of group_size columns (AWQ w_mean, divide by total rows). */
+typedef enum { QD_COLSTAT_ABS_SUM, QD_COLSTAT_GROUP_NORM_SUM } qd_colstat_kind;
+struct qd_colstat_args {
+    qd_colstat_kind kind;
+    qd_ref out, src;
+    size_t rows, cols, ld, group_size;
+    int accumulate;
+};
+qd_status qd_be_colstat(qd_backend_t be, const struct qd_colstat_args *a);
+
+/* ---- quantization ---- */
+/* How group parameters are found from a row's values x over the group's columns, maxq = 2^bits - 1:
+ * QD_QZ_MINMAX (GPTQ): xmin = min(min x, 0), xmax = max(max x, 0); sym: xmax = max(|xmin|, xmax),
+ *   xmin = -xmax, scale = 2 xmax / maxq, zero = (maxq + 1) / 2; asym: scale = (xmax - xmin) / maxq,
+ *   zero = round(-xmin / scale); xmin == xmax == 0 uses [-1, 1]. mse: IST's grid search (p = 1 - i/grid,
+ *   i < maxshrink*grid, keep per row the p minimising sum |Q(x) - x|^norm).
+ * QD_QZ_AWQ: range not widened; asym: scale = max(xmax - xmin, 1e-5) / maxq,
+ *   zero = clamp(-round(xmin / scale), 0, maxq); sym: scale = max|x| / (2^(bits-1) - 1) (>= 1e-5),
+ *   zero = 2^(bits-1).
+ * Codes q = clamp(round(x / scale) + zero, 0, maxq) (round half to even, as torch.round);
+ * dequant = scale * (q - zero). */
+typedef enum { QD_QZ_MINMAX, QD_QZ_AWQ } qd_qz_kind;
+typedef struct qd_qcfg {
+    qd_qz_kind kind;
+    int bits;
+    int sym;
+    int mse;          /* MINMAX only */
+    float mse_norm;   /* 2.4 */
+    int mse_grid;     /* 100 */
+    float mse_maxshrink; /* 0.8 */
+} qd_qcfg;
+
+/* Group-wise quantization of W [N, K] (row stride ldw) with groups of group_size consecutive columns
+ * (K when group_size <= 0; G = K / group_size). Parameters: computed from W when params_in == 0, else
+ * read from scales/zeros. Outputs, each optional: Q (fake-quantized W, may alias W), codes (int32
+ * [N, K]), scales (fp32 [G, N]) and zeros (int32 [G, N]) - the latter two written when computed. */
+struct qd_quantize_args {
+    qd_qcfg cfg;
+    qd_ref W, Q, codes, scales, zeros;
+    size_t N, K, ldw, group_size;
+    int params_in;
+};
+qd_status qd_be_quantize(qd_backend_t be, const struct qd_quantize_args *a);
+
+/* The GPTQ column sweep (algorithms.md section 1) over W [N, K] (contiguous, already prepared: dead
+ * columns zeroed, permuted for act-order) with U [K, K] the upper Cholesky factor of the damped inverse
+ * Hessian, in blocks of block_size columns with the lazy update of the remaining columns as a GEMM.
+ * On return W holds the dequantized weights (in the processed column order), codes int32 [N, K] (same
+ * order), scales fp32 [G, N], zeros int32 [G, N] and *loss_out = sum (w - q)^2 / d^2 / 2.
+ * group_size <= 0: one parameter set from the whole W before the sweep (G = 1). Otherwise, without
+ * static_groups, parameters of group c / group_size are computed at column c from the current global W
+ * (which holds the updates of earlier blocks only) and stored at scales[c / group_size]. With
+ * static_groups the caller filled scales/zeros (from the original W, original group order) and column
+ * c uses group g = (perm ? perm[c] : c) / group_size. */
+struct qd_gptq_sweep_args {
+    qd_qcfg cfg;
+    qd_ref W, U, codes, scales, zeros;
+    qd_ref perm; /* int32 [K]; optional (NULL buf), used only with static_groups */
+    size_t N, K, group_size, block_size;
+    int static_groups;
+    double *loss_out;
+};
+qd_status qd_be_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a);
+
+/* AWQ clip search (auto_clip) on W [N, K] (contiguous) with inputs X [T, K] (the sampled tokens):
+ * for each (row, group of group_size) with org_max = max |w|, try m = org_max * (1 - i / grid) for
+ * i < max_shrink * grid, quantize clamp(w, -m, m) with cfg, err = mean over t of
+ * (sum_k q[k] x[t][k] - sum_k w[k] x[t][k])^2, keep the best m per (row, group) (first on ties);
+ * then W = clamp(W, -best, best) in place. best_out: optional fp32 [N, G]. */
+struct qd_awq_clip_args {
+    qd_qcfg cfg;
+    qd_ref W, X, best_out;
+    size_t N, K, T, group_size;
+    int grid;
+    float max_shrink;
+};
+qd_status qd_be_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a);
+
+#endif

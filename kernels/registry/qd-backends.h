@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT
+ * qd-backends.h - choosing a backend by name; the only code that knows every backend.
+ *
+ * name: "cpu", "cuda" (builds with QD_HAVE_CUDA; device 0, or "cuda:N"), or "auto" (cuda when built
+ * and a device answers, else cpu). An unknown or unavailable name fails with a message listing the
+ * names this build offers.
+ */
+#ifndef QD_BACKENDS_H
+#define QD_BACKENDS_H
+
+#include "qd-backend.h"
+
+qd_status qd_backend_create(const char *name, qd_backend_t *out);
+const char *qd_backend_names(void); /* "cpu" or "cpu, cuda" */
+
+#endif
