@@ -45,12 +45,16 @@ typedef struct qd_st_file {
     qd_st_tensor *tensors;  /* in header order */
     size_t nmeta;
     char **meta_keys, **meta_values; /* __metadata__ */
-    const unsigned char *map; /* whole-file mapping, NULL when opened meta-only */
+    const unsigned char *map; /* whole-file mapping, NULL when opened meta-only or parsed from memory */
+    int fd;                   /* kept open for pread on meta-only files; -1 when parsed from memory */
 } qd_st_file;
 
 /* map_data = 0: parse and validate the header only (no mapping kept). */
 qd_status qd_st_open(const char *path, int map_data, qd_st_file **out);
 void qd_st_close(qd_st_file *f);
+/* Parse and validate the whole file content held in memory (len = file size); name is only used in
+ * messages. The result has no mapping and no fd (the fuzz target and tests use it). */
+qd_status qd_st_parse_mem(const void *bytes, size_t len, const char *name, qd_st_file **out);
 const qd_st_tensor *qd_st_find(const qd_st_file *f, const char *name);
 
 typedef struct qd_checkpoint {
