@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+#include "qd-bootstrap.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "qd-log.h"
+
+qd_status qd_mpi_start(int *argc, char ***argv) {
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int provided;
+        if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+            return qd_fail(QD_ERR_MPI, "MPI_Init failed");
+    }
+    /* return codes instead of MPI's default abort-with-its-own-message, so we report one line */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    qd_rank_set(rank, size);
+    return QD_OK;
+}
+
+void qd_mpi_stop(void) {
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (inited && !finalized) MPI_Finalize();
+}
+
+int qd_mpi_rank(void) { return qd_rank.rank; }
+int qd_mpi_size(void) { return qd_rank.nranks; }
+
+void qd_mpi_fatal(qd_status st, int block) {
+    if (qd_rank.nranks <= 1) return;
+    if (block >= 0)
+        fprintf(stderr, "qdist: [rank %d] rank %d on host %s failed in block %d (%s); ending the job\n",
+                qd_rank.rank, qd_rank.rank, qd_rank.host, block, qd_status_str(st));
+    else
+        fprintf(stderr, "qdist: [rank %d] rank %d on host %s failed (%s); ending the job\n", qd_rank.rank,
+                qd_rank.rank, qd_rank.host, qd_status_str(st));
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+qd_status qd_mpi_bcast(void *buf, size_t bytes) {
+    if (qd_rank.nranks <= 1) return QD_OK;
+    char *p = buf;
+    while (bytes > 0) {
+        int n = bytes > (size_t)INT_MAX ? INT_MAX : (int)bytes;
+        if (MPI_Bcast(p, n, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return qd_fail(QD_ERR_MPI, "broadcast of %zu bytes from rank 0 failed", bytes);
+        p += n;
+        bytes -= (size_t)n;
+    }
+    return QD_OK;
+}
+
+qd_status qd_mpi_barrier(void) {
+    if (qd_rank.nranks <= 1) return QD_OK;
+    if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) return qd_fail(QD_ERR_MPI, "barrier failed");
+    return QD_OK;
+}
+
+qd_status qd_mpi_agree(qd_status mine) {
+    if (qd_rank.nranks <= 1) return mine;
+    int in = (int)mine, out = 0;
+    if (MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return qd_fail(QD_ERR_MPI, "status agreement across ranks failed");
+    if (mine != QD_OK) return mine;
+    return out == QD_OK ? QD_OK : QD_ERR_REMOTE;
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT
+ * qd-bootstrap.h - MPI as the control plane: start-up, the rank context, fatal errors, broadcasts.
+ *
+ * qdist runs the same way with or without mpirun: qd_mpi_start initialises MPI (a singleton run is
+ * one rank) and sets the rank context used in every log line. Errors are fatal for the job: a rank
+ * that fails calls qd_mpi_fatal, which has already printed the one-line cause (qd_fail) and adds the
+ * rank, host and block, then MPI_Abort()s so every other rank ends within seconds instead of waiting
+ * forever on a receive. mpirun then exits non-zero. With one rank qd_mpi_fatal just finalises.
+ */
+#ifndef QD_BOOTSTRAP_H
+#define QD_BOOTSTRAP_H
+
+#include <stddef.h>
+
+#include "qd-status.h"
+
+qd_status qd_mpi_start(int *argc, char ***argv);
+void qd_mpi_stop(void);
+int qd_mpi_rank(void);
+int qd_mpi_size(void);
+/* Never returns when more than one rank runs. block < 0: not inside a block. */
+void qd_mpi_fatal(qd_status st, int block);
+/* Broadcast bytes from rank 0 (no-op with one rank). */
+qd_status qd_mpi_bcast(void *buf, size_t bytes);
+qd_status qd_mpi_barrier(void);
+/* Every rank's status agreed: the worst (max) over ranks; ranks that did not fail get QD_ERR_REMOTE. */
+qd_status qd_mpi_agree(qd_status mine);
+
+#endif
