@@ -13,6 +13,8 @@
 #ifndef QD_MODEL_H
 #define QD_MODEL_H
 
+#include <stddef.h>
+
 #include "qd-dtype.h"
 #include "qd-status.h"
 
