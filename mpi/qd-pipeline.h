@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT
+ * qd-pipeline.h - the block pipeline: calibration activations flowing from rank r to rank r+1.
+ *
+ * Each rank owns the contiguous blocks of the shard plan. Activations are [nseq][seqlen][hidden]
+ * fp32 on the host (CPU backend; the CUDA path stages them through host memory or NCCL), moved in
+ * micro-batches of whole sequences so the receiver computes on one batch while the next arrives.
+ *
+ * Schedules:
+ *  exact   - rank r waits for the QUANTIZED activations of rank r-1's last block, so the result is
+ *            byte-identical to a one-rank run (ranks work one after another).
+ *  overlap - a first, cheap pass forwards the FULL-PRECISION activations through all ranks (pipelined
+ *            per micro-batch); every rank then quantizes its blocks at once, starting from the
+ *            full-precision input at its boundary (inside a shard blocks stay sequential).
+ * A block already staged (resume) is not quantized again: `replay` runs its quantized forward.
+ *
+ * The worker callbacks do the block work (src/quant). Failure injection for tests: QD_INJECT_FAIL=
+ * "rank:block" makes that rank fail before quantizing that block; QD_INJECT_KILL="rank:block" makes it
+ * SIGKILL itself right after that block is staged.
+ */
+#ifndef QD_PIPELINE_H
+#define QD_PIPELINE_H
+
+#include <stddef.h>
+
+#include "qd-plan.h"
+#include "qd-status.h"
+#include "qd-transport.h"
+
+typedef enum { QD_SCHED_EXACT, QD_SCHED_OVERLAP } qd_schedule;
+
+struct qd_block_worker {
+    void *user;
+    size_t nseq;           /* calibration sequences */
+    size_t seq_elems;      /* floats per sequence: seqlen * hidden */
+    size_t micro_batch;    /* sequences per transfer (>= 1) */
+    /* first rank: act[nseq * seq_elems] = embedded calibration tokens */
+    qd_status (*embed)(void *user, float *act);
+    /* forward block b in full precision on nseq sequences in place */
+    qd_status (*forward_fp)(void *user, int block, float *act, size_t nseq);
+    /* quantize block b from its input act (all sequences), stage the result durably, and leave in act
+     * the input of block b+1 */
+    qd_status (*quantize)(void *user, int block, float *act);
+    /* block b is staged: leave in act the output of its quantized forward */
+    qd_status (*replay)(void *user, int block, float *act);
+    int (*is_staged)(void *user, int block);
+    /* (optional) progress: called after each block on this rank */
+    void (*block_done)(void *user, int block, int quantized);
+};
+
+struct qd_pipeline_stats {
+    double wait_s;    /* blocked on receives/sends */
+    double compute_s; /* in worker callbacks */
+    int quantized, replayed;
+};
+
+/* prev/next: transports to rank-1 / rank+1 (NULL at the ends). Returns the first failure; the
+ * caller ends the job (qd_mpi_fatal) so no neighbour waits forever. *failed_block is set to the block
+ * in progress at the failure, or -1. */
+qd_status qd_pipeline_run(const qd_plan *plan, int rank, qd_schedule sched, const struct qd_block_worker *w,
+                          qd_transport *prev, qd_transport *next, struct qd_pipeline_stats *stats,
+                          int *failed_block);
+
+#endif
