@@ -217,7 +217,7 @@ qd_status qd_be_colstat(qd_backend_t be, const struct qd_colstat_args *a);
  *   zero = round(-xmin / scale); xmin == xmax == 0 uses [-1, 1]. mse: IST's grid search (p = 1 - i/grid,
  *   i < maxshrink*grid, keep per row the p minimising sum |Q(x) - x|^norm).
  * QD_QZ_AWQ: range not widened; asym: scale = max(xmax - xmin, 1e-5) / maxq,
- *   zero = clamp(-round(xmin / scale), 0, maxq); sym: scale = max|x| / (2^(bits-1) - 1) (>= 1e-5),
+ *   zero = clamp(-round(xmin / scale), 0, maxq); sym: scale = max(max|x|, 1e-5) / (2^(bits-1) - 1),
  *   zero = 2^(bits-1).
  * Codes q = clamp(round(x / scale) + zero, 0, maxq) (round half to even, as torch.round);
  * dequant = scale * (q - zero). */

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT
+ * awq-clip.c - AWQ's clip search (AutoAWQ auto_clip) on the CPU, one input-channel group at a time:
+ * the reference output W_g X_g^T and each candidate's Q(clamp(W_g)) X_g^T are GEMMs. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu-ops.h"
+#include "qd-check.h"
+#include "qd-log.h"
+
+qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
+    (void)be;
+    size_t N = a->N, K = a->K, T = a->T;
+    size_t gs = a->group_size && a->group_size < K ? a->group_size : K, G = K / gs;
+    float maxq = (float)((1 << a->cfg.bits) - 1);
+    float *W = qd_ref_f32(a->W);
+    const float *X = qd_ref_f32(a->X);
+    float *best_out = a->best_out.buf ? qd_ref_f32(a->best_out) : NULL;
+    float *org = malloc(N * T * sizeof *org), *cur = malloc(N * T * sizeof *cur);
+    float *Wg = malloc(N * gs * sizeof *Wg), *Qg = malloc(N * gs * sizeof *Qg);
+    float *omax = malloc(N * sizeof *omax), *bmax = malloc(N * sizeof *bmax);
+    double *berr = malloc(N * sizeof *berr);
+    if (!org || !cur || !Wg || !Qg || !omax || !bmax || !berr) {
+        free(org), free(cur), free(Wg), free(Qg), free(omax), free(bmax), free(berr);
+        return qd_fail(QD_ERR_NOMEM, "cpu backend: awq_clip: out of memory (%zu rows, %zu tokens)", N, T);
+    }
+    int steps = (int)(a->max_shrink * (float)a->grid);
+    for (size_t g = 0; g < G; g++) {
+        for (size_t n = 0; n < N; n++) {
+            memcpy(Wg + n * gs, W + n * K + g * gs, gs * sizeof *Wg);
+            float m = 0;
+            for (size_t k = 0; k < gs; k++) m = fmaxf(m, fabsf(Wg[n * gs + k]));
+            omax[n] = m;
+            bmax[n] = m;
+            berr[n] = INFINITY;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)T, (int)gs, 1.0f, Wg, (int)gs,
+                    X + g * gs, (int)K, 0.0f, org, (int)T);
+        for (int i = 0; i < steps; i++) {
+            float f = (float)(1.0 - (double)i / a->grid);
+            for (size_t n = 0; n < N; n++) {
+                float m = omax[n] * f;
+                float *q = Qg + n * gs;
+                for (size_t k = 0; k < gs; k++) {
+                    float w = Wg[n * gs + k];
+                    q[k] = w > m ? m : (w < -m ? -m : w);
+                }
+                float scale, zero;
+                qd_cpu_qparams(&a->cfg, q, gs, 1, &scale, &zero);
+                for (size_t k = 0; k < gs; k++) q[k] = qd_cpu_qvalue(q[k], scale, zero, maxq, NULL);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)T, (int)gs, 1.0f, Qg, (int)gs,
+                        X + g * gs, (int)K, 0.0f, cur, (int)T);
+            for (size_t n = 0; n < N; n++) {
+                double e = 0;
+                for (size_t t = 0; t < T; t++) {
+                    double d = (double)cur[n * T + t] - org[n * T + t];
+                    e += d * d;
+                }
+                e /= (double)T;
+                if (e < berr[n]) {
+                    berr[n] = e;
+                    bmax[n] = omax[n] * f;
+                }
+            }
+        }
+        for (size_t n = 0; n < N; n++) {
+            float m = bmax[n];
+            float *w = W + n * K + g * gs;
+            for (size_t k = 0; k < gs; k++) w[k] = w[k] > m ? m : (w[k] < -m ? -m : w[k]);
+            if (best_out) best_out[n * G + g] = m;
+        }
+    }
+    free(org), free(cur), free(Wg), free(Qg), free(omax), free(bmax), free(berr);
+    return QD_OK;
+}

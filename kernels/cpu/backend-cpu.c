@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT
+ * backend-cpu.c - the CPU backend's table and buffers (plain host memory). */
+#include <cblas.h>
+#include <stdlib.h>
+
+#include "cpu-ops.h"
+#include "qd-backend-cpu.h"
+#include "qd-check.h"
+#include "qd-log.h"
+
+static qd_status cpu_buf_alloc(qd_backend_t be, size_t n, void **ptr) {
+    (void)be;
+    /* 64-byte alignment keeps BLAS on its fast paths; zeroed as the interface promises */
+    size_t bytes = (n * 4 + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes);
+    if (!p) return qd_fail(QD_ERR_NOMEM, "cpu backend: out of memory allocating %zu bytes", bytes);
+    __builtin_memset(p, 0, bytes);
+    *ptr = p;
+    return QD_OK;
+}
+
+static void cpu_buf_free(qd_backend_t be, void *ptr) {
+    (void)be;
+    free(ptr);
+}
+
+static const struct qd_backend_i cpu_iface = {
+    .name = "cpu",
+    .free = NULL,
+    .synchronize = NULL,
+    .buf_alloc = cpu_buf_alloc,
+    .buf_free = cpu_buf_free,
+    .upload = qd_cpu_upload,
+    .download = qd_cpu_download,
+    .copy = qd_cpu_copy,
+    .fill = qd_cpu_fill,
+    .gemm = qd_cpu_gemm,
+    .hessian = qd_cpu_hessian,
+    .diag_add = qd_cpu_diag_add,
+    .chol_inv = qd_cpu_chol_inv,
+    .permute = qd_cpu_permute,
+    .ewise = qd_cpu_ewise,
+    .rmsnorm = qd_cpu_rmsnorm,
+    .rope = qd_cpu_rope,
+    .attention = qd_cpu_attention,
+    .cross_entropy = qd_cpu_cross_entropy,
+    .reduce = qd_cpu_reduce,
+    .colstat = qd_cpu_colstat,
+    .quantize = qd_cpu_quantize,
+    .gptq_sweep = qd_cpu_gptq_sweep,
+    .awq_clip = qd_cpu_awq_clip,
+};
+
+qd_status qd_backend_cpu_create(int nthreads, qd_backend_t *out) {
+    if (nthreads > 0) openblas_set_num_threads(nthreads);
+    return qd_backend_new(&cpu_iface, NULL, out);
+}

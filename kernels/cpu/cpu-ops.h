@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT
+ * cpu-ops.h - the CPU backend's entries, one file per op family (blas.c, ewise.c, transformer.c,
+ * quant.c, gptq-sweep.c, awq-clip.c), and the row quantizer they share. Internal to kernels/cpu.
+ */
+#ifndef QD_CPU_OPS_H
+#define QD_CPU_OPS_H
+
+#include "qd-backend-impl.h"
+
+qd_status qd_cpu_gemm(qd_backend_t be, const struct qd_gemm_args *a);
+qd_status qd_cpu_hessian(qd_backend_t be, const struct qd_hessian_args *a);
+qd_status qd_cpu_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a);
+
+qd_status qd_cpu_upload(qd_backend_t be, const struct qd_upload_args *a);
+qd_status qd_cpu_download(qd_backend_t be, const struct qd_download_args *a);
+qd_status qd_cpu_copy(qd_backend_t be, const struct qd_copy_args *a);
+qd_status qd_cpu_fill(qd_backend_t be, const struct qd_fill_args *a);
+qd_status qd_cpu_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
+qd_status qd_cpu_permute(qd_backend_t be, const struct qd_permute_args *a);
+qd_status qd_cpu_ewise(qd_backend_t be, const struct qd_ewise_args *a);
+qd_status qd_cpu_reduce(qd_backend_t be, const struct qd_reduce_args *a);
+qd_status qd_cpu_colstat(qd_backend_t be, const struct qd_colstat_args *a);
+
+qd_status qd_cpu_rmsnorm(qd_backend_t be, const struct qd_rmsnorm_args *a);
+qd_status qd_cpu_rope(qd_backend_t be, const struct qd_rope_args *a);
+qd_status qd_cpu_attention(qd_backend_t be, const struct qd_attention_args *a);
+qd_status qd_cpu_cross_entropy(qd_backend_t be, const struct qd_xent_args *a);
+
+qd_status qd_cpu_quantize(qd_backend_t be, const struct qd_quantize_args *a);
+qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a);
+qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a);
+
+/* Parameters of one group of n values x[0], x[stride], ... (qd-backend.h's qd_qcfg rules);
+ * zero is an integer held in a float. */
+void qd_cpu_qparams(const qd_qcfg *cfg, const float *x, size_t n, size_t stride, float *scale, float *zero);
+/* One value: the code and the dequantized value. */
+static inline float qd_cpu_qvalue(float x, float scale, float zero, float maxq, int32_t *code) {
+    float q = __builtin_nearbyintf(x / scale) + zero;
+    q = q < 0.0f ? 0.0f : (q > maxq ? maxq : q);
+    if (code) *code = (int32_t)q;
+    return scale * (q - zero);
+}
+
+#endif
