@@ -1,10 +1,166 @@
 /* SPDX-License-Identifier: MIT
- * qdist tokenize - placeholder until its issue lands: refuses with a clear message. */
+ * qdist tokenize - encode a JSONL file of {"text": ...} with a model's tokenizer.json, one JSON
+ * array of ids per line (exactly `tokenizers`' Tokenizer.encode(text).ids), or with --decode turn
+ * arrays of ids back into {"text": ...} lines. The input is streamed line by line; blank lines are
+ * skipped; a malformed line stops the run naming the line. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+#include "qd-args.h"
+#include "qd-check.h"
 #include "qd-commands.h"
-#include "qd-log.h"
+#include "qd-tokenizer.h"
+
+typedef struct {
+    const char *model, *input, *output;
+    int decode, no_special, keep_special;
+} tok_args;
+
+static int blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return 0;
+    return 1;
+}
+
+static qd_status write_ids(FILE *out, const char *path, const qd_ids *ids, char **buf, size_t *cap) {
+    size_t need = ids->n * 12 + 4;
+    if (need > *cap) {
+        char *b = realloc(*buf, need);
+        if (!b) return qd_fail(QD_ERR_NOMEM, "tokenize: out of memory for %zu ids", ids->n);
+        *buf = b;
+        *cap = need;
+    }
+    char *p = *buf;
+    *p++ = '[';
+    for (size_t i = 0; i < ids->n; i++) {
+        if (i) *p++ = ',';
+        char tmp[12];
+        int k = 0;
+        uint32_t v = (uint32_t)ids->ids[i];
+        do { tmp[k++] = (char)('0' + v % 10); v /= 10; } while (v);
+        while (k) *p++ = tmp[--k];
+    }
+    *p++ = ']';
+    *p++ = '\n';
+    if (fwrite(*buf, 1, (size_t)(p - *buf), out) != (size_t)(p - *buf))
+        return qd_fail(QD_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    return QD_OK;
+}
+
+static qd_status encode_line(qd_tokenizer *tok, const tok_args *a, const char *line, size_t n, long lineno,
+                             qd_ids *ids) {
+    cJSON *j = cJSON_ParseWithLength(line, n);
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
+    if (!cJSON_IsString(text)) {
+        cJSON_Delete(j);
+        return qd_fail(QD_ERR_FORMAT, "%s:%ld: expected a JSON object with a string \"text\"", a->input, lineno);
+    }
+    if (memmem(line, n, "\\u0000", 6)) {
+        cJSON_Delete(j);
+        return qd_fail(QD_ERR_UNSUPPORTED, "%s:%ld: text holds a NUL character (\\u0000), which qdist does not accept",
+                       a->input, lineno);
+    }
+    ids->n = 0;
+    qd_status st = qd_tokenizer_encode(tok, text->valuestring, strlen(text->valuestring), !a->no_special, ids);
+    cJSON_Delete(j);
+    return st;
+}
+
+static qd_status decode_line(qd_tokenizer *tok, const tok_args *a, const char *line, size_t n, long lineno,
+                             qd_ids *ids, FILE *out) {
+    cJSON *j = cJSON_ParseWithLength(line, n);
+    if (!cJSON_IsArray(j)) {
+        cJSON_Delete(j);
+        return qd_fail(QD_ERR_FORMAT, "%s:%ld: expected a JSON array of token ids", a->input, lineno);
+    }
+    ids->n = 0;
+    const cJSON *e;
+    qd_status st = QD_OK;
+    cJSON_ArrayForEach(e, j) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int32_t)e->valuedouble) {
+            st = qd_fail(QD_ERR_FORMAT, "%s:%ld: expected integer token ids", a->input, lineno);
+            break;
+        }
+        if ((st = qd_ids_push(ids, (int32_t)e->valuedouble)) != QD_OK) break;
+    }
+    cJSON_Delete(j);
+    QD_CHECK(st);
+    char *text;
+    size_t tlen;
+    st = qd_tokenizer_decode(tok, ids->ids, ids->n, !a->keep_special, &text, &tlen);
+    if (st != QD_OK) return qd_fail(st, "%s:%ld: cannot decode this line", a->input, lineno);
+    cJSON *o = cJSON_CreateObject();
+    char *js = NULL;
+    if (o && cJSON_AddStringToObject(o, "text", text)) js = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    free(text);
+    if (!js) return qd_fail(QD_ERR_NOMEM, "tokenize: out of memory writing line %ld", lineno);
+    int ok = fputs(js, out) >= 0 && fputc('\n', out) != EOF;
+    free(js);
+    if (!ok) return qd_fail(QD_ERR_IO, "%s: write failed: %s", a->output ? a->output : "stdout", strerror(errno));
+    return QD_OK;
+}
+
+static qd_status run(const tok_args *a, FILE *in, FILE *out) {
+    qd_tokenizer *tok;
+    QD_CHECK(qd_tokenizer_load(a->model, &tok));
+    char *line = NULL, *buf = NULL;
+    size_t lcap = 0, bcap = 0;
+    ssize_t n;
+    long lineno = 0;
+    qd_ids ids = {0};
+    qd_status st = QD_OK;
+    const char *opath = a->output ? a->output : "stdout";
+    while (st == QD_OK && (n = getline(&line, &lcap, in)) >= 0) {
+        lineno++;
+        if (blank(line, (size_t)n)) continue;
+        if (a->decode) st = decode_line(tok, a, line, (size_t)n, lineno, &ids, out);
+        else {
+            st = encode_line(tok, a, line, (size_t)n, lineno, &ids);
+            if (st == QD_OK) st = write_ids(out, opath, &ids, &buf, &bcap);
+        }
+    }
+    if (st == QD_OK && ferror(in)) st = qd_fail(QD_ERR_IO, "%s: read failed: %s", a->input, strerror(errno));
+    free(line);
+    free(buf);
+    qd_ids_free(&ids);
+    qd_tokenizer_free(tok);
+    return st;
+}
 
 qd_status qd_cmd_tokenize(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return qd_fail(QD_ERR_UNSUPPORTED, "tokenize: not implemented yet in this build");
+    tok_args a = {0};
+    const qd_opt opts[] = {
+        {"model", QD_OPT_STR, &a.model, "DIR", "model directory holding tokenizer.json (or the file itself)", NULL, NULL},
+        {"input", QD_OPT_STR, &a.input, "FILE", "JSONL input: {\"text\": ...} lines, or id arrays with --decode", NULL, NULL},
+        {"output", QD_OPT_STR, &a.output, "FILE", "where to write (default: standard output)", NULL, NULL},
+        {"decode", QD_OPT_FLAG, &a.decode, NULL, "read arrays of ids and write {\"text\": ...} lines", NULL, NULL},
+        {"no-special", QD_OPT_FLAG, &a.no_special, NULL, "encode without the post-processor's BOS/EOS", NULL, NULL},
+        {"keep-special", QD_OPT_FLAG, &a.keep_special, NULL, "with --decode: keep special tokens in the text", NULL, NULL},
+    };
+    const char *pos_names[] = {NULL};
+    const char *pos[1] = {NULL};
+    qd_cmd_spec spec = {"tokenize", "--model DIR --input FILE.jsonl [--output FILE] [--decode] [--no-special]",
+                        "encode JSONL text with the model's tokenizer.json (or decode)", opts,
+                        (int)(sizeof opts / sizeof opts[0]), pos_names, pos, 0};
+    int help = 0;
+    QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
+    if (help) return QD_OK;
+    if (!a.model) return qd_fail(QD_ERR_USAGE, "tokenize: --model DIR is required");
+    if (!a.input) return qd_fail(QD_ERR_USAGE, "tokenize: --input FILE is required");
+    FILE *in = strcmp(a.input, "-") == 0 ? stdin : fopen(a.input, "rb");
+    if (!in) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", a.input, strerror(errno));
+    FILE *out = a.output ? fopen(a.output, "wb") : stdout;
+    if (!out) {
+        if (in != stdin) fclose(in);
+        return qd_fail(QD_ERR_IO, "%s: cannot create: %s", a.output, strerror(errno));
+    }
+    qd_status st = run(&a, in, out);
+    if (in != stdin) fclose(in);
+    if (fflush(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed: %s", a.output ? a.output : "stdout", strerror(errno));
+    if (out != stdout && fclose(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: close failed", a.output);
+    return st;
 }
