@@ -234,7 +234,7 @@ static qd_status parse_arch(const cJSON *root, const char *path, qd_model_cfg *c
     if (moe || moe_field)
         return qd_fail(QD_ERR_UNSUPPORTED, "%s: %.64s is a mixture-of-experts model%s%s%s; MoE is not supported yet "
                        "(supported: %s)", path, name, moe_field ? " (" : "", moe_field ? moe_field : "",
-                       moe_field ? " is set" : "", qd_arch_supported_list());
+                       moe_field ? " is set)" : "", qd_arch_supported_list());
     for (size_t i = 0; i < sizeof supported / sizeof supported[0]; i++)
         if (strcmp(name, supported[i].name) == 0) {
             c->arch = supported[i].arch;
