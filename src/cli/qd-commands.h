@@ -11,6 +11,7 @@
 #define QD_COMMANDS(XX)                                                            \
     XX(inspect, "show a model's architecture, blocks, tensors and quantization")   \
     XX(quantize, "quantize a model with RTN, GPTQ or AWQ and export it")           \
+    XX(export, "write a fake-quant run as a GPTQ, AWQ or compressed-tensors checkpoint") \
     XX(eval, "perplexity of a model (original or quantized) on a text file")       \
     XX(tokenize, "encode JSONL text with the model's tokenizer.json (or decode)")
 

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT
+ * export-config.c - the quantization_config dict of each export format (formats.md B, C, D): the
+ * default scheme plus per-module overrides in each format's own way. Module patterns are anchored
+ * regular expressions with escaped dots; where every member of a module group that vLLM fuses
+ * (q/k/v -> qkv_proj, gate/up -> gate_up_proj) has the same override, the fused name gets it too. */
+#include <stdio.h>
+#include <string.h>
+
+#include "export-internal.h"
+#include "qd-check.h"
+#include "qd-log.h"
+
+#define CT_VERSION "0.20.0"
+
+static const char *fused_groups[][4] = {
+    {"self_attn.qkv_proj", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+    {"mlp.gate_up_proj", "mlp.gate_proj", "mlp.up_proj", NULL},
+};
+
+static void regex_escape(const char *name, char *out, size_t cap) {
+    size_t j = 0;
+    for (size_t i = 0; name[i] && j + 3 < cap; i++) {
+        if (strchr(".[]()*+?^$|\\{}", name[i])) out[j++] = '\\';
+        out[j++] = name[i];
+    }
+    out[j] = '\0';
+}
+
+static const qd_xlayer *find(const qd_xplan *p, const char *name) {
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->layers[i].name, name) == 0) return &p->layers[i];
+    return NULL;
+}
+
+/* an override key: "" = default scheme, "-" = unconverted, else "bits/gs/sym/nonseq" */
+static void override_key(const qd_xplan *p, const qd_xlayer *l, char *key, size_t cap) {
+    if (!l->converted) snprintf(key, cap, "-");
+    else if (l->bits == p->d_bits && l->group_size == p->d_gs && l->sym == p->d_sym && l->nonseq == p->d_nonseq)
+        key[0] = '\0';
+    else snprintf(key, cap, "%d/%d/%d/%d", l->bits, l->group_size, l->sym, l->nonseq);
+}
+
+/* For layer l that is the LAST member of a fused group whose members all share its key, write the
+ * fused module name into fused (else ""). */
+static void fused_alias(const qd_xplan *p, const qd_xlayer *l, char *fused, size_t cap) {
+    fused[0] = '\0';
+    const char *dot = NULL;
+    for (size_t g = 0; g < sizeof fused_groups / sizeof *fused_groups; g++) {
+        const char *last = fused_groups[g][2] && fused_groups[g][3] ? fused_groups[g][3] : fused_groups[g][2];
+        size_t ln = strlen(l->name), sl = strlen(last);
+        if (ln <= sl || strcmp(l->name + ln - sl, last) != 0 || l->name[ln - sl - 1] != '.') continue;
+        dot = l->name + ln - sl;
+        char base[QD_QNAME_MAX], key0[64], key[64], member[QD_QNAME_MAX + 32];
+        snprintf(base, sizeof base, "%.*s", (int)(dot - l->name), l->name);
+        override_key(p, l, key0, sizeof key0);
+        int all = 1;
+        for (int m = 1; m < 4 && fused_groups[g][m]; m++) {
+            snprintf(member, sizeof member, "%s%s", base, fused_groups[g][m]);
+            const qd_xlayer *o = find(p, member);
+            if (!o) { all = 0; break; }
+            override_key(p, o, key, sizeof key);
+            if (strcmp(key, key0) != 0) { all = 0; break; }
+        }
+        if (all) snprintf(fused, cap, "%s%s", base, fused_groups[g][0]);
+        return;
+    }
+}
+
+static cJSON *gptq_config(const qd_xplan *p) {
+    cJSON *q = cJSON_CreateObject();
+    cJSON_AddStringToObject(q, "quant_method", "gptq");
+    cJSON_AddNumberToObject(q, "bits", p->d_bits);
+    cJSON_AddNumberToObject(q, "group_size", p->d_gs);
+    cJSON_AddBoolToObject(q, "desc_act", p->d_nonseq);
+    cJSON_AddBoolToObject(q, "sym", p->d_sym);
+    cJSON_AddBoolToObject(q, "lm_head", p->lm_head_quant);
+    cJSON_AddStringToObject(q, "checkpoint_format", p->fmt == QD_EXPORT_GPTQ_V2 ? "gptq_v2" : "gptq");
+    cJSON_AddStringToObject(q, "pack_dtype", "int32");
+    if (p->run.damp >= 0) cJSON_AddNumberToObject(q, "damp_percent", p->run.damp);
+    cJSON_AddBoolToObject(q, "true_sequential", p->run.true_sequential);
+    cJSON_AddBoolToObject(q, "static_groups", p->run.static_groups);
+    cJSON *dyn = cJSON_CreateObject();
+    for (size_t i = 0; i < p->n; i++) {
+        const qd_xlayer *l = &p->layers[i];
+        if (strcmp(l->name, "lm_head") == 0) continue; /* "lm_head": true/false says it */
+        char key[64], names[2][QD_QNAME_MAX + 32];
+        override_key(p, l, key, sizeof key);
+        if (!key[0]) continue;
+        snprintf(names[0], sizeof names[0], "%s", l->name);
+        fused_alias(p, l, names[1], sizeof names[1]);
+        for (int a = 0; a < 2; a++) {
+            if (!names[a][0]) continue;
+            char esc[2 * QD_QNAME_MAX + 80], pat[2 * QD_QNAME_MAX + 96];
+            regex_escape(names[a], esc, sizeof esc);
+            snprintf(pat, sizeof pat, "%s:^%s$", l->converted ? "+" : "-", esc);
+            cJSON *o = cJSON_CreateObject();
+            if (l->converted) {
+                cJSON_AddNumberToObject(o, "bits", l->bits);
+                cJSON_AddNumberToObject(o, "group_size", l->group_size);
+                cJSON_AddBoolToObject(o, "sym", l->sym);
+                cJSON_AddBoolToObject(o, "desc_act", l->nonseq);
+            }
+            cJSON_AddItemToObject(dyn, pat, o);
+        }
+    }
+    if (cJSON_GetArraySize(dyn) > 0) cJSON_AddItemToObject(q, "dynamic", dyn);
+    else cJSON_Delete(dyn);
+    cJSON *meta = cJSON_AddObjectToObject(q, "meta");
+    cJSON *quantizer = cJSON_AddArrayToObject(meta, "quantizer");
+    cJSON_AddItemToArray(quantizer, cJSON_CreateString("qdist:" QD_VERSION));
+    return q;
+}
+
+static cJSON *not_converted_list(const qd_xplan *p, int with_lm_head, int with_fused) {
+    cJSON *arr = cJSON_CreateArray();
+    if (with_lm_head && !p->lm_head_quant) cJSON_AddItemToArray(arr, cJSON_CreateString("lm_head"));
+    for (size_t i = 0; i < p->n; i++) {
+        const qd_xlayer *l = &p->layers[i];
+        if (l->converted || strcmp(l->name, "lm_head") == 0) continue;
+        cJSON_AddItemToArray(arr, cJSON_CreateString(l->name));
+        char fused[QD_QNAME_MAX + 32];
+        fused_alias(p, l, fused, sizeof fused);
+        if (with_fused && fused[0]) cJSON_AddItemToArray(arr, cJSON_CreateString(fused));
+    }
+    return arr;
+}
+
+static cJSON *awq_config(const qd_xplan *p) {
+    cJSON *q = cJSON_CreateObject();
+    cJSON_AddStringToObject(q, "quant_method", "awq");
+    cJSON_AddBoolToObject(q, "zero_point", 1);
+    cJSON_AddNumberToObject(q, "group_size", p->d_gs);
+    cJSON_AddNumberToObject(q, "bits", 4);
+    cJSON_AddStringToObject(q, "version", "gemm");
+    cJSON *nc = not_converted_list(p, 0, 1);
+    if (cJSON_GetArraySize(nc) > 0) cJSON_AddItemToObject(q, "modules_to_not_convert", nc);
+    else {
+        cJSON_Delete(nc);
+        cJSON_AddNullToObject(q, "modules_to_not_convert");
+    }
+    return q;
+}
+
+static cJSON *ct_weights(const qd_xplan *p, int bits, int gs, int sym, int nonseq) {
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddNumberToObject(w, "num_bits", bits);
+    cJSON_AddStringToObject(w, "type", "int");
+    cJSON_AddBoolToObject(w, "symmetric", sym);
+    if (gs > 0) {
+        cJSON_AddStringToObject(w, "strategy", "group");
+        cJSON_AddNumberToObject(w, "group_size", gs);
+    } else {
+        cJSON_AddStringToObject(w, "strategy", "channel");
+        cJSON_AddNullToObject(w, "group_size");
+    }
+    cJSON_AddNullToObject(w, "block_structure");
+    cJSON_AddBoolToObject(w, "dynamic", 0);
+    if (nonseq) cJSON_AddStringToObject(w, "actorder", "group");
+    else if (p->run.act_order) cJSON_AddStringToObject(w, "actorder", "weight");
+    else cJSON_AddNullToObject(w, "actorder");
+    cJSON_AddStringToObject(w, "observer", "minmax");
+    cJSON_AddObjectToObject(w, "observer_kwargs");
+    return w;
+}
+
+static cJSON *ct_config(const qd_xplan *p) {
+    const char *fmt = p->ct_naive ? "naive-quantized" : "pack-quantized";
+    cJSON *q = cJSON_CreateObject();
+    cJSON_AddStringToObject(q, "quant_method", "compressed-tensors");
+    cJSON_AddStringToObject(q, "format", fmt);
+    cJSON_AddStringToObject(q, "quantization_status", "compressed");
+    cJSON_AddStringToObject(q, "version", CT_VERSION);
+    cJSON_AddItemToObject(q, "ignore", not_converted_list(p, 1, 0));
+    cJSON_AddNullToObject(q, "kv_cache_scheme");
+    cJSON_AddNullToObject(q, "global_compression_ratio");
+    cJSON_AddObjectToObject(q, "sparsity_config");
+    cJSON *groups = cJSON_AddObjectToObject(q, "config_groups");
+    /* distinct schemes; with a single one the group targets "Linear", else every group names its modules */
+    char keys[64][64];
+    int nkeys = 0, overflow = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const qd_xlayer *l = &p->layers[i];
+        if (!l->converted) continue;
+        char key[64];
+        snprintf(key, sizeof key, "%d/%d/%d/%d", l->bits, l->group_size, l->sym, l->nonseq);
+        int found = 0;
+        for (int k = 0; k < nkeys; k++) found |= strcmp(keys[k], key) == 0;
+        if (!found) {
+            if (nkeys == 64) overflow = 1;
+            else snprintf(keys[nkeys++], sizeof keys[0], "%s", key);
+        }
+    }
+    (void)overflow; /* checked by the caller (at most 64 schemes) */
+    for (int k = 0; k < nkeys; k++) {
+        int bits, gs, sym, nonseq;
+        sscanf(keys[k], "%d/%d/%d/%d", &bits, &gs, &sym, &nonseq);
+        char gname[32];
+        snprintf(gname, sizeof gname, "group_%d", k);
+        cJSON *g = cJSON_AddObjectToObject(groups, gname);
+        cJSON *targets = cJSON_AddArrayToObject(g, "targets");
+        if (nkeys == 1) cJSON_AddItemToArray(targets, cJSON_CreateString("Linear"));
+        else
+            for (size_t i = 0; i < p->n; i++) {
+                const qd_xlayer *l = &p->layers[i];
+                char key[64];
+                snprintf(key, sizeof key, "%d/%d/%d/%d", l->bits, l->group_size, l->sym, l->nonseq);
+                if (!l->converted || strcmp(key, keys[k]) != 0) continue;
+                char esc[2 * QD_QNAME_MAX + 80], pat[2 * QD_QNAME_MAX + 96];
+                regex_escape(l->name, esc, sizeof esc);
+                snprintf(pat, sizeof pat, "re:^%s$", esc);
+                cJSON_AddItemToArray(targets, cJSON_CreateString(pat));
+            }
+        cJSON_AddNullToObject(g, "input_activations");
+        cJSON_AddNullToObject(g, "output_activations");
+        cJSON_AddStringToObject(g, "format", fmt);
+        cJSON_AddItemToObject(g, "weights", ct_weights(p, bits, gs, sym, nonseq));
+    }
+    return q;
+}
+
+qd_status qd_export_quant_config(const qd_xplan *p, cJSON **out) {
+    switch (p->fmt) {
+    case QD_EXPORT_GPTQ:
+    case QD_EXPORT_GPTQ_V2: *out = gptq_config(p); break;
+    case QD_EXPORT_AWQ: *out = awq_config(p); break;
+    case QD_EXPORT_CT: *out = ct_config(p); break;
+    }
+    if (!*out) return qd_fail(QD_ERR_NOMEM, "export: out of memory building quantization_config");
+    return QD_OK;
+}

@@ -1,0 +1,668 @@
+/* SPDX-License-Identifier: MIT
+ * export.c - the export driver (contract in qd-export.h): plan every Linear, refuse what the format
+ * cannot express before writing, then stream tensors through the atomic writer. */
+#include <cJSON.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "export-internal.h"
+#include "qd-check.h"
+#include "qd-fs.h"
+#include "qd-log.h"
+#include "qd-qformat-awq.h"
+#include "qd-qformat-ct.h"
+#include "qd-qformat-gptq.h"
+#include "qd-st-writer.h"
+
+static const char *format_names[] = {"gptq", "gptq_v2", "awq", "compressed-tensors"};
+
+qd_status qd_export_format_parse(const char *s, qd_export_format *out) {
+    for (int i = 0; i < 4; i++)
+        if (s && strcmp(s, format_names[i]) == 0) {
+            *out = (qd_export_format)i;
+            return QD_OK;
+        }
+    return qd_fail(QD_ERR_USAGE, "export: unknown format '%s'; expected gptq, gptq_v2, awq or compressed-tensors",
+                   s ? s : "");
+}
+
+const char *qd_export_format_name(qd_export_format f) { return format_names[f]; }
+
+static int is_gptq(qd_export_format f) { return f == QD_EXPORT_GPTQ || f == QD_EXPORT_GPTQ_V2; }
+
+/* scheme-level rule shared by qd_export_check_scheme and the per-layer plan; who = "" or " (module X)" */
+static qd_status scheme_ok(qd_export_format f, int ct_naive, int bits, int gs, int sym, int nonseq, const char *who) {
+    const char *fmt = format_names[f];
+    if (is_gptq(f) && bits != 2 && bits != 3 && bits != 4 && bits != 8)
+        return qd_fail(QD_ERR_UNSUPPORTED, "export: %s cannot store %d-bit weights%s; GPTQ stores 2/3/4/8 bits, "
+                       "compressed-tensors 2/4/8", fmt, bits, who);
+    if (f == QD_EXPORT_AWQ) {
+        if (bits != 4)
+            return qd_fail(QD_ERR_UNSUPPORTED, "export: awq (GEMM) stores 4-bit weights only, not %d-bit%s; use "
+                           "--format gptq (2/3/4/8 bits) or compressed-tensors (2/4/8 bits)", bits, who);
+        if (sym)
+            return qd_fail(QD_ERR_UNSUPPORTED, "export: awq needs a zero point (asymmetric quantization)%s; use "
+                           "--asym, or --format gptq / compressed-tensors for symmetric weights", who);
+        if (gs <= 0)
+            return qd_fail(QD_ERR_UNSUPPORTED, "export: awq needs a positive group size, not %d%s; use "
+                           "--format gptq or compressed-tensors for per-channel (-1) scales", gs, who);
+        if (nonseq)
+            return qd_fail(QD_ERR_UNSUPPORTED, "export: awq has no g_idx, so it cannot store act-order groups%s; "
+                           "use --format gptq or compressed-tensors, or --static-groups", who);
+    }
+    if (f == QD_EXPORT_CT && !ct_naive && bits != 2 && bits != 4 && bits != 8)
+        return qd_fail(QD_ERR_UNSUPPORTED, "export: compressed-tensors pack-quantized cannot store %d-bit weights%s; "
+                       "use --format gptq (2/3/4/8 bits)", bits, who);
+    if (f == QD_EXPORT_CT && ct_naive && (bits < 2 || bits > 8))
+        return qd_fail(QD_ERR_UNSUPPORTED, "export: compressed-tensors naive-quantized holds 2..8-bit weights, "
+                       "not %d%s", bits, who);
+    return QD_OK;
+}
+
+qd_status qd_export_check_scheme(qd_export_format f, int ct_naive, int bits, int group_size, int sym,
+                                 int nonseq_g_idx) {
+    return scheme_ok(f, ct_naive, bits, group_size, sym, nonseq_g_idx, "");
+}
+
+uint64_t qd_export_linear_bytes(qd_export_format f, int ct_naive, int N, int K, int bits, int group_size, int sym,
+                                int with_g_idx, unsigned scale_bytes) {
+    uint64_t G = group_size > 0 ? (uint64_t)(K + group_size - 1) / group_size : 1;
+    uint64_t n = (uint64_t)N, k = (uint64_t)K, b = (uint64_t)bits;
+    if (f == QD_EXPORT_CT) {
+        uint64_t pf = 32 / b, w = ct_naive ? n * k : n * ((k + pf - 1) / pf) * 4;
+        uint64_t z = sym ? 0 : ct_naive ? n * G : ((n + pf - 1) / pf) * G * 4;
+        return w + z + n * G * scale_bytes + 16 + (with_g_idx ? 4 * k : 0);
+    }
+    if (f == QD_EXPORT_AWQ) return k * n / 2 + G * n / 2 + G * n * 2;
+    return k * b / 8 * n + G * n * b / 8 + G * n * 2 + 4 * k;
+}
+
+qd_status qd_export_check_space(const char *out_dir, uint64_t need) {
+    uint64_t avail;
+    QD_CHECK(qd_disk_free(out_dir, &avail));
+    uint64_t want = need + need / 100 + (1u << 20);
+    if (want > avail)
+        return qd_fail(QD_ERR_NOSPACE, "export: %s needs about %.3f GB (%llu bytes) but only %.3f GB (%llu bytes) "
+                       "are free there", out_dir, want / 1e9, (unsigned long long)want, avail / 1e9,
+                       (unsigned long long)avail);
+    return QD_OK;
+}
+
+/* ---- planning ---------------------------------------------------------------------------------- */
+
+static int shape_packable(const qd_xplan *p, const qd_xlayer *l, char *why, size_t cap) {
+    if (is_gptq(p->fmt)) {
+        if (!qd_gptq_packable(l->K, l->bits) || !qd_gptq_packable(l->N, l->bits)) {
+            snprintf(why, cap, "GPTQ packs K*bits and N*bits in whole 32-bit words (K=%d, N=%d, %d bits)", l->K, l->N,
+                     l->bits);
+            return 0;
+        }
+    } else if (p->fmt == QD_EXPORT_AWQ) {
+        if (l->N % 8 != 0 || l->group_size <= 0 || l->K % l->group_size != 0) {
+            snprintf(why, cap, "AWQ GEMM needs N %% 8 == 0 and K %% group == 0 (N=%d, K=%d, group %d)", l->N, l->K,
+                     l->group_size);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static qd_status add_layer(qd_xplan *p, size_t *cap, const char *name, long src_index) {
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->layers[i].name, name) == 0) {
+            if (src_index >= 0) p->layers[i].src_index = src_index;
+            return QD_OK;
+        }
+    if (p->n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 64;
+        qd_xlayer *nl = realloc(p->layers, nc * sizeof *nl);
+        if (!nl) return qd_fail(QD_ERR_NOMEM, "export: out of memory planning %zu layers", nc);
+        p->layers = nl;
+        *cap = nc;
+    }
+    qd_xlayer *l = &p->layers[p->n++];
+    memset(l, 0, sizeof *l);
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->src_index = src_index;
+    return QD_OK;
+}
+
+/* most common (bits, gs, sym, nonseq) among converted layers */
+static void pick_default(qd_xplan *p) {
+    int best = -1;
+    for (size_t i = 0; i < p->n; i++) {
+        const qd_xlayer *a = &p->layers[i];
+        if (!a->converted) continue;
+        int count = 0;
+        for (size_t j = 0; j < p->n; j++) {
+            const qd_xlayer *b = &p->layers[j];
+            count += b->converted && b->bits == a->bits && b->group_size == a->group_size && b->sym == a->sym &&
+                     b->nonseq == a->nonseq;
+        }
+        if (count > best) {
+            best = count;
+            p->d_bits = a->bits;
+            p->d_gs = a->group_size;
+            p->d_sym = a->sym;
+            p->d_nonseq = a->nonseq;
+        }
+    }
+    p->any_converted = best > 0;
+}
+
+/* The Linear modules of a block: every 2-D "<prefix>.weight" under "model.layers." (norms are 1-D) */
+static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *p) {
+    size_t cap = 0;
+    size_t np = src->iface->n_plain(src->ctx);
+    for (size_t i = 0; i < np; i++) {
+        qd_plain_info pi;
+        QD_CHECK(src->iface->plain_info(src->ctx, i, &pi));
+        size_t len = strlen(pi.name);
+        if (pi.ndim != 2 || strncmp(pi.name, "model.layers.", 13) != 0 || len < 8 ||
+            strcmp(pi.name + len - 7, ".weight") != 0 || len - 7 >= QD_QNAME_MAX)
+            continue;
+        char buf[QD_QNAME_MAX];
+        snprintf(buf, sizeof buf, "%.*s", (int)(len - 7), pi.name);
+        QD_CHECK(add_layer(p, &cap, buf, -1));
+    }
+    size_t nsrc = src->iface->n_layers(src->ctx);
+    size_t cursor = 0;
+    int seen_lm_head = 0, awq_gs = 0;
+    for (;;) {
+        qd_qlayer ql;
+        int done;
+        QD_CHECK(qd_qsource_next(src, &cursor, 0, &ql, &done));
+        if (done) break;
+        long idx = (long)cursor - 1;
+        qd_status st = add_layer(p, &cap, ql.name, idx);
+        qd_xlayer *l = NULL;
+        for (size_t i = 0; st == QD_OK && i < p->n; i++)
+            if (strcmp(p->layers[i].name, ql.name) == 0) l = &p->layers[i];
+        if (st != QD_OK || !l) {
+            qd_qlayer_free(&ql);
+            return st != QD_OK ? st : qd_fail(QD_ERR_INTERNAL, "export: layer '%s' lost in planning", ql.name);
+        }
+        l->N = ql.N;
+        l->K = ql.K;
+        l->G = ql.G;
+        l->bits = ql.bits;
+        l->group_size = ql.group_size;
+        l->sym = ql.sym;
+        l->nonseq = !qd_qlayer_g_idx_sequential(&ql);
+        int is_lm = strcmp(ql.name, "lm_head") == 0;
+        seen_lm_head |= is_lm;
+        if (is_lm && !o->lm_head) {
+            qd_warn("export: lm_head was quantized by the run but --lm-head was not given: it is written "
+                    "dequantised in the model dtype");
+            qd_qlayer_free(&ql);
+            continue;
+        }
+        char who[QD_QNAME_MAX + 32];
+        snprintf(who, sizeof who, " (module %s)", ql.name);
+        st = scheme_ok(o->format, o->ct_naive, l->bits, l->group_size, l->sym, l->nonseq, who);
+        char why[256];
+        if (st == QD_OK && shape_packable(p, l, why, sizeof why)) {
+            l->converted = 1;
+            if (o->format == QD_EXPORT_AWQ) {
+                if (awq_gs && awq_gs != l->group_size)
+                    st = qd_fail(QD_ERR_UNSUPPORTED, "export: awq has one group size per checkpoint, but module %s "
+                                 "uses %d and others %d; use --format gptq or compressed-tensors (per-module "
+                                 "overrides)", ql.name, l->group_size, awq_gs);
+                awq_gs = l->group_size;
+            }
+            if (st == QD_OK && o->format == QD_EXPORT_GPTQ && !l->sym)
+                for (size_t z = 0; z < (size_t)ql.G * ql.N; z++)
+                    if (ql.zeros[z] == 0) {
+                        st = qd_fail(QD_ERR_UNSUPPORTED, "export: module %s has an asymmetric zero point of 0 "
+                                     "(group %zu, column %zu), which GPTQ v1 cannot store (it stores z-1); use "
+                                     "--format gptq_v2 or compressed-tensors, or quantize for gptq with zero "
+                                     "points clamped to >= 1", ql.name, z / (size_t)ql.N, z % (size_t)ql.N);
+                        break;
+                    }
+        } else if (st == QD_OK) {
+            qd_warn("export: %s is written unquantized (dequantised, model dtype): %s", ql.name, why);
+        }
+        qd_qlayer_free(&ql);
+        if (st != QD_OK) return st;
+    }
+    (void)nsrc;
+    if (o->lm_head && !seen_lm_head)
+        return qd_fail(QD_ERR_USAGE, "export: --lm-head given but the run did not quantize lm_head");
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->layers[i].name, "lm_head") == 0 && p->layers[i].converted) p->lm_head_quant = 1;
+    pick_default(p);
+    if (!p->any_converted) qd_warn("export: no layer is quantized in the %s export", format_names[o->format]);
+    return QD_OK;
+}
+
+/* ---- writing ----------------------------------------------------------------------------------- */
+
+typedef struct item {
+    const char *key; /* sort key: tensor name, or "<prefix>.weight" for a layer */
+    long plain;      /* plain index or -1 */
+    long layer;      /* plan index or -1 */
+} item;
+
+static int item_cmp(const void *a, const void *b) { return strcmp(((const item *)a)->key, ((const item *)b)->key); }
+
+typedef struct wctx {
+    const qd_export_opts *o;
+    const qd_qsource *src;
+    qd_xplan *p;
+    qd_stw *w;
+    size_t scales_inexact;
+    double scales_max_rel;
+} wctx;
+
+static qd_status add(wctx *c, const char *prefix, const char *suffix, qd_dtype dt, int ndim, const int64_t *shape,
+                     const void *data, size_t nbytes) {
+    char name[QD_QNAME_MAX + 64];
+    snprintf(name, sizeof name, "%s%s", prefix, suffix);
+    return qd_stw_add(c->w, name, dt, ndim, shape, data, nbytes);
+}
+
+/* plain tensor index of name, or -1 */
+static long plain_find(const qd_qsource *src, const char *name) {
+    size_t n = src->iface->n_plain(src->ctx);
+    for (size_t i = 0; i < n; i++) {
+        qd_plain_info pi;
+        if (src->iface->plain_info(src->ctx, i, &pi) == QD_OK && strcmp(pi.name, name) == 0) return (long)i;
+    }
+    return -1;
+}
+
+/* scales [G][N] fp32 -> dtype, transposed to [N][G] when transpose; counts inexact conversions */
+static qd_status convert_scales(wctx *c, const qd_qlayer *l, qd_dtype dt, int transpose, void **out, size_t *nbytes) {
+    size_t n = (size_t)l->G * l->N, esz = qd_dtype_bits(dt) / 8;
+    float *tmp;
+    QD_ALLOC(tmp, n);
+    for (int g = 0; g < l->G; g++)
+        for (int i = 0; i < l->N; i++)
+            tmp[transpose ? (size_t)i * l->G + g : (size_t)g * l->N + i] = l->scales[(size_t)g * l->N + i];
+    unsigned char *buf = malloc(n && esz ? n * esz : 1);
+    float *back = malloc(n ? n * sizeof *back : 1);
+    if (!buf || !back) {
+        free(tmp);
+        free(buf);
+        free(back);
+        return qd_fail(QD_ERR_NOMEM, "export: out of memory converting scales of %s", l->name);
+    }
+    qd_from_f32(dt, tmp, buf, n);
+    qd_to_f32(dt, buf, back, n);
+    for (size_t i = 0; i < n; i++)
+        if (back[i] != tmp[i]) {
+            c->scales_inexact++;
+            double rel = tmp[i] != 0 ? (back[i] - tmp[i]) / (double)tmp[i] : 1.0;
+            rel = rel < 0 ? -rel : rel;
+            if (rel > c->scales_max_rel) c->scales_max_rel = rel;
+        }
+    free(tmp);
+    free(back);
+    *out = buf;
+    *nbytes = n * esz;
+    return QD_OK;
+}
+
+/* the layer's bias (a plain tensor) converted to dtype, or nothing */
+static qd_status write_bias(wctx *c, const char *prefix, qd_dtype dt, int N) {
+    char name[QD_QNAME_MAX + 16];
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    long bi = plain_find(c->src, name);
+    if (bi < 0) return QD_OK;
+    qd_plain_info pi;
+    QD_CHECK(c->src->iface->plain_info(c->src->ctx, (size_t)bi, &pi));
+    if (pi.ndim != 1 || pi.shape[0] != N || !qd_dtype_is_float(pi.dtype))
+        return qd_fail(QD_ERR_FORMAT, "export: %s must be a float vector of %d elements", name, N);
+    unsigned char *raw;
+    float *f;
+    QD_ALLOC(raw, pi.nbytes);
+    f = malloc(sizeof *f * (size_t)N);
+    unsigned char *outb = malloc((size_t)N * 8);
+    qd_status st = (!f || !outb) ? qd_fail(QD_ERR_NOMEM, "export: out of memory for %s", name) : QD_OK;
+    if (st == QD_OK) st = c->src->iface->plain_read(c->src->ctx, (size_t)bi, raw);
+    if (st == QD_OK) {
+        qd_to_f32(pi.dtype, raw, f, (size_t)N);
+        qd_from_f32(dt, f, outb, (size_t)N);
+        int64_t shape[1] = {N};
+        st = add(c, prefix, ".bias", dt, 1, shape, outb, (size_t)N * (qd_dtype_bits(dt) / 8));
+    }
+    free(raw);
+    free(f);
+    free(outb);
+    return st;
+}
+
+static qd_status write_converted(wctx *c, const qd_qlayer *l) {
+    qd_export_format f = c->o->format;
+    int N = l->N, K = l->K, G = l->G, b = l->bits;
+    qd_status st = QD_OK;
+    int32_t *w1 = NULL, *w2 = NULL;
+    int8_t *i8 = NULL, *z8 = NULL;
+    void *sc = NULL;
+    size_t scb = 0;
+    if (is_gptq(f)) {
+        int64_t sw[2] = {(int64_t)K * b / 32, N}, sz[2] = {G, (int64_t)N * b / 32}, ss[2] = {G, N}, sg[1] = {K};
+        w1 = calloc((size_t)sw[0] * N + 1, sizeof *w1);
+        w2 = calloc((size_t)G * sz[1] + 1, sizeof *w2);
+        if (!w1 || !w2) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
+        if (st == QD_OK) st = qd_pack_gptq_qweight(l->codes, N, K, b, w1);
+        if (st == QD_OK) st = qd_pack_gptq_qzeros(l->zeros, G, N, b, f == QD_EXPORT_GPTQ, w2);
+        if (st == QD_OK) st = convert_scales(c, l, QD_DT_F16, 0, &sc, &scb);
+        if (st == QD_OK) st = add(c, l->name, ".qweight", QD_DT_I32, 2, sw, w1, (size_t)sw[0] * N * 4);
+        if (st == QD_OK) st = add(c, l->name, ".qzeros", QD_DT_I32, 2, sz, w2, (size_t)G * sz[1] * 4);
+        if (st == QD_OK) st = add(c, l->name, ".scales", QD_DT_F16, 2, ss, sc, scb);
+        if (st == QD_OK) st = add(c, l->name, ".g_idx", QD_DT_I32, 1, sg, l->g_idx, (size_t)K * 4);
+        if (st == QD_OK) st = write_bias(c, l->name, QD_DT_F16, N);
+    } else if (f == QD_EXPORT_AWQ) {
+        int64_t sw[2] = {K, N / 8}, sz[2] = {G, N / 8}, ss[2] = {G, N};
+        w1 = calloc((size_t)K * (N / 8) + 1, sizeof *w1);
+        w2 = calloc((size_t)G * (N / 8) + 1, sizeof *w2);
+        if (!w1 || !w2) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
+        if (st == QD_OK) st = qd_pack_awq_qweight(l->codes, N, K, w1);
+        if (st == QD_OK) st = qd_pack_awq_qzeros(l->zeros, G, N, w2);
+        if (st == QD_OK) st = convert_scales(c, l, QD_DT_F16, 0, &sc, &scb);
+        if (st == QD_OK) st = add(c, l->name, ".qweight", QD_DT_I32, 2, sw, w1, (size_t)K * (N / 8) * 4);
+        if (st == QD_OK) st = add(c, l->name, ".qzeros", QD_DT_I32, 2, sz, w2, (size_t)G * (N / 8) * 4);
+        if (st == QD_OK) st = add(c, l->name, ".scales", QD_DT_F16, 2, ss, sc, scb);
+        if (st == QD_OK) st = write_bias(c, l->name, QD_DT_F16, N);
+    } else {
+        int64_t ss[2] = {N, G}, shp[1] = {2}, sg[1] = {K}, wshape[2] = {N, K};
+        qd_dtype sdt = c->p->scale_dtype;
+        if (c->o->ct_naive) {
+            i8 = malloc((size_t)N * K + 1);
+            if (!i8) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
+            if (st == QD_OK) st = qd_ct_naive_weight(l->codes, N, K, b, i8);
+            if (st == QD_OK) st = add(c, l->name, ".weight", QD_DT_I8, 2, wshape, i8, (size_t)N * K);
+        } else {
+            int cols = qd_ct_packed_cols(K, b);
+            int64_t sw[2] = {N, cols};
+            w1 = calloc((size_t)N * cols + 1, sizeof *w1);
+            if (!w1) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
+            if (st == QD_OK) st = qd_pack_ct_weight(l->codes, N, K, b, w1);
+            if (st == QD_OK) st = add(c, l->name, ".weight_packed", QD_DT_I32, 2, sw, w1, (size_t)N * cols * 4);
+        }
+        if (st == QD_OK) st = convert_scales(c, l, sdt, 1, &sc, &scb);
+        if (st == QD_OK) st = add(c, l->name, ".weight_scale", sdt, 2, ss, sc, scb);
+        if (!c->o->ct_naive && st == QD_OK) st = add(c, l->name, ".weight_shape", QD_DT_I64, 1, shp, wshape, 16);
+        if (!l->sym && st == QD_OK) {
+            if (c->o->ct_naive) {
+                z8 = malloc((size_t)N * G + 1);
+                if (!z8) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
+                if (st == QD_OK) st = qd_ct_naive_zero_point(l->zeros, G, N, b, z8);
+                if (st == QD_OK) st = add(c, l->name, ".weight_zero_point", QD_DT_I8, 2, ss, z8, (size_t)N * G);
+            } else {
+                int rows = qd_ct_packed_cols(N, b);
+                int64_t sz[2] = {rows, G};
+                w2 = calloc((size_t)rows * G + 1, sizeof *w2);
+                if (!w2) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
+                if (st == QD_OK) st = qd_pack_ct_zero_point(l->zeros, G, N, b, w2);
+                if (st == QD_OK)
+                    st = add(c, l->name, ".weight_zero_point", QD_DT_I32, 2, sz, w2, (size_t)rows * G * 4);
+            }
+        }
+        if (st == QD_OK && !qd_qlayer_g_idx_sequential(l))
+            st = add(c, l->name, ".weight_g_idx", QD_DT_I32, 1, sg, l->g_idx, (size_t)K * 4);
+        /* the bias stays a plain tensor (model dtype) */
+    }
+    free(w1);
+    free(w2);
+    free(i8);
+    free(z8);
+    free(sc);
+    return st;
+}
+
+static qd_status write_dequantised(wctx *c, const qd_qlayer *l) {
+    size_t n = (size_t)l->N * l->K;
+    float *w;
+    QD_ALLOC(w, n);
+    qd_qlayer_dequant(l, w);
+    qd_dtype dt = c->p->model_dtype;
+    size_t esz = qd_dtype_bits(dt) / 8;
+    unsigned char *buf = malloc(n && esz ? n * esz : 1);
+    qd_status st = buf ? QD_OK : qd_fail(QD_ERR_NOMEM, "export: out of memory for %s", l->name);
+    if (st == QD_OK) {
+        qd_from_f32(dt, w, buf, n);
+        int64_t shape[2] = {l->N, l->K};
+        st = add(c, l->name, ".weight", dt, 2, shape, buf, n * esz);
+    }
+    free(w);
+    free(buf);
+    return st;
+}
+
+static qd_status write_plain(wctx *c, size_t i) {
+    qd_plain_info pi;
+    QD_CHECK(c->src->iface->plain_info(c->src->ctx, i, &pi));
+    unsigned char *buf;
+    QD_ALLOC(buf, pi.nbytes);
+    qd_status st = c->src->iface->plain_read(c->src->ctx, i, buf);
+    if (st == QD_OK) st = qd_stw_add(c->w, pi.name, pi.dtype, pi.ndim, pi.shape, buf, pi.nbytes);
+    free(buf);
+    return st;
+}
+
+static int is_converted_bias(const qd_xplan *p, const char *name) {
+    if (p->fmt == QD_EXPORT_CT) return 0;
+    size_t n = strlen(name);
+    if (n < 5 || strcmp(name + n - 5, ".bias") != 0) return 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->layers[i].converted && strlen(p->layers[i].name) == n - 5 &&
+            strncmp(p->layers[i].name, name, n - 5) == 0)
+            return 1;
+    return 0;
+}
+
+static qd_status write_tensors(wctx *c) {
+    const qd_qsource *src = c->src;
+    size_t np = src->iface->n_plain(src->ctx), n = 0;
+    item *items = calloc(np + c->p->n + 1, sizeof *items);
+    char (*keys)[QD_QNAME_MAX + 16] = calloc(c->p->n + 1, sizeof *keys);
+    if (!items || !keys) {
+        free(items);
+        free(keys);
+        return qd_fail(QD_ERR_NOMEM, "export: out of memory listing tensors");
+    }
+    qd_status st = QD_OK;
+    for (size_t i = 0; i < np && st == QD_OK; i++) {
+        qd_plain_info pi;
+        st = src->iface->plain_info(src->ctx, i, &pi);
+        if (st == QD_OK && !is_converted_bias(c->p, pi.name)) items[n++] = (item){pi.name, (long)i, -1};
+    }
+    for (size_t i = 0; i < c->p->n && st == QD_OK; i++) {
+        if (c->p->layers[i].src_index < 0) continue; /* unquantized by the run: its weight is plain */
+        snprintf(keys[i], sizeof keys[i], "%s.weight", c->p->layers[i].name);
+        items[n++] = (item){keys[i], -1, (long)i};
+    }
+    qsort(items, n, sizeof *items, item_cmp);
+    for (size_t i = 0; i < n && st == QD_OK; i++) {
+        if (items[i].plain >= 0) {
+            st = write_plain(c, (size_t)items[i].plain);
+            continue;
+        }
+        const qd_xlayer *xl = &c->p->layers[items[i].layer];
+        qd_qlayer ql;
+        st = src->iface->load_layer(src->ctx, (size_t)xl->src_index, 1, &ql);
+        if (st != QD_OK) break;
+        st = xl->converted ? write_converted(c, &ql) : write_dequantised(c, &ql);
+        qd_qlayer_free(&ql);
+    }
+    free(items);
+    free(keys);
+    return st;
+}
+
+/* ---- metadata files ------------------------------------------------------------------------------ */
+
+static int is_weight_file(const char *n) {
+    static const char *suffixes[] = {".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt",
+                                     ".pth", ".h5", ".gguf", ".msgpack", ".ckpt"};
+    size_t len = strlen(n);
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        size_t sl = strlen(suffixes[i]);
+        if (len >= sl && strcmp(n + len - sl, suffixes[i]) == 0) return 1;
+    }
+    return strcmp(n, "config.json") == 0 || strcmp(n, "quantize_config.json") == 0 || n[0] == '.';
+}
+
+static qd_status copy_meta_files(const char *from, const char *to) {
+    DIR *d = opendir(from);
+    if (!d) return qd_fail(QD_ERR_IO, "%s: cannot list the directory", from);
+    struct dirent *e;
+    qd_status st = QD_OK;
+    char a[4400], b[4400];
+    while (st == QD_OK && (e = readdir(d))) {
+        if (is_weight_file(e->d_name)) continue;
+        st = qd_path_join(a, sizeof a, from, e->d_name);
+        if (st != QD_OK || qd_is_dir(a)) continue;
+        st = qd_path_join(b, sizeof b, to, e->d_name);
+        if (st == QD_OK) st = qd_copy_file(a, b);
+    }
+    closedir(d);
+    return st;
+}
+
+static qd_status write_json(const char *dir, const char *name, const cJSON *j) {
+    char path[4400];
+    QD_CHECK(qd_path_join(path, sizeof path, dir, name));
+    char *text = cJSON_Print(j);
+    if (!text) return qd_fail(QD_ERR_NOMEM, "export: out of memory printing %s", name);
+    size_t len = strlen(text);
+    text[len] = '\n';
+    qd_status st = qd_write_file_atomic(path, text, len + 1);
+    free(text);
+    return st;
+}
+
+static qd_status write_configs(const qd_xplan *p, const char *meta_dir, const char *out) {
+    char path[4400];
+    QD_CHECK(qd_path_join(path, sizeof path, meta_dir, "config.json"));
+    char *text;
+    size_t len;
+    QD_CHECK(qd_read_file(path, 16u << 20, &text, &len));
+    cJSON *cfg = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    cJSON *q;
+    qd_status st = qd_export_quant_config(p, &q);
+    if (st == QD_OK) {
+        cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
+        if (p->lm_head_quant && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings")))
+            cJSON_ReplaceItemInObjectCaseSensitive(cfg, "tie_word_embeddings", cJSON_CreateFalse());
+        cJSON *qcopy = cJSON_Duplicate(q, 1);
+        cJSON_AddItemToObject(cfg, "quantization_config", q);
+        st = write_json(out, "config.json", cfg);
+        if (st == QD_OK && is_gptq(p->fmt)) st = write_json(out, "quantize_config.json", qcopy);
+        cJSON_Delete(qcopy);
+    }
+    cJSON_Delete(cfg);
+    return st;
+}
+
+/* torch_dtype (or dtype) of config.json: F32 when absent */
+static qd_status model_dtype_of(const char *meta_dir, qd_dtype *out) {
+    char path[4400];
+    QD_CHECK(qd_path_join(path, sizeof path, meta_dir, "config.json"));
+    char *text;
+    size_t len;
+    QD_CHECK(qd_read_file(path, 16u << 20, &text, &len));
+    cJSON *cfg = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, "torch_dtype");
+    if (!cJSON_IsString(v)) v = cJSON_GetObjectItemCaseSensitive(cfg, "dtype");
+    *out = QD_DT_F32;
+    if (cJSON_IsString(v)) {
+        if (strcmp(v->valuestring, "bfloat16") == 0) *out = QD_DT_BF16;
+        else if (strcmp(v->valuestring, "float16") == 0) *out = QD_DT_F16;
+        else if (strcmp(v->valuestring, "float32") == 0) *out = QD_DT_F32;
+        else {
+            cJSON_Delete(cfg);
+            return qd_fail(QD_ERR_UNSUPPORTED, "%s: torch_dtype '%s' is not one qdist exports (bfloat16, float16, "
+                           "float32)", path, v->valuestring);
+        }
+    }
+    cJSON_Delete(cfg);
+    return QD_OK;
+}
+
+/* ---- driver ------------------------------------------------------------------------------------ */
+
+static qd_status estimate(const qd_export_opts *o, const qd_qsource *src, const qd_xplan *p, uint64_t *need) {
+    uint64_t total = 1u << 20; /* configs, tokenizer, index */
+    size_t np = src->iface->n_plain(src->ctx);
+    for (size_t i = 0; i < np; i++) {
+        qd_plain_info pi;
+        QD_CHECK(src->iface->plain_info(src->ctx, i, &pi));
+        total += pi.nbytes;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        const qd_xlayer *l = &p->layers[i];
+        if (l->src_index < 0) continue;
+        if (l->converted)
+            total += qd_export_linear_bytes(o->format, o->ct_naive, l->N, l->K, l->bits, l->group_size, l->sym,
+                                            l->nonseq, qd_dtype_bits(p->scale_dtype) / 8);
+        else total += (uint64_t)l->N * l->K * (qd_dtype_bits(p->model_dtype) / 8);
+    }
+    *need = total;
+    return QD_OK;
+}
+
+qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
+    if (!o->out_dir || !o->out_dir[0]) return qd_fail(QD_ERR_USAGE, "export: no output directory");
+    if (qd_path_exists(o->out_dir) && !qd_dir_is_empty(o->out_dir) && !o->overwrite)
+        return qd_fail(QD_ERR_USAGE, "%s: output directory exists and is not empty (pass --overwrite to replace it)",
+                       o->out_dir);
+    const char *meta = src->iface->meta_dir(src->ctx);
+    qd_dtype model_dtype;
+    QD_CHECK(model_dtype_of(meta, &model_dtype));
+    qd_xplan p;
+    memset(&p, 0, sizeof p);
+    p.fmt = o->format;
+    p.ct_naive = o->ct_naive;
+    p.model_dtype = model_dtype;
+    p.scale_dtype = o->format == QD_EXPORT_CT ? p.model_dtype : QD_DT_F16;
+    src->iface->run(src->ctx, &p.run);
+    qd_status st = plan(o, src, &p);
+    uint64_t need = 0;
+    if (st == QD_OK) st = estimate(o, src, &p, &need);
+    if (st == QD_OK) st = qd_export_check_space(o->out_dir, need);
+    qd_outdir *od = NULL;
+    if (st == QD_OK) st = qd_outdir_begin(o->out_dir, o->overwrite, &od);
+    if (st != QD_OK) {
+        free(p.layers);
+        return st;
+    }
+    const char *tmp = qd_outdir_path(od);
+    wctx c = {.o = o, .src = src, .p = &p};
+    st = qd_stw_open(tmp, "model", o->max_shard_bytes ? o->max_shard_bytes : QD_DEFAULT_MAX_SHARD_BYTES, &c.w);
+    if (st == QD_OK) {
+        st = write_tensors(&c);
+        if (st == QD_OK) st = qd_stw_finish(c.w);
+        else qd_stw_abort(c.w);
+    }
+    if (st == QD_OK) st = copy_meta_files(meta, tmp);
+    if (st == QD_OK) st = write_configs(&p, meta, tmp);
+    if (st == QD_OK) st = qd_outdir_commit(od);
+    else qd_outdir_abort(od);
+    if (st == QD_OK && c.scales_inexact)
+        qd_warn("export: %zu scales were not exactly representable in %s (largest relative change %.3g): the "
+                "exported weights differ slightly from the fake-quantised ones", c.scales_inexact,
+                qd_dtype_name(p.scale_dtype), c.scales_max_rel);
+    if (st == QD_OK) {
+        size_t nconv = 0;
+        for (size_t i = 0; i < p.n; i++) nconv += p.layers[i].converted;
+        qd_info("export: wrote %s (%s, %zu quantized Linear modules, %.1f MB)", o->out_dir, format_names[o->format],
+                nconv, need / 1e6);
+    }
+    free(p.layers);
+    return st;
+}

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT
+ * qsource-fake.c - the quantization source backed by a fake-quant directory (see qd-qsource.h). */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-check.h"
+#include "qd-fs.h"
+#include "qd-log.h"
+#include "qd-qsource.h"
+#include "qd-safetensors.h"
+
+typedef struct fake_layer {
+    char name[QD_QNAME_MAX];
+    const qd_st_tensor *codes, *scales, *zeros, *g_idx;
+    int bits, group_size, sym; /* -1 when the report does not say */
+    char method[16];
+} fake_layer;
+
+typedef struct fake_src {
+    char dir[4096];
+    qd_checkpoint *ck;
+    size_t nlayers;
+    fake_layer *layers;
+    size_t nplain;
+    const qd_st_tensor **plain;
+    qd_qrun run;
+} fake_src;
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && strcmp(s + n - m, suf) == 0;
+}
+
+static const char *qd_suffixes[] = {".qd_codes", ".qd_scales", ".qd_zeros", ".qd_g_idx"};
+
+static long find_layer_idx(const fake_src *f, const char *prefix) {
+    for (size_t i = 0; i < f->nlayers; i++)
+        if (strcmp(f->layers[i].name, prefix) == 0) return (long)i;
+    return -1;
+}
+
+static size_t f_n_layers(void *ctx) { return ((fake_src *)ctx)->nlayers; }
+static long f_find_layer(void *ctx, const char *prefix) { return find_layer_idx(ctx, prefix); }
+static size_t f_n_plain(void *ctx) { return ((fake_src *)ctx)->nplain; }
+static const char *f_meta_dir(void *ctx) { return ((fake_src *)ctx)->dir; }
+static void f_run(void *ctx, qd_qrun *out) { *out = ((fake_src *)ctx)->run; }
+
+static qd_status f_plain_info(void *ctx, size_t i, qd_plain_info *out) {
+    fake_src *f = ctx;
+    const qd_st_tensor *t = f->plain[i];
+    out->name = t->name;
+    out->dtype = t->dtype;
+    out->ndim = t->ndim;
+    for (int d = 0; d < t->ndim && d < 8; d++) out->shape[d] = t->shape[d];
+    out->nbytes = t->nbytes;
+    return QD_OK;
+}
+
+static qd_status f_plain_read(void *ctx, size_t i, void *dst) {
+    fake_src *f = ctx;
+    return qd_ckpt_read_raw(f->ck, f->plain[i], dst);
+}
+
+static qd_status read_typed(fake_src *f, const qd_st_tensor *t, qd_dtype want, size_t numel, void **out) {
+    if (t->dtype != want || t->numel != numel)
+        return qd_fail(QD_ERR_FORMAT, "%s: tensor '%s' is %s with %llu elements, expected %s with %zu", f->dir,
+                       t->name, qd_dtype_name(t->dtype), (unsigned long long)t->numel, qd_dtype_name(want), numel);
+    unsigned char *buf;
+    QD_ALLOC(buf, t->nbytes);
+    qd_status st = qd_ckpt_read_raw(f->ck, t, buf);
+    if (st != QD_OK) {
+        free(buf);
+        return st;
+    }
+    *out = buf;
+    return QD_OK;
+}
+
+/* fill bits / group size / sym that the report left out, from the data itself */
+static void infer_scheme(const fake_layer *fl, qd_qlayer *l, int with_codes) {
+    if (l->group_size == 0) {
+        int *count = calloc((size_t)l->G, sizeof *count), gs = 0;
+        if (count) {
+            for (int k = 0; k < l->K; k++) count[l->g_idx[k]]++;
+            for (int g = 0; g < l->G; g++) gs = count[g] > gs ? count[g] : gs;
+            free(count);
+        }
+        l->group_size = l->G == 1 ? -1 : gs;
+    }
+    if (l->bits == 0) {
+        int mx = 0;
+        for (size_t i = 0; i < (size_t)l->G * l->N; i++) mx = l->zeros[i] > mx ? l->zeros[i] : mx;
+        if (with_codes)
+            for (size_t i = 0; i < (size_t)l->N * l->K; i++) mx = l->codes[i] > mx ? l->codes[i] : mx;
+        l->bits = mx < 4 ? 2 : mx < 8 ? 3 : mx < 16 ? 4 : 8;
+        qd_warn("%s: qdist_report.json gives no bits for this module; inferred %d from its codes", fl->name,
+                l->bits);
+    }
+    if (l->sym < 0) {
+        l->sym = 1;
+        for (size_t i = 0; i < (size_t)l->G * l->N; i++)
+            if (l->zeros[i] != (1 << (l->bits - 1))) l->sym = 0;
+    }
+}
+
+static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *l) {
+    fake_src *f = ctx;
+    const fake_layer *fl = &f->layers[i];
+    memset(l, 0, sizeof *l);
+    snprintf(l->name, sizeof l->name, "%s", fl->name);
+    if (fl->codes->ndim != 2 || fl->scales->ndim != 2 || fl->zeros->ndim != 2 || fl->g_idx->ndim != 1)
+        return qd_fail(QD_ERR_FORMAT, "%s: layer '%s': qd_codes must be [N,K], qd_scales/qd_zeros [G,N], "
+                       "qd_g_idx [K]", f->dir, fl->name);
+    l->N = (int)fl->codes->shape[0];
+    l->K = (int)fl->codes->shape[1];
+    l->G = (int)fl->scales->shape[0];
+    if (fl->scales->shape[1] != l->N || fl->zeros->shape[0] != l->G || fl->zeros->shape[1] != l->N ||
+        fl->g_idx->shape[0] != l->K || l->G < 1)
+        return qd_fail(QD_ERR_FORMAT, "%s: layer '%s': shapes disagree (codes [%d,%d], scales [%lld,%lld], zeros "
+                       "[%lld,%lld], g_idx [%lld])", f->dir, fl->name, l->N, l->K, (long long)fl->scales->shape[0],
+                       (long long)fl->scales->shape[1], (long long)fl->zeros->shape[0],
+                       (long long)fl->zeros->shape[1], (long long)fl->g_idx->shape[0]);
+    l->bits = fl->bits > 0 ? fl->bits : 0;
+    l->group_size = fl->group_size != -2 ? fl->group_size : 0;
+    l->sym = fl->sym;
+    snprintf(l->method, sizeof l->method, "%s", fl->method[0] ? fl->method : f->run.method);
+    qd_status st = read_typed(f, fl->scales, QD_DT_F32, (size_t)l->G * l->N, (void **)&l->scales);
+    if (st == QD_OK) st = read_typed(f, fl->zeros, QD_DT_I32, (size_t)l->G * l->N, (void **)&l->zeros);
+    if (st == QD_OK) st = read_typed(f, fl->g_idx, QD_DT_I32, (size_t)l->K, (void **)&l->g_idx);
+    if (st == QD_OK && with_codes) st = read_typed(f, fl->codes, QD_DT_U8, (size_t)l->N * l->K, (void **)&l->codes);
+    if (st != QD_OK) {
+        qd_qlayer_free(l);
+        return st;
+    }
+    for (int k = 0; k < l->K; k++)
+        if (l->g_idx[k] < 0 || l->g_idx[k] >= l->G) {
+            st = qd_fail(QD_ERR_FORMAT, "%s: layer '%s': g_idx[%d] = %d outside 0..%d", f->dir, fl->name, k,
+                         l->g_idx[k], l->G - 1);
+            qd_qlayer_free(l);
+            return st;
+        }
+    infer_scheme(fl, l, with_codes);
+    return QD_OK;
+}
+
+static void f_free(void *ctx) {
+    fake_src *f = ctx;
+    if (!f) return;
+    qd_ckpt_close(f->ck);
+    free(f->layers);
+    free(f->plain);
+    free(f);
+}
+
+static const qd_qsource_i fake_iface = {
+    .n_layers = f_n_layers,
+    .load_layer = f_load_layer,
+    .find_layer = f_find_layer,
+    .n_plain = f_n_plain,
+    .plain_info = f_plain_info,
+    .plain_read = f_plain_read,
+    .meta_dir = f_meta_dir,
+    .run = f_run,
+    .free = f_free,
+};
+
+static int json_bool(const cJSON *o, const char *key, int dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    if (cJSON_IsNumber(v)) return v->valuedouble != 0;
+    return dflt;
+}
+
+static void apply_module(fake_layer *fl, const cJSON *m) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "bits");
+    if (cJSON_IsNumber(v)) fl->bits = v->valueint;
+    v = cJSON_GetObjectItemCaseSensitive(m, "group_size");
+    if (cJSON_IsNumber(v)) fl->group_size = v->valueint;
+    fl->sym = json_bool(m, "sym", fl->sym);
+    v = cJSON_GetObjectItemCaseSensitive(m, "method");
+    if (cJSON_IsString(v)) snprintf(fl->method, sizeof fl->method, "%s", v->valuestring);
+}
+
+static void read_settings(qd_qrun *run, const cJSON *o) {
+    run->act_order = json_bool(o, "act_order", run->act_order);
+    run->static_groups = json_bool(o, "static_groups", run->static_groups);
+    run->true_sequential = json_bool(o, "true_sequential", run->true_sequential);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "damp");
+    if (!cJSON_IsNumber(v)) v = cJSON_GetObjectItemCaseSensitive(o, "damp_percent");
+    if (cJSON_IsNumber(v)) run->damp = v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(o, "method");
+    if (cJSON_IsString(v)) snprintf(run->method, sizeof run->method, "%s", v->valuestring);
+}
+
+/* qdist_report.json is optional; a malformed one is an error (it is qdist's own output) */
+static qd_status read_report(fake_src *f) {
+    char path[4200];
+    QD_CHECK(qd_path_join(path, sizeof path, f->dir, "qdist_report.json"));
+    if (!qd_path_exists(path)) {
+        qd_warn("%s: no qdist_report.json; the quantization scheme is inferred from the tensors", f->dir);
+        return QD_OK;
+    }
+    char *text;
+    size_t len;
+    QD_CHECK(qd_read_file(path, 64u << 20, &text, &len));
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    read_settings(&f->run, root);
+    static const char *setting_keys[] = {"settings", "run", "config", "args"};
+    for (size_t i = 0; i < sizeof setting_keys / sizeof *setting_keys; i++) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, setting_keys[i]);
+        if (cJSON_IsObject(s)) read_settings(&f->run, s);
+    }
+    const cJSON *mods = cJSON_GetObjectItemCaseSensitive(root, "modules");
+    if (!mods) mods = cJSON_GetObjectItemCaseSensitive(root, "layers");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, mods) {
+        const char *name = NULL;
+        if (cJSON_IsObject(mods)) name = m->string;
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(m, "name");
+        if (!nm) nm = cJSON_GetObjectItemCaseSensitive(m, "module");
+        if (cJSON_IsString(nm)) name = nm->valuestring;
+        if (!name) continue;
+        long li = find_layer_idx(f, name);
+        if (li >= 0) apply_module(&f->layers[li], m);
+    }
+    cJSON_Delete(root);
+    return QD_OK;
+}
+
+qd_status qd_qsource_open_fake(const char *dir, qd_qsource *out) {
+    out->iface = NULL;
+    out->ctx = NULL;
+    fake_src *f;
+    QD_ALLOC(f, 1);
+    snprintf(f->dir, sizeof f->dir, "%s", dir);
+    f->run.damp = -1;
+    f->run.true_sequential = 1;
+    qd_status st = qd_ckpt_open(dir, 1, &f->ck);
+    if (st != QD_OK) {
+        free(f);
+        return st;
+    }
+    size_t nt = f->ck->ntensors;
+    f->layers = calloc(nt ? nt : 1, sizeof *f->layers);
+    f->plain = calloc(nt ? nt : 1, sizeof *f->plain);
+    if (!f->layers || !f->plain) {
+        f_free(f);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory listing %zu tensors", dir, nt);
+    }
+    for (size_t i = 0; i < nt; i++) {
+        const char *nm = f->ck->tensors[i]->name;
+        if (!has_suffix(nm, ".qd_codes")) continue;
+        fake_layer *fl = &f->layers[f->nlayers];
+        size_t plen = strlen(nm) - strlen(".qd_codes");
+        if (plen >= QD_QNAME_MAX) {
+            f_free(f);
+            return qd_fail(QD_ERR_FORMAT, "%s: tensor name '%s' too long", dir, nm);
+        }
+        memcpy(fl->name, nm, plen);
+        fl->name[plen] = '\0';
+        fl->bits = -1;
+        fl->group_size = -2;
+        fl->sym = -1;
+        char buf[QD_QNAME_MAX + 16];
+        const qd_st_tensor **slots[4] = {&fl->codes, &fl->scales, &fl->zeros, &fl->g_idx};
+        for (int s = 0; s < 4; s++) {
+            snprintf(buf, sizeof buf, "%s%s", fl->name, qd_suffixes[s]);
+            *slots[s] = qd_ckpt_find(f->ck, buf);
+            if (!*slots[s]) {
+                f_free(f);
+                return qd_fail(QD_ERR_FORMAT, "%s: layer '%s' has qd_codes but no '%s'", dir, fl->name, buf);
+            }
+        }
+        f->nlayers++;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        const char *nm = f->ck->tensors[i]->name;
+        int skip = 0;
+        for (int s = 0; s < 4 && !skip; s++) skip = has_suffix(nm, qd_suffixes[s]);
+        if (!skip && has_suffix(nm, ".weight")) {
+            char prefix[QD_QNAME_MAX];
+            size_t plen = strlen(nm) - strlen(".weight");
+            if (plen < sizeof prefix) {
+                memcpy(prefix, nm, plen);
+                prefix[plen] = '\0';
+                skip = find_layer_idx(f, prefix) >= 0;
+            }
+        }
+        if (!skip) f->plain[f->nplain++] = f->ck->tensors[i];
+    }
+    st = read_report(f);
+    if (st != QD_OK) {
+        f_free(f);
+        return st;
+    }
+    out->iface = &fake_iface;
+    out->ctx = f;
+    return QD_OK;
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT
+ * qsource.c - the parts of the quantization-source interface that do not depend on the backing store. */
+#include "qd-qsource.h"
+
+#include <stdlib.h>
+
+void qd_qlayer_free(qd_qlayer *l) {
+    free(l->codes);
+    free(l->scales);
+    free(l->zeros);
+    free(l->g_idx);
+    l->codes = NULL;
+    l->scales = NULL;
+    l->zeros = NULL;
+    l->g_idx = NULL;
+}
+
+int qd_qlayer_g_idx_sequential(const qd_qlayer *l) {
+    for (int k = 0; k < l->K; k++) {
+        int expect = l->group_size > 0 ? k / l->group_size : 0;
+        if (l->g_idx[k] != expect) return 0;
+    }
+    return 1;
+}
+
+void qd_qlayer_dequant(const qd_qlayer *l, float *w) {
+    for (int n = 0; n < l->N; n++)
+        for (int k = 0; k < l->K; k++) {
+            size_t gi = (size_t)l->g_idx[k] * l->N + n;
+            w[(size_t)n * l->K + k] = (float)((int)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * l->scales[gi];
+        }
+}
+
+qd_status qd_qsource_next(const qd_qsource *s, size_t *i, int with_codes, qd_qlayer *out, int *done) {
+    *done = 0;
+    if (*i >= s->iface->n_layers(s->ctx)) {
+        *done = 1;
+        return QD_OK;
+    }
+    qd_status st = s->iface->load_layer(s->ctx, *i, with_codes, out);
+    if (st == QD_OK) (*i)++;
+    return st;
+}
+
+qd_status qd_qsource_get(const qd_qsource *s, const char *prefix, int with_codes, qd_qlayer *out, int *found) {
+    long i = s->iface->find_layer(s->ctx, prefix);
+    *found = i >= 0;
+    if (i < 0) return QD_OK;
+    return s->iface->load_layer(s->ctx, (size_t)i, with_codes, out);
+}
+
+void qd_qsource_close(qd_qsource *s) {
+    if (s && s->iface) s->iface->free(s->ctx);
+    if (s) {
+        s->iface = NULL;
+        s->ctx = NULL;
+    }
+}
