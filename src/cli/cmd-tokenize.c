@@ -4,6 +4,7 @@
  * arrays of ids back into {"text": ...} lines. The input is streamed line by line; blank lines are
  * skipped; a malformed line stops the run naming the line. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,16 @@ static int blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return 0;
     return 1;
+}
+
+/* a JSON \u0000 escape (not an escaped backslash followed by "u0000"): cJSON would cut the text there */
+static int has_nul_escape(const char *s, size_t n) {
+    for (const char *p = s; (p = memmem(p, n - (size_t)(p - s), "\\u0000", 6)); p++) {
+        size_t bs = 0;
+        while (p - (ptrdiff_t)bs > s && p[-(ptrdiff_t)bs - 1] == '\\') bs++;
+        if (bs % 2 == 0) return 1;
+    }
+    return 0;
 }
 
 static qd_status write_ids(FILE *out, const char *path, const qd_ids *ids, char **buf, size_t *cap) {
@@ -58,7 +69,7 @@ static qd_status encode_line(qd_tokenizer *tok, const tok_args *a, const char *l
         cJSON_Delete(j);
         return qd_fail(QD_ERR_FORMAT, "%s:%ld: expected a JSON object with a string \"text\"", a->input, lineno);
     }
-    if (memmem(line, n, "\\u0000", 6)) {
+    if (has_nul_escape(line, n)) {
         cJSON_Delete(j);
         return qd_fail(QD_ERR_UNSUPPORTED, "%s:%ld: text holds a NUL character (\\u0000), which qdist does not accept",
                        a->input, lineno);
