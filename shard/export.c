@@ -55,6 +55,10 @@ static qd_status scheme_ok(qd_export_format f, int ct_naive, int bits, int gs, i
     if (f == QD_EXPORT_CT && !ct_naive && bits != 2 && bits != 4 && bits != 8)
         return qd_fail(QD_ERR_UNSUPPORTED, "export: compressed-tensors pack-quantized cannot store %d-bit weights%s; "
                        "use --format gptq (2/3/4/8 bits)", bits, who);
+    if (f == QD_EXPORT_CT && nonseq)
+        return qd_fail(QD_ERR_UNSUPPORTED, "export: compressed-tensors no longer loads act-order groups (actorder "
+                       "'group' with weight_g_idx was removed in compressed-tensors 0.20)%s; use --format gptq "
+                       "(desc_act) or quantize with --static-groups", who);
     if (f == QD_EXPORT_CT && ct_naive && (bits < 2 || bits > 8))
         return qd_fail(QD_ERR_UNSUPPORTED, "export: compressed-tensors naive-quantized holds 2..8-bit weights, "
                        "not %d%s", bits, who);

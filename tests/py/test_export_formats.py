@@ -318,19 +318,22 @@ CASES = [
     ("s260-w4-sym", "stories", dict(bits=4, group_size=32, sym=True, overrides=DOWN_CHANNEL),
      ["gptq", "gptq_v2", "compressed-tensors"]),
     ("s260-w4-asym-act", "stories", dict(bits=4, group_size=32, sym=False, act_order=True, clamp_z1=True,
-                                         overrides=DOWN_CHANNEL), ["gptq", "gptq_v2", "compressed-tensors"]),
+                                         overrides=DOWN_CHANNEL), ["gptq", "gptq_v2"]),
     ("s260-awq", "stories", dict(bits=4, group_size=32, sym=False, overrides={"mlp.down_proj": None}),
      ["awq", "compressed-tensors"]),
     ("t128-w3-act", "t128", dict(bits=3, group_size=32, sym=False, act_order=True, clamp_z1=True), ["gptq"]),
     ("t128-w8-chan", "t128", dict(bits=8, group_size=-1, sym=True), ["gptq", "compressed-tensors", "ct-naive"]),
-    ("t128-w8-asym", "t128", dict(bits=8, group_size=64, sym=False, act_order=True), ["gptq_v2", "ct-naive"]),
+    ("t128-w8-asym", "t128", dict(bits=8, group_size=64, sym=False, act_order=True), ["gptq_v2"]),
+    ("t128-w8-asym-static", "t128", dict(bits=8, group_size=64, sym=False, act_order=True, static_groups=True),
+     ["gptq", "ct-naive", "compressed-tensors"]),
     ("t128-w2", "t128", dict(bits=2, group_size=64, sym=False), ["gptq_v2", "compressed-tensors"]),
     ("t128-mixed", "t128", dict(bits=4, group_size=32, sym=False, overrides={
         "self_attn.q_proj": {"bits": 8}, "mlp.down_proj": {"group_size": 64}, "self_attn.v_proj": None}),
      ["gptq_v2", "compressed-tensors"]),
     ("t128-lmhead", "t128", dict(bits=4, group_size=64, sym=True, lm_head=True), ["gptq", "compressed-tensors"]),
     ("t128b-awq", "t128b", dict(bits=4, group_size=64, sym=False), ["awq", "gptq_v2"]),
-    ("t128b-ct", "t128b", dict(bits=4, group_size=64, sym=False, act_order=True, scale_round=fg.bf16_round),
+    ("t128b-ct", "t128b", dict(bits=4, group_size=64, sym=False, act_order=True, static_groups=True,
+                               scale_round=fg.bf16_round),
      ["compressed-tensors"]),
 ]
 
@@ -383,6 +386,7 @@ REFUSALS = [
     (dict(bits=4, group_size=-1, sym=False), "awq", ["group size", "gptq"]),
     (dict(bits=4, group_size=32, sym=False, act_order=True), "awq", ["act-order", "gptq"]),
     (dict(bits=3, group_size=32, sym=True), "compressed-tensors", ["3-bit", "gptq"]),
+    (dict(bits=4, group_size=32, sym=True, act_order=True), "compressed-tensors", ["act-order", "gptq"]),
     (dict(bits=4, group_size=32, sym=True), "gptq", ["--lm-head"]),
 ]
 
