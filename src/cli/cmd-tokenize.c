@@ -2,7 +2,9 @@
  * qdist tokenize - encode a JSONL file of {"text": ...} with a model's tokenizer.json, one JSON
  * array of ids per line (exactly `tokenizers`' Tokenizer.encode(text).ids), or with --decode turn
  * arrays of ids back into {"text": ...} lines. The input is streamed line by line; blank lines are
- * skipped; a malformed line stops the run naming the line. */
+ * skipped; a malformed line stops the run naming the line.
+ * --calib FILE previews the calibration set `qdist quantize` would draw (qd-calib.h): one JSON
+ * object with the sampled ids, their sha256 and the reader's counts. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -12,12 +14,15 @@
 
 #include "qd-args.h"
 #include "qd-check.h"
+#include "qd-calib.h"
 #include "qd-commands.h"
 #include "qd-tokenizer.h"
 
 typedef struct {
     const char *model, *input, *output;
     int decode, no_special, keep_special;
+    const char *calib, *calib_mode, *chat_template;
+    int nsamples, seqlen, seed;
 } tok_args;
 
 static int blank(const char *s, size_t n) {
@@ -142,8 +147,37 @@ static qd_status run(const tok_args *a, FILE *in, FILE *out) {
     return st;
 }
 
+static qd_status calib_preview(const tok_args *a, FILE *out) {
+    qd_calib_opts o = {a->calib, a->model, a->nsamples, a->seqlen, (uint64_t)a->seed,
+                       strcmp(a->calib_mode, "concat") == 0 ? QD_CALIB_CONCAT : QD_CALIB_RANDOM, QD_CHAT_AUTO};
+    qd_chat_template_parse(a->chat_template, &o.chat);
+    qd_tokenizer *tok;
+    QD_CHECK(qd_tokenizer_load(a->model, &tok));
+    qd_calib_set set;
+    qd_status st = qd_calib_load(&o, tok, &set);
+    qd_tokenizer_free(tok);
+    QD_CHECK(st);
+    fprintf(out, "{\"nseq\": %d, \"seqlen\": %d, \"sha256\": \"%s\", \"skipped_lines\": %ld, "
+            "\"first_skipped_line\": %ld, \"docs_read\": %ld, \"docs_eligible\": %ld, \"tokens_read\": %llu, "
+            "\"chat_template\": \"%s\", \"ids\": [", set.nseq, set.seqlen, set.sha256_hex, set.skipped_lines,
+            set.first_skipped_line, set.docs_read, set.docs_eligible, (unsigned long long)set.tokens_read,
+            qd_chat_template_name(set.chat));
+    for (int r = 0; r < set.nseq; r++) {
+        fputs(r ? ",\n[" : "\n[", out);
+        for (int c = 0; c < set.seqlen; c++) fprintf(out, c ? ",%d" : "%d", set.ids[(size_t)r * set.seqlen + c]);
+        fputc(']', out);
+    }
+    fputs("]}\n", out);
+    qd_calib_free(&set);
+    return QD_OK;
+}
+
 qd_status qd_cmd_tokenize(int argc, char **argv) {
     tok_args a = {0};
+    a.calib_mode = "random";
+    a.chat_template = "auto";
+    a.nsamples = 128;
+    a.seqlen = 2048;
     const qd_opt opts[] = {
         {"model", QD_OPT_STR, &a.model, "DIR", "model directory holding tokenizer.json (or the file itself)", NULL, NULL},
         {"input", QD_OPT_STR, &a.input, "FILE", "JSONL input: {\"text\": ...} lines, or id arrays with --decode", NULL, NULL},
@@ -151,6 +185,15 @@ qd_status qd_cmd_tokenize(int argc, char **argv) {
         {"decode", QD_OPT_FLAG, &a.decode, NULL, "read arrays of ids and write {\"text\": ...} lines", NULL, NULL},
         {"no-special", QD_OPT_FLAG, &a.no_special, NULL, "encode without the post-processor's BOS/EOS", NULL, NULL},
         {"keep-special", QD_OPT_FLAG, &a.keep_special, NULL, "with --decode: keep special tokens in the text", NULL, NULL},
+        {"calib", QD_OPT_STR, &a.calib, "FILE", "preview the calibration set drawn from FILE (JSON to --output)", NULL, NULL},
+        {"nsamples", QD_OPT_INT, &a.nsamples, "N", "with --calib: sequences (default 128)", "1..1000000", NULL},
+        {"seqlen", QD_OPT_INT, &a.seqlen, "N", "with --calib: tokens per sequence (default 2048)", "1..1000000", NULL},
+        {"seed", QD_OPT_INT, &a.seed, "N", "with --calib: sampling seed (default 0)", "0..2147483647", NULL},
+        {"calib-mode", QD_OPT_CHOICE, &a.calib_mode, "MODE", "with --calib: random windows (GPTQ) or concat (AWQ)",
+         "random|concat", NULL},
+        {"chat-template", QD_OPT_CHOICE, &a.chat_template, "NAME",
+         "with --calib: template for \"messages\" lines (default: from tokenizer_config.json)",
+         "auto|none|chatml|llama3|llama2", NULL},
     };
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
@@ -161,7 +204,15 @@ qd_status qd_cmd_tokenize(int argc, char **argv) {
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
     if (!a.model) return qd_fail(QD_ERR_USAGE, "tokenize: --model DIR is required");
-    if (!a.input) return qd_fail(QD_ERR_USAGE, "tokenize: --input FILE is required");
+    if (a.calib) {
+        FILE *out = a.output ? fopen(a.output, "wb") : stdout;
+        if (!out) return qd_fail(QD_ERR_IO, "%s: cannot create: %s", a.output, strerror(errno));
+        qd_status st = calib_preview(&a, out);
+        if (fflush(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed", a.output ? a.output : "stdout");
+        if (out != stdout) fclose(out);
+        return st;
+    }
+    if (!a.input) return qd_fail(QD_ERR_USAGE, "tokenize: --input FILE (or --calib FILE) is required");
     FILE *in = strcmp(a.input, "-") == 0 ? stdin : fopen(a.input, "rb");
     if (!in) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", a.input, strerror(errno));
     FILE *out = a.output ? fopen(a.output, "wb") : stdout;

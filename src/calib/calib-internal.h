@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT
+ * calib-internal.h - the pieces of the calibration pipeline: a document reader that streams a
+ * file and hands out one tokenised document at a time, the chat templates, and the RNG. */
+#ifndef QD_CALIB_INTERNAL_H
+#define QD_CALIB_INTERNAL_H
+
+#include <stdio.h>
+#include "qd-calib.h"
+
+/* xoshiro256** seeded through splitmix64: the same seed gives the same stream everywhere */
+typedef struct {
+    uint64_t s[4];
+} qd_rng;
+void qd_rng_seed(qd_rng *r, uint64_t seed);
+uint64_t qd_rng_next(qd_rng *r);
+/* uniform in [0, n), n >= 1, without modulo bias */
+uint64_t qd_rng_below(qd_rng *r, uint64_t n);
+
+typedef struct {
+    const qd_calib_opts *opts;
+    qd_tokenizer *tok;
+    FILE *f;
+    int jsonl;
+    char *line;
+    size_t line_cap;
+    long lineno;
+    long skipped, first_skipped;
+    qd_chat_template chat;   /* resolved on the first "messages" line */
+    int chat_resolved;
+    char *bos, *eos;         /* from tokenizer_config.json (Llama-2 template), may be NULL */
+    char *txt_buf;           /* .txt: the piece being built */
+    size_t txt_len, txt_cap;
+    int eof;
+} qd_doc_reader;
+
+qd_status qd_doc_reader_open(qd_doc_reader *r, const qd_calib_opts *opts, qd_tokenizer *tok);
+/* next document's ids into *ids (reset first); *got = 0 at the end of the file */
+qd_status qd_doc_reader_next(qd_doc_reader *r, qd_ids *ids, int *got);
+void qd_doc_reader_close(qd_doc_reader *r);
+
+/* the template a tokenizer_config.json chat_template string matches (NONE when none matches) */
+qd_chat_template qd_chat_detect(const char *jinja);
+/* render messages (a cJSON array) with template t into a malloc'd string */
+struct cJSON;
+qd_status qd_chat_render(qd_chat_template t, const struct cJSON *messages, const char *bos, const char *eos,
+                         const char *where, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT
+ * The document reader: streams a calibration file and returns one tokenised document at a time.
+ * .jsonl lines are {"text"}, {"messages"} or [ids]; anything else in a .jsonl is a malformed line,
+ * skipped and counted. Other files are plain text, handed out in ~1 MiB pieces cut at line ends. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+#include "calib-internal.h"
+#include "qd-check.h"
+#include "qd-fs.h"
+
+enum { TXT_PIECE = 1 << 20, SNIFF = 4096 };
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && strcmp(s + n - m, suf) == 0;
+}
+
+/* bos/eos tokens and chat_template from tokenizer_config.json (strings or {"content": ...}) */
+static char *config_token(const cJSON *cfg, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+static qd_status resolve_chat(qd_doc_reader *r) {
+    r->chat_resolved = 1;
+    r->chat = r->opts->chat;
+    char path[4096];
+    cJSON *cfg = NULL;
+    if (r->opts->model_dir && qd_path_join(path, sizeof path, r->opts->model_dir, "tokenizer_config.json") == QD_OK &&
+        qd_path_exists(path)) {
+        char *text;
+        size_t len;
+        QD_CHECK(qd_read_file(path, 64u << 20, &text, &len));
+        cfg = cJSON_ParseWithLength(text, len);
+        free(text);
+        if (!cfg) return qd_fail(QD_ERR_FORMAT, "%s: not valid JSON", path);
+        r->bos = config_token(cfg, "bos_token");
+        r->eos = config_token(cfg, "eos_token");
+    } else
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", r->opts->model_dir ? r->opts->model_dir : "(no model)");
+    if (r->chat == QD_CHAT_AUTO) {
+        const cJSON *tpl = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template"), *e;
+        const char *jinja = cJSON_IsString(tpl) ? tpl->valuestring : NULL;
+        const cJSON *list = cJSON_IsArray(tpl) ? tpl : NULL;
+        cJSON_ArrayForEach(e, list) { /* [{name, template}]: the "default" one */
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name"), *tt = cJSON_GetObjectItemCaseSensitive(e, "template");
+            if (cJSON_IsString(nm) && strcmp(nm->valuestring, "default") == 0 && cJSON_IsString(tt)) jinja = tt->valuestring;
+        }
+        r->chat = qd_chat_detect(jinja);
+        if (r->chat == QD_CHAT_NONE) {
+            cJSON_Delete(cfg);
+            return qd_fail(QD_ERR_UNSUPPORTED,
+                           "%s:%ld: the file has \"messages\" but %s %s; pass --chat-template "
+                           "chatml|llama3|llama2 (or none to join the contents)", r->opts->path, r->lineno, path,
+                           jinja ? "has a chat_template that matches none of ChatML, Llama-3, Llama-2"
+                                 : "has no chat_template");
+        }
+    }
+    cJSON_Delete(cfg);
+    return QD_OK;
+}
+
+qd_status qd_doc_reader_open(qd_doc_reader *r, const qd_calib_opts *o, qd_tokenizer *tok) {
+    memset(r, 0, sizeof *r);
+    r->opts = o;
+    r->tok = tok;
+    r->jsonl = ends_with(o->path, ".jsonl") || ends_with(o->path, ".json");
+    if (qd_is_dir(o->path)) return qd_fail(QD_ERR_IO, "%s: is a directory, expected a .jsonl or text file", o->path);
+    r->f = fopen(o->path, "rb");
+    if (!r->f) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", o->path, strerror(errno));
+    unsigned char head[SNIFF];
+    size_t n = fread(head, 1, sizeof head, r->f);
+    if (n == 0) {
+        qd_doc_reader_close(r);
+        return qd_fail(QD_ERR_FORMAT, "%s: the file is empty", o->path);
+    }
+    const unsigned char *nul = memchr(head, 0, n);
+    if (nul) {
+        qd_doc_reader_close(r);
+        return qd_fail(QD_ERR_FORMAT, "%s: looks binary (NUL byte at offset %td); expected UTF-8 text or JSONL",
+                       o->path, nul - head);
+    }
+    rewind(r->f);
+    return QD_OK;
+}
+
+void qd_doc_reader_close(qd_doc_reader *r) {
+    if (r->f) fclose(r->f);
+    free(r->line);
+    free(r->txt_buf);
+    free(r->bos);
+    free(r->eos);
+    memset(r, 0, sizeof *r);
+}
+
+static void skip_line(qd_doc_reader *r) {
+    if (!r->skipped) r->first_skipped = r->lineno;
+    r->skipped++;
+}
+
+/* silent shape check, so a malformed conversation is a skipped line rather than an error */
+static int messages_ok(const cJSON *msgs, qd_chat_template t) {
+    if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) return 0;
+    int i = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (!cJSON_IsString(role) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "content"))) return 0;
+        if (t == QD_CHAT_LLAMA2 && strcmp(role->valuestring, "user") != 0 &&
+            strcmp(role->valuestring, "assistant") != 0 && !(i == 0 && strcmp(role->valuestring, "system") == 0))
+            return 0;
+        i++;
+    }
+    return 1;
+}
+
+static qd_status jsonl_line(qd_doc_reader *r, const char *line, size_t n, qd_ids *ids, int *got) {
+    cJSON *j = cJSON_ParseWithLength(line, n);
+    qd_status st = QD_OK;
+    int32_t vocab = qd_tokenizer_vocab_size(r->tok);
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
+    if (cJSON_IsString(text)) {
+        st = qd_tokenizer_encode(r->tok, text->valuestring, strlen(text->valuestring), 1, ids);
+        *got = 1;
+    } else if (msgs) {
+        if (!r->chat_resolved) st = resolve_chat(r);
+        if (st == QD_OK && messages_ok(msgs, r->chat)) {
+            char *s;
+            size_t len;
+            char where[64];
+            snprintf(where, sizeof where, "line %ld", r->lineno);
+            st = qd_chat_render(r->chat, msgs, r->bos, r->eos, where, &s, &len);
+            if (st == QD_OK) {
+                /* the rendered text holds its BOS already (apply_chat_template does the same) */
+                st = qd_tokenizer_encode(r->tok, s, len, r->chat == QD_CHAT_NONE, ids);
+                free(s);
+                *got = 1;
+            }
+        } else if (st == QD_OK)
+            skip_line(r);
+    } else if (cJSON_IsArray(j) && cJSON_GetArraySize(j) > 0) {
+        const cJSON *e;
+        int ok = 1;
+        cJSON_ArrayForEach(e, j) {
+            if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= vocab ||
+                e->valuedouble != (double)(int32_t)e->valuedouble) { ok = 0; break; }
+        }
+        if (ok) {
+            cJSON_ArrayForEach(e, j) if ((st = qd_ids_push(ids, (int32_t)e->valuedouble)) != QD_OK) break;
+            *got = 1;
+        } else
+            skip_line(r);
+    } else
+        skip_line(r);
+    cJSON_Delete(j);
+    return st;
+}
+
+static int blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\r\n", s[i])) return 0;
+    return 1;
+}
+
+qd_status qd_doc_reader_next(qd_doc_reader *r, qd_ids *ids, int *got) {
+    ids->n = 0;
+    *got = 0;
+    while (!*got && !r->eof) {
+        ssize_t n = getline(&r->line, &r->line_cap, r->f);
+        if (n < 0) {
+            if (ferror(r->f)) return qd_fail(QD_ERR_IO, "%s: read failed: %s", r->opts->path, strerror(errno));
+            r->eof = 1;
+            break;
+        }
+        r->lineno++;
+        if (memchr(r->line, 0, (size_t)n))
+            return qd_fail(QD_ERR_FORMAT, "%s:%ld: NUL byte: the file looks binary", r->opts->path, r->lineno);
+        if (r->jsonl) {
+            if (blank(r->line, (size_t)n)) continue;
+            QD_CHECK(jsonl_line(r, r->line, (size_t)n, ids, got));
+            continue;
+        }
+        if (r->txt_len + (size_t)n + 1 > r->txt_cap) {
+            size_t cap = r->txt_cap ? r->txt_cap : TXT_PIECE * 2;
+            while (cap < r->txt_len + (size_t)n + 1) cap *= 2;
+            char *p = realloc(r->txt_buf, cap);
+            if (!p) return qd_fail(QD_ERR_NOMEM, "%s: out of memory reading line %ld", r->opts->path, r->lineno);
+            r->txt_buf = p;
+            r->txt_cap = cap;
+        }
+        memcpy(r->txt_buf + r->txt_len, r->line, (size_t)n);
+        r->txt_len += (size_t)n;
+        if (r->txt_len >= TXT_PIECE) {
+            QD_CHECK(qd_tokenizer_encode(r->tok, r->txt_buf, r->txt_len, 1, ids));
+            r->txt_len = 0;
+            *got = 1;
+        }
+    }
+    if (!*got && r->eof && !r->jsonl && r->txt_len) {
+        if (!blank(r->txt_buf, r->txt_len)) {
+            QD_CHECK(qd_tokenizer_encode(r->tok, r->txt_buf, r->txt_len, 1, ids));
+            *got = 1;
+        }
+        r->txt_len = 0;
+    }
+    return QD_OK;
+}
