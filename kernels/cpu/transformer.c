@@ -67,7 +67,7 @@ qd_status qd_cpu_attention(qd_backend_t be, const struct qd_attention_args *a) {
                 float *row = S + i * T;
                 size_t j0 = a->window && i + 1 > a->window ? i + 1 - a->window : 0;
                 float m = -INFINITY;
-                for (size_t j = j0; j <= i; j++) m = fmaxf(m, row[j]);
+                for (size_t j = j0; j <= i; j++) m = row[j] > m ? row[j] : m; /* no libm call in the hot loop */
                 double sum = 0;
                 for (size_t j = j0; j <= i; j++) {
                     row[j] = expf(row[j] - m);

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT
+ * eval.c - perplexity: windows through the LM forward, lm_head in row chunks (bounding the logits
+ * buffer), the backend's cross-entropy summed in double. */
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "qd-check.h"
+#include "qd-eval.h"
+#include "qd-fs.h"
+#include "qd-lm.h"
+#include "qd-log.h"
+#include "qd-tokenizer.h"
+
+#define QD_EVAL_LOGIT_ROWS 256
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static qd_status run_windows(qd_lm *lm, const int32_t *ids, size_t windows, size_t S, double *nll) {
+    qd_backend_t be = lm->be;
+    size_t V = (size_t)lm->cfg.vocab;
+    qd_buf_t logits = NULL, targets = NULL;
+    qd_status st;
+    QD_CHECK_GOTO(qd_buf_alloc(be, QD_EVAL_LOGIT_ROWS * V, &logits), st, out);
+    QD_CHECK_GOTO(qd_buf_alloc(be, S, &targets), st, out);
+    *nll = 0;
+    for (size_t w = 0; w < windows; w++) {
+        const int32_t *win = ids + w * S;
+        QD_CHECK_GOTO(qd_lm_forward(lm, win, 1), st, out);
+        /* position t predicts token t + 1: targets are the window shifted by one */
+        QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(targets, 0), .src = win + 1,
+                                                                .src_dtype = QD_DT_I32, .n = S - 1}), st, out);
+        for (size_t r0 = 0; r0 < S - 1; r0 += QD_EVAL_LOGIT_ROWS) {
+            size_t rows = S - 1 - r0 < QD_EVAL_LOGIT_ROWS ? S - 1 - r0 : QD_EVAL_LOGIT_ROWS;
+            double sum;
+            QD_CHECK_GOTO(qd_lm_logits(lm, r0, rows, QD_REF(logits, 0)), st, out);
+            QD_CHECK_GOTO(qd_be_cross_entropy(be, &(struct qd_xent_args){.logits = QD_REF(logits, 0),
+                                                                         .targets = QD_REF(targets, r0), .rows = rows,
+                                                                         .vocab = V, .sum_out = &sum}), st, out);
+            if (!isfinite(sum)) {
+                st = qd_fail(QD_ERR_NUMERIC, "%s: non-finite loss in window %zu (NaN/Inf in the model's activations)",
+                             lm->dir, w);
+                goto out;
+            }
+            *nll += sum;
+        }
+        qd_debug("eval: window %zu/%zu running ppl %.4f", w + 1, windows, exp(*nll / ((w + 1) * (S - 1))));
+    }
+out:
+    qd_buf_free(logits);
+    qd_buf_free(targets);
+    return st;
+}
+
+qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t *ids, size_t n,
+                          const struct qd_eval_opts *opts, struct qd_eval_result *out) {
+    double t0 = now_s();
+    qd_model_cfg cfg;
+    QD_CHECK(qd_model_cfg_load(model_dir, &cfg));
+    size_t S = opts->seqlen;
+    if (!S) S = cfg.max_pos > 0 && cfg.max_pos < 2048 ? (size_t)cfg.max_pos : 2048;
+    if (S < 2) return qd_fail(QD_ERR_USAGE, "eval: sequence length %zu is too short (>= 2)", S);
+    if (cfg.max_pos > 0 && S > (size_t)cfg.max_pos)
+        qd_warn("eval: sequence length %zu exceeds the model's max_position_embeddings %d", S, cfg.max_pos);
+    size_t windows = n / S;
+    if (opts->max_windows && windows > opts->max_windows) windows = opts->max_windows;
+    if (!windows)
+        return qd_fail(QD_ERR_USAGE, "eval: the text has %zu tokens, fewer than one window of %zu", n, S);
+    qd_lm *lm;
+    QD_CHECK(qd_lm_open(be, model_dir, S, 1, &lm));
+    double nll = 0;
+    qd_status st = run_windows(lm, ids, windows, S, &nll);
+    qd_lm_close(lm);
+    if (st != QD_OK) return st;
+    out->seqlen = S;
+    out->windows = windows;
+    out->scored_tokens = windows * (S - 1);
+    out->text_tokens = n;
+    out->mean_nll = nll / (double)out->scored_tokens;
+    out->ppl = exp(out->mean_nll);
+    out->seconds = now_s() - t0;
+    return QD_OK;
+}
+
+qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *data_path,
+                           const struct qd_eval_opts *opts, struct qd_eval_result *out) {
+    char *text = NULL;
+    size_t len = 0;
+    QD_CHECK(qd_read_file(data_path, (size_t)1 << 32, &text, &len));
+    qd_tokenizer *tok = NULL;
+    qd_ids ids = {0};
+    qd_status st;
+    QD_CHECK_GOTO(qd_tokenizer_load(model_dir, &tok), st, done);
+    QD_CHECK_GOTO(qd_tokenizer_encode(tok, text, len, 1, &ids), st, done);
+    QD_CHECK_GOTO(qd_eval_ppl_ids(be, model_dir, ids.ids, ids.n, opts, out), st, done);
+done:
+    qd_ids_free(&ids);
+    qd_tokenizer_free(tok);
+    free(text);
+    return st;
+}
