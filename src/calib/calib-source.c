@@ -128,8 +128,9 @@ static qd_status jsonl_line(qd_doc_reader *r, const char *line, size_t n, qd_ids
         st = qd_tokenizer_encode(r->tok, text->valuestring, strlen(text->valuestring), 1, ids);
         *got = 1;
     } else if (msgs) {
-        if (!r->chat_resolved) st = resolve_chat(r);
-        if (st == QD_OK && messages_ok(msgs, r->chat)) {
+        /* shape first: a malformed line is skipped whether or not a template can be found */
+        if (messages_ok(msgs, QD_CHAT_NONE) && !r->chat_resolved) st = resolve_chat(r);
+        if (st == QD_OK && r->chat_resolved && messages_ok(msgs, r->chat)) {
             char *s;
             size_t len;
             char where[64];

@@ -83,12 +83,3 @@ void qd_sha256_to_hex(const uint8_t d[32], char hex[65]) {
     }
     hex[64] = 0;
 }
-
-void qd_sha256_hex(const void *data, size_t n, char hex[65]) {
-    qd_sha256_ctx c;
-    uint8_t d[32];
-    qd_sha256_init(&c);
-    qd_sha256_update(&c, data, n);
-    qd_sha256_final(&c, d);
-    qd_sha256_to_hex(d, hex);
-}

@@ -19,8 +19,7 @@ typedef struct {
 void qd_sha256_init(qd_sha256_ctx *c);
 void qd_sha256_update(qd_sha256_ctx *c, const void *data, size_t n);
 void qd_sha256_final(qd_sha256_ctx *c, uint8_t out[32]);
-/* one-shot, as 64 lowercase hex digits + NUL */
-void qd_sha256_hex(const void *data, size_t n, char hex[65]);
+/* the digest as 64 lowercase hex digits + NUL (a one-shot qd_sha256_hex lives in shard/qd-h5stage.h) */
 void qd_sha256_to_hex(const uint8_t digest[32], char hex[65]);
 
 #endif
