@@ -661,6 +661,7 @@ qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
         qd_warn("export: %zu scales were not exactly representable in %s (largest relative change %.3g): the "
                 "exported weights differ slightly from the fake-quantised ones", c.scales_inexact,
                 qd_dtype_name(p.scale_dtype), c.scales_max_rel);
+    if (st == QD_OK && o->verify) st = qd_export_verify(o->out_dir, src);
     if (st == QD_OK) {
         size_t nconv = 0;
         for (size_t i = 0; i < p.n; i++) nconv += p.layers[i].converted;

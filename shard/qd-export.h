@@ -35,6 +35,7 @@ typedef struct qd_export_opts {
     uint64_t max_shard_bytes; /* 0: QD_DEFAULT_MAX_SHARD_BYTES */
     int overwrite;
     int lm_head;              /* export lm_head quantized (it must have been quantized) */
+    int verify;               /* after writing, read OUT back (qd-qformat-read.h) and compare every Linear */
 } qd_export_opts;
 
 /* "gptq" | "gptq_v2" | "awq" | "compressed-tensors" */
@@ -54,5 +55,11 @@ uint64_t qd_export_linear_bytes(qd_export_format f, int ct_naive, int N, int K, 
 qd_status qd_export_check_space(const char *out_dir, uint64_t need);
 
 qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src);
+
+/* Read every quantized layer of src back from the export in dir through qd_qformat_read_linear and
+ * compare with (code - zero) * scale computed with the scale as stored (F16 / model dtype), or, for
+ * layers written unquantized, that product rounded to the model dtype: bit-exact or QD_ERR_MISMATCH
+ * naming the module and the largest difference. */
+qd_status qd_export_verify(const char *dir, const qd_qsource *src);
 
 #endif

@@ -7,7 +7,10 @@
  * Asymmetric zero points are packed along the OUTPUT dim: weight_zero_point I32 [ceil(N/pf)][G],
  * zero point of (n, g) at bits (n % pf)*b of word [n/pf][g]. naive-quantized stores weight I8 [N][K]
  * = q_s unpacked (and an I8 zero point [N][G] = z - 2^(b-1) when asymmetric).
- * bits must divide 32 and be <= 8 (2, 4, 8); codes/zeros outside 0..2^b-1 are refused.
+ * Packers take 2, 4 or 8 bits (what vLLM's WNA16 kernels load); unpackers take 1..8 bits as
+ * compressed-tensors >= 0.20 writes them: one dense little-endian stream per row, element i at bit
+ * i*b, ceil(K*b/32) words (identical to the layout above for 2/4/8). Codes/zeros outside 0..2^b-1
+ * are refused.
  */
 #ifndef QD_QFORMAT_CT_H
 #define QD_QFORMAT_CT_H
@@ -16,7 +19,7 @@
 
 #include "qd-status.h"
 
-int qd_ct_packed_cols(int K, int bits); /* ceil(K / (32/bits)) */
+int qd_ct_packed_cols(int K, int bits); /* ceil(K*bits/32) (= ceil(K/pf) for 2/4/8) */
 
 /* codes [N][K] -> weight_packed [N][ceil(K/pf)] */
 qd_status qd_pack_ct_weight(const uint8_t *codes, int N, int K, int bits, int32_t *out);

@@ -14,10 +14,13 @@ static qd_status check_bits(int bits) {
     return QD_OK;
 }
 
-int qd_ct_packed_cols(int K, int bits) {
-    int pf = 32 / bits;
-    return (K + pf - 1) / pf;
+static qd_status check_unpack_bits(int bits) {
+    if (bits < 1 || bits > 8)
+        return qd_fail(QD_ERR_FORMAT, "compressed-tensors: %d-bit values: pack-quantized holds 1..8 bits", bits);
+    return QD_OK;
 }
+
+int qd_ct_packed_cols(int K, int bits) { return (int)(((long)K * bits + 31) / 32); }
 
 qd_status qd_pack_ct_weight(const uint8_t *codes, int N, int K, int bits, int32_t *out) {
     QD_CHECK(check_bits(bits));
@@ -36,7 +39,7 @@ qd_status qd_pack_ct_weight(const uint8_t *codes, int N, int K, int bits, int32_
 }
 
 qd_status qd_unpack_ct_weight(const int32_t *packed, int N, int K, int bits, uint8_t *codes) {
-    QD_CHECK(check_bits(bits));
+    QD_CHECK(check_unpack_bits(bits));
     int cols = qd_ct_packed_cols(K, bits);
     for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++)
@@ -62,7 +65,7 @@ qd_status qd_pack_ct_zero_point(const int32_t *zeros, int G, int N, int bits, in
 }
 
 qd_status qd_unpack_ct_zero_point(const int32_t *packed, int G, int N, int bits, int32_t *zeros) {
-    QD_CHECK(check_bits(bits));
+    QD_CHECK(check_unpack_bits(bits));
     for (int g = 0; g < G; g++)
         for (int n = 0; n < N; n++) zeros[(size_t)g * N + n] = (int32_t)qd__bits_get(packed + g, G, n, bits);
     return QD_OK;

@@ -15,7 +15,7 @@
 qd_status qd_cmd_export(int argc, char **argv) {
     const char *input = NULL, *output = NULL, *format = NULL, *ct_format = "pack-quantized";
     uint64_t max_shard = QD_DEFAULT_MAX_SHARD_BYTES;
-    int overwrite = 0, lm_head = 0;
+    int overwrite = 0, lm_head = 0, verify = 0;
     const qd_opt opts[] = {
         {"input", QD_OPT_STR, &input, "FAKE_DIR", "fake-quant directory written by qdist quantize --format fake", NULL, NULL},
         {"output", QD_OPT_STR, &output, "OUT", "output checkpoint directory (must not exist or be empty)", NULL, NULL},
@@ -26,12 +26,14 @@ qd_status qd_cmd_export(int argc, char **argv) {
         {"max-shard-size", QD_OPT_SIZE, &max_shard, "SIZE", "largest safetensors shard (default 5GB)", NULL, NULL},
         {"overwrite", QD_OPT_FLAG, &overwrite, NULL, "replace a non-empty OUT", NULL, NULL},
         {"lm-head", QD_OPT_FLAG, &lm_head, NULL, "export lm_head quantized (the run must have quantized it)", NULL, NULL},
+        {"verify", QD_OPT_FLAG, &verify, NULL, "read OUT back (dequantise on load) and compare every Linear bit for bit",
+         NULL, NULL},
     };
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
     qd_cmd_spec spec = {"export",
                         "--input FAKE_DIR --output OUT --format gptq|gptq_v2|awq|compressed-tensors "
-                        "[--max-shard-size 5GB] [--overwrite] [--lm-head]",
+                        "[--max-shard-size 5GB] [--overwrite] [--lm-head] [--verify]",
                         "write a quantization run as a GPTQ, AWQ or compressed-tensors checkpoint", opts,
                         (int)(sizeof opts / sizeof opts[0]), pos_names, pos, 0};
     int help = 0;
@@ -40,7 +42,8 @@ qd_status qd_cmd_export(int argc, char **argv) {
     if (!input) return qd_fail(QD_ERR_USAGE, "export: --input FAKE_DIR is required");
     if (!output) return qd_fail(QD_ERR_USAGE, "export: --output OUT is required");
     if (!format) return qd_fail(QD_ERR_USAGE, "export: --format is required (gptq, gptq_v2, awq, compressed-tensors)");
-    qd_export_opts o = {.out_dir = output, .max_shard_bytes = max_shard, .overwrite = overwrite, .lm_head = lm_head};
+    qd_export_opts o = {.out_dir = output, .max_shard_bytes = max_shard, .overwrite = overwrite, .lm_head = lm_head,
+                        .verify = verify};
     QD_CHECK(qd_export_format_parse(format, &o.format));
     o.ct_naive = strcmp(ct_format, "naive-quantized") == 0;
     if (o.ct_naive && o.format != QD_EXPORT_CT)

@@ -353,7 +353,8 @@ def test_export_independent(case, models, tmp_path):
     fg.make_fake(models[model], fake, **scheme)
     for fmt in formats:
         out = str(tmp_path / ("out-" + fmt))
-        extra = ["--lm-head"] if scheme.get("lm_head") else []
+        # --verify: qdist reads its own export back through the dequantise-on-load reader (for eval)
+        extra = ["--verify"] + (["--lm-head"] if scheme.get("lm_head") else [])
         if fmt == "ct-naive":
             r = run_export(fake, out, "compressed-tensors", "--ct-format", "naive-quantized", *extra)
             check_export(fake, out, "compressed-tensors", naive=True)
@@ -361,6 +362,7 @@ def test_export_independent(case, models, tmp_path):
             r = run_export(fake, out, fmt, *extra)
             check_export(fake, out, fmt)
         assert "not exactly representable" not in r.stderr, r.stderr
+        assert "read back bit-exact" in r.stderr, r.stderr
 
 
 def test_sharding_and_overwrite(models, tmp_path):

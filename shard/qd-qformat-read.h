@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT
+ * qd-qformat-read.h - dequantise-on-load: the fp32 weight of any Linear of a checkpoint, whatever
+ * format stores it (for `qdist eval`, `qdist inspect` and the model loader).
+ *
+ * Usage:
+ *     qd_qformat *qf;  QD_CHECK(qd_qformat_open(model_dir, &qf));    // reads config.json
+ *     float *w; int64_t N, K;
+ *     QD_CHECK(qd_qformat_read_linear(qf, ckpt, "model.layers.0.mlp.down_proj", &w, &N, &K));
+ *     ... free(w); qd_qformat_close(qf);
+ * The checkpoint comes from qd_ckpt_open (mapped or meta-only). A plain float "<prefix>.weight" is
+ * returned converted to fp32 (unquantized models, GPTQ "dynamic" "-:" modules, AWQ
+ * modules_to_not_convert, compressed-tensors "ignore"). Otherwise, by the tensors present:
+ *   GPTQ  <prefix>.qweight/.qzeros/.scales/.g_idx  bits = rows*32/K; v1 adds 1 to the stored zero
+ *         unless quantization_config.checkpoint_format is "gptq_v2"
+ *   AWQ   <prefix>.qweight/.qzeros/.scales (no g_idx, quant_method "awq")  4-bit, group = K/G
+ *   compressed-tensors pack-quantized  <prefix>.weight_packed/.weight_scale/.weight_shape
+ *         [/.weight_zero_point][/.weight_g_idx], dense little-endian stream (element i at bit i*b),
+ *         bits and group size from the config group that targets the module (re: regex, exact name,
+ *         or "Linear"), else inferred from the shapes
+ *   compressed-tensors naive/int-quantized  <prefix>.weight I8 + .weight_scale [+ .weight_zero_point I8]
+ * W[n][k] = (q - z) * s in fp32 (formats.md section E). Every inconsistency in names, dtypes or shapes
+ * fails naming the tensor (QD_ERR_FORMAT).
+ */
+#ifndef QD_QFORMAT_READ_H
+#define QD_QFORMAT_READ_H
+
+#include <stdint.h>
+
+#include "qd-safetensors.h"
+#include "qd-status.h"
+
+typedef enum { QD_QF_NONE, QD_QF_GPTQ, QD_QF_AWQ, QD_QF_CT, QD_QF_OTHER } qd_qformat_kind;
+
+typedef struct qd_qformat qd_qformat;
+
+/* Parses model_dir/config.json's quantization_config (kind NONE when absent). */
+qd_status qd_qformat_open(const char *model_dir, qd_qformat **out);
+void qd_qformat_close(qd_qformat *qf);
+qd_qformat_kind qd_qformat_kind_of(const qd_qformat *qf);
+const char *qd_qformat_name(const qd_qformat *qf); /* "none", "gptq", "gptq_v2", "awq", "compressed-tensors" */
+
+/* Per-layer description, for inspect: stored = 0 for a plain weight. */
+typedef struct qd_qlinear_info {
+    int quantized;
+    int64_t N, K;
+    int bits;
+    int group_size; /* -1 for one group over K */
+    int sym;        /* 1 when no zero point is stored or all zeros are 2^(bits-1) */
+    int act_order;  /* g_idx present and not k / group_size */
+} qd_qlinear_info;
+
+/* The fp32 weight [N][K] of Linear `prefix` (malloc'ed into *w; caller frees). info may be NULL. */
+qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix, float **w,
+                                 int64_t *N, int64_t *K, qd_qlinear_info *info);
+
+/* 1 when `name` is a quantization tensor of a Linear (qweight, qzeros, scales, g_idx, weight_packed,
+ * weight_scale, weight_shape, weight_zero_point, weight_g_idx): loaders skip these and call
+ * qd_qformat_read_linear for the prefix. */
+int qd_qformat_is_aux_tensor(const char *name);
+
+#endif
