@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT
+ * qd-vllm-rules.h - would vLLM run this quantized Linear on Marlin at tensor-parallel size tp, and if
+ * not, what does it fall back to? (`qdist inspect --vllm-tp N`; rules of shared/reference/formats.md
+ * sections B-D, GPU compute capability >= 8.0 assumed.)
+ *
+ * Sharding: q/k/v/gate/up (and any module not named o_proj / down_proj) are column-parallel (N split
+ * by tp); o_proj and down_proj are row-parallel (K split). Marlin needs per shard N_part % 64 == 0,
+ * K_part % 128 == 0 and K_part % group == 0, plus a scheme it implements: GPTQ (4|8 bits, symmetric),
+ * AWQ (4 bits with zero point), compressed-tensors WNA16 (4|8 bits); group in {-1, 32, 64, 128}.
+ * Otherwise: GPTQ -> the plain "gptq" (exllama) kernel, AWQ -> the "awq" GEMM kernel,
+ * compressed-tensors -> vLLM's other mixed-precision kernels (machete on Hopper, exllama); each still
+ * needs K_part % group == 0 and N_part a multiple of the pack factor, else the layer does not load.
+ *
+ * inspect: for every Linear, qd_qformat_read_linear(qf, ck, prefix, &w, &N, &K, &info) (qd-qformat-read.h)
+ * then qd_vllm_check(qd_qformat_kind_of(qf), prefix, &info, tp, &v); print v.reason for !v.marlin.
+ */
+#ifndef QD_VLLM_RULES_H
+#define QD_VLLM_RULES_H
+
+#include "qd-qformat-read.h"
+#include "qd-status.h"
+
+typedef struct qd_vllm_verdict {
+    int row_parallel;  /* K split across ranks (o_proj, down_proj) */
+    long N_part, K_part;
+    int marlin;        /* 1: Marlin runs it */
+    int loadable;      /* 0: not even the fallback kernel accepts the shard shapes */
+    const char *kernel; /* "gptq_marlin", "gptq", "awq_marlin", "awq", "marlin (wNa16)", "machete/exllama", "unquantized" */
+    char reason[256];  /* the first rule broken ("" when Marlin runs it) */
+} qd_vllm_verdict;
+
+/* kind: the checkpoint's format; info from qd_qformat_read_linear. tp >= 1. */
+qd_status qd_vllm_check(qd_qformat_kind kind, const char *prefix, const qd_qlinear_info *info, int tp,
+                        qd_vllm_verdict *out);
+
+#endif
