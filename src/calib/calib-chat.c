@@ -2,8 +2,9 @@
  * Built-in chat templates, the text transformers' apply_chat_template renders for a conversation
  * without a generation prompt, for the three families calibration files meet:
  *   ChatML:  <|im_start|>{role}\n{content}<|im_end|>\n  per message (no default system prompt);
- *   Llama-3: <|begin_of_text|> then <|start_header_id|>{role}<|end_header_id|>\n\n{content.strip()}<|eot_id|>;
+ *   Llama-3: {bos} (<|begin_of_text|>) then <|start_header_id|>{role}<|end_header_id|>\n\n{content.strip()}<|eot_id|>;
  *   Llama-2: {bos}[INST] {<<SYS>>\n{system}\n<</SYS>>\n\n}{user.strip()} [/INST] {assistant.strip()} {eos} ...
+ * {bos} and {eos} are tokenizer_config.json's bos_token / eos_token, as in the templates.
  * Detection looks for each family's marker tokens in tokenizer_config.json's chat_template. */
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,7 @@ static qd_status render(qd_chat_template t, const cJSON *msgs, const char *bos, 
                         sbuf *b) {
     int n = cJSON_GetArraySize(msgs), i = 0;
     const char *role, *content;
-    if (t == QD_CHAT_LLAMA3) QD_CHECK(puts_(b, "<|begin_of_text|>"));
+    if (t == QD_CHAT_LLAMA3) QD_CHECK(puts_(b, bos ? bos : "<|begin_of_text|>"));
     const char *system = NULL;
     if (t == QD_CHAT_LLAMA2 && n > 0) {
         QD_CHECK(message(cJSON_GetArrayItem(msgs, 0), where, 0, &role, &content));
