@@ -126,6 +126,26 @@ def test_inspect_bad_inputs(tmp_path):
     assert r.returncode == 1 and "never unpickles" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_inspect_folds_only_identical_blocks(tmp_path):
+    np = pytest.importorskip("numpy")
+    from safetensors.numpy import save_file
+    cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "intermediate_size": 16,
+           "num_hidden_layers": 4, "num_attention_heads": 2, "vocab_size": 10}
+    t = {"model.embed_tokens.weight": np.zeros((10, 8), np.float32), "model.norm.weight": np.ones(8, np.float32)}
+    for b in range(4):
+        t[f"model.layers.{b}.input_layernorm.weight"] = np.ones(8, np.float32)
+        t[f"model.layers.{b}.mlp.up_proj.weight"] = np.zeros((16, 8), np.float32 if b < 2 else np.float16)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    save_file(t, str(tmp_path / "model.safetensors"))
+    r = run("inspect", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "block 1: same layout as block 0" in out
+    assert "block 2 (2 tensors):" in out and "model.layers.2.mlp.up_proj.weight" in out
+    assert "block 3: same layout as block 2" in out
+    assert re.search(r"^total parameters\s+%d\b" % sum(a.size for a in t.values()), out, re.M)
+
+
 def test_inspect_usage_errors():
     r = run("inspect")
     assert r.returncode == 2 and "MODEL_DIR" in r.stderr

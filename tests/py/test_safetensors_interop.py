@@ -178,6 +178,14 @@ def test_writer_output_loads_in_safetensors(tmp_path, max_shard):
         b = loaded[name]
         assert b.dtype == a.dtype and b.shape == a.shape, name
         assert a.tobytes() == b.tobytes(), name
+    # and qdist reads its own sharded output back through the index
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(CONFIG, f)
+    info = inspect_json(out)
+    assert info["sharded"] == (idx is not None)
+    assert [f["name"] for f in info["files"]] == files
+    assert {t["name"]: t["file"] for t in info["tensors"]} == (idx["weight_map"] if idx else
+                                                              {k: "model.safetensors" for k in tensors})
 
 
 def test_writer_output_raw_dtypes(tmp_path):
