@@ -16,10 +16,21 @@ static const struct {
 #undef QD_CMD_ENTRY
 };
 
+/* command names are C identifiers: '_' in the table is '-' on the command line */
+static int name_is(const char *arg, const char *name) {
+    for (; *arg && *name; arg++, name++)
+        if (*arg != (*name == '_' ? '-' : *name)) return 0;
+    return *arg == *name;
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: qdist <command> [options]\n       qdist --version\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char shown[32];
+        snprintf(shown, sizeof shown, "%s", commands[i].name);
+        for (char *p = shown; *p; p++) *p = *p == '_' ? '-' : *p;
+        fprintf(f, "  %-12s %s\n", shown, commands[i].summary);
+    }
     fprintf(f, "\n'qdist <command> --help' describes each command's options.\n");
 }
 
@@ -38,7 +49,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return qd_status_exit_code(commands[i].fn(argc - 2, argv + 2));
-    qd_fail(QD_ERR_USAGE, "unknown command '%s'; expected one of: inspect, quantize, eval, tokenize", argv[1]);
+        if (name_is(argv[1], commands[i].name)) return qd_status_exit_code(commands[i].fn(argc - 2, argv + 2));
+    qd_fail(QD_ERR_USAGE, "unknown command '%s'; expected one of: inspect, quantize, export, eval, tokenize, quant-layer", argv[1]);
     return 2;
 }

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT
+ * qd-quant.h - quantizing one Linear (RTN, GPTQ) over the backend; AWQ works per block (qd-awq.h).
+ *
+ * The weight W [N, K] lives in a device buffer and is overwritten with its dequantized value (fp32
+ * scales, original column order); the result (codes, scales, zeros, g_idx on the host) goes to *out
+ * (q.name = name). A group size that does not divide K is refused naming the module and both sizes;
+ * NaN/Inf in W or H stops naming the module (its prefix names the block).
+ *
+ * GPTQ (algorithms.md section 1): dead columns (diag H == 0: H_ii = 1, W[:, i] = 0), act-order
+ * (stable descending sort of diag H), static groups (parameters of each group from the W after
+ * dead-column zeroing, before permutation), damping d * mean(diag H) with the schedule
+ * d, d + 0.0015 * i (i = 1..10), then doubling while < 1 (docs/numerics.md); if every attempt fails,
+ * the sweep runs with Hinv = I (RTN with the same group semantics) and out->fallback says so. H is
+ * consumed (clobbered).
+ */
+#ifndef QD_QUANT_H
+#define QD_QUANT_H
+
+#include <stddef.h>
+
+#include "qd-backend.h"
+#include "qd-qlayer.h"
+
+typedef enum { QD_METHOD_RTN, QD_METHOD_GPTQ, QD_METHOD_AWQ } qd_method;
+const char *qd_method_name(qd_method m);
+
+typedef struct qd_qspec {
+    qd_method method;
+    int bits;          /* 2, 3, 4, 8 */
+    int group_size;    /* > 0, or -1: one group of K */
+    int sym;
+    int act_order;     /* gptq */
+    int static_groups; /* gptq */
+    double damp;       /* gptq: fraction of mean(diag H), 0.01 */
+    int mse;           /* MSE clip grid in the min-max quantizer (rtn, gptq) */
+    int skip;          /* leave this Linear unquantized */
+} qd_qspec;
+
+/* the group count, or a refusal naming the module and both sizes */
+qd_status qd_qspec_groups(const qd_qspec *s, const char *name, size_t K, size_t *G);
+qd_qcfg qd_qspec_qcfg(const qd_qspec *s); /* the backend quantizer config (min-max for rtn/gptq) */
+
+qd_status qd_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
+                       qd_qresult *out);
+qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
+                        qd_buf_t H, qd_qresult *out);
+/* Fills the host result from device codes [N,K] (int32), scales, zeros and a host g_idx. */
+qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name, qd_buf_t codes, qd_buf_t scales,
+                           qd_buf_t zeros, const int32_t *g_idx, size_t N, size_t K, size_t G, qd_qresult *out);
+/* status of a NaN/Inf check of n elements of buf: QD_ERR_NUMERIC naming what */
+qd_status qd_check_finite(qd_backend_t be, qd_buf_t buf, size_t off, size_t n, const char *what, const char *name);
+
+#endif
