@@ -242,6 +242,13 @@ static qd_status parse_header(const char *json, qd_st_file *f) {
         return qd_fail(QD_ERR_FORMAT, "%s: header does not start with '{' (not a safetensors file?)", f->path);
     size_t bad = utf8_bad_at((const unsigned char *)json, n);
     if (bad != n) return qd_fail(QD_ERR_FORMAT, "%s: header is not valid UTF-8 at byte %zu", f->path, bad);
+    /* JSON allows no raw control bytes; cJSON would accept them (and cut names at a NUL) */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)json[i];
+        if (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r')
+            return qd_fail(QD_ERR_FORMAT, "%s: header holds control byte 0x%02x at byte %zu (not valid JSON)", f->path,
+                           ch, i);
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, n, &end, 0);
     if (!root)
@@ -298,7 +305,16 @@ qd_status qd_st_parse_mem(const void *bytes, size_t len, const char *name, qd_st
     QD_CHECK(check_prefix(name, len, head, &n));
     qd_st_file *f;
     QD_CHECK(new_file(name, len, n, &f));
-    qd_status st = parse_header((const char *)bytes + 8, f);
+    /* a NUL-terminated private copy, exactly as qd_st_open parses it */
+    char *json = malloc((size_t)n + 1);
+    if (!json) {
+        qd_st_close(f);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory copying a %llu-byte header", name, (unsigned long long)n);
+    }
+    memcpy(json, (const char *)bytes + 8, (size_t)n);
+    json[n] = '\0';
+    qd_status st = parse_header(json, f);
+    free(json);
     if (st != QD_OK) {
         qd_st_close(f);
         return st;

@@ -41,6 +41,7 @@ def st_seeds():
         "trailing": raw(json.dumps({"w": tensor("U8", [4], 0, 4)}), b"\x00" * 8),
         "bad-metadata": raw('{"__metadata__":{"format":1}}'),
         "tiny": b"abc",
+        "nul-in-name": raw(b'{"w\x00x":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', b"\x00"),
     }
     return seeds
 

@@ -173,6 +173,17 @@ static void test_bad_files(void) {
     /* invalid UTF-8 in a name */
     write_st(tpath("utf8.safetensors"), "{\"w\xff\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", eight, 8);
     expect_bad("utf8.safetensors", QD_ERR_FORMAT, "UTF-8");
+    /* a raw control byte (here NUL) inside a name: not JSON, and it would cut the name short */
+    {
+        static const char nul_hdr[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"v\0x\":1}";
+        FILE *fn = fopen(tpath("nul.safetensors"), "wb");
+        unsigned char l8[8] = {(unsigned char)(sizeof nul_hdr - 1)};
+        fwrite(l8, 1, 8, fn);
+        fwrite(nul_hdr, 1, sizeof nul_hdr - 1, fn);
+        fwrite(eight, 1, 8, fn);
+        fclose(fn);
+        expect_bad("nul.safetensors", QD_ERR_FORMAT, "control byte 0x00");
+    }
     /* overlapping offsets */
     write_st(tpath("overlap.safetensors"),
              "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
