@@ -91,7 +91,8 @@ static qd_status open_sharded(qd_checkpoint *c, const char *index_path, int map_
     size_t len;
     QD_CHECK(qd_read_file(index_path, QD_MAX_INDEX_BYTES, &text, &len));
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    /* whole-text parse: a NUL byte or trailing garbage makes the index invalid, as in Python's json */
+    cJSON *root = strlen(text) == len ? cJSON_ParseWithOpts(text, &end, 1) : NULL;
     size_t at = end ? (size_t)(end - text) : 0;
     free(text);
     if (!root) return qd_fail(QD_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", index_path, at);

@@ -312,7 +312,8 @@ qd_status qd_model_cfg_parse(const char *json, const char *path, qd_model_cfg *o
     memset(out, 0, sizeof *out);
     out->bos_id = out->eos_id = -1;
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(json, &end, 0);
+    /* require_null_terminated: trailing garbage after the object is an error, as in Python's json */
+    cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
     if (!root)
         return qd_fail(QD_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, end ? (size_t)(end - json) : (size_t)0);
     qd_status st = QD_OK;

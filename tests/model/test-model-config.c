@@ -210,6 +210,7 @@ static void test_bad_fields(void) {
     expect_fail(llama31, "\"low_freq_factor\":1.0,", "", QD_ERR_FORMAT, "low_freq_factor");
     expect_fail(llama31, "\"rope_theta\":500000.0", "\"rope_theta\":\"big\"", QD_ERR_FORMAT, "rope_theta");
     expect_fail(llama31, "{", "[", QD_ERR_FORMAT, "not valid JSON");
+    expect_fail(llama31, "\"vocab_size\":128256}", "\"vocab_size\":128256} {}", QD_ERR_FORMAT, "not valid JSON");
     expect_fail(llama31, "\"vocab_size\":128256}", "\"vocab_size\":128256", QD_ERR_FORMAT, "not valid JSON");
     expect_fail(qwen2, "\"use_sliding_window\":false", "\"quantization_config\":[1]", QD_ERR_FORMAT, "quantization_config");
 }
