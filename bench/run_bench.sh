@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# run_bench.sh - one device call: build, check, benchmark. Run from the repository root on the GPU machine.
+#
+#   bench/run_bench.sh [STAGE...]      stages (default: test gptq8b torch8b):
+#     test      build and run the CUDA-vs-CPU op test (tests/kernels/test-cuda-ops.c)
+#     gptq8b    bench-gptq-layer on Llama-3-8B layer shapes, QD_CUDA_MATH fp32, tf32 and bf16
+#     gptq70b   bench-gptq-layer on Llama-3-70B layer shapes (one block; all 80 have these shapes), fp32 and tf32
+#     qwen7b    bench-gptq-layer on Qwen2.5-7B layer shapes, tf32
+#     torch8b   the torch reference GPTQ (bench/torch_gptq_ref.py) on the same Llama-3-8B shapes
+#     e2e       gen_synthetic.py Llama-3-8B + `qdist quantize --device cuda` end to end, when the command exists
+# Missing build dependencies (cJSON, OpenBLAS, LAPACKE) are unpacked from .deb/*.deb when the system lacks
+# them; CMake is tried first, a direct nvcc/gcc build of the few libraries the benchmarks need second.
+# Logs go to $OUT (or ./bench-out) and a summary table is printed last.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/bench-out}
+mkdir -p "$OUT"
+STAGES=${*:-test gptq8b torch8b}
+B=${QD_BENCH_BUILD:-build-dev}
+J=${QD_BENCH_JOBS:-16}
+DEPS=/tmp/qd-deps
+ML=x86_64-linux-gnu
+export PYTHONUNBUFFERED=1
+
+log() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+log "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
+# ---- dependencies
+EXTRA_INC="" EXTRA_LIB=""
+if ls .deb/*.deb >/dev/null 2>&1; then
+  mkdir -p $DEPS
+  for f in .deb/*.deb; do dpkg -x "$f" $DEPS; done
+fi
+have_hdr() { [ -e /usr/include/$1 ] || [ -e /usr/include/$ML/$1 ] || [ -e /usr/include/cjson/$1 ] || [ -e /usr/include/openblas/$1 ]; }
+CJ_INC=/usr/include/cjson; CJ_LIB=$(ls /usr/lib/$ML/libcjson.so 2>/dev/null)
+if [ -z "$CJ_LIB" ]; then CJ_INC=$DEPS/usr/include/cjson; CJ_LIB=$DEPS/usr/lib/$ML/libcjson.so; fi
+BL_INC=""; BL_LIB=$(ls /usr/lib/$ML/libopenblas.so 2>/dev/null)
+if [ -z "$BL_LIB" ]; then
+  BL_INC=$(dirname "$(ls $DEPS/usr/include/$ML/cblas*.h $DEPS/usr/include/$ML/openblas-pthread/cblas.h 2>/dev/null | head -1)")
+  BL_LIB=$(ls $DEPS/usr/lib/$ML/openblas-pthread/libopenblas.so* 2>/dev/null | head -1)
+fi
+LA_INC=""; LA_LIB=$(ls /usr/lib/$ML/liblapacke.so 2>/dev/null); LP_LIB=$(ls /usr/lib/$ML/liblapack.so 2>/dev/null)
+if [ -z "$LA_LIB" ]; then LA_INC=$DEPS/usr/include; LA_LIB=$(ls $DEPS/usr/lib/$ML/liblapacke.so* | head -1); fi
+if [ -z "$LP_LIB" ]; then LP_LIB=$(ls $DEPS/usr/lib/$ML/openblas-pthread/liblapack.so* $DEPS/usr/lib/$ML/lapack/liblapack.so* 2>/dev/null | head -1); fi
+# only our binaries see the unpacked libraries (python's torch/numpy keep the system's)
+RUN="env LD_LIBRARY_PATH=$DEPS/usr/lib/$ML:$DEPS/usr/lib/$ML/openblas-pthread:$DEPS/usr/lib/$ML/lapack:${LD_LIBRARY_PATH:-}"
+NCCL=$(ls /usr/local/cuda/lib64/libnccl.so /usr/lib/$ML/libnccl.so 2>/dev/null | head -1)
+if [ -z "$NCCL" ]; then NCCL=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null); fi
+log "deps: cjson=$CJ_LIB openblas=$BL_LIB lapacke=$LA_LIB lapack=$LP_LIB nccl=$NCCL"
+log "mpi: $(which mpicc 2>/dev/null) hdf5: $(ls /usr/include/hdf5/serial/hdf5.h /usr/include/hdf5.h 2>/dev/null | head -1)"
+
+# ---- build
+built=""
+cmake_build() {
+  cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DQD_WITH_FUZZ=OFF \
+    -DCJSON_INCLUDE_DIR=$CJ_INC -DCJSON_LIBRARY=$CJ_LIB ${BL_INC:+-DCBLAS_INCLUDE_DIR=$BL_INC} -DBLAS_LIBRARY=$BL_LIB \
+    ${LA_INC:+-DLAPACKE_INCLUDE_DIR=$LA_INC} -DLAPACKE_LIBRARY=$LA_LIB -DLAPACK_LIBRARY=$LP_LIB \
+    ${NCCL:+-DNCCL_LIBRARY=$NCCL} >"$OUT/cmake.log" 2>&1 || return 1
+  grep -q "CUDA backend: ON" "$OUT/cmake.log" || { log "cmake: CUDA backend OFF"; return 1; }
+  cmake --build $B -j$J --target kernels-test-cuda-ops >"$OUT/build.log" 2>&1 || return 1
+  cp $B/tests/kernels-test-cuda-ops $B/test-cuda-ops
+  LIBS="$B/libqd_kernels_cuda.a $B/libqd_kernels.a $B/libqd_core.a"
+}
+direct_build() { # the libraries the op test and bench need, without CMake (no MPI/HDF5 needed)
+  mkdir -p $B/direct && rm -f $B/direct/*.o
+  local inc="-Isrc/core -Ikernels -Ikernels/cpu -Ikernels/cuda -I$CJ_INC ${BL_INC:+-I$BL_INC} ${LA_INC:+-I$LA_INC}"
+  local cf="-O2 -std=c17 -D_GNU_SOURCE -DQD_VERSION=\"0.1.0\" -DQD_HAVE_CUDA=1"
+  for f in src/core/*.c kernels/*.c kernels/cpu/*.c; do gcc $cf $inc -c $f -o $B/direct/$(basename $f .c).o || return 1; done
+  ls kernels/cuda/*.cu | xargs -P $J -I{} sh -c 'nvcc -O2 -std=c++17 -gencode=arch=compute_90,code=sm_90 '"$inc"' -c {} -o '$B'/direct/$(basename {} .cu).cu.o' || return 1
+  ar rcs $B/direct/libqd_all.a $B/direct/*.o
+  LIBS="$B/direct/libqd_all.a"
+  gcc $cf $inc -Itests tests/kernels/test-cuda-ops.c $LIBS $LINK -o $B/test-cuda-ops
+}
+LINK="-L/usr/local/cuda/lib64 -lcusolver -lcublas -lcublasLt -lcudart $LA_LIB $LP_LIB $BL_LIB $CJ_LIB -lstdc++ -lm -lpthread -ldl"
+log "build (cmake)"
+if [ -z "${QD_BENCH_DIRECT:-}" ] && cmake_build; then built=cmake; else
+  log "cmake build failed (tail of logs below); direct build"; tail -5 "$OUT/cmake.log" "$OUT/build.log" 2>/dev/null
+  direct_build >"$OUT/direct.log" 2>&1 && built=direct || { tail -30 "$OUT/direct.log"; exit 1; }
+fi
+gcc -O2 -std=c17 -D_GNU_SOURCE -DQD_HAVE_CUDA=1 -Isrc/core -Ikernels -I/usr/local/cuda/include bench/bench-gptq-layer.c \
+  $LIBS $LINK -o $B/bench-gptq-layer || exit 1
+log "built ($built)"
+
+# ---- stages
+for s in $STAGES; do
+  case $s in
+  test)
+    log "op test"; $RUN $B/test-cuda-ops 2>&1 | tee "$OUT/test-cuda-ops.log" | grep -v "^  " ; echo "rc=${PIPESTATUS[0]}";;
+  gptq8b)
+    for m in fp32 tf32 bf16; do log "bench llama3-8b $m"; QD_CUDA_MATH=$m $RUN $B/bench-gptq-layer --model llama3-8b --reps 1 2>&1 | tee -a "$OUT/bench-8b.log"; done;;
+  gptq70b)
+    for m in tf32 fp32; do log "bench llama3-70b $m"; QD_CUDA_MATH=$m $RUN $B/bench-gptq-layer --model llama3-70b --reps 1 2>&1 | tee -a "$OUT/bench-70b.log"; done;;
+  qwen7b)
+    log "bench qwen2.5-7b tf32"; QD_CUDA_MATH=tf32 $RUN $B/bench-gptq-layer --model qwen2.5-7b --reps 1 2>&1 | tee -a "$OUT/bench-qwen.log";;
+  torch8b)
+    log "torch reference llama3-8b"; timeout 300 python3 bench/torch_gptq_ref.py --model llama3-8b 2>&1 | tee -a "$OUT/torch-8b.log";;
+  e2e)
+    if grep -q "not implemented yet" src/cli/cmd-quantize.c; then log "e2e: qdist quantize is still a placeholder in this tree: skipped"; continue; fi
+    log "e2e: generate Llama-3-8B"; python3 bench/gen_synthetic.py --arch llama3-8b /tmp/synth-8b
+    cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; continue; }
+    $RUN $B/qdist quantize --device cuda --model /tmp/synth-8b --calib /tmp/synth-8b/calib.jsonl \
+      --out /tmp/synth-8b-w4 2>&1 | tee "$OUT/e2e-8b.log";;
+  esac
+done
+python3 bench/summarize.py "$OUT"/bench-*.log "$OUT"/torch-*.log 2>/dev/null | tee "$OUT/summary.md"
