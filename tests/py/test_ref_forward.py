@@ -101,3 +101,25 @@ def test_llama3_rope_scaling_matches_transformers():
     rel = np.abs(out - ref).max() / np.abs(ref).max()
     print(f"llama3 rope rel err {rel:.3e}")
     assert rel < 1e-4, rel
+
+
+def test_logits_match_transformers_pycode16m():
+    """the trained fixture (bf16 weights, llama3 rope via rope_parameters), float32 compute."""
+    repo = os.environ.get("QD_REPO", os.path.join(os.path.dirname(__file__), "..", ".."))
+    path = os.path.join(repo, "fixtures", "pycode-16m")
+    if not os.path.exists(os.path.join(path, "config.json")):
+        pytest.skip(f"fixtures/pycode-16m absent under {repo}")
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    m = transformers.LlamaForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+    with open(os.path.join(path, "eval.txt"), encoding="utf-8") as f:
+        ids = np.array(tok.encode(f.read(20000)).ids[:256], dtype=np.int64)
+    with torch.no_grad():
+        ref = m(torch.tensor(ids[None])).logits[0].double().numpy()
+    cfg, w = qf.load_model_dir(path)
+    out = qf.logits(ids, w, cfg, np.float32).astype(np.float64)
+    rel = np.abs(out - ref).max() / np.abs(ref).max()
+    print(f"pycode-16m rel err {rel:.3e}")
+    assert rel < 1e-4, rel

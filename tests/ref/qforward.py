@@ -210,13 +210,15 @@ def attention(xn, lw, cfg, cos, sin, hooks=None):
     q = q * c + rotate_half(q) * s
     k = k * c + rotate_half(k) * s
     rep = nh // nkv
-    k = np.repeat(k, rep, axis=1)
-    v = np.repeat(v, rep, axis=1)
-    scores = (q @ k.transpose(0, 1, 3, 2)) * (hd ** -0.5)
     mask = np.triu(np.ones((T, T), dtype=bool), 1)
-    scores = np.where(mask, -np.inf, scores)
-    p = softmax(scores, -1)
-    o = (p @ v).transpose(0, 2, 1, 3).reshape(B, T, nh * hd)
+    o = np.empty((B, nh, T, hd), dtype=q.dtype)
+    for b in range(B):                     # one sequence at a time bounds the [heads, T, T] scores
+        for h in range(nh):
+            kv = h // rep                  # GQA: query head h reads kv head h // (heads / kv_heads)
+            scores = (q[b, h] @ k[b, kv].T) * (hd ** -0.5)
+            scores = np.where(mask, -np.inf, scores)
+            o[b, h] = softmax(scores, -1) @ v[b, kv]
+    o = o.transpose(0, 2, 1, 3).reshape(B, T, nh * hd)
     if hooks is not None:
         hooks["self_attn.o_proj"] = o
     return linear(o, lw["self_attn.o_proj.weight"], lw.get("self_attn.o_proj.bias"))
