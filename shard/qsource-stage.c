@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+#include "qd-qsource-stage.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-check.h"
+#include "qd-h5stage.h"
+#include "qd-safetensors.h"
+
+struct layer_ref {
+    int block;
+    int module; /* index inside the staged block */
+    qd_qlayer head; /* header fields only */
+};
+
+struct plain_ref {
+    const qd_st_tensor *t;
+    int block;      /* block whose staging may override it, -1 for the model's ends */
+};
+
+struct stage_src {
+    char dir[4096], meta[4096];
+    qd_qrun run;
+    int nblocks;
+    qd_checkpoint *ck;
+    size_t nlayers;
+    struct layer_ref *layers;
+    size_t nplain;
+    struct plain_ref *plain;
+    int cached_block;
+    qd_staged_block *cached;
+};
+
+static qd_status get_block(struct stage_src *s, int b, qd_staged_block **out) {
+    if (s->cached && s->cached_block == b) {
+        *out = s->cached;
+        return QD_OK;
+    }
+    qd_staged_block_free(s->cached);
+    s->cached = NULL;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/block-%05d.h5", s->dir, b);
+    QD_CHECK(qd_stage_read_block_file(path, &s->cached));
+    s->cached_block = b;
+    *out = s->cached;
+    return QD_OK;
+}
+
+static size_t st_n_layers(void *ctx) { return ((struct stage_src *)ctx)->nlayers; }
+
+static qd_status st_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *out) {
+    struct stage_src *s = ctx;
+    const struct layer_ref *r = &s->layers[i];
+    qd_staged_block *blk;
+    QD_CHECK(get_block(s, r->block, &blk));
+    const qd_staged_module *m = &blk->modules[r->module];
+    *out = r->head;
+    size_t gn = (size_t)m->G * (size_t)m->N, nk = (size_t)m->N * (size_t)m->K;
+    out->codes = NULL;
+    out->scales = malloc(gn * sizeof(float));
+    out->zeros = malloc(gn * sizeof(int32_t));
+    out->g_idx = malloc((size_t)m->K * sizeof(int32_t));
+    if (with_codes) out->codes = malloc(nk);
+    if (!out->scales || !out->zeros || !out->g_idx || (with_codes && !out->codes)) {
+        qd_qlayer_free(out);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory loading staged layer", out->name);
+    }
+    memcpy(out->scales, m->scales, gn * sizeof(float));
+    memcpy(out->zeros, m->zeros, gn * sizeof(int32_t));
+    memcpy(out->g_idx, m->g_idx, (size_t)m->K * sizeof(int32_t));
+    if (with_codes) memcpy(out->codes, m->codes, nk);
+    return QD_OK;
+}
+
+static long st_find_layer(void *ctx, const char *prefix) {
+    struct stage_src *s = ctx;
+    for (size_t i = 0; i < s->nlayers; i++)
+        if (strcmp(s->layers[i].head.name, prefix) == 0) return (long)i;
+    return -1;
+}
+
+static size_t st_n_plain(void *ctx) { return ((struct stage_src *)ctx)->nplain; }
+
+static qd_status st_plain_info(void *ctx, size_t i, qd_plain_info *out) {
+    struct stage_src *s = ctx;
+    const qd_st_tensor *t = s->plain[i].t;
+    out->name = t->name;
+    out->dtype = t->dtype;
+    out->ndim = t->ndim;
+    for (int d = 0; d < t->ndim && d < 8; d++) out->shape[d] = t->shape[d];
+    out->nbytes = t->nbytes;
+    return QD_OK;
+}
+
+static qd_status st_plain_read(void *ctx, size_t i, void *dst) {
+    struct stage_src *s = ctx;
+    const struct plain_ref *p = &s->plain[i];
+    if (p->block >= 0) {
+        qd_staged_block *blk;
+        QD_CHECK(get_block(s, p->block, &blk));
+        for (size_t k = 0; k < blk->ntensors; k++) {
+            const qd_staged_tensor *t = &blk->tensors[k];
+            if (strcmp(t->name, p->t->name) != 0) continue;
+            uint64_t numel = 1;
+            for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
+            if (numel != p->t->numel)
+                return qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: staged tensor %s has %llu elements, the model %llu",
+                               s->dir, p->block, t->name, (unsigned long long)numel,
+                               (unsigned long long)p->t->numel);
+            if (!qd_dtype_is_float(p->t->dtype))
+                return qd_fail(QD_ERR_FORMAT, "%s: staged tensor %s has non-float source dtype %s", s->dir,
+                               t->name, qd_dtype_name(p->t->dtype));
+            qd_from_f32(p->t->dtype, t->data, dst, numel);
+            return QD_OK;
+        }
+    }
+    return qd_ckpt_read_raw(s->ck, p->t, dst);
+}
+
+static const char *st_meta_dir(void *ctx) { return ((struct stage_src *)ctx)->meta; }
+
+static void st_run(void *ctx, qd_qrun *out) { *out = ((struct stage_src *)ctx)->run; }
+
+static void st_free(void *ctx) {
+    struct stage_src *s = ctx;
+    if (!s) return;
+    qd_staged_block_free(s->cached);
+    qd_ckpt_close(s->ck);
+    free(s->layers);
+    free(s->plain);
+    free(s);
+}
+
+static const qd_qsource_i stage_iface = {
+    .n_layers = st_n_layers,
+    .load_layer = st_load_layer,
+    .find_layer = st_find_layer,
+    .n_plain = st_n_plain,
+    .plain_info = st_plain_info,
+    .plain_read = st_plain_read,
+    .meta_dir = st_meta_dir,
+    .run = st_run,
+    .free = st_free,
+};
+
+/* Index every staged block: the layers' headers, in block order. */
+static qd_status index_layers(struct stage_src *s) {
+    size_t cap = 0;
+    for (int b = 0; b < s->nblocks; b++) {
+        qd_staged_block *blk;
+        QD_CHECK(get_block(s, b, &blk));
+        for (size_t m = 0; m < blk->nmodules; m++) {
+            if (s->nlayers == cap) {
+                cap = cap ? 2 * cap : 64;
+                struct layer_ref *n = realloc(s->layers, cap * sizeof *n);
+                if (!n) return qd_fail(QD_ERR_NOMEM, "%s: out of memory indexing staged layers", s->dir);
+                s->layers = n;
+            }
+            const qd_staged_module *sm = &blk->modules[m];
+            struct layer_ref *r = &s->layers[s->nlayers++];
+            memset(r, 0, sizeof *r);
+            r->block = b;
+            r->module = (int)m;
+            int w = snprintf(r->head.name, sizeof r->head.name, "model.layers.%d.%.200s", b, sm->name);
+            if (w < 0 || (size_t)w >= sizeof r->head.name)
+                return qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: module name too long", s->dir, b);
+            r->head.N = (int)sm->N;
+            r->head.K = (int)sm->K;
+            r->head.G = (int)sm->G;
+            r->head.bits = sm->bits;
+            r->head.group_size = sm->group_size;
+            r->head.sym = sm->sym;
+            snprintf(r->head.method, sizeof r->head.method, "%s", s->run.method);
+        }
+    }
+    return QD_OK;
+}
+
+static qd_status index_plain(struct stage_src *s) {
+    s->plain = calloc(s->ck->ntensors + 1, sizeof *s->plain);
+    if (!s->plain) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", s->dir);
+    for (size_t i = 0; i < s->ck->ntensors; i++) {
+        const qd_st_tensor *t = s->ck->tensors[i];
+        size_t len = strlen(t->name);
+        /* "<prefix>.weight" of a quantized Linear is replaced by its quantization data */
+        if (len > 7 && strcmp(t->name + len - 7, ".weight") == 0) {
+            char prefix[QD_QNAME_MAX];
+            snprintf(prefix, sizeof prefix, "%.*s", (int)(len - 7), t->name);
+            if (st_find_layer(s, prefix) >= 0) continue;
+        }
+        /* the block a tensor belongs to, from its HF name (shard/ stays below src/model) */
+        int block = -1, used = 0;
+        if (sscanf(t->name, "model.layers.%d.%n", &block, &used) < 1 || used == 0) block = -1;
+        s->plain[s->nplain].t = t;
+        s->plain[s->nplain].block = block;
+        s->nplain++;
+    }
+    return QD_OK;
+}
+
+qd_status qd_qsource_open_stage(const char *staging_dir, const char *model_dir, int nblocks, const char *meta_dir,
+                                const qd_qrun *run, qd_qsource *out) {
+    out->iface = NULL;
+    out->ctx = NULL;
+    struct stage_src *s;
+    QD_ALLOC(s, 1);
+    snprintf(s->dir, sizeof s->dir, "%s", staging_dir);
+    snprintf(s->meta, sizeof s->meta, "%s", meta_dir);
+    s->run = *run;
+    s->cached_block = -1;
+    qd_status st;
+    s->nblocks = nblocks;
+    QD_CHECK_GOTO(qd_ckpt_open(model_dir, 1, &s->ck), st, fail);
+    QD_CHECK_GOTO(index_layers(s), st, fail);
+    QD_CHECK_GOTO(index_plain(s), st, fail);
+    out->iface = &stage_iface;
+    out->ctx = s;
+    return QD_OK;
+fail:
+    st_free(s);
+    return st;
+}
