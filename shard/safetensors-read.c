@@ -339,7 +339,8 @@ static qd_status pread_all(int fd, void *buf, size_t len, uint64_t off, const ch
 
 qd_status qd_st_open(const char *path, int map_data, qd_st_file **out) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO given as a model file must be refused below, not block the open */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
