@@ -86,18 +86,21 @@ static qd_status recv_all(const struct qd_block_worker *w, qd_transport *t, int 
 
 /* Quantize (or replay) this rank's blocks in order, starting from act. */
 static qd_status run_blocks(const qd_plan *plan, int rank, const struct qd_block_worker *w, float *act,
-                            struct qd_pipeline_stats *st, int *failed_block) {
+                            int keep_output, struct qd_pipeline_stats *st, int *failed_block) {
+    double t_load = now_s();
+    QD_CHECK(w->load(w->user, act));
+    st->compute_s += now_s() - t_load;
     for (int b = plan->first[rank]; b < plan->first[rank] + plan->count[rank]; b++) {
         *failed_block = b;
         double t0 = now_s();
         int staged = w->is_staged(w->user, b);
         if (staged) {
-            QD_CHECK(w->replay(w->user, b, act));
+            QD_CHECK(w->replay(w->user, b));
             st->replayed++;
         } else {
             if (injected("QD_INJECT_FAIL", rank, b))
                 return qd_fail(QD_ERR_INTERNAL, "block %d: failure injected by QD_INJECT_FAIL", b);
-            QD_CHECK(w->quantize(w->user, b, act));
+            QD_CHECK(w->quantize(w->user, b));
             st->quantized++;
             if (injected("QD_INJECT_KILL", rank, b)) raise(SIGKILL);
         }
@@ -105,6 +108,11 @@ static qd_status run_blocks(const qd_plan *plan, int rank, const struct qd_block
         if (w->block_done) w->block_done(w->user, b, !staged);
     }
     *failed_block = -1;
+    if (keep_output) {
+        double t0 = now_s();
+        QD_CHECK(w->store(w->user, act));
+        st->compute_s += now_s() - t0;
+    }
     return QD_OK;
 }
 
@@ -169,7 +177,7 @@ qd_status qd_pipeline_run(const qd_plan *plan, int rank, qd_schedule sched, cons
     if (sched == QD_SCHED_EXACT) {
         if (prev) QD_CHECK_GOTO(recv_all(w, prev, rank - 1, act, stats), rc, out);
         else QD_CHECK_GOTO(w->embed(w->user, act), rc, out);
-        QD_CHECK_GOTO(run_blocks(plan, rank, w, act, stats, failed_block), rc, out);
+        QD_CHECK_GOTO(run_blocks(plan, rank, w, act, next != NULL, stats, failed_block), rc, out);
         if (next) QD_CHECK_GOTO(send_all(w, next, rank + 1, act, stats), rc, out);
     } else {
         float *work = next ? malloc(total * sizeof(float) + 1) : NULL;
@@ -179,7 +187,7 @@ qd_status qd_pipeline_run(const qd_plan *plan, int rank, qd_schedule sched, cons
         }
         rc = fp_pass(plan, rank, w, act, work, prev, next, stats, failed_block);
         free(work);
-        if (rc == QD_OK) rc = run_blocks(plan, rank, w, act, stats, failed_block);
+        if (rc == QD_OK) rc = run_blocks(plan, rank, w, act, 0, stats, failed_block);
     }
 out:
     free(act);

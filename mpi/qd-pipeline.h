@@ -33,15 +33,19 @@ struct qd_block_worker {
     size_t nseq;           /* calibration sequences */
     size_t seq_elems;      /* floats per sequence: seqlen * hidden */
     size_t micro_batch;    /* sequences per transfer (>= 1) */
-    /* first rank: act[nseq * seq_elems] = embedded calibration tokens */
+    /* first rank: act[nseq * seq_elems] = embedded calibration tokens (host) */
     qd_status (*embed)(void *user, float *act);
-    /* forward block b in full precision on nseq sequences in place */
+    /* overlap schedule: forward block b in full precision on nseq host sequences in place */
     qd_status (*forward_fp)(void *user, int block, float *act, size_t nseq);
-    /* quantize block b from its input act (all sequences), stage the result durably, and leave in act
-     * the input of block b+1 */
-    qd_status (*quantize)(void *user, int block, float *act);
-    /* block b is staged: leave in act the output of its quantized forward */
-    qd_status (*replay)(void *user, int block, float *act);
+    /* the worker keeps the activations between this rank's blocks (on its device): load takes the
+     * rank's boundary input from the host, store gives back the output of its last block */
+    qd_status (*load)(void *user, const float *act);
+    qd_status (*store)(void *user, float *act);
+    /* quantize block b from the worker's activations, stage the result durably, and leave the input
+     * of block b+1 in the worker's activations */
+    qd_status (*quantize)(void *user, int block);
+    /* block b is staged: leave the output of its quantized forward in the worker's activations */
+    qd_status (*replay)(void *user, int block);
     int (*is_staged)(void *user, int block);
     /* (optional) progress: called after each block on this rank */
     void (*block_done)(void *user, int block, int quantized);

@@ -19,6 +19,7 @@
 #define SEQ_ELEMS 6
 
 struct toy {
+    float act[NSEQ * SEQ_ELEMS]; /* the worker's own copy, as a device would hold it */
     double in_sum[NBLOCKS]; /* checksum of each block's quantization input (this rank's blocks) */
     int staged[NBLOCKS];
     int quantized_calls;
@@ -54,16 +55,26 @@ static qd_status t_fwd(void *u, int b, float *act, size_t nseq) {
     fp_block(b, act, nseq * SEQ_ELEMS);
     return QD_OK;
 }
-static qd_status t_quant(void *u, int b, float *act) {
+static qd_status t_load(void *u, const float *act) {
+    memcpy(((struct toy *)u)->act, act, sizeof(float) * NSEQ * SEQ_ELEMS);
+    return QD_OK;
+}
+static qd_status t_store(void *u, float *act) {
+    memcpy(act, ((struct toy *)u)->act, sizeof(float) * NSEQ * SEQ_ELEMS);
+    return QD_OK;
+}
+static qd_status t_quant(void *u, int b) {
     struct toy *t = u;
+    float *act = t->act;
     t->in_sum[b] = checksum(act, NSEQ * SEQ_ELEMS);
     q_block(b, act, NSEQ * SEQ_ELEMS);
     t->staged[b] = 1;
     t->quantized_calls++;
     return QD_OK;
 }
-static qd_status t_replay(void *u, int b, float *act) {
+static qd_status t_replay(void *u, int b) {
     struct toy *t = u;
+    float *act = t->act;
     t->in_sum[b] = checksum(act, NSEQ * SEQ_ELEMS);
     q_block(b, act, NSEQ * SEQ_ELEMS);
     return QD_OK;
@@ -105,7 +116,7 @@ static void run_schedule(qd_schedule s, size_t micro_batch) {
     struct toy t;
     memset(&t, 0, sizeof t);
     struct qd_block_worker w = {.user = &t, .nseq = NSEQ, .seq_elems = SEQ_ELEMS, .micro_batch = micro_batch,
-                                .embed = t_embed, .forward_fp = t_fwd, .quantize = t_quant,
+                                .embed = t_embed, .forward_fp = t_fwd, .load = t_load, .store = t_store, .quantize = t_quant,
                                 .replay = t_replay, .is_staged = t_staged};
     double want[NBLOCKS];
     expected(&plan, s, want);
