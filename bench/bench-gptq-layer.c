@@ -209,6 +209,38 @@ int main(int argc, char **argv) {
                t_hess + t_prep + t_chol + t_sweep, tb, mem_peak_gb);
         fflush(stdout);
     }
+    /* forward ops of the same shapes on nseq x 2048 tokens: the projections' GEMM, attention, RMSNorm */
+    {
+        size_t nseq = 8, T = 2048, rows = nseq * T;
+        qd_buf_t x = rand_buf(rows, sh->hidden, 1.0f, 0), wq = rand_buf(qd, sh->hidden, 0.02f, 0), y = buf(rows * qd),
+                 kk = rand_buf(rows, kvd, 1.0f, 0), vv = rand_buf(rows, kvd, 1.0f, 0), nw = rand_buf(1, sh->hidden, 1.0f, 0);
+        for (int rep = 0; rep < 2; rep++) {
+            CK(qd_be_synchronize(be));
+            double t0 = now();
+            CK(qd_be_gemm(be, &(struct qd_gemm_args){.trans_b = 1, .M = rows, .N = qd, .K = sh->hidden, .alpha = 1, .A = QD_REF(x, 0),
+                                                    .B = QD_REF(wq, 0), .C = QD_REF(y, 0), .lda = sh->hidden, .ldb = sh->hidden, .ldc = qd}));
+            CK(qd_be_synchronize(be));
+            double tg = now() - t0;
+            t0 = now();
+            CK(qd_be_attention(be, &(struct qd_attention_args){.out = QD_REF(y, 0), .q = QD_REF(y, 0), .k = QD_REF(kk, 0), .v = QD_REF(vv, 0), .nseq = nseq,
+                                                              .seq_len = T, .heads = sh->heads, .kv_heads = sh->kv, .head_dim = sh->hd,
+                                                              .scale = 1.0f / sqrtf((float)sh->hd)}));
+            CK(qd_be_synchronize(be));
+            double ta = now() - t0;
+            t0 = now();
+            CK(qd_be_rmsnorm(be, &(struct qd_rmsnorm_args){.out = QD_REF(x, 0), .x = QD_REF(x, 0), .weight = QD_REF(nw, 0), .rows = rows, .dim = sh->hidden,
+                                                          .ld = sh->hidden, .eps = 1e-5f}));
+            CK(qd_be_synchronize(be));
+            double tr = now() - t0;
+            double att_flop = 4.0 * sh->heads * sh->hd * (double)T * (T + 1) / 2 * nseq;
+            if (rep)
+                printf("FORWARD %s math %s, %zu x %zu tokens: q_proj GEMM %.1f ms (%.1f TFLOP/s), attention %.1f ms (%.1f TFLOP/s causal), "
+                       "rmsnorm %.2f ms\n",
+                       sh->name, math, nseq, T, tg * 1e3, 2.0 * rows * qd * sh->hidden / tg / 1e12, ta * 1e3, att_flop / ta / 1e12, tr * 1e3);
+        }
+        mem_probe();
+        qd_buf_free(x), qd_buf_free(wq), qd_buf_free(y), qd_buf_free(kk), qd_buf_free(vv), qd_buf_free(nw);
+    }
     qd_be_free(be);
     return 0;
 }

@@ -40,6 +40,8 @@ for path in sys.argv[1:]:
                 cur["shape"][m.group(1)] = f"{m.group(2)} x {m.group(3)}"
         elif ln.startswith("BLOCK"):
             cur["block"] = ln
+        elif ln.startswith("FORWARD"):
+            cur["forward"] = ln
 
 for model in sorted({r["model"] for r in runs}):
     rs = [r for r in runs if r["model"] == model and r["layers"]]
@@ -71,3 +73,5 @@ for model in sorted({r["model"] for r in runs}):
     for r in rs:
         if r["block"]:
             print("    " + r["block"])
+        if r.get("forward"):
+            print("    " + r["forward"])
