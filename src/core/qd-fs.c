@@ -18,27 +18,33 @@
 qd_status qd_read_file(const char *path, size_t max_len, char **out, size_t *len) {
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* O_NONBLOCK: a FIFO named like a config file must be refused, not waited on */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return qd_fail(QD_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > max_len) {
-        fclose(f);
+        close(fd);
         return qd_fail(QD_ERR_FORMAT, "%s: file is %lld bytes, more than the %zu allowed", path,
                        (long long)st.st_size, max_len);
     }
     char *buf = malloc((size_t)st.st_size + 1);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return qd_fail(QD_ERR_NOMEM, "%s: out of memory reading %lld bytes", path, (long long)st.st_size);
     }
-    size_t got = fread(buf, 1, (size_t)st.st_size, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err || got != (size_t)st.st_size) {
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != (size_t)st.st_size) {
         free(buf);
         return qd_fail(QD_ERR_IO, "%s: read failed", path);
     }
