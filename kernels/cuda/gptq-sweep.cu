@@ -10,7 +10,7 @@
 
 #include "quant-common.cuh"
 
-#define SW_R 64 /* rows (threads) per block */
+#define SW_R 32 /* rows (threads) per block: one warp, so small layers still fill the GPU */
 
 __global__ void __launch_bounds__(SW_R) k_sweep_block(float *W, const float *U, int32_t *codes, const float *S,
                                                       const int32_t *Z, const int32_t *perm, float *E, double *lossp,
