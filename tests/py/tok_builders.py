@@ -34,9 +34,9 @@ def _save(tok, path, edit=None):
     return path
 
 
-def gpt2(docs, path):
+def gpt2(docs, path, prefix_space=False):
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     _train(tok, docs, 3000, ["<|endoftext|>"])
@@ -77,11 +77,11 @@ def qwen2(docs, path):
     return _save(tok, path)
 
 
-def metaspace(docs, path):
+def metaspace(docs, path, scheme="first", split=False):
     """SentencePiece style with the Metaspace pre-tokenizer (Llama / Mistral files with legacy=false)."""
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
-    tok.decoder = decoders.Sequence([decoders.Metaspace(replacement="▁", prepend_scheme="first"),
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=split)
+    tok.decoder = decoders.Sequence([decoders.Metaspace(replacement="▁", prepend_scheme=scheme),
                                      decoders.ByteFallback(), decoders.Fuse()])
     specials = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)]
     _train(tok, docs, 1500, specials, byte_level=False)
@@ -93,4 +93,11 @@ def metaspace(docs, path):
     return _save(tok, path, edit)
 
 
-BUILDERS = {"built-gpt2": gpt2, "built-llama3": llama3, "built-qwen2-nfc": qwen2, "built-metaspace": metaspace}
+BUILDERS = {
+    "built-gpt2": gpt2,
+    "built-gpt2-prefix-space": lambda docs, path: gpt2(docs, path, prefix_space=True),
+    "built-llama3": llama3,
+    "built-qwen2-nfc": qwen2,
+    "built-metaspace": metaspace,
+    "built-metaspace-always-split": lambda docs, path: metaspace(docs, path, scheme="always", split=True),
+}
