@@ -97,10 +97,17 @@ for s in $STAGES; do
     log "torch reference llama3-8b"; timeout 300 python3 bench/torch_gptq_ref.py --model llama3-8b 2>&1 | tee -a "$OUT/torch-8b.log";;
   e2e)
     if grep -q "not implemented yet" src/cli/cmd-quantize.c; then log "e2e: qdist quantize is still a placeholder in this tree: skipped"; continue; fi
-    log "e2e: generate Llama-3-8B"; python3 bench/gen_synthetic.py --arch llama3-8b /tmp/synth-8b
-    cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; continue; }
-    $RUN $B/qdist quantize --device cuda --model /tmp/synth-8b --calib /tmp/synth-8b/calib.jsonl \
-      --out /tmp/synth-8b-w4 2>&1 | tee "$OUT/e2e-8b.log";;
+    nb=${E2E_BLOCKS:-4}
+    log "e2e: build qdist"; cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
+    log "e2e: generate Llama-3-8B shapes, first $nb blocks"; python3 bench/gen_synthetic.py --arch llama3-8b --blocks $nb /tmp/synth-8b
+    ( peak=0; while sleep 0.5; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "${u:-0}" -gt $peak ] && peak=$u && echo $peak > /tmp/gpu-peak; done ) &
+    mon=$!
+    t0=$(date +%s.%N)
+    $RUN $B/qdist quantize --backend cuda --model /tmp/synth-8b --calib /tmp/synth-8b/calib.jsonl --output /tmp/synth-8b-w4 \
+      --method gptq --bits 4 --group-size 128 --nsamples 128 --seqlen 2048 --overwrite 2>&1 | tail -40 | tee "$OUT/e2e-8b.log"
+    t1=$(date +%s.%N); kill $mon
+    echo "E2E llama3-8b ($nb blocks) gptq w4 g128 128x2048: wall $(python3 -c "print(round($t1 - $t0, 1))") s, GPU memory peak $(cat /tmp/gpu-peak) MiB (nvidia-smi)" | tee -a "$OUT/e2e-8b.log"
+    cat /tmp/synth-8b-w4/qdist_report.json 2>/dev/null | head -c 3000 > "$OUT/e2e-report.json";;
   esac
 done
 python3 bench/summarize.py "$OUT"/bench-*.log "$OUT"/torch-*.log 2>/dev/null | tee "$OUT/summary.md"
