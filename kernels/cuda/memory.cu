@@ -54,6 +54,12 @@ extern "C" qd_status qd_cu_download(qd_backend_t be, const struct qd_download_ar
 
 extern "C" qd_status qd_cu_copy(qd_backend_t be, const struct qd_copy_args *a) {
     struct qd_cuda_ctx *c = qd_cu(be);
+    if (a->rows == 1 || (a->ldd == a->cols && a->lds == a->cols)) {
+        /* one contiguous run (cudaMemcpy2D caps pitches at 2 GiB, a 28672^2 Hessian is 3.3 GB) */
+        QD_CUDA_CHECK(cudaMemcpyAsync(QD_CU_F32(a->dst), QD_CU_F32(a->src), a->rows * a->cols * 4,
+                                      cudaMemcpyDeviceToDevice, c->stream));
+        return QD_OK;
+    }
     QD_CUDA_CHECK(cudaMemcpy2DAsync(QD_CU_F32(a->dst), a->ldd * 4, QD_CU_F32(a->src), a->lds * 4, a->cols * 4, a->rows,
                                     cudaMemcpyDeviceToDevice, c->stream));
     return QD_OK;
