@@ -1,10 +1,154 @@
 /* SPDX-License-Identifier: MIT
- * qdist quantize - placeholder until its issue lands: refuses with a clear message. */
+ * qdist quantize - RTN / GPTQ / AWQ over a model, writing a fake-quantised model (dequantised weights
+ * plus the integer codes) and OUT/qdist_report.json. Settings: built-in defaults < --recipe top level
+ * < command-line flags < the recipe's per-module overrides (docs/numerics.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-args.h"
+#include "qd-backends.h"
+#include "qd-calib.h"
+#include "qd-check.h"
 #include "qd-commands.h"
 #include "qd-log.h"
+#include "qd-quantize-model.h"
+
+typedef struct {
+    const char *model, *output, *calib, *calib_mode, *method, *recipe, *format, *backend, *scale_dtype;
+    int nsamples, seqlen, bits, group_size, sym, asym, act_order, static_groups, mse, true_seq, overwrite;
+    int chunk_tokens;
+    double damp, seed;
+    int seen_calib_mode, seen_method, seen_bits, seen_gs, seen_sym, seen_asym, seen_act, seen_static, seen_mse;
+    int seen_damp, seen_ts, seen_ns, seen_sl, seen_seed;
+} q_args;
 
 qd_status qd_cmd_quantize(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return qd_fail(QD_ERR_UNSUPPORTED, "quantize: not implemented yet in this build");
+    q_args a = {.method = "gptq", .format = "fake", .backend = "cpu", .scale_dtype = "f16", .bits = 4,
+                .group_size = 128, .true_seq = 1, .damp = 0.01, .nsamples = 128};
+    const qd_opt opts[] = {
+        {"model", QD_OPT_STR, &a.model, "DIR", "source model directory (Hugging Face format)", NULL, NULL},
+        {"output", QD_OPT_STR, &a.output, "DIR", "output directory (written atomically)", NULL, NULL},
+        {"calib", QD_OPT_STR, &a.calib, "FILE", "calibration data: .jsonl {text}/{messages}/[ids] or plain text", NULL, NULL},
+        {"nsamples", QD_OPT_INT, &a.nsamples, "N", "calibration sequences (128)", "1..1000000", &a.seen_ns},
+        {"seqlen", QD_OPT_INT, &a.seqlen, "S", "tokens per sequence (gptq: min(2048, max pos); awq: 512)", "2..1048576", &a.seen_sl},
+        {"seed", QD_OPT_DOUBLE, &a.seed, "X", "calibration sampling seed (0)", "0..1e18", &a.seen_seed},
+        {"calib-mode", QD_OPT_CHOICE, &a.calib_mode, "MODE", "random windows (gptq default) or concatenated blocks (awq default)", "random|concat", &a.seen_calib_mode},
+        {"method", QD_OPT_CHOICE, &a.method, "M", "quantization method", "rtn|gptq|awq", &a.seen_method},
+        {"bits", QD_OPT_INT, &a.bits, "B", "bits per weight", "2..8", &a.seen_bits},
+        {"group-size", QD_OPT_INT, &a.group_size, "G", "columns per group: 32, 64, 128 or -1 (one group)", "-1..1048576", &a.seen_gs},
+        {"sym", QD_OPT_FLAG, &a.sym, NULL, "symmetric (rtn/gptq default)", NULL, &a.seen_sym},
+        {"asym", QD_OPT_FLAG, &a.asym, NULL, "asymmetric (awq default)", NULL, &a.seen_asym},
+        {"act-order", QD_OPT_FLAG, &a.act_order, NULL, "GPTQ: columns in descending diag(H) order", NULL, &a.seen_act},
+        {"static-groups", QD_OPT_FLAG, &a.static_groups, NULL, "GPTQ: group parameters from the original weight", NULL, &a.seen_static},
+        {"damp", QD_OPT_DOUBLE, &a.damp, "D", "GPTQ damping fraction of mean(diag H) (0.01)", "0..0.999", &a.seen_damp},
+        {"mse", QD_OPT_FLAG, &a.mse, NULL, "MSE clip grid search in the min-max quantizer", NULL, &a.seen_mse},
+        {"true-sequential", QD_OPT_FLAG, &a.true_seq, NULL, "GPTQ: Hessians of [qkv]->[o]->[gate,up]->[down] in turn (default on)", NULL, &a.seen_ts},
+        {"recipe", QD_OPT_STR, &a.recipe, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
+        {"format", QD_OPT_CHOICE, &a.format, "F", "output format (fake: dequantised weights + codes)", "fake", NULL},
+        {"scale-dtype", QD_OPT_CHOICE, &a.scale_dtype, "T", "dtype the export stores scales in (rounds the fake weights)", "f16|bf16|f32", NULL},
+        {"overwrite", QD_OPT_FLAG, &a.overwrite, NULL, "replace an existing non-empty output directory", NULL, NULL},
+        {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
+        {"chunk-tokens", QD_OPT_INT, &a.chunk_tokens, "N", "tokens per forward pass (8192)", "0..100000000", NULL},
+    };
+    const char *pos_names[] = {NULL};
+    const char *pos[1] = {NULL};
+    qd_cmd_spec spec = {"quantize", "--model DIR --output DIR --calib FILE --method rtn|gptq|awq [options]",
+                        "quantize a model with RTN, GPTQ or AWQ and write a fake-quantised model", opts,
+                        (int)(sizeof opts / sizeof opts[0]), pos_names, pos, 0};
+    int help = 0;
+    QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
+    if (help) return QD_OK;
+    if (!a.model || !a.output) return qd_fail(QD_ERR_USAGE, "quantize: --model DIR and --output DIR are required");
+    if (a.seen_sym && a.seen_asym && a.sym && a.asym)
+        return qd_fail(QD_ERR_USAGE, "quantize: --sym and --asym exclude each other");
+    if (a.group_size == 0 || a.group_size < -1) return qd_fail(QD_ERR_USAGE, "quantize: --group-size must be > 0 or -1");
+    if (a.bits != 2 && a.bits != 3 && a.bits != 4 && a.bits != 8)
+        return qd_fail(QD_ERR_USAGE, "quantize: --bits must be 2, 3, 4 or 8");
+
+    /* defaults < recipe < flags */
+    qd_recipe *recipe = NULL;
+    qd_qspec base = {.method = QD_METHOD_GPTQ, .bits = 4, .group_size = 128, .sym = 1, .damp = 0.01};
+    qd_recipe_run run = {.true_sequential = 1, .nsamples = 128, .seqlen = 0, .seed = 0};
+    int method_from_recipe_awq = 0;
+    if (a.recipe) {
+        QD_CHECK(qd_recipe_load(a.recipe, &recipe));
+        qd_qspec probe = base;
+        qd_recipe_apply_base(recipe, &probe, &run);
+        method_from_recipe_awq = probe.method == QD_METHOD_AWQ;
+        if (method_from_recipe_awq) base.sym = 0;
+        qd_recipe_apply_base(recipe, &base, &run);
+    }
+    if (a.seen_method) {
+        base.method = strcmp(a.method, "rtn") == 0 ? QD_METHOD_RTN : strcmp(a.method, "gptq") == 0 ? QD_METHOD_GPTQ
+                                                                                                 : QD_METHOD_AWQ;
+        if (base.method == QD_METHOD_AWQ && !method_from_recipe_awq) base.sym = 0; /* AWQ's zero point by default */
+    }
+    if (a.seen_bits) base.bits = a.bits;
+    if (a.seen_gs) base.group_size = a.group_size;
+    if (a.seen_sym) base.sym = a.sym;
+    if (a.seen_asym) base.sym = !a.asym;
+    if (a.seen_act) base.act_order = a.act_order;
+    if (a.seen_static) base.static_groups = a.static_groups;
+    if (a.seen_damp) base.damp = a.damp;
+    if (a.seen_mse) base.mse = a.mse;
+    if (a.seen_ts) run.true_sequential = a.true_seq;
+    if (a.seen_ns) run.nsamples = a.nsamples;
+    if (a.seen_sl) run.seqlen = a.seqlen;
+    if (a.seen_seed) run.seed = (long long)a.seed;
+    if (a.seen_calib_mode) snprintf(run.calib_mode, sizeof run.calib_mode, "%s", a.calib_mode);
+    if (!run.calib_mode[0]) snprintf(run.calib_mode, sizeof run.calib_mode, "%s", base.method == QD_METHOD_AWQ ? "concat" : "random");
+    if (run.lm_head) qd_warn("quantize: lm_head quantization is not supported; lm_head stays unquantized");
+    if (base.method == QD_METHOD_AWQ && base.bits != 4)
+        qd_warn("quantize: AWQ checkpoints are 4-bit only; %d-bit AWQ can be evaluated but not exported", base.bits);
+
+    qd_model_cfg cfg;
+    qd_status st = qd_model_cfg_load(a.model, &cfg);
+    if (st != QD_OK) {
+        qd_recipe_free(recipe);
+        return st;
+    }
+    if (!run.seqlen) {
+        int dflt = base.method == QD_METHOD_AWQ ? 512 : 2048;
+        run.seqlen = cfg.max_pos > 0 && cfg.max_pos < dflt ? cfg.max_pos : dflt;
+    }
+    qd_dtype sdt = strcmp(a.scale_dtype, "bf16") == 0 ? QD_DT_BF16 : strcmp(a.scale_dtype, "f32") == 0 ? QD_DT_F32 : QD_DT_F16;
+    qd_quantize_model_opts mo = {
+        .model_dir = a.model, .output_dir = a.output, .overwrite = a.overwrite, .recipe_path = a.recipe,
+        .q = {.base = base, .recipe = recipe, .true_sequential = run.true_sequential,
+              .chunk_tokens = (size_t)a.chunk_tokens, .scale_dtype = sdt},
+        .calib_path = a.calib, .calib_mode = run.calib_mode, .seed = (uint64_t)run.seed,
+    };
+    /* calibration: every method but plain RTN needs it (RTN overrides inside a GPTQ/AWQ run too) */
+    qd_calib_set set = {0};
+    qd_tokenizer *tok = NULL;
+    if (base.method != QD_METHOD_RTN) {
+        if (!a.calib) {
+            qd_recipe_free(recipe);
+            return qd_fail(QD_ERR_USAGE, "quantize: --calib FILE is required for %s", qd_method_name(base.method));
+        }
+        QD_CHECK_GOTO(qd_tokenizer_load(a.model, &tok), st, done);
+        qd_calib_opts co = {.path = a.calib, .model_dir = a.model, .nsamples = run.nsamples, .seqlen = run.seqlen,
+                            .seed = (uint64_t)run.seed,
+                            .mode = strcmp(run.calib_mode, "concat") == 0 ? QD_CALIB_CONCAT : QD_CALIB_RANDOM,
+                            .chat = QD_CHAT_AUTO};
+        QD_CHECK_GOTO(qd_calib_load(&co, tok, &set), st, done);
+        mo.calib_ids = set.ids;
+        mo.q.nseq = (size_t)set.nseq;
+        mo.q.seq_len = (size_t)set.seqlen;
+        mo.calib_sha256 = set.sha256_hex;
+        qd_info("quantize: %s, %d x %d calibration tokens (%s, sha256 %.16s...)", qd_method_name(base.method), set.nseq,
+                set.seqlen, run.calib_mode, set.sha256_hex);
+    } else if (a.calib) {
+        qd_info("quantize: RTN does not use calibration data; --calib ignored");
+    }
+    qd_backend_t be;
+    QD_CHECK_GOTO(qd_backend_create(a.backend, &be), st, done);
+    st = qd_quantize_model(be, &mo);
+    qd_be_free(be);
+done:
+    qd_calib_free(&set);
+    qd_tokenizer_free(tok);
+    qd_recipe_free(recipe);
+    return st;
 }

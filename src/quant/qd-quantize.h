@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT
+ * qd-quantize.h - the per-block quantization driver: the entry point the single-process model loop
+ * and the MPI pipeline both call, one block at a time, in order.
+ *
+ * qd_quantize_block(ctx, w, inputs, outputs, results): inputs are the block's calibration inputs
+ * [nseq*seq_len, hidden] on the device; outputs receive the next block's inputs. GPTQ and RTN feed
+ * forward the output of the QUANTIZED block (weights dequantized with scales rounded to the export's
+ * scale dtype, so the chain sees what the exported model computes); AWQ feeds forward the
+ * full-precision output (its reference behaviour). GPTQ collects Hessians true-sequentially
+ * ([q,k,v] -> [o] -> [gate,up] -> [down], each from a forward through the already-quantized earlier
+ * groups) unless true_sequential is off (one forward, all four Hessians). w is modified in place:
+ * quantized Linears hold their dequantized weights, AWQ also rescales norms / previous Linears.
+ * results[l].q.codes is NULL for Linears left unquantized (recipe "skip").
+ * RTN needs no calibration: inputs/outputs may be NULL (nseq 0).
+ */
+#ifndef QD_QUANTIZE_H
+#define QD_QUANTIZE_H
+
+#include "qd-forward.h"
+#include "qd-quant.h"
+#include "qd-recipe.h"
+
+typedef struct qd_quantize_opts {
+    qd_qspec base;          /* run-wide spec; per-module specs come from the recipe */
+    const qd_recipe *recipe; /* optional */
+    int true_sequential;
+    size_t nseq, seq_len;   /* calibration shape (nseq 0: no calibration, RTN only) */
+    size_t chunk_tokens;    /* tokens per forward pass (0: 8192) */
+    qd_dtype scale_dtype;   /* scales as the export stores them: F16 (default), BF16 or F32 */
+    size_t staged_max_bytes; /* GPTQ keeps a block's intermediate activations when they fit (0: 6 GiB);
+                              * above it, each group's inputs are recomputed by a forward (same results) */
+} qd_quantize_opts;
+
+typedef struct qd_qctx qd_qctx;
+qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quantize_opts *opts, qd_qctx **out);
+void qd_qctx_free(qd_qctx *ctx);
+
+qd_status qd_quantize_block(qd_qctx *ctx, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs,
+                            qd_qresult results[QD_NLIN]);
+
+/* The spec of Linear l of block b ("model.layers.<b>.<module>"); name receives the prefix. */
+void qd_qctx_spec(const qd_qctx *ctx, int block, qd_lin l, qd_qspec *out, char *name, size_t cap);
+
+#endif

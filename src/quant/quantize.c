@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT
+ * quantize.c - the per-block driver for RTN and GPTQ (qd-quantize.h); AWQ is in awq.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-check.h"
+#include "qd-log.h"
+#include "quantize-internal.h"
+
+void qd_qctx_free(qd_qctx *c) {
+    if (!c) return;
+    for (int g = 0; g < 4; g++) qd_buf_free(c->H[g]), qd_buf_free(c->cache[g]);
+    qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
+    qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
+    qd_fwd_free(c->fwd);
+    free(c);
+}
+
+qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quantize_opts *opts, qd_qctx **out) {
+    qd_qctx *c;
+    QD_ALLOC(c, 1);
+    c->be = be;
+    c->cfg = cfg;
+    c->o = *opts;
+    size_t qo = (size_t)cfg->nheads * cfg->head_dim;
+    c->gK[0] = c->gK[2] = (size_t)cfg->hidden;
+    c->gK[1] = qo;
+    c->gK[3] = (size_t)cfg->intermediate;
+    if (opts->nseq) {
+        size_t tokens = opts->chunk_tokens ? opts->chunk_tokens : 8192;
+        c->chunk_seqs = tokens / opts->seq_len ? tokens / opts->seq_len : 1;
+        if (c->chunk_seqs > opts->nseq) c->chunk_seqs = opts->nseq;
+        qd_status st = qd_fwd_create(be, cfg, opts->seq_len, c->chunk_seqs, &c->fwd);
+        if (st != QD_OK) {
+            free(c);
+            return st;
+        }
+    }
+    *out = c;
+    return QD_OK;
+}
+
+void qd_qctx_spec(const qd_qctx *c, int block, qd_lin l, qd_qspec *out, char *name, size_t cap) {
+    snprintf(name, cap, "model.layers.%d.%s", block, qd_lin_name(l));
+    qd_recipe_resolve(c->o.recipe, &c->o.base, name, out);
+}
+
+qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
+                          int stop_after) {
+    size_t S = c->o.seq_len, H = (size_t)c->cfg->hidden;
+    for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
+        size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs;
+        QD_CHECK(qd_block_forward(c->fwd, &(struct qd_block_fwd_args){.w = w, .x = QD_REF(in, s0 * S * H),
+                                                                      .out = QD_REF(out, s0 * S * H), .nseq = ns,
+                                                                      .capture = cap, .user = user,
+                                                                      .stop_after = stop_after}));
+    }
+    return QD_OK;
+}
+
+qd_status qd__install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+    size_t n = (size_t)r->q.N * (size_t)r->q.K;
+    float *deq = malloc(n * sizeof *deq);
+    if (!deq) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the dequantized weight", r->q.name);
+    qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, deq);
+    qd_status st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(w->w[l], 0), .src = deq,
+                                                                .src_dtype = QD_DT_F32, .n = n});
+    free(deq);
+    return st;
+}
+
+/* ---- GPTQ Hessians ---- */
+typedef struct {
+    qd_qctx *c;
+    int block;
+    unsigned groups; /* bit g: accumulate group g */
+    float alpha;
+} hess_cap;
+
+static qd_status hess_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
+    hess_cap *h = user;
+    int g = qd_lin_group(l);
+    if (!(h->groups & (1u << g))) return QD_OK;
+    qd_qctx *c = h->c;
+    char name[128];
+    snprintf(name, sizeof name, "model.layers.%d.%s", h->block, qd_lin_name(l));
+    QD_CHECK(qd_check_finite(c->be, x.buf, x.off, rows * c->gK[g], "its input activations", name));
+    return qd_be_hessian(c->be, &(struct qd_hessian_args){.H = QD_REF(c->H[g], 0), .X = x, .T = rows, .K = c->gK[g],
+                                                          .ldx = c->gK[g], .alpha = h->alpha, .beta = 1});
+}
+
+static qd_status ensure_H(qd_qctx *c, int g) {
+    size_t K = c->gK[g];
+    if (!c->H[g]) QD_CHECK(qd_buf_alloc(c->be, K * K, &c->H[g]));
+    return qd_be_fill(c->be, &(struct qd_fill_args){.dst = QD_REF(c->H[g], 0), .n = K * K});
+}
+
+/* quantize the Linears of group g with its Hessian (copied for all but the last user) */
+static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, char names[QD_NLIN][128],
+                            qd_qresult *results) {
+    size_t K = c->gK[g];
+    int last = -1;
+    for (int l = 0; l < QD_NLIN; l++)
+        if (qd_lin_group((qd_lin)l) == g && !specs[l].skip) last = l;
+    for (int l = 0; l < QD_NLIN; l++) {
+        if (qd_lin_group((qd_lin)l) != g || specs[l].skip) continue;
+        qd_buf_t H = c->H[g];
+        if (l != last) {
+            if (!c->Hc || qd_buf_len(c->Hc) < K * K) {
+                qd_buf_free(c->Hc);
+                c->Hc = NULL;
+                QD_CHECK(qd_buf_alloc(c->be, K * K, &c->Hc));
+            }
+            QD_CHECK(qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(c->Hc, 0), .src = QD_REF(H, 0), .rows = 1,
+                                                              .cols = K * K, .ldd = K * K, .lds = K * K}));
+            H = c->Hc;
+        }
+        qd_status st = qd_gptq_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], H, &results[l]);
+        if (st != QD_OK) return st;
+        results[l].calib_tokens = c->o.nseq * c->o.seq_len;
+        QD_CHECK(qd__install(c, w, (qd_lin)l, &results[l]));
+        qd_info("%s: gptq w%d g%d loss %.6g damp %.4g %.2fs%s%s", names[l], specs[l].bits, specs[l].group_size,
+                results[l].loss, results[l].damp, results[l].seconds, results[l].fallback[0] ? " - " : "",
+                results[l].fallback);
+    }
+    return QD_OK;
+}
+
+/* ---- true-sequential GPTQ as ONE staged forward: each group's input is computed once, from the
+ * already-quantized earlier groups, and kept for all rows (att, residual, act), so the block costs one
+ * forward instead of five. Used when those caches fit opts.staged_max_bytes (default below); else the chunked re-forward
+ * below does the same computation with less memory. */
+#define QD_STAGED_MAX_BYTES (6ull << 30)
+
+typedef struct {
+    qd_qctx *c;
+    hess_cap *h;
+    qd_lin target;  /* the Linear whose input is kept */
+    qd_buf_t store; /* where it goes (all rows) */
+    size_t row0, K;
+} stage_cap;
+
+static qd_status stage_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
+    stage_cap *s = user;
+    if (l != s->target) return QD_OK;
+    QD_CHECK(hess_cb(s->h, l, x, rows));
+    return qd_be_copy(s->c->be, &(struct qd_copy_args){.dst = QD_REF(s->store, s->row0 * s->K), .src = x, .rows = 1,
+                                                       .cols = rows * s->K, .ldd = rows * s->K, .lds = rows * s->K});
+}
+
+static qd_status staged_alloc(qd_qctx *c) {
+    size_t rows = c->o.nseq * c->o.seq_len, crow = c->chunk_seqs * c->o.seq_len;
+    size_t H = (size_t)c->cfg->hidden, qo = c->gK[1], I = c->gK[3], wide = H > qo ? H : qo;
+    if (!c->att) QD_CHECK(qd_buf_alloc(c->be, rows * qo, &c->att));
+    if (!c->hres) QD_CHECK(qd_buf_alloc(c->be, rows * H, &c->hres));
+    if (!c->act) QD_CHECK(qd_buf_alloc(c->be, rows * I, &c->act));
+    if (!c->xn) QD_CHECK(qd_buf_alloc(c->be, crow * wide, &c->xn));
+    if (!c->y) QD_CHECK(qd_buf_alloc(c->be, crow * H, &c->y));
+    return QD_OK;
+}
+
+static qd_status gptq_staged(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qspec *specs,
+                             char names[QD_NLIN][128], qd_qresult *results, hess_cap *h, unsigned need) {
+    qd_backend_t be = c->be;
+    const qd_model_cfg *cfg = c->cfg;
+    size_t S = c->o.seq_len, H = (size_t)cfg->hidden, qo = c->gK[1], I = c->gK[3];
+    QD_CHECK(staged_alloc(c));
+    for (int g = 0; g < 4; g++) {
+        if (need & (1u << g)) QD_CHECK(ensure_H(c, g));
+        h->groups = need & (1u << g);
+        for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
+            size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs, rows = ns * S, r0 = s0 * S;
+            qd_ref x = QD_REF(in, r0 * H), xn = QD_REF(c->xn, 0), hres = QD_REF(c->hres, r0 * H);
+            int stopped;
+            switch (g) {
+            case 0: /* q/k/v see RMSNorm_in(x) */
+                QD_CHECK(qd_norm_forward(be, cfg, w->ln_in, x, xn, rows));
+                QD_CHECK(hess_cb(h, QD_LIN_Q, xn, rows));
+                break;
+            case 1: { /* o sees the attention of the quantized q/k/v */
+                stage_cap sc = {.c = c, .h = h, .target = QD_LIN_O, .store = c->att, .row0 = r0, .K = qo};
+                QD_CHECK(qd_norm_forward(be, cfg, w->ln_in, x, xn, rows));
+                QD_CHECK(qd_attn_forward(c->fwd, w, xn, QD_REF(c->y, 0), ns, stage_cb, &sc, QD_LIN_O, &stopped));
+                break;
+            }
+            case 2: /* gate/up see RMSNorm_post(x + o(att)) */
+                QD_CHECK(qd_linear_forward(be, w, QD_LIN_O, QD_REF(c->att, r0 * qo), QD_REF(c->y, 0), rows));
+                QD_CHECK(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_ADD, .out = hres, .x = x,
+                                                                 .y = QD_REF(c->y, 0), .rows = rows, .cols = H, .ld = H}));
+                QD_CHECK(qd_norm_forward(be, cfg, w->ln_post, hres, xn, rows));
+                QD_CHECK(hess_cb(h, QD_LIN_GATE, xn, rows));
+                break;
+            case 3: { /* down sees silu(gate) * up of the quantized gate/up */
+                stage_cap sc = {.c = c, .h = h, .target = QD_LIN_DOWN, .store = c->act, .row0 = r0, .K = I};
+                QD_CHECK(qd_norm_forward(be, cfg, w->ln_post, hres, xn, rows));
+                QD_CHECK(qd_mlp_forward(c->fwd, w, xn, QD_REF(c->y, 0), rows, stage_cb, &sc, QD_LIN_DOWN, &stopped));
+                break;
+            }
+            }
+        }
+        if (need & (1u << g)) QD_CHECK(gptq_group(c, w, g, specs, names, results));
+    }
+    /* the block output from the quantized down: out = residual + down(act) */
+    for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
+        size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs, rows = ns * S, r0 = s0 * S;
+        QD_CHECK(qd_linear_forward(be, w, QD_LIN_DOWN, QD_REF(c->act, r0 * I), QD_REF(c->y, 0), rows));
+        QD_CHECK(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_ADD, .out = QD_REF(out, r0 * H),
+                                                         .x = QD_REF(c->hres, r0 * H), .y = QD_REF(c->y, 0),
+                                                         .rows = rows, .cols = H, .ld = H}));
+    }
+    return QD_OK;
+}
+
+static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qspec *specs,
+                            char names[QD_NLIN][128], qd_qresult *results, int *out_done) {
+    hess_cap h = {.c = c, .block = w->index, .alpha = (float)(2.0 / (double)(c->o.nseq * c->o.seq_len))};
+    unsigned need = 0;
+    for (int l = 0; l < QD_NLIN; l++)
+        if (!specs[l].skip && specs[l].method == QD_METHOD_GPTQ) need |= 1u << qd_lin_group((qd_lin)l);
+    int rtn_any = 0;
+    for (int l = 0; l < QD_NLIN; l++) rtn_any |= !specs[l].skip && specs[l].method == QD_METHOD_RTN;
+    size_t rows = c->o.nseq * c->o.seq_len;
+    size_t staged_bytes = rows * (c->gK[1] + (size_t)c->cfg->hidden + c->gK[3]) * 4;
+    *out_done = 0;
+    if (c->o.true_sequential && !rtn_any &&
+        staged_bytes <= (c->o.staged_max_bytes ? c->o.staged_max_bytes : QD_STAGED_MAX_BYTES)) {
+        *out_done = 1;
+        return gptq_staged(c, w, in, out, specs, names, results, &h, need);
+    }
+    if (c->o.true_sequential) {
+        for (int g = 0; g < 4; g++) {
+            if (!(need & (1u << g))) continue;
+            QD_CHECK(ensure_H(c, g));
+            h.groups = 1u << g;
+            QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, (int)qd_lin_group_first(g)));
+            QD_CHECK(gptq_group(c, w, g, specs, names, results));
+        }
+    } else {
+        for (int g = 0; g < 4; g++)
+            if (need & (1u << g)) QD_CHECK(ensure_H(c, g));
+        h.groups = need;
+        QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, -1));
+        for (int g = 0; g < 4; g++)
+            if (need & (1u << g)) QD_CHECK(gptq_group(c, w, g, specs, names, results));
+    }
+    return QD_OK;
+}
+
+qd_status qd_quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult results[QD_NLIN]) {
+    qd_qspec specs[QD_NLIN];
+    char names[QD_NLIN][128];
+    memset(results, 0, QD_NLIN * sizeof *results);
+    int any_gptq = 0, any_awq = 0;
+    for (int l = 0; l < QD_NLIN; l++) {
+        qd_qctx_spec(c, w->index, (qd_lin)l, &specs[l], names[l], sizeof names[l]);
+        if (specs[l].skip) continue;
+        size_t G;
+        QD_CHECK(qd_qspec_groups(&specs[l], names[l], w->n_in[l], &G));
+        any_gptq |= specs[l].method == QD_METHOD_GPTQ;
+        any_awq |= specs[l].method == QD_METHOD_AWQ;
+    }
+    size_t rows = c->o.nseq * c->o.seq_len, H = (size_t)c->cfg->hidden;
+    if ((any_gptq || any_awq) && (!c->fwd || !inputs || !outputs))
+        return qd_fail(QD_ERR_USAGE, "block %d: GPTQ and AWQ need calibration inputs", w->index);
+    if (inputs) {
+        char what[64];
+        snprintf(what, sizeof what, "block %d", w->index);
+        QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
+    }
+    if (any_awq) {
+        if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
+        return qd__awq_block(c, w, inputs, outputs, results);
+    }
+    int out_done = 0;
+    if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
+    for (int l = 0; l < QD_NLIN; l++) {
+        if (specs[l].skip || specs[l].method != QD_METHOD_RTN) continue;
+        QD_CHECK(qd_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
+        QD_CHECK(qd__install(c, w, (qd_lin)l, &results[l]));
+    }
+    /* the next block sees the quantized block's output */
+    if (inputs && outputs && !out_done) QD_CHECK(qd__forward_all(c, w, inputs, outputs, NULL, NULL, -1));
+    return QD_OK;
+}

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT
+ * recipe.c - reading a recipe JSON (docs/numerics.md) and resolving a module's spec. */
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+#include "qd-check.h"
+#include "qd-fs.h"
+#include "qd-log.h"
+#include "qd-recipe.h"
+
+/* one set of optional fields: has_* says which were given */
+typedef struct {
+    int has_method, has_bits, has_gs, has_sym, has_act, has_static, has_damp, has_mse, has_skip;
+    qd_qspec v;
+} partial_spec;
+
+typedef struct {
+    regex_t re;
+    char *pattern;
+    partial_spec spec;
+} override;
+
+struct qd_recipe {
+    char *path;
+    partial_spec top;
+    int has_ts, has_lm_head, has_ns, has_sl, has_seed, has_mode;
+    qd_recipe_run run;
+    int noverrides;
+    override *overrides;
+};
+
+const char *qd_recipe_path(const qd_recipe *r) { return r ? r->path : ""; }
+
+void qd_recipe_free(qd_recipe *r) {
+    if (!r) return;
+    for (int i = 0; i < r->noverrides; i++) {
+        regfree(&r->overrides[i].re);
+        free(r->overrides[i].pattern);
+    }
+    free(r->overrides);
+    free(r->path);
+    free(r);
+}
+
+static qd_status want(const char *path, const cJSON *it, int is_num, int is_bool) {
+    if (is_num && !cJSON_IsNumber(it))
+        return qd_fail(QD_ERR_FORMAT, "%s: \"%s\" must be a number", path, it->string);
+    if (is_bool && !cJSON_IsBool(it))
+        return qd_fail(QD_ERR_FORMAT, "%s: \"%s\" must be true or false", path, it->string);
+    return QD_OK;
+}
+
+/* a spec key: 1 when consumed, 0 when not a spec key */
+static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, int *used) {
+    const char *k = it->string;
+    *used = 1;
+    if (strcmp(k, "method") == 0) {
+        const char *m = cJSON_GetStringValue(it);
+        if (!m || (strcmp(m, "rtn") && strcmp(m, "gptq") && strcmp(m, "awq")))
+            return qd_fail(QD_ERR_FORMAT, "%s: \"method\" must be \"rtn\", \"gptq\" or \"awq\"", path);
+        p->v.method = strcmp(m, "rtn") == 0 ? QD_METHOD_RTN : strcmp(m, "gptq") == 0 ? QD_METHOD_GPTQ : QD_METHOD_AWQ;
+        p->has_method = 1;
+    } else if (strcmp(k, "bits") == 0) {
+        QD_CHECK(want(path, it, 1, 0));
+        int b = it->valueint;
+        if (b != 2 && b != 3 && b != 4 && b != 8) return qd_fail(QD_ERR_FORMAT, "%s: \"bits\" must be 2, 3, 4 or 8", path);
+        p->v.bits = b, p->has_bits = 1;
+    } else if (strcmp(k, "group_size") == 0) {
+        QD_CHECK(want(path, it, 1, 0));
+        if (it->valueint == 0 || it->valueint < -1)
+            return qd_fail(QD_ERR_FORMAT, "%s: \"group_size\" must be > 0 or -1", path);
+        p->v.group_size = it->valueint, p->has_gs = 1;
+    } else if (strcmp(k, "sym") == 0) {
+        QD_CHECK(want(path, it, 0, 1));
+        p->v.sym = cJSON_IsTrue(it), p->has_sym = 1;
+    } else if (strcmp(k, "act_order") == 0 || strcmp(k, "desc_act") == 0) {
+        QD_CHECK(want(path, it, 0, 1));
+        p->v.act_order = cJSON_IsTrue(it), p->has_act = 1;
+    } else if (strcmp(k, "static_groups") == 0) {
+        QD_CHECK(want(path, it, 0, 1));
+        p->v.static_groups = cJSON_IsTrue(it), p->has_static = 1;
+    } else if (strcmp(k, "damp") == 0) {
+        QD_CHECK(want(path, it, 1, 0));
+        if (it->valuedouble < 0 || it->valuedouble >= 1) return qd_fail(QD_ERR_FORMAT, "%s: \"damp\" must be in [0, 1)", path);
+        p->v.damp = it->valuedouble, p->has_damp = 1;
+    } else if (strcmp(k, "mse") == 0) {
+        QD_CHECK(want(path, it, 0, 1));
+        p->v.mse = cJSON_IsTrue(it), p->has_mse = 1;
+    } else if (strcmp(k, "skip") == 0) {
+        QD_CHECK(want(path, it, 0, 1));
+        p->v.skip = cJSON_IsTrue(it), p->has_skip = 1;
+    } else {
+        *used = 0;
+    }
+    return QD_OK;
+}
+
+static qd_status parse(qd_recipe *r, const cJSON *root) {
+    const char *path = r->path;
+    if (!cJSON_IsObject(root)) return qd_fail(QD_ERR_FORMAT, "%s: a recipe is a JSON object", path);
+    for (const cJSON *it = root->child; it; it = it->next) {
+        int used;
+        QD_CHECK(spec_key(path, it, &r->top, &used));
+        if (used) continue;
+        const char *k = it->string;
+        if (strcmp(k, "true_sequential") == 0) {
+            QD_CHECK(want(path, it, 0, 1));
+            r->run.true_sequential = cJSON_IsTrue(it), r->has_ts = 1;
+        } else if (strcmp(k, "lm_head") == 0) {
+            QD_CHECK(want(path, it, 0, 1));
+            r->run.lm_head = cJSON_IsTrue(it), r->has_lm_head = 1;
+        } else if (strcmp(k, "calibration") == 0) {
+            if (!cJSON_IsObject(it)) return qd_fail(QD_ERR_FORMAT, "%s: \"calibration\" must be an object", path);
+            for (const cJSON *c = it->child; c; c = c->next) {
+                if (strcmp(c->string, "nsamples") == 0 && cJSON_IsNumber(c) && c->valueint > 0)
+                    r->run.nsamples = c->valueint, r->has_ns = 1;
+                else if (strcmp(c->string, "seqlen") == 0 && cJSON_IsNumber(c) && c->valueint > 1)
+                    r->run.seqlen = c->valueint, r->has_sl = 1;
+                else if (strcmp(c->string, "seed") == 0 && cJSON_IsNumber(c))
+                    r->run.seed = (long long)c->valuedouble, r->has_seed = 1;
+                else if (strcmp(c->string, "mode") == 0 && cJSON_IsString(c) &&
+                         (strcmp(c->valuestring, "random") == 0 || strcmp(c->valuestring, "concat") == 0))
+                    snprintf(r->run.calib_mode, sizeof r->run.calib_mode, "%s", c->valuestring), r->has_mode = 1;
+                else
+                    return qd_fail(QD_ERR_FORMAT, "%s: calibration.\"%s\" is unknown or has a bad value "
+                                   "(nsamples > 0, seqlen > 1, seed, mode \"random\"|\"concat\")", path, c->string);
+            }
+        } else if (strcmp(k, "overrides") == 0) {
+            if (!cJSON_IsArray(it)) return qd_fail(QD_ERR_FORMAT, "%s: \"overrides\" must be an array", path);
+            int n = cJSON_GetArraySize(it);
+            r->overrides = calloc((size_t)(n ? n : 1), sizeof *r->overrides);
+            if (!r->overrides) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", path);
+            const cJSON *o;
+            cJSON_ArrayForEach(o, it) {
+                override *ov = &r->overrides[r->noverrides];
+                const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "match");
+                if (!cJSON_IsObject(o) || !cJSON_IsString(m))
+                    return qd_fail(QD_ERR_FORMAT, "%s: overrides[%d] needs a \"match\" regex string", path, r->noverrides);
+                int rc = regcomp(&ov->re, m->valuestring, REG_EXTENDED | REG_NOSUB);
+                if (rc) return qd_fail(QD_ERR_FORMAT, "%s: overrides[%d]: bad regex '%s'", path, r->noverrides, m->valuestring);
+                ov->pattern = strdup(m->valuestring);
+                r->noverrides++;
+                if (!ov->pattern) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", path);
+                for (const cJSON *f = o->child; f; f = f->next) {
+                    if (strcmp(f->string, "match") == 0) continue;
+                    int u;
+                    QD_CHECK(spec_key(path, f, &ov->spec, &u));
+                    if (!u || strcmp(f->string, "method") == 0)
+                        return qd_fail(QD_ERR_FORMAT, "%s: overrides[%d]: \"%s\" cannot be overridden per module",
+                                       path, r->noverrides - 1, f->string);
+                }
+            }
+        } else if (strcmp(k, "comment") == 0 || strcmp(k, "name") == 0) {
+            /* free text */
+        } else {
+            return qd_fail(QD_ERR_FORMAT, "%s: unknown key \"%s\" (docs/numerics.md lists the recipe schema)", path, k);
+        }
+    }
+    return QD_OK;
+}
+
+qd_status qd_recipe_load(const char *path, qd_recipe **out) {
+    char *text;
+    size_t len;
+    QD_CHECK(qd_read_file(path, 1 << 20, &text, &len));
+    qd_recipe *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(path))) {
+        free(r), free(text);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory", path);
+    }
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root) {
+        qd_recipe_free(r);
+        return qd_fail(QD_ERR_FORMAT, "%s: not valid JSON", path);
+    }
+    qd_status st = parse(r, root);
+    cJSON_Delete(root);
+    if (st != QD_OK) {
+        qd_recipe_free(r);
+        return st;
+    }
+    *out = r;
+    return QD_OK;
+}
+
+static void apply(const partial_spec *p, qd_qspec *s) {
+    if (p->has_method) s->method = p->v.method;
+    if (p->has_bits) s->bits = p->v.bits;
+    if (p->has_gs) s->group_size = p->v.group_size;
+    if (p->has_sym) s->sym = p->v.sym;
+    if (p->has_act) s->act_order = p->v.act_order;
+    if (p->has_static) s->static_groups = p->v.static_groups;
+    if (p->has_damp) s->damp = p->v.damp;
+    if (p->has_mse) s->mse = p->v.mse;
+    if (p->has_skip) s->skip = p->v.skip;
+}
+
+void qd_recipe_apply_base(const qd_recipe *r, qd_qspec *base, qd_recipe_run *run) {
+    if (!r) return;
+    apply(&r->top, base);
+    if (r->has_ts) run->true_sequential = r->run.true_sequential;
+    if (r->has_lm_head) run->lm_head = r->run.lm_head;
+    if (r->has_ns) run->nsamples = r->run.nsamples;
+    if (r->has_sl) run->seqlen = r->run.seqlen;
+    if (r->has_seed) run->seed = r->run.seed;
+    if (r->has_mode) snprintf(run->calib_mode, sizeof run->calib_mode, "%s", r->run.calib_mode);
+}
+
+void qd_recipe_resolve(const qd_recipe *r, const qd_qspec *base, const char *module, qd_qspec *out) {
+    *out = *base;
+    if (!r) return;
+    for (int i = 0; i < r->noverrides; i++)
+        if (regexec(&r->overrides[i].re, module, 0, NULL, 0) == 0) apply(&r->overrides[i].spec, out);
+}
