@@ -2,7 +2,7 @@
  * attention.cu - causal GQA attention, flash-style: a block takes 32 queries of one (sequence, head)
  * and walks 32-key tiles of K and V through shared memory with an online fp32 softmax, so no
  * seq_len x seq_len score matrix exists. 8 warps x 4 queries; in the score phase lane j owns key j
- * of the tile (a full head_dim dot product, K padded against bank conflicts), in the P V phase lane
+ * of the tile (a full head_dim dot product in 16-byte loads, K padded against bank conflicts), in the P V phase lane
  * l owns dims l, l+32, ... of the output. Sliding window: keys t - window < k <= t. */
 #include "cuda-common.cuh"
 
@@ -11,13 +11,17 @@
 #define AT_WARPS 8
 #define AT_QPW (AT_BQ / AT_WARPS)
 
-template <int DPL>
+/* K rows are padded to KP floats: D + 4 with 16-byte loads (D % 4 == 0: 8 lanes of a load phase hit
+ * banks 4 apart), else D + 1 */
+template <int DPL, bool VEC>
 __global__ void __launch_bounds__(AT_WARPS * 32) k_attn(float *out, const float *q, const float *k, const float *v,
                                                         int T, int heads, int kvh, int D, int window, float scale) {
-    extern __shared__ float sm[];
+    extern __shared__ float4 sm4[];
+    float *sm = (float *)sm4;
+    const int KP = VEC ? D + 4 : D + 1;
     float *Qs = sm;                      /* [BQ][D] */
-    float *Ks = Qs + AT_BQ * D;          /* [BK][D+1] */
-    float *Vs = Ks + AT_BK * (D + 1);    /* [BK][D] */
+    float *Ks = Qs + AT_BQ * D;          /* [BK][KP] */
+    float *Vs = Ks + AT_BK * KP;         /* [BK][D] */
     int qt = blockIdx.x, h = blockIdx.y, s = blockIdx.z;
     int kh = h / (heads / kvh);
     size_t qld = (size_t)heads * D, kld = (size_t)kvh * D;
@@ -46,7 +50,7 @@ __global__ void __launch_bounds__(AT_WARPS * 32) k_attn(float *out, const float 
         for (int i = tid; i < AT_BK * D; i += blockDim.x) {
             int r = i / D, d = i % D;
             bool ok = k0 + r < T;
-            Ks[r * (D + 1) + d] = ok ? kb[(size_t)(k0 + r) * kld + d] : 0.0f;
+            Ks[r * KP + d] = ok ? kb[(size_t)(k0 + r) * kld + d] : 0.0f;
             Vs[r * D + d] = ok ? vb[(size_t)(k0 + r) * kld + d] : 0.0f;
         }
         __syncthreads();
@@ -57,8 +61,19 @@ __global__ void __launch_bounds__(AT_WARPS * 32) k_attn(float *out, const float 
             int kj = k0 + lane;
             bool valid = kj <= tq && (window <= 0 || tq - kj < window);
             float dot = 0;
-            const float *qr = Qs + qi * D, *kr = Ks + lane * (D + 1);
-            for (int d = 0; d < D; d++) dot = fmaf(qr[d], kr[d], dot);
+            const float *qr = Qs + qi * D, *kr = Ks + lane * KP;
+            if (VEC) {
+                const float4 *q4 = (const float4 *)qr, *k4 = (const float4 *)kr;
+                for (int d = 0; d < D / 4; d++) {
+                    float4 a4 = q4[d], b4 = k4[d];
+                    dot = fmaf(a4.x, b4.x, dot);
+                    dot = fmaf(a4.y, b4.y, dot);
+                    dot = fmaf(a4.z, b4.z, dot);
+                    dot = fmaf(a4.w, b4.w, dot);
+                }
+            } else {
+                for (int d = 0; d < D; d++) dot = fmaf(qr[d], kr[d], dot);
+            }
             float sc = valid ? dot * scale : -INFINITY;
             float tm = sc;
 #pragma unroll
@@ -98,17 +113,22 @@ __global__ void __launch_bounds__(AT_WARPS * 32) k_attn(float *out, const float 
     }
 }
 
-template <int DPL>
-static qd_status launch(struct qd_cuda_ctx *c, const struct qd_attention_args *a) {
-    int D = (int)a->head_dim;
-    size_t smem = (size_t)(AT_BQ * D + AT_BK * (D + 1) + AT_BK * D) * sizeof(float);
-    QD_CUDA_CHECK(cudaFuncSetAttribute(k_attn<DPL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+template <int DPL, bool VEC>
+static qd_status launch_v(struct qd_cuda_ctx *c, const struct qd_attention_args *a) {
+    int D = (int)a->head_dim, KP = VEC ? D + 4 : D + 1;
+    size_t smem = (size_t)(AT_BQ * D + AT_BK * KP + AT_BK * D) * sizeof(float);
+    QD_CUDA_CHECK(cudaFuncSetAttribute(k_attn<DPL, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((unsigned)((a->seq_len + AT_BQ - 1) / AT_BQ), (unsigned)a->heads, (unsigned)a->nseq);
-    k_attn<DPL><<<grid, AT_WARPS * 32, smem, c->stream>>>(QD_CU_F32(a->out), QD_CU_F32(a->q), QD_CU_F32(a->k),
+    k_attn<DPL, VEC><<<grid, AT_WARPS * 32, smem, c->stream>>>(QD_CU_F32(a->out), QD_CU_F32(a->q), QD_CU_F32(a->k),
                                                          QD_CU_F32(a->v), (int)a->seq_len, (int)a->heads,
                                                          (int)a->kv_heads, D, (int)a->window, a->scale);
     QD_LAUNCH_CHECK("attention");
     return QD_OK;
+}
+
+template <int DPL>
+static qd_status launch(struct qd_cuda_ctx *c, const struct qd_attention_args *a) {
+    return a->head_dim % 4 == 0 ? launch_v<DPL, true>(c, a) : launch_v<DPL, false>(c, a);
 }
 
 extern "C" qd_status qd_cu_attention(qd_backend_t be, const struct qd_attention_args *a) {

@@ -117,6 +117,8 @@ static void test_movement(void) {
     cmpi("upload bf16", a, 1), cmpi("upload f16", b, 1), cmpi("upload f64", c, 1);
     BOTH(qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(a.b[i], 3), .src = QD_REF(b.b[i], 1), .rows = 9, .cols = 50, .ldd = 100, .lds = 110}));
     cmpi("copy 2-D", a, 1);
+    BOTH(qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(a.b[i], 400), .src = QD_REF(c.b[i], 5), .rows = 1, .cols = 555, .ldd = 555, .lds = 555}));
+    cmpi("copy flat", a, 1);
     BOTH(qd_be_fill(be, &(struct qd_fill_args){.dst = QD_REF(c.b[i], 17), .n = 500, .value = -2.5f}));
     cmpi("fill", c, 1);
     size_t rr = 20, cc = 50;
