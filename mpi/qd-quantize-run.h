@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT
+ * qd-quantize-run.h - a quantization run over MPI ranks (one rank is the same code with no
+ * neighbours): plan, calibration broadcast, staging with fingerprint and resume, the block pipeline,
+ * progress, the run report with per-rank timings, and the export from staging.
+ *
+ * Every rank calls qd_quantize_run with the same options. Rank 0 plans the block ranges from the
+ * checkpoint headers and broadcasts them, broadcasts the calibration ids (only rank 0 needs them in
+ * opts), creates or verifies the staging directory; the others attach to it. Each rank reads only
+ * its own blocks. A failure on any rank is reported once by that rank, naming its rank, host and
+ * block, and ends the whole job (MPI_Abort) so nobody waits forever; with one rank the status is
+ * returned. After every block is staged, rank 0 writes the report and exports the checkpoint
+ * (atomic rename), then removes the staging directory unless keep_staging.
+ */
+#ifndef QD_QUANTIZE_RUN_H
+#define QD_QUANTIZE_RUN_H
+
+#include <stdint.h>
+
+#include "qd-pipeline.h"
+#include "qd-progress.h"
+#include "qd-quantize.h"
+
+typedef struct qd_run_opts {
+    const char *model_dir, *output_dir;
+    const char *format;       /* gptq | gptq_v2 | awq | compressed-tensors */
+    int overwrite;
+    uint64_t max_shard_bytes; /* 0: default */
+    const char *backend;      /* cpu | cuda | auto; ranks on one node get cuda:<local rank> */
+    const char *staging_dir;  /* NULL: "<output_dir>.qdist-staging" */
+    int resume;
+    int keep_staging;
+    qd_schedule schedule;
+    qd_progress_mode progress;
+    size_t micro_batch;       /* sequences per transfer (0: 8) */
+    qd_quantize_opts q;       /* q.nseq / q.seq_len: calibration shape (rank 0's, broadcast) */
+    const int32_t *calib_ids; /* rank 0: nseq * seq_len ids (NULL for RTN without calibration) */
+    const char *calib_path, *calib_mode, *calib_sha256;
+    uint64_t seed;
+    const char *recipe_path;
+} qd_run_opts;
+
+qd_status qd_quantize_run(const qd_run_opts *o);
+
+#endif

@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: MIT */
+#include "qd-quantize-run.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cjson/cJSON.h>
+
+#include "qd-backends.h"
+#include "qd-bootstrap.h"
+#include "qd-check.h"
+#include "qd-export.h"
+#include "qd-fs.h"
+#include "qd-h5stage.h"
+#include "qd-qsource-stage.h"
+#include "qd-replay.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Per-rank timings, gathered on rank 0 for the report. */
+typedef struct {
+    double load_s, quant_s, replay_s, stage_s, fp_s, wait_s, total_s;
+    int quantized, replayed;
+} rank_times;
+
+typedef struct {
+    const qd_run_opts *o;
+    const qd_model_cfg *cfg;
+    qd_backend_t be;
+    qd_checkpoint *ck;
+    qd_qctx *ctx;
+    qd_stage *stage;
+    qd_head head;
+    int have_head;
+    qd_buf_t in, out;        /* the worker's activations on the device */
+    qd_fwd *fp_fwd;          /* overlap schedule's full-precision pass */
+    size_t fp_seqs;
+    qd_buf_t fp_buf;
+    const int32_t *ids;
+    rank_times t;
+} worker;
+
+static qd_status load_block(worker *k, int b, qd_block_w *w) {
+    double t0 = now_s();
+    qd_status st = qd_block_w_load(k->be, k->cfg, k->ck, b, w);
+    k->t.load_s += now_s() - t0;
+    return st;
+}
+
+static qd_status w_embed(void *user, float *act) {
+    worker *k = user;
+    size_t rows = k->o->q.nseq * k->o->q.seq_len, H = (size_t)k->cfg->hidden;
+    QD_CHECK(qd_embed(k->be, &k->head, k->ids, rows, QD_REF(k->in, 0)));
+    return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = rows * H});
+}
+
+static qd_status w_load(void *user, const float *act) {
+    worker *k = user;
+    size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
+    return qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(k->in, 0), .src = act, .src_dtype = QD_DT_F32, .n = n});
+}
+
+static qd_status w_store(void *user, float *act) {
+    worker *k = user;
+    size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
+    return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = n});
+}
+
+static qd_status w_forward_fp(void *user, int b, float *act, size_t nseq) {
+    worker *k = user;
+    double t0 = now_s();
+    size_t n = nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
+    qd_block_w w = {0};
+    qd_status st;
+    QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    QD_CHECK_GOTO(qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(k->fp_buf, 0), .src = act,
+                                                               .src_dtype = QD_DT_F32, .n = n}),
+                  st, out);
+    QD_CHECK_GOTO(qd_block_forward(k->fp_fwd, &(struct qd_block_fwd_args){.w = &w, .x = QD_REF(k->fp_buf, 0),
+                                                                          .out = QD_REF(k->fp_buf, 0), .nseq = nseq,
+                                                                          .stop_after = -1}),
+                  st, out);
+    st = qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->fp_buf, 0), .dst = act, .n = n});
+out:
+    qd_block_w_free(&w);
+    k->t.fp_s += now_s() - t0;
+    return st;
+}
+
+/* The tensors of a block other than quantized Linear weights, as they are on the device after
+ * quantization (AWQ rescales norms and biases): staged so the export writes what the codes assume. */
+static qd_status stage_tensor(worker *k, qd_staged_block *sb, int b, const char *module, qd_buf_t buf) {
+    if (!buf) return QD_OK;
+    qd_staged_tensor *t = &sb->tensors[sb->ntensors];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "model.layers.%d.%s", b, module);
+    size_t n = qd_buf_len(buf);
+    t->ndim = 1;
+    t->shape[0] = (int64_t)n;
+    t->data = malloc(n * sizeof(float) + 1);
+    if (!t->data) return qd_fail(QD_ERR_NOMEM, "%s: out of memory staging", t->name);
+    sb->ntensors++;
+    return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(buf, 0), .dst = t->data, .n = n});
+}
+
+static void free_staged(qd_staged_block *sb) {
+    for (size_t i = 0; i < sb->ntensors; i++) free(sb->tensors[i].data);
+    free(sb->tensors);
+    free(sb->modules);
+}
+
+static qd_status stage_block(worker *k, int b, const qd_block_w *w, const qd_qresult *res, double seconds) {
+    qd_staged_block sb = {.block = b, .rank = qd_mpi_rank(), .time_s = seconds};
+    sb.modules = calloc(QD_NLIN, sizeof *sb.modules);
+    sb.tensors = calloc(4 + 2 * QD_NLIN, sizeof *sb.tensors);
+    qd_status st = QD_OK;
+    if (!sb.modules || !sb.tensors) {
+        st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory staging", b);
+        goto out;
+    }
+    char name[256];
+    for (int l = 0; l < QD_NLIN; l++) {
+        const qd_qlayer *q = &res[l].q;
+        if (!q->codes) {
+            /* left unquantized (recipe skip): its weight as the run leaves it */
+            snprintf(name, sizeof name, "%s.weight", qd_lin_name((qd_lin)l));
+            QD_CHECK_GOTO(stage_tensor(k, &sb, b, name, w->w[l]), st, out);
+            sb.tensors[sb.ntensors - 1].ndim = 2;
+            sb.tensors[sb.ntensors - 1].shape[0] = (int64_t)w->n_out[l];
+            sb.tensors[sb.ntensors - 1].shape[1] = (int64_t)w->n_in[l];
+        } else {
+            qd_staged_module *m = &sb.modules[sb.nmodules++];
+            snprintf(m->name, sizeof m->name, "%s", qd_lin_name((qd_lin)l));
+            m->N = q->N, m->K = q->K, m->G = q->G;
+            m->bits = q->bits, m->group_size = q->group_size, m->sym = q->sym;
+            m->codes = q->codes, m->scales = q->scales, m->zeros = q->zeros, m->g_idx = q->g_idx;
+            m->loss = res[l].loss, m->damp = res[l].damp, m->time_s = res[l].seconds;
+            snprintf(m->fallback, sizeof m->fallback, "%.63s", res[l].fallback);
+        }
+        snprintf(name, sizeof name, "%s.bias", qd_lin_name((qd_lin)l));
+        QD_CHECK_GOTO(stage_tensor(k, &sb, b, name, w->b[l]), st, out);
+    }
+    QD_CHECK_GOTO(stage_tensor(k, &sb, b, "input_layernorm.weight", w->ln_in), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, &sb, b, "post_attention_layernorm.weight", w->ln_post), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, &sb, b, "self_attn.q_norm.weight", w->q_norm), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, &sb, b, "self_attn.k_norm.weight", w->k_norm), st, out);
+    double t0 = now_s();
+    st = qd_stage_write_block(k->stage, &sb);
+    k->t.stage_s += now_s() - t0;
+out:
+    free_staged(&sb);
+    return st;
+}
+
+static qd_status w_quantize(void *user, int b) {
+    worker *k = user;
+    double t0 = now_s();
+    qd_block_w w = {0};
+    qd_qresult res[QD_NLIN];
+    memset(res, 0, sizeof res);
+    qd_status st;
+    QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
+    QD_CHECK_GOTO(stage_block(k, b, &w, res, now_s() - t0), st, out);
+    /* the next block's input, recomputed the way a resumed run will (qd-replay.h) */
+    if (qd_qctx_fp_chain(k->ctx)) {
+        qd_block_w_free(&w);
+        QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    }
+    QD_CHECK_GOTO(qd_block_replay(k->ctx, &w, res, k->in, k->out), st, out);
+    qd_buf_t t = k->in;
+    k->in = k->out, k->out = t;
+out:
+    for (int l = 0; l < QD_NLIN; l++) qd_qresult_free(&res[l]);
+    qd_block_w_free(&w);
+    k->t.quant_s += now_s() - t0;
+    return st;
+}
+
+static qd_status w_replay(void *user, int b) {
+    worker *k = user;
+    double t0 = now_s();
+    qd_block_w w = {0};
+    qd_staged_block *sb = NULL;
+    qd_qresult res[QD_NLIN];
+    memset(res, 0, sizeof res);
+    qd_status st;
+    QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    QD_CHECK_GOTO(qd_stage_read_block(k->stage, b, &sb), st, out);
+    for (size_t i = 0; i < sb->nmodules; i++) {
+        qd_staged_module *m = &sb->modules[i];
+        int l = -1;
+        for (int j = 0; j < QD_NLIN; j++)
+            if (strcmp(m->name, qd_lin_name((qd_lin)j)) == 0) l = j;
+        if (l < 0) {
+            st = qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: unknown module '%s'", qd_stage_dir(k->stage), b, m->name);
+            goto out;
+        }
+        qd_qlayer *q = &res[l].q;
+        snprintf(q->name, sizeof q->name, "model.layers.%d.%.200s", b, m->name);
+        q->N = (int)m->N, q->K = (int)m->K, q->G = (int)m->G;
+        q->bits = m->bits, q->group_size = m->group_size, q->sym = m->sym;
+        /* borrow the staged arrays; sb owns them */
+        q->codes = m->codes, q->scales = m->scales, q->zeros = m->zeros, q->g_idx = m->g_idx;
+    }
+    st = qd_block_replay(k->ctx, &w, res, k->in, k->out);
+    if (st == QD_OK) {
+        qd_buf_t t = k->in;
+        k->in = k->out, k->out = t;
+    }
+out:
+    qd_staged_block_free(sb);
+    qd_block_w_free(&w);
+    k->t.replay_s += now_s() - t0;
+    return st;
+}
+
+static int w_is_staged(void *user, int b) { return qd_stage_has_block(((worker *)user)->stage, b); }
+
+/* ---- set-up shared by every rank ---- */
+
+static qd_status make_plan(const qd_run_opts *o, const qd_model_cfg *cfg, qd_plan *plan) {
+    qd_status st = QD_OK;
+    if (qd_mpi_rank() == 0) {
+        qd_checkpoint *ck = NULL;
+        uint64_t *cost = calloc((size_t)cfg->nlayers + 1, sizeof *cost);
+        if (!cost) st = qd_fail(QD_ERR_NOMEM, "plan: out of memory");
+        if (st == QD_OK) st = qd_ckpt_open(o->model_dir, 0, &ck);
+        for (size_t i = 0; st == QD_OK && i < ck->ntensors; i++) {
+            int b = -1;
+            if (qd_model_classify(cfg, ck->tensors[i]->name, &b, NULL, 0) == QD_PART_BLOCK && b >= 0)
+                cost[b] += ck->tensors[i]->nbytes;
+        }
+        if (st == QD_OK) st = qd_plan_make(cfg->nlayers, cost, 0, 0, qd_mpi_size(), plan);
+        qd_ckpt_close(ck);
+        free(cost);
+    }
+    QD_CHECK(qd_mpi_agree(st));
+    return qd_mpi_bcast(plan, sizeof *plan);
+}
+
+static qd_status fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_fingerprint *fp) {
+    const qd_qspec *s = &o->q.base;
+    char buf[512];
+    QD_CHECK(qd_fp_add(fp, "qdist_version", QD_VERSION));
+    QD_CHECK(qd_fp_add_model(fp, o->model_dir));
+    snprintf(buf, sizeof buf,
+             "method=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d damp=%.6g mse=%d "
+             "true_sequential=%d scale_dtype=%s",
+             qd_method_name(s->method), s->bits, s->group_size, s->sym, s->act_order, s->static_groups, s->damp,
+             s->mse, o->q.true_sequential, qd_dtype_name(o->q.scale_dtype));
+    QD_CHECK(qd_fp_add(fp, "settings", buf));
+    if (o->recipe_path) {
+        char *text = NULL;
+        size_t len = 0;
+        QD_CHECK(qd_read_file(o->recipe_path, 64u << 20, &text, &len));
+        qd_status st = qd_fp_add_sha256(fp, "recipe_sha256", text, len);
+        free(text);
+        QD_CHECK(st);
+    } else {
+        QD_CHECK(qd_fp_add(fp, "recipe_sha256", "none"));
+    }
+    snprintf(buf, sizeof buf, "%zu x %zu sha256=%s", o->q.nseq, o->q.seq_len,
+             o->calib_sha256 ? o->calib_sha256 : "none");
+    QD_CHECK(qd_fp_add(fp, "calibration", buf));
+    /* the exact schedule's result does not depend on the rank count; overlap's depends on the ranges */
+    if (o->schedule == QD_SCHED_OVERLAP) {
+        size_t n = 0;
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "overlap");
+        for (int r = 0; r < plan->nranks && n < sizeof buf - 16; r++)
+            n += (size_t)snprintf(buf + n, sizeof buf - n, " %d+%d", plan->first[r], plan->count[r]);
+        QD_CHECK(qd_fp_add(fp, "schedule", buf));
+    } else {
+        QD_CHECK(qd_fp_add(fp, "schedule", "exact"));
+    }
+    return QD_OK;
+}
+
+static qd_status open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fp, qd_stage **out) {
+    qd_status st = QD_OK;
+    if (qd_mpi_rank() == 0) st = qd_stage_open(dir, fp, o->resume, out);
+    QD_CHECK(qd_mpi_agree(st));
+    if (qd_mpi_rank() != 0) QD_CHECK(qd_mpi_agree(qd_stage_attach(dir, fp, out)));
+    else QD_CHECK(qd_mpi_agree(QD_OK));
+    return QD_OK;
+}
+
+/* Each rank's GPU on a node: the rank's index among the ranks sharing its node. */
+static void backend_name(const qd_run_opts *o, char *name, size_t cap) {
+    snprintf(name, cap, "%s", o->backend ? o->backend : "cpu");
+    if (qd_mpi_size() <= 1 || strcmp(name, "cpu") == 0 || strchr(name, ':')) return;
+    MPI_Comm node;
+    int lr = 0;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_rank(node, &lr);
+        MPI_Comm_free(&node);
+    }
+    const char *per = getenv("QD_GPUS_PER_NODE");
+    if (per && atoi(per) > 0) lr %= atoi(per);
+    if (strcmp(name, "cuda") == 0) snprintf(name, cap, "cuda:%d", lr);
+}
+
+static qd_status broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char sha[65]) {
+    uint64_t shape[2] = {o->q.nseq, o->q.seq_len};
+    QD_CHECK(qd_mpi_bcast(shape, sizeof shape));
+    memset(sha, 0, 65);
+    if (qd_mpi_rank() == 0 && o->calib_sha256) snprintf(sha, 65, "%s", o->calib_sha256);
+    QD_CHECK(qd_mpi_bcast(sha, 65));
+    *ids_out = NULL;
+    size_t n = (size_t)(shape[0] * shape[1]);
+    if (!n) return QD_OK;
+    int32_t *ids = malloc(n * sizeof *ids);
+    if (!ids) return qd_fail(QD_ERR_NOMEM, "calibration: out of memory for %zu ids", n);
+    if (qd_mpi_rank() == 0) memcpy(ids, o->calib_ids, n * sizeof *ids);
+    qd_status st = qd_mpi_bcast(ids, n * sizeof *ids);
+    if (st != QD_OK) {
+        free(ids);
+        return st;
+    }
+    *ids_out = ids;
+    return QD_OK;
+}
+
+/* ---- rank 0's report and export ---- */
+
+static qd_status write_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const qd_plan *plan,
+                              const rank_times *all, double wall, const char *meta) {
+    cJSON *root = cJSON_CreateObject(), *mods = cJSON_CreateObject(), *ranks = cJSON_CreateArray();
+    if (!root || !mods || !ranks) return qd_fail(QD_ERR_NOMEM, "report: out of memory");
+    const qd_qspec *s = &o->q.base;
+    cJSON_AddStringToObject(root, "qdist_version", QD_VERSION);
+    cJSON_AddStringToObject(root, "model", o->model_dir);
+    cJSON_AddStringToObject(root, "format", o->format);
+    cJSON *set = cJSON_AddObjectToObject(root, "settings");
+    cJSON_AddStringToObject(set, "method", qd_method_name(s->method));
+    cJSON_AddNumberToObject(set, "bits", s->bits);
+    cJSON_AddNumberToObject(set, "group_size", s->group_size);
+    cJSON_AddBoolToObject(set, "sym", s->sym);
+    cJSON_AddBoolToObject(set, "act_order", s->act_order);
+    cJSON_AddBoolToObject(set, "static_groups", s->static_groups);
+    cJSON_AddNumberToObject(set, "damp", s->damp);
+    cJSON_AddBoolToObject(set, "mse", s->mse);
+    cJSON_AddBoolToObject(set, "true_sequential", o->q.true_sequential);
+    cJSON_AddStringToObject(set, "scale_dtype", qd_dtype_name(o->q.scale_dtype));
+    cJSON_AddStringToObject(set, "schedule", o->schedule == QD_SCHED_EXACT ? "exact" : "overlap");
+    cJSON_AddNumberToObject(set, "ranks", plan->nranks);
+    cJSON *cal = cJSON_AddObjectToObject(root, "calibration");
+    cJSON_AddStringToObject(cal, "path", o->calib_path ? o->calib_path : "");
+    cJSON_AddStringToObject(cal, "mode", o->calib_mode ? o->calib_mode : "");
+    cJSON_AddNumberToObject(cal, "nsamples", (double)o->q.nseq);
+    cJSON_AddNumberToObject(cal, "seqlen", (double)o->q.seq_len);
+    cJSON_AddNumberToObject(cal, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(cal, "tokens", (double)(o->q.nseq * o->q.seq_len));
+    cJSON_AddStringToObject(cal, "sha256", o->calib_sha256 ? o->calib_sha256 : "");
+    double loss = 0;
+    int nq = 0, nfb = 0;
+    for (int b = 0; b < nblocks; b++) {
+        qd_staged_block *sb = NULL;
+        QD_CHECK(qd_stage_read_block(stage, b, &sb));
+        for (size_t i = 0; i < sb->nmodules; i++) {
+            const qd_staged_module *m = &sb->modules[i];
+            char name[320];
+            snprintf(name, sizeof name, "model.layers.%d.%s", b, m->name);
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "method", qd_method_name(s->method));
+            cJSON_AddNumberToObject(j, "bits", m->bits);
+            cJSON_AddNumberToObject(j, "group_size", m->group_size);
+            cJSON_AddBoolToObject(j, "sym", m->sym);
+            cJSON_AddNumberToObject(j, "N", (double)m->N);
+            cJSON_AddNumberToObject(j, "K", (double)m->K);
+            cJSON_AddNumberToObject(j, "loss", m->loss);
+            if (m->damp >= 0) cJSON_AddNumberToObject(j, "damp", m->damp);
+            else cJSON_AddNullToObject(j, "damp");
+            if (m->fallback[0]) cJSON_AddStringToObject(j, "fallback", m->fallback);
+            else cJSON_AddNullToObject(j, "fallback");
+            cJSON_AddNumberToObject(j, "calib_tokens", (double)(o->q.nseq * o->q.seq_len));
+            cJSON_AddNumberToObject(j, "seconds", m->time_s);
+            cJSON_AddNumberToObject(j, "rank", sb->rank);
+            cJSON_AddItemToObject(mods, name, j);
+            loss += m->loss;
+            nq++;
+            nfb += m->fallback[0] != 0;
+        }
+        qd_staged_block_free(sb);
+    }
+    cJSON_AddItemToObject(root, "modules", mods);
+    for (int r = 0; r < plan->nranks; r++) {
+        const rank_times *t = &all[r];
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "rank", r);
+        cJSON_AddNumberToObject(j, "first_block", plan->first[r]);
+        cJSON_AddNumberToObject(j, "blocks", plan->count[r]);
+        cJSON_AddNumberToObject(j, "quantized", t->quantized);
+        cJSON_AddNumberToObject(j, "replayed", t->replayed);
+        cJSON_AddNumberToObject(j, "load_s", t->load_s);
+        cJSON_AddNumberToObject(j, "quantize_s", t->quant_s);
+        cJSON_AddNumberToObject(j, "replay_s", t->replay_s);
+        cJSON_AddNumberToObject(j, "full_precision_pass_s", t->fp_s);
+        cJSON_AddNumberToObject(j, "staging_s", t->stage_s);
+        cJSON_AddNumberToObject(j, "communication_wait_s", t->wait_s);
+        cJSON_AddNumberToObject(j, "total_s", t->total_s);
+        cJSON_AddItemToArray(ranks, j);
+    }
+    cJSON_AddItemToObject(root, "ranks", ranks);
+    cJSON *tot = cJSON_AddObjectToObject(root, "totals");
+    cJSON_AddNumberToObject(tot, "quantized", nq);
+    cJSON_AddNumberToObject(tot, "fallbacks", nfb);
+    cJSON_AddNumberToObject(tot, "loss", loss);
+    cJSON_AddNumberToObject(tot, "seconds", wall);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return qd_fail(QD_ERR_NOMEM, "report: out of memory");
+    char path[4400];
+    QD_CHECK(qd_path_join(path, sizeof path, meta, "qdist_report.json"));
+    qd_status st = qd_write_file_atomic(path, text, strlen(text));
+    cJSON_free(text);
+    return st;
+}
+
+static qd_status prepare_meta(const char *model_dir, const char *meta) {
+    static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
+                                        "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"};
+    QD_CHECK(qd_mkdir_p(meta));
+    char a[4200], b[4200];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(a, sizeof a, "%s/%s", model_dir, files[i]);
+        if (!qd_path_exists(a)) continue;
+        snprintf(b, sizeof b, "%s/%s", meta, files[i]);
+        QD_CHECK(qd_copy_file(a, b));
+    }
+    return QD_OK;
+}
+
+static qd_status export_from_staging(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging,
+                                     const char *meta) {
+    qd_export_opts eo = {.out_dir = o->output_dir, .overwrite = o->overwrite, .max_shard_bytes = o->max_shard_bytes};
+    QD_CHECK(qd_export_format_parse(o->format, &eo.format));
+    qd_qrun run = {.act_order = o->q.base.act_order, .static_groups = o->q.base.static_groups,
+                   .true_sequential = o->q.true_sequential,
+                   .damp = o->q.base.method == QD_METHOD_GPTQ ? o->q.base.damp : -1};
+    snprintf(run.method, sizeof run.method, "%s", qd_method_name(o->q.base.method));
+    qd_qsource src;
+    QD_CHECK(qd_qsource_open_stage(staging, o->model_dir, cfg->nlayers, meta, &run, &src));
+    qd_status st = qd_export_run(&eo, &src);
+    qd_qsource_close(&src);
+    return st;
+}
+
+/* Refuse before any work when the format cannot express the scheme or the output exists. */
+static qd_status preflight(const qd_run_opts *o) {
+    qd_export_format f;
+    QD_CHECK(qd_export_format_parse(o->format, &f));
+    const qd_qspec *s = &o->q.base;
+    QD_CHECK(qd_export_check_scheme(f, 0, s->bits, s->group_size, s->sym, s->act_order && !s->static_groups));
+    if (!o->overwrite && qd_path_exists(o->output_dir) && !qd_dir_is_empty(o->output_dir))
+        return qd_fail(QD_ERR_USAGE, "%s: output directory exists and is not empty (pass --overwrite to replace it)",
+                       o->output_dir);
+    return QD_OK;
+}
+
+qd_status qd_quantize_run(const qd_run_opts *o) {
+    double t0 = now_s();
+    int rank = qd_mpi_rank(), size = qd_mpi_size();
+    qd_model_cfg cfg;
+    qd_plan *plan = calloc(1, sizeof *plan);
+    if (!plan) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
+    worker k = {.o = o, .cfg = &cfg};
+    qd_fingerprint fp = {0};
+    qd_transport *prev = NULL, *next = NULL;
+    qd_progress *prog = NULL;
+    int32_t *ids = NULL;
+    char sha[65], staging[4096], meta[4200], be_name[64];
+    int failed_block = -1, in_pipeline = 0;
+    qd_status st;
+
+    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? preflight(o) : QD_OK), st, fail);
+    QD_CHECK_GOTO(qd_model_cfg_load(o->model_dir, &cfg), st, fail);
+    if (cfg.quantized) {
+        st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
+        goto fail;
+    }
+    QD_CHECK_GOTO(make_plan(o, &cfg, plan), st, fail);
+    QD_CHECK_GOTO(broadcast_calib(o, &ids, sha), st, fail);
+    qd_run_opts ro = *o; /* every rank now knows the calibration */
+    ro.calib_sha256 = sha[0] ? sha : NULL;
+    k.o = &ro;
+    k.ids = ids;
+    if (o->staging_dir) snprintf(staging, sizeof staging, "%s", o->staging_dir);
+    else snprintf(staging, sizeof staging, "%s.qdist-staging", o->output_dir);
+    QD_CHECK_GOTO(fingerprint(&ro, plan, &fp), st, fail);
+    QD_CHECK_GOTO(open_staging(&ro, staging, &fp, &k.stage), st, fail);
+
+    backend_name(o, be_name, sizeof be_name);
+    QD_CHECK_GOTO(qd_backend_create(be_name, &k.be), st, fail);
+    QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &k.ck), st, fail);
+    QD_CHECK_GOTO(qd_qctx_create(k.be, &cfg, &ro.q, &k.ctx), st, fail);
+    size_t rows = ro.q.nseq * ro.q.seq_len, H = (size_t)cfg.hidden;
+    size_t micro = o->micro_batch ? o->micro_batch : 8;
+    if (micro > ro.q.nseq && ro.q.nseq) micro = ro.q.nseq;
+    if (rows) {
+        QD_CHECK_GOTO(qd_buf_alloc(k.be, rows * H, &k.in), st, fail);
+        QD_CHECK_GOTO(qd_buf_alloc(k.be, rows * H, &k.out), st, fail);
+        if (rank == 0) {
+            QD_CHECK_GOTO(qd_head_load(k.be, &cfg, k.ck, 0, &k.head), st, fail);
+            k.have_head = 1;
+        }
+        if (o->schedule == QD_SCHED_OVERLAP && rank < size - 1) {
+            QD_CHECK_GOTO(qd_fwd_create(k.be, &cfg, ro.q.seq_len, micro, &k.fp_fwd), st, fail);
+            QD_CHECK_GOTO(qd_buf_alloc(k.be, micro * ro.q.seq_len * H, &k.fp_buf), st, fail);
+        }
+    }
+    struct qd_transport_probe pr = {.rank = rank, .backend_is_gpu = 0};
+    if (rank > 0) {
+        pr.peer = rank - 1;
+        QD_CHECK_GOTO(qd_transport_select(&pr, &prev), st, fail);
+    }
+    if (rank < size - 1) {
+        pr.peer = rank + 1;
+        QD_CHECK_GOTO(qd_transport_select(&pr, &next), st, fail);
+    }
+    if (rank == 0)
+        qd_info("quantize: %d blocks over %d rank%s (%s schedule, backend %s), staging %s", cfg.nlayers, size,
+                size > 1 ? "s" : "", o->schedule == QD_SCHED_EXACT ? "exact" : "overlap", be_name, staging);
+    if (rank == 0) QD_CHECK_GOTO(qd_progress_start(staging, plan, (double)rows, o->progress, &prog), st, fail);
+
+    struct qd_block_worker wk = {.user = &k, .nseq = ro.q.nseq, .seq_elems = ro.q.seq_len * H, .micro_batch = micro,
+                                 .embed = w_embed, .forward_fp = w_forward_fp, .load = w_load, .store = w_store,
+                                 .quantize = w_quantize, .replay = w_replay, .is_staged = w_is_staged};
+    struct qd_pipeline_stats ps;
+    in_pipeline = 1; /* from here a failing rank must end the job: its neighbours may be waiting on it */
+    st = qd_pipeline_run(plan, rank, o->schedule, &wk, prev, next, &ps, &failed_block);
+    if (st != QD_OK) goto fail;
+    k.t.wait_s = ps.wait_s;
+    k.t.quantized = ps.quantized;
+    k.t.replayed = ps.replayed;
+    k.t.total_s = now_s() - t0;
+
+    /* every rank's timings to rank 0, then the report and the export */
+    rank_times *all = calloc((size_t)size, sizeof *all);
+    if (!all) {
+        st = qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
+        goto fail;
+    }
+    if (size > 1) {
+        if (MPI_Gather(&k.t, sizeof k.t, MPI_BYTE, all, sizeof k.t, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+            free(all);
+            st = qd_fail(QD_ERR_MPI, "quantize: gathering the timings failed");
+            goto fail;
+        }
+    } else {
+        all[0] = k.t;
+    }
+    qd_progress_stop(prog);
+    prog = NULL;
+    if (rank == 0) {
+        st = qd_path_join(meta, sizeof meta, staging, "meta");
+        if (st == QD_OK) st = prepare_meta(o->model_dir, meta);
+        if (st == QD_OK) st = write_report(&ro, k.stage, cfg.nlayers, plan, all, now_s() - t0, meta);
+        if (st == QD_OK) st = export_from_staging(&ro, &cfg, staging, meta);
+        if (st == QD_OK) {
+            int quantized = 0, replayed = 0;
+            for (int r = 0; r < size; r++) quantized += all[r].quantized, replayed += all[r].replayed;
+            qd_info("quantize: %d blocks (%d quantized now, %d resumed from staging) in %.1f s -> %s", cfg.nlayers,
+                    quantized, cfg.nlayers - quantized, now_s() - t0, o->output_dir);
+            (void)replayed;
+            if (!o->keep_staging) st = qd_rm_rf(staging);
+        }
+    }
+    free(all);
+    in_pipeline = 0; /* rank 0's export failure is agreed on below: every rank exits cleanly */
+    st = qd_mpi_agree(st);
+
+fail:
+    qd_progress_stop(prog);
+    if (st != QD_OK && in_pipeline) qd_mpi_fatal(st, failed_block);
+    qd_transport_free(prev);
+    qd_transport_free(next);
+    qd_buf_free(k.in);
+    qd_buf_free(k.out);
+    qd_buf_free(k.fp_buf);
+    qd_fwd_free(k.fp_fwd);
+    if (k.have_head) qd_head_free(&k.head);
+    qd_qctx_free(k.ctx);
+    qd_ckpt_close(k.ck);
+    if (k.be) qd_be_free(k.be);
+    qd_stage_close(k.stage);
+    qd_fp_free(&fp);
+    free(ids);
+    free(plan);
+    return st;
+}
