@@ -430,9 +430,9 @@ static qd_status prepare_meta(const char *model_dir, const char *meta) {
     QD_CHECK(qd_mkdir_p(meta));
     char a[4200], b[4200];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(a, sizeof a, "%s/%s", model_dir, files[i]);
+        QD_CHECK(qd_path_join(a, sizeof a, model_dir, files[i]));
         if (!qd_path_exists(a)) continue;
-        snprintf(b, sizeof b, "%s/%s", meta, files[i]);
+        QD_CHECK(qd_path_join(b, sizeof b, meta, files[i]));
         QD_CHECK(qd_copy_file(a, b));
     }
     return QD_OK;
