@@ -306,9 +306,12 @@ static void backend_name(const qd_run_opts *o, char *name, size_t cap) {
     if (strcmp(name, "cuda") == 0) snprintf(name, cap, "cuda:%d", lr);
 }
 
-static qd_status broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char sha[65]) {
+static qd_status broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char sha[65], size_t *nseq,
+                                 size_t *seq_len) {
     uint64_t shape[2] = {o->q.nseq, o->q.seq_len};
     QD_CHECK(qd_mpi_bcast(shape, sizeof shape));
+    *nseq = (size_t)shape[0];
+    *seq_len = (size_t)shape[1];
     memset(sha, 0, 65);
     if (qd_mpi_rank() == 0 && o->calib_sha256) snprintf(sha, 65, "%s", o->calib_sha256);
     QD_CHECK(qd_mpi_bcast(sha, 65));
@@ -453,8 +456,20 @@ static qd_status export_from_staging(const qd_run_opts *o, const qd_model_cfg *c
     return st;
 }
 
-/* Refuse before any work when the format cannot express the scheme or the output exists. */
-static qd_status preflight(const qd_run_opts *o) {
+/* Refuse before any work when the format cannot express the scheme, a group size does not divide a
+ * Linear's input features, or the output exists. */
+static qd_status preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
+    const char *names[QD_MAX_LINEARS];
+    int groups[QD_MAX_LINEARS];
+    int n = qd_model_linear_names(cfg, names, groups);
+    for (int l = 0; l < n && l < QD_NLIN; l++) {
+        char module[160];
+        qd_qspec spec;
+        snprintf(module, sizeof module, "model.layers.0.%s", names[l]);
+        qd_recipe_resolve(o->q.recipe, &o->q.base, module, &spec);
+        size_t G, K = (size_t)(l == QD_LIN_O ? cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
+        if (!spec.skip) QD_CHECK(qd_qspec_groups(&spec, module, K, &G));
+    }
     qd_export_format f;
     QD_CHECK(qd_export_format_parse(o->format, &f));
     const qd_qspec *s = &o->q.base;
@@ -477,24 +492,25 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_progress *prog = NULL;
     int32_t *ids = NULL;
     char sha[65], staging[4096], meta[4200], be_name[64];
-    int failed_block = -1, in_pipeline = 0;
+    int failed_block = -1, in_pipeline = 0, staging_existed = 1;
     qd_status st;
 
-    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? preflight(o) : QD_OK), st, fail);
     QD_CHECK_GOTO(qd_model_cfg_load(o->model_dir, &cfg), st, fail);
+    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? preflight(o, &cfg) : QD_OK), st, fail);
     if (cfg.quantized) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
         goto fail;
     }
     QD_CHECK_GOTO(make_plan(o, &cfg, plan), st, fail);
-    QD_CHECK_GOTO(broadcast_calib(o, &ids, sha), st, fail);
     qd_run_opts ro = *o; /* every rank now knows the calibration */
+    QD_CHECK_GOTO(broadcast_calib(o, &ids, sha, &ro.q.nseq, &ro.q.seq_len), st, fail);
     ro.calib_sha256 = sha[0] ? sha : NULL;
     k.o = &ro;
     k.ids = ids;
     if (o->staging_dir) snprintf(staging, sizeof staging, "%s", o->staging_dir);
     else snprintf(staging, sizeof staging, "%s.qdist-staging", o->output_dir);
     QD_CHECK_GOTO(fingerprint(&ro, plan, &fp), st, fail);
+    staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
     QD_CHECK_GOTO(open_staging(&ro, staging, &fp, &k.stage), st, fail);
 
     backend_name(o, be_name, sizeof be_name);
@@ -580,6 +596,17 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
 fail:
     qd_progress_stop(prog);
     if (st != QD_OK && in_pipeline) qd_mpi_fatal(st, failed_block);
+    /* a run that failed before staging anything leaves no staging directory behind to trip --resume */
+    if (st != QD_OK && rank == 0 && k.stage && !staging_existed) {
+        int64_t *blocks = NULL;
+        size_t nb = 1;
+        if (qd_stage_list(k.stage, &blocks, &nb) == QD_OK && nb == 0) {
+            qd_stage_close(k.stage);
+            k.stage = NULL;
+            qd_rm_rf(staging);
+        }
+        free(blocks);
+    }
     qd_transport_free(prev);
     qd_transport_free(next);
     qd_buf_free(k.in);

@@ -12,7 +12,9 @@
 #include "qd-check.h"
 #include "qd-commands.h"
 #include "qd-log.h"
+#include "qd-bootstrap.h"
 #include "qd-quantize-model.h"
+#include "qd-quantize-run.h"
 
 typedef struct {
     const char *model, *output, *calib, *calib_mode, *method, *recipe, *format, *backend, *scale_dtype;
@@ -21,10 +23,14 @@ typedef struct {
     double damp, seed;
     int seen_calib_mode, seen_method, seen_bits, seen_gs, seen_sym, seen_asym, seen_act, seen_static, seen_mse;
     int seen_damp, seen_ts, seen_ns, seen_sl, seen_seed;
+    /* the distributed run (mpi/qd-quantize-run.h) */
+    const char *staging, *schedule, *progress;
+    int resume, keep_staging, quiet, micro_batch, seen_format;
+    uint64_t max_shard;
 } q_args;
 
-qd_status qd_cmd_quantize(int argc, char **argv) {
-    q_args a = {.method = "gptq", .format = "fake", .backend = "cpu", .scale_dtype = "f16", .bits = 4,
+static qd_status quantize_main(int argc, char **argv) {
+    q_args a = {.method = "gptq", .format = "gptq", .schedule = "exact", .progress = "auto", .backend = "cpu", .scale_dtype = "f16", .bits = 4,
                 .group_size = 128, .true_seq = 1, .damp = 0.01, .nsamples = 128};
     const qd_opt opts[] = {
         {"model", QD_OPT_STR, &a.model, "DIR", "source model directory (Hugging Face format)", NULL, NULL},
@@ -45,7 +51,15 @@ qd_status qd_cmd_quantize(int argc, char **argv) {
         {"mse", QD_OPT_FLAG, &a.mse, NULL, "MSE clip grid search in the min-max quantizer", NULL, &a.seen_mse},
         {"true-sequential", QD_OPT_FLAG, &a.true_seq, NULL, "GPTQ: Hessians of [qkv]->[o]->[gate,up]->[down] in turn (default on)", NULL, &a.seen_ts},
         {"recipe", QD_OPT_STR, &a.recipe, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
-        {"format", QD_OPT_CHOICE, &a.format, "F", "output format (fake: dequantised weights + codes)", "fake", NULL},
+        {"format", QD_OPT_CHOICE, &a.format, "F", "checkpoint format (awq runs default to awq; fake: dequantised weights + codes, one process)", "gptq|gptq_v2|awq|compressed-tensors|fake", &a.seen_format},
+        {"staging", QD_OPT_STR, &a.staging, "DIR", "where finished blocks are staged (default OUTPUT.qdist-staging)", NULL, NULL},
+        {"resume", QD_OPT_FLAG, &a.resume, NULL, "continue a run from its staging directory (same model, recipe, calibration)", NULL, NULL},
+        {"keep-staging", QD_OPT_FLAG, &a.keep_staging, NULL, "keep the staging directory after a successful export", NULL, NULL},
+        {"schedule", QD_OPT_CHOICE, &a.schedule, "S", "multi-rank schedule (exact: byte-identical to one rank)", "exact|overlap", NULL},
+        {"progress", QD_OPT_CHOICE, &a.progress, "P", "progress display on rank 0", "auto|bar|lines|json|none", NULL},
+        {"quiet", QD_OPT_FLAG, &a.quiet, NULL, "no progress or info lines", NULL, NULL},
+        {"micro-batch", QD_OPT_INT, &a.micro_batch, "N", "sequences per activation transfer between ranks (8)", "1..65536", NULL},
+        {"max-shard-size", QD_OPT_SIZE, &a.max_shard, "SIZE", "largest safetensors shard (5GB)", NULL, NULL},
         {"scale-dtype", QD_OPT_CHOICE, &a.scale_dtype, "T", "dtype the export stores scales in (rounds the fake weights)", "f16|bf16|f32", NULL},
         {"overwrite", QD_OPT_FLAG, &a.overwrite, NULL, "replace an existing non-empty output directory", NULL, NULL},
         {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
@@ -54,7 +68,7 @@ qd_status qd_cmd_quantize(int argc, char **argv) {
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
     qd_cmd_spec spec = {"quantize", "--model DIR --output DIR --calib FILE --method rtn|gptq|awq [options]",
-                        "quantize a model with RTN, GPTQ or AWQ and write a fake-quantised model", opts,
+                        "quantize a model with RTN, GPTQ or AWQ and export it (GPTQ, AWQ, compressed-tensors); runs under mpirun as one rank per GPU or machine", opts,
                         (int)(sizeof opts / sizeof opts[0]), pos_names, pos, 0};
     int help = 0;
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
@@ -119,36 +133,75 @@ qd_status qd_cmd_quantize(int argc, char **argv) {
               .chunk_tokens = (size_t)a.chunk_tokens, .scale_dtype = sdt},
         .calib_path = a.calib, .calib_mode = run.calib_mode, .seed = (uint64_t)run.seed,
     };
-    /* calibration: every method but plain RTN needs it (RTN overrides inside a GPTQ/AWQ run too) */
+    if (!a.seen_format && base.method == QD_METHOD_AWQ) a.format = "awq";
+    int fake = strcmp(a.format, "fake") == 0;
+    if (fake && qd_mpi_size() > 1) {
+        qd_recipe_free(recipe);
+        return qd_fail(QD_ERR_USAGE, "quantize: --format fake runs in one process; pick gptq, awq or compressed-tensors "
+                                     "for %d ranks", qd_mpi_size());
+    }
+    /* calibration: every method but plain RTN needs it (RTN overrides inside a GPTQ/AWQ run too); in a
+     * distributed run rank 0 reads it and the run broadcasts the ids */
     qd_calib_set set = {0};
     qd_tokenizer *tok = NULL;
+    st = QD_OK;
     if (base.method != QD_METHOD_RTN) {
         if (!a.calib) {
             qd_recipe_free(recipe);
             return qd_fail(QD_ERR_USAGE, "quantize: --calib FILE is required for %s", qd_method_name(base.method));
         }
-        QD_CHECK_GOTO(qd_tokenizer_load(a.model, &tok), st, done);
-        qd_calib_opts co = {.path = a.calib, .model_dir = a.model, .nsamples = run.nsamples, .seqlen = run.seqlen,
-                            .seed = (uint64_t)run.seed,
-                            .mode = strcmp(run.calib_mode, "concat") == 0 ? QD_CALIB_CONCAT : QD_CALIB_RANDOM,
-                            .chat = QD_CHAT_AUTO};
-        QD_CHECK_GOTO(qd_calib_load(&co, tok, &set), st, done);
-        mo.calib_ids = set.ids;
-        mo.q.nseq = (size_t)set.nseq;
-        mo.q.seq_len = (size_t)set.seqlen;
-        mo.calib_sha256 = set.sha256_hex;
-        qd_info("quantize: %s, %d x %d calibration tokens (%s, sha256 %.16s...)", qd_method_name(base.method), set.nseq,
-                set.seqlen, run.calib_mode, set.sha256_hex);
+        if (qd_mpi_rank() == 0) {
+            qd_calib_opts co = {.path = a.calib, .model_dir = a.model, .nsamples = run.nsamples, .seqlen = run.seqlen,
+                                .seed = (uint64_t)run.seed,
+                                .mode = strcmp(run.calib_mode, "concat") == 0 ? QD_CALIB_CONCAT : QD_CALIB_RANDOM,
+                                .chat = QD_CHAT_AUTO};
+            st = qd_tokenizer_load(a.model, &tok);
+            if (st == QD_OK) st = qd_calib_load(&co, tok, &set);
+            if (st == QD_OK) {
+                mo.calib_ids = set.ids;
+                mo.q.nseq = (size_t)set.nseq;
+                mo.q.seq_len = (size_t)set.seqlen;
+                mo.calib_sha256 = set.sha256_hex;
+                qd_info("quantize: %s, %d x %d calibration tokens (%s, sha256 %.16s...)", qd_method_name(base.method),
+                        set.nseq, set.seqlen, run.calib_mode, set.sha256_hex);
+            }
+        }
     } else if (a.calib) {
         qd_info("quantize: RTN does not use calibration data; --calib ignored");
     }
-    qd_backend_t be;
-    QD_CHECK_GOTO(qd_backend_create(a.backend, &be), st, done);
-    st = qd_quantize_model(be, &mo);
-    qd_be_free(be);
+    QD_CHECK_GOTO(qd_mpi_agree(st), st, done);
+    if (fake) {
+        qd_backend_t be;
+        QD_CHECK_GOTO(qd_backend_create(a.backend, &be), st, done);
+        st = qd_quantize_model(be, &mo);
+        qd_be_free(be);
+        goto done;
+    }
+    qd_progress_mode pm = QD_PROGRESS_AUTO;
+    if (strcmp(a.progress, "bar") == 0) pm = QD_PROGRESS_BAR;
+    if (strcmp(a.progress, "lines") == 0) pm = QD_PROGRESS_LINES;
+    if (strcmp(a.progress, "json") == 0) pm = QD_PROGRESS_JSON;
+    if (strcmp(a.progress, "none") == 0 || a.quiet) pm = QD_PROGRESS_QUIET;
+    if (a.quiet) qd_log_set_level(QD_LOG_WARN);
+    qd_run_opts ro = {.model_dir = a.model, .output_dir = a.output, .format = a.format, .overwrite = a.overwrite,
+                      .max_shard_bytes = a.max_shard, .backend = a.backend, .staging_dir = a.staging,
+                      .resume = a.resume, .keep_staging = a.keep_staging,
+                      .schedule = strcmp(a.schedule, "overlap") == 0 ? QD_SCHED_OVERLAP : QD_SCHED_EXACT,
+                      .progress = pm, .micro_batch = (size_t)a.micro_batch, .q = mo.q, .calib_ids = mo.calib_ids,
+                      .calib_path = a.calib, .calib_mode = run.calib_mode, .calib_sha256 = mo.calib_sha256,
+                      .seed = (uint64_t)run.seed, .recipe_path = a.recipe};
+    st = qd_quantize_run(&ro);
 done:
     qd_calib_free(&set);
     qd_tokenizer_free(tok);
     qd_recipe_free(recipe);
+    return st;
+}
+
+qd_status qd_cmd_quantize(int argc, char **argv) {
+    /* a plain `qdist quantize` is a one-rank MPI job; under mpirun/srun every rank runs this */
+    QD_CHECK(qd_mpi_start(&argc, &argv));
+    qd_status st = quantize_main(argc, argv);
+    qd_mpi_stop();
     return st;
 }
