@@ -207,6 +207,8 @@ static qd_status read_h5(qd__h5s *s, const char *path, qd_staged_block *b) {
     hid_t fapl, f, g;
     QD_H5_KEEP(s, H5Pcreate(H5P_FILE_ACCESS), "file access properties", &fapl);
     QD_H5_CHECK(s, H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "file close degree");
+    /* a checksum failure is final: no re-reads with sleeps in between (those are for SWMR readers) */
+    QD_H5_CHECK(s, H5Pset_metadata_read_attempts(fapl, 1), "metadata read attempts");
 #if H5_VERSION_GE(1, 10, 7)
     QD_H5_CHECK(s, H5Pset_file_locking(fapl, 0, 1), "turning off HDF5 file locking");
 #endif

@@ -15,6 +15,9 @@
  *                        datasets codes u8 [N,K], scales f32 [G,N], zeros i32 [G,N], g_idx i32 [K];
  *                        attrs bits, group_size, sym (i32), loss, damp, time_s (f64), fallback (string)
  *   /tensors/<name>      f32 dataset of its shape: a non-Linear tensor quantization changed (AWQ norms)
+ * Written in the HDF5 1.10 file format (readers need HDF5 >= 1.10; h5py and h5dump read it): all
+ * metadata carries checksums, and every dataset is chunked (whole rows, <= 256 MiB a chunk) with a
+ * Fletcher-32 checksum per chunk, so a damaged byte anywhere is refused rather than read back.
  * Reading checks every dataset's presence, type class and shape, every attribute, codes < 2^bits and
  * g_idx in [0,G); anything malformed is one line naming the file and the dataset (QD_ERR_FORMAT).
  *
@@ -23,6 +26,8 @@
  * that is not on a file system shared by all ranks is refused, naming the missing file). Each block is
  * written by exactly one rank. Nothing relies on file locking (HDF5's own locking is turned off, as
  * NFS/Lustre often lack flock): only on rename() within DIR being atomic and fsync being durable.
+ * The HDF5 library is the serial, non-thread-safe build: within one process, call the block
+ * functions from one thread at a time (an I/O thread that does all staging is fine).
  * All functions report their own failures once (qd_fail) and return a qd_status.
  */
 #ifndef QD_H5STAGE_H

@@ -48,6 +48,7 @@ def test_h5py_reads_values(staged):
             assert g["scales"].dtype == np.float32 and g["scales"].shape == (groups, n)
             assert g["zeros"].dtype == np.int32 and g["zeros"].shape == (groups, n)
             assert g["g_idx"].dtype == np.int32 and g["g_idx"].shape == (k,)
+            assert all(g[ds].fletcher32 for ds in ("codes", "scales", "zeros", "g_idx"))
             np.testing.assert_array_equal(g["codes"][()], np.array(m["codes"], np.uint8).reshape(n, k))
             # exact: the JSON holds the float32 values printed to round-trip precision
             np.testing.assert_array_equal(g["scales"][()], np.array(m["scales"], np.float32).reshape(groups, n))
@@ -79,6 +80,8 @@ def test_h5dump_header(staged):
     for ds in ("codes", "scales", "zeros", "g_idx"):
         assert f'DATASET "{ds}"' in text
     assert "H5T_STD_U8LE" in text and "H5T_IEEE_F32LE" in text and "H5T_STD_I32LE" in text
+    props = subprocess.run([h5dump, "-p", "-H", path], capture_output=True, text=True, timeout=60).stdout
+    assert props.count("CHECKSUM FLETCHER32") == 4 * len(exp["modules"]) + len(exp["tensors"])
     m0 = exp["modules"][0]
     assert f"SIMPLE {{ ( {m0['N']}, {m0['K']} ) / ( {m0['N']}, {m0['K']} ) }}" in text
     # and the data itself through h5dump: the first module's g_idx
