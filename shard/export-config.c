@@ -4,6 +4,7 @@
  * regular expressions with escaped dots; where every member of a module group that vLLM fuses
  * (q/k/v -> qkv_proj, gate/up -> gate_up_proj) has the same override, the fused name gets it too. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "export-internal.h"
@@ -66,6 +67,44 @@ static void fused_alias(const qd_xplan *p, const qd_xlayer *l, char *fused, size
     }
 }
 
+/* "model.layers.<i>.<suffix>": block i and the suffix, else -1 */
+static int split_block(const char *name, const char **suffix) {
+    if (strncmp(name, "model.layers.", 13) != 0) return -1;
+    char *end;
+    long b = strtol(name + 13, &end, 10);
+    if (end == name + 13 || *end != '.') return -1;
+    *suffix = end + 1;
+    return (int)b;
+}
+
+/* transformers' GPTQ loader (optimum) ignores "dynamic"; what it understands is one list of the
+ * quantized modules of a block, the same for every block. Written when the unquantized modules are
+ * the same in every block (per-module bits/group overrides stay for vLLM and GPTQModel only). */
+static void add_modules_in_block(const qd_xplan *p, cJSON *q) {
+    const char *s0;
+    int first = -1;
+    for (size_t i = 0; i < p->n && first < 0; i++) first = split_block(p->layers[i].name, &s0);
+    if (first < 0) return;
+    /* every block must convert exactly the suffixes block `first` converts */
+    for (size_t i = 0; i < p->n; i++) {
+        const char *si;
+        if (split_block(p->layers[i].name, &si) < 0) continue;
+        for (size_t j = 0; j < p->n; j++) {
+            const char *sj;
+            int bj = split_block(p->layers[j].name, &sj);
+            if (bj == first && strcmp(si, sj) == 0 && p->layers[j].converted != p->layers[i].converted) return;
+        }
+    }
+    cJSON *outer = cJSON_AddArrayToObject(q, "modules_in_block_to_quantize");
+    cJSON *inner = cJSON_CreateArray();
+    cJSON_AddItemToArray(outer, inner);
+    for (size_t j = 0; j < p->n; j++) {
+        const char *sj;
+        if (split_block(p->layers[j].name, &sj) == first && p->layers[j].converted)
+            cJSON_AddItemToArray(inner, cJSON_CreateString(sj));
+    }
+}
+
 static cJSON *gptq_config(const qd_xplan *p) {
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "quant_method", "gptq");
@@ -103,8 +142,12 @@ static cJSON *gptq_config(const qd_xplan *p) {
             cJSON_AddItemToObject(dyn, pat, o);
         }
     }
-    if (cJSON_GetArraySize(dyn) > 0) cJSON_AddItemToObject(q, "dynamic", dyn);
-    else cJSON_Delete(dyn);
+    if (cJSON_GetArraySize(dyn) > 0) {
+        cJSON_AddItemToObject(q, "dynamic", dyn);
+        add_modules_in_block(p, q);
+    } else {
+        cJSON_Delete(dyn);
+    }
     cJSON *meta = cJSON_AddObjectToObject(q, "meta");
     cJSON *quantizer = cJSON_AddArrayToObject(meta, "quantizer");
     cJSON_AddItemToArray(quantizer, cJSON_CreateString("qdist:" QD_VERSION));

@@ -222,6 +222,10 @@ def check_export(fake, out, fmt, naive=False):
         if fmt in ("gptq", "gptq_v2"):
             sch = gptq_module_scheme(qc, p)
             assert (sch is not None) == conv, p
+            if "modules_in_block_to_quantize" in qc and p.startswith("model.layers."):
+                # transformers/optimum: the quantized modules of every block, by name inside the block
+                inside = p.split(".", 3)[3]
+                assert (inside in sum(qc["modules_in_block_to_quantize"], [])) == conv, p
         elif fmt == "awq":
             assert any(m in p for m in (qc.get("modules_to_not_convert") or [])) == (not conv), p
         else:
