@@ -90,3 +90,11 @@ def test_encode_decode_exact(name, corpus, tmp_path):
     for i in bad[:3]:
         print(f"decode doc {i}: ours {texts[i][:80]!r} hf {hf_texts[i][:80]!r}")
     assert not bad, f"decode: {len(bad)} of {len(docs)} documents differ"
+
+    # decode keeping the special tokens
+    with open(ids_file, "w") as f:
+        for w in want[:300]:
+            f.write(json.dumps(w) + "\n")
+    _run(["--model", tpath, "--input", str(ids_file), "--output", str(dec), "--decode", "--keep-special"])
+    texts = [json.loads(l)["text"] for l in open(dec)]
+    assert texts == hf.decode_batch(want[:300], skip_special_tokens=False)
