@@ -17,10 +17,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import export_fakegen as fg  # noqa: E402
 
+pytest.importorskip("gptqmodel")  # first: skip before the slow torch import
+pytest.importorskip("optimum")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-pytest.importorskip("gptqmodel")
-pytest.importorskip("optimum")
 
 QDIST = os.environ.get("QDIST_BIN", "")
 FIX = os.environ.get("QD_SHARED_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
