@@ -45,7 +45,7 @@ Where the reference tools differ, this file follows (and the switches name the o
   - clip search: skip q/k; tokens input[::max(1, T // 512)]; max_shrink 0.5, grid 20 (10 trials);
     err = mean over tokens of (sum_group Q(clamp(w)) x - sum_group w x)^2 per (row, group). The
     output-channel batching (256 / 64) only bounds memory and does not change the result; it is
-    done here in batches of 64 rows whatever N is (AutoAWQ asserts N % 64 == 0);
+    done here in batches of 256 rows whatever N is (AutoAWQ asserts N % 64 == 0);
   - pseudo-quant asym: s = clamp(max - min, 1e-5) / maxq, z = clamp(-round(min / s), 0, maxq),
     range NOT widened to include 0.
 """
@@ -344,7 +344,15 @@ def awq_search_scale(x, weights, forward, bits, gs, n_grid=20, duo_scaling=True,
     return best_s, best_ratio, hist
 
 
-def awq_search_clip(w, x, bits, gs, n_grid=20, max_shrink=0.5, n_sample_token=512, oc_batch=64,
+def _group_dot(xg, wg):
+    """per group g: out[n, t, g] = sum_k xg[t, g, k] * wg[n, g, k] (2-D GEMMs for BLAS speed)"""
+    out = np.empty((wg.shape[0], xg.shape[0], xg.shape[1]), dtype=np.result_type(xg, wg))
+    for g in range(xg.shape[1]):
+        out[:, :, g] = wg[:, g, :] @ xg[:, g, :].T
+    return out
+
+
+def awq_search_clip(w, x, bits, gs, n_grid=20, max_shrink=0.5, n_sample_token=512, oc_batch=256,
                     sym=False):
     """auto_clip for one Linear. w [N,K], x [..., K] (already divided by the AWQ scales).
     Returns best max value per (row, group): [N, G]."""
@@ -361,12 +369,12 @@ def awq_search_clip(w, x, bits, gs, n_grid=20, max_shrink=0.5, n_sample_token=51
         org_max = np.abs(wb).max(axis=-1, keepdims=True)    # [n, G, 1]
         best_max = org_max.copy()
         min_err = np.full(org_max.shape, 1e9)
-        org_out = np.einsum("tgk,ngk->ntg", xg, wb)
+        org_out = _group_dot(xg, wb)
         for i_s in range(int(max_shrink * n_grid)):
             mx = org_max * (1 - i_s / n_grid)
             cur = np.clip(wb, -mx, mx)
             qw = awq_pseudo_quant(cur.reshape(-1, K), bits, gs, sym)[0].reshape(wb.shape)
-            out = np.einsum("tgk,ngk->ntg", xg, qw)
+            out = _group_dot(xg, qw)
             err = ((out - org_out) ** 2).mean(axis=1)[..., None]   # [n, G, 1]
             better = err < min_err
             min_err = np.where(better, err, min_err)

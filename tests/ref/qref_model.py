@@ -203,7 +203,8 @@ def write_fake_model(src_dir, out_dir, result):
     """HF directory with the fake-quantised (dequantised) float32 weights, config/tokenizer copied."""
     os.makedirs(out_dir, exist_ok=True)
     for fn in os.listdir(src_dir):
-        if fn.endswith(".json") and not fn.startswith("model.safetensors"):
+        if (fn.endswith(".json") or fn.endswith(".txt") and "merges" in fn) and \
+                not fn.startswith("model.safetensors"):
             shutil.copy(os.path.join(src_dir, fn), out_dir)
     cfgp = os.path.join(out_dir, "config.json")
     with open(cfgp) as f:
@@ -214,6 +215,22 @@ def write_fake_model(src_dir, out_dir, result):
     qf.write_safetensors(os.path.join(out_dir, "model.safetensors"),
                          {k: np.asarray(v, dtype=np.float32) for k, v in result["state"].items()},
                          {"format": "pt"})
+
+
+def write_truncated_model(src_dir, out_dir, n_layers):
+    """A copy of an HF Llama directory keeping only the first n_layers blocks (real weights, for
+    fast whole-model tests); float32 safetensors, tokenizer and config copied."""
+    cfg, w = qf.load_model_dir(src_dir)
+    keep = {k: v for k, v in w.items()
+            if not k.startswith("model.layers.") or int(k.split(".")[2]) < n_layers}
+    write_fake_model(src_dir, out_dir, {"state": keep})
+    cfgp = os.path.join(out_dir, "config.json")
+    with open(cfgp) as f:
+        c = json.load(f)
+    c["num_hidden_layers"] = n_layers
+    c.pop("dtype", None)
+    with open(cfgp, "w") as f:
+        json.dump(c, f, indent=2)
 
 
 def tokenize_file(model_dir, text_path, max_chars=None):
