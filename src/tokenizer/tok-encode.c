@@ -139,6 +139,24 @@ static qd_status metaspace(qd_tokenizer *t, int k, const char *s, size_t n, int 
     return st;
 }
 
+/* Digits: numbers (\p{N}, Rust's char::is_numeric) isolated one by one, or as contiguous runs */
+static qd_status digits(qd_tokenizer *t, int k, const char *s, size_t n, int first, qd_ids *out) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = 0, i = 0;
+    int prev_num = -1;
+    while (i < n) {
+        size_t at = i;
+        uint32_t cp = u[i] < 0x80 ? u[i++] : qd_utf8_next(u, n, &i);
+        int num = cp < 0x80 ? (cp >= '0' && cp <= '9') : (qd_uc_flags(cp) & QD_UC_NUMBER) != 0;
+        if (at > start && (num != prev_num || (num && t->pre[k].split))) {
+            QD_CHECK(pre_step(t, k + 1, s + start, at - start, first && start == 0, out));
+            start = at;
+        }
+        prev_num = num;
+    }
+    return pre_step(t, k + 1, s + start, n - start, first && start == 0, out);
+}
+
 static qd_status pre_step(qd_tokenizer *t, int k, const char *s, size_t n, int first, qd_ids *out) {
     if (n == 0) return QD_OK; /* empty pieces are dropped between steps */
     if (k == t->npre) return qd_bpe_word(t, s, n, out);
@@ -148,6 +166,8 @@ static qd_status pre_step(qd_tokenizer *t, int k, const char *s, size_t n, int f
         return split_then(t, k, ps->split, s, n, first, out);
     case QD_PRE_METASPACE:
         return metaspace(t, k, s, n, first, out);
+    case QD_PRE_DIGITS:
+        return digits(t, k, s, n, first, out);
     default: /* BYTELEVEL: bytes are already the model's alphabet */
         if (ps->prefix_space && s[0] != ' ') {
             char *p = malloc(n + 2);

@@ -21,11 +21,12 @@ typedef struct {
 } qd_norm_step;
 
 enum { QD_SPLIT_GPT2, QD_SPLIT_LLAMA3, QD_SPLIT_QWEN2 };
-enum { QD_PRE_SPLIT, QD_PRE_BYTELEVEL, QD_PRE_METASPACE };
+enum { QD_PRE_SPLIT, QD_PRE_BYTELEVEL, QD_PRE_METASPACE, QD_PRE_DIGITS };
 enum { QD_PREPEND_NEVER, QD_PREPEND_FIRST, QD_PREPEND_ALWAYS };
 typedef struct {
     int kind;
-    int split;        /* SPLIT: QD_SPLIT_*; BYTELEVEL: use_regex (GPT-2 split); METASPACE: split */
+    int split;        /* SPLIT: QD_SPLIT_*; BYTELEVEL: use_regex (GPT-2 split); METASPACE: split;
+                         DIGITS: individual_digits */
     int prefix_space; /* BYTELEVEL: add_prefix_space; METASPACE: prepend scheme */
     char repl[8];     /* METASPACE replacement character as UTF-8 */
     size_t repl_len;

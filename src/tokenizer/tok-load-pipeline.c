@@ -138,10 +138,13 @@ static qd_status add_pre(qd_tokenizer *t, const cJSON *o) {
         free(r);
         QD_CHECK(prepend_scheme(t, o, "pre_tokenizer Metaspace", &st.prefix_space));
         st.split = qd_tok_bool(o, "split", 1);
+    } else if (strcmp(ty, "Digits") == 0) {
+        st.kind = QD_PRE_DIGITS;
+        st.split = qd_tok_bool(o, "individual_digits", 0);
     } else
         return qd_fail(QD_ERR_UNSUPPORTED,
                        "%s: pre_tokenizer type '%s' is not supported (supported: ByteLevel, Split, Metaspace, "
-                       "Sequence)", t->path, ty);
+                       "Digits, Sequence)", t->path, ty);
     qd_pre_step *n = realloc(t->pre, (size_t)(t->npre + 1) * sizeof *n);
     if (!n) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", t->path);
     t->pre = n;

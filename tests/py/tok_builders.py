@@ -63,6 +63,28 @@ def llama3(docs, path):
     return _save(tok, path)
 
 
+def starcoder(docs, path):
+    """Digits(individual_digits) then the GPT-2 ByteLevel split, as StarCoder-family code models do."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    _train(tok, docs, 3000, ["<|endoftext|>", "<fim_prefix>", "<fim_middle>"])
+    return _save(tok, path)
+
+
+def digit_runs(docs, path):
+    """Digits without individual_digits (contiguous runs) before the Llama-3 split."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=False),
+        pre_tokenizers.Split(Regex(LLAMA3_RE), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    _train(tok, docs, 2000, ["<|endoftext|>"])
+    return _save(tok, path)
+
+
 def qwen2(docs, path):
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
@@ -98,6 +120,8 @@ BUILDERS = {
     "built-gpt2-prefix-space": lambda docs, path: gpt2(docs, path, prefix_space=True),
     "built-llama3": llama3,
     "built-qwen2-nfc": qwen2,
+    "built-starcoder-digits": starcoder,
+    "built-digit-runs": digit_runs,
     "built-metaspace": metaspace,
     "built-metaspace-always-split": lambda docs, path: metaspace(docs, path, scheme="always", split=True),
 }
