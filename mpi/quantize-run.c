@@ -480,6 +480,40 @@ static qd_status preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
     return QD_OK;
 }
 
+/* Disk needed by the staging (codes as bytes, fp32 scales, int32 zeros, g_idx per Linear) and by the
+ * export (packed Linears plus everything else at its source size), checked before any work. */
+static qd_status check_space(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging) {
+    const char *names[QD_MAX_LINEARS];
+    int groups[QD_MAX_LINEARS];
+    int n = qd_model_linear_names(cfg, names, groups);
+    qd_export_format f;
+    QD_CHECK(qd_export_format_parse(o->format, &f));
+    qd_checkpoint *ck;
+    QD_CHECK(qd_ckpt_open(o->model_dir, 0, &ck));
+    uint64_t model_bytes = 0, linear_bytes = 0, stage = 0, out = 0;
+    for (size_t i = 0; i < ck->ntensors; i++) model_bytes += ck->tensors[i]->nbytes;
+    unsigned wbytes = qd_dtype_bits(cfg->dtype) / 8;
+    for (int l = 0; l < n && l < QD_NLIN; l++) {
+        uint64_t K = (uint64_t)(l == QD_LIN_O ? cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
+        uint64_t N = (uint64_t)(l == QD_LIN_Q ? cfg->nheads * cfg->head_dim
+                                : (l == QD_LIN_K || l == QD_LIN_V) ? cfg->nkv * cfg->head_dim
+                                : (l == QD_LIN_GATE || l == QD_LIN_UP) ? cfg->intermediate : cfg->hidden);
+        uint64_t G = o->q.base.group_size > 0 ? K / (uint64_t)o->q.base.group_size : 1;
+        stage += (uint64_t)cfg->nlayers * (N * K + 8 * G * N + 4 * K);
+        out += (uint64_t)cfg->nlayers * qd_export_linear_bytes(f, 0, (int)N, (int)K, o->q.base.bits,
+                                                               o->q.base.group_size, o->q.base.sym, 1, 2);
+        linear_bytes += (uint64_t)cfg->nlayers * N * K * wbytes;
+    }
+    qd_ckpt_close(ck);
+    out += model_bytes > linear_bytes ? model_bytes - linear_bytes : 0;
+    uint64_t free_bytes = 0;
+    QD_CHECK(qd_disk_free(staging, &free_bytes));
+    if (free_bytes < stage + stage / 100)
+        return qd_fail(QD_ERR_NOSPACE, "%s: staging needs about %.2f GB, only %.2f GB free", staging, stage / 1e9,
+                       free_bytes / 1e9);
+    return qd_export_check_space(o->output_dir, out);
+}
+
 qd_status qd_quantize_run(const qd_run_opts *o) {
     double t0 = now_s();
     int rank = qd_mpi_rank(), size = qd_mpi_size();
@@ -509,6 +543,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     k.ids = ids;
     if (o->staging_dir) snprintf(staging, sizeof staging, "%s", o->staging_dir);
     else snprintf(staging, sizeof staging, "%s.qdist-staging", o->output_dir);
+    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? check_space(&ro, &cfg, staging) : QD_OK), st, fail);
     QD_CHECK_GOTO(fingerprint(&ro, plan, &fp), st, fail);
     staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
     QD_CHECK_GOTO(open_staging(&ro, staging, &fp, &k.stage), st, fail);

@@ -2,6 +2,7 @@
  * backend-cpu.c - the CPU backend's table and buffers (plain host memory). */
 #include <cblas.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "cpu-ops.h"
 #include "qd-backend-cpu.h"
@@ -24,9 +25,11 @@ static void cpu_buf_free(qd_backend_t be, void *ptr) {
     free(ptr);
 }
 
+static void cpu_free(qd_backend_t be) { free(be->ctx); }
+
 static const struct qd_backend_i cpu_iface = {
     .name = "cpu",
-    .free = NULL,
+    .free = cpu_free,
     .synchronize = NULL,
     .buf_alloc = cpu_buf_alloc,
     .buf_free = cpu_buf_free,
@@ -52,6 +55,17 @@ static const struct qd_backend_i cpu_iface = {
 };
 
 qd_status qd_backend_cpu_create(int nthreads, qd_backend_t *out) {
-    if (nthreads > 0) openblas_set_num_threads(nthreads);
-    return qd_backend_new(&cpu_iface, NULL, out);
+    qd_cpu_ctx *ctx = malloc(sizeof *ctx);
+    if (!ctx) return qd_fail(QD_ERR_NOMEM, "cpu backend: out of memory");
+    /* The thread count changes some BLAS summation orders, so it is fixed from the machine (or
+     * QD_THREADS), never from the process's CPU affinity: a rank that mpirun binds to one core then
+     * computes the same bits as a lone process (docs/architecture.md, byte-identical schedules). */
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *env = getenv("QD_THREADS");
+    if (nthreads <= 0 && env && atoi(env) > 0) nthreads = atoi(env);
+    ctx->nthreads = nthreads > 0 ? nthreads : (online > 0 ? (int)online : 1);
+    openblas_set_num_threads(ctx->nthreads);
+    qd_status st = qd_backend_new(&cpu_iface, ctx, out);
+    if (st != QD_OK) free(ctx);
+    return st;
 }
