@@ -7,6 +7,11 @@
 
 #include "qd-backend-impl.h"
 
+/* the backend's state (threads are OpenBLAS's: see transformer.c for why there are no others) */
+typedef struct qd_cpu_ctx {
+    int nthreads;
+} qd_cpu_ctx;
+
 qd_status qd_cpu_gemm(qd_backend_t be, const struct qd_gemm_args *a);
 qd_status qd_cpu_hessian(qd_backend_t be, const struct qd_hessian_args *a);
 qd_status qd_cpu_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a);

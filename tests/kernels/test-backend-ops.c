@@ -305,6 +305,43 @@ static void test_norm_rope_attention(void) {
     free(x), free(w), free(cs), free(sn), free(logits);
 }
 
+/* sequences longer than the CPU backend's query tile, with and without a sliding window */
+static void test_attention_long(void) {
+    size_t nseq = 1, T = 300, H = 2, KV = 1, hd = 16, D = H * hd, rows = nseq * T;
+    for (size_t window = 0; window <= 100; window += 100) {
+        float *q = rand_vec(rows * D), *k = rand_vec(rows * KV * hd), *v = rand_vec(rows * KV * hd);
+        qd_buf_t bq = up(q, rows * D), bk = up(k, rows * KV * hd), bv = up(v, rows * KV * hd), bo = up(NULL, rows * D);
+        float scale = 0.25f;
+        QD_EXPECT_EQ_INT(qd_be_attention(be, &(struct qd_attention_args){.out = QD_REF(bo, 0), .q = QD_REF(bq, 0),
+                                                                         .k = QD_REF(bk, 0), .v = QD_REF(bv, 0),
+                                                                         .nseq = nseq, .seq_len = T, .heads = H,
+                                                                         .kv_heads = KV, .head_dim = hd,
+                                                                         .window = window, .scale = scale}), QD_OK);
+        float *o = down(bo);
+        double err = 0, *sc = malloc(T * sizeof *sc);
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < T; i++) {
+                double m = -1e300, sum = 0;
+                size_t j0 = window && i + 1 > window ? i + 1 - window : 0;
+                for (size_t j = j0; j <= i; j++) {
+                    double d = 0;
+                    for (size_t c = 0; c < hd; c++) d += (double)q[i * D + h * hd + c] * k[j * hd + c];
+                    sc[j] = d * scale;
+                    m = fmax(m, sc[j]);
+                }
+                for (size_t j = j0; j <= i; j++) sum += (sc[j] = exp(sc[j] - m));
+                for (size_t c = 0; c < hd; c++) {
+                    double acc = 0;
+                    for (size_t j = j0; j <= i; j++) acc += sc[j] / sum * v[j * hd + c];
+                    err = fmax(err, fabs(acc - o[i * D + h * hd + c]));
+                }
+            }
+        QD_EXPECT(err < 1e-5);
+        free(o), free(q), free(k), free(v), free(sc);
+        qd_buf_free(bq), qd_buf_free(bk), qd_buf_free(bv), qd_buf_free(bo);
+    }
+}
+
 /* the reference quantizer, written from algorithms.md in double where it does not matter */
 static void ref_params(int bits, int sym, int awq, const float *x, size_t n, float *scale, float *zero) {
     float maxq = (float)((1 << bits) - 1), mn = x[0], mx = x[0];
@@ -475,6 +512,7 @@ int main(void) {
     QD_RUN(test_hessian_chol);
     QD_RUN(test_permute_ewise);
     QD_RUN(test_norm_rope_attention);
+    QD_RUN(test_attention_long);
     QD_RUN(test_quantize);
     QD_RUN(test_gptq_sweep);
     QD_RUN(test_awq_clip);
