@@ -131,7 +131,7 @@ qd_status qd_bpe_word(qd_tokenizer *t, const char *str, size_t n, qd_ids *out) {
             return QD_OK;
         }
     }
-    QD_CHECK(ensure_syms(t, n * 4 + 1)); /* byte fallback: up to 4 symbols per character */
+    QD_CHECK(ensure_syms(t, n + 1)); /* at most one symbol per byte, byte fallback included */
     sym *sy = t->syms;
     cand *hp = t->heap;
     size_t ns = 0, nh = 0;

@@ -327,10 +327,12 @@ int32_t qd_tokenizer_bos_id(const qd_tokenizer *t) { return t->bos_id; }
 int32_t qd_tokenizer_eos_id(const qd_tokenizer *t) { return t->eos_id; }
 
 int32_t qd_tokenizer_token_to_id(const qd_tokenizer *t, const char *token) {
-    size_t n = strlen(token);
+    size_t n = strlen(token), klen;
     for (int i = 0; i < t->nadded; i++)
         if (t->added[i].len == n && memcmp(t->added[i].content, token, n) == 0) return t->added[i].id;
-    for (int32_t i = 0; i < t->nvocab; i++)
-        if (t->id_tok[i] && t->id_len[i] == n && memcmp(t->id_tok[i], token, n) == 0) return i;
-    return -1;
+    char *key = malloc(n + 1);
+    if (!key) return -1;
+    int32_t id = model_key(t, token, n, key, &klen) ? qd_strmap_get(&t->vocab, key, klen) : -1;
+    free(key);
+    return id;
 }
