@@ -112,6 +112,34 @@ def _tie_margin(x, scale):
     return np.abs(np.abs(r - np.floor(r)) - 0.5)
 
 
+def match_codes(ref, codes, eps=TIE_EPS):
+    """Compare integer codes with a reference result, treating rounding ties fairly.
+    A differing code whose reference x/scale is within eps of a half-integer is a tie. In GPTQ a
+    code feeds its error forward along the row, so after a tie the rest of the row (in sweep order,
+    ref["perm"]) legitimately follows another history: when a row's FIRST difference in sweep order
+    is a tie, that row is excluded from there on. Without "perm" (RTN, AWQ) only the tie itself is.
+    Returns (equal, compared, excluded, excluded_mask)."""
+    rc = ref["codes"]
+    codes = np.asarray(codes).astype(np.int64).reshape(rc.shape)
+    diff = codes != rc
+    tie = ref["tie_margin"] < eps
+    perm = ref.get("perm")
+    if perm is not None:
+        d, t = diff[:, perm], tie[:, perm]
+        ex = np.zeros_like(d)
+        for row in np.nonzero(d.any(axis=1))[0]:
+            first = int(np.argmax(d[row]))
+            if t[row, first]:
+                ex[row, first:] = True
+        excl = np.zeros_like(ex)
+        excl[:, perm] = ex
+    else:
+        excl = diff & tie
+    n = rc.size - int(excl.sum())
+    eq = n - int((diff & ~excl).sum())
+    return eq, n, int(excl.sum()), excl
+
+
 # ==============================================================================================
 # RTN
 

@@ -244,16 +244,11 @@ def tokenize_file(model_dir, text_path, max_chars=None):
 
 
 def compare_codes(ref_layers, got_codes, tie_eps=qref.TIE_EPS):
-    """per-layer (equal, total, ties_excluded) and overall fraction, ties excluded from both."""
+    """per-layer (equal, compared, excluded_by_ties) and the overall fraction (qref.match_codes)."""
     per, eq_all, tot_all = {}, 0, 0
     for name, r in ref_layers.items():
-        c = np.asarray(got_codes[name]).astype(np.int64)
-        rc = r["codes"]
-        diff = c != rc
-        ties = diff & (r["tie_margin"] < tie_eps)
-        n = rc.size - int(ties.sum())
-        eq = n - int((diff & ~ties).sum())
-        per[name] = (eq, n, int(ties.sum()))
+        eq, n, ex, _ = qref.match_codes(r, got_codes[name], tie_eps)
+        per[name] = (eq, n, ex)
         eq_all += eq
         tot_all += n
     return per, (eq_all / tot_all if tot_all else math.nan)
