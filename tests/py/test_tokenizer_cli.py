@@ -94,3 +94,47 @@ def test_bad_lines_and_ids(tmp_path):
     assert r.returncode == 1 and b"id 99999999 at position 2 is not in the vocabulary" in r.stderr
     r = tok("--model", model)
     assert r.returncode == 2 and b"--input FILE" in r.stderr
+
+
+def _mutations(j, rng, count):
+    """tokenizer.json variants with one value somewhere replaced by a value of another type"""
+    paths = []
+
+    def walk(node, path, depth):
+        if depth > 4:
+            return
+        if isinstance(node, dict):
+            for k, v in list(node.items())[:40]:
+                paths.append(path + [k])
+                walk(v, path + [k], depth + 1)
+        elif isinstance(node, list):
+            for i, v in enumerate(node[:6]):
+                paths.append(path + [i])
+                walk(v, path + [i], depth + 1)
+    walk(j, [], 0)
+    for _ in range(count):
+        p = rng.choice(paths)
+        m = json.loads(json.dumps(j))
+        node = m
+        for k in p[:-1]:
+            node = node[k]
+        node[p[-1]] = rng.choice([7, -1, 1e12, "x", "", None, [], {}, [1, 2], {"type": "x"}, True])
+        yield p, m
+
+
+def test_damaged_tokenizer_json_never_crashes(tmp_path):
+    import random
+    base = model_or_skip(MODELS[1] if os.path.exists(MODELS[1]) else MODELS[0])
+    raw = open(os.path.join(base, "tokenizer.json"), "rb").read()
+    j = json.loads(raw)
+    (tmp_path / "in.jsonl").write_text('{"text": "Hello <s> world 123 日本"}\n')
+    rng = random.Random(4)
+    cases = [(f"truncated at {k}", raw[:k]) for k in sorted(rng.sample(range(1, len(raw)), 15))]
+    cases += [(f"{p} changed", json.dumps(m).encode()) for p, m in _mutations(j, rng, 60)]
+    for what, content in cases:
+        (tmp_path / "tokenizer.json").write_bytes(content)
+        r = tok("--model", str(tmp_path), "--input", str(tmp_path / "in.jsonl"))
+        assert r.returncode in (0, 1), f"{what}: exit {r.returncode} {r.stderr[-300:]!r}"
+        if r.returncode:
+            lines = r.stderr.decode().strip().splitlines()
+            assert len(lines) == 1 and "tokenizer.json" in lines[0], f"{what}: {lines}"
