@@ -447,7 +447,8 @@ static qd_status export_from_staging(const qd_run_opts *o, const qd_model_cfg *c
     QD_CHECK(qd_export_format_parse(o->format, &eo.format));
     qd_qrun run = {.act_order = o->q.base.act_order, .static_groups = o->q.base.static_groups,
                    .true_sequential = o->q.true_sequential,
-                   .damp = o->q.base.method == QD_METHOD_GPTQ ? o->q.base.damp : -1};
+                   .damp = o->q.base.method == QD_METHOD_GPTQ ? o->q.base.damp : -1,
+                   .scales_rounded = 1, .scale_dtype = o->q.scale_dtype};
     snprintf(run.method, sizeof run.method, "%s", qd_method_name(o->q.base.method));
     qd_qsource src;
     QD_CHECK(qd_qsource_open_stage(staging, o->model_dir, cfg->nlayers, meta, &run, &src));

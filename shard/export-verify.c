@@ -76,12 +76,15 @@ qd_status qd_export_verify(const char *dir, const qd_qsource *src) {
         qd_ckpt_close(ck);
         return st;
     }
+    qd_qrun run;
+    src->iface->run(src->ctx, &run);
     size_t cursor = 0, n = 0;
     for (;;) {
         qd_qlayer l;
         int done;
         st = qd_qsource_next(src, &cursor, 1, &l, &done);
         if (st != QD_OK || done) break;
+        if (run.scales_rounded) qd_qlayer_round_scales(&l, run.scale_dtype);
         st = verify_layer(qf, ck, &l);
         qd_qlayer_free(&l);
         if (st != QD_OK) break;

@@ -490,6 +490,7 @@ static qd_status write_tensors(wctx *c) {
         qd_qlayer ql;
         st = src->iface->load_layer(src->ctx, (size_t)xl->src_index, 1, &ql);
         if (st != QD_OK) break;
+        if (c->p->run.scales_rounded) qd_qlayer_round_scales(&ql, c->p->run.scale_dtype);
         st = xl->converted ? write_converted(c, &ql) : write_dequantised(c, &ql);
         qd_qlayer_free(&ql);
     }

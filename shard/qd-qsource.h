@@ -38,6 +38,8 @@ typedef struct qd_qlayer {
 void qd_qlayer_free(qd_qlayer *l); /* frees the arrays, keeps the header */
 /* 1 when g_idx[k] == k / group_size for every k (always for group_size -1 with g_idx all 0) */
 int qd_qlayer_g_idx_sequential(const qd_qlayer *l);
+/* Round scales in place to dt (F16/BF16/F32) - see qd_qrun.scales_rounded */
+void qd_qlayer_round_scales(qd_qlayer *l, qd_dtype dt);
 /* W[N][K] fp32 from codes/scales/zeros/g_idx (l loaded with codes) */
 void qd_qlayer_dequant(const qd_qlayer *l, float *w);
 
@@ -48,6 +50,11 @@ typedef struct qd_qrun {
     int true_sequential;
     double damp;             /* fraction, e.g. 0.01; < 0 when unknown */
     char method[16];
+    /* The fake weights were computed with the scales rounded to scale_dtype (the quantizer's
+     * --scale-dtype): the export rounds every layer's scales the same way before packing or
+     * dequantising, so what it writes equals the fake weights. 0 = scales used as they are. */
+    int scales_rounded;
+    qd_dtype scale_dtype;
 } qd_qrun;
 
 typedef struct qd_plain_info {
@@ -90,7 +97,7 @@ void qd_qsource_close(qd_qsource *s);
  * ".qd_zeros" I32 [G,N], ".qd_g_idx" I32 [K] (and "<prefix>.weight", the dequantised weight, which is
  * not a plain tensor here); bits / group_size / sym / method per module and the run settings come from
  * qdist_report.json ("modules": {prefix: {...}} or a list of {"name": prefix, ...}; settings under
- * "settings", "run" or the top level). Missing per-module fields are inferred (bits from the largest
+ * "settings", "run" or the top level; settings.scale_dtype "F16"/"BF16"/"F32" sets qd_qrun's rounding). Missing per-module fields are inferred (bits from the largest
  * code and zero, group size from g_idx, sym when every zero is 2^(bits-1)) with a warning. */
 qd_status qd_qsource_open_fake(const char *dir, qd_qsource *out);
 

@@ -192,6 +192,12 @@ static void read_settings(qd_qrun *run, const cJSON *o) {
     if (cJSON_IsNumber(v)) run->damp = v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(o, "method");
     if (cJSON_IsString(v)) snprintf(run->method, sizeof run->method, "%s", v->valuestring);
+    v = cJSON_GetObjectItemCaseSensitive(o, "scale_dtype");
+    qd_dtype dt;
+    if (cJSON_IsString(v) && qd_dtype_from_name(v->valuestring, &dt) == 0 && qd_dtype_is_float(dt)) {
+        run->scales_rounded = 1;
+        run->scale_dtype = dt;
+    }
 }
 
 /* qdist_report.json is optional; a malformed one is an error (it is qdist's own output) */

@@ -23,6 +23,16 @@ int qd_qlayer_g_idx_sequential(const qd_qlayer *l) {
     return 1;
 }
 
+void qd_qlayer_round_scales(qd_qlayer *l, qd_dtype dt) {
+    if (!l->scales || !qd_dtype_is_float(dt) || dt == QD_DT_F32 || dt == QD_DT_F64) return;
+    size_t n = (size_t)l->G * l->N;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b[8];
+        qd_from_f32(dt, &l->scales[i], b, 1);
+        qd_to_f32(dt, b, &l->scales[i], 1);
+    }
+}
+
 void qd_qlayer_dequant(const qd_qlayer *l, float *w) {
     for (int n = 0; n < l->N; n++)
         for (int k = 0; k < l->K; k++) {

@@ -117,6 +117,11 @@ def rtn(w, bits, gs, sym, g_idx, G, clamp_z1=False, rng=None):
     return codes, scales, zeros
 
 
+def round_scales(s, dtype_name):
+    """the scales the fake weights were computed with: qd_scales rounded to settings.scale_dtype"""
+    return {"F16": f16_round, "BF16": bf16_round}.get(dtype_name, lambda x: np.asarray(x, np.float32))(s)
+
+
 def dequant(codes, scales, zeros, g_idx):
     s = scales[g_idx].T  # [N,K]
     z = zeros[g_idx].T
@@ -181,7 +186,8 @@ def make_fake(src_dir, out_dir, bits=4, group_size=32, sym=True, act_order=False
             shutil.copyfile(p, os.path.join(out_dir, fn))
     report = {"modules": modules,
               "settings": {"act_order": act_order, "static_groups": static_groups, "damp": 0.01,
-                           "method": "rtn", "true_sequential": True}}
+                           "method": "rtn", "true_sequential": True,
+                           "scale_dtype": "BF16" if scale_round is bf16_round else "F16"}}
     with open(os.path.join(out_dir, "qdist_report.json"), "w") as f:
         json.dump(report, f, indent=1)
     return cfg
