@@ -7,6 +7,7 @@
 
 #include "qd-check.h"
 #include "qd-forward.h"
+#include "qd-qformat-read.h"
 #include "qd-log.h"
 
 static const char *const lin_names[QD_NLIN] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
@@ -53,6 +54,32 @@ static qd_status load_tensor(qd_backend_t be, const qd_checkpoint *ck, const cha
     return QD_OK;
 }
 
+/* The fp32 weight of a quantized Linear, whatever format stores it (shard/qd-qformat-read.h). */
+static qd_status load_quantized(qd_backend_t be, const qd_checkpoint *ck, const char *prefix, size_t N, size_t K,
+                                qd_buf_t *out) {
+    qd_qformat *qf = NULL;
+    float *w = NULL;
+    int64_t n = 0, k = 0;
+    qd_status st;
+    QD_CHECK_GOTO(qd_qformat_open(ck->dir, &qf), st, done);
+    QD_CHECK_GOTO(qd_qformat_read_linear(qf, ck, prefix, &w, &n, &k, NULL), st, done);
+    if ((size_t)n != N || (size_t)k != K) {
+        st = qd_fail(QD_ERR_FORMAT, "%s: %s dequantises to [%lld, %lld], the config implies [%zu, %zu]", ck->dir, prefix,
+                     (long long)n, (long long)k, N, K);
+        goto done;
+    }
+    QD_CHECK_GOTO(qd_buf_alloc(be, N * K, out), st, done);
+    st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(*out, 0), .src = w, .src_dtype = QD_DT_F32, .n = N * K});
+    if (st != QD_OK) {
+        qd_buf_free(*out);
+        *out = NULL;
+    }
+done:
+    free(w);
+    qd_qformat_close(qf);
+    return st;
+}
+
 qd_status qd_block_w_load(qd_backend_t be, const qd_model_cfg *cfg, const qd_checkpoint *ck, int index,
                           qd_block_w *out) {
     memset(out, 0, sizeof *out);
@@ -68,18 +95,16 @@ qd_status qd_block_w_load(qd_backend_t be, const qd_model_cfg *cfg, const qd_che
         out->n_out[l] = outs[l];
         out->n_in[l] = ins[l];
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", index, lin_names[l]);
-        if (!qd_ckpt_find(ck, name)) {
-            snprintf(name, sizeof name, "model.layers.%d.%s.qweight", index, lin_names[l]);
-            if (qd_ckpt_find(ck, name) || (snprintf(name, sizeof name, "model.layers.%d.%s.weight_packed", index,
-                                                    lin_names[l]), qd_ckpt_find(ck, name))) {
-                st = qd_fail(QD_ERR_UNSUPPORTED, "%s: '%s' is a packed quantized layer; this build's forward reads "
-                             "plain and fake-quant checkpoints only", ck->dir, name);
-                goto fail;
-            }
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", index, lin_names[l]);
+        const qd_st_tensor *wt = qd_ckpt_find(ck, name);
+        if (!wt || !qd_dtype_is_float(wt->dtype)) {
+            /* a quantized checkpoint (GPTQ, AWQ, compressed-tensors): dequantise on load */
+            snprintf(name, sizeof name, "model.layers.%d.%s", index, lin_names[l]);
+            QD_CHECK_GOTO(load_quantized(be, ck, name, outs[l], ins[l], &out->w[l]), st, fail);
+        } else {
+            int64_t d2w[2] = {(int64_t)outs[l], (int64_t)ins[l]};
+            QD_CHECK_GOTO(load_tensor(be, ck, name, 2, d2w, 1, &out->w[l]), st, fail);
         }
         int64_t d2[2] = {(int64_t)outs[l], (int64_t)ins[l]};
-        QD_CHECK_GOTO(load_tensor(be, ck, name, 2, d2, 1, &out->w[l]), st, fail);
         if (has_bias[l]) {
             snprintf(name, sizeof name, "model.layers.%d.%s.bias", index, lin_names[l]);
             QD_CHECK_GOTO(load_tensor(be, ck, name, 1, d2, 1, &out->b[l]), st, fail);
