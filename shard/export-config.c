@@ -105,6 +105,37 @@ static void add_modules_in_block(const qd_xplan *p, cJSON *q) {
     }
 }
 
+void qd_export_warn_fused(const qd_xplan *p) {
+    size_t mixed = 0;
+    const char *example = NULL;
+    for (size_t i = 0; i < p->n; i++) {
+        const qd_xlayer *l = &p->layers[i];
+        for (size_t g = 0; g < sizeof fused_groups / sizeof *fused_groups; g++) {
+            const char *m1 = fused_groups[g][1];
+            size_t ln = strlen(l->name), sl = strlen(m1);
+            if (ln <= sl || strcmp(l->name + ln - sl, m1) != 0 || l->name[ln - sl - 1] != '.') continue;
+            char base[QD_QNAME_MAX], key0[64], key[64], member[QD_QNAME_MAX + 32];
+            snprintf(base, sizeof base, "%.*s", (int)(ln - sl), l->name);
+            override_key(p, l, key0, sizeof key0);
+            for (int m = 2; m < 4 && fused_groups[g][m]; m++) {
+                snprintf(member, sizeof member, "%s%s", base, fused_groups[g][m]);
+                const qd_xlayer *o = find(p, member);
+                if (!o) continue;
+                override_key(p, o, key, sizeof key);
+                if (strcmp(key, key0) != 0) {
+                    mixed++;
+                    if (!example) example = l->name;
+                    break;
+                }
+            }
+        }
+    }
+    if (mixed)
+        qd_warn("export: %zu module groups that vLLM fuses (q/k/v -> qkv_proj, gate/up -> gate_up_proj) mix schemes "
+                "or quantized and unquantized members (first: %s); vLLM needs one scheme per fused module, "
+                "transformers and GPTQModel load it", mixed, example);
+}
+
 static cJSON *gptq_config(const qd_xplan *p) {
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "quant_method", "gptq");

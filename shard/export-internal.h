@@ -32,6 +32,9 @@ typedef struct qd_xplan {
     qd_dtype scale_dtype;
 } qd_xplan;
 
+/* one warning when a group vLLM fuses (q/k/v, gate/up) mixes schemes or quantized/unquantized members */
+void qd_export_warn_fused(const qd_xplan *p);
+
 /* quantization_config for the plan's format (NULL on allocation failure, reported) */
 qd_status qd_export_quant_config(const qd_xplan *p, cJSON **out);
 

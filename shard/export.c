@@ -237,6 +237,7 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
     for (size_t i = 0; i < p->n; i++)
         if (strcmp(p->layers[i].name, "lm_head") == 0 && p->layers[i].converted) p->lm_head_quant = 1;
     pick_default(p);
+    qd_export_warn_fused(p);
     if (!p->any_converted) qd_warn("export: no layer is quantized in the %s export", format_names[o->format]);
     return QD_OK;
 }

@@ -193,7 +193,7 @@ def make_fake(src_dir, out_dir, bits=4, group_size=32, sym=True, act_order=False
     return cfg
 
 
-def make_tiny128(fixture_dir, out_dir, dtype="float32", seed=1):
+def make_tiny128(fixture_dir, out_dir, dtype="float32", seed=1, bias=False):
     """A 2-block Llama whose Linear shapes every format packs (hidden 128, intermediate 256, heads 4 x 32,
     kv 2), random weights, stories260K's tokenizer (vocab 512). dtype float32 or bfloat16 (stored BF16)."""
     rng = np.random.default_rng(seed)
@@ -210,15 +210,17 @@ def make_tiny128(fixture_dir, out_dir, dtype="float32", seed=1):
                             ("self_attn.v_proj", (nkv * hd, H)), ("self_attn.o_proj", (H, nh * hd)),
                             ("mlp.gate_proj", (I, H)), ("mlp.up_proj", (I, H)), ("mlp.down_proj", (H, I))]:
             t[p + name + ".weight"] = rng.standard_normal(shape) / np.sqrt(shape[1])
+            if bias and name.startswith("self_attn."):
+                t[p + name + ".bias"] = 0.1 * rng.standard_normal(shape[0])
     t = {k: v.astype(np.float32) for k, v in t.items()}
     if dtype == BF16:
         write_st(os.path.join(out_dir, "model.safetensors"), {k: ("BF16", bf16_round(v)) for k, v in t.items()})
     else:
         save_file(t, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H,
-           "intermediate_size": I, "num_hidden_layers": L, "num_attention_heads": nh,
+           "intermediate_size": I, "num_hidden_layers": L, "num_attention_heads": nh, "attention_bias": bias,
            "num_key_value_heads": nkv, "head_dim": hd, "vocab_size": V, "max_position_embeddings": 256,
-           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu", "attention_bias": False,
+           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
            "mlp_bias": False, "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2,
            "torch_dtype": dtype}
     with open(os.path.join(out_dir, "config.json"), "w") as f:

@@ -300,7 +300,7 @@ def check_export(fake, out, fmt, naive=False, compare_report=True):
         assert np.array_equal(sc, L["scales"]), p
         assert np.array_equal(dequant(q, z, g, sc), L["weight"]), p
         if p + ".bias" in plain and fmt != "compressed-tensors":
-            get(".bias", "F16", (N,))
+            assert np.array_equal(get(".bias", "F16", (N,)), fg.f16_round(plain[p + ".bias"][1])), p
     for name, (dt, a) in plain.items():
         if name in seen:
             continue
@@ -340,6 +340,8 @@ CASES = [
      ["gptq_v2", "compressed-tensors"]),
     ("t128-lmhead", "t128", dict(bits=4, group_size=64, sym=True, lm_head=True), ["gptq", "compressed-tensors"]),
     ("t128b-awq", "t128b", dict(bits=4, group_size=64, sym=False), ["awq", "gptq_v2"]),
+    ("t128bias", "t128bias", dict(bits=4, group_size=32, sym=False, clamp_z1=True),
+     ["gptq", "awq", "compressed-tensors"]),
     ("t128b-ct", "t128b", dict(bits=4, group_size=64, sym=False, act_order=True, static_groups=True,
                                scale_round=fg.bf16_round),
      ["compressed-tensors"]),
@@ -351,7 +353,8 @@ def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     return {"stories": STORIES,
             "t128": fg.make_tiny128(STORIES, str(d / "t128")),
-            "t128b": fg.make_tiny128(STORIES, str(d / "t128b"), dtype=fg.BF16)}
+            "t128b": fg.make_tiny128(STORIES, str(d / "t128b"), dtype=fg.BF16),
+            "t128bias": fg.make_tiny128(STORIES, str(d / "t128bias"), bias=True)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
