@@ -157,6 +157,66 @@ static qd_status digits(qd_tokenizer *t, int k, const char *s, size_t n, int fir
     return pre_step(t, k + 1, s + start, n - start, first && start == 0, out);
 }
 
+/* Split by a literal: the matches and the gaps between them tile the piece (invert swaps which is
+ * which); the behavior then merges or drops matches exactly as NormalizedString::split does. */
+typedef struct {
+    size_t a, b;
+    int match;
+} seg;
+
+static qd_status split_literal(qd_tokenizer *t, int k, const char *s, size_t n, int first, qd_ids *out) {
+    const qd_pre_step *ps = &t->pre[k];
+    seg *v;
+    QD_ALLOC(v, 2 * n + 2);
+    size_t m = 0, prev = 0;
+    const char *p = s;
+    while (ps->pat_len && (p = memmem(p, n - (size_t)(p - s), ps->pat, ps->pat_len))) {
+        size_t at = (size_t)(p - s);
+        if (at > prev) v[m++] = (seg){prev, at, 0};
+        v[m++] = (seg){at, at + ps->pat_len, 1};
+        prev = at + ps->pat_len;
+        p = s + prev;
+    }
+    if (prev < n) v[m++] = (seg){prev, n, 0};
+    if (ps->invert)
+        for (size_t i = 0; i < m; i++) v[i].match = !v[i].match;
+    /* w[] holds the pieces to emit; keep marks pieces not removed */
+    size_t w = 0;
+    int prev_match = 0;
+    if (ps->behavior == QD_SPLIT_MERGED_NEXT) { /* folded from the right, as the library does */
+        size_t r = m;
+        for (size_t i = m; i-- > 0;) {
+            int is_match = v[i].match;
+            if (is_match && !prev_match && r < m) v[r].a = v[i].a;
+            else {
+                v[--r] = v[i];
+                v[r].match = 0;
+            }
+            prev_match = is_match;
+        }
+        memmove(v, v + r, (m - r) * sizeof *v);
+        w = m - r;
+    } else {
+        for (size_t i = 0; i < m; i++) {
+            int merge = 0;
+            if (ps->behavior == QD_SPLIT_MERGED_PREV) merge = v[i].match && !prev_match && w > 0;
+            else if (ps->behavior == QD_SPLIT_CONTIGUOUS) merge = v[i].match == prev_match && w > 0;
+            prev_match = v[i].match;
+            if (merge) v[w - 1].b = v[i].b;
+            else {
+                int removed = ps->behavior == QD_SPLIT_REMOVED && v[i].match;
+                v[w] = v[i];
+                v[w++].match = removed;
+            }
+        }
+    }
+    qd_status st = QD_OK;
+    for (size_t i = 0; i < w && st == QD_OK; i++)
+        if (!v[i].match) st = pre_step(t, k + 1, s + v[i].a, v[i].b - v[i].a, first && v[i].a == 0, out);
+    free(v);
+    return st;
+}
+
 static qd_status pre_step(qd_tokenizer *t, int k, const char *s, size_t n, int first, qd_ids *out) {
     if (n == 0) return QD_OK; /* empty pieces are dropped between steps */
     if (k == t->npre) return qd_bpe_word(t, s, n, out);
@@ -168,6 +228,8 @@ static qd_status pre_step(qd_tokenizer *t, int k, const char *s, size_t n, int f
         return metaspace(t, k, s, n, first, out);
     case QD_PRE_DIGITS:
         return digits(t, k, s, n, first, out);
+    case QD_PRE_SPLIT_STR:
+        return split_literal(t, k, s, n, first, out);
     default: /* BYTELEVEL: bytes are already the model's alphabet */
         if (ps->prefix_space && s[0] != ' ') {
             char *p = malloc(n + 2);

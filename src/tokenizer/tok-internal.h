@@ -21,7 +21,9 @@ typedef struct {
 } qd_norm_step;
 
 enum { QD_SPLIT_GPT2, QD_SPLIT_LLAMA3, QD_SPLIT_QWEN2 };
-enum { QD_PRE_SPLIT, QD_PRE_BYTELEVEL, QD_PRE_METASPACE, QD_PRE_DIGITS };
+enum { QD_PRE_SPLIT, QD_PRE_BYTELEVEL, QD_PRE_METASPACE, QD_PRE_DIGITS, QD_PRE_SPLIT_STR };
+/* SplitDelimiterBehavior of the tokenizers library */
+enum { QD_SPLIT_REMOVED, QD_SPLIT_ISOLATED, QD_SPLIT_MERGED_PREV, QD_SPLIT_MERGED_NEXT, QD_SPLIT_CONTIGUOUS };
 enum { QD_PREPEND_NEVER, QD_PREPEND_FIRST, QD_PREPEND_ALWAYS };
 typedef struct {
     int kind;
@@ -30,6 +32,9 @@ typedef struct {
     int prefix_space; /* BYTELEVEL: add_prefix_space; METASPACE: prepend scheme */
     char repl[8];     /* METASPACE replacement character as UTF-8 */
     size_t repl_len;
+    char *pat;        /* SPLIT_STR: the literal pattern, its behavior and invert flag */
+    size_t pat_len;
+    int behavior, invert;
 } qd_pre_step;
 
 enum { QD_DEC_BYTELEVEL, QD_DEC_REPLACE, QD_DEC_BYTEFALLBACK, QD_DEC_FUSE, QD_DEC_STRIP, QD_DEC_METASPACE };

@@ -113,9 +113,25 @@ static qd_status add_pre(qd_tokenizer *t, const cJSON *o) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "pattern");
         const cJSON *re = cJSON_GetObjectItemCaseSensitive(p, "Regex");
         const cJSON *beh = cJSON_GetObjectItemCaseSensitive(o, "behavior");
+        const cJSON *str = cJSON_GetObjectItemCaseSensitive(p, "String");
+        if (cJSON_IsString(str)) { /* a literal: any behavior, invert allowed */
+            static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                                "Contiguous"};
+            st.kind = QD_PRE_SPLIT_STR;
+            st.behavior = -1;
+            for (int b = 0; b < 5; b++)
+                if (cJSON_IsString(beh) && strcmp(beh->valuestring, names[b]) == 0) st.behavior = b;
+            if (st.behavior < 0)
+                return qd_fail(QD_ERR_UNSUPPORTED, "%s: pre_tokenizer Split: behavior '%s' is not one of Removed, "
+                               "Isolated, MergedWithPrevious, MergedWithNext, Contiguous", t->path,
+                               cJSON_IsString(beh) ? beh->valuestring : "?");
+            st.invert = qd_tok_bool(o, "invert", 0);
+            QD_CHECK(qd_tok_strdup(t, p, "String", "pre_tokenizer Split", &st.pat, &st.pat_len));
+            goto add;
+        }
         if (!cJSON_IsString(re))
-            return qd_fail(QD_ERR_UNSUPPORTED, "%s: pre_tokenizer Split with a String pattern is not supported",
-                           t->path);
+            return qd_fail(QD_ERR_FORMAT, "%s: pre_tokenizer Split: pattern must be {\"Regex\": ...} or "
+                           "{\"String\": ...}", t->path);
         if (strcmp(re->valuestring, RE_GPT2) == 0) st.split = QD_SPLIT_GPT2;
         else if (strcmp(re->valuestring, RE_LLAMA3) == 0) st.split = QD_SPLIT_LLAMA3;
         else if (strcmp(re->valuestring, RE_QWEN2) == 0) st.split = QD_SPLIT_QWEN2;
@@ -145,8 +161,12 @@ static qd_status add_pre(qd_tokenizer *t, const cJSON *o) {
         return qd_fail(QD_ERR_UNSUPPORTED,
                        "%s: pre_tokenizer type '%s' is not supported (supported: ByteLevel, Split, Metaspace, "
                        "Digits, Sequence)", t->path, ty);
+add:;
     qd_pre_step *n = realloc(t->pre, (size_t)(t->npre + 1) * sizeof *n);
-    if (!n) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", t->path);
+    if (!n) {
+        free(st.pat);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory", t->path);
+    }
     t->pre = n;
     t->pre[t->npre++] = st;
     return QD_OK;

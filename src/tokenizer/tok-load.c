@@ -305,6 +305,7 @@ void qd_tokenizer_free(qd_tokenizer *t) {
     qd_pairmap_free(&t->merges);
     for (int i = 0; i < t->nnorm; i++) { free(t->norm[i].a); free(t->norm[i].b); }
     free(t->norm);
+    for (int i = 0; i < t->npre; i++) free(t->pre[i].pat);
     free(t->pre);
     for (int i = 0; i < t->nadded; i++) free(t->added[i].content);
     free(t->added);

@@ -98,3 +98,20 @@ def test_encode_decode_exact(name, corpus, tmp_path):
     _run(["--model", tpath, "--input", str(ids_file), "--output", str(dec), "--decode", "--keep-special"])
     texts = [json.loads(l)["text"] for l in open(dec)]
     assert texts == hf.decode_batch(want[:300], skip_special_tokens=False)
+
+
+@pytest.mark.parametrize("name", sorted(tok_builders.SPLIT_LITERAL))
+def test_split_literal_behaviours(name, corpus, tmp_path):
+    docs = corpus[0][::4]
+    tpath = tok_builders.SPLIT_LITERAL[name](docs, str(tmp_path / "tokenizer.json"))
+    hf = tokenizers.Tokenizer.from_file(tpath)
+    tok_corpus.write_jsonl(docs, str(tmp_path / "c.jsonl"))
+    out = tmp_path / "ids.jsonl"
+    _run(["--model", tpath, "--input", str(tmp_path / "c.jsonl"), "--output", str(out)])
+    ours = [json.loads(l) for l in open(out)]
+    want = [e.ids for e in hf.encode_batch(docs)]
+    bad = [i for i in range(len(docs)) if ours[i] != want[i]]
+    print(f"{name}: {len(docs) - len(bad)}/{len(docs)} documents identical")
+    for i in bad[:2]:
+        print(f"doc {i} {docs[i][:60]!r}: ours {ours[i][:12]} hf {want[i][:12]}")
+    assert not bad

@@ -115,6 +115,30 @@ def metaspace(docs, path, scheme="first", split=False):
     return _save(tok, path, edit)
 
 
+def split_literal(behavior, invert=False, pattern=" "):
+    """SentencePiece-style BPE behind Split with a literal pattern (Gemma's files split on " ")."""
+    def build(docs, path):
+        tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+        tok.pre_tokenizer = pre_tokenizers.Split(pattern, behavior=behavior, invert=invert)
+        tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+        _train(tok, docs, 1200, ["<unk>", "<bos>"] + ["<0x%02X>" % b for b in range(256)], byte_level=False)
+
+        def edit(j):
+            j["added_tokens"] = [a for a in j["added_tokens"] if not a["content"].startswith("<0x")]
+        return _save(tok, path, edit)
+    return build
+
+
+# behaviours of Split with a literal, checked on a smaller corpus (tests/py/test_tokenizer_exact.py)
+SPLIT_LITERAL = {
+    "split-merged-with-previous": split_literal("merged_with_previous"),
+    "split-merged-with-next": split_literal("merged_with_next"),
+    "split-removed": split_literal("removed"),
+    "split-isolated": split_literal("isolated", pattern="e"),
+    "split-contiguous": split_literal("contiguous"),
+    "split-inverted": split_literal("merged_with_next", invert=True, pattern="a"),
+}
+
 BUILDERS = {
     "built-gpt2": gpt2,
     "built-gpt2-prefix-space": lambda docs, path: gpt2(docs, path, prefix_space=True),
