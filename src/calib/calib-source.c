@@ -182,8 +182,10 @@ qd_status qd_doc_reader_next(qd_doc_reader *r, qd_ids *ids, int *got) {
         if (memchr(r->line, 0, (size_t)n))
             return qd_fail(QD_ERR_FORMAT, "%s:%ld: NUL byte: the file looks binary", r->opts->path, r->lineno);
         if (r->jsonl) {
-            if (blank(r->line, (size_t)n)) continue;
-            QD_CHECK(jsonl_line(r, r->line, (size_t)n, ids, got));
+            const char *l = r->line;
+            if (r->lineno == 1 && n >= 3 && memcmp(l, "\xEF\xBB\xBF", 3) == 0) { l += 3; n -= 3; } /* UTF-8 BOM */
+            if (blank(l, (size_t)n)) continue;
+            QD_CHECK(jsonl_line(r, l, (size_t)n, ids, got));
             continue;
         }
         if (r->txt_len + (size_t)n + 1 > r->txt_cap) {

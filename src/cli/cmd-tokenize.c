@@ -132,10 +132,12 @@ static qd_status run(const tok_args *a, FILE *in, FILE *out) {
     const char *opath = a->output ? a->output : "stdout";
     while (st == QD_OK && (n = getline(&line, &lcap, in)) >= 0) {
         lineno++;
-        if (blank(line, (size_t)n)) continue;
-        if (a->decode) st = decode_line(tok, a, line, (size_t)n, lineno, &ids, out);
+        const char *l = line;
+        if (lineno == 1 && n >= 3 && memcmp(l, "\xEF\xBB\xBF", 3) == 0) { l += 3; n -= 3; } /* UTF-8 BOM */
+        if (blank(l, (size_t)n)) continue;
+        if (a->decode) st = decode_line(tok, a, l, (size_t)n, lineno, &ids, out);
         else {
-            st = encode_line(tok, a, line, (size_t)n, lineno, &ids);
+            st = encode_line(tok, a, l, (size_t)n, lineno, &ids);
             if (st == QD_OK) st = write_ids(out, opath, &ids, &buf, &bcap);
         }
     }

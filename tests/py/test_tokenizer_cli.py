@@ -138,3 +138,13 @@ def test_damaged_tokenizer_json_never_crashes(tmp_path):
         if r.returncode:
             lines = r.stderr.decode().strip().splitlines()
             assert len(lines) == 1 and "tokenizer.json" in lines[0], f"{what}: {lines}"
+
+
+def test_utf8_bom_on_the_first_line_is_ignored(tmp_path):
+    model = model_or_skip(MODELS[0])
+    (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "hi there"}\n{"text": "\xef\xbb\xbfkept"}\n')
+    r = tok("--model", model, "--input", str(tmp_path / "bom.jsonl"))
+    hf = tokenizers.Tokenizer.from_file(os.path.join(model, "tokenizer.json"))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(l) for l in r.stdout.decode().splitlines()] == [hf.encode("hi there").ids,
+                                                                      hf.encode("\ufeffkept").ids]
