@@ -53,6 +53,11 @@ typedef struct qd_qlinear_info {
 qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix, float **w,
                                  int64_t *N, int64_t *K, qd_qlinear_info *info);
 
+/* The description alone (shapes, bits, group, sym, act-order), reading only the small tensors
+ * (zeros, g_idx, scales) - what inspect needs for every layer of a large model. */
+qd_status qd_qformat_linear_info(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix,
+                                 qd_qlinear_info *info);
+
 /* 1 when `name` is a quantization tensor of a Linear (qweight, qzeros, scales, g_idx, weight_packed,
  * weight_scale, weight_shape, weight_zero_point, weight_g_idx): loaders skip these and call
  * qd_qformat_read_linear for the prefix. */

@@ -17,6 +17,8 @@
 #ifndef QD_VLLM_RULES_H
 #define QD_VLLM_RULES_H
 
+#include <stdio.h>
+
 #include "qd-qformat-read.h"
 #include "qd-status.h"
 
@@ -32,5 +34,12 @@ typedef struct qd_vllm_verdict {
 /* kind: the checkpoint's format; info from qd_qformat_read_linear. tp >= 1. */
 qd_status qd_vllm_check(qd_qformat_kind kind, const char *prefix, const qd_qlinear_info *info, int tp,
                         qd_vllm_verdict *out);
+
+/* The whole check for `qdist inspect --vllm-tp N`: every Linear of the checkpoint in model_dir
+ * (tensors *.qweight, *.weight_packed, I8 *.weight with *.weight_scale, and 2-D float *.weight under
+ * model.layers. / lm_head), described with qd_qformat_linear_info (no dequantisation), checked with
+ * qd_vllm_check; one line per layer that misses Marlin ("<prefix>: <kernel>: <reason>") to out,
+ * then a summary line. *n_fallback / *n_unloadable count the layers (may be NULL). */
+qd_status qd_vllm_report(const char *model_dir, int tp, FILE *out, int *n_fallback, int *n_unloadable);
 
 #endif

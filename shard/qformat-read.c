@@ -239,15 +239,15 @@ static qd_status read_gptq(const qd_qformat *qf, const qd_checkpoint *ck, const 
     int32_t *qw = NULL, *qz = NULL, *gi = NULL, *z = NULL;
     uint8_t *q = NULL;
     float *s = NULL;
-    qd_status st = raw(ck, tw, (void **)&qw);
+    qd_status st = w ? raw(ck, tw, (void **)&qw) : QD_OK; /* w == NULL: description only */
     if (st == QD_OK) st = raw(ck, tz, (void **)&qz);
     if (st == QD_OK) st = raw(ck, tg, (void **)&gi);
     if (st == QD_OK) st = floats(ck, ts, &s);
-    if (st == QD_OK && (!(q = malloc((size_t)(N * K))) || !(z = malloc(sizeof *z * (size_t)(G * N)))))
+    if (st == QD_OK && ((w && !(q = malloc((size_t)(N * K)))) || !(z = malloc(sizeof *z * (size_t)(G * N)))))
         st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantising '%s'", ck->dir, prefix);
-    if (st == QD_OK) st = qd_unpack_gptq_qweight(qw, (int)N, (int)K, (int)bits, q);
+    if (st == QD_OK && w) st = qd_unpack_gptq_qweight(qw, (int)N, (int)K, (int)bits, q);
     if (st == QD_OK) st = qd_unpack_gptq_qzeros(qz, (int)G, (int)N, (int)bits, !qf || !qf->gptq_v2, z);
-    if (st == QD_OK) st = dequant(N, K, G, q, z, s, gi, 0, w);
+    if (st == QD_OK && w) st = dequant(N, K, G, q, z, s, gi, 0, w);
     if (st == QD_OK) {
         *pN = N;
         *pK = K;
@@ -281,14 +281,14 @@ static qd_status read_awq(const qd_checkpoint *ck, const char *prefix, float **w
     int32_t *qw = NULL, *qz = NULL, *z = NULL;
     uint8_t *q = NULL;
     float *s = NULL;
-    qd_status st = raw(ck, tw, (void **)&qw);
+    qd_status st = w ? raw(ck, tw, (void **)&qw) : QD_OK; /* w == NULL: description only */
     if (st == QD_OK) st = raw(ck, tz, (void **)&qz);
     if (st == QD_OK) st = floats(ck, ts, &s);
-    if (st == QD_OK && (!(q = malloc((size_t)(N * K))) || !(z = malloc(sizeof *z * (size_t)(G * N)))))
+    if (st == QD_OK && ((w && !(q = malloc((size_t)(N * K)))) || !(z = malloc(sizeof *z * (size_t)(G * N)))))
         st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantising '%s'", ck->dir, prefix);
-    if (st == QD_OK) st = qd_unpack_awq_qweight(qw, (int)N, (int)K, q);
+    if (st == QD_OK && w) st = qd_unpack_awq_qweight(qw, (int)N, (int)K, q);
     if (st == QD_OK) st = qd_unpack_awq_qzeros(qz, (int)G, (int)N, z);
-    if (st == QD_OK) st = dequant(N, K, G, q, z, s, NULL, gs, w);
+    if (st == QD_OK && w) st = dequant(N, K, G, q, z, s, NULL, gs, w);
     if (st == QD_OK) {
         *pN = N;
         *pK = K;
@@ -376,12 +376,12 @@ static qd_status read_ct(const qd_qformat *qf, const qd_checkpoint *ck, const ch
     int32_t *z = NULL, *gi = NULL;
     float *s = NULL, *sT = NULL;
     void *wraw = NULL, *zraw = NULL;
-    qd_status st = raw(ck, tw, &wraw);
-    if (st == QD_OK && !(q = malloc((size_t)(N * K) + 1)))
+    qd_status st = w ? raw(ck, tw, &wraw) : QD_OK; /* w == NULL: description only */
+    if (st == QD_OK && w && !(q = malloc((size_t)(N * K) + 1)))
         st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantising '%s'", ck->dir, prefix);
     if (st == QD_OK && !(z = malloc(sizeof *z * (size_t)(G * N) + 1)))
         st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantising '%s'", ck->dir, prefix);
-    if (st == QD_OK) {
+    if (st == QD_OK && w) {
         if (naive)
             for (int64_t i = 0; i < N * K; i++) q[i] = (uint8_t)(((int8_t *)wraw)[i] + half);
         else st = qd_unpack_ct_weight(wraw, (int)N, (int)K, bits, q);
@@ -418,7 +418,7 @@ static qd_status read_ct(const qd_qformat *qf, const qd_checkpoint *ck, const ch
     if (st == QD_OK) {
         for (int64_t n = 0; n < N; n++)
             for (int64_t g = 0; g < G; g++) s[g * N + n] = sT[n * G + g];
-        st = dequant(N, K, G, q, z, s, gi, gs, w);
+        if (w) st = dequant(N, K, G, q, z, s, gi, gs, w);
     }
     if (st == QD_OK) {
         *pN = N;
@@ -435,15 +435,21 @@ static qd_status read_ct(const qd_qformat *qf, const qd_checkpoint *ck, const ch
     return st;
 }
 
+qd_status qd_qformat_linear_info(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix,
+                                 qd_qlinear_info *info) {
+    int64_t N, K;
+    return qd_qformat_read_linear(qf, ck, prefix, NULL, &N, &K, info);
+}
+
 qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix, float **w,
                                  int64_t *N, int64_t *K, qd_qlinear_info *info) {
-    *w = NULL;
+    if (w) *w = NULL;
     if (info) memset(info, 0, sizeof *info);
     const qd_st_tensor *tw = find(ck, prefix, ".weight");
     if (tw && qd_dtype_is_float(tw->dtype) && !find(ck, prefix, ".weight_scale")) {
         if (tw->ndim != 2)
             return qd_fail(QD_ERR_FORMAT, "%s: '%s' is not 2-D", ck->dir, tw->name);
-        QD_CHECK(floats(ck, tw, w));
+        if (w) QD_CHECK(floats(ck, tw, w));
         *N = tw->shape[0];
         *K = tw->shape[1];
         if (info) {

@@ -17,6 +17,7 @@
 #include "qd-qformat-read.h"
 #include "qd-st-writer.h"
 #include "qd-test.h"
+#include "qd-vllm-rules.h"
 
 enum { N = 64, K = 128, GS = 32, G = K / GS };
 
@@ -122,6 +123,18 @@ static void test_roundtrips(void) {
     make_layer();
     QD_EXPECT(write_ckpt("qformat-read-gptq", "{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":32}", 0));
     check_read("qformat-read-gptq", 4);
+    /* the inspect --vllm-tp check over the checkpoint: asymmetric GPTQ never runs on Marlin */
+    FILE *f = tmpfile();
+    int nfb = -1, nbad = -1;
+    QD_EXPECT_EQ_INT(qd_vllm_report("qformat-read-gptq", 2, f, &nfb, &nbad), QD_OK);
+    QD_EXPECT_EQ_INT(nfb, 1);
+    QD_EXPECT_EQ_INT(nbad, 0);
+    char text[1024] = {0};
+    rewind(f);
+    fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    QD_EXPECT_STR_CONTAINS(text, "m.l: gptq: 4-bit asymmetric group 32 is not a Marlin scheme");
+    QD_EXPECT_STR_CONTAINS(text, "1 Linear modules, 1 miss Marlin, 0 do not load");
     QD_EXPECT(write_ckpt("qformat-read-awq", "{\"quant_method\":\"awq\",\"bits\":4,\"group_size\":32}", 1));
     check_read("qformat-read-awq", 4);
     QD_EXPECT(write_ckpt("qformat-read-ct", "{\"quant_method\":\"compressed-tensors\",\"config_groups\":{\"group_0\":"
