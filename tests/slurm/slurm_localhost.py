@@ -71,8 +71,8 @@ class Cluster:
         self.procs.append((name, p))
         return p
 
-    def run(self, argv, timeout=30, check=True):
-        r = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=timeout)
+    def run(self, argv, timeout=30, check=True, env=None):
+        r = subprocess.run(argv, capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} exited {r.returncode}: {r.stdout}{r.stderr}")
         return r
@@ -149,8 +149,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=10 State=UP
             time.sleep(step)
         return False
 
-    def sbatch(self, argv, timeout=30):
-        r = self.run(["sbatch", "--parsable"] + argv, timeout=timeout)
+    def sbatch(self, argv, timeout=30, env=None):
+        r = self.run(["sbatch", "--parsable"] + argv, timeout=timeout, env=env)
         return r.stdout.strip().split(";")[0]
 
     def state(self, job):
@@ -233,10 +233,10 @@ def template_copy(repo, name, work):
     return dst
 
 
-def expected_args(model, output, calib, device, resume):
+def expected_args(model, output, calib, backend, resume):
     a = ["quantize", "--model", model, "--output", output, "--calib", calib, "--method", "gptq", "--bits", "4",
-         "--group-size", "128", "--format", "gptq", "--staging", output + ".staging", "--schedule", "overlap",
-         "--device", device]
+         "--group-size", "128", "--format", "gptq", "--staging", output + ".qdist-staging", "--schedule", "exact",
+         "--backend", backend]
     return a + (["--resume"] if resume else [])
 
 
@@ -271,8 +271,8 @@ def test_templates(c, repo, work, stub):
         text = open(out).read() if os.path.exists(out) else "(no output)"
         assert state == "COMPLETED", f"{name}: job {job} ended {state}:\n{text}"
         recs = read_stub_log(env["STUB_LOG"])
-        device = "cpu" if "cpu" in name else "cuda"
-        want = expected_args(env["MODEL"], env["OUTPUT"], env["CALIB"], device, False)
+        backend = "cpu" if "cpu" in name else "cuda"
+        want = expected_args(env["MODEL"], env["OUTPUT"], env["CALIB"], backend, False)
         assert sorted(r["rank"] for r in recs) == ["0", "1"], f"{name}: ranks {recs}\n{text}"
         for r in recs:
             assert r["args"] == want, f"{name}: rank {r['rank']} got {r['args']}\nwanted {want}"
@@ -283,7 +283,8 @@ def test_templates(c, repo, work, stub):
 
 def test_requeue_resume(c, repo, work, stub):
     name = "qdist-1node-srun.sbatch"
-    job, env, out = submit_template(c, repo, name, work + "/requeue", stub, {"STUB_MODE": "requeue"})
+    job, env, out = submit_template(c, repo, name, work + "/requeue", stub,
+                                    {"STUB_MODE": "requeue", "REQUEUE_MIN_SECONDS": "0"})
     # attempt 1 asks for the requeue itself. SLURM then holds the job (Reason=BeginTime, about two
     # minutes in 22.05) before starting it again: the test moves its start time to now, nothing else.
     info = [""]
@@ -309,8 +310,62 @@ def test_requeue_resume(c, repo, work, stub):
     assert all(r["args"] == no_resume for r in first), first
     assert all(r["args"] == with_resume for r in second), second
     assert "time limit near: requeueing job" in text and "attempt 2 on localhost" in text, text
-    assert f"resuming from {env['OUTPUT']}.staging" in text, text
+    assert f"resuming from {env['OUTPUT']}.qdist-staging" in text, text
     print(f"ok   requeue: job {job} requeued by its USR1 trap ({' '.join(reason)}), attempt 2 passed --resume")
+
+
+def checkpoint_files(d):
+    """Every file of a checkpoint but the run report (which holds timings)."""
+    return {n: open(os.path.join(d, n), "rb").read() for n in sorted(os.listdir(d)) if n != "qdist_report.json"}
+
+
+def test_real_qdist(c, repo, work, qdist):
+    """qdist itself through qdist-cpu-srun.sbatch, 2 ranks under srun --mpi=pmix: a run whose rank 0
+    is killed after staging block 1 fails the job; the same job submitted again resumes by itself
+    and its checkpoint is byte-identical to a one-process run."""
+    fix = os.environ.get("QD_SHARED_FIXTURES", os.path.join(repo, "..", "shared", "fixtures"))
+    model, calib = os.path.join(fix, "stories260K-hf"), os.path.join(fix, "c4", "c4_train_sample.jsonl")
+    group = "-1"  # stories260K's MLP width (172) takes no group size that divides it
+    if not (os.path.isdir(model) and os.path.exists(calib)):
+        model, calib, group = os.path.join(repo, "fixtures", "pycode-16m"), os.path.join(
+            repo, "fixtures", "pycode-16m", "calib.jsonl"), "128"
+    small = "--nsamples 16 --seqlen 128 --quiet --progress none"
+    d = os.path.join(work, "real")
+    os.makedirs(d)
+    ref = os.path.join(d, "reference")
+    r = c.run([qdist, "quantize", "--model", model, "--calib", calib, "--output", ref, "--group-size", group,
+               "--backend", "cpu"] + small.split(), timeout=300)
+    out = os.path.join(d, "out")
+    env = dict(QDIST=qdist, MODEL=model, CALIB=calib, OUTPUT=out, GROUP_SIZE=group, EXTRA_ARGS=small)
+    script = template_copy(repo, "qdist-cpu-srun.sbatch", d)
+
+    def submit(log, extra):  # the settings travel in sbatch's own environment (--export=ALL)
+        return c.sbatch(["--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=5", "--signal=B:USR1@5",
+                         f"--output={log}", "--export=ALL", script], env={**env, **extra})
+
+    log1, log2 = os.path.join(d, "attempt1.out"), os.path.join(d, "attempt2.out")
+    t0 = time.monotonic()
+    job = submit(log1, {"QD_INJECT_KILL": "0:1"})
+    state = c.wait_job(job, 300)
+    t1 = time.monotonic()
+    text1 = open(log1).read() if os.path.exists(log1) else "(no output)"
+    staging = out + ".qdist-staging"
+    staged = sorted(f for f in os.listdir(staging) if f.endswith(".h5")) if os.path.isdir(staging) else []
+    assert state == "FAILED", f"killed run: job {job} ended {state}:\n{text1}"
+    assert staged and os.path.exists(os.path.join(staging, "fingerprint.json")), f"{staged}\n{text1}"
+    assert not os.path.exists(out), "a failed run left an output directory"
+    job2 = submit(log2, {})
+    state = c.wait_job(job2, 300)
+    t2 = time.monotonic()
+    text2 = open(log2).read() if os.path.exists(log2) else "(no output)"
+    assert state == "COMPLETED", f"resumed run: job {job2} ended {state}:\n{text2}"
+    assert f"resuming from {staging}" in text2, text2
+    got, want = checkpoint_files(out), checkpoint_files(ref)
+    assert got.keys() == want.keys() and all(got[k] == want[k] for k in want), \
+        f"checkpoint differs from the one-process run: {[k for k in want if got.get(k) != want[k]]}"
+    print(f"ok   real qdist, 2 ranks under srun: job {job} killed after staging {len(staged)} block(s), "
+          f"job {job2} resumed by itself, checkpoint byte-identical to one process ({os.path.basename(model)}; "
+          f"jobs took {t1 - t0:.0f}s and {t2 - t1:.0f}s)")
 
 
 def main():
@@ -339,7 +394,8 @@ def main():
         work = os.path.join(root, "work")
         os.makedirs(work + "/requeue")
         for step in (lambda: job_two_tasks(c, a.qdist, a.hello, work), lambda: test_templates(c, a.repo, work, stub),
-                     lambda: test_requeue_resume(c, a.repo, work, stub)):
+                     lambda: test_requeue_resume(c, a.repo, work, stub),
+                     lambda: test_real_qdist(c, a.repo, work, a.qdist)):
             t0 = time.monotonic()
             step()
             print(f"     ({time.monotonic() - t0:.1f}s)")

@@ -8,7 +8,7 @@ stubs that record their arguments, and the recorded command lines are checked:
   - the multi-node templates refuse a staging directory that srun's check on every node cannot see;
   - the mpirun wrapper gives the rank with node-local index i the i-th GPU of CUDA_VISIBLE_DEVICES;
   - SIGUSR1 (sent by --signal=B:USR1@T before the time limit) runs `scontrol requeue <job>`, up to
-    MAX_REQUEUES times;
+    MAX_REQUEUES times, and not in the first REQUEUE_MIN_SECONDS (a --time shorter than the margin);
   - the #SBATCH lines: --requeue, --signal=B:USR1@..., --open-mode=append, one rank per GPU.
 This is the test of the templates' command lines wherever a real SLURM cannot run (slurm_localhost.py
 runs them under a real one). Standard library only.
@@ -91,7 +91,7 @@ class Env:
 def qdist_args(env, device, resume):
     a = [env["QDIST"], "quantize", "--model", env["MODEL"], "--output", env["OUTPUT"], "--calib", env["CALIB"],
          "--method", "gptq", "--bits", "4", "--group-size", "128", "--format", "gptq",
-         "--staging", env.get("STAGING", env["OUTPUT"] + ".staging"), "--schedule", "overlap", "--device", device]
+         "--staging", env.get("STAGING", env["OUTPUT"] + ".qdist-staging"), "--schedule", "exact", "--backend", device]
     return a + (["--resume"] if resume else [])
 
 
@@ -175,14 +175,17 @@ def t_gpu_per_rank(e):
 
 def t_requeue_trap(e):
     for t in TEMPLATES:
-        rc, out, recs, env = e.run(t, {"STUB_SLEEP": "2"}, signal_after=True)
+        rc, out, recs, env = e.run(t, {"STUB_SLEEP": "2", "REQUEUE_MIN_SECONDS": "0"}, signal_after=True)
         req = [r for r in recs if r[0] == "scontrol"]
         check(req == [["scontrol", "requeue", "4242"]], f"{t}: {req}\n{out}")
         check("time limit near: requeueing job 4242" in out, out)
         check(rc == 0, f"{t}: the step's exit status is the script's: {rc}\n{out}")
-    rc, out, recs, env = e.run("qdist-1node-srun.sbatch", {"STUB_SLEEP": "2", "SLURM_RESTART_COUNT": "5"},
-                               signal_after=True)
+    rc, out, recs, env = e.run("qdist-1node-srun.sbatch", {"STUB_SLEEP": "2", "SLURM_RESTART_COUNT": "5",
+                                                           "REQUEUE_MIN_SECONDS": "0"}, signal_after=True)
     check(not [r for r in recs if r[0] == "scontrol"] and "5 requeues done: not requeueing" in out, out)
+    # a signal in the first minute means --time is shorter than the --signal margin: no requeue loop
+    rc, out, recs, env = e.run("qdist-cpu-srun.sbatch", {"STUB_SLEEP": "2"}, signal_after=True)
+    check(not [r for r in recs if r[0] == "scontrol"] and "shorter than the --signal margin" in out and rc == 0, out)
 
 
 def t_sbatch_lines(e):
