@@ -103,7 +103,8 @@ for s in $STAGES; do
     ( peak=0; while sleep 0.5; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "${u:-0}" -gt $peak ] && peak=$u && echo $peak > /tmp/gpu-peak; done ) &
     mon=$!
     t0=$(date +%s.%N)
-    $RUN $B/qdist quantize --backend cuda --model /tmp/synth-8b --calib /tmp/synth-8b/calib.jsonl --output /tmp/synth-8b-w4 \
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${E2E_TIMEOUT:-240} $RUN $B/qdist quantize --backend cuda \
+      --model /tmp/synth-8b --calib /tmp/synth-8b/calib.jsonl --output /tmp/synth-8b-w4 --format gptq --progress lines \
       --method gptq --bits 4 --group-size 128 --nsamples 128 --seqlen 2048 --overwrite 2>&1 | tail -40 | tee "$OUT/e2e-8b.log"
     t1=$(date +%s.%N); kill $mon
     echo "E2E llama3-8b ($nb blocks) gptq w4 g128 128x2048: wall $(python3 -c "print(round($t1 - $t0, 1))") s, GPU memory peak $(cat /tmp/gpu-peak) MiB (nvidia-smi)" | tee -a "$OUT/e2e-8b.log"
