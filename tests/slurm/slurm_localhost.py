@@ -89,7 +89,7 @@ class Cluster:
                               f"--seed-file={r}/munge.seed"])
         if not self.wait_for(lambda: os.path.exists(self.sock), 15):
             raise Skip("munged did not start: " + tail(self.log("munged")) + tail(self.log("munged-stdout")))
-        for d in ("state", "spool"):
+        for d in ("state", "spool", "tmp"):  # tmp: PMIx's per-step directories, apart from other clusters
             os.makedirs(os.path.join(r, d), exist_ok=True)
         ctld_port, d_port = free_port(), free_port()
         with open(self.conf, "w") as f:
@@ -104,6 +104,7 @@ CredType=cred/munge
 AuthInfo=socket={self.sock}
 StateSaveLocation={r}/state
 SlurmdSpoolDir={r}/spool
+TmpFS={r}/tmp
 SlurmctldPidFile={r}/slurmctld.pid
 SlurmdPidFile={r}/slurmd.pid
 SlurmctldLogFile={self.log('slurmctld')}
