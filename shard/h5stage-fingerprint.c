@@ -121,7 +121,11 @@ static qd_status st_header_value(const char *path, char *value, size_t cap) {
     return QD_OK;
 }
 
-static qd_status json_value(const char *path, char *value, size_t cap) {
+static qd_status json_value(const char *path, uint64_t size, char *value, size_t cap) {
+    if (size > QD_FP_MAX_JSON) { /* not a config file: its size stands for it */
+        snprintf(value, cap, "size=%llu", (unsigned long long)size);
+        return QD_OK;
+    }
     char *data;
     size_t len;
     QD_CHECK(qd_read_file(path, QD_FP_MAX_JSON, &data, &len));
@@ -170,7 +174,7 @@ qd_status qd_fp_add_model(qd_fingerprint *fp, const char *model_dir) {
         if (ends_with(names[i], ".safetensors"))
             QD_CHECK_GOTO(st_header_value(path, value, sizeof value), st, done);
         else
-            QD_CHECK_GOTO(json_value(path, value, sizeof value), st, done);
+            QD_CHECK_GOTO(json_value(path, (uint64_t)sb.st_size, value, sizeof value), st, done);
         snprintf(key, sizeof key, "model/%s", names[i]);
         QD_CHECK_GOTO(qd_fp_add(fp, key, value), st, done);
     }

@@ -56,8 +56,9 @@ qd_status qd_fp_add(qd_fingerprint *fp, const char *key, const char *value);
 qd_status qd_fp_add_sha256(qd_fingerprint *fp, const char *key, const void *data, size_t len);
 /* Adds one entry per model file, cheap (no tensor data is read), in name order:
  *   "model/<f>.safetensors" = "size=<bytes> header_sha256=<hex of the 8-byte length + JSON header>"
- *   "model/<f>.json" (config.json, the safetensors index, generation_config.json ...) = "size=<bytes>
- *   sha256=<hex of the file>" for .json files up to 64 MiB. Refuses a directory with no .safetensors. */
+ *   "model/<f>.json" (config.json, the safetensors index, tokenizer.json ...) = "size=<bytes>
+ *   sha256=<hex of the file>" ("size=<bytes>" alone above 64 MiB). Other files are not part of it.
+ *   Refuses a directory with no .safetensors. */
 qd_status qd_fp_add_model(qd_fingerprint *fp, const char *model_dir);
 /* The value of key, or NULL. */
 const char *qd_fp_get(const qd_fingerprint *fp, const char *key);
