@@ -52,7 +52,13 @@ if [ "$mode" = test ]; then
   exit $?
 fi
 
-# demo: the bundled default model
+# demo: quantize the bundled model on CPU (GPTQ, 4 bits, groups of 128), evaluate it and the original
 model=fixtures/pycode-16m
+out=${QD_DEMO_OUT:-out/pycode-16m-gptq-w4g128}
 "$build/qdist" inspect "$model"
-echo "qdist: inspected $model (quantize/eval are not implemented yet in this build)"
+"$build/qdist" quantize --model "$model" --output "$out" --overwrite --calib "$model/calib.jsonl" \
+  --nsamples 128 --seqlen 512 --method gptq --bits 4 --group-size 128 --format gptq --progress lines
+echo "perplexity on $model/eval.txt (first 16 windows of 1024 tokens):"
+printf '  original (bf16):  '; "$build/qdist" eval --model "$model" --data "$model/eval.txt" --seqlen 1024 --max-windows 16
+printf '  GPTQ W4 g128:     '; "$build/qdist" eval --model "$out" --data "$model/eval.txt" --seqlen 1024 --max-windows 16
+echo "qdist: the quantized checkpoint is in $out (GPTQ v1, loads in vLLM and transformers)"
