@@ -3,7 +3,8 @@
 """Write src/tokenizer/unicode-tables.c from Python's unicodedata (Unicode 16.0).
 
 The pre-tokenizer scanners need, per code point, whether the split regexes of GPT-2 / Llama-3 / Qwen2
-would call it a letter (\\p{L}), a number (\\p{N}) or white space (\\s = the White_Space property);
+would call it a letter (\\p{L}), a number (\\p{N}) or white space (\\s = the White_Space property), and
+for the o200k split whether it is in [\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}] / [\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}];
 NFC needs canonical combining classes, canonical decompositions and the primary composites.
 Tables are two-stage (256 code points a block, identical blocks shared) to stay small.
 
@@ -32,6 +33,8 @@ WHITE_SPACE = set(range(0x09, 0x0E)) | {0x20, 0x85, 0xA0, 0x1680, 0x2028, 0x2029
     | set(range(0x2000, 0x200B))
 
 F_LETTER, F_NUMBER, F_SPACE = 1, 2, 4
+# the two letter-ish sets of the GPT-4o (o200k) split: [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and [\p{Ll}\p{Lm}\p{Lo}\p{M}]
+F_UPPERISH, F_LOWERISH = 8, 16
 
 
 def flags(cp):
@@ -43,6 +46,10 @@ def flags(cp):
         f |= F_NUMBER
     if cp in WHITE_SPACE:
         f |= F_SPACE
+    if cat in ("Lu", "Lt", "Lm", "Lo") or cat[0] == "M":
+        f |= F_UPPERISH
+    if cat in ("Ll", "Lm", "Lo") or cat[0] == "M":
+        f |= F_LOWERISH
     return f
 
 

@@ -20,7 +20,7 @@ typedef struct {
     size_t alen, blen;
 } qd_norm_step;
 
-enum { QD_SPLIT_GPT2, QD_SPLIT_LLAMA3, QD_SPLIT_QWEN2 };
+enum { QD_SPLIT_GPT2, QD_SPLIT_LLAMA3, QD_SPLIT_QWEN2, QD_SPLIT_O200K };
 enum { QD_PRE_SPLIT, QD_PRE_BYTELEVEL, QD_PRE_METASPACE, QD_PRE_DIGITS, QD_PRE_SPLIT_STR };
 /* SplitDelimiterBehavior of the tokenizers library */
 enum { QD_SPLIT_REMOVED, QD_SPLIT_ISOLATED, QD_SPLIT_MERGED_PREV, QD_SPLIT_MERGED_NEXT, QD_SPLIT_CONTIGUOUS };

@@ -6,6 +6,9 @@
  *   Llama-3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
  *            ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
  *   Qwen2:   as Llama-3 with \p{N} (one digit a piece).
+ *   o200k:   [^\r\n\p{L}\p{N}]?U*L+C?|[^\r\n\p{L}\p{N}]?U+L*C?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|
+ *            \s*[\r\n]+|\s+(?!\S)|\s+  with U = [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}], L = [\p{Ll}\p{Lm}\p{Lo}\p{M}],
+ *            C = (?i:'s|'t|'re|'ve|'m|'ll|'d) (GPT-4o's tiktoken pattern, used by Phi-4-mini).
  * Every code point is matched by some alternative, so the pieces tile the input. */
 #include <stdlib.h>
 
@@ -39,8 +42,44 @@ static inline int lower_eq(uint32_t c, char want, int fold) {
     return want == 's' && c == 0x17F; /* LATIN SMALL LETTER LONG S folds to 's' */
 }
 
-#define OTHER(f) ((f) == 0)
+/* [^\s\p{L}\p{N}] (marks included), never past the end */
+#define OTHER(f) (((f) & (QD_UC_LETTER | QD_UC_NUMBER | QD_UC_SPACE | F_END)) == 0)
 #define IS(f, x) ((f) & (x))
+
+/* length of (?i:'s|'t|'re|'ve|'m|'ll|'d) at pos, 0 if none */
+static size_t contraction(const uint32_t *cp, size_t n, size_t pos) {
+    if (pos + 1 >= n || cp[pos] != '\'') return 0;
+    uint32_t c1 = cp[pos + 1];
+    if (lower_eq(c1, 's', 1) || lower_eq(c1, 't', 1) || lower_eq(c1, 'm', 1) || lower_eq(c1, 'd', 1)) return 2;
+    if (pos + 2 >= n) return 0;
+    uint32_t c2 = cp[pos + 2];
+    if ((lower_eq(c1, 'r', 1) && lower_eq(c2, 'e', 1)) || (lower_eq(c1, 'v', 1) && lower_eq(c2, 'e', 1)) ||
+        (lower_eq(c1, 'l', 1) && lower_eq(c2, 'l', 1)))
+        return 3;
+    return 0;
+}
+
+/* U*L+C? from q: the engine backs off the greedy U* until L+ can start (U and L share Lm, Lo, M) */
+static long o200k_alt1(const uint32_t *cp, const uint8_t *fl, size_t n, size_t q) {
+    size_t maxu = 0;
+    while (fl[q + maxu] & QD_UC_UPPERISH) maxu++;
+    for (size_t k = maxu + 1; k-- > 0;) {
+        if (!(fl[q + k] & QD_UC_LOWERISH)) continue;
+        size_t end = q + k;
+        while (fl[end] & QD_UC_LOWERISH) end++;
+        return (long)(end + contraction(cp, n, end));
+    }
+    return -1;
+}
+
+/* U+L*C? from q */
+static long o200k_alt2(const uint32_t *cp, const uint8_t *fl, size_t n, size_t q) {
+    if (!(fl[q] & QD_UC_UPPERISH)) return -1;
+    size_t end = q;
+    while (fl[end] & QD_UC_UPPERISH) end++;
+    while (fl[end] & QD_UC_LOWERISH) end++;
+    return (long)(end + contraction(cp, n, end));
+}
 
 static size_t split_cps(const uint32_t *cp, const uint8_t *fl, size_t n, int kind, uint32_t *ends) {
     size_t np = 0, pos = 0;
@@ -49,8 +88,17 @@ static size_t split_cps(const uint32_t *cp, const uint8_t *fl, size_t n, int kin
     while (pos < n) {
         uint32_t c = cp[pos];
         unsigned f = fl[pos];
+        if (kind == QD_SPLIT_O200K) {
+            /* [^\r\n\p{L}\p{N}]? tried with the character first, then without, for each alternative */
+            int p_ok = c != '\r' && c != '\n' && !(f & (QD_UC_LETTER | QD_UC_NUMBER | F_END));
+            long e = p_ok ? o200k_alt1(cp, fl, n, pos + 1) : -1;
+            if (e < 0) e = o200k_alt1(cp, fl, n, pos);
+            if (e < 0 && p_ok) e = o200k_alt2(cp, fl, n, pos + 1);
+            if (e < 0) e = o200k_alt2(cp, fl, n, pos);
+            if (e > 0) { pos = (size_t)e; EMIT(pos); continue; }
+        }
         /* contractions */
-        if (c == '\'' && pos + 1 < n) {
+        if (kind != QD_SPLIT_O200K && c == '\'' && pos + 1 < n) {
             uint32_t c1 = cp[pos + 1];
             if (lower_eq(c1, 's', fold) || lower_eq(c1, 't', fold) || lower_eq(c1, 'm', fold) ||
                 lower_eq(c1, 'd', fold)) {
@@ -79,8 +127,8 @@ static size_t split_cps(const uint32_t *cp, const uint8_t *fl, size_t n, int kin
                 EMIT(pos); continue;
             }
         } else {
-            /* [^\r\n\p{L}\p{N}]?\p{L}+ */
-            if (!(c == '\r' || c == '\n' || IS(f, QD_UC_NUMBER)) &&
+            /* [^\r\n\p{L}\p{N}]?\p{L}+ (o200k's letter alternatives were tried above) */
+            if (kind != QD_SPLIT_O200K && !(c == '\r' || c == '\n' || IS(f, QD_UC_NUMBER)) &&
                 (IS(f, QD_UC_LETTER) || IS(fl[pos + 1], QD_UC_LETTER))) {
                 pos++;
                 while (IS(fl[pos], QD_UC_LETTER)) pos++;
@@ -101,7 +149,8 @@ static size_t split_cps(const uint32_t *cp, const uint8_t *fl, size_t n, int kin
             if (OTHER(f2)) {
                 pos += (c == ' ');
                 while (OTHER(fl[pos])) pos++;
-                while (pos < n && (cp[pos] == '\r' || cp[pos] == '\n')) pos++;
+                while (pos < n && (cp[pos] == '\r' || cp[pos] == '\n' || (kind == QD_SPLIT_O200K && cp[pos] == '/')))
+                    pos++;
                 EMIT(pos); continue;
             }
             /* \s*[\r\n]+ */
@@ -130,12 +179,12 @@ qd_status qd_pretok_split(qd_tokenizer *t, int kind, const char *str, size_t n, 
         ['\t'] = QD_UC_SPACE, ['\n'] = QD_UC_SPACE, [0x0B] = QD_UC_SPACE, [0x0C] = QD_UC_SPACE,
         ['\r'] = QD_UC_SPACE, [' '] = QD_UC_SPACE,
         ['0'] = 2, ['1'] = 2, ['2'] = 2, ['3'] = 2, ['4'] = 2, ['5'] = 2, ['6'] = 2, ['7'] = 2, ['8'] = 2, ['9'] = 2,
-        ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
-        ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-        ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-        ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
-        ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-        ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+        ['A'] = 9, ['B'] = 9, ['C'] = 9, ['D'] = 9, ['E'] = 9, ['F'] = 9, ['G'] = 9, ['H'] = 9, ['I'] = 9,
+        ['J'] = 9, ['K'] = 9, ['L'] = 9, ['M'] = 9, ['N'] = 9, ['O'] = 9, ['P'] = 9, ['Q'] = 9, ['R'] = 9,
+        ['S'] = 9, ['T'] = 9, ['U'] = 9, ['V'] = 9, ['W'] = 9, ['X'] = 9, ['Y'] = 9, ['Z'] = 9,
+        ['a'] = 17, ['b'] = 17, ['c'] = 17, ['d'] = 17, ['e'] = 17, ['f'] = 17, ['g'] = 17, ['h'] = 17, ['i'] = 17,
+        ['j'] = 17, ['k'] = 17, ['l'] = 17, ['m'] = 17, ['n'] = 17, ['o'] = 17, ['p'] = 17, ['q'] = 17, ['r'] = 17,
+        ['s'] = 17, ['t'] = 17, ['u'] = 17, ['v'] = 17, ['w'] = 17, ['x'] = 17, ['y'] = 17, ['z'] = 17,
     };
     while (i < n) {
         t->offs[m] = (uint32_t)i;

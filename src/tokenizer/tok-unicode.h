@@ -13,7 +13,8 @@
 #include <stdint.h>
 #include "qd-status.h"
 
-enum { QD_UC_LETTER = 1, QD_UC_NUMBER = 2, QD_UC_SPACE = 4 };
+/* UPPERISH = [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}], LOWERISH = [\p{Ll}\p{Lm}\p{Lo}\p{M}] (the o200k split) */
+enum { QD_UC_LETTER = 1, QD_UC_NUMBER = 2, QD_UC_SPACE = 4, QD_UC_UPPERISH = 8, QD_UC_LOWERISH = 16 };
 
 extern const char qd_uc_version[];
 extern const uint16_t qd_uc_flag_index[];

@@ -42,7 +42,7 @@ def _tokenizer_path(name, docs, tmp_path):
     fixtures = _fixture_tokenizers()
     if name in fixtures:
         return fixtures[name]
-    return tok_builders.BUILDERS[name](docs[::3], str(tmp_path / "tokenizer.json"))
+    return tok_builders.BUILDERS[name](docs[::5], str(tmp_path / "tokenizer.json"))
 
 
 def _run(args):

@@ -17,6 +17,11 @@ QWEN2_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s
             r"\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
+O200K_RE = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+             r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+             r"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
 def _train(tok, docs, vocab, specials, byte_level=True):
     kw = dict(vocab_size=vocab, special_tokens=specials, show_progress=False)
     if byte_level:
@@ -85,6 +90,17 @@ def digit_runs(docs, path):
     return _save(tok, path)
 
 
+def o200k(docs, path):
+    """GPT-4o's split (tiktoken o200k_base; Phi-4-mini's tokenizer.json)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(O200K_RE), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    _train(tok, docs, 4000, ["<|endoftext|>"])
+    return _save(tok, path)
+
+
 def qwen2(docs, path):
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
@@ -144,6 +160,7 @@ BUILDERS = {
     "built-gpt2-prefix-space": lambda docs, path: gpt2(docs, path, prefix_space=True),
     "built-llama3": llama3,
     "built-qwen2-nfc": qwen2,
+    "built-o200k": o200k,
     "built-starcoder-digits": starcoder,
     "built-digit-runs": digit_runs,
     "built-metaspace": metaspace,

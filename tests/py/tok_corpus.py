@@ -27,6 +27,8 @@ PIECES = [
     "<|endoftext|>", "<s>", "</s>", "<unk>", "<|im_start|>", "<|im_end|>", "<|eot_id|>",
     "<|begin_of_text|>", "<|reserved|>", " <|reserved|> ", "déjà", "de\u0301ja\u0300", "<0x41>", "▁", "Ġ", "Hello", "world", "  leading", "trailing  ", "snake_case",
     "camelCase", "x+=1;", "->", "::", "#include", "...", "—", "«quote»", "\"quoted\"", "a\u0000b"[0:1],
+    "McDonald's", "HTTPServer", "iPhone", "XMLHttpRequest", "ABCdef'S", "ǅemal", "ʰʲᵃ", "A\u0301B\u0301c",
+    "ÅNGSTRÖM", "Straße", "日本Abc", "path/to/file", "x /\n/", ") /\r\n", "ΣΊΣΥΦΟΣ", "ǈubljana",
     "$100", "100%", "e.g.", "U.S.A.", "C++", "@-@", "\\n", "\u0085", "\u180e", "\ufeff", "\U0001F600",
     "\U00020000", "\ue000", "\U000e0041", "\u0378",
 ]
