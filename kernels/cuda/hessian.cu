@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
- * hessian.cu - H = beta H + alpha X^T X (cuBLAS SYRK in fp32/tf32, or a bf16 GEMM with fp32
- * accumulation under QD_CUDA_MATH=bf16), completed to both triangles; and diag_add (damping). */
+ * hessian.cu - H = beta H + alpha X^T X: cuBLAS SYRK in fp32 (then the other triangle mirrored), a full
+ * TF32 GEMM under QD_CUDA_MATH=tf32 (SYRK has no tensor-core path), a bf16 GEMM with fp32 accumulation
+ * under QD_CUDA_MATH=bf16; and diag_add (damping). */
 #include <cuda_bf16.h>
 
 #include "cuda-common.cuh"
@@ -46,6 +47,13 @@ extern "C" qd_status qd_cu_hessian(qd_backend_t be, const struct qd_hessian_args
         QD_CUBLAS_CHECK(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)K, (int)K, (int)a->T, &a->alpha, Xb,
                                      CUDA_R_16BF, (int)K, Xb, CUDA_R_16BF, (int)K, &a->beta, H, CUDA_R_32F, (int)K,
                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        return QD_OK;
+    }
+    if (c->math == QD_CU_TF32) {
+        /* cuBLAS's SYRK takes no tensor cores: a full TF32 GEMM does twice the work about 8x faster */
+        QD_CUBLAS_CHECK(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)K, (int)K, (int)a->T, &a->alpha,
+                                     QD_CU_F32(a->X), CUDA_R_32F, (int)a->ldx, QD_CU_F32(a->X), CUDA_R_32F, (int)a->ldx,
+                                     &a->beta, H, CUDA_R_32F, (int)K, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
         return QD_OK;
     }
     /* column-major: X row-major [T, K] is X^T [K, T] with ld ldx; C = alpha X^T X, lower col-major */
