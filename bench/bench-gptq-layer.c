@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
             CK(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(ze, 0), .dst = hs, .n = G * N}));
             double td = now() - t0;
             free(hc), free(hs);
-            printf("layer %-9s %6zu x %-6zu upload %7.1f ms  prep %6.1f ms  chol_inv %7.1f ms  sweep %7.1f ms  download %6.1f ms  loss %.4g\n",
+            printf("layer %-9s %6zu x %-6zu gen+upload %7.1f ms  prep %6.1f ms  chol_inv %7.1f ms  sweep %7.1f ms  download %6.1f ms  loss %.4g\n",
                    L[l].name, N, K, tu * 1e3, tp * 1e3, tc * 1e3, ts * 1e3, td * 1e3, loss);
             t_up += tu, t_prep += tp, t_chol += tc, t_sweep += ts, t_down += td;
             qd_buf_free(w), qd_buf_free(u), qd_buf_free(diag), qd_buf_free(codes), qd_buf_free(sc), qd_buf_free(ze);
@@ -204,7 +204,7 @@ int main(int argc, char **argv) {
         for (int in = 0; in < 4; in++) qd_buf_free(H[in]);
         double tb = now() - t_block0;
         printf("BLOCK %s rep %zu backend %s math %s: hessian %.3f s, prep %.3f s, chol_inv %.3f s, sweep %.3f s, "
-               "download %.3f s, upload(W) %.3f s; GPU work (hessian+prep+chol+sweep) %.3f s; wall incl. host data gen %.3f s; GPU mem peak %.2f GB\n",
+               "download %.3f s, host gen + upload of W %.3f s; GPU work (hessian+prep+chol+sweep) %.3f s; wall incl. host data gen %.3f s; GPU mem peak %.2f GB\n",
                sh->name, rep, qd_be_name(be), math, t_hess, t_prep, t_chol, t_sweep, t_down, t_up,
                t_hess + t_prep + t_chol + t_sweep, tb, mem_peak_gb);
         fflush(stdout);

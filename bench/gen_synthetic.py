@@ -6,10 +6,11 @@ bf16 weights, for speed benchmarks (the numbers are noise: no quality can be mea
   python3 bench/gen_synthetic.py --arch llama3-8b OUT_DIR [--blocks N] [--nsamples 128] [--seqlen 2048]
 
 Architectures: llama3-8b (32 blocks), llama3-70b (80 blocks; --blocks 8 keeps the first 8),
-qwen2.5-7b (28 blocks, q/k/v biases). Writes OUT_DIR/config.json, model-0000i-of-0000n.safetensors
+qwen2.5-7b (28 blocks, q/k/v biases); tiny-llama3 (2 small blocks, for checking the pipeline). Writes OUT_DIR/config.json, model-0000i-of-0000n.safetensors
 shards (<= --shard-gb each) with model.safetensors.index.json, and OUT_DIR/calib.jsonl: --nsamples
-lines, each a JSON array of --seqlen random token ids (the pre-tokenised calibration form, so no
-tokenizer is needed). Weights: N(0, 0.02) for Linear/embedding (drawn once into a pool of 64 Mi bf16
+lines, each a JSON array of --seqlen random token ids (the pre-tokenised calibration form). qdist
+loads a tokenizer even for ids, so --tokenizer (default: the bundled fixtures/pycode-16m one) is
+copied with its vocabulary padded by "<|synthetic_N|>" entries to the architecture's vocab size. Weights: N(0, 0.02) for Linear/embedding (drawn once into a pool of 64 Mi bf16
 values and sliced at random offsets, which keeps generation near disk speed), 1 for norms.
 Only numpy is needed.
 """
@@ -30,6 +31,9 @@ ARCHS = {
                        kv=8, vocab=128256, theta=500000.0, eps=1e-5, bias=False, tie=False, maxpos=8192,
                        rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                      "original_max_position_embeddings": 8192, "rope_type": "llama3"}),
+    "tiny-llama3": dict(arch="LlamaForCausalLM", model_type="llama", hidden=256, inter=512, layers=2, heads=4,
+                        kv=2, vocab=128256, theta=500000.0, eps=1e-5, bias=False, tie=False, maxpos=8192,
+                        rope_scaling=None),
     "qwen2.5-7b": dict(arch="Qwen2ForCausalLM", model_type="qwen2", hidden=3584, inter=18944, layers=28, heads=28,
                        kv=4, vocab=152064, theta=1000000.0, eps=1e-6, bias=True, tie=False, maxpos=32768,
                        rope_scaling=None),
@@ -93,6 +97,8 @@ def main():
     ap.add_argument("--seqlen", type=int, default=2048)
     ap.add_argument("--shard-gb", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokenizer", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
+                                                         "pycode-16m", "tokenizer.json"))
     args = ap.parse_args()
     a = ARCHS[args.arch]
     layers = args.blocks if args.blocks > 0 else a["layers"]
@@ -143,6 +149,20 @@ def main():
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=1)
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(config_of(a, layers), f, indent=1)
+    if os.path.exists(args.tokenizer):
+        tok = json.load(open(args.tokenizer))
+        vocab = tok["model"]["vocab"]
+        nxt = max(list(vocab.values()) + [t["id"] for t in tok.get("added_tokens", [])]) + 1
+        for i in range(nxt, a["vocab"]):
+            vocab[f"<|synthetic_{i}|>"] = i
+        with open(os.path.join(args.out, "tokenizer.json"), "w") as f:
+            json.dump(tok, f)
+        cfg = os.path.join(os.path.dirname(args.tokenizer), "tokenizer_config.json")
+        if os.path.exists(cfg):
+            with open(cfg) as fi, open(os.path.join(args.out, "tokenizer_config.json"), "w") as fo:
+                fo.write(fi.read())
+    else:
+        print(f"no tokenizer at {args.tokenizer}: none written", file=sys.stderr)
     with open(os.path.join(args.out, "calib.jsonl"), "w") as f:
         ids = rng.integers(3, a["vocab"], size=(args.nsamples, args.seqlen))
         for row in ids:

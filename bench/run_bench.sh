@@ -88,7 +88,7 @@ for s in $STAGES; do
   test)
     log "op test"; $RUN $B/test-cuda-ops 2>&1 | tee "$OUT/test-cuda-ops.log" | grep -v "^  " ; echo "rc=${PIPESTATUS[0]}";;
   gptq8b)
-    for m in fp32 tf32 bf16; do log "bench llama3-8b $m"; QD_CUDA_MATH=$m $RUN $B/bench-gptq-layer --model llama3-8b --reps 1 2>&1 | tee -a "$OUT/bench-8b.log"; done;;
+    for m in ${GPTQ_MATHS:-fp32 tf32 bf16}; do log "bench llama3-8b $m"; QD_CUDA_MATH=$m $RUN $B/bench-gptq-layer --model llama3-8b --reps 1 2>&1 | tee -a "$OUT/bench-8b.log"; done;;
   gptq70b)
     for m in tf32 fp32; do log "bench llama3-70b $m"; QD_CUDA_MATH=$m $RUN $B/bench-gptq-layer --model llama3-70b --reps 1 2>&1 | tee -a "$OUT/bench-70b.log"; done;;
   qwen7b)
@@ -99,13 +99,15 @@ for s in $STAGES; do
     if grep -q "not implemented yet" src/cli/cmd-quantize.c; then log "e2e: qdist quantize is still a placeholder in this tree: skipped"; continue; fi
     nb=${E2E_BLOCKS:-4}
     log "e2e: build qdist"; cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
-    log "e2e: generate Llama-3-8B shapes, first $nb blocks"; python3 bench/gen_synthetic.py --arch llama3-8b --blocks $nb /tmp/synth-8b
+    log "e2e: generate Llama-3-8B shapes, first $nb blocks"; python3 bench/gen_synthetic.py --arch llama3-8b --blocks $nb /tmp/synth-8b || continue
     ( peak=0; while sleep 0.5; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "${u:-0}" -gt $peak ] && peak=$u && echo $peak > /tmp/gpu-peak; done ) &
     mon=$!
     t0=$(date +%s.%N)
-    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${E2E_TIMEOUT:-240} $RUN $B/qdist quantize --backend cuda \
+    log "e2e: qdist quantize --backend cuda, QD_CUDA_MATH=${E2E_MATH:-bf16}"
+    QD_CUDA_MATH=${E2E_MATH:-bf16} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${E2E_TIMEOUT:-240} \
+      $RUN $B/qdist quantize --backend cuda \
       --model /tmp/synth-8b --calib /tmp/synth-8b/calib.jsonl --output /tmp/synth-8b-w4 --format gptq --progress lines \
-      --method gptq --bits 4 --group-size 128 --nsamples 128 --seqlen 2048 --overwrite 2>&1 | tail -40 | tee "$OUT/e2e-8b.log"
+      --method gptq --bits 4 --group-size 128 --nsamples 128 --seqlen 2048 --overwrite 2>&1 | tee "$OUT/e2e-8b.log" | tail -25
     t1=$(date +%s.%N); kill $mon
     echo "E2E llama3-8b ($nb blocks) gptq w4 g128 128x2048: wall $(python3 -c "print(round($t1 - $t0, 1))") s, GPU memory peak $(cat /tmp/gpu-peak) MiB (nvidia-smi)" | tee -a "$OUT/e2e-8b.log"
     cat /tmp/synth-8b-w4/qdist_report.json 2>/dev/null | head -c 3000 > "$OUT/e2e-report.json";;
