@@ -13,6 +13,9 @@ started in a temporary directory, used, and torn down again.
 3. Requeue with automatic resume: the stub sends SIGUSR1 to the batch shell (what --signal=B:USR1@T
    does near the time limit); the template's trap requeues the job; the second attempt must pass
    --resume.
+4. Real qdist quantize, 2 ranks, through qdist-cpu-srun.sbatch: rank 0 killed after staging block 1
+   (QD_INJECT_KILL) fails the job; the job submitted again resumes by itself; the checkpoint is
+   byte-identical to a one-process run. The same through qdist-1node-mpirun.sbatch.
 Every wait is bounded, and the daemons and jobs are always stopped. Exit 77 (skip) only when this
 machine cannot run SLURM at all (not root, packages missing, daemons that refuse to start), with the
 reason; any other failure is exit 1. Standard library only.
@@ -361,12 +364,27 @@ def test_real_qdist(c, repo, work, qdist):
     text2 = open(log2).read() if os.path.exists(log2) else "(no output)"
     assert state == "COMPLETED", f"resumed run: job {job2} ended {state}:\n{text2}"
     assert f"resuming from {staging}" in text2, text2
-    got, want = checkpoint_files(out), checkpoint_files(ref)
-    assert got.keys() == want.keys() and all(got[k] == want[k] for k in want), \
-        f"checkpoint differs from the one-process run: {[k for k in want if got.get(k) != want[k]]}"
+    want = checkpoint_files(ref)
+
+    def same(d):
+        got = checkpoint_files(d)
+        assert got.keys() == want.keys() and all(got[k] == want[k] for k in want), \
+            f"{d} differs from the one-process run: {[k for k in want if got.get(k) != want[k]]}"
+
+    same(out)
     print(f"ok   real qdist, 2 ranks under srun: job {job} killed after staging {len(staged)} block(s), "
           f"job {job2} resumed by itself, checkpoint byte-identical to one process ({os.path.basename(model)}; "
           f"jobs took {t1 - t0:.0f}s and {t2 - t1:.0f}s)")
+    # the same run launched by mpirun inside the allocation (the GPU lines of the template removed)
+    log3, out3 = os.path.join(d, "mpirun.out"), os.path.join(d, "out-mpirun")
+    job3 = c.sbatch(["--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=5", "--signal=B:USR1@5",
+                     f"--output={log3}", "--export=ALL", template_copy(repo, "qdist-1node-mpirun.sbatch", d)],
+                    env={**env, "OUTPUT": out3, "BACKEND": "cpu"})
+    state = c.wait_job(job3, 300)
+    text3 = open(log3).read() if os.path.exists(log3) else "(no output)"
+    assert state == "COMPLETED", f"mpirun run: job {job3} ended {state}:\n{text3}"
+    same(out3)
+    print(f"ok   real qdist, 2 ranks under mpirun (qdist-1node-mpirun.sbatch): job {job3}, checkpoint byte-identical")
 
 
 def main():
