@@ -171,7 +171,6 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
         snprintf(buf, sizeof buf, "%.*s", (int)(len - 7), pi.name);
         QD_CHECK(add_layer(p, &cap, buf, -1));
     }
-    size_t nsrc = src->iface->n_layers(src->ctx);
     size_t cursor = 0;
     int seen_lm_head = 0, awq_gs = 0;
     for (;;) {
@@ -231,7 +230,6 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
         qd_qlayer_free(&ql);
         if (st != QD_OK) return st;
     }
-    (void)nsrc;
     if (o->lm_head && !seen_lm_head)
         return qd_fail(QD_ERR_USAGE, "export: --lm-head given but the run did not quantize lm_head");
     for (size_t i = 0; i < p->n; i++)
