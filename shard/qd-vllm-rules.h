@@ -11,6 +11,9 @@
  * compressed-tensors -> vLLM's other mixed-precision kernels (machete on Hopper, exllama); each still
  * needs K_part % group == 0 and N_part a multiple of the pack factor, else the layer does not load.
  *
+ * Not modelled: KV-head replication when num_key_value_heads < tp (vLLM then gives each rank whole
+ * heads, so k/v shards are larger than N/tp), and kernels needing compute capability > 8.0.
+ *
  * inspect: for every Linear, qd_qformat_read_linear(qf, ck, prefix, &w, &N, &K, &info) (qd-qformat-read.h)
  * then qd_vllm_check(qd_qformat_kind_of(qf), prefix, &info, tp, &v); print v.reason for !v.marlin.
  */
