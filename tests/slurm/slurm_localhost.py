@@ -393,6 +393,10 @@ def main():
     ap.add_argument("--hello", required=True)
     ap.add_argument("--repo", required=True)
     a = ap.parse_args()
+    found = sorted(f for f in os.listdir(os.path.join(a.repo, "slurm")) if f.endswith(".sbatch"))
+    if found != sorted(TEMPLATES):  # a new template needs its expectations here
+        print(f"FAIL slurm/ holds {found}, this test knows {sorted(TEMPLATES)}\n0 passed, 1 failed")
+        return 1
     if os.geteuid() != 0:
         print("skip: the localhost SLURM needs root (slurmd runs jobs as their user)")
         return SKIP

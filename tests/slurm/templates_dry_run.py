@@ -210,6 +210,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", required=True)
     a = ap.parse_args()
+    found = sorted(f for f in os.listdir(os.path.join(a.repo, "slurm")) if f.endswith(".sbatch"))
+    if found != sorted(TEMPLATES):  # a new template needs its expectations here
+        print(f"FAIL slurm/ holds {found}, this test knows {sorted(TEMPLATES)}\n0 passed, 1 failed")
+        return 1
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="qdslurm-dry-") as root:
         e = Env(a.repo, root)
