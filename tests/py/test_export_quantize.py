@@ -112,3 +112,17 @@ def test_eval_of_exports_reproduces_fake_ppl(tmp_path):
         out = str(tmp_path / ("out-" + fmt))
         run_export(fake, out, fmt)
         assert eval_ppl(out) == pytest.approx(ref, rel=1e-9, abs=0), fmt
+
+
+def test_bf16_model_compressed_tensors_scales(tmp_path):
+    """a bf16 model quantized with --scale-dtype bf16: compressed-tensors stores BF16 scales and the
+    export equals the fake weights exactly"""
+    model = fg.make_tiny128(STORIES, str(tmp_path / "t128b"), dtype=fg.BF16)
+    fake, out = str(tmp_path / "fake"), str(tmp_path / "out")
+    r = subprocess.run([QDIST, "quantize", "--model", model, "--output", fake, "--calib", CALIB, "--format", "fake",
+                        "--method", "gptq", "--bits", "4", "--group-size", "64", "--asym", "--scale-dtype", "bf16",
+                        "--nsamples", "8", "--seqlen", "128", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = run_export(fake, out, "compressed-tensors", "--verify")
+    assert "not exactly representable" not in r.stderr
+    check_export(fake, out, "compressed-tensors")
