@@ -34,7 +34,12 @@ if ls .deb/*.deb >/dev/null 2>&1; then
 fi
 have_hdr() { [ -e /usr/include/$1 ] || [ -e /usr/include/$ML/$1 ] || [ -e /usr/include/cjson/$1 ] || [ -e /usr/include/openblas/$1 ]; }
 CJ_INC=/usr/include/cjson; CJ_LIB=$(ls /usr/lib/$ML/libcjson.so 2>/dev/null)
-if [ -z "$CJ_LIB" ]; then CJ_INC=$DEPS/usr/include/cjson; CJ_LIB=$DEPS/usr/lib/$ML/libcjson.so; fi
+CJ_CFLAGS=""
+if [ -z "$CJ_LIB" ]; then
+  CJ_INC=$DEPS/usr/include/cjson; CJ_LIB=$DEPS/usr/lib/$ML/libcjson.so
+  # sources include both <cJSON.h> and <cjson/cJSON.h>: a directory holding only the cjson/ folder
+  mkdir -p /tmp/qd-cjinc && ln -sfn $DEPS/usr/include/cjson /tmp/qd-cjinc/cjson; CJ_CFLAGS="-I/tmp/qd-cjinc"
+fi
 BL_INC=""; BL_LIB=$(ls /usr/lib/$ML/libopenblas.so 2>/dev/null)
 if [ -z "$BL_LIB" ]; then
   BL_INC=$(dirname "$(ls $DEPS/usr/include/$ML/cblas*.h $DEPS/usr/include/$ML/openblas-pthread/cblas.h 2>/dev/null | head -1)")
@@ -53,7 +58,7 @@ log "mpi: $(which mpicc 2>/dev/null) hdf5: $(ls /usr/include/hdf5/serial/hdf5.h 
 # ---- build
 built=""
 cmake_build() {
-  cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DQD_WITH_FUZZ=OFF \
+  cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DQD_WITH_FUZZ=OFF ${CJ_CFLAGS:+"-DCMAKE_C_FLAGS=$CJ_CFLAGS"} \
     -DCJSON_INCLUDE_DIR=$CJ_INC -DCJSON_LIBRARY=$CJ_LIB ${BL_INC:+-DCBLAS_INCLUDE_DIR=$BL_INC} -DBLAS_LIBRARY=$BL_LIB \
     ${LA_INC:+-DLAPACKE_INCLUDE_DIR=$LA_INC} -DLAPACKE_LIBRARY=$LA_LIB -DLAPACK_LIBRARY=$LP_LIB \
     ${NCCL:+-DNCCL_LIBRARY=$NCCL} >"$OUT/cmake.log" 2>&1 || return 1
@@ -64,7 +69,7 @@ cmake_build() {
 }
 direct_build() { # the libraries the op test and bench need, without CMake (no MPI/HDF5 needed)
   mkdir -p $B/direct && rm -f $B/direct/*.o
-  local inc="-Isrc/core -Ikernels -Ikernels/cpu -Ikernels/cuda -I$CJ_INC ${BL_INC:+-I$BL_INC} ${LA_INC:+-I$LA_INC}"
+  local inc="-Isrc/core -Ikernels -Ikernels/cpu -Ikernels/cuda -I$CJ_INC $CJ_CFLAGS ${BL_INC:+-I$BL_INC} ${LA_INC:+-I$LA_INC}"
   local cf="-O2 -std=c17 -D_GNU_SOURCE -DQD_VERSION=\"0.1.0\" -DQD_HAVE_CUDA=1"
   for f in src/core/*.c kernels/*.c kernels/cpu/*.c; do gcc $cf $inc -c $f -o $B/direct/$(basename $f .c).o || return 1; done
   ls kernels/cuda/*.cu | xargs -P $J -I{} sh -c 'nvcc -O2 -std=c++17 -gencode=arch=compute_90,code=sm_90 '"$inc"' -c {} -o '$B'/direct/$(basename {} .cu).cu.o' || return 1
