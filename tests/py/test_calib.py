@@ -134,3 +134,15 @@ def test_chat_templates_match_jinja(tmp_path, hf):
         out, _ = preview("--calib", str(path), "--nsamples", "1", "--seqlen", str(len(want)),
                          "--chat-template", name)
         assert out["ids"][0] == want, name
+
+
+def test_plain_text_file_is_one_long_document(c4_docs, hf, tmp_path):
+    text = "\n".join(c4_docs[:60]) + "\n"
+    path = tmp_path / "corpus.txt"
+    path.write_text(text, encoding="utf-8")
+    out, _ = preview("--calib", str(path), "--nsamples", "8", "--seqlen", "128", "--seed", "3")
+    enc = hf.encode(text).ids  # under 1 MiB: one piece, encoded as one tokenizer(text) call
+    assert out["docs_read"] == 1 and out["tokens_read"] == len(enc)
+    flat = "," + ",".join(map(str, enc)) + ","
+    for row in out["ids"]:
+        assert "," + ",".join(map(str, row)) + "," in flat
