@@ -24,6 +24,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
 import qdist_cli  # noqa: E402
 import qforward as qf  # noqa: E402
+import qref  # noqa: E402
 import qref_model as qm  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -217,3 +218,146 @@ def pycode_2layers(tmp_path_factory):
 def test_qdist_matches_reference_pycode16m(pycode_2layers, run):
     _need_quantize()
     _compare_model(pycode_2layers, 4, 128, 128, run)
+
+
+# ---------------------------------------------------------------------------------------------
+# cross-check of the AWQ reference: a torch transliteration of AutoAWQ's per-block steps
+# (_search_best_scale / _compute_best_scale / apply_scale / _compute_best_clip / apply_clip /
+# pseudo_quantize_tensor) that drives transformers' own LlamaAttention and LlamaMLP modules as the
+# loss modules, float64, on block 0 of stories260K. The numpy reference must pick the same grid
+# ratios, the same scales and clip values, and the same codes.
+
+def _aa_pseudo(w, bits, gs):
+    import torch
+    shape = w.shape
+    w = w.reshape(-1, gs if gs > 0 else shape[-1])
+    mx = w.amax(dim=1, keepdim=True)
+    mn = w.amin(dim=1, keepdim=True)
+    maxq = 2 ** bits - 1
+    s = (mx - mn).clamp(min=1e-5) / maxq
+    z = (-torch.round(mn / s)).clamp_(0, maxq)
+    q = torch.clamp(torch.round(w / s) + z, 0, maxq)
+    return ((q - z) * s).reshape(shape), q.reshape(shape)
+
+
+def _aa_best_scale(inp, linears, module2inspect, fwd, bits, gs):
+    import torch
+    weight = torch.cat([m.weight for m in linears], dim=0)
+    g = gs if gs > 0 else weight.shape[1]
+    w_abs = weight.abs().view(-1, g)
+    w_scale = (w_abs / (w_abs.amax(dim=1, keepdim=True) + 1e-6)).view(weight.shape)
+    w_mean = w_scale.mean(0)
+    x_mean = inp.abs().view(-1, inp.shape[-1]).mean(0)
+    with torch.no_grad():
+        fp_out = fwd(inp)
+        org_sd = {k: v.clone() for k, v in module2inspect.state_dict().items()}
+        best, best_ratio, best_scales = float("inf"), -1, None
+        for ratio in range(20):
+            ratio = ratio / 20
+            scales = (x_mean.pow(ratio) / (w_mean.pow(1 - ratio) + 1e-4)).clamp(min=1e-4)
+            scales = scales / (scales.max() * scales.min()).sqrt()
+            sv = scales.view(1, -1)
+            for fc in linears:
+                fc.weight.mul_(sv)
+                fc.weight.data = _aa_pseudo(fc.weight.data, bits, gs)[0] / sv
+            loss = (fp_out - fwd(inp)).pow(2).mean().item()
+            if loss < best:
+                best, best_ratio, best_scales = loss, ratio, scales.clone()
+            module2inspect.load_state_dict(org_sd)
+    return best_scales, best_ratio
+
+
+def _aa_best_clip(w, x, bits, gs):
+    import torch
+    co, ci = w.shape
+    g = gs if gs > 0 else ci
+    x = x.view(-1, ci).reshape(1, -1, ci // g, g)
+    x = x[:, 0::max(1, x.shape[1] // 512)]
+    w = w.reshape(co, 1, -1, g)
+    org_max = w.abs().amax(dim=-1, keepdim=True)
+    best_max = org_max.clone()
+    min_errs = torch.ones_like(org_max) * 1e9
+    org_out = (x * w).sum(dim=-1)
+    for i_s in range(int(0.5 * 20)):
+        max_val = org_max * (1 - i_s / 20)
+        cur = torch.clamp(w, -max_val, max_val)
+        q = _aa_pseudo(cur, bits, gs)[0]
+        err = ((x * q).sum(dim=-1) - org_out).pow(2).mean(dim=1).view(min_errs.shape)
+        better = err < min_errs
+        min_errs[better] = err[better]
+        best_max[better] = max_val[better]
+    return best_max.squeeze(1)
+
+
+def test_ref_awq_matches_autoawq_transliteration_on_transformers_modules():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    m = _model_or_skip(STORIES)
+    bits, gs = 4, -1
+    calib = _calib(m, 4, 64)
+    model = transformers.LlamaForCausalLM.from_pretrained(m, torch_dtype=torch.float64).eval()
+    layer = model.model.layers[0]
+    feats, kw = {}, {}
+    hooks = [mod.register_forward_hook(lambda mod, a, o, n=n: feats.__setitem__(n, a[0].detach()))
+             for n, mod in layer.named_modules() if isinstance(mod, torch.nn.Linear)]
+    hooks.append(layer.self_attn.register_forward_pre_hook(
+        lambda mod, a, k: kw.update({kk: vv for kk, vv in k.items()        # AutoAWQ sanitises the
+                                     if kk not in ("hidden_states", "past_key_values",  # kwargs: no
+                                                   "past_key_value", "use_cache")}),   # kv cache
+        with_kwargs=True))
+    with torch.no_grad():
+        model(torch.tensor(calib))
+    for h in hooks:
+        h.remove()
+    # transformers' RMSNorm computes in float32 even in a float64 model, so its captured inputs
+    # differ from exact ones by ~1e-7: enough to flip a near-equal clip choice. Check they agree,
+    # then feed both sides the reference forward's float64 inputs (the loss modules stay HF's).
+    cfg, w = qf.load_model_dir(m)
+    rh = {}
+    qf.block_forward(qf.embed(calib, w), qf.block_weights(w, 0), cfg,
+                     *qf.rope_cos_sin(cfg, calib.shape[1]), rh)
+    for n in list(feats):
+        assert np.abs(feats[n].numpy() - rh[n]).max() <= 1e-5 * np.abs(rh[n]).max(), n
+        feats[n] = torch.tensor(rh[n])
+    at, mlp = layer.self_attn, layer.mlp
+    with torch.no_grad():
+        plan = [(layer.input_layernorm, [at.q_proj, at.k_proj, at.v_proj], at,
+                 lambda x: at(hidden_states=x, **kw)[0], feats["self_attn.q_proj"],
+                 ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"])]
+        if at.v_proj.weight.shape[0] == at.o_proj.weight.shape[1]:
+            plan.append((at.v_proj, [at.o_proj], at.o_proj, at.o_proj, feats["self_attn.o_proj"],
+                         ["self_attn.o_proj"]))
+        plan += [(layer.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj], mlp, mlp,
+                  feats["mlp.gate_proj"], ["mlp.gate_proj", "mlp.up_proj"]),
+                 (mlp.up_proj, [mlp.down_proj], mlp.down_proj, mlp.down_proj, feats["mlp.down_proj"],
+                  ["mlp.down_proj"])]
+        found = [(prev, lins, names) + _aa_best_scale(inp, lins, mod, fwd, bits, gs)
+                 for prev, lins, mod, fwd, inp, names in plan]
+        for prev, lins, names, s, ratio in found:
+            if isinstance(prev, torch.nn.Linear):
+                prev.weight[-s.size(0):].div_(s.view(-1, 1))
+            else:
+                prev.weight.div_(s)
+            for fc, n in zip(lins, names):
+                fc.weight.mul_(s.view(1, -1))
+                feats[n] = feats[n] / s.view(1, -1)
+        codes = {}
+        for n, mod in layer.named_modules():
+            if not isinstance(mod, torch.nn.Linear):
+                continue
+            if not any(t in n for t in ("q_", "k_")):
+                mv = _aa_best_clip(mod.weight, feats[n], bits, gs)
+                sh = mod.weight.shape
+                mod.weight.data = torch.clamp(mod.weight.reshape(*mv.shape[:2], -1), -mv, mv).reshape(sh)
+            codes[n] = _aa_pseudo(mod.weight.data, bits, gs)[1].numpy().astype(np.int64)
+
+    ref = qm.quantize_model(m, calib, "awq", bits, gs, sym=False)
+    for prev, lins, names, s, ratio in found:
+        r = ref["layers"]["model.layers.0." + names[0]]
+        print(f"{names}: AutoAWQ-style ratio {ratio}, reference ratio {r['ratio']}")
+        assert r["ratio"] == ratio
+        np.testing.assert_allclose(r["awq_scale"], s.numpy(), rtol=1e-9)
+    for n, c in codes.items():
+        eq, tot, ex, _ = qref.match_codes(ref["layers"]["model.layers.0." + n], c)
+        print(f"  {n}: codes equal {eq}/{tot} ({ex} ties)")
+        assert eq == tot, n

@@ -47,7 +47,10 @@ Where the reference tools differ, this file follows (and the switches name the o
     output-channel batching (256 / 64) only bounds memory and does not change the result; it is
     done here in batches of 256 rows whatever N is (AutoAWQ asserts N % 64 == 0);
   - pseudo-quant asym: s = clamp(max - min, 1e-5) / maxq, z = clamp(-round(min / s), 0, maxq),
-    range NOT widened to include 0.
+    range NOT widened to include 0. NOTE: when the clip clamps both ends of a group (min = -m,
+    max = m), -min/s = maxq/2 = 7.5 exactly in real arithmetic, so z (7 or 8) is decided by float
+    rounding noise; such groups are marked as ties (tie_margin 0) and the clip choice of their row
+    can differ between two correct implementations as well.
 """
 from __future__ import annotations
 
@@ -300,7 +303,7 @@ def gptq(W, H, bits=4, gs=128, sym=True, act_order=False, static_groups=False, p
 # ==============================================================================================
 # AWQ (algorithms.md section 2, AutoAWQ)
 
-def awq_pseudo_quant(w, bits, gs, sym=False):
+def awq_pseudo_quant(w, bits, gs, sym=False, ztie=0):
     """AutoAWQ pseudo_quantize_tensor. w [N,K]. Returns (dequant [N,K], codes [N,K],
     scales [G,N], zeros [G,N], tie_margin [N,K])."""
     N, K = w.shape
@@ -315,6 +318,10 @@ def awq_pseudo_quant(w, bits, gs, sym=False):
         mn = x.min(axis=1, keepdims=True)
         s = np.maximum(mx - mn, 1e-5) / maxq
         z = np.clip(-np.round(mn / s), 0, maxq)
+        if ztie:    # resolve zero-point ties (see below) down (-1) or up (+1) instead of by noise
+            zr = -mn / s
+            t = np.abs(np.abs(zr - np.floor(zr)) - 0.5) < TIE_EPS
+            z = np.where(t, np.clip(np.floor(zr) if ztie < 0 else np.ceil(zr), 0, maxq), z)
         q = np.clip(np.round(x / s) + z, 0, maxq)
         deq = (q - z) * s
     else:
@@ -327,6 +334,12 @@ def awq_pseudo_quant(w, bits, gs, sym=False):
         q = qs + z
     r = x / s
     margin = np.abs(np.abs(r - np.floor(r)) - 0.5)
+    if not sym:
+        # zero-point ties: after a clip that clamps both ends (min = -m, max = m) -min/s is 7.5
+        # up to rounding noise, so z = 7 or 8 is decided by float noise: the whole group is a tie
+        zr = -mn / s
+        zmargin = np.abs(np.abs(zr - np.floor(zr)) - 0.5)
+        margin = np.minimum(margin, zmargin)
     return (deq.reshape(N, K), q.reshape(N, K).astype(np.int64), s.reshape(N, G).T.copy(),
             z.reshape(N, G).T.astype(np.int64), margin.reshape(N, K))
 
@@ -381,9 +394,11 @@ def _group_dot(xg, wg):
 
 
 def awq_search_clip(w, x, bits, gs, n_grid=20, max_shrink=0.5, n_sample_token=512, oc_batch=256,
-                    sym=False):
+                    sym=False, return_ties=False):
     """auto_clip for one Linear. w [N,K], x [..., K] (already divided by the AWQ scales).
-    Returns best max value per (row, group): [N, G]."""
+    Returns best max value per (row, group): [N, G]; with return_ties also a bool [N, G] marking
+    the (row, group)s whose choice changes when zero-point ties are resolved down or up instead of
+    by float noise (a choice two correct implementations can make differently)."""
     N, K = w.shape
     gsz = K if gs == -1 else gs
     G = K // gsz
@@ -391,23 +406,29 @@ def awq_search_clip(w, x, bits, gs, n_grid=20, max_shrink=0.5, n_sample_token=51
     step = max(1, x.shape[0] // n_sample_token)
     x = x[::step]                                           # [t, K]
     xg = x.reshape(x.shape[0], G, gsz)                      # [t, G, gsz]
-    best_all = []
+    best_all, tie_all = [], []
     for b0 in range(0, N, oc_batch):
         wb = w[b0:b0 + oc_batch].reshape(-1, G, gsz)        # [n, G, gsz]
         org_max = np.abs(wb).max(axis=-1, keepdims=True)    # [n, G, 1]
-        best_max = org_max.copy()
-        min_err = np.full(org_max.shape, 1e9)
         org_out = _group_dot(xg, wb)
-        for i_s in range(int(max_shrink * n_grid)):
-            mx = org_max * (1 - i_s / n_grid)
-            cur = np.clip(wb, -mx, mx)
-            qw = awq_pseudo_quant(cur.reshape(-1, K), bits, gs, sym)[0].reshape(wb.shape)
-            out = _group_dot(xg, qw)
-            err = ((out - org_out) ** 2).mean(axis=1)[..., None]   # [n, G, 1]
-            better = err < min_err
-            min_err = np.where(better, err, min_err)
-            best_max = np.where(better, mx, best_max)
-        best_all.append(best_max[..., 0])
+        picks = []
+        for ztie in ((0, -1, 1) if (return_ties and not sym) else (0,)):
+            best_max = org_max.copy()
+            min_err = np.full(org_max.shape, 1e9)
+            for i_s in range(int(max_shrink * n_grid)):
+                mx = org_max * (1 - i_s / n_grid)
+                cur = np.clip(wb, -mx, mx)
+                qw = awq_pseudo_quant(cur.reshape(-1, K), bits, gs, sym, ztie)[0].reshape(wb.shape)
+                out = _group_dot(xg, qw)
+                err = ((out - org_out) ** 2).mean(axis=1)[..., None]   # [n, G, 1]
+                better = err < min_err
+                min_err = np.where(better, err, min_err)
+                best_max = np.where(better, mx, best_max)
+            picks.append(best_max[..., 0])
+        best_all.append(picks[0])
+        tie_all.append(np.any([p != picks[0] for p in picks], axis=0))
+    if return_ties:
+        return np.concatenate(best_all, axis=0), np.concatenate(tie_all, axis=0)
     return np.concatenate(best_all, axis=0)
 
 

@@ -115,6 +115,7 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
                             f"{' fallback ' + r['fallback'] if r['fallback'] else ''}")
             x = qf.block_forward(x, lw, cfg, cos, sin)
         elif method == "awq":
+            lw = {k: v.astype(dtype) for k, v in lw.items()}     # search/apply/clip in dtype
             hooks = {}
             x_next = qf.block_forward(x, lw, cfg, cos, sin, hooks)
             _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, awq_clip, p, layers, skip, log)
@@ -175,12 +176,15 @@ def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, l
     for n in qf.LINEARS:
         if p + n in skip:
             continue
+        clip_tie = None
         if clip and n not in (q, k):
-            mv = qref.awq_search_clip(W(n), hooks[n], bits, gs, sym=sym)
+            mv, clip_tie = qref.awq_search_clip(W(n), hooks[n], bits, gs, sym=sym, return_ties=True)
             lw[n + ".weight"] = qref.awq_apply_clip(W(n), mv, gs)
         deq, codes, sc, zs, margin = qref.awq_pseudo_quant(W(n), bits, gs, sym)
         K = W(n).shape[1]
         gsz = K if gs == -1 else gs
+        if clip_tie is not None:     # a clip choice decided by a zero-point tie: the group is a tie
+            margin = np.where(np.repeat(clip_tie, gsz, axis=1), 0.0, margin)
         r = dict(codes=codes, scales=sc, zeros=zs, g_idx=np.arange(K) // gsz, dequant=deq,
                  tie_margin=margin, loss=None, damp=None, fallback=None,
                  awq_scale=scale_of.get(n, (None, None))[0], ratio=scale_of.get(n, (None, None))[1])
