@@ -209,6 +209,7 @@ def pycode_2layers(tmp_path_factory):
     """the trained fixture cut to its first 2 blocks (real weights; the whole 8-block model takes
     minutes in the float64 Python reference, over the tests' time budget)."""
     src = _model_or_skip(PYCODE)
+    _need_quantize()
     d = str(tmp_path_factory.mktemp("pycode2"))
     qm.write_truncated_model(src, d, 2)
     return d
