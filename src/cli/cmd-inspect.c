@@ -12,6 +12,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "qd-vllm-rules.h"
+
 #include "qd-args.h"
 #include "qd-check.h"
 #include "qd-commands.h"
@@ -290,15 +292,17 @@ static qd_status print_json(inspect_ctx *c) {
 }
 
 qd_status qd_cmd_inspect(int argc, char **argv) {
-    int json = 0;
+    int json = 0, vllm_tp = 0;
     const char *pos_names[] = {"MODEL_DIR", NULL};
     const char *pos[1] = {NULL};
     const qd_opt opts[] = {
         {"json", QD_OPT_FLAG, &json, NULL, "print one JSON object instead of text", NULL, NULL},
+        {"vllm-tp", QD_OPT_INT, &vllm_tp, "N", "report every layer that breaks vLLM's Marlin shape rules at tensor "
+                                               "parallel size N, and the kernel vLLM falls back to", "1..1024", NULL},
     };
     const qd_cmd_spec spec = {
         .name = "inspect",
-        .usage = "MODEL_DIR [--json]",
+        .usage = "MODEL_DIR [--json] [--vllm-tp N]",
         .summary = "Show a model directory's architecture, blocks, tensors (dtype, shape, bytes), total parameters\n"
                    "and quantization_config. Reads config.json and the safetensors headers only.",
         .opts = opts,
@@ -317,6 +321,10 @@ qd_status qd_cmd_inspect(int argc, char **argv) {
     if (st == QD_OK) st = qd_ckpt_open(c.dir, 0, &c.ck);
     if (st == QD_OK) st = classify_all(&c);
     if (st == QD_OK) st = json ? print_json(&c) : print_text(&c);
+    if (st == QD_OK && vllm_tp > 0) {
+        if (!json) printf("\nvLLM at tensor parallel size %d:\n", vllm_tp);
+        st = qd_vllm_report(c.dir, vllm_tp, json ? stderr : stdout, NULL, NULL);
+    }
     if (st == QD_OK && fflush(stdout) != 0) st = qd_fail(QD_ERR_IO, "inspect: writing to stdout failed");
     cJSON_Delete(c.qcfg);
     free(c.ts);

@@ -25,7 +25,7 @@ typedef struct {
     int seen_damp, seen_ts, seen_ns, seen_sl, seen_seed;
     /* the distributed run (mpi/qd-quantize-run.h) */
     const char *staging, *schedule, *progress;
-    int resume, keep_staging, quiet, micro_batch, seen_format;
+    int resume, keep_staging, quiet, micro_batch, seen_format, seen_scale_dtype;
     uint64_t max_shard;
 } q_args;
 
@@ -60,7 +60,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"quiet", QD_OPT_FLAG, &a.quiet, NULL, "no progress or info lines", NULL, NULL},
         {"micro-batch", QD_OPT_INT, &a.micro_batch, "N", "sequences per activation transfer between ranks (8)", "1..65536", NULL},
         {"max-shard-size", QD_OPT_SIZE, &a.max_shard, "SIZE", "largest safetensors shard (5GB)", NULL, NULL},
-        {"scale-dtype", QD_OPT_CHOICE, &a.scale_dtype, "T", "dtype the export stores scales in (rounds the fake weights)", "f16|bf16|f32", NULL},
+        {"scale-dtype", QD_OPT_CHOICE, &a.scale_dtype, "T", "dtype the export stores scales in (default f16; compressed-tensors: the model's dtype)", "f16|bf16|f32", &a.seen_scale_dtype},
         {"overwrite", QD_OPT_FLAG, &a.overwrite, NULL, "replace an existing non-empty output directory", NULL, NULL},
         {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
         {"chunk-tokens", QD_OPT_INT, &a.chunk_tokens, "N", "tokens per forward pass (8192)", "0..100000000", NULL},
@@ -127,6 +127,10 @@ static qd_status quantize_main(int argc, char **argv) {
         run.seqlen = cfg.max_pos > 0 && cfg.max_pos < dflt ? cfg.max_pos : dflt;
     }
     qd_dtype sdt = strcmp(a.scale_dtype, "bf16") == 0 ? QD_DT_BF16 : strcmp(a.scale_dtype, "f32") == 0 ? QD_DT_F32 : QD_DT_F16;
+    /* compressed-tensors stores scales in the model's dtype: round to it so the export is exact */
+    if (!a.seen_scale_dtype && strcmp(a.format, "compressed-tensors") == 0 &&
+        (cfg.dtype == QD_DT_BF16 || cfg.dtype == QD_DT_F32 || cfg.dtype == QD_DT_F16))
+        sdt = cfg.dtype;
     qd_quantize_model_opts mo = {
         .model_dir = a.model, .output_dir = a.output, .overwrite = a.overwrite, .recipe_path = a.recipe,
         .q = {.base = base, .recipe = recipe, .true_sequential = run.true_sequential,
