@@ -21,6 +21,7 @@ machine cannot run SLURM at all (not root, packages missing, daemons that refuse
 reason; any other failure is exit 1. Standard library only.
 """
 import argparse
+import ctypes
 import os
 import shutil
 import signal
@@ -37,6 +38,15 @@ TEMPLATES = ["qdist-1node-srun.sbatch", "qdist-1node-mpirun.sbatch", "qdist-mult
 
 class Skip(Exception):
     pass
+
+
+def die_with_parent():
+    """In the daemon's child process: SIGTERM when this script dies, even by SIGKILL (a CTest timeout),
+    so no daemon outlives the test (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port():
@@ -69,7 +79,8 @@ class Cluster:
 
     def spawn(self, name, argv):
         out = open(self.log(name + "-stdout"), "w")
-        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                             preexec_fn=die_with_parent)
         out.close()
         self.procs.append((name, p))
         return p
@@ -144,10 +155,14 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=10 State=UP
         if not self.wait_for(idle, 60):
             raise Skip("the node never became idle:\n" + tail(self.log("slurmctld")) + tail(self.log("slurmd")))
 
+    deadline = None  # monotonic time by which the whole test must be tearing down (set in main)
+
     @staticmethod
     def wait_for(cond, seconds, step=0.5):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
+            if Cluster.deadline is not None and time.monotonic() > Cluster.deadline:
+                raise AssertionError("the test ran past its own deadline (QD_SLURM_TEST_BUDGET seconds)")
             if cond():
                 return True
             time.sleep(step)
@@ -179,6 +194,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=10 State=UP
         return st[0]
 
     def stop(self):
+        Cluster.deadline = None  # the teardown has its own bounded waits
         try:
             self.run(["scancel", "--full", "--user=root"], check=False, timeout=10)
             self.wait_for(lambda: not self.run(["squeue", "-h"], check=False, timeout=10).stdout.strip(), 20)
@@ -405,6 +421,15 @@ def main():
     if missing:
         print("skip: not installed: " + " ".join(missing) + " (Debian packages slurm-wlm munge openmpi-bin)")
         return SKIP
+    # a signal (CTest's timeout, ^C) ends the run through the finally below, which stops the daemons
+    def stop_on(signum, _frame):
+        raise SystemExit(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop_on)
+    # end well before CTest's TIMEOUT (600 s), so the teardown below always runs: a killed test could
+    # leave SLURM's step daemons behind
+    Cluster.deadline = time.monotonic() + float(os.environ.get("QD_SLURM_TEST_BUDGET", "420"))
     stub = os.path.join(a.repo, "tests", "slurm", "qdist-stub.sh")
     root = tempfile.mkdtemp(prefix="qdslurm-", dir="/tmp")  # short: the munge socket path is limited
     os.chmod(root, 0o755)
