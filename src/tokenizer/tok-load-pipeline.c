@@ -18,6 +18,8 @@ static const char *const RE_QWEN2 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}
 
 static const char *const RE_O200K = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+static const char *const RE_TEKKEN = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
 const char *qd_tok_type(const cJSON *o) {
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(o, "type");
     return cJSON_IsString(ty) ? ty->valuestring : NULL;
@@ -138,10 +140,11 @@ static qd_status add_pre(qd_tokenizer *t, const cJSON *o) {
         else if (strcmp(re->valuestring, RE_LLAMA3) == 0) st.split = QD_SPLIT_LLAMA3;
         else if (strcmp(re->valuestring, RE_QWEN2) == 0) st.split = QD_SPLIT_QWEN2;
         else if (strcmp(re->valuestring, RE_O200K) == 0) st.split = QD_SPLIT_O200K;
+        else if (strcmp(re->valuestring, RE_TEKKEN) == 0) st.split = QD_SPLIT_TEKKEN;
         else
             return qd_fail(QD_ERR_UNSUPPORTED,
                            "%s: pre_tokenizer Split regex '%.120s' is not supported (qdist implements the "
-                           "GPT-2, Llama-3, Qwen2 and o200k patterns)", t->path, re->valuestring);
+                           "GPT-2, Llama-3, Qwen2, o200k and Tekken patterns)", t->path, re->valuestring);
         if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated") != 0 || qd_tok_bool(o, "invert", 0))
             return qd_fail(QD_ERR_UNSUPPORTED,
                            "%s: pre_tokenizer Split: only behavior 'Isolated' without invert is supported", t->path);

@@ -9,6 +9,7 @@
  *   o200k:   [^\r\n\p{L}\p{N}]?U*L+C?|[^\r\n\p{L}\p{N}]?U+L*C?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|
  *            \s*[\r\n]+|\s+(?!\S)|\s+  with U = [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}], L = [\p{Ll}\p{Lm}\p{Lo}\p{M}],
  *            C = (?i:'s|'t|'re|'ve|'m|'ll|'d) (GPT-4o's tiktoken pattern, used by Phi-4-mini).
+ *   Tekken:  o200k without the C? suffixes and with \p{N} (Mistral's tiktoken-style pattern).
  * Every code point is matched by some alternative, so the pieces tile the input. */
 #include <stdlib.h>
 
@@ -60,25 +61,25 @@ static size_t contraction(const uint32_t *cp, size_t n, size_t pos) {
 }
 
 /* U*L+C? from q: the engine backs off the greedy U* until L+ can start (U and L share Lm, Lo, M) */
-static long o200k_alt1(const uint32_t *cp, const uint8_t *fl, size_t n, size_t q) {
+static long o200k_alt1(const uint32_t *cp, const uint8_t *fl, size_t n, size_t q, int suffix) {
     size_t maxu = 0;
     while (fl[q + maxu] & QD_UC_UPPERISH) maxu++;
     for (size_t k = maxu + 1; k-- > 0;) {
         if (!(fl[q + k] & QD_UC_LOWERISH)) continue;
         size_t end = q + k;
         while (fl[end] & QD_UC_LOWERISH) end++;
-        return (long)(end + contraction(cp, n, end));
+        return (long)(end + (suffix ? contraction(cp, n, end) : 0));
     }
     return -1;
 }
 
 /* U+L*C? from q */
-static long o200k_alt2(const uint32_t *cp, const uint8_t *fl, size_t n, size_t q) {
+static long o200k_alt2(const uint32_t *cp, const uint8_t *fl, size_t n, size_t q, int suffix) {
     if (!(fl[q] & QD_UC_UPPERISH)) return -1;
     size_t end = q;
     while (fl[end] & QD_UC_UPPERISH) end++;
     while (fl[end] & QD_UC_LOWERISH) end++;
-    return (long)(end + contraction(cp, n, end));
+    return (long)(end + (suffix ? contraction(cp, n, end) : 0));
 }
 
 static size_t split_cps(const uint32_t *cp, const uint8_t *fl, size_t n, int kind, uint32_t *ends) {
@@ -88,17 +89,19 @@ static size_t split_cps(const uint32_t *cp, const uint8_t *fl, size_t n, int kin
     while (pos < n) {
         uint32_t c = cp[pos];
         unsigned f = fl[pos];
-        if (kind == QD_SPLIT_O200K) {
+        int tiktoken = kind == QD_SPLIT_O200K || kind == QD_SPLIT_TEKKEN;
+        if (tiktoken) {
             /* [^\r\n\p{L}\p{N}]? tried with the character first, then without, for each alternative */
             int p_ok = c != '\r' && c != '\n' && !(f & (QD_UC_LETTER | QD_UC_NUMBER | F_END));
-            long e = p_ok ? o200k_alt1(cp, fl, n, pos + 1) : -1;
-            if (e < 0) e = o200k_alt1(cp, fl, n, pos);
-            if (e < 0 && p_ok) e = o200k_alt2(cp, fl, n, pos + 1);
-            if (e < 0) e = o200k_alt2(cp, fl, n, pos);
+            int sfx = kind == QD_SPLIT_O200K;
+            long e = p_ok ? o200k_alt1(cp, fl, n, pos + 1, sfx) : -1;
+            if (e < 0) e = o200k_alt1(cp, fl, n, pos, sfx);
+            if (e < 0 && p_ok) e = o200k_alt2(cp, fl, n, pos + 1, sfx);
+            if (e < 0) e = o200k_alt2(cp, fl, n, pos, sfx);
             if (e > 0) { pos = (size_t)e; EMIT(pos); continue; }
         }
         /* contractions */
-        if (kind != QD_SPLIT_O200K && c == '\'' && pos + 1 < n) {
+        if (!tiktoken && c == '\'' && pos + 1 < n) {
             uint32_t c1 = cp[pos + 1];
             if (lower_eq(c1, 's', fold) || lower_eq(c1, 't', fold) || lower_eq(c1, 'm', fold) ||
                 lower_eq(c1, 'd', fold)) {
@@ -128,7 +131,7 @@ static size_t split_cps(const uint32_t *cp, const uint8_t *fl, size_t n, int kin
             }
         } else {
             /* [^\r\n\p{L}\p{N}]?\p{L}+ (o200k's letter alternatives were tried above) */
-            if (kind != QD_SPLIT_O200K && !(c == '\r' || c == '\n' || IS(f, QD_UC_NUMBER)) &&
+            if (!tiktoken && !(c == '\r' || c == '\n' || IS(f, QD_UC_NUMBER)) &&
                 (IS(f, QD_UC_LETTER) || IS(fl[pos + 1], QD_UC_LETTER))) {
                 pos++;
                 while (IS(fl[pos], QD_UC_LETTER)) pos++;
@@ -136,7 +139,7 @@ static size_t split_cps(const uint32_t *cp, const uint8_t *fl, size_t n, int kin
             }
             /* \p{N}{1,3} or \p{N} */
             if (IS(f, QD_UC_NUMBER)) {
-                size_t maxrun = kind == QD_SPLIT_QWEN2 ? 1 : 3, run = 0;
+                size_t maxrun = (kind == QD_SPLIT_QWEN2 || kind == QD_SPLIT_TEKKEN) ? 1 : 3, run = 0;
                 while (IS(fl[pos], QD_UC_NUMBER)) {
                     pos++;
                     if (++run == maxrun) { EMIT(pos); run = 0; }
@@ -149,7 +152,7 @@ static size_t split_cps(const uint32_t *cp, const uint8_t *fl, size_t n, int kin
             if (OTHER(f2)) {
                 pos += (c == ' ');
                 while (OTHER(fl[pos])) pos++;
-                while (pos < n && (cp[pos] == '\r' || cp[pos] == '\n' || (kind == QD_SPLIT_O200K && cp[pos] == '/')))
+                while (pos < n && (cp[pos] == '\r' || cp[pos] == '\n' || (tiktoken && cp[pos] == '/')))
                     pos++;
                 EMIT(pos); continue;
             }

@@ -22,6 +22,11 @@ O200K_RE = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{
              r"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
+TEKKEN_RE = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|"
+             r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|"
+             r"\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
 def _train(tok, docs, vocab, specials, byte_level=True):
     kw = dict(vocab_size=vocab, special_tokens=specials, show_progress=False)
     if byte_level:
@@ -90,11 +95,11 @@ def digit_runs(docs, path):
     return _save(tok, path)
 
 
-def o200k(docs, path):
-    """GPT-4o's split (tiktoken o200k_base; Phi-4-mini's tokenizer.json)."""
+def o200k(docs, path, regex=O200K_RE):
+    """GPT-4o's split (tiktoken o200k_base; Phi-4-mini's tokenizer.json), or Mistral's Tekken one."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(O200K_RE), behavior="isolated", invert=False),
+        pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     _train(tok, docs, 4000, ["<|endoftext|>"])
@@ -161,6 +166,7 @@ BUILDERS = {
     "built-llama3": llama3,
     "built-qwen2-nfc": qwen2,
     "built-o200k": o200k,
+    "built-tekken": lambda docs, path: o200k(docs, path, regex=TEKKEN_RE),
     "built-starcoder-digits": starcoder,
     "built-digit-runs": digit_runs,
     "built-metaspace": metaspace,
