@@ -308,8 +308,6 @@ qd_status qd_be_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a) 
     QD_CHECK(groups_of(be, "gptq_sweep", a->K, a->group_size, &G));
     if (!a->loss_out || !a->block_size)
         return qd_fail(QD_ERR_INTERNAL, "backend %s: gptq_sweep: needs loss_out and block_size", be->iface->name);
-    if (a->static_groups && G == 1 && a->group_size && a->group_size < a->K)
-        return qd_fail(QD_ERR_INTERNAL, "backend %s: gptq_sweep: static groups need groups", be->iface->name);
     QD_CHECK(ref_ok(be, "gptq_sweep", "W", a->W, a->N * a->K));
     QD_CHECK(ref_ok(be, "gptq_sweep", "U", a->U, a->K * a->K));
     QD_CHECK(ref_ok(be, "gptq_sweep", "codes", a->codes, a->N * a->K));

@@ -105,7 +105,8 @@ struct qd_diag_add_args {
 qd_status qd_be_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
 
 /* In place on the SPD n x n matrix A: A <- U, the upper Cholesky factor of A^-1 (A^-1 = U^T U), the
- * strict lower triangle set to 0. GPTQ's "Hinv". Non-PD A: QD_ERR_NUMERIC, nothing printed, A
+ * strict lower triangle set to 0. GPTQ's "Hinv". The CPU backend factorises in fp64 (see blas.c);
+ * other backends must match it to ~1e-5 relative on U. Non-PD A: QD_ERR_NUMERIC, nothing printed, A
  * clobbered (the caller restores it from a copy before retrying with more damping). */
 struct qd_chol_inv_args {
     qd_ref A;
@@ -253,7 +254,8 @@ qd_status qd_be_quantize(qd_backend_t be, const struct qd_quantize_args *a);
  * static_groups, parameters of group c / group_size are computed at column c from the current global W
  * (which holds the updates of earlier blocks only) and stored at scales[c / group_size]. With
  * static_groups the caller filled scales/zeros (from the original W, original group order) and column
- * c uses group g = (perm ? perm[c] : c) / group_size. */
+ * c uses group g = (perm ? perm[c] : c) / group_size, or g = 0 when group_size <= 0 (GPTQ finds the
+ * single parameter set before zeroing dead columns, as IST / GPTQModel do). */
 struct qd_gptq_sweep_args {
     qd_qcfg cfg;
     qd_ref W, U, codes, scales, zeros;

@@ -3,6 +3,7 @@
  * inverse-Cholesky factor. */
 #include <cblas.h>
 #include <lapacke.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu-ops.h"
@@ -43,24 +44,36 @@ qd_status qd_cpu_hessian(qd_backend_t be, const struct qd_hessian_args *a) {
     return QD_OK;
 }
 
-/* The matrix is symmetric, so a row-major upper triangle is LAPACK's column-major lower one; calling
- * LAPACK column-major avoids LAPACKE's transposing copies. */
+/* In double precision: the damped Hessians of real activations reach condition numbers near 1e5, where
+ * an fp32 factorisation moves U's diagonal (and GPTQ's reported loss) by ~1e-3. The matrix is
+ * symmetric, so a row-major upper triangle is LAPACK's column-major lower one; calling LAPACK
+ * column-major avoids LAPACKE's transposing copies. */
 qd_status qd_cpu_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a) {
     (void)be;
     float *A = qd_ref_f32(a->A);
-    lapack_int n = (lapack_int)a->n, info;
-    info = LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', n, A, n);
-    if (info > 0) return QD_ERR_NUMERIC; /* not positive definite: the caller retries, no message */
-    if (info < 0) return qd_fail(QD_ERR_INTERNAL, "cpu backend: spotrf argument %d invalid", (int)-info);
-    info = LAPACKE_spotri_work(LAPACK_COL_MAJOR, 'L', n, A, n);
-    if (info > 0) return QD_ERR_NUMERIC;
-    if (info < 0) return qd_fail(QD_ERR_INTERNAL, "cpu backend: spotri argument %d invalid", (int)-info);
-    /* col-major lower = row-major upper holds the inverse: complete it, factor again */
-    mirror_upper(A, a->n);
-    info = LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', n, A, n);
-    if (info > 0) return QD_ERR_NUMERIC;
-    if (info < 0) return qd_fail(QD_ERR_INTERNAL, "cpu backend: spotrf argument %d invalid", (int)-info);
-    /* row-major upper now holds L^T = U with Hinv = U^T U; clear the rest */
-    for (size_t i = 0; i < a->n; i++) memset(A + i * a->n, 0, i * sizeof *A);
-    return QD_OK;
+    size_t n = a->n;
+    lapack_int ln = (lapack_int)n, info;
+    double *D = malloc(n * n * sizeof *D);
+    if (!D) return qd_fail(QD_ERR_NOMEM, "cpu backend: chol_inv: out of memory for %zu x %zu", n, n);
+    for (size_t i = 0; i < n * n; i++) D[i] = A[i];
+    qd_status st = QD_OK;
+    info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', ln, D, ln);
+    if (info == 0) info = LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', ln, D, ln);
+    if (info == 0) {
+        /* col-major lower = row-major upper holds the inverse: complete it, factor again */
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i + 1; j < n; j++) D[j * n + i] = D[i * n + j];
+        info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', ln, D, ln);
+    }
+    if (info > 0) {
+        st = QD_ERR_NUMERIC; /* not positive definite: the caller retries, no message */
+    } else if (info < 0) {
+        st = qd_fail(QD_ERR_INTERNAL, "cpu backend: LAPACK argument %d invalid", (int)-info);
+    } else {
+        /* row-major upper now holds L^T = U with Hinv = U^T U; the rest is cleared */
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++) A[i * n + j] = j < i ? 0.0f : (float)D[i * n + j];
+    }
+    free(D);
+    return st;
 }

@@ -16,7 +16,7 @@ qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a)
     size_t N = a->N, K = a->K, B = a->block_size;
     int grouped = a->group_size > 0 && a->group_size < K;
     size_t gs = grouped ? a->group_size : K;
-    int stat = a->static_groups && grouped;
+    int stat = a->static_groups; /* one group (gs <= 0): g is always 0 */
     float maxq = (float)((1 << a->cfg.bits) - 1);
     float *W = qd_ref_f32(a->W);
     const float *U = qd_ref_f32(a->U);
@@ -31,7 +31,7 @@ qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a)
         free(W1), free(E1), free(scale), free(zero);
         return qd_fail(QD_ERR_NOMEM, "cpu backend: gptq_sweep: out of memory for a %zu x %zu block", N, B);
     }
-    if (!grouped) {
+    if (!grouped && !stat) {
         /* one parameter set from the whole (prepared) W, before the sweep */
         for (size_t n = 0; n < N; n++) {
             qd_cpu_qparams(&a->cfg, W + n * K, K, 1, &scale[n], &zero[n]);
