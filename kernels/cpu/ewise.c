@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * ewise.c - data movement, elementwise ops and reductions of the CPU backend: plain loops. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu-ops.h"
@@ -123,12 +124,15 @@ qd_status qd_cpu_colstat(qd_backend_t be, const struct qd_colstat_args *a) {
     if (!a->accumulate) memset(out, 0, a->cols * 4);
     size_t gs = a->group_size;
     if (a->kind == QD_COLSTAT_ABS_SUM) {
-        /* per column in double: thousands of tokens summed in fp32 would drift */
-        for (size_t c = 0; c < a->cols; c++) {
-            double acc = 0;
-            for (size_t r = 0; r < a->rows; r++) acc += fabs((double)s[r * a->ld + c]);
-            out[c] += (float)acc;
+        /* accumulated in double (thousands of tokens summed in fp32 would drift), row by row */
+        double *acc = calloc(a->cols, sizeof *acc);
+        if (!acc) return qd_fail(QD_ERR_NOMEM, "cpu backend: colstat: out of memory for %zu columns", a->cols);
+        for (size_t r = 0; r < a->rows; r++) {
+            const float *row = s + r * a->ld;
+            for (size_t c = 0; c < a->cols; c++) acc[c] += fabs((double)row[c]);
         }
+        for (size_t c = 0; c < a->cols; c++) out[c] += (float)acc[c];
+        free(acc);
         return QD_OK;
     }
     for (size_t r = 0; r < a->rows; r++) {

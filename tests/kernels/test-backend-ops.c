@@ -203,6 +203,17 @@ static void test_permute_ewise(void) {
     }
     QD_EXPECT(err < 1e-5);
     free(s);
+    qd_be_colstat(be, &(struct qd_colstat_args){.kind = QD_COLSTAT_ABS_SUM, .out = QD_REF(bs, 0), .src = QD_REF(bA, 0),
+                                                .rows = R, .cols = C, .ld = C});
+    s = down(bs);
+    err = 0;
+    for (size_t c = 0; c < C; c++) {
+        double e = 0;
+        for (size_t rr = 0; rr < R; rr++) e += fabs(A[rr * C + c]);
+        err = fmax(err, fabs(e - s[c]));
+    }
+    QD_EXPECT(err < 1e-5);
+    free(s);
     qd_buf_free(bs);
     qd_buf_free(bA), qd_buf_free(bB), qd_buf_free(bv), qd_buf_free(bO), qd_buf_free(bP);
     free(A), free(Bm), free(v);
