@@ -145,7 +145,7 @@ def main():
             if not a.no_ref:
                 t = time.time()
                 r = qm.quantize_model((cfg, w), calib, method, bits, gs, sym, act_order=act,
-                                      dtype=np.dtype(a.ref_dtype).type)
+                                      dtype=np.dtype(a.ref_dtype).type, chain_f16_scales=True)
                 ref_ppl = qm.perplexity(r, toks, eseq)[0]
                 note += f"ref {time.time() - t:.0f}s "
             if have_q:

@@ -19,7 +19,9 @@ Where the reference tools differ, this file follows (and the switches name the o
     seqlen; codes do not depend on it.
   - dead columns (diag(H) == 0): H[i,i] = 1, W[:, i] = 0, before act-order and before static groups.
   - gs = -1: one MinMax over the whole W before the loop (IST/GPTQModel call find_params at the top
-    of fasterquant, i.e. on W BEFORE the dead columns are zeroed).
+    of fasterquant, i.e. on W BEFORE the dead columns are zeroed; algorithms.md's "(updated) W" is
+    ambiguous). `perchannel_after_dead=True` takes it after the zeroing, qdist's documented choice;
+    the two differ only when a column is dead.
   - non-static groups: params from the GLOBAL W[:, c:c+gs] at each group boundary c (holds the
     lazy updates of earlier 128-blocks, not the in-block ones).
   - static_groups: params per original-order group from W after dead zeroing, before the sweep;
@@ -168,7 +170,8 @@ def rtn(W, bits=4, gs=128, sym=True, mse=False, dtype=np.float64, ist_sym_quirk=
     g_idx = np.arange(K) // gsz
     deq = (codes - zeros[g_idx].T) * scales[g_idx].T
     return dict(codes=codes, scales=scales, zeros=zeros, g_idx=g_idx.astype(np.int64),
-                dequant=deq, tie_margin=margin, loss=None, damp=None, fallback=None)
+                dequant=deq, tie_margin=margin, loss=float(np.sum((W - deq) ** 2) / 2), damp=None,
+                fallback=None)
 
 
 # ==============================================================================================
@@ -189,7 +192,8 @@ def _chol_inverse_upper(H):
 
 
 def gptq(W, H, bits=4, gs=128, sym=True, act_order=False, static_groups=False, percdamp=0.01,
-         mse=False, blocksize=128, dtype=np.float64, ist_sym_quirk=False, damp_increment=0.0015):
+         mse=False, blocksize=128, dtype=np.float64, ist_sym_quirk=False, damp_increment=0.0015,
+         perchannel_after_dead=False):
     """GPTQ of one Linear. W [N,K], H [K,K]. Returns codes [N,K] (original column order),
     scales/zeros [G,N], g_idx [K], loss (float), damp (percdamp finally used), dequant [N,K],
     fallback (None or 'rtn'), tie_margin [N,K]."""
@@ -204,12 +208,14 @@ def gptq(W, H, bits=4, gs=128, sym=True, act_order=False, static_groups=False, p
     qp = dict(bits=bits, sym=sym, mse=mse, ist_sym_quirk=ist_sym_quirk)
 
     # gs = -1: one MinMax over the whole W, before dead columns (IST/GPTQModel: top of fasterquant)
-    if gs == -1:
+    if gs == -1 and not perchannel_after_dead:
         cur_scale, cur_zero = minmax_params(W, **qp)
 
     dead = np.diag(H) == 0
     H[dead, dead] = 1
     W[:, dead] = 0
+    if gs == -1 and perchannel_after_dead:     # qdist's documented choice (docs/numerics.md)
+        cur_scale, cur_zero = minmax_params(W, **qp)
 
     groups = None
     if static_groups and gs != -1:
@@ -297,7 +303,8 @@ def gptq(W, H, bits=4, gs=128, sym=True, act_order=False, static_groups=False, p
     margin = margin[:, invperm]
     return dict(codes=codes, scales=scales, zeros=zeros, g_idx=g_idx.astype(np.int64),
                 dequant=Q, loss=float(Losses.sum()), damp=pd, fallback=fallback,
-                tie_margin=margin, perm=perm)
+                tie_margin=margin, perm=perm, diag_mean=float(diag_mean),
+                row_loss=Losses.sum(axis=1))
 
 
 # ==============================================================================================
@@ -325,7 +332,7 @@ def awq_pseudo_quant(w, bits, gs, sym=False, ztie=0):
         q = np.clip(np.round(x / s) + z, 0, maxq)
         deq = (q - z) * s
     else:
-        mx = np.abs(x).max(axis=1, keepdims=True)
+        mx = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-5)
         maxi, mini = 2 ** (bits - 1) - 1, -(2 ** (bits - 1))
         s = mx / maxi
         qs = np.clip(np.round(x / s), mini, maxi)

@@ -15,7 +15,9 @@ GPTQ (IST / GPTQModel):
   a group comes from a forward of the block in which the earlier groups already hold their
   dequantised weights. H = (2/T) X^T X, T = nsamples * seqlen tokens.
   The dequantised weight put back into the model is float32 (scale * (q - zero) rounded to f32, as
-  an fp32 engine stores it); `chain_f16_scales=True` instead uses F16-rounded scales in the chain.
+  an fp32 engine stores it); `chain_f16_scales=True` instead uses F16-rounded scales, in the chain
+  and in the fake-quantised state (qdist's documented choice: its fake output equals its export).
+RTN/AWQ "loss" = sum (w - q)^2 / 2 over the (scaled, clipped) weight, as qdist reports it.
 AWQ (AutoAWQ): per block, inputs of every Linear recorded from one forward of the unmodified block,
   whose output is the next block's input (full-precision chain); scales of all mappings searched
   against the unmodified block, then applied (norm weights divided, weights multiplied, cached inputs
@@ -58,6 +60,8 @@ def _f16_round(x):
 
 
 def _chain_weight(res, chain_f16_scales):
+    """the weight a quantized Linear carries on: scale * (q - zero) as float32; with
+    chain_f16_scales the scales are first rounded to F16 (qdist's fake output and chain)."""
     if chain_f16_scales:
         g = res["g_idx"]
         s = _f16_round(res["scales"])[g].T
@@ -94,7 +98,7 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
                     continue
                 r = qref.rtn(lw[name + ".weight"], bits, gs, sym, mse, dtype)
                 layers[p + name] = r
-                state[p + name + ".weight"] = np.asarray(r["dequant"], dtype=np.float32)
+                state[p + name + ".weight"] = _chain_weight(r, chain_f16_scales)
             continue
         if method == "gptq":
             groups = SEQUENTIAL if true_sequential else [sum(SEQUENTIAL, [])]
@@ -118,7 +122,8 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
             lw = {k: v.astype(dtype) for k, v in lw.items()}     # search/apply/clip in dtype
             hooks = {}
             x_next = qf.block_forward(x, lw, cfg, cos, sin, hooks)
-            _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, awq_clip, p, layers, skip, log)
+            _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, awq_clip, p, layers, skip, log,
+                       chain_f16_scales)
             x = x_next
         else:
             raise ValueError(method)
@@ -127,7 +132,8 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
     return dict(layers=layers, state=state, cfg=cfg)
 
 
-def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, log):
+def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, log,
+               chain_f16_scales=False):
     W = lambda n: lw[n + ".weight"]  # noqa: E731
     q, k, v, o = "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"
     g, u, d = "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"
@@ -186,10 +192,11 @@ def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, l
         if clip_tie is not None:     # a clip choice decided by a zero-point tie: the group is a tie
             margin = np.where(np.repeat(clip_tie, gsz, axis=1), 0.0, margin)
         r = dict(codes=codes, scales=sc, zeros=zs, g_idx=np.arange(K) // gsz, dequant=deq,
-                 tie_margin=margin, loss=None, damp=None, fallback=None,
+                 tie_margin=margin, loss=float(np.sum((W(n) - deq) ** 2) / 2), damp=None,
+                 fallback=None,
                  awq_scale=scale_of.get(n, (None, None))[0], ratio=scale_of.get(n, (None, None))[1])
         layers[p + n] = r
-        lw[n + ".weight"] = np.asarray(deq, dtype=np.float32)
+        lw[n + ".weight"] = _chain_weight(r, chain_f16_scales)
 
 
 def perplexity(model, tokens, seqlen, dtype=np.float32):
