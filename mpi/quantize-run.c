@@ -427,18 +427,8 @@ static qd_status write_report(const qd_run_opts *o, const qd_stage *stage, int n
 }
 
 static qd_status prepare_meta(const char *model_dir, const char *meta) {
-    static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                        "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"};
     QD_CHECK(qd_mkdir_p(meta));
-    char a[4200], b[4200];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        QD_CHECK(qd_path_join(a, sizeof a, model_dir, files[i]));
-        if (!qd_path_exists(a)) continue;
-        QD_CHECK(qd_path_join(b, sizeof b, meta, files[i]));
-        QD_CHECK(qd_copy_file(a, b));
-    }
-    return QD_OK;
+    return qd_model_copy_meta_files(model_dir, meta);
 }
 
 static qd_status export_from_staging(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging,

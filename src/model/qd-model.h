@@ -74,4 +74,8 @@ qd_part qd_model_classify(const qd_model_cfg *cfg, const char *tensor_name, int 
 int qd_model_linear_names(const qd_model_cfg *cfg, const char **names, int *groups);
 const char *qd_arch_supported_list(void); /* "LlamaForCausalLM, MistralForCausalLM, ..." */
 
+/* Copy config.json, generation_config.json and the tokenizer files that exist in src_dir to dst_dir
+ * (what a converted checkpoint carries over besides its weights). */
+qd_status qd_model_copy_meta_files(const char *src_dir, const char *dst_dir);
+
 #endif

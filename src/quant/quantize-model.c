@@ -145,20 +145,6 @@ static qd_status write_block(run_state *r, const qd_block_w *w, const qd_qresult
     return QD_OK;
 }
 
-static qd_status copy_meta(const char *src, const char *dst) {
-    static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                        "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"};
-    char a[4096], b[4096];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        QD_CHECK(qd_path_join(a, sizeof a, src, files[i]));
-        if (!qd_path_exists(a)) continue;
-        QD_CHECK(qd_path_join(b, sizeof b, dst, files[i]));
-        QD_CHECK(qd_copy_file(a, b));
-    }
-    return QD_OK;
-}
-
 static qd_status write_report(run_state *r, const char *dir, double wall) {
     const qd_quantize_model_opts *o = r->o;
     const qd_qspec *s = &o->q.base;
@@ -262,7 +248,7 @@ qd_status qd_quantize_model(qd_backend_t be, const qd_quantize_model_opts *o) {
     st = qd_stw_finish(r.stw);
     r.stw = NULL;
     if (st != QD_OK) goto fail;
-    QD_CHECK_GOTO(copy_meta(o->model_dir, qd_outdir_path(od)), st, fail);
+    QD_CHECK_GOTO(qd_model_copy_meta_files(o->model_dir, qd_outdir_path(od)), st, fail);
     QD_CHECK_GOTO(write_report(&r, qd_outdir_path(od), now_s() - t0), st, fail);
     st = qd_outdir_commit(od);
     od = NULL;
