@@ -8,7 +8,8 @@
 #     gptq70b   bench-gptq-layer on Llama-3-70B layer shapes (one block; all 80 have these shapes), fp32 and tf32
 #     qwen7b    bench-gptq-layer on Qwen2.5-7B layer shapes, tf32
 #     torch8b   the torch reference GPTQ (bench/torch_gptq_ref.py) on the same Llama-3-8B shapes
-#     e2e       gen_synthetic.py Llama-3-8B + `qdist quantize --device cuda` end to end, when the command exists
+#     e2e       gen_synthetic.py Llama-3-8B (E2E_BLOCKS blocks) + `qdist quantize --backend cuda` end to end
+#     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%
 # Missing build dependencies (cJSON, OpenBLAS, LAPACKE) are unpacked from .deb/*.deb when the system lacks
 # them; CMake is tried first, a direct nvcc/gcc build of the few libraries the benchmarks need second.
 # Logs go to $OUT (or ./bench-out) and a summary table is printed last.
@@ -100,6 +101,9 @@ for s in $STAGES; do
     log "bench qwen2.5-7b tf32"; QD_CUDA_MATH=tf32 $RUN $B/bench-gptq-layer --model qwen2.5-7b --reps 1 2>&1 | tee -a "$OUT/bench-qwen.log";;
   torch8b)
     log "torch reference llama3-8b"; timeout 300 python3 bench/torch_gptq_ref.py --model llama3-8b 2>&1 | tee -a "$OUT/torch-8b.log";;
+  equality)
+    cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
+    log "fixture equality cpu vs cuda"; $RUN python3 bench/cuda_equality.py --qdist $B/qdist 2>&1 | tee "$OUT/equality.log" | grep -v '^\$ ';;
   e2e)
     if grep -q "not implemented yet" src/cli/cmd-quantize.c; then log "e2e: qdist quantize is still a placeholder in this tree: skipped"; continue; fi
     nb=${E2E_BLOCKS:-4}
