@@ -94,7 +94,9 @@ extern "C" qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_swee
     double *lossp = (double *)((char *)ws + ebytes);
     QD_CUDA_CHECK(cudaMemsetAsync(lossp, 0, N * sizeof(double), c->stream));
     QD_CUDA_CHECK(cudaFuncSetAttribute(k_sweep_block, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    if (!grouped) QD_CHECK(qd_cu_qparams_groups(c, &a->cfg, W, K, N, K, 0, 1, S, Z));
+    /* one group: its parameters from the whole W before the sweep, unless the caller gave them
+     * (static_groups: GPTQ finds them before zeroing dead columns, as the CPU backend expects) */
+    if (!grouped && !a->static_groups) QD_CHECK(qd_cu_qparams_groups(c, &a->cfg, W, K, N, K, 0, 1, S, Z));
     unsigned nb = (unsigned)((N + SW_R - 1) / SW_R);
     for (size_t i1 = 0; i1 < K; i1 += B) {
         size_t i2 = i1 + B < K ? i1 + B : K, cnt = i2 - i1;
