@@ -5,9 +5,11 @@ quantized chain; AWQ: full-precision chain). qdist is run with the same pre-toke
 (IDS.jsonl, one line per calibration window, so concat mode cannot cut them differently) and
 `--format fake`; its per-layer integer codes (<prefix>.qd_codes) must equal the reference's on at
 least 99.9% of the weights of the model (ties excluded as in test_ref_layer.py). On failure the
-per-layer fractions are printed. GPTQ losses of block 0 (identical inputs on both sides) and all RTN
-losses must agree to 1e-3; later GPTQ blocks are fed by quantized outputs, so their loss differences
-are printed, not asserted. The reference uses F16-rounded scales in the chain as qdist does.
+per-layer fractions are printed. GPTQ runs are teacher-forced (the reference chain carries on with
+qdist's quantized weights, so each layer is compared on the same inputs; free-running, exact rounding
+ties upstream legitimately make the runs drift apart: see tests/ref/qref_model.py). GPTQ and RTN
+losses must agree to 1e-3 (plus the loss share of rows that diverged at a tie). The reference uses
+F16-rounded scales in the chain as qdist does.
 Fixtures: stories260K-hf (shared) and fixtures/pycode-16m (when present, its first 2 blocks),
 few samples, short seqlen (T = nsamples*seqlen <= 1023, so AWQ's clip sampling input[::T//512]
 takes every token and cannot depend on the order in which qdist's concat mode shuffles the rows).
@@ -169,11 +171,18 @@ def _compare_model(model_dir, nsamples, seqlen, gs_want, run):
     cfg, w = qf.load_model_dir(model_dir)
     gs = _group_size(cfg, gs_want)
     calib = _calib(model_dir, nsamples, seqlen)
-    # qdist feeds block i+1 (and writes the fake weights) with F16-rounded scales (docs/numerics.md)
-    ref = qm.quantize_model((cfg, w), calib, method, bits, gs, sym, act_order=act,
-                            chain_f16_scales=True)
     with tempfile.TemporaryDirectory(prefix="qd-refmodel-") as d:
         got, losses = _qdist_fake(model_dir, calib, method, bits, gs, sym, act, d)
+    # GPTQ is teacher-forced: the reference quantizes every layer itself but carries on with qdist's
+    # quantized weights (its fake .weight = the weights its own chain used, docs/numerics.md), so a
+    # legitimate tie flip upstream cannot change the Hessians downstream (qref_model.py header).
+    # The reference otherwise uses F16-rounded scales in the chain as qdist does.
+    force = None
+    if method == "gptq":
+        force = {k[:-len(".weight")]: v for k, v in got.items()
+                 if k.endswith(".weight") and k[:-len(".weight")] + ".qd_codes" in got}
+    ref = qm.quantize_model((cfg, w), calib, method, bits, gs, sym, act_order=act,
+                            chain_f16_scales=True, force=force)
     codes = {}
     for name in ref["layers"]:
         assert name + ".qd_codes" in got, f"{name}.qd_codes missing from qdist's fake output"
@@ -182,6 +191,7 @@ def _compare_model(model_dir, nsamples, seqlen, gs_want, run):
         if gi is not None:
             assert (gi.astype(np.int64) == ref["layers"][name]["g_idx"]).all(), name + " g_idx"
     per, frac = qm.compare_codes(ref["layers"], codes)
+    tie_rows = {n: qref.match_codes(r, codes[n])[3].any(axis=1) for n, r in ref["layers"].items()}
     lines = [f"  {n}: {e / t:.5f} ({t - e} differ, {ties} ties)" for n, (e, t, ties) in per.items()]
     loss_lines, bad0 = [], []
     if method in ("gptq", "rtn"):
@@ -191,7 +201,10 @@ def _compare_model(model_dir, nsamples, seqlen, gs_want, run):
                 continue
             rel = abs(losses[key] - r["loss"]) / r["loss"]
             loss_lines.append(f"  {n}: qdist {losses[key]:.6g} ref {r['loss']:.6g} rel {rel:.2e}")
-            if (n.startswith("model.layers.0.") or method == "rtn") and rel > 1e-3:
+            tol = 1e-3
+            if "row_loss" in r:       # rows diverged at a tie: their loss share is tolerated
+                tol += float(r["row_loss"][tie_rows[n]].sum()) / r["loss"]
+            if rel > tol:
                 bad0.append(n)
     msg = (f"{os.path.basename(model_dir)} {run} gs={gs}: codes equal {frac:.6f}\n" + "\n".join(lines)
            + ("\nlosses:\n" + "\n".join(loss_lines) if loss_lines else ""))

@@ -59,6 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 TIE_EPS = 1e-4   # |frac(x/scale) - 0.5| below this (in code units) counts as a rounding tie
+CLIP_NEAR = 1e-3  # AWQ clip: candidates whose errors are this close (relative) are a decision tie
 
 
 # ==============================================================================================
@@ -422,18 +423,27 @@ def awq_search_clip(w, x, bits, gs, n_grid=20, max_shrink=0.5, n_sample_token=51
         for ztie in ((0, -1, 1) if (return_ties and not sym) else (0,)):
             best_max = org_max.copy()
             min_err = np.full(org_max.shape, 1e9)
+            errs = []
             for i_s in range(int(max_shrink * n_grid)):
                 mx = org_max * (1 - i_s / n_grid)
                 cur = np.clip(wb, -mx, mx)
                 qw = awq_pseudo_quant(cur.reshape(-1, K), bits, gs, sym, ztie)[0].reshape(wb.shape)
                 out = _group_dot(xg, qw)
                 err = ((out - org_out) ** 2).mean(axis=1)[..., None]   # [n, G, 1]
+                errs.append(err[..., 0])
                 better = err < min_err
                 min_err = np.where(better, err, min_err)
                 best_max = np.where(better, mx, best_max)
             picks.append(best_max[..., 0])
+            if ztie == 0:
+                # near ties: another shrink within CLIP_NEAR (relative) of the best error, where
+                # float32 noise in err (a mean of squared small differences of large dot products)
+                # can pick either
+                e = np.stack(errs)                                  # [steps, n, G]
+                emin = e.min(axis=0)
+                near = ((e <= emin * (1 + CLIP_NEAR)).sum(axis=0) > 1)
         best_all.append(picks[0])
-        tie_all.append(np.any([p != picks[0] for p in picks], axis=0))
+        tie_all.append(np.any([p != picks[0] for p in picks], axis=0) | near)
     if return_ties:
         return np.concatenate(best_all, axis=0), np.concatenate(tie_all, axis=0)
     return np.concatenate(best_all, axis=0)

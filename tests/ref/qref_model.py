@@ -18,6 +18,13 @@ GPTQ (IST / GPTQModel):
   an fp32 engine stores it); `chain_f16_scales=True` instead uses F16-rounded scales, in the chain
   and in the fake-quantised state (qdist's documented choice: its fake output equals its export).
 RTN/AWQ "loss" = sum (w - q)^2 / 2 over the (scaled, clipped) weight, as qdist reports it.
+Teacher forcing (`force={prefix: dequantised weight}`, GPTQ): each layer is still quantized by the
+reference, but the chain carries on with the given (e.g. qdist's) weights. Without it, one code
+that two correct tools round differently at an exact tie (frequent with --sym: a group's extreme
+value sits at exactly -(maxq+1)/2 code units) changes the next groups' Hessians materially and the
+two runs drift apart layer after layer (measured: float32 vs float64 reference on stories260K W4
+per-channel sym: block 0 100% apart from tie rows, then 82-97% per layer); with forcing, every
+layer is compared on the same inputs.
 AWQ (AutoAWQ): per block, inputs of every Linear recorded from one forward of the unmodified block,
   whose output is the next block's input (full-precision chain); scales of all mappings searched
   against the unmodified block, then applied (norm weights divided, weights multiplied, cached inputs
@@ -73,7 +80,7 @@ def _chain_weight(res, chain_f16_scales):
 def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_order=False,
                    static_groups=False, percdamp=0.01, mse=False, true_sequential=True,
                    dtype=np.float64, chain_f16_scales=False, awq_clip=True, skip=(),
-                   log=None):
+                   log=None, force=None):
     """model: HF directory or (Config, weights). Returns dict:
        layers: {"model.layers.i.<linear>": per-layer result (codes, scales, zeros, g_idx, loss,
                 damp, dequant, fallback, tie_margin, [awq: awq_scale, ratio])}
@@ -113,7 +120,12 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
                                   percdamp, mse, dtype=dtype)
                     r["nsamples_tokens"] = hooks[grp[0]].size // hooks[grp[0]].shape[-1]
                     layers[p + name] = r
-                    lw[name + ".weight"] = _chain_weight(r, chain_f16_scales)
+                    if force is not None and p + name in force:
+                        # teacher forcing: carry on with the other tool's quantized weight, so
+                        # every later layer is compared on the same inputs (see the header)
+                        lw[name + ".weight"] = np.asarray(force[p + name], dtype=np.float32)
+                    else:
+                        lw[name + ".weight"] = _chain_weight(r, chain_f16_scales)
                     if log:
                         log(f"{p + name}: loss {r['loss']:.6g} damp {r['damp']:.4g}"
                             f"{' fallback ' + r['fallback'] if r['fallback'] else ''}")
