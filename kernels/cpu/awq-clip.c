@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * awq-clip.c - AWQ's clip search (AutoAWQ auto_clip) on the CPU, one input-channel group at a time:
- * the reference output W_g X_g^T and each candidate's Q(clamp(W_g)) X_g^T are GEMMs. */
+ * the reference output W_g X_g^T and each candidate's Q(clamp(W_g)) X_g^T are GEMMs, in fp64: the
+ * errors compared are small differences of O(1) outputs, and in fp32 near-equal shrink candidates
+ * would swap (a whole group's codes change when they do). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -18,15 +20,17 @@ qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
     float *W = qd_ref_f32(a->W);
     const float *X = qd_ref_f32(a->X);
     float *best_out = a->best_out.buf ? qd_ref_f32(a->best_out) : NULL;
-    float *org = malloc(N * T * sizeof *org), *cur = malloc(N * T * sizeof *cur);
+    double *org = malloc(N * T * sizeof *org), *cur = malloc(N * T * sizeof *cur);
+    double *Xd = malloc(T * K * sizeof *Xd), *Wd = malloc(N * gs * sizeof *Wd), *Qd = malloc(N * gs * sizeof *Qd);
     float *Wg = malloc(N * gs * sizeof *Wg), *Qg = malloc(N * gs * sizeof *Qg);
     float *omax = malloc(N * sizeof *omax), *bmax = malloc(N * sizeof *bmax);
     double *berr = malloc(N * sizeof *berr);
-    if (!org || !cur || !Wg || !Qg || !omax || !bmax || !berr) {
-        free(org), free(cur), free(Wg), free(Qg), free(omax), free(bmax), free(berr);
+    if (!org || !cur || !Xd || !Wd || !Qd || !Wg || !Qg || !omax || !bmax || !berr) {
+        free(org), free(cur), free(Xd), free(Wd), free(Qd), free(Wg), free(Qg), free(omax), free(bmax), free(berr);
         return qd_fail(QD_ERR_NOMEM, "cpu backend: awq_clip: out of memory (%zu rows, %zu tokens)", N, T);
     }
     int steps = (int)(a->max_shrink * (float)a->grid);
+    for (size_t i = 0; i < T * K; i++) Xd[i] = X[i];
     for (size_t g = 0; g < G; g++) {
         for (size_t n = 0; n < N; n++) {
             memcpy(Wg + n * gs, W + n * K + g * gs, gs * sizeof *Wg);
@@ -36,8 +40,9 @@ qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
             bmax[n] = m;
             berr[n] = INFINITY;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)T, (int)gs, 1.0f, Wg, (int)gs,
-                    X + g * gs, (int)K, 0.0f, org, (int)T);
+        for (size_t i = 0; i < N * gs; i++) Wd[i] = Wg[i];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)T, (int)gs, 1.0, Wd, (int)gs,
+                    Xd + g * gs, (int)K, 0.0, org, (int)T);
         for (int i = 0; i < steps; i++) {
             float f = (float)(1.0 - (double)i / a->grid);
             for (size_t n = 0; n < N; n++) {
@@ -51,12 +56,13 @@ qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
                 qd_cpu_qparams(&a->cfg, q, gs, 1, &scale, &zero);
                 for (size_t k = 0; k < gs; k++) q[k] = qd_cpu_qvalue(q[k], scale, zero, maxq, NULL);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)T, (int)gs, 1.0f, Qg, (int)gs,
-                        X + g * gs, (int)K, 0.0f, cur, (int)T);
+            for (size_t i = 0; i < N * gs; i++) Qd[i] = Qg[i];
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)T, (int)gs, 1.0, Qd, (int)gs,
+                        Xd + g * gs, (int)K, 0.0, cur, (int)T);
             for (size_t n = 0; n < N; n++) {
                 double e = 0;
                 for (size_t t = 0; t < T; t++) {
-                    double d = (double)cur[n * T + t] - org[n * T + t];
+                    double d = cur[n * T + t] - org[n * T + t];
                     e += d * d;
                 }
                 e /= (double)T;
@@ -73,6 +79,6 @@ qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
             if (best_out) best_out[n * G + g] = m;
         }
     }
-    free(org), free(cur), free(Wg), free(Qg), free(omax), free(bmax), free(berr);
+    free(org), free(cur), free(Xd), free(Wd), free(Qd), free(Wg), free(Qg), free(omax), free(bmax), free(berr);
     return QD_OK;
 }

@@ -135,13 +135,17 @@ qd_status qd_cpu_colstat(qd_backend_t be, const struct qd_colstat_args *a) {
         free(acc);
         return QD_OK;
     }
+    double *acc = calloc(a->cols, sizeof *acc);
+    if (!acc) return qd_fail(QD_ERR_NOMEM, "cpu backend: colstat: out of memory for %zu columns", a->cols);
     for (size_t r = 0; r < a->rows; r++) {
         const float *row = s + r * a->ld;
         for (size_t g = 0; g < a->cols; g += gs) {
             float m = 0;
             for (size_t c = g; c < g + gs; c++) m = fmaxf(m, fabsf(row[c]));
-            for (size_t c = g; c < g + gs; c++) out[c] += fabsf(row[c]) / (m + 1e-6f);
+            for (size_t c = g; c < g + gs; c++) acc[c] += fabsf(row[c]) / (m + 1e-6f);
         }
     }
+    for (size_t c = 0; c < a->cols; c++) out[c] += (float)acc[c];
+    free(acc);
     return QD_OK;
 }
