@@ -81,7 +81,7 @@ def test_ref_awq_scaling_preserves_the_function():
     m = _model_or_skip(STORIES)
     cfg, w = qf.load_model_dir(m)
     calib = _calib(m, 4, 64)
-    r = qm.quantize_model((cfg, w), calib, "awq", bits=16, gs=-1, sym=False)
+    r = qm.quantize_model((cfg, w), calib, "awq", bits=16, gs=-1, sym=False, awq_tie_analysis=False)
     assert any(not np.allclose(r["state"][k], w[k]) for k in w if k.endswith("layernorm.weight"))
     a = qf.logits(calib, w, cfg)
     b = qf.logits(calib, r["state"], cfg)
@@ -93,12 +93,12 @@ def test_ref_awq_scaling_preserves_the_function():
 def test_ref_gptq_and_awq_beat_rtn():
     m = _model_or_skip(STORIES)
     cfg, w = qf.load_model_dir(m)
-    calib = _calib(m, 8, 128)
-    toks = _eval_tokens(m, 8 * 128)
+    calib = _calib(m, 4, 128)
+    toks = _eval_tokens(m, 6 * 128)
     fp = qm.perplexity((cfg, w), toks, 128)[0]
     res = {}
     for meth, sym in (("rtn", True), ("gptq", True), ("awq", False)):
-        r = qm.quantize_model((cfg, w), calib, meth, bits=3, gs=-1, sym=sym)
+        r = qm.quantize_model((cfg, w), calib, meth, bits=3, gs=-1, sym=sym, awq_tie_analysis=False)
         res[meth] = qm.perplexity(r, toks, 128)[0]
     print(f"stories260K W3 per-channel ppl: fp {fp:.3f} {res}")
     assert fp < res["gptq"] < res["rtn"] and res["awq"] < res["rtn"]

@@ -50,9 +50,11 @@ Where the reference tools differ, this file follows (and the switches name the o
     done here in batches of 256 rows whatever N is (AutoAWQ asserts N % 64 == 0);
   - pseudo-quant asym: s = clamp(max - min, 1e-5) / maxq, z = clamp(-round(min / s), 0, maxq),
     range NOT widened to include 0. NOTE: when the clip clamps both ends of a group (min = -m,
-    max = m), -min/s = maxq/2 = 7.5 exactly in real arithmetic, so z (7 or 8) is decided by float
-    rounding noise; such groups are marked as ties (tie_margin 0) and the clip choice of their row
-    can differ between two correct implementations as well.
+    max = m), -min/s = maxq/2 = 7.5 exactly in real arithmetic, and every clamped element sits at
+    exactly +-7.5 code units, so z and those codes are decided by float rounding noise, and with
+    them that candidate's error and possibly the clip choice. Such groups are marked as ties
+    (tie_margin 0); the clip search is rerun with all ties resolved down / up / mixed, and
+    (row, group)s whose choice changes (or whose best errors are within CLIP_NEAR) are ties too.
 """
 from __future__ import annotations
 
@@ -326,11 +328,20 @@ def awq_pseudo_quant(w, bits, gs, sym=False, ztie=0):
         mn = x.min(axis=1, keepdims=True)
         s = np.maximum(mx - mn, 1e-5) / maxq
         z = np.clip(-np.round(mn / s), 0, maxq)
-        if ztie:    # resolve zero-point ties (see below) down (-1) or up (+1) instead of by noise
+        r = np.round(x / s)
+        if ztie:
+            # resolve exact ties down (-1) or up (+1) instead of by float noise: ztie = zdir, or
+            # (zdir, edir) for the zero point and the elements separately. After a clip that
+            # clamps both ends, -min/s = maxq/2 and every clamped element sits at +-maxq/2 code
+            # units: all of them are ties (see the header)
+            zdir, edir = (ztie, ztie) if np.isscalar(ztie) else ztie
             zr = -mn / s
             t = np.abs(np.abs(zr - np.floor(zr)) - 0.5) < TIE_EPS
-            z = np.where(t, np.clip(np.floor(zr) if ztie < 0 else np.ceil(zr), 0, maxq), z)
-        q = np.clip(np.round(x / s) + z, 0, maxq)
+            z = np.where(t, np.clip(np.floor(zr) + (zdir > 0), 0, maxq), z)
+            xr = x / s
+            te = np.abs(np.abs(xr - np.floor(xr)) - 0.5) < TIE_EPS
+            r = np.where(te, np.floor(xr) + (edir > 0), r)
+        q = np.clip(r + z, 0, maxq)
         deq = (q - z) * s
     else:
         mx = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-5)
@@ -420,7 +431,8 @@ def awq_search_clip(w, x, bits, gs, n_grid=20, max_shrink=0.5, n_sample_token=51
         org_max = np.abs(wb).max(axis=-1, keepdims=True)    # [n, G, 1]
         org_out = _group_dot(xg, wb)
         picks = []
-        for ztie in ((0, -1, 1) if (return_ties and not sym) else (0,)):
+        modes = (0, (-1, -1), (1, 1), (-1, 1), (1, -1)) if (return_ties and not sym) else (0,)
+        for ztie in modes:
             best_max = org_max.copy()
             min_err = np.full(org_max.shape, 1e9)
             errs = []

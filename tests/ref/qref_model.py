@@ -80,7 +80,7 @@ def _chain_weight(res, chain_f16_scales):
 def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_order=False,
                    static_groups=False, percdamp=0.01, mse=False, true_sequential=True,
                    dtype=np.float64, chain_f16_scales=False, awq_clip=True, skip=(),
-                   log=None, force=None):
+                   log=None, force=None, awq_tie_analysis=True):
     """model: HF directory or (Config, weights). Returns dict:
        layers: {"model.layers.i.<linear>": per-layer result (codes, scales, zeros, g_idx, loss,
                 damp, dequant, fallback, tie_margin, [awq: awq_scale, ratio])}
@@ -135,7 +135,7 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
             hooks = {}
             x_next = qf.block_forward(x, lw, cfg, cos, sin, hooks)
             _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, awq_clip, p, layers, skip, log,
-                       chain_f16_scales)
+                       chain_f16_scales, awq_tie_analysis)
             x = x_next
         else:
             raise ValueError(method)
@@ -145,7 +145,7 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
 
 
 def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, log,
-               chain_f16_scales=False):
+               chain_f16_scales=False, tie_analysis=True):
     W = lambda n: lw[n + ".weight"]  # noqa: E731
     q, k, v, o = "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"
     g, u, d = "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"
@@ -196,7 +196,11 @@ def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, l
             continue
         clip_tie = None
         if clip and n not in (q, k):
-            mv, clip_tie = qref.awq_search_clip(W(n), hooks[n], bits, gs, sym=sym, return_ties=True)
+            if tie_analysis:
+                mv, clip_tie = qref.awq_search_clip(W(n), hooks[n], bits, gs, sym=sym,
+                                                    return_ties=True)
+            else:
+                mv = qref.awq_search_clip(W(n), hooks[n], bits, gs, sym=sym)
             lw[n + ".weight"] = qref.awq_apply_clip(W(n), mv, gs)
         deq, codes, sc, zs, margin = qref.awq_pseudo_quant(W(n), bits, gs, sym)
         K = W(n).shape[1]
