@@ -74,7 +74,10 @@ def qdist_eval(qbin, model_dir, eval_path, seqlen):
                         str(seqlen), "--json"], capture_output=True, text=True)
     if p.returncode != 0:
         return None, p.stderr.strip()[-300:]
-    return float(json.loads(p.stdout.strip().splitlines()[-1])["ppl"]), ""
+    try:
+        return float(json.loads(p.stdout.strip().splitlines()[-1])["ppl"]), ""
+    except (IndexError, ValueError, KeyError, TypeError) as e:
+        return None, f"unreadable `qdist eval --json` output ({e}): {p.stdout[-200:]!r}"
 
 
 def load_fake(out_dir):
@@ -132,7 +135,9 @@ def main():
               f"rel {'%+.3f%%' % (100 * rel) if rel is not None else '-'} {note}", flush=True)
 
     ref_fp = None if a.no_ref else qm.perplexity((cfg, w), toks, eseq)[0]
-    q_fp = qdist_eval(a.qdist, a.model, a.eval, eseq)[0] if have_q else None
+    q_fp, err = qdist_eval(a.qdist, a.model, a.eval, eseq) if have_q else (None, "")
+    if err:
+        print(f"qdist eval of the original model failed: {err}", flush=True)
     row(f"{cfg.raw.get('torch_dtype') or cfg.raw.get('dtype') or 'fp'} (original)", ref_fp, q_fp, None)
 
     for bits in [int(b) for b in a.bits.split(",")]:
