@@ -26,7 +26,7 @@ if cmd == 'quant-layer':
     if o.method == 'rtn':
         r = qref.rtn(W, o.bits, o.group_size, not o.asym, o.mse, f32)
     else:
-        r = qref.gptq(W, qref.hessian(X, f32), o.bits, o.group_size, not o.asym, o.act_order, o.static_groups, o.damp, o.mse, dtype=f32, perchannel_after_dead=False)
+        r = qref.gptq(W, qref.hessian(X, f32), o.bits, o.group_size, not o.asym, o.act_order, o.static_groups, o.damp, o.mse, dtype=f32, perchannel_after_dead=True)
     out = dict(codes=r['codes'].astype(np.int32), scales=r['scales'].astype(f32), zeros=r['zeros'].astype(np.int32), g_idx=r['g_idx'].astype(np.int32), dequant=r['dequant'].astype(f32), loss=np.array([r['loss']], f32))
     if r['damp'] is not None: out['damp'] = np.array([r['damp']], f32)
     qf.write_safetensors(o.output, out)
