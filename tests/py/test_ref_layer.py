@@ -13,8 +13,8 @@ sweep, quantizer). Acceptance (issue 5 item 4), per layer:
     one flipped code has a legitimately different error-feedback history after it).
   * the reported loss agrees to 1e-3 relative (GPTQ: sum (w-q)^2/d^2/2; RTN: sum (w-q)^2/2), and
     GPTQ's reported damp is the percdamp used.
-  * gs = -1 with a dead column: parameters from W before the dead-column zeroing, as IST/GPTQModel's
-    fasterquant does and docs/numerics.md documents (`perchannel_after_dead=False`).
+  * gs = -1 with a dead column: parameters from W after the dead-column zeroing (qdist's documented
+    choice, docs/numerics.md; IST takes them before - `perchannel_after_dead`).
   * g_idx equal.
 The first group of tests checks the reference itself (no qdist needed).
 """
@@ -220,7 +220,7 @@ def test_qdist_quant_layer_random(ci):
         ref = qref.rtn(W, bits, gs, sym, mse)
     else:
         ref = qref.gptq(W, qref.hessian(X), bits, gs, sym, act, static, 0.01, mse,
-                        perchannel_after_dead=False)
+                        perchannel_after_dead=True)
     got = qdist_cli.quant_layer(W, X, method, bits, gs, sym, act, static, 0.01, mse)
     compare(ref, got, f"{CASES[ci]} N={N} K={K}", method)
 
@@ -267,7 +267,7 @@ def test_qdist_quant_layer_stories260k(stories_inputs, ri):
         ref = qref.rtn(W, bits, gs, sym, mse)
     else:
         ref = qref.gptq(W, qref.hessian(X), bits, gs, sym, act, static, 0.01, mse,
-                        perchannel_after_dead=False)
+                        perchannel_after_dead=True)
     got = qdist_cli.quant_layer(W, X, method, bits, gs, sym, act, static, 0.01, mse)
     compare(ref, got, f"stories260K {REAL[ri]}", method)
 
