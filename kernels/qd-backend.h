@@ -254,8 +254,8 @@ qd_status qd_be_quantize(qd_backend_t be, const struct qd_quantize_args *a);
  * static_groups, parameters of group c / group_size are computed at column c from the current global W
  * (which holds the updates of earlier blocks only) and stored at scales[c / group_size]. With
  * static_groups the caller filled scales/zeros (from the original W, original group order) and column
- * c uses group g = (perm ? perm[c] : c) / group_size, or g = 0 when group_size <= 0 (GPTQ finds the
- * single parameter set before zeroing dead columns, as IST / GPTQModel do). */
+ * c uses group g = (perm ? perm[c] : c) / group_size, or g = 0 when group_size <= 0 (the caller then
+ * supplies the single parameter set). */
 struct qd_gptq_sweep_args {
     qd_qcfg cfg;
     qd_ref W, U, codes, scales, zeros;

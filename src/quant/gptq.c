@@ -78,11 +78,6 @@ qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd
     }
     QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &b.scales), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &b.zeros), st, done);
-    if (!grouped) /* one group: parameters from W before dead columns are zeroed (IST, GPTQModel) */
-        QD_CHECK_GOTO(qd_be_quantize(be, &(struct qd_quantize_args){.cfg = cfg, .W = QD_REF(W, 0),
-                                                                    .scales = QD_REF(b.scales, 0),
-                                                                    .zeros = QD_REF(b.zeros, 0), .N = N, .K = K,
-                                                                    .ldw = K, .group_size = K}), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, K, &b.diag), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, K, &b.mask), st, done);
     /* the diagonal: a strided copy (stride K + 1) */
@@ -109,6 +104,11 @@ qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd
                                                               .cols = K, .ld = K}), st, done);
         qd_debug("%s: %zu dead input columns", name, ndead);
     }
+    if (!grouped) /* one group: parameters from W after dead-column zeroing (docs/numerics.md) */
+        QD_CHECK_GOTO(qd_be_quantize(be, &(struct qd_quantize_args){.cfg = cfg, .W = QD_REF(W, 0),
+                                                                    .scales = QD_REF(b.scales, 0),
+                                                                    .zeros = QD_REF(b.zeros, 0), .N = N, .K = K,
+                                                                    .ldw = K, .group_size = K}), st, done);
     if (stat) /* parameters from the un-permuted W, original group order */
         QD_CHECK_GOTO(qd_be_quantize(be, &(struct qd_quantize_args){.cfg = cfg, .W = QD_REF(W, 0),
                                                                     .scales = QD_REF(b.scales, 0),
