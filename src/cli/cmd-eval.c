@@ -13,11 +13,13 @@
 qd_status qd_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *backend = "cpu";
     int seqlen = 0, max_windows = 0, json = 0;
+    const char *logits_dir = NULL;
     const qd_opt opts[] = {
         {"model", QD_OPT_STR, &model, "DIR", "model directory (original or quantized)", NULL, NULL},
         {"data", QD_OPT_STR, &data, "FILE", "UTF-8 text, e.g. wikitext-2-raw/wiki.test.raw", NULL, NULL},
         {"seqlen", QD_OPT_INT, &seqlen, "N", "window length (default min(2048, max_position_embeddings))", "2..1048576", NULL},
         {"max-windows", QD_OPT_INT, &max_windows, "N", "evaluate only the first N windows (0: all)", "0..100000000", NULL},
+        {"dump-logits", QD_OPT_STR, &logits_dir, "DIR", "write the first window's logits and ids to DIR/logits.safetensors", NULL, NULL},
         {"backend", QD_OPT_STR, &backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
         {"json", QD_OPT_FLAG, &json, NULL, "print one JSON object", NULL, NULL},
     };
@@ -33,7 +35,7 @@ qd_status qd_cmd_eval(int argc, char **argv) {
     if (!data) return qd_fail(QD_ERR_USAGE, "eval: --data FILE is required");
     qd_backend_t be;
     QD_CHECK(qd_backend_create(backend, &be));
-    struct qd_eval_opts eo = {.seqlen = (size_t)seqlen, .max_windows = (size_t)max_windows};
+    struct qd_eval_opts eo = {.seqlen = (size_t)seqlen, .max_windows = (size_t)max_windows, .logits_dir = logits_dir};
     struct qd_eval_result r;
     qd_status st = qd_eval_ppl_file(be, model, data, &eo, &r);
     const char *bname = qd_be_name(be);

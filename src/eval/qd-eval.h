@@ -19,6 +19,8 @@
 struct qd_eval_opts {
     size_t seqlen;      /* 0: default */
     size_t max_windows; /* 0: all */
+    const char *logits_dir; /* optional: write the first window's logits ("logits" F32 [seqlen-1, vocab])
+                               and ids ("ids" I32 [seqlen]) to DIR/logits.safetensors, for tests */
 };
 
 struct qd_eval_result {
