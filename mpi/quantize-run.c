@@ -53,8 +53,12 @@ static qd_status load_block(worker *k, int b, qd_block_w *w) {
     return st;
 }
 
+/* RTN without calibration: no activations flow, every callback that moves them is a no-op */
+static int no_calib(const worker *k) { return k->o->q.nseq * k->o->q.seq_len == 0; }
+
 static qd_status w_embed(void *user, float *act) {
     worker *k = user;
+    if (no_calib(k)) return QD_OK;
     size_t rows = k->o->q.nseq * k->o->q.seq_len, H = (size_t)k->cfg->hidden;
     QD_CHECK(qd_embed(k->be, &k->head, k->ids, rows, QD_REF(k->in, 0)));
     return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = rows * H});
@@ -62,12 +66,14 @@ static qd_status w_embed(void *user, float *act) {
 
 static qd_status w_load(void *user, const float *act) {
     worker *k = user;
+    if (no_calib(k)) return QD_OK;
     size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
     return qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(k->in, 0), .src = act, .src_dtype = QD_DT_F32, .n = n});
 }
 
 static qd_status w_store(void *user, float *act) {
     worker *k = user;
+    if (no_calib(k)) return QD_OK;
     size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
     return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = n});
 }
@@ -168,6 +174,7 @@ static qd_status w_quantize(void *user, int b) {
     QD_CHECK_GOTO(load_block(k, b, &w), st, out);
     QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
     QD_CHECK_GOTO(stage_block(k, b, &w, res, now_s() - t0), st, out);
+    if (no_calib(k)) goto out;
     /* the next block's input, recomputed the way a resumed run will (qd-replay.h) */
     if (qd_qctx_fp_chain(k->ctx)) {
         qd_block_w_free(&w);
@@ -185,6 +192,7 @@ out:
 
 static qd_status w_replay(void *user, int b) {
     worker *k = user;
+    if (no_calib(k)) return QD_OK; /* nothing to hand on: the next block needs no input */
     double t0 = now_s();
     qd_block_w w = {0};
     qd_staged_block *sb = NULL;

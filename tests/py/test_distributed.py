@@ -157,3 +157,17 @@ def test_too_many_ranks_refused(tmp_path):
     r = quantize(tmp_path / "many", 6, ["--method", "gptq", "--format", "gptq"], timeout=120)
     assert r.returncode != 0
     assert "only 5 blocks" in r.stderr
+
+
+def test_rtn_without_calibration(tmp_path):
+    """RTN needs no calibration: no activations flow, yet ranks still split and stage the blocks."""
+    outs = []
+    for np in (1, 2):
+        out = tmp_path / f"rtn{np}"
+        cmd = (["mpirun", "--oversubscribe", "-n", str(np)] if np > 1 else []) + [
+            QDIST, "quantize", "--model", str(MODEL), "--output", str(out), "--method", "rtn", "--format", "gptq",
+            "--group-size", "-1", "--quiet", "--progress", "none"]
+        r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stderr
+        outs.append(checkpoint_bytes(out))
+    assert outs[0] == outs[1]
