@@ -20,6 +20,8 @@
 #include "qd-quant.h"
 #include "qd-recipe.h"
 
+#include <cjson/cJSON.h>
+
 typedef struct qd_quantize_opts {
     qd_qspec base;          /* run-wide spec; per-module specs come from the recipe */
     const qd_recipe *recipe; /* optional */
@@ -40,5 +42,9 @@ qd_status qd_quantize_block(qd_qctx *ctx, qd_block_w *w, qd_buf_t inputs, qd_buf
 
 /* The spec of Linear l of block b ("model.layers.<b>.<module>"); name receives the prefix. */
 void qd_qctx_spec(const qd_qctx *ctx, int block, qd_lin l, qd_qspec *out, char *name, size_t cap);
+
+/* Adds the run's "settings" object (method, bits, group size, ... scale dtype) to a report root and
+ * returns it (NULL when out of memory), for callers to append their own keys. */
+cJSON *qd_quantize_settings_json(cJSON *root, const qd_quantize_opts *q);
 
 #endif

@@ -147,22 +147,15 @@ static qd_status write_block(run_state *r, const qd_block_w *w, const qd_qresult
 
 static qd_status write_report(run_state *r, const char *dir, double wall) {
     const qd_quantize_model_opts *o = r->o;
-    const qd_qspec *s = &o->q.base;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "qdist_version", QD_VERSION);
     cJSON_AddStringToObject(root, "model", o->model_dir);
     cJSON_AddStringToObject(root, "format", "fake");
-    cJSON *set = cJSON_AddObjectToObject(root, "settings");
-    cJSON_AddStringToObject(set, "method", qd_method_name(s->method));
-    cJSON_AddNumberToObject(set, "bits", s->bits);
-    cJSON_AddNumberToObject(set, "group_size", s->group_size);
-    cJSON_AddBoolToObject(set, "sym", s->sym);
-    cJSON_AddBoolToObject(set, "act_order", s->act_order);
-    cJSON_AddBoolToObject(set, "static_groups", s->static_groups);
-    cJSON_AddNumberToObject(set, "damp", s->damp);
-    cJSON_AddBoolToObject(set, "mse", s->mse);
-    cJSON_AddBoolToObject(set, "true_sequential", o->q.true_sequential);
-    cJSON_AddStringToObject(set, "scale_dtype", qd_dtype_name(o->q.scale_dtype));
+    cJSON *set = qd_quantize_settings_json(root, &o->q);
+    if (!set) {
+        cJSON_Delete(root);
+        return qd_fail(QD_ERR_NOMEM, "report: out of memory");
+    }
     cJSON_AddBoolToObject(set, "lm_head", 0);
     if (o->recipe_path) cJSON_AddStringToObject(set, "recipe", o->recipe_path);
     else cJSON_AddNullToObject(set, "recipe");

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT
+ * The "settings" object of qdist_report.json: one writer for the one-process loop and the
+ * distributed run, so both reports describe a run the same way. */
+#include "qd-quantize.h"
+
+cJSON *qd_quantize_settings_json(cJSON *root, const qd_quantize_opts *q) {
+    const qd_qspec *s = &q->base;
+    cJSON *set = cJSON_AddObjectToObject(root, "settings");
+    if (!set) return NULL;
+    cJSON_AddStringToObject(set, "method", qd_method_name(s->method));
+    cJSON_AddNumberToObject(set, "bits", s->bits);
+    cJSON_AddNumberToObject(set, "group_size", s->group_size);
+    cJSON_AddBoolToObject(set, "sym", s->sym);
+    cJSON_AddBoolToObject(set, "act_order", s->act_order);
+    cJSON_AddBoolToObject(set, "static_groups", s->static_groups);
+    cJSON_AddNumberToObject(set, "damp", s->damp);
+    cJSON_AddBoolToObject(set, "mse", s->mse);
+    cJSON_AddBoolToObject(set, "true_sequential", q->true_sequential);
+    cJSON_AddStringToObject(set, "scale_dtype", qd_dtype_name(q->scale_dtype));
+    return set;
+}
