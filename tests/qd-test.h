@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int qd_test_failures;
-static int qd_test_checks;
+static int qd_test_failures __attribute__((unused));
+static int qd_test_checks __attribute__((unused));
 
 #define QD_EXPECT(cond)                                                           \
     do {                                                                          \
