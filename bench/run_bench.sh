@@ -9,6 +9,7 @@
 #     qwen7b    bench-gptq-layer on Qwen2.5-7B layer shapes, tf32
 #     torch8b   the torch reference GPTQ (bench/torch_gptq_ref.py) on the same Llama-3-8B shapes
 #     e2e       gen_synthetic.py Llama-3-8B (E2E_BLOCKS blocks) + `qdist quantize --backend cuda` end to end
+#               (E2E_WRAP: a command put in front of qdist, e.g. "nsys profile --stats=true -o /tmp/e2e")
 #     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%
 # Missing build dependencies (cJSON, OpenBLAS, LAPACKE) are unpacked from .deb/*.deb when the system lacks
 # them; CMake is tried first, a direct nvcc/gcc build of the few libraries the benchmarks need second.
@@ -114,12 +115,12 @@ for s in $STAGES; do
     t0=$(date +%s.%N)
     log "e2e: qdist quantize --backend cuda, QD_CUDA_MATH=${E2E_MATH:-bf16}"
     QD_CUDA_MATH=${E2E_MATH:-bf16} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${E2E_TIMEOUT:-240} \
-      $RUN $B/qdist quantize --backend cuda \
+      $RUN ${E2E_WRAP:-} $B/qdist quantize --backend cuda \
       --model /tmp/synth-8b --calib /tmp/synth-8b/calib.jsonl --output /tmp/synth-8b-w4 --format gptq --progress lines \
       --method gptq --bits 4 --group-size 128 --nsamples 128 --seqlen 2048 --overwrite 2>&1 | tee "$OUT/e2e-8b.log" | tail -25
     t1=$(date +%s.%N); kill $mon
     echo "E2E llama3-8b ($nb blocks) gptq w4 g128 128x2048: wall $(python3 -c "print(round($t1 - $t0, 1))") s, GPU memory peak $(cat /tmp/gpu-peak) MiB (nvidia-smi)" | tee -a "$OUT/e2e-8b.log"
-    cat /tmp/synth-8b-w4/qdist_report.json 2>/dev/null | head -c 3000 > "$OUT/e2e-report.json";;
+    cp /tmp/synth-8b-w4/qdist_report.json "$OUT/e2e-report.json" 2>/dev/null;;
   esac
 done
 python3 bench/summarize.py "$OUT"/bench-*.log "$OUT"/torch-*.log 2>/dev/null | tee "$OUT/summary.md"
