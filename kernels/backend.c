@@ -59,6 +59,15 @@ void qd_buf_free(qd_buf_t buf) {
 
 size_t qd_buf_len(qd_buf_t buf) { return buf ? buf->n : 0; }
 
+qd_status qd_be_set_numerics(qd_backend_t be, qd_numerics mode) {
+    if (!be || (mode != QD_NUMERICS_FAST && mode != QD_NUMERICS_EXACT))
+        return qd_fail(QD_ERR_INTERNAL, "backend: set_numerics(%d) without a backend or with an unknown mode", (int)mode);
+    be->numerics = mode;
+    return QD_OK;
+}
+
+qd_numerics qd_be_numerics(qd_backend_t be) { return be ? be->numerics : QD_NUMERICS_FAST; }
+
 /* ---- argument checks ---- */
 
 /* A ref must name a buffer of this backend holding `extent` elements from its offset. */

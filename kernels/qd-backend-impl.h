@@ -43,6 +43,7 @@ struct qd_backend_i {
 struct qd_backend {
     const struct qd_backend_i *iface;
     void *ctx; /* the backend's own state */
+    qd_numerics numerics; /* QD_NUMERICS_FAST unless set at creation (qd_be_set_numerics) */
 };
 
 struct qd_buf {

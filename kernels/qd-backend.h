@@ -43,6 +43,18 @@ qd_status qd_buf_alloc(qd_backend_t be, size_t n, qd_buf_t *out);
 void qd_buf_free(qd_buf_t buf); /* NULL is a no-op */
 size_t qd_buf_len(qd_buf_t buf);
 
+/* Numerics mode, chosen when the backend is created (kernels/registry: "cpu+exact", "cuda:0+exact"):
+ * FAST (the default): each backend's own fast arithmetic (OpenBLAS / cuBLAS orders, libm / CUDA exp);
+ *   results agree across backends to ~1e-6 relative, not bit for bit.
+ * EXACT: the GEMM, Hessian, GPTQ sweep's lazy update, AWQ clip GEMMs, attention, SwiGLU, RMSNorm's
+ *   sum, column statistics and reductions use one fixed order of fp64 accumulation of exact products,
+ *   rounded to fp32 once, and one exp (kernels/qd-exact.h), so the CPU and CUDA backends compute the
+ *   same bits (docs/cuda.md, "Exact numerics"). Slower (fp64, no BLAS on the CPU). chol_inv is fp64 in
+ *   both modes (LAPACK / cuSOLVER: equal to ~1e-12 before the fp32 rounding, not bit for bit). */
+typedef enum { QD_NUMERICS_FAST = 0, QD_NUMERICS_EXACT = 1 } qd_numerics;
+qd_status qd_be_set_numerics(qd_backend_t be, qd_numerics mode);
+qd_numerics qd_be_numerics(qd_backend_t be);
+
 /* Host -> device: n elements of src_dtype (F32/I32/U32 copied bit for bit; F16/BF16/F64 converted to
  * fp32) into dst. */
 struct qd_upload_args {

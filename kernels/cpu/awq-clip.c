@@ -12,8 +12,20 @@
 #include "qd-check.h"
 #include "qd-log.h"
 
+/* out[N, T] = rows[N, gs] X_g^T in fp64: OpenBLAS's dgemm, or in exact numerics the fixed-order one
+ * (exact.c) that the CUDA backend reproduces */
+static qd_status group_gemm(qd_backend_t be, const double *rowsd, const float *rows, const double *Xdg, const float *Xg,
+                            size_t N, size_t T, size_t gs, size_t K, double *out) {
+    if (qd_cpu_exact(be)) {
+        qd_cpu_xg g = {.tb = 1, .M = N, .N = T, .K = gs, .A = rows, .lda = gs, .B = Xg, .ldb = K, .Cd = out, .ldcd = T};
+        return qd_cpu_xgemm(((qd_cpu_ctx *)be->ctx)->nthreads, &g);
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)T, (int)gs, 1.0, rowsd, (int)gs, Xdg, (int)K, 0.0,
+                out, (int)T);
+    return QD_OK;
+}
+
 qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
-    (void)be;
     size_t N = a->N, K = a->K, T = a->T;
     size_t gs = a->group_size && a->group_size < K ? a->group_size : K, G = K / gs;
     float maxq = (float)((1 << a->cfg.bits) - 1);
@@ -41,8 +53,7 @@ qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
             berr[n] = INFINITY;
         }
         for (size_t i = 0; i < N * gs; i++) Wd[i] = Wg[i];
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)T, (int)gs, 1.0, Wd, (int)gs,
-                    Xd + g * gs, (int)K, 0.0, org, (int)T);
+        qd_status st = group_gemm(be, Wd, Wg, Xd + g * gs, X + g * gs, N, T, gs, K, org);
         for (int i = 0; i < steps; i++) {
             float f = (float)(1.0 - (double)i / a->grid);
             for (size_t n = 0; n < N; n++) {
@@ -56,9 +67,9 @@ qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
                 qd_cpu_qparams(&a->cfg, q, gs, 1, &scale, &zero);
                 for (size_t k = 0; k < gs; k++) q[k] = qd_cpu_qvalue(q[k], scale, zero, maxq, NULL);
             }
-            for (size_t i = 0; i < N * gs; i++) Qd[i] = Qg[i];
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)T, (int)gs, 1.0, Qd, (int)gs,
-                        Xd + g * gs, (int)K, 0.0, cur, (int)T);
+            for (size_t i = 0; i < N * gs && st == QD_OK; i++) Qd[i] = Qg[i];
+            if (st == QD_OK) st = group_gemm(be, Qd, Qg, Xd + g * gs, X + g * gs, N, T, gs, K, cur);
+            if (st != QD_OK) break;
             for (size_t n = 0; n < N; n++) {
                 double e = 0;
                 for (size_t t = 0; t < T; t++) {
@@ -71,6 +82,10 @@ qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
                     bmax[n] = omax[n] * f;
                 }
             }
+        }
+        if (st != QD_OK) {
+            free(org), free(cur), free(Xd), free(Wd), free(Qd), free(Wg), free(Qg), free(omax), free(bmax), free(berr);
+            return st;
         }
         for (size_t n = 0; n < N; n++) {
             float m = bmax[n];

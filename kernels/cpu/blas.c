@@ -10,7 +10,6 @@
 #include "qd-log.h"
 
 qd_status qd_cpu_gemm(qd_backend_t be, const struct qd_gemm_args *a) {
-    (void)be;
     if (a->K == 0) {
         /* BLAS leaves C untouched when K = 0 only for beta = 1; make beta explicit */
         float *C = qd_ref_f32(a->C);
@@ -18,6 +17,7 @@ qd_status qd_cpu_gemm(qd_backend_t be, const struct qd_gemm_args *a) {
             for (size_t j = 0; j < a->N; j++) C[i * a->ldc + j] = a->beta == 0.0f ? 0.0f : a->beta * C[i * a->ldc + j];
         return QD_OK;
     }
+    if (qd_cpu_exact(be)) return qd_cpu_gemm_exact(be, a);
     cblas_sgemm(CblasRowMajor, a->trans_a ? CblasTrans : CblasNoTrans, a->trans_b ? CblasTrans : CblasNoTrans,
                 (int)a->M, (int)a->N, (int)a->K, a->alpha, qd_ref_f32(a->A), (int)a->lda, qd_ref_f32(a->B),
                 (int)a->ldb, a->beta, qd_ref_f32(a->C), (int)a->ldc);
@@ -31,13 +31,13 @@ static void mirror_upper(float *A, size_t n) {
 }
 
 qd_status qd_cpu_hessian(qd_backend_t be, const struct qd_hessian_args *a) {
-    (void)be;
     float *H = qd_ref_f32(a->H);
     if (a->T == 0) {
         if (a->beta != 1.0f)
             for (size_t i = 0; i < a->K * a->K; i++) H[i] = a->beta == 0.0f ? 0.0f : a->beta * H[i];
         return QD_OK;
     }
+    if (qd_cpu_exact(be)) return qd_cpu_hessian_exact(be, a);
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)a->K, (int)a->T, a->alpha, qd_ref_f32(a->X),
                 (int)a->ldx, a->beta, H, (int)a->K);
     mirror_upper(H, a->K);

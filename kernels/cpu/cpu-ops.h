@@ -35,6 +35,28 @@ qd_status qd_cpu_quantize(qd_backend_t be, const struct qd_quantize_args *a);
 qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a);
 qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a);
 
+/* ---- exact numerics (exact.c, kernels/qd-exact.h) ---- */
+static inline int qd_cpu_exact(qd_backend_t be) { return be->numerics == QD_NUMERICS_EXACT; }
+/* C[M,N] = sum over k in order of (double)op(A)[i][k] * (double)op(B)[k][j] (row-major, op = transpose
+ * when ta/tb): into Cd (double, row stride ldcd) when Cd is set, else into C as
+ * (float)(alpha * acc + beta * C) (beta == 0 ignores C). upper: only j >= i is written. */
+typedef struct qd_cpu_xg {
+    int ta, tb, upper;
+    size_t M, N, K;
+    const float *A, *B;
+    size_t lda, ldb;
+    float *C;
+    size_t ldc;
+    double alpha, beta;
+    double *Cd;
+    size_t ldcd;
+} qd_cpu_xg;
+qd_status qd_cpu_xgemm(int nthreads, const qd_cpu_xg *g);
+qd_status qd_cpu_gemm_exact(qd_backend_t be, const struct qd_gemm_args *a);
+qd_status qd_cpu_hessian_exact(qd_backend_t be, const struct qd_hessian_args *a);
+qd_status qd_cpu_attention_exact(qd_backend_t be, const struct qd_attention_args *a);
+qd_status qd_cpu_reduce_exact(qd_backend_t be, const struct qd_reduce_args *a);
+
 /* Parameters of one group of n values x[0], x[stride], ... (qd-backend.h's qd_qcfg rules);
  * zero is an integer held in a float. */
 void qd_cpu_qparams(const qd_qcfg *cfg, const float *x, size_t n, size_t stride, float *scale, float *zero);

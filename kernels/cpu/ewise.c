@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cpu-ops.h"
+#include "qd-exact.h"
 #include "qd-log.h"
 
 qd_status qd_cpu_upload(qd_backend_t be, const struct qd_upload_args *a) {
@@ -75,7 +76,7 @@ qd_status qd_cpu_permute(qd_backend_t be, const struct qd_permute_args *a) {
 }
 
 qd_status qd_cpu_ewise(qd_backend_t be, const struct qd_ewise_args *a) {
-    (void)be;
+    int exact = qd_cpu_exact(be);
     float *o = qd_ref_f32(a->out);
     const float *x = qd_ref_f32(a->x);
     const float *y = a->y.buf ? qd_ref_f32(a->y) : NULL;
@@ -87,7 +88,10 @@ qd_status qd_cpu_ewise(qd_backend_t be, const struct qd_ewise_args *a) {
         case QD_EW_ADD: for (size_t c = 0; c < a->cols; c++) orow[c] = xr[c] + yr[c]; break;
         case QD_EW_MUL: for (size_t c = 0; c < a->cols; c++) orow[c] = xr[c] * yr[c]; break;
         case QD_EW_SWIGLU:
-            for (size_t c = 0; c < a->cols; c++) orow[c] = xr[c] / (1.0f + expf(-xr[c])) * yr[c];
+            if (exact)
+                for (size_t c = 0; c < a->cols; c++) orow[c] = qd_exact_swiglu(xr[c], yr[c]);
+            else
+                for (size_t c = 0; c < a->cols; c++) orow[c] = xr[c] / (1.0f + expf(-xr[c])) * yr[c];
             break;
         case QD_EW_ADD_ROWV: for (size_t c = 0; c < a->cols; c++) orow[c] = xr[c] + v[c]; break;
         case QD_EW_MUL_COLV: for (size_t c = 0; c < a->cols; c++) orow[c] = xr[c] * v[c]; break;
@@ -101,7 +105,7 @@ qd_status qd_cpu_ewise(qd_backend_t be, const struct qd_ewise_args *a) {
 }
 
 qd_status qd_cpu_reduce(qd_backend_t be, const struct qd_reduce_args *a) {
-    (void)be;
+    if (qd_cpu_exact(be)) return qd_cpu_reduce_exact(be, a);
     const float *x = qd_ref_f32(a->a);
     const float *y = a->b.buf ? qd_ref_f32(a->b) : NULL;
     double acc = 0;

@@ -12,7 +12,6 @@
 #include "qd-log.h"
 
 qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a) {
-    (void)be;
     size_t N = a->N, K = a->K, B = a->block_size;
     int grouped = a->group_size > 0 && a->group_size < K;
     size_t gs = grouped ? a->group_size : K;
@@ -77,7 +76,16 @@ qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a)
         }
         /* the block is final: its dequantized values replace W[:, i1:i2] */
         for (size_t n = 0; n < N; n++) memcpy(W + n * K + i1, W1 + n * cnt, cnt * sizeof *W1);
-        if (i2 < K)
+        if (i2 < K && qd_cpu_exact(be)) {
+            /* exact numerics: W[:, i2:] = (float)(W - E1 U[i1:i2, i2:]) in fp64, k in order */
+            qd_cpu_xg g = {.M = N, .N = K - i2, .K = cnt, .A = E1, .lda = cnt, .B = U + i1 * K + i2, .ldb = K,
+                              .C = W + i2, .ldc = K, .alpha = -1.0, .beta = 1.0};
+            qd_status st = qd_cpu_xgemm(((qd_cpu_ctx *)be->ctx)->nthreads, &g);
+            if (st != QD_OK) {
+                free(W1), free(E1), free(scale), free(zero);
+                return st;
+            }
+        } else if (i2 < K)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)(K - i2), (int)cnt, -1.0f, E1,
                         (int)cnt, U + i1 * K + i2, (int)K, 1.0f, W + i2, (int)K);
     }

@@ -102,7 +102,7 @@ static qd_status attn_item(void *arg, size_t item) {
 
 qd_status qd_cpu_attention(qd_backend_t be, const struct qd_attention_args *a) {
     attn_job j = {.a = a};
-    (void)be;
+    if (qd_cpu_exact(be)) return qd_cpu_attention_exact(be, a);
     for (size_t i = 0; i < a->nseq * a->heads; i++) QD_CHECK(attn_item(&j, i));
     return QD_OK;
 }

@@ -4,7 +4,7 @@
  * seq_len x seq_len score matrix exists. 8 warps x 4 queries; in the score phase lane j owns key j
  * of the tile (a full head_dim dot product in 16-byte loads, K padded against bank conflicts), in the P V phase lane
  * l owns dims l, l+32, ... of the output. Sliding window: keys t - window < k <= t. */
-#include "cuda-common.cuh"
+#include "exact.cuh"
 
 #define AT_BQ 32
 #define AT_BK 32
@@ -133,6 +133,7 @@ static qd_status launch(struct qd_cuda_ctx *c, const struct qd_attention_args *a
 
 extern "C" qd_status qd_cu_attention(qd_backend_t be, const struct qd_attention_args *a) {
     struct qd_cuda_ctx *c = qd_cu(be);
+    if (qd_cu_exact(be)) return qd_cu_attention_exact(be, a); /* attention-exact.cu */
     if (a->head_dim <= 32) return launch<1>(c, a);
     if (a->head_dim <= 64) return launch<2>(c, a);
     if (a->head_dim <= 128) return launch<4>(c, a);

@@ -158,7 +158,7 @@ extern "C" qd_status qd_backend_cuda_create(int device, qd_backend_t *out) {
     qd_status st = cu_init(c);
     if (st == QD_OK) st = qd_backend_new(&cuda_iface, c, out);
     if (st != QD_OK) {
-        struct qd_backend tmp = {&cuda_iface, c};
+        struct qd_backend tmp = {&cuda_iface, c, QD_NUMERICS_FAST};
         cu_free(&tmp);
     }
     return st;

@@ -2,10 +2,10 @@
  * ewise.cu - the elementwise family (add, mul, SwiGLU, row/column vector ops, scale) on a
  * rows x cols matrix with row stride ld. Plain fp32 operations as the CPU writes them (expf, no
  * fused multiply-add where the CPU has none). */
-#include "cuda-common.cuh"
+#include "exact.cuh"
 
 __global__ void k_ewise(int kind, float *o, const float *x, const float *y, const float *v, size_t rows, size_t cols,
-                        size_t ld, float s) {
+                        size_t ld, float s, int exact) {
     size_t n = rows * cols;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         size_t r = i / cols, cc = i % cols, p = r * ld + cc;
@@ -13,7 +13,12 @@ __global__ void k_ewise(int kind, float *o, const float *x, const float *y, cons
         switch (kind) {
         case QD_EW_ADD: out = __fadd_rn(xv, y[p]); break;
         case QD_EW_MUL: out = __fmul_rn(xv, y[p]); break;
-        case QD_EW_SWIGLU: out = __fmul_rn(__fdiv_rn(xv, __fadd_rn(1.0f, expf(-xv))), y[p]); break;
+        case QD_EW_SWIGLU:
+            if (exact) { /* fp64 and qd_exact_exp, as the CPU in exact numerics */
+                out = qd_exact_swiglu(xv, y[p]);
+                break;
+            }
+            out = __fmul_rn(__fdiv_rn(xv, __fadd_rn(1.0f, expf(-xv))), y[p]); break;
         case QD_EW_ADD_ROWV: out = __fadd_rn(xv, v[cc]); break;
         case QD_EW_MUL_COLV: out = __fmul_rn(xv, v[cc]); break;
         case QD_EW_DIV_COLV: out = __fdiv_rn(xv, v[cc]); break;
@@ -30,7 +35,7 @@ extern "C" qd_status qd_cu_ewise(qd_backend_t be, const struct qd_ewise_args *a)
     const float *y = a->y.buf ? QD_CU_F32(a->y) : NULL, *v = a->v.buf ? QD_CU_F32(a->v) : NULL;
     k_ewise<<<qd_cu_blocks(a->rows * a->cols, 256), 256, 0, c->stream>>>((int)a->kind, QD_CU_F32(a->out),
                                                                            QD_CU_F32(a->x), y, v, a->rows, a->cols,
-                                                                           a->ld, a->scalar);
+                                                                           a->ld, a->scalar, qd_cu_exact(be));
     QD_LAUNCH_CHECK("ewise");
     return QD_OK;
 }

@@ -4,7 +4,7 @@
  * scratch with fp32 accumulation (cublasGemmEx). */
 #include <cuda_bf16.h>
 
-#include "cuda-common.cuh"
+#include "exact.cuh"
 
 __global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, size_t rows, size_t cols, size_t ld) {
     size_t n = rows * cols;
@@ -34,6 +34,12 @@ extern "C" qd_status qd_cu_gemm(qd_backend_t be, const struct qd_gemm_args *a) {
         k_scale_mat<<<qd_cu_blocks(a->M * a->N, 256), 256, 0, c->stream>>>(C, a->M, a->N, a->ldc, a->beta);
         QD_LAUNCH_CHECK("scale");
         return QD_OK;
+    }
+    if (qd_cu_exact(be)) { /* the CPU backend's fixed-order fp64 GEMM (exact.cuh) */
+        struct qd_cu_xg g = {.ta = a->trans_a, .tb = a->trans_b, .M = a->M, .N = a->N, .K = a->K, .A = QD_CU_F32(a->A),
+                             .B = QD_CU_F32(a->B), .lda = a->lda, .ldb = a->ldb, .C = C, .ldc = a->ldc,
+                             .alpha = (double)a->alpha, .beta = (double)a->beta};
+        return qd_cu_xgemm(c, &g);
     }
     if (c->math != QD_CU_BF16)
         return qd_cu_sgemm(c, a->trans_a, a->trans_b, a->M, a->N, a->K, a->alpha, QD_CU_F32(a->A), a->lda,

@@ -8,6 +8,7 @@
  * The in-block arithmetic is the CPU's (kernels/cpu/gptq-sweep.c) without fused multiply-add. */
 #include <stdlib.h>
 
+#include "exact.cuh"
 #include "quant-common.cuh"
 
 #define SW_R 32 /* rows (threads) per block: one warp, so small layers still fill the GPU */
@@ -105,7 +106,13 @@ extern "C" qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_swee
         k_sweep_block<<<nb, SW_R, (size_t)SW_R * (cnt + 1) * 8, c->stream>>>(
             W, U, codes, S, Z, perm, E, lossp, (int)N, (int)K, (int)i1, (int)cnt, (int)gs, grouped, stat, maxq);
         QD_LAUNCH_CHECK("gptq_sweep");
-        if (i2 < K) QD_CHECK(qd_cu_sgemm(c, 1, 0, N, K - i2, cnt, -1.0f, E, N, U + i1 * K + i2, K, 1.0f, W + i2, K));
+        if (i2 < K && qd_cu_exact(be)) { /* W[:, i2:] = (float)(W - E^T U) in the CPU's fixed fp64 order */
+            struct qd_cu_xg g = {.ta = 1, .tb = 0, .M = N, .N = K - i2, .K = cnt, .A = E, .B = U + i1 * K + i2, .lda = N,
+                                 .ldb = K, .C = W + i2, .ldc = K, .alpha = -1.0, .beta = 1.0};
+            QD_CHECK(qd_cu_xgemm(c, &g));
+        } else if (i2 < K) {
+            QD_CHECK(qd_cu_sgemm(c, 1, 0, N, K - i2, cnt, -1.0f, E, N, U + i1 * K + i2, K, 1.0f, W + i2, K));
+        }
     }
     double *hl = (double *)malloc(N * sizeof(double));
     if (!hl) return qd_fail(QD_ERR_NOMEM, "cuda backend: gptq_sweep: out of host memory for %zu losses", N);

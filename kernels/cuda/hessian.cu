@@ -4,7 +4,7 @@
  * under QD_CUDA_MATH=bf16; and diag_add (damping). */
 #include <cuda_bf16.h>
 
-#include "cuda-common.cuh"
+#include "exact.cuh"
 
 /* row-major upper = column-major lower: copy it into the row-major lower triangle */
 __global__ void k_mirror_upper(float *H, size_t n) {
@@ -35,6 +35,17 @@ extern "C" qd_status qd_cu_hessian(qd_backend_t be, const struct qd_hessian_args
             k_scale_all<<<qd_cu_blocks(K * K, 256), 256, 0, c->stream>>>(H, K * K, a->beta);
             QD_LAUNCH_CHECK("scale");
         }
+        return QD_OK;
+    }
+    if (qd_cu_exact(be)) {
+        /* H = (float)(alpha X^T X + beta H) on the upper triangle in the CPU's fixed fp64 order, then
+         * the lower triangle copied from it, as kernels/cpu/exact.c does */
+        struct qd_cu_xg g = {.ta = 1, .tb = 0, .upper = 1, .M = K, .N = K, .K = a->T, .A = QD_CU_F32(a->X),
+                             .B = QD_CU_F32(a->X), .lda = a->ldx, .ldb = a->ldx, .C = H, .ldc = K,
+                             .alpha = (double)a->alpha, .beta = (double)a->beta};
+        QD_CHECK(qd_cu_xgemm(c, &g));
+        k_mirror_upper<<<qd_cu_blocks(K * K, 256), 256, 0, c->stream>>>(H, K);
+        QD_LAUNCH_CHECK("mirror");
         return QD_OK;
     }
     if (c->math == QD_CU_BF16) {

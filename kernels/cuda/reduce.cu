@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * reduce.cu - scalar reductions (double accumulation, two deterministic passes: per-block partials,
  * then one block in order) and the AWQ column statistics. */
-#include "cuda-common.cuh"
+#include "exact.cuh"
 
 #define RED_BLOCKS 512
 #define RED_THREADS 256
@@ -45,8 +45,48 @@ __global__ void k_reduce_final(int kind, double *part, int n) {
     if (threadIdx.x == 0) part[0] = sh[0];
 }
 
+/* exact numerics: thread i sums chunk i (QD_EXACT_CHUNK elements) in order, then one thread sums the
+ * partials in order - kernels/cpu/exact.c's order, with its rounding steps spelled out */
+__global__ void k_reduce_chunks(int kind, const float *x, const float *y, size_t n, double *part) {
+    size_t ch = blockIdx.x * (size_t)blockDim.x + threadIdx.x, c0 = ch * QD_EXACT_CHUNK;
+    if (c0 >= n) return;
+    size_t c1 = c0 + QD_EXACT_CHUNK < n ? c0 + QD_EXACT_CHUNK : n;
+    double acc = 0;
+    for (size_t i = c0; i < c1; i++) {
+        switch (kind) {
+        case QD_RED_SQDIFF: { double d = __dsub_rn((double)x[i], (double)y[i]); acc = __dadd_rn(acc, __dmul_rn(d, d)); } break;
+        case QD_RED_SUMSQ: acc = __dadd_rn(acc, (double)x[i] * (double)x[i]); break;
+        case QD_RED_NONFINITE: acc += isfinite(x[i]) ? 0.0 : 1.0; break;
+        default: { double v = fabs((double)x[i]); if (v > acc) acc = v; } break;
+        }
+    }
+    part[ch] = acc;
+}
+
+__global__ void k_reduce_seq(int kind, double *part, size_t n) {
+    double acc = 0;
+    for (size_t i = 0; i < n; i++) acc = kind == QD_RED_ABSMAX ? (part[i] > acc ? part[i] : acc) : __dadd_rn(acc, part[i]);
+    part[0] = acc;
+}
+
+static qd_status reduce_exact(struct qd_cuda_ctx *c, const struct qd_reduce_args *a) {
+    size_t nch = (a->n + QD_EXACT_CHUNK - 1) / QD_EXACT_CHUNK;
+    void *ws;
+    QD_CHECK(qd_cu_ws(c, nch * sizeof(double), &ws));
+    double *part = (double *)ws;
+    k_reduce_chunks<<<(unsigned)((nch + 127) / 128), 128, 0, c->stream>>>((int)a->kind, QD_CU_F32(a->a),
+                                                                         a->b.buf ? QD_CU_F32(a->b) : NULL, a->n, part);
+    QD_LAUNCH_CHECK("reduce (exact)");
+    k_reduce_seq<<<1, 1, 0, c->stream>>>((int)a->kind, part, nch);
+    QD_LAUNCH_CHECK("reduce (exact)");
+    QD_CUDA_CHECK(cudaMemcpyAsync(a->out, part, sizeof(double), cudaMemcpyDeviceToHost, c->stream));
+    QD_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return QD_OK;
+}
+
 extern "C" qd_status qd_cu_reduce(qd_backend_t be, const struct qd_reduce_args *a) {
     struct qd_cuda_ctx *c = qd_cu(be);
+    if (qd_cu_exact(be)) return reduce_exact(c, a);
     void *ws;
     QD_CHECK(qd_cu_ws(c, RED_BLOCKS * sizeof(double), &ws));
     double *part = (double *)ws;
@@ -96,11 +136,33 @@ __global__ void k_gnorm(float *out, const float *s, size_t rows, size_t cols, si
     out[c] = acc;
 }
 
+/* GROUP_NORM_SUM in exact numerics: the CPU's fp64 accumulation (fp32 quotients), rows in order */
+__global__ void k_gnorm_exact(float *out, const float *s, size_t rows, size_t cols, size_t ld, size_t gs, int accumulate) {
+    size_t c = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    size_t g0 = c / gs * gs;
+    double acc = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = s + r * ld;
+        float m = 0;
+        for (size_t k = g0; k < g0 + gs; k++) m = fmaxf(m, fabsf(row[k]));
+        acc = __dadd_rn(acc, (double)__fdiv_rn(fabsf(row[c]), __fadd_rn(m, 1e-6f)));
+    }
+    out[c] = accumulate ? __fadd_rn(out[c], (float)acc) : (float)acc;
+}
+
 extern "C" qd_status qd_cu_colstat(qd_backend_t be, const struct qd_colstat_args *a) {
     struct qd_cuda_ctx *c = qd_cu(be);
     unsigned nb = (unsigned)((a->cols + 127) / 128);
+    if (a->kind == QD_COLSTAT_GROUP_NORM_SUM && qd_cu_exact(be)) {
+        k_gnorm_exact<<<nb, 128, 0, c->stream>>>(QD_CU_F32(a->out), QD_CU_F32(a->src), a->rows, a->cols, a->ld,
+                                                 a->group_size, a->accumulate);
+        QD_LAUNCH_CHECK("colstat (exact)");
+        return QD_OK;
+    }
     if (a->kind == QD_COLSTAT_ABS_SUM) {
-        size_t chunks = a->rows < CS_CHUNKS ? (a->rows ? a->rows : 1) : CS_CHUNKS;
+        /* exact numerics: one chunk, i.e. every column summed down its rows in order, as the CPU */
+        size_t chunks = qd_cu_exact(be) ? 1 : a->rows < CS_CHUNKS ? (a->rows ? a->rows : 1) : CS_CHUNKS;
         size_t chunk = (a->rows + chunks - 1) / chunks;
         if (!chunk) chunk = 1;
         void *ws;

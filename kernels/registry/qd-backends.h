@@ -3,7 +3,8 @@
  *
  * name: "cpu", "cuda" (builds with QD_HAVE_CUDA; device 0, or "cuda:N"), or "auto" (cuda when built
  * and a device answers, else cpu). An unknown or unavailable name fails with a message listing the
- * names this build offers.
+ * names this build offers. Options follow the name after '+': "+exact" creates the backend in exact
+ * numerics (qd-backend.h, qd_numerics), "+fast" in the default mode; e.g. "cuda:1+exact".
  */
 #ifndef QD_BACKENDS_H
 #define QD_BACKENDS_H
