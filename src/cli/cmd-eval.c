@@ -7,11 +7,12 @@
 #include "qd-args.h"
 #include "qd-backends.h"
 #include "qd-check.h"
+#include "qd-cli-numerics.h"
 #include "qd-commands.h"
 #include "qd-eval.h"
 
 qd_status qd_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *backend = "cpu";
+    const char *model = NULL, *data = NULL, *backend = "cpu", *numerics = "fast";
     int seqlen = 0, max_windows = 0, json = 0;
     const char *logits_dir = NULL;
     const qd_opt opts[] = {
@@ -21,6 +22,7 @@ qd_status qd_cmd_eval(int argc, char **argv) {
         {"max-windows", QD_OPT_INT, &max_windows, "N", "evaluate only the first N windows (0: all)", "0..100000000", NULL},
         {"dump-logits", QD_OPT_STR, &logits_dir, "DIR", "write the first window's logits and ids to DIR/logits.safetensors", NULL, NULL},
         {"backend", QD_OPT_STR, &backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
+        {"numerics", QD_OPT_CHOICE, &numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
         {"json", QD_OPT_FLAG, &json, NULL, "print one JSON object", NULL, NULL},
     };
     const char *pos_names[] = {NULL};
@@ -34,7 +36,8 @@ qd_status qd_cmd_eval(int argc, char **argv) {
     if (!model) return qd_fail(QD_ERR_USAGE, "eval: --model DIR is required");
     if (!data) return qd_fail(QD_ERR_USAGE, "eval: --data FILE is required");
     qd_backend_t be;
-    QD_CHECK(qd_backend_create(backend, &be));
+    char be_name[96];
+    QD_CHECK(qd_backend_create(qd_cli_backend_name(backend, numerics, be_name, sizeof be_name), &be));
     struct qd_eval_opts eo = {.seqlen = (size_t)seqlen, .max_windows = (size_t)max_windows, .logits_dir = logits_dir};
     struct qd_eval_result r;
     qd_status st = qd_eval_ppl_file(be, model, data, &eo, &r);

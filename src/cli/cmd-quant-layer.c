@@ -10,6 +10,7 @@
 
 #include "qd-args.h"
 #include "qd-backends.h"
+#include "qd-cli-numerics.h"
 #include "qd-check.h"
 #include "qd-commands.h"
 #include "qd-quant.h"
@@ -69,7 +70,7 @@ fail:
 }
 
 qd_status qd_cmd_quant_layer(int argc, char **argv) {
-    const char *input = NULL, *output = NULL, *method = "gptq", *backend = "cpu";
+    const char *input = NULL, *output = NULL, *method = "gptq", *backend = "cpu", *numerics = "fast";
     int bits = 4, group_size = 128, sym = 0, asym = 0, act = 0, stat = 0, mse = 0;
     double damp = 0.01;
     const qd_opt opts[] = {
@@ -85,6 +86,7 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
         {"damp", QD_OPT_DOUBLE, &damp, "D", "GPTQ damping fraction of mean(diag H)", "0..1", NULL},
         {"mse", QD_OPT_FLAG, &mse, NULL, "MSE clip grid search in the quantizer", NULL, NULL},
         {"backend", QD_OPT_STR, &backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
+        {"numerics", QD_OPT_CHOICE, &numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
     };
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
@@ -115,7 +117,8 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
                      (long long)K2, (long long)N, (long long)K);
         goto done;
     }
-    QD_CHECK_GOTO(qd_backend_create(backend, &be), st, done);
+    char be_name[96];
+    QD_CHECK_GOTO(qd_backend_create(qd_cli_backend_name(backend, numerics, be_name, sizeof be_name), &be), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, (size_t)(N * K), &bW), st, done);
     QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bW, 0), .src = W, .src_dtype = QD_DT_F32,
                                                             .n = (size_t)(N * K)}), st, done);

@@ -9,6 +9,7 @@
 #include "qd-args.h"
 #include "qd-backends.h"
 #include "qd-calib.h"
+#include "qd-cli-numerics.h"
 #include "qd-check.h"
 #include "qd-commands.h"
 #include "qd-log.h"
@@ -24,7 +25,7 @@ typedef struct {
     int seen_calib_mode, seen_method, seen_bits, seen_gs, seen_sym, seen_asym, seen_act, seen_static, seen_mse;
     int seen_damp, seen_ts, seen_ns, seen_sl, seen_seed;
     /* the distributed run (mpi/qd-quantize-run.h) */
-    const char *staging, *schedule, *progress;
+    const char *staging, *schedule, *progress, *numerics;
     int resume, keep_staging, quiet, micro_batch, seen_format, seen_scale_dtype;
     uint64_t max_shard;
 } q_args;
@@ -63,6 +64,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"scale-dtype", QD_OPT_CHOICE, &a.scale_dtype, "T", "dtype the export stores scales in (default f16; compressed-tensors: the model's dtype)", "f16|bf16|f32", &a.seen_scale_dtype},
         {"overwrite", QD_OPT_FLAG, &a.overwrite, NULL, "replace an existing non-empty output directory", NULL, NULL},
         {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
+        {"numerics", QD_OPT_CHOICE, &a.numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
         {"chunk-tokens", QD_OPT_INT, &a.chunk_tokens, "N", "tokens per forward pass (8192)", "0..100000000", NULL},
     };
     const char *pos_names[] = {NULL};
@@ -79,6 +81,12 @@ static qd_status quantize_main(int argc, char **argv) {
     if (a.group_size == 0 || a.group_size < -1) return qd_fail(QD_ERR_USAGE, "quantize: --group-size must be > 0 or -1");
     if (a.bits != 2 && a.bits != 3 && a.bits != 4 && a.bits != 8)
         return qd_fail(QD_ERR_USAGE, "quantize: --bits must be 2, 3, 4 or 8");
+    /* the run's per-rank device mapping (mpi/quantize-run.c) knows the plain name "cuda" only */
+    if (a.numerics && strcmp(a.numerics, "exact") == 0 && qd_mpi_size() > 1 && strcmp(a.backend, "cuda") == 0)
+        return qd_fail(QD_ERR_USAGE, "quantize: --numerics exact with --backend cuda runs on one rank for now "
+                                     "(several ranks would all use GPU 0)");
+    char be_name[96];
+    a.backend = qd_cli_backend_name(a.backend, a.numerics, be_name, sizeof be_name);
 
     /* defaults < recipe < flags */
     qd_recipe *recipe = NULL;
