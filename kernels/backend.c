@@ -339,3 +339,38 @@ qd_status qd_be_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a) {
     QD_CHECK(opt_ref_ok(be, "awq_clip", "best_out", a->best_out, a->N * G));
     return a->N && a->K && a->T ? be->iface->awq_clip(be, a) : QD_OK;
 }
+
+/* ---- optional ops ---- */
+
+int qd_be_has(qd_backend_t be, qd_opt_op op) {
+    if (!be) return 0;
+    switch (op) {
+    case QD_OPT_U8_CODES: return be->iface->u8_codes != NULL;
+    case QD_OPT_MEM_INFO: return be->iface->mem_info != NULL;
+    }
+    return 0;
+}
+
+qd_status qd_be_u8_codes(qd_backend_t be, const struct qd_u8_codes_args *a) {
+    QD_CHECK(be_ok(be, a, "u8_codes"));
+    if (!be->iface->u8_codes)
+        return qd_fail(QD_ERR_INTERNAL, "backend %s: u8_codes is not implemented (check qd_be_has)", be->iface->name);
+    if (!a->dequant) {
+        QD_CHECK(ref_ok(be, "u8_codes", "dst", a->dst, (a->n + 3) / 4));
+        QD_CHECK(ref_ok(be, "u8_codes", "src", a->src, a->n));
+        return a->n ? be->iface->u8_codes(be, a) : QD_OK;
+    }
+    if (!a->G) return qd_fail(QD_ERR_INTERNAL, "backend %s: u8_codes: no groups", be->iface->name);
+    QD_CHECK(ref_ok(be, "u8_codes", "W", a->W, a->N * a->K));
+    QD_CHECK(ref_ok(be, "u8_codes", "codes", a->codes, (a->N * a->K + 3) / 4));
+    QD_CHECK(ref_ok(be, "u8_codes", "scales", a->scales, a->G * a->N));
+    QD_CHECK(ref_ok(be, "u8_codes", "zeros", a->zeros, a->G * a->N));
+    QD_CHECK(ref_ok(be, "u8_codes", "g_idx", a->g_idx, a->K));
+    return a->N && a->K ? be->iface->u8_codes(be, a) : QD_OK;
+}
+
+qd_status qd_be_mem_info(qd_backend_t be, struct qd_mem_info *out) {
+    QD_CHECK(be_ok(be, out, "mem_info"));
+    *out = (struct qd_mem_info){0};
+    return be->iface->mem_info ? be->iface->mem_info(be, out) : QD_OK;
+}

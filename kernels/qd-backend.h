@@ -292,4 +292,33 @@ struct qd_awq_clip_args {
 };
 qd_status qd_be_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a);
 
+/* ---- optional ops: a backend may leave these out (qd_be_has says which it has); callers then do
+ * the same work on the host. They exist so a GPU backend need not move fp32/int32 arrays where bytes
+ * suffice. ---- */
+typedef enum { QD_OPT_U8_CODES, QD_OPT_MEM_INFO } qd_opt_op;
+int qd_be_has(qd_backend_t be, qd_opt_op op);
+
+/* Codes as bytes, four to a 4-byte element (byte i of the stream is byte i % 4, little-endian, of
+ * element i / 4). PACK: the n int32 codes of src (0..255) become the n bytes of dst ((n + 3) / 4
+ * elements). DEQUANT: W[r][k] = (float)(byte[r*K + k] - zeros[g_idx[k]*N + r]) * scales[g_idx[k]*N + r]
+ * with one fp32 multiply, exactly as qd_qlayer_dequant_rounded does on the host (the caller passes the
+ * scales already rounded to their stored dtype). codes/W/scales/zeros/g_idx: [N*K bytes], [N,K] fp32,
+ * [G,N] fp32, [G,N] int32, [K] int32 in [0, G). */
+struct qd_u8_codes_args {
+    int dequant;         /* 0: pack, 1: dequant */
+    qd_ref dst, src;     /* pack: dst bytes <- src int32 */
+    size_t n;            /* pack: codes */
+    qd_ref W, codes, scales, zeros, g_idx; /* dequant */
+    size_t N, K, G;      /* dequant */
+};
+qd_status qd_be_u8_codes(qd_backend_t be, const struct qd_u8_codes_args *a);
+
+/* Device memory in bytes: free and total as the device reports them; reserved = what the backend
+ * holds now (buffers, its cache of freed buffers, scratch), reserved_peak = the most it has held.
+ * Without the op (host backends) qd_be_mem_info fills zeros and returns QD_OK. */
+struct qd_mem_info {
+    size_t free, total, reserved, reserved_peak;
+};
+qd_status qd_be_mem_info(qd_backend_t be, struct qd_mem_info *out);
+
 #endif
