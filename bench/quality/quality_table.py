@@ -6,7 +6,11 @@ reference (tests/ref), with the SAME calibration ids for both.
 Usage (the lead runs it; not a test):
   python3 bench/quality/quality_table.py --model fixtures/pycode-16m \
       --eval fixtures/pycode-16m/eval.txt --calib fixtures/pycode-16m/calib.jsonl \
-      [--nsamples 128 --seqlen 512 --eval-seqlen 1024 --qdist build/qdist --markdown]
+      [--nsamples 128 --seqlen 512 --eval-seqlen 1024 --max-windows 48 --qdist build/qdist --markdown]
+
+Exit status: 0 when every row with both columns has |qdist - reference| / reference <= --tol
+(0.5% by default; one PASS/FAIL line per row and an overall VERDICT line are printed), 1 otherwise
+(a FAIL, or a row whose qdist or reference ppl is missing).
 
 Calibration: the calib file (.jsonl {"text": ...} lines, .jsonl id arrays, or plain text) is
 tokenised here with the model's tokenizer.json (HF `tokenizers`, special tokens as the HF tokenizer
@@ -19,8 +23,11 @@ multiple of the step, e.g. 128 x 512).
 Evaluation (algorithms.md section 5): the eval text tokenised once, non-overlapping windows of
 --eval-seqlen, no per-window BOS; reference ppl from tests/ref/qforward.py (float32) on the
 reference's own fake-quantised weights. qdist's column: `qdist eval --json` on qdist's
-`--format fake` output. When both exist, the reference forward also evaluates qdist's weights
-(column "ref-fwd(qdist)") which separates quantizer differences from eval differences.
+`--format fake` output. --max-windows N evaluates only the first N windows on both sides (passed to
+every `qdist eval` as --max-windows N; the reference gets the first N * eval-seqlen tokens of the
+same stream), and the script checks that qdist reports the same window count and text length.
+When both exist, the reference forward also evaluates qdist's weights (column "ref-fwd(qdist)"),
+which separates quantizer differences from eval differences.
 Group size 128 falls back to -1 (per channel) when 128 does not divide every in-feature
 (stories260K: intermediate 172); the table says which was used.
 """
@@ -69,15 +76,26 @@ def qdist_has(qbin, cmd):
     return subprocess.run([qbin, cmd, "--help"], capture_output=True).returncode == 0
 
 
-def qdist_eval(qbin, model_dir, eval_path, seqlen):
-    p = subprocess.run([qbin, "eval", "--model", model_dir, "--data", eval_path, "--seqlen",
-                        str(seqlen), "--json"], capture_output=True, text=True)
+def qdist_eval(qbin, model_dir, eval_path, seqlen, max_windows=0, expect=None):
+    """ppl from `qdist eval --json`; expect = (windows, text_tokens) the reference evaluates:
+    a mismatch is reported as an error (the two columns would not measure the same tokens)."""
+    cmd = [qbin, "eval", "--model", model_dir, "--data", eval_path, "--seqlen", str(seqlen), "--json"]
+    if max_windows:
+        cmd += ["--max-windows", str(max_windows)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return None, p.stderr.strip()[-300:]
     try:
-        return float(json.loads(p.stdout.strip().splitlines()[-1])["ppl"]), ""
+        o = json.loads(p.stdout.strip().splitlines()[-1])
+        ppl = float(o["ppl"])
     except (IndexError, ValueError, KeyError, TypeError) as e:
         return None, f"unreadable `qdist eval --json` output ({e}): {p.stdout[-200:]!r}"
+    if expect is not None:
+        got = (int(o.get("windows", -1)), int(o.get("text_tokens", -1)))
+        if got != tuple(expect):
+            return ppl, (f"qdist evaluated {got[0]} windows of a {got[1]}-token text, the reference "
+                         f"{expect[0]} windows of {expect[1]} tokens: not the same tokens")
+    return ppl, ""
 
 
 def load_fake(out_dir):
@@ -96,7 +114,14 @@ def main():
     ap.add_argument("--nsamples", type=int, default=128)
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--eval-seqlen", type=int, default=0, help="default: min(2048, model max)")
-    ap.add_argument("--eval-max-tokens", type=int, default=0, help="cap the eval stream (0: all)")
+    ap.add_argument("--eval-max-tokens", type=int, default=0,
+                    help="cap the eval stream (0: all); qdist then gets --max-windows TOKENS // eval-seqlen")
+    ap.add_argument("--max-windows", type=int, default=0,
+                    help="evaluate only the first N windows of --eval-seqlen, in qdist and in the reference (0: all)")
+    ap.add_argument("--tol", type=float, default=0.005,
+                    help="PASS when |qdist - reference| / reference <= TOL (default 0.005 = 0.5%%)")
+    ap.add_argument("--methods", default="rtn,gptq,gptq-act,awq",
+                    help="comma list of rows to run among rtn, gptq, gptq-act, awq (timing runs)")
     ap.add_argument("--bits", default="4,3")
     ap.add_argument("--group-size", type=int, default=128)
     ap.add_argument("--qdist", default=os.environ.get("QDIST_BIN", os.path.join(HERE, "..", "..", "build", "qdist")))
@@ -119,11 +144,24 @@ def main():
         for row in calib:
             f.write(json.dumps([int(t) for t in row]) + "\n")
     toks = qm.tokenize_file(a.model, a.eval)
+    text_tokens = len(toks)
+    nwin = text_tokens // eseq
     if a.eval_max_tokens:
-        toks = toks[: a.eval_max_tokens]
+        nwin = min(nwin, a.eval_max_tokens // eseq)
+    if a.max_windows:
+        nwin = min(nwin, a.max_windows)
+    if nwin == 0:
+        sys.exit(f"{a.eval}: {text_tokens} tokens, fewer than one window of {eseq} (or a cap of 0)")
+    # the reference's perplexity cuts its stream into len // eseq windows: give it exactly the
+    # first nwin windows, the ones `qdist eval --max-windows nwin` scores
+    toks = toks[: nwin * eseq]
+    q_maxw = nwin if nwin < text_tokens // eseq else 0
+    expect = (nwin, text_tokens)
     have_q = qdist_has(a.qdist, "quantize") and qdist_has(a.qdist, "eval")
-    print(f"model {a.model}: calib {a.nsamples}x{a.seqlen} ids -> {ids_path}; eval {len(toks)} tokens, "
-          f"seqlen {eseq}; group size {gs}; qdist {'yes' if have_q else 'not available'}", flush=True)
+    print(f"model {a.model}: calib {a.nsamples}x{a.seqlen} ids -> {ids_path}; eval text {text_tokens} "
+          f"tokens, first {nwin} windows of {eseq} ({nwin * (eseq - 1)} scored); group size {gs}; "
+          f"ref dtype {a.ref_dtype}; qdist {'yes' if have_q else 'not available'}", flush=True)
+    t_start = time.time()
 
     rows = []
 
@@ -132,27 +170,41 @@ def main():
         rows.append((label, ref_ppl, q_ppl, cross, rel, note))
         f = lambda v: f"{v:10.4f}" if v else "         -"  # noqa: E731
         print(f"{label:28s} ref {f(ref_ppl)}  qdist {f(q_ppl)}  ref-fwd(qdist) {f(cross)}  "
-              f"rel {'%+.3f%%' % (100 * rel) if rel is not None else '-'} {note}", flush=True)
+              f"rel {'%+.4f%%' % (100 * rel) if rel is not None else '-'} {note}", flush=True)
 
+    t = time.time()
     ref_fp = None if a.no_ref else qm.perplexity((cfg, w), toks, eseq)[0]
-    q_fp, err = qdist_eval(a.qdist, a.model, a.eval, eseq) if have_q else (None, "")
+    note = f"ref eval {time.time() - t:.0f}s "
+    t = time.time()
+    q_fp, err = qdist_eval(a.qdist, a.model, a.eval, eseq, q_maxw, expect) if have_q else (None, "")
+    note += f"qdist eval {time.time() - t:.0f}s"
     if err:
         print(f"qdist eval of the original model failed: {err}", flush=True)
-    row(f"{cfg.raw.get('torch_dtype') or cfg.raw.get('dtype') or 'fp'} (original)", ref_fp, q_fp, None)
+        note += f" eval failed: {err}"
+    row(f"{cfg.raw.get('torch_dtype') or cfg.raw.get('dtype') or 'fp'} (original)", ref_fp, q_fp, None,
+        note)
+
+    want = {m.strip() for m in a.methods.split(",") if m.strip()}
 
     for bits in [int(b) for b in a.bits.split(",")]:
         for method, kw in ROWS:
             act = kw.get("act_order", False)
+            if f"{method}{'-act' if act else ''}" not in want:
+                continue
             sym = method != "awq"
             label = f"{method.upper()}{' act-order' if act else ''} W{bits} g{gs}"
             ref_ppl = q_ppl = cross = None
             note = ""
             if not a.no_ref:
                 t = time.time()
+                # awq_tie_analysis only adds tie bookkeeping (tie_margin) for the code-level tests;
+                # the clip choice it returns is the same, so the table skips its 4 extra searches
                 r = qm.quantize_model((cfg, w), calib, method, bits, gs, sym, act_order=act,
-                                      dtype=np.dtype(a.ref_dtype).type, chain_f16_scales=True)
+                                      dtype=np.dtype(a.ref_dtype).type, chain_f16_scales=True,
+                                      awq_tie_analysis=False)
+                t1 = time.time()
                 ref_ppl = qm.perplexity(r, toks, eseq)[0]
-                note += f"ref {time.time() - t:.0f}s "
+                note += f"ref {t1 - t:.0f}+{time.time() - t1:.0f}s "
             if have_q:
                 out = os.path.join(a.out, f"{method}{'-act' if act else ''}-w{bits}")
                 cmd = [a.qdist, "quantize", "--model", a.model, "--output", out, "--calib", ids_path,
@@ -165,7 +217,7 @@ def main():
                 p = subprocess.run(cmd, capture_output=True, text=True)
                 if p.returncode == 0:
                     note += f"qdist {time.time() - t:.0f}s"
-                    q_ppl, err = qdist_eval(a.qdist, out, a.eval, eseq)
+                    q_ppl, err = qdist_eval(a.qdist, out, a.eval, eseq, q_maxw, expect)
                     if err:
                         note += f" eval failed: {err}"
                     if not a.no_ref:
@@ -174,17 +226,41 @@ def main():
                     note += f"qdist quantize failed: {p.stderr.strip()[-200:]}"
             row(label, ref_ppl, q_ppl, cross, note)
 
+    # verdict: every row needs both columns (unless --no-ref / no qdist was asked for) and
+    # |qdist - reference| / reference <= tol
+    verdicts = []
+    print(f"\ncheck: |qdist - reference| / reference <= {100 * a.tol:g}%", flush=True)
+    for label, rp, qp, cp, rel, note in rows:
+        if rel is None:
+            v = "SKIP" if (a.no_ref or not have_q) else "FAIL"
+            why = "no reference or no qdist ppl"
+        else:
+            v = "PASS" if abs(rel) <= a.tol and "not the same tokens" not in note else "FAIL"
+            why = f"{100 * rel:+.4f}% (qdist {qp:.5f}, reference {rp:.5f})"
+        verdicts.append(v)
+        print(f"{v} {label}: {why}", flush=True)
+    ok = all(v != "FAIL" for v in verdicts) and any(v == "PASS" for v in verdicts)
+    print(f"VERDICT: {'PASS' if ok else 'FAIL'} ({verdicts.count('PASS')} pass, {verdicts.count('FAIL')} "
+          f"fail, {verdicts.count('SKIP')} skipped of {len(rows)} rows; tolerance {100 * a.tol:g}%; "
+          f"total {time.time() - t_start:.0f}s)", flush=True)
+
     if a.markdown:
-        print("\n| configuration | reference ppl | qdist ppl | reference forward on qdist weights | qdist vs reference |")
-        print("|---|---|---|---|---|")
-        for label, rp, qp, cp, rel, _ in rows:
+        print("\n| configuration | reference ppl | qdist ppl | reference forward on qdist weights | qdist vs reference | check |")
+        print("|---|---|---|---|---|---|")
+        for (label, rp, qp, cp, rel, _), v in zip(rows, verdicts):
             f = lambda v: f"{v:.4f}" if v else "-"  # noqa: E731
             print(f"| {label} | {f(rp)} | {f(qp)} | {f(cp)} | "
-                  f"{'%+.2f%%' % (100 * rel) if rel is not None else '-'} |")
+                  f"{'%+.3f%%' % (100 * rel) if rel is not None else '-'} | {v} |")
     with open(os.path.join(a.out, "quality.json"), "w") as f:
-        json.dump([dict(config=r[0], ref_ppl=r[1], qdist_ppl=r[2], ref_forward_on_qdist=r[3],
-                        rel=r[4], note=r[5]) for r in rows], f, indent=1)
+        json.dump(dict(settings=dict(model=a.model, eval=a.eval, calib=a.calib, nsamples=a.nsamples,
+                                     seqlen=a.seqlen, eval_seqlen=eseq, windows=nwin,
+                                     text_tokens=text_tokens, group_size=gs, ref_dtype=a.ref_dtype,
+                                     tol=a.tol),
+                       rows=[dict(config=r[0], ref_ppl=r[1], qdist_ppl=r[2], ref_forward_on_qdist=r[3],
+                                  rel=r[4], check=v, note=r[5]) for r, v in zip(rows, verdicts)],
+                       verdict="PASS" if ok else "FAIL"), f, indent=1)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
