@@ -9,8 +9,13 @@
 #     qwen7b    bench-gptq-layer on Qwen2.5-7B layer shapes, tf32
 #     torch8b   the torch reference GPTQ (bench/torch_gptq_ref.py) on the same Llama-3-8B shapes
 #     e2e       gen_synthetic.py Llama-3-8B (E2E_BLOCKS blocks) + `qdist quantize --backend cuda` end to end
-#               (E2E_WRAP: a command put in front of qdist, e.g. "nsys profile --stats=true -o /tmp/e2e")
-#     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%
+#               (E2E_WRAP: a command put in front of qdist, e.g. "nsys profile --stats=true -o /tmp/e2e";
+#               E2E_EXTRA: more qdist flags); prints the per-phase table of the report (bench/e2e_phases.py)
+#     e2e-awq   the same with --method awq (128 x 512 tokens)
+#     e2e-70b   GPTQ on the first E2E_70B_BLOCKS (2) blocks of Llama-3-70B shapes
+#     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%;
+#               first in exact numerics (the checked mode: its result is the stage's), then fast (informational;
+#               EQUALITY_FAST=0 skips it)
 # Missing build dependencies (cJSON, OpenBLAS, LAPACKE) are unpacked from .deb/*.deb when the system lacks
 # them; CMake is tried first, a direct nvcc/gcc build of the few libraries the benchmarks need second.
 # Logs go to $OUT (or ./bench-out) and a summary table is printed last.
@@ -104,23 +109,43 @@ for s in $STAGES; do
     log "torch reference llama3-8b"; timeout 300 python3 bench/torch_gptq_ref.py --model llama3-8b 2>&1 | tee -a "$OUT/torch-8b.log";;
   equality)
     cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
-    log "fixture equality cpu vs cuda"; $RUN python3 bench/cuda_equality.py --qdist $B/qdist 2>&1 | tee "$OUT/equality.log" | grep -v '^\$ ';;
-  e2e)
+    log "fixture equality cpu vs cuda, exact numerics (checked)"
+    $RUN python3 bench/cuda_equality.py --qdist $B/qdist --numerics exact 2>&1 | tee "$OUT/equality.log" | grep -v '^\$ '
+    echo "equality (exact) rc=${PIPESTATUS[0]}"
+    [ "${EQUALITY_FAST:-1}" = 0 ] && continue   # EQUALITY_FAST=0: the checked (exact) run only
+    log "fixture equality cpu vs cuda, fast numerics (informational)"
+    $RUN python3 bench/cuda_equality.py --qdist $B/qdist --numerics fast 2>&1 | tee "$OUT/equality-fast.log" | grep -v '^\$ '
+    echo "equality (fast, informational) rc=${PIPESTATUS[0]}";;
+  e2e|e2e-awq|e2e-70b)
+    # e2e: GPTQ on Llama-3-8B shapes; e2e-awq: AWQ on the same model; e2e-70b: GPTQ on the first
+    # E2E_70B_BLOCKS (2) blocks of Llama-3-70B shapes. E2E_EXTRA: more qdist flags (e.g. --gpu-mem 38).
     if grep -q "not implemented yet" src/cli/cmd-quantize.c; then log "e2e: qdist quantize is still a placeholder in this tree: skipped"; continue; fi
-    nb=${E2E_BLOCKS:-4}
-    log "e2e: build qdist"; cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
-    log "e2e: generate Llama-3-8B shapes, first $nb blocks"; python3 bench/gen_synthetic.py --arch llama3-8b --blocks $nb /tmp/synth-8b || continue
-    ( peak=0; while sleep 0.5; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "${u:-0}" -gt $peak ] && peak=$u && echo $peak > /tmp/gpu-peak; done ) &
+    if [ ! -x $B/qdist ] || [ -z "${e2e_built:-}" ]; then
+      log "e2e: build qdist"; cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
+      e2e_built=1
+    fi
+    arch=llama3-8b; nb=${E2E_BLOCKS:-4}; meth=gptq; tag=8b
+    [ $s = e2e-awq ] && { meth=awq; tag=8b-awq; }
+    [ $s = e2e-70b ] && { arch=llama3-70b; nb=${E2E_70B_BLOCKS:-2}; tag=70b; }
+    m=/tmp/synth-$arch-$nb
+    if [ ! -f $m/config.json ]; then
+      rm -rf /tmp/synth-$arch-*   # one synthetic model on the disk at a time
+      log "e2e: generate $arch shapes, first $nb blocks"; python3 bench/gen_synthetic.py --arch $arch --blocks $nb $m || continue
+    fi
+    sflags="--nsamples 128"; [ $meth = gptq ] && sflags="$sflags --seqlen 2048"
+    ( peak=0; while sleep 0.5; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "${u:-0}" -gt $peak ] && peak=$u && echo $peak > /tmp/gpu-peak-$tag; done ) &
     mon=$!
     t0=$(date +%s.%N)
-    log "e2e: qdist quantize --backend cuda, QD_CUDA_MATH=${E2E_MATH:-bf16}"
+    log "e2e-$tag: qdist quantize --backend cuda --method $meth, QD_CUDA_MATH=${E2E_MATH:-bf16} ${E2E_EXTRA:-}"
     QD_CUDA_MATH=${E2E_MATH:-bf16} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${E2E_TIMEOUT:-240} \
       $RUN ${E2E_WRAP:-} $B/qdist quantize --backend cuda \
-      --model /tmp/synth-8b --calib /tmp/synth-8b/calib.jsonl --output /tmp/synth-8b-w4 --format gptq --progress lines \
-      --method gptq --bits 4 --group-size 128 --nsamples 128 --seqlen 2048 --overwrite 2>&1 | tee "$OUT/e2e-8b.log" | tail -25
+      --model $m --calib $m/calib.jsonl --output /tmp/synth-w4-$tag --format $meth --progress lines \
+      --method $meth --bits 4 --group-size 128 $sflags --overwrite ${E2E_EXTRA:-} 2>&1 | tee "$OUT/e2e-$tag.log" | tail -25
     t1=$(date +%s.%N); kill $mon
-    echo "E2E llama3-8b ($nb blocks) gptq w4 g128 128x2048: wall $(python3 -c "print(round($t1 - $t0, 1))") s, GPU memory peak $(cat /tmp/gpu-peak) MiB (nvidia-smi)" | tee -a "$OUT/e2e-8b.log"
-    cp /tmp/synth-8b-w4/qdist_report.json "$OUT/e2e-report.json" 2>/dev/null;;
+    echo "E2E $arch ($nb blocks) $meth w4 g128: wall $(python3 -c "print(round($t1 - $t0, 1))") s, GPU memory peak $(cat /tmp/gpu-peak-$tag) MiB (nvidia-smi)" | tee -a "$OUT/e2e-$tag.log"
+    cp /tmp/synth-w4-$tag/qdist_report.json "$OUT/e2e-report-$tag.json" 2>/dev/null
+    rm -rf /tmp/synth-w4-$tag
+    python3 bench/e2e_phases.py "$tag=$OUT/e2e-report-$tag.json" | tee -a "$OUT/e2e-phases.md";;
   esac
 done
 python3 bench/summarize.py "$OUT"/bench-*.log "$OUT"/torch-*.log 2>/dev/null | tee "$OUT/summary.md"

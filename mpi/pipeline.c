@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "qd-check.h"
+#include "qd-phase.h"
 
 #define TAG_BASE 1000
 
@@ -59,10 +60,12 @@ static qd_status send_all(const struct qd_block_worker *w, qd_transport *t, int 
                                 TAG_BASE + (int)i, &x[i]);
     }
     double t0 = now_s();
+    qd_phase prev = qd_phase_set(NULL, QD_PH_WAIT);
     for (size_t i = 0; i < n; i++) {
         qd_status r2 = qd_transport_wait(t, &x[i]);
         if (rc == QD_OK) rc = r2;
     }
+    qd_phase_set(NULL, prev);
     st->wait_s += now_s() - t0;
     free(x);
     return rc;
@@ -75,20 +78,23 @@ static qd_status recv_all(const struct qd_block_worker *w, qd_transport *t, int 
     if (!x) return qd_fail(QD_ERR_NOMEM, "pipeline: out of memory");
     qd_status rc = post_recvs(w, t, peer, act, x);
     double t0 = now_s();
+    qd_phase prev = qd_phase_set(NULL, QD_PH_WAIT);
     for (size_t i = 0; i < n; i++) {
         qd_status r2 = qd_transport_wait(t, &x[i]);
         if (rc == QD_OK) rc = r2;
     }
+    qd_phase_set(NULL, prev);
     st->wait_s += now_s() - t0;
     free(x);
     return rc;
 }
 
-/* Quantize (or replay) this rank's blocks in order, starting from act. */
-static qd_status run_blocks(const qd_plan *plan, int rank, const struct qd_block_worker *w, float *act,
+/* Quantize (or replay) this rank's blocks in order, starting from act (loaded: the worker already
+ * holds the input, embedded on its device); keep_output: the last block's output back into act. */
+static qd_status run_blocks(const qd_plan *plan, int rank, const struct qd_block_worker *w, float *act, int loaded,
                             int keep_output, struct qd_pipeline_stats *st, int *failed_block) {
     double t_load = now_s();
-    QD_CHECK(w->load(w->user, act));
+    if (!loaded) QD_CHECK(w->load(w->user, act));
     st->compute_s += now_s() - t_load;
     for (int b = plan->first[rank]; b < plan->first[rank] + plan->count[rank]; b++) {
         *failed_block = b;
@@ -102,11 +108,15 @@ static qd_status run_blocks(const qd_plan *plan, int rank, const struct qd_block
                 return qd_fail(QD_ERR_INTERNAL, "block %d: failure injected by QD_INJECT_FAIL", b);
             QD_CHECK(w->quantize(w->user, b));
             st->quantized++;
-            if (injected("QD_INJECT_KILL", rank, b)) raise(SIGKILL);
+            if (injected("QD_INJECT_KILL", rank, b)) {
+                if (w->flush) QD_CHECK(w->flush(w->user)); /* "right after the block is staged" */
+                raise(SIGKILL);
+            }
         }
         st->compute_s += now_s() - t0;
         if (w->block_done) w->block_done(w->user, b, !staged);
     }
+    if (w->flush) QD_CHECK(w->flush(w->user));
     *failed_block = -1;
     if (keep_output) {
         double t0 = now_s();
@@ -135,8 +145,11 @@ static qd_status fp_pass(const qd_plan *plan, int rank, const struct qd_block_wo
         size_t first, count;
         batch_range(w, i, &first, &count);
         double t0 = now_s();
-        if (prev) QD_CHECK_GOTO(qd_transport_wait(prev, &rx[i]), rc, out);
+        qd_phase ph = qd_phase_set(NULL, QD_PH_WAIT);
+        if (prev) rc = qd_transport_wait(prev, &rx[i]);
+        qd_phase_set(NULL, ph);
         st->wait_s += now_s() - t0;
+        if (rc != QD_OK) goto out;
         if (!next) continue; /* the last rank needs no full-precision output */
         float *dst = work + first * w->seq_elems;
         memcpy(dst, act_in + first * w->seq_elems, count * w->seq_elems * sizeof(float));
@@ -154,10 +167,12 @@ static qd_status fp_pass(const qd_plan *plan, int rank, const struct qd_block_wo
 out:
     if (rx && tx) {
         double t0 = now_s();
+        qd_phase ph = qd_phase_set(NULL, QD_PH_WAIT);
         for (size_t i = 0; i < n; i++) {
             if (prev) qd_transport_wait(prev, &rx[i]);
             if (next) qd_transport_wait(next, &tx[i]);
         }
+        qd_phase_set(NULL, ph);
         st->wait_s += now_s() - t0;
     }
     free(rx);
@@ -175,9 +190,12 @@ qd_status qd_pipeline_run(const qd_plan *plan, int rank, qd_schedule sched, cons
     if (!act) return qd_fail(QD_ERR_NOMEM, "pipeline: out of memory for %zu activation floats", total);
     qd_status rc = QD_OK;
     if (sched == QD_SCHED_EXACT) {
+        /* the first rank embeds straight into its device activations when it can: no host round trip */
+        int on_device = !prev && w->embed_device;
         if (prev) QD_CHECK_GOTO(recv_all(w, prev, rank - 1, act, stats), rc, out);
+        else if (on_device) QD_CHECK_GOTO(w->embed_device(w->user), rc, out);
         else QD_CHECK_GOTO(w->embed(w->user, act), rc, out);
-        QD_CHECK_GOTO(run_blocks(plan, rank, w, act, next != NULL, stats, failed_block), rc, out);
+        QD_CHECK_GOTO(run_blocks(plan, rank, w, act, on_device, next != NULL, stats, failed_block), rc, out);
         if (next) QD_CHECK_GOTO(send_all(w, next, rank + 1, act, stats), rc, out);
     } else {
         float *work = next ? malloc(total * sizeof(float) + 1) : NULL;
@@ -187,7 +205,7 @@ qd_status qd_pipeline_run(const qd_plan *plan, int rank, qd_schedule sched, cons
         }
         rc = fp_pass(plan, rank, w, act, work, prev, next, stats, failed_block);
         free(work);
-        if (rc == QD_OK) rc = run_blocks(plan, rank, w, act, 0, stats, failed_block);
+        if (rc == QD_OK) rc = run_blocks(plan, rank, w, act, 0, 0, stats, failed_block);
     }
 out:
     free(act);

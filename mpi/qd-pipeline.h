@@ -35,6 +35,8 @@ struct qd_block_worker {
     size_t micro_batch;    /* sequences per transfer (>= 1) */
     /* first rank: act[nseq * seq_elems] = embedded calibration tokens (host) */
     qd_status (*embed)(void *user, float *act);
+    /* (optional) first rank, exact schedule: embed straight into the worker's activations (no host copy) */
+    qd_status (*embed_device)(void *user);
     /* overlap schedule: forward block b in full precision on nseq host sequences in place */
     qd_status (*forward_fp)(void *user, int block, float *act, size_t nseq);
     /* the worker keeps the activations between this rank's blocks (on its device): load takes the
@@ -47,6 +49,9 @@ struct qd_block_worker {
     /* block b is staged: leave the output of its quantized forward in the worker's activations */
     qd_status (*replay)(void *user, int block);
     int (*is_staged)(void *user, int block);
+    /* (optional) wait until every block quantized so far is staged durably (staging may run behind
+     * on an I/O thread); called after this rank's blocks and before a QD_INJECT_KILL */
+    qd_status (*flush)(void *user);
     /* (optional) progress: called after each block on this rank */
     void (*block_done)(void *user, int block, int quantized);
 };

@@ -37,6 +37,8 @@ typedef struct qd_run_opts {
     const char *calib_path, *calib_mode, *calib_sha256;
     uint64_t seed;
     const char *recipe_path;
+    double mem_budget_gib;    /* --gpu-mem: memory the backend may hold (0: most of the free device memory;
+                               * host backends: the driver's default rule) */
 } qd_run_opts;
 
 qd_status qd_quantize_run(const qd_run_opts *o);

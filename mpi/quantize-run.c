@@ -15,7 +15,9 @@
 #include "qd-fs.h"
 #include "qd-h5stage.h"
 #include "qd-qsource-stage.h"
+#include "qd-phase.h"
 #include "qd-replay.h"
+#include "qd-stage-writer.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -23,10 +25,16 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Per-rank timings, gathered on rank 0 for the report. */
+/* Per-rank timings, gathered on rank 0 for the report (plain data: sent as bytes). */
 typedef struct {
     double load_s, quant_s, replay_s, stage_s, fp_s, wait_s, total_s;
+    double stage_write_s;       /* the writer thread's own time, overlapped with compute */
     int quantized, replayed;
+    double phase[QD_PH_N];      /* seconds per phase (qd-phase.h) */
+    double mem_budget;          /* bytes the run planned with (0: none given, host default rule) */
+    double mem_reserved_peak;   /* the backend's own peak (0 on host backends) */
+    double mem_used_peak;       /* device total - free, the most seen at block boundaries */
+    int staged_path;            /* GPTQ: 1 when the one-forward staged path fits the budget */
 } rank_times;
 
 typedef struct {
@@ -36,6 +44,7 @@ typedef struct {
     qd_checkpoint *ck;
     qd_qctx *ctx;
     qd_stage *stage;
+    qd_stage_writer *writer; /* stages finished blocks on its own thread */
     qd_head head;
     int have_head;
     qd_buf_t in, out;        /* the worker's activations on the device */
@@ -47,35 +56,67 @@ typedef struct {
 } worker;
 
 static qd_status load_block(worker *k, int b, qd_block_w *w) {
+    qd_phase prev = qd_phase_set(k->be, QD_PH_READ);
     double t0 = now_s();
     qd_status st = qd_block_w_load(k->be, k->cfg, k->ck, b, w);
+    qd_phase_set(k->be, prev);
     k->t.load_s += now_s() - t0;
     return st;
+}
+
+/* the device's memory in use, sampled at block boundaries (the backend's own peak is exact) */
+static void sample_mem(worker *k) {
+    struct qd_mem_info mi;
+    if (qd_be_mem_info(k->be, &mi) != QD_OK || !mi.total) return;
+    double used = (double)(mi.total - mi.free);
+    if (used > k->t.mem_used_peak) k->t.mem_used_peak = used;
+    k->t.mem_reserved_peak = (double)mi.reserved_peak;
 }
 
 /* RTN without calibration: no activations flow, every callback that moves them is a no-op */
 static int no_calib(const worker *k) { return k->o->q.nseq * k->o->q.seq_len == 0; }
 
+/* the embedded calibration tokens into the worker's activations on the device */
+static qd_status w_embed_device(void *user) {
+    worker *k = user;
+    if (no_calib(k)) return QD_OK;
+    size_t rows = k->o->q.nseq * k->o->q.seq_len;
+    qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
+    QD_CHECK(qd_embed(k->be, &k->head, k->ids, rows, QD_REF(k->in, 0)));
+    qd_phase_set(k->be, prev);
+    return QD_OK;
+}
+
 static qd_status w_embed(void *user, float *act) {
     worker *k = user;
     if (no_calib(k)) return QD_OK;
     size_t rows = k->o->q.nseq * k->o->q.seq_len, H = (size_t)k->cfg->hidden;
-    QD_CHECK(qd_embed(k->be, &k->head, k->ids, rows, QD_REF(k->in, 0)));
-    return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = rows * H});
+    QD_CHECK(w_embed_device(user));
+    qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
+    QD_CHECK(qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = rows * H}));
+    qd_phase_set(k->be, prev);
+    return QD_OK;
 }
 
 static qd_status w_load(void *user, const float *act) {
     worker *k = user;
     if (no_calib(k)) return QD_OK;
     size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
-    return qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(k->in, 0), .src = act, .src_dtype = QD_DT_F32, .n = n});
+    qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
+    QD_CHECK(qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(k->in, 0), .src = act, .src_dtype = QD_DT_F32,
+                                                           .n = n}));
+    qd_phase_set(k->be, prev);
+    return QD_OK;
 }
 
 static qd_status w_store(void *user, float *act) {
     worker *k = user;
     if (no_calib(k)) return QD_OK;
     size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
-    return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = n});
+    qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
+    QD_CHECK(qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = n}));
+    qd_phase_set(k->be, prev);
+    return QD_OK;
 }
 
 static qd_status w_forward_fp(void *user, int b, float *act, size_t nseq) {
@@ -85,16 +126,20 @@ static qd_status w_forward_fp(void *user, int b, float *act, size_t nseq) {
     qd_block_w w = {0};
     qd_status st;
     QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    qd_phase_set(k->be, QD_PH_TRANSFER);
     QD_CHECK_GOTO(qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(k->fp_buf, 0), .src = act,
                                                                .src_dtype = QD_DT_F32, .n = n}),
                   st, out);
+    qd_phase_set(k->be, QD_PH_FORWARD);
     QD_CHECK_GOTO(qd_block_forward(k->fp_fwd, &(struct qd_block_fwd_args){.w = &w, .x = QD_REF(k->fp_buf, 0),
                                                                           .out = QD_REF(k->fp_buf, 0), .nseq = nseq,
                                                                           .stop_after = -1}),
                   st, out);
+    qd_phase_set(k->be, QD_PH_TRANSFER);
     st = qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->fp_buf, 0), .dst = act, .n = n});
 out:
     qd_block_w_free(&w);
+    qd_phase_set(k->be, QD_PH_OTHER);
     k->t.fp_s += now_s() - t0;
     return st;
 }
@@ -115,52 +160,69 @@ static qd_status stage_tensor(worker *k, qd_staged_block *sb, int b, const char 
     return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(buf, 0), .dst = t->data, .n = n});
 }
 
-static void free_staged(qd_staged_block *sb) {
-    for (size_t i = 0; i < sb->ntensors; i++) free(sb->tensors[i].data);
+/* everything a staged block owns: the arrays taken from the results, the tensors, the block itself */
+static void release_staged(qd_staged_block *sb) {
+    if (!sb) return;
+    for (size_t i = 0; sb->modules && i < sb->nmodules; i++) {
+        qd_staged_module *m = &sb->modules[i];
+        free(m->codes), free(m->scales), free(m->zeros), free(m->g_idx);
+    }
+    for (size_t i = 0; sb->tensors && i < sb->ntensors; i++) free(sb->tensors[i].data);
     free(sb->tensors);
     free(sb->modules);
+    free(sb);
 }
 
-static qd_status stage_block(worker *k, int b, const qd_block_w *w, const qd_qresult *res, double seconds) {
-    qd_staged_block sb = {.block = b, .rank = qd_mpi_rank(), .time_s = seconds};
-    sb.modules = calloc(QD_NLIN, sizeof *sb.modules);
-    sb.tensors = calloc(4 + 2 * QD_NLIN, sizeof *sb.tensors);
+/* Hands block b to the staging writer (qd-stage-writer.h), taking the arrays of res (left NULL). */
+static qd_status stage_block(worker *k, int b, const qd_block_w *w, qd_qresult *res, double seconds) {
+    qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
+    qd_staged_block *sb = calloc(1, sizeof *sb);
     qd_status st = QD_OK;
-    if (!sb.modules || !sb.tensors) {
+    if (!sb) {
+        st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory staging", b);
+        goto out;
+    }
+    *sb = (qd_staged_block){.block = b, .rank = qd_mpi_rank(), .time_s = seconds};
+    sb->modules = calloc(QD_NLIN, sizeof *sb->modules);
+    sb->tensors = calloc(4 + 2 * QD_NLIN, sizeof *sb->tensors);
+    if (!sb->modules || !sb->tensors) {
         st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory staging", b);
         goto out;
     }
     char name[256];
     for (int l = 0; l < QD_NLIN; l++) {
-        const qd_qlayer *q = &res[l].q;
+        qd_qlayer *q = &res[l].q;
         if (!q->codes) {
             /* left unquantized (recipe skip): its weight as the run leaves it */
             snprintf(name, sizeof name, "%s.weight", qd_lin_name((qd_lin)l));
-            QD_CHECK_GOTO(stage_tensor(k, &sb, b, name, w->w[l]), st, out);
-            sb.tensors[sb.ntensors - 1].ndim = 2;
-            sb.tensors[sb.ntensors - 1].shape[0] = (int64_t)w->n_out[l];
-            sb.tensors[sb.ntensors - 1].shape[1] = (int64_t)w->n_in[l];
+            QD_CHECK_GOTO(stage_tensor(k, sb, b, name, w->w[l]), st, out);
+            sb->tensors[sb->ntensors - 1].ndim = 2;
+            sb->tensors[sb->ntensors - 1].shape[0] = (int64_t)w->n_out[l];
+            sb->tensors[sb->ntensors - 1].shape[1] = (int64_t)w->n_in[l];
         } else {
-            qd_staged_module *m = &sb.modules[sb.nmodules++];
+            qd_staged_module *m = &sb->modules[sb->nmodules++];
             snprintf(m->name, sizeof m->name, "%s", qd_lin_name((qd_lin)l));
             m->N = q->N, m->K = q->K, m->G = q->G;
             m->bits = q->bits, m->group_size = q->group_size, m->sym = q->sym;
             m->codes = q->codes, m->scales = q->scales, m->zeros = q->zeros, m->g_idx = q->g_idx;
+            q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL; /* now the block's */
             m->loss = res[l].loss, m->damp = res[l].damp, m->time_s = res[l].seconds;
             snprintf(m->fallback, sizeof m->fallback, "%.63s", res[l].fallback);
         }
         snprintf(name, sizeof name, "%s.bias", qd_lin_name((qd_lin)l));
-        QD_CHECK_GOTO(stage_tensor(k, &sb, b, name, w->b[l]), st, out);
+        QD_CHECK_GOTO(stage_tensor(k, sb, b, name, w->b[l]), st, out);
     }
-    QD_CHECK_GOTO(stage_tensor(k, &sb, b, "input_layernorm.weight", w->ln_in), st, out);
-    QD_CHECK_GOTO(stage_tensor(k, &sb, b, "post_attention_layernorm.weight", w->ln_post), st, out);
-    QD_CHECK_GOTO(stage_tensor(k, &sb, b, "self_attn.q_norm.weight", w->q_norm), st, out);
-    QD_CHECK_GOTO(stage_tensor(k, &sb, b, "self_attn.k_norm.weight", w->k_norm), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, sb, b, "input_layernorm.weight", w->ln_in), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, sb, b, "post_attention_layernorm.weight", w->ln_post), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.q_norm.weight", w->q_norm), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.k_norm.weight", w->k_norm), st, out);
     double t0 = now_s();
-    st = qd_stage_write_block(k->stage, &sb);
+    st = qd_stage_writer_submit(k->writer, sb, release_staged); /* waits for the previous block's write */
+    sb = NULL;
     k->t.stage_s += now_s() - t0;
 out:
-    free_staged(&sb);
+    release_staged(sb);
+    qd_phase_set(k->be, prev);
     return st;
 }
 
@@ -175,17 +237,15 @@ static qd_status w_quantize(void *user, int b) {
     QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
     QD_CHECK_GOTO(stage_block(k, b, &w, res, now_s() - t0), st, out);
     if (no_calib(k)) goto out;
-    /* the next block's input, recomputed the way a resumed run will (qd-replay.h) */
-    if (qd_qctx_fp_chain(k->ctx)) {
-        qd_block_w_free(&w);
-        QD_CHECK_GOTO(load_block(k, b, &w), st, out);
-    }
-    QD_CHECK_GOTO(qd_block_replay(k->ctx, &w, res, k->in, k->out), st, out);
+    /* k->out already holds what a resumed run's replay computes (qd-replay.h): the same forward ops
+     * on the same chunks with the same installed weights (GPTQ/RTN), or the unmodified block's
+     * forward (AWQ's full-precision chain). Recomputing it would cost one more forward per block. */
     qd_buf_t t = k->in;
     k->in = k->out, k->out = t;
 out:
     for (int l = 0; l < QD_NLIN; l++) qd_qresult_free(&res[l]);
     qd_block_w_free(&w);
+    sample_mem(k);
     k->t.quant_s += now_s() - t0;
     return st;
 }
@@ -200,7 +260,11 @@ static qd_status w_replay(void *user, int b) {
     memset(res, 0, sizeof res);
     qd_status st;
     QD_CHECK_GOTO(load_block(k, b, &w), st, out);
-    QD_CHECK_GOTO(qd_stage_read_block(k->stage, b, &sb), st, out);
+    qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
+    st = qd_stage_writer_flush(k->writer); /* HDF5 is single-threaded: no read while a write is in flight */
+    if (st == QD_OK) st = qd_stage_read_block(k->stage, b, &sb);
+    qd_phase_set(k->be, prev);
+    if (st != QD_OK) goto out;
     for (size_t i = 0; i < sb->nmodules; i++) {
         qd_staged_module *m = &sb->modules[i];
         int l = -1;
@@ -230,6 +294,43 @@ out:
 }
 
 static int w_is_staged(void *user, int b) { return qd_stage_has_block(((worker *)user)->stage, b); }
+
+static qd_status w_flush(void *user) {
+    worker *k = user;
+    qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
+    qd_status st = qd_stage_writer_flush(k->writer);
+    qd_phase_set(k->be, prev);
+    return st;
+}
+
+/* The memory budget (--gpu-mem, else most of the device's free memory; host backends without the
+ * flag keep the driver's 6 GiB rule) decides what stays resident: GPTQ's one-forward staged path is
+ * taken when its caches fit beside the activations and the driver's working set. */
+static qd_status plan_memory(worker *k, qd_quantize_opts *q) {
+    const qd_run_opts *o = k->o;
+    struct qd_mem_info mi;
+    QD_CHECK(qd_be_mem_info(k->be, &mi));
+    double budget = o->mem_budget_gib > 0 ? o->mem_budget_gib * (double)(1ull << 30) : 0;
+    if (budget <= 0 && mi.total) { /* leave room for the CUDA context's growth, cuBLAS/cuSOLVER workspaces */
+        double reserve = (double)mi.total * 0.06 > 2.0 * (1 << 30) ? (double)mi.total * 0.06 : 2.0 * (1 << 30);
+        budget = (double)mi.free > reserve ? (double)mi.free - reserve : 0;
+    }
+    size_t rows = q->nseq * q->seq_len, act = 2 * rows * (size_t)k->cfg->hidden * 4;
+    size_t staged = qd_quantize_staged_bytes(k->cfg, q), work = qd_quantize_work_bytes(k->cfg, q);
+    k->t.mem_budget = budget;
+    if (budget > 0) {
+        double room = budget - (double)act - (double)work;
+        q->staged_max_bytes = room >= 1 ? (size_t)room : 1; /* 1: never staged (0 would mean the default) */
+    }
+    size_t limit = q->staged_max_bytes ? q->staged_max_bytes : (6ull << 30);
+    k->t.staged_path = q->base.method == QD_METHOD_GPTQ && q->true_sequential && staged <= limit;
+    if (rows && q->base.method == QD_METHOD_GPTQ && qd_mpi_rank() == 0)
+        qd_info("quantize: memory budget %.1f GB (%s): activations %.1f GB + working set ~%.1f GB + staged caches "
+                "%.1f GB -> %s", budget / 1e9, o->mem_budget_gib > 0 ? "--gpu-mem" : budget > 0 ? "free device memory" : "host default",
+                act / 1e9, work / 1e9, staged / 1e9,
+                k->t.staged_path ? "one forward per block (staged)" : "one forward per group (re-forward)");
+    return QD_OK;
+}
 
 /* ---- set-up shared by every rank ---- */
 
@@ -340,17 +441,37 @@ static qd_status broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char s
 
 /* ---- rank 0's report and export ---- */
 
-static qd_status write_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const qd_plan *plan,
-                              const rank_times *all, double wall, const char *meta) {
+static cJSON *phases_json(cJSON *parent, const double *ph) {
+    cJSON *j = cJSON_AddObjectToObject(parent, "phases_s");
+    for (int i = 0; j && i < QD_PH_N; i++) cJSON_AddNumberToObject(j, qd_phase_name((qd_phase)i), ph[i]);
+    return j;
+}
+
+static void memory_json(cJSON *parent, const rank_times *t) {
+    cJSON *m = cJSON_AddObjectToObject(parent, "memory");
+    if (!m) return;
+    cJSON_AddNumberToObject(m, "budget_bytes", t->mem_budget);
+    cJSON_AddNumberToObject(m, "backend_peak_bytes", t->mem_reserved_peak);
+    cJSON_AddNumberToObject(m, "device_used_peak_bytes", t->mem_used_peak);
+    cJSON_AddBoolToObject(m, "gptq_staged_path", t->staged_path);
+}
+
+/* The report as a cJSON tree (the caller saves it, and may update the totals after the export). */
+static qd_status build_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const qd_plan *plan,
+                              const rank_times *all, double wall, cJSON **out) {
+    *out = NULL;
     cJSON *root = cJSON_CreateObject(), *mods = cJSON_CreateObject(), *ranks = cJSON_CreateArray();
-    if (!root || !mods || !ranks) return qd_fail(QD_ERR_NOMEM, "report: out of memory");
+    if (!root || !mods || !ranks) {
+        cJSON_Delete(root), cJSON_Delete(mods), cJSON_Delete(ranks);
+        return qd_fail(QD_ERR_NOMEM, "report: out of memory");
+    }
     const qd_qspec *s = &o->q.base;
     cJSON_AddStringToObject(root, "qdist_version", QD_VERSION);
     cJSON_AddStringToObject(root, "model", o->model_dir);
     cJSON_AddStringToObject(root, "format", o->format);
     cJSON *set = qd_quantize_settings_json(root, &o->q);
     if (!set) {
-        cJSON_Delete(root);
+        cJSON_Delete(root), cJSON_Delete(mods), cJSON_Delete(ranks);
         return qd_fail(QD_ERR_NOMEM, "report: out of memory");
     }
     cJSON_AddStringToObject(set, "schedule", o->schedule == QD_SCHED_EXACT ? "exact" : "overlap");
@@ -367,7 +488,11 @@ static qd_status write_report(const qd_run_opts *o, const qd_stage *stage, int n
     int nq = 0, nfb = 0;
     for (int b = 0; b < nblocks; b++) {
         qd_staged_block *sb = NULL;
-        QD_CHECK(qd_stage_read_block(stage, b, &sb));
+        qd_status st = qd_stage_read_block(stage, b, &sb);
+        if (st != QD_OK) {
+            cJSON_Delete(root), cJSON_Delete(mods), cJSON_Delete(ranks);
+            return st;
+        }
         for (size_t i = 0; i < sb->nmodules; i++) {
             const qd_staged_module *m = &sb->modules[i];
             char name[320];
@@ -408,8 +533,11 @@ static qd_status write_report(const qd_run_opts *o, const qd_stage *stage, int n
         cJSON_AddNumberToObject(j, "replay_s", t->replay_s);
         cJSON_AddNumberToObject(j, "full_precision_pass_s", t->fp_s);
         cJSON_AddNumberToObject(j, "staging_s", t->stage_s);
+        cJSON_AddNumberToObject(j, "staging_write_overlapped_s", t->stage_write_s);
         cJSON_AddNumberToObject(j, "communication_wait_s", t->wait_s);
         cJSON_AddNumberToObject(j, "total_s", t->total_s);
+        phases_json(j, t->phase);
+        memory_json(j, t);
         cJSON_AddItemToArray(ranks, j);
     }
     cJSON_AddItemToObject(root, "ranks", ranks);
@@ -418,14 +546,42 @@ static qd_status write_report(const qd_run_opts *o, const qd_stage *stage, int n
     cJSON_AddNumberToObject(tot, "fallbacks", nfb);
     cJSON_AddNumberToObject(tot, "loss", loss);
     cJSON_AddNumberToObject(tot, "seconds", wall);
+    /* summed over ranks (ranks run at once, so the sum can exceed the wall time) */
+    double ph[QD_PH_N] = {0}, peak = 0, used = 0;
+    for (int r = 0; r < plan->nranks; r++) {
+        for (int i = 0; i < QD_PH_N; i++) ph[i] += all[r].phase[i];
+        if (all[r].mem_reserved_peak > peak) peak = all[r].mem_reserved_peak;
+        if (all[r].mem_used_peak > used) used = all[r].mem_used_peak;
+    }
+    phases_json(tot, ph);
+    cJSON_AddNumberToObject(tot, "backend_peak_bytes", peak);
+    cJSON_AddNumberToObject(tot, "device_used_peak_bytes", used);
+    *out = root;
+    return QD_OK;
+}
+
+static qd_status save_report(cJSON *root, const char *dir) {
     char *text = cJSON_Print(root);
-    cJSON_Delete(root);
     if (!text) return qd_fail(QD_ERR_NOMEM, "report: out of memory");
     char path[4400];
-    QD_CHECK(qd_path_join(path, sizeof path, meta, "qdist_report.json"));
-    qd_status st = qd_write_file_atomic(path, text, strlen(text));
+    qd_status st = qd_path_join(path, sizeof path, dir, "qdist_report.json");
+    if (st == QD_OK) st = qd_write_file_atomic(path, text, strlen(text));
     cJSON_free(text);
     return st;
+}
+
+/* after the export: rank 0's write phase and the wall time, into the copy in the output directory */
+static qd_status finish_report(cJSON *root, double write_s, double wall, const char *out_dir) {
+    cJSON *tot = cJSON_GetObjectItemCaseSensitive(root, "totals");
+    cJSON *ph = tot ? cJSON_GetObjectItemCaseSensitive(tot, "phases_s") : NULL;
+    cJSON *ranks = cJSON_GetObjectItemCaseSensitive(root, "ranks");
+    cJSON *r0 = ranks ? cJSON_GetArrayItem(ranks, 0) : NULL;
+    cJSON *ph0 = r0 ? cJSON_GetObjectItemCaseSensitive(r0, "phases_s") : NULL;
+    const char *w = qd_phase_name(QD_PH_WRITE);
+    if (ph) cJSON_ReplaceItemInObjectCaseSensitive(ph, w, cJSON_CreateNumber(write_s));
+    if (ph0) cJSON_ReplaceItemInObjectCaseSensitive(ph0, w, cJSON_CreateNumber(write_s));
+    if (tot) cJSON_ReplaceItemInObjectCaseSensitive(tot, "seconds", cJSON_CreateNumber(wall));
+    return save_report(root, out_dir);
 }
 
 static qd_status prepare_meta(const char *model_dir, const char *meta) {
@@ -540,10 +696,13 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     QD_CHECK_GOTO(fingerprint(&ro, plan, &fp), st, fail);
     staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
     QD_CHECK_GOTO(open_staging(&ro, staging, &fp, &k.stage), st, fail);
+    QD_CHECK_GOTO(qd_stage_writer_start(k.stage, &k.writer), st, fail);
 
     backend_name(o, be_name, sizeof be_name);
     QD_CHECK_GOTO(qd_backend_create(be_name, &k.be), st, fail);
+    qd_phase_reset();
     QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &k.ck), st, fail);
+    QD_CHECK_GOTO(plan_memory(&k, &ro.q), st, fail);
     QD_CHECK_GOTO(qd_qctx_create(k.be, &cfg, &ro.q, &k.ctx), st, fail);
     size_t rows = ro.q.nseq * ro.q.seq_len, H = (size_t)cfg.hidden;
     size_t micro = o->micro_batch ? o->micro_batch : 8;
@@ -575,16 +734,21 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     if (rank == 0) QD_CHECK_GOTO(qd_progress_start(staging, plan, (double)rows, o->progress, &prog), st, fail);
 
     struct qd_block_worker wk = {.user = &k, .nseq = ro.q.nseq, .seq_elems = ro.q.seq_len * H, .micro_batch = micro,
-                                 .embed = w_embed, .forward_fp = w_forward_fp, .load = w_load, .store = w_store,
-                                 .quantize = w_quantize, .replay = w_replay, .is_staged = w_is_staged};
+                                 .embed = w_embed, .embed_device = w_embed_device, .forward_fp = w_forward_fp, .load = w_load, .store = w_store,
+                                 .quantize = w_quantize, .replay = w_replay, .is_staged = w_is_staged,
+                                 .flush = w_flush};
     struct qd_pipeline_stats ps;
     in_pipeline = 1; /* from here a failing rank must end the job: its neighbours may be waiting on it */
     st = qd_pipeline_run(plan, rank, o->schedule, &wk, prev, next, &ps, &failed_block);
+    if (st == QD_OK) st = w_flush(&k); /* every block of this rank on disk before the report reads them */
     if (st != QD_OK) goto fail;
+    k.t.stage_write_s = qd_stage_writer_busy_s(k.writer);
     k.t.wait_s = ps.wait_s;
     k.t.quantized = ps.quantized;
     k.t.replayed = ps.replayed;
     k.t.total_s = now_s() - t0;
+    sample_mem(&k);
+    qd_phase_totals(k.be, k.t.phase);
 
     /* every rank's timings to rank 0, then the report and the export */
     rank_times *all = calloc((size_t)size, sizeof *all);
@@ -606,8 +770,13 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     if (rank == 0) {
         st = qd_path_join(meta, sizeof meta, staging, "meta");
         if (st == QD_OK) st = prepare_meta(o->model_dir, meta);
-        if (st == QD_OK) st = write_report(&ro, k.stage, cfg.nlayers, plan, all, now_s() - t0, meta);
+        double tw = now_s();
+        cJSON *report = NULL;
+        if (st == QD_OK) st = build_report(&ro, k.stage, cfg.nlayers, plan, all, now_s() - t0, &report);
+        if (st == QD_OK) st = save_report(report, meta);
         if (st == QD_OK) st = export_from_staging(&ro, &cfg, staging, meta);
+        if (st == QD_OK) st = finish_report(report, now_s() - tw, now_s() - t0, o->output_dir);
+        cJSON_Delete(report);
         if (st == QD_OK) {
             int quantized = 0, replayed = 0;
             for (int r = 0; r < size; r++) quantized += all[r].quantized, replayed += all[r].replayed;
@@ -624,6 +793,8 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
 fail:
     qd_progress_stop(prog);
     if (st != QD_OK && in_pipeline) qd_mpi_fatal(st, failed_block);
+    qd_stage_writer_stop(k.writer); /* before the staging closes: a write may still be in flight */
+    k.writer = NULL;
     /* a run that failed before staging anything leaves no staging directory behind to trip --resume */
     if (st != QD_OK && rank == 0 && k.stage && !staging_existed) {
         int64_t *blocks = NULL;

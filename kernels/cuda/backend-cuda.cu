@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * backend-cuda.cu - the CUDA backend's table, its creation (stream, cuBLAS, cuSOLVER), buffers
- * (cudaMalloc, never managed memory) and the scratch buffer. The ops live one family per .cu. */
+ * (a caching pool over cudaMalloc, never managed memory) and the scratch buffer. The ops live one family per .cu. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +23,109 @@ const char *qd_cusolver_err_str(int rc) {
     }
 }
 
+/* ---- the pool: a free list by size plus the live blocks' sizes ----
+ * Sizes are rounded (512 B below 1 MiB, 2 MiB above) so that the same shapes reuse each other's
+ * blocks; a request takes the smallest free block that is at least as large and at most 1/8 larger.
+ * When cudaMalloc fails, every free block is returned to the device and the allocation retried. */
+struct cu_block {
+    void *p;
+    size_t bytes;
+};
+struct qd_cu_pool {
+    struct cu_block *live, *free;
+    size_t nlive, caplive, nfree, capfree;
+    size_t reserved, peak; /* bytes held from the device (live + free + scratch), and the most held */
+};
+
+static size_t round_bytes(size_t b) {
+    size_t q = b < (1u << 20) ? 512 : (2u << 20);
+    return (b + q - 1) / q * q;
+}
+
+static int push(struct cu_block **a, size_t *n, size_t *cap, struct cu_block b) {
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 64;
+        struct cu_block *t = (struct cu_block *)realloc(*a, nc * sizeof *t);
+        if (!t) return 0;
+        *a = t;
+        *cap = nc;
+    }
+    (*a)[(*n)++] = b;
+    return 1;
+}
+
+static void note_reserved(struct qd_cu_pool *pl, size_t add) {
+    pl->reserved += add;
+    if (pl->reserved > pl->peak) pl->peak = pl->reserved;
+}
+
+/* every cached free block back to the device (the stream first finishes what may still use them) */
+static void pool_trim(struct qd_cuda_ctx *c) {
+    struct qd_cu_pool *pl = c->pool;
+    if (!pl->nfree) return;
+    cudaStreamSynchronize(c->stream);
+    for (size_t i = 0; i < pl->nfree; i++) {
+        cudaFree(pl->free[i].p);
+        pl->reserved -= pl->free[i].bytes;
+    }
+    pl->nfree = 0;
+}
+
+qd_status qd_cu_pool_alloc(struct qd_cuda_ctx *c, size_t bytes, void **out) {
+    struct qd_cu_pool *pl = c->pool;
+    size_t want = round_bytes(bytes ? bytes : 1), best = (size_t)-1;
+    for (size_t i = 0; i < pl->nfree; i++) {
+        size_t b = pl->free[i].bytes;
+        if (b >= want && b - want <= want / 8 && (best == (size_t)-1 || b < pl->free[best].bytes)) best = i;
+    }
+    struct cu_block blk;
+    if (best != (size_t)-1) {
+        blk = pl->free[best];
+        pl->free[best] = pl->free[--pl->nfree];
+    } else {
+        cudaError_t e = cudaMalloc(&blk.p, want);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            pool_trim(c);
+            e = cudaMalloc(&blk.p, want);
+        }
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return qd_fail(QD_ERR_NOMEM, "cuda backend: device %d: cudaMalloc of %zu bytes failed (%.2f GB held): %s",
+                           c->device, want, pl->reserved / 1e9, cudaGetErrorString(e));
+        }
+        blk.bytes = want;
+        note_reserved(pl, want);
+    }
+    if (!push(&pl->live, &pl->nlive, &pl->caplive, blk)) {
+        cudaStreamSynchronize(c->stream);
+        cudaFree(blk.p);
+        pl->reserved -= blk.bytes;
+        return qd_fail(QD_ERR_NOMEM, "cuda backend: out of host memory for the buffer table");
+    }
+    *out = blk.p;
+    return QD_OK;
+}
+
+void qd_cu_pool_free(struct qd_cuda_ctx *c, void *p) {
+    struct qd_cu_pool *pl = c->pool;
+    if (!p) return;
+    for (size_t i = pl->nlive; i-- > 0;) {
+        if (pl->live[i].p != p) continue;
+        struct cu_block blk = pl->live[i];
+        pl->live[i] = pl->live[--pl->nlive];
+        if (!push(&pl->free, &pl->nfree, &pl->capfree, blk)) { /* no room to cache it: give it back */
+            cudaStreamSynchronize(c->stream);
+            cudaFree(blk.p);
+            pl->reserved -= blk.bytes;
+        }
+        return;
+    }
+    /* not ours: cannot happen through the interface; free it the plain way */
+    cudaStreamSynchronize(c->stream);
+    cudaFree(p);
+}
+
 qd_status qd_cu_ws(struct qd_cuda_ctx *c, size_t bytes, void **out) {
     if (bytes <= c->ws_bytes) {
         *out = c->ws;
@@ -32,10 +135,16 @@ qd_status qd_cu_ws(struct qd_cuda_ctx *c, size_t bytes, void **out) {
     if (c->ws) {
         QD_CUDA_CHECK(cudaStreamSynchronize(c->stream));
         QD_CUDA_CHECK(cudaFree(c->ws));
+        c->pool->reserved -= c->ws_bytes;
         c->ws = NULL;
         c->ws_bytes = 0;
     }
     cudaError_t e = cudaMalloc(&c->ws, want);
+    if (e != cudaSuccess) { /* the pool's cached blocks may be what is in the way */
+        (void)cudaGetLastError();
+        pool_trim(c);
+        e = cudaMalloc(&c->ws, want);
+    }
     if (e != cudaSuccess) {
         c->ws = NULL;
         (void)cudaGetLastError();
@@ -43,6 +152,7 @@ qd_status qd_cu_ws(struct qd_cuda_ctx *c, size_t bytes, void **out) {
                        want, cudaGetErrorString(e));
     }
     c->ws_bytes = want;
+    note_reserved(c->pool, want);
     *out = c->ws;
     return QD_OK;
 }
@@ -53,6 +163,13 @@ static void cu_free(qd_backend_t be) {
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     if (c->ws) cudaFree(c->ws);
+    if (c->pool) {
+        for (size_t i = 0; i < c->pool->nlive; i++) cudaFree(c->pool->live[i].p);
+        for (size_t i = 0; i < c->pool->nfree; i++) cudaFree(c->pool->free[i].p);
+        free(c->pool->live);
+        free(c->pool->free);
+        free(c->pool);
+    }
     if (c->flag) cudaFree(c->flag);
     if (c->solver) cusolverDnDestroy(c->solver);
     if (c->blas) cublasDestroy(c->blas);
@@ -69,26 +186,29 @@ static qd_status cu_synchronize(qd_backend_t be) {
 static qd_status cu_buf_alloc(qd_backend_t be, size_t n, void **ptr) {
     struct qd_cuda_ctx *c = qd_cu(be);
     void *p = NULL;
-    cudaError_t e = cudaMalloc(&p, n * 4);
+    QD_CHECK(qd_cu_pool_alloc(c, n * 4, &p));
+    cudaError_t e = cudaMemsetAsync(p, 0, n * 4, c->stream); /* buffers start zeroed (qd-backend.h) */
     if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        return qd_fail(QD_ERR_NOMEM, "cuda backend: device %d: cudaMalloc of %zu bytes failed: %s", c->device, n * 4,
-                       cudaGetErrorString(e));
-    }
-    e = cudaMemsetAsync(p, 0, n * 4, c->stream);
-    if (e != cudaSuccess) {
-        cudaFree(p);
+        qd_cu_pool_free(c, p);
         return qd_fail(QD_ERR_CUDA, "cuda backend: cudaMemsetAsync of a new buffer failed: %s", cudaGetErrorString(e));
     }
     *ptr = p;
     return QD_OK;
 }
 
-static void cu_buf_free(qd_backend_t be, void *ptr) {
+/* back to the pool, without waiting: ops still queued that read the buffer run before any op of a
+ * later owner (one stream) */
+static void cu_buf_free(qd_backend_t be, void *ptr) { qd_cu_pool_free(qd_cu(be), ptr); }
+
+static qd_status cu_mem_info(qd_backend_t be, struct qd_mem_info *out) {
     struct qd_cuda_ctx *c = qd_cu(be);
-    /* ops still queued may read the buffer: cudaFree waits for the device */
-    cudaStreamSynchronize(c->stream);
-    cudaFree(ptr);
+    size_t fr = 0, tot = 0;
+    QD_CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
+    out->free = fr;
+    out->total = tot;
+    out->reserved = c->pool->reserved;
+    out->reserved_peak = c->pool->peak;
+    return QD_OK;
 }
 
 static const struct qd_backend_i cuda_iface = {
@@ -116,9 +236,13 @@ static const struct qd_backend_i cuda_iface = {
     .quantize = qd_cu_quantize,
     .gptq_sweep = qd_cu_gptq_sweep,
     .awq_clip = qd_cu_awq_clip,
+    .u8_codes = qd_cu_u8_codes,
+    .mem_info = cu_mem_info,
 };
 
 static qd_status cu_init(struct qd_cuda_ctx *c) {
+    c->pool = (struct qd_cu_pool *)calloc(1, sizeof *c->pool);
+    if (!c->pool) return qd_fail(QD_ERR_NOMEM, "cuda backend: out of memory for its buffer pool");
     QD_CUDA_CHECK(cudaSetDevice(c->device));
     QD_CUDA_CHECK(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, c->device));
     QD_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));

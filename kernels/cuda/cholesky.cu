@@ -68,15 +68,9 @@ extern "C" qd_status qd_cu_chol_inv(qd_backend_t be, const struct qd_chol_inv_ar
     int lw = lw1 > lw2 ? lw1 : lw2;
     if (lw < 1) lw = 1;
     size_t bytes = (n * n + (size_t)lw) * sizeof(double);
-    cudaError_t e = cudaMalloc((void **)&D, bytes);
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        return qd_fail(QD_ERR_NOMEM, "cuda backend: chol_inv: no device memory for the %zu x %zu fp64 copy (%s)", n, n,
-                       cudaGetErrorString(e));
-    }
+    /* from the pool: one cudaMalloc for the run instead of one per layer */
+    QD_CHECK(qd_cu_pool_alloc(c, bytes, (void **)&D));
     qd_status st = factor(c, QD_CU_F32(a->A), n, D, D + n * n, lw);
-    /* the stream is idle after factor's synchronisations (or failed): free without a second report */
-    cudaStreamSynchronize(c->stream);
-    cudaFree(D);
+    qd_cu_pool_free(c, D);
     return st;
 }

@@ -37,6 +37,7 @@ struct qd_cuda_ctx {
     void *ws;        /* scratch, ws_bytes long */
     size_t ws_bytes;
     int *flag;       /* 1 device int: cuSOLVER info, kernel error flags */
+    struct qd_cu_pool *pool; /* backend-cuda.cu: freed buffers kept for reuse, byte counts */
 };
 
 static inline struct qd_cuda_ctx *qd_cu(qd_backend_t be) { return (struct qd_cuda_ctx *)be->ctx; }
@@ -50,6 +51,13 @@ const char *qd_cusolver_err_str(int rc);
 #define QD_CUSOLVER_CHECK(call) QD_FOREIGN_CHECK(call, CUSOLVER_STATUS_SUCCESS, qd_cusolver_err_str, QD_ERR_CUDA)
 /* after every kernel launch */
 #define QD_LAUNCH_CHECK(name) QD_FOREIGN_CHECK(cudaGetLastError(), cudaSuccess, qd_cuda_err_str, QD_ERR_CUDA)
+
+/* Device memory from the backend's pool (backend-cuda.cu): a freed block goes back to the pool, not
+ * to cudaFree, so a block loop that frees and allocates the same sizes does no cudaMalloc/cudaFree
+ * (cudaFree synchronizes the device). Reuse needs no synchronization: every op runs on the one
+ * stream, so work queued on the old owner finishes before work of the new owner starts. */
+qd_status qd_cu_pool_alloc(struct qd_cuda_ctx *c, size_t bytes, void **out);
+void qd_cu_pool_free(struct qd_cuda_ctx *c, void *p);
 
 /* At least `bytes` of scratch (contents undefined), valid until the next qd_cu_ws call. */
 qd_status qd_cu_ws(struct qd_cuda_ctx *c, size_t bytes, void **out);
@@ -87,6 +95,7 @@ qd_status qd_cu_cross_entropy(qd_backend_t be, const struct qd_xent_args *a);
 qd_status qd_cu_quantize(qd_backend_t be, const struct qd_quantize_args *a);
 qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a);
 qd_status qd_cu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a);
+qd_status qd_cu_u8_codes(qd_backend_t be, const struct qd_u8_codes_args *a);
 }
 
 #endif

@@ -21,7 +21,7 @@ typedef struct {
     const char *model, *output, *calib, *calib_mode, *method, *recipe, *format, *backend, *scale_dtype;
     int nsamples, seqlen, bits, group_size, sym, asym, act_order, static_groups, mse, true_seq, overwrite;
     int chunk_tokens;
-    double damp, seed;
+    double damp, seed, gpu_mem;
     int seen_calib_mode, seen_method, seen_bits, seen_gs, seen_sym, seen_asym, seen_act, seen_static, seen_mse;
     int seen_damp, seen_ts, seen_ns, seen_sl, seen_seed;
     /* the distributed run (mpi/qd-quantize-run.h) */
@@ -66,6 +66,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
         {"numerics", QD_OPT_CHOICE, &a.numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
         {"chunk-tokens", QD_OPT_INT, &a.chunk_tokens, "N", "tokens per forward pass (8192)", "0..100000000", NULL},
+        {"gpu-mem", QD_OPT_DOUBLE, &a.gpu_mem, "GIB", "memory budget per rank in GiB, deciding what stays resident (default: the GPU's free memory less a reserve; cpu: 6 GiB of GPTQ caches)", "0..1000000", NULL},
     };
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
@@ -201,7 +202,7 @@ static qd_status quantize_main(int argc, char **argv) {
                       .schedule = strcmp(a.schedule, "overlap") == 0 ? QD_SCHED_OVERLAP : QD_SCHED_EXACT,
                       .progress = pm, .micro_batch = (size_t)a.micro_batch, .q = mo.q, .calib_ids = mo.calib_ids,
                       .calib_path = a.calib, .calib_mode = run.calib_mode, .calib_sha256 = mo.calib_sha256,
-                      .seed = (uint64_t)run.seed, .recipe_path = a.recipe};
+                      .seed = (uint64_t)run.seed, .recipe_path = a.recipe, .mem_budget_gib = a.gpu_mem};
     st = qd_quantize_run(&ro);
 done:
     qd_calib_free(&set);

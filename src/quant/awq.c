@@ -10,6 +10,7 @@
 
 #include "qd-check.h"
 #include "qd-log.h"
+#include "qd-phase.h"
 #include "quantize-internal.h"
 
 #define AWQ_GRID 20
@@ -245,6 +246,7 @@ qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t out
     /* one full-precision forward: every Linear's input, and the next block's input */
     cache_cap cc = {.c = c, .block = w->index};
     QD_CHECK(qd__forward_all(c, w, inputs, outputs, cache_cb, &cc, -1));
+    qd_phase prev = qd_phase_set(be, QD_PH_AWQ); /* search (with its own partial forwards), scaling, clip, RTN */
     float *best[4] = {NULL, NULL, NULL, NULL};
     int active[4] = {0, 0, 0, 0};
     qd_status st = QD_OK;
@@ -277,5 +279,6 @@ qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t out
     }
 done:
     for (int i = 0; i < 4; i++) free(best[i]);
+    qd_phase_set(be, prev);
     return st;
 }

@@ -9,6 +9,7 @@
 
 #include "qd-check.h"
 #include "qd-log.h"
+#include "qd-phase.h"
 #include "qd-quant.h"
 
 #define QD_GPTQ_BLOCK 128
@@ -59,6 +60,7 @@ qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd
                         qd_buf_t H, qd_qresult *out) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    qd_phase prev = qd_phase_set(be, QD_PH_CHOLESKY); /* checks, dead columns, damping, chol_inv */
     size_t G;
     QD_CHECK(qd_qspec_groups(s, name, K, &G));
     QD_CHECK(qd_check_finite(be, W, 0, N * K, "the weight", name));
@@ -168,6 +170,7 @@ qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd
                  s->damp, damp, attempt);
         qd_warn("%s: %s", name, out->fallback);
     }
+    qd_phase_set(be, QD_PH_SWEEP);
     QD_CHECK_GOTO(qd_buf_alloc(be, N * K, &b.codes_p), st, done);
     double loss;
     QD_CHECK_GOTO(qd_be_gptq_sweep(be, &(struct qd_gptq_sweep_args){.cfg = cfg, .W = QD_REF(Wq, 0), .U = QD_REF(b.U, 0),
@@ -193,6 +196,7 @@ qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd
     }
     for (size_t k = 0; k < K; k++)
         g_idx[k] = !grouped ? 0 : (act && !stat ? invperm[k] / (int32_t)gs : (int32_t)(k / gs));
+    qd_phase_set(be, QD_PH_INSTALL);
     QD_CHECK_GOTO(qd_qresult_fetch(be, s, name, codes, b.scales, b.zeros, g_idx, N, K, G, out), st, done);
     out->loss = loss;
     out->damp = damp;
@@ -201,5 +205,6 @@ qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd
 done:
     free_bufs(&b);
     free(diag), free(mask), free(perm), free(invperm), free(g_idx);
+    qd_phase_set(be, prev);
     return st;
 }

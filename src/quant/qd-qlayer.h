@@ -25,7 +25,9 @@ typedef struct qd_qresult {
 } qd_qresult;
 
 void qd_qresult_free(qd_qresult *r);
-/* w [N][K] = (code - zero) * round_to(scale_dtype, scale); scale_dtype F32 gives qd_qlayer_dequant. */
+/* x rounded to the dtype scales are stored in (F16, BF16; F32 unchanged), back in fp32 */
+float qd_scale_round(qd_dtype dt, float x);
+/* w [N][K] = (code - zero) * qd_scale_round(scale_dtype, scale); scale_dtype F32 gives qd_qlayer_dequant. */
 void qd_qlayer_dequant_rounded(const qd_qlayer *l, qd_dtype scale_dtype, float *w);
 /* Allocate the arrays of l for N, K, G (codes included). */
 qd_status qd_qlayer_alloc(qd_qlayer *l, int N, int K, int G);

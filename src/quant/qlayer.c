@@ -23,7 +23,7 @@ qd_status qd_qlayer_alloc(qd_qlayer *l, int N, int K, int G) {
     return QD_OK;
 }
 
-static float round_to(qd_dtype dt, float x) {
+float qd_scale_round(qd_dtype dt, float x) {
     switch (dt) {
     case QD_DT_F16: return qd_f16_to_f32(qd_f32_to_f16(x));
     case QD_DT_BF16: return qd_bf16_to_f32(qd_f32_to_bf16(x));
@@ -36,6 +36,6 @@ void qd_qlayer_dequant_rounded(const qd_qlayer *l, qd_dtype scale_dtype, float *
         for (int k = 0; k < l->K; k++) {
             size_t gi = (size_t)l->g_idx[k] * l->N + n;
             w[(size_t)n * l->K + k] =
-                (float)((int)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * round_to(scale_dtype, l->scales[gi]);
+                (float)((int)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * qd_scale_round(scale_dtype, l->scales[gi]);
         }
 }

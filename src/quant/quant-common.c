@@ -45,6 +45,34 @@ qd_status qd_check_finite(qd_backend_t be, qd_buf_t buf, size_t off, size_t n, c
     return QD_OK;
 }
 
+/* The codes as bytes into l->codes: packed on the device when the backend can (N*K bytes cross to the
+ * host instead of 4 N*K), else downloaded as int32 and narrowed here. */
+static qd_status fetch_codes(qd_backend_t be, const char *name, qd_buf_t codes, size_t n, uint8_t *dst) {
+    if (qd_be_has(be, QD_OPT_U8_CODES)) {
+        size_t words = (n + 3) / 4;
+        qd_buf_t packed;
+        QD_CHECK(qd_buf_alloc(be, words, &packed));
+        uint8_t *tmp = n % 4 ? malloc(words * 4) : NULL; /* the download writes whole words */
+        qd_status st = n % 4 && !tmp ? qd_fail(QD_ERR_NOMEM, "%s: out of memory fetching codes", name) : QD_OK;
+        if (st == QD_OK)
+            st = qd_be_u8_codes(be, &(struct qd_u8_codes_args){.dst = QD_REF(packed, 0), .src = QD_REF(codes, 0), .n = n});
+        if (st == QD_OK)
+            st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(packed, 0), .dst = tmp ? (void *)tmp : dst,
+                                                                .n = words});
+        if (st == QD_OK && tmp) memcpy(dst, tmp, n);
+        free(tmp);
+        qd_buf_free(packed);
+        return st;
+    }
+    int32_t *c = malloc(n * sizeof *c);
+    if (!c) return qd_fail(QD_ERR_NOMEM, "%s: out of memory fetching codes", name);
+    qd_status st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(codes, 0), .dst = c, .n = n});
+    if (st == QD_OK)
+        for (size_t i = 0; i < n; i++) dst[i] = (uint8_t)c[i];
+    free(c);
+    return st;
+}
+
 qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name, qd_buf_t codes, qd_buf_t scales,
                            qd_buf_t zeros, const int32_t *g_idx, size_t N, size_t K, size_t G, qd_qresult *out) {
     qd_qlayer *l = &out->q;
@@ -54,23 +82,15 @@ qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name,
     l->group_size = G == 1 ? -1 : s->group_size;
     l->sym = s->sym;
     QD_CHECK(qd_qlayer_alloc(l, (int)N, (int)K, (int)G));
-    int32_t *c = malloc(N * K * sizeof *c);
-    if (!c) {
-        qd_qlayer_free(l);
-        return qd_fail(QD_ERR_NOMEM, "%s: out of memory fetching codes", name);
-    }
     qd_status st;
-    QD_CHECK_GOTO(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(codes, 0), .dst = c, .n = N * K}), st, fail);
+    QD_CHECK_GOTO(fetch_codes(be, name, codes, N * K, l->codes), st, fail);
     QD_CHECK_GOTO(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(scales, 0), .dst = l->scales, .n = G * N}),
                   st, fail);
     QD_CHECK_GOTO(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(zeros, 0), .dst = l->zeros, .n = G * N}),
                   st, fail);
-    for (size_t i = 0; i < N * K; i++) l->codes[i] = (uint8_t)c[i];
     memcpy(l->g_idx, g_idx, K * sizeof *g_idx);
-    free(c);
     return QD_OK;
 fail:
-    free(c);
     qd_qlayer_free(l);
     return st;
 }

@@ -6,6 +6,7 @@
 
 #include "qd-check.h"
 #include "qd-log.h"
+#include "qd-phase.h"
 #include "quantize-internal.h"
 
 void qd_qctx_free(qd_qctx *c) {
@@ -49,6 +50,7 @@ void qd_qctx_spec(const qd_qctx *c, int block, qd_lin l, qd_qspec *out, char *na
 qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
                           int stop_after) {
     size_t S = c->o.seq_len, H = (size_t)c->cfg->hidden;
+    qd_phase prev = qd_phase_set(c->be, QD_PH_FORWARD);
     for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
         size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs;
         QD_CHECK(qd_block_forward(c->fwd, &(struct qd_block_fwd_args){.w = w, .x = QD_REF(in, s0 * S * H),
@@ -56,17 +58,63 @@ qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t
                                                                       .capture = cap, .user = user,
                                                                       .stop_after = stop_after}));
     }
+    qd_phase_set(c->be, prev);
     return QD_OK;
 }
 
+/* On a backend with the u8_codes op: upload the byte codes (a quarter of the fp32 weight), the rounded
+ * scales, zeros and g_idx, and dequantize on the device - the same single multiply as
+ * qd_qlayer_dequant_rounded, so the weight is bit-identical to the host path's. */
+static qd_status install_device(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+    qd_backend_t be = c->be;
+    const qd_qlayer *q = &r->q;
+    size_t N = (size_t)q->N, K = (size_t)q->K, G = (size_t)q->G, n = N * K, words = (n + 3) / 4;
+    float *sc = malloc(G * N * sizeof *sc);
+    uint8_t *pad = n % 4 ? calloc(words, 4) : NULL; /* the upload reads whole words */
+    qd_buf_t bc = NULL, bs = NULL, bz = NULL, bg = NULL;
+    qd_status st = QD_OK;
+    if (!sc || (n % 4 && !pad)) {
+        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory installing the quantized weight", q->name);
+        goto done;
+    }
+    for (size_t i = 0; i < G * N; i++) sc[i] = qd_scale_round(c->o.scale_dtype, q->scales[i]);
+    if (pad) memcpy(pad, q->codes, n);
+    QD_CHECK_GOTO(qd_buf_alloc(be, words, &bc), st, done);
+    QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &bs), st, done);
+    QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &bz), st, done);
+    QD_CHECK_GOTO(qd_buf_alloc(be, K, &bg), st, done);
+    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bc, 0), .src = pad ? (void *)pad : q->codes,
+                                                            .src_dtype = QD_DT_U32, .n = words}), st, done);
+    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bs, 0), .src = sc, .src_dtype = QD_DT_F32,
+                                                            .n = G * N}), st, done);
+    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bz, 0), .src = q->zeros,
+                                                            .src_dtype = QD_DT_I32, .n = G * N}), st, done);
+    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bg, 0), .src = q->g_idx,
+                                                            .src_dtype = QD_DT_I32, .n = K}), st, done);
+    st = qd_be_u8_codes(be, &(struct qd_u8_codes_args){.dequant = 1, .W = QD_REF(w->w[l], 0), .codes = QD_REF(bc, 0),
+                                                        .scales = QD_REF(bs, 0), .zeros = QD_REF(bz, 0),
+                                                        .g_idx = QD_REF(bg, 0), .N = N, .K = K, .G = G});
+done:
+    qd_buf_free(bc), qd_buf_free(bs), qd_buf_free(bz), qd_buf_free(bg);
+    free(sc), free(pad);
+    return st;
+}
+
 qd_status qd__install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+    qd_phase prev = qd_phase_set(c->be, QD_PH_INSTALL);
     size_t n = (size_t)r->q.N * (size_t)r->q.K;
-    float *deq = malloc(n * sizeof *deq);
-    if (!deq) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the dequantized weight", r->q.name);
-    qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, deq);
-    qd_status st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(w->w[l], 0), .src = deq,
-                                                                .src_dtype = QD_DT_F32, .n = n});
-    free(deq);
+    qd_status st;
+    if (qd_be_has(c->be, QD_OPT_U8_CODES)) {
+        st = install_device(c, w, l, r);
+    } else { /* host backends: dequantize here, upload fp32 (the reference path) */
+        float *deq = malloc(n * sizeof *deq);
+        if (!deq) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the dequantized weight", r->q.name);
+        qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, deq);
+        st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(w->w[l], 0), .src = deq,
+                                                          .src_dtype = QD_DT_F32, .n = n});
+        free(deq);
+    }
+    qd_phase_set(c->be, prev);
     return st;
 }
 
@@ -85,9 +133,12 @@ static qd_status hess_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
     qd_qctx *c = h->c;
     char name[128];
     snprintf(name, sizeof name, "model.layers.%d.%s", h->block, qd_lin_name(l));
+    qd_phase prev = qd_phase_set(c->be, QD_PH_HESSIAN);
     QD_CHECK(qd_check_finite(c->be, x.buf, x.off, rows * c->gK[g], "its input activations", name));
-    return qd_be_hessian(c->be, &(struct qd_hessian_args){.H = QD_REF(c->H[g], 0), .X = x, .T = rows, .K = c->gK[g],
-                                                          .ldx = c->gK[g], .alpha = h->alpha, .beta = 1});
+    QD_CHECK(qd_be_hessian(c->be, &(struct qd_hessian_args){.H = QD_REF(c->H[g], 0), .X = x, .T = rows, .K = c->gK[g],
+                                                            .ldx = c->gK[g], .alpha = h->alpha, .beta = 1}));
+    qd_phase_set(c->be, prev);
+    return QD_OK;
 }
 
 static qd_status ensure_H(qd_qctx *c, int g) {
@@ -107,6 +158,7 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
         if (qd_lin_group((qd_lin)l) != g || specs[l].skip) continue;
         qd_buf_t H = c->H[g];
         if (l != last) {
+            qd_phase prev = qd_phase_set(c->be, QD_PH_CHOLESKY);
             if (!c->Hc || qd_buf_len(c->Hc) < K * K) {
                 qd_buf_free(c->Hc);
                 c->Hc = NULL;
@@ -115,6 +167,7 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
             QD_CHECK(qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(c->Hc, 0), .src = QD_REF(H, 0), .rows = 1,
                                                               .cols = K * K, .ldd = K * K, .lds = K * K}));
             H = c->Hc;
+            qd_phase_set(c->be, prev);
         }
         qd_status st = qd_gptq_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], H, &results[l]);
         if (st != QD_OK) return st;
@@ -167,6 +220,7 @@ static qd_status gptq_staged(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t ou
     size_t S = c->o.seq_len, H = (size_t)cfg->hidden, qo = c->gK[1], I = c->gK[3];
     QD_CHECK(staged_alloc(c));
     for (int g = 0; g < 4; g++) {
+        qd_phase_set(be, QD_PH_FORWARD);
         if (need & (1u << g)) QD_CHECK(ensure_H(c, g));
         h->groups = need & (1u << g);
         for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
@@ -202,6 +256,7 @@ static qd_status gptq_staged(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t ou
         if (need & (1u << g)) QD_CHECK(gptq_group(c, w, g, specs, names, results));
     }
     /* the block output from the quantized down: out = residual + down(act) */
+    qd_phase_set(be, QD_PH_FORWARD);
     for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
         size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs, rows = ns * S, r0 = s0 * S;
         QD_CHECK(qd_linear_forward(be, w, QD_LIN_DOWN, QD_REF(c->act, r0 * I), QD_REF(c->y, 0), rows));
@@ -220,8 +275,7 @@ static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out
         if (!specs[l].skip && specs[l].method == QD_METHOD_GPTQ) need |= 1u << qd_lin_group((qd_lin)l);
     int rtn_any = 0;
     for (int l = 0; l < QD_NLIN; l++) rtn_any |= !specs[l].skip && specs[l].method == QD_METHOD_RTN;
-    size_t rows = c->o.nseq * c->o.seq_len;
-    size_t staged_bytes = rows * (c->gK[1] + (size_t)c->cfg->hidden + c->gK[3]) * 4;
+    size_t staged_bytes = qd_quantize_staged_bytes(c->cfg, &c->o);
     *out_done = 0;
     if (c->o.true_sequential && !rtn_any &&
         staged_bytes <= (c->o.staged_max_bytes ? c->o.staged_max_bytes : QD_STAGED_MAX_BYTES)) {
@@ -247,7 +301,8 @@ static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out
     return QD_OK;
 }
 
-qd_status qd_quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult results[QD_NLIN]) {
+static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs,
+                                qd_qresult results[QD_NLIN]) {
     qd_qspec specs[QD_NLIN];
     char names[QD_NLIN][128];
     memset(results, 0, QD_NLIN * sizeof *results);
@@ -266,6 +321,7 @@ qd_status qd_quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t
     if (inputs) {
         char what[64];
         snprintf(what, sizeof what, "block %d", w->index);
+        qd_phase_set(c->be, QD_PH_FORWARD);
         QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
     }
     if (any_awq) {
@@ -282,4 +338,34 @@ qd_status qd_quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t
     /* the next block sees the quantized block's output */
     if (inputs && outputs && !out_done) QD_CHECK(qd__forward_all(c, w, inputs, outputs, NULL, NULL, -1));
     return QD_OK;
+}
+
+qd_status qd_quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult results[QD_NLIN]) {
+    qd_phase prev = qd_phase_set(c->be, QD_PH_OTHER);
+    qd_status st = quantize_block(c, w, inputs, outputs, results);
+    qd_phase_set(c->be, prev);
+    return st;
+}
+
+size_t qd_quantize_staged_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o) {
+    size_t qo = (size_t)cfg->nheads * (size_t)cfg->head_dim;
+    return o->nseq * o->seq_len * (qo + (size_t)cfg->hidden + (size_t)cfg->intermediate) * 4;
+}
+
+size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o) {
+    size_t H = (size_t)cfg->hidden, I = (size_t)cfg->intermediate, hd = (size_t)cfg->head_dim;
+    size_t qo = (size_t)cfg->nheads * hd, kvo = (size_t)cfg->nkv * hd, wide = H > qo ? H : qo;
+    size_t rows = o->nseq * o->seq_len;
+    size_t tokens = o->chunk_tokens ? o->chunk_tokens : 8192, seqs = o->seq_len ? tokens / o->seq_len : 0;
+    if (!seqs) seqs = 1;
+    if (seqs > o->nseq) seqs = o->nseq;
+    size_t crow = seqs * o->seq_len;
+    size_t weights = H * (qo + 2 * kvo) + qo * H + 3 * H * I;                 /* the block, fp32 */
+    size_t hess = 3 * H * H + qo * qo + I * I;                                /* four Hessians + one copy */
+    size_t fwd = crow * (wide + 2 * qo + 2 * kvo + 2 * H + 2 * I) + crow * (wide + H); /* forward + staged scratch */
+    size_t layer = I * I * 3 + 3 * H * I;                                     /* U, chol's fp64 copy, W/codes/Wp */
+    size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
+    size_t awq = 0;
+    if (o->base.method == QD_METHOD_AWQ) awq = rows * (2 * H + qo + I) + 2 * rows * H + 3 * H * I;
+    return 4 * (weights + hess + fwd + layer + scratch + awq);
 }

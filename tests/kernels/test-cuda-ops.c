@@ -364,6 +364,53 @@ static void test_awq_clip(void) {
     free(Wh), free(Xh);
 }
 
+/* the optional u8_codes op (CUDA only): packing int32 codes to bytes and dequantizing byte codes must
+ * equal the host's narrowing and (float)(code - zero) * scale bit for bit */
+#define CK(call) QD_EXPECT_EQ_INT((call), QD_OK)
+static void test_u8_codes(void) {
+    qd_backend_t be = BE[1];
+    QD_EXPECT(qd_be_has(be, QD_OPT_U8_CODES));
+    const size_t N = 37, K = 130, G = 5, n = N * K, words = (n + 3) / 4;
+    int32_t *codes = malloc(n * 4), *zeros = malloc(G * N * 4), *g_idx = malloc(K * 4);
+    float *scales = rvec(G * N, 0.01f), *W = malloc(n * 4);
+    uint8_t *bytes = calloc(words, 4), *back = calloc(words, 4);
+    for (size_t i = 0; i < n; i++) codes[i] = (int32_t)(urand() * 256) & 255, bytes[i] = (uint8_t)codes[i];
+    for (size_t i = 0; i < G * N; i++) zeros[i] = (int32_t)(urand() * 256) & 255;
+    for (size_t k = 0; k < K; k++) g_idx[k] = (int32_t)((k * 7) % G); /* not consecutive: act-order's case */
+    qd_buf_t bc, bp, bb, bs, bz, bg, bw;
+    CK(qd_buf_alloc(be, n, &bc));
+    CK(qd_buf_alloc(be, words, &bp));
+    CK(qd_buf_alloc(be, words, &bb));
+    CK(qd_buf_alloc(be, G * N, &bs));
+    CK(qd_buf_alloc(be, G * N, &bz));
+    CK(qd_buf_alloc(be, K, &bg));
+    CK(qd_buf_alloc(be, n, &bw));
+    CK(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bc, 0), .src = codes, .src_dtype = QD_DT_I32, .n = n}));
+    CK(qd_be_u8_codes(be, &(struct qd_u8_codes_args){.dst = QD_REF(bp, 0), .src = QD_REF(bc, 0), .n = n}));
+    CK(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(bp, 0), .dst = back, .n = words}));
+    QD_EXPECT(memcmp(back, bytes, n) == 0);
+    CK(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bb, 0), .src = bytes, .src_dtype = QD_DT_U32, .n = words}));
+    CK(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bs, 0), .src = scales, .src_dtype = QD_DT_F32, .n = G * N}));
+    CK(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bz, 0), .src = zeros, .src_dtype = QD_DT_I32, .n = G * N}));
+    CK(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bg, 0), .src = g_idx, .src_dtype = QD_DT_I32, .n = K}));
+    CK(qd_be_u8_codes(be, &(struct qd_u8_codes_args){.dequant = 1, .W = QD_REF(bw, 0), .codes = QD_REF(bb, 0),
+                                                     .scales = QD_REF(bs, 0), .zeros = QD_REF(bz, 0),
+                                                     .g_idx = QD_REF(bg, 0), .N = N, .K = K, .G = G}));
+    CK(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(bw, 0), .dst = W, .n = n}));
+    size_t bad = 0;
+    for (size_t r = 0; r < N; r++)
+        for (size_t k = 0; k < K; k++) {
+            size_t gi = (size_t)g_idx[k] * N + r;
+            float want = (float)((int)bytes[r * K + k] - zeros[gi]) * scales[gi];
+            bad += memcmp(&want, &W[r * K + k], 4) != 0;
+        }
+    fprintf(stderr, "  u8_codes: pack %s, dequant %zu of %zu differ\n", memcmp(back, bytes, n) ? "DIFFERS" : "bit-exact",
+            bad, n);
+    QD_EXPECT(bad == 0);
+    qd_buf_free(bc), qd_buf_free(bp), qd_buf_free(bb), qd_buf_free(bs), qd_buf_free(bz), qd_buf_free(bg), qd_buf_free(bw);
+    free(codes), free(zeros), free(g_idx), free(scales), free(W), free(bytes), free(back);
+}
+
 /* ---- exact numerics (qd-backend.h QD_NUMERICS_EXACT): the same bits on both backends ----
  * Every op below is compared bit for bit (cmpi with 1.0). The one exception is the last case, where
  * each backend factors its own Hessian: chol_inv is LAPACK vs cuSOLVER in fp64 (not bit-exact), so the
@@ -533,6 +580,7 @@ int main(void) {
     QD_RUN(test_exact_linear);
     QD_RUN(test_exact_transformer);
     QD_RUN(test_exact_quant);
+    QD_RUN(test_u8_codes);
     qd_be_free(BE[0]);
     qd_be_free(BE[1]);
     return QD_TEST_END();
