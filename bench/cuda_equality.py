@@ -3,7 +3,9 @@
 """cuda_equality.py - issue 8's "same results as CPU" check on a real model, for a GPU machine (not CI).
 
 Quantizes the same model twice with the same calibration: once with --backend cpu (the reference),
-once with --backend cuda (QD_CUDA_MATH=fp32). Both use --format fake, whose output keeps each
+once with --backend cuda (QD_CUDA_MATH=fp32), both with the same --numerics (exact, the default: both
+backends compute the same bits, docs/cuda.md; fast: each backend's own BLAS order, informational since
+GPTQ's chaotic error feedback amplifies the ~1e-7 differences). Both use --format fake, whose output keeps each
 Linear's integer codes as <module>.qd_codes (u8). The script then compares:
   - the codes: >= 99.9% equal over all weights (and per module, printed);
   - the perplexity of the two outputs, both evaluated with --backend cpu: within 0.1% of each other.
@@ -11,6 +13,7 @@ Methods: gptq and awq by default. Exits 0 when every check passes, 1 otherwise.
 
   python3 bench/cuda_equality.py --qdist build-dev/qdist [--model fixtures/pycode-16m]
       [--methods gptq,awq] [--nsamples 64] [--seqlen 512] [--max-windows 40] [--cuda-backend cuda]
+      [--numerics exact|fast]
 
 --cuda-backend cpu runs the script's own logic with no GPU: both sides on the CPU, expected identical.
 """
@@ -64,6 +67,7 @@ def main():
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--max-windows", type=int, default=40)
     ap.add_argument("--cuda-backend", default="cuda")
+    ap.add_argument("--numerics", default="exact", choices=["exact", "fast"], help="passed to both quantize runs")
     ap.add_argument("--min-equal", type=float, default=0.999)
     ap.add_argument("--max-ppl-rel", type=float, default=0.001)
     a = ap.parse_args()
@@ -72,15 +76,16 @@ def main():
     env = dict(os.environ, QD_CUDA_MATH="fp32", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     ok = True
     tmp = tempfile.mkdtemp(prefix="qd-cuda-eq-")
-    rows = [f"| method | backend | codes equal | modules < {a.min_equal:.3%} | ppl cpu-quantized | ppl cuda-quantized | "
-            "rel diff | result |", "|---|---|---|---|---|---|---|---|"]
+    print(f"numerics: {a.numerics}")
+    rows = [f"| method | backend | numerics | codes equal | modules < {a.min_equal:.3%} | ppl cpu-quantized | ppl cuda-quantized | "
+            "rel diff | result |", "|---|---|---|---|---|---|---|---|---|"]
     for method in a.methods.split(","):
         outs, ppl = {}, {}
         for side, be in (("cpu", "cpu"), ("cuda", a.cuda_backend)):
             o = os.path.join(tmp, f"{method}-{side}")
             run([a.qdist, "quantize", "--backend", be, "--model", a.model, "--calib", calib, "--output", o, "--format",
                  "fake", "--method", method, "--bits", "4", "--group-size", "128", "--nsamples", str(a.nsamples),
-                 "--seqlen", str(a.seqlen), "--overwrite", "--quiet"], env)
+                 "--seqlen", str(a.seqlen), "--numerics", a.numerics, "--overwrite", "--quiet"], env)
             outs[side] = read_codes(o)
             j = json.loads(run([a.qdist, "eval", "--backend", "cpu", "--model", o, "--data", data, "--seqlen",
                                 str(a.seqlen), "--max-windows", str(a.max_windows), "--json"], env))
@@ -102,7 +107,7 @@ def main():
         rel = abs(ppl["cuda"] - ppl["cpu"]) / ppl["cpu"]
         passed = frac >= a.min_equal and rel <= a.max_ppl_rel and len(outs["cpu"]) == len(outs["cuda"]) > 0
         ok &= passed
-        rows.append(f"| {method} | {a.cuda_backend} | {frac:.5%} ({total - same} of {total} differ) | {len(bad)} | "
+        rows.append(f"| {method} | {a.cuda_backend} | {a.numerics} | {frac:.5%} ({total - same} of {total} differ) | {len(bad)} | "
                     f"{ppl['cpu']:.4f} | {ppl['cuda']:.4f} | {rel:.2e} | {'ok' if passed else 'FAIL'} |")
         for b in bad[:10]:
             print("  below threshold or missing: " + b)
