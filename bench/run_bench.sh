@@ -13,6 +13,7 @@
 #               E2E_EXTRA: more qdist flags); prints the per-phase table of the report (bench/e2e_phases.py)
 #     e2e-awq   the same with --method awq (128 x 512 tokens)
 #     e2e-70b   GPTQ on the first E2E_70B_BLOCKS (2) blocks of Llama-3-70B shapes
+#     cuda-resume  fixture on CUDA: device install == host dequant (QD_CHECK_INSTALL), kill + resume identical
 #     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%;
 #               first in exact numerics (the checked mode: its result is the stage's), then fast (informational;
 #               EQUALITY_FAST=0 skips it)
@@ -146,6 +147,21 @@ for s in $STAGES; do
     cp /tmp/synth-w4-$tag/qdist_report.json "$OUT/e2e-report-$tag.json" 2>/dev/null
     rm -rf /tmp/synth-w4-$tag
     python3 bench/e2e_phases.py "$tag=$OUT/e2e-report-$tag.json" | tee -a "$OUT/e2e-phases.md";;
+  cuda-resume)
+    # the trained fixture on CUDA: every device-installed weight checked against the host's dequantization
+    # (QD_CHECK_INSTALL), and a SIGKILL after block 3 + --resume byte-identical to the uninterrupted run
+    [ -x $B/qdist ] || cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; continue; }
+    f=fixtures/pycode-16m
+    q="$B/qdist quantize --backend cuda --model $f --calib $f/calib.jsonl --method gptq --format gptq --nsamples 32 --seqlen 512 --overwrite --progress none"
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    log "cuda-resume: uninterrupted run, install checked"
+    QD_CHECK_INSTALL=1 $RUN $q --output /tmp/cr-a >"$OUT/cuda-resume.log" 2>&1; echo "rc=$? installs bit-identical: $(grep -c 'bit-identical to the host' "$OUT/cuda-resume.log") (expect 56)"
+    grep -i "error\|differs" "$OUT/cuda-resume.log" | head -5
+    rm -rf /tmp/cr-b /tmp/cr-b.qdist-staging
+    QD_INJECT_KILL=0:3 $RUN $q --output /tmp/cr-b >>"$OUT/cuda-resume.log" 2>&1; echo "killed run rc=$?"
+    $RUN $q --output /tmp/cr-b --resume >>"$OUT/cuda-resume.log" 2>&1; echo "resume rc=$?"
+    same=1; for x in /tmp/cr-a/*; do n=$(basename $x); [ $n = qdist_report.json ] && continue; cmp -s $x /tmp/cr-b/$n || { echo "DIFF $n"; same=0; }; done
+    echo "CUDA kill+resume byte-identical: $same";;
   esac
 done
 python3 bench/summarize.py "$OUT"/bench-*.log "$OUT"/torch-*.log 2>/dev/null | tee "$OUT/summary.md"

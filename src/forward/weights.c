@@ -173,17 +173,22 @@ qd_status qd_embed(qd_backend_t be, const qd_head *h, const int32_t *ids, size_t
     size_t H = (size_t)h->cfg->hidden, esz = qd_dtype_bits(h->embed->dtype) / 8;
     const unsigned char *data = qd_ckpt_data(h->ck, h->embed);
     if (!data) return qd_fail(QD_ERR_INTERNAL, "%s: checkpoint opened without its data", h->ck->dir);
-    float *rows;
-    QD_ALLOC(rows, n * H);
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= h->cfg->vocab) {
-            free(rows);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= h->cfg->vocab)
             return qd_fail(QD_ERR_FORMAT, "token id %d at position %zu is outside the vocabulary (%d)", ids[i], i,
                            h->cfg->vocab);
-        }
-        qd_to_f32(h->embed->dtype, data + (size_t)ids[i] * H * esz, rows + i * H, H);
+    /* rows gathered in the checkpoint's dtype and converted by the upload (exact: bf16/f16 -> fp32), in
+     * chunks: half the host work and transfer of fp32 rows for bf16 models, and a bounded buffer */
+    size_t chunk = n < 8192 ? n : 8192;
+    unsigned char *rows = malloc(chunk * H * esz + 1);
+    if (!rows) return qd_fail(QD_ERR_NOMEM, "embedding: out of memory for %zu rows", chunk);
+    qd_status st = QD_OK;
+    for (size_t r0 = 0; r0 < n && st == QD_OK; r0 += chunk) {
+        size_t m = n - r0 < chunk ? n - r0 : chunk;
+        for (size_t i = 0; i < m; i++) memcpy(rows + i * H * esz, data + (size_t)ids[r0 + i] * H * esz, H * esz);
+        st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(x.buf, x.off + r0 * H), .src = rows,
+                                                       .src_dtype = h->embed->dtype, .n = m * H});
     }
-    qd_status st = qd_be_upload(be, &(struct qd_upload_args){.dst = x, .src = rows, .src_dtype = QD_DT_F32, .n = n * H});
     free(rows);
     return st;
 }

@@ -62,6 +62,24 @@ qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t
     return QD_OK;
 }
 
+/* QD_CHECK_INSTALL=1 (a check for GPU runs, slow): the device-installed weight must equal the host's
+ * qd_qlayer_dequant_rounded bit for bit. */
+static qd_status check_install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+    size_t n = (size_t)r->q.N * (size_t)r->q.K, bad = 0;
+    float *host = malloc(n * sizeof *host), *dev = malloc(n * sizeof *dev);
+    qd_status st = host && dev ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory checking the install", r->q.name);
+    if (st == QD_OK) st = qd_be_download(c->be, &(struct qd_download_args){.src = QD_REF(w->w[l], 0), .dst = dev, .n = n});
+    if (st == QD_OK) {
+        qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, host);
+        for (size_t i = 0; i < n; i++) bad += memcmp(&host[i], &dev[i], sizeof *host) != 0;
+        if (bad) st = qd_fail(QD_ERR_INTERNAL, "%s: device install differs from the host dequantization in %zu of %zu weights",
+                              r->q.name, bad, n);
+        else qd_info("%s: device install bit-identical to the host dequantization (%zu weights)", r->q.name, n);
+    }
+    free(host), free(dev);
+    return st;
+}
+
 /* On a backend with the u8_codes op: upload the byte codes (a quarter of the fp32 weight), the rounded
  * scales, zeros and g_idx, and dequantize on the device - the same single multiply as
  * qd_qlayer_dequant_rounded, so the weight is bit-identical to the host path's. */
@@ -94,6 +112,7 @@ static qd_status install_device(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qr
     st = qd_be_u8_codes(be, &(struct qd_u8_codes_args){.dequant = 1, .W = QD_REF(w->w[l], 0), .codes = QD_REF(bc, 0),
                                                         .scales = QD_REF(bs, 0), .zeros = QD_REF(bz, 0),
                                                         .g_idx = QD_REF(bg, 0), .N = N, .K = K, .G = G});
+    if (st == QD_OK && getenv("QD_CHECK_INSTALL")) st = check_install(c, w, l, r);
 done:
     qd_buf_free(bc), qd_buf_free(bs), qd_buf_free(bz), qd_buf_free(bg);
     free(sc), free(pad);
