@@ -134,7 +134,7 @@ for s in $STAGES; do
       log "e2e: generate $arch shapes, first $nb blocks"; python3 bench/gen_synthetic.py --arch $arch --blocks $nb $m || continue
     fi
     sflags="--nsamples 128"; [ $meth = gptq ] && sflags="$sflags --seqlen 2048"
-    ( peak=0; while sleep 0.5; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "${u:-0}" -gt $peak ] && peak=$u && echo $peak > /tmp/gpu-peak-$tag; done ) &
+    ( peak=0; while sleep 0.5; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "${u:-0}" -gt $peak ] && peak=$u && echo $peak > /tmp/gpu-peak-$tag; echo $peak > "$OUT/gpu-peak-$tag"; done ) &
     mon=$!
     t0=$(date +%s.%N)
     log "e2e-$tag: qdist quantize --backend cuda --method $meth, QD_CUDA_MATH=${E2E_MATH:-bf16} ${E2E_EXTRA:-}"
