@@ -16,7 +16,7 @@
 #     cuda-resume  fixture on CUDA: device install == host dequant (QD_CHECK_INSTALL), kill + resume identical
 #     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%;
 #               first in exact numerics (the checked mode: its result is the stage's), then fast (informational;
-#               EQUALITY_FAST=0 skips it)
+#               EQUALITY_FAST=0 skips it; EQUALITY_ARGS: more cuda_equality.py flags, e.g. "--methods gptq")
 # Missing build dependencies (cJSON, OpenBLAS, LAPACKE) are unpacked from .deb/*.deb when the system lacks
 # them; CMake is tried first, a direct nvcc/gcc build of the few libraries the benchmarks need second.
 # Logs go to $OUT (or ./bench-out) and a summary table is printed last.
@@ -111,11 +111,11 @@ for s in $STAGES; do
   equality)
     cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
     log "fixture equality cpu vs cuda, exact numerics (checked)"
-    $RUN python3 bench/cuda_equality.py --qdist $B/qdist --numerics exact 2>&1 | tee "$OUT/equality.log" | grep -v '^\$ '
+    $RUN python3 bench/cuda_equality.py --qdist $B/qdist --numerics exact ${EQUALITY_ARGS:-} 2>&1 | tee "$OUT/equality.log" | grep -v '^\$ '
     echo "equality (exact) rc=${PIPESTATUS[0]}"
     [ "${EQUALITY_FAST:-1}" = 0 ] && continue   # EQUALITY_FAST=0: the checked (exact) run only
     log "fixture equality cpu vs cuda, fast numerics (informational)"
-    $RUN python3 bench/cuda_equality.py --qdist $B/qdist --numerics fast 2>&1 | tee "$OUT/equality-fast.log" | grep -v '^\$ '
+    $RUN python3 bench/cuda_equality.py --qdist $B/qdist --numerics fast ${EQUALITY_ARGS:-} 2>&1 | tee "$OUT/equality-fast.log" | grep -v '^\$ '
     echo "equality (fast, informational) rc=${PIPESTATUS[0]}";;
   e2e|e2e-awq|e2e-70b)
     # e2e: GPTQ on Llama-3-8B shapes; e2e-awq: AWQ on the same model; e2e-70b: GPTQ on the first
