@@ -25,6 +25,15 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* What the report says of one quantized module: kept by the rank that quantized it and gathered on
+ * rank 0, so the report reads only resumed blocks back from the staging (plain data: sent as bytes). */
+typedef struct {
+    int block, rank, bits, group_size, sym;
+    int64_t N, K;
+    double loss, damp, time_s;
+    char name[64], fallback[64];
+} mod_rec;
+
 /* Per-rank timings, gathered on rank 0 for the report (plain data: sent as bytes). */
 typedef struct {
     double load_s, quant_s, replay_s, stage_s, fp_s, wait_s, total_s;
@@ -45,6 +54,8 @@ typedef struct {
     qd_qctx *ctx;
     qd_stage *stage;
     qd_stage_writer *writer; /* stages finished blocks on its own thread */
+    mod_rec *recs;           /* the modules this rank quantized in this run */
+    size_t nrecs, caprecs;
     qd_head head;
     int have_head;
     qd_buf_t in, out;        /* the worker's activations on the device */
@@ -160,6 +171,22 @@ static qd_status stage_tensor(worker *k, qd_staged_block *sb, int b, const char 
     return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(buf, 0), .dst = t->data, .n = n});
 }
 
+static qd_status keep_record(worker *k, int b, qd_lin l, const qd_qlayer *q, const qd_qresult *r) {
+    if (k->nrecs == k->caprecs) {
+        size_t nc = k->caprecs ? 2 * k->caprecs : 64;
+        mod_rec *t = realloc(k->recs, nc * sizeof *t);
+        if (!t) return qd_fail(QD_ERR_NOMEM, "block %d: out of memory for the report", b);
+        k->recs = t, k->caprecs = nc;
+    }
+    mod_rec *m = &k->recs[k->nrecs++];
+    memset(m, 0, sizeof *m);
+    *m = (mod_rec){.block = b, .rank = qd_mpi_rank(), .bits = q->bits, .group_size = q->group_size, .sym = q->sym,
+                   .N = q->N, .K = q->K, .loss = r->loss, .damp = r->damp, .time_s = r->seconds};
+    snprintf(m->name, sizeof m->name, "%s", qd_lin_name(l));
+    snprintf(m->fallback, sizeof m->fallback, "%.63s", r->fallback);
+    return QD_OK;
+}
+
 /* everything a staged block owns: the arrays taken from the results, the tensors, the block itself */
 static void release_staged(qd_staged_block *sb) {
     if (!sb) return;
@@ -202,6 +229,7 @@ static qd_status stage_block(worker *k, int b, const qd_block_w *w, qd_qresult *
         } else {
             qd_staged_module *m = &sb->modules[sb->nmodules++];
             snprintf(m->name, sizeof m->name, "%s", qd_lin_name((qd_lin)l));
+            QD_CHECK_GOTO(keep_record(k, b, (qd_lin)l, q, &res[l]), st, out);
             m->N = q->N, m->K = q->K, m->G = q->G;
             m->bits = q->bits, m->group_size = q->group_size, m->sym = q->sym;
             m->codes = q->codes, m->scales = q->scales, m->zeros = q->zeros, m->g_idx = q->g_idx;
@@ -441,6 +469,46 @@ static qd_status broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char s
 
 /* ---- rank 0's report and export ---- */
 
+/* every rank's module records to rank 0 (in rank order, so each block's modules stay in order) */
+static qd_status gather_records(const worker *k, mod_rec **out, size_t *nout) {
+    int size = qd_mpi_size(), rank = qd_mpi_rank();
+    *out = NULL, *nout = 0;
+    if (size == 1) {
+        if (!k->nrecs) return QD_OK;
+        QD_ALLOC(*out, k->nrecs);
+        memcpy(*out, k->recs, k->nrecs * sizeof **out);
+        *nout = k->nrecs;
+        return QD_OK;
+    }
+    int mine = (int)(k->nrecs * sizeof *k->recs), *counts = NULL, *displs = NULL;
+    qd_status st = QD_OK;
+    if (rank == 0) {
+        counts = calloc((size_t)size, sizeof *counts), displs = calloc((size_t)size, sizeof *displs);
+        if (!counts || !displs) st = qd_fail(QD_ERR_NOMEM, "report: out of memory");
+    }
+    if (MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS && st == QD_OK)
+        st = qd_fail(QD_ERR_MPI, "quantize: gathering the module records failed");
+    size_t total = 0;
+    if (rank == 0 && counts && displs)
+        for (int r = 0; r < size; r++) displs[r] = (int)total, total += (size_t)counts[r];
+    char *buf = rank == 0 && total ? malloc(total) : NULL;
+    if (rank == 0 && total && !buf && st == QD_OK) st = qd_fail(QD_ERR_NOMEM, "report: out of memory");
+    /* every rank takes part in the collective even after a local failure; rank 0 reports it */
+    if (MPI_Gatherv(k->recs, mine, MPI_BYTE, buf, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS &&
+        st == QD_OK)
+        st = qd_fail(QD_ERR_MPI, "quantize: gathering the module records failed");
+    free(counts), free(displs);
+    if (st != QD_OK) {
+        free(buf);
+        return st;
+    }
+    *out = (mod_rec *)buf;
+    *nout = total / sizeof(mod_rec);
+    return QD_OK;
+}
+
+
+
 static cJSON *phases_json(cJSON *parent, const double *ph) {
     cJSON *j = cJSON_AddObjectToObject(parent, "phases_s");
     for (int i = 0; j && i < QD_PH_N; i++) cJSON_AddNumberToObject(j, qd_phase_name((qd_phase)i), ph[i]);
@@ -458,7 +526,7 @@ static void memory_json(cJSON *parent, const rank_times *t) {
 
 /* The report as a cJSON tree (the caller saves it, and may update the totals after the export). */
 static qd_status build_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const qd_plan *plan,
-                              const rank_times *all, double wall, cJSON **out) {
+                              const rank_times *all, const mod_rec *recs, size_t nrecs, double wall, cJSON **out) {
     *out = NULL;
     cJSON *root = cJSON_CreateObject(), *mods = cJSON_CreateObject(), *ranks = cJSON_CreateArray();
     if (!root || !mods || !ranks) {
@@ -487,35 +555,53 @@ static qd_status build_report(const qd_run_opts *o, const qd_stage *stage, int n
     double loss = 0;
     int nq = 0, nfb = 0;
     for (int b = 0; b < nblocks; b++) {
+        /* modules quantized in this run come from the ranks' records; resumed blocks from the staging */
+        size_t nhere = 0;
+        for (size_t i = 0; i < nrecs; i++) nhere += recs[i].block == b;
         qd_staged_block *sb = NULL;
-        qd_status st = qd_stage_read_block(stage, b, &sb);
-        if (st != QD_OK) {
-            cJSON_Delete(root), cJSON_Delete(mods), cJSON_Delete(ranks);
-            return st;
+        if (!nhere) {
+            qd_status st = qd_stage_read_block(stage, b, &sb);
+            if (st != QD_OK) {
+                cJSON_Delete(root), cJSON_Delete(mods), cJSON_Delete(ranks);
+                return st;
+            }
         }
-        for (size_t i = 0; i < sb->nmodules; i++) {
-            const qd_staged_module *m = &sb->modules[i];
+        size_t n = sb ? sb->nmodules : nrecs;
+        for (size_t i = 0; i < n; i++) {
+            mod_rec r;
+            if (sb) {
+                const qd_staged_module *m = &sb->modules[i];
+                r = (mod_rec){.block = b, .rank = sb->rank, .bits = m->bits, .group_size = m->group_size,
+                              .sym = m->sym, .N = m->N, .K = m->K, .loss = m->loss, .damp = m->damp,
+                              .time_s = m->time_s};
+                snprintf(r.name, sizeof r.name, "%.63s", m->name);
+                snprintf(r.fallback, sizeof r.fallback, "%.63s", m->fallback);
+            } else if (recs[i].block == b) {
+                r = recs[i];
+            } else {
+                continue;
+            }
             char name[320];
-            snprintf(name, sizeof name, "model.layers.%d.%s", b, m->name);
+            snprintf(name, sizeof name, "model.layers.%d.%s", b, r.name);
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "method", qd_method_name(s->method));
-            cJSON_AddNumberToObject(j, "bits", m->bits);
-            cJSON_AddNumberToObject(j, "group_size", m->group_size);
-            cJSON_AddBoolToObject(j, "sym", m->sym);
-            cJSON_AddNumberToObject(j, "N", (double)m->N);
-            cJSON_AddNumberToObject(j, "K", (double)m->K);
-            cJSON_AddNumberToObject(j, "loss", m->loss);
-            if (m->damp >= 0) cJSON_AddNumberToObject(j, "damp", m->damp);
+            cJSON_AddNumberToObject(j, "bits", r.bits);
+            cJSON_AddNumberToObject(j, "group_size", r.group_size);
+            cJSON_AddBoolToObject(j, "sym", r.sym);
+            cJSON_AddNumberToObject(j, "N", (double)r.N);
+            cJSON_AddNumberToObject(j, "K", (double)r.K);
+            cJSON_AddNumberToObject(j, "loss", r.loss);
+            if (r.damp >= 0) cJSON_AddNumberToObject(j, "damp", r.damp);
             else cJSON_AddNullToObject(j, "damp");
-            if (m->fallback[0]) cJSON_AddStringToObject(j, "fallback", m->fallback);
+            if (r.fallback[0]) cJSON_AddStringToObject(j, "fallback", r.fallback);
             else cJSON_AddNullToObject(j, "fallback");
             cJSON_AddNumberToObject(j, "calib_tokens", (double)(o->q.nseq * o->q.seq_len));
-            cJSON_AddNumberToObject(j, "seconds", m->time_s);
-            cJSON_AddNumberToObject(j, "rank", sb->rank);
+            cJSON_AddNumberToObject(j, "seconds", r.time_s);
+            cJSON_AddNumberToObject(j, "rank", r.rank);
             cJSON_AddItemToObject(mods, name, j);
-            loss += m->loss;
+            loss += r.loss;
             nq++;
-            nfb += m->fallback[0] != 0;
+            nfb += r.fallback[0] != 0;
         }
         qd_staged_block_free(sb);
     }
@@ -571,7 +657,8 @@ static qd_status save_report(cJSON *root, const char *dir) {
 }
 
 /* after the export: rank 0's write phase and the wall time, into the copy in the output directory */
-static qd_status finish_report(cJSON *root, double write_s, double wall, const char *out_dir) {
+static qd_status finish_report(cJSON *root, double report_s, double export_s, double wall, const char *out_dir) {
+    double write_s = report_s + export_s;
     cJSON *tot = cJSON_GetObjectItemCaseSensitive(root, "totals");
     cJSON *ph = tot ? cJSON_GetObjectItemCaseSensitive(tot, "phases_s") : NULL;
     cJSON *ranks = cJSON_GetObjectItemCaseSensitive(root, "ranks");
@@ -581,6 +668,8 @@ static qd_status finish_report(cJSON *root, double write_s, double wall, const c
     if (ph) cJSON_ReplaceItemInObjectCaseSensitive(ph, w, cJSON_CreateNumber(write_s));
     if (ph0) cJSON_ReplaceItemInObjectCaseSensitive(ph0, w, cJSON_CreateNumber(write_s));
     if (tot) cJSON_ReplaceItemInObjectCaseSensitive(tot, "seconds", cJSON_CreateNumber(wall));
+    if (tot) cJSON_AddNumberToObject(tot, "report_s", report_s); /* the write phase: building the report ... */
+    if (tot) cJSON_AddNumberToObject(tot, "export_s", export_s); /* ... and exporting the checkpoint */
     return save_report(root, out_dir);
 }
 
@@ -765,17 +854,26 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     } else {
         all[0] = k.t;
     }
+    mod_rec *recs = NULL;
+    size_t nrecs = 0;
+    st = gather_records(&k, &recs, &nrecs);
+    if (st != QD_OK) {
+        free(all);
+        goto fail;
+    }
     qd_progress_stop(prog);
     prog = NULL;
     if (rank == 0) {
         st = qd_path_join(meta, sizeof meta, staging, "meta");
         if (st == QD_OK) st = prepare_meta(o->model_dir, meta);
-        double tw = now_s();
+        double tw = now_s(), te = 0;
         cJSON *report = NULL;
-        if (st == QD_OK) st = build_report(&ro, k.stage, cfg.nlayers, plan, all, now_s() - t0, &report);
+        if (st == QD_OK) st = build_report(&ro, k.stage, cfg.nlayers, plan, all, recs, nrecs, now_s() - t0, &report);
         if (st == QD_OK) st = save_report(report, meta);
+        double tr = now_s() - tw;
         if (st == QD_OK) st = export_from_staging(&ro, &cfg, staging, meta);
-        if (st == QD_OK) st = finish_report(report, now_s() - tw, now_s() - t0, o->output_dir);
+        te = now_s() - tw - tr;
+        if (st == QD_OK) st = finish_report(report, tr, te, now_s() - t0, o->output_dir);
         cJSON_Delete(report);
         if (st == QD_OK) {
             int quantized = 0, replayed = 0;
@@ -787,6 +885,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         }
     }
     free(all);
+    free(recs);
     in_pipeline = 0; /* rank 0's export failure is agreed on below: every rank exits cleanly */
     st = qd_mpi_agree(st);
 
@@ -818,6 +917,7 @@ fail:
     if (k.be) qd_be_free(k.be);
     qd_stage_close(k.stage);
     qd_fp_free(&fp);
+    free(k.recs);
     free(ids);
     free(plan);
     return st;
