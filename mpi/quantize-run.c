@@ -429,9 +429,13 @@ static qd_status open_staging(const qd_run_opts *o, const char *dir, const qd_fi
 }
 
 /* Each rank's GPU on a node: the rank's index among the ranks sharing its node. */
+/* "cuda" / "auto" (with any "+option" suffix) become "<base>:<node-local rank>", one GPU per rank */
 static void backend_name(const qd_run_opts *o, char *name, size_t cap) {
     snprintf(name, cap, "%s", o->backend ? o->backend : "cpu");
-    if (qd_mpi_size() <= 1 || strcmp(name, "cpu") == 0 || strchr(name, ':')) return;
+    if (qd_mpi_size() <= 1 || strchr(name, ':')) return;
+    const char *plus = strchr(name, '+');
+    size_t blen = plus ? (size_t)(plus - name) : strlen(name);
+    if (!((blen == 4 && strncmp(name, "cuda", 4) == 0) || (blen == 4 && strncmp(name, "auto", 4) == 0))) return;
     MPI_Comm node;
     int lr = 0;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
@@ -440,7 +444,11 @@ static void backend_name(const qd_run_opts *o, char *name, size_t cap) {
     }
     const char *per = getenv("QD_GPUS_PER_NODE");
     if (per && atoi(per) > 0) lr %= atoi(per);
-    if (strcmp(name, "cuda") == 0) snprintf(name, cap, "cuda:%d", lr);
+    int gpus = qd_backend_gpu_count(); /* more ranks than GPUs on a node: ranks share them round-robin */
+    if (gpus > 0) lr %= gpus;
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "%s", plus ? plus : "");
+    snprintf(name + blen, cap - blen, ":%d%.40s", lr, suffix);
 }
 
 static qd_status broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char sha[65], size_t *nseq,

@@ -8,8 +8,23 @@
 #include "qd-check.h"
 #include "qd-log.h"
 #ifdef QD_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
 #include "qd-backend-cuda.h"
 #endif
+
+int qd_backend_gpu_count(void) {
+#ifdef QD_HAVE_CUDA
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no driver or no device: not an error for the caller */
+        return 0;
+    }
+    return n;
+#else
+    return 0;
+#endif
+}
 
 const char *qd_backend_names(void) {
 #ifdef QD_HAVE_CUDA
@@ -26,15 +41,17 @@ static qd_status create_base(const char *name, qd_backend_t *out) {
         int dev = name[4] == ':' ? atoi(name + 5) : 0;
         return qd_backend_cuda_create(dev, out);
     }
-    if (strcmp(name, "auto") == 0) {
-        qd_status st = qd_backend_cuda_create(0, out);
-        if (st == QD_OK) return st;
-        qd_warn("backend: no usable CUDA device (%s); using the CPU backend", qd_last_error());
-        qd_clear_error();
-        return qd_backend_cpu_create(0, out);
+    if (strncmp(name, "auto", 4) == 0 && (name[4] == 0 || name[4] == ':')) {
+        /* auto is the default: a machine without a GPU is a normal case (info, not an error); a GPU
+         * that is there but fails is an error, never a silent run on the CPU */
+        if (qd_backend_gpu_count() == 0) {
+            qd_info("backend: auto: no CUDA device; using the CPU backend");
+            return qd_backend_cpu_create(0, out);
+        }
+        return qd_backend_cuda_create(name[4] == ':' ? atoi(name + 5) : 0, out);
     }
 #else
-    if (strcmp(name, "auto") == 0) return qd_backend_cpu_create(0, out);
+    if (strncmp(name, "auto", 4) == 0 && (name[4] == 0 || name[4] == ':')) return qd_backend_cpu_create(0, out);
 #endif
     return qd_fail(QD_ERR_USAGE, "backend: unknown backend '%s'; this build offers: %s", name, qd_backend_names());
 }

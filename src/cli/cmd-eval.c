@@ -12,7 +12,7 @@
 #include "qd-eval.h"
 
 qd_status qd_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *backend = "cpu", *numerics = "fast";
+    const char *model = NULL, *data = NULL, *backend = "auto", *numerics = "fast";
     int seqlen = 0, max_windows = 0, json = 0;
     const char *logits_dir = NULL;
     const qd_opt opts[] = {
@@ -21,7 +21,8 @@ qd_status qd_cmd_eval(int argc, char **argv) {
         {"seqlen", QD_OPT_INT, &seqlen, "N", "window length (default min(2048, max_position_embeddings))", "2..1048576", NULL},
         {"max-windows", QD_OPT_INT, &max_windows, "N", "evaluate only the first N windows (0: all)", "0..100000000", NULL},
         {"dump-logits", QD_OPT_STR, &logits_dir, "DIR", "write the first window's logits and ids to DIR/logits.safetensors", NULL, NULL},
-        {"backend", QD_OPT_STR, &backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
+        {"backend", QD_OPT_STR, &backend, "NAME", "compute backend: cpu, cuda, cuda:N, auto (default: cuda when a GPU answers, else cpu)", NULL, NULL},
+        {"device", QD_OPT_STR, &backend, "NAME", "the same as --backend", NULL, NULL},
         {"numerics", QD_OPT_CHOICE, &numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
         {"json", QD_OPT_FLAG, &json, NULL, "print one JSON object", NULL, NULL},
     };

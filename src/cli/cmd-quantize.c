@@ -31,7 +31,7 @@ typedef struct {
 } q_args;
 
 static qd_status quantize_main(int argc, char **argv) {
-    q_args a = {.method = "gptq", .format = "gptq", .schedule = "exact", .progress = "auto", .backend = "cpu", .scale_dtype = "f16", .bits = 4,
+    q_args a = {.method = "gptq", .format = "gptq", .schedule = "exact", .progress = "auto", .backend = "auto", .scale_dtype = "f16", .bits = 4,
                 .group_size = 128, .true_seq = 1, .damp = 0.01, .nsamples = 128};
     const qd_opt opts[] = {
         {"model", QD_OPT_STR, &a.model, "DIR", "source model directory (Hugging Face format)", NULL, NULL},
@@ -63,7 +63,8 @@ static qd_status quantize_main(int argc, char **argv) {
         {"max-shard-size", QD_OPT_SIZE, &a.max_shard, "SIZE", "largest safetensors shard (5GB)", NULL, NULL},
         {"scale-dtype", QD_OPT_CHOICE, &a.scale_dtype, "T", "dtype the export stores scales in (default f16; compressed-tensors: the model's dtype)", "f16|bf16|f32", &a.seen_scale_dtype},
         {"overwrite", QD_OPT_FLAG, &a.overwrite, NULL, "replace an existing non-empty output directory", NULL, NULL},
-        {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
+        {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, cuda:N, auto (default: cuda when a GPU answers, else cpu)", NULL, NULL},
+        {"device", QD_OPT_STR, &a.backend, "NAME", "the same as --backend", NULL, NULL},
         {"numerics", QD_OPT_CHOICE, &a.numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
         {"chunk-tokens", QD_OPT_INT, &a.chunk_tokens, "N", "tokens per forward pass (8192)", "0..100000000", NULL},
         {"gpu-mem", QD_OPT_DOUBLE, &a.gpu_mem, "GIB", "memory budget per rank in GiB, deciding what stays resident (default: the GPU's free memory less a reserve; cpu: 6 GiB of GPTQ caches)", "0..1000000", NULL},
@@ -82,10 +83,6 @@ static qd_status quantize_main(int argc, char **argv) {
     if (a.group_size == 0 || a.group_size < -1) return qd_fail(QD_ERR_USAGE, "quantize: --group-size must be > 0 or -1");
     if (a.bits != 2 && a.bits != 3 && a.bits != 4 && a.bits != 8)
         return qd_fail(QD_ERR_USAGE, "quantize: --bits must be 2, 3, 4 or 8");
-    /* the run's per-rank device mapping (mpi/quantize-run.c) knows the plain name "cuda" only */
-    if (a.numerics && strcmp(a.numerics, "exact") == 0 && qd_mpi_size() > 1 && strcmp(a.backend, "cuda") == 0)
-        return qd_fail(QD_ERR_USAGE, "quantize: --numerics exact with --backend cuda runs on one rank for now "
-                                     "(several ranks would all use GPU 0)");
     char be_name[96];
     a.backend = qd_cli_backend_name(a.backend, a.numerics, be_name, sizeof be_name);
 
