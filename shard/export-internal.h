@@ -32,6 +32,62 @@ typedef struct qd_xplan {
     qd_dtype scale_dtype;
 } qd_xplan;
 
+/* What one output tensor is made of; the list (export-tensors.c) decides every name, dtype and shape,
+ * the producers only fill the bytes. */
+typedef enum {
+    QD_XT_PLAIN,        /* a source tensor, as stored */
+    QD_XT_DEQUANT,      /* "<layer>.weight" dequantised, in the model dtype */
+    QD_XT_GPTQ_QWEIGHT, /* the GPTQ / AWQ / compressed-tensors packings (formats.md) */
+    QD_XT_GPTQ_QZEROS,
+    QD_XT_AWQ_QWEIGHT,
+    QD_XT_AWQ_QZEROS,
+    QD_XT_CT_PACKED,
+    QD_XT_CT_NAIVE,
+    QD_XT_CT_ZP_PACKED,
+    QD_XT_CT_ZP_NAIVE,
+    QD_XT_CT_SHAPE,
+    QD_XT_SCALES,       /* [G][N] in the tensor's dtype */
+    QD_XT_SCALES_T,     /* [N][G] in the tensor's dtype */
+    QD_XT_G_IDX,
+    QD_XT_BIAS          /* the layer's bias (a plain tensor) in the tensor's dtype */
+} qd_xkind;
+
+typedef struct qd_xtensor {
+    char *name;
+    qd_xkind kind;
+    qd_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    uint64_t nbytes;
+    long layer; /* plan index, -1 for QD_XT_PLAIN */
+    long plain; /* source plain index (QD_XT_PLAIN, QD_XT_BIAS), else -1 */
+} qd_xtensor;
+
+typedef struct qd_xlist {
+    qd_xtensor *t;
+    size_t n, cap;
+} qd_xlist;
+
+/* scales that the stored dtype changed */
+typedef struct qd_xstats {
+    size_t scales_inexact;
+    double scales_max_rel;
+} qd_xstats;
+
+/* Every tensor of the checkpoint in file order: source tensors and layers sorted by name ("<prefix>.weight"
+ * for a layer), each layer's tensors in the format's order. Checks each bias (a float [N] vector). */
+qd_status qd_export_list(const qd_xplan *p, const qd_qsource *src, qd_xlist *out);
+void qd_export_list_free(qd_xlist *l);
+
+/* The bytes of t (a layer's tensor, not QD_XT_PLAIN) from the loaded layer l: *out is malloc'd, t->nbytes. */
+qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const qd_qlayer *l, const qd_xtensor *t,
+                                 qd_xstats *stats, void **out);
+
+/* Writes the list into dir as safetensors shards (qd-st-planned.h) with a pool of threads
+ * (QD_EXPORT_THREADS, else the CPU count, at most 8); adds the scale statistics to *stats. */
+qd_status qd_export_write(const qd_xplan *p, const qd_qsource *src, const qd_xlist *l, const char *dir,
+                          uint64_t max_shard_bytes, qd_xstats *stats);
+
 /* one warning when a group vLLM fuses (q/k/v, gate/up) mixes schemes or quantized/unquantized members */
 void qd_export_warn_fused(const qd_xplan *p);
 

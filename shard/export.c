@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * export.c - the export driver (contract in qd-export.h): plan every Linear, refuse what the format
- * cannot express before writing, then stream tensors through the atomic writer. */
+ * cannot express before writing, list the tensors (export-tensors.c), write them with a pool of
+ * threads (export-write.c) into the atomic output directory, then the configs. */
 #include <cJSON.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -11,8 +12,6 @@
 #include "qd-check.h"
 #include "qd-fs.h"
 #include "qd-log.h"
-#include "qd-qformat-awq.h"
-#include "qd-qformat-ct.h"
 #include "qd-qformat-gptq.h"
 #include "qd-st-writer.h"
 
@@ -240,264 +239,6 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
     return QD_OK;
 }
 
-/* ---- writing ----------------------------------------------------------------------------------- */
-
-typedef struct item {
-    const char *key; /* sort key: tensor name, or "<prefix>.weight" for a layer */
-    long plain;      /* plain index or -1 */
-    long layer;      /* plan index or -1 */
-} item;
-
-static int item_cmp(const void *a, const void *b) { return strcmp(((const item *)a)->key, ((const item *)b)->key); }
-
-typedef struct wctx {
-    const qd_export_opts *o;
-    const qd_qsource *src;
-    qd_xplan *p;
-    qd_stw *w;
-    size_t scales_inexact;
-    double scales_max_rel;
-} wctx;
-
-static qd_status add(wctx *c, const char *prefix, const char *suffix, qd_dtype dt, int ndim, const int64_t *shape,
-                     const void *data, size_t nbytes) {
-    char name[QD_QNAME_MAX + 64];
-    snprintf(name, sizeof name, "%s%s", prefix, suffix);
-    return qd_stw_add(c->w, name, dt, ndim, shape, data, nbytes);
-}
-
-/* plain tensor index of name, or -1 */
-static long plain_find(const qd_qsource *src, const char *name) {
-    size_t n = src->iface->n_plain(src->ctx);
-    for (size_t i = 0; i < n; i++) {
-        qd_plain_info pi;
-        if (src->iface->plain_info(src->ctx, i, &pi) == QD_OK && strcmp(pi.name, name) == 0) return (long)i;
-    }
-    return -1;
-}
-
-/* scales [G][N] fp32 -> dtype, transposed to [N][G] when transpose; counts inexact conversions */
-static qd_status convert_scales(wctx *c, const qd_qlayer *l, qd_dtype dt, int transpose, void **out, size_t *nbytes) {
-    size_t n = (size_t)l->G * l->N, esz = qd_dtype_bits(dt) / 8;
-    float *tmp;
-    QD_ALLOC(tmp, n);
-    for (int g = 0; g < l->G; g++)
-        for (int i = 0; i < l->N; i++)
-            tmp[transpose ? (size_t)i * l->G + g : (size_t)g * l->N + i] = l->scales[(size_t)g * l->N + i];
-    unsigned char *buf = malloc(n && esz ? n * esz : 1);
-    float *back = malloc(n ? n * sizeof *back : 1);
-    if (!buf || !back) {
-        free(tmp);
-        free(buf);
-        free(back);
-        return qd_fail(QD_ERR_NOMEM, "export: out of memory converting scales of %s", l->name);
-    }
-    qd_from_f32(dt, tmp, buf, n);
-    qd_to_f32(dt, buf, back, n);
-    for (size_t i = 0; i < n; i++)
-        if (back[i] != tmp[i]) {
-            c->scales_inexact++;
-            double rel = tmp[i] != 0 ? (back[i] - tmp[i]) / (double)tmp[i] : 1.0;
-            rel = rel < 0 ? -rel : rel;
-            if (rel > c->scales_max_rel) c->scales_max_rel = rel;
-        }
-    free(tmp);
-    free(back);
-    *out = buf;
-    *nbytes = n * esz;
-    return QD_OK;
-}
-
-/* the layer's bias (a plain tensor) converted to dtype, or nothing */
-static qd_status write_bias(wctx *c, const char *prefix, qd_dtype dt, int N) {
-    char name[QD_QNAME_MAX + 16];
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    long bi = plain_find(c->src, name);
-    if (bi < 0) return QD_OK;
-    qd_plain_info pi;
-    QD_CHECK(c->src->iface->plain_info(c->src->ctx, (size_t)bi, &pi));
-    if (pi.ndim != 1 || pi.shape[0] != N || !qd_dtype_is_float(pi.dtype))
-        return qd_fail(QD_ERR_FORMAT, "export: %s must be a float vector of %d elements", name, N);
-    unsigned char *raw;
-    float *f;
-    QD_ALLOC(raw, pi.nbytes);
-    f = malloc(sizeof *f * (size_t)N);
-    unsigned char *outb = malloc((size_t)N * 8);
-    qd_status st = (!f || !outb) ? qd_fail(QD_ERR_NOMEM, "export: out of memory for %s", name) : QD_OK;
-    if (st == QD_OK) st = c->src->iface->plain_read(c->src->ctx, (size_t)bi, raw);
-    if (st == QD_OK) {
-        qd_to_f32(pi.dtype, raw, f, (size_t)N);
-        qd_from_f32(dt, f, outb, (size_t)N);
-        int64_t shape[1] = {N};
-        st = add(c, prefix, ".bias", dt, 1, shape, outb, (size_t)N * (qd_dtype_bits(dt) / 8));
-    }
-    free(raw);
-    free(f);
-    free(outb);
-    return st;
-}
-
-static qd_status write_converted(wctx *c, const qd_qlayer *l) {
-    qd_export_format f = c->o->format;
-    int N = l->N, K = l->K, G = l->G, b = l->bits;
-    qd_status st = QD_OK;
-    int32_t *w1 = NULL, *w2 = NULL;
-    int8_t *i8 = NULL, *z8 = NULL;
-    void *sc = NULL;
-    size_t scb = 0;
-    if (is_gptq(f)) {
-        int64_t sw[2] = {(int64_t)K * b / 32, N}, sz[2] = {G, (int64_t)N * b / 32}, ss[2] = {G, N}, sg[1] = {K};
-        w1 = calloc((size_t)sw[0] * N + 1, sizeof *w1);
-        w2 = calloc((size_t)G * sz[1] + 1, sizeof *w2);
-        if (!w1 || !w2) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
-        if (st == QD_OK) st = qd_pack_gptq_qweight(l->codes, N, K, b, w1);
-        if (st == QD_OK) st = qd_pack_gptq_qzeros(l->zeros, G, N, b, f == QD_EXPORT_GPTQ, w2);
-        if (st == QD_OK) st = convert_scales(c, l, QD_DT_F16, 0, &sc, &scb);
-        if (st == QD_OK) st = add(c, l->name, ".qweight", QD_DT_I32, 2, sw, w1, (size_t)sw[0] * N * 4);
-        if (st == QD_OK) st = add(c, l->name, ".qzeros", QD_DT_I32, 2, sz, w2, (size_t)G * sz[1] * 4);
-        if (st == QD_OK) st = add(c, l->name, ".scales", QD_DT_F16, 2, ss, sc, scb);
-        if (st == QD_OK) st = add(c, l->name, ".g_idx", QD_DT_I32, 1, sg, l->g_idx, (size_t)K * 4);
-        if (st == QD_OK) st = write_bias(c, l->name, QD_DT_F16, N);
-    } else if (f == QD_EXPORT_AWQ) {
-        int64_t sw[2] = {K, N / 8}, sz[2] = {G, N / 8}, ss[2] = {G, N};
-        w1 = calloc((size_t)K * (N / 8) + 1, sizeof *w1);
-        w2 = calloc((size_t)G * (N / 8) + 1, sizeof *w2);
-        if (!w1 || !w2) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
-        if (st == QD_OK) st = qd_pack_awq_qweight(l->codes, N, K, w1);
-        if (st == QD_OK) st = qd_pack_awq_qzeros(l->zeros, G, N, w2);
-        if (st == QD_OK) st = convert_scales(c, l, QD_DT_F16, 0, &sc, &scb);
-        if (st == QD_OK) st = add(c, l->name, ".qweight", QD_DT_I32, 2, sw, w1, (size_t)K * (N / 8) * 4);
-        if (st == QD_OK) st = add(c, l->name, ".qzeros", QD_DT_I32, 2, sz, w2, (size_t)G * (N / 8) * 4);
-        if (st == QD_OK) st = add(c, l->name, ".scales", QD_DT_F16, 2, ss, sc, scb);
-        if (st == QD_OK) st = write_bias(c, l->name, QD_DT_F16, N);
-    } else {
-        int64_t ss[2] = {N, G}, shp[1] = {2}, sg[1] = {K}, wshape[2] = {N, K};
-        qd_dtype sdt = c->p->scale_dtype;
-        if (c->o->ct_naive) {
-            i8 = malloc((size_t)N * K + 1);
-            if (!i8) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
-            if (st == QD_OK) st = qd_ct_naive_weight(l->codes, N, K, b, i8);
-            if (st == QD_OK) st = add(c, l->name, ".weight", QD_DT_I8, 2, wshape, i8, (size_t)N * K);
-        } else {
-            int cols = qd_ct_packed_cols(K, b);
-            int64_t sw[2] = {N, cols};
-            w1 = calloc((size_t)N * cols + 1, sizeof *w1);
-            if (!w1) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
-            if (st == QD_OK) st = qd_pack_ct_weight(l->codes, N, K, b, w1);
-            if (st == QD_OK) st = add(c, l->name, ".weight_packed", QD_DT_I32, 2, sw, w1, (size_t)N * cols * 4);
-        }
-        if (st == QD_OK) st = convert_scales(c, l, sdt, 1, &sc, &scb);
-        if (st == QD_OK) st = add(c, l->name, ".weight_scale", sdt, 2, ss, sc, scb);
-        if (!c->o->ct_naive && st == QD_OK) st = add(c, l->name, ".weight_shape", QD_DT_I64, 1, shp, wshape, 16);
-        if (!l->sym && st == QD_OK) {
-            if (c->o->ct_naive) {
-                z8 = malloc((size_t)N * G + 1);
-                if (!z8) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
-                if (st == QD_OK) st = qd_ct_naive_zero_point(l->zeros, G, N, b, z8);
-                if (st == QD_OK) st = add(c, l->name, ".weight_zero_point", QD_DT_I8, 2, ss, z8, (size_t)N * G);
-            } else {
-                int rows = qd_ct_packed_cols(N, b);
-                int64_t sz[2] = {rows, G};
-                w2 = calloc((size_t)rows * G + 1, sizeof *w2);
-                if (!w2) st = qd_fail(QD_ERR_NOMEM, "export: out of memory packing %s", l->name);
-                if (st == QD_OK) st = qd_pack_ct_zero_point(l->zeros, G, N, b, w2);
-                if (st == QD_OK)
-                    st = add(c, l->name, ".weight_zero_point", QD_DT_I32, 2, sz, w2, (size_t)rows * G * 4);
-            }
-        }
-        if (st == QD_OK && !qd_qlayer_g_idx_sequential(l))
-            st = add(c, l->name, ".weight_g_idx", QD_DT_I32, 1, sg, l->g_idx, (size_t)K * 4);
-        /* the bias stays a plain tensor (model dtype) */
-    }
-    free(w1);
-    free(w2);
-    free(i8);
-    free(z8);
-    free(sc);
-    return st;
-}
-
-static qd_status write_dequantised(wctx *c, const qd_qlayer *l) {
-    size_t n = (size_t)l->N * l->K;
-    float *w;
-    QD_ALLOC(w, n);
-    qd_qlayer_dequant(l, w);
-    qd_dtype dt = c->p->model_dtype;
-    size_t esz = qd_dtype_bits(dt) / 8;
-    unsigned char *buf = malloc(n && esz ? n * esz : 1);
-    qd_status st = buf ? QD_OK : qd_fail(QD_ERR_NOMEM, "export: out of memory for %s", l->name);
-    if (st == QD_OK) {
-        qd_from_f32(dt, w, buf, n);
-        int64_t shape[2] = {l->N, l->K};
-        st = add(c, l->name, ".weight", dt, 2, shape, buf, n * esz);
-    }
-    free(w);
-    free(buf);
-    return st;
-}
-
-static qd_status write_plain(wctx *c, size_t i) {
-    qd_plain_info pi;
-    QD_CHECK(c->src->iface->plain_info(c->src->ctx, i, &pi));
-    unsigned char *buf;
-    QD_ALLOC(buf, pi.nbytes);
-    qd_status st = c->src->iface->plain_read(c->src->ctx, i, buf);
-    if (st == QD_OK) st = qd_stw_add(c->w, pi.name, pi.dtype, pi.ndim, pi.shape, buf, pi.nbytes);
-    free(buf);
-    return st;
-}
-
-static int is_converted_bias(const qd_xplan *p, const char *name) {
-    if (p->fmt == QD_EXPORT_CT) return 0;
-    size_t n = strlen(name);
-    if (n < 5 || strcmp(name + n - 5, ".bias") != 0) return 0;
-    for (size_t i = 0; i < p->n; i++)
-        if (p->layers[i].converted && strlen(p->layers[i].name) == n - 5 &&
-            strncmp(p->layers[i].name, name, n - 5) == 0)
-            return 1;
-    return 0;
-}
-
-static qd_status write_tensors(wctx *c) {
-    const qd_qsource *src = c->src;
-    size_t np = src->iface->n_plain(src->ctx), n = 0;
-    item *items = calloc(np + c->p->n + 1, sizeof *items);
-    char (*keys)[QD_QNAME_MAX + 16] = calloc(c->p->n + 1, sizeof *keys);
-    if (!items || !keys) {
-        free(items);
-        free(keys);
-        return qd_fail(QD_ERR_NOMEM, "export: out of memory listing tensors");
-    }
-    qd_status st = QD_OK;
-    for (size_t i = 0; i < np && st == QD_OK; i++) {
-        qd_plain_info pi;
-        st = src->iface->plain_info(src->ctx, i, &pi);
-        if (st == QD_OK && !is_converted_bias(c->p, pi.name)) items[n++] = (item){pi.name, (long)i, -1};
-    }
-    for (size_t i = 0; i < c->p->n && st == QD_OK; i++) {
-        if (c->p->layers[i].src_index < 0) continue; /* unquantized by the run: its weight is plain */
-        snprintf(keys[i], sizeof keys[i], "%s.weight", c->p->layers[i].name);
-        items[n++] = (item){keys[i], -1, (long)i};
-    }
-    qsort(items, n, sizeof *items, item_cmp);
-    for (size_t i = 0; i < n && st == QD_OK; i++) {
-        if (items[i].plain >= 0) {
-            st = write_plain(c, (size_t)items[i].plain);
-            continue;
-        }
-        const qd_xlayer *xl = &c->p->layers[items[i].layer];
-        qd_qlayer ql;
-        st = src->iface->load_layer(src->ctx, (size_t)xl->src_index, 1, &ql);
-        if (st != QD_OK) break;
-        if (c->p->run.scales_rounded) qd_qlayer_round_scales(&ql, c->p->run.scale_dtype);
-        st = xl->converted ? write_converted(c, &ql) : write_dequantised(c, &ql);
-        qd_qlayer_free(&ql);
-    }
-    free(items);
-    free(keys);
-    return st;
-}
-
 /* ---- metadata files ------------------------------------------------------------------------------ */
 
 static int is_weight_file(const char *n) {
@@ -600,26 +341,6 @@ static qd_status model_dtype_of(const char *meta_dir, qd_dtype *out) {
 
 /* ---- driver ------------------------------------------------------------------------------------ */
 
-static qd_status estimate(const qd_export_opts *o, const qd_qsource *src, const qd_xplan *p, uint64_t *need) {
-    uint64_t total = 1u << 20; /* configs, tokenizer, index */
-    size_t np = src->iface->n_plain(src->ctx);
-    for (size_t i = 0; i < np; i++) {
-        qd_plain_info pi;
-        QD_CHECK(src->iface->plain_info(src->ctx, i, &pi));
-        total += pi.nbytes;
-    }
-    for (size_t i = 0; i < p->n; i++) {
-        const qd_xlayer *l = &p->layers[i];
-        if (l->src_index < 0) continue;
-        if (l->converted)
-            total += qd_export_linear_bytes(o->format, o->ct_naive, l->N, l->K, l->bits, l->group_size, l->sym,
-                                            l->nonseq, qd_dtype_bits(p->scale_dtype) / 8);
-        else total += (uint64_t)l->N * l->K * (qd_dtype_bits(p->model_dtype) / 8);
-    }
-    *need = total;
-    return QD_OK;
-}
-
 qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
     if (!o->out_dir || !o->out_dir[0]) return qd_fail(QD_ERR_USAGE, "export: no output directory");
     if (qd_path_exists(o->out_dir) && !qd_dir_is_empty(o->out_dir) && !o->overwrite)
@@ -636,31 +357,31 @@ qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
     p.scale_dtype = o->format == QD_EXPORT_CT ? p.model_dtype : QD_DT_F16;
     src->iface->run(src->ctx, &p.run);
     qd_status st = plan(o, src, &p);
-    uint64_t need = 0;
-    if (st == QD_OK) st = estimate(o, src, &p, &need);
+    qd_xlist list = {0};
+    if (st == QD_OK) st = qd_export_list(&p, src, &list);
+    uint64_t need = 1u << 20; /* configs, tokenizer, index */
+    for (size_t i = 0; i < list.n; i++) need += list.t[i].nbytes;
     if (st == QD_OK) st = qd_export_check_space(o->out_dir, need);
     qd_outdir *od = NULL;
     if (st == QD_OK) st = qd_outdir_begin(o->out_dir, o->overwrite, &od);
     if (st != QD_OK) {
+        qd_export_list_free(&list);
         free(p.layers);
         return st;
     }
     const char *tmp = qd_outdir_path(od);
-    wctx c = {.o = o, .src = src, .p = &p};
-    st = qd_stw_open(tmp, "model", o->max_shard_bytes ? o->max_shard_bytes : QD_DEFAULT_MAX_SHARD_BYTES, &c.w);
-    if (st == QD_OK) {
-        st = write_tensors(&c);
-        if (st == QD_OK) st = qd_stw_finish(c.w);
-        else qd_stw_abort(c.w);
-    }
+    qd_xstats stats = {0};
+    st = qd_export_write(&p, src, &list, tmp, o->max_shard_bytes ? o->max_shard_bytes : QD_DEFAULT_MAX_SHARD_BYTES,
+                         &stats);
+    qd_export_list_free(&list);
     if (st == QD_OK) st = copy_meta_files(meta, tmp);
     if (st == QD_OK) st = write_configs(&p, meta, tmp);
     if (st == QD_OK) st = qd_outdir_commit(od);
     else qd_outdir_abort(od);
-    if (st == QD_OK && c.scales_inexact)
+    if (st == QD_OK && stats.scales_inexact)
         qd_warn("export: %zu scales were not exactly representable in %s (largest relative change %.3g): the "
-                "exported weights differ slightly from the fake-quantised ones", c.scales_inexact,
-                qd_dtype_name(p.scale_dtype), c.scales_max_rel);
+                "exported weights differ slightly from the fake-quantised ones", stats.scales_inexact,
+                qd_dtype_name(p.scale_dtype), stats.scales_max_rel);
     if (st == QD_OK && o->verify) st = qd_export_verify(o->out_dir, src);
     if (st == QD_OK) {
         size_t nconv = 0;

@@ -85,22 +85,20 @@ static qd_status read_attr_str(qd__h5s *s, hid_t loc, const char *obj, const cha
     return QD_OK;
 }
 
-/* Read dataset obj/name (class cls; ndim dims, or any number up to QD_STAGE_MAX_DIMS when ndim is 0)
- * into a new array of elem-byte elements (mtype); its shape goes to dims and *nd_out. */
-static qd_status read_dataset(qd__h5s *s, hid_t loc, const char *obj, const char *name, H5T_class_t cls, int ndim,
-                              int64_t *dims, int *nd_out, hid_t mtype, size_t elem, void **data) {
-    char what[600];
-    snprintf(what, sizeof what, "%s%s%s", obj, *obj ? "/" : "", name);
+/* Open dataset obj/name (class cls; ndim dims, or any number up to QD_STAGE_MAX_DIMS when ndim is 0);
+ * its shape goes to dims, *nd_out and *numel_out, its handle (kept in s) to *ds. */
+static qd_status open_dataset(qd__h5s *s, hid_t loc, const char *what, const char *name, H5T_class_t cls, int ndim,
+                              int64_t *dims, int *nd_out, size_t *numel_out, hid_t *ds) {
     htri_t ex = H5Lexists(loc, name, H5P_DEFAULT);
     QD_H5_CHECK(s, ex < 0 ? -1 : 0, what);
     if (!ex) return malformed(s, what, "dataset missing");
-    hid_t ds, t, sp;
-    QD_H5_KEEP(s, H5Dopen2(loc, name, H5P_DEFAULT), what, &ds);
-    QD_H5_KEEP(s, H5Dget_type(ds), what, &t);
+    hid_t t, sp;
+    QD_H5_KEEP(s, H5Dopen2(loc, name, H5P_DEFAULT), what, ds);
+    QD_H5_KEEP(s, H5Dget_type(*ds), what, &t);
     H5T_class_t got = H5Tget_class(t);
     QD_CHECK(qd__h5s_pop(s, t));
     if (got != cls) return malformed(s, what, cls == H5T_FLOAT ? "expected a float dataset" : "expected an integer dataset");
-    QD_H5_KEEP(s, H5Dget_space(ds), what, &sp);
+    QD_H5_KEEP(s, H5Dget_space(*ds), what, &sp);
     int nd = H5Sget_simple_extent_ndims(sp);
     hsize_t hd[QD_STAGE_MAX_DIMS];
     if (nd < 1 || nd > QD_STAGE_MAX_DIMS || (ndim > 0 && nd != ndim)) {
@@ -117,6 +115,18 @@ static qd_status read_dataset(qd__h5s *s, hid_t loc, const char *obj, const char
         dims[d] = (int64_t)hd[d];
     }
     *nd_out = nd;
+    *numel_out = numel;
+    return QD_OK;
+}
+
+/* Read dataset obj/name (as open_dataset) into a new array of elem-byte elements (mtype). */
+static qd_status read_dataset(qd__h5s *s, hid_t loc, const char *obj, const char *name, H5T_class_t cls, int ndim,
+                              int64_t *dims, int *nd_out, hid_t mtype, size_t elem, void **data) {
+    char what[600];
+    snprintf(what, sizeof what, "%s%s%s", obj, *obj ? "/" : "", name);
+    hid_t ds;
+    size_t numel = 0;
+    QD_CHECK(open_dataset(s, loc, what, name, cls, ndim, dims, nd_out, &numel, &ds));
     void *buf = malloc(numel * elem);
     if (!buf) return qd_fail(QD_ERR_NOMEM, "%s: %s: out of memory for %zu elements", s->path, what, numel);
     if (H5Dread(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
@@ -124,6 +134,18 @@ static qd_status read_dataset(qd__h5s *s, hid_t loc, const char *obj, const char
         return qd__h5s_ok(s, -1, what);
     }
     *data = buf;
+    return qd__h5s_pop(s, ds);
+}
+
+/* The shape of dataset obj/name without reading it. */
+static qd_status dataset_dims(qd__h5s *s, hid_t loc, const char *obj, const char *name, H5T_class_t cls, int ndim,
+                              int64_t *dims) {
+    char what[600];
+    snprintf(what, sizeof what, "%s/%s", obj, name);
+    hid_t ds;
+    size_t numel = 0;
+    int nd;
+    QD_CHECK(open_dataset(s, loc, what, name, cls, ndim, dims, &nd, &numel, &ds));
     return qd__h5s_pop(s, ds);
 }
 
@@ -138,7 +160,7 @@ static qd_status expect_dims(qd__h5s *s, const char *obj, const char *name, cons
     return malformed(s, what, m);
 }
 
-static qd_status read_module(qd__h5s *s, hid_t modules, qd_staged_module *m) {
+static qd_status read_module(qd__h5s *s, hid_t modules, qd_staged_module *m, int with_codes) {
     char obj[QD_STAGE_NAME_MAX + 16];
     snprintf(obj, sizeof obj, "/modules/%s", m->name);
     hid_t g;
@@ -146,8 +168,12 @@ static qd_status read_module(qd__h5s *s, hid_t modules, qd_staged_module *m) {
     int64_t d[QD_STAGE_MAX_DIMS];
     int nd;
     void *p;
-    QD_CHECK(read_dataset(s, g, obj, "codes", H5T_INTEGER, 2, d, &nd, H5T_NATIVE_UINT8, 1, &p));
-    m->codes = p;
+    if (with_codes) {
+        QD_CHECK(read_dataset(s, g, obj, "codes", H5T_INTEGER, 2, d, &nd, H5T_NATIVE_UINT8, 1, &p));
+        m->codes = p;
+    } else {
+        QD_CHECK(dataset_dims(s, g, obj, "codes", H5T_INTEGER, 2, d));
+    }
     m->N = d[0];
     m->K = d[1];
     QD_CHECK(read_dataset(s, g, obj, "scales", H5T_FLOAT, 2, d, &nd, H5T_NATIVE_FLOAT, 4, &p));
@@ -203,7 +229,7 @@ static qd_status child_name(qd__h5s *s, hid_t g, const char *gname, H5_index_t i
     return QD_OK;
 }
 
-static qd_status read_h5(qd__h5s *s, const char *path, qd_staged_block *b) {
+static qd_status read_h5(qd__h5s *s, const char *path, int with_codes, qd_staged_block *b) {
     hid_t fapl, f, g;
     QD_H5_KEEP(s, H5Pcreate(H5P_FILE_ACCESS), "file access properties", &fapl);
     QD_H5_CHECK(s, H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "file close degree");
@@ -231,7 +257,7 @@ static qd_status read_h5(qd__h5s *s, const char *path, qd_staged_block *b) {
     for (size_t i = 0; i < n; i++) {
         qd_staged_module *m = &b->modules[b->nmodules++];
         QD_CHECK(child_name(s, g, "modules", idx, i, m->name));
-        QD_CHECK(read_module(s, g, m));
+        QD_CHECK(read_module(s, g, m, with_codes));
     }
     QD_CHECK(qd__h5s_pop(s, g));
 
@@ -249,15 +275,19 @@ static qd_status read_h5(qd__h5s *s, const char *path, qd_staged_block *b) {
 }
 
 qd_status qd_stage_read_block_file(const char *path, qd_staged_block **out) {
+    return qd_stage_read_block_file_opt(path, 1, out);
+}
+
+qd_status qd_stage_read_block_file_opt(const char *path, int with_codes, qd_staged_block **out) {
     *out = NULL;
     if (!qd_path_exists(path)) return qd_fail(QD_ERR_IO, "%s: staged block not found", path);
     qd_staged_block *b;
     QD_ALLOC(b, 1);
     qd__h5_quiet();
     qd__h5s s = {.path = path, .fail = QD_ERR_FORMAT};
-    qd_status st = read_h5(&s, path, b);
+    qd_status st = read_h5(&s, path, with_codes, b);
     st = qd__h5s_close(&s, st);
-    if (st == QD_OK) st = qd__stage_check_block(path, b);
+    if (st == QD_OK) st = qd__stage_check_block(path, b, with_codes);
     if (st != QD_OK) {
         qd_staged_block_free(b);
         return st;

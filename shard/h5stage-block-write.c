@@ -143,7 +143,7 @@ qd_status qd_stage_write_block(qd_stage *stage, const qd_staged_block *b) {
     QD_CHECK(qd__stage_block_path(stage->dir, b->block, ".tmp", tmp, sizeof tmp));
     QD_CHECK(qd__stage_block_path(stage->dir, b->block, "", final, sizeof final));
     snprintf(where, sizeof where, "%s: staging block %lld", final, (long long)b->block);
-    QD_CHECK(qd__stage_check_block(where, b));
+    QD_CHECK(qd__stage_check_block(where, b, 1));
 
     qd__h5_quiet();
     qd__h5s s = {.path = tmp, .fail = QD_ERR_HDF5};

@@ -15,7 +15,7 @@ static qd_status check_name(const char *where, const char *what, const char *nam
     return QD_OK;
 }
 
-qd_status qd__stage_check_module(const char *where, const qd_staged_module *m) {
+qd_status qd__stage_check_module(const char *where, const qd_staged_module *m, int with_codes) {
     qd_status st = check_name(where, "module", m->name);
     if (st != QD_OK) return st;
     const char *n = m->name;
@@ -31,14 +31,14 @@ qd_status qd__stage_check_module(const char *where, const qd_staged_module *m) {
         return qd_fail(QD_ERR_FORMAT, "%s: module '%s': group_size %d, expected -1 or >= 1", where, n, m->group_size);
     if (m->sym != 0 && m->sym != 1)
         return qd_fail(QD_ERR_FORMAT, "%s: module '%s': sym %d, expected 0 or 1", where, n, m->sym);
-    if (!m->codes || !m->scales || !m->zeros || !m->g_idx)
+    if ((with_codes && !m->codes) || !m->scales || !m->zeros || !m->g_idx)
         return qd_fail(QD_ERR_INTERNAL, "%s: module '%s': codes/scales/zeros/g_idx missing", where, n);
     if (strnlen(m->fallback, sizeof m->fallback) == sizeof m->fallback)
         return qd_fail(QD_ERR_FORMAT, "%s: module '%s': fallback is not NUL-terminated", where, n);
     size_t nk = (size_t)m->N * (size_t)m->K;
     unsigned lim = 1u << m->bits;
     uint8_t high = 0; /* a branch-free pass the compiler vectorises; the slow one only finds the culprit */
-    for (size_t i = 0; i < nk; i++) high |= (uint8_t)(m->codes[i] >> m->bits);
+    for (size_t i = 0; m->codes && i < nk; i++) high |= (uint8_t)(m->codes[i] >> m->bits);
     for (size_t i = 0; high && i < nk; i++)
         if (m->codes[i] >= lim)
             return qd_fail(QD_ERR_FORMAT, "%s: /modules/%s/codes[%zu,%zu] = %u, expected < 2^%d", where, n,
@@ -67,12 +67,12 @@ qd_status qd__stage_check_tensor(const char *where, const qd_staged_tensor *t) {
     return QD_OK;
 }
 
-qd_status qd__stage_check_block(const char *where, const qd_staged_block *b) {
+qd_status qd__stage_check_block(const char *where, const qd_staged_block *b, int with_codes) {
     if (b->block < 0) return qd_fail(QD_ERR_INTERNAL, "%s: negative block index %lld", where, (long long)b->block);
     if ((b->nmodules && !b->modules) || (b->ntensors && !b->tensors))
         return qd_fail(QD_ERR_INTERNAL, "%s: module or tensor array missing", where);
     for (size_t i = 0; i < b->nmodules; i++) {
-        qd_status st = qd__stage_check_module(where, &b->modules[i]);
+        qd_status st = qd__stage_check_module(where, &b->modules[i], with_codes);
         if (st != QD_OK) return st;
         for (size_t j = 0; j < i; j++)
             if (strcmp(b->modules[i].name, b->modules[j].name) == 0)

@@ -17,9 +17,10 @@ struct qd_stage {
 qd_status qd__stage_block_path(const char *dir, int64_t block, const char *suffix, char *out, size_t cap);
 
 /* Validate one module / tensor / block in memory (h5stage-check.c). where prefixes the message (the
- * block being written, or the staged file and dataset being read). */
-qd_status qd__stage_check_module(const char *where, const struct qd_staged_module *m);
+ * block being written, or the staged file and dataset being read). with_codes = 0: the block was read
+ * without its codes (they are NULL and not checked). */
+qd_status qd__stage_check_module(const char *where, const struct qd_staged_module *m, int with_codes);
 qd_status qd__stage_check_tensor(const char *where, const struct qd_staged_tensor *t);
-qd_status qd__stage_check_block(const char *where, const struct qd_staged_block *b);
+qd_status qd__stage_check_block(const char *where, const struct qd_staged_block *b, int with_codes);
 
 #endif

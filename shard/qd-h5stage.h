@@ -128,6 +128,9 @@ qd_status qd_stage_write_block(qd_stage *s, const qd_staged_block *b);
 qd_status qd_stage_read_block(const qd_stage *s, int64_t block, qd_staged_block **out);
 /* Same, for a block file by path (tools, tests). */
 qd_status qd_stage_read_block_file(const char *path, qd_staged_block **out);
+/* Same; with_codes = 0 leaves every module's codes NULL (not read, not checked) - the export's planning
+ * needs only the shapes, scales, zeros and g_idx. */
+qd_status qd_stage_read_block_file_opt(const char *path, int with_codes, qd_staged_block **out);
 /* The staged block indices in increasing order (*.tmp and unrelated files ignored); free(*blocks). */
 qd_status qd_stage_list(const qd_stage *s, int64_t **blocks, size_t *n);
 

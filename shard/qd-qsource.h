@@ -5,6 +5,7 @@
  * The export never knows where the data lives. Today it is a fake-quant directory written by
  * `qdist quantize --format fake` (qd_qsource_open_fake); the MPI pipeline's HDF5 staging can supply a
  * second implementation of qd_qsource_i. A source is {iface, ctx}; every entry below is required.
+ * Every entry may be called from several threads at once (the export reads with a pool of workers).
  *
  * A quantized Linear "<prefix>" (W[N][K], N = out_features) is described by qd_qlayer: codes [N][K]
  * in 0..2^bits-1 in the original column order, scales [G][N] (fp32), true zero points [G][N],
@@ -76,6 +77,9 @@ typedef struct qd_qsource_i {
     size_t (*n_plain)(void *ctx);
     qd_status (*plain_info)(void *ctx, size_t i, qd_plain_info *out);
     qd_status (*plain_read)(void *ctx, size_t i, void *dst); /* nbytes as stored */
+    /* the stored bytes of plain tensor i in memory (a read-only mapping of the source file), or NULL
+     * when they must be read with plain_read (converted or overridden data) */
+    const void *(*plain_map)(void *ctx, size_t i);
     /* directory holding config.json, generation_config.json, tokenizer files, qdist_report.json */
     const char *(*meta_dir)(void *ctx);
     void (*run)(void *ctx, qd_qrun *out);
@@ -92,6 +96,11 @@ qd_status qd_qsource_next(const qd_qsource *s, size_t *i, int with_codes, qd_qla
 /* The layer named prefix; *found = 0 (and QD_OK) when it is not quantized. */
 qd_status qd_qsource_get(const qd_qsource *s, const char *prefix, int with_codes, qd_qlayer *out, int *found);
 void qd_qsource_close(qd_qsource *s);
+
+/* The qd_plain_info of a checkpoint tensor (qd-safetensors.h), for sources whose plain tensors are
+ * checkpoint tensors. */
+struct qd_st_tensor;
+void qd_plain_info_of(const struct qd_st_tensor *t, qd_plain_info *out);
 
 /* A fake-quant directory: per quantized Linear "<prefix>.qd_codes" U8 [N,K], ".qd_scales" F32 [G,N],
  * ".qd_zeros" I32 [G,N], ".qd_g_idx" I32 [K] (and "<prefix>.weight", the dequantised weight, which is

@@ -48,19 +48,18 @@ static const char *f_meta_dir(void *ctx) { return ((fake_src *)ctx)->dir; }
 static void f_run(void *ctx, qd_qrun *out) { *out = ((fake_src *)ctx)->run; }
 
 static qd_status f_plain_info(void *ctx, size_t i, qd_plain_info *out) {
-    fake_src *f = ctx;
-    const qd_st_tensor *t = f->plain[i];
-    out->name = t->name;
-    out->dtype = t->dtype;
-    out->ndim = t->ndim;
-    for (int d = 0; d < t->ndim && d < 8; d++) out->shape[d] = t->shape[d];
-    out->nbytes = t->nbytes;
+    qd_plain_info_of(((fake_src *)ctx)->plain[i], out);
     return QD_OK;
 }
 
 static qd_status f_plain_read(void *ctx, size_t i, void *dst) {
     fake_src *f = ctx;
     return qd_ckpt_read_raw(f->ck, f->plain[i], dst);
+}
+
+static const void *f_plain_map(void *ctx, size_t i) {
+    fake_src *f = ctx;
+    return qd_ckpt_data(f->ck, f->plain[i]);
 }
 
 static qd_status read_typed(fake_src *f, const qd_st_tensor *t, qd_dtype want, size_t numel, void **out) {
@@ -161,6 +160,7 @@ static const qd_qsource_i fake_iface = {
     .n_plain = f_n_plain,
     .plain_info = f_plain_info,
     .plain_read = f_plain_read,
+    .plain_map = f_plain_map,
     .meta_dir = f_meta_dir,
     .run = f_run,
     .free = f_free,

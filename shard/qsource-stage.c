@@ -1,6 +1,8 @@
-/* SPDX-License-Identifier: MIT */
+/* SPDX-License-Identifier: MIT
+ * qsource-stage.c - the quantization source backed by the HDF5 staging (qd-qsource-stage.h). */
 #include "qd-qsource-stage.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,16 @@ struct plain_ref {
     int block;      /* block whose staging may override it, -1 for the model's ends */
 };
 
+/* The export's workers take layers in order, so the layers in flight span two or three blocks. */
+#define CACHE_SLOTS 3
+
+struct cache_slot {
+    int block;      /* -1 when empty */
+    int with_codes; /* read with the codes (else shapes, scales, zeros, g_idx and tensors only) */
+    unsigned long used;
+    qd_staged_block *b;
+};
+
 struct stage_src {
     char dir[4096], meta[4096];
     qd_qrun run;
@@ -29,34 +41,49 @@ struct stage_src {
     struct layer_ref *layers;
     size_t nplain;
     struct plain_ref *plain;
-    int cached_block;
-    qd_staged_block *cached;
+    pthread_mutex_t lock; /* the cache, and HDF5 (a serial build: one call at a time) */
+    unsigned long clock;
+    struct cache_slot cache[CACHE_SLOTS];
 };
 
-static qd_status get_block(struct stage_src *s, int b, qd_staged_block **out) {
-    if (s->cached && s->cached_block == b) {
-        *out = s->cached;
-        return QD_OK;
+/* Block b from the cache or the staging; call with s->lock held. The block stays valid until the
+ * lock is released. */
+static qd_status get_block(struct stage_src *s, int b, int with_codes, qd_staged_block **out) {
+    struct cache_slot *slot = NULL;
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        struct cache_slot *c = &s->cache[i];
+        if (c->block == b && (c->with_codes || !with_codes)) {
+            c->used = ++s->clock;
+            *out = c->b;
+            return QD_OK;
+        }
+        if (c->block == b) slot = c; /* the same block without codes: replace it */
     }
-    qd_staged_block_free(s->cached);
-    s->cached = NULL;
+    if (!slot) { /* the least recently used slot; an empty one has used = 0 */
+        slot = &s->cache[0];
+        for (int i = 1; i < CACHE_SLOTS; i++)
+            if (s->cache[i].used < slot->used) slot = &s->cache[i];
+    }
+    qd_staged_block_free(slot->b);
+    slot->b = NULL;
+    slot->block = -1;
+    slot->used = 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/block-%05d.h5", s->dir, b);
-    QD_CHECK(qd_stage_read_block_file(path, &s->cached));
-    s->cached_block = b;
-    *out = s->cached;
+    QD_CHECK(qd_stage_read_block_file_opt(path, with_codes, &slot->b));
+    slot->block = b;
+    slot->with_codes = with_codes;
+    slot->used = ++s->clock;
+    *out = slot->b;
     return QD_OK;
 }
 
 static size_t st_n_layers(void *ctx) { return ((struct stage_src *)ctx)->nlayers; }
 
-static qd_status st_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *out) {
-    struct stage_src *s = ctx;
-    const struct layer_ref *r = &s->layers[i];
+static qd_status copy_layer(struct stage_src *s, const struct layer_ref *r, int with_codes, qd_qlayer *out) {
     qd_staged_block *blk;
-    QD_CHECK(get_block(s, r->block, &blk));
+    QD_CHECK(get_block(s, r->block, with_codes, &blk));
     const qd_staged_module *m = &blk->modules[r->module];
-    *out = r->head;
     size_t gn = (size_t)m->G * (size_t)m->N, nk = (size_t)m->N * (size_t)m->K;
     out->codes = NULL;
     out->scales = malloc(gn * sizeof(float));
@@ -74,6 +101,16 @@ static qd_status st_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *o
     return QD_OK;
 }
 
+static qd_status st_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *out) {
+    struct stage_src *s = ctx;
+    const struct layer_ref *r = &s->layers[i];
+    *out = r->head; /* header fields only: its arrays are NULL */
+    pthread_mutex_lock(&s->lock);
+    qd_status st = copy_layer(s, r, with_codes, out);
+    pthread_mutex_unlock(&s->lock);
+    return st;
+}
+
 static long st_find_layer(void *ctx, const char *prefix) {
     struct stage_src *s = ctx;
     for (size_t i = 0; i < s->nlayers; i++)
@@ -84,13 +121,30 @@ static long st_find_layer(void *ctx, const char *prefix) {
 static size_t st_n_plain(void *ctx) { return ((struct stage_src *)ctx)->nplain; }
 
 static qd_status st_plain_info(void *ctx, size_t i, qd_plain_info *out) {
-    struct stage_src *s = ctx;
-    const qd_st_tensor *t = s->plain[i].t;
-    out->name = t->name;
-    out->dtype = t->dtype;
-    out->ndim = t->ndim;
-    for (int d = 0; d < t->ndim && d < 8; d++) out->shape[d] = t->shape[d];
-    out->nbytes = t->nbytes;
+    qd_plain_info_of(((struct stage_src *)ctx)->plain[i].t, out);
+    return QD_OK;
+}
+
+/* *found = 1 when block p->block staged the tensor (then written to dst); call with s->lock held */
+static qd_status staged_plain(struct stage_src *s, const struct plain_ref *p, void *dst, int *found) {
+    *found = 0;
+    qd_staged_block *blk;
+    QD_CHECK(get_block(s, p->block, 0, &blk));
+    for (size_t k = 0; k < blk->ntensors; k++) {
+        const qd_staged_tensor *t = &blk->tensors[k];
+        if (strcmp(t->name, p->t->name) != 0) continue;
+        uint64_t numel = 1;
+        for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
+        if (numel != p->t->numel)
+            return qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: staged tensor %s has %llu elements, the model %llu",
+                           s->dir, p->block, t->name, (unsigned long long)numel, (unsigned long long)p->t->numel);
+        if (!qd_dtype_is_float(p->t->dtype))
+            return qd_fail(QD_ERR_FORMAT, "%s: staged tensor %s has non-float source dtype %s", s->dir, t->name,
+                           qd_dtype_name(p->t->dtype));
+        qd_from_f32(p->t->dtype, t->data, dst, numel);
+        *found = 1;
+        return QD_OK;
+    }
     return QD_OK;
 }
 
@@ -98,25 +152,19 @@ static qd_status st_plain_read(void *ctx, size_t i, void *dst) {
     struct stage_src *s = ctx;
     const struct plain_ref *p = &s->plain[i];
     if (p->block >= 0) {
-        qd_staged_block *blk;
-        QD_CHECK(get_block(s, p->block, &blk));
-        for (size_t k = 0; k < blk->ntensors; k++) {
-            const qd_staged_tensor *t = &blk->tensors[k];
-            if (strcmp(t->name, p->t->name) != 0) continue;
-            uint64_t numel = 1;
-            for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
-            if (numel != p->t->numel)
-                return qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: staged tensor %s has %llu elements, the model %llu",
-                               s->dir, p->block, t->name, (unsigned long long)numel,
-                               (unsigned long long)p->t->numel);
-            if (!qd_dtype_is_float(p->t->dtype))
-                return qd_fail(QD_ERR_FORMAT, "%s: staged tensor %s has non-float source dtype %s", s->dir,
-                               t->name, qd_dtype_name(p->t->dtype));
-            qd_from_f32(p->t->dtype, t->data, dst, numel);
-            return QD_OK;
-        }
+        int found;
+        pthread_mutex_lock(&s->lock);
+        qd_status st = staged_plain(s, p, dst, &found);
+        pthread_mutex_unlock(&s->lock);
+        if (st != QD_OK || found) return st;
     }
     return qd_ckpt_read_raw(s->ck, p->t, dst);
+}
+
+static const void *st_plain_map(void *ctx, size_t i) {
+    struct stage_src *s = ctx;
+    const struct plain_ref *p = &s->plain[i];
+    return p->block >= 0 ? NULL : qd_ckpt_data(s->ck, p->t); /* a block's tensor may be staged over */
 }
 
 static const char *st_meta_dir(void *ctx) { return ((struct stage_src *)ctx)->meta; }
@@ -126,7 +174,8 @@ static void st_run(void *ctx, qd_qrun *out) { *out = ((struct stage_src *)ctx)->
 static void st_free(void *ctx) {
     struct stage_src *s = ctx;
     if (!s) return;
-    qd_staged_block_free(s->cached);
+    for (int i = 0; i < CACHE_SLOTS; i++) qd_staged_block_free(s->cache[i].b);
+    pthread_mutex_destroy(&s->lock);
     qd_ckpt_close(s->ck);
     free(s->layers);
     free(s->plain);
@@ -140,6 +189,7 @@ static const qd_qsource_i stage_iface = {
     .n_plain = st_n_plain,
     .plain_info = st_plain_info,
     .plain_read = st_plain_read,
+    .plain_map = st_plain_map,
     .meta_dir = st_meta_dir,
     .run = st_run,
     .free = st_free,
@@ -150,7 +200,7 @@ static qd_status index_layers(struct stage_src *s) {
     size_t cap = 0;
     for (int b = 0; b < s->nblocks; b++) {
         qd_staged_block *blk;
-        QD_CHECK(get_block(s, b, &blk));
+        QD_CHECK(get_block(s, b, 0, &blk)); /* single-threaded here: no lock needed */
         for (size_t m = 0; m < blk->nmodules; m++) {
             if (s->nlayers == cap) {
                 cap = cap ? 2 * cap : 64;
@@ -209,7 +259,11 @@ qd_status qd_qsource_open_stage(const char *staging_dir, const char *model_dir, 
     snprintf(s->dir, sizeof s->dir, "%s", staging_dir);
     snprintf(s->meta, sizeof s->meta, "%s", meta_dir);
     s->run = *run;
-    s->cached_block = -1;
+    for (int i = 0; i < CACHE_SLOTS; i++) s->cache[i].block = -1;
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        return qd_fail(QD_ERR_NOMEM, "%s: cannot create a mutex", staging_dir);
+    }
     qd_status st;
     s->nblocks = nblocks;
     QD_CHECK_GOTO(qd_ckpt_open(model_dir, 1, &s->ck), st, fail);

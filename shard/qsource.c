@@ -4,6 +4,8 @@
 
 #include <stdlib.h>
 
+#include "qd-safetensors.h"
+
 void qd_qlayer_free(qd_qlayer *l) {
     free(l->codes);
     free(l->scales);
@@ -65,4 +67,12 @@ void qd_qsource_close(qd_qsource *s) {
         s->iface = NULL;
         s->ctx = NULL;
     }
+}
+
+void qd_plain_info_of(const qd_st_tensor *t, qd_plain_info *out) {
+    out->name = t->name;
+    out->dtype = t->dtype;
+    out->ndim = t->ndim;
+    for (int d = 0; d < t->ndim && d < 8; d++) out->shape[d] = t->shape[d];
+    out->nbytes = t->nbytes;
 }

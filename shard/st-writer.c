@@ -7,6 +7,7 @@
  * model-0000i-of-0000n.safetensors only in qd_stw_finish, once n is known.
  */
 #include "qd-st-writer.h"
+#include "st-header.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,27 +16,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "qd-check.h"
 #include "qd-fs.h"
 #include "qd-log.h"
-
-typedef struct stw_entry {
-    char *name;
-    qd_dtype dtype;
-    int ndim;
-    int64_t shape[8];
-    uint64_t begin, end; /* within its shard's data buffer */
-    int shard;
-} stw_entry;
 
 struct qd_stw {
     char *dir;
     char *prefix;
     uint64_t max_bytes;
-    stw_entry *entries;
-    size_t n, cap;
+    qd_st_entries list;
     int nshards;          /* shards closed so far */
     size_t shard_first;   /* first entry of the open shard */
     uint64_t shard_bytes; /* data bytes in the open shard */
@@ -64,11 +53,7 @@ static qd_status tmp_shard_path(const qd_stw *w, int shard, char *out, size_t ca
 
 qd_status qd_stw_open(const char *dir, const char *prefix, uint64_t max_shard_bytes, qd_stw **out) {
     *out = NULL;
-    if (!qd_is_dir(dir)) return qd_fail(QD_ERR_IO, "%s: output directory does not exist", dir);
-    if (!prefix || !prefix[0] || strchr(prefix, '/') || strlen(prefix) > 64)
-        return qd_fail(QD_ERR_USAGE, "safetensors writer: bad shard prefix '%s' (a short file name part)",
-                       prefix ? prefix : "(null)");
-    if (max_shard_bytes == 0) return qd_fail(QD_ERR_USAGE, "safetensors writer: max shard size must be positive");
+    QD_CHECK(qd_st_open_check(dir, prefix, max_shard_bytes));
     qd_stw *w;
     QD_ALLOC(w, 1);
     w->dir = strdup(dir);
@@ -80,46 +65,6 @@ qd_status qd_stw_open(const char *dir, const char *prefix, uint64_t max_shard_by
         return qd_fail(QD_ERR_NOMEM, "%s: out of memory", dir);
     }
     *out = w;
-    return QD_OK;
-}
-
-/* JSON string body with the escapes JSON requires; the caller adds the quotes */
-static void json_escape(FILE *f, const char *s) {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-}
-
-/* The header of entries [first, last): __metadata__ first, tensors in the order they were added,
- * padded with spaces to a multiple of 8 so the data buffer starts 8-aligned. */
-static qd_status build_header(const qd_stw *w, size_t first, size_t last, char **out, size_t *len) {
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&buf, &n);
-    if (!f) return qd_fail(QD_ERR_NOMEM, "%s: out of memory building a shard header", w->dir);
-    fputs("{\"__metadata__\":{\"format\":\"pt\"}", f);
-    for (size_t i = first; i < last; i++) {
-        const stw_entry *e = &w->entries[i];
-        fputs(",\"", f);
-        json_escape(f, e->name);
-        fprintf(f, "\":{\"dtype\":\"%s\",\"shape\":[", qd_dtype_name(e->dtype));
-        for (int d = 0; d < e->ndim; d++) fprintf(f, "%s%lld", d ? "," : "", (long long)e->shape[d]);
-        fprintf(f, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)e->begin, (unsigned long long)e->end);
-    }
-    fputc('}', f);
-    long pos = ftell(f);
-    while (pos >= 0 && pos % 8 != 0) {
-        fputc(' ', f);
-        pos++;
-    }
-    if (fclose(f) != 0 || pos < 0 || !buf) {
-        free(buf);
-        return qd_fail(QD_ERR_NOMEM, "%s: out of memory building a shard header", w->dir);
-    }
-    *out = buf;
-    *len = n;
     return QD_OK;
 }
 
@@ -143,11 +88,11 @@ static qd_status copy_data(int in, int out, uint64_t len, const char *path) {
     return QD_OK;
 }
 
-/* Close the open shard: header + scratch data into its temporary shard file. */
-static qd_status close_shard(qd_stw *w) {
+/* Close the open shard, entries [shard_first, end): header + scratch data into its temporary shard file. */
+static qd_status close_shard(qd_stw *w, size_t end) {
     char *hdr;
     size_t hlen;
-    QD_CHECK(build_header(w, w->shard_first, w->n, &hdr, &hlen));
+    QD_CHECK(qd_st_header_build(w->list.e + w->shard_first, end - w->shard_first, w->dir, &hdr, &hlen));
     char path[4096];
     qd_status st = tmp_shard_path(w, w->nshards, path, sizeof path);
     int fd = st == QD_OK ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
@@ -167,34 +112,16 @@ static qd_status close_shard(qd_stw *w) {
     }
     if (st != QD_OK) return st;
     w->nshards++;
-    w->shard_first = w->n;
+    w->shard_first = end;
     w->shard_bytes = 0;
     return QD_OK;
 }
 
 qd_status qd_stw_add(qd_stw *w, const char *name, qd_dtype dtype, int ndim, const int64_t *shape, const void *data,
                      size_t nbytes) {
-    if ((unsigned)dtype >= QD_DT_COUNT || ndim < 0 || ndim > 8 || !name || strcmp(name, "__metadata__") == 0)
-        return qd_fail(QD_ERR_INTERNAL, "safetensors writer: tensor '%s': bad dtype, rank or name", name ? name : "(null)");
-    uint64_t numel = 1;
-    for (int d = 0; d < ndim; d++)
-        if (shape[d] < 0 || __builtin_mul_overflow(numel, (uint64_t)shape[d], &numel))
-            return qd_fail(QD_ERR_INTERNAL, "safetensors writer: tensor '%s': bad shape", name);
-    uint64_t bits = numel * qd_dtype_bits(dtype);
-    if (bits % 8 != 0 || bits / 8 != nbytes)
-        return qd_fail(QD_ERR_INTERNAL, "safetensors writer: tensor '%s': %zu bytes given, %s with %llu elements needs %llu",
-                       name, nbytes, qd_dtype_name(dtype), (unsigned long long)numel, (unsigned long long)(bits / 8));
-    for (size_t i = 0; i < w->n; i++)
-        if (strcmp(w->entries[i].name, name) == 0)
-            return qd_fail(QD_ERR_INTERNAL, "safetensors writer: tensor '%s' added twice", name);
-    if (w->n > w->shard_first && w->shard_bytes + nbytes > w->max_bytes) QD_CHECK(close_shard(w));
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 64;
-        stw_entry *ne = realloc(w->entries, cap * sizeof *ne);
-        if (!ne) return qd_fail(QD_ERR_NOMEM, "safetensors writer: out of memory");
-        w->entries = ne;
-        w->cap = cap;
-    }
+    size_t i = w->list.n;
+    QD_CHECK(qd_st_entries_add(&w->list, name, dtype, ndim, shape, nbytes));
+    if (i > w->shard_first && w->shard_bytes + nbytes > w->max_bytes) QD_CHECK(close_shard(w, i));
     if (w->data_fd < 0) {
         char name_buf[256];
         snprintf(name_buf, sizeof name_buf, ".%s-shard-%05d.data", w->prefix, w->nshards + 1);
@@ -203,61 +130,32 @@ qd_status qd_stw_add(qd_stw *w, const char *name, qd_dtype dtype, int ndim, cons
         if (w->data_fd < 0) return qd_fail(QD_ERR_IO, "%s: cannot create: %s", w->data_path, strerror(errno));
     }
     QD_CHECK(write_all(w->data_fd, data, nbytes, w->data_path));
-    stw_entry *e = &w->entries[w->n];
-    memset(e, 0, sizeof *e);
-    e->name = strdup(name);
-    if (!e->name) return qd_fail(QD_ERR_NOMEM, "safetensors writer: out of memory");
-    e->dtype = dtype;
-    e->ndim = ndim;
-    for (int d = 0; d < ndim; d++) e->shape[d] = shape[d];
+    qd_st_entry *e = &w->list.e[i];
     e->begin = w->shard_bytes;
     e->end = w->shard_bytes + nbytes;
     e->shard = w->nshards;
     w->shard_bytes += nbytes;
-    w->n++;
     return QD_OK;
-}
-
-static qd_status write_index(qd_stw *w, char (*names)[128]) {
-    uint64_t total = 0;
-    for (size_t i = 0; i < w->n; i++) total += w->entries[i].end - w->entries[i].begin;
-    cJSON *root = cJSON_CreateObject();
-    cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
-    cJSON *wm = cJSON_AddObjectToObject(root, "weight_map");
-    int ok = root && meta && wm && cJSON_AddNumberToObject(meta, "total_size", (double)total);
-    for (size_t i = 0; ok && i < w->n; i++) ok = cJSON_AddStringToObject(wm, w->entries[i].name, names[w->entries[i].shard]) != NULL;
-    char *text = ok ? cJSON_Print(root) : NULL;
-    cJSON_Delete(root);
-    if (!text) return qd_fail(QD_ERR_NOMEM, "%s: out of memory building the index", w->dir);
-    char path[4096], idx_name[128];
-    snprintf(idx_name, sizeof idx_name, "%s.safetensors.index.json", w->prefix);
-    qd_status st = qd_path_join(path, sizeof path, w->dir, idx_name);
-    if (st == QD_OK) st = qd_write_file_atomic(path, text, strlen(text));
-    free(text);
-    return st;
 }
 
 qd_status qd_stw_finish(qd_stw *w) {
     qd_status st = QD_OK;
     /* an empty checkpoint is still one valid file */
-    if (w->n > w->shard_first || w->nshards == 0) st = close_shard(w);
+    if (w->list.n > w->shard_first || w->nshards == 0) st = close_shard(w, w->list.n);
     char (*names)[128] = NULL;
     if (st == QD_OK) {
         names = calloc((size_t)w->nshards, sizeof *names);
         if (!names) st = qd_fail(QD_ERR_NOMEM, "safetensors writer: out of memory");
     }
     for (int i = 0; st == QD_OK && i < w->nshards; i++) {
-        if (w->nshards == 1)
-            snprintf(names[i], sizeof names[i], "%s.safetensors", w->prefix);
-        else
-            snprintf(names[i], sizeof names[i], "%s-%05d-of-%05d.safetensors", w->prefix, i + 1, w->nshards);
+        qd_st_shard_name(w->prefix, i, w->nshards, names[i]);
         char from[4096], to[4096];
         st = tmp_shard_path(w, i, from, sizeof from);
         if (st == QD_OK) st = qd_path_join(to, sizeof to, w->dir, names[i]);
         if (st == QD_OK && rename(from, to) != 0)
             st = qd_fail(QD_ERR_IO, "%s: rename into place failed: %s", to, strerror(errno));
     }
-    if (st == QD_OK && w->nshards > 1) st = write_index(w, names);
+    if (st == QD_OK && w->nshards > 1) st = qd_st_index_write(w->dir, w->prefix, w->list.e, w->list.n, names);
     if (st == QD_OK) st = qd_fsync_dir(w->dir);
     free(names);
     if (st != QD_OK) {
@@ -274,8 +172,7 @@ void qd_stw_abort(qd_stw *w) {
         close(w->data_fd);
         unlink(w->data_path);
     }
-    for (size_t i = 0; i < w->n; i++) free(w->entries[i].name);
-    free(w->entries);
+    qd_st_entries_free(&w->list);
     free(w->dir);
     free(w->prefix);
     free(w);

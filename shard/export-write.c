@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT
+ * export-write.c - the export's tensors written by a pool of threads (export-internal.h).
+ *
+ * The layout of every shard is fixed first (qd-st-planned.h), so each piece of work writes at its
+ * own offsets and the order in which the workers finish does not matter: the bytes are those of a
+ * one-thread run. A piece of work is one layer (loaded from the source, packed, written) or one chunk
+ * of a source tensor (written straight from the source's mapping). Workers take the pieces in file
+ * order, so the staged blocks in use at once stay few, and memory stays at about one layer a worker.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "export-internal.h"
+#include "qd-check.h"
+#include "qd-log.h"
+#include "qd-st-planned.h"
+
+#define CHUNK_BYTES (64ull << 20) /* a source tensor is copied in pieces of this size */
+#define MAX_THREADS 8
+
+typedef struct unit {
+    size_t first, count; /* list entries: one plain tensor, or the tensors of one layer */
+    uint64_t off, len;   /* a piece of a mapped plain tensor (len 0: the whole entry) */
+} unit;
+
+typedef struct pool {
+    const qd_xplan *p;
+    const qd_qsource *src;
+    const qd_xlist *l;
+    qd_stpl *w;
+    size_t *out; /* writer index of each list entry */
+    unit *units;
+    size_t nunits, next;
+    qd_status st;
+    qd_xstats stats;
+    pthread_mutex_t lock;
+} pool;
+
+static qd_status run_layer(pool *c, const unit *u, qd_xstats *stats) {
+    const qd_xtensor *t0 = &c->l->t[u->first];
+    const qd_xlayer *x = &c->p->layers[t0->layer];
+    qd_qlayer ql;
+    QD_CHECK(c->src->iface->load_layer(c->src->ctx, (size_t)x->src_index, 1, &ql));
+    if (c->p->run.scales_rounded) qd_qlayer_round_scales(&ql, c->p->run.scale_dtype);
+    qd_status st = QD_OK;
+    for (size_t i = u->first; i < u->first + u->count && st == QD_OK; i++) {
+        void *buf;
+        st = qd_export_tensor_bytes(c->p, c->src, &ql, &c->l->t[i], stats, &buf);
+        if (st == QD_OK) st = qd_stpl_write(c->w, c->out[i], 0, buf, (size_t)c->l->t[i].nbytes);
+        free(buf);
+    }
+    qd_qlayer_free(&ql);
+    return st;
+}
+
+static qd_status run_plain(pool *c, const unit *u) {
+    const qd_xtensor *t = &c->l->t[u->first];
+    const unsigned char *map = c->src->iface->plain_map(c->src->ctx, (size_t)t->plain);
+    if (map && u->len) return qd_stpl_write(c->w, c->out[u->first], u->off, map + u->off, (size_t)u->len);
+    unsigned char *buf = malloc(t->nbytes ? t->nbytes : 1);
+    if (!buf) return qd_fail(QD_ERR_NOMEM, "export: out of memory for %s (%llu bytes)", t->name,
+                             (unsigned long long)t->nbytes);
+    qd_status st = c->src->iface->plain_read(c->src->ctx, (size_t)t->plain, buf);
+    if (st == QD_OK) st = qd_stpl_write(c->w, c->out[u->first], 0, buf, (size_t)t->nbytes);
+    free(buf);
+    return st;
+}
+
+static void *worker(void *arg) {
+    pool *c = arg;
+    qd_xstats stats = {0};
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        size_t i = c->st == QD_OK && c->next < c->nunits ? c->next++ : c->nunits;
+        pthread_mutex_unlock(&c->lock);
+        if (i == c->nunits) break;
+        const unit *u = &c->units[i];
+        qd_status st = c->l->t[u->first].kind == QD_XT_PLAIN ? run_plain(c, u) : run_layer(c, u, &stats);
+        if (st != QD_OK) {
+            pthread_mutex_lock(&c->lock);
+            if (c->st == QD_OK) c->st = st;
+            pthread_mutex_unlock(&c->lock);
+        }
+    }
+    pthread_mutex_lock(&c->lock);
+    c->stats.scales_inexact += stats.scales_inexact;
+    if (stats.scales_max_rel > c->stats.scales_max_rel) c->stats.scales_max_rel = stats.scales_max_rel;
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* one unit per layer, and per CHUNK_BYTES of a mapped source tensor */
+static qd_status make_units(pool *c) {
+    size_t cap = c->l->n + 1;
+    for (size_t i = 0; i < c->l->n; i++)
+        if (c->l->t[i].kind == QD_XT_PLAIN) cap += (size_t)(c->l->t[i].nbytes / CHUNK_BYTES);
+    c->units = calloc(cap, sizeof *c->units);
+    if (!c->units) return qd_fail(QD_ERR_NOMEM, "export: out of memory planning %zu pieces of work", cap);
+    for (size_t i = 0; i < c->l->n;) {
+        const qd_xtensor *t = &c->l->t[i];
+        if (t->kind != QD_XT_PLAIN) {
+            size_t j = i + 1;
+            while (j < c->l->n && c->l->t[j].kind != QD_XT_PLAIN && c->l->t[j].layer == t->layer) j++;
+            c->units[c->nunits++] = (unit){i, j - i, 0, 0};
+            i = j;
+            continue;
+        }
+        if (!c->src->iface->plain_map(c->src->ctx, (size_t)t->plain) || t->nbytes == 0)
+            c->units[c->nunits++] = (unit){i, 1, 0, 0};
+        else
+            for (uint64_t off = 0; off < t->nbytes; off += CHUNK_BYTES)
+                c->units[c->nunits++] = (unit){i, 1, off, t->nbytes - off < CHUNK_BYTES ? t->nbytes - off : CHUNK_BYTES};
+        i++;
+    }
+    return QD_OK;
+}
+
+static int thread_count(size_t nunits) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *env = getenv("QD_EXPORT_THREADS");
+    if (env && atoi(env) > 0) n = atoi(env);
+    else if (n > MAX_THREADS) n = MAX_THREADS;
+    if (n < 1) n = 1;
+    if ((size_t)n > nunits) n = nunits ? (long)nunits : 1;
+    return (int)n;
+}
+
+static qd_status run_pool(pool *c) {
+    int n = thread_count(c->nunits);
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    if (!th) return qd_fail(QD_ERR_NOMEM, "export: out of memory starting %d threads", n);
+    int started = 0;
+    for (; started < n - 1; started++)
+        if (pthread_create(&th[started], NULL, worker, c) != 0) break; /* fewer threads still work */
+    worker(c); /* the calling thread is one of the workers */
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    free(th);
+    return c->st;
+}
+
+qd_status qd_export_write(const qd_xplan *p, const qd_qsource *src, const qd_xlist *l, const char *dir,
+                          uint64_t max_shard_bytes, qd_xstats *stats) {
+    pool c = {.p = p, .src = src, .l = l};
+    if (pthread_mutex_init(&c.lock, NULL) != 0) return qd_fail(QD_ERR_NOMEM, "export: cannot create a mutex");
+    c.out = calloc(l->n + 1, sizeof *c.out);
+    qd_status st = c.out ? QD_OK : qd_fail(QD_ERR_NOMEM, "export: out of memory for %zu tensors", l->n);
+    if (st == QD_OK) st = qd_stpl_open(dir, "model", max_shard_bytes, &c.w);
+    for (size_t i = 0; i < l->n && st == QD_OK; i++) {
+        const qd_xtensor *t = &l->t[i];
+        st = qd_stpl_declare(c.w, t->name, t->dtype, t->ndim, t->shape, t->nbytes, &c.out[i]);
+    }
+    if (st == QD_OK) st = qd_stpl_layout(c.w);
+    if (st == QD_OK) st = make_units(&c);
+    if (st == QD_OK) st = run_pool(&c);
+    if (st == QD_OK) st = qd_stpl_finish(c.w);
+    else qd_stpl_abort(c.w);
+    stats->scales_inexact += c.stats.scales_inexact;
+    if (c.stats.scales_max_rel > stats->scales_max_rel) stats->scales_max_rel = c.stats.scales_max_rel;
+    free(c.units);
+    free(c.out);
+    pthread_mutex_destroy(&c.lock);
+    return st;
+}
