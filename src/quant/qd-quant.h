@@ -44,6 +44,30 @@ qd_status qd_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_
                        qd_qresult *out);
 qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                         qd_buf_t H, qd_qresult *out);
+
+/* GPTQ in two parts, so that the Linears that share a Hessian (q/k/v, gate/up) share one factorization.
+ * Everything below depends only on H and on the spec's damp and act_order: the dead columns
+ * (H_ii == 0: H_ii = 1 here, W[:, i] = 0 in each module), act-order's permutation (stable descending
+ * sort of diag H), the damping from mean(diag H) with its retry schedule and the RTN fallback.
+ * qd_gptq_factor consumes (clobbers) H; qd_gptq_apply prepares one module's W and runs its sweep with
+ * f->U (read only), giving the same bits as qd_gptq_layer. qd_gptq_fac_fits says whether f was made
+ * for a spec's damp and act_order (modules of one group with other settings need their own). */
+typedef struct qd_gptq_fac {
+    size_t K, ndead;
+    int act_order;
+    double damp_first;       /* the spec's damp it was made for */
+    double damp;             /* the damp that factorized, -1 for the RTN fallback */
+    char fallback[160];      /* as qd_qresult.fallback */
+    qd_buf_t keep;           /* fp32 [K] column keep-mask (0 = dead), when ndead */
+    qd_buf_t perm, invperm;  /* int32 [K], act-order only */
+    int32_t *hinvperm;       /* host copy of invperm (g_idx) */
+    qd_buf_t U;              /* [K, K] upper Cholesky factor of the damped inverse, in perm order */
+} qd_gptq_fac;
+qd_status qd_gptq_factor(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t H, size_t K, qd_gptq_fac *f);
+int qd_gptq_fac_fits(const qd_gptq_fac *f, const qd_qspec *s);
+qd_status qd_gptq_apply(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
+                        const qd_gptq_fac *f, qd_qresult *out);
+void qd_gptq_fac_free(qd_gptq_fac *f); /* NULL-safe; leaves f zeroed */
 /* Fills the host result from device codes [N,K] (int32), scales, zeros and a host g_idx. */
 qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name, qd_buf_t codes, qd_buf_t scales,
                            qd_buf_t zeros, const int32_t *g_idx, size_t N, size_t K, size_t G, qd_qresult *out);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "qd-check.h"
 #include "qd-log.h"
@@ -166,37 +167,67 @@ static qd_status ensure_H(qd_qctx *c, int g) {
     return qd_be_fill(c->be, &(struct qd_fill_args){.dst = QD_REF(c->H[g], 0), .n = K * K});
 }
 
-/* quantize the Linears of group g with its Hessian (copied for all but the last user) */
+/* quantize the Linears of group g with its Hessian. They share one factorization (qd_gptq_factor:
+ * dead columns, act-order, damping, chol_inv) while their damp and act_order agree - the usual case, and
+ * the same bits as one factorization each. A module whose settings differ from the previous one's gets
+ * a new factorization, made from a copy of H unless no later module needs another one. */
 static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, char names[QD_NLIN][128],
                             qd_qresult *results) {
     size_t K = c->gK[g];
-    int last = -1;
-    for (int l = 0; l < QD_NLIN; l++)
-        if (qd_lin_group((qd_lin)l) == g && !specs[l].skip) last = l;
+    int last_factor = -1; /* the last module that starts a factorization: it may consume H */
+    const qd_qspec *prev_spec = NULL;
     for (int l = 0; l < QD_NLIN; l++) {
         if (qd_lin_group((qd_lin)l) != g || specs[l].skip) continue;
-        qd_buf_t H = c->H[g];
-        if (l != last) {
-            qd_phase prev = qd_phase_set(c->be, QD_PH_CHOLESKY);
-            if (!c->Hc || qd_buf_len(c->Hc) < K * K) {
+        if (!prev_spec || prev_spec->damp != specs[l].damp || !prev_spec->act_order != !specs[l].act_order)
+            last_factor = l;
+        prev_spec = &specs[l];
+    }
+    qd_gptq_fac f = {0};
+    qd_status st = QD_OK;
+    double fac_s = 0; /* factorization seconds, charged to the first module that uses it */
+    for (int l = 0; l < QD_NLIN && st == QD_OK; l++) {
+        if (qd_lin_group((qd_lin)l) != g || specs[l].skip) continue;
+        if (!qd_gptq_fac_fits(&f, &specs[l])) {
+            qd_gptq_fac_free(&f);
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            qd_buf_t H = c->H[g];
+            if (l != last_factor) { /* H is consumed: factor a copy, a later module needs H again */
+                qd_phase prev = qd_phase_set(c->be, QD_PH_CHOLESKY);
+                if (!c->Hc || qd_buf_len(c->Hc) < K * K) {
+                    qd_buf_free(c->Hc);
+                    c->Hc = NULL;
+                    st = qd_buf_alloc(c->be, K * K, &c->Hc);
+                }
+                if (st == QD_OK)
+                    st = qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(c->Hc, 0), .src = QD_REF(H, 0),
+                                                                  .rows = 1, .cols = K * K, .ldd = K * K, .lds = K * K});
+                H = c->Hc;
+                qd_phase_set(c->be, prev);
+                if (st != QD_OK) break;
+            }
+            st = qd_gptq_factor(c->be, names[l], &specs[l], H, K, &f);
+            if (st != QD_OK) break;
+            if (l == last_factor && c->Hc) { /* no more copies this group: give the copy's memory back */
                 qd_buf_free(c->Hc);
                 c->Hc = NULL;
-                QD_CHECK(qd_buf_alloc(c->be, K * K, &c->Hc));
             }
-            QD_CHECK(qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(c->Hc, 0), .src = QD_REF(H, 0), .rows = 1,
-                                                              .cols = K * K, .ldd = K * K, .lds = K * K}));
-            H = c->Hc;
-            qd_phase_set(c->be, prev);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            fac_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
         }
-        qd_status st = qd_gptq_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], H, &results[l]);
-        if (st != QD_OK) return st;
+        st = qd_gptq_apply(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l]);
+        if (st != QD_OK) break;
+        results[l].seconds += fac_s;
+        fac_s = 0;
         results[l].calib_tokens = c->o.nseq * c->o.seq_len;
-        QD_CHECK(qd__install(c, w, (qd_lin)l, &results[l]));
+        st = qd__install(c, w, (qd_lin)l, &results[l]);
+        if (st != QD_OK) break;
         qd_info("%s: gptq w%d g%d loss %.6g damp %.4g %.2fs%s%s", names[l], specs[l].bits, specs[l].group_size,
                 results[l].loss, results[l].damp, results[l].seconds, results[l].fallback[0] ? " - " : "",
                 results[l].fallback);
     }
-    return QD_OK;
+    qd_gptq_fac_free(&f);
+    return st;
 }
 
 /* ---- true-sequential GPTQ as ONE staged forward: each group's input is computed once, from the
