@@ -281,9 +281,9 @@ static qd_status write_json(const char *dir, const char *name, const cJSON *j) {
     return st;
 }
 
-static qd_status write_configs(const qd_xplan *p, const char *meta_dir, const char *out) {
-    char path[4400];
-    QD_CHECK(qd_path_join(path, sizeof path, meta_dir, "config.json"));
+/* meta_dir/config.json (its path into path), a JSON object */
+static qd_status read_config(const char *meta_dir, char *path, size_t cap, cJSON **out) {
+    QD_CHECK(qd_path_join(path, cap, meta_dir, "config.json"));
     char *text;
     size_t len;
     QD_CHECK(qd_read_file(path, 16u << 20, &text, &len));
@@ -293,6 +293,14 @@ static qd_status write_configs(const qd_xplan *p, const char *meta_dir, const ch
         cJSON_Delete(cfg);
         return qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", path);
     }
+    *out = cfg;
+    return QD_OK;
+}
+
+static qd_status write_configs(const qd_xplan *p, const char *meta_dir, const char *out) {
+    char path[4400];
+    cJSON *cfg = NULL;
+    QD_CHECK(read_config(meta_dir, path, sizeof path, &cfg));
     cJSON *q;
     qd_status st = qd_export_quant_config(p, &q);
     if (st == QD_OK) {
@@ -312,16 +320,8 @@ static qd_status write_configs(const qd_xplan *p, const char *meta_dir, const ch
 /* torch_dtype (or dtype) of config.json: F32 when absent */
 static qd_status model_dtype_of(const char *meta_dir, qd_dtype *out) {
     char path[4400];
-    QD_CHECK(qd_path_join(path, sizeof path, meta_dir, "config.json"));
-    char *text;
-    size_t len;
-    QD_CHECK(qd_read_file(path, 16u << 20, &text, &len));
-    cJSON *cfg = cJSON_Parse(text);
-    free(text);
-    if (!cJSON_IsObject(cfg)) {
-        cJSON_Delete(cfg);
-        return qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", path);
-    }
+    cJSON *cfg = NULL;
+    QD_CHECK(read_config(meta_dir, path, sizeof path, &cfg));
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, "torch_dtype");
     if (!cJSON_IsString(v)) v = cJSON_GetObjectItemCaseSensitive(cfg, "dtype");
     *out = QD_DT_F32;
