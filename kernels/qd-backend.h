@@ -119,7 +119,8 @@ qd_status qd_be_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
 /* In place on the SPD n x n matrix A: A <- U, the upper Cholesky factor of A^-1 (A^-1 = U^T U), the
  * strict lower triangle set to 0. GPTQ's "Hinv". The CPU backend factorises in fp64 (see blas.c);
  * other backends must match it to ~1e-5 relative on U. Non-PD A: QD_ERR_NUMERIC, nothing printed, A
- * clobbered (the caller restores it from a copy before retrying with more damping). */
+ * left unchanged (GPTQ factors in place and retries with more damping after restoring the diagonal;
+ * both backends factor an fp64 copy and write A only on success). */
 struct qd_chol_inv_args {
     qd_ref A;
     size_t n;

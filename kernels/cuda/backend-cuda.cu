@@ -26,7 +26,14 @@ const char *qd_cusolver_err_str(int rc) {
 /* ---- the pool: a free list by size plus the live blocks' sizes ----
  * Sizes are rounded (512 B below 1 MiB, 2 MiB above) so that the same shapes reuse each other's
  * blocks; a request takes the smallest free block that is at least as large and at most 1/8 larger.
- * When cudaMalloc fails, every free block is returned to the device and the allocation retried. */
+ * When cudaMalloc fails, every free block is returned to the device and the allocation retried.
+ * A request of QD_CU_POOL_BIG or more that no free block serves also returns the free blocks first:
+ * cached blocks of other sizes cannot serve it, and keeping them would make the pool hold the sum of
+ * each size's peak rather than the peak of the sum (70B: the fp64 chol_inv copy of the down_proj
+ * Hessian, 6.6 GB, beside the freed buffers of earlier layers). The cost is a synchronise and a few
+ * cudaFree/cudaMalloc when a large size is not cached: in the first block, and in every 70B block, where
+ * the fp64 copies for K = 8192 and K = 28672 evict each other (milliseconds against ~12 s a block). */
+#define QD_CU_POOL_BIG ((size_t)256 << 20)
 struct cu_block {
     void *p;
     size_t bytes;
@@ -83,6 +90,7 @@ qd_status qd_cu_pool_alloc(struct qd_cuda_ctx *c, size_t bytes, void **out) {
         blk = pl->free[best];
         pl->free[best] = pl->free[--pl->nfree];
     } else {
+        if (want >= QD_CU_POOL_BIG) pool_trim(c);
         cudaError_t e = cudaMalloc(&blk.p, want);
         if (e != cudaSuccess) {
             (void)cudaGetLastError();

@@ -48,7 +48,8 @@ static void argsort_desc(const float *key, int32_t *idx, int32_t *tmp, size_t n)
 
 void qd_gptq_fac_free(qd_gptq_fac *f) {
     if (!f) return;
-    qd_buf_free(f->keep), qd_buf_free(f->perm), qd_buf_free(f->invperm), qd_buf_free(f->U);
+    qd_buf_free(f->keep), qd_buf_free(f->perm), qd_buf_free(f->invperm);
+    if (f->own_U) qd_buf_free(f->U);
     free(f->hinvperm);
     memset(f, 0, sizeof *f);
 }
@@ -65,7 +66,7 @@ qd_status qd_gptq_factor(qd_backend_t be, const char *name, const qd_qspec *s, q
     f->damp_first = s->damp;
     float *diag = NULL, *mask = NULL;
     int32_t *perm = NULL;
-    qd_buf_t bdiag = NULL, bmask = NULL, Hp = NULL;
+    qd_buf_t bdiag = NULL, bmask = NULL, Hp = NULL, bsave = NULL;
     qd_status st = qd_check_finite(be, H, 0, K * K, "the Hessian (layer inputs)", name);
     if (st != QD_OK) goto done;
     diag = malloc(K * sizeof *diag), mask = malloc(K * sizeof *mask), perm = malloc(K * sizeof *perm);
@@ -115,16 +116,24 @@ qd_status qd_gptq_factor(qd_backend_t be, const char *name, const qd_qspec *s, q
                                                                   .rows = K, .cols = K}), st, done);
         Hq = Hp;
     }
-    /* damping with retries; the factor overwrites its input, so each attempt starts from Hq */
+    /* damping with retries, in place: U is made in Hq's own memory (no K x K copy: for K = 28672 that is
+     * 3.3 GB). chol_inv leaves its input unchanged when it fails (qd-backend.h), so restoring the
+     * saved diagonal gives every attempt the same Hq + damp * mean as a fresh copy would. */
     double mean = 0;
     for (size_t k = 0; k < K; k++) mean += diag[k];
     mean /= (double)K;
-    QD_CHECK_GOTO(qd_buf_alloc(be, K * K, &f->U), st, done);
+    f->U = Hq;
+    f->own_U = Hq == Hp;
+    Hp = NULL; /* owned by f now */
+    QD_CHECK_GOTO(qd_buf_alloc(be, K, &bsave), st, done);
+    QD_CHECK_GOTO(qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(bsave, 0), .src = QD_REF(f->U, 0), .rows = K,
+                                                        .cols = 1, .ldd = 1, .lds = K + 1}), st, done);
     double damp = s->damp;
     int ok = 0, attempt = 0;
     for (; next_damp(s->damp, attempt, &damp); attempt++) {
-        QD_CHECK_GOTO(qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(f->U, 0), .src = QD_REF(Hq, 0), .rows = 1,
-                                                            .cols = K * K, .ldd = K * K, .lds = K * K}), st, done);
+        if (attempt > 0) /* the undamped diagonal back */
+            QD_CHECK_GOTO(qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(f->U, 0), .src = QD_REF(bsave, 0),
+                                                                .rows = K, .cols = 1, .ldd = K + 1, .lds = 1}), st, done);
         QD_CHECK_GOTO(qd_be_diag_add(be, &(struct qd_diag_add_args){.A = QD_REF(f->U, 0), .n = K,
                                                                     .scalar = (float)(damp * mean)}), st, done);
         st = qd_be_chol_inv(be, &(struct qd_chol_inv_args){.A = QD_REF(f->U, 0), .n = K});
@@ -150,7 +159,7 @@ qd_status qd_gptq_factor(qd_backend_t be, const char *name, const qd_qspec *s, q
     }
     f->damp = damp;
 done:
-    qd_buf_free(bdiag), qd_buf_free(bmask), qd_buf_free(Hp);
+    qd_buf_free(bdiag), qd_buf_free(bmask), qd_buf_free(Hp), qd_buf_free(bsave);
     free(diag), free(mask), free(perm);
     if (st != QD_OK) qd_gptq_fac_free(f);
     qd_phase_set(be, prev);

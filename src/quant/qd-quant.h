@@ -49,7 +49,8 @@ qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd
  * Everything below depends only on H and on the spec's damp and act_order: the dead columns
  * (H_ii == 0: H_ii = 1 here, W[:, i] = 0 in each module), act-order's permutation (stable descending
  * sort of diag H), the damping from mean(diag H) with its retry schedule and the RTN fallback.
- * qd_gptq_factor consumes (clobbers) H; qd_gptq_apply prepares one module's W and runs its sweep with
+ * qd_gptq_factor consumes H: without act-order U is made in H's own memory (f->U == H, not owned by f,
+ * so H must outlive f); with act-order in the permuted copy, owned by f. qd_gptq_apply prepares one module's W and runs its sweep with
  * f->U (read only), giving the same bits as qd_gptq_layer. qd_gptq_fac_fits says whether f was made
  * for a spec's damp and act_order (modules of one group with other settings need their own). */
 typedef struct qd_gptq_fac {
@@ -62,6 +63,7 @@ typedef struct qd_gptq_fac {
     qd_buf_t perm, invperm;  /* int32 [K], act-order only */
     int32_t *hinvperm;       /* host copy of invperm (g_idx) */
     qd_buf_t U;              /* [K, K] upper Cholesky factor of the damped inverse, in perm order */
+    int own_U;               /* U is f's (act-order), else it is the caller's H */
 } qd_gptq_fac;
 qd_status qd_gptq_factor(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t H, size_t K, qd_gptq_fac *f);
 int qd_gptq_fac_fits(const qd_gptq_fac *f, const qd_qspec *s);

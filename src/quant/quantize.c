@@ -411,9 +411,9 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
     if (seqs > o->nseq) seqs = o->nseq;
     size_t crow = seqs * o->seq_len;
     size_t weights = H * (qo + 2 * kvo) + qo * H + 3 * H * I;                 /* the block, fp32 */
-    size_t hess = 3 * H * H + qo * qo + I * I;                                /* four Hessians + one copy */
+    size_t hess = 2 * H * H + qo * qo + I * I;                                /* four Hessians (no copy) */
     size_t fwd = crow * (wide + 2 * qo + 2 * kvo + 2 * H + 2 * I) + crow * (wide + H); /* forward + staged scratch */
-    size_t layer = I * I * 3 + 3 * H * I;                                     /* U, chol's fp64 copy, W/codes/Wp */
+    size_t layer = I * I * 2 + 3 * H * I; /* chol's fp64 copy (U is made in H), W/codes/Wp */
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;
     if (o->base.method == QD_METHOD_AWQ) awq = rows * (2 * H + qo + I) + 2 * rows * H + 3 * H * I;
