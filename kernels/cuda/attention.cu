@@ -3,7 +3,9 @@
  * and walks 32-key tiles of K and V through shared memory with an online fp32 softmax, so no
  * seq_len x seq_len score matrix exists. 8 warps x 4 queries; in the score phase lane j owns key j
  * of the tile (a full head_dim dot product in 16-byte loads, K padded against bank conflicts), in the P V phase lane
- * l owns dims l, l+32, ... of the output. Sliding window: keys t - window < k <= t. */
+ * l owns dims l, l+32, ... of the output. Sliding window: keys t - window < k <= t. Under QD_CUDA_MATH=bf16
+ * (unless QD_CUDA_ATTN=fp32) head_dim 64/128 go to the tensor-core kernel of attention-tc.cu; exact numerics
+ * to attention-exact.cu. */
 #include "exact.cuh"
 
 #define AT_BQ 32
@@ -134,6 +136,11 @@ static qd_status launch(struct qd_cuda_ctx *c, const struct qd_attention_args *a
 extern "C" qd_status qd_cu_attention(qd_backend_t be, const struct qd_attention_args *a) {
     struct qd_cuda_ctx *c = qd_cu(be);
     if (qd_cu_exact(be)) return qd_cu_attention_exact(be, a); /* attention-exact.cu */
+    if (c->math == QD_CU_BF16 && !c->attn_fp32) { /* tensor cores, bf16 operands (attention-tc.cu) */
+        int done = 0;
+        QD_CHECK(qd_cu_attention_tc(c, a, &done));
+        if (done) return QD_OK;
+    }
     if (a->head_dim <= 32) return launch<1>(c, a);
     if (a->head_dim <= 64) return launch<2>(c, a);
     if (a->head_dim <= 128) return launch<4>(c, a);

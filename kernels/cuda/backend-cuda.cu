@@ -287,6 +287,12 @@ extern "C" qd_status qd_backend_cuda_create(int device, qd_backend_t *out) {
         free(c);
         return qd_fail(QD_ERR_USAGE, "cuda backend: QD_CUDA_MATH=%s (expected fp32, tf32 or bf16)", m);
     }
+    const char *at = getenv("QD_CUDA_ATTN"); /* bf16 math picks the tensor-core attention unless fp32 */
+    if (at && *at && strcmp(at, "fp32") && strcmp(at, "auto")) {
+        free(c);
+        return qd_fail(QD_ERR_USAGE, "cuda backend: QD_CUDA_ATTN=%s (expected fp32 or auto)", at);
+    }
+    c->attn_fp32 = at && !strcmp(at, "fp32");
     qd_status st = cu_init(c);
     if (st == QD_OK) st = qd_backend_new(&cuda_iface, c, out);
     if (st != QD_OK) {

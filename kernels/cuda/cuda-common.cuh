@@ -31,6 +31,7 @@ struct qd_cuda_ctx {
     int device;
     int sm_count;
     enum qd_cu_math math;
+    int attn_fp32; /* QD_CUDA_ATTN=fp32: keep the CUDA-core attention kernel under QD_CUDA_MATH=bf16 */
     cudaStream_t stream;
     cublasHandle_t blas;
     cusolverDnHandle_t solver;
@@ -74,6 +75,10 @@ static inline unsigned qd_cu_blocks(size_t n, unsigned threads) {
  * C[M,N] = alpha op(A) op(B) + beta C with the context's math (BF16 falls back to TF32 here, no scratch). */
 qd_status qd_cu_sgemm(struct qd_cuda_ctx *c, int ta, int tb, size_t M, size_t N, size_t K, float alpha,
                       const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+
+/* attention-tc.cu: the bf16 tensor-core attention; *done = 0 (nothing launched) for shapes it does
+ * not take (head_dim other than 64/128, q/k/v not 16-byte aligned) */
+qd_status qd_cu_attention_tc(struct qd_cuda_ctx *c, const struct qd_attention_args *a, int *done);
 
 extern "C" {
 qd_status qd_cu_upload(qd_backend_t be, const struct qd_upload_args *a);
