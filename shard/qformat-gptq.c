@@ -34,6 +34,20 @@ qd_status qd_pack_gptq_qweight(const uint8_t *codes, int N, int K, int bits, int
             if (codes[(size_t)n * K + k] > maxq)
                 return qd_fail(QD_ERR_FORMAT, "gptq: code %u at [%d][%d] exceeds %u for %d bits",
                                codes[(size_t)n * K + k], n, k, maxq, bits);
+    if (bits == 4) { /* 8 codes < 16 in 8 bytes (little-endian) -> 8 nibbles: fold the bytes pairwise */
+        for (int n = 0; n < N; n++) {
+            const uint8_t *row = codes + (size_t)n * K;
+            for (long w = 0; w < rows; w++) {
+                uint64_t x;
+                memcpy(&x, row + w * 8, 8);
+                x = (x | x >> 4) & 0x00FF00FF00FF00FFull;
+                x = (x | x >> 8) & 0x0000FFFF0000FFFFull;
+                x = (x | x >> 16) & 0x00000000FFFFFFFFull;
+                out[(size_t)w * N + n] = (int32_t)(uint32_t)x;
+            }
+        }
+        return QD_OK;
+    }
     if (32 % bits == 0) { /* whole fields per word: build each word once from consecutive codes */
         int per = 32 / bits;
         for (int n = 0; n < N; n++) {
