@@ -63,6 +63,7 @@ typedef struct {
     size_t fp_seqs;
     qd_buf_t fp_buf;
     const int32_t *ids;
+    int dev_share;           /* ranks of this node mapped to this rank's GPU (>= 1) */
     rank_times t;
 } worker;
 
@@ -342,6 +343,7 @@ static qd_status plan_memory(worker *k, qd_quantize_opts *q) {
     if (budget <= 0 && mi.total) { /* leave room for the CUDA context's growth, cuBLAS/cuSOLVER workspaces */
         double reserve = (double)mi.total * 0.06 > 2.0 * (1 << 30) ? (double)mi.total * 0.06 : 2.0 * (1 << 30);
         budget = (double)mi.free > reserve ? (double)mi.free - reserve : 0;
+        budget /= k->dev_share; /* ranks sharing one GPU all see it free at start-up */
     }
     size_t rows = q->nseq * q->seq_len, act = 2 * rows * (size_t)k->cfg->hidden * 4;
     size_t staged = qd_quantize_staged_bytes(k->cfg, q), work = qd_quantize_work_bytes(k->cfg, q);
@@ -389,9 +391,11 @@ static qd_status fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_finge
     QD_CHECK(qd_fp_add_model(fp, o->model_dir));
     snprintf(buf, sizeof buf,
              "method=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d damp=%.6g mse=%d "
-             "true_sequential=%d scale_dtype=%s",
+             "true_sequential=%d scale_dtype=%s numerics=%s",
              qd_method_name(s->method), s->bits, s->group_size, s->sym, s->act_order, s->static_groups, s->damp,
-             s->mse, o->q.true_sequential, qd_dtype_name(o->q.scale_dtype));
+             s->mse, o->q.true_sequential, qd_dtype_name(o->q.scale_dtype),
+             /* fast and exact blocks differ in their bits: a resume must not mix them */
+             o->backend && strstr(o->backend, "+exact") ? "exact" : "fast");
     QD_CHECK(qd_fp_add(fp, "settings", buf));
     if (o->recipe_path) {
         char *text = NULL;
@@ -430,22 +434,34 @@ static qd_status open_staging(const qd_run_opts *o, const char *dir, const qd_fi
 
 /* Each rank's GPU on a node: the rank's index among the ranks sharing its node. */
 /* "cuda" / "auto" (with any "+option" suffix) become "<base>:<node-local rank>", one GPU per rank */
-static void backend_name(const qd_run_opts *o, char *name, size_t cap) {
+static void backend_name(const qd_run_opts *o, char *name, size_t cap, int *share) {
+    *share = 1;
     snprintf(name, cap, "%s", o->backend ? o->backend : "cpu");
     if (qd_mpi_size() <= 1 || strchr(name, ':')) return;
     const char *plus = strchr(name, '+');
     size_t blen = plus ? (size_t)(plus - name) : strlen(name);
     if (!((blen == 4 && strncmp(name, "cuda", 4) == 0) || (blen == 4 && strncmp(name, "auto", 4) == 0))) return;
     MPI_Comm node;
-    int lr = 0;
+    int lr = 0, nlocal = 1;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
         MPI_Comm_rank(node, &lr);
+        MPI_Comm_size(node, &nlocal);
         MPI_Comm_free(&node);
     }
-    const char *per = getenv("QD_GPUS_PER_NODE");
-    if (per && atoi(per) > 0) lr %= atoi(per);
+    const char *per_env = getenv("QD_GPUS_PER_NODE");
+    int per = per_env && atoi(per_env) > 0 ? atoi(per_env) : 0;
     int gpus = qd_backend_gpu_count(); /* more ranks than GPUs on a node: ranks share them round-robin */
-    if (gpus > 0) lr %= gpus;
+    int dev = per ? lr % per : lr;
+    if (gpus > 0) dev %= gpus;
+    /* ranks that share the GPU split its memory budget (plan_memory) */
+    *share = 0;
+    for (int j = 0; j < nlocal; j++) {
+        int d = per ? j % per : j;
+        if (gpus > 0) d %= gpus;
+        *share += d == dev;
+    }
+    if (*share < 1) *share = 1;
+    lr = dev;
     char suffix[64];
     snprintf(suffix, sizeof suffix, "%s", plus ? plus : "");
     snprintf(name + blen, cap - blen, ":%d%.40s", lr, suffix);
@@ -795,7 +811,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     QD_CHECK_GOTO(open_staging(&ro, staging, &fp, &k.stage), st, fail);
     QD_CHECK_GOTO(qd_stage_writer_start(k.stage, &k.writer), st, fail);
 
-    backend_name(o, be_name, sizeof be_name);
+    backend_name(o, be_name, sizeof be_name, &k.dev_share);
     QD_CHECK_GOTO(qd_backend_create(be_name, &k.be), st, fail);
     qd_phase_reset();
     QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &k.ck), st, fail);

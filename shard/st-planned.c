@@ -116,6 +116,8 @@ qd_status qd_stpl_layout(qd_stpl *w) {
     w->done = calloc(w->list.n + 1, sizeof *w->done);
     w->fds = malloc((size_t)w->nshards * sizeof *w->fds);
     w->names = calloc((size_t)w->nshards, sizeof *w->names);
+    if (w->fds) /* before the check: qd_stpl_abort closes every fd it finds >= 0 */
+        for (int s = 0; s < w->nshards; s++) w->fds[s] = -1;
     if (!w->base || !w->done || !w->fds || !w->names)
         return qd_fail(QD_ERR_NOMEM, "safetensors writer: out of memory laying out %d shards", w->nshards);
     for (int s = 0; s < w->nshards; s++) {
