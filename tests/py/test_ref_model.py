@@ -318,9 +318,12 @@ def test_ref_awq_matches_autoawq_transliteration_on_transformers_modules():
     hooks = [mod.register_forward_hook(lambda mod, a, o, n=n: feats.__setitem__(n, a[0].detach()))
              for n, mod in layer.named_modules() if isinstance(mod, torch.nn.Linear)]
     hooks.append(layer.self_attn.register_forward_pre_hook(
-        lambda mod, a, k: kw.update({kk: vv for kk, vv in k.items()        # AutoAWQ sanitises the
-                                     if kk not in ("hidden_states", "past_key_values",  # kwargs: no
-                                                   "past_key_value", "use_cache")}),   # kv cache
+        # AutoAWQ sanitises the kwargs: no kv cache. transformers 5.2x passes it as `cache`; a cache
+        # left in would grow by one sequence per grid point and change every loss after the first.
+        lambda mod, a, k: kw.update({kk: vv for kk, vv in k.items()
+                                     if kk not in ("hidden_states", "past_key_values", "past_key_value",
+                                                   "cache", "use_cache")
+                                     and not isinstance(vv, transformers.cache_utils.Cache)}),
         with_kwargs=True))
     with torch.no_grad():
         model(torch.tensor(calib))
