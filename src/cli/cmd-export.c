@@ -23,7 +23,7 @@ qd_status qd_cmd_export(int argc, char **argv) {
         {"ct-format", QD_OPT_CHOICE, &ct_format, "F",
          "compressed-tensors layout: pack-quantized (vLLM, default) or naive-quantized (int8 weights)",
          "pack-quantized|naive-quantized", NULL},
-        {"max-shard-size", QD_OPT_SIZE, &max_shard, "SIZE", "largest safetensors shard (default 5GB)", NULL, NULL},
+        {"max-shard-size", QD_OPT_SIZE, &max_shard, "SIZE", "largest safetensors shard (default 5GB)", "1KB..1000TB", NULL},
         {"overwrite", QD_OPT_FLAG, &overwrite, NULL, "replace a non-empty OUT", NULL, NULL},
         {"lm-head", QD_OPT_FLAG, &lm_head, NULL, "export lm_head quantized (the run must have quantized it)", NULL, NULL},
         {"verify", QD_OPT_FLAG, &verify, NULL, "read OUT back (dequantise on load) and compare every Linear bit for bit",

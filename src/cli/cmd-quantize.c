@@ -14,6 +14,7 @@
 #include "qd-commands.h"
 #include "qd-log.h"
 #include "qd-bootstrap.h"
+#include "qd-qbounds.h"
 #include "qd-quantize-model.h"
 #include "qd-quantize-run.h"
 
@@ -37,18 +38,18 @@ static qd_status quantize_main(int argc, char **argv) {
         {"model", QD_OPT_STR, &a.model, "DIR", "source model directory (Hugging Face format)", NULL, NULL},
         {"output", QD_OPT_STR, &a.output, "DIR", "output directory (written atomically)", NULL, NULL},
         {"calib", QD_OPT_STR, &a.calib, "FILE", "calibration data: .jsonl {text}/{messages}/[ids] or plain text", NULL, NULL},
-        {"nsamples", QD_OPT_INT, &a.nsamples, "N", "calibration sequences (128)", "1..1000000", &a.seen_ns},
-        {"seqlen", QD_OPT_INT, &a.seqlen, "S", "tokens per sequence (gptq: min(2048, max pos); awq: 512)", "2..1048576", &a.seen_sl},
-        {"seed", QD_OPT_DOUBLE, &a.seed, "X", "calibration sampling seed (0)", "0..1e18", &a.seen_seed},
+        {"nsamples", QD_OPT_INT, &a.nsamples, "N", "calibration sequences (128)", QD_RANGE_NSAMPLES, &a.seen_ns},
+        {"seqlen", QD_OPT_INT, &a.seqlen, "S", "tokens per sequence (gptq: min(2048, max pos); awq: 512)", QD_RANGE_SEQLEN, &a.seen_sl},
+        {"seed", QD_OPT_DOUBLE, &a.seed, "X", "calibration sampling seed (0)", QD_RANGE_SEED, &a.seen_seed},
         {"calib-mode", QD_OPT_CHOICE, &a.calib_mode, "MODE", "random windows (gptq default) or concatenated blocks (awq default)", "random|concat", &a.seen_calib_mode},
         {"method", QD_OPT_CHOICE, &a.method, "M", "quantization method", "rtn|gptq|awq", &a.seen_method},
-        {"bits", QD_OPT_INT, &a.bits, "B", "bits per weight", "2..8", &a.seen_bits},
-        {"group-size", QD_OPT_INT, &a.group_size, "G", "columns per group: 32, 64, 128 or -1 (one group)", "-1..1048576", &a.seen_gs},
+        {"bits", QD_OPT_INT, &a.bits, "B", "bits per weight", QD_RANGE_BITS, &a.seen_bits},
+        {"group-size", QD_OPT_INT, &a.group_size, "G", "columns per group: 32, 64, 128 or -1 (one group)", QD_RANGE_GROUP_SIZE, &a.seen_gs},
         {"sym", QD_OPT_FLAG, &a.sym, NULL, "symmetric (rtn/gptq default)", NULL, &a.seen_sym},
         {"asym", QD_OPT_FLAG, &a.asym, NULL, "asymmetric (awq default)", NULL, &a.seen_asym},
         {"act-order", QD_OPT_FLAG, &a.act_order, NULL, "GPTQ: columns in descending diag(H) order", NULL, &a.seen_act},
         {"static-groups", QD_OPT_FLAG, &a.static_groups, NULL, "GPTQ: group parameters from the original weight", NULL, &a.seen_static},
-        {"damp", QD_OPT_DOUBLE, &a.damp, "D", "GPTQ damping fraction of mean(diag H) (0.01)", "0..0.999", &a.seen_damp},
+        {"damp", QD_OPT_DOUBLE, &a.damp, "D", "GPTQ damping fraction of mean(diag H) (0.01)", QD_RANGE_DAMP, &a.seen_damp},
         {"mse", QD_OPT_FLAG, &a.mse, NULL, "MSE clip grid search in the min-max quantizer", NULL, &a.seen_mse},
         {"true-sequential", QD_OPT_FLAG, &a.true_seq, NULL, "GPTQ: Hessians of [qkv]->[o]->[gate,up]->[down] in turn (default on)", NULL, &a.seen_ts},
         {"recipe", QD_OPT_STR, &a.recipe, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
@@ -60,7 +61,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"progress", QD_OPT_CHOICE, &a.progress, "P", "progress display on rank 0", "auto|bar|lines|json|none", NULL},
         {"quiet", QD_OPT_FLAG, &a.quiet, NULL, "no progress or info lines", NULL, NULL},
         {"micro-batch", QD_OPT_INT, &a.micro_batch, "N", "sequences per activation transfer between ranks (8)", "1..65536", NULL},
-        {"max-shard-size", QD_OPT_SIZE, &a.max_shard, "SIZE", "largest safetensors shard (5GB)", NULL, NULL},
+        {"max-shard-size", QD_OPT_SIZE, &a.max_shard, "SIZE", "largest safetensors shard (5GB)", "1KB..1000TB", NULL},
         {"scale-dtype", QD_OPT_CHOICE, &a.scale_dtype, "T", "dtype the export stores scales in (default f16; compressed-tensors: the model's dtype)", "f16|bf16|f32", &a.seen_scale_dtype},
         {"overwrite", QD_OPT_FLAG, &a.overwrite, NULL, "replace an existing non-empty output directory", NULL, NULL},
         {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, cuda:N, auto (default: cuda when a GPU answers, else cpu)", NULL, NULL},
@@ -77,6 +78,8 @@ static qd_status quantize_main(int argc, char **argv) {
     int help = 0;
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
+    if (a.seen_seed && a.seed != (double)(long long)a.seed)
+        return qd_fail(QD_ERR_USAGE, "quantize: --seed: %.17g is not an integer; expected %s", a.seed, QD_RANGE_SEED);
     if (!a.model || !a.output) return qd_fail(QD_ERR_USAGE, "quantize: --model DIR and --output DIR are required");
     if (a.seen_sym && a.seen_asym && a.sym && a.asym)
         return qd_fail(QD_ERR_USAGE, "quantize: --sym and --asym exclude each other");
