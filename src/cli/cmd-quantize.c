@@ -22,7 +22,8 @@ typedef struct {
     const char *model, *output, *calib, *calib_mode, *method, *recipe, *format, *backend, *scale_dtype;
     int nsamples, seqlen, bits, group_size, sym, asym, act_order, static_groups, mse, true_seq, overwrite;
     int chunk_tokens;
-    double damp, seed, gpu_mem;
+    int seed;
+    double damp, gpu_mem;
     int seen_calib_mode, seen_method, seen_bits, seen_gs, seen_sym, seen_asym, seen_act, seen_static, seen_mse;
     int seen_damp, seen_ts, seen_ns, seen_sl, seen_seed;
     /* the distributed run (mpi/qd-quantize-run.h) */
@@ -40,7 +41,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"calib", QD_OPT_STR, &a.calib, "FILE", "calibration data: .jsonl {text}/{messages}/[ids] or plain text", NULL, NULL},
         {"nsamples", QD_OPT_INT, &a.nsamples, "N", "calibration sequences (128)", QD_RANGE_NSAMPLES, &a.seen_ns},
         {"seqlen", QD_OPT_INT, &a.seqlen, "S", "tokens per sequence (gptq: min(2048, max pos); awq: 512)", QD_RANGE_SEQLEN, &a.seen_sl},
-        {"seed", QD_OPT_DOUBLE, &a.seed, "X", "calibration sampling seed (0)", QD_RANGE_SEED, &a.seen_seed},
+        {"seed", QD_OPT_INT, &a.seed, "X", "calibration sampling seed (0)", QD_RANGE_SEED, &a.seen_seed},
         {"calib-mode", QD_OPT_CHOICE, &a.calib_mode, "MODE", "random windows (gptq default) or concatenated blocks (awq default)", "random|concat", &a.seen_calib_mode},
         {"method", QD_OPT_CHOICE, &a.method, "M", "quantization method", "rtn|gptq|awq", &a.seen_method},
         {"bits", QD_OPT_INT, &a.bits, "B", "bits per weight", QD_RANGE_BITS, &a.seen_bits},
@@ -78,8 +79,6 @@ static qd_status quantize_main(int argc, char **argv) {
     int help = 0;
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
-    if (a.seen_seed && a.seed != (double)(long long)a.seed)
-        return qd_fail(QD_ERR_USAGE, "quantize: --seed: %.17g is not an integer; expected %s", a.seed, QD_RANGE_SEED);
     if (!a.model || !a.output) return qd_fail(QD_ERR_USAGE, "quantize: --model DIR and --output DIR are required");
     if (a.seen_sym && a.seen_asym && a.sym && a.asym)
         return qd_fail(QD_ERR_USAGE, "quantize: --sym and --asym exclude each other");
@@ -118,7 +117,7 @@ static qd_status quantize_main(int argc, char **argv) {
     if (a.seen_ts) run.true_sequential = a.true_seq;
     if (a.seen_ns) run.nsamples = a.nsamples;
     if (a.seen_sl) run.seqlen = a.seqlen;
-    if (a.seen_seed) run.seed = (long long)a.seed;
+    if (a.seen_seed) run.seed = a.seed;
     if (a.seen_calib_mode) snprintf(run.calib_mode, sizeof run.calib_mode, "%s", a.calib_mode);
     if (!run.calib_mode[0]) snprintf(run.calib_mode, sizeof run.calib_mode, "%s", base.method == QD_METHOD_AWQ ? "concat" : "random");
     if (run.lm_head) qd_warn("quantize: lm_head quantization is not supported; lm_head stays unquantized");
@@ -127,6 +126,7 @@ static qd_status quantize_main(int argc, char **argv) {
 
     qd_model_cfg cfg;
     qd_status st = qd_model_cfg_load(a.model, &cfg);
+    if (st == QD_OK) st = qd_model_check_meta_files(a.model); /* a file the output cannot carry: before any work */
     if (st != QD_OK) {
         qd_recipe_free(recipe);
         return st;

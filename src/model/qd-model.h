@@ -75,7 +75,10 @@ int qd_model_linear_names(const qd_model_cfg *cfg, const char **names, int *grou
 const char *qd_arch_supported_list(void); /* "LlamaForCausalLM, MistralForCausalLM, ..." */
 
 /* Copy config.json, generation_config.json and the tokenizer files that exist in src_dir to dst_dir
- * (what a converted checkpoint carries over besides its weights). */
+ * (what a converted checkpoint carries over besides its weights), by the rules of qd-meta-files.h:
+ * regular files inside src_dir only, each under QD_META_FILE_MAX_BYTES, mode at most 0644.
+ * qd_model_check_meta_files applies the same checks without copying (a refusal before any work). */
 qd_status qd_model_copy_meta_files(const char *src_dir, const char *dst_dir);
+qd_status qd_model_check_meta_files(const char *src_dir);
 
 #endif
