@@ -10,6 +10,6 @@
 #define QD_RANGE_DAMP "0..0.999"            /* GPTQ's retries raise it towards 1 */
 #define QD_RANGE_NSAMPLES "1..1000000"
 #define QD_RANGE_SEQLEN "2..1048576"
-#define QD_RANGE_SEED "0..1000000000000000000" /* an integer; 1e18 fits int64 */
+#define QD_RANGE_SEED "0..2147483647"   /* quantize, tokenize --calib (its preview) and recipes alike */
 
 #endif
