@@ -270,3 +270,55 @@ def test_export_refuses_a_link_outside_the_fake_directory(tmp_path):
     lines = error_lines(r)
     assert len(lines) == 1 and "notes.txt" in lines[0], r.stderr
     assert not out.exists()
+
+
+# ---- item 13 (part): names from files never reach the terminal raw ----
+
+EVIL = "evil\x1b[2J\x1b]0;pwned\x07\x9b31m.weight"
+
+
+def add_tensor_file(m, name, dtype="F32"):
+    """m/extra.safetensors holding one 2-element tensor `name`, listed in the index."""
+    header = json.dumps({name: {"dtype": dtype, "shape": [2], "data_offsets": [0, 8]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with open(m / "extra.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + struct.pack("<2f", 1.0, 2.0))
+    index = json.loads((m / "model.safetensors.index.json").read_text())
+    index["weight_map"][name] = "extra.safetensors"
+    (m / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def assert_no_raw_control(text):
+    raw = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F]
+    assert not raw, (raw, text[-2000:])
+
+
+def test_inspect_prints_a_tensor_name_escaped(tmp_path):
+    m = model_copy(tmp_path)
+    add_tensor_file(m, EVIL)
+    r = subprocess.run([QDIST, "inspect", str(m)], capture_output=True, timeout=TIMEOUT)
+    out = r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace")
+    assert r.returncode == 0, out
+    assert_no_raw_control(out)
+    assert "evil\\x1b[2J" in out, out
+
+
+def test_an_error_naming_a_tensor_prints_it_escaped(tmp_path):
+    m = model_copy(tmp_path)
+    add_tensor_file(m, EVIL, dtype="X9")
+    r = subprocess.run([QDIST, "inspect", str(m)], capture_output=True, timeout=TIMEOUT)
+    err = r.stderr.decode("utf-8", "replace")
+    assert r.returncode == 1, err
+    assert_no_raw_control(err)
+    assert "evil\\x1b[2J" in err and len(error_lines(subprocess.CompletedProcess([], 1, "", err))) == 1, err
+
+
+def test_an_error_naming_a_json_key_prints_it_escaped(tmp_path):
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps({"\x1b]0;pwned\x07bits": 4}))
+    r = subprocess.run([QDIST, "quantize", "--model", MODEL, "--output", str(tmp_path / "out"), "--method", "rtn",
+                        "--recipe", str(path)], capture_output=True, timeout=TIMEOUT)
+    err = r.stderr.decode("utf-8", "replace")
+    assert r.returncode != 0, err
+    assert_no_raw_control(err)
+    assert "\\x1b]0;pwned\\x07bits" in err, err
