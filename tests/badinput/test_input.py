@@ -322,3 +322,19 @@ def test_an_error_naming_a_json_key_prints_it_escaped(tmp_path):
     assert r.returncode != 0, err
     assert_no_raw_control(err)
     assert "\\x1b]0;pwned\\x07bits" in err, err
+
+
+def test_a_hugging_face_cache_snapshot_still_works(tmp_path):
+    # hub snapshots are links into the repository's blobs/: outside the snapshot, yet the model's own files
+    repo = tmp_path / "hub" / "models--org--pycode"
+    (repo / "blobs").mkdir(parents=True)
+    snap = repo / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    for i, name in enumerate(sorted(os.listdir(MODEL))):
+        shutil.copy(os.path.join(MODEL, name), repo / "blobs" / f"blob{i:02d}")
+        os.symlink(f"../../blobs/blob{i:02d}", snap / name)
+    out = tmp_path / "out"
+    r = quantize(snap, out, "--format", "fake")
+    assert r.returncode == 0, r.stderr
+    assert (out / "tokenizer.json").read_bytes() == open(os.path.join(MODEL, "tokenizer.json"), "rb").read()
+    assert not os.path.islink(out / "tokenizer.json")
