@@ -36,7 +36,7 @@ int qd_parse_size(const char *s, uint64_t *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || v < 0 || !isfinite(v)) return -1;
+    if (errno == EINVAL || end == s || isnan(v)) return -1;
     /* 2^64 and above cannot be held: refused rather than wrapped */
     const double limit = 18446744073709551616.0;
     static const struct {
@@ -47,7 +47,7 @@ int qd_parse_size(const char *s, uint64_t *out) {
                  {"GiB", 1073741824.0}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}};
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strcasecmp(end, units[i].suffix) == 0) {
-            if (v * units[i].mult >= limit) return -1;
+            if (v < 0 || !isfinite(v) || v * units[i].mult >= limit) return -2;
             *out = (uint64_t)(v * units[i].mult);
             return 0;
         }
@@ -100,10 +100,9 @@ static qd_status set_value(const qd_cmd_spec *spec, const qd_opt *o, const char 
         char *end;
         errno = 0;
         long long x = strtoll(v, &end, 10);
-        if (errno == ERANGE || x < INT_MIN || x > INT_MAX)
-            return out_of_range(spec, o, v);
-        if (errno || *end || end == v)
+        if (*end || end == v)
             return qd_fail(QD_ERR_USAGE, "%s: --%s: '%s' is not an integer", spec->name, o->name, v);
+        if (errno == ERANGE || x < INT_MIN || x > INT_MAX) return out_of_range(spec, o, v);
         double lo, hi;
         QD_CHECK(range_of(spec, o, &lo, &hi));
         if ((double)x < lo || (double)x > hi) return out_of_range(spec, o, v);
@@ -125,12 +124,10 @@ static qd_status set_value(const qd_cmd_spec *spec, const qd_opt *o, const char 
     }
     case QD_OPT_SIZE: {
         uint64_t x;
-        if (qd_parse_size(v, &x) != 0) {
-            char *end;
-            double d = strtod(v, &end);
-            if (end != v && (d < 0 || !isfinite(d) || d >= 1e18)) return out_of_range(spec, o, v);
+        int rc = qd_parse_size(v, &x);
+        if (rc == -2) return out_of_range(spec, o, v);
+        if (rc != 0)
             return qd_fail(QD_ERR_USAGE, "%s: --%s: '%s' is not a size (e.g. 5GB, 500MB)", spec->name, o->name, v);
-        }
         double lo, hi;
         QD_CHECK(range_of(spec, o, &lo, &hi));
         if ((double)x < lo || (double)x > hi) return out_of_range(spec, o, v);

@@ -41,7 +41,8 @@ typedef struct qd_cmd_spec {
 /* Returns QD_OK with *help_shown = 1 when --help was printed (the command should exit 0). */
 qd_status qd_args_parse(const qd_cmd_spec *spec, int argc, char **argv, int *help_shown);
 void qd_args_print_help(const qd_cmd_spec *spec);
-/* "5GB", "500MB", "1024" -> bytes (decimal units, also KiB/MiB/GiB) */
+/* "5GB", "500MB", "1024" -> bytes (decimal units, also KiB/MiB/GiB). Returns 0, -1 when s is not a
+ * size, -2 when it is one that no uint64 holds (negative, infinite, 2^64 bytes or more). */
 int qd_parse_size(const char *s, uint64_t *out);
 
 #endif
