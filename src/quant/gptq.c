@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * gptq.c - GPTQ for one Linear (algorithms.md section 1), orchestrated on the host over the backend:
+ * gptq.c - GPTQ for one Linear (docs/reference/algorithms.md section 1), orchestrated on the host over the backend:
  * dead columns, act-order, static groups, damping with retries, the column sweep, un-permutation. */
 #include <math.h>
 #include <stdio.h>
