@@ -721,6 +721,11 @@ static qd_status export_from_staging(const qd_run_opts *o, const qd_model_cfg *c
 /* Refuse before any work when the format cannot express the scheme, a group size does not divide a
  * Linear's input features, or the output exists. */
 static qd_status preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
+    qd_checkpoint *ck;
+    QD_CHECK(qd_ckpt_open(o->model_dir, 0, &ck));
+    qd_status cst = qd_model_check_ckpt(cfg, ck);
+    qd_ckpt_close(ck);
+    QD_CHECK(cst);
     const char *names[QD_MAX_LINEARS];
     int groups[QD_MAX_LINEARS];
     int n = qd_model_linear_names(cfg, names, groups);
@@ -729,7 +734,7 @@ static qd_status preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
         qd_qspec spec;
         snprintf(module, sizeof module, "model.layers.0.%s", names[l]);
         qd_recipe_resolve(o->q.recipe, &o->q.base, module, &spec);
-        size_t G, K = (size_t)(l == QD_LIN_O ? cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
+        size_t G, K = (size_t)(l == QD_LIN_O ? (int64_t)cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
         if (!spec.skip) QD_CHECK(qd_qspec_groups(&spec, module, K, &G));
     }
     qd_export_format f;
@@ -756,9 +761,9 @@ static qd_status check_space(const qd_run_opts *o, const qd_model_cfg *cfg, cons
     for (size_t i = 0; i < ck->ntensors; i++) model_bytes += ck->tensors[i]->nbytes;
     unsigned wbytes = qd_dtype_bits(cfg->dtype) / 8;
     for (int l = 0; l < n && l < QD_NLIN; l++) {
-        uint64_t K = (uint64_t)(l == QD_LIN_O ? cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
-        uint64_t N = (uint64_t)(l == QD_LIN_Q ? cfg->nheads * cfg->head_dim
-                                : (l == QD_LIN_K || l == QD_LIN_V) ? cfg->nkv * cfg->head_dim
+        uint64_t K = (uint64_t)(l == QD_LIN_O ? (int64_t)cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
+        uint64_t N = (uint64_t)(l == QD_LIN_Q ? (int64_t)cfg->nheads * cfg->head_dim
+                                : (l == QD_LIN_K || l == QD_LIN_V) ? (int64_t)cfg->nkv * cfg->head_dim
                                 : (l == QD_LIN_GATE || l == QD_LIN_UP) ? cfg->intermediate : cfg->hidden);
         uint64_t G = o->q.base.group_size > 0 ? K / (uint64_t)o->q.base.group_size : 1;
         stage += (uint64_t)cfg->nlayers * (N * K + 8 * G * N + 4 * K);

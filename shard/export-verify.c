@@ -51,7 +51,7 @@ static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_
         for (int k = 0; k < l->K; k++) {
             size_t gi = (size_t)l->g_idx[k] * l->N + n;
             float s = unquantized ? l->scales[gi] : round_to(sdt, l->scales[gi]);
-            float want = (float)((int)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * s;
+            float want = (float)((int64_t)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * s;
             if (unquantized) want = round_to(plain->dtype, want);
             float g = got[(size_t)n * l->K + k];
             if (memcmp(&g, &want, sizeof g) != 0) {
@@ -63,7 +63,7 @@ static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_
     free(got);
     if (bad)
         return qd_fail(QD_ERR_MISMATCH, "export verify: %s: %zu of %lld weights read back differ (largest %.3g)",
-                       l->name, bad, (long long)l->N * l->K, maxdiff);
+                       l->name, bad, (long long)l->N * (long long)l->K, maxdiff);
     return QD_OK;
 }
 

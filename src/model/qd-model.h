@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "qd-dtype.h"
+#include "qd-safetensors.h"
 #include "qd-status.h"
 
 typedef enum { QD_ARCH_LLAMA, QD_ARCH_MISTRAL, QD_ARCH_QWEN2, QD_ARCH_QWEN3 } qd_arch;
@@ -73,6 +74,12 @@ qd_part qd_model_classify(const qd_model_cfg *cfg, const char *tensor_name, int 
  * groups[i] is the index of the sequential group of names[i]: [q,k,v]=0 [o]=1 [gate,up]=2 [down]=3. */
 int qd_model_linear_names(const qd_model_cfg *cfg, const char **names, int *groups);
 const char *qd_arch_supported_list(void); /* "LlamaForCausalLM, MistralForCausalLM, ..." */
+
+/* The checkpoint holds exactly the blocks 0..num_hidden_layers-1, each with every tensor the config
+ * implies, in a float dtype and the shape the config gives (a quantized config: any stored form of a
+ * Linear), plus the embedding and final norm. Called before any work by quantize, eval, export and
+ * inspect; the error names the file, the tensor and the config fields that disagree. Reads headers only. */
+qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck);
 
 /* Copy config.json, generation_config.json and the tokenizer files that exist in src_dir to dst_dir
  * (what a converted checkpoint carries over besides its weights). */
