@@ -723,7 +723,7 @@ static qd_status export_from_staging(const qd_run_opts *o, const qd_model_cfg *c
 static qd_status preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
     qd_checkpoint *ck;
     QD_CHECK(qd_ckpt_open(o->model_dir, 0, &ck));
-    qd_status cst = qd_model_check_ckpt(cfg, ck);
+    qd_status cst = qd_model_check_ckpt(cfg, ck, 0);
     qd_ckpt_close(ck);
     QD_CHECK(cst);
     const char *names[QD_MAX_LINEARS];

@@ -7,12 +7,26 @@
  */
 #include "qd-model.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "qd-check.h"
 #include "qd-log.h"
+
+/* the one line: an error, or (warn) a warning and a status the caller may ignore */
+static qd_status bad(int warn, const char *fmt, ...) QD_PRINTF(2, 3);
+static qd_status bad(int warn, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!warn) return qd_fail(QD_ERR_FORMAT, "%s", msg);
+    qd_warn("%s", msg);
+    return QD_ERR_FORMAT;
+}
 
 static const char *file_of(const qd_checkpoint *ck, const qd_st_tensor *t) {
     if (t && t->file_index >= 0 && t->file_index < ck->nfiles) {
@@ -36,15 +50,15 @@ typedef struct {
     const char *fields;
 } want;
 
-static qd_status check_tensor(const qd_checkpoint *ck, const char *name, const want *w, int required) {
+static qd_status check_tensor(int warn, const qd_checkpoint *ck, const char *name, const want *w, int required) {
     const qd_st_tensor *t = qd_ckpt_find(ck, name);
     if (!t) {
         if (!required) return QD_OK;
-        return qd_fail(QD_ERR_FORMAT, "%s/%s: tensor %s is missing; config.json (%s) expects it", ck->dir,
+        return bad(warn, "%s/%s: tensor %s is missing; config.json (%s) expects it", ck->dir,
                        file_of(ck, NULL), name, w->fields);
     }
     if (!qd_dtype_is_float(t->dtype))
-        return qd_fail(QD_ERR_FORMAT, "%s/%s: %s has dtype %s; a float dtype (F32, BF16, F16) is expected", ck->dir,
+        return bad(warn, "%s/%s: %s has dtype %s; a float dtype (F32, BF16, F16) is expected", ck->dir,
                        file_of(ck, t), name, qd_dtype_name(t->dtype));
     int ok = t->ndim == w->ndim;
     for (int i = 0; ok && i < w->ndim; i++) ok = t->shape[i] == w->dims[i];
@@ -52,9 +66,9 @@ static qd_status check_tensor(const qd_checkpoint *ck, const char *name, const w
         char got[160];
         shape_text(t, got, sizeof got);
         if (w->ndim == 2)
-            return qd_fail(QD_ERR_FORMAT, "%s/%s: %s has shape %s, config.json (%s) expects [%lld,%lld]", ck->dir,
+            return bad(warn, "%s/%s: %s has shape %s, config.json (%s) expects [%lld,%lld]", ck->dir,
                            file_of(ck, t), name, got, w->fields, (long long)w->dims[0], (long long)w->dims[1]);
-        return qd_fail(QD_ERR_FORMAT, "%s/%s: %s has shape %s, config.json (%s) expects [%lld]", ck->dir,
+        return bad(warn, "%s/%s: %s has shape %s, config.json (%s) expects [%lld]", ck->dir,
                        file_of(ck, t), name, got, w->fields, (long long)w->dims[0]);
     }
     return QD_OK;
@@ -62,19 +76,19 @@ static qd_status check_tensor(const qd_checkpoint *ck, const char *name, const w
 
 /* A Linear of a quantized checkpoint: any stored form (plain float weight, GPTQ/AWQ qweight,
  * compressed-tensors weight_packed or int8 weight); its shape is checked by the format reader. */
-static qd_status check_linear(const qd_model_cfg *cfg, const qd_checkpoint *ck, const char *prefix, const want *w) {
+static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, const char *prefix, const want *w) {
     char name[320];
     snprintf(name, sizeof name, "%s.weight", prefix);
     const qd_st_tensor *t = qd_ckpt_find(ck, name);
     if (cfg->quantized) {
-        if (t && qd_dtype_is_float(t->dtype)) return check_tensor(ck, name, w, 1);
+        if (t && qd_dtype_is_float(t->dtype)) return check_tensor(warn, ck, name, w, 1);
         if (t) return QD_OK;
         static const char *const forms[] = {".qweight", ".weight_packed"};
         for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
             snprintf(name, sizeof name, "%s%s", prefix, forms[i]);
             if (qd_ckpt_find(ck, name)) return QD_OK;
         }
-        return qd_fail(QD_ERR_FORMAT, "%s/%s: Linear %s has no weight (.weight, .qweight or .weight_packed); "
+        return bad(warn, "%s/%s: Linear %s has no weight (.weight, .qweight or .weight_packed); "
                        "config.json (num_hidden_layers=%d) expects it", ck->dir, file_of(ck, NULL), prefix,
                        cfg->nlayers);
     }
@@ -86,18 +100,18 @@ static qd_status check_linear(const qd_model_cfg *cfg, const qd_checkpoint *ck, 
             q = qd_ckpt_find(ck, name);
         }
         if (q)
-            return qd_fail(QD_ERR_FORMAT, "%s/%s: %s is stored quantized but config.json has no quantization_config",
+            return bad(warn, "%s/%s: %s is stored quantized but config.json has no quantization_config",
                            ck->dir, file_of(ck, q), name);
         snprintf(name, sizeof name, "%s.weight", prefix);
-        return check_tensor(ck, name, w, 1);
+        return check_tensor(warn, ck, name, w, 1);
     }
     if (!qd_dtype_is_float(t->dtype))
-        return qd_fail(QD_ERR_FORMAT, "%s/%s: %s has dtype %s but config.json has no quantization_config (a float "
+        return bad(warn, "%s/%s: %s has dtype %s but config.json has no quantization_config (a float "
                        "dtype is expected)", ck->dir, file_of(ck, t), name, qd_dtype_name(t->dtype));
-    return check_tensor(ck, name, w, 1);
+    return check_tensor(warn, ck, name, w, 1);
 }
 
-static qd_status check_block(const qd_model_cfg *cfg, const qd_checkpoint *ck, int b) {
+static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, int b) {
     const int64_t H = cfg->hidden, I = cfg->intermediate, hd = cfg->head_dim;
     const int64_t qo = (int64_t)cfg->nheads * hd, kvo = (int64_t)cfg->nkv * hd;
     const char *names[QD_MAX_LINEARS];
@@ -126,11 +140,11 @@ static qd_status check_block(const qd_model_cfg *cfg, const qd_checkpoint *ck, i
         else if (l == 0) snprintf(fields[l], sizeof fields[l], "num_attention_heads=%d, head_dim=%d, hidden_size=%d", cfg->nheads, cfg->head_dim, cfg->hidden);
         else snprintf(fields[l], sizeof fields[l], "num_key_value_heads=%d, head_dim=%d, hidden_size=%d", cfg->nkv, cfg->head_dim, cfg->hidden);
         w.fields = fields[l];
-        QD_CHECK(check_linear(cfg, ck, prefix, &w));
+        QD_CHECK(check_linear(warn, cfg, ck, prefix, &w));
         if (has_bias[l]) {
             want wb = {1, {w.dims[0], 0}, fields[l]};
             snprintf(name, sizeof name, "%s.bias", prefix);
-            QD_CHECK(check_tensor(ck, name, &wb, 1));
+            QD_CHECK(check_tensor(warn, ck, name, &wb, 1));
         }
     }
     char f_h[64], f_hd[64];
@@ -138,25 +152,25 @@ static qd_status check_block(const qd_model_cfg *cfg, const qd_checkpoint *ck, i
     snprintf(f_hd, sizeof f_hd, "head_dim=%d", cfg->head_dim);
     const want norm = {1, {H, 0}, f_h}, qk = {1, {hd, 0}, f_hd};
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", b);
-    QD_CHECK(check_tensor(ck, name, &norm, 1));
+    QD_CHECK(check_tensor(warn, ck, name, &norm, 1));
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", b);
-    QD_CHECK(check_tensor(ck, name, &norm, 1));
+    QD_CHECK(check_tensor(warn, ck, name, &norm, 1));
     if (cfg->qk_norm) {
         snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", b);
-        QD_CHECK(check_tensor(ck, name, &qk, 1));
+        QD_CHECK(check_tensor(warn, ck, name, &qk, 1));
         snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", b);
-        QD_CHECK(check_tensor(ck, name, &qk, 1));
+        QD_CHECK(check_tensor(warn, ck, name, &qk, 1));
     }
     return QD_OK;
 }
 
-qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck) {
+qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, int warn) {
     /* every block the checkpoint holds must be one the config declares */
     for (size_t i = 0; i < ck->ntensors; i++) {
         int b = -1;
         const qd_st_tensor *t = ck->tensors[i];
         if (qd_model_classify(NULL, t->name, &b, NULL, 0) == QD_PART_BLOCK && b >= cfg->nlayers)
-            return qd_fail(QD_ERR_FORMAT, "%s/%s: %s belongs to block %d but config.json has num_hidden_layers=%d "
+            return bad(warn, "%s/%s: %s belongs to block %d but config.json has num_hidden_layers=%d "
                            "(blocks 0..%d)", ck->dir, file_of(ck, t), t->name, b, cfg->nlayers, cfg->nlayers - 1);
     }
     for (int b = 0; b < cfg->nlayers; b++) {
@@ -169,18 +183,18 @@ qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck) 
             int any = 0;
             for (size_t i = 0; i < ck->ntensors && !any; i++) any = strncmp(ck->tensors[i]->name, name, len) == 0;
             if (!any)
-                return qd_fail(QD_ERR_FORMAT, "%s/%s: no tensors of block %d (model.layers.%d.*) but config.json has "
+                return bad(warn, "%s/%s: no tensors of block %d (model.layers.%d.*) but config.json has "
                                "num_hidden_layers=%d", ck->dir, file_of(ck, NULL), b, b, cfg->nlayers);
         }
-        QD_CHECK(check_block(cfg, ck, b));
+        QD_CHECK(check_block(warn, cfg, ck, b));
     }
     char f_e[96], f_h[64];
     snprintf(f_e, sizeof f_e, "vocab_size=%d, hidden_size=%d", cfg->vocab, cfg->hidden);
     snprintf(f_h, sizeof f_h, "hidden_size=%d", cfg->hidden);
     const want embed = {2, {cfg->vocab, cfg->hidden}, f_e}, norm = {1, {cfg->hidden, 0}, f_h};
-    QD_CHECK(check_tensor(ck, "model.embed_tokens.weight", &embed, 1));
-    QD_CHECK(check_tensor(ck, "model.norm.weight", &norm, 1));
+    QD_CHECK(check_tensor(warn, ck, "model.embed_tokens.weight", &embed, 1));
+    QD_CHECK(check_tensor(warn, ck, "model.norm.weight", &norm, 1));
     const qd_st_tensor *lm = qd_ckpt_find(ck, "lm_head.weight");
-    if (lm && qd_dtype_is_float(lm->dtype)) QD_CHECK(check_tensor(ck, "lm_head.weight", &embed, 1));
+    if (lm && qd_dtype_is_float(lm->dtype)) QD_CHECK(check_tensor(warn, ck, "lm_head.weight", &embed, 1));
     return QD_OK;
 }

@@ -78,8 +78,9 @@ const char *qd_arch_supported_list(void); /* "LlamaForCausalLM, MistralForCausal
 /* The checkpoint holds exactly the blocks 0..num_hidden_layers-1, each with every tensor the config
  * implies, in a float dtype and the shape the config gives (a quantized config: any stored form of a
  * Linear), plus the embedding and final norm. Called before any work by quantize, eval, export and
- * inspect; the error names the file, the tensor and the config fields that disagree. Reads headers only. */
-qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck);
+ * inspect; the error names the file, the tensor and the config fields that disagree. Reads headers only.
+ * warn = 1 (inspect, which shows partial checkpoints too): the first mismatch is printed as a warning. */
+qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, int warn);
 
 /* Copy config.json, generation_config.json and the tokenizer files that exist in src_dir to dst_dir
  * (what a converted checkpoint carries over besides its weights). */

@@ -206,7 +206,7 @@ qd_status qd_quantize_model(qd_backend_t be, const qd_quantize_model_opts *o) {
     r.modules = cJSON_CreateObject();
     if (!r.modules) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
     QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &r.ck), st, fail);
-    QD_CHECK_GOTO(qd_model_check_ckpt(&cfg, r.ck), st, fail);
+    QD_CHECK_GOTO(qd_model_check_ckpt(&cfg, r.ck, 0), st, fail);
     if (cfg.quantized) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
         goto fail;

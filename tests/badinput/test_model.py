@@ -199,5 +199,6 @@ def test_other_commands_check_the_checkpoint_too(tmp_path, cmd):
         shutil.copy(os.path.join(REPO, "fixtures", "pycode-16m", "tokenizer.json"), m)
         (tmp_path / "e.txt").write_text("def f(x):\n    return x\n" * 20)
         r = qd("eval", "--model", m, "--data", tmp_path / "e.txt", "--backend", "cpu")
-    assert r.returncode != 0
+    # inspect shows partial checkpoints too: it warns and still lists; the others refuse
+    assert r.returncode == (0 if cmd == "inspect" else 1), r.stderr
     assert "model.layers.1.post_attention_layernorm.weight" in r.stderr and "hidden_size=64" in r.stderr, r.stderr
