@@ -64,6 +64,7 @@ typedef struct {
     qd_buf_t fp_buf;
     const int32_t *ids;
     int dev_share;           /* ranks of this node mapped to this rank's GPU (>= 1) */
+    qd_dtype store_dt;       /* the dtype the export stores scales in (F16; compressed-tensors: the model's) */
     rank_times t;
 } worker;
 
@@ -264,6 +265,12 @@ static qd_status w_quantize(void *user, int b) {
     qd_status st;
     QD_CHECK_GOTO(load_block(k, b, &w), st, out);
     QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
+    /* a scale the checkpoint cannot hold is refused now, not after the whole run at export */
+    for (int l = 0; l < QD_NLIN; l++) {
+        if (!res[l].q.codes) continue;
+        QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
+        QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
+    }
     QD_CHECK_GOTO(stage_block(k, b, &w, res, now_s() - t0), st, out);
     if (no_calib(k)) goto out;
     /* k->out already holds what a resumed run's replay computes (qd-replay.h): the same forward ops
@@ -797,6 +804,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_status st;
 
     QD_CHECK_GOTO(qd_model_cfg_load(o->model_dir, &cfg), st, fail);
+    k.store_dt = strcmp(o->format, "compressed-tensors") == 0 ? cfg.dtype : QD_DT_F16;
     QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? preflight(o, &cfg) : QD_OK), st, fail);
     if (cfg.quantized) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);

@@ -45,6 +45,12 @@ static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_
     snprintf(wname, sizeof wname, "%s.weight", l->name);
     const qd_st_tensor *plain = qd_ckpt_find(ck, wname);
     int unquantized = sdt == QD_DT_COUNT && plain && qd_dtype_is_float(plain->dtype);
+    /* inf == inf and NaN patterns compare equal bit for bit: a scale that does not fit is no match */
+    qd_status st = qd_qlayer_check_scales(l, unquantized ? QD_DT_F32 : sdt, "the exported checkpoint");
+    if (st != QD_OK) {
+        free(got);
+        return st;
+    }
     double maxdiff = 0;
     size_t bad = 0;
     for (int n = 0; n < l->N; n++)
@@ -54,7 +60,7 @@ static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_
             float want = (float)((int64_t)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * s;
             if (unquantized) want = round_to(plain->dtype, want);
             float g = got[(size_t)n * l->K + k];
-            if (memcmp(&g, &want, sizeof g) != 0) {
+            if (memcmp(&g, &want, sizeof g) != 0 || !isfinite(g)) {
                 bad++;
                 double d = fabs((double)g - want);
                 maxdiff = d > maxdiff ? d : maxdiff;

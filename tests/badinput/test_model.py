@@ -202,3 +202,48 @@ def test_other_commands_check_the_checkpoint_too(tmp_path, cmd):
     # inspect shows partial checkpoints too: it warns and still lists; the others refuse
     assert r.returncode == (0 if cmd == "inspect" else 1), r.stderr
     assert "model.layers.1.post_attention_layernorm.weight" in r.stderr and "hidden_size=64" in r.stderr, r.stderr
+
+
+# ---- item 6: scales that do not fit the stored scale dtype ----
+
+def big_row_model(d):
+    t = tensors_for(CFG)
+    w = t["model.layers.0.self_attn.q_proj.weight"]
+    w[5, :] = np.linspace(-1e6, 1e6, w.shape[1], dtype=np.float32)  # finite, but max/7 > 65504 (F16 max)
+    return write_model(d, tensors=t)
+
+
+def test_scale_overflowing_f16_is_refused_at_its_block(tmp_path):
+    m = big_row_model(tmp_path / "m")
+    r = quantize(m, tmp_path / "out", "--format", "gptq")
+    assert_one_error(r, "model.layers.0.self_attn.q_proj", "F16")
+    assert "row 5" in r.stderr and "133333" in r.stderr, r.stderr  # the value: 2 * 1e6 / 15 (4-bit sym step)
+    assert not os.path.exists(tmp_path / "out")
+    st = tmp_path / "out.qdist-staging"
+    assert not st.exists() or not any(p.name.startswith("block-") for p in st.iterdir())
+
+
+def test_scale_fits_where_the_format_stores_the_model_dtype(tmp_path):
+    """compressed-tensors stores the scales of an fp32 model as F32: the same model goes through."""
+    m = big_row_model(tmp_path / "m")
+    r = quantize(m, tmp_path / "out", "--format", "compressed-tensors")
+    assert r.returncode == 0, r.stderr
+    s = load_file(str(tmp_path / "out" / "model.safetensors"))
+    sc = s["model.layers.0.self_attn.q_proj.weight_scale"]
+    assert sc.dtype == np.float32 and np.isfinite(sc).all() and sc.max() > 1e5
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1e38])
+def test_export_refuses_scales_that_do_not_fit(tmp_path, bad):
+    m = write_model(tmp_path / "m")
+    fake = tmp_path / "fake"
+    r = quantize(m, fake, "--format", "fake")
+    assert r.returncode == 0, r.stderr
+    f = fake / "model.safetensors"
+    t = load_file(str(f))
+    t["model.layers.1.mlp.down_proj.qd_scales"][0, 3] = bad
+    save_file(t, str(f))
+    r = qd("export", "--input", fake, "--output", tmp_path / "out", "--format", "gptq", "--verify")
+    assert_one_error(r, "model.layers.1.mlp.down_proj", "nan" if bad != bad else "1e+38")
+    assert "bit-exact" not in r.stderr + r.stdout
+    assert not os.path.exists(tmp_path / "out")
