@@ -341,3 +341,16 @@ def test_full_disk_while_staging_is_one_clean_line(tmp_path):
         assert noise not in r.stderr, r.stderr
     assert not any(n.endswith(".tmp") for n in left), left
     assert not (tmp_path / "out").exists()
+
+
+def test_export_checks_the_fake_directory_against_its_config(tmp_path):
+    m = write_model(tmp_path / "m")
+    fake = tmp_path / "fake"
+    r = quantize(m, fake, "--format", "fake")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((fake / "config.json").read_text())
+    cfg["num_hidden_layers"] = 3  # the directory holds 2 blocks
+    (fake / "config.json").write_text(json.dumps(cfg))
+    r = qd("export", "--input", fake, "--output", tmp_path / "out", "--format", "gptq")
+    assert_one_error(r, "block 2", "num_hidden_layers=3")
+    assert not os.path.exists(tmp_path / "out")
