@@ -50,13 +50,11 @@ typedef struct {
     const char *fields;
 } want;
 
-static qd_status check_tensor(int warn, const qd_checkpoint *ck, const char *name, const want *w, int required) {
+static qd_status check_tensor(int warn, const qd_checkpoint *ck, const char *name, const want *w) {
     const qd_st_tensor *t = qd_ckpt_find(ck, name);
-    if (!t) {
-        if (!required) return QD_OK;
+    if (!t)
         return bad(warn, "%s/%s: tensor %s is missing; config.json (%s) expects it", ck->dir,
-                       file_of(ck, NULL), name, w->fields);
-    }
+                   file_of(ck, NULL), name, w->fields);
     if (!qd_dtype_is_float(t->dtype))
         return bad(warn, "%s/%s: %s has dtype %s; a float dtype (F32, BF16, F16) is expected", ck->dir,
                        file_of(ck, t), name, qd_dtype_name(t->dtype));
@@ -81,7 +79,7 @@ static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkp
     snprintf(name, sizeof name, "%s.weight", prefix);
     const qd_st_tensor *t = qd_ckpt_find(ck, name);
     if (cfg->quantized) {
-        if (t && qd_dtype_is_float(t->dtype)) return check_tensor(warn, ck, name, w, 1);
+        if (t && qd_dtype_is_float(t->dtype)) return check_tensor(warn, ck, name, w);
         if (t) return QD_OK;
         static const char *const forms[] = {".qweight", ".weight_packed"};
         for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
@@ -103,48 +101,45 @@ static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkp
             return bad(warn, "%s/%s: %s is stored quantized but config.json has no quantization_config",
                            ck->dir, file_of(ck, q), name);
         snprintf(name, sizeof name, "%s.weight", prefix);
-        return check_tensor(warn, ck, name, w, 1);
+        return check_tensor(warn, ck, name, w);
     }
     if (!qd_dtype_is_float(t->dtype))
         return bad(warn, "%s/%s: %s has dtype %s but config.json has no quantization_config (a float "
                        "dtype is expected)", ck->dir, file_of(ck, t), name, qd_dtype_name(t->dtype));
-    return check_tensor(warn, ck, name, w, 1);
+    return check_tensor(warn, ck, name, w);
 }
 
 static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, int b) {
     const int64_t H = cfg->hidden, I = cfg->intermediate, hd = cfg->head_dim;
     const int64_t qo = (int64_t)cfg->nheads * hd, kvo = (int64_t)cfg->nkv * hd;
+    /* the config fields each dim comes from, with their values: "intermediate_size=128, hidden_size=64" */
+    char f_q[96], f_kv[96], f_o[96], f_up[96], f_down[96];
+    snprintf(f_q, sizeof f_q, "num_attention_heads=%d, head_dim=%d, hidden_size=%d", cfg->nheads, cfg->head_dim,
+             cfg->hidden);
+    snprintf(f_kv, sizeof f_kv, "num_key_value_heads=%d, head_dim=%d, hidden_size=%d", cfg->nkv, cfg->head_dim,
+             cfg->hidden);
+    snprintf(f_o, sizeof f_o, "hidden_size=%d, num_attention_heads=%d, head_dim=%d", cfg->hidden, cfg->nheads,
+             cfg->head_dim);
+    snprintf(f_up, sizeof f_up, "intermediate_size=%d, hidden_size=%d", cfg->intermediate, cfg->hidden);
+    snprintf(f_down, sizeof f_down, "hidden_size=%d, intermediate_size=%d", cfg->hidden, cfg->intermediate);
     const char *names[QD_MAX_LINEARS];
     int groups[QD_MAX_LINEARS];
     int n = qd_model_linear_names(cfg, names, groups);
+    /* in qd_model_linear_names' order: q, k, v, o, gate, up, down */
     const want lin[QD_MAX_LINEARS] = {
-        {2, {qo, H}, "num_attention_heads*head_dim, hidden_size"},
-        {2, {kvo, H}, "num_key_value_heads*head_dim, hidden_size"},
-        {2, {kvo, H}, "num_key_value_heads*head_dim, hidden_size"},
-        {2, {H, qo}, "hidden_size, num_attention_heads*head_dim"},
-        {2, {I, H}, "intermediate_size, hidden_size"},
-        {2, {I, H}, "intermediate_size, hidden_size"},
-        {2, {H, I}, "hidden_size, intermediate_size"},
+        {2, {qo, H}, f_q},  {2, {kvo, H}, f_kv}, {2, {kvo, H}, f_kv}, {2, {H, qo}, f_o},
+        {2, {I, H}, f_up},  {2, {I, H}, f_up},   {2, {H, I}, f_down},
     };
     const int has_bias[QD_MAX_LINEARS] = {cfg->attn_bias, cfg->attn_bias, cfg->attn_bias, cfg->o_bias,
                                           cfg->mlp_bias,  cfg->mlp_bias,  cfg->mlp_bias};
     char prefix[256], name[320];
-    char fields[QD_MAX_LINEARS][96];
     for (int l = 0; l < n; l++) {
         snprintf(prefix, sizeof prefix, "model.layers.%d.%s", b, names[l]);
-        want w = lin[l];
-        /* name the values too: "intermediate_size=128, hidden_size=64" */
-        if (l == 4 || l == 5) snprintf(fields[l], sizeof fields[l], "intermediate_size=%d, hidden_size=%d", cfg->intermediate, cfg->hidden);
-        else if (l == 6) snprintf(fields[l], sizeof fields[l], "hidden_size=%d, intermediate_size=%d", cfg->hidden, cfg->intermediate);
-        else if (l == 3) snprintf(fields[l], sizeof fields[l], "hidden_size=%d, num_attention_heads=%d, head_dim=%d", cfg->hidden, cfg->nheads, cfg->head_dim);
-        else if (l == 0) snprintf(fields[l], sizeof fields[l], "num_attention_heads=%d, head_dim=%d, hidden_size=%d", cfg->nheads, cfg->head_dim, cfg->hidden);
-        else snprintf(fields[l], sizeof fields[l], "num_key_value_heads=%d, head_dim=%d, hidden_size=%d", cfg->nkv, cfg->head_dim, cfg->hidden);
-        w.fields = fields[l];
-        QD_CHECK(check_linear(warn, cfg, ck, prefix, &w));
+        QD_CHECK(check_linear(warn, cfg, ck, prefix, &lin[l]));
         if (has_bias[l]) {
-            want wb = {1, {w.dims[0], 0}, fields[l]};
+            want wb = {1, {lin[l].dims[0], 0}, lin[l].fields};
             snprintf(name, sizeof name, "%s.bias", prefix);
-            QD_CHECK(check_tensor(warn, ck, name, &wb, 1));
+            QD_CHECK(check_tensor(warn, ck, name, &wb));
         }
     }
     char f_h[64], f_hd[64];
@@ -152,14 +147,14 @@ static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpo
     snprintf(f_hd, sizeof f_hd, "head_dim=%d", cfg->head_dim);
     const want norm = {1, {H, 0}, f_h}, qk = {1, {hd, 0}, f_hd};
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", b);
-    QD_CHECK(check_tensor(warn, ck, name, &norm, 1));
+    QD_CHECK(check_tensor(warn, ck, name, &norm));
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", b);
-    QD_CHECK(check_tensor(warn, ck, name, &norm, 1));
+    QD_CHECK(check_tensor(warn, ck, name, &norm));
     if (cfg->qk_norm) {
         snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", b);
-        QD_CHECK(check_tensor(warn, ck, name, &qk, 1));
+        QD_CHECK(check_tensor(warn, ck, name, &qk));
         snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", b);
-        QD_CHECK(check_tensor(warn, ck, name, &qk, 1));
+        QD_CHECK(check_tensor(warn, ck, name, &qk));
     }
     return QD_OK;
 }
@@ -192,9 +187,9 @@ qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, 
     snprintf(f_e, sizeof f_e, "vocab_size=%d, hidden_size=%d", cfg->vocab, cfg->hidden);
     snprintf(f_h, sizeof f_h, "hidden_size=%d", cfg->hidden);
     const want embed = {2, {cfg->vocab, cfg->hidden}, f_e}, norm = {1, {cfg->hidden, 0}, f_h};
-    QD_CHECK(check_tensor(warn, ck, "model.embed_tokens.weight", &embed, 1));
-    QD_CHECK(check_tensor(warn, ck, "model.norm.weight", &norm, 1));
+    QD_CHECK(check_tensor(warn, ck, "model.embed_tokens.weight", &embed));
+    QD_CHECK(check_tensor(warn, ck, "model.norm.weight", &norm));
     const qd_st_tensor *lm = qd_ckpt_find(ck, "lm_head.weight");
-    if (lm && qd_dtype_is_float(lm->dtype)) QD_CHECK(check_tensor(warn, ck, "lm_head.weight", &embed, 1));
+    if (lm && qd_dtype_is_float(lm->dtype)) QD_CHECK(check_tensor(warn, ck, "lm_head.weight", &embed));
     return QD_OK;
 }

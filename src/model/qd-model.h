@@ -6,6 +6,9 @@
  * DeepSeek, ...) are recognised and refused by name. Rope parameters are read from either the hub
  * form (rope_theta + rope_scaling) or the newer rope_parameters form. Missing required fields and
  * values of the wrong type name the field and the file. qdist never runs remote code: auto_map is ignored.
+ * Size fields are bounded before anything is sized from them (layers <= 4096, heads and head_dim <= 4096,
+ * hidden <= 2^18, intermediate and heads*head_dim <= 2^20, vocab <= 2^24, positions <= 2^28), so
+ * every product of two dims fits in 64 bits and every Linear's N and K in an int.
  *
  * Tensor names map to parts: the embedding, a block (model.layers.<i>.<module>), the final norm,
  * lm_head. qd_model_linear_names lists a block's Linear modules in true-sequential order.

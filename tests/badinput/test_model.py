@@ -81,8 +81,13 @@ def env():
 
 
 def sanitized():
+    """An ASan/UBSan/TSan build (runtime linked dynamically, gcc, or statically, clang)."""
     r = subprocess.run(["nm", "-D", QDIST], capture_output=True, text=True)
-    return "__asan" in r.stdout or "__ubsan" in r.stdout or "__tsan" in r.stdout
+    if any(m in r.stdout for m in ("__asan", "__ubsan", "__tsan")):
+        return True
+    with open(QDIST, "rb") as f:
+        data = f.read()
+    return any(m in data for m in (b"AddressSanitizer", b"UndefinedBehaviorSanitizer", b"ThreadSanitizer"))
 
 
 def qd(*args, timeout=120):
