@@ -320,6 +320,7 @@ qd_status qd_cmd_inspect(int argc, char **argv) {
     qd_status st = qd_model_cfg_load(c.dir, &c.cfg);
     if (st == QD_OK) st = load_qcfg(&c);
     if (st == QD_OK) st = qd_ckpt_open(c.dir, 0, &c.ck);
+    if (st == QD_OK) (void)qd_model_check_ckpt(&c.cfg, c.ck, 1); /* reported, and the listing still shown */
     if (st == QD_OK) st = classify_all(&c);
     if (st == QD_OK) st = json ? print_json(&c) : print_text(&c);
     if (st == QD_OK && vllm_tp > 0) {
