@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 
 #include "qd-args.h"
@@ -17,6 +18,7 @@
 #include "qd-check.h"
 #include "qd-calib.h"
 #include "qd-commands.h"
+#include "qd-paths.h"
 #include "qd-tokenizer.h"
 
 typedef struct {
@@ -175,6 +177,49 @@ static qd_status calib_preview(const tok_args *a, FILE *out) {
     return QD_OK;
 }
 
+/* --output must be none of the files it is made from (same device and inode: links count), nor inside
+ * the model directory */
+static qd_status check_output(const tok_args *a) {
+    if (!a->output) return QD_OK;
+    if (a->input && strcmp(a->input, "-") != 0 && qd_same_file(a->input, a->output))
+        return qd_fail(QD_ERR_USAGE, "tokenize: --output %s is the same file as --input %s: it would be emptied before "
+                       "it is read; write somewhere else", a->output, a->input);
+    if (a->calib && qd_same_file(a->calib, a->output))
+        return qd_fail(QD_ERR_USAGE, "tokenize: --output %s is the same file as --calib %s: it would be emptied before "
+                       "it is read; write somewhere else", a->output, a->calib);
+    return qd_paths_disjoint("--output", a->output, "--model", a->model);
+}
+
+/* --output is written to OUTPUT.qdist-tmp-<pid> beside it and renamed into place only on success */
+static qd_status open_output(const tok_args *a, char *tmp, size_t cap, FILE **out) {
+    *out = stdout;
+    tmp[0] = '\0';
+    if (!a->output) return QD_OK;
+    if (snprintf(tmp, cap, "%s.qdist-tmp-%ld", a->output, (long)getpid()) >= (int)cap) {
+        tmp[0] = '\0';
+        return qd_fail(QD_ERR_USAGE, "tokenize: --output %s: path too long", a->output);
+    }
+    *out = fopen(tmp, "wbx");
+    if (!*out) {
+        qd_status st = qd_fail(QD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        tmp[0] = '\0';
+        return st;
+    }
+    return QD_OK;
+}
+
+static qd_status close_output(const tok_args *a, const char *tmp, FILE *out, qd_status st) {
+    const char *name = a->output ? a->output : "stdout";
+    if (fflush(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed: %s", name, strerror(errno));
+    if (out == stdout) return st;
+    if (st == QD_OK && fsync(fileno(out)) != 0) st = qd_fail(QD_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
+    if (fclose(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
+    if (st == QD_OK && rename(tmp, a->output) != 0)
+        st = qd_fail(QD_ERR_IO, "%s: rename of %s into place failed: %s", a->output, tmp, strerror(errno));
+    if (st != QD_OK) unlink(tmp); /* nothing partial is left under either name */
+    return st;
+}
+
 qd_status qd_cmd_tokenize(int argc, char **argv) {
     tok_args a = {0};
     a.calib_mode = "random";
@@ -207,25 +252,22 @@ qd_status qd_cmd_tokenize(int argc, char **argv) {
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
     if (!a.model) return qd_fail(QD_ERR_USAGE, "tokenize: --model DIR is required");
+    QD_CHECK(check_output(&a));
+    char tmp[4200];
+    FILE *out;
     if (a.calib) {
-        FILE *out = a.output ? fopen(a.output, "wb") : stdout;
-        if (!out) return qd_fail(QD_ERR_IO, "%s: cannot create: %s", a.output, strerror(errno));
-        qd_status st = calib_preview(&a, out);
-        if (fflush(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed", a.output ? a.output : "stdout");
-        if (out != stdout) fclose(out);
-        return st;
+        QD_CHECK(open_output(&a, tmp, sizeof tmp, &out));
+        return close_output(&a, tmp, out, calib_preview(&a, out));
     }
     if (!a.input) return qd_fail(QD_ERR_USAGE, "tokenize: --input FILE (or --calib FILE) is required");
     FILE *in = strcmp(a.input, "-") == 0 ? stdin : fopen(a.input, "rb");
     if (!in) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", a.input, strerror(errno));
-    FILE *out = a.output ? fopen(a.output, "wb") : stdout;
-    if (!out) {
+    qd_status st = open_output(&a, tmp, sizeof tmp, &out);
+    if (st != QD_OK) {
         if (in != stdin) fclose(in);
-        return qd_fail(QD_ERR_IO, "%s: cannot create: %s", a.output, strerror(errno));
+        return st;
     }
-    qd_status st = run(&a, in, out);
+    st = run(&a, in, out);
     if (in != stdin) fclose(in);
-    if (fflush(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed: %s", a.output ? a.output : "stdout", strerror(errno));
-    if (out != stdout && fclose(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: close failed", a.output);
-    return st;
+    return close_output(&a, tmp, out, st);
 }
