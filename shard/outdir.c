@@ -161,11 +161,16 @@ qd_status qd_outdir_begin(const char *final_dir, int overwrite, qd_outdir **out)
     else if (slash == o->parent) slash[1] = '\0';
     else *slash = '\0';
     qd_outdir_clean_stale(o->final);
-    st = qd_rm_rf(o->tmp); /* our own name: a leftover of an earlier run on this host with the same pid */
+    /* our own name: a leftover of an earlier run on this host with the same pid, if qdist wrote it */
+    struct stat sb;
+    if (lstat(o->tmp, &sb) == 0 && (!S_ISDIR(sb.st_mode) || (!qd_outdir_has_marker(o->tmp) && !qd_dir_is_empty(o->tmp))))
+        st = qd_fail(QD_ERR_USAGE, "%s: exists and was not written by qdist: remove or rename it", o->tmp);
+    if (st == QD_OK) st = qd_rm_rf(o->tmp);
     if (st == QD_OK) st = qd_mkdir_p(o->tmp);
     if (st == QD_OK) st = write_marker(o->tmp);
     if (st != QD_OK) {
-        qd_rm_rf(o->tmp);
+        if (lstat(o->tmp, &sb) == 0 && S_ISDIR(sb.st_mode) && (qd_outdir_has_marker(o->tmp) || qd_dir_is_empty(o->tmp)))
+            qd_rm_rf(o->tmp);
         free(o);
         return st;
     }

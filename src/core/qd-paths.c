@@ -130,9 +130,12 @@ qd_status qd_path_check_length(const char *flag, const char *path, size_t reserv
                        (size_t)NAME_MAX - reserve, reserve);
     char canon[PATH_MAX * 2];
     if (qd_path_canon(path, canon, sizeof canon) == QD_OK) total = strlen(canon);
-    if (total + reserve >= PATH_MAX)
-        return qd_fail(QD_ERR_USAGE, "%s %s: the path is %zu bytes, at most %zu fit (PATH_MAX %d, and qdist adds up to "
-                       "%zu bytes below it)", flag, path, total, (size_t)PATH_MAX - 1 - reserve, PATH_MAX, reserve);
+    if (total + reserve >= PATH_MAX) {
+        size_t n = strlen(path); /* the whole path would not fit one message line: its two ends */
+        return qd_fail(QD_ERR_USAGE, "%s %.60s%s%s: the path is %zu bytes, at most %zu fit (PATH_MAX %d, and qdist adds "
+                       "up to %zu bytes below it)", flag, path, n > 120 ? "..." : "", n > 120 ? path + n - 60 : path + (n > 60 ? 60 : n),
+                       total, (size_t)PATH_MAX - 1 - reserve, PATH_MAX, reserve);
+    }
     return QD_OK;
 }
 

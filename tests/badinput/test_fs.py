@@ -7,10 +7,12 @@ refused naming that run; a killed run's OUT.qdist-tmp-<host>-<pid> is removed by
 name too long for qdist's temporary names is refused up front (docs/data-safety.md)."""
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 
 import pytest
@@ -231,6 +233,27 @@ def test_tokenize_failure_leaves_no_partial_output(model, tmp_path):
     assert r.returncode == 1
     assert prev.read_bytes() == data  # the earlier output is left whole, not half rewritten
     assert sorted(os.listdir(tmp_path)) == ["bad.jsonl", "good.jsonl", "m", "prev.jsonl"]
+
+
+def test_quant_layer_output_is_its_input(tmp_path):
+    # a tiny layer file by hand: "weight" F32 [4,32], "inputs" F32 [8,32]
+    hdr, data, off = {}, b"", 0
+    for name, shape in (("weight", [4, 32]), ("inputs", [8, 32])):
+        n = shape[0] * shape[1] * 4
+        hdr[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + n]}
+        data += struct.pack("<%df" % (n // 4), *[((i * 37) % 17 - 8) / 8 for i in range(n // 4)])
+        off += n
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    layer = tmp_path / "L.safetensors"
+    layer.write_bytes(struct.pack("<Q", len(h)) + h + data)
+    link = tmp_path / "R.safetensors"
+    link.symlink_to(layer)
+    before = layer.read_bytes()
+    for out in (layer, link):
+        r = run("quant-layer", "--input", layer, "--output", out, "--method", "rtn", "--group-size", "32")
+        assert r.returncode == 2 and "--input" in one_error(r)
+    assert layer.read_bytes() == before
 
 
 # ---- item 9: the staging directory is locked for the whole run ----
