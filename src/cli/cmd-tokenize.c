@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 
@@ -190,33 +192,53 @@ static qd_status check_output(const tok_args *a) {
     return qd_paths_disjoint("--output", a->output, "--model", a->model);
 }
 
-/* --output is written to OUTPUT.qdist-tmp-<pid> beside it and renamed into place only on success */
-static qd_status open_output(const tok_args *a, char *tmp, size_t cap, FILE **out) {
-    *out = stdout;
-    tmp[0] = '\0';
+/* Where --output goes. A regular file (or a new name) is written to FINAL.qdist-tmp-<pid> beside it
+ * and renamed into place only on success; a symlink to one is followed, so the link stays a link.
+ * Something else that exists (/dev/stdout, a FIFO) is written in place: it cannot be replaced. */
+typedef struct {
+    FILE *f;
+    char final[PATH_MAX];
+    char tmp[PATH_MAX + 32]; /* "" when written in place */
+} out_file;
+
+static qd_status open_output(const tok_args *a, out_file *o) {
+    o->f = stdout;
+    o->final[0] = o->tmp[0] = '\0';
     if (!a->output) return QD_OK;
-    if (snprintf(tmp, cap, "%s.qdist-tmp-%ld", a->output, (long)getpid()) >= (int)cap) {
-        tmp[0] = '\0';
-        return qd_fail(QD_ERR_USAGE, "tokenize: --output %s: path too long", a->output);
+    struct stat st;
+    if (stat(a->output, &st) == 0 && !S_ISREG(st.st_mode)) {
+        o->f = fopen(a->output, "wb");
+        if (!o->f) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", a->output, strerror(errno));
+        return QD_OK;
     }
-    *out = fopen(tmp, "wbx");
-    if (!*out) {
-        qd_status st = qd_fail(QD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        tmp[0] = '\0';
-        return st;
+    int n = snprintf(o->final, sizeof o->final, "%s", a->output);
+    if (n >= 0 && (size_t)n < sizeof o->final && stat(a->output, &st) == 0 && !realpath(a->output, o->final))
+        return qd_fail(QD_ERR_IO, "%s: cannot resolve: %s", a->output, strerror(errno));
+    if (n < 0 || (size_t)n >= sizeof o->final ||
+        snprintf(o->tmp, sizeof o->tmp, "%s.qdist-tmp-%ld", o->final, (long)getpid()) >= (int)sizeof o->tmp)
+        return qd_fail(QD_ERR_USAGE, "tokenize: --output %s: path too long", a->output);
+    o->f = fopen(o->tmp, "wbx");
+    if (!o->f) {
+        qd_status r = qd_fail(QD_ERR_IO, "%s: cannot create: %s", o->tmp, strerror(errno));
+        o->tmp[0] = '\0';
+        return r;
     }
     return QD_OK;
 }
 
-static qd_status close_output(const tok_args *a, const char *tmp, FILE *out, qd_status st) {
+static qd_status close_output(const tok_args *a, out_file *o, qd_status st) {
     const char *name = a->output ? a->output : "stdout";
-    if (fflush(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed: %s", name, strerror(errno));
-    if (out == stdout) return st;
-    if (st == QD_OK && fsync(fileno(out)) != 0) st = qd_fail(QD_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (fclose(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == QD_OK && rename(tmp, a->output) != 0)
-        st = qd_fail(QD_ERR_IO, "%s: rename of %s into place failed: %s", a->output, tmp, strerror(errno));
-    if (st != QD_OK) unlink(tmp); /* nothing partial is left under either name */
+    if (fflush(o->f) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed: %s", name, strerror(errno));
+    if (o->f == stdout) return st;
+    if (!o->tmp[0]) {
+        if (fclose(o->f) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: close failed: %s", name, strerror(errno));
+        return st;
+    }
+    if (st == QD_OK && fsync(fileno(o->f)) != 0) st = qd_fail(QD_ERR_IO, "%s: fsync failed: %s", o->tmp, strerror(errno));
+    if (fclose(o->f) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: close failed: %s", o->tmp, strerror(errno));
+    if (st == QD_OK && rename(o->tmp, o->final) != 0)
+        st = qd_fail(QD_ERR_IO, "%s: rename of %s into place failed: %s", o->final, o->tmp, strerror(errno));
+    if (st != QD_OK) unlink(o->tmp); /* nothing partial is left under either name */
     return st;
 }
 
@@ -253,21 +275,20 @@ qd_status qd_cmd_tokenize(int argc, char **argv) {
     if (help) return QD_OK;
     if (!a.model) return qd_fail(QD_ERR_USAGE, "tokenize: --model DIR is required");
     QD_CHECK(check_output(&a));
-    char tmp[4200];
-    FILE *out;
+    out_file out;
     if (a.calib) {
-        QD_CHECK(open_output(&a, tmp, sizeof tmp, &out));
-        return close_output(&a, tmp, out, calib_preview(&a, out));
+        QD_CHECK(open_output(&a, &out));
+        return close_output(&a, &out, calib_preview(&a, out.f));
     }
     if (!a.input) return qd_fail(QD_ERR_USAGE, "tokenize: --input FILE (or --calib FILE) is required");
     FILE *in = strcmp(a.input, "-") == 0 ? stdin : fopen(a.input, "rb");
     if (!in) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", a.input, strerror(errno));
-    qd_status st = open_output(&a, tmp, sizeof tmp, &out);
+    qd_status st = open_output(&a, &out);
     if (st != QD_OK) {
         if (in != stdin) fclose(in);
         return st;
     }
-    st = run(&a, in, out);
+    st = run(&a, in, out.f);
     if (in != stdin) fclose(in);
-    return close_output(&a, tmp, out, st);
+    return close_output(&a, &out, st);
 }

@@ -233,6 +233,15 @@ def test_tokenize_failure_leaves_no_partial_output(model, tmp_path):
     assert r.returncode == 1
     assert prev.read_bytes() == data  # the earlier output is left whole, not half rewritten
     assert sorted(os.listdir(tmp_path)) == ["bad.jsonl", "good.jsonl", "m", "prev.jsonl"]
+    # an output named through a symlink is written to its target; the link stays a link
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(prev)
+    prev.write_text("old\n")
+    assert run("tokenize", "--model", model, "--input", good, "--output", link).returncode == 0
+    assert link.is_symlink() and prev.read_bytes() == data
+    # standard output cannot be replaced: it is written in place
+    r = run("tokenize", "--model", model, "--input", good, "--output", "/dev/stdout")
+    assert r.returncode == 0 and r.stdout.encode() == data
 
 
 def test_quant_layer_output_is_its_input(tmp_path):
