@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # qdist set-up for a fresh Debian 12 / Ubuntu 22.04+ machine (as root, or with sudo available).
 #   ./setup.sh demo   install what is missing, build, quantize the bundled model on CPU, evaluate it
-#   ./setup.sh test   install what is missing (incl. the Python test references), build, run all tests
-# Environment: QD_BUILD (build directory, default ./build), QD_JOBS (parallel build jobs).
+#   ./setup.sh test   install what is missing (incl. the Python test references), build, run all tests,
+#                     then the bad-input tests again against an ASan/UBSan build (QD_ASAN_BUILD)
+# Environment: QD_BUILD (build directory, default ./build), QD_ASAN_BUILD (default $QD_BUILD-asan),
+# QD_JOBS (parallel build jobs).
 set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-}
@@ -56,6 +58,13 @@ if [ "$mode" = test ]; then
   (cd "$build" && ctest --output-on-failure -j "$jobs" --output-junit ctest-junit.xml \
      --test-output-size-passed 65536) || rc=$?
   "$venv/bin/python" tests/skip_summary.py "$build" || true
+  # the bad-input tests once more against an ASan/UBSan build (CPU only; only qdist and its libraries
+  # are built there); leak reports from Open MPI's start-up only are suppressed (tests/badinput/lsan.supp).
+  # Either ctest failing fails the script.
+  asan="${QD_ASAN_BUILD:-$build-asan}"
+  cmake -S . -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQD_SANITIZE=ON -DPython3_EXECUTABLE="$PWD/$venv/bin/python"
+  cmake --build "$asan" -j "$jobs" --target qdist
+  (cd "$asan" && ctest --output-on-failure -j "$jobs" -L badinput) || rc=$?
   exit $rc
 fi
 

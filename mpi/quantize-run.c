@@ -14,6 +14,7 @@
 #include "qd-check.h"
 #include "qd-export.h"
 #include "qd-fs.h"
+#include "qd-st-writer.h"
 #include "qd-h5stage.h"
 #include "qd-qsource-stage.h"
 #include "qd-phase.h"
@@ -777,9 +778,8 @@ static qd_status preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
     QD_CHECK(qd_export_format_parse(o->format, &f));
     const qd_qspec *s = &o->q.base;
     QD_CHECK(qd_export_check_scheme(f, 0, s->bits, s->group_size, s->sym, s->act_order && !s->static_groups));
-    if (!o->overwrite && qd_path_exists(o->output_dir) && !qd_dir_is_empty(o->output_dir))
-        return qd_fail(QD_ERR_USAGE, "%s: output directory exists and is not empty (pass --overwrite to replace it)",
-                       o->output_dir);
+    QD_CHECK(qd_outdir_check(o->output_dir, o->overwrite));
+    qd_outdir_clean_stale(o->output_dir); /* a killed run's partial export: its space is needed below */
     return QD_OK;
 }
 
@@ -947,7 +947,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
             qd_info("quantize: %d blocks (%d quantized now, %d resumed from staging) in %.1f s -> %s", cfg.nlayers,
                     quantized, cfg.nlayers - quantized, now_s() - t0, o->output_dir);
             (void)replayed;
-            if (!o->keep_staging) st = qd_rm_rf(staging);
+            if (!o->keep_staging) st = qd_stage_remove(staging); /* only what qdist wrote there */
         }
     }
     free(all);
@@ -965,9 +965,9 @@ fail:
         int64_t *blocks = NULL;
         size_t nb = 1;
         if (qd_stage_list(k.stage, &blocks, &nb) == QD_OK && nb == 0) {
+            qd_stage_remove(staging); /* still locked: only what qdist wrote there */
             qd_stage_close(k.stage);
             k.stage = NULL;
-            qd_rm_rf(staging);
         }
         free(blocks);
     }

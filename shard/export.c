@@ -313,9 +313,8 @@ static qd_status model_dtype_of(const char *meta_dir, qd_dtype *out) {
 
 qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
     if (!o->out_dir || !o->out_dir[0]) return qd_fail(QD_ERR_USAGE, "export: no output directory");
-    if (qd_path_exists(o->out_dir) && !qd_dir_is_empty(o->out_dir) && !o->overwrite)
-        return qd_fail(QD_ERR_USAGE, "%s: output directory exists and is not empty (pass --overwrite to replace it)",
-                       o->out_dir);
+    QD_CHECK(qd_outdir_check(o->out_dir, o->overwrite));
+    qd_outdir_clean_stale(o->out_dir);
     const char *meta = src->iface->meta_dir(src->ctx);
     qd_dtype model_dtype;
     QD_CHECK(model_dtype_of(meta, &model_dtype));

@@ -12,6 +12,7 @@
 
 struct qd_stage {
     char dir[4096];
+    int lock_fd; /* DIR/lock, flock'ed by rank 0 for the whole run; -1 elsewhere */
 };
 
 qd_status qd__stage_block_path(const char *dir, int64_t block, const char *suffix, char *out, size_t cap);

@@ -5,9 +5,11 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,9 +19,11 @@
 #include "qd-check.h"
 #include "qd-fs.h"
 #include "qd-h5stage.h"
+#include "qd-paths.h"
 
 #define QD_FP_FILE "fingerprint.json"
 #define QD_FP_MAX_BYTES (16u << 20)
+#define QD_LOCK_FILE "lock"
 
 const char *qd_stage_dir(const qd_stage *s) { return s->dir; }
 
@@ -136,6 +140,14 @@ static qd_status write_fingerprint(const char *dir, const qd_fingerprint *fp) {
     return qd_fsync_dir(dir);
 }
 
+/* "block-<digits>.h5" */
+static int parse_block_name_any(const char *name) {
+    if (strncmp(name, "block-", 6) != 0) return 0;
+    const char *p = name + 6;
+    while (isdigit((unsigned char)*p)) p++;
+    return p > name + 6 && strcmp(p, ".h5") == 0;
+}
+
 /* names a crash may leave: block-NNNNN.h5.tmp and fingerprint.json.tmp.<pid> */
 static int is_leftover(const char *name) {
     size_t n = strlen(name);
@@ -161,14 +173,80 @@ static qd_status remove_leftovers(const char *dir) {
     return st;
 }
 
-static qd_status stage_new(const char *dir, qd_stage **out) {
-    if (strlen(dir) >= sizeof((*out)->dir) - 32)
+static qd_status stage_new(const char *dir, int lock_fd, qd_stage **out) {
+    if (strlen(dir) >= sizeof((*out)->dir) - 32) {
+        if (lock_fd >= 0) close(lock_fd);
         return qd_fail(QD_ERR_USAGE, "%s: staging directory path too long", dir);
-    qd_stage *s;
-    QD_ALLOC(s, 1);
+    }
+    qd_stage *s = calloc(1, sizeof *s);
+    if (!s) {
+        if (lock_fd >= 0) close(lock_fd);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory", dir);
+    }
     snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->lock_fd = lock_fd;
     *out = s;
     return QD_OK;
+}
+
+/* Takes DIR/lock (created when create is set and it is missing; *fd = -1 when missing and not
+ * created). Refuses, naming the holder's host and pid, when another process holds it. A file system
+ * without flock is warned about once and the run goes on unlocked. */
+static qd_status lock_staging(const char *dir, int create, int *fd) {
+    *fd = -1;
+    char path[4200];
+    QD_CHECK(qd_path_join(path, sizeof path, dir, QD_LOCK_FILE));
+    int f = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+    if (f < 0) {
+        if (errno == ENOENT && !create) return QD_OK;
+        return qd_fail(QD_ERR_IO, "%s: cannot open the staging lock: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(f);
+        return qd_fail(QD_ERR_IO, "%s: the staging lock is not a regular file", path);
+    }
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK || e == EAGAIN) {
+            char buf[200] = "", host[100] = "?";
+            long pid = 0;
+            ssize_t n = pread(f, buf, sizeof buf - 1, 0);
+            if (n > 0) buf[n] = '\0';
+            if (sscanf(buf, "host %99s pid %ld", host, &pid) != 2) pid = 0;
+            close(f);
+            if (pid > 0)
+                return qd_fail(QD_ERR_USAGE, "%s: in use by another qdist run (pid %ld on host %s holds %s): wait for it "
+                               "to end, or give this run another --staging", dir, pid, host, path);
+            return qd_fail(QD_ERR_USAGE, "%s: in use by another qdist run (it holds %s): wait for it to end, or give "
+                           "this run another --staging", dir, path);
+        }
+        qd_warn("%s: cannot lock (%s): this file system offers no flock; make sure no other run uses this staging "
+                "directory", path, strerror(e));
+    }
+    char host[65], text[128];
+    qd_host_name(host);
+    int len = snprintf(text, sizeof text, "host %s pid %ld\n", host, (long)getpid());
+    if (ftruncate(f, 0) != 0 || pwrite(f, text, (size_t)len, 0) != len) {
+        int e = errno;
+        close(f);
+        return qd_fail(QD_ERR_IO, "%s: cannot write the staging lock: %s", path, strerror(e));
+    }
+    *fd = f;
+    return QD_OK;
+}
+
+/* 1 when DIR is missing or holds nothing but the lock file */
+static int stage_dir_is_fresh(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 1;
+    struct dirent *e;
+    int fresh = 1;
+    while (fresh && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && strcmp(e->d_name, QD_LOCK_FILE) != 0)
+            fresh = 0;
+    closedir(d);
+    return fresh;
 }
 
 qd_status qd_stage_open(const char *dir, const qd_fingerprint *fp, int resume, qd_stage **out) {
@@ -176,30 +254,81 @@ qd_status qd_stage_open(const char *dir, const qd_fingerprint *fp, int resume, q
     if (!dir || !*dir) return qd_fail(QD_ERR_USAGE, "--staging: empty directory name");
     if (qd_path_exists(dir) && !qd_is_dir(dir))
         return qd_fail(QD_ERR_USAGE, "%s: --staging names a file, expected a directory", dir);
-    if (qd_dir_is_empty(dir)) {
-        QD_CHECK(qd_mkdir_p(dir));
-        QD_CHECK(write_fingerprint(dir, fp));
-        if (resume) qd_info("%s: nothing staged yet: starting from the first block", dir);
+    /* a run holding the lock is named before anything else is looked at, let alone removed */
+    int fd = -1;
+    if (qd_path_exists(dir)) QD_CHECK(lock_staging(dir, 0, &fd));
+    qd_status st = QD_OK;
+    if (stage_dir_is_fresh(dir)) {
+        st = qd_mkdir_p(dir);
+        if (st == QD_OK && fd < 0) st = lock_staging(dir, 1, &fd);
+        if (st == QD_OK) st = write_fingerprint(dir, fp);
+        if (st == QD_OK && resume) qd_info("%s: nothing staged yet: starting from the first block", dir);
     } else if (!resume) {
-        return qd_fail(QD_ERR_USAGE,
-                       "%s: staging directory is not empty (a previous run?): pass --resume to continue it, or "
-                       "remove the directory to start over",
-                       dir);
+        st = qd_fail(QD_ERR_USAGE,
+                     "%s: staging directory is not empty (a previous run?): pass --resume to continue it, or "
+                     "remove the directory to start over",
+                     dir);
     } else {
-        QD_CHECK(verify_fingerprint(dir, fp));
-        QD_CHECK(remove_leftovers(dir));
+        st = verify_fingerprint(dir, fp);
+        if (st == QD_OK && fd < 0) st = lock_staging(dir, 1, &fd);
+        if (st == QD_OK) st = remove_leftovers(dir);
     }
-    return stage_new(dir, out);
+    if (st != QD_OK) {
+        if (fd >= 0) close(fd);
+        return st;
+    }
+    return stage_new(dir, fd, out);
 }
 
 qd_status qd_stage_attach(const char *dir, const qd_fingerprint *fp, qd_stage **out) {
     *out = NULL;
     if (!dir || !*dir) return qd_fail(QD_ERR_USAGE, "--staging: empty directory name");
     QD_CHECK(verify_fingerprint(dir, fp));
-    return stage_new(dir, out);
+    return stage_new(dir, -1, out);
 }
 
-void qd_stage_close(qd_stage *s) { free(s); }
+void qd_stage_close(qd_stage *s) {
+    if (!s) return;
+    if (s->lock_fd >= 0) close(s->lock_fd);
+    free(s);
+}
+
+/* the names qdist writes into a staging directory */
+static int is_stage_file(const char *name) {
+    return parse_block_name_any(name) || is_leftover(name) || strcmp(name, QD_FP_FILE) == 0 ||
+           strcmp(name, QD_LOCK_FILE) == 0;
+}
+
+qd_status qd_stage_remove(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? QD_OK : qd_fail(QD_ERR_IO, "%s: cannot open staging directory: %s", dir, strerror(errno));
+    qd_status st = QD_OK;
+    struct dirent *e;
+    while (st == QD_OK && (e = readdir(d)) != NULL) {
+        char path[4400];
+        int meta = strcmp(e->d_name, "meta") == 0;
+        if (!meta && !is_stage_file(e->d_name)) continue;
+        st = qd_path_join(path, sizeof path, dir, e->d_name);
+        if (st != QD_OK) break;
+        if (meta) {
+            st = qd_rm_rf(path); /* the directory qdist made for the export's metadata */
+        } else {
+            struct stat sb;
+            if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) continue;
+            if (unlink(path) != 0 && errno != ENOENT)
+                st = qd_fail(QD_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+        }
+    }
+    closedir(d);
+    QD_CHECK(st);
+    if (rmdir(dir) != 0) {
+        if (errno == ENOTEMPTY || errno == EEXIST)
+            qd_warn("%s: left in place: it holds files qdist did not write there", dir);
+        else if (errno != ENOENT)
+            return qd_fail(QD_ERR_IO, "%s: cannot remove: %s", dir, strerror(errno));
+    }
+    return QD_OK;
+}
 
 int qd_stage_has_block(const qd_stage *s, int64_t block) {
     char path[4200];

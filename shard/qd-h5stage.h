@@ -9,6 +9,8 @@
  *                        renamed, and the directory fsynced before qd_stage_write_block returns.
  *   *.tmp                a write that a crash interrupted: never counted as staged, overwritten by the
  *                        next write of that block, removed by qd_stage_open on --resume.
+ *   lock                 flock'ed by rank 0 for the whole run, holds "host H pid P".
+ *   meta/                written by the run before its export (metadata files, the report).
  * Layout of block-NNNNN.h5 (readable by h5dump / h5py):
  *   /                    attrs: format "qdist-stage-1" (string), block (i64), rank (i32), time_s (f64)
  *   /modules/<name>/     one group per quantized Linear, in the order written (creation order tracked):
@@ -25,8 +27,12 @@
  * Multi-rank and shared file systems: rank 0 calls qd_stage_open (creates or verifies DIR); after a
  * barrier the other ranks call qd_stage_attach (verifies the fingerprint without writing, so a DIR
  * that is not on a file system shared by all ranks is refused, naming the missing file). Each block is
- * written by exactly one rank. Nothing relies on file locking (HDF5's own locking is turned off, as
- * NFS/Lustre often lack flock): only on rename() within DIR being atomic and fsync being durable.
+ * written by exactly one rank. Rank 0 holds flock(DIR/lock) (LOCK_EX|LOCK_NB; the file holds
+ * "host H pid P") from qd_stage_open to qd_stage_close, so a second run on DIR (--resume included)
+ * is refused naming the first one before it looks at, or removes, anything in DIR. Where the file
+ * system has no flock (Lustre without -o flock) a warning says the run is unlocked. HDF5's own
+ * locking is turned off; the data's safety rests on rename() within DIR being atomic and fsync
+ * being durable.
  * The HDF5 library is the serial, non-thread-safe build: within one process, call the block
  * functions from one thread at a time (an I/O thread that does all staging is fine).
  * All functions report their own failures once (qd_fail) and return a qd_status.
@@ -119,7 +125,10 @@ qd_status qd_stage_open(const char *dir, const qd_fingerprint *fp, int resume, q
 /* Other ranks, after rank 0's qd_stage_open (and a barrier): verify DIR/fingerprint.json equals fp
  * without writing anything. */
 qd_status qd_stage_attach(const char *dir, const qd_fingerprint *fp, qd_stage **out);
-void qd_stage_close(qd_stage *s);
+void qd_stage_close(qd_stage *s); /* releases rank 0's lock */
+/* Removes what qdist writes into a staging DIR (block-*.h5, *.tmp leftovers, fingerprint.json, lock,
+ * meta/) and then DIR itself if that left it empty; anything else in DIR stays (warned about). */
+qd_status qd_stage_remove(const char *dir);
 const char *qd_stage_dir(const qd_stage *s);
 
 /* 1 if block-NNNNN.h5 exists (the block is staged), else 0. */

@@ -10,6 +10,7 @@
 #include "qd-export.h"
 #include "qd-log.h"
 #include "qd-model.h"
+#include "qd-paths.h"
 #include "qd-qsource.h"
 #include "qd-st-writer.h"
 
@@ -43,6 +44,8 @@ qd_status qd_cmd_export(int argc, char **argv) {
     if (!input) return qd_fail(QD_ERR_USAGE, "export: --input FAKE_DIR is required");
     if (!output) return qd_fail(QD_ERR_USAGE, "export: --output OUT is required");
     if (!format) return qd_fail(QD_ERR_USAGE, "export: --format is required (gptq, gptq_v2, awq, compressed-tensors)");
+    /* the replacement of OUT removes files: it must not reach into the run it reads */
+    QD_CHECK(qd_paths_disjoint("--output", output, "--input", input));
     qd_export_opts o = {.out_dir = output, .max_shard_bytes = max_shard, .overwrite = overwrite, .lm_head = lm_head,
                         .verify = verify};
     QD_CHECK(qd_export_format_parse(format, &o.format));

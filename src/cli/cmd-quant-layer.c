@@ -13,6 +13,7 @@
 #include "qd-cli-numerics.h"
 #include "qd-check.h"
 #include "qd-commands.h"
+#include "qd-paths.h"
 #include "qd-qbounds.h"
 #include "qd-quant.h"
 #include "qd-safetensors.h"
@@ -98,6 +99,9 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
     if (!input || !output) return qd_fail(QD_ERR_USAGE, "quant-layer: --input and --output are required");
+    if (qd_same_file(input, output))
+        return qd_fail(QD_ERR_USAGE, "quant-layer: --output %s is the same file as --input %s; write somewhere else",
+                       output, input);
     if (sym && asym) return qd_fail(QD_ERR_USAGE, "quant-layer: --sym and --asym exclude each other");
     if (group_size == 0 || group_size < -1) return qd_fail(QD_ERR_USAGE, "quant-layer: --group-size must be > 0 or -1");
     qd_qspec s = {.method = strcmp(method, "rtn") == 0 ? QD_METHOD_RTN : QD_METHOD_GPTQ, .bits = bits,

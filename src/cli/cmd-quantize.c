@@ -14,7 +14,9 @@
 #include "qd-commands.h"
 #include "qd-log.h"
 #include "qd-bootstrap.h"
+#include "qd-paths.h"
 #include "qd-qbounds.h"
+#include "qd-st-writer.h"
 #include "qd-quantize-model.h"
 #include "qd-quantize-run.h"
 
@@ -31,6 +33,24 @@ typedef struct {
     int resume, keep_staging, quiet, micro_batch, seen_format, seen_scale_dtype;
     uint64_t max_shard;
 } q_args;
+
+/* Before any work: the model, the output and the staging must be three separate trees (the output's
+ * replacement and the staging's clean-up remove files), and every name must fit qdist's suffixes. */
+static qd_status check_paths(const q_args *a) {
+    QD_CHECK(qd_paths_disjoint("--output", a->output, "--model", a->model));
+    QD_CHECK(qd_outdir_check(a->output, a->overwrite));
+    char dflt[4200];
+    const char *staging = a->staging;
+    if (!staging) {
+        if (snprintf(dflt, sizeof dflt, "%s.qdist-staging", a->output) >= (int)sizeof dflt)
+            return qd_fail(QD_ERR_USAGE, "--output %s: path too long", a->output);
+        staging = dflt;
+    }
+    const char *flag = a->staging ? "--staging" : "the default staging (--output plus .qdist-staging)";
+    QD_CHECK(qd_path_check_length(flag, staging, 32)); /* "/block-NNNNN.h5.tmp", "/meta/..." */
+    QD_CHECK(qd_paths_disjoint(flag, staging, "--output", a->output));
+    return qd_paths_disjoint(flag, staging, "--model", a->model);
+}
 
 static qd_status quantize_main(int argc, char **argv) {
     q_args a = {.method = "gptq", .format = "gptq", .schedule = "exact", .progress = "auto", .backend = "auto", .scale_dtype = "f16", .bits = 4,
@@ -80,6 +100,7 @@ static qd_status quantize_main(int argc, char **argv) {
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
     if (!a.model || !a.output) return qd_fail(QD_ERR_USAGE, "quantize: --model DIR and --output DIR are required");
+    QD_CHECK(qd_mpi_agree(qd_mpi_rank() == 0 ? check_paths(&a) : QD_OK));
     if (a.seen_sym && a.seen_asym && a.sym && a.asym)
         return qd_fail(QD_ERR_USAGE, "quantize: --sym and --asym exclude each other");
     if (a.group_size == 0 || a.group_size < -1) return qd_fail(QD_ERR_USAGE, "quantize: --group-size must be > 0 or -1");

@@ -9,7 +9,10 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 
 #include "qd-args.h"
@@ -17,6 +20,7 @@
 #include "qd-check.h"
 #include "qd-calib.h"
 #include "qd-commands.h"
+#include "qd-paths.h"
 #include "qd-tokenizer.h"
 
 typedef struct {
@@ -175,6 +179,69 @@ static qd_status calib_preview(const tok_args *a, FILE *out) {
     return QD_OK;
 }
 
+/* --output must be none of the files it is made from (same device and inode: links count), nor inside
+ * the model directory */
+static qd_status check_output(const tok_args *a) {
+    if (!a->output) return QD_OK;
+    if (a->input && strcmp(a->input, "-") != 0 && qd_same_file(a->input, a->output))
+        return qd_fail(QD_ERR_USAGE, "tokenize: --output %s is the same file as --input %s: it would be emptied before "
+                       "it is read; write somewhere else", a->output, a->input);
+    if (a->calib && qd_same_file(a->calib, a->output))
+        return qd_fail(QD_ERR_USAGE, "tokenize: --output %s is the same file as --calib %s: it would be emptied before "
+                       "it is read; write somewhere else", a->output, a->calib);
+    return qd_paths_disjoint("--output", a->output, "--model", a->model);
+}
+
+/* Where --output goes. A regular file (or a new name) is written to FINAL.qdist-tmp-<pid> beside it
+ * and renamed into place only on success; a symlink to one is followed, so the link stays a link.
+ * Something else that exists (/dev/stdout, a FIFO) is written in place: it cannot be replaced. */
+typedef struct {
+    FILE *f;
+    char final[PATH_MAX];
+    char tmp[PATH_MAX + 32]; /* "" when written in place */
+} out_file;
+
+static qd_status open_output(const tok_args *a, out_file *o) {
+    o->f = stdout;
+    o->final[0] = o->tmp[0] = '\0';
+    if (!a->output) return QD_OK;
+    struct stat st;
+    if (stat(a->output, &st) == 0 && !S_ISREG(st.st_mode)) {
+        o->f = fopen(a->output, "wb");
+        if (!o->f) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", a->output, strerror(errno));
+        return QD_OK;
+    }
+    int n = snprintf(o->final, sizeof o->final, "%s", a->output);
+    if (n >= 0 && (size_t)n < sizeof o->final && stat(a->output, &st) == 0 && !realpath(a->output, o->final))
+        return qd_fail(QD_ERR_IO, "%s: cannot resolve: %s", a->output, strerror(errno));
+    if (n < 0 || (size_t)n >= sizeof o->final ||
+        snprintf(o->tmp, sizeof o->tmp, "%s.qdist-tmp-%ld", o->final, (long)getpid()) >= (int)sizeof o->tmp)
+        return qd_fail(QD_ERR_USAGE, "tokenize: --output %s: path too long", a->output);
+    o->f = fopen(o->tmp, "wbx");
+    if (!o->f) {
+        qd_status r = qd_fail(QD_ERR_IO, "%s: cannot create: %s", o->tmp, strerror(errno));
+        o->tmp[0] = '\0';
+        return r;
+    }
+    return QD_OK;
+}
+
+static qd_status close_output(const tok_args *a, out_file *o, qd_status st) {
+    const char *name = a->output ? a->output : "stdout";
+    if (fflush(o->f) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed: %s", name, strerror(errno));
+    if (o->f == stdout) return st;
+    if (!o->tmp[0]) {
+        if (fclose(o->f) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: close failed: %s", name, strerror(errno));
+        return st;
+    }
+    if (st == QD_OK && fsync(fileno(o->f)) != 0) st = qd_fail(QD_ERR_IO, "%s: fsync failed: %s", o->tmp, strerror(errno));
+    if (fclose(o->f) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: close failed: %s", o->tmp, strerror(errno));
+    if (st == QD_OK && rename(o->tmp, o->final) != 0)
+        st = qd_fail(QD_ERR_IO, "%s: rename of %s into place failed: %s", o->final, o->tmp, strerror(errno));
+    if (st != QD_OK) unlink(o->tmp); /* nothing partial is left under either name */
+    return st;
+}
+
 qd_status qd_cmd_tokenize(int argc, char **argv) {
     tok_args a = {0};
     a.calib_mode = "random";
@@ -207,25 +274,21 @@ qd_status qd_cmd_tokenize(int argc, char **argv) {
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
     if (!a.model) return qd_fail(QD_ERR_USAGE, "tokenize: --model DIR is required");
+    QD_CHECK(check_output(&a));
+    out_file out;
     if (a.calib) {
-        FILE *out = a.output ? fopen(a.output, "wb") : stdout;
-        if (!out) return qd_fail(QD_ERR_IO, "%s: cannot create: %s", a.output, strerror(errno));
-        qd_status st = calib_preview(&a, out);
-        if (fflush(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed", a.output ? a.output : "stdout");
-        if (out != stdout) fclose(out);
-        return st;
+        QD_CHECK(open_output(&a, &out));
+        return close_output(&a, &out, calib_preview(&a, out.f));
     }
     if (!a.input) return qd_fail(QD_ERR_USAGE, "tokenize: --input FILE (or --calib FILE) is required");
     FILE *in = strcmp(a.input, "-") == 0 ? stdin : fopen(a.input, "rb");
     if (!in) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", a.input, strerror(errno));
-    FILE *out = a.output ? fopen(a.output, "wb") : stdout;
-    if (!out) {
+    qd_status st = open_output(&a, &out);
+    if (st != QD_OK) {
         if (in != stdin) fclose(in);
-        return qd_fail(QD_ERR_IO, "%s: cannot create: %s", a.output, strerror(errno));
+        return st;
     }
-    qd_status st = run(&a, in, out);
+    st = run(&a, in, out.f);
     if (in != stdin) fclose(in);
-    if (fflush(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: write failed: %s", a.output ? a.output : "stdout", strerror(errno));
-    if (out != stdout && fclose(out) != 0 && st == QD_OK) st = qd_fail(QD_ERR_IO, "%s: close failed", a.output);
-    return st;
+    return close_output(&a, &out, st);
 }

@@ -95,7 +95,7 @@ def test_h5dump_header(staged):
 def test_no_tmp_left_and_fingerprint(staged):
     _, _, d = staged
     names = sorted(os.listdir(d))
-    assert names == ["block-00005.h5", "expected.json", "fingerprint.json"]
+    assert names == ["block-00005.h5", "expected.json", "fingerprint.json", "lock"]
     with open(d / "fingerprint.json") as f:
         fp = json.load(f)
     assert fp["format"] == "qdist-staging-1" and "qdist_version" in fp["fingerprint"]

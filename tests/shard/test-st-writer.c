@@ -203,6 +203,17 @@ static void test_outdir(void) {
     qd_clear_error();
     QD_EXPECT_EQ_INT(qd_outdir_begin(final, 0, &o), QD_ERR_USAGE);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "not empty");
+    /* a directory qdist did not write (no marker) is never replaced, even with overwrite */
+    qd_clear_error();
+    QD_EXPECT_EQ_INT(qd_outdir_begin(final, 1, &o), QD_ERR_USAGE);
+    QD_EXPECT_STR_CONTAINS(qd_last_error(), QD_OUTDIR_MARKER);
+    QD_EXPECT(qd_path_exists(file));
+    char marker[600];
+    join(marker, sizeof marker, final, QD_OUTDIR_MARKER);
+    qd_write_file_atomic(marker, "{\"tool\": \"qdist\"}", 17);
+    qd_clear_error();
+    QD_EXPECT_EQ_INT(qd_outdir_begin(final, 0, &o), QD_ERR_USAGE);
+    QD_EXPECT_STR_CONTAINS(qd_last_error(), "--overwrite");
     /* abort leaves nothing, and the old content stays */
     QD_EXPECT_EQ_INT(qd_outdir_begin(final, 1, &o), QD_OK);
     if (!o) return;
@@ -222,6 +233,7 @@ static void test_outdir(void) {
     QD_EXPECT(!qd_path_exists(file));
     join(newf, sizeof newf, final, "new.txt");
     QD_EXPECT(qd_path_exists(newf));
+    QD_EXPECT(qd_outdir_has_marker(final));
     /* a writer aborted half-way leaves no finished-looking output */
     char final2[512];
     join(final2, sizeof final2, tmpdir, "crashed");
