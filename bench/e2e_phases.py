@@ -27,15 +27,17 @@ def row(label, path):
     quant = sum(x.get("quantize_s", 0) for x in ranks)
     peak = max((x.get("memory", {}).get("backend_peak_bytes", 0) for x in ranks), default=0)
     used = max((x.get("memory", {}).get("device_used_peak_bytes", 0) for x in ranks), default=0)
-    staged = any(x.get("memory", {}).get("gptq_staged_path") for x in ranks)
+    # reports before the rename (docs/device-logs) call it gptq_staged_path
+    resident = any(x.get("memory", {}).get("gptq_resident_path", x.get("memory", {}).get("gptq_staged_path"))
+                   for x in ranks)
     cells = [label, str(blocks), f"{tot.get('seconds', 0):.1f}", f"{quant / blocks:.2f}"]
     cells += [f"{ph.get(p, 0):.2f}" for p in PHASES]
-    cells += [f"{peak / 1e9:.1f}", f"{used / 1e9:.1f}", "yes" if staged else "no"]
+    cells += [f"{peak / 1e9:.1f}", f"{used / 1e9:.1f}", "yes" if resident else "no"]
     return "| " + " | ".join(cells) + " |"
 
 
 def main():
-    head = ["run", "blocks", "total s", "s/block"] + PHASES + ["GPU peak GB (qdist)", "GPU used GB", "staged"]
+    head = ["run", "blocks", "total s", "s/block"] + PHASES + ["GPU peak GB (qdist)", "GPU used GB", "resident"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for a in sys.argv[1:]:

@@ -3,7 +3,7 @@
 # run_bench.sh - one device call: build, check, benchmark. Run from the repository root on the GPU machine.
 #
 #   bench/run_bench.sh [STAGE...]      stages (default: test gptq8b torch8b):
-#     test      build and run the CUDA-vs-CPU op test (tests/kernels/test-cuda-ops.c)
+#     test      build and run the backend op test (tests/kernels/test-backend-ops.c: every backend vs the CPU)
 #     gptq8b    bench-gptq-layer on Llama-3-8B layer shapes, QD_CUDA_MATH fp32, tf32 and bf16
 #     gptq70b   bench-gptq-layer on Llama-3-70B layer shapes (one block; all 80 have these shapes), fp32 and tf32
 #     qwen7b    bench-gptq-layer on Qwen2.5-7B layer shapes, tf32
@@ -71,19 +71,19 @@ cmake_build() {
     ${LA_INC:+-DLAPACKE_INCLUDE_DIR=$LA_INC} -DLAPACKE_LIBRARY=$LA_LIB -DLAPACK_LIBRARY=$LP_LIB \
     ${NCCL:+-DNCCL_LIBRARY=$NCCL} >"$OUT/cmake.log" 2>&1 || return 1
   grep -q "CUDA backend: ON" "$OUT/cmake.log" || { log "cmake: CUDA backend OFF"; return 1; }
-  cmake --build $B -j$J --target kernels-test-cuda-ops >"$OUT/build.log" 2>&1 || return 1
-  cp $B/tests/kernels-test-cuda-ops $B/test-cuda-ops
-  LIBS="$B/libqd_kernels_cuda.a $B/libqd_kernels.a $B/libqd_core.a"
+  cmake --build $B -j$J --target kernels-test-backend-ops >"$OUT/build.log" 2>&1 || return 1
+  cp $B/tests/kernels-test-backend-ops $B/test-backend-ops
+  LIBS="$B/libqd_backends.a $B/libqd_kernels_cuda.a $B/libqd_kernels.a $B/libqd_core.a"
 }
 direct_build() { # the libraries the op test and bench need, without CMake (no MPI/HDF5 needed)
   mkdir -p $B/direct && rm -f $B/direct/*.o
-  local inc="-Isrc/core -Ikernels -Ikernels/cpu -Ikernels/cuda -I$CJ_INC $CJ_CFLAGS ${BL_INC:+-I$BL_INC} ${LA_INC:+-I$LA_INC}"
+  local inc="-Isrc/core -Ikernels -Ikernels/cpu -Ikernels/cuda -Ikernels/registry -I$CJ_INC $CJ_CFLAGS ${BL_INC:+-I$BL_INC} ${LA_INC:+-I$LA_INC}"
   local cf="-O2 -std=c17 -D_GNU_SOURCE -DQD_VERSION=\"0.1.0\" -DQD_HAVE_CUDA=1"
-  for f in src/core/*.c kernels/*.c kernels/cpu/*.c; do gcc $cf $inc -c $f -o $B/direct/$(basename $f .c).o || return 1; done
+  for f in src/core/*.c kernels/*.c kernels/cpu/*.c kernels/registry/*.c; do gcc $cf $inc -c $f -o $B/direct/$(basename $f .c).o || return 1; done
   ls kernels/cuda/*.cu | xargs -P $J -I{} sh -c 'nvcc -O2 -std=c++17 -gencode=arch=compute_90,code=sm_90 '"$inc"' -c {} -o '$B'/direct/$(basename {} .cu).cu.o' || return 1
   ar rcs $B/direct/libqd_all.a $B/direct/*.o
   LIBS="$B/direct/libqd_all.a"
-  gcc $cf $inc -Itests tests/kernels/test-cuda-ops.c $LIBS $LINK -o $B/test-cuda-ops
+  gcc $cf $inc -Itests tests/kernels/test-backend-ops.c tests/kernels/backend-compare.c $LIBS $LINK -o $B/test-backend-ops
 }
 LINK="-L/usr/local/cuda/lib64 -lcusolver -lcublas -lcublasLt -lcudart $LA_LIB $LP_LIB $BL_LIB $CJ_LIB -lstdc++ -lm -lpthread -ldl"
 log "build (cmake)"
@@ -99,7 +99,7 @@ log "built ($built)"
 for s in $STAGES; do
   case $s in
   test)
-    log "op test"; $RUN $B/test-cuda-ops 2>&1 | tee "$OUT/test-cuda-ops.log" | grep -v "^  " ; echo "rc=${PIPESTATUS[0]}";;
+    log "op test"; $RUN $B/test-backend-ops 2>&1 | tee "$OUT/test-backend-ops.log" | grep -v "^  " ; echo "rc=${PIPESTATUS[0]}";;
   gptq8b)
     for m in ${GPTQ_MATHS:-fp32 tf32 bf16}; do log "bench llama3-8b $m"; QD_CUDA_MATH=$m $RUN $B/bench-gptq-layer --model llama3-8b --reps 1 2>&1 | tee -a "$OUT/bench-8b.log"; done;;
   gptq70b)

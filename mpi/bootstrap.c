@@ -5,6 +5,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "qd-log.h"
 
@@ -61,9 +62,26 @@ qd_status qd_mpi_bcast(void *buf, size_t bytes) {
     return QD_OK;
 }
 
-qd_status qd_mpi_barrier(void) {
-    if (qd_rank.nranks <= 1) return QD_OK;
-    if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) return qd_fail(QD_ERR_MPI, "barrier failed");
+void qd_mpi_node(int *local_rank, int *nlocal, int *node) {
+    *local_rank = 0, *nlocal = 1, *node = qd_rank.rank;
+    if (qd_rank.nranks <= 1) return;
+    MPI_Comm c;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &c) != MPI_SUCCESS) return;
+    MPI_Comm_rank(c, local_rank);
+    MPI_Comm_size(c, nlocal);
+    int lowest = qd_rank.rank;
+    if (MPI_Allreduce(&qd_rank.rank, &lowest, 1, MPI_INT, MPI_MIN, c) == MPI_SUCCESS) *node = lowest;
+    MPI_Comm_free(&c);
+}
+
+qd_status qd_mpi_allgather(const void *mine, size_t bytes, void *all) {
+    if (qd_rank.nranks <= 1) {
+        memcpy(all, mine, bytes);
+        return QD_OK;
+    }
+    if (bytes > (size_t)INT_MAX) return qd_fail(QD_ERR_INTERNAL, "allgather of %zu bytes per rank", bytes);
+    if (MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return qd_fail(QD_ERR_MPI, "gathering %zu bytes from every rank failed", bytes);
     return QD_OK;
 }
 

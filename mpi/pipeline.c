@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "qd-check.h"
+#include "qd-param.h"
 #include "qd-phase.h"
 
 #define TAG_BASE 1000
@@ -19,8 +20,8 @@ static double now_s(void) {
 }
 
 /* "rank:block" from the environment matches this (rank, block) */
-static int injected(const char *var, int rank, int block) {
-    const char *v = getenv(var);
+static int injected(qd_param var, int rank, int block) {
+    const char *v = qd_param_str(var);
     int r, b;
     return v && sscanf(v, "%d:%d", &r, &b) == 2 && r == rank && b == block;
 }
@@ -93,36 +94,26 @@ static qd_status recv_all(const struct qd_block_worker *w, qd_transport *t, int 
  * holds the input, embedded on its device); keep_output: the last block's output back into act. */
 static qd_status run_blocks(const qd_plan *plan, int rank, const struct qd_block_worker *w, float *act, int loaded,
                             int keep_output, struct qd_pipeline_stats *st, int *failed_block) {
-    double t_load = now_s();
     if (!loaded) QD_CHECK(w->load(w->user, act));
-    st->compute_s += now_s() - t_load;
     for (int b = plan->first[rank]; b < plan->first[rank] + plan->count[rank]; b++) {
         *failed_block = b;
-        double t0 = now_s();
-        int staged = w->is_staged(w->user, b);
-        if (staged) {
+        if (w->is_staged(w->user, b)) {
             QD_CHECK(w->replay(w->user, b));
             st->replayed++;
         } else {
-            if (injected("QD_INJECT_FAIL", rank, b))
+            if (injected(QD_PARAM_INJECT_FAIL, rank, b))
                 return qd_fail(QD_ERR_INTERNAL, "block %d: failure injected by QD_INJECT_FAIL", b);
             QD_CHECK(w->quantize(w->user, b));
             st->quantized++;
-            if (injected("QD_INJECT_KILL", rank, b)) {
+            if (injected(QD_PARAM_INJECT_KILL, rank, b)) {
                 if (w->flush) QD_CHECK(w->flush(w->user)); /* "right after the block is staged" */
                 raise(SIGKILL);
             }
         }
-        st->compute_s += now_s() - t0;
-        if (w->block_done) w->block_done(w->user, b, !staged);
     }
     if (w->flush) QD_CHECK(w->flush(w->user));
     *failed_block = -1;
-    if (keep_output) {
-        double t0 = now_s();
-        QD_CHECK(w->store(w->user, act));
-        st->compute_s += now_s() - t0;
-    }
+    if (keep_output) QD_CHECK(w->store(w->user, act));
     return QD_OK;
 }
 
@@ -153,13 +144,11 @@ static qd_status fp_pass(const qd_plan *plan, int rank, const struct qd_block_wo
         if (!next) continue; /* the last rank needs no full-precision output */
         float *dst = work + first * w->seq_elems;
         memcpy(dst, act_in + first * w->seq_elems, count * w->seq_elems * sizeof(float));
-        t0 = now_s();
         for (int b = plan->first[rank]; b < plan->first[rank] + plan->count[rank]; b++) {
             *failed_block = b;
             QD_CHECK_GOTO(w->forward_fp(w->user, b, dst, count), rc, out);
         }
         *failed_block = -1;
-        st->compute_s += now_s() - t0;
         QD_CHECK_GOTO(qd_transport_isend(next, dst, count * w->seq_elems * sizeof(float), rank + 1,
                                          TAG_BASE + (int)i, &tx[i]),
                       rc, out);
@@ -179,6 +168,10 @@ out:
     free(tx);
     return rc;
 }
+
+/* The activations cross ranks in host buffers (malloc in qd_pipeline_run): GPU ranks stage them
+ * through host memory. When they move to device buffers, this says so and NCCL is chosen. */
+int qd_pipeline_device_buffers(void) { return 0; }
 
 qd_status qd_pipeline_run(const qd_plan *plan, int rank, qd_schedule sched, const struct qd_block_worker *w,
                           qd_transport *prev, qd_transport *next, struct qd_pipeline_stats *stats,

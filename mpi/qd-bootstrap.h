@@ -22,7 +22,11 @@ int qd_mpi_size(void);
 void qd_mpi_fatal(qd_status st, int block);
 /* Broadcast bytes from rank 0 (no-op with one rank). */
 qd_status qd_mpi_bcast(void *buf, size_t bytes);
-qd_status qd_mpi_barrier(void);
+/* This rank's index among the ranks of its node, their number, and the node's id (its lowest world
+ * rank). Without MPI's node split: 0, 1 and this rank. */
+void qd_mpi_node(int *local_rank, int *nlocal, int *node);
+/* Every rank's `bytes` bytes into all[rank * bytes] on every rank. */
+qd_status qd_mpi_allgather(const void *mine, size_t bytes, void *all);
 /* Every rank's status agreed: the worst (max) over ranks; ranks that did not fail get QD_ERR_REMOTE. */
 qd_status qd_mpi_agree(qd_status mine);
 

@@ -2,7 +2,7 @@
  * qd-pipeline.h - the block pipeline: calibration activations flowing from rank r to rank r+1.
  *
  * Each rank owns the contiguous blocks of the shard plan. Activations are [nseq][seqlen][hidden]
- * fp32 on the host (CPU backend; the CUDA path stages them through host memory or NCCL), moved in
+ * fp32 in host buffers (GPU ranks stage them through host memory; qd_pipeline_device_buffers), moved in
  * micro-batches of whole sequences so the receiver computes on one batch while the next arrives.
  *
  * Schedules:
@@ -52,15 +52,16 @@ struct qd_block_worker {
     /* (optional) wait until every block quantized so far is staged durably (staging may run behind
      * on an I/O thread); called after this rank's blocks and before a QD_INJECT_KILL */
     qd_status (*flush)(void *user);
-    /* (optional) progress: called after each block on this rank */
-    void (*block_done)(void *user, int block, int quantized);
 };
 
 struct qd_pipeline_stats {
-    double wait_s;    /* blocked on receives/sends */
-    double compute_s; /* in worker callbacks */
+    double wait_s; /* blocked on receives/sends */
     int quantized, replayed;
 };
+
+/* 1 when the buffers qd_pipeline_run hands to the transports are device pointers (the probe's
+ * device_buffers, qd-transport.h); 0 today: host buffers. */
+int qd_pipeline_device_buffers(void);
 
 /* prev/next: transports to rank-1 / rank+1 (NULL at the ends). Returns the first failure; the
  * caller ends the job (qd_mpi_fatal) so no neighbour waits forever. *failed_block is set to the block

@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "qd-backends.h"
 #include "qd-pipeline.h"
 #include "qd-progress.h"
 #include "qd-quantize.h"
@@ -25,7 +26,7 @@ typedef struct qd_run_opts {
     const char *format;       /* gptq | gptq_v2 | awq | compressed-tensors */
     int overwrite;
     uint64_t max_shard_bytes; /* 0: default */
-    const char *backend;      /* cpu | cuda | auto; ranks on one node get cuda:<local rank> */
+    qd_backend_spec backend;  /* with no device named, ranks on one node get one GPU each (local rank) */
     const char *staging_dir;  /* NULL: "<output_dir>.qdist-staging" */
     int resume;
     int keep_staging;

@@ -16,6 +16,7 @@
 #include "qd-fs.h"
 #include "qd-st-writer.h"
 #include "qd-h5stage.h"
+#include "qd-param.h"
 #include "qd-qsource-stage.h"
 #include "qd-phase.h"
 #include "qd-replay.h"
@@ -45,7 +46,7 @@ typedef struct {
     double mem_budget;          /* bytes the run planned with (0: none given, host default rule) */
     double mem_reserved_peak;   /* the backend's own peak (0 on host backends) */
     double mem_used_peak;       /* device total - free, the most seen at block boundaries */
-    int staged_path;            /* GPTQ: 1 when the one-forward staged path fits the budget */
+    int resident_path;          /* GPTQ: 1 when the one-forward resident path fits the budget */
 } rank_times;
 
 typedef struct {
@@ -370,7 +371,7 @@ static qd_status w_flush(void *user) {
 }
 
 /* The memory budget (--gpu-mem, else most of the device's free memory; host backends without the
- * flag keep the driver's 6 GiB rule) decides what stays resident: GPTQ's one-forward staged path is
+ * flag keep the driver's 6 GiB rule) decides what stays resident: GPTQ's one-forward resident path is
  * taken when its caches fit beside the activations and the driver's working set. */
 static qd_status plan_memory(worker *k, qd_quantize_opts *q) {
     const qd_run_opts *o = k->o;
@@ -383,19 +384,19 @@ static qd_status plan_memory(worker *k, qd_quantize_opts *q) {
         budget /= k->dev_share; /* ranks sharing one GPU all see it free at start-up */
     }
     size_t rows = q->nseq * q->seq_len, act = 2 * rows * (size_t)k->cfg->hidden * 4;
-    size_t staged = qd_quantize_staged_bytes(k->cfg, q), work = qd_quantize_work_bytes(k->cfg, q);
+    size_t resident = qd_quantize_resident_bytes(k->cfg, q), work = qd_quantize_work_bytes(k->cfg, q);
     k->t.mem_budget = budget;
     if (budget > 0) {
         double room = budget - (double)act - (double)work;
-        q->staged_max_bytes = room >= 1 ? (size_t)room : 1; /* 1: never staged (0 would mean the default) */
+        q->resident_max_bytes = room >= 1 ? (size_t)room : 1; /* 1: never resident (0 would mean the default) */
     }
-    size_t limit = q->staged_max_bytes ? q->staged_max_bytes : (6ull << 30);
-    k->t.staged_path = q->base.method == QD_METHOD_GPTQ && q->true_sequential && staged <= limit;
+    size_t limit = q->resident_max_bytes ? q->resident_max_bytes : (6ull << 30);
+    k->t.resident_path = q->base.method == QD_METHOD_GPTQ && q->true_sequential && resident <= limit;
     if (rows && q->base.method == QD_METHOD_GPTQ && qd_mpi_rank() == 0)
-        qd_info("quantize: memory budget %.1f GB (%s): activations %.1f GB + working set ~%.1f GB + staged caches "
+        qd_info("quantize: memory budget %.1f GB (%s): activations %.1f GB + working set ~%.1f GB + resident caches "
                 "%.1f GB -> %s", budget / 1e9, o->mem_budget_gib > 0 ? "--gpu-mem" : budget > 0 ? "free device memory" : "host default",
-                act / 1e9, work / 1e9, staged / 1e9,
-                k->t.staged_path ? "one forward per block (staged)" : "one forward per group (re-forward)");
+                act / 1e9, work / 1e9, resident / 1e9,
+                k->t.resident_path ? "one forward per block (resident)" : "one forward per group (re-forward)");
     return QD_OK;
 }
 
@@ -432,7 +433,7 @@ static qd_status fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_finge
              qd_method_name(s->method), s->bits, s->group_size, s->sym, s->act_order, s->static_groups, s->damp,
              s->mse, o->q.true_sequential, qd_dtype_name(o->q.scale_dtype),
              /* fast and exact blocks differ in their bits: a resume must not mix them */
-             o->backend && strstr(o->backend, "+exact") ? "exact" : "fast");
+             o->backend.numerics == QD_NUMERICS_EXACT ? "exact" : "fast");
     QD_CHECK(qd_fp_add(fp, "settings", buf));
     if (o->recipe_path) {
         char *text = NULL;
@@ -469,28 +470,20 @@ static qd_status open_staging(const qd_run_opts *o, const char *dir, const qd_fi
     return QD_OK;
 }
 
-/* Each rank's GPU on a node: the rank's index among the ranks sharing its node. */
-/* "cuda" / "auto" (with any "+option" suffix) become "<base>:<node-local rank>", one GPU per rank */
-static void backend_name(const qd_run_opts *o, char *name, size_t cap, int *share) {
+/* The device this rank computes on. With no device named, the ranks of a node take one GPU each, by
+ * node-local rank (round-robin when ranks outnumber GPUs; QD_GPUS_PER_NODE caps the GPUs used);
+ * *share counts this node's ranks on the same GPU, which split its memory budget (plan_memory). */
+static void map_device(const qd_backend_spec *in, qd_backend_spec *out, int *share) {
+    *out = *in;
     *share = 1;
-    snprintf(name, cap, "%s", o->backend ? o->backend : "cpu");
-    if (qd_mpi_size() <= 1 || strchr(name, ':')) return;
-    const char *plus = strchr(name, '+');
-    size_t blen = plus ? (size_t)(plus - name) : strlen(name);
-    if (!((blen == 4 && strncmp(name, "cuda", 4) == 0) || (blen == 4 && strncmp(name, "auto", 4) == 0))) return;
-    MPI_Comm node;
-    int lr = 0, nlocal = 1;
-    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-        MPI_Comm_rank(node, &lr);
-        MPI_Comm_size(node, &nlocal);
-        MPI_Comm_free(&node);
-    }
-    const char *per_env = getenv("QD_GPUS_PER_NODE");
+    if (qd_mpi_size() <= 1 || in->kind == QD_BACKEND_CPU || in->device != QD_DEVICE_ANY) return;
+    int lr, nlocal, node;
+    qd_mpi_node(&lr, &nlocal, &node);
+    const char *per_env = qd_param_str(QD_PARAM_GPUS_PER_NODE);
     int per = per_env && atoi(per_env) > 0 ? atoi(per_env) : 0;
-    int gpus = qd_backend_gpu_count(); /* more ranks than GPUs on a node: ranks share them round-robin */
+    int gpus = qd_backend_gpu_count();
     int dev = per ? lr % per : lr;
     if (gpus > 0) dev %= gpus;
-    /* ranks that share the GPU split its memory budget (plan_memory) */
     *share = 0;
     for (int j = 0; j < nlocal; j++) {
         int d = per ? j % per : j;
@@ -498,10 +491,31 @@ static void backend_name(const qd_run_opts *o, char *name, size_t cap, int *shar
         *share += d == dev;
     }
     if (*share < 1) *share = 1;
-    lr = dev;
-    char suffix[64];
-    snprintf(suffix, sizeof suffix, "%s", plus ? plus : "");
-    snprintf(name + blen, cap - blen, ":%d%.40s", lr, suffix);
+    out->device = dev;
+}
+
+/* What the transport probe needs of both neighbours: whether this rank is on a GPU, whether the
+ * pipeline's buffers are device memory, and whether a neighbour computes on the very same GPU. */
+static qd_status neighbour_probes(const qd_backend_spec *be, struct qd_transport_probe *to_prev,
+                                  struct qd_transport_probe *to_next) {
+    int rank = qd_mpi_rank(), size = qd_mpi_size(), lr, nlocal, node;
+    int gpu = qd_backend_spec_is_gpu(be);
+    struct qd_transport_probe p = {.rank = rank, .backend_is_gpu = gpu,
+                                   .device_buffers = qd_pipeline_device_buffers()};
+    *to_prev = *to_next = p;
+    to_prev->peer = rank - 1, to_next->peer = rank + 1;
+    if (size <= 1) return QD_OK;
+    qd_mpi_node(&lr, &nlocal, &node);
+    int mine[2] = {node, gpu ? (be->device == QD_DEVICE_ANY ? 0 : be->device) : -1};
+    int *all = malloc((size_t)size * sizeof mine);
+    if (!all) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
+    qd_status st = qd_mpi_allgather(mine, sizeof mine, all);
+    if (st == QD_OK && rank > 0)
+        to_prev->same_device = gpu && all[2 * (rank - 1)] == node && all[2 * (rank - 1) + 1] == mine[1];
+    if (st == QD_OK && rank < size - 1)
+        to_next->same_device = gpu && all[2 * (rank + 1)] == node && all[2 * (rank + 1) + 1] == mine[1];
+    free(all);
+    return st;
 }
 
 static qd_status broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char sha[65], size_t *nseq,
@@ -582,7 +596,7 @@ static void memory_json(cJSON *parent, const rank_times *t) {
     cJSON_AddNumberToObject(m, "budget_bytes", t->mem_budget);
     cJSON_AddNumberToObject(m, "backend_peak_bytes", t->mem_reserved_peak);
     cJSON_AddNumberToObject(m, "device_used_peak_bytes", t->mem_used_peak);
-    cJSON_AddBoolToObject(m, "gptq_staged_path", t->staged_path);
+    cJSON_AddBoolToObject(m, "gptq_resident_path", t->resident_path);
 }
 
 /* The report as a cJSON tree (the caller saves it, and may update the totals after the export). */
@@ -829,6 +843,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_progress *prog = NULL;
     int32_t *ids = NULL;
     char sha[65], staging[4096], meta[4200], be_name[64];
+    qd_backend_spec be_spec;
     int failed_block = -1, in_pipeline = 0, staging_existed = 1;
     qd_status st;
 
@@ -853,8 +868,9 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     QD_CHECK_GOTO(open_staging(&ro, staging, &fp, &k.stage), st, fail);
     QD_CHECK_GOTO(qd_stage_writer_start(k.stage, &k.writer), st, fail);
 
-    backend_name(o, be_name, sizeof be_name, &k.dev_share);
-    QD_CHECK_GOTO(qd_backend_create(be_name, &k.be), st, fail);
+    map_device(&o->backend, &be_spec, &k.dev_share);
+    qd_backend_spec_name(&be_spec, be_name, sizeof be_name);
+    QD_CHECK_GOTO(qd_backend_open(&be_spec, &k.be), st, fail);
     qd_phase_reset();
     QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &k.ck), st, fail);
     QD_CHECK_GOTO(plan_memory(&k, &ro.q), st, fail);
@@ -874,15 +890,10 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
             QD_CHECK_GOTO(qd_buf_alloc(k.be, micro * ro.q.seq_len * H, &k.fp_buf), st, fail);
         }
     }
-    struct qd_transport_probe pr = {.rank = rank, .backend_is_gpu = 0};
-    if (rank > 0) {
-        pr.peer = rank - 1;
-        QD_CHECK_GOTO(qd_transport_select(&pr, &prev), st, fail);
-    }
-    if (rank < size - 1) {
-        pr.peer = rank + 1;
-        QD_CHECK_GOTO(qd_transport_select(&pr, &next), st, fail);
-    }
+    struct qd_transport_probe to_prev, to_next;
+    QD_CHECK_GOTO(neighbour_probes(&be_spec, &to_prev, &to_next), st, fail);
+    if (rank > 0) QD_CHECK_GOTO(qd_transport_select(&to_prev, &prev), st, fail);
+    if (rank < size - 1) QD_CHECK_GOTO(qd_transport_select(&to_next, &next), st, fail);
     if (rank == 0)
         qd_info("quantize: %d blocks over %d rank%s (%s schedule, backend %s), staging %s", cfg.nlayers, size,
                 size > 1 ? "s" : "", o->schedule == QD_SCHED_EXACT ? "exact" : "overlap", be_name, staging);

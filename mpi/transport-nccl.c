@@ -23,7 +23,9 @@ struct nccl_ctx {
     cudaStream_t stream;
 };
 
-static int nccl_can_connect(const struct qd_transport_probe *p) { return p->backend_is_gpu && !p->same_device; }
+static int nccl_can_connect(const struct qd_transport_probe *p) {
+    return p->backend_is_gpu && p->device_buffers && !p->same_device;
+}
 
 static qd_status nccl_create(const struct qd_transport_probe *p, void **out) {
     (void)p;

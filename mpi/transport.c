@@ -16,7 +16,7 @@ qd_status qd_transport_select(const struct qd_transport_probe *p, qd_transport *
     *out = NULL;
     for (size_t i = 0; i < sizeof transports / sizeof transports[0]; i++) {
         const struct qd_transport_i *t = transports[i];
-        if (!t->can_connect(p)) continue;
+        if (t->device_buffers != p->device_buffers || !t->can_connect(p)) continue;
         qd_transport *tr;
         QD_ALLOC(tr, 1);
         tr->iface = t;
@@ -29,7 +29,8 @@ qd_status qd_transport_select(const struct qd_transport_probe *p, qd_transport *
         *out = tr;
         return QD_OK;
     }
-    return qd_fail(QD_ERR_UNSUPPORTED, "no transport can connect rank %d with rank %d", p->rank, p->peer);
+    return qd_fail(QD_ERR_UNSUPPORTED, "no transport can connect rank %d with rank %d (%s buffers)", p->rank, p->peer,
+                   p->device_buffers ? "device" : "host");
 }
 
 void qd_transport_free(qd_transport *t) {

@@ -15,6 +15,7 @@
 #include "export-internal.h"
 #include "qd-check.h"
 #include "qd-log.h"
+#include "qd-param.h"
 #include "qd-st-planned.h"
 
 #define CHUNK_BYTES (64ull << 20) /* a source tensor is copied in pieces of this size */
@@ -127,7 +128,7 @@ static qd_status make_units(pool *c) {
 
 static int thread_count(size_t nunits) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    const char *env = getenv("QD_EXPORT_THREADS");
+    const char *env = qd_param_str(QD_PARAM_EXPORT_THREADS);
     if (env && atoi(env) > 0) n = atoi(env);
     else if (n > MAX_THREADS) n = MAX_THREADS;
     if (n < 1) n = 1;

@@ -2,9 +2,10 @@
  * qd-qsource.h - where the export reads a quantization run from: an abstract source of per-Linear
  * quantization data plus the tensors that stay unquantized.
  *
- * The export never knows where the data lives. Today it is a fake-quant directory written by
- * `qdist quantize --format fake` (qd_qsource_open_fake); the MPI pipeline's HDF5 staging can supply a
- * second implementation of qd_qsource_i. A source is {iface, ctx}; every entry below is required.
+ * The export never knows where the data lives. Two implementations of qd_qsource_i exist: the HDF5
+ * staging of a quantize run (qd-qsource-stage.h, what `qdist quantize` exports from) and a fake-quant
+ * directory written by `qdist quantize --format fake` (qd_qsource_open_fake, what `qdist export`
+ * reads). A source is {iface, ctx}; every entry below is required.
  * Every entry may be called from several threads at once (the export reads with a pool of workers).
  *
  * A quantized Linear "<prefix>" (W[N][K], N = out_features) is described by qd_qlayer: codes [N][K]

@@ -8,6 +8,7 @@
 #include "qd-backend-cpu.h"
 #include "qd-check.h"
 #include "qd-log.h"
+#include "qd-param.h"
 
 static qd_status cpu_buf_alloc(qd_backend_t be, size_t n, void **ptr) {
     (void)be;
@@ -61,7 +62,7 @@ qd_status qd_backend_cpu_create(int nthreads, qd_backend_t *out) {
      * QD_THREADS), never from the process's CPU affinity: a rank that mpirun binds to one core then
      * computes the same bits as a lone process (docs/architecture.md, byte-identical schedules). */
     long online = sysconf(_SC_NPROCESSORS_ONLN);
-    const char *env = getenv("QD_THREADS");
+    const char *env = qd_param_str(QD_PARAM_THREADS);
     if (nthreads <= 0 && env && atoi(env) > 0) nthreads = atoi(env);
     ctx->nthreads = nthreads > 0 ? nthreads : (online > 0 ? (int)online : 1);
     openblas_set_num_threads(ctx->nthreads);

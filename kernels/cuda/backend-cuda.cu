@@ -8,6 +8,7 @@
 
 extern "C" {
 #include "qd-backend-cuda.h"
+#include "qd-param.h"
 }
 
 const char *qd_cusolver_err_str(int rc) {
@@ -276,7 +277,7 @@ extern "C" qd_status qd_backend_cuda_create(int device, qd_backend_t *out) {
     struct qd_cuda_ctx *c = (struct qd_cuda_ctx *)calloc(1, sizeof *c);
     if (!c) return qd_fail(QD_ERR_NOMEM, "cuda backend: out of memory for its context");
     c->device = device;
-    const char *m = getenv("QD_CUDA_MATH");
+    const char *m = qd_param_str(QD_PARAM_CUDA_MATH);
     if (!m || !*m || !strcmp(m, "fp32"))
         c->math = QD_CU_FP32;
     else if (!strcmp(m, "tf32"))
@@ -287,7 +288,7 @@ extern "C" qd_status qd_backend_cuda_create(int device, qd_backend_t *out) {
         free(c);
         return qd_fail(QD_ERR_USAGE, "cuda backend: QD_CUDA_MATH=%s (expected fp32, tf32 or bf16)", m);
     }
-    const char *at = getenv("QD_CUDA_ATTN"); /* bf16 math picks the tensor-core attention unless fp32 */
+    const char *at = qd_param_str(QD_PARAM_CUDA_ATTN); /* bf16 math picks the tensor-core attention unless fp32 */
     if (at && *at && strcmp(at, "fp32") && strcmp(at, "auto")) {
         free(c);
         return qd_fail(QD_ERR_USAGE, "cuda backend: QD_CUDA_ATTN=%s (expected fp32 or auto)", at);

@@ -36,9 +36,10 @@ qd_status qd_cmd_eval(int argc, char **argv) {
     if (help) return QD_OK;
     if (!model) return qd_fail(QD_ERR_USAGE, "eval: --model DIR is required");
     if (!data) return qd_fail(QD_ERR_USAGE, "eval: --data FILE is required");
+    qd_backend_spec bs;
+    QD_CHECK(qd_backend_spec_parse(backend, numerics, &bs));
     qd_backend_t be;
-    char be_name[96];
-    QD_CHECK(qd_backend_create(qd_cli_backend_name(backend, numerics, be_name, sizeof be_name), &be));
+    QD_CHECK(qd_backend_open(&bs, &be));
     struct qd_eval_opts eo = {.seqlen = (size_t)seqlen, .max_windows = (size_t)max_windows, .logits_dir = logits_dir};
     struct qd_eval_result r;
     qd_status st = qd_eval_ppl_file(be, model, data, &eo, &r);

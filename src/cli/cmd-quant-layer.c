@@ -122,8 +122,9 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
                      (long long)K2, (long long)N, (long long)K);
         goto done;
     }
-    char be_name[96];
-    QD_CHECK_GOTO(qd_backend_create(qd_cli_backend_name(backend, numerics, be_name, sizeof be_name), &be), st, done);
+    qd_backend_spec bs;
+    QD_CHECK_GOTO(qd_backend_spec_parse(backend, numerics, &bs), st, done);
+    QD_CHECK_GOTO(qd_backend_open(&bs, &be), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, (size_t)(N * K), &bW), st, done);
     QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bW, 0), .src = W, .src_dtype = QD_DT_F32,
                                                             .n = (size_t)(N * K)}), st, done);

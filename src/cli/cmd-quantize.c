@@ -106,8 +106,8 @@ static qd_status quantize_main(int argc, char **argv) {
     if (a.group_size == 0 || a.group_size < -1) return qd_fail(QD_ERR_USAGE, "quantize: --group-size must be > 0 or -1");
     if (a.bits != 2 && a.bits != 3 && a.bits != 4 && a.bits != 8)
         return qd_fail(QD_ERR_USAGE, "quantize: --bits must be 2, 3, 4 or 8");
-    char be_name[96];
-    a.backend = qd_cli_backend_name(a.backend, a.numerics, be_name, sizeof be_name);
+    qd_backend_spec backend;
+    QD_CHECK(qd_backend_spec_parse(a.backend, a.numerics, &backend));
 
     /* defaults < recipe < flags */
     qd_recipe *recipe = NULL;
@@ -206,7 +206,7 @@ static qd_status quantize_main(int argc, char **argv) {
     QD_CHECK_GOTO(qd_mpi_agree(st), st, done);
     if (fake) {
         qd_backend_t be;
-        QD_CHECK_GOTO(qd_backend_create(a.backend, &be), st, done);
+        QD_CHECK_GOTO(qd_backend_open(&backend, &be), st, done);
         st = qd_quantize_model(be, &mo);
         qd_be_free(be);
         goto done;
@@ -218,7 +218,7 @@ static qd_status quantize_main(int argc, char **argv) {
     if (strcmp(a.progress, "none") == 0 || a.quiet) pm = QD_PROGRESS_QUIET;
     if (a.quiet) qd_log_set_level(QD_LOG_WARN);
     qd_run_opts ro = {.model_dir = a.model, .output_dir = a.output, .format = a.format, .overwrite = a.overwrite,
-                      .max_shard_bytes = a.max_shard, .backend = a.backend, .staging_dir = a.staging,
+                      .max_shard_bytes = a.max_shard, .backend = backend, .staging_dir = a.staging,
                       .resume = a.resume, .keep_staging = a.keep_staging,
                       .schedule = strcmp(a.schedule, "overlap") == 0 ? QD_SCHED_OVERLAP : QD_SCHED_EXACT,
                       .progress = pm, .micro_batch = (size_t)a.micro_batch, .q = mo.q, .calib_ids = mo.calib_ids,

@@ -17,7 +17,6 @@
     XX(ERR_NOMEM, 5, "out of memory")                                            \
     XX(ERR_NUMERIC, 6, "numerical failure")                                      \
     XX(ERR_REMOTE, 7, "failure on another rank")                                 \
-    XX(ERR_TIMEOUT, 8, "timed out")                                              \
     XX(ERR_MISMATCH, 9, "mismatch")                                              \
     XX(ERR_NOSPACE, 10, "not enough disk space")                                 \
     XX(ERR_MPI, 11, "MPI error")                                                 \

@@ -11,7 +11,7 @@
 #include "qd-check.h"
 #include "qd-log.h"
 #include "qd-phase.h"
-#include "quantize-internal.h"
+#include "awq-internal.h"
 
 #define AWQ_GRID 20
 #define AWQ_CLIP_TOKENS 512

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * qd-quant.h - quantizing one Linear (RTN, GPTQ) over the backend; AWQ works per block (qd-awq.h).
+ * qd-quant.h - quantizing one Linear (RTN, GPTQ) over the backend; AWQ works per block (awq.c).
  *
  * The weight W [N, K] lives in a device buffer and is overwritten with its dequantized value (fp32
  * scales, original column order); the result (codes, scales, zeros, g_idx on the host) goes to *out

@@ -29,7 +29,7 @@ typedef struct qd_quantize_opts {
     size_t nseq, seq_len;   /* calibration shape (nseq 0: no calibration, RTN only) */
     size_t chunk_tokens;    /* tokens per forward pass (0: 8192) */
     qd_dtype scale_dtype;   /* scales as the export stores them: F16 (default), BF16 or F32 */
-    size_t staged_max_bytes; /* GPTQ keeps a block's intermediate activations when they fit (0: 6 GiB);
+    size_t resident_max_bytes; /* GPTQ keeps a block's intermediate activations when they fit (0: 6 GiB);
                               * above it, each group's inputs are recomputed by a forward (same results).
                               * The distributed run derives it from its memory budget (--gpu-mem). */
 } qd_quantize_opts;
@@ -41,10 +41,10 @@ void qd_qctx_free(qd_qctx *ctx);
 qd_status qd_quantize_block(qd_qctx *ctx, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs,
                             qd_qresult results[QD_NLIN]);
 
-/* Memory planning, in bytes: what GPTQ's one-forward staged path keeps for a block (compare with
- * staged_max_bytes), and an estimate of everything else the driver holds on the backend at once
+/* Memory planning, in bytes: what GPTQ's one-forward resident path keeps for a block (compare with
+ * resident_max_bytes), and an estimate of everything else the driver holds on the backend at once
  * (block weights, Hessians, forward scratch, the largest layer's temporaries, AWQ's caches). */
-size_t qd_quantize_staged_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o);
+size_t qd_quantize_resident_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o);
 size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o);
 
 /* The spec of Linear l of block b ("model.layers.<b>.<module>"); name receives the prefix. */

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
  * qd-replay.h - a block's output recomputed from its quantization results alone.
  *
- * The distributed driver uses this both right after quantizing a block and when resuming from a
- * staged block, so the activations handed to the next block are the same bits either way (a resumed
- * run is byte-identical to an uninterrupted one). GPTQ/RTN: every Linear with codes gets its
+ * The staged driver (mpi/quantize-run.c) calls it for a block that is already staged (resume); right
+ * after quantizing, it hands on the output the per-block driver left, which is the same forward with
+ * the same installed weights, so the next block gets the same bits either way (a resumed run is
+ * byte-identical to an uninterrupted one). GPTQ/RTN: every Linear with codes gets its
  * dequantized weight (scales rounded to the export's dtype, as qd-qlayer.h), then the whole block
  * runs forward. AWQ (base method): the full-precision chain - the forward of the weights as passed
  * (the caller passes the original block), results untouched.

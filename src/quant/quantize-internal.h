@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * quantize-internal.h - the block driver's context, shared by quantize.c (RTN, GPTQ) and awq.c. */
+ * quantize-internal.h - the block driver's context (qctx.c), shared by quantize.c (RTN, GPTQ), awq.c
+ * and replay.c. */
 #ifndef QD_QUANTIZE_INTERNAL_H
 #define QD_QUANTIZE_INTERNAL_H
 
@@ -16,7 +17,7 @@ struct qd_qctx {
     qd_buf_t Hc;          /* a copy for groups of several Linears */
     qd_buf_t cache[4];    /* AWQ: every calibration input of each group [rows, gK] */
     qd_buf_t fp_out, trial_out; /* AWQ: loss-module outputs [rows, hidden] */
-    qd_buf_t att, hres, act;    /* GPTQ staged forward: o / post-attention residual / down inputs, all rows */
+    qd_buf_t att, hres, act;    /* GPTQ resident forward: o / post-attention residual / down inputs, all rows */
     qd_buf_t xn, y;             /* per-chunk scratch [chunk rows, max(hidden, heads*head_dim)] */
 };
 
@@ -25,6 +26,5 @@ qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t
                           int stop_after);
 /* replace w->w[l] by r's dequantization with the scale dtype of the export */
 qd_status qd__install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r);
-qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult results[QD_NLIN]);
 
 #endif

@@ -8,135 +8,8 @@
 #include "qd-check.h"
 #include "qd-log.h"
 #include "qd-phase.h"
+#include "awq-internal.h"
 #include "quantize-internal.h"
-
-void qd_qctx_free(qd_qctx *c) {
-    if (!c) return;
-    for (int g = 0; g < 4; g++) qd_buf_free(c->H[g]), qd_buf_free(c->cache[g]);
-    qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
-    qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
-    qd_fwd_free(c->fwd);
-    free(c);
-}
-
-qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quantize_opts *opts, qd_qctx **out) {
-    qd_qctx *c;
-    QD_ALLOC(c, 1);
-    c->be = be;
-    c->cfg = cfg;
-    c->o = *opts;
-    size_t qo = (size_t)cfg->nheads * cfg->head_dim;
-    c->gK[0] = c->gK[2] = (size_t)cfg->hidden;
-    c->gK[1] = qo;
-    c->gK[3] = (size_t)cfg->intermediate;
-    if (opts->nseq) {
-        size_t tokens = opts->chunk_tokens ? opts->chunk_tokens : 8192;
-        c->chunk_seqs = tokens / opts->seq_len ? tokens / opts->seq_len : 1;
-        if (c->chunk_seqs > opts->nseq) c->chunk_seqs = opts->nseq;
-        qd_status st = qd_fwd_create(be, cfg, opts->seq_len, c->chunk_seqs, &c->fwd);
-        if (st != QD_OK) {
-            free(c);
-            return st;
-        }
-    }
-    *out = c;
-    return QD_OK;
-}
-
-void qd_qctx_spec(const qd_qctx *c, int block, qd_lin l, qd_qspec *out, char *name, size_t cap) {
-    snprintf(name, cap, "model.layers.%d.%s", block, qd_lin_name(l));
-    qd_recipe_resolve(c->o.recipe, &c->o.base, name, out);
-}
-
-qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
-                          int stop_after) {
-    size_t S = c->o.seq_len, H = (size_t)c->cfg->hidden;
-    qd_phase prev = qd_phase_set(c->be, QD_PH_FORWARD);
-    for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
-        size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs;
-        QD_CHECK(qd_block_forward(c->fwd, &(struct qd_block_fwd_args){.w = w, .x = QD_REF(in, s0 * S * H),
-                                                                      .out = QD_REF(out, s0 * S * H), .nseq = ns,
-                                                                      .capture = cap, .user = user,
-                                                                      .stop_after = stop_after}));
-    }
-    qd_phase_set(c->be, prev);
-    return QD_OK;
-}
-
-/* QD_CHECK_INSTALL=1 (a check for GPU runs, slow): the device-installed weight must equal the host's
- * qd_qlayer_dequant_rounded bit for bit. */
-static qd_status check_install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
-    size_t n = (size_t)r->q.N * (size_t)r->q.K, bad = 0;
-    float *host = malloc(n * sizeof *host), *dev = malloc(n * sizeof *dev);
-    qd_status st = host && dev ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory checking the install", r->q.name);
-    if (st == QD_OK) st = qd_be_download(c->be, &(struct qd_download_args){.src = QD_REF(w->w[l], 0), .dst = dev, .n = n});
-    if (st == QD_OK) {
-        qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, host);
-        for (size_t i = 0; i < n; i++) bad += memcmp(&host[i], &dev[i], sizeof *host) != 0;
-        if (bad) st = qd_fail(QD_ERR_INTERNAL, "%s: device install differs from the host dequantization in %zu of %zu weights",
-                              r->q.name, bad, n);
-        else qd_info("%s: device install bit-identical to the host dequantization (%zu weights)", r->q.name, n);
-    }
-    free(host), free(dev);
-    return st;
-}
-
-/* On a backend with the u8_codes op: upload the byte codes (a quarter of the fp32 weight), the rounded
- * scales, zeros and g_idx, and dequantize on the device - the same single multiply as
- * qd_qlayer_dequant_rounded, so the weight is bit-identical to the host path's. */
-static qd_status install_device(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
-    qd_backend_t be = c->be;
-    const qd_qlayer *q = &r->q;
-    size_t N = (size_t)q->N, K = (size_t)q->K, G = (size_t)q->G, n = N * K, words = (n + 3) / 4;
-    float *sc = malloc(G * N * sizeof *sc);
-    uint8_t *pad = n % 4 ? calloc(words, 4) : NULL; /* the upload reads whole words */
-    qd_buf_t bc = NULL, bs = NULL, bz = NULL, bg = NULL;
-    qd_status st = QD_OK;
-    if (!sc || (n % 4 && !pad)) {
-        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory installing the quantized weight", q->name);
-        goto done;
-    }
-    for (size_t i = 0; i < G * N; i++) sc[i] = qd_scale_round(c->o.scale_dtype, q->scales[i]);
-    if (pad) memcpy(pad, q->codes, n);
-    QD_CHECK_GOTO(qd_buf_alloc(be, words, &bc), st, done);
-    QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &bs), st, done);
-    QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &bz), st, done);
-    QD_CHECK_GOTO(qd_buf_alloc(be, K, &bg), st, done);
-    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bc, 0), .src = pad ? (void *)pad : q->codes,
-                                                            .src_dtype = QD_DT_U32, .n = words}), st, done);
-    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bs, 0), .src = sc, .src_dtype = QD_DT_F32,
-                                                            .n = G * N}), st, done);
-    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bz, 0), .src = q->zeros,
-                                                            .src_dtype = QD_DT_I32, .n = G * N}), st, done);
-    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bg, 0), .src = q->g_idx,
-                                                            .src_dtype = QD_DT_I32, .n = K}), st, done);
-    st = qd_be_u8_codes(be, &(struct qd_u8_codes_args){.dequant = 1, .W = QD_REF(w->w[l], 0), .codes = QD_REF(bc, 0),
-                                                        .scales = QD_REF(bs, 0), .zeros = QD_REF(bz, 0),
-                                                        .g_idx = QD_REF(bg, 0), .N = N, .K = K, .G = G});
-    if (st == QD_OK && getenv("QD_CHECK_INSTALL")) st = check_install(c, w, l, r);
-done:
-    qd_buf_free(bc), qd_buf_free(bs), qd_buf_free(bz), qd_buf_free(bg);
-    free(sc), free(pad);
-    return st;
-}
-
-qd_status qd__install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
-    qd_phase prev = qd_phase_set(c->be, QD_PH_INSTALL);
-    size_t n = (size_t)r->q.N * (size_t)r->q.K;
-    qd_status st;
-    if (qd_be_has(c->be, QD_OPT_U8_CODES)) {
-        st = install_device(c, w, l, r);
-    } else { /* host backends: dequantize here, upload fp32 (the reference path) */
-        float *deq = malloc(n * sizeof *deq);
-        if (!deq) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the dequantized weight", r->q.name);
-        qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, deq);
-        st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(w->w[l], 0), .src = deq,
-                                                          .src_dtype = QD_DT_F32, .n = n});
-        free(deq);
-    }
-    qd_phase_set(c->be, prev);
-    return st;
-}
 
 /* ---- GPTQ Hessians ---- */
 typedef struct {
@@ -230,11 +103,11 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
     return st;
 }
 
-/* ---- true-sequential GPTQ as ONE staged forward: each group's input is computed once, from the
+/* ---- true-sequential GPTQ as ONE resident forward: each group's input is computed once, from the
  * already-quantized earlier groups, and kept for all rows (att, residual, act), so the block costs one
- * forward instead of five. Used when those caches fit opts.staged_max_bytes (default below); else the chunked re-forward
+ * forward instead of five. Used when those caches fit opts.resident_max_bytes (default below); else the chunked re-forward
  * below does the same computation with less memory. */
-#define QD_STAGED_MAX_BYTES (6ull << 30)
+#define QD_RESIDENT_MAX_BYTES (6ull << 30)
 
 typedef struct {
     qd_qctx *c;
@@ -242,17 +115,17 @@ typedef struct {
     qd_lin target;  /* the Linear whose input is kept */
     qd_buf_t store; /* where it goes (all rows) */
     size_t row0, K;
-} stage_cap;
+} resident_cap;
 
-static qd_status stage_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
-    stage_cap *s = user;
+static qd_status resident_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
+    resident_cap *s = user;
     if (l != s->target) return QD_OK;
     QD_CHECK(hess_cb(s->h, l, x, rows));
     return qd_be_copy(s->c->be, &(struct qd_copy_args){.dst = QD_REF(s->store, s->row0 * s->K), .src = x, .rows = 1,
                                                        .cols = rows * s->K, .ldd = rows * s->K, .lds = rows * s->K});
 }
 
-static qd_status staged_alloc(qd_qctx *c) {
+static qd_status resident_alloc(qd_qctx *c) {
     size_t rows = c->o.nseq * c->o.seq_len, crow = c->chunk_seqs * c->o.seq_len;
     size_t H = (size_t)c->cfg->hidden, qo = c->gK[1], I = c->gK[3], wide = H > qo ? H : qo;
     if (!c->att) QD_CHECK(qd_buf_alloc(c->be, rows * qo, &c->att));
@@ -263,12 +136,12 @@ static qd_status staged_alloc(qd_qctx *c) {
     return QD_OK;
 }
 
-static qd_status gptq_staged(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qspec *specs,
+static qd_status gptq_resident(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qspec *specs,
                              char names[QD_NLIN][128], qd_qresult *results, hess_cap *h, unsigned need) {
     qd_backend_t be = c->be;
     const qd_model_cfg *cfg = c->cfg;
     size_t S = c->o.seq_len, H = (size_t)cfg->hidden, qo = c->gK[1], I = c->gK[3];
-    QD_CHECK(staged_alloc(c));
+    QD_CHECK(resident_alloc(c));
     for (int g = 0; g < 4; g++) {
         qd_phase_set(be, QD_PH_FORWARD);
         if (need & (1u << g)) QD_CHECK(ensure_H(c, g));
@@ -283,9 +156,9 @@ static qd_status gptq_staged(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t ou
                 QD_CHECK(hess_cb(h, QD_LIN_Q, xn, rows));
                 break;
             case 1: { /* o sees the attention of the quantized q/k/v */
-                stage_cap sc = {.c = c, .h = h, .target = QD_LIN_O, .store = c->att, .row0 = r0, .K = qo};
+                resident_cap sc = {.c = c, .h = h, .target = QD_LIN_O, .store = c->att, .row0 = r0, .K = qo};
                 QD_CHECK(qd_norm_forward(be, cfg, w->ln_in, x, xn, rows));
-                QD_CHECK(qd_attn_forward(c->fwd, w, xn, QD_REF(c->y, 0), ns, stage_cb, &sc, QD_LIN_O, &stopped));
+                QD_CHECK(qd_attn_forward(c->fwd, w, xn, QD_REF(c->y, 0), ns, resident_cb, &sc, QD_LIN_O, &stopped));
                 break;
             }
             case 2: /* gate/up see RMSNorm_post(x + o(att)) */
@@ -296,9 +169,9 @@ static qd_status gptq_staged(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t ou
                 QD_CHECK(hess_cb(h, QD_LIN_GATE, xn, rows));
                 break;
             case 3: { /* down sees silu(gate) * up of the quantized gate/up */
-                stage_cap sc = {.c = c, .h = h, .target = QD_LIN_DOWN, .store = c->act, .row0 = r0, .K = I};
+                resident_cap sc = {.c = c, .h = h, .target = QD_LIN_DOWN, .store = c->act, .row0 = r0, .K = I};
                 QD_CHECK(qd_norm_forward(be, cfg, w->ln_post, hres, xn, rows));
-                QD_CHECK(qd_mlp_forward(c->fwd, w, xn, QD_REF(c->y, 0), rows, stage_cb, &sc, QD_LIN_DOWN, &stopped));
+                QD_CHECK(qd_mlp_forward(c->fwd, w, xn, QD_REF(c->y, 0), rows, resident_cb, &sc, QD_LIN_DOWN, &stopped));
                 break;
             }
             }
@@ -325,12 +198,12 @@ static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out
         if (!specs[l].skip && specs[l].method == QD_METHOD_GPTQ) need |= 1u << qd_lin_group((qd_lin)l);
     int rtn_any = 0;
     for (int l = 0; l < QD_NLIN; l++) rtn_any |= !specs[l].skip && specs[l].method == QD_METHOD_RTN;
-    size_t staged_bytes = qd_quantize_staged_bytes(c->cfg, &c->o);
+    size_t resident_bytes = qd_quantize_resident_bytes(c->cfg, &c->o);
     *out_done = 0;
     if (c->o.true_sequential && !rtn_any &&
-        staged_bytes <= (c->o.staged_max_bytes ? c->o.staged_max_bytes : QD_STAGED_MAX_BYTES)) {
+        resident_bytes <= (c->o.resident_max_bytes ? c->o.resident_max_bytes : QD_RESIDENT_MAX_BYTES)) {
         *out_done = 1;
-        return gptq_staged(c, w, in, out, specs, names, results, &h, need);
+        return gptq_resident(c, w, in, out, specs, names, results, &h, need);
     }
     if (c->o.true_sequential) {
         for (int g = 0; g < 4; g++) {
@@ -397,7 +270,7 @@ qd_status qd_quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t
     return st;
 }
 
-size_t qd_quantize_staged_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o) {
+size_t qd_quantize_resident_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o) {
     size_t qo = (size_t)cfg->nheads * (size_t)cfg->head_dim;
     return o->nseq * o->seq_len * (qo + (size_t)cfg->hidden + (size_t)cfg->intermediate) * 4;
 }
@@ -412,7 +285,7 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
     size_t crow = seqs * o->seq_len;
     size_t weights = H * (qo + 2 * kvo) + qo * H + 3 * H * I;                 /* the block, fp32 */
     size_t hess = 2 * H * H + qo * qo + I * I;                                /* four Hessians (no copy) */
-    size_t fwd = crow * (wide + 2 * qo + 2 * kvo + 2 * H + 2 * I) + crow * (wide + H); /* forward + staged scratch */
+    size_t fwd = crow * (wide + 2 * qo + 2 * kvo + 2 * H + 2 * I) + crow * (wide + H); /* forward + resident scratch */
     size_t layer = I * I * 2 + 3 * H * I; /* chol's fp64 copy (U is made in H), W/codes/Wp */
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;

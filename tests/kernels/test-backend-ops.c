@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT
- * test-backend-ops.c - every op of the CPU backend against a naive double-precision loop written here,
- * on random data drawn fresh each run (the seed is printed; QD_TEST_SEED=N replays a run). */
+ * test-backend-ops.c - the backend ops test. First every op of the CPU backend against a naive
+ * double-precision loop written here; then every backend the registry offers against the CPU backend
+ * (backend-compare.c: a GPU as itself, the CPU in exact numerics). Random data drawn fresh each run
+ * (the seed is printed; QD_TEST_SEED=N replays a run). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 
+#include "backend-compare.h"
 #include "qd-backend-cpu.h"
 #include "qd-backend.h"
 #include "qd-log.h"
@@ -528,5 +531,7 @@ int main(void) {
     QD_RUN(test_gptq_sweep);
     QD_RUN(test_awq_clip);
     qd_be_free(be);
-    return QD_TEST_END();
+    int naive = QD_TEST_END();
+    int compared = qd_test_backend_compare(rng_state);
+    return naive || compared;
 }

@@ -4,7 +4,7 @@
  * static groups, small groups); dead columns; a non-PD Hessian falls back to RTN and says so; bad group
  * sizes and NaN weights are refused naming the module; recipes resolve with the documented precedence;
  * on stories260K the fake-quant output holds weights equal to the F16-scale dequantisation of its codes,
- * a report entry per module, and the staged and re-forward GPTQ paths give identical codes. */
+ * a report entry per module, and the resident and re-forward GPTQ paths give identical codes. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -225,14 +225,14 @@ static void test_recipe(void) {
 }
 
 /* quantize stories260K (4 x 64 calibration tokens) into dir */
-static qd_status run_model(const char *model, const char *dir, qd_method m, size_t staged_max) {
+static qd_status run_model(const char *model, const char *dir, qd_method m, size_t resident_max) {
     static int32_t ids[4 * 64];
     for (size_t i = 0; i < 4 * 64; i++) ids[i] = (int32_t)(1 + (i * 7919u) % 500u);
     qd_quantize_model_opts o = {
         .model_dir = model, .output_dir = dir, .overwrite = 1, .calib_ids = ids, .calib_mode = "test",
         .q = {.base = {.method = m, .bits = 4, .group_size = -1, .sym = m != QD_METHOD_AWQ, .damp = 0.01},
               .true_sequential = 1, .nseq = 4, .seq_len = 64, .scale_dtype = QD_DT_F16,
-              .staged_max_bytes = staged_max}};
+              .resident_max_bytes = resident_max}};
     return qd_quantize_model(be, &o);
 }
 
@@ -243,7 +243,7 @@ static void test_model(void) {
     char base[] = "/tmp/qd-test-quant-XXXXXX";
     if (!mkdtemp(base)) return;
     char d1[512], d2[512], d3[512];
-    snprintf(d1, sizeof d1, "%s/staged", base);
+    snprintf(d1, sizeof d1, "%s/resident", base);
     snprintf(d2, sizeof d2, "%s/reforward", base);
     snprintf(d3, sizeof d3, "%s/awq", base);
     QD_EXPECT_EQ_INT(run_model(p, d1, QD_METHOD_GPTQ, 0), QD_OK);

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT
- * test-cuda-ops.c - every op of the CUDA backend against the CPU backend (the reference) on the same
- * random data, with per-op tolerances: bit-exact for data movement, ~1e-6 relative for elementwise
- * and transformer ops, 1e-5 for fp32 GEMMs, integer codes equal on >= 99.9% of weights for the GPTQ
- * sweep (its lazy update is a GEMM whose rounding differs between OpenBLAS and cuBLAS) and on all of
- * them for plain quantization; then the same ops in exact numerics (qd-backend.h), where every output
- * must be bit-identical. Exits 77 (skipped) where no CUDA build or no GPU is present.
- * QD_TEST_SEED=N replays a run; QD_CUDA_MATH must be unset (fp32) for the tolerances to hold. */
+ * backend-compare.c - part of tests/kernels/test-backend-ops (backend-compare.h): every backend the
+ * registry offers (qd_backend_devices) against the CPU backend in fast numerics, the reference, on the
+ * same random data (ggml's test-backend-ops is the model). A CUDA device runs as itself; the CPU entry
+ * runs the CPU backend in exact numerics (kernels/cpu/exact.c, an independent fp64 path), so a build
+ * without a GPU still compares two implementations of every op. Per-op tolerances: bit-exact for data
+ * movement, ~1e-6 relative for elementwise and transformer ops, 1e-5 for fp32 GEMMs, integer codes
+ * equal on >= 99.9% of weights for the GPTQ sweep (its lazy update is a GEMM whose rounding differs
+ * between BLAS orders) and on all of them for plain quantization; then the same ops with both sides in
+ * exact numerics (qd-backend.h), where every output must be bit-identical. CUDA only: the optional
+ * u8_codes op must exist, and the bf16 tensor-core attention is checked. A CUDA device is skipped
+ * when QD_CUDA_MATH is set to other than fp32 (the tolerances are for fp32). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,17 +17,21 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend-compare.h"
 #include "qd-backend-cpu.h"
 #include "qd-backend.h"
+#include "qd-backends.h"
 #include "qd-dtype.h"
 #include "qd-log.h"
+#include "qd-param.h"
 #include "qd-test.h"
 #ifdef QD_HAVE_CUDA
 #include "qd-backend-cuda.h"
 #endif
 
-#ifdef QD_HAVE_CUDA
-static qd_backend_t BE[2]; /* 0 = cpu, 1 = cuda */
+static qd_backend_t BE[2];     /* 0 = the reference (cpu, fast), 1 = the backend under test */
+static qd_numerics BE1_NUMERICS; /* BE[1]'s own numerics, restored after the exact section */
+static qd_device_info DEV;     /* the device under test */
 static uint64_t rng_state;
 
 static double urand(void) {
@@ -57,7 +65,7 @@ static void *dl(pbuf p, int i) {
     if (qd_be_download(BE[i], &(struct qd_download_args){.src = R(p, i), .dst = h, .n = p.n}) != QD_OK) exit(1);
     return h;
 }
-/* max |gpu - cpu| / max |cpu| over the buffer, printed */
+/* max |test - cpu| / max |cpu| over the buffer, printed */
 static double cmpf(const char *what, pbuf p, double tol) {
     float *a = dl(p, 0), *b = dl(p, 1);
     double num = 0, den = 0;
@@ -73,7 +81,7 @@ static double cmpf(const char *what, pbuf p, double tol) {
     free(a), free(b);
     return rel;
 }
-/* ||gpu - cpu|| / ||cpu|| (for outputs where a few flipped codes are allowed) */
+/* ||test - cpu|| / ||cpu|| (for outputs where a few flipped codes are allowed) */
 static double cmp_rms(const char *what, pbuf p, double tol) {
     float *a = dl(p, 0), *b = dl(p, 1);
     double num = 0, den = 0;
@@ -207,7 +215,7 @@ static void test_ewise_reduce(void) {
             QD_EXPECT_EQ_INT(qd_be_reduce(BE[i], &(struct qd_reduce_args){.kind = (qd_red_kind)k, .a = k == QD_RED_NONFINITE ? R(xn, i) : R(x, i),
                                                                           .b = R(y, i), .n = n, .out = &out[i]}), QD_OK);
         double rel = fabs(out[0] - out[1]) / fmax(fabs(out[0]), 1e-30);
-        fprintf(stderr, "  reduce %-27s cpu %.12g cuda %.12g rel %.3g\n", rn[k], out[0], out[1], rel);
+        fprintf(stderr, "  reduce %-27s cpu %.12g test %.12g rel %.3g\n", rn[k], out[0], out[1], rel);
         QD_EXPECT(rel <= 1e-12);
     }
     pbuf cs = P(V, cols);
@@ -253,11 +261,12 @@ static void test_transformer(void) {
     double s[2];
     for (int i = 0; i < 2; i++)
         QD_EXPECT_EQ_INT(qd_be_cross_entropy(BE[i], &(struct qd_xent_args){.logits = R(l, i), .targets = R(t, i), .rows = xr, .vocab = vocab, .sum_out = &s[i]}), QD_OK);
-    fprintf(stderr, "  cross_entropy                      cpu %.12g cuda %.12g\n", s[0], s[1]);
+    fprintf(stderr, "  cross_entropy                      cpu %.12g test %.12g\n", s[0], s[1]);
     QD_EXPECT(fabs(s[0] - s[1]) <= 1e-9 * fabs(s[0]));
     pfree(x), pfree(w), pfree(o), pfree(l), pfree(t), free(X), free(Wt), free(L);
 }
 
+#ifdef QD_HAVE_CUDA
 /* ---- QD_CUDA_MATH=bf16: the tensor-core attention (attention-tc.cu) against the CPU's fp32 ----
  * Its operands Q, K, P and V are rounded to bf16 (8 significant bits, 2^-9 relative), accumulation and
  * softmax stay fp32, so the tolerance is 2e-2 relative max error (max |gpu - cpu| / max |cpu|), against
@@ -383,6 +392,7 @@ static void test_attention_bf16(void) {
     attn_timing(tc);
     qd_be_free(tc), qd_be_free(off);
 }
+#endif
 
 static const qd_qcfg CFGS[] = {
     {.kind = QD_QZ_MINMAX, .bits = 4, .sym = 0},
@@ -468,7 +478,7 @@ static void test_gptq_sweep(void) {
         cmp_rms("  dequantized W", w, 1e-2);
         cmpi("  zeros", z, 0.999);
         double rel = fabs(loss[0] - loss[1]) / loss[0];
-        fprintf(stderr, "    loss cpu %.8g cuda %.8g rel %.3g\n", loss[0], loss[1], rel);
+        fprintf(stderr, "    loss cpu %.8g test %.8g rel %.3g\n", loss[0], loss[1], rel);
         QD_EXPECT(rel < 1e-3);
         pfree(w), pfree(codes), pfree(s), pfree(z);
     }
@@ -499,7 +509,11 @@ static void test_awq_clip(void) {
 #define CK(call) QD_EXPECT_EQ_INT((call), QD_OK)
 static void test_u8_codes(void) {
     qd_backend_t be = BE[1];
-    QD_EXPECT(qd_be_has(be, QD_OPT_U8_CODES));
+    if (DEV.kind != QD_BACKEND_CUDA && !qd_be_has(be, QD_OPT_U8_CODES)) {
+        fprintf(stderr, "  u8_codes: optional op absent on %s\n", DEV.name);
+        return;
+    }
+    QD_EXPECT(qd_be_has(be, QD_OPT_U8_CODES)); /* the CUDA backend installs quantized weights with it */
     const size_t N = 37, K = 130, G = 5, n = N * K, words = (n + 3) / 4;
     int32_t *codes = malloc(n * 4), *zeros = malloc(G * N * 4), *g_idx = malloc(K * 4);
     float *scales = rvec(G * N, 0.01f), *W = malloc(n * 4);
@@ -546,8 +560,8 @@ static void test_u8_codes(void) {
  * each backend factors its own Hessian: chol_inv is LAPACK vs cuSOLVER in fp64 (not bit-exact), so the
  * codes of a sweep on each backend's own U need only the issue's 99.9%. */
 static void exact_mode(int on) {
-    for (int i = 0; i < 2; i++)
-        if (qd_be_set_numerics(BE[i], on ? QD_NUMERICS_EXACT : QD_NUMERICS_FAST) != QD_OK) exit(1);
+    if (qd_be_set_numerics(BE[0], on ? QD_NUMERICS_EXACT : QD_NUMERICS_FAST) != QD_OK) exit(1);
+    if (qd_be_set_numerics(BE[1], on ? QD_NUMERICS_EXACT : BE1_NUMERICS) != QD_OK) exit(1);
 }
 
 static void test_exact_linear(void) {
@@ -595,7 +609,7 @@ static void test_exact_transformer(void) {
         double out[2];
         for (int i = 0; i < 2; i++)
             QD_EXPECT_EQ_INT(qd_be_reduce(BE[i], &(struct qd_reduce_args){.kind = (qd_red_kind)k, .a = R(x, i), .b = R(y, i), .n = n, .out = &out[i]}), QD_OK);
-        fprintf(stderr, "  exact reduce %d                    cpu %.17g cuda %.17g\n", k, out[0], out[1]);
+        fprintf(stderr, "  exact reduce %d                    cpu %.17g test %.17g\n", k, out[0], out[1]);
         QD_EXPECT(memcmp(&out[0], &out[1], sizeof out[0]) == 0);
     }
     pfree(x), pfree(y), pfree(v), pfree(o), pfree(cs), free(X), free(Y), free(V);
@@ -642,7 +656,7 @@ static void test_exact_quant(void) {
         cmpi(name, codes, 1);
         cmpi("  dequantized W", w, 1), cmpi("  scales", s, 1), cmpi("  zeros", z, 1);
         double rel = fabs(loss[0] - loss[1]) / loss[0]; /* summed in different orders: not compared bit for bit */
-        fprintf(stderr, "    loss cpu %.10g cuda %.10g rel %.3g\n", loss[0], loss[1], rel);
+        fprintf(stderr, "    loss cpu %.10g test %.10g rel %.3g\n", loss[0], loss[1], rel);
         QD_EXPECT(rel < 1e-9);
         pfree(w), pfree(codes), pfree(s), pfree(z);
     }
@@ -681,25 +695,23 @@ static void test_exact_quant(void) {
     pfree(xc), pfree(hc), pfree(wc), pfree(cc), pfree(sc), pfree(zc), free(Xc), free(Wc);
     exact_mode(0);
 }
-#endif
 
-int main(void) {
-#ifndef QD_HAVE_CUDA
-    fprintf(stderr, "skip: built without the CUDA backend\n");
-    return 77;
-#else
-    if (getenv("QD_CUDA_MATH") && strcmp(getenv("QD_CUDA_MATH"), "fp32")) {
-        fprintf(stderr, "skip: QD_CUDA_MATH=%s (the tolerances are for fp32)\n", getenv("QD_CUDA_MATH"));
-        return 77;
+/* every op of one device against the reference */
+static void compare_device(const qd_device_info *d) {
+    DEV = *d;
+    qd_backend_spec spec = {.kind = d->kind, .device = d->device, .numerics = QD_NUMERICS_FAST};
+    if (d->kind == QD_BACKEND_CPU) spec.numerics = QD_NUMERICS_EXACT;
+    const char *math = qd_param_str(QD_PARAM_CUDA_MATH);
+    if (d->kind == QD_BACKEND_CUDA && math && strcmp(math, "fp32")) {
+        fprintf(stderr, "skip %s: QD_CUDA_MATH=%s (the tolerances are for fp32)\n", d->name, math);
+        return;
     }
-    if (qd_backend_cuda_create(0, &BE[1]) != QD_OK) {
-        fprintf(stderr, "skip: no CUDA device\n");
-        return 77;
-    }
-    if (qd_backend_cpu_create(0, &BE[0]) != QD_OK) return 1;
-    const char *seed = getenv("QD_TEST_SEED");
-    rng_state = seed ? strtoull(seed, NULL, 10) : (uint64_t)time(NULL);
-    fprintf(stderr, "seed %llu (QD_TEST_SEED replays)\n", (unsigned long long)rng_state);
+    char name[64];
+    qd_backend_spec_name(&spec, name, sizeof name);
+    fprintf(stderr, "== %s (%s, %.1f GB) against cpu\n", name, d->name, (double)d->total_bytes / 1e9);
+    QD_EXPECT_EQ_INT(qd_backend_open(&spec, &BE[1]), QD_OK);
+    if (!BE[1]) return;
+    BE1_NUMERICS = spec.numerics;
     QD_RUN(test_movement);
     QD_RUN(test_gemm_hessian_chol);
     QD_RUN(test_ewise_reduce);
@@ -711,9 +723,22 @@ int main(void) {
     QD_RUN(test_exact_transformer);
     QD_RUN(test_exact_quant);
     QD_RUN(test_u8_codes);
-    QD_RUN(test_attention_bf16); /* last: a fault in the new kernel would poison the context for the rest */
-    qd_be_free(BE[0]);
-    qd_be_free(BE[1]);
-    return QD_TEST_END();
+#ifdef QD_HAVE_CUDA
+    if (d->kind == QD_BACKEND_CUDA)
+        QD_RUN(test_attention_bf16); /* last: a fault in the new kernel would poison the context for the rest */
 #endif
+    qd_be_free(BE[1]);
+    BE[1] = NULL;
+}
+
+int qd_test_backend_compare(uint64_t seed) {
+    rng_state = seed;
+    qd_device_info devs[16];
+    int n = 0;
+    QD_EXPECT_EQ_INT(qd_backend_devices(devs, 16, &n), QD_OK);
+    QD_EXPECT(n >= 1 && devs[0].kind == QD_BACKEND_CPU);
+    if (qd_backend_cpu_create(0, &BE[0]) != QD_OK) return 1;
+    for (int i = 0; i < n; i++) compare_device(&devs[i]);
+    qd_be_free(BE[0]);
+    return QD_TEST_END();
 }

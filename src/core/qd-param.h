@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT
+ * qd-param.h - every tunable qdist reads from the environment, declared in one table (NCCL's param.h
+ * is the model). A new variable is one line in QD_PARAMS plus a row in docs/tunables.md; nothing
+ * else calls getenv. Values are read when asked (no cache: no global mutable state), and each reader
+ * validates its own value where it uses it, naming the variable in its error.
+ */
+#ifndef QD_PARAM_H
+#define QD_PARAM_H
+
+/* X(ID, "ENV_NAME", "values", "what it does") */
+#define QD_PARAMS(X)                                                                                             \
+    X(THREADS, "QD_THREADS", "N > 0", "CPU backend: BLAS threads (default: the machine's CPU count, never the "  \
+      "process's affinity, so every rank computes the same bits)")                                             \
+    X(EXPORT_THREADS, "QD_EXPORT_THREADS", "N > 0", "export: packing threads (default min(CPUs, 8))")          \
+    X(GPUS_PER_NODE, "QD_GPUS_PER_NODE", "N > 0", "multi-rank runs: GPUs used per node (default: all it has)") \
+    X(CUDA_MATH, "QD_CUDA_MATH", "fp32|tf32|bf16", "CUDA backend: GEMM math (default fp32)")                    \
+    X(CUDA_ATTN, "QD_CUDA_ATTN", "fp32|auto", "CUDA backend: fp32 forces the fp32 attention under bf16 math")  \
+    X(CHECK_INSTALL, "QD_CHECK_INSTALL", "set", "debug: check every installed dequantized weight on the host") \
+    X(INJECT_FAIL, "QD_INJECT_FAIL", "rank:block", "tests: that rank fails before quantizing that block")      \
+    X(INJECT_KILL, "QD_INJECT_KILL", "rank:block", "tests: that rank SIGKILLs itself after staging that block")
+
+typedef enum {
+#define QD_PARAM_ENUM(id, env, values, doc) QD_PARAM_##id,
+    QD_PARAMS(QD_PARAM_ENUM)
+#undef QD_PARAM_ENUM
+    QD_PARAM_N
+} qd_param;
+
+struct qd_param_def {
+    const char *env, *values, *doc;
+};
+extern const struct qd_param_def qd_param_defs[QD_PARAM_N];
+
+/* The variable's value as getenv gives it: NULL when unset (an empty value counts as set). */
+const char *qd_param_str(qd_param p);
+
+#endif

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT
+ * qctx.c - the per-block quantization context (quantize-internal.h): its creation, the recipe lookup
+ * per Linear, the chunked forward of a block and the install of dequantized weights. Shared by the
+ * RTN/GPTQ driver (quantize.c), AWQ (awq.c) and the replay (replay.c), and depending on none of them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-check.h"
+#include "qd-log.h"
+#include "qd-param.h"
+#include "qd-phase.h"
+#include "quantize-internal.h"
+
+void qd_qctx_free(qd_qctx *c) {
+    if (!c) return;
+    for (int g = 0; g < 4; g++) qd_buf_free(c->H[g]), qd_buf_free(c->cache[g]);
+    qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
+    qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
+    qd_fwd_free(c->fwd);
+    free(c);
+}
+
+qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quantize_opts *opts, qd_qctx **out) {
+    qd_qctx *c;
+    QD_ALLOC(c, 1);
+    c->be = be;
+    c->cfg = cfg;
+    c->o = *opts;
+    size_t qo = (size_t)cfg->nheads * cfg->head_dim;
+    c->gK[0] = c->gK[2] = (size_t)cfg->hidden;
+    c->gK[1] = qo;
+    c->gK[3] = (size_t)cfg->intermediate;
+    if (opts->nseq) {
+        size_t tokens = opts->chunk_tokens ? opts->chunk_tokens : 8192;
+        c->chunk_seqs = tokens / opts->seq_len ? tokens / opts->seq_len : 1;
+        if (c->chunk_seqs > opts->nseq) c->chunk_seqs = opts->nseq;
+        qd_status st = qd_fwd_create(be, cfg, opts->seq_len, c->chunk_seqs, &c->fwd);
+        if (st != QD_OK) {
+            free(c);
+            return st;
+        }
+    }
+    *out = c;
+    return QD_OK;
+}
+
+void qd_qctx_spec(const qd_qctx *c, int block, qd_lin l, qd_qspec *out, char *name, size_t cap) {
+    snprintf(name, cap, "model.layers.%d.%s", block, qd_lin_name(l));
+    qd_recipe_resolve(c->o.recipe, &c->o.base, name, out);
+}
+
+qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
+                          int stop_after) {
+    size_t S = c->o.seq_len, H = (size_t)c->cfg->hidden;
+    qd_phase prev = qd_phase_set(c->be, QD_PH_FORWARD);
+    for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
+        size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs;
+        QD_CHECK(qd_block_forward(c->fwd, &(struct qd_block_fwd_args){.w = w, .x = QD_REF(in, s0 * S * H),
+                                                                      .out = QD_REF(out, s0 * S * H), .nseq = ns,
+                                                                      .capture = cap, .user = user,
+                                                                      .stop_after = stop_after}));
+    }
+    qd_phase_set(c->be, prev);
+    return QD_OK;
+}
+
+/* QD_CHECK_INSTALL=1 (a check for GPU runs, slow): the device-installed weight must equal the host's
+ * qd_qlayer_dequant_rounded bit for bit. */
+static qd_status check_install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+    size_t n = (size_t)r->q.N * (size_t)r->q.K, bad = 0;
+    float *host = malloc(n * sizeof *host), *dev = malloc(n * sizeof *dev);
+    qd_status st = host && dev ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory checking the install", r->q.name);
+    if (st == QD_OK) st = qd_be_download(c->be, &(struct qd_download_args){.src = QD_REF(w->w[l], 0), .dst = dev, .n = n});
+    if (st == QD_OK) {
+        qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, host);
+        for (size_t i = 0; i < n; i++) bad += memcmp(&host[i], &dev[i], sizeof *host) != 0;
+        if (bad) st = qd_fail(QD_ERR_INTERNAL, "%s: device install differs from the host dequantization in %zu of %zu weights",
+                              r->q.name, bad, n);
+        else qd_info("%s: device install bit-identical to the host dequantization (%zu weights)", r->q.name, n);
+    }
+    free(host), free(dev);
+    return st;
+}
+
+/* On a backend with the u8_codes op: upload the byte codes (a quarter of the fp32 weight), the rounded
+ * scales, zeros and g_idx, and dequantize on the device - the same single multiply as
+ * qd_qlayer_dequant_rounded, so the weight is bit-identical to the host path's. */
+static qd_status install_device(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+    qd_backend_t be = c->be;
+    const qd_qlayer *q = &r->q;
+    size_t N = (size_t)q->N, K = (size_t)q->K, G = (size_t)q->G, n = N * K, words = (n + 3) / 4;
+    float *sc = malloc(G * N * sizeof *sc);
+    uint8_t *pad = n % 4 ? calloc(words, 4) : NULL; /* the upload reads whole words */
+    qd_buf_t bc = NULL, bs = NULL, bz = NULL, bg = NULL;
+    qd_status st = QD_OK;
+    if (!sc || (n % 4 && !pad)) {
+        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory installing the quantized weight", q->name);
+        goto done;
+    }
+    for (size_t i = 0; i < G * N; i++) sc[i] = qd_scale_round(c->o.scale_dtype, q->scales[i]);
+    if (pad) memcpy(pad, q->codes, n);
+    QD_CHECK_GOTO(qd_buf_alloc(be, words, &bc), st, done);
+    QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &bs), st, done);
+    QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &bz), st, done);
+    QD_CHECK_GOTO(qd_buf_alloc(be, K, &bg), st, done);
+    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bc, 0), .src = pad ? (void *)pad : q->codes,
+                                                            .src_dtype = QD_DT_U32, .n = words}), st, done);
+    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bs, 0), .src = sc, .src_dtype = QD_DT_F32,
+                                                            .n = G * N}), st, done);
+    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bz, 0), .src = q->zeros,
+                                                            .src_dtype = QD_DT_I32, .n = G * N}), st, done);
+    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bg, 0), .src = q->g_idx,
+                                                            .src_dtype = QD_DT_I32, .n = K}), st, done);
+    st = qd_be_u8_codes(be, &(struct qd_u8_codes_args){.dequant = 1, .W = QD_REF(w->w[l], 0), .codes = QD_REF(bc, 0),
+                                                        .scales = QD_REF(bs, 0), .zeros = QD_REF(bz, 0),
+                                                        .g_idx = QD_REF(bg, 0), .N = N, .K = K, .G = G});
+    if (st == QD_OK && qd_param_str(QD_PARAM_CHECK_INSTALL)) st = check_install(c, w, l, r);
+done:
+    qd_buf_free(bc), qd_buf_free(bs), qd_buf_free(bz), qd_buf_free(bg);
+    free(sc), free(pad);
+    return st;
+}
+
+qd_status qd__install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+    qd_phase prev = qd_phase_set(c->be, QD_PH_INSTALL);
+    size_t n = (size_t)r->q.N * (size_t)r->q.K;
+    qd_status st;
+    if (qd_be_has(c->be, QD_OPT_U8_CODES)) {
+        st = install_device(c, w, l, r);
+    } else { /* host backends: dequantize here, upload fp32 (the reference path) */
+        float *deq = malloc(n * sizeof *deq);
+        if (!deq) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the dequantized weight", r->q.name);
+        qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, deq);
+        st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(w->w[l], 0), .src = deq,
+                                                          .src_dtype = QD_DT_F32, .n = n});
+        free(deq);
+    }
+    qd_phase_set(c->be, prev);
+    return st;
+}

@@ -1,0 +1,40 @@
+"""The environment tunables are declared in one table (src/core/qd-param.h, QD_PARAMS), read through
+qd_param_str only, and each one is documented in docs/tunables.md."""
+import os
+import pathlib
+import re
+
+REPO = pathlib.Path(os.environ.get("QD_REPO", pathlib.Path(__file__).resolve().parents[2]))
+PRODUCT = ["src", "kernels", "shard", "mpi"]  # what ships in the qdist binary
+
+
+def table():
+    text = (REPO / "src/core/qd-param.h").read_text()
+    return re.findall(r'X\((\w+), "(QD_\w+)"', text)
+
+
+def test_table_is_not_empty_and_names_are_unique():
+    rows = table()
+    assert len(rows) >= 8
+    assert len({env for _, env in rows}) == len(rows)
+    assert all(env == "QD_" + ident for ident, env in rows)
+
+
+def test_every_tunable_is_documented():
+    doc = (REPO / "docs/tunables.md").read_text()
+    missing = [env for _, env in table() if f"`{env}`" not in doc]
+    assert not missing, f"docs/tunables.md lacks {missing}"
+    documented = set(re.findall(r"^\| `(QD_\w+)`", doc, re.M))
+    assert documented == {env for _, env in table()}, "docs/tunables.md lists a variable the table lacks"
+
+
+def test_no_getenv_outside_the_table():
+    found = []
+    for top in PRODUCT:
+        for path in (REPO / top).rglob("*"):
+            if path.suffix not in (".c", ".h", ".cu", ".cuh") or path.name == "qd-param.c":
+                continue
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if re.search(r"\bgetenv\s*\(", line):
+                    found.append(f"{path.relative_to(REPO)}:{n}")
+    assert not found, f"getenv outside src/core/qd-param.c: {found}"
