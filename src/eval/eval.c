@@ -122,6 +122,8 @@ qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *d
                            const struct qd_eval_opts *opts, struct qd_eval_result *out) {
     char *text = NULL;
     size_t len = 0;
+    qd_model_cfg cfg; /* first: the tokenizer loader also takes a file, and would read --model FILE as one */
+    QD_CHECK(qd_model_cfg_load(model_dir, &cfg));
     QD_CHECK(qd_read_file(data_path, (size_t)1 << 32, &text, &len));
     /* perplexity of a binary file or another encoding is a number about nothing: refuse it, as Python's
      * open(path, encoding="utf-8").read() would */

@@ -351,6 +351,8 @@ qd_status qd_model_cfg_parse(const char *json, const char *path, qd_model_cfg *o
 
 qd_status qd_model_cfg_load(const char *model_dir, qd_model_cfg *out) {
     char path[4096];
+    if (qd_path_exists(model_dir) && !qd_is_dir(model_dir))
+        return qd_fail(QD_ERR_IO, "%s: not a directory (expected a Hugging Face model directory)", model_dir);
     QD_CHECK(qd_path_join(path, sizeof path, model_dir, "config.json"));
     if (!qd_path_exists(path))
         return qd_fail(QD_ERR_IO, "%s: config.json is missing (expected a Hugging Face model directory)", path);

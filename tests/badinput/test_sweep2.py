@@ -216,3 +216,25 @@ def test_an_export_never_replaces_an_output_another_run_wrote_meanwhile(tmp_path
         assert not [p for p in tmp_path.iterdir() if ".qdist-tmp-" in p.name or ".qdist-old-" in p.name]
         return
     pytest.skip("the first export always finished before it could be stopped")
+
+
+# ---- a file where the model directory is expected; ids out of the vocabulary ----
+
+@pytest.mark.parametrize("cmd", ["inspect", "eval"])
+def test_a_file_given_as_the_model_directory_is_named_as_such(cmd):
+    f = os.path.join(MODEL, "eval.txt")
+    args = [f] if cmd == "inspect" else ["--model", f, "--data", f, "--backend", "cpu"]
+    r = run(cmd, *args)
+    assert r.returncode == 1, r.stderr
+    one_error(r, f + ":", "not a directory")
+
+
+@pytest.mark.parametrize("ids", ["[1, 99999]", "[1, -1]"])
+def test_decode_of_an_id_outside_the_vocabulary_is_one_line_with_file_and_line(tmp_path, ids):
+    f = tmp_path / "ids.jsonl"
+    f.write_text("[1, 2]\n" + ids + "\n")
+    out = tmp_path / "text.jsonl"
+    r = run("tokenize", "--model", MODEL, "--input", f, "--decode", "--output", out)
+    assert r.returncode == 1, r.stderr
+    one_error(r, f"{f}:2:", ids.split()[-1].rstrip("]"))
+    assert not out.exists()
