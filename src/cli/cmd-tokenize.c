@@ -107,7 +107,7 @@ static qd_status decode_line(qd_tokenizer *tok, const tok_args *a, const char *l
         }
         int32_t id = (int32_t)e->valuedouble;
         if (id < 0 || id >= qd_tokenizer_vocab_size(tok)) { /* here, where the file and line are known */
-            st = qd_fail(QD_ERR_FORMAT, "%s:%ld: id %d at position %zu is not in the tokenizer's vocabulary (0..%d)",
+            st = qd_fail(QD_ERR_FORMAT, "%s:%ld: id %d at position %zu is not in the vocabulary (0..%d)",
                          a->input, lineno, id, ids->n, qd_tokenizer_vocab_size(tok) - 1);
             break;
         }
