@@ -25,7 +25,7 @@ qd_status qd_cmd_export(int argc, char **argv) {
          "pack-quantized|naive-quantized", NULL},
         {"max-shard-size", QD_OPT_SIZE, &max_shard, "SIZE", "largest safetensors shard (default 5GB)", NULL, NULL},
         {"overwrite", QD_OPT_FLAG, &overwrite, NULL, "replace a non-empty OUT", NULL, NULL},
-        {"lm-head", QD_OPT_FLAG, &lm_head, NULL, "export lm_head quantized (the run must have quantized it)", NULL, NULL},
+        {"lm-head", QD_OPT_FLAG, &lm_head, NULL, "keep a quantized lm_head quantized (qdist quantize never quantizes lm_head: for fake dirs from elsewhere)", NULL, NULL},
         {"verify", QD_OPT_FLAG, &verify, NULL, "read OUT back (dequantise on load) and compare every Linear bit for bit",
          NULL, NULL},
     };
