@@ -46,7 +46,8 @@ PLACEHOLDERS = {
     "--model": M,                    # MODEL_DIR, DIR, M, stories260K-hf, /data/Llama-3-70B, ...
     "--calib": CALIB,                # data.jsonl, c4_train_sample.jsonl, /data/calib.jsonl
     "--data": EVAL_TEXT,             # text.txt, wiki.test.raw, ../shared/.../wiki.test.raw
-    "--input": "{input}",            # export: {fake}; tokenize: {text_jsonl} ({ids_jsonl} with --decode)
+    "--input": "{input}",            # export: {fake} (rtn --asym, so awq takes it); tokenize: {text_jsonl}
+                                     # ({ids_jsonl} with --decode). `--format a|b|c` of an export: each.
     "--output": "{tmp}/out",         # OUT_DIR, OUT, O, OUT-exact, ids.jsonl (always a fresh path)
     "--staging": "{tmp}/staging",    # S
     "--synthetic": "{tmp}/synthetic",
@@ -144,7 +145,20 @@ def fence_examples(rel, first_lineno, body, is_sh, cmd_re):
     return out
 
 
-EXAMPLES = extract()
+def each_format(examples):
+    """`--format a|b|c` runs once per format (the other alternatives take their first choice)."""
+    out = []
+    for rel, lineno, cmd, env in examples:
+        m = re.search(r"--format (\S+\|\S+)", cmd)
+        if not m or not cmd.startswith("qdist"):
+            out.append((rel, lineno, cmd, env))
+            continue
+        for f in m.group(1).split("|"):
+            out.append((rel, lineno, cmd[:m.start(1)] + f + cmd[m.end(1):], env))
+    return out
+
+
+EXAMPLES = each_format(extract())
 
 
 def readme_quantize_args():
@@ -349,7 +363,9 @@ def dry_sbatch(cmd, env, tmp):
 
 
 def example_id(e):
-    return f"{e[0]}:{e[1]}"
+    m = re.search(r"--format (\S+)", e[2])
+    return f"{e[0]}:{e[1]}" + (f"[{m.group(1)}]" if m and "|" not in m.group(1) and e[2].startswith("qdist export")
+                               else "")
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[example_id(e) for e in EXAMPLES])
