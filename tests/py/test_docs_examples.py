@@ -60,6 +60,12 @@ PLACEHOLDERS = {
     "--eval": EVAL_TEXT,
 }
 POSITIONAL_MODEL = M                 # `qdist inspect MODEL_DIR`
+# optional flags that are left out, and when (None: always), with the reason
+OPTIONAL_RULES = {
+    "--ct-format": ("--format compressed-tensors", "applies to compressed-tensors only"),
+    "--lm-head": (None, "qdist quantize never quantizes lm_head, so export refuses the flag for its runs "
+                        "(tests/py/test_claims.py checks that refusal)"),
+}
 # settings forced on every run (option -> value), added when absent
 SMALL = {
     "quantize": {"--nsamples": "4", "--seqlen": "64"},
@@ -131,6 +137,10 @@ def fence_examples(rel, first_lineno, body, is_sh, cmd_re):
     out, env, k = [], {}, 0
     while k < len(body):
         cmd, n = join_continued(body, k)
+        if not is_sh:  # a usage synopsis continues on indented lines
+            while k + n < len(body) and re.match(r"^\s+\S", body[k + n]) and cmd_re.match(cmd.strip()):
+                cmd += " " + body[k + n].strip()
+                n += 1
         lineno = first_lineno + k
         k += n
         cmd = re.sub(r"(^|\s)#.*$", "", cmd).strip()
@@ -171,8 +181,15 @@ def readme_quantize_args():
 def expand(cmd, env):
     for _ in range(3):
         cmd = re.sub(r"\$\{?([A-Za-z_]\w*)\}?", lambda m: env.get(m.group(1), m.group(0)), cmd)
-    cmd = re.sub(r"\[([^\[\]]*)\]", r"\1", cmd)             # optional parts included
-    return cmd
+    return re.sub(r"\[([^\[\]]*)\]", lambda m: optional(m.group(1), cmd), cmd)
+
+
+def optional(part, cmd):
+    """An optional [part] is included unless OPTIONAL_RULES says when it does not apply."""
+    for flag, (needs, _why) in OPTIONAL_RULES.items():
+        if part.split()[:1] == [flag] and (needs is None or needs not in cmd):
+            return ""
+    return part
 
 
 def first_choice(tok):
