@@ -209,3 +209,61 @@ def test_same_override_accepted_where_the_format_stores_it(tmp_path):
     assert r.returncode == 0, r.stderr
     cfg = json.loads((out / "config.json").read_text())["quantization_config"]
     assert cfg["bits"] == 4
+
+
+# ---- 1b. the model's own template, without Jinja ---------------------------------------------------
+
+# Qwen2.5's template (its tool-call branches left out): ChatML with a fixed system line when none is given
+QWEN25 = ("{%- if messages[0]['role'] == 'system' %}"
+          "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+          "{%- else %}"
+          "{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
+          "{%- endif %}"
+          "{%- for message in messages %}"
+          "{%- if (message.role == 'user') or (message.role == 'system' and not loop.first) or "
+          "(message.role == 'assistant') %}"
+          "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+          "{%- endif %}"
+          "{%- endfor %}"
+          "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+
+
+def model_with_template(tmp_path, template, in_file):
+    d = tmp_path / "model"
+    d.mkdir()
+    for f in os.listdir(M):
+        if f != "tokenizer_config.json":
+            os.symlink(os.path.join(M, f), d / f)
+    cfg = json.load(open(os.path.join(M, "tokenizer_config.json")))
+    if in_file:
+        (d / "chat_template.jinja").write_text(template)
+    else:
+        cfg["chat_template"] = template
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return d
+
+
+@pytest.mark.parametrize("in_file", [False, True], ids=["tokenizer_config", "chat_template.jinja"])
+@pytest.mark.parametrize("with_system", [False, True])
+def test_model_chatml_template_with_default_system_matches_jinja(tmp_path, in_file, with_system):
+    jinja2 = pytest.importorskip("jinja2")
+    tokenizers = pytest.importorskip("tokenizers")
+    model = model_with_template(tmp_path, QWEN25, in_file)
+    convo = [{"role": "user", "content": "Sum 2+2?"}, {"role": "assistant", "content": "4"},
+             {"role": "user", "content": "Thanks"}]
+    if with_system:
+        convo = [{"role": "system", "content": "Be brief."}] + convo
+    calib = tmp_path / "chat.jsonl"
+    calib.write_text(json.dumps({"messages": convo}) + "\n")
+    text = jinja2.Template(QWEN25).render(messages=convo, add_generation_prompt=False)
+    want = tokenizers.Tokenizer.from_file(os.path.join(M, "tokenizer.json")).encode(text, add_special_tokens=False).ids
+    p = qd("tokenize", "--model", model, "--calib", calib, "--nsamples", "1", "--seqlen", len(want))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["chat_template"] == "chatml" and out["ids"][0] == want
+    # quantize reads the same calibration
+    r = qd("quantize", "--model", model, "--output", tmp_path / "o", "--calib", calib, "--method", "gptq",
+           "--format", "fake", "--recipe", write_json(tmp_path / "r.json", ONLY_LAYER0), "--quiet",
+           "--nsamples", "1", "--seqlen", len(want))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "o" / "qdist_report.json").read_text())["calibration"]["sha256"] == out["sha256"]
