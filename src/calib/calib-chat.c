@@ -5,7 +5,8 @@
  *   Llama-3: {bos} (<|begin_of_text|>) then <|start_header_id|>{role}<|end_header_id|>\n\n{content.strip()}<|eot_id|>;
  *   Llama-2: {bos}[INST] {<<SYS>>\n{system}\n<</SYS>>\n\n}{user.strip()} [/INST] {assistant.strip()} {eos} ...
  * {bos} and {eos} are tokenizer_config.json's bos_token / eos_token, as in the templates.
- * Detection looks for each family's marker tokens in tokenizer_config.json's chat_template. A ChatML
+ * Detection looks for each family's marker tokens in tokenizer_config.json's chat_template (Llama-2: [INST]
+ * and <<SYS>>). A ChatML
  * template that writes a fixed system message when there is none (Qwen2/2.5) has that text rendered too,
  * as the template would; no Jinja is evaluated, the literal is found by its shape. */
 #include <stdlib.h>
@@ -48,7 +49,9 @@ qd_chat_template qd_chat_detect(const char *j) {
     if (!j) return QD_CHAT_NONE;
     if (strstr(j, "<|start_header_id|>")) return QD_CHAT_LLAMA3;
     if (strstr(j, "<|im_start|>")) return QD_CHAT_CHATML;
-    if (strstr(j, "[INST]")) return QD_CHAT_LLAMA2;
+    /* Mistral's templates carry [INST] too but space and place BOS/EOS differently: Llama-2 only with its
+     * <<SYS>> block, so a Mistral model is refused (naming --chat-template) rather than rendered wrong */
+    if (strstr(j, "[INST]") && strstr(j, "<<SYS>>")) return QD_CHAT_LLAMA2;
     return QD_CHAT_NONE;
 }
 

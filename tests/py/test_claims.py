@@ -267,3 +267,14 @@ def test_model_chatml_template_with_default_system_matches_jinja(tmp_path, in_fi
            "--nsamples", "1", "--seqlen", len(want))
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "o" / "qdist_report.json").read_text())["calibration"]["sha256"] == out["sha256"]
+
+
+def test_mistral_template_is_refused_not_rendered_as_llama2(tmp_path):
+    # Mistral-7B-Instruct-v0.1's template: [INST] without Llama-2's <<SYS>> block, other spacing
+    mistral = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+               "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+               "{{ message['content'] + eos_token }}{% endif %}{% endfor %}")
+    model = model_with_template(tmp_path, mistral, False)
+    calib = messages_file(tmp_path / "chat.jsonl")
+    p = qd("tokenize", "--model", model, "--calib", calib, *SMALL)
+    assert p.returncode == 1 and "--chat-template" in p.stderr, p.stderr
