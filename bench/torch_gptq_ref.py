@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""torch_gptq_ref.py - a torch reference GPTQ, written from docs algorithms.md section 1 (the
+"""torch_gptq_ref.py - a torch reference GPTQ, written from docs/reference/algorithms.md section 1 (the
 IST/GPTQModel column sweep with lazy batch updates), NOT from qdist's code, timed per layer on the GPU
 on the same layer shapes and token count as bench-gptq-layer.c, printing the same line format.
 
@@ -29,7 +29,7 @@ def sync():
 
 
 def minmax_params(x, bits):
-    """per row of x [N, g]: GPTQ min-max asym (algorithms.md: range widened to include 0)."""
+    """per row of x [N, g]: GPTQ min-max asym (docs/reference/algorithms.md: range widened to include 0)."""
     maxq = 2 ** bits - 1
     xmin = torch.clamp(x.min(dim=1).values, max=0)
     xmax = torch.clamp(x.max(dim=1).values, min=0)

@@ -258,7 +258,7 @@ struct qd_quantize_args {
 };
 qd_status qd_be_quantize(qd_backend_t be, const struct qd_quantize_args *a);
 
-/* The GPTQ column sweep (algorithms.md section 1) over W [N, K] (contiguous, already prepared: dead
+/* The GPTQ column sweep (docs/reference/algorithms.md section 1) over W [N, K] (contiguous, already prepared: dead
  * columns zeroed, permuted for act-order) with U [K, K] the upper Cholesky factor of the damped inverse
  * Hessian, in blocks of block_size columns with the lazy update of the remaining columns as a GEMM.
  * On return W holds the dequantized weights (in the processed column order), codes int32 [N, K] (same

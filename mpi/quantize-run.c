@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "qd-backends.h"
+#include "qd-block-sources.h"
 #include "qd-bootstrap.h"
 #include "qd-check.h"
 #include "qd-export.h"
@@ -64,6 +65,7 @@ typedef struct {
     qd_buf_t fp_buf;
     const int32_t *ids;
     int dev_share;           /* ranks of this node mapped to this rank's GPU (>= 1) */
+    qd_dtype store_dt;       /* the dtype the export stores scales in (F16; compressed-tensors: the model's) */
     rank_times t;
 } worker;
 
@@ -198,11 +200,13 @@ static void release_staged(qd_staged_block *sb) {
     for (size_t i = 0; sb->tensors && i < sb->ntensors; i++) free(sb->tensors[i].data);
     free(sb->tensors);
     free(sb->modules);
+    free(sb->sources);
     free(sb);
 }
 
-/* Hands block b to the staging writer (qd-stage-writer.h), taking the arrays of res (left NULL). */
-static qd_status stage_block(worker *k, int b, const qd_block_w *w, qd_qresult *res, double seconds) {
+/* Hands block b to the staging writer (qd-stage-writer.h), taking the arrays of res (left NULL) and
+ * the text of its source hashes (*sources, left NULL). */
+static qd_status stage_block(worker *k, int b, const qd_block_w *w, qd_qresult *res, char **sources, double seconds) {
     qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
     qd_staged_block *sb = calloc(1, sizeof *sb);
     qd_status st = QD_OK;
@@ -210,7 +214,8 @@ static qd_status stage_block(worker *k, int b, const qd_block_w *w, qd_qresult *
         st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory staging", b);
         goto out;
     }
-    *sb = (qd_staged_block){.block = b, .rank = qd_mpi_rank(), .time_s = seconds};
+    *sb = (qd_staged_block){.block = b, .rank = qd_mpi_rank(), .time_s = seconds, .sources = *sources};
+    *sources = NULL;
     sb->modules = calloc(QD_NLIN, sizeof *sb->modules);
     sb->tensors = calloc(4 + 2 * QD_NLIN, sizeof *sb->tensors);
     if (!sb->modules || !sb->tensors) {
@@ -261,10 +266,19 @@ static qd_status w_quantize(void *user, int b) {
     qd_block_w w = {0};
     qd_qresult res[QD_NLIN];
     memset(res, 0, sizeof res);
+    char *sources = NULL;
     qd_status st;
     QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    /* the bytes the load just read, hashed while their pages are hot (qd-block-sources.h) */
+    QD_CHECK_GOTO(qd_block_sources(k->cfg, k->ck, b, &sources), st, out);
     QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
-    QD_CHECK_GOTO(stage_block(k, b, &w, res, now_s() - t0), st, out);
+    /* a scale the checkpoint cannot hold is refused now, not after the whole run at export */
+    for (int l = 0; l < QD_NLIN; l++) {
+        if (!res[l].q.codes) continue;
+        QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
+        QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
+    }
+    QD_CHECK_GOTO(stage_block(k, b, &w, res, &sources, now_s() - t0), st, out);
     if (no_calib(k)) goto out;
     /* k->out already holds what a resumed run's replay computes (qd-replay.h): the same forward ops
      * on the same chunks with the same installed weights (GPTQ/RTN), or the unmodified block's
@@ -272,6 +286,7 @@ static qd_status w_quantize(void *user, int b) {
     qd_buf_t t = k->in;
     k->in = k->out, k->out = t;
 out:
+    free(sources);
     for (int l = 0; l < QD_NLIN; l++) qd_qresult_free(&res[l]);
     qd_block_w_free(&w);
     sample_mem(k);
@@ -279,9 +294,29 @@ out:
     return st;
 }
 
+/* A staged block's source tensors as they are now against the hashes staged with it: a --resume
+ * never mixes blocks quantized from weights that were since changed in place with new ones. */
+static qd_status check_sources(worker *k, int b, const qd_staged_block *sb) {
+    char *now = NULL;
+    QD_CHECK(qd_block_sources(k->cfg, k->ck, b, &now));
+    qd_status st = qd_block_sources_check(k->ck, b, sb->sources, now, qd_stage_dir(k->stage));
+    free(now);
+    return st;
+}
+
+/* RTN without calibration hands nothing on, so the block is not replayed; its sources are checked */
+static qd_status check_staged_only(worker *k, int b) {
+    qd_staged_block *sb = NULL;
+    qd_status st = qd_stage_writer_flush(k->writer);
+    if (st == QD_OK) st = qd_stage_read_block(k->stage, b, &sb);
+    if (st == QD_OK) st = check_sources(k, b, sb);
+    qd_staged_block_free(sb);
+    return st;
+}
+
 static qd_status w_replay(void *user, int b) {
     worker *k = user;
-    if (no_calib(k)) return QD_OK; /* nothing to hand on: the next block needs no input */
+    if (no_calib(k)) return check_staged_only(k, b);
     double t0 = now_s();
     qd_block_w w = {0};
     qd_staged_block *sb = NULL;
@@ -294,6 +329,7 @@ static qd_status w_replay(void *user, int b) {
     if (st == QD_OK) st = qd_stage_read_block(k->stage, b, &sb);
     qd_phase_set(k->be, prev);
     if (st != QD_OK) goto out;
+    QD_CHECK_GOTO(check_sources(k, b, sb), st, out);
     for (size_t i = 0; i < sb->nmodules; i++) {
         qd_staged_module *m = &sb->modules[i];
         int l = -1;
@@ -721,6 +757,11 @@ static qd_status export_from_staging(const qd_run_opts *o, const qd_model_cfg *c
 /* Refuse before any work when the format cannot express the scheme, a group size does not divide a
  * Linear's input features, or the output exists. */
 static qd_status preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
+    qd_checkpoint *ck;
+    QD_CHECK(qd_ckpt_open(o->model_dir, 0, &ck));
+    qd_status cst = qd_model_check_ckpt(cfg, ck, 0);
+    qd_ckpt_close(ck);
+    QD_CHECK(cst);
     const char *names[QD_MAX_LINEARS];
     int groups[QD_MAX_LINEARS];
     int n = qd_model_linear_names(cfg, names, groups);
@@ -729,7 +770,7 @@ static qd_status preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
         qd_qspec spec;
         snprintf(module, sizeof module, "model.layers.0.%s", names[l]);
         qd_recipe_resolve(o->q.recipe, &o->q.base, module, &spec);
-        size_t G, K = (size_t)(l == QD_LIN_O ? cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
+        size_t G, K = (size_t)(l == QD_LIN_O ? (int64_t)cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
         if (!spec.skip) QD_CHECK(qd_qspec_groups(&spec, module, K, &G));
     }
     qd_export_format f;
@@ -756,9 +797,9 @@ static qd_status check_space(const qd_run_opts *o, const qd_model_cfg *cfg, cons
     for (size_t i = 0; i < ck->ntensors; i++) model_bytes += ck->tensors[i]->nbytes;
     unsigned wbytes = qd_dtype_bits(cfg->dtype) / 8;
     for (int l = 0; l < n && l < QD_NLIN; l++) {
-        uint64_t K = (uint64_t)(l == QD_LIN_O ? cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
-        uint64_t N = (uint64_t)(l == QD_LIN_Q ? cfg->nheads * cfg->head_dim
-                                : (l == QD_LIN_K || l == QD_LIN_V) ? cfg->nkv * cfg->head_dim
+        uint64_t K = (uint64_t)(l == QD_LIN_O ? (int64_t)cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
+        uint64_t N = (uint64_t)(l == QD_LIN_Q ? (int64_t)cfg->nheads * cfg->head_dim
+                                : (l == QD_LIN_K || l == QD_LIN_V) ? (int64_t)cfg->nkv * cfg->head_dim
                                 : (l == QD_LIN_GATE || l == QD_LIN_UP) ? cfg->intermediate : cfg->hidden);
         uint64_t G = o->q.base.group_size > 0 ? K / (uint64_t)o->q.base.group_size : 1;
         stage += (uint64_t)cfg->nlayers * (N * K + 8 * G * N + 4 * K);
@@ -792,6 +833,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_status st;
 
     QD_CHECK_GOTO(qd_model_cfg_load(o->model_dir, &cfg), st, fail);
+    k.store_dt = strcmp(o->format, "compressed-tensors") == 0 ? cfg.dtype : QD_DT_F16;
     QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? preflight(o, &cfg) : QD_OK), st, fail);
     if (cfg.quantized) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);

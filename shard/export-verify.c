@@ -45,16 +45,22 @@ static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_
     snprintf(wname, sizeof wname, "%s.weight", l->name);
     const qd_st_tensor *plain = qd_ckpt_find(ck, wname);
     int unquantized = sdt == QD_DT_COUNT && plain && qd_dtype_is_float(plain->dtype);
+    /* inf == inf and NaN patterns compare equal bit for bit: a scale that does not fit is no match */
+    qd_status st = qd_qlayer_check_scales(l, unquantized ? QD_DT_F32 : sdt, "the exported checkpoint");
+    if (st != QD_OK) {
+        free(got);
+        return st;
+    }
     double maxdiff = 0;
     size_t bad = 0;
     for (int n = 0; n < l->N; n++)
         for (int k = 0; k < l->K; k++) {
             size_t gi = (size_t)l->g_idx[k] * l->N + n;
             float s = unquantized ? l->scales[gi] : round_to(sdt, l->scales[gi]);
-            float want = (float)((int)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * s;
+            float want = (float)((int64_t)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * s;
             if (unquantized) want = round_to(plain->dtype, want);
             float g = got[(size_t)n * l->K + k];
-            if (memcmp(&g, &want, sizeof g) != 0) {
+            if (memcmp(&g, &want, sizeof g) != 0 || !isfinite(g)) {
                 bad++;
                 double d = fabs((double)g - want);
                 maxdiff = d > maxdiff ? d : maxdiff;
@@ -63,7 +69,7 @@ static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_
     free(got);
     if (bad)
         return qd_fail(QD_ERR_MISMATCH, "export verify: %s: %zu of %lld weights read back differ (largest %.3g)",
-                       l->name, bad, (long long)l->N * l->K, maxdiff);
+                       l->name, bad, (long long)l->N * (long long)l->K, maxdiff);
     return QD_OK;
 }
 

@@ -3,7 +3,6 @@
  * cannot express before writing, list the tensors (export-tensors.c), write them with a pool of
  * threads (export-write.c) into the atomic output directory, then the configs. */
 #include <cJSON.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "qd-check.h"
 #include "qd-fs.h"
 #include "qd-log.h"
+#include "qd-meta-files.h"
 #include "qd-qformat-gptq.h"
 #include "qd-st-writer.h"
 
@@ -244,36 +244,6 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
     return QD_OK;
 }
 
-/* ---- metadata files ------------------------------------------------------------------------------ */
-
-static int is_weight_file(const char *n) {
-    static const char *suffixes[] = {".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt",
-                                     ".pth", ".h5", ".gguf", ".msgpack", ".ckpt"};
-    size_t len = strlen(n);
-    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
-        size_t sl = strlen(suffixes[i]);
-        if (len >= sl && strcmp(n + len - sl, suffixes[i]) == 0) return 1;
-    }
-    return strcmp(n, "config.json") == 0 || strcmp(n, "quantize_config.json") == 0 || n[0] == '.';
-}
-
-static qd_status copy_meta_files(const char *from, const char *to) {
-    DIR *d = opendir(from);
-    if (!d) return qd_fail(QD_ERR_IO, "%s: cannot list the directory", from);
-    struct dirent *e;
-    qd_status st = QD_OK;
-    char a[4400], b[4400];
-    while (st == QD_OK && (e = readdir(d))) {
-        if (is_weight_file(e->d_name)) continue;
-        st = qd_path_join(a, sizeof a, from, e->d_name);
-        if (st != QD_OK || qd_is_dir(a)) continue;
-        st = qd_path_join(b, sizeof b, to, e->d_name);
-        if (st == QD_OK) st = qd_copy_file(a, b);
-    }
-    closedir(d);
-    return st;
-}
-
 static qd_status write_json(const char *dir, const char *name, const cJSON *j) {
     char path[4400];
     QD_CHECK(qd_path_join(path, sizeof path, dir, name));
@@ -354,6 +324,7 @@ qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
     const char *meta = src->iface->meta_dir(src->ctx);
     qd_dtype model_dtype;
     QD_CHECK(model_dtype_of(meta, &model_dtype));
+    QD_CHECK(qd_meta_files_copy(meta, NULL, NULL)); /* a file that will be refused: before any work */
     qd_xplan p;
     memset(&p, 0, sizeof p);
     p.fmt = o->format;
@@ -379,7 +350,7 @@ qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
     st = qd_export_write(&p, src, &list, tmp, o->max_shard_bytes ? o->max_shard_bytes : QD_DEFAULT_MAX_SHARD_BYTES,
                          &stats);
     qd_export_list_free(&list);
-    if (st == QD_OK) st = copy_meta_files(meta, tmp);
+    if (st == QD_OK) st = qd_meta_files_copy(meta, tmp, NULL);
     if (st == QD_OK) st = write_configs(&p, meta, tmp);
     if (st == QD_OK) st = qd_outdir_commit(od);
     else qd_outdir_abort(od);

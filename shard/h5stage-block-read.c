@@ -24,6 +24,7 @@ void qd_staged_block_free(qd_staged_block *b) {
     for (size_t i = 0; i < b->ntensors; i++) free(b->tensors[i].data);
     free(b->modules);
     free(b->tensors);
+    free(b->sources);
     free(b);
 }
 
@@ -271,7 +272,27 @@ static qd_status read_h5(qd__h5s *s, const char *path, int with_codes, qd_staged
         QD_CHECK(read_dataset(s, g, "/tensors", t->name, H5T_FLOAT, 0, t->shape, &t->ndim, H5T_NATIVE_FLOAT, 4, &p));
         t->data = p;
     }
-    return qd__h5s_pop(s, g);
+    QD_CHECK(qd__h5s_pop(s, g));
+    /* optional: blocks staged before qdist recorded their source tensors have none */
+    htri_t ex = H5Lexists(f, "sources", H5P_DEFAULT);
+    QD_H5_CHECK(s, ex < 0 ? -1 : 0, "/sources");
+    if (!ex) return QD_OK;
+    int64_t dims[QD_STAGE_MAX_DIMS];
+    int nd;
+    void *p;
+    QD_CHECK(read_dataset(s, f, "", "sources", H5T_INTEGER, 1, dims, &nd, H5T_NATIVE_UINT8, 1, &p));
+    char *text = realloc(p, (size_t)dims[0] + 1);
+    if (!text) {
+        free(p);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory for /sources", path);
+    }
+    text[dims[0]] = '\0';
+    if (strlen(text) != (size_t)dims[0]) {
+        free(text);
+        return malformed(s, "/sources", "contains a NUL byte");
+    }
+    b->sources = text;
+    return QD_OK;
 }
 
 qd_status qd_stage_read_block_file(const char *path, qd_staged_block **out) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qd-export.h - writing a quantization run as a checkpoint that vLLM and transformers load:
  * GPTQ v1 ("gptq") and v2 ("gptq_v2"), AutoAWQ GEMM ("awq"), compressed-tensors pack-quantized
- * (or naive-quantized int8 form) - shared/reference/formats.md sections B-D and F; docs/formats.md.
+ * (or naive-quantized int8 form) - docs/reference/formats.md sections B-D and F; docs/formats.md.
  *
  * qd_export_run reads a qd_qsource (qd-qsource.h) and writes OUT through the atomic writer: sharded
  * safetensors + index, config.json with quantization_config (GPTQ: also quantize_config.json), every

@@ -5,7 +5,7 @@
  *   fingerprint.json     {"format":"qdist-staging-1","fingerprint":{key:value,...}} (keys in order),
  *                        written once (atomically: tmp + fsync + rename + fsync dir) on a fresh run.
  *   block-NNNNN.h5       one finished block (NNNNN = block index, 5+ digits). It exists if and only if
- *                        the block is staged: it is written as block-NNNNN.h5.tmp, closed, fsynced,
+ *                        the block is staged: it is built in memory, written as block-NNNNN.h5.tmp, fsynced,
  *                        renamed, and the directory fsynced before qd_stage_write_block returns.
  *   *.tmp                a write that a crash interrupted: never counted as staged, overwritten by the
  *                        next write of that block, removed by qd_stage_open on --resume.
@@ -15,6 +15,7 @@
  *                        datasets codes u8 [N,K], scales f32 [G,N], zeros i32 [G,N], g_idx i32 [K];
  *                        attrs bits, group_size, sym (i32), loss, damp, time_s (f64), fallback (string)
  *   /tensors/<name>      f32 dataset of its shape: a non-Linear tensor quantization changed (AWQ norms)
+ *   /sources             u8 [len]: text "<tensor> <16 hex>\n" per source tensor of the block (optional)
  * Written in the HDF5 1.10 file format (readers need HDF5 >= 1.10; h5py and h5dump read it): all
  * metadata carries checksums, and every dataset is chunked (whole rows, <= 256 MiB a chunk) with a
  * Fletcher-32 checksum per chunk, so a damaged byte anywhere is refused rather than read back.
@@ -98,6 +99,8 @@ typedef struct qd_staged_block {
     qd_staged_module *modules;
     size_t ntensors;
     qd_staged_tensor *tensors;
+    char *sources;  /* "<tensor> <hash>\n" of the source tensors it was made from (mpi/qd-block-sources.h);
+                     * NULL when not recorded. Stored as the u8 dataset /sources. */
 } qd_staged_block;
 
 /* A block returned by qd_stage_read_block owns all its arrays; free it with this (NULL is fine).

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qd-qformat-awq.h - AutoAWQ "gemm" packing (4-bit only), on plain arrays.
  *
- * Layout (shared/reference/formats.md section C): packed along N in interleaved order
+ * Layout (docs/reference/formats.md section C): packed along N in interleaved order
  * ORDER = {0,2,4,6,1,3,5,7}: nibble i of word [r][j] holds value [r][8j + ORDER[i]]. The same scheme
  * serves qweight (codes transposed: I32 [K][N/8], rows = input features) and qzeros (true zero
  * points 0..15: I32 [G][N/8], one row per group). Readers take value n from nibble REVERSE[n % 8]

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qd-qformat-ct.h - compressed-tensors "pack-quantized" and "naive-quantized" weights, on plain arrays.
  *
- * Layout (shared/reference/formats.md section D): values are signed q_s = code - 2^(b-1), stored
+ * Layout (docs/reference/formats.md section D): values are signed q_s = code - 2^(b-1), stored
  * unsigned u = q_s + 2^(b-1) (= the code). pack-quantized: row n of W[N][K] becomes weight_packed
  * I32 [N][ceil(K/pf)], element k at bits (k % pf)*b of word k/pf (pf = 32/b, tail bits zero).
  * Asymmetric zero points are packed along the OUTPUT dim: weight_zero_point I32 [ceil(N/pf)][G],

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qd-qformat-gptq.h - GPTQ (v1 "gptq" and "gptq_v2") packing of integer codes, on plain arrays.
  *
- * Layout (shared/reference/formats.md section B): codes of a Linear W[N][K] are packed along K into
+ * Layout (docs/reference/formats.md section B): codes of a Linear W[N][K] are packed along K into
  * qweight I32 [K*b/32][N]; zero points along N into qzeros I32 [G][N*b/32]. Both are one little-endian
  * bit stream per column (qweight) or row (qzeros): value i sits at stream bit i*b, word (i*b)/32.
  * For b in {2,4,8} that is "code i mod pf of word i/pf"; for b = 3 it is GPTQModel's 10-1-10-1-10

@@ -41,6 +41,11 @@ void qd_qlayer_free(qd_qlayer *l); /* frees the arrays, keeps the header */
 int qd_qlayer_g_idx_sequential(const qd_qlayer *l);
 /* Round scales in place to dt (F16/BF16/F32) - see qd_qrun.scales_rounded */
 void qd_qlayer_round_scales(qd_qlayer *l, qd_dtype dt);
+/* QD_OK when every scale is finite and stays finite once stored as dt;
+ * else one error naming `what` (the format or flag that picked dt), the module, the group, the value
+ * and the dtype. GPTQ/AWQ readers (vLLM, transformers) hold scales in F16 only, compressed-tensors in
+ * the model dtype, so no wider dtype can be chosen silently: the run is refused instead. */
+qd_status qd_qlayer_check_scales(const qd_qlayer *l, qd_dtype dt, const char *what);
 /* W[N][K] fp32 from codes/scales/zeros/g_idx (l loaded with codes) */
 void qd_qlayer_dequant(const qd_qlayer *l, float *w);
 

@@ -4,7 +4,7 @@
  * Layout (huggingface/safetensors): u64 little-endian N, N bytes of UTF-8 JSON header (starts with
  * '{', may be right-padded with spaces), then the data buffer. Each header key except "__metadata__"
  * (a string->string map) is a tensor {"dtype", "shape", "data_offsets": [begin, end)} relative to the
- * data buffer. qd_st_open enforces every rule of shared/reference/formats.md section A: N <= 1e8,
+ * data buffer. qd_st_open enforces every rule of docs/reference/formats.md section A: N <= 1e8,
  * no duplicate keys, known dtype, end-begin == numel*bits/8, entries sorted by begin tile the buffer
  * from 0 with no hole or overlap, 8 + N + last_end == file size. Data may be unaligned: read it with
  * memcpy or the conversion helpers. A failure names the file and the tensor and returns QD_ERR_FORMAT

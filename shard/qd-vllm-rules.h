@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * qd-vllm-rules.h - would vLLM run this quantized Linear on Marlin at tensor-parallel size tp, and if
- * not, what does it fall back to? (`qdist inspect --vllm-tp N`; rules of shared/reference/formats.md
+ * not, what does it fall back to? (`qdist inspect --vllm-tp N`; rules of docs/reference/formats.md
  * sections B-D, GPU compute capability >= 8.0 assumed.)
  *
  * Sharding: q/k/v/gate/up (and any module not named o_proj / down_proj) are column-parallel (N split

@@ -2,7 +2,10 @@
  * qsource.c - the parts of the quantization-source interface that do not depend on the backing store. */
 #include "qd-qsource.h"
 
+#include <math.h>
 #include <stdlib.h>
+
+#include "qd-log.h"
 
 #include "qd-safetensors.h"
 
@@ -33,6 +36,27 @@ void qd_qlayer_round_scales(qd_qlayer *l, qd_dtype dt) {
         qd_from_f32(dt, &l->scales[i], b, 1);
         qd_to_f32(dt, b, &l->scales[i], 1);
     }
+}
+
+qd_status qd_qlayer_check_scales(const qd_qlayer *l, qd_dtype dt, const char *what) {
+    if (!l->scales) return QD_OK;
+    for (int g = 0; g < l->G; g++)
+        for (int n = 0; n < l->N; n++) {
+            float s = l->scales[(size_t)g * l->N + n], r = s;
+            if (qd_dtype_is_float(dt) && dt != QD_DT_F32 && dt != QD_DT_F64) {
+                unsigned char b[8];
+                qd_from_f32(dt, &s, b, 1);
+                qd_to_f32(dt, b, &r, 1);
+            }
+            if (!isfinite(s))
+                return qd_fail(QD_ERR_NUMERIC, "%s: scale of row %d, group %d is %g (not finite)",
+                               l->name, n, g, (double)s);
+            if (!isfinite(r))
+                return qd_fail(QD_ERR_NUMERIC, "%s: scale of row %d, group %d is %g, which does not fit %s (%s "
+                               "stores scales as %s)", l->name, n, g, (double)s, qd_dtype_name(dt),
+                               what, qd_dtype_name(dt));
+        }
+    return QD_OK;
 }
 
 void qd_qlayer_dequant(const qd_qlayer *l, float *w) {

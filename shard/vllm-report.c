@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "qd-check.h"
+#include "qd-esc.h"
 #include "qd-log.h"
 #include "qd-safetensors.h"
 #include "qd-vllm-rules.h"
@@ -50,14 +51,14 @@ qd_status qd_vllm_report(const char *model_dir, int tp, FILE *out, int *n_fallba
         if (!info.quantized) {
             if (!v.loadable) {
                 nbad++;
-                fprintf(out, "%s: unquantized: %s\n", prefix, v.reason);
+                fprintf(out, "%s: unquantized: %s\n", QD_ESC(prefix), QD_ESC(v.reason));
             }
             continue;
         }
         if (!v.marlin) {
             nfb++;
             nbad += !v.loadable;
-            fprintf(out, "%s: %s%s: %s\n", prefix, v.kernel, v.loadable ? "" : " (does not load)", v.reason);
+            fprintf(out, "%s: %s%s: %s\n", QD_ESC(prefix), v.kernel, v.loadable ? "" : " (does not load)", QD_ESC(v.reason));
         }
     }
     if (st == QD_OK)

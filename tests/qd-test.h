@@ -2,8 +2,8 @@
  * qd-test.h - assertion macros for the C tests (print both operands, count failures).
  *
  * A test file defines main(), runs its cases with QD_RUN(fn) and returns QD_TEST_END().
- * QD_FIXTURE(path_out, rel) resolves ../shared/fixtures/<rel>; tests that need it skip (exit 77,
- * which CTest reports as skipped where SKIP_RETURN_CODE is set) with a message when it is absent.
+ * qd_fixture(buf, cap, rel) resolves <repo>/fixtures/<rel> (repo: env QD_REPO, else the source tree
+ * the tests were built from); a missing fixture is a broken checkout, so it counts as a failed check.
  */
 #ifndef QD_TEST_H
 #define QD_TEST_H
@@ -65,14 +65,20 @@ static int qd_test_checks __attribute__((unused));
 #define QD_TEST_END()                                                                         \
     (fprintf(stderr, "%d checks, %d failed\n", qd_test_checks, qd_test_failures), qd_test_failures ? 1 : 0)
 
-/* Path of a shared fixture or NULL (with a message) when ../shared/fixtures is absent. */
+#ifndef QD_TEST_SOURCE_DIR /* set by tests/CMakeLists.txt (qd_test_util) */
+#define QD_TEST_SOURCE_DIR "."
+#endif
+
+/* Path of a fixture of the repository, or NULL (a failed check, with a message) when it is missing. */
 static inline const char *qd_fixture(char *buf, size_t cap, const char *rel) {
-    const char *root = getenv("QD_SHARED_FIXTURES");
-    if (!root) root = "../shared/fixtures";
-    snprintf(buf, cap, "%s/%s", root, rel);
+    const char *repo = getenv("QD_REPO");
+    if (!repo || !*repo) repo = QD_TEST_SOURCE_DIR;
+    snprintf(buf, cap, "%s/fixtures/%s", repo, rel);
     FILE *f = fopen(buf, "rb");
+    qd_test_checks++;
     if (!f) {
-        fprintf(stderr, "skip: fixture %s not found (../shared/fixtures absent?)\n", buf);
+        fprintf(stderr, "fixture %s missing from the repository\n", buf);
+        qd_test_failures++;
         return NULL;
     }
     fclose(f);

@@ -20,7 +20,7 @@ windows are written to OUT/calib_ids.jsonl, one window per line, and qdist reads
 so both sides see the same set of windows (order only changes float summation order; AWQ's clip
 token sampling input[::T//512] selects the same (window, position) set whenever seqlen is a
 multiple of the step, e.g. 128 x 512).
-Evaluation (algorithms.md section 5): the eval text tokenised once, non-overlapping windows of
+Evaluation (docs/reference/algorithms.md section 5): the eval text tokenised once, non-overlapping windows of
 --eval-seqlen, no per-window BOS; reference ppl from tests/ref/qforward.py (float32) on the
 reference's own fake-quantised weights. qdist's column: `qdist eval --json` on qdist's
 `--format fake` output. --max-windows N evaluates only the first N windows on both sides (passed to

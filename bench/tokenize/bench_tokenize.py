@@ -34,9 +34,9 @@ import tok_corpus  # noqa: E402
 
 
 def english_docs():
-    path = os.path.join(tok_corpus.SHARED, "wikitext-2-raw", "wiki.test.raw")
+    path = os.path.join(tok_corpus.FIX, "wikitext-2-raw", "wiki.test.raw")
     lines = [l for l in open(path, encoding="utf-8").read().split("\n") if l.strip()]
-    c4 = os.path.join(tok_corpus.SHARED, "c4", "c4_validation_sample.jsonl")
+    c4 = os.path.join(tok_corpus.FIX, "c4", "c4_validation_sample.jsonl")
     return lines + [json.loads(l)["text"] for l in open(c4, encoding="utf-8")]
 
 
@@ -90,11 +90,8 @@ def main():
     work = tempfile.mkdtemp(prefix="qd-bench-tok-")
     corpora = {"English (WikiText-2 + C4)": english_docs(), "code (Python stdlib + qdist C)": code_docs()}
     toks = {}
-    for d in sorted(glob.glob(os.path.join(REPO, "fixtures", "*", "tokenizer.json"))):
-        toks[os.path.basename(os.path.dirname(d)) + " (Llama-3 split, byte-level)"] = d
-    sp = os.path.join(tok_corpus.SHARED, "stories260K-hf", "tokenizer.json")
-    if os.path.exists(sp):
-        toks["stories260K-hf (SentencePiece BPE)"] = sp
+    toks["pycode-16m (Llama-3 split, byte-level)"] = os.path.join(tok_corpus.FIX, "pycode-16m", "tokenizer.json")
+    toks["stories260K-hf (SentencePiece BPE)"] = os.path.join(tok_corpus.FIX, "stories260K-hf", "tokenizer.json")
     train = english_docs()[::4] + code_docs()[::4]
     toks["trained GPT-2 split, 3k vocab"] = tok_builders.gpt2(train, os.path.join(work, "gpt2.json"))
     toks["trained Qwen2 split + NFC, 4k vocab"] = tok_builders.qwen2(train, os.path.join(work, "qwen2.json"))

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * gptq-sweep.c - GPTQ's column sweep (algorithms.md section 1) on the CPU: columns in blocks of
+ * gptq-sweep.c - GPTQ's column sweep (docs/reference/algorithms.md section 1) on the CPU: columns in blocks of
  * block_size, the in-block error feedback as rank-1 row updates, and the lazy update of the
  * remaining columns as one GEMM per block. Group parameters are taken from the global W, which holds
  * the updates of earlier blocks only (the in-block work happens on a copy, W1), as IST and GPTQModel do. */

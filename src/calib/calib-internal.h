@@ -21,7 +21,10 @@ typedef struct {
     qd_tokenizer *tok;
     FILE *f;
     int jsonl;
-    char *line;
+    unsigned char *in;       /* read buffer: the sniffed head is its first fill, so no byte is read twice */
+    size_t in_len, in_pos;
+    int in_eof;
+    char *line;              /* the current line, without its '\n', NUL-terminated */
     size_t line_cap;
     long lineno;
     long skipped, first_skipped;

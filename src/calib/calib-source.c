@@ -11,7 +11,7 @@
 #include "qd-check.h"
 #include "qd-fs.h"
 
-enum { TXT_PIECE = 1 << 20, SNIFF = 4096 };
+enum { TXT_PIECE = 1 << 20, SNIFF = 4096, IN_BUF = 1 << 16 };
 
 static int ends_with(const char *s, const char *suf) {
     size_t n = strlen(s), m = strlen(suf);
@@ -88,38 +88,118 @@ static qd_status resolve_chat(qd_doc_reader *r) {
     return QD_OK;
 }
 
+/* the format from the name when it says one: 1 JSONL, 0 text, -1 the name says nothing */
+static int format_by_name(const char *path) {
+    static const char *const jsonl[] = {".jsonl", ".json"}, *const text[] = {".txt", ".text", ".raw", ".md"};
+    for (size_t i = 0; i < sizeof jsonl / sizeof *jsonl; i++)
+        if (ends_with(path, jsonl[i])) return 1;
+    for (size_t i = 0; i < sizeof text / sizeof *text; i++)
+        if (ends_with(path, text[i])) return 0;
+    return -1;
+}
+
+/* refill the read buffer; at the end of the file in_eof is set, a read error is reported */
+static qd_status fill(qd_doc_reader *r) {
+    r->in_pos = 0;
+    r->in_len = fread(r->in, 1, IN_BUF, r->f);
+    if (r->in_len < IN_BUF) {
+        if (ferror(r->f)) return qd_fail(QD_ERR_IO, "%s: read failed: %s", r->opts->path, strerror(errno));
+        if (r->in_len == 0) r->in_eof = 1;
+    }
+    return QD_OK;
+}
+
 qd_status qd_doc_reader_open(qd_doc_reader *r, const qd_calib_opts *o, qd_tokenizer *tok) {
     memset(r, 0, sizeof *r);
     r->opts = o;
     r->tok = tok;
-    r->jsonl = ends_with(o->path, ".jsonl") || ends_with(o->path, ".json");
     if (qd_is_dir(o->path)) return qd_fail(QD_ERR_IO, "%s: is a directory, expected a .jsonl or text file", o->path);
     r->f = fopen(o->path, "rb");
     if (!r->f) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", o->path, strerror(errno));
-    unsigned char head[SNIFF];
-    size_t n = fread(head, 1, sizeof head, r->f);
+    r->in = malloc(IN_BUF);
+    if (!r->in) {
+        qd_doc_reader_close(r);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the read buffer", o->path);
+    }
+    /* the sniffed head stays in the buffer and is read from there: nothing is re-read (a pipe cannot be) */
+    qd_status st = fill(r);
+    if (st != QD_OK) {
+        qd_doc_reader_close(r);
+        return st;
+    }
+    size_t n = r->in_len < SNIFF ? r->in_len : SNIFF;
     if (n == 0) {
         qd_doc_reader_close(r);
         return qd_fail(QD_ERR_FORMAT, "%s: the file is empty", o->path);
     }
-    const unsigned char *nul = memchr(head, 0, n);
+    const unsigned char *nul = memchr(r->in, 0, n);
     if (nul) {
         qd_doc_reader_close(r);
         return qd_fail(QD_ERR_FORMAT, "%s: looks binary (NUL byte at offset %td); expected UTF-8 text or JSONL",
-                       o->path, nul - head);
+                       o->path, nul - r->in);
     }
-    rewind(r->f);
+    r->jsonl = format_by_name(o->path);
+    if (r->jsonl < 0) {
+        size_t i = n >= 3 && memcmp(r->in, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+        while (i < n && strchr(" \t\r\n", r->in[i])) i++;
+        r->jsonl = i < n && (r->in[i] == '{' || r->in[i] == '[');
+    }
     return QD_OK;
 }
 
 void qd_doc_reader_close(qd_doc_reader *r) {
     if (r->f) fclose(r->f);
+    free(r->in);
     free(r->line);
     free(r->txt_buf);
     free(r->bos);
     free(r->eos);
     free(r->default_system);
     memset(r, 0, sizeof *r);
+}
+
+/* the next line into r->line (with its '\n' when it has one, as getline), *n its length; *n < 0 at
+ * the end of the file. A line longer than QD_CALIB_MAX_LINE_BYTES is refused as soon as that many bytes
+ * are read: it is never held whole. */
+static qd_status read_line(qd_doc_reader *r, ssize_t *n) {
+    size_t len = 0;
+    int any = 0;
+    for (;;) {
+        if (r->in_pos == r->in_len) {
+            if (r->in_eof) break;
+            QD_CHECK(fill(r));
+            if (r->in_eof) break;
+        }
+        any = 1;
+        const unsigned char *from = r->in + r->in_pos;
+        size_t avail = r->in_len - r->in_pos;
+        const unsigned char *nl = memchr(from, '\n', avail);
+        size_t take = nl ? (size_t)(nl - from) : avail;
+        if (len + take > QD_CALIB_MAX_LINE_BYTES)
+            return qd_fail(QD_ERR_FORMAT, "%s:%ld: line longer than %zu MiB, the cap on one calibration line or "
+                           "document (QD_CALIB_MAX_LINE_BYTES); split it into smaller documents", r->opts->path,
+                           r->lineno + 1, QD_CALIB_MAX_LINE_BYTES >> 20);
+        if (nl) take++; /* the '\n' is kept, not counted against the cap */
+        if (len + take + 1 > r->line_cap) {
+            size_t cap = r->line_cap ? r->line_cap : 4096;
+            while (cap < len + take + 1) cap *= 2;
+            char *p = realloc(r->line, cap);
+            if (!p) return qd_fail(QD_ERR_NOMEM, "%s: out of memory reading line %ld", r->opts->path, r->lineno + 1);
+            r->line = p;
+            r->line_cap = cap;
+        }
+        memcpy(r->line + len, from, take);
+        len += take;
+        r->in_pos += take;
+        if (nl) break;
+    }
+    if (!any) {
+        *n = -1;
+        return QD_OK;
+    }
+    r->line[len] = 0;
+    *n = (ssize_t)len;
+    return QD_OK;
 }
 
 static void skip_line(qd_doc_reader *r) {
@@ -197,9 +277,9 @@ qd_status qd_doc_reader_next(qd_doc_reader *r, qd_ids *ids, int *got) {
     ids->n = 0;
     *got = 0;
     while (!*got && !r->eof) {
-        ssize_t n = getline(&r->line, &r->line_cap, r->f);
+        ssize_t n = -1;
+        QD_CHECK(read_line(r, &n));
         if (n < 0) {
-            if (ferror(r->f)) return qd_fail(QD_ERR_IO, "%s: read failed: %s", r->opts->path, strerror(errno));
             r->eof = 1;
             break;
         }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * qd-calib.h - calibration token sequences from a user's file, in one streaming pass.
  *
- * Sources (chosen per line for .jsonl, by extension otherwise):
+ * Sources (the format: JSONL for a .jsonl/.json name, plain text for .txt/.text/.raw/.md, otherwise by
+ * content - JSONL when the first non-blank character is '{' or '[' - so a pipe such as <(cat x.jsonl)
+ * reads as JSONL; the file is read once, front to back, so pipes and FIFOs work):
  *   .jsonl lines {"text": "..."}                  -> encoded with the tokenizer's special tokens (BOS);
  *   .jsonl lines {"messages": [{role, content}]}  -> rendered with a built-in chat template (ChatML,
  *       Llama-3, Llama-2) picked by matching tokenizer_config.json's chat_template, or opts.chat;
@@ -17,7 +19,9 @@
  *   QD_CALIB_CONCAT (AWQ): documents in a uniformly random order (random keys; only the shortest
  *       prefix of that order holding nsamples*seqlen tokens is kept) are concatenated and cut into
  *       nsamples blocks of seqlen; the rest is dropped.
- * Errors (reported once, naming the file): binary (NUL bytes) or empty file, no usable document,
+ * Errors (reported once, naming the file): binary (NUL bytes) or empty file, a line longer than
+ * QD_CALIB_MAX_LINE_BYTES (named with its line number; tokenising one costs ~50 bytes of memory per
+ * byte, and positions are int32), no usable document,
  * too few tokens (the message says how many were found). Malformed .jsonl lines are skipped and
  * counted: one warning gives the count and the first line number, and the set records both.
  * sha256_hex is SHA-256 of the nseq*seqlen ids as int32 little-endian bytes, row after row.
@@ -28,6 +32,9 @@
 #include <stdint.h>
 #include "qd-status.h"
 #include "qd-tokenizer.h"
+
+/* the longest line (one JSONL document, or one line of a text file) a calibration file may hold */
+#define QD_CALIB_MAX_LINE_BYTES ((size_t)16 << 20)
 
 typedef enum { QD_CALIB_RANDOM, QD_CALIB_CONCAT } qd_calib_mode;
 typedef enum { QD_CHAT_AUTO, QD_CHAT_NONE, QD_CHAT_CHATML, QD_CHAT_LLAMA3, QD_CHAT_LLAMA2 } qd_chat_template;

@@ -9,6 +9,7 @@
 #include "qd-commands.h"
 #include "qd-export.h"
 #include "qd-log.h"
+#include "qd-model.h"
 #include "qd-qsource.h"
 #include "qd-st-writer.h"
 
@@ -23,7 +24,7 @@ qd_status qd_cmd_export(int argc, char **argv) {
         {"ct-format", QD_OPT_CHOICE, &ct_format, "F",
          "compressed-tensors layout: pack-quantized (vLLM, default) or naive-quantized (int8 weights)",
          "pack-quantized|naive-quantized", NULL},
-        {"max-shard-size", QD_OPT_SIZE, &max_shard, "SIZE", "largest safetensors shard (default 5GB)", NULL, NULL},
+        {"max-shard-size", QD_OPT_SIZE, &max_shard, "SIZE", "largest safetensors shard (default 5GB)", "1KB..1000TB", NULL},
         {"overwrite", QD_OPT_FLAG, &overwrite, NULL, "replace a non-empty OUT", NULL, NULL},
         {"lm-head", QD_OPT_FLAG, &lm_head, NULL, "keep a quantized lm_head quantized (qdist quantize never quantizes lm_head: for fake dirs from elsewhere)", NULL, NULL},
         {"verify", QD_OPT_FLAG, &verify, NULL, "read OUT back (dequantise on load) and compare every Linear bit for bit",
@@ -48,6 +49,14 @@ qd_status qd_cmd_export(int argc, char **argv) {
     o.ct_naive = strcmp(ct_format, "naive-quantized") == 0;
     if (o.ct_naive && o.format != QD_EXPORT_CT)
         return qd_fail(QD_ERR_USAGE, "export: --ct-format applies to --format compressed-tensors only");
+    /* the fake directory's tensors against its config.json, before anything is written */
+    qd_model_cfg cfg;
+    QD_CHECK(qd_model_cfg_load(input, &cfg));
+    qd_checkpoint *ck;
+    QD_CHECK(qd_ckpt_open(input, 0, &ck));
+    qd_status cst = qd_model_check_ckpt(&cfg, ck, 0);
+    qd_ckpt_close(ck);
+    QD_CHECK(cst);
     qd_qsource src;
     QD_CHECK(qd_qsource_open_fake(input, &src));
     qd_status st = qd_export_run(&o, &src);

@@ -17,6 +17,7 @@
 #include "qd-args.h"
 #include "qd-check.h"
 #include "qd-commands.h"
+#include "qd-esc.h"
 #include "qd-fs.h"
 #include "qd-log.h"
 #include "qd-model.h"
@@ -99,7 +100,7 @@ static qd_status classify_all(inspect_ctx *c) {
 static void print_tensor(const inspect_ctx *c, const qd_st_tensor *t, int indent) {
     char shape[160];
     shape_str(t, shape, sizeof shape);
-    printf("%*s%-*s  %-11s %-16s %12llu B\n", indent, "", c->name_w + 4 - indent, t->name, qd_dtype_name(t->dtype), shape,
+    printf("%*s%-*s  %-11s %-16s %12llu B\n", indent, "", c->name_w + 4 - indent, QD_ESC(t->name), qd_dtype_name(t->dtype), shape,
            (unsigned long long)t->nbytes);
 }
 
@@ -173,8 +174,8 @@ static qd_status print_text(const inspect_ctx *c) {
     const qd_model_cfg *m = &c->cfg;
     uint64_t file_bytes = 0;
     for (int i = 0; i < c->ck->nfiles; i++) file_bytes += c->ck->files[i]->file_size;
-    printf("model         %s\n", c->dir);
-    printf("architecture  %s (model_type %s)\n", m->arch_name, m->model_type[0] ? m->model_type : "?");
+    printf("model         %s\n", QD_ESC(c->dir));
+    printf("architecture  %s (model_type %s)\n", QD_ESC(m->arch_name), m->model_type[0] ? QD_ESC(m->model_type) : "?");
     printf("sizes         hidden %d, intermediate %d, heads %d, kv heads %d, head_dim %d, vocab %d, max positions %d\n",
            m->hidden, m->intermediate, m->nheads, m->nkv, m->head_dim, m->vocab, m->max_pos);
     printf("              rms_norm_eps %g, rope %s theta %g", m->rms_eps, rope_name(m->rope.type), m->rope.theta);
@@ -189,7 +190,7 @@ static qd_status print_text(const inspect_ctx *c) {
         printf("files         %d shards via model.safetensors.index.json, %llu bytes\n", c->ck->nfiles,
                (unsigned long long)file_bytes);
     else
-        printf("files         %s, %llu bytes\n", base_name(c->ck->files[0]->path), (unsigned long long)file_bytes);
+        printf("files         %s, %llu bytes\n", QD_ESC(base_name(c->ck->files[0]->path)), (unsigned long long)file_bytes);
     printf("blocks        %d\n\ntensors (%zu):\n", m->nlayers, c->ck->ntensors);
     print_part(c, QD_PART_EMBED, NULL);
     QD_CHECK(print_blocks(c));
@@ -319,6 +320,7 @@ qd_status qd_cmd_inspect(int argc, char **argv) {
     qd_status st = qd_model_cfg_load(c.dir, &c.cfg);
     if (st == QD_OK) st = load_qcfg(&c);
     if (st == QD_OK) st = qd_ckpt_open(c.dir, 0, &c.ck);
+    if (st == QD_OK) (void)qd_model_check_ckpt(&c.cfg, c.ck, 1); /* reported, and the listing still shown */
     if (st == QD_OK) st = classify_all(&c);
     if (st == QD_OK) st = json ? print_json(&c) : print_text(&c);
     if (st == QD_OK && vllm_tp > 0) {

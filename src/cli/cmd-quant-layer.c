@@ -13,6 +13,7 @@
 #include "qd-cli-numerics.h"
 #include "qd-check.h"
 #include "qd-commands.h"
+#include "qd-qbounds.h"
 #include "qd-quant.h"
 #include "qd-safetensors.h"
 #include "qd-st-writer.h"
@@ -77,13 +78,13 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
         {"input", QD_OPT_STR, &input, "L.safetensors", "\"weight\" F32 [N,K] and \"inputs\" F32 [T,K]", NULL, NULL},
         {"output", QD_OPT_STR, &output, "R.safetensors", "where to write the result tensors", NULL, NULL},
         {"method", QD_OPT_CHOICE, &method, "M", "quantization method", "rtn|gptq", NULL},
-        {"bits", QD_OPT_INT, &bits, "B", "bits per weight", "2..8", NULL},
-        {"group-size", QD_OPT_INT, &group_size, "G", "columns per group, -1 for one group", "-1..1048576", NULL},
+        {"bits", QD_OPT_INT, &bits, "B", "bits per weight", QD_RANGE_BITS, NULL},
+        {"group-size", QD_OPT_INT, &group_size, "G", "columns per group, -1 for one group", QD_RANGE_GROUP_SIZE, NULL},
         {"sym", QD_OPT_FLAG, &sym, NULL, "symmetric (default)", NULL, NULL},
         {"asym", QD_OPT_FLAG, &asym, NULL, "asymmetric", NULL, NULL},
         {"act-order", QD_OPT_FLAG, &act, NULL, "GPTQ: columns in descending diag(H) order", NULL, NULL},
         {"static-groups", QD_OPT_FLAG, &stat, NULL, "GPTQ: group parameters from the original weight", NULL, NULL},
-        {"damp", QD_OPT_DOUBLE, &damp, "D", "GPTQ damping fraction of mean(diag H)", "0..1", NULL},
+        {"damp", QD_OPT_DOUBLE, &damp, "D", "GPTQ damping fraction of mean(diag H)", QD_RANGE_DAMP, NULL},
         {"mse", QD_OPT_FLAG, &mse, NULL, "MSE clip grid search in the quantizer", NULL, NULL},
         {"backend", QD_OPT_STR, &backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
         {"numerics", QD_OPT_CHOICE, &numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},

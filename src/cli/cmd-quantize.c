@@ -14,6 +14,7 @@
 #include "qd-commands.h"
 #include "qd-log.h"
 #include "qd-bootstrap.h"
+#include "qd-qbounds.h"
 #include "qd-quantize-check.h"
 #include "qd-quantize-model.h"
 #include "qd-quantize-run.h"
@@ -22,7 +23,8 @@ typedef struct {
     const char *model, *output, *calib, *calib_mode, *method, *recipe, *format, *backend, *scale_dtype, *chat;
     int nsamples, seqlen, bits, group_size, sym, asym, act_order, static_groups, mse, true_seq, overwrite;
     int chunk_tokens;
-    double damp, seed, gpu_mem;
+    int seed;
+    double damp, gpu_mem;
     int seen_calib_mode, seen_method, seen_bits, seen_gs, seen_sym, seen_asym, seen_act, seen_static, seen_mse;
     int seen_damp, seen_ts, seen_ns, seen_sl, seen_seed;
     /* the distributed run (mpi/qd-quantize-run.h) */
@@ -38,21 +40,21 @@ static qd_status quantize_main(int argc, char **argv) {
         {"model", QD_OPT_STR, &a.model, "DIR", "source model directory (Hugging Face format)", NULL, NULL},
         {"output", QD_OPT_STR, &a.output, "DIR", "output directory (written atomically)", NULL, NULL},
         {"calib", QD_OPT_STR, &a.calib, "FILE", "calibration data: .jsonl {text}/{messages}/[ids] or plain text", NULL, NULL},
-        {"nsamples", QD_OPT_INT, &a.nsamples, "N", "calibration sequences (128)", "1..1000000", &a.seen_ns},
-        {"seqlen", QD_OPT_INT, &a.seqlen, "S", "tokens per sequence (gptq: min(2048, max pos); awq: 512)", "2..1048576", &a.seen_sl},
-        {"seed", QD_OPT_DOUBLE, &a.seed, "X", "calibration sampling seed (0)", "0..1e18", &a.seen_seed},
+        {"nsamples", QD_OPT_INT, &a.nsamples, "N", "calibration sequences (128)", QD_RANGE_NSAMPLES, &a.seen_ns},
+        {"seqlen", QD_OPT_INT, &a.seqlen, "S", "tokens per sequence (gptq: min(2048, max pos); awq: 512)", QD_RANGE_SEQLEN, &a.seen_sl},
+        {"seed", QD_OPT_INT, &a.seed, "X", "calibration sampling seed (0)", QD_RANGE_SEED, &a.seen_seed},
         {"chat-template", QD_OPT_CHOICE, &a.chat, "NAME",
          "template for .jsonl \"messages\" lines (default: matched from tokenizer_config.json's chat_template)",
          "auto|none|chatml|llama3|llama2", NULL},
         {"calib-mode", QD_OPT_CHOICE, &a.calib_mode, "MODE", "random windows (gptq default) or concatenated blocks (awq default)", "random|concat", &a.seen_calib_mode},
         {"method", QD_OPT_CHOICE, &a.method, "M", "quantization method", "rtn|gptq|awq", &a.seen_method},
-        {"bits", QD_OPT_INT, &a.bits, "B", "bits per weight", "2..8", &a.seen_bits},
-        {"group-size", QD_OPT_INT, &a.group_size, "G", "columns per group: 32, 64, 128 or -1 (one group)", "-1..1048576", &a.seen_gs},
+        {"bits", QD_OPT_INT, &a.bits, "B", "bits per weight", QD_RANGE_BITS, &a.seen_bits},
+        {"group-size", QD_OPT_INT, &a.group_size, "G", "columns per group: 32, 64, 128 or -1 (one group)", QD_RANGE_GROUP_SIZE, &a.seen_gs},
         {"sym", QD_OPT_FLAG, &a.sym, NULL, "symmetric (rtn/gptq default)", NULL, &a.seen_sym},
         {"asym", QD_OPT_FLAG, &a.asym, NULL, "asymmetric (awq default)", NULL, &a.seen_asym},
         {"act-order", QD_OPT_FLAG, &a.act_order, NULL, "GPTQ: columns in descending diag(H) order", NULL, &a.seen_act},
         {"static-groups", QD_OPT_FLAG, &a.static_groups, NULL, "GPTQ: group parameters from the original weight", NULL, &a.seen_static},
-        {"damp", QD_OPT_DOUBLE, &a.damp, "D", "GPTQ damping fraction of mean(diag H) (0.01)", "0..0.999", &a.seen_damp},
+        {"damp", QD_OPT_DOUBLE, &a.damp, "D", "GPTQ damping fraction of mean(diag H) (0.01)", QD_RANGE_DAMP, &a.seen_damp},
         {"mse", QD_OPT_FLAG, &a.mse, NULL, "MSE clip grid search in the min-max quantizer", NULL, &a.seen_mse},
         {"true-sequential", QD_OPT_FLAG, &a.true_seq, NULL, "GPTQ: Hessians of [qkv]->[o]->[gate,up]->[down] in turn (default on)", NULL, &a.seen_ts},
         {"recipe", QD_OPT_STR, &a.recipe, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
@@ -64,7 +66,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"progress", QD_OPT_CHOICE, &a.progress, "P", "progress display on rank 0", "auto|bar|lines|json|none", NULL},
         {"quiet", QD_OPT_FLAG, &a.quiet, NULL, "no progress or info lines", NULL, NULL},
         {"micro-batch", QD_OPT_INT, &a.micro_batch, "N", "sequences per activation transfer between ranks (8)", "1..65536", NULL},
-        {"max-shard-size", QD_OPT_SIZE, &a.max_shard, "SIZE", "largest safetensors shard (5GB)", NULL, NULL},
+        {"max-shard-size", QD_OPT_SIZE, &a.max_shard, "SIZE", "largest safetensors shard (5GB)", "1KB..1000TB", NULL},
         {"scale-dtype", QD_OPT_CHOICE, &a.scale_dtype, "T", "dtype the export stores scales in (default f16; compressed-tensors: the model's dtype)", "f16|bf16|f32", &a.seen_scale_dtype},
         {"overwrite", QD_OPT_FLAG, &a.overwrite, NULL, "replace an existing non-empty output directory", NULL, NULL},
         {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, cuda:N, auto (default: cuda when a GPU answers, else cpu)", NULL, NULL},
@@ -121,7 +123,7 @@ static qd_status quantize_main(int argc, char **argv) {
     if (a.seen_ts) run.true_sequential = a.true_seq;
     if (a.seen_ns) run.nsamples = a.nsamples;
     if (a.seen_sl) run.seqlen = a.seqlen;
-    if (a.seen_seed) run.seed = (long long)a.seed;
+    if (a.seen_seed) run.seed = a.seed;
     if (a.seen_calib_mode) snprintf(run.calib_mode, sizeof run.calib_mode, "%s", a.calib_mode);
     if (!run.calib_mode[0]) snprintf(run.calib_mode, sizeof run.calib_mode, "%s", base.method == QD_METHOD_AWQ ? "concat" : "random");
     if (run.lm_head) {
@@ -135,6 +137,7 @@ static qd_status quantize_main(int argc, char **argv) {
 
     qd_model_cfg cfg;
     qd_status st = qd_model_cfg_load(a.model, &cfg);
+    if (st == QD_OK) st = qd_model_check_meta_files(a.model); /* a file the output cannot carry: before any work */
     if (st != QD_OK) {
         qd_recipe_free(recipe);
         return st;

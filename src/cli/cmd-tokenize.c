@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "qd-args.h"
+#include "qd-qbounds.h"
 #include "qd-check.h"
 #include "qd-calib.h"
 #include "qd-commands.h"
@@ -190,7 +191,7 @@ qd_status qd_cmd_tokenize(int argc, char **argv) {
         {"calib", QD_OPT_STR, &a.calib, "FILE", "preview the calibration set drawn from FILE (JSON to --output)", NULL, NULL},
         {"nsamples", QD_OPT_INT, &a.nsamples, "N", "with --calib: sequences (default 128)", "1..1000000", NULL},
         {"seqlen", QD_OPT_INT, &a.seqlen, "N", "with --calib: tokens per sequence (default 2048)", "1..1000000", NULL},
-        {"seed", QD_OPT_INT, &a.seed, "N", "with --calib: sampling seed (default 0)", "0..2147483647", NULL},
+        {"seed", QD_OPT_INT, &a.seed, "N", "with --calib: sampling seed (default 0)", QD_RANGE_SEED, NULL},
         {"calib-mode", QD_OPT_CHOICE, &a.calib_mode, "MODE", "with --calib: random windows (GPTQ) or concat (AWQ)",
          "random|concat", NULL},
         {"chat-template", QD_OPT_CHOICE, &a.chat_template, "NAME",

@@ -2,13 +2,18 @@
 #include "qd-args.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "qd-check.h"
 #include "qd-log.h"
+#include "qd-range.h"
+
+static int is_numeric(qd_opt_kind k) { return k == QD_OPT_INT || k == QD_OPT_DOUBLE || k == QD_OPT_SIZE; }
 
 void qd_args_print_help(const qd_cmd_spec *spec) {
     printf("usage: qdist %s %s\n\n%s\n", spec->name, spec->usage, spec->summary);
@@ -21,7 +26,7 @@ void qd_args_print_help(const qd_cmd_spec *spec) {
         else
             snprintf(left, sizeof left, "--%s %s", o->name, o->metavar ? o->metavar : "VALUE");
         printf("  %-30s %s", left, o->help);
-        if (o->allowed && o->kind == QD_OPT_CHOICE) printf(" (%s)", o->allowed);
+        if (o->allowed && (o->kind == QD_OPT_CHOICE || is_numeric(o->kind))) printf(" (%s)", o->allowed);
         printf("\n");
     }
     printf("  %-30s %s\n", "--help", "show this help");
@@ -31,7 +36,9 @@ int qd_parse_size(const char *s, uint64_t *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || v < 0 || !isfinite(v)) return -1;
+    if (errno == EINVAL || end == s || isnan(v)) return -1;
+    /* 2^64 and above cannot be held: refused rather than wrapped */
+    const double limit = 18446744073709551616.0;
     static const struct {
         const char *suffix;
         double mult;
@@ -40,6 +47,7 @@ int qd_parse_size(const char *s, uint64_t *out) {
                  {"GiB", 1073741824.0}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}};
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strcasecmp(end, units[i].suffix) == 0) {
+            if (v < 0 || !isfinite(v) || v * units[i].mult >= limit) return -2;
             *out = (uint64_t)(v * units[i].mult);
             return 0;
         }
@@ -58,6 +66,25 @@ static int choice_ok(const char *allowed, const char *v) {
     return 0;
 }
 
+static int size_number(const char *text, double *out) {
+    uint64_t x;
+    if (qd_parse_size(text, &x) != 0) return -1;
+    *out = (double)x;
+    return 0;
+}
+
+/* every numeric option states its range: a table entry without one is a programming error */
+static qd_status range_of(const qd_cmd_spec *spec, const qd_opt *o, double *lo, double *hi) {
+    if (qd_range_parse(o->allowed, o->kind == QD_OPT_SIZE ? size_number : NULL, lo, hi) != 0)
+        return qd_fail(QD_ERR_INTERNAL, "%s: --%s: bad range '%s' in the option table", spec->name, o->name,
+                       o->allowed ? o->allowed : "(none)");
+    return QD_OK;
+}
+
+static qd_status out_of_range(const qd_cmd_spec *spec, const qd_opt *o, const char *v) {
+    return qd_fail(QD_ERR_USAGE, "%s: --%s: %s is out of range; expected %s", spec->name, o->name, v, o->allowed);
+}
+
 static qd_status set_value(const qd_cmd_spec *spec, const qd_opt *o, const char *v) {
     switch (o->kind) {
     case QD_OPT_STR:
@@ -73,14 +100,12 @@ static qd_status set_value(const qd_cmd_spec *spec, const qd_opt *o, const char 
         char *end;
         errno = 0;
         long long x = strtoll(v, &end, 10);
-        if (errno || *end || end == v)
+        if (*end || end == v)
             return qd_fail(QD_ERR_USAGE, "%s: --%s: '%s' is not an integer", spec->name, o->name, v);
-        if (o->allowed) {
-            long long lo, hi;
-            if (sscanf(o->allowed, "%lld..%lld", &lo, &hi) == 2 && (x < lo || x > hi))
-                return qd_fail(QD_ERR_USAGE, "%s: --%s: %lld is out of range; expected %s", spec->name, o->name,
-                               x, o->allowed);
-        }
+        if (errno == ERANGE || x < INT_MIN || x > INT_MAX) return out_of_range(spec, o, v);
+        double lo, hi;
+        QD_CHECK(range_of(spec, o, &lo, &hi));
+        if ((double)x < lo || (double)x > hi) return out_of_range(spec, o, v);
         *(int *)o->target = (int)x;
         return QD_OK;
     }
@@ -88,21 +113,27 @@ static qd_status set_value(const qd_cmd_spec *spec, const qd_opt *o, const char 
         char *end;
         errno = 0;
         double x = strtod(v, &end);
-        if (errno || *end || end == v || !isfinite(x))
+        if (*end || end == v || isnan(x))
             return qd_fail(QD_ERR_USAGE, "%s: --%s: '%s' is not a number", spec->name, o->name, v);
-        if (o->allowed) {
-            double lo, hi;
-            if (sscanf(o->allowed, "%lf..%lf", &lo, &hi) == 2 && (x < lo || x > hi))
-                return qd_fail(QD_ERR_USAGE, "%s: --%s: %g is out of range; expected %s", spec->name, o->name, x,
-                               o->allowed);
-        }
+        double lo, hi;
+        QD_CHECK(range_of(spec, o, &lo, &hi));
+        /* strtod's ERANGE is an overflow (inf) or an underflow (near 0): both are judged by the range */
+        if (!isfinite(x) || x < lo || x > hi) return out_of_range(spec, o, v);
         *(double *)o->target = x;
         return QD_OK;
     }
-    case QD_OPT_SIZE:
-        if (qd_parse_size(v, (uint64_t *)o->target) != 0)
+    case QD_OPT_SIZE: {
+        uint64_t x;
+        int rc = qd_parse_size(v, &x);
+        if (rc == -2) return out_of_range(spec, o, v);
+        if (rc != 0)
             return qd_fail(QD_ERR_USAGE, "%s: --%s: '%s' is not a size (e.g. 5GB, 500MB)", spec->name, o->name, v);
+        double lo, hi;
+        QD_CHECK(range_of(spec, o, &lo, &hi));
+        if ((double)x < lo || (double)x > hi) return out_of_range(spec, o, v);
+        *(uint64_t *)o->target = x;
         return QD_OK;
+    }
     case QD_OPT_FLAG:
         break;
     }
@@ -114,6 +145,10 @@ qd_status qd_args_parse(const qd_cmd_spec *spec, int argc, char **argv, int *hel
     int npos_max = 0;
     while (spec->positional_names && spec->positional_names[npos_max]) npos_max++;
     int npos = 0;
+    for (int k = 0; k < spec->nopts; k++) {
+        double lo, hi;
+        if (is_numeric(spec->opts[k].kind)) QD_CHECK(range_of(spec, &spec->opts[k], &lo, &hi));
+    }
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

@@ -5,7 +5,9 @@
  * accepts --name VALUE, --name=VALUE, --flag, --no-flag (for QD_OPT_FLAG), positionals in order, and
  * --help. Unknown options, missing values, and values outside `allowed` (a "|"-separated list for
  * QD_OPT_CHOICE, "MIN..MAX" for numbers) fail with one line naming the option and what is allowed,
- * returning QD_ERR_USAGE. QD_ARGS_HELP is returned (as QD_OK + *help_shown = 1) after printing help.
+ * returning QD_ERR_USAGE. Every INT, DOUBLE and SIZE option must state its range (inclusive; SIZE
+ * bounds may carry units, "1KB..1PB"); --help shows it, and a table entry without one fails every
+ * parse (QD_ERR_INTERNAL). Non-finite numbers are refused. QD_ARGS_HELP is returned (as QD_OK + *help_shown = 1) after printing help.
  */
 #ifndef QD_ARGS_H
 #define QD_ARGS_H
@@ -21,7 +23,7 @@ typedef struct qd_opt {
     void *target;        /* int* (FLAG, INT), const char** (STR, CHOICE), double*, uint64_t* (SIZE) */
     const char *metavar; /* shown in help, e.g. "DIR" */
     const char *help;
-    const char *allowed; /* CHOICE: "a|b|c"; INT/DOUBLE: "min..max"; NULL = anything */
+    const char *allowed; /* CHOICE: "a|b|c"; INT/DOUBLE/SIZE: "min..max" (required); STR: NULL */
     int *seen;           /* optional: set to 1 when given on the command line */
 } qd_opt;
 
@@ -39,7 +41,8 @@ typedef struct qd_cmd_spec {
 /* Returns QD_OK with *help_shown = 1 when --help was printed (the command should exit 0). */
 qd_status qd_args_parse(const qd_cmd_spec *spec, int argc, char **argv, int *help_shown);
 void qd_args_print_help(const qd_cmd_spec *spec);
-/* "5GB", "500MB", "1024" -> bytes (decimal units, also KiB/MiB/GiB) */
+/* "5GB", "500MB", "1024" -> bytes (decimal units, also KiB/MiB/GiB). Returns 0, -1 when s is not a
+ * size, -2 when it is one that no uint64 holds (negative, infinite, 2^64 bytes or more). */
 int qd_parse_size(const char *s, uint64_t *out);
 
 #endif

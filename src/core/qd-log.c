@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "qd-log.h"
+#include "qd-esc.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -20,11 +21,13 @@ void qd_rank_set(int rank, int nranks) {
 void qd_log_set_level(qd_log_level level) { qd_rank.level = level; }
 
 static void emit(const char *tag, const char *fmt, va_list ap, char *keep, size_t keep_len) {
-    char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    char raw[1024], msg[1024];
+    vsnprintf(raw, sizeof raw, fmt, ap);
     /* one line: newlines inside a message would break the one-line contract */
-    for (char *p = msg; *p; p++)
+    for (char *p = raw; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
+    /* names from files (tensor names, JSON keys, file names) may hold escape sequences: never raw */
+    qd_esc(raw, msg, sizeof msg);
     if (keep) snprintf(keep, keep_len, "%s", msg);
     if (qd_rank.nranks > 1)
         fprintf(stderr, "qdist: [rank %d] %s%s\n", qd_rank.rank, tag, msg);

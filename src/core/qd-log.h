@@ -4,7 +4,9 @@
  * qd_fail(status, fmt, ...) prints ONE line "qdist: error: <message>" (prefixed "[rank R] " when
  * more than one rank runs), remembers it for tests (qd_last_error, per thread) and returns status,
  * so origin sites write `return qd_fail(QD_ERR_FORMAT, "%s: tensor '%s': ...", path, name);`.
- * qd_warn / qd_info / qd_debug print at their level; --quiet silences info.
+ * qd_warn / qd_info / qd_debug print at their level; --quiet silences info. Every message passes
+ * through qd_esc (qd-esc.h) on its way out: a control byte from a name read from a file is printed
+ * as \xHH, never raw.
  */
 #ifndef QD_LOG_H
 #define QD_LOG_H

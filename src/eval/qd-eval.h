@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * qd-eval.h - perplexity by the GPTQ/AWQ papers' protocol (algorithms.md section 5).
+ * qd-eval.h - perplexity by the GPTQ/AWQ papers' protocol (docs/reference/algorithms.md section 5).
  *
  * The text is tokenised once (with the model's tokenizer.json, special tokens added as transformers'
  * tokenizer(text) does: one BOS at the start of the stream for Llama-style tokenizers), cut into

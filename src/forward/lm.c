@@ -29,6 +29,7 @@ qd_status qd_lm_open(qd_backend_t be, const char *model_dir, size_t seq_len, siz
     qd_status st;
     QD_CHECK_GOTO(qd_model_cfg_load(model_dir, &lm->cfg), st, fail);
     QD_CHECK_GOTO(qd_ckpt_open(model_dir, 1, &lm->ck), st, fail);
+    QD_CHECK_GOTO(qd_model_check_ckpt(&lm->cfg, lm->ck, 0), st, fail);
     QD_CHECK_GOTO(qd_head_load(be, &lm->cfg, lm->ck, 1, &lm->head), st, fail);
     lm->blocks = calloc((size_t)lm->cfg.nlayers, sizeof *lm->blocks);
     if (!lm->blocks) {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * qd-forward.h - the decoder forward of Llama / Mistral / Qwen2 / Qwen3 (algorithms.md section 3),
+ * qd-forward.h - the decoder forward of Llama / Mistral / Qwen2 / Qwen3 (docs/reference/algorithms.md section 3),
  * written once over the backend interface, in fp32 on the device whatever the storage dtype.
  *
  * A block's weights (qd_block_w) are device buffers the caller owns and may modify (the quantizers

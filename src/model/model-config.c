@@ -9,6 +9,7 @@
 #include "qd-model.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,17 @@ static const cJSON *field(const cJSON *o, const char *name) {
     return cJSON_IsNull(v) ? NULL : v; /* null means "not set" in every HF config */
 }
 
+/* Upper bounds of the size fields: a few times the largest released models (hidden 16384, intermediate
+ * 53248, 126 layers, 128 heads, head_dim 256, vocab 262144), low enough that every product of two
+ * dims used to size a buffer fits comfortably in 64 bits and every Linear's N and K fit in an int. */
+#define QD_CFG_MAX_HIDDEN (1 << 18)
+#define QD_CFG_MAX_INTERMEDIATE (1 << 20)
+#define QD_CFG_MAX_LAYERS 4096
+#define QD_CFG_MAX_HEADS 4096
+#define QD_CFG_MAX_HEAD_DIM 4096
+#define QD_CFG_MAX_VOCAB (1 << 24)
+#define QD_CFG_MAX_POSITIONS (1 << 28)
+
 /* positive integer field; def < 0 means required */
 static qd_status get_int(const cJSON *o, const char *name, int def, const char *path, int *out) {
     const cJSON *v = field(o, name);
@@ -84,6 +96,14 @@ static qd_status get_int(const cJSON *o, const char *name, int def, const char *
         return qd_fail(QD_ERR_FORMAT, "%s: \"%s\" must be a positive integer (got %s)", path, name,
                        cJSON_IsNumber(v) ? "a non-positive or fractional number" : type_name(v));
     *out = (int)d;
+    return QD_OK;
+}
+
+/* get_int bounded by max (a config beyond it is corrupt or not a model qdist can hold) */
+static qd_status get_int_max(const cJSON *o, const char *name, int def, int max, const char *path, int *out) {
+    QD_CHECK(get_int(o, name, def, path, out));
+    if (*out > max)
+        return qd_fail(QD_ERR_FORMAT, "%s: \"%s\" is %d; qdist supports at most %d", path, name, *out, max);
     return QD_OK;
 }
 
@@ -245,19 +265,19 @@ static qd_status parse_arch(const cJSON *root, const char *path, qd_model_cfg *c
 }
 
 static qd_status parse_sizes(const cJSON *root, const char *path, qd_model_cfg *c) {
-    QD_CHECK(get_int(root, "hidden_size", -1, path, &c->hidden));
-    QD_CHECK(get_int(root, "intermediate_size", -1, path, &c->intermediate));
-    QD_CHECK(get_int(root, "num_hidden_layers", -1, path, &c->nlayers));
-    QD_CHECK(get_int(root, "num_attention_heads", -1, path, &c->nheads));
-    QD_CHECK(get_int(root, "num_key_value_heads", c->nheads, path, &c->nkv));
-    QD_CHECK(get_int(root, "vocab_size", -1, path, &c->vocab));
-    QD_CHECK(get_int(root, "max_position_embeddings", 2048, path, &c->max_pos));
+    QD_CHECK(get_int_max(root, "hidden_size", -1, QD_CFG_MAX_HIDDEN, path, &c->hidden));
+    QD_CHECK(get_int_max(root, "intermediate_size", -1, QD_CFG_MAX_INTERMEDIATE, path, &c->intermediate));
+    QD_CHECK(get_int_max(root, "num_hidden_layers", -1, QD_CFG_MAX_LAYERS, path, &c->nlayers));
+    QD_CHECK(get_int_max(root, "num_attention_heads", -1, QD_CFG_MAX_HEADS, path, &c->nheads));
+    QD_CHECK(get_int_max(root, "num_key_value_heads", c->nheads, QD_CFG_MAX_HEADS, path, &c->nkv));
+    QD_CHECK(get_int_max(root, "vocab_size", -1, QD_CFG_MAX_VOCAB, path, &c->vocab));
+    QD_CHECK(get_int_max(root, "max_position_embeddings", 2048, QD_CFG_MAX_POSITIONS, path, &c->max_pos));
     QD_CHECK(get_pos_double(root, "rms_norm_eps", 1e-6, path, &c->rms_eps));
     if (c->nheads % c->nkv != 0)
         return qd_fail(QD_ERR_FORMAT, "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)", path,
                        c->nheads, c->nkv);
     if (field(root, "head_dim")) {
-        QD_CHECK(get_int(root, "head_dim", -1, path, &c->head_dim));
+        QD_CHECK(get_int_max(root, "head_dim", -1, QD_CFG_MAX_HEAD_DIM, path, &c->head_dim));
     } else {
         if (c->hidden % c->nheads != 0)
             return qd_fail(QD_ERR_FORMAT, "%s: hidden_size (%d) is not a multiple of num_attention_heads (%d) and no "
@@ -266,6 +286,10 @@ static qd_status parse_sizes(const cJSON *root, const char *path, qd_model_cfg *
     }
     if (c->head_dim % 2 != 0)
         return qd_fail(QD_ERR_FORMAT, "%s: head_dim %d is odd; rotary embeddings need an even head_dim", path, c->head_dim);
+    /* the attention projections are [heads * head_dim, hidden]: keep them as big as a Linear may be */
+    if ((int64_t)c->nheads * c->head_dim > QD_CFG_MAX_INTERMEDIATE)
+        return qd_fail(QD_ERR_FORMAT, "%s: num_attention_heads * head_dim = %lld; qdist supports at most %d", path,
+                       (long long)c->nheads * c->head_dim, QD_CFG_MAX_INTERMEDIATE);
     return QD_OK;
 }
 

@@ -6,6 +6,9 @@
  * DeepSeek, ...) are recognised and refused by name. Rope parameters are read from either the hub
  * form (rope_theta + rope_scaling) or the newer rope_parameters form. Missing required fields and
  * values of the wrong type name the field and the file. qdist never runs remote code: auto_map is ignored.
+ * Size fields are bounded before anything is sized from them (layers <= 4096, heads and head_dim <= 4096,
+ * hidden <= 2^18, intermediate and heads*head_dim <= 2^20, vocab <= 2^24, positions <= 2^28), so
+ * every product of two dims fits in 64 bits and every Linear's N and K in an int.
  *
  * Tensor names map to parts: the embedding, a block (model.layers.<i>.<module>), the final norm,
  * lm_head. qd_model_linear_names lists a block's Linear modules in true-sequential order.
@@ -16,6 +19,7 @@
 #include <stddef.h>
 
 #include "qd-dtype.h"
+#include "qd-safetensors.h"
 #include "qd-status.h"
 
 typedef enum { QD_ARCH_LLAMA, QD_ARCH_MISTRAL, QD_ARCH_QWEN2, QD_ARCH_QWEN3 } qd_arch;
@@ -74,8 +78,18 @@ qd_part qd_model_classify(const qd_model_cfg *cfg, const char *tensor_name, int 
 int qd_model_linear_names(const qd_model_cfg *cfg, const char **names, int *groups);
 const char *qd_arch_supported_list(void); /* "LlamaForCausalLM, MistralForCausalLM, ..." */
 
+/* The checkpoint holds exactly the blocks 0..num_hidden_layers-1, each with every tensor the config
+ * implies, in a float dtype and the shape the config gives (a quantized config: any stored form of a
+ * Linear), plus the embedding and final norm. Called before any work by quantize, eval, export and
+ * inspect; the error names the file, the tensor and the config fields that disagree. Reads headers only.
+ * warn = 1 (inspect, which shows partial checkpoints too): the first mismatch is printed as a warning. */
+qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, int warn);
+
 /* Copy config.json, generation_config.json and the tokenizer files that exist in src_dir to dst_dir
- * (what a converted checkpoint carries over besides its weights). */
+ * (what a converted checkpoint carries over besides its weights), by the rules of qd-meta-files.h:
+ * regular files inside src_dir only, each under QD_META_FILE_MAX_BYTES, mode at most 0644.
+ * qd_model_check_meta_files applies the same checks without copying (a refusal before any work). */
 qd_status qd_model_copy_meta_files(const char *src_dir, const char *dst_dir);
+qd_status qd_model_check_meta_files(const char *src_dir);
 
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * awq.c - AWQ for one block (algorithms.md section 2, AutoAWQ's order): record every Linear's input
+ * awq.c - AWQ for one block (docs/reference/algorithms.md section 2, AutoAWQ's order): record every Linear's input
  * during one full-precision forward (whose output is the next block's input: the FP chain), search
  * each mapping's duo-scaled grid against the unmodified block, apply all scales (previous op /= s,
  * scaled Linears' columns *= s, cached inputs /= s), clip-search every Linear but q/k, quantize. */

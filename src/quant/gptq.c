@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * gptq.c - GPTQ for one Linear (algorithms.md section 1), orchestrated on the host over the backend:
+ * gptq.c - GPTQ for one Linear (docs/reference/algorithms.md section 1), orchestrated on the host over the backend:
  * dead columns, act-order, static groups, damping with retries, the column sweep, un-permutation. */
 #include <math.h>
 #include <stdio.h>
@@ -15,8 +15,10 @@
 #define QD_GPTQ_BLOCK 128
 
 /* The damping schedule: d, then d + 0.0015 i for i = 1..10 (GPTQModel's step), then doubling while
- * below 1 - at most 17 factorizations. Returns 0 when exhausted. */
+ * below 1 - at most 17 factorizations for d in [0, 1). Returns 0 when exhausted. A d outside [0, 1)
+ * (callers refuse it; see qd-qbounds.h) gets one attempt, never an endless doubling of a negative. */
 static int next_damp(double first, int attempt, double *damp) {
+    if (attempt > 0 && !(first >= 0 && first < 1)) return 0;
     if (attempt == 0) {
         *damp = first;
         return 1;
@@ -59,6 +61,8 @@ int qd_gptq_fac_fits(const qd_gptq_fac *f, const qd_qspec *s) {
 }
 
 qd_status qd_gptq_factor(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t H, size_t K, qd_gptq_fac *f) {
+    if (!(s->damp >= 0 && s->damp < 1))
+        return qd_fail(QD_ERR_USAGE, "%s: GPTQ damp %g is outside [0, 1)", name, s->damp);
     qd_phase prev = qd_phase_set(be, QD_PH_CHOLESKY);
     memset(f, 0, sizeof *f);
     f->K = K;

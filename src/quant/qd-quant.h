@@ -6,7 +6,7 @@
  * (q.name = name). A group size that does not divide K is refused naming the module and both sizes;
  * NaN/Inf in W or H stops naming the module (its prefix names the block).
  *
- * GPTQ (algorithms.md section 1): dead columns (diag H == 0: H_ii = 1, W[:, i] = 0), act-order
+ * GPTQ (docs/reference/algorithms.md section 1): dead columns (diag H == 0: H_ii = 1, W[:, i] = 0), act-order
  * (stable descending sort of diag H), static groups (parameters of each group from the W after
  * dead-column zeroing, before permutation), damping d * mean(diag H) with the schedule
  * d, d + 0.0015 * i (i = 1..10), then doubling while < 1 (docs/numerics.md); if every attempt fails,

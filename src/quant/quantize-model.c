@@ -206,6 +206,7 @@ qd_status qd_quantize_model(qd_backend_t be, const qd_quantize_model_opts *o) {
     r.modules = cJSON_CreateObject();
     if (!r.modules) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
     QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &r.ck), st, fail);
+    QD_CHECK_GOTO(qd_model_check_ckpt(&cfg, r.ck, 0), st, fail);
     if (cfg.quantized) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
         goto fail;
@@ -224,6 +225,8 @@ qd_status qd_quantize_model(qd_backend_t be, const qd_quantize_model_opts *o) {
         double tb = now_s();
         QD_CHECK_GOTO(qd_block_w_load(be, &cfg, r.ck, b, &w), st, fail);
         QD_CHECK_GOTO(qd_quantize_block(ctx, &w, in, out, res), st, fail);
+        for (int l = 0; l < QD_NLIN; l++) /* an overflowing scale is refused when its block is done */
+            if (res[l].q.codes) QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, o->q.scale_dtype, "--scale-dtype"), st, fail);
         QD_CHECK_GOTO(write_block(&r, &w, res), st, fail);
         for (int l = 0; l < QD_NLIN; l++) {
             report_module(&r, ctx, b, (qd_lin)l, &res[l]);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * recipe.c - reading a recipe JSON (docs/numerics.md) and resolving a module's spec. */
+#include <math.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,8 @@
 #include "qd-check.h"
 #include "qd-fs.h"
 #include "qd-log.h"
+#include "qd-qbounds.h"
+#include "qd-range.h"
 #include "qd-recipe.h"
 
 /* one set of optional fields: has_* says which were given */
@@ -53,6 +56,19 @@ static qd_status want(const char *path, const cJSON *it, int is_num, int is_bool
     return QD_OK;
 }
 
+/* a number within range (qd-qbounds.h), the same bounds the command line enforces; integer: no fraction */
+static qd_status num_in(const char *path, const cJSON *it, const char *range, int integer, double *out) {
+    QD_CHECK(want(path, it, 1, 0));
+    double lo, hi, v = it->valuedouble;
+    if (qd_range_parse(range, NULL, &lo, &hi) != 0)
+        return qd_fail(QD_ERR_INTERNAL, "recipe: bad range '%s' for \"%s\"", range, it->string);
+    if (!isfinite(v) || v < lo || v > hi || (integer && v != floor(v)))
+        return qd_fail(QD_ERR_FORMAT, "%s: \"%s\": %.17g is out of range; expected %s%s", path, it->string, v, range,
+                       integer ? " (an integer)" : "");
+    *out = v;
+    return QD_OK;
+}
+
 /* a spec key: 1 when consumed, 0 when not a spec key */
 static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, int *used) {
     const char *k = it->string;
@@ -64,15 +80,16 @@ static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, in
         p->v.method = strcmp(m, "rtn") == 0 ? QD_METHOD_RTN : strcmp(m, "gptq") == 0 ? QD_METHOD_GPTQ : QD_METHOD_AWQ;
         p->has_method = 1;
     } else if (strcmp(k, "bits") == 0) {
-        QD_CHECK(want(path, it, 1, 0));
-        int b = it->valueint;
+        double v;
+        QD_CHECK(num_in(path, it, QD_RANGE_BITS, 1, &v));
+        int b = (int)v;
         if (b != 2 && b != 3 && b != 4 && b != 8) return qd_fail(QD_ERR_FORMAT, "%s: \"bits\" must be 2, 3, 4 or 8", path);
         p->v.bits = b, p->has_bits = 1;
     } else if (strcmp(k, "group_size") == 0) {
-        QD_CHECK(want(path, it, 1, 0));
-        if (it->valueint == 0 || it->valueint < -1)
-            return qd_fail(QD_ERR_FORMAT, "%s: \"group_size\" must be > 0 or -1", path);
-        p->v.group_size = it->valueint, p->has_gs = 1;
+        double v;
+        QD_CHECK(num_in(path, it, QD_RANGE_GROUP_SIZE, 1, &v));
+        if (v == 0) return qd_fail(QD_ERR_FORMAT, "%s: \"group_size\" must be > 0 or -1", path);
+        p->v.group_size = (int)v, p->has_gs = 1;
     } else if (strcmp(k, "sym") == 0) {
         QD_CHECK(want(path, it, 0, 1));
         p->v.sym = cJSON_IsTrue(it), p->has_sym = 1;
@@ -83,9 +100,9 @@ static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, in
         QD_CHECK(want(path, it, 0, 1));
         p->v.static_groups = cJSON_IsTrue(it), p->has_static = 1;
     } else if (strcmp(k, "damp") == 0) {
-        QD_CHECK(want(path, it, 1, 0));
-        if (it->valuedouble < 0 || it->valuedouble >= 1) return qd_fail(QD_ERR_FORMAT, "%s: \"damp\" must be in [0, 1)", path);
-        p->v.damp = it->valuedouble, p->has_damp = 1;
+        double v;
+        QD_CHECK(num_in(path, it, QD_RANGE_DAMP, 0, &v));
+        p->v.damp = v, p->has_damp = 1;
     } else if (strcmp(k, "mse") == 0) {
         QD_CHECK(want(path, it, 0, 1));
         p->v.mse = cJSON_IsTrue(it), p->has_mse = 1;
@@ -115,13 +132,17 @@ static qd_status parse(qd_recipe *r, const cJSON *root) {
         } else if (strcmp(k, "calibration") == 0) {
             if (!cJSON_IsObject(it)) return qd_fail(QD_ERR_FORMAT, "%s: \"calibration\" must be an object", path);
             for (const cJSON *c = it->child; c; c = c->next) {
-                if (strcmp(c->string, "nsamples") == 0 && cJSON_IsNumber(c) && c->valueint > 0)
-                    r->run.nsamples = c->valueint, r->has_ns = 1;
-                else if (strcmp(c->string, "seqlen") == 0 && cJSON_IsNumber(c) && c->valueint > 1)
-                    r->run.seqlen = c->valueint, r->has_sl = 1;
-                else if (strcmp(c->string, "seed") == 0 && cJSON_IsNumber(c))
-                    r->run.seed = (long long)c->valuedouble, r->has_seed = 1;
-                else if (strcmp(c->string, "mode") == 0 && cJSON_IsString(c) &&
+                double v;
+                if (strcmp(c->string, "nsamples") == 0) {
+                    QD_CHECK(num_in(path, c, QD_RANGE_NSAMPLES, 1, &v));
+                    r->run.nsamples = (int)v, r->has_ns = 1;
+                } else if (strcmp(c->string, "seqlen") == 0) {
+                    QD_CHECK(num_in(path, c, QD_RANGE_SEQLEN, 1, &v));
+                    r->run.seqlen = (int)v, r->has_sl = 1;
+                } else if (strcmp(c->string, "seed") == 0) {
+                    QD_CHECK(num_in(path, c, QD_RANGE_SEED, 1, &v));
+                    r->run.seed = (long long)v, r->has_seed = 1;
+                } else if (strcmp(c->string, "mode") == 0 && cJSON_IsString(c) &&
                          (strcmp(c->valuestring, "random") == 0 || strcmp(c->valuestring, "concat") == 0))
                     snprintf(r->run.calib_mode, sizeof r->run.calib_mode, "%s", c->valuestring), r->has_mode = 1;
                 else

@@ -25,6 +25,12 @@
 
 typedef struct qd_tokenizer qd_tokenizer;
 
+/* The longest pre-tokenised word BPE accepts (bytes after normalisation): BPE holds ~50 bytes per byte
+ * of a word, and positions are int32. A longer word fails encode with a message giving its size and
+ * this cap. (Tokenizers without a pre-tokenizer, e.g. Llama-2's, make each text between added
+ * tokens one word.) */
+#define QD_TOK_MAX_WORD_BYTES ((size_t)64 << 20)
+
 /* path: a model directory holding tokenizer.json, or the tokenizer.json file itself. */
 qd_status qd_tokenizer_load(const char *path, qd_tokenizer **out);
 void qd_tokenizer_free(qd_tokenizer *tok);

@@ -117,6 +117,9 @@ static qd_status initial_symbols(qd_tokenizer *t, const unsigned char *s, size_t
 qd_status qd_bpe_word(qd_tokenizer *t, const char *str, size_t n, qd_ids *out) {
     const unsigned char *s = (const unsigned char *)str;
     if (n == 0) return QD_OK;
+    if (n > QD_TOK_MAX_WORD_BYTES)
+        return qd_fail(QD_ERR_FORMAT, "tokenizer: a word of %zu bytes after pre-tokenization is longer than the %zu MiB "
+                       "cap (QD_TOK_MAX_WORD_BYTES); split the text", n, QD_TOK_MAX_WORD_BYTES >> 20);
     if (t->ignore_merges) {
         int32_t id = qd_strmap_get(&t->vocab, s, n);
         if (id >= 0) return qd_ids_push(out, id);

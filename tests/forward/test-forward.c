@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * test-forward.c - the model forward (src/forward over the CPU backend) against a naive
- * double-precision implementation written here from algorithms.md section 3: on stories260K (a real
+ * double-precision implementation written here from docs/reference/algorithms.md section 3: on stories260K (a real
  * Llama) and on tiny random Qwen2 (q/k/v bias), Qwen3 (q/k norm) and Llama-3 (llama3 rope scaling,
  * bf16 storage) models written by the test. Two sequences per run check per-sequence positions. */
 #include <math.h>

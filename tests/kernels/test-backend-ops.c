@@ -353,7 +353,7 @@ static void test_attention_long(void) {
     }
 }
 
-/* the reference quantizer, written from algorithms.md in double where it does not matter */
+/* the reference quantizer, written from docs/reference/algorithms.md in double where it does not matter */
 static void ref_params(int bits, int sym, int awq, const float *x, size_t n, float *scale, float *zero) {
     float maxq = (float)((1 << bits) - 1), mn = x[0], mx = x[0];
     for (size_t i = 1; i < n; i++) mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]);

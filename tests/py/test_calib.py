@@ -17,13 +17,12 @@ tokenizers = pytest.importorskip("tokenizers")
 REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 QDIST = os.environ.get("QDIST_BIN", os.path.join(REPO, "build", "qdist"))
 MODEL = os.path.join(REPO, "fixtures", "pycode-16m")
-C4 = os.path.join(os.environ.get("QD_SHARED_FIXTURES", os.path.join(REPO, "..", "shared", "fixtures")),
-                  "c4", "c4_validation_sample.jsonl")
+C4 = os.path.join(REPO, "fixtures", "c4", "c4_validation_sample.jsonl")
 
 
 def need(path):
-    if not os.path.exists(path):
-        pytest.skip(f"fixture {path} absent")
+    """a fixture of the repository: absent means a broken checkout, so fail, never skip"""
+    assert os.path.exists(path), f"fixture {path} missing from the repository"
 
 
 def preview(*args):

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""`qdist inspect` on the shared stories260K-hf fixture and on broken copies of it.
+"""`qdist inspect` on the stories260K-hf fixture (fixtures/) and on broken copies of it.
 
 The expected parameter count is the sum of numel over the tensors as the `safetensors` package
 reads them, and the block count comes from config.json read with the json module: both independent
@@ -17,7 +17,8 @@ safetensors = pytest.importorskip("safetensors")
 from safetensors import safe_open  # noqa: E402
 
 QDIST = os.environ.get("QDIST_BIN", "qdist")
-FIXTURES = os.environ.get("QD_SHARED_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
+REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+FIXTURES = os.path.join(REPO, "fixtures")
 STORIES = os.path.join(FIXTURES, "stories260K-hf")
 
 
@@ -26,8 +27,7 @@ def run(*args):
 
 
 def need_stories():
-    if not os.path.isfile(os.path.join(STORIES, "model.safetensors")):
-        pytest.skip(f"fixture {STORIES} not found (../shared/fixtures absent?)")
+    assert os.path.isfile(os.path.join(STORIES, "model.safetensors")), f"fixture {STORIES} missing from the repository"
 
 
 def reference_counts():

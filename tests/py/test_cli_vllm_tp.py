@@ -11,11 +11,10 @@ import pytest
 from safetensors import safe_open
 
 QDIST = os.environ.get("QDIST_BIN", "qdist")
-FIX = Path(os.environ.get("QD_SHARED_FIXTURES", "../shared/fixtures"))
+FIX = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2])) / "fixtures"
 MODEL = FIX / "stories260K-hf"
 CALIB = FIX / "c4" / "c4_train_sample.jsonl"
-if not MODEL.exists():
-    pytest.skip(f"fixtures absent ({MODEL})", allow_module_level=True)
+assert MODEL.exists() and CALIB.exists(), f"fixtures {MODEL} / {CALIB} missing from the repository"
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,11 @@ from pathlib import Path
 import pytest
 
 QDIST = os.environ.get("QDIST_BIN", "qdist")
-FIX = Path(os.environ.get("QD_SHARED_FIXTURES", "../shared/fixtures"))
+FIX = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2])) / "fixtures"
 MODEL = FIX / "stories260K-hf"
 CALIB = FIX / "c4" / "c4_train_sample.jsonl"
-
-if not MODEL.exists() or not CALIB.exists():
-    pytest.skip(f"fixtures absent ({MODEL}): ../shared/fixtures is needed", allow_module_level=True)
-if shutil.which("mpirun") is None:
-    pytest.skip("mpirun not installed", allow_module_level=True)
+assert MODEL.exists() and CALIB.exists(), f"fixtures {MODEL} / {CALIB} missing from the repository"
+assert shutil.which("mpirun"), "mpirun not installed (setup.sh installs openmpi-bin)"
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")

@@ -2,7 +2,7 @@
 """qdist export checked independently of qdist's C code.
 
 Every exported tensor is read with the `safetensors` package (raw reader for BF16) and unpacked by the
-index formulas of shared/reference/formats.md section E, written here from the spec: the unpacked
+index formulas of docs/reference/formats.md section E, written here from the spec: the unpacked
 (q, z, g) and scales must equal the fake-quant directory's qd_* tensors, and the dequantised weights
 must equal the fake directory's .weight exactly (fp32). Names, dtypes and shapes follow sections B-D;
 the quantization_config is interpreted the way the readers do (GPTQModel/vLLM `dynamic` regexes with
@@ -21,12 +21,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 import export_fakegen as fg  # noqa: E402
 
 QDIST = os.environ.get("QDIST_BIN", "")
-FIX = os.environ.get("QD_SHARED_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
+REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
 STORIES = os.path.join(FIX, "stories260K-hf")
 
 pytestmark = [
-    pytest.mark.skipif(not os.path.exists(os.path.join(STORIES, "model.safetensors")),
-                       reason="fixture stories260K-hf not found (../shared/fixtures absent?)"),
     pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing"),
 ]
 

@@ -21,13 +21,12 @@ pytest.importorskip("compressed_tensors")
 from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor  # noqa: E402
 from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme  # noqa: E402
 
-FIX = os.environ.get("QD_SHARED_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
+REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
 STORIES = os.path.join(FIX, "stories260K-hf")
 DUMP = os.path.join(os.environ.get("QD_BUILD", ""), "tests", "shard-test-qformat-read")
 
 pytestmark = [
-    pytest.mark.skipif(not os.path.exists(os.path.join(STORIES, "model.safetensors")),
-                       reason="fixture stories260K-hf not found (../shared/fixtures absent?)"),
     pytest.mark.skipif(not os.path.exists(DUMP), reason="QD_BUILD/tests/shard-test-qformat-read not built"),
 ]
 

@@ -21,12 +21,11 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("compressed_tensors")
 
 QDIST = os.environ.get("QDIST_BIN", "")
-FIX = os.environ.get("QD_SHARED_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
+REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
 STORIES = os.path.join(FIX, "stories260K-hf")
 
 pytestmark = [
-    pytest.mark.skipif(not os.path.exists(os.path.join(STORIES, "model.safetensors")),
-                       reason="fixture stories260K-hf not found (../shared/fixtures absent?)"),
     pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing"),
 ]
 

@@ -18,19 +18,18 @@ from safetensors.numpy import load_file  # noqa: E402
 
 QDIST = os.environ.get("QDIST_BIN", "qdist")
 REPO = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2]))
-FIX = Path(os.environ.get("QD_SHARED_FIXTURES", "../shared/fixtures"))
+FIX = REPO / "fixtures"
 
 CASES = {
     "stories260K": (FIX / "stories260K-hf", FIX / "wikitext-2-raw" / "wiki.test.raw"),
-    "pycode-16m": (REPO / "fixtures" / "pycode-16m", REPO / "fixtures" / "pycode-16m" / "eval.txt"),
+    "pycode-16m": (FIX / "pycode-16m", FIX / "pycode-16m" / "eval.txt"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_logits_match_transformers(name, tmp_path):
     model, text = CASES[name]
-    if not model.exists() or not text.exists():
-        pytest.skip(f"{model} absent")
+    assert model.exists() and text.exists(), f"fixture {model} / {text} missing from the repository"
     r = subprocess.run([QDIST, "eval", "--model", str(model), "--data", str(text), "--seqlen", "256",
                         "--max-windows", "1", "--dump-logits", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

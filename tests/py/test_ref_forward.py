@@ -13,10 +13,10 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
 import qforward as qf  # noqa: E402
 
-SHARED = os.environ.get("QD_SHARED_FIXTURES",
-                        os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures"))
-MODEL = os.path.join(SHARED, "stories260K-hf")
-WIKI = os.path.join(SHARED, "wikitext-2-raw", "wiki.test.raw")
+REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
+MODEL = os.path.join(FIX, "stories260K-hf")
+WIKI = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
 
 
 def _tokens(n):
@@ -29,8 +29,6 @@ def _tokens(n):
 
 @pytest.fixture(scope="module")
 def hf():
-    if not os.path.isdir(MODEL) or not os.path.exists(WIKI):
-        pytest.skip(f"fixture stories260K-hf / wikitext absent under {SHARED}")
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     m = transformers.LlamaForCausalLM.from_pretrained(MODEL, torch_dtype=torch.float32)
@@ -105,10 +103,7 @@ def test_llama3_rope_scaling_matches_transformers():
 
 def test_logits_match_transformers_pycode16m():
     """the trained fixture (bf16 weights, llama3 rope via rope_parameters), float32 compute."""
-    repo = os.environ.get("QD_REPO", os.path.join(os.path.dirname(__file__), "..", ".."))
-    path = os.path.join(repo, "fixtures", "pycode-16m")
-    if not os.path.exists(os.path.join(path, "config.json")):
-        pytest.skip(f"fixtures/pycode-16m absent under {repo}")
+    path = os.path.join(FIX, "pycode-16m")
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     m = transformers.LlamaForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()

@@ -29,10 +29,10 @@ import qdist_cli  # noqa: E402
 import qforward as qf  # noqa: E402
 import qref  # noqa: E402
 
-SHARED = os.environ.get("QD_SHARED_FIXTURES",
-                        os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "fixtures"))
-MODEL = os.path.join(SHARED, "stories260K-hf")
-WIKI = os.path.join(SHARED, "wikitext-2-raw", "wiki.test.raw")
+REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
+MODEL = os.path.join(FIX, "stories260K-hf")
+WIKI = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
 
 
 def random_layer(N, K, T, seed, dead=0):
@@ -227,8 +227,6 @@ def test_qdist_quant_layer_random(ci):
 
 @pytest.fixture(scope="module")
 def stories_inputs():
-    if not os.path.isdir(MODEL) or not os.path.exists(WIKI):
-        pytest.skip(f"stories260K-hf / wikitext absent under {SHARED}")
     _need_quant_layer()
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(os.path.join(MODEL, "tokenizer.json"))

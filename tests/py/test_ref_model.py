@@ -1,6 +1,6 @@
 """Whole-model RTN / GPTQ / AWQ: the Python reference (tests/ref/qref_model.py) and qdist quantize.
 
-Reference (float64) runs per block exactly as algorithms.md describes (GPTQ: true-sequential groups,
+Reference (float64) runs per block exactly as docs/reference/algorithms.md describes (GPTQ: true-sequential groups,
 quantized chain; AWQ: full-precision chain). qdist is run with the same pre-tokenised calibration
 (IDS.jsonl, one line per calibration window, so concat mode cannot cut them differently) and
 `--format fake`; its per-layer integer codes (<prefix>.qd_codes) must equal the reference's on at
@@ -10,7 +10,7 @@ qdist's quantized weights, so each layer is compared on the same inputs; free-ru
 ties upstream legitimately make the runs drift apart: see tests/ref/qref_model.py). GPTQ and RTN
 losses must agree to 1e-3 (plus the loss share of rows that diverged at a tie). The reference uses
 F16-rounded scales in the chain as qdist does.
-Fixtures: stories260K-hf (shared) and fixtures/pycode-16m (when present, its first block),
+Fixtures: fixtures/stories260K-hf and fixtures/pycode-16m (its first block),
 few samples, short seqlen (T = nsamples*seqlen <= 1023, so AWQ's clip sampling input[::T//512]
 takes every token and cannot depend on the order in which qdist's concat mode shuffles the rows).
 """
@@ -31,30 +31,25 @@ import qref_model as qm  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.environ.get("QD_REPO", os.path.join(HERE, "..", ".."))
-SHARED = os.environ.get("QD_SHARED_FIXTURES", os.path.join(REPO, "..", "shared", "fixtures"))
-STORIES = os.path.join(SHARED, "stories260K-hf")
-PYCODE = os.path.join(REPO, "fixtures", "pycode-16m")
-C4 = os.path.join(SHARED, "c4", "c4_train_sample.jsonl")
-WIKI = os.path.join(SHARED, "wikitext-2-raw", "wiki.test.raw")
+FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
+STORIES = os.path.join(FIX, "stories260K-hf")
+PYCODE = os.path.join(FIX, "pycode-16m")
+C4 = os.path.join(FIX, "c4", "c4_train_sample.jsonl")
+WIKI = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
 
 
-def _model_or_skip(path):
-    if not os.path.exists(os.path.join(path, "config.json")) or not any(
-            f.endswith(".safetensors") for f in os.listdir(path)):
-        pytest.skip(f"model fixture absent: {path}")
+def _model(path):
+    assert os.path.exists(os.path.join(path, "config.json")) and any(
+        f.endswith(".safetensors") for f in os.listdir(path)), f"model fixture {path} missing from the repository"
     return path
 
 
 def _calib(model_dir, nsamples, seqlen):
-    """nsamples windows of seqlen ids from the c4 sample (or wikitext when c4 is absent)."""
+    """nsamples windows of seqlen ids from the c4 sample (its first 200 documents)."""
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-    if os.path.exists(C4):
-        with open(C4) as f:
-            texts = [json.loads(line)["text"] for line in f][:200]
-    else:
-        with open(WIKI, encoding="utf-8") as f:
-            texts = [f.read(400000)]
+    with open(C4, encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f][:200]
     ids = []
     for t in texts:
         ids.append(tok.encode(t).ids)
@@ -78,7 +73,7 @@ def _eval_tokens(model_dir, n):
 def test_ref_awq_scaling_preserves_the_function():
     """AWQ at 16 bits (quantisation error ~1e-5): applying the searched scales (norms divided,
     weights multiplied) and the clip leaves the model's logits unchanged."""
-    m = _model_or_skip(STORIES)
+    m = _model(STORIES)
     cfg, w = qf.load_model_dir(m)
     calib = _calib(m, 4, 64)
     r = qm.quantize_model((cfg, w), calib, "awq", bits=16, gs=-1, sym=False, awq_tie_analysis=False)
@@ -91,7 +86,7 @@ def test_ref_awq_scaling_preserves_the_function():
 
 
 def test_ref_gptq_and_awq_beat_rtn():
-    m = _model_or_skip(STORIES)
+    m = _model(STORIES)
     cfg, w = qf.load_model_dir(m)
     calib = _calib(m, 4, 128)
     toks = _eval_tokens(m, 6 * 128)
@@ -216,7 +211,7 @@ def _compare_model(model_dir, nsamples, seqlen, gs_want, run):
 @pytest.mark.parametrize("run", RUNS, ids=lambda r: f"{r[0]}-w{r[1]}-{'sym' if r[2] else 'asym'}"
                          f"{'-act' if r[3] else ''}")
 def test_qdist_matches_reference_stories260k(run):
-    _compare_model(_model_or_skip(STORIES), 8, 64, 128, run)
+    _compare_model(_model(STORIES), 8, 64, 128, run)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +219,7 @@ def pycode_2layers(tmp_path_factory):
     """the trained fixture cut to its first block (real weights; the whole 8-block model takes
     minutes in the float64 Python reference, over the tests' time budget; the block-to-block chain
     is covered by stories260K's 5 blocks)."""
-    src = _model_or_skip(PYCODE)
+    src = _model(PYCODE)
     _need_quantize()
     d = str(tmp_path_factory.mktemp("pycode2"))
     qm.write_truncated_model(src, d, 1)
@@ -309,7 +304,7 @@ def _aa_best_clip(w, x, bits, gs):
 def test_ref_awq_matches_autoawq_transliteration_on_transformers_modules():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    m = _model_or_skip(STORIES)
+    m = _model(STORIES)
     bits, gs = 4, -1
     calib = _calib(m, 4, 64)
     model = transformers.LlamaForCausalLM.from_pretrained(m, torch_dtype=torch.float64).eval()

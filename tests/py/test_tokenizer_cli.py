@@ -12,23 +12,22 @@ tokenizers = pytest.importorskip("tokenizers")
 
 REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 QDIST = os.environ.get("QDIST_BIN", os.path.join(REPO, "build", "qdist"))
-SHARED = os.environ.get("QD_SHARED_FIXTURES", os.path.join(REPO, "..", "shared", "fixtures"))
-MODELS = [os.path.join(REPO, "fixtures", "pycode-16m"), os.path.join(SHARED, "stories260K-hf")]
+MODELS = [os.path.join(REPO, "fixtures", "pycode-16m"), os.path.join(REPO, "fixtures", "stories260K-hf")]
 
 
 def tok(*args):
     return subprocess.run([QDIST, "tokenize"] + list(args), capture_output=True)
 
 
-def model_or_skip(m):
-    if not os.path.exists(os.path.join(m, "tokenizer.json")):
-        pytest.skip(f"{m} absent")
+def model_dir(m):
+    """a fixture of the repository: absent means a broken checkout, so fail, never skip"""
+    assert os.path.exists(os.path.join(m, "tokenizer.json")), f"fixture {m} missing from the repository"
     return m
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_invalid_utf8_is_replaced_like_python(model, tmp_path):
-    model_or_skip(model)
+    model_dir(model)
     raw = [b'{"text": "abc\xff\xfe d\xe2\x82 e\xf0\x9f\x98"}', b'{"text": "\xc0\xaf \xed\xa0\x80 x\xf4\x90\x80\x80y"}',
            b'{"text": "caf\xc3\xa9 \xe9t\xe9 \xe2\x82\xac\xe2"}']
     path = tmp_path / "bad-utf8.jsonl"
@@ -41,7 +40,7 @@ def test_invalid_utf8_is_replaced_like_python(model, tmp_path):
 
 
 def _edited(tmp_path, edit):
-    base = model_or_skip(MODELS[0])
+    base = model_dir(MODELS[0])
     j = json.load(open(os.path.join(base, "tokenizer.json"), encoding="utf-8"))
     edit(j)
     d = tmp_path / "m"
@@ -85,7 +84,7 @@ def test_missing_tokenizer_json_names_what_was_looked_for(tmp_path):
 
 
 def test_bad_lines_and_ids(tmp_path):
-    model = model_or_skip(MODELS[0])
+    model = model_dir(MODELS[0])
     (tmp_path / "a.jsonl").write_text('{"text": "ok"}\n{"txt": "no"}\n')
     r = tok("--model", model, "--input", str(tmp_path / "a.jsonl"))
     assert r.returncode == 1 and b'a.jsonl:2: expected a JSON object with a string "text"' in r.stderr
@@ -124,7 +123,7 @@ def _mutations(j, rng, count):
 
 def test_damaged_tokenizer_json_never_crashes(tmp_path):
     import random
-    base = model_or_skip(MODELS[1] if os.path.exists(MODELS[1]) else MODELS[0])
+    base = model_dir(MODELS[1])
     raw = open(os.path.join(base, "tokenizer.json"), "rb").read()
     j = json.loads(raw)
     (tmp_path / "in.jsonl").write_text('{"text": "Hello <s> world 123 日本"}\n')
@@ -141,7 +140,7 @@ def test_damaged_tokenizer_json_never_crashes(tmp_path):
 
 
 def test_utf8_bom_on_the_first_line_is_ignored(tmp_path):
-    model = model_or_skip(MODELS[0])
+    model = model_dir(MODELS[0])
     (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "hi there"}\n{"text": "\xef\xbb\xbfkept"}\n')
     r = tok("--model", model, "--input", str(tmp_path / "bom.jsonl"))
     hf = tokenizers.Tokenizer.from_file(os.path.join(model, "tokenizer.json"))

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """qdist tokenize must give exactly the ids of the `tokenizers` library, and decode to its text.
 
-Tokenizers: every tokenizer.json under ../shared/fixtures and the repo's fixtures/, plus the ones
+Tokenizers: every tokenizer.json under the repo's fixtures/ (pycode-16m, stories260K-hf), plus the ones
 tok_builders.py trains (GPT-2 regex, Llama-3 regex with ignore_merges and lstrip/rstrip added
 token, Qwen2 regex with NFC, SentencePiece Metaspace). Corpus: tok_corpus.py (>= 2,000 documents).
 """
@@ -21,8 +21,8 @@ QDIST = os.environ.get("QDIST_BIN", os.path.join(tok_corpus.REPO, "build", "qdis
 
 
 def _fixture_tokenizers():
-    found = sorted(glob.glob(os.path.join(tok_corpus.SHARED, "*", "tokenizer.json")))
-    found += sorted(glob.glob(os.path.join(tok_corpus.REPO, "fixtures", "*", "tokenizer.json")))
+    found = sorted(glob.glob(os.path.join(tok_corpus.FIX, "*", "tokenizer.json")))
+    assert {"pycode-16m", "stories260K-hf"} <= {os.path.basename(os.path.dirname(p)) for p in found}, found
     return {os.path.basename(os.path.dirname(p)): p for p in found}
 
 

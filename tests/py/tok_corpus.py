@@ -5,8 +5,8 @@ English prose (WikiText-2 lines, C4 documents), source code (this repo's C files
 standard library), and synthetic documents for the hard cases of the split regexes: CJK, emoji
 (ZWJ sequences, skin tones, flags), combining marks (decomposed Latin, Vietnamese, Devanagari,
 Hebrew points), white-space runs, tabs, CRLF, Unicode spaces, long digit runs, contractions in
-upper, lower and mixed case. Real-text sources that are absent (no ../shared/fixtures) are
-replaced by more synthetic documents, so the count holds either way.
+upper, lower and mixed case. The real text comes from the repository's fixtures/ (a missing file
+is an error, never a silently smaller corpus).
 """
 import glob
 import json
@@ -14,7 +14,7 @@ import os
 import random
 
 REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-SHARED = os.environ.get("QD_SHARED_FIXTURES", os.path.join(REPO, "..", "shared", "fixtures"))
+FIX = os.path.join(REPO, "fixtures")
 
 PIECES = [
     "日本語のテキストです。", "中文文本，包括标点符号！", "한국어 문장입니다.", "繁體中文測試",
@@ -87,21 +87,17 @@ def _chunks(text, lines_per_doc, rng, limit):
 def build_corpus():
     rng = random.Random(20261123)
     docs = []
-    wiki = os.path.join(SHARED, "wikitext-2-raw", "wiki.test.raw")
-    if os.path.exists(wiki):
-        lines = [l for l in open(wiki, encoding="utf-8").read().split("\n") if l.strip()]
-        docs += lines[:500]
-        crlf = os.path.join(SHARED, "wikitext-2-raw", "wiki.test.raw.orig-crlf")
-        if os.path.exists(crlf):
-            raw = open(crlf, "rb").read()[:200000].decode("utf-8", "replace")
-            docs += _chunks(raw, 6, rng, 50)
-    c4 = os.path.join(SHARED, "c4", "c4_validation_sample.jsonl")
-    if os.path.exists(c4):
-        with open(c4, encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                if i >= 300:
-                    break
-                docs.append(json.loads(line)["text"])
+    wiki = open(os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw"), "rb").read()
+    lines = [l for l in wiki.decode("utf-8").split("\n") if l.strip()]
+    docs += lines[:500]
+    # the upstream file's CRLF line ends (fixtures/SOURCES.md: restoring them gives its exact bytes)
+    raw = wiki.replace(b"\n", b"\r\n")[:200000].decode("utf-8", "replace")
+    docs += _chunks(raw, 6, rng, 50)
+    with open(os.path.join(FIX, "c4", "c4_validation_sample.jsonl"), encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if i >= 300:
+                break
+            docs.append(json.loads(line)["text"])
     code = []
     for p in sorted(glob.glob(os.path.join(REPO, "src", "**", "*.[ch]"), recursive=True)):
         if "unicode-tables" in p:

@@ -173,6 +173,17 @@ static void test_refusals(void) {
     qd_clear_error();
     QD_EXPECT_EQ_INT(qd_rtn_layer(be, "model.layers.2.self_attn.o_proj", &s, bW, N, K, &g), QD_ERR_NUMERIC);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "model.layers.2.self_attn.o_proj");
+    /* a damp outside [0, 1) (the command line and recipes refuse it) is refused here too: a negative one
+     * used to double towards 1 forever */
+    W[7] = 0;
+    qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bW, 0), .src = W, .src_dtype = QD_DT_F32, .n = N * K});
+    const double bad_damp[] = {-1, -0.015, 1, 5, NAN};
+    for (size_t i = 0; i < sizeof bad_damp / sizeof *bad_damp; i++) {
+        s.damp = bad_damp[i];
+        qd_clear_error();
+        QD_EXPECT_EQ_INT(qd_gptq_layer(be, "model.layers.1.mlp.up_proj", &s, bW, N, K, bH, &g), QD_ERR_USAGE);
+        QD_EXPECT_STR_CONTAINS(qd_last_error(), "model.layers.1.mlp.up_proj");
+    }
     qd_clear_error();
     qd_buf_free(bW), qd_buf_free(bH);
     free(W);

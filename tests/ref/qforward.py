@@ -1,5 +1,5 @@
 """Reference decoder forward for qdist tests (numpy), written from
-../shared/reference/algorithms.md section 3, not from qdist's C code.
+docs/reference/algorithms.md section 3, not from qdist's C code.
 
 Llama / Mistral / Qwen2 (q/k/v bias) / Qwen3 (q/k norm) blocks:
   h   = x + o_proj(Attn(RMSNorm_in(x)))
@@ -280,7 +280,7 @@ def nll_mean(lg, ids):
 
 
 def perplexity(tokens, weights, cfg, seqlen, dtype=np.float32, batch=4):
-    """algorithms.md section 5: the token stream (tokenised once) cut into non-overlapping windows of
+    """docs/reference/algorithms.md section 5: the token stream (tokenised once) cut into non-overlapping windows of
     seqlen (remainder dropped, no per-window BOS); ppl = exp(mean NLL over all shifted positions)."""
     tokens = np.asarray(tokens)
     nw = len(tokens) // seqlen

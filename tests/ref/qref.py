@@ -1,6 +1,6 @@
 """Independent Python (numpy) reference of RTN, GPTQ and AWQ for qdist's tests.
 
-Written line by line from ../shared/reference/algorithms.md sections 1 (GPTQ) and 2 (AWQ), NOT from
+Written line by line from docs/reference/algorithms.md sections 1 (GPTQ) and 2 (AWQ), NOT from
 qdist's C code. Layer convention: W is [N, K] (out, in); activations X are [T, K].
 
 Precision: every computation runs in float64 by default (`dtype=np.float64`: Hessian, Cholesky,
@@ -19,7 +19,7 @@ Where the reference tools differ, this file follows (and the switches name the o
     seqlen; codes do not depend on it.
   - dead columns (diag(H) == 0): H[i,i] = 1, W[:, i] = 0, before act-order and before static groups.
   - gs = -1: one MinMax over the whole W before the loop (IST/GPTQModel call find_params at the top
-    of fasterquant, i.e. on W BEFORE the dead columns are zeroed; algorithms.md's "(updated) W" is
+    of fasterquant, i.e. on W BEFORE the dead columns are zeroed; docs/reference/algorithms.md's "(updated) W" is
     ambiguous). `perchannel_after_dead=True` takes it after the zeroing, qdist's documented choice;
     the two differ only when a column is dead.
   - non-static groups: params from the GLOBAL W[:, c:c+gs] at each group boundary c (holds the
@@ -31,7 +31,7 @@ Where the reference tools differ, this file follows (and the switches name the o
   - damping: percdamp * mean(diag(H)) added to the diagonal (after the permutation; the mean does
     not depend on it). On Cholesky failure, percdamp += 0.0015 while < 1 (GPTQModel's HF path);
     then an RTN fallback with Hinv = identity (llm-compressor), reported in the result.
-  - sym MinMax: algorithms.md's xmin = -xmax. IST/GPTQModel only set xmin = -xmax where xmin < 0,
+  - sym MinMax: docs/reference/algorithms.md's xmin = -xmax. IST/GPTQModel only set xmin = -xmax where xmin < 0,
     so an all-non-negative row keeps xmin = 0 (scale = xmax/maxq, zero = (maxq+1)/2, which clips);
     `ist_sym_quirk=True` reproduces that. Affects only groups whose values are all >= 0.
   - loss = sum over weights of (w - q)^2 / d^2 / 2 (IST prints the plain sum).
@@ -65,7 +65,7 @@ CLIP_NEAR = 1e-3  # AWQ clip: candidates whose errors are this close (relative) 
 
 
 # ==============================================================================================
-# MinMax quantizer (algorithms.md section 1, "Quantizer")
+# MinMax quantizer (docs/reference/algorithms.md section 1, "Quantizer")
 
 def quantize_codes(x, scale, zero, maxq):
     """q = clamp(round(x/scale) + zero, 0, maxq); x: [N, m], scale/zero: [N] -> int codes"""
@@ -311,7 +311,7 @@ def gptq(W, H, bits=4, gs=128, sym=True, act_order=False, static_groups=False, p
 
 
 # ==============================================================================================
-# AWQ (algorithms.md section 2, AutoAWQ)
+# AWQ (docs/reference/algorithms.md section 2, AutoAWQ)
 
 def awq_pseudo_quant(w, bits, gs, sym=False, ztie=0):
     """AutoAWQ pseudo_quantize_tensor. w [N,K]. Returns (dequant [N,K], codes [N,K],

@@ -1,8 +1,8 @@
 """Whole-model reference quantizer (numpy) for qdist's tests: RTN, GPTQ (true-sequential, quantized
-chain) and AWQ (full-precision chain), plus perplexity (algorithms.md section 5).
+chain) and AWQ (full-precision chain), plus perplexity (docs/reference/algorithms.md section 5).
 
 Built on qforward.py (the reference forward, itself checked against transformers) and qref.py (the
-per-layer algorithms). Written from ../shared/reference/algorithms.md, not from qdist's C code.
+per-layer algorithms). Written from docs/reference/algorithms.md, not from qdist's C code.
 
 Calibration: `calib` is an int array [nsamples, seqlen]; every row is an independent sequence
 (positions from 0, causal inside the row). `calib_windows` builds it from a list of token-id lists
@@ -216,7 +216,7 @@ def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, l
 
 
 def perplexity(model, tokens, seqlen, dtype=np.float32):
-    """algorithms.md section 5 on a model dir, (cfg, weights) or a quantize_model() result."""
+    """docs/reference/algorithms.md section 5 on a model dir, (cfg, weights) or a quantize_model() result."""
     if isinstance(model, dict) and "state" in model:
         cfg, w = model["cfg"], model["state"]
     elif isinstance(model, str):

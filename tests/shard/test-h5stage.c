@@ -564,6 +564,34 @@ static void test_damage_sweep(void) {
     qd_fp_free(&fp);
 }
 
+/* the source hashes a block records (/sources): kept byte for byte; absent when none were given */
+static void test_sources(void) {
+    char dir[300];
+    subdir(dir, sizeof dir, "src");
+    qd_fingerprint fp;
+    make_fp(&fp, "{\"method\":\"rtn\"}");
+    qd_stage *s = NULL;
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    if (!s) return;
+    qd_staged_block b = make_block(3);
+    char text[] = "model.layers.3.mlp.up_proj.weight 0123456789abcdef\nmodel.layers.3.x 00000000000000ff\n";
+    b.sources = text;
+    QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_OK);
+    qd_staged_block *r = NULL;
+    QD_EXPECT_EQ_INT(qd_stage_read_block(s, 3, &r), QD_OK);
+    if (r) QD_EXPECT(r->sources && strcmp(r->sources, text) == 0);
+    qd_staged_block_free(r);
+    b.sources = NULL;
+    QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_OK);
+    r = NULL;
+    QD_EXPECT_EQ_INT(qd_stage_read_block(s, 3, &r), QD_OK);
+    if (r) QD_EXPECT(r->sources == NULL);
+    qd_staged_block_free(r);
+    free_block(&b);
+    qd_stage_close(s);
+    qd_fp_free(&fp);
+}
+
 int main(void) {
     snprintf(root, sizeof root, "/tmp/qd-h5stage-XXXXXX");
     if (!mkdtemp(root)) {
@@ -572,6 +600,7 @@ int main(void) {
     }
     QD_RUN(test_sha256);
     QD_RUN(test_round_trip);
+    QD_RUN(test_sources);
     QD_RUN(test_write_refuses_bad_block);
     QD_RUN(test_fingerprint);
     QD_RUN(test_fp_model);

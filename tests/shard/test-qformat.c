@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * test-qformat.c - the packers against the test vectors of shared/reference/formats.md section E and
+ * test-qformat.c - the packers against the test vectors of docs/reference/formats.md section E and
  * the 3-bit layout of GPTQModel's _pack_rows_3 (bit positions written out here by hand), plus
  * pack/unpack round trips on random codes for every bit width and the refusals. */
 #include <stdint.h>

@@ -343,12 +343,9 @@ def test_real_qdist(c, repo, work, qdist):
     """qdist itself through qdist-cpu-srun.sbatch, 2 ranks under srun --mpi=pmix: a run whose rank 0
     is killed after staging block 1 fails the job; the same job submitted again resumes by itself
     and its checkpoint is byte-identical to a one-process run."""
-    fix = os.environ.get("QD_SHARED_FIXTURES", os.path.join(repo, "..", "shared", "fixtures"))
+    fix = os.path.join(repo, "fixtures")
     model, calib = os.path.join(fix, "stories260K-hf"), os.path.join(fix, "c4", "c4_train_sample.jsonl")
     group = "-1"  # stories260K's MLP width (172) takes no group size that divides it
-    if not (os.path.isdir(model) and os.path.exists(calib)):
-        model, calib, group = os.path.join(repo, "fixtures", "pycode-16m"), os.path.join(
-            repo, "fixtures", "pycode-16m", "calib.jsonl"), "128"
     small = "--nsamples 16 --seqlen 128 --quiet --progress none"
     d = os.path.join(work, "real")
     os.makedirs(d)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * Known answers from outside qdist: stories260K's ids documented in ../shared/fixtures/SOURCES.md
+ * Known answers from outside qdist: stories260K's ids documented in fixtures/SOURCES.md
  * (llama2.c's encoder), NFC examples of Unicode Standard Annex #15, UTF-8 repair per the Unicode
  * "maximal subpart" practice (the same bytes tests/py/test_tokenizer_cli.py checks against Python).
  * The broad comparison with the `tokenizers` library is tests/py/test_tokenizer_exact.py. */

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT
+ * model-check.c - does the checkpoint hold the model config.json describes (contract in qd-model.h)?
+ *
+ * Run before any work so that a mismatch is reported at once, naming the file and the config fields,
+ * instead of when its block is reached (after the earlier blocks were quantized), or as a misleading
+ * "missing" error for a tensor that is there with another dtype.
+ */
+#include "qd-model.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "qd-check.h"
+#include "qd-log.h"
+
+/* the one line: an error, or (warn) a warning and a status the caller may ignore */
+static qd_status bad(int warn, const char *fmt, ...) QD_PRINTF(2, 3);
+static qd_status bad(int warn, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!warn) return qd_fail(QD_ERR_FORMAT, "%s", msg);
+    qd_warn("%s", msg);
+    return QD_ERR_FORMAT;
+}
+
+static const char *file_of(const qd_checkpoint *ck, const qd_st_tensor *t) {
+    if (t && t->file_index >= 0 && t->file_index < ck->nfiles) {
+        const char *p = ck->files[t->file_index]->path, *s = strrchr(p, '/');
+        return s ? s + 1 : p;
+    }
+    return ck->sharded ? "model.safetensors.index.json" : "model.safetensors";
+}
+
+static void shape_text(const qd_st_tensor *t, char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < t->ndim && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+/* One expected tensor: its dims and the config fields they come from ("intermediate_size=128, ..."). */
+typedef struct {
+    int ndim;
+    int64_t dims[2];
+    const char *fields;
+} want;
+
+static qd_status check_tensor(int warn, const qd_checkpoint *ck, const char *name, const want *w) {
+    const qd_st_tensor *t = qd_ckpt_find(ck, name);
+    if (!t)
+        return bad(warn, "%s/%s: tensor %s is missing; config.json (%s) expects it", ck->dir,
+                   file_of(ck, NULL), name, w->fields);
+    if (!qd_dtype_is_float(t->dtype))
+        return bad(warn, "%s/%s: %s has dtype %s; a float dtype (F32, BF16, F16) is expected", ck->dir,
+                       file_of(ck, t), name, qd_dtype_name(t->dtype));
+    int ok = t->ndim == w->ndim;
+    for (int i = 0; ok && i < w->ndim; i++) ok = t->shape[i] == w->dims[i];
+    if (!ok) {
+        char got[160];
+        shape_text(t, got, sizeof got);
+        if (w->ndim == 2)
+            return bad(warn, "%s/%s: %s has shape %s, config.json (%s) expects [%lld,%lld]", ck->dir,
+                           file_of(ck, t), name, got, w->fields, (long long)w->dims[0], (long long)w->dims[1]);
+        return bad(warn, "%s/%s: %s has shape %s, config.json (%s) expects [%lld]", ck->dir,
+                       file_of(ck, t), name, got, w->fields, (long long)w->dims[0]);
+    }
+    return QD_OK;
+}
+
+/* A Linear of a quantized checkpoint: any stored form (plain float weight, GPTQ/AWQ qweight,
+ * compressed-tensors weight_packed or int8 weight); its shape is checked by the format reader. */
+static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, const char *prefix, const want *w) {
+    char name[320];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    const qd_st_tensor *t = qd_ckpt_find(ck, name);
+    if (cfg->quantized) {
+        if (t && qd_dtype_is_float(t->dtype)) return check_tensor(warn, ck, name, w);
+        if (t) return QD_OK;
+        static const char *const forms[] = {".qweight", ".weight_packed"};
+        for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+            snprintf(name, sizeof name, "%s%s", prefix, forms[i]);
+            if (qd_ckpt_find(ck, name)) return QD_OK;
+        }
+        return bad(warn, "%s/%s: Linear %s has no weight (.weight, .qweight or .weight_packed); "
+                       "config.json (num_hidden_layers=%d) expects it", ck->dir, file_of(ck, NULL), prefix,
+                       cfg->nlayers);
+    }
+    if (!t) {
+        snprintf(name, sizeof name, "%s.qweight", prefix);
+        const qd_st_tensor *q = qd_ckpt_find(ck, name);
+        if (!q) {
+            snprintf(name, sizeof name, "%s.weight_packed", prefix);
+            q = qd_ckpt_find(ck, name);
+        }
+        if (q)
+            return bad(warn, "%s/%s: %s is stored quantized but config.json has no quantization_config",
+                           ck->dir, file_of(ck, q), name);
+        snprintf(name, sizeof name, "%s.weight", prefix);
+        return check_tensor(warn, ck, name, w);
+    }
+    if (!qd_dtype_is_float(t->dtype))
+        return bad(warn, "%s/%s: %s has dtype %s but config.json has no quantization_config (a float "
+                       "dtype is expected)", ck->dir, file_of(ck, t), name, qd_dtype_name(t->dtype));
+    return check_tensor(warn, ck, name, w);
+}
+
+static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, int b) {
+    const int64_t H = cfg->hidden, I = cfg->intermediate, hd = cfg->head_dim;
+    const int64_t qo = (int64_t)cfg->nheads * hd, kvo = (int64_t)cfg->nkv * hd;
+    /* the config fields each dim comes from, with their values: "intermediate_size=128, hidden_size=64" */
+    char f_q[96], f_kv[96], f_o[96], f_up[96], f_down[96];
+    snprintf(f_q, sizeof f_q, "num_attention_heads=%d, head_dim=%d, hidden_size=%d", cfg->nheads, cfg->head_dim,
+             cfg->hidden);
+    snprintf(f_kv, sizeof f_kv, "num_key_value_heads=%d, head_dim=%d, hidden_size=%d", cfg->nkv, cfg->head_dim,
+             cfg->hidden);
+    snprintf(f_o, sizeof f_o, "hidden_size=%d, num_attention_heads=%d, head_dim=%d", cfg->hidden, cfg->nheads,
+             cfg->head_dim);
+    snprintf(f_up, sizeof f_up, "intermediate_size=%d, hidden_size=%d", cfg->intermediate, cfg->hidden);
+    snprintf(f_down, sizeof f_down, "hidden_size=%d, intermediate_size=%d", cfg->hidden, cfg->intermediate);
+    const char *names[QD_MAX_LINEARS];
+    int groups[QD_MAX_LINEARS];
+    int n = qd_model_linear_names(cfg, names, groups);
+    /* in qd_model_linear_names' order: q, k, v, o, gate, up, down */
+    const want lin[QD_MAX_LINEARS] = {
+        {2, {qo, H}, f_q},  {2, {kvo, H}, f_kv}, {2, {kvo, H}, f_kv}, {2, {H, qo}, f_o},
+        {2, {I, H}, f_up},  {2, {I, H}, f_up},   {2, {H, I}, f_down},
+    };
+    const int has_bias[QD_MAX_LINEARS] = {cfg->attn_bias, cfg->attn_bias, cfg->attn_bias, cfg->o_bias,
+                                          cfg->mlp_bias,  cfg->mlp_bias,  cfg->mlp_bias};
+    char prefix[256], name[320];
+    for (int l = 0; l < n; l++) {
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s", b, names[l]);
+        QD_CHECK(check_linear(warn, cfg, ck, prefix, &lin[l]));
+        if (has_bias[l]) {
+            want wb = {1, {lin[l].dims[0], 0}, lin[l].fields};
+            snprintf(name, sizeof name, "%s.bias", prefix);
+            QD_CHECK(check_tensor(warn, ck, name, &wb));
+        }
+    }
+    char f_h[64], f_hd[64];
+    snprintf(f_h, sizeof f_h, "hidden_size=%d", cfg->hidden);
+    snprintf(f_hd, sizeof f_hd, "head_dim=%d", cfg->head_dim);
+    const want norm = {1, {H, 0}, f_h}, qk = {1, {hd, 0}, f_hd};
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", b);
+    QD_CHECK(check_tensor(warn, ck, name, &norm));
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", b);
+    QD_CHECK(check_tensor(warn, ck, name, &norm));
+    if (cfg->qk_norm) {
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", b);
+        QD_CHECK(check_tensor(warn, ck, name, &qk));
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", b);
+        QD_CHECK(check_tensor(warn, ck, name, &qk));
+    }
+    return QD_OK;
+}
+
+qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, int warn) {
+    /* every block the checkpoint holds must be one the config declares */
+    for (size_t i = 0; i < ck->ntensors; i++) {
+        int b = -1;
+        const qd_st_tensor *t = ck->tensors[i];
+        if (qd_model_classify(NULL, t->name, &b, NULL, 0) == QD_PART_BLOCK && b >= cfg->nlayers)
+            return bad(warn, "%s/%s: %s belongs to block %d but config.json has num_hidden_layers=%d "
+                           "(blocks 0..%d)", ck->dir, file_of(ck, t), t->name, b, cfg->nlayers, cfg->nlayers - 1);
+    }
+    for (int b = 0; b < cfg->nlayers; b++) {
+        char name[96];
+        /* a whole block absent: say so once, rather than naming its first tensor */
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", b);
+        if (!qd_ckpt_find(ck, name)) {
+            snprintf(name, sizeof name, "model.layers.%d.", b);
+            size_t len = strlen(name);
+            int any = 0;
+            for (size_t i = 0; i < ck->ntensors && !any; i++) any = strncmp(ck->tensors[i]->name, name, len) == 0;
+            if (!any)
+                return bad(warn, "%s/%s: no tensors of block %d (model.layers.%d.*) but config.json has "
+                               "num_hidden_layers=%d", ck->dir, file_of(ck, NULL), b, b, cfg->nlayers);
+        }
+        QD_CHECK(check_block(warn, cfg, ck, b));
+    }
+    char f_e[96], f_h[64];
+    snprintf(f_e, sizeof f_e, "vocab_size=%d, hidden_size=%d", cfg->vocab, cfg->hidden);
+    snprintf(f_h, sizeof f_h, "hidden_size=%d", cfg->hidden);
+    const want embed = {2, {cfg->vocab, cfg->hidden}, f_e}, norm = {1, {cfg->hidden, 0}, f_h};
+    QD_CHECK(check_tensor(warn, ck, "model.embed_tokens.weight", &embed));
+    QD_CHECK(check_tensor(warn, ck, "model.norm.weight", &norm));
+    const qd_st_tensor *lm = qd_ckpt_find(ck, "lm_head.weight");
+    if (lm && qd_dtype_is_float(lm->dtype)) QD_CHECK(check_tensor(warn, ck, "lm_head.weight", &embed));
+    return QD_OK;
+}
