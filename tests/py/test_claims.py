@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -162,14 +161,13 @@ def test_quiet_fake_with_calibration(tmp_path):
 def refused_before_work(tmp_path, recipe_obj, *args):
     recipe = write_json(tmp_path / "r.json", recipe_obj)
     out = tmp_path / "o"
-    t0 = time.monotonic()
     r = qd("quantize", "--model", M, "--output", out, "--calib", os.path.join(M, "calib.jsonl"), "--recipe", recipe,
            *SMALL, *args)
     assert r.returncode != 0, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, lines                      # one line, and no "calibration tokens" info line before it
+    # one line: no "calibration tokens" info line before it, so the calibration was never read
+    assert len(lines) == 1, lines
     assert not out.exists() and not (tmp_path / "o.qdist-staging").exists()
-    assert time.monotonic() - t0 < 20
     return lines[0]
 
 
