@@ -279,3 +279,28 @@ def test_mistral_template_is_refused_not_rendered_as_llama2(tmp_path):
     calib = messages_file(tmp_path / "chat.jsonl")
     p = qd("tokenize", "--model", model, "--calib", calib, *SMALL)
     assert p.returncode == 1 and "--chat-template" in p.stderr, p.stderr
+
+
+def test_export_failure_after_staging_says_how_to_reuse_the_blocks(tmp_path):
+    """A failure only the export can see (GPTQ v1 cannot store an asymmetric zero point of 0, which an
+    all-positive weight gets) keeps the staged blocks; the message says how to export them with --resume,
+    and doing what it says works without quantizing again."""
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    model = tmp_path / "model"
+    shutil.copytree(M, model)
+    shard = model / "model-00001-of-00003.safetensors"
+    tensors = st.load_file(str(shard))
+    name = "model.layers.0.self_attn.q_proj.weight"
+    tensors[name] = tensors[name].abs() + torch.finfo(tensors[name].dtype).tiny
+    st.save_file(tensors, str(shard), metadata={"format": "pt"})
+    out = tmp_path / "o"
+    base = ["quantize", "--model", model, "--output", out, "--method", "rtn", "--asym", "--group-size", "64"]
+    r = qd(*base, "--format", "gptq")
+    assert r.returncode == 1 and "zero point of 0" in r.stderr, r.stderr
+    assert "--resume" in r.stderr and "--format may change" in r.stderr, r.stderr
+    assert (tmp_path / "o.qdist-staging").is_dir() and not out.exists()
+    r = qd(*base, "--format", "gptq_v2", "--resume", "--progress", "none")
+    assert r.returncode == 0, r.stderr
+    assert "(0 quantized now, 8 resumed from staging)" in r.stderr, r.stderr
+    assert json.loads((out / "config.json").read_text())["quantization_config"]["checkpoint_format"] == "gptq_v2"
