@@ -16,7 +16,7 @@
 qd_status qd_cmd_export(int argc, char **argv) {
     const char *input = NULL, *output = NULL, *format = NULL, *ct_format = "pack-quantized";
     uint64_t max_shard = QD_DEFAULT_MAX_SHARD_BYTES;
-    int overwrite = 0, lm_head = 0, verify = 0;
+    int overwrite = 0, lm_head = 0, verify = 0, quiet = 0;
     const qd_opt opts[] = {
         {"input", QD_OPT_STR, &input, "FAKE_DIR", "fake-quant directory written by qdist quantize --format fake", NULL, NULL},
         {"output", QD_OPT_STR, &output, "OUT", "output checkpoint directory (must not exist or be empty)", NULL, NULL},
@@ -29,6 +29,7 @@ qd_status qd_cmd_export(int argc, char **argv) {
         {"lm-head", QD_OPT_FLAG, &lm_head, NULL, "keep a quantized lm_head quantized (qdist quantize never quantizes lm_head: for fake dirs from elsewhere)", NULL, NULL},
         {"verify", QD_OPT_FLAG, &verify, NULL, "read OUT back (dequantise on load) and compare every Linear bit for bit",
          NULL, NULL},
+        {"quiet", QD_OPT_FLAG, &quiet, NULL, "no info lines (warnings and errors only)", NULL, NULL},
     };
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
@@ -40,6 +41,7 @@ qd_status qd_cmd_export(int argc, char **argv) {
     int help = 0;
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
+    if (quiet) qd_log_set_level(QD_LOG_WARN);
     if (!input) return qd_fail(QD_ERR_USAGE, "export: --input FAKE_DIR is required");
     if (!output) return qd_fail(QD_ERR_USAGE, "export: --output OUT is required");
     if (!format) return qd_fail(QD_ERR_USAGE, "export: --format is required (gptq, gptq_v2, awq, compressed-tensors)");

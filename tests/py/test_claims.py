@@ -304,3 +304,17 @@ def test_export_failure_after_staging_says_how_to_reuse_the_blocks(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "(0 quantized now, 8 resumed from staging)" in r.stderr, r.stderr
     assert json.loads((out / "config.json").read_text())["quantization_config"]["checkpoint_format"] == "gptq_v2"
+
+
+def test_quiet_on_eval_and_export(tmp_path):
+    """--quiet everywhere: eval and export take it too (info lines gone, the result and errors kept)."""
+    r = qd("eval", "--model", M, "--data", os.path.join(M, "eval.txt"), "--seqlen", "64", "--max-windows", "1",
+           "--json", "--quiet")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert json.loads(r.stdout)["windows"] == 1
+    fake = tmp_path / "fake"
+    assert qd("quantize", "--model", M, "--output", fake, "--method", "rtn", "--format", "fake", "--quiet").returncode == 0
+    r = qd("export", "--input", fake, "--output", tmp_path / "x", "--format", "gptq", "--quiet")
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stderr
+    r = qd("export", "--input", fake, "--output", tmp_path / "x", "--format", "gptq", "--quiet")
+    assert r.returncode == 2 and "not empty" in r.stderr     # errors still reach stderr
