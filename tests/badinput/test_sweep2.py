@@ -238,3 +238,18 @@ def test_decode_of_an_id_outside_the_vocabulary_is_one_line_with_file_and_line(t
     assert r.returncode == 1, r.stderr
     one_error(r, f"{f}:2:", ids.split()[-1].rstrip("]"))
     assert not out.exists()
+
+
+# ---- metadata JSON carried into the checkpoint ----
+
+@pytest.mark.parametrize("how", ["empty", "cut"])
+def test_a_broken_tokenizer_json_is_not_carried_into_a_checkpoint(tmp_path, how):
+    # rtn needs no tokenizer, so nothing read tokenizer.json: the checkpoint carried it broken, exit 0
+    m = model_copy(tmp_path)
+    f = m / "tokenizer.json"
+    f.write_bytes(b"" if how == "empty" else f.read_bytes()[:5000])
+    out = tmp_path / "out"
+    r = rtn(m, out)
+    assert r.returncode == 1, r.stderr
+    one_error(r, f, "not valid JSON")
+    assert not out.exists()
