@@ -137,9 +137,9 @@ for s in $STAGES; do
     ( peak=0; while sleep 0.5; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "${u:-0}" -gt $peak ] && peak=$u && echo $peak > /tmp/gpu-peak-$tag; echo $peak > "$OUT/gpu-peak-$tag"; done ) &
     mon=$!
     t0=$(date +%s.%N)
-    log "e2e-$tag: qdist quantize --backend cuda --method $meth, QD_CUDA_MATH=${E2E_MATH:-bf16} ${E2E_EXTRA:-}"
-    QD_CUDA_MATH=${E2E_MATH:-bf16} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${E2E_TIMEOUT:-240} \
-      $RUN ${E2E_WRAP:-} $B/qdist quantize --backend cuda \
+    log "e2e-$tag: qdist quantize --backend cuda --method $meth --math ${E2E_MATH:-auto} ${E2E_EXTRA:-}"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${E2E_TIMEOUT:-240} \
+      $RUN ${E2E_WRAP:-} $B/qdist quantize --backend cuda --math ${E2E_MATH:-auto} \
       --model $m --calib $m/calib.jsonl --output /tmp/synth-w4-$tag --format $meth --progress lines \
       --method $meth --bits 4 --group-size 128 $sflags --overwrite ${E2E_EXTRA:-} 2>&1 | tee "$OUT/e2e-$tag.log" | tail -25
     t1=$(date +%s.%N); kill $mon
