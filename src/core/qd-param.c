@@ -50,7 +50,7 @@ static int is_choice(const char *v, const char *choices) {
 qd_status qd_params_check(void) {
     for (int p = 0; p < QD_PARAM_N; p++) {
         const char *v = qd_param_str((qd_param)p), *values = qd_param_defs[p].values, *env = qd_param_defs[p].env;
-        if (!v || !*v) continue;
+        if (!v || !*v || p == QD_PARAM_CUDA_MATH) continue; /* commands ignore it (they take --math) */
         if (strcmp(values, "N > 0") == 0) {
             int n;
             QD_CHECK(qd_param_posint((qd_param)p, QD_PARAM_INT_MAX, &n));

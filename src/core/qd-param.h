@@ -40,8 +40,9 @@ const char *qd_param_str(qd_param p);
  * a sign, 0, over max) is refused (QD_ERR_USAGE) naming the variable and docs/tunables.md. */
 qd_status qd_param_posint(qd_param p, int max, int *out);
 
-/* Every set variable against its "values" column ("N > 0", "a|b|c", "rank:block"; "set" takes
- * anything), so that a garbage value is one clear error before any work, not ignored (main calls it). */
+/* Every set variable the commands read (QD_CUDA_MATH is for tests and benches) against its "values"
+ * column ("N > 0", "a|b|c", "rank:block"; "set" takes anything), so that a garbage value is one clear
+ * error before any work, not ignored (main calls it). */
 qd_status qd_params_check(void);
 
 #endif
