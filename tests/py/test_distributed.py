@@ -37,7 +37,11 @@ def quantize(out, np=1, extra=(), env=None, timeout=240):
     for k in ("QD_INJECT_KILL", "QD_INJECT_FAIL"):
         if env and k in env and np > 1:
             cmd += ["-x", k]
-    cmd += [QDIST, "quantize", "--output", str(out)] + BASE + list(extra)
+    # an option in extra replaces BASE's (qdist refuses one option given twice with two values)
+    given = {a for a in extra if str(a).startswith("--")}
+    base = [a for i, a in enumerate(BASE)
+            if a not in given and not (i and BASE[i - 1] in given and not a.startswith("--"))]
+    cmd += [QDIST, "quantize", "--output", str(out)] + base + list(extra)
     return subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
 
 
