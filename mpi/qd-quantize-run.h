@@ -23,7 +23,7 @@
 
 typedef struct qd_run_opts {
     const char *model_dir, *output_dir;
-    const char *format;       /* gptq | gptq_v2 | awq | compressed-tensors */
+    const char *format;       /* gptq | gptq_v2 | awq | compressed-tensors | fake */
     int overwrite;
     uint64_t max_shard_bytes; /* 0: default */
     qd_backend_spec backend;  /* with no device named, ranks on one node get one GPU each (local rank) */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * run-export.c - the checkpoint export from the staging, on rank 0, in the format asked for.
+ * run-export.c - the checkpoint export from the staging, on rank 0, in the format asked for (the
+ * fake-quant format included: shard/export-fake.c).
  */
 #include "run-internal.h"
 
@@ -25,7 +26,7 @@ qd_status qd_run_export(const qd_run_opts *o, const qd_model_cfg *cfg, const cha
     snprintf(run.method, sizeof run.method, "%s", qd_method_name(o->q.base.method));
     qd_qsource src;
     QD_CHECK(qd_qsource_open_stage(staging, o->model_dir, cfg->nlayers, meta, &run, &src));
-    qd_status st = qd_export_run(&eo, &src);
+    qd_status st = eo.format == QD_EXPORT_FAKE ? qd_export_fake(&eo, &src, o->model_dir) : qd_export_run(&eo, &src);
     qd_qsource_close(&src);
     return st;
 }

@@ -30,7 +30,11 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_status st;
 
     QD_CHECK_GOTO(qd_model_cfg_load(o->model_dir, &cfg), st, fail);
-    k.store_dt = strcmp(o->format, "compressed-tensors") == 0 ? cfg.dtype : QD_DT_F16;
+    /* the dtype the export stores scales in: F16, the model's (compressed-tensors), F32 (fake: the
+     * --scale-dtype check below then holds alone, as for every format) */
+    k.store_dt = strcmp(o->format, "compressed-tensors") == 0 ? cfg.dtype
+               : strcmp(o->format, "fake") == 0              ? QD_DT_F32
+                                                             : QD_DT_F16;
     QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_preflight(o, &cfg) : QD_OK), st, fail);
     if (cfg.quantized) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
@@ -123,7 +127,15 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         if (st == QD_OK) st = qd_run_build_report(&ro, k.stage, cfg.nlayers, plan, all, recs, nrecs, qd_run_now_s() - t0, &report);
         if (st == QD_OK) st = qd_run_save_report(report, meta);
         double tr = qd_run_now_s() - tw;
-        if (st == QD_OK) st = qd_run_export(&ro, &cfg, staging, meta);
+        if (st == QD_OK) {
+            st = qd_run_export(&ro, &cfg, staging, meta);
+            /* every block is staged: say how to export them without quantizing again (a plain rerun,
+             * --overwrite included, refuses the non-empty staging) */
+            if (st != QD_OK)
+                qd_warn("quantize: all %d blocks stay staged in %s: rerun with --resume (same model, settings and "
+                        "recipe; --format may change) to export them without quantizing again, or remove %s to "
+                        "start over", cfg.nlayers, staging, staging);
+        }
         te = qd_run_now_s() - tw - tr;
         if (st == QD_OK) st = qd_run_finish_report(report, tr, te, qd_run_now_s() - t0, o->output_dir);
         cJSON_Delete(report);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
- * qdist quantize - RTN / GPTQ / AWQ over a model, writing a fake-quantised model (dequantised weights
- * plus the integer codes) and OUT/qdist_report.json. Settings: built-in defaults < --recipe top level
+ * qdist quantize - RTN / GPTQ / AWQ over a model, exported as a checkpoint (GPTQ, AWQ,
+ * compressed-tensors) or a fake-quantised model (dequantised weights plus the integer codes), with
+ * OUT/qdist_report.json. Settings: built-in defaults < --recipe top level
  * < command-line flags < the recipe's per-module overrides (docs/numerics.md). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,6 @@
 #include "qd-qbounds.h"
 #include "qd-quantize-check.h"
 #include "qd-st-writer.h"
-#include "qd-quantize-model.h"
 #include "qd-quantize-run.h"
 
 typedef struct {
@@ -78,7 +78,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"mse", QD_OPT_FLAG, &a.mse, NULL, "MSE clip grid search in the min-max quantizer", NULL, &a.seen_mse},
         {"true-sequential", QD_OPT_FLAG, &a.true_seq, NULL, "GPTQ: Hessians of [qkv]->[o]->[gate,up]->[down] in turn (default on)", NULL, &a.seen_ts},
         {"recipe", QD_OPT_STR, &a.recipe, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
-        {"format", QD_OPT_CHOICE, &a.format, "F", "checkpoint format (awq runs default to awq; fake: dequantised weights + codes, one process)", "gptq|gptq_v2|awq|compressed-tensors|fake", &a.seen_format},
+        {"format", QD_OPT_CHOICE, &a.format, "F", "checkpoint format (awq runs default to awq; fake: dequantised weights + codes, what qdist export reads)", "gptq|gptq_v2|awq|compressed-tensors|fake", &a.seen_format},
         {"staging", QD_OPT_STR, &a.staging, "DIR", "where finished blocks are staged (default OUTPUT.qdist-staging)", NULL, NULL},
         {"resume", QD_OPT_FLAG, &a.resume, NULL, "continue a run from its staging directory (same model, recipe, calibration)", NULL, NULL},
         {"keep-staging", QD_OPT_FLAG, &a.keep_staging, NULL, "keep the staging directory after a successful export", NULL, NULL},
@@ -172,24 +172,16 @@ static qd_status quantize_main(int argc, char **argv) {
     if (!a.seen_scale_dtype && strcmp(a.format, "compressed-tensors") == 0 &&
         (cfg.dtype == QD_DT_BF16 || cfg.dtype == QD_DT_F32 || cfg.dtype == QD_DT_F16))
         sdt = cfg.dtype;
-    qd_quantize_model_opts mo = {
-        .model_dir = a.model, .output_dir = a.output, .overwrite = a.overwrite, .recipe_path = a.recipe,
-        .q = {.base = base, .recipe = recipe, .true_sequential = run.true_sequential,
-              .chunk_tokens = (size_t)a.chunk_tokens, .scale_dtype = sdt},
-        .calib_path = a.calib, .calib_mode = run.calib_mode, .seed = (uint64_t)run.seed,
-    };
+    qd_run_opts ro = {.model_dir = a.model, .output_dir = a.output, .overwrite = a.overwrite, .recipe_path = a.recipe,
+                      .q = {.base = base, .recipe = recipe, .true_sequential = run.true_sequential,
+                            .chunk_tokens = (size_t)a.chunk_tokens, .scale_dtype = sdt},
+                      .calib_path = a.calib, .calib_mode = run.calib_mode, .seed = (uint64_t)run.seed};
     if (!a.seen_format && base.method == QD_METHOD_AWQ) a.format = "awq";
     /* every module's spec against the method and the format, before calibration or staging */
     st = qd_quantize_check_specs(&cfg, &base, recipe, a.format);
     if (st != QD_OK) {
         qd_recipe_free(recipe);
         return st;
-    }
-    int fake = strcmp(a.format, "fake") == 0;
-    if (fake && qd_mpi_size() > 1) {
-        qd_recipe_free(recipe);
-        return qd_fail(QD_ERR_USAGE, "quantize: --format fake runs in one process; pick gptq, awq or compressed-tensors "
-                                     "for %d ranks", qd_mpi_size());
     }
     /* calibration: every method but plain RTN needs it (RTN overrides inside a GPTQ/AWQ run too); in a
      * distributed run rank 0 reads it and the run broadcasts the ids */
@@ -210,10 +202,10 @@ static qd_status quantize_main(int argc, char **argv) {
             st = qd_tokenizer_load(a.model, &tok);
             if (st == QD_OK) st = qd_calib_load(&co, tok, &set);
             if (st == QD_OK) {
-                mo.calib_ids = set.ids;
-                mo.q.nseq = (size_t)set.nseq;
-                mo.q.seq_len = (size_t)set.seqlen;
-                mo.calib_sha256 = set.sha256_hex;
+                ro.calib_ids = set.ids;
+                ro.q.nseq = (size_t)set.nseq;
+                ro.q.seq_len = (size_t)set.seqlen;
+                ro.calib_sha256 = set.sha256_hex;
                 qd_info("quantize: %s, %d x %d calibration tokens (%s, sha256 %.16s...)", qd_method_name(base.method),
                         set.nseq, set.seqlen, run.calib_mode, set.sha256_hex);
             }
@@ -222,25 +214,15 @@ static qd_status quantize_main(int argc, char **argv) {
         qd_info("quantize: RTN does not use calibration data; --calib ignored");
     }
     QD_CHECK_GOTO(qd_mpi_agree(st), st, done);
-    if (fake) {
-        qd_backend_t be;
-        QD_CHECK_GOTO(qd_backend_open(&backend, &be), st, done);
-        st = qd_quantize_model(be, &mo);
-        qd_be_free(be);
-        goto done;
-    }
     qd_progress_mode pm = QD_PROGRESS_AUTO;
     if (strcmp(a.progress, "bar") == 0) pm = QD_PROGRESS_BAR;
     if (strcmp(a.progress, "lines") == 0) pm = QD_PROGRESS_LINES;
     if (strcmp(a.progress, "json") == 0) pm = QD_PROGRESS_JSON;
     if (strcmp(a.progress, "none") == 0 || a.quiet) pm = QD_PROGRESS_QUIET;
-    qd_run_opts ro = {.model_dir = a.model, .output_dir = a.output, .format = a.format, .overwrite = a.overwrite,
-                      .max_shard_bytes = a.max_shard, .backend = backend, .staging_dir = a.staging,
-                      .resume = a.resume, .keep_staging = a.keep_staging,
-                      .schedule = strcmp(a.schedule, "overlap") == 0 ? QD_SCHED_OVERLAP : QD_SCHED_EXACT,
-                      .progress = pm, .micro_batch = (size_t)a.micro_batch, .q = mo.q, .calib_ids = mo.calib_ids,
-                      .calib_path = a.calib, .calib_mode = run.calib_mode, .calib_sha256 = mo.calib_sha256,
-                      .seed = (uint64_t)run.seed, .recipe_path = a.recipe, .mem_budget_gib = a.gpu_mem};
+    ro.format = a.format, ro.max_shard_bytes = a.max_shard, ro.backend = backend, ro.staging_dir = a.staging;
+    ro.resume = a.resume, ro.keep_staging = a.keep_staging, ro.progress = pm, ro.micro_batch = (size_t)a.micro_batch;
+    ro.schedule = strcmp(a.schedule, "overlap") == 0 ? QD_SCHED_OVERLAP : QD_SCHED_EXACT;
+    ro.mem_budget_gib = a.gpu_mem;
     st = qd_quantize_run(&ro);
 done:
     qd_calib_free(&set);
