@@ -13,6 +13,34 @@
 #include "qd-fs.h"
 #include "run-internal.h"
 
+/* What this rank computes with: the staging writer, the backend, the checkpoint, the memory plan, the
+ * quantizer, the activations (and rank 0's embedding head, the overlap schedule's full-precision
+ * forward). Rank-local: the caller agrees on the outcome. */
+static qd_status open_rank(qd_run *k, qd_quantize_opts *q, const qd_backend_spec *spec, size_t micro) {
+    const qd_run_opts *o = k->o;
+    const qd_model_cfg *cfg = k->cfg;
+    int rank = qd_mpi_rank(), size = qd_mpi_size();
+    QD_CHECK(qd_stage_writer_start(k->stage, &k->writer));
+    QD_CHECK(qd_backend_open(spec, &k->be));
+    qd_phase_reset();
+    QD_CHECK(qd_ckpt_open(o->model_dir, 1, &k->ck));
+    QD_CHECK(qd_run_plan_memory(k, q));
+    QD_CHECK(qd_qctx_create(k->be, cfg, q, &k->ctx));
+    size_t rows = q->nseq * q->seq_len, H = (size_t)cfg->hidden;
+    if (!rows) return QD_OK;
+    QD_CHECK(qd_buf_alloc(k->be, rows * H, &k->in));
+    QD_CHECK(qd_buf_alloc(k->be, rows * H, &k->out));
+    if (rank == 0) {
+        QD_CHECK(qd_head_load(k->be, cfg, k->ck, 0, &k->head));
+        k->have_head = 1;
+    }
+    if (o->schedule == QD_SCHED_OVERLAP && rank < size - 1) {
+        QD_CHECK(qd_fwd_create(k->be, cfg, q->seq_len, micro, &k->fp_fwd));
+        QD_CHECK(qd_buf_alloc(k->be, micro * q->seq_len * H, &k->fp_buf));
+    }
+    return QD_OK;
+}
+
 qd_status qd_quantize_run(const qd_run_opts *o) {
     double t0 = qd_run_now_s();
     int rank = qd_mpi_rank(), size = qd_mpi_size();
@@ -49,40 +77,28 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     if (o->staging_dir) snprintf(staging, sizeof staging, "%s", o->staging_dir);
     else snprintf(staging, sizeof staging, "%s.qdist-staging", o->output_dir);
     QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_check_space(&ro, &cfg, staging) : QD_OK), st, fail);
-    QD_CHECK_GOTO(qd_run_fingerprint(&ro, plan, &fp), st, fail);
+    /* a rank-local failure is agreed on at once: the other ranks are about to wait in a collective */
+    QD_CHECK_GOTO(qd_mpi_agree(qd_run_fingerprint(&ro, plan, &fp)), st, fail);
     staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
     QD_CHECK_GOTO(qd_run_open_staging(&ro, staging, &fp, &k.stage), st, fail);
-    QD_CHECK_GOTO(qd_stage_writer_start(k.stage, &k.writer), st, fail);
 
+    /* the collectives of the device mapping while every rank is still healthy, then what each rank
+     * allocates on its own, agreed on before the pipeline's first receive */
     struct qd_transport_probe to_prev, to_next;
     QD_CHECK_GOTO(qd_run_devices(&o->backend, &be_spec, &k.dev_share, &to_prev, &to_next), st, fail);
     qd_backend_spec_name(&be_spec, be_name, sizeof be_name);
-    QD_CHECK_GOTO(qd_backend_open(&be_spec, &k.be), st, fail);
-    qd_phase_reset();
-    QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &k.ck), st, fail);
-    QD_CHECK_GOTO(qd_run_plan_memory(&k, &ro.q), st, fail);
-    QD_CHECK_GOTO(qd_qctx_create(k.be, &cfg, &ro.q, &k.ctx), st, fail);
-    size_t rows = ro.q.nseq * ro.q.seq_len, H = (size_t)cfg.hidden;
+    size_t rows = ro.q.nseq * ro.q.seq_len;
     size_t micro = o->micro_batch ? o->micro_batch : 8;
     if (micro > ro.q.nseq && ro.q.nseq) micro = ro.q.nseq;
-    if (rows) {
-        QD_CHECK_GOTO(qd_buf_alloc(k.be, rows * H, &k.in), st, fail);
-        QD_CHECK_GOTO(qd_buf_alloc(k.be, rows * H, &k.out), st, fail);
-        if (rank == 0) {
-            QD_CHECK_GOTO(qd_head_load(k.be, &cfg, k.ck, 0, &k.head), st, fail);
-            k.have_head = 1;
-        }
-        if (o->schedule == QD_SCHED_OVERLAP && rank < size - 1) {
-            QD_CHECK_GOTO(qd_fwd_create(k.be, &cfg, ro.q.seq_len, micro, &k.fp_fwd), st, fail);
-            QD_CHECK_GOTO(qd_buf_alloc(k.be, micro * ro.q.seq_len * H, &k.fp_buf), st, fail);
-        }
-    }
-    if (rank > 0) QD_CHECK_GOTO(qd_transport_select(&to_prev, &prev), st, fail);
-    if (rank < size - 1) QD_CHECK_GOTO(qd_transport_select(&to_next, &next), st, fail);
-    if (rank == 0)
+    QD_CHECK_GOTO(qd_mpi_agree(open_rank(&k, &ro.q, &be_spec, micro)), st, fail);
+    st = rank > 0 ? qd_transport_select(&to_prev, &prev) : QD_OK;
+    if (st == QD_OK && rank < size - 1) st = qd_transport_select(&to_next, &next);
+    if (st == QD_OK && rank == 0) {
         qd_info("quantize: %d blocks over %d rank%s (%s schedule, backend %s), staging %s", cfg.nlayers, size,
                 size > 1 ? "s" : "", o->schedule == QD_SCHED_EXACT ? "exact" : "overlap", be_name, staging);
-    if (rank == 0) QD_CHECK_GOTO(qd_progress_start(staging, plan, (double)rows, o->progress, &prog), st, fail);
+        st = qd_progress_start(staging, plan, (double)rows, o->progress, &prog);
+    }
+    QD_CHECK_GOTO(qd_mpi_agree(st), st, fail);
 
     struct qd_block_worker wk;
     qd_run_worker(&k, micro, &wk);
