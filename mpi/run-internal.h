@@ -82,6 +82,13 @@ qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *s
                          struct qd_transport_probe *to_prev, struct qd_transport_probe *to_next);
 
 /* ---- refusals before any work (run-checks.c) ---- */
+/* Rank 0: --model, --output and the staging overlap, or a name is too long for qdist's suffixes. */
+qd_status qd_run_check_paths(const qd_run_opts *o);
+/* Every Linear of every layer gets its spec resolved (base, then the recipe's overrides); each must
+ * suit the method (bits, a group size dividing the input features) and the format
+ * (qd_export_check_module_scheme; awq: one group size per checkpoint). A refusal is one line naming
+ * the module, the recipe override(s) that set its fields, and what the format or method accepts. */
+qd_status qd_run_check_specs(const qd_model_cfg *cfg, const qd_qspec *base, const qd_recipe *recipe, const char *format);
 /* Rank 0: the format cannot express the scheme, a group size does not divide a Linear, the output exists. */
 qd_status qd_run_preflight(const qd_run_opts *o, const qd_model_cfg *cfg);
 /* Rank 0: not enough disk for the staging and the export. */

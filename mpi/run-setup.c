@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * run-setup.c - what every rank does before the pipeline: the plan, the staging fingerprint and
+ * run-setup.c - what every rank does before the pipeline: the command's settings (recipe and flags,
+ * the model's defaults, the calibration load on rank 0), the plan, the staging fingerprint and
  * directory, the calibration broadcast, and the device and neighbour probes.
  */
 #include "run-internal.h"
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "qd-bootstrap.h"
+#include "qd-calib.h"
 #include "qd-check.h"
 #include "qd-fs.h"
 #include "qd-param.h"
@@ -160,4 +162,78 @@ qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *s
                          struct qd_transport_probe *to_prev, struct qd_transport_probe *to_next) {
     map_device(in, out, share);
     return neighbour_probes(out, to_prev, to_next);
+}
+
+/* Rank 0 reads the calibration (every method but plain RTN needs it; RTN overrides inside a GPTQ/AWQ
+ * run too) into *set; the run broadcasts the ids. */
+static qd_status load_calib(const qd_run_params *p, const qd_qspec *base, const qd_recipe_run *run, qd_calib_set *set) {
+    const qd_run_opts *o = &p->run;
+    if (base->method == QD_METHOD_RTN) {
+        if (o->calib_path) qd_info("quantize: RTN does not use calibration data; --calib ignored");
+        return QD_OK;
+    }
+    if (!o->calib_path)
+        return qd_fail(QD_ERR_USAGE, "quantize: --calib FILE is required for %s", qd_method_name(base->method));
+    if (qd_mpi_rank() != 0) return QD_OK;
+    qd_calib_opts co = {.path = o->calib_path, .model_dir = o->model_dir, .nsamples = run->nsamples,
+                        .seqlen = run->seqlen, .seed = (uint64_t)run->seed,
+                        .mode = strcmp(run->calib_mode, "concat") == 0 ? QD_CALIB_CONCAT : QD_CALIB_RANDOM,
+                        .chat = QD_CHAT_AUTO};
+    qd_chat_template_parse(p->chat_template ? p->chat_template : "auto", &co.chat);
+    qd_tokenizer *tok = NULL;
+    qd_status st = qd_tokenizer_load(o->model_dir, &tok);
+    if (st == QD_OK) st = qd_calib_load(&co, tok, set);
+    qd_tokenizer_free(tok);
+    if (st == QD_OK)
+        qd_info("quantize: %s, %d x %d calibration tokens (%s, sha256 %.16s...)", qd_method_name(base->method),
+                set->nseq, set->seqlen, run->calib_mode, set->sha256_hex);
+    return st;
+}
+
+qd_status qd_quantize_command(const qd_run_params *p) {
+    qd_run_opts ro = p->run;
+    QD_CHECK(qd_mpi_agree(qd_mpi_rank() == 0 ? qd_run_check_paths(&ro) : QD_OK));
+    /* defaults < recipe < flags */
+    qd_recipe *recipe = NULL;
+    qd_qspec base;
+    qd_recipe_run run;
+    QD_CHECK(qd_recipe_apply_flags(ro.recipe_path, &p->flags, &recipe, &base, &run));
+    if (base.method == QD_METHOD_AWQ && base.bits != 4 && p->format_given && strcmp(ro.format, "fake") == 0)
+        qd_warn("quantize: the awq format stores 4-bit weights only; export this %d-bit AWQ run with --format gptq "
+                "or compressed-tensors", base.bits);
+    qd_model_cfg cfg;
+    qd_calib_set set = {0};
+    qd_status st = qd_model_cfg_load(ro.model_dir, &cfg);
+    if (st == QD_OK) st = qd_model_check_meta_files(ro.model_dir); /* a file the output cannot carry: before any work */
+    if (st == QD_OK) st = qd_backend_spec_set_math(&ro.backend, p->math, cfg.dtype);
+    if (st != QD_OK) goto done;
+    if (!run.seqlen) {
+        int dflt = base.method == QD_METHOD_AWQ ? 512 : 2048;
+        run.seqlen = cfg.max_pos > 0 && cfg.max_pos < dflt ? cfg.max_pos : dflt;
+    }
+    const char *sd = p->scale_dtype ? p->scale_dtype : "f16";
+    qd_dtype sdt = strcmp(sd, "bf16") == 0 ? QD_DT_BF16 : strcmp(sd, "f32") == 0 ? QD_DT_F32 : QD_DT_F16;
+    /* compressed-tensors stores scales in the model's dtype: round to it so the export is exact */
+    if (!p->scale_dtype && strcmp(ro.format, "compressed-tensors") == 0 &&
+        (cfg.dtype == QD_DT_BF16 || cfg.dtype == QD_DT_F32 || cfg.dtype == QD_DT_F16))
+        sdt = cfg.dtype;
+    ro.q = (qd_quantize_opts){.base = base, .recipe = recipe, .true_sequential = run.true_sequential,
+                              .chunk_tokens = p->run.q.chunk_tokens, .scale_dtype = sdt};
+    ro.calib_mode = run.calib_mode, ro.seed = (uint64_t)run.seed;
+    if (!p->format_given && base.method == QD_METHOD_AWQ) ro.format = "awq";
+    /* every module's spec against the method and the format, before calibration or staging */
+    QD_CHECK_GOTO(qd_run_check_specs(&cfg, &base, recipe, ro.format), st, done);
+    st = load_calib(p, &base, &run, &set);
+    if (st == QD_OK && set.ids) {
+        ro.calib_ids = set.ids;
+        ro.q.nseq = (size_t)set.nseq;
+        ro.q.seq_len = (size_t)set.seqlen;
+        ro.calib_sha256 = set.sha256_hex;
+    }
+    QD_CHECK_GOTO(qd_mpi_agree(st), st, done);
+    st = qd_quantize_run(&ro);
+done:
+    qd_calib_free(&set);
+    qd_recipe_free(recipe);
+    return st;
 }

@@ -57,3 +57,12 @@ def test_run_files_under_500_lines():
             if (n := len(p.read_text().splitlines())) > 500]
     assert not long, f"mpi/run*.c over 500 lines: {long}"
     assert (REPO / "mpi/run.c").exists() and not (REPO / "mpi/quantize-run.c").exists()
+
+
+def test_quantize_command_parses_flags_then_makes_one_call():
+    # the recipe, the flag precedence and the calibration belong to the run (mpi/run-setup.c,
+    # src/quant/recipe.c), not to the command line
+    code = code_only((REPO / "src/cli/cmd-quantize.c").read_text())
+    assert code.count("qd_quantize_command(") == 1
+    for name in ("qd-calib.h", "qd_calib_load", "qd_recipe_load", "qd_recipe_apply", "qd_quantize_run("):
+        assert name not in code, name
