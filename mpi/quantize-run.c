@@ -53,7 +53,8 @@ typedef struct {
     const qd_run_opts *o;
     const qd_model_cfg *cfg;
     qd_backend_t be;
-    qd_checkpoint *ck;
+    qd_model *model;         /* this rank's handle, opened with data */
+    const qd_checkpoint *ck; /* its checkpoint */
     qd_qctx *ctx;
     qd_stage *stage;
     qd_stage_writer *writer; /* stages finished blocks on its own thread */
@@ -74,7 +75,7 @@ typedef struct {
 static qd_status load_block(worker *k, int b, qd_block_w *w) {
     qd_phase prev = qd_phase_set(k->be, QD_PH_READ);
     double t0 = now_s();
-    qd_status st = qd_block_w_load(k->be, k->cfg, k->ck, b, w);
+    qd_status st = qd_model_block_load(k->be, k->model, b, w);
     qd_phase_set(k->be, prev);
     k->t.load_s += now_s() - t0;
     return st;
@@ -872,7 +873,8 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_backend_spec_name(&be_spec, be_name, sizeof be_name);
     QD_CHECK_GOTO(qd_backend_open(&be_spec, &k.be), st, fail);
     qd_phase_reset();
-    QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &k.ck), st, fail);
+    QD_CHECK_GOTO(qd_model_open(o->model_dir, 1, &k.model), st, fail);
+    k.ck = qd_model_ckpt(k.model);
     QD_CHECK_GOTO(plan_memory(&k, &ro.q), st, fail);
     QD_CHECK_GOTO(qd_qctx_create(k.be, &cfg, &ro.q, &k.ctx), st, fail);
     size_t rows = ro.q.nseq * ro.q.seq_len, H = (size_t)cfg.hidden;
@@ -882,7 +884,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         QD_CHECK_GOTO(qd_buf_alloc(k.be, rows * H, &k.in), st, fail);
         QD_CHECK_GOTO(qd_buf_alloc(k.be, rows * H, &k.out), st, fail);
         if (rank == 0) {
-            QD_CHECK_GOTO(qd_head_load(k.be, &cfg, k.ck, 0, &k.head), st, fail);
+            QD_CHECK_GOTO(qd_model_head_load(k.be, k.model, 0, &k.head), st, fail);
             k.have_head = 1;
         }
         if (o->schedule == QD_SCHED_OVERLAP && rank < size - 1) {
@@ -990,7 +992,7 @@ fail:
     qd_fwd_free(k.fp_fwd);
     if (k.have_head) qd_head_free(&k.head);
     qd_qctx_free(k.ctx);
-    qd_ckpt_close(k.ck);
+    qd_model_close(k.model);
     if (k.be) qd_be_free(k.be);
     qd_stage_close(k.stage);
     qd_fp_free(&fp);

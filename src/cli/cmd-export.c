@@ -9,7 +9,7 @@
 #include "qd-commands.h"
 #include "qd-export.h"
 #include "qd-log.h"
-#include "qd-model.h"
+#include "qd-model-ckpt.h"
 #include "qd-paths.h"
 #include "qd-qsource.h"
 #include "qd-st-writer.h"

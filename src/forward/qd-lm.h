@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * qd-lm.h - a whole causal LM on a backend: config, checkpoint, every block's weights, the head.
+ * qd-lm.h - a whole causal LM on a backend: the model handle, every block's weights, the head.
  *
  * Holds all weights in fp32 on the device (eval of models that fit; the quantize driver streams one
  * block at a time instead). qd_lm_forward runs nseq windows of seq_len token ids to the final-norm
@@ -14,7 +14,7 @@ typedef struct qd_lm {
     qd_backend_t be;
     char dir[1024];
     qd_model_cfg cfg;
-    qd_checkpoint *ck;
+    qd_model *model;
     qd_head head;
     qd_block_w *blocks; /* cfg.nlayers */
     qd_fwd *fwd;

@@ -10,6 +10,7 @@
 #include "qd-check.h"
 #include "qd-fs.h"
 #include "qd-log.h"
+#include "qd-model-ckpt.h"
 #include "qd-quantize-model.h"
 #include "qd-st-writer.h"
 
@@ -23,7 +24,8 @@ typedef struct {
     qd_backend_t be;
     const qd_quantize_model_opts *o;
     const qd_model_cfg *cfg;
-    qd_checkpoint *ck;
+    qd_model *model;
+    const qd_checkpoint *ck; /* the model's */
     qd_stw *stw;
     cJSON *modules;
     size_t nquant, nskip, nfallback;
@@ -192,9 +194,10 @@ static qd_status write_report(run_state *r, const char *dir, double wall) {
 
 qd_status qd_quantize_model(qd_backend_t be, const qd_quantize_model_opts *o) {
     double t0 = now_s();
-    qd_model_cfg cfg;
-    QD_CHECK(qd_model_cfg_load(o->model_dir, &cfg));
-    run_state r = {.be = be, .o = o, .cfg = &cfg};
+    qd_model *model;
+    QD_CHECK(qd_model_open(o->model_dir, 1, &model));
+    const qd_model_cfg cfg = *qd_model_cfg_of(model);
+    run_state r = {.be = be, .o = o, .cfg = &cfg, .model = model, .ck = qd_model_ckpt(model)};
     qd_outdir *od = NULL;
     qd_head head = {0};
     qd_qctx *ctx = NULL;
@@ -204,9 +207,10 @@ qd_status qd_quantize_model(qd_backend_t be, const qd_quantize_model_opts *o) {
     memset(res, 0, sizeof res);
     qd_status st;
     r.modules = cJSON_CreateObject();
-    if (!r.modules) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
-    QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &r.ck), st, fail);
-    QD_CHECK_GOTO(qd_model_check_ckpt(&cfg, r.ck, 0), st, fail);
+    if (!r.modules) {
+        qd_model_close(model);
+        return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
+    }
     if (cfg.quantized) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
         goto fail;
@@ -216,14 +220,14 @@ qd_status qd_quantize_model(qd_backend_t be, const qd_quantize_model_opts *o) {
     QD_CHECK_GOTO(qd_stw_open(qd_outdir_path(od), "model", QD_DEFAULT_MAX_SHARD_BYTES, &r.stw), st, fail);
     size_t rows = o->calib_ids ? o->q.nseq * o->q.seq_len : 0, H = (size_t)cfg.hidden;
     if (rows) {
-        QD_CHECK_GOTO(qd_head_load(be, &cfg, r.ck, 0, &head), st, fail);
+        QD_CHECK_GOTO(qd_model_head_load(be, model, 0, &head), st, fail);
         QD_CHECK_GOTO(qd_buf_alloc(be, rows * H, &in), st, fail);
         QD_CHECK_GOTO(qd_buf_alloc(be, rows * H, &out), st, fail);
         QD_CHECK_GOTO(qd_embed(be, &head, o->calib_ids, rows, QD_REF(in, 0)), st, fail);
     }
     for (int b = 0; b < cfg.nlayers; b++) {
         double tb = now_s();
-        QD_CHECK_GOTO(qd_block_w_load(be, &cfg, r.ck, b, &w), st, fail);
+        QD_CHECK_GOTO(qd_model_block_load(be, model, b, &w), st, fail);
         QD_CHECK_GOTO(qd_quantize_block(ctx, &w, in, out, res), st, fail);
         for (int l = 0; l < QD_NLIN; l++) /* an overflowing scale is refused when its block is done */
             if (res[l].q.codes) QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, o->q.scale_dtype, "--scale-dtype"), st, fail);
@@ -260,6 +264,6 @@ fail:
     qd_head_free(&head);
     qd_buf_free(in), qd_buf_free(out);
     qd_qctx_free(ctx);
-    qd_ckpt_close(r.ck);
+    qd_model_close(r.model);
     return st;
 }

@@ -13,6 +13,7 @@
 #include "qd-backend-cpu.h"
 #include "qd-fs.h"
 #include "qd-lm.h"
+#include "qd-model-ckpt.h"
 #include "qd-log.h"
 #include "qd-st-writer.h"
 #include "qd-test.h"
@@ -167,7 +168,7 @@ static void compare_model(const char *dir, int T) {
     qd_be_download(be, &(struct qd_download_args){.src = QD_REF(lg, 0), .dst = got, .n = (size_t)2 * T * V});
     double *ref = malloc(sizeof *ref * T * V);
     for (int s = 0; s < 2; s++) {
-        naive_logits(&lm->cfg, lm->ck, ids + s * T, T, ref);
+        naive_logits(&lm->cfg, qd_model_ckpt(lm->model), ids + s * T, T, ref);
         double num = 0, den = 0;
         for (size_t i = 0; i < (size_t)T * V; i++) {
             num = fmax(num, fabs(got[(size_t)s * T * V + i] - ref[i]));
