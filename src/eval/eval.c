@@ -10,7 +10,6 @@
 #include "qd-eval.h"
 #include "qd-fs.h"
 #include "qd-lm.h"
-#include "qd-st-writer.h"
 #include "qd-log.h"
 #include "qd-tokenizer.h"
 
@@ -22,31 +21,16 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The first window's logits and ids, so tests can compare the forward with transformers directly. */
-static qd_status dump_logits(const char *dir, const int32_t *win, size_t S, size_t V, const float *host) {
-    qd_stw *w = NULL;
-    QD_CHECK(qd_mkdir_p(dir));
-    QD_CHECK(qd_stw_open(dir, "logits", UINT64_MAX, &w));
-    int64_t ls[2] = {(int64_t)(S - 1), (int64_t)V}, is[1] = {(int64_t)S};
-    qd_status st = qd_stw_add(w, "logits", QD_DT_F32, 2, ls, host, (S - 1) * V * sizeof(float));
-    if (st == QD_OK) st = qd_stw_add(w, "ids", QD_DT_I32, 1, is, win, S * sizeof(int32_t));
-    if (st != QD_OK) {
-        qd_stw_abort(w);
-        return st;
-    }
-    return qd_stw_finish(w);
-}
-
-static qd_status run_windows(qd_lm *lm, const int32_t *ids, size_t windows, size_t S, const char *logits_dir,
+static qd_status run_windows(qd_lm *lm, const int32_t *ids, size_t windows, size_t S, const struct qd_eval_opts *o,
                              double *nll) {
     qd_backend_t be = lm->be;
     size_t V = (size_t)lm->cfg.vocab;
     qd_buf_t logits = NULL, targets = NULL;
     float *host = NULL;
     qd_status st;
-    if (logits_dir && windows) {
+    if (o->first_window && windows) {
         host = malloc((S - 1) * V * sizeof(float) + 1);
-        if (!host) return qd_fail(QD_ERR_NOMEM, "eval: out of memory for the logits dump");
+        if (!host) return qd_fail(QD_ERR_NOMEM, "eval: out of memory for the first window's logits");
     }
     QD_CHECK_GOTO(qd_buf_alloc(be, QD_EVAL_LOGIT_ROWS * V, &logits), st, out);
     QD_CHECK_GOTO(qd_buf_alloc(be, S, &targets), st, out);
@@ -76,7 +60,7 @@ static qd_status run_windows(qd_lm *lm, const int32_t *ids, size_t windows, size
             *nll += sum;
         }
         qd_debug("eval: window %zu/%zu running ppl %.4f", w + 1, windows, exp(*nll / ((w + 1) * (S - 1))));
-        if (host && w == 0) QD_CHECK_GOTO(dump_logits(logits_dir, win, S, V, host), st, out);
+        if (host && w == 0) QD_CHECK_GOTO(o->first_window(o->user, win, S, host, V), st, out);
     }
 out:
     free(host);
@@ -102,7 +86,7 @@ qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t 
     qd_lm *lm;
     QD_CHECK(qd_lm_open(be, model_dir, S, 1, &lm));
     double nll = 0;
-    qd_status st = run_windows(lm, ids, windows, S, opts->logits_dir, &nll);
+    qd_status st = run_windows(lm, ids, windows, S, opts, &nll);
     qd_lm_close(lm);
     if (st != QD_OK) return st;
     out->seqlen = S;

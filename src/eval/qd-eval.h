@@ -19,8 +19,10 @@
 struct qd_eval_opts {
     size_t seqlen;      /* 0: default */
     size_t max_windows; /* 0: all */
-    const char *logits_dir; /* optional: write the first window's logits ("logits" F32 [seqlen-1, vocab])
-                               and ids ("ids" I32 [seqlen]) to DIR/logits.safetensors, for tests */
+    /* optional: handed the first window's ids [seqlen] and its logits [seqlen-1, vocab] (host fp32)
+     * once they are computed (`qdist eval --dump-logits` writes them for tests); an error stops the eval */
+    qd_status (*first_window)(void *user, const int32_t *ids, size_t seqlen, const float *logits, size_t vocab);
+    void *user;
 };
 
 struct qd_eval_result {
