@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qd-model.h - the model description read from a Hugging Face config.json.
  *
- * Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM. Other
+ * Supported: the architectures listed in arch.c (Llama, Mistral, Qwen2, Qwen3; qd-arch.h). Other
  * architectures are refused with a message listing these; MoE configs (Mixtral, Qwen2/3-MoE,
  * DeepSeek, ...) are recognised and refused by name. Rope parameters are read from either the hub
  * form (rope_theta + rope_scaling) or the newer rope_parameters form. Missing required fields and
