@@ -754,7 +754,7 @@ static qd_status prepare_meta(const char *model_dir, const char *meta) {
     return qd_model_copy_meta_files(model_dir, meta);
 }
 
-static qd_status export_from_staging(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging,
+static qd_status export_from_staging(const qd_run_opts *o, const qd_model *m, const qd_model_cfg *cfg, const char *staging,
                                      const char *meta) {
     qd_export_opts eo = {.out_dir = o->output_dir, .overwrite = o->overwrite, .max_shard_bytes = o->max_shard_bytes};
     QD_CHECK(qd_export_format_parse(o->format, &eo.format));
@@ -764,7 +764,7 @@ static qd_status export_from_staging(const qd_run_opts *o, const qd_model_cfg *c
                    .scales_rounded = 1, .scale_dtype = o->q.scale_dtype};
     snprintf(run.method, sizeof run.method, "%s", qd_method_name(o->q.base.method));
     qd_qsource src;
-    QD_CHECK(qd_qsource_open_stage(staging, o->model_dir, cfg->nlayers, meta, &run, &src));
+    QD_CHECK(qd_qsource_open_stage(staging, qd_model_ckpt(m), cfg->nlayers, meta, &run, &src));
     qd_status st = qd_export_run(&eo, &src);
     qd_qsource_close(&src);
     return st;
@@ -950,7 +950,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         if (st == QD_OK) st = build_report(&ro, k.stage, cfg.nlayers, plan, all, recs, nrecs, now_s() - t0, &report);
         if (st == QD_OK) st = save_report(report, meta);
         double tr = now_s() - tw;
-        if (st == QD_OK) st = export_from_staging(&ro, &cfg, staging, meta);
+        if (st == QD_OK) st = export_from_staging(&ro, k.model, &cfg, staging, meta);
         te = now_s() - tw - tr;
         if (st == QD_OK) st = finish_report(report, tr, te, now_s() - t0, o->output_dir);
         cJSON_Delete(report);
