@@ -69,11 +69,10 @@ out:
     return st;
 }
 
-qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t *ids, size_t n,
-                          const struct qd_eval_opts *opts, struct qd_eval_result *out) {
-    double t0 = now_s();
-    qd_model_cfg cfg;
-    QD_CHECK(qd_model_cfg_load(model_dir, &cfg));
+/* qd_eval_ppl_ids on an opened model */
+static qd_status run_model(qd_backend_t be, const qd_model *m, const int32_t *ids, size_t n,
+                           const struct qd_eval_opts *opts, struct qd_eval_result *out) {
+    const qd_model_cfg cfg = *qd_model_cfg_of(m);
     size_t S = opts->seqlen;
     if (!S) S = cfg.max_pos > 0 && cfg.max_pos < 2048 ? (size_t)cfg.max_pos : 2048;
     if (S < 2) return qd_fail(QD_ERR_USAGE, "eval: sequence length %zu is too short (>= 2)", S);
@@ -84,7 +83,7 @@ qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t 
     if (!windows)
         return qd_fail(QD_ERR_USAGE, "eval: the text has %zu tokens, fewer than one window of %zu", n, S);
     qd_lm *lm;
-    QD_CHECK(qd_lm_open(be, model_dir, S, 1, &lm));
+    QD_CHECK(qd_lm_open(be, m, S, 1, &lm));
     double nll = 0;
     qd_status st = run_windows(lm, ids, windows, S, opts, &nll);
     qd_lm_close(lm);
@@ -95,8 +94,18 @@ qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t 
     out->text_tokens = n;
     out->mean_nll = nll / (double)out->scored_tokens;
     out->ppl = exp(out->mean_nll);
-    out->seconds = now_s() - t0;
     return QD_OK;
+}
+
+qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t *ids, size_t n,
+                          const struct qd_eval_opts *opts, struct qd_eval_result *out) {
+    double t0 = now_s();
+    qd_model *m;
+    QD_CHECK(qd_model_open(model_dir, 1, &m));
+    qd_status st = run_model(be, m, ids, n, opts, out);
+    qd_model_close(m);
+    if (st == QD_OK) out->seconds = now_s() - t0;
+    return st;
 }
 
 qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *data_path,

@@ -17,22 +17,21 @@ void qd_lm_close(qd_lm *lm) {
     qd_fwd_free(lm->fwd);
     qd_buf_free(lm->x);
     qd_buf_free(lm->y);
-    qd_model_close(lm->model);
     free(lm);
 }
 
-qd_status qd_lm_open(qd_backend_t be, const char *model_dir, size_t seq_len, size_t max_seqs, qd_lm **out) {
+qd_status qd_lm_open(qd_backend_t be, const qd_model *m, size_t seq_len, size_t max_seqs, qd_lm **out) {
     qd_lm *lm;
     QD_ALLOC(lm, 1);
     lm->be = be;
-    snprintf(lm->dir, sizeof lm->dir, "%s", model_dir);
+    snprintf(lm->dir, sizeof lm->dir, "%s", qd_model_dir(m));
+    lm->model = m;
+    lm->cfg = *qd_model_cfg_of(m);
     qd_status st;
-    QD_CHECK_GOTO(qd_model_open(model_dir, 1, &lm->model), st, fail);
-    lm->cfg = *qd_model_cfg_of(lm->model);
     QD_CHECK_GOTO(qd_model_head_load(be, lm->model, 1, &lm->head), st, fail);
     lm->blocks = calloc((size_t)lm->cfg.nlayers, sizeof *lm->blocks);
     if (!lm->blocks) {
-        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory for %d blocks", model_dir, lm->cfg.nlayers);
+        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory for %d blocks", lm->dir, lm->cfg.nlayers);
         goto fail;
     }
     for (int i = 0; i < lm->cfg.nlayers; i++) QD_CHECK_GOTO(qd_model_block_load(be, lm->model, i, &lm->blocks[i]), st, fail);

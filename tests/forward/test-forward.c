@@ -152,9 +152,15 @@ static void naive_logits(const qd_model_cfg *c, const qd_checkpoint *ck, const i
 }
 
 static void compare_model(const char *dir, int T) {
+    qd_model *m;
     qd_lm *lm;
-    if (qd_lm_open(be, dir, (size_t)T, 2, &lm) != QD_OK) {
+    if (qd_model_open(dir, 1, &m) != QD_OK) {
+        QD_EXPECT(!"qd_model_open failed");
+        return;
+    }
+    if (qd_lm_open(be, m, (size_t)T, 2, &lm) != QD_OK) {
         QD_EXPECT(!"qd_lm_open failed");
+        qd_model_close(m);
         return;
     }
     int V = lm->cfg.vocab;
@@ -180,6 +186,7 @@ static void compare_model(const char *dir, int T) {
     free(ids), free(got), free(ref);
     qd_buf_free(lg);
     qd_lm_close(lm);
+    qd_model_close(m);
 }
 
 static void test_stories(void) {
