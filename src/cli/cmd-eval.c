@@ -12,6 +12,8 @@
 #include "qd-commands.h"
 #include "qd-eval.h"
 #include "qd-fs.h"
+#include "qd-log.h"
+#include "qd-model-handle.h"
 #include "qd-st-writer.h"
 
 /* --dump-logits DIR: the first window's logits and ids in DIR/logits.safetensors ("logits" F32
@@ -32,8 +34,8 @@ static qd_status dump_logits(void *user, const int32_t *ids, size_t S, const flo
 }
 
 qd_status qd_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *backend = "auto", *numerics = "fast";
-    int seqlen = 0, max_windows = 0, json = 0;
+    const char *model = NULL, *data = NULL, *backend = "auto", *numerics = "fast", *math = "auto";
+    int seqlen = 0, max_windows = 0, json = 0, quiet = 0;
     const char *logits_dir = NULL;
     const qd_opt opts[] = {
         {"model", QD_OPT_STR, &model, "DIR", "model directory (original or quantized)", NULL, NULL},
@@ -44,7 +46,9 @@ qd_status qd_cmd_eval(int argc, char **argv) {
         {"backend", QD_OPT_STR, &backend, "NAME", "compute backend: cpu, cuda, cuda:N, auto (default: cuda when a GPU answers, else cpu)", NULL, NULL},
         {"device", QD_OPT_STR, &backend, "NAME", "the same as --backend", NULL, NULL},
         {"numerics", QD_OPT_CHOICE, &numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
+        {"math", QD_OPT_CHOICE, &math, "M", QD_MATH_HELP, "auto|fp32|tf32|bf16", NULL},
         {"json", QD_OPT_FLAG, &json, NULL, "print one JSON object", NULL, NULL},
+        {"quiet", QD_OPT_FLAG, &quiet, NULL, "no info lines on stderr (the result is still printed)", NULL, NULL},
     };
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
@@ -54,16 +58,24 @@ qd_status qd_cmd_eval(int argc, char **argv) {
     int help = 0;
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
+    if (quiet) qd_log_set_level(QD_LOG_WARN);
     if (!model) return qd_fail(QD_ERR_USAGE, "eval: --model DIR is required");
     if (!data) return qd_fail(QD_ERR_USAGE, "eval: --data FILE is required");
     qd_backend_spec bs;
     QD_CHECK(qd_backend_spec_parse(backend, numerics, &bs));
-    qd_backend_t be;
-    QD_CHECK(qd_backend_open(&bs, &be));
+    qd_model *m; /* config.json and the checkpoint headers, read and checked once */
+    QD_CHECK(qd_model_open(model, 1, &m));
+    qd_backend_t be = NULL;
+    qd_status st = qd_backend_spec_set_math(&bs, math, qd_model_cfg_of(m)->dtype);
+    if (st == QD_OK) st = qd_backend_open(&bs, &be);
+    if (st != QD_OK) {
+        qd_model_close(m);
+        return st;
+    }
     struct qd_eval_opts eo = {.seqlen = (size_t)seqlen, .max_windows = (size_t)max_windows,
                               .first_window = logits_dir ? dump_logits : NULL, .user = (void *)logits_dir};
     struct qd_eval_result r;
-    qd_status st = qd_eval_ppl_file(be, model, data, &eo, &r);
+    st = qd_eval_ppl_file(be, m, data, &eo, &r);
     const char *bname = qd_be_name(be);
     if (st == QD_OK && json) {
         cJSON *o = cJSON_CreateObject();
@@ -87,5 +99,6 @@ qd_status qd_cmd_eval(int argc, char **argv) {
                r.scored_tokens, r.windows, r.seqlen, r.text_tokens, r.seconds, bname);
     }
     qd_be_free(be);
+    qd_model_close(m);
     return st;
 }

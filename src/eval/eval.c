@@ -69,9 +69,9 @@ out:
     return st;
 }
 
-/* qd_eval_ppl_ids on an opened model */
-static qd_status run_model(qd_backend_t be, const qd_model *m, const int32_t *ids, size_t n,
-                           const struct qd_eval_opts *opts, struct qd_eval_result *out) {
+qd_status qd_eval_ppl_ids(qd_backend_t be, const qd_model *m, const int32_t *ids, size_t n,
+                          const struct qd_eval_opts *opts, struct qd_eval_result *out) {
+    double t0 = now_s();
     const qd_model_cfg cfg = *qd_model_cfg_of(m);
     size_t S = opts->seqlen;
     if (!S) S = cfg.max_pos > 0 && cfg.max_pos < 2048 ? (size_t)cfg.max_pos : 2048;
@@ -94,31 +94,21 @@ static qd_status run_model(qd_backend_t be, const qd_model *m, const int32_t *id
     out->text_tokens = n;
     out->mean_nll = nll / (double)out->scored_tokens;
     out->ppl = exp(out->mean_nll);
+    out->seconds = now_s() - t0;
     return QD_OK;
 }
 
-qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t *ids, size_t n,
+qd_status qd_eval_ppl_file(qd_backend_t be, const qd_model *m, const char *data_path,
                           const struct qd_eval_opts *opts, struct qd_eval_result *out) {
-    double t0 = now_s();
-    qd_model *m;
-    QD_CHECK(qd_model_open(model_dir, 1, &m));
-    qd_status st = run_model(be, m, ids, n, opts, out);
-    qd_model_close(m);
-    if (st == QD_OK) out->seconds = now_s() - t0;
-    return st;
-}
-
-qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *data_path,
-                           const struct qd_eval_opts *opts, struct qd_eval_result *out) {
     char *text = NULL;
     size_t len = 0;
     QD_CHECK(qd_read_file(data_path, (size_t)1 << 32, &text, &len));
     qd_tokenizer *tok = NULL;
     qd_ids ids = {0};
     qd_status st;
-    QD_CHECK_GOTO(qd_tokenizer_load(model_dir, &tok), st, done);
+    QD_CHECK_GOTO(qd_tokenizer_load(qd_model_dir(m), &tok), st, done);
     QD_CHECK_GOTO(qd_tokenizer_encode(tok, text, len, 1, &ids), st, done);
-    QD_CHECK_GOTO(qd_eval_ppl_ids(be, model_dir, ids.ids, ids.n, opts, out), st, done);
+    QD_CHECK_GOTO(qd_eval_ppl_ids(be, m, ids.ids, ids.n, opts, out), st, done);
 done:
     qd_ids_free(&ids);
     qd_tokenizer_free(tok);

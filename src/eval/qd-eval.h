@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "qd-backend.h"
+#include "qd-model-handle.h"
 
 struct qd_eval_opts {
     size_t seqlen;      /* 0: default */
@@ -35,10 +36,11 @@ struct qd_eval_result {
     double seconds;
 };
 
-qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t *ids, size_t n,
+/* m: opened with its data (qd_model_open), kept open by the caller. */
+qd_status qd_eval_ppl_ids(qd_backend_t be, const qd_model *m, const int32_t *ids, size_t n,
                           const struct qd_eval_opts *opts, struct qd_eval_result *out);
-/* Reads data_path (UTF-8 text), tokenises it with model_dir's tokenizer, then as above. */
-qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *data_path,
+/* Reads data_path (UTF-8 text), tokenises it with the model directory's tokenizer, then as above. */
+qd_status qd_eval_ppl_file(qd_backend_t be, const qd_model *m, const char *data_path,
                            const struct qd_eval_opts *opts, struct qd_eval_result *out);
 
 #endif
