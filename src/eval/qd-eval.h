@@ -24,6 +24,7 @@ struct qd_eval_opts {
      * once they are computed (`qdist eval --dump-logits` writes them for tests); an error stops the eval */
     qd_status (*first_window)(void *user, const int32_t *ids, size_t seqlen, const float *logits, size_t vocab);
     void *user;
+    const char *data_name;  /* optional: the text's file, named in errors about it */
 };
 
 struct qd_eval_result {
@@ -39,7 +40,8 @@ struct qd_eval_result {
 /* m: opened with its data (qd_model_open), kept open by the caller. */
 qd_status qd_eval_ppl_ids(qd_backend_t be, const qd_model *m, const int32_t *ids, size_t n,
                           const struct qd_eval_opts *opts, struct qd_eval_result *out);
-/* Reads data_path (UTF-8 text), tokenises it with the model directory's tokenizer, then as above. */
+/* Reads data_path (UTF-8 text: a NUL byte or an invalid sequence is refused with its offset), tokenises
+ * it with the model directory's tokenizer, then as above. */
 qd_status qd_eval_ppl_file(qd_backend_t be, const qd_model *m, const char *data_path,
                            const struct qd_eval_opts *opts, struct qd_eval_result *out);
 
