@@ -11,8 +11,7 @@
 #ifndef QD_BLOCK_SOURCES_H
 #define QD_BLOCK_SOURCES_H
 
-#include "qd-model.h"
-#include "qd-safetensors.h"
+#include "qd-model-ckpt.h"
 #include "qd-status.h"
 
 /* "<tensor name> <16 hex digits>\n" for each tensor of block b, in name order; free(*text). */

@@ -92,12 +92,8 @@ qd_status qd_run_check_specs(const qd_model_cfg *cfg, const qd_qspec *base, cons
 
 /* Refuse before any work when the format cannot express the scheme, a group size does not divide a
  * Linear's input features, or the output exists. */
-qd_status qd_run_preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
-    qd_checkpoint *ck;
-    QD_CHECK(qd_ckpt_open(o->model_dir, 0, &ck));
-    qd_status cst = qd_model_check_ckpt(cfg, ck, 0);
-    qd_ckpt_close(ck);
-    QD_CHECK(cst);
+qd_status qd_run_preflight(const qd_run_opts *o, const qd_model *m) {
+    const qd_model_cfg *cfg = qd_model_cfg_of(m); /* the checkpoint was checked against it at open */
     const char *names[QD_MAX_LINEARS];
     int groups[QD_MAX_LINEARS];
     int n = qd_model_linear_names(cfg, names, groups);
@@ -106,8 +102,10 @@ qd_status qd_run_preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
         qd_qspec spec;
         snprintf(module, sizeof module, "model.layers.0.%s", names[l]);
         qd_recipe_resolve(o->q.recipe, &o->q.base, module, &spec);
-        size_t G, K = (size_t)(l == QD_LIN_O ? (int64_t)cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
-        if (!spec.skip) QD_CHECK(qd_qspec_groups(&spec, module, K, &G));
+        int64_t K;
+        size_t G;
+        qd_model_linear_shape(cfg, (qd_lin)l, NULL, &K);
+        if (!spec.skip) QD_CHECK(qd_qspec_groups(&spec, module, (size_t)K, &G));
     }
     qd_export_format f;
     QD_CHECK(qd_export_format_parse(o->format, &f));
@@ -120,29 +118,25 @@ qd_status qd_run_preflight(const qd_run_opts *o, const qd_model_cfg *cfg) {
 
 /* Disk needed by the staging (codes as bytes, fp32 scales, int32 zeros, g_idx per Linear) and by the
  * export (packed Linears plus everything else at its source size), checked before any work. */
-qd_status qd_run_check_space(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging) {
+qd_status qd_run_check_space(const qd_run_opts *o, const qd_model *m, const char *staging) {
+    const qd_model_cfg *cfg = qd_model_cfg_of(m);
     const char *names[QD_MAX_LINEARS];
     int groups[QD_MAX_LINEARS];
     int n = qd_model_linear_names(cfg, names, groups);
     qd_export_format f;
     QD_CHECK(qd_export_format_parse(o->format, &f));
-    qd_checkpoint *ck;
-    QD_CHECK(qd_ckpt_open(o->model_dir, 0, &ck));
-    uint64_t model_bytes = 0, linear_bytes = 0, stage = 0, out = 0;
-    for (size_t i = 0; i < ck->ntensors; i++) model_bytes += ck->tensors[i]->nbytes;
+    uint64_t model_bytes = qd_model_total_bytes(m), linear_bytes = 0, stage = 0, out = 0;
     unsigned wbytes = qd_dtype_bits(cfg->dtype) / 8;
     for (int l = 0; l < n && l < QD_NLIN; l++) {
-        uint64_t K = (uint64_t)(l == QD_LIN_O ? (int64_t)cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
-        uint64_t N = (uint64_t)(l == QD_LIN_Q ? (int64_t)cfg->nheads * cfg->head_dim
-                                : (l == QD_LIN_K || l == QD_LIN_V) ? (int64_t)cfg->nkv * cfg->head_dim
-                                : (l == QD_LIN_GATE || l == QD_LIN_UP) ? cfg->intermediate : cfg->hidden);
+        int64_t n64, k64;
+        qd_model_linear_shape(cfg, (qd_lin)l, &n64, &k64);
+        uint64_t N = (uint64_t)n64, K = (uint64_t)k64;
         uint64_t G = o->q.base.group_size > 0 ? K / (uint64_t)o->q.base.group_size : 1;
         stage += (uint64_t)cfg->nlayers * (N * K + 8 * G * N + 4 * K);
         out += (uint64_t)cfg->nlayers * qd_export_linear_bytes(f, 0, (int)N, (int)K, o->q.base.bits,
                                                                o->q.base.group_size, o->q.base.sym, 1, 2);
         linear_bytes += (uint64_t)cfg->nlayers * N * K * wbytes;
     }
-    qd_ckpt_close(ck);
     out += model_bytes > linear_bytes ? model_bytes - linear_bytes : 0;
     uint64_t free_bytes = 0;
     QD_CHECK(qd_disk_free(staging, &free_bytes));

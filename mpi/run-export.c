@@ -16,7 +16,7 @@ qd_status qd_run_prepare_meta(const char *model_dir, const char *meta) {
     return qd_model_copy_meta_files(model_dir, meta);
 }
 
-qd_status qd_run_export(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging, const char *meta) {
+qd_status qd_run_export(const qd_run_opts *o, const qd_model *m, const char *staging, const char *meta) {
     qd_export_opts eo = {.out_dir = o->output_dir, .overwrite = o->overwrite, .max_shard_bytes = o->max_shard_bytes};
     QD_CHECK(qd_export_format_parse(o->format, &eo.format));
     qd_qrun run = {.act_order = o->q.base.act_order, .static_groups = o->q.base.static_groups,
@@ -25,8 +25,8 @@ qd_status qd_run_export(const qd_run_opts *o, const qd_model_cfg *cfg, const cha
                    .scales_rounded = 1, .scale_dtype = o->q.scale_dtype};
     snprintf(run.method, sizeof run.method, "%s", qd_method_name(o->q.base.method));
     qd_qsource src;
-    QD_CHECK(qd_qsource_open_stage(staging, o->model_dir, cfg->nlayers, meta, &run, &src));
-    qd_status st = eo.format == QD_EXPORT_FAKE ? qd_export_fake(&eo, &src, o->model_dir) : qd_export_run(&eo, &src);
+    QD_CHECK(qd_qsource_open_stage(staging, qd_model_ckpt(m), qd_model_cfg_of(m)->nlayers, meta, &run, &src));
+    qd_status st = eo.format == QD_EXPORT_FAKE ? qd_export_fake(&eo, &src, qd_model_ckpt(m)) : qd_export_run(&eo, &src);
     qd_qsource_close(&src);
     return st;
 }

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "qd-h5stage.h"
+#include "qd-model-ckpt.h"
 #include "qd-phase.h"
 #include "qd-quantize-run.h"
 #include "qd-stage-writer.h"
@@ -48,7 +49,7 @@ typedef struct qd_run {
     const qd_run_opts *o;
     const qd_model_cfg *cfg;
     qd_backend_t be;
-    qd_checkpoint *ck;
+    qd_model *model;         /* this rank's model handle, opened with its data (run-setup.c) */
     qd_qctx *ctx;
     qd_stage *stage;
     qd_stage_writer *writer; /* stages finished blocks on its own thread */
@@ -67,10 +68,13 @@ typedef struct qd_run {
 } qd_run;
 
 /* ---- set-up every rank does before the pipeline (run-setup.c) ---- */
-/* Rank 0 plans the block ranges from the checkpoint headers; every rank gets the plan. */
-qd_status qd_run_plan(const qd_run_opts *o, const qd_model_cfg *cfg, qd_plan *plan);
+/* Every rank opens the model once (config.json, the checkpoint's headers and data, checked against
+ * each other): rank 0 first, so a bad model is reported once, then the others. Collective. */
+qd_status qd_run_open_model(const char *dir, qd_model **out);
+/* Rank 0 plans the block ranges from the blocks' stored bytes; every rank gets the plan. */
+qd_status qd_run_plan(const qd_model *m, qd_plan *plan);
 /* What a staging must match to be resumed: version, model, settings, recipe, calibration, schedule. */
-qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_fingerprint *fp);
+qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_plan *plan, qd_fingerprint *fp);
 /* Rank 0 creates or verifies the staging directory; the others attach to it. */
 qd_status qd_run_open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fp, qd_stage **out);
 /* Rank 0's calibration shape, hash and ids to every rank (*ids_out: malloc'd, NULL without calibration). */
@@ -90,9 +94,9 @@ qd_status qd_run_check_paths(const qd_run_opts *o);
  * the module, the recipe override(s) that set its fields, and what the format or method accepts. */
 qd_status qd_run_check_specs(const qd_model_cfg *cfg, const qd_qspec *base, const qd_recipe *recipe, const char *format);
 /* Rank 0: the format cannot express the scheme, a group size does not divide a Linear, the output exists. */
-qd_status qd_run_preflight(const qd_run_opts *o, const qd_model_cfg *cfg);
+qd_status qd_run_preflight(const qd_run_opts *o, const qd_model *m);
 /* Rank 0: not enough disk for the staging and the export. */
-qd_status qd_run_check_space(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging);
+qd_status qd_run_check_space(const qd_run_opts *o, const qd_model *m, const char *staging);
 /* The memory budget and what stays resident (sets q->resident_max_bytes and k->t's memory fields). */
 qd_status qd_run_plan_memory(qd_run *k, qd_quantize_opts *q);
 
@@ -118,6 +122,6 @@ qd_status qd_run_finish_report(cJSON *root, double report_s, double export_s, do
 /* ---- the export from the staging, on rank 0 (run-export.c) ---- */
 /* The model's metadata files into the staging's meta directory (the export copies them on). */
 qd_status qd_run_prepare_meta(const char *model_dir, const char *meta);
-qd_status qd_run_export(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging, const char *meta);
+qd_status qd_run_export(const qd_run_opts *o, const qd_model *m, const char *staging, const char *meta);
 
 #endif

@@ -15,31 +15,37 @@
 #include "qd-fs.h"
 #include "qd-param.h"
 
-qd_status qd_run_plan(const qd_run_opts *o, const qd_model_cfg *cfg, qd_plan *plan) {
+qd_status qd_run_open_model(const char *dir, qd_model **out) {
+    *out = NULL;
+    int rank = qd_mpi_rank();
+    QD_CHECK(qd_mpi_agree(rank == 0 ? qd_model_open(dir, 1, out) : QD_OK));
+    qd_status st = qd_mpi_agree(rank != 0 ? qd_model_open(dir, 1, out) : QD_OK);
+    if (st != QD_OK) {
+        qd_model_close(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+qd_status qd_run_plan(const qd_model *m, qd_plan *plan) {
     qd_status st = QD_OK;
     if (qd_mpi_rank() == 0) {
-        qd_checkpoint *ck = NULL;
-        uint64_t *cost = calloc((size_t)cfg->nlayers + 1, sizeof *cost);
+        const int nb = qd_model_cfg_of(m)->nlayers;
+        uint64_t *cost = calloc((size_t)nb + 1, sizeof *cost);
         if (!cost) st = qd_fail(QD_ERR_NOMEM, "plan: out of memory");
-        if (st == QD_OK) st = qd_ckpt_open(o->model_dir, 0, &ck);
-        for (size_t i = 0; st == QD_OK && i < ck->ntensors; i++) {
-            int b = -1;
-            if (qd_model_classify(cfg, ck->tensors[i]->name, &b, NULL, 0) == QD_PART_BLOCK && b >= 0)
-                cost[b] += ck->tensors[i]->nbytes;
-        }
-        if (st == QD_OK) st = qd_plan_make(cfg->nlayers, cost, 0, 0, qd_mpi_size(), plan);
-        qd_ckpt_close(ck);
+        for (int b = 0; st == QD_OK && b < nb; b++) cost[b] = qd_model_block_bytes(m, b);
+        if (st == QD_OK) st = qd_plan_make(nb, cost, 0, 0, qd_mpi_size(), plan);
         free(cost);
     }
     QD_CHECK(qd_mpi_agree(st));
     return qd_mpi_bcast(plan, sizeof *plan);
 }
 
-qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_fingerprint *fp) {
+qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_plan *plan, qd_fingerprint *fp) {
     const qd_qspec *s = &o->q.base;
     char buf[512];
     QD_CHECK(qd_fp_add(fp, "qdist_version", QD_VERSION));
-    QD_CHECK(qd_fp_add_model(fp, o->model_dir));
+    QD_CHECK(qd_fp_add_model(fp, qd_model_dir(m)));
     snprintf(buf, sizeof buf,
              "method=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d damp=%.6g mse=%d "
              "true_sequential=%d scale_dtype=%s numerics=%s math=%s",

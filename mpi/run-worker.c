@@ -16,7 +16,7 @@
 static qd_status load_block(qd_run *k, int b, qd_block_w *w) {
     qd_phase prev = qd_phase_set(k->be, QD_PH_READ);
     double t0 = qd_run_now_s();
-    qd_status st = qd_block_w_load(k->be, k->cfg, k->ck, b, w);
+    qd_status st = qd_model_block_load(k->be, k->model, b, w);
     qd_phase_set(k->be, prev);
     k->t.load_s += qd_run_now_s() - t0;
     return st;
@@ -214,7 +214,7 @@ static qd_status w_quantize(void *user, int b) {
     qd_status st;
     QD_CHECK_GOTO(load_block(k, b, &w), st, out);
     /* the bytes the load just read, hashed while their pages are hot (qd-block-sources.h) */
-    QD_CHECK_GOTO(qd_block_sources(k->cfg, k->ck, b, &sources), st, out);
+    QD_CHECK_GOTO(qd_block_sources(k->cfg, qd_model_ckpt(k->model), b, &sources), st, out);
     QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
     /* a scale the checkpoint cannot hold is refused now, not after the whole run at export */
     for (int l = 0; l < QD_NLIN; l++) {
@@ -242,8 +242,8 @@ out:
  * never mixes blocks quantized from weights that were since changed in place with new ones. */
 static qd_status check_sources(qd_run *k, int b, const qd_staged_block *sb) {
     char *now = NULL;
-    QD_CHECK(qd_block_sources(k->cfg, k->ck, b, &now));
-    qd_status st = qd_block_sources_check(k->ck, b, sb->sources, now, qd_stage_dir(k->stage));
+    QD_CHECK(qd_block_sources(k->cfg, qd_model_ckpt(k->model), b, &now));
+    qd_status st = qd_block_sources_check(qd_model_ckpt(k->model), b, sb->sources, now, qd_stage_dir(k->stage));
     free(now);
     return st;
 }

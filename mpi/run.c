@@ -13,7 +13,7 @@
 #include "qd-fs.h"
 #include "run-internal.h"
 
-/* What this rank computes with: the staging writer, the backend, the checkpoint, the memory plan, the
+/* What this rank computes with: the staging writer, the backend, the memory plan, the
  * quantizer, the activations (and rank 0's embedding head, the overlap schedule's full-precision
  * forward). Rank-local: the caller agrees on the outcome. */
 static qd_status open_rank(qd_run *k, qd_quantize_opts *q, const qd_backend_spec *spec, size_t micro) {
@@ -23,7 +23,6 @@ static qd_status open_rank(qd_run *k, qd_quantize_opts *q, const qd_backend_spec
     QD_CHECK(qd_stage_writer_start(k->stage, &k->writer));
     QD_CHECK(qd_backend_open(spec, &k->be));
     qd_phase_reset();
-    QD_CHECK(qd_ckpt_open(o->model_dir, 1, &k->ck));
     QD_CHECK(qd_run_plan_memory(k, q));
     QD_CHECK(qd_qctx_create(k->be, cfg, q, &k->ctx));
     size_t rows = q->nseq * q->seq_len, H = (size_t)cfg->hidden;
@@ -31,7 +30,7 @@ static qd_status open_rank(qd_run *k, qd_quantize_opts *q, const qd_backend_spec
     QD_CHECK(qd_buf_alloc(k->be, rows * H, &k->in));
     QD_CHECK(qd_buf_alloc(k->be, rows * H, &k->out));
     if (rank == 0) {
-        QD_CHECK(qd_head_load(k->be, cfg, k->ck, 0, &k->head));
+        QD_CHECK(qd_model_head_load(k->be, k->model, 0, &k->head));
         k->have_head = 1;
     }
     if (o->schedule == QD_SCHED_OVERLAP && rank < size - 1) {
@@ -57,18 +56,19 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     int failed_block = -1, in_pipeline = 0, staging_existed = 1;
     qd_status st;
 
-    QD_CHECK_GOTO(qd_model_cfg_load(o->model_dir, &cfg), st, fail);
+    QD_CHECK_GOTO(qd_run_open_model(o->model_dir, &k.model), st, fail);
+    cfg = *qd_model_cfg_of(k.model);
     /* the dtype the export stores scales in: F16, the model's (compressed-tensors), F32 (fake: the
      * --scale-dtype check below then holds alone, as for every format) */
     k.store_dt = strcmp(o->format, "compressed-tensors") == 0 ? cfg.dtype
                : strcmp(o->format, "fake") == 0              ? QD_DT_F32
                                                              : QD_DT_F16;
-    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_preflight(o, &cfg) : QD_OK), st, fail);
+    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_preflight(o, k.model) : QD_OK), st, fail);
     if (cfg.quantized) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
         goto fail;
     }
-    QD_CHECK_GOTO(qd_run_plan(o, &cfg, plan), st, fail);
+    QD_CHECK_GOTO(qd_run_plan(k.model, plan), st, fail);
     qd_run_opts ro = *o; /* every rank now knows the calibration */
     QD_CHECK_GOTO(qd_run_broadcast_calib(o, &ids, sha, &ro.q.nseq, &ro.q.seq_len), st, fail);
     ro.calib_sha256 = sha[0] ? sha : NULL;
@@ -76,9 +76,9 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     k.ids = ids;
     if (o->staging_dir) snprintf(staging, sizeof staging, "%s", o->staging_dir);
     else snprintf(staging, sizeof staging, "%s.qdist-staging", o->output_dir);
-    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_check_space(&ro, &cfg, staging) : QD_OK), st, fail);
+    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_check_space(&ro, k.model, staging) : QD_OK), st, fail);
     /* a rank-local failure is agreed on at once: the other ranks are about to wait in a collective */
-    QD_CHECK_GOTO(qd_mpi_agree(qd_run_fingerprint(&ro, plan, &fp)), st, fail);
+    QD_CHECK_GOTO(qd_mpi_agree(qd_run_fingerprint(&ro, k.model, plan, &fp)), st, fail);
     staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
     QD_CHECK_GOTO(qd_run_open_staging(&ro, staging, &fp, &k.stage), st, fail);
 
@@ -144,7 +144,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         if (st == QD_OK) st = qd_run_save_report(report, meta);
         double tr = qd_run_now_s() - tw;
         if (st == QD_OK) {
-            st = qd_run_export(&ro, &cfg, staging, meta);
+            st = qd_run_export(&ro, k.model, staging, meta);
             /* every block is staged: say how to export them without quantizing again (a plain rerun,
              * --overwrite included, refuses the non-empty staging) */
             if (st != QD_OK)
@@ -193,7 +193,7 @@ fail:
     qd_fwd_free(k.fp_fwd);
     if (k.have_head) qd_head_free(&k.head);
     qd_qctx_free(k.ctx);
-    qd_ckpt_close(k.ck);
+    qd_model_close(k.model);
     if (k.be) qd_be_free(k.be);
     qd_stage_close(k.stage);
     qd_fp_free(&fp);

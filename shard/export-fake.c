@@ -138,7 +138,7 @@ static qd_status output_bytes(const qd_qsource *src, const qd_checkpoint *ck, ui
     return QD_OK;
 }
 
-qd_status qd_export_fake(const qd_export_opts *o, const qd_qsource *src, const char *model_dir) {
+qd_status qd_export_fake(const qd_export_opts *o, const qd_qsource *src, const qd_checkpoint *ck) {
     if (!o->out_dir || !o->out_dir[0]) return qd_fail(QD_ERR_USAGE, "export: no output directory");
     QD_CHECK(qd_outdir_check(o->out_dir, o->overwrite));
     qd_outdir_clean_stale(o->out_dir);
@@ -146,8 +146,6 @@ qd_status qd_export_fake(const qd_export_opts *o, const qd_qsource *src, const c
     QD_CHECK(qd_meta_files_copy(meta, NULL, NULL)); /* a file that will be refused: before any work */
     fake_writer f = {.src = src, .nplain = src->iface->n_plain(src->ctx)};
     src->iface->run(src->ctx, &f.run);
-    qd_checkpoint *ck = NULL;
-    QD_CHECK(qd_ckpt_open(model_dir, 0, &ck));
     int nblocks = 0;
     for (size_t i = 0; i < ck->ntensors; i++)
         if (block_of(ck->tensors[i]->name) + 1 > nblocks) nblocks = block_of(ck->tensors[i]->name) + 1;
@@ -178,6 +176,5 @@ qd_status qd_export_fake(const qd_export_opts *o, const qd_qsource *src, const c
 done:
     if (f.stw) qd_stw_abort(f.stw);
     if (od) qd_outdir_abort(od);
-    qd_ckpt_close(ck);
     return st;
 }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "qd-qsource.h"
+#include "qd-safetensors.h"
 #include "qd-status.h"
 
 /* QD_EXPORT_FAKE: qdist's own fake-quant directory (export-fake.c), what `qdist export` reads: every
@@ -63,9 +64,9 @@ qd_status qd_export_check_space(const char *out_dir, uint64_t need);
 
 /* The checkpoint formats (not QD_EXPORT_FAKE). */
 qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src);
-/* QD_EXPORT_FAKE: tensors in the order of the source checkpoint in model_dir (block by block, then the
- * rest); o->ct_naive, lm_head and verify do not apply. */
-qd_status qd_export_fake(const qd_export_opts *o, const qd_qsource *src, const char *model_dir);
+/* QD_EXPORT_FAKE: tensors in the order of the source checkpoint ck (the run's, opened once: its
+ * headers are enough; block by block, then the rest); o->ct_naive, lm_head and verify do not apply. */
+qd_status qd_export_fake(const qd_export_opts *o, const qd_qsource *src, const qd_checkpoint *ck);
 
 /* Read every quantized layer of src back from the export in dir through qd_qformat_read_linear and
  * compare with (code - zero) * scale computed with the scale as stored (F16 / model dtype), or, for

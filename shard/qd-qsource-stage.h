@@ -12,10 +12,13 @@
 #define QD_QSOURCE_STAGE_H
 
 #include "qd-qsource.h"
+#include "qd-safetensors.h"
 
-/* nblocks: the model's transformer blocks (every one must be staged); meta_dir: directory holding
- * config.json, tokenizer files and qdist_report.json for the export. */
-qd_status qd_qsource_open_stage(const char *staging_dir, const char *model_dir, int nblocks, const char *meta_dir,
+/* ck: the source checkpoint, opened with its data by the caller (the run's model handle), read
+ * through and not closed: it must outlive the source. nblocks: the model's transformer blocks (every
+ * one must be staged); meta_dir: directory holding config.json, tokenizer files and qdist_report.json
+ * for the export. */
+qd_status qd_qsource_open_stage(const char *staging_dir, const qd_checkpoint *ck, int nblocks, const char *meta_dir,
                                 const qd_qrun *run, qd_qsource *out);
 
 #endif

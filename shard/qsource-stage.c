@@ -36,7 +36,7 @@ struct stage_src {
     char dir[4096], meta[4096];
     qd_qrun run;
     int nblocks;
-    qd_checkpoint *ck;
+    const qd_checkpoint *ck; /* the caller's, mapped */
     size_t nlayers;
     struct layer_ref *layers;
     size_t nplain;
@@ -176,7 +176,6 @@ static void st_free(void *ctx) {
     if (!s) return;
     for (int i = 0; i < CACHE_SLOTS; i++) qd_staged_block_free(s->cache[i].b);
     pthread_mutex_destroy(&s->lock);
-    qd_ckpt_close(s->ck);
     free(s->layers);
     free(s->plain);
     free(s);
@@ -250,7 +249,7 @@ static qd_status index_plain(struct stage_src *s) {
     return QD_OK;
 }
 
-qd_status qd_qsource_open_stage(const char *staging_dir, const char *model_dir, int nblocks, const char *meta_dir,
+qd_status qd_qsource_open_stage(const char *staging_dir, const qd_checkpoint *ck, int nblocks, const char *meta_dir,
                                 const qd_qrun *run, qd_qsource *out) {
     out->iface = NULL;
     out->ctx = NULL;
@@ -266,7 +265,7 @@ qd_status qd_qsource_open_stage(const char *staging_dir, const char *model_dir, 
     }
     qd_status st;
     s->nblocks = nblocks;
-    QD_CHECK_GOTO(qd_ckpt_open(model_dir, 1, &s->ck), st, fail);
+    s->ck = ck;
     QD_CHECK_GOTO(index_layers(s), st, fail);
     QD_CHECK_GOTO(index_plain(s), st, fail);
     out->iface = &stage_iface;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qdist eval - perplexity of a model (original or fake-quant output) on a text file, by the papers'
  * protocol (src/eval/qd-eval.h). Prints "ppl P tokens N ..." or, with --json, one JSON object. */
+#include <stdint.h>
 #include <stdio.h>
 #include <cjson/cJSON.h>
 
@@ -10,8 +11,27 @@
 #include "qd-cli-numerics.h"
 #include "qd-commands.h"
 #include "qd-eval.h"
+#include "qd-fs.h"
 #include "qd-log.h"
-#include "qd-model.h"
+#include "qd-model-handle.h"
+#include "qd-st-writer.h"
+
+/* --dump-logits DIR: the first window's logits and ids in DIR/logits.safetensors ("logits" F32
+ * [seqlen-1, vocab], "ids" I32 [seqlen]), so tests can compare the forward with transformers directly. */
+static qd_status dump_logits(void *user, const int32_t *ids, size_t S, const float *logits, size_t V) {
+    const char *dir = user;
+    qd_stw *w = NULL;
+    QD_CHECK(qd_mkdir_p(dir));
+    QD_CHECK(qd_stw_open(dir, "logits", UINT64_MAX, &w));
+    int64_t ls[2] = {(int64_t)(S - 1), (int64_t)V}, is[1] = {(int64_t)S};
+    qd_status st = qd_stw_add(w, "logits", QD_DT_F32, 2, ls, logits, (S - 1) * V * sizeof(float));
+    if (st == QD_OK) st = qd_stw_add(w, "ids", QD_DT_I32, 1, is, ids, S * sizeof(int32_t));
+    if (st != QD_OK) {
+        qd_stw_abort(w);
+        return st;
+    }
+    return qd_stw_finish(w);
+}
 
 qd_status qd_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *backend = "auto", *numerics = "fast", *math = "auto";
@@ -43,14 +63,19 @@ qd_status qd_cmd_eval(int argc, char **argv) {
     if (!data) return qd_fail(QD_ERR_USAGE, "eval: --data FILE is required");
     qd_backend_spec bs;
     QD_CHECK(qd_backend_spec_parse(backend, numerics, &bs));
-    qd_model_cfg cfg;
-    QD_CHECK(qd_model_cfg_load(model, &cfg));
-    QD_CHECK(qd_backend_spec_set_math(&bs, math, cfg.dtype));
-    qd_backend_t be;
-    QD_CHECK(qd_backend_open(&bs, &be));
-    struct qd_eval_opts eo = {.seqlen = (size_t)seqlen, .max_windows = (size_t)max_windows, .logits_dir = logits_dir};
+    qd_model *m; /* config.json and the checkpoint headers, read and checked once */
+    QD_CHECK(qd_model_open(model, 1, &m));
+    qd_backend_t be = NULL;
+    qd_status st = qd_backend_spec_set_math(&bs, math, qd_model_cfg_of(m)->dtype);
+    if (st == QD_OK) st = qd_backend_open(&bs, &be);
+    if (st != QD_OK) {
+        qd_model_close(m);
+        return st;
+    }
+    struct qd_eval_opts eo = {.seqlen = (size_t)seqlen, .max_windows = (size_t)max_windows,
+                              .first_window = logits_dir ? dump_logits : NULL, .user = (void *)logits_dir};
     struct qd_eval_result r;
-    qd_status st = qd_eval_ppl_file(be, model, data, &eo, &r);
+    st = qd_eval_ppl_file(be, m, data, &eo, &r);
     const char *bname = qd_be_name(be);
     if (st == QD_OK && json) {
         cJSON *o = cJSON_CreateObject();
@@ -74,5 +99,6 @@ qd_status qd_cmd_eval(int argc, char **argv) {
                r.scored_tokens, r.windows, r.seqlen, r.text_tokens, r.seconds, bname);
     }
     qd_be_free(be);
+    qd_model_close(m);
     return st;
 }

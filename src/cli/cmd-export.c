@@ -9,7 +9,7 @@
 #include "qd-commands.h"
 #include "qd-export.h"
 #include "qd-log.h"
-#include "qd-model.h"
+#include "qd-model-handle.h"
 #include "qd-paths.h"
 #include "qd-qsource.h"
 #include "qd-st-writer.h"
@@ -55,13 +55,9 @@ qd_status qd_cmd_export(int argc, char **argv) {
     if (o.ct_naive && o.format != QD_EXPORT_CT)
         return qd_fail(QD_ERR_USAGE, "export: --ct-format applies to --format compressed-tensors only");
     /* the fake directory's tensors against its config.json, before anything is written */
-    qd_model_cfg cfg;
-    QD_CHECK(qd_model_cfg_load(input, &cfg));
-    qd_checkpoint *ck;
-    QD_CHECK(qd_ckpt_open(input, 0, &ck));
-    qd_status cst = qd_model_check_ckpt(&cfg, ck, 0);
-    qd_ckpt_close(ck);
-    QD_CHECK(cst);
+    qd_model *m;
+    QD_CHECK(qd_model_open(input, 0, &m)); /* reads the headers and checks them against config.json */
+    qd_model_close(m);
     qd_qsource src;
     QD_CHECK(qd_qsource_open_fake(input, &src));
     qd_status st = qd_export_run(&o, &src);

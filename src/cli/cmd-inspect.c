@@ -20,8 +20,7 @@
 #include "qd-esc.h"
 #include "qd-fs.h"
 #include "qd-log.h"
-#include "qd-model.h"
-#include "qd-safetensors.h"
+#include "qd-model-ckpt.h"
 
 typedef struct ins_tensor {
     const qd_st_tensor *t;

@@ -11,7 +11,6 @@
 #include "qd-eval.h"
 #include "qd-fs.h"
 #include "qd-lm.h"
-#include "qd-st-writer.h"
 #include "qd-log.h"
 #include "qd-tokenizer.h"
 #include "tok-unicode.h"
@@ -24,31 +23,16 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The first window's logits and ids, so tests can compare the forward with transformers directly. */
-static qd_status dump_logits(const char *dir, const int32_t *win, size_t S, size_t V, const float *host) {
-    qd_stw *w = NULL;
-    QD_CHECK(qd_mkdir_p(dir));
-    QD_CHECK(qd_stw_open(dir, "logits", UINT64_MAX, &w));
-    int64_t ls[2] = {(int64_t)(S - 1), (int64_t)V}, is[1] = {(int64_t)S};
-    qd_status st = qd_stw_add(w, "logits", QD_DT_F32, 2, ls, host, (S - 1) * V * sizeof(float));
-    if (st == QD_OK) st = qd_stw_add(w, "ids", QD_DT_I32, 1, is, win, S * sizeof(int32_t));
-    if (st != QD_OK) {
-        qd_stw_abort(w);
-        return st;
-    }
-    return qd_stw_finish(w);
-}
-
-static qd_status run_windows(qd_lm *lm, const int32_t *ids, size_t windows, size_t S, const char *logits_dir,
+static qd_status run_windows(qd_lm *lm, const int32_t *ids, size_t windows, size_t S, const struct qd_eval_opts *o,
                              double *nll) {
     qd_backend_t be = lm->be;
     size_t V = (size_t)lm->cfg.vocab;
     qd_buf_t logits = NULL, targets = NULL;
     float *host = NULL;
     qd_status st;
-    if (logits_dir && windows) {
+    if (o->first_window && windows) {
         host = malloc((S - 1) * V * sizeof(float) + 1);
-        if (!host) return qd_fail(QD_ERR_NOMEM, "eval: out of memory for the logits dump");
+        if (!host) return qd_fail(QD_ERR_NOMEM, "eval: out of memory for the first window's logits");
     }
     QD_CHECK_GOTO(qd_buf_alloc(be, QD_EVAL_LOGIT_ROWS * V, &logits), st, out);
     QD_CHECK_GOTO(qd_buf_alloc(be, S, &targets), st, out);
@@ -78,7 +62,7 @@ static qd_status run_windows(qd_lm *lm, const int32_t *ids, size_t windows, size
             *nll += sum;
         }
         qd_debug("eval: window %zu/%zu running ppl %.4f", w + 1, windows, exp(*nll / ((w + 1) * (S - 1))));
-        if (host && w == 0) QD_CHECK_GOTO(dump_logits(logits_dir, win, S, V, host), st, out);
+        if (host && w == 0) QD_CHECK_GOTO(o->first_window(o->user, win, S, host, V), st, out);
     }
 out:
     free(host);
@@ -87,11 +71,10 @@ out:
     return st;
 }
 
-qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t *ids, size_t n,
+qd_status qd_eval_ppl_ids(qd_backend_t be, const qd_model *m, const int32_t *ids, size_t n,
                           const struct qd_eval_opts *opts, struct qd_eval_result *out) {
     double t0 = now_s();
-    qd_model_cfg cfg;
-    QD_CHECK(qd_model_cfg_load(model_dir, &cfg));
+    const qd_model_cfg cfg = *qd_model_cfg_of(m);
     size_t S = opts->seqlen;
     if (!S) S = cfg.max_pos > 0 && cfg.max_pos < 2048 ? (size_t)cfg.max_pos : 2048;
     if (S < 2) return qd_fail(QD_ERR_USAGE, "eval: sequence length %zu is too short (>= 2)", S);
@@ -103,9 +86,9 @@ qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t 
         return qd_fail(QD_ERR_FORMAT, "%s: the text has %zu tokens, fewer than one window of %zu (--seqlen)",
                        opts->data_name ? opts->data_name : "eval", n, S);
     qd_lm *lm;
-    QD_CHECK(qd_lm_open(be, model_dir, S, 1, &lm));
+    QD_CHECK(qd_lm_open(be, m, S, 1, &lm));
     double nll = 0;
-    qd_status st = run_windows(lm, ids, windows, S, opts->logits_dir, &nll);
+    qd_status st = run_windows(lm, ids, windows, S, opts, &nll);
     qd_lm_close(lm);
     if (st != QD_OK) return st;
     out->seqlen = S;
@@ -118,12 +101,10 @@ qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t 
     return QD_OK;
 }
 
-qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *data_path,
-                           const struct qd_eval_opts *opts, struct qd_eval_result *out) {
+qd_status qd_eval_ppl_file(qd_backend_t be, const qd_model *m, const char *data_path,
+                          const struct qd_eval_opts *opts, struct qd_eval_result *out) {
     char *text = NULL;
     size_t len = 0;
-    qd_model_cfg cfg; /* first: the tokenizer loader also takes a file, and would read --model FILE as one */
-    QD_CHECK(qd_model_cfg_load(model_dir, &cfg));
     QD_CHECK(qd_read_file(data_path, (size_t)1 << 32, &text, &len));
     /* perplexity of a binary file or another encoding is a number about nothing: refuse it, as Python's
      * open(path, encoding="utf-8").read() would */
@@ -141,9 +122,9 @@ qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *d
     qd_tokenizer *tok = NULL;
     qd_ids ids = {0};
     qd_status st;
-    QD_CHECK_GOTO(qd_tokenizer_load(model_dir, &tok), st, done);
+    QD_CHECK_GOTO(qd_tokenizer_load(qd_model_dir(m), &tok), st, done);
     QD_CHECK_GOTO(qd_tokenizer_encode(tok, text, len, 1, &ids), st, done);
-    QD_CHECK_GOTO(qd_eval_ppl_ids(be, model_dir, ids.ids, ids.n, opts, out), st, done);
+    QD_CHECK_GOTO(qd_eval_ppl_ids(be, m, ids.ids, ids.n, opts, out), st, done);
 done:
     qd_ids_free(&ids);
     qd_tokenizer_free(tok);

@@ -15,12 +15,15 @@
 #include <stdint.h>
 
 #include "qd-backend.h"
+#include "qd-model-handle.h"
 
 struct qd_eval_opts {
     size_t seqlen;      /* 0: default */
     size_t max_windows; /* 0: all */
-    const char *logits_dir; /* optional: write the first window's logits ("logits" F32 [seqlen-1, vocab])
-                               and ids ("ids" I32 [seqlen]) to DIR/logits.safetensors, for tests */
+    /* optional: handed the first window's ids [seqlen] and its logits [seqlen-1, vocab] (host fp32)
+     * once they are computed (`qdist eval --dump-logits` writes them for tests); an error stops the eval */
+    qd_status (*first_window)(void *user, const int32_t *ids, size_t seqlen, const float *logits, size_t vocab);
+    void *user;
     const char *data_name;  /* optional: the text's file, named in errors about it */
 };
 
@@ -34,10 +37,12 @@ struct qd_eval_result {
     double seconds;
 };
 
-qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t *ids, size_t n,
+/* m: opened with its data (qd_model_open), kept open by the caller. */
+qd_status qd_eval_ppl_ids(qd_backend_t be, const qd_model *m, const int32_t *ids, size_t n,
                           const struct qd_eval_opts *opts, struct qd_eval_result *out);
-/* Reads data_path (UTF-8 text: a NUL byte or an invalid sequence is refused with its offset), tokenises it with model_dir's tokenizer, then as above. */
-qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *data_path,
+/* Reads data_path (UTF-8 text: a NUL byte or an invalid sequence is refused with its offset), tokenises
+ * it with the model directory's tokenizer, then as above. */
+qd_status qd_eval_ppl_file(qd_backend_t be, const qd_model *m, const char *data_path,
                            const struct qd_eval_opts *opts, struct qd_eval_result *out);
 
 #endif

@@ -17,26 +17,24 @@ void qd_lm_close(qd_lm *lm) {
     qd_fwd_free(lm->fwd);
     qd_buf_free(lm->x);
     qd_buf_free(lm->y);
-    qd_ckpt_close(lm->ck);
     free(lm);
 }
 
-qd_status qd_lm_open(qd_backend_t be, const char *model_dir, size_t seq_len, size_t max_seqs, qd_lm **out) {
+qd_status qd_lm_open(qd_backend_t be, const qd_model *m, size_t seq_len, size_t max_seqs, qd_lm **out) {
     qd_lm *lm;
     QD_ALLOC(lm, 1);
     lm->be = be;
-    snprintf(lm->dir, sizeof lm->dir, "%s", model_dir);
+    snprintf(lm->dir, sizeof lm->dir, "%s", qd_model_dir(m));
+    lm->model = m;
+    lm->cfg = *qd_model_cfg_of(m);
     qd_status st;
-    QD_CHECK_GOTO(qd_model_cfg_load(model_dir, &lm->cfg), st, fail);
-    QD_CHECK_GOTO(qd_ckpt_open(model_dir, 1, &lm->ck), st, fail);
-    QD_CHECK_GOTO(qd_model_check_ckpt(&lm->cfg, lm->ck, 0), st, fail);
-    QD_CHECK_GOTO(qd_head_load(be, &lm->cfg, lm->ck, 1, &lm->head), st, fail);
+    QD_CHECK_GOTO(qd_model_head_load(be, lm->model, 1, &lm->head), st, fail);
     lm->blocks = calloc((size_t)lm->cfg.nlayers, sizeof *lm->blocks);
     if (!lm->blocks) {
-        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory for %d blocks", model_dir, lm->cfg.nlayers);
+        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory for %d blocks", lm->dir, lm->cfg.nlayers);
         goto fail;
     }
-    for (int i = 0; i < lm->cfg.nlayers; i++) QD_CHECK_GOTO(qd_block_w_load(be, &lm->cfg, lm->ck, i, &lm->blocks[i]), st, fail);
+    for (int i = 0; i < lm->cfg.nlayers; i++) QD_CHECK_GOTO(qd_model_block_load(be, lm->model, i, &lm->blocks[i]), st, fail);
     QD_CHECK_GOTO(qd_fwd_create(be, &lm->cfg, seq_len, max_seqs, &lm->fwd), st, fail);
     QD_CHECK_GOTO(qd_buf_alloc(be, seq_len * max_seqs * (size_t)lm->cfg.hidden, &lm->x), st, fail);
     QD_CHECK_GOTO(qd_buf_alloc(be, seq_len * max_seqs * (size_t)lm->cfg.hidden, &lm->y), st, fail);

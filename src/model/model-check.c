@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT
- * model-check.c - does the checkpoint hold the model config.json describes (contract in qd-model.h)?
+ * model-check.c - does the checkpoint hold the model config.json describes (contract in
+ * qd-model-ckpt.h)? What a block holds comes from its architecture's table (qd-arch.h).
  *
  * Run before any work so that a mismatch is reported at once, naming the file and the config fields,
  * instead of when its block is reached (after the earlier blocks were quantized), or as a misleading
  * "missing" error for a tensor that is there with another dtype.
  */
-#include "qd-model.h"
+#include "qd-arch.h"
+#include "qd-model-ckpt.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -109,52 +111,29 @@ static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkp
     return check_tensor(warn, ck, name, w);
 }
 
+/* every tensor the architecture's table lists for this config, in the table's order */
 static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, int b) {
-    const int64_t H = cfg->hidden, I = cfg->intermediate, hd = cfg->head_dim;
-    const int64_t qo = (int64_t)cfg->nheads * hd, kvo = (int64_t)cfg->nkv * hd;
-    /* the config fields each dim comes from, with their values: "intermediate_size=128, hidden_size=64" */
-    char f_q[96], f_kv[96], f_o[96], f_up[96], f_down[96];
-    snprintf(f_q, sizeof f_q, "num_attention_heads=%d, head_dim=%d, hidden_size=%d", cfg->nheads, cfg->head_dim,
-             cfg->hidden);
-    snprintf(f_kv, sizeof f_kv, "num_key_value_heads=%d, head_dim=%d, hidden_size=%d", cfg->nkv, cfg->head_dim,
-             cfg->hidden);
-    snprintf(f_o, sizeof f_o, "hidden_size=%d, num_attention_heads=%d, head_dim=%d", cfg->hidden, cfg->nheads,
-             cfg->head_dim);
-    snprintf(f_up, sizeof f_up, "intermediate_size=%d, hidden_size=%d", cfg->intermediate, cfg->hidden);
-    snprintf(f_down, sizeof f_down, "hidden_size=%d, intermediate_size=%d", cfg->hidden, cfg->intermediate);
-    const char *names[QD_MAX_LINEARS];
-    int groups[QD_MAX_LINEARS];
-    int n = qd_model_linear_names(cfg, names, groups);
-    /* in qd_model_linear_names' order: q, k, v, o, gate, up, down */
-    const want lin[QD_MAX_LINEARS] = {
-        {2, {qo, H}, f_q},  {2, {kvo, H}, f_kv}, {2, {kvo, H}, f_kv}, {2, {H, qo}, f_o},
-        {2, {I, H}, f_up},  {2, {I, H}, f_up},   {2, {H, I}, f_down},
-    };
-    const int has_bias[QD_MAX_LINEARS] = {cfg->attn_bias, cfg->attn_bias, cfg->attn_bias, cfg->o_bias,
-                                          cfg->mlp_bias,  cfg->mlp_bias,  cfg->mlp_bias};
-    char prefix[256], name[320];
-    for (int l = 0; l < n; l++) {
-        snprintf(prefix, sizeof prefix, "model.layers.%d.%s", b, names[l]);
-        QD_CHECK(check_linear(warn, cfg, ck, prefix, &lin[l]));
-        if (has_bias[l]) {
-            want wb = {1, {lin[l].dims[0], 0}, lin[l].fields};
-            snprintf(name, sizeof name, "%s.bias", prefix);
-            QD_CHECK(check_tensor(warn, ck, name, &wb));
+    const struct qd_arch *a = cfg->arch;
+    char name[320], prefix[256], fields[96];
+    for (size_t i = 0; i < a->ntensors; i++) {
+        const struct qd_block_tensor *bt = &a->tensors[i];
+        if (bt->present && !bt->present(cfg)) continue;
+        want w = {1, {0, 0}, fields};
+        if (bt->role == QD_T_NORM) {
+            const int q = bt->slot == QD_NORM_Q || bt->slot == QD_NORM_K;
+            w.dims[0] = qd_model_norm_size(cfg, (qd_norm)bt->slot);
+            snprintf(fields, sizeof fields, "%s=%d", q ? "head_dim" : "hidden_size", q ? cfg->head_dim : cfg->hidden);
+        } else {
+            a->linear_shape(cfg, (qd_lin)bt->slot, &w.dims[0], &w.dims[1], fields, sizeof fields);
+            w.ndim = bt->role == QD_T_LINEAR_W ? 2 : 1;
         }
-    }
-    char f_h[64], f_hd[64];
-    snprintf(f_h, sizeof f_h, "hidden_size=%d", cfg->hidden);
-    snprintf(f_hd, sizeof f_hd, "head_dim=%d", cfg->head_dim);
-    const want norm = {1, {H, 0}, f_h}, qk = {1, {hd, 0}, f_hd};
-    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", b);
-    QD_CHECK(check_tensor(warn, ck, name, &norm));
-    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", b);
-    QD_CHECK(check_tensor(warn, ck, name, &norm));
-    if (cfg->qk_norm) {
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", b);
-        QD_CHECK(check_tensor(warn, ck, name, &qk));
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", b);
-        QD_CHECK(check_tensor(warn, ck, name, &qk));
+        if (bt->role == QD_T_LINEAR_W) {
+            snprintf(prefix, sizeof prefix, "model.layers.%d.%s", b, qd_lin_name((qd_lin)bt->slot));
+            QD_CHECK(check_linear(warn, cfg, ck, prefix, &w));
+        } else {
+            snprintf(name, sizeof name, "model.layers.%d.%s", b, bt->suffix);
+            QD_CHECK(check_tensor(warn, ck, name, &w));
+        }
     }
     return QD_OK;
 }

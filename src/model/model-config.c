@@ -4,7 +4,8 @@
  * Defaults follow the transformers config classes of the supported architectures, so a config that
  * transformers loads means the same thing here. Anything we cannot honour (MoE, unknown rope types,
  * per-layer rope parameters) is refused by name rather than silently approximated: a wrong rope would
- * quantize against the wrong activations without any visible error.
+ * quantize against the wrong activations without any visible error. The fields every family shares
+ * are read here; each architecture reads its own flags (qd-arch.h read_flags).
  */
 #include "qd-model.h"
 
@@ -16,30 +17,14 @@
 
 #include <cjson/cJSON.h>
 
+#include "qd-arch.h"
 #include "qd-check.h"
 #include "qd-fs.h"
 #include "qd-json.h"
 #include "qd-log.h"
+#include "qd-model-json.h"
 
 #define QD_MAX_CONFIG_BYTES (16u << 20)
-
-static const struct {
-    const char *name;
-    qd_arch arch;
-} supported[] = {
-    {"LlamaForCausalLM", QD_ARCH_LLAMA},
-    {"MistralForCausalLM", QD_ARCH_MISTRAL},
-    {"Qwen2ForCausalLM", QD_ARCH_QWEN2},
-    {"Qwen3ForCausalLM", QD_ARCH_QWEN3},
-};
-
-static const struct {
-    const char *model_type;
-    const char *arch_name;
-} by_model_type[] = {
-    {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
-    {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
-};
 
 /* mixture-of-experts families, recognised so the refusal can say what the model is */
 static const char *const moe_archs[] = {
@@ -53,10 +38,6 @@ static const char *const moe_archs[] = {
 };
 
 static const char *const moe_fields[] = {"num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"};
-
-const char *qd_arch_supported_list(void) {
-    return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
-}
 
 static const char *type_name(const cJSON *v) {
     if (!v) return "missing";
@@ -224,6 +205,8 @@ static int name_in(const char *name, const char *const *list, size_t n) {
 }
 
 static qd_status parse_arch(const cJSON *root, const char *path, qd_model_cfg *c) {
+    char supported[256];
+    qd_arch_supported_list(supported, sizeof supported);
     const cJSON *archs = field(root, "architectures");
     const cJSON *mt = field(root, "model_type");
     if (mt && !cJSON_IsString(mt))
@@ -236,11 +219,11 @@ static qd_status parse_arch(const cJSON *root, const char *path, qd_model_cfg *c
                            type_name(archs));
         name = archs->child->valuestring;
     } else if (mt) {
-        for (size_t i = 0; i < sizeof by_model_type / sizeof by_model_type[0]; i++)
-            if (strcmp(mt->valuestring, by_model_type[i].model_type) == 0) name = by_model_type[i].arch_name;
-        if (!name)
+        const struct qd_arch *a = qd_arch_by_model_type(mt->valuestring);
+        if (!a)
             return qd_fail(QD_ERR_UNSUPPORTED, "%s: no \"architectures\" and model_type '%.40s' is not supported "
-                           "(supported: %s)", path, mt->valuestring, qd_arch_supported_list());
+                           "(supported: %s)", path, mt->valuestring, supported);
+        name = a->name;
     } else {
         return qd_fail(QD_ERR_FORMAT, "%s: required field \"architectures\" is missing", path);
     }
@@ -255,14 +238,11 @@ static qd_status parse_arch(const cJSON *root, const char *path, qd_model_cfg *c
     if (moe || moe_field)
         return qd_fail(QD_ERR_UNSUPPORTED, "%s: %.64s is a mixture-of-experts model%s%s%s; MoE is not supported yet "
                        "(supported: %s)", path, name, moe_field ? " (" : "", moe_field ? moe_field : "",
-                       moe_field ? " is set)" : "", qd_arch_supported_list());
-    for (size_t i = 0; i < sizeof supported / sizeof supported[0]; i++)
-        if (strcmp(name, supported[i].name) == 0) {
-            c->arch = supported[i].arch;
-            return QD_OK;
-        }
+                       moe_field ? " is set)" : "", supported);
+    c->arch = qd_arch_find(name);
+    if (c->arch) return QD_OK;
     return qd_fail(QD_ERR_UNSUPPORTED, "%s: architecture '%.64s' is not supported (supported: %s)", path, name,
-                   qd_arch_supported_list());
+                   supported);
 }
 
 static qd_status parse_sizes(const cJSON *root, const char *path, qd_model_cfg *c) {
@@ -294,32 +274,10 @@ static qd_status parse_sizes(const cJSON *root, const char *path, qd_model_cfg *
     return QD_OK;
 }
 
-/* Architecture-specific flags, as the transformers modeling code of each family builds its layers. */
+/* The architecture's own flags, then what every family carries. */
 static qd_status parse_flags(const cJSON *root, const char *path, qd_model_cfg *c) {
     QD_CHECK(get_bool(root, "tie_word_embeddings", 0, path, &c->tie_embed));
-    int attn_bias = 0, use_sw = 0;
-    switch (c->arch) {
-    case QD_ARCH_LLAMA:
-        QD_CHECK(get_bool(root, "attention_bias", 0, path, &attn_bias));
-        QD_CHECK(get_bool(root, "mlp_bias", 0, path, &c->mlp_bias));
-        c->attn_bias = c->o_bias = attn_bias;
-        break;
-    case QD_ARCH_MISTRAL:
-        QD_CHECK(get_int(root, "sliding_window", 0, path, &c->sliding_window));
-        break;
-    case QD_ARCH_QWEN2: /* q/k/v always carry a bias in Qwen2, o_proj never */
-        c->attn_bias = 1;
-        QD_CHECK(get_bool(root, "use_sliding_window", 0, path, &use_sw));
-        if (use_sw) QD_CHECK(get_int(root, "sliding_window", 0, path, &c->sliding_window));
-        break;
-    case QD_ARCH_QWEN3:
-        QD_CHECK(get_bool(root, "attention_bias", 0, path, &attn_bias));
-        c->attn_bias = c->o_bias = attn_bias;
-        c->qk_norm = 1;
-        QD_CHECK(get_bool(root, "use_sliding_window", 0, path, &use_sw));
-        if (use_sw) QD_CHECK(get_int(root, "sliding_window", 0, path, &c->sliding_window));
-        break;
-    }
+    QD_CHECK(c->arch->read_flags(root, path, c));
     QD_CHECK(get_token(root, "bos_token_id", path, &c->bos_id));
     QD_CHECK(get_token(root, "eos_token_id", path, &c->eos_id));
     const cJSON *q = field(root, "quantization_config");
@@ -331,6 +289,14 @@ static qd_status parse_flags(const cJSON *root, const char *path, qd_model_cfg *
         snprintf(c->quant_method, sizeof c->quant_method, "%s", cJSON_IsString(m) ? m->valuestring : "unknown");
     }
     return QD_OK;
+}
+
+qd_status qd_cfg_int(const cJSON *o, const char *name, int def, const char *path, int *out) {
+    return get_int(o, name, def, path, out);
+}
+
+qd_status qd_cfg_bool(const cJSON *o, const char *name, int def, const char *path, int *out) {
+    return get_bool(o, name, def, path, out);
 }
 
 qd_status qd_model_cfg_parse(const char *json, const char *path, qd_model_cfg *out) {

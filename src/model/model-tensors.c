@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * model-tensors.c - which part of the model a tensor name belongs to, and a block's Linear layers.
+ * model-tensors.c - which part of the model a tensor name belongs to.
  *
  * The four supported architectures share the Llama naming (model.embed_tokens, model.layers.<i>.*,
  * model.norm, lm_head), so the mapping needs the config only to bound the block index.
@@ -49,18 +49,4 @@ qd_part qd_model_classify(const qd_model_cfg *cfg, const char *tensor_name, int 
     }
     set_module(module, module_cap, tensor_name);
     return QD_PART_OTHER;
-}
-
-int qd_model_linear_names(const qd_model_cfg *cfg, const char **names, int *groups) {
-    static const char *const linears[QD_MAX_LINEARS] = {
-        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-        "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
-    };
-    static const int seq_groups[QD_MAX_LINEARS] = {0, 0, 0, 1, 2, 2, 3};
-    (void)cfg; /* all supported architectures share this layout */
-    for (int i = 0; i < QD_MAX_LINEARS; i++) {
-        if (names) names[i] = linears[i];
-        if (groups) groups[i] = seq_groups[i];
-    }
-    return QD_MAX_LINEARS;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qd-model.h - the model description read from a Hugging Face config.json.
  *
- * Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM. Other
+ * Supported: the architectures listed in arch.c (Llama, Mistral, Qwen2, Qwen3; qd-arch.h). Other
  * architectures are refused with a message listing these; MoE configs (Mixtral, Qwen2/3-MoE,
  * DeepSeek, ...) are recognised and refused by name. Rope parameters are read from either the hub
  * form (rope_theta + rope_scaling) or the newer rope_parameters form. Missing required fields and
@@ -11,18 +11,29 @@
  * every product of two dims fits in 64 bits and every Linear's N and K in an int.
  *
  * Tensor names map to parts: the embedding, a block (model.layers.<i>.<module>), the final norm,
- * lm_head. qd_model_linear_names lists a block's Linear modules in true-sequential order.
+ * lm_head. qd_model_linear_names lists a block's Linear modules in true-sequential order. What differs
+ * between architectures (flags, block tensors, Linear shapes) lives in one arch-<name>.c each
+ * (qd-arch.h); the opened checkpoint is qd-model-handle.h's qd_model.
  */
 #ifndef QD_MODEL_H
 #define QD_MODEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "qd-dtype.h"
-#include "qd-safetensors.h"
 #include "qd-status.h"
 
-typedef enum { QD_ARCH_LLAMA, QD_ARCH_MISTRAL, QD_ARCH_QWEN2, QD_ARCH_QWEN3 } qd_arch;
+struct qd_arch; /* qd-arch.h */
+
+/* The Linears of a decoder block, in true-sequential order. */
+typedef enum { QD_LIN_Q, QD_LIN_K, QD_LIN_V, QD_LIN_O, QD_LIN_GATE, QD_LIN_UP, QD_LIN_DOWN, QD_NLIN } qd_lin;
+const char *qd_lin_name(qd_lin l);  /* "self_attn.q_proj", ... (qd_model_linear_names order) */
+int qd_lin_group(qd_lin l);         /* true-sequential group: [q,k,v]=0 [o]=1 [gate,up]=2 [down]=3 */
+qd_lin qd_lin_group_first(int group); /* the Linear whose capture carries the group's input */
+
+/* The RMSNorms of a block: before attention, before the MLP, and Qwen3's per-head q/k norms. */
+typedef enum { QD_NORM_IN, QD_NORM_POST, QD_NORM_Q, QD_NORM_K, QD_NNORM } qd_norm;
 
 typedef enum { QD_ROPE_DEFAULT, QD_ROPE_LLAMA3, QD_ROPE_LINEAR } qd_rope_type;
 
@@ -36,7 +47,7 @@ typedef struct qd_rope {
 } qd_rope;
 
 typedef struct qd_model_cfg {
-    qd_arch arch;
+    const struct qd_arch *arch; /* one of arch.c's list */
     char arch_name[64];   /* the "architectures"[0] string */
     char model_type[32];
     int hidden;
@@ -72,18 +83,13 @@ typedef enum { QD_PART_EMBED, QD_PART_BLOCK, QD_PART_FINAL_NORM, QD_PART_LM_HEAD
 qd_part qd_model_classify(const qd_model_cfg *cfg, const char *tensor_name, int *block,
                           char *module, size_t module_cap);
 
-#define QD_MAX_LINEARS 7
+#define QD_MAX_LINEARS QD_NLIN
 /* The block's Linear modules ("self_attn.q_proj", ..., "mlp.down_proj") in true-sequential order;
  * groups[i] is the index of the sequential group of names[i]: [q,k,v]=0 [o]=1 [gate,up]=2 [down]=3. */
 int qd_model_linear_names(const qd_model_cfg *cfg, const char **names, int *groups);
-const char *qd_arch_supported_list(void); /* "LlamaForCausalLM, MistralForCausalLM, ..." */
-
-/* The checkpoint holds exactly the blocks 0..num_hidden_layers-1, each with every tensor the config
- * implies, in a float dtype and the shape the config gives (a quantized config: any stored form of a
- * Linear), plus the embedding and final norm. Called before any work by quantize, eval, export and
- * inspect; the error names the file, the tensor and the config fields that disagree. Reads headers only.
- * warn = 1 (inspect, which shows partial checkpoints too): the first mismatch is printed as a warning. */
-qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, int warn);
+/* Linear lin of every block is [N, K] (out_features, in_features), as cfg's architecture builds it. */
+void qd_model_linear_shape(const qd_model_cfg *cfg, qd_lin lin, int64_t *N, int64_t *K);
+int64_t qd_model_norm_size(const qd_model_cfg *cfg, qd_norm norm);
 
 /* Copy config.json, generation_config.json and the tokenizer files that exist in src_dir to dst_dir
  * (what a converted checkpoint carries over besides its weights), by the rules of qd-meta-files.h:

@@ -27,10 +27,11 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
     c->be = be;
     c->cfg = cfg;
     c->o = *opts;
-    size_t qo = (size_t)cfg->nheads * cfg->head_dim;
-    c->gK[0] = c->gK[2] = (size_t)cfg->hidden;
-    c->gK[1] = qo;
-    c->gK[3] = (size_t)cfg->intermediate;
+    for (int g = 0; g < 4; g++) { /* a group's Linears share their input: its first one's K */
+        int64_t K;
+        qd_model_linear_shape(cfg, qd_lin_group_first(g), NULL, &K);
+        c->gK[g] = (size_t)K;
+    }
     if (opts->nseq) {
         size_t tokens = opts->chunk_tokens ? opts->chunk_tokens : 8192;
         c->chunk_seqs = tokens / opts->seq_len ? tokens / opts->seq_len : 1;

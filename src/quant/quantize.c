@@ -271,19 +271,27 @@ qd_status qd_quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t
 }
 
 size_t qd_quantize_resident_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o) {
-    size_t qo = (size_t)cfg->nheads * (size_t)cfg->head_dim;
-    return o->nseq * o->seq_len * (qo + (size_t)cfg->hidden + (size_t)cfg->intermediate) * 4;
+    int64_t att, mlp; /* the inputs of o_proj and down_proj, kept with the residual */
+    qd_model_linear_shape(cfg, QD_LIN_O, NULL, &att);
+    qd_model_linear_shape(cfg, QD_LIN_DOWN, NULL, &mlp);
+    return o->nseq * o->seq_len * ((size_t)att + (size_t)cfg->hidden + (size_t)mlp) * 4;
 }
 
 size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o) {
-    size_t H = (size_t)cfg->hidden, I = (size_t)cfg->intermediate, hd = (size_t)cfg->head_dim;
-    size_t qo = (size_t)cfg->nheads * hd, kvo = (size_t)cfg->nkv * hd, wide = H > qo ? H : qo;
-    size_t rows = o->nseq * o->seq_len;
+    int64_t q_n, kv_n, gate_n, n, k;
+    qd_model_linear_shape(cfg, QD_LIN_Q, &q_n, NULL);
+    qd_model_linear_shape(cfg, QD_LIN_K, &kv_n, NULL);
+    qd_model_linear_shape(cfg, QD_LIN_GATE, &gate_n, NULL);
+    size_t H = (size_t)cfg->hidden, I = (size_t)gate_n, qo = (size_t)q_n, kvo = (size_t)kv_n, wide = H > qo ? H : qo;
+    size_t rows = o->nseq * o->seq_len, weights = 0;
+    for (int l = 0; l < QD_NLIN; l++) { /* the block, fp32 */
+        qd_model_linear_shape(cfg, (qd_lin)l, &n, &k);
+        weights += (size_t)n * (size_t)k;
+    }
     size_t tokens = o->chunk_tokens ? o->chunk_tokens : 8192, seqs = o->seq_len ? tokens / o->seq_len : 0;
     if (!seqs) seqs = 1;
     if (seqs > o->nseq) seqs = o->nseq;
     size_t crow = seqs * o->seq_len;
-    size_t weights = H * (qo + 2 * kvo) + qo * H + 3 * H * I;                 /* the block, fp32 */
     size_t hess = 2 * H * H + qo * qo + I * I;                                /* four Hessians (no copy) */
     size_t fwd = crow * (wide + 2 * qo + 2 * kvo + 2 * H + 2 * I) + crow * (wide + H); /* forward + resident scratch */
     size_t layer = I * I * 2 + 3 * H * I; /* chol's fp64 copy (U is made in H), W/codes/Wp */

@@ -13,6 +13,7 @@
 #include "qd-backend-cpu.h"
 #include "qd-fs.h"
 #include "qd-lm.h"
+#include "qd-model-ckpt.h"
 #include "qd-log.h"
 #include "qd-st-writer.h"
 #include "qd-test.h"
@@ -151,9 +152,15 @@ static void naive_logits(const qd_model_cfg *c, const qd_checkpoint *ck, const i
 }
 
 static void compare_model(const char *dir, int T) {
+    qd_model *m;
     qd_lm *lm;
-    if (qd_lm_open(be, dir, (size_t)T, 2, &lm) != QD_OK) {
+    if (qd_model_open(dir, 1, &m) != QD_OK) {
+        QD_EXPECT(!"qd_model_open failed");
+        return;
+    }
+    if (qd_lm_open(be, m, (size_t)T, 2, &lm) != QD_OK) {
         QD_EXPECT(!"qd_lm_open failed");
+        qd_model_close(m);
         return;
     }
     int V = lm->cfg.vocab;
@@ -167,7 +174,7 @@ static void compare_model(const char *dir, int T) {
     qd_be_download(be, &(struct qd_download_args){.src = QD_REF(lg, 0), .dst = got, .n = (size_t)2 * T * V});
     double *ref = malloc(sizeof *ref * T * V);
     for (int s = 0; s < 2; s++) {
-        naive_logits(&lm->cfg, lm->ck, ids + s * T, T, ref);
+        naive_logits(&lm->cfg, qd_model_ckpt(lm->model), ids + s * T, T, ref);
         double num = 0, den = 0;
         for (size_t i = 0; i < (size_t)T * V; i++) {
             num = fmax(num, fabs(got[(size_t)s * T * V + i] - ref[i]));
@@ -179,6 +186,7 @@ static void compare_model(const char *dir, int T) {
     free(ids), free(got), free(ref);
     qd_buf_free(lg);
     qd_lm_close(lm);
+    qd_model_close(m);
 }
 
 static void test_stories(void) {

@@ -11,7 +11,7 @@
 
 #include "qd-fs.h"
 #include "qd-log.h"
-#include "qd-model.h"
+#include "qd-arch.h"
 #include "qd-test.h"
 
 static const char llama31[] =
@@ -67,7 +67,7 @@ static const char qwen3_rope_params[] =
 static void test_llama(void) {
     qd_model_cfg c;
     QD_EXPECT_EQ_INT(qd_model_cfg_parse(llama31, "llama/config.json", &c), QD_OK);
-    QD_EXPECT_EQ_INT(c.arch, QD_ARCH_LLAMA);
+    QD_EXPECT(c.arch == &qd_arch_llama);
     QD_EXPECT(strcmp(c.arch_name, "LlamaForCausalLM") == 0 && strcmp(c.model_type, "llama") == 0);
     QD_EXPECT_EQ_INT(c.hidden, 4096);
     QD_EXPECT_EQ_INT(c.intermediate, 14336);
@@ -96,7 +96,7 @@ static void test_llama(void) {
 static void test_mistral(void) {
     qd_model_cfg c;
     QD_EXPECT_EQ_INT(qd_model_cfg_parse(mistral, "mistral/config.json", &c), QD_OK);
-    QD_EXPECT_EQ_INT(c.arch, QD_ARCH_MISTRAL);
+    QD_EXPECT(c.arch == &qd_arch_mistral);
     QD_EXPECT_EQ_INT(c.head_dim, 128);
     QD_EXPECT_EQ_INT(c.sliding_window, 4096);
     QD_EXPECT_EQ_INT(c.rope.type, QD_ROPE_DEFAULT);
@@ -107,7 +107,7 @@ static void test_mistral(void) {
 static void test_qwen2(void) {
     qd_model_cfg c;
     QD_EXPECT_EQ_INT(qd_model_cfg_parse(qwen2, "qwen2/config.json", &c), QD_OK);
-    QD_EXPECT_EQ_INT(c.arch, QD_ARCH_QWEN2);
+    QD_EXPECT(c.arch == &qd_arch_qwen2);
     QD_EXPECT_EQ_INT(c.hidden, 896);
     QD_EXPECT_EQ_INT(c.nheads, 14);
     QD_EXPECT_EQ_INT(c.nkv, 2);
@@ -123,7 +123,7 @@ static void test_qwen2(void) {
 static void test_qwen3(void) {
     qd_model_cfg c;
     QD_EXPECT_EQ_INT(qd_model_cfg_parse(qwen3, "qwen3/config.json", &c), QD_OK);
-    QD_EXPECT_EQ_INT(c.arch, QD_ARCH_QWEN3);
+    QD_EXPECT(c.arch == &qd_arch_qwen3);
     QD_EXPECT_EQ_INT(c.head_dim, 128); /* explicit, not hidden/heads = 64 */
     QD_EXPECT_EQ_INT(c.qk_norm, 1);
     QD_EXPECT_EQ_INT(c.attn_bias, 0);
@@ -227,7 +227,7 @@ static void test_quant_and_fallback(void) {
     const char *mt = "{\"model_type\":\"mistral\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
                      "\"num_attention_heads\":4,\"vocab_size\":100}";
     QD_EXPECT_EQ_INT(qd_model_cfg_parse(mt, "mt/config.json", &c), QD_OK);
-    QD_EXPECT_EQ_INT(c.arch, QD_ARCH_MISTRAL);
+    QD_EXPECT(c.arch == &qd_arch_mistral);
     QD_EXPECT_EQ_INT(qd_model_cfg_parse("[1,2]", "arr/config.json", &c), QD_ERR_FORMAT);
     QD_EXPECT_EQ_INT(qd_model_cfg_parse("{}", "empty/config.json", &c), QD_ERR_FORMAT);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "architectures");
@@ -249,7 +249,7 @@ static void test_load_from_dir(void) {
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "not valid JSON");
     qd_write_file_atomic(path, qwen2, strlen(qwen2));
     QD_EXPECT_EQ_INT(qd_model_cfg_load(dir, &c), QD_OK);
-    QD_EXPECT_EQ_INT(c.arch, QD_ARCH_QWEN2);
+    QD_EXPECT(c.arch == &qd_arch_qwen2);
     char fx[512];
     if (qd_fixture(fx, sizeof fx, "stories260K-hf/config.json")) {
         *strrchr(fx, '/') = '\0'; /* the model directory */

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: MIT
+ * model-load.c - the loader: a block's weights and the model's ends (embedding, final norm, lm_head)
+ * from the handle's checkpoint into backend buffers, converting bf16/fp16 to fp32 on upload and
+ * checking every shape against the architecture's table (contract in qd-model-handle.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-check.h"
+#include "qd-log.h"
+#include "qd-model-internal.h"
+#include "qd-qformat-read.h"
+
+/* Upload t (name for messages; NULL t: missing) after checking its shape equals dims. */
+static qd_status load_tensor(qd_backend_t be, const qd_checkpoint *ck, const qd_st_tensor *t, const char *name,
+                             int ndim, const int64_t *dims, qd_buf_t *out) {
+    *out = NULL;
+    if (!t) return qd_fail(QD_ERR_FORMAT, "%s: tensor '%s' is missing", ck->dir, name);
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
+    if (!ok)
+        return qd_fail(QD_ERR_FORMAT, "%s: tensor '%s' has shape [%lld%s] where the config implies [%lld, %lld]",
+                       ck->dir, name, (long long)t->shape[0], t->ndim > 1 ? ", ..." : "", (long long)dims[0],
+                       ndim > 1 ? (long long)dims[1] : 1LL);
+    if (!qd_dtype_is_float(t->dtype))
+        return qd_fail(QD_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (float tensors only)", ck->dir, name,
+                       qd_dtype_name(t->dtype));
+    const void *data = qd_ckpt_data(ck, t);
+    if (!data) return qd_fail(QD_ERR_INTERNAL, "%s: checkpoint opened without its data", ck->dir);
+    qd_buf_t b;
+    QD_CHECK(qd_buf_alloc(be, (size_t)t->numel, &b));
+    qd_status st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(b, 0), .src = data, .src_dtype = t->dtype,
+                                                             .n = (size_t)t->numel});
+    if (st != QD_OK) {
+        qd_buf_free(b);
+        return st;
+    }
+    *out = b;
+    return QD_OK;
+}
+
+static qd_status load_named(qd_backend_t be, const qd_checkpoint *ck, const char *name, int ndim,
+                            const int64_t *dims, qd_buf_t *out) {
+    return load_tensor(be, ck, qd_ckpt_find(ck, name), name, ndim, dims, out);
+}
+
+/* The fp32 weight of a quantized Linear, whatever format stores it (qd-qformat-read.h). */
+static qd_status load_quantized(qd_backend_t be, const qd_checkpoint *ck, const char *prefix, size_t N, size_t K,
+                                qd_buf_t *out) {
+    qd_qformat *qf = NULL;
+    float *w = NULL;
+    int64_t n = 0, k = 0;
+    qd_status st;
+    QD_CHECK_GOTO(qd_qformat_open(ck->dir, &qf), st, done);
+    QD_CHECK_GOTO(qd_qformat_read_linear(qf, ck, prefix, &w, &n, &k, NULL), st, done);
+    if ((size_t)n != N || (size_t)k != K) {
+        st = qd_fail(QD_ERR_FORMAT, "%s: %s dequantises to [%lld, %lld], the config implies [%zu, %zu]", ck->dir, prefix,
+                     (long long)n, (long long)k, N, K);
+        goto done;
+    }
+    QD_CHECK_GOTO(qd_buf_alloc(be, N * K, out), st, done);
+    st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(*out, 0), .src = w, .src_dtype = QD_DT_F32, .n = N * K});
+    if (st != QD_OK) {
+        qd_buf_free(*out);
+        *out = NULL;
+    }
+done:
+    free(w);
+    qd_qformat_close(qf);
+    return st;
+}
+
+static qd_buf_t *norm_slot(qd_block_w *w, int norm) {
+    switch (norm) {
+    case QD_NORM_IN: return &w->ln_in;
+    case QD_NORM_POST: return &w->ln_post;
+    case QD_NORM_Q: return &w->q_norm;
+    default: return &w->k_norm;
+    }
+}
+
+qd_status qd_model_block_load(qd_backend_t be, const qd_model *m, int index, qd_block_w *out) {
+    memset(out, 0, sizeof *out);
+    out->index = index;
+    const qd_model_cfg *cfg = &m->cfg;
+    const struct qd_arch *a = cfg->arch;
+    if (index < 0 || index >= cfg->nlayers)
+        return qd_fail(QD_ERR_INTERNAL, "%s: block %d outside 0..%d", m->ck->dir, index, cfg->nlayers - 1);
+    for (int l = 0; l < QD_NLIN; l++) {
+        int64_t N, K;
+        qd_model_linear_shape(cfg, (qd_lin)l, &N, &K);
+        out->n_out[l] = (size_t)N;
+        out->n_in[l] = (size_t)K;
+    }
+    char name[320];
+    qd_status st = QD_OK;
+    for (size_t i = 0; i < a->ntensors; i++) {
+        const struct qd_block_tensor *bt = &a->tensors[i];
+        if (bt->present && !bt->present(cfg)) continue;
+        const qd_st_tensor *t = m->index[(size_t)index * a->ntensors + i];
+        snprintf(name, sizeof name, "model.layers.%d.%s", index, bt->suffix);
+        if (bt->role == QD_T_LINEAR_W) {
+            const int64_t d2[2] = {(int64_t)out->n_out[bt->slot], (int64_t)out->n_in[bt->slot]};
+            if (!t || !qd_dtype_is_float(t->dtype)) {
+                /* a quantized checkpoint (GPTQ, AWQ, compressed-tensors): dequantise on load */
+                snprintf(name, sizeof name, "model.layers.%d.%s", index, qd_lin_name((qd_lin)bt->slot));
+                QD_CHECK_GOTO(load_quantized(be, m->ck, name, out->n_out[bt->slot], out->n_in[bt->slot],
+                                             &out->w[bt->slot]), st, fail);
+            } else {
+                QD_CHECK_GOTO(load_tensor(be, m->ck, t, name, 2, d2, &out->w[bt->slot]), st, fail);
+            }
+        } else if (bt->role == QD_T_LINEAR_B) {
+            const int64_t d1[1] = {(int64_t)out->n_out[bt->slot]};
+            QD_CHECK_GOTO(load_tensor(be, m->ck, t, name, 1, d1, &out->b[bt->slot]), st, fail);
+        } else {
+            const int64_t d1[1] = {qd_model_norm_size(cfg, (qd_norm)bt->slot)};
+            QD_CHECK_GOTO(load_tensor(be, m->ck, t, name, 1, d1, norm_slot(out, bt->slot)), st, fail);
+        }
+    }
+    return QD_OK;
+fail:
+    qd_block_w_free(out);
+    return st;
+}
+
+void qd_block_w_free(qd_block_w *w) {
+    if (!w) return;
+    for (int l = 0; l < QD_NLIN; l++) {
+        qd_buf_free(w->w[l]);
+        qd_buf_free(w->b[l]);
+        w->w[l] = w->b[l] = NULL;
+    }
+    qd_buf_free(w->ln_in), qd_buf_free(w->ln_post), qd_buf_free(w->q_norm), qd_buf_free(w->k_norm);
+    w->ln_in = w->ln_post = w->q_norm = w->k_norm = NULL;
+}
+
+static const qd_st_tensor *embed_of(const qd_model *m) { return qd_ckpt_find(m->ck, "model.embed_tokens.weight"); }
+
+qd_status qd_model_head_load(qd_backend_t be, const qd_model *m, int with_lm_head, qd_head *out) {
+    memset(out, 0, sizeof *out);
+    out->m = m;
+    const qd_model_cfg *cfg = &m->cfg;
+    const qd_checkpoint *ck = m->ck;
+    const qd_st_tensor *embed = embed_of(m);
+    if (!embed) return qd_fail(QD_ERR_FORMAT, "%s: tensor 'model.embed_tokens.weight' is missing", ck->dir);
+    if (embed->ndim != 2 || embed->shape[0] != cfg->vocab || embed->shape[1] != cfg->hidden)
+        return qd_fail(QD_ERR_FORMAT, "%s: 'model.embed_tokens.weight' is not [%d, %d]", ck->dir, cfg->vocab,
+                       cfg->hidden);
+    if (!qd_dtype_is_float(embed->dtype))
+        return qd_fail(QD_ERR_UNSUPPORTED, "%s: 'model.embed_tokens.weight' has dtype %s", ck->dir,
+                       qd_dtype_name(embed->dtype));
+    int64_t dh[1] = {cfg->hidden}, dv[2] = {cfg->vocab, cfg->hidden};
+    QD_CHECK(load_named(be, ck, "model.norm.weight", 1, dh, &out->norm));
+    if (!with_lm_head) return QD_OK;
+    /* a checkpoint may carry lm_head.weight even when tied; prefer it when present */
+    const char *name = qd_ckpt_find(ck, "lm_head.weight") || !cfg->tie_embed ? "lm_head.weight"
+                                                                              : "model.embed_tokens.weight";
+    qd_status st = load_named(be, ck, name, 2, dv, &out->lm_head);
+    if (st != QD_OK) qd_head_free(out);
+    return st;
+}
+
+void qd_head_free(qd_head *h) {
+    if (!h) return;
+    qd_buf_free(h->norm);
+    qd_buf_free(h->lm_head);
+    h->norm = h->lm_head = NULL;
+}
+
+qd_status qd_embed(qd_backend_t be, const qd_head *h, const int32_t *ids, size_t n, qd_ref x) {
+    const qd_model_cfg *cfg = &h->m->cfg;
+    const qd_checkpoint *ck = h->m->ck;
+    const qd_st_tensor *embed = embed_of(h->m);
+    if (!embed) return qd_fail(QD_ERR_INTERNAL, "%s: embedding used before qd_model_head_load", ck->dir);
+    size_t H = (size_t)cfg->hidden, esz = qd_dtype_bits(embed->dtype) / 8;
+    const unsigned char *data = qd_ckpt_data(ck, embed);
+    if (!data) return qd_fail(QD_ERR_INTERNAL, "%s: checkpoint opened without its data", ck->dir);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= cfg->vocab)
+            return qd_fail(QD_ERR_FORMAT, "token id %d at position %zu is outside the vocabulary (%d)", ids[i], i,
+                           cfg->vocab);
+    /* rows gathered in the checkpoint's dtype and converted by the upload (exact: bf16/f16 -> fp32), in
+     * chunks: half the host work and transfer of fp32 rows for bf16 models, and a bounded buffer */
+    size_t chunk = n < 8192 ? n : 8192;
+    unsigned char *rows = malloc(chunk * H * esz + 1);
+    if (!rows) return qd_fail(QD_ERR_NOMEM, "embedding: out of memory for %zu rows", chunk);
+    qd_status st = QD_OK;
+    for (size_t r0 = 0; r0 < n && st == QD_OK; r0 += chunk) {
+        size_t mm = n - r0 < chunk ? n - r0 : chunk;
+        for (size_t i = 0; i < mm; i++) memcpy(rows + i * H * esz, data + (size_t)ids[r0 + i] * H * esz, H * esz);
+        st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(x.buf, x.off + r0 * H), .src = rows,
+                                                       .src_dtype = embed->dtype, .n = mm * H});
+    }
+    free(rows);
+    return st;
+}
