@@ -9,21 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h5stage-test-util.h"
 #include "qd-fs.h"
 #include "qd-h5stage.h"
 #include "qd-log.h"
 #include "qd-test.h"
-
-static char root[256];
-
-static void subdir(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", root, name); }
-
-static void make_fp(qd_fingerprint *fp, const char *recipe) {
-    memset(fp, 0, sizeof *fp);
-    qd_fp_add(fp, "qdist_version", "0.1.0");
-    qd_fp_add(fp, "recipe", recipe);
-    qd_fp_add_sha256(fp, "calibration_ids_sha256", "\x01\x02\x03", 3);
-}
 
 static void test_sha256(void) {
     char hex[65];
@@ -159,15 +149,12 @@ static void test_fp_model(void) {
     qd_fp_free(&fp);
     qd_fp_free(&fp2);
 }
+
 int main(void) {
-    snprintf(root, sizeof root, "/tmp/qd-h5stage-fp-XXXXXX");
-    if (!mkdtemp(root)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (h5t_begin("h5stage-fp") != 0) return 1;
     QD_RUN(test_sha256);
     QD_RUN(test_fingerprint);
     QD_RUN(test_fp_model);
-    qd_rm_rf(root);
+    h5t_end();
     return QD_TEST_END();
 }
