@@ -948,7 +948,15 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         if (st == QD_OK) st = build_report(&ro, k.stage, cfg.nlayers, plan, all, recs, nrecs, now_s() - t0, &report);
         if (st == QD_OK) st = save_report(report, meta);
         double tr = now_s() - tw;
-        if (st == QD_OK) st = export_from_staging(&ro, &cfg, staging, meta);
+        if (st == QD_OK) {
+            st = export_from_staging(&ro, &cfg, staging, meta);
+            /* every block is staged: say how to export them without quantizing again (a plain rerun,
+             * --overwrite included, refuses the non-empty staging) */
+            if (st != QD_OK)
+                qd_warn("quantize: all %d blocks stay staged in %s: rerun with --resume (same model, settings and "
+                        "recipe; --format may change) to export them without quantizing again, or remove %s to "
+                        "start over", cfg.nlayers, staging, staging);
+        }
         te = now_s() - tw - tr;
         if (st == QD_OK) st = finish_report(report, tr, te, now_s() - t0, o->output_dir);
         cJSON_Delete(report);
