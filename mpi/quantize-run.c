@@ -429,11 +429,14 @@ static qd_status fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_finge
     QD_CHECK(qd_fp_add_model(fp, o->model_dir));
     snprintf(buf, sizeof buf,
              "method=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d damp=%.6g mse=%d "
-             "true_sequential=%d scale_dtype=%s numerics=%s",
+             "true_sequential=%d scale_dtype=%s numerics=%s math=%s",
              qd_method_name(s->method), s->bits, s->group_size, s->sym, s->act_order, s->static_groups, s->damp,
              s->mse, o->q.true_sequential, qd_dtype_name(o->q.scale_dtype),
              /* fast and exact blocks differ in their bits: a resume must not mix them */
-             o->backend.numerics == QD_NUMERICS_EXACT ? "exact" : "fast");
+             o->backend.numerics == QD_NUMERICS_EXACT ? "exact" : "fast",
+             /* so do the GPU's fp32/tf32/bf16 GEMMs (the CPU ignores it: a CPU run resumed on a GPU or
+              * the other way keeps the same math as long as the flag and the checkpoint's dtype do) */
+             qd_math_name(o->backend.math));
     QD_CHECK(qd_fp_add(fp, "settings", buf));
     if (o->recipe_path) {
         char *text = NULL;

@@ -31,7 +31,7 @@ typedef struct {
     int seen_calib_mode, seen_method, seen_bits, seen_gs, seen_sym, seen_asym, seen_act, seen_static, seen_mse;
     int seen_damp, seen_ts, seen_ns, seen_sl, seen_seed;
     /* the distributed run (mpi/qd-quantize-run.h) */
-    const char *staging, *schedule, *progress, *numerics;
+    const char *staging, *schedule, *progress, *numerics, *math;
     int resume, keep_staging, quiet, micro_batch, seen_format, seen_scale_dtype;
     uint64_t max_shard;
 } q_args;
@@ -55,7 +55,7 @@ static qd_status check_paths(const q_args *a) {
 }
 
 static qd_status quantize_main(int argc, char **argv) {
-    q_args a = {.method = "gptq", .format = "gptq", .schedule = "exact", .progress = "auto", .backend = "auto", .scale_dtype = "f16", .chat = "auto", .bits = 4,
+    q_args a = {.method = "gptq", .format = "gptq", .schedule = "exact", .progress = "auto", .backend = "auto", .math = "auto", .scale_dtype = "f16", .chat = "auto", .bits = 4,
                 .group_size = 128, .true_seq = 1, .damp = 0.01, .nsamples = 128};
     const qd_opt opts[] = {
         {"model", QD_OPT_STR, &a.model, "DIR", "source model directory (Hugging Face format)", NULL, NULL},
@@ -93,6 +93,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, cuda:N, auto (default: cuda when a GPU answers, else cpu)", NULL, NULL},
         {"device", QD_OPT_STR, &a.backend, "NAME", "the same as --backend", NULL, NULL},
         {"numerics", QD_OPT_CHOICE, &a.numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
+        {"math", QD_OPT_CHOICE, &a.math, "M", QD_MATH_HELP, "auto|fp32|tf32|bf16", NULL},
         {"chunk-tokens", QD_OPT_INT, &a.chunk_tokens, "N", "tokens per forward pass (8192)", "0..100000000", NULL},
         {"gpu-mem", QD_OPT_DOUBLE, &a.gpu_mem, "GIB", "memory budget per rank in GiB, deciding what stays resident (default: the GPU's free memory less a reserve; cpu: 6 GiB of GPTQ caches)", "0..1000000", NULL},
     };
@@ -160,6 +161,7 @@ static qd_status quantize_main(int argc, char **argv) {
     qd_model_cfg cfg;
     qd_status st = qd_model_cfg_load(a.model, &cfg);
     if (st == QD_OK) st = qd_model_check_meta_files(a.model); /* a file the output cannot carry: before any work */
+    if (st == QD_OK) st = qd_backend_spec_set_math(&backend, a.math, cfg.dtype);
     if (st != QD_OK) {
         qd_recipe_free(recipe);
         return st;

@@ -317,4 +317,5 @@ def test_quiet_on_eval_and_export(tmp_path):
     r = qd("export", "--input", fake, "--output", tmp_path / "x", "--format", "gptq", "--quiet")
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stderr
     r = qd("export", "--input", fake, "--output", tmp_path / "x", "--format", "gptq", "--quiet")
-    assert r.returncode == 2 and "not empty" in r.stderr     # errors still reach stderr
+    # errors still reach stderr: x holds the first export (qdist's marker), so --overwrite is the way
+    assert r.returncode == 2 and "pass --overwrite" in r.stderr and str(tmp_path / "x") in r.stderr, r.stderr
