@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * qdist quantize - RTN / GPTQ / AWQ over a model, writing OUT in --format gptq, gptq_v2, awq,
- * compressed-tensors (the run of mpi/qd-quantize-run.h) or fake (dequantised weights plus the integer
- * codes), with OUT/qdist_report.json. Settings: built-in defaults < --recipe top level
+ * qdist quantize - RTN / GPTQ / AWQ over a model, writing a fake-quantised model (dequantised weights
+ * plus the integer codes) and OUT/qdist_report.json. Settings: built-in defaults < --recipe top level
  * < command-line flags < the recipe's per-module overrides (docs/numerics.md). */
 #include <stdio.h>
 #include <stdlib.h>
