@@ -3,6 +3,7 @@
  * .jsonl lines are {"text"}, {"messages"} or [ids]; anything else in a .jsonl is a malformed line,
  * skipped and counted. Other files are plain text, handed out in ~1 MiB pieces cut at line ends. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -134,9 +135,10 @@ qd_status qd_doc_reader_open(qd_doc_reader *r, const qd_calib_opts *o, qd_tokeni
     }
     const unsigned char *nul = memchr(r->in, 0, n);
     if (nul) {
+        ptrdiff_t at = nul - r->in; /* before the close frees r->in */
         qd_doc_reader_close(r);
         return qd_fail(QD_ERR_FORMAT, "%s: looks binary (NUL byte at offset %td); expected UTF-8 text or JSONL",
-                       o->path, nul - r->in);
+                       o->path, at);
     }
     r->jsonl = format_by_name(o->path);
     if (r->jsonl < 0) {

@@ -9,6 +9,7 @@
 
 #include "qd-check.h"
 #include "qd-fs.h"
+#include "qd-json.h"
 #include "qd-log.h"
 #include "qd-qbounds.h"
 #include "qd-range.h"
@@ -192,11 +193,12 @@ qd_status qd_recipe_load(const char *path, qd_recipe **out) {
         free(r), free(text);
         return qd_fail(QD_ERR_NOMEM, "%s: out of memory", path);
     }
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    cJSON *root;
+    qd_status pst = qd_json_parse(text, len, path, &root);
     free(text);
-    if (!root) {
+    if (pst != QD_OK) {
         qd_recipe_free(r);
-        return qd_fail(QD_ERR_FORMAT, "%s: not valid JSON", path);
+        return pst;
     }
     qd_status st = parse(r, root);
     cJSON_Delete(root);
