@@ -88,7 +88,7 @@ direct_build() { # the libraries the op test and bench need, without CMake (no M
   ls kernels/cuda/*.cu | xargs -P $J -I{} sh -c 'nvcc -O2 -std=c++17 -gencode=arch=compute_90,code=sm_90 '"$inc"' -c {} -o '$B'/direct/$(basename {} .cu).cu.o' || return 1
   ar rcs $B/direct/libqd_all.a $B/direct/*.o
   LIBS="$B/direct/libqd_all.a"
-  gcc $cf $inc -Itests tests/kernels/test-backend-ops.c tests/kernels/backend-compare.c $LIBS $LINK -o $B/test-backend-ops
+  gcc $cf $inc -Itests tests/kernels/test-backend-ops.c tests/kernels/backend-*.c $LIBS $LINK -o $B/test-backend-ops
 }
 LINK="-L/usr/local/cuda/lib64 -lcusolver -lcublas -lcublasLt -lcudart $LA_LIB $LP_LIB $BL_LIB $CJ_LIB -lstdc++ -lm -lpthread -ldl"
 log "build (cmake)"

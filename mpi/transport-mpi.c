@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
- * MPI point-to-point transport for host buffers (CPU ranks, and ranks that share a GPU, which stage
- * through the host). Large messages are split in chunks below INT_MAX bytes: MPI counts are int. */
+ * transport-mpi.c - MPI point-to-point transport for host buffers: CPU ranks, and GPU ranks as long as
+ * the pipeline stages activations through host memory (qd_pipeline_device_buffers, today always).
+ * Large messages are split in chunks below INT_MAX bytes: MPI counts are int. */
 #include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>

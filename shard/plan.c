@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * Linear partition by binary search on the largest load: greedy filling is optimal for a given cap,
- * so the smallest feasible cap gives the balanced plan. */
+ * plan.c - the shard plan (qd-plan.h): a linear partition by binary search on the largest load. Greedy
+ * filling is optimal for a given cap, so the smallest feasible cap gives the balanced plan. */
 #include "qd-plan.h"
 
 #include <string.h>

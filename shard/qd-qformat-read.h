@@ -5,7 +5,7 @@
  * Usage:
  *     qd_qformat *qf;  QD_CHECK(qd_qformat_open(model_dir, &qf));    // reads config.json
  *     float *w; int64_t N, K;
- *     QD_CHECK(qd_qformat_read_linear(qf, ckpt, "model.layers.0.mlp.down_proj", &w, &N, &K));
+ *     QD_CHECK(qd_qformat_read_linear(qf, ckpt, "model.layers.0.mlp.down_proj", &w, &N, &K, NULL));
  *     ... free(w); qd_qformat_close(qf);
  * The checkpoint comes from qd_ckpt_open (mapped or meta-only). A plain float "<prefix>.weight" is
  * returned converted to fp32 (unquantized models, GPTQ "dynamic" "-:" modules, AWQ

@@ -6,7 +6,8 @@
  * the source checkpoint, except that a tensor the block staged under /tensors (AWQ-rescaled norms,
  * biases, Linears left unquantized) overrides the source's value, converted back to the source dtype.
  * A block file that is missing is an error naming it (the export needs every block staged).
- * Blocks are read one at a time (the last one is cached): memory stays at one block's codes.
+ * Blocks are read one at a time (HDF5 is serial) and the last three are cached (qsource-stage.c):
+ * memory stays at a few blocks' codes.
  */
 #ifndef QD_QSOURCE_STAGE_H
 #define QD_QSOURCE_STAGE_H

@@ -12,7 +12,7 @@
  *
  * A checkpoint is a model directory: model.safetensors, or model.safetensors.index.json whose
  * weight_map names the shards (each shard must exist and hold exactly the tensors the index maps to
- * it). open_meta variants parse headers only (rank 0 plans without touching tensor data).
+ * it). map_data = 0 parses the headers only (rank 0 plans without touching tensor data).
  */
 #ifndef QD_SAFETENSORS_H
 #define QD_SAFETENSORS_H

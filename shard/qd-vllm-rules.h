@@ -14,7 +14,8 @@
  * Not modelled: KV-head replication when num_key_value_heads < tp (vLLM then gives each rank whole
  * heads, so k/v shards are larger than N/tp), and kernels needing compute capability > 8.0.
  *
- * inspect: for every Linear, qd_qformat_read_linear(qf, ck, prefix, &w, &N, &K, &info) (qd-qformat-read.h)
+ * inspect (qd_vllm_report, vllm-report.c): for every Linear, qd_qformat_linear_info(qf, ck, prefix, &info)
+ * (qd-qformat-read.h: the small tensors only)
  * then qd_vllm_check(qd_qformat_kind_of(qf), prefix, &info, tp, &v); print v.reason for !v.marlin.
  */
 #ifndef QD_VLLM_RULES_H

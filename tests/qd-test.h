@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * qd-test.h - assertion macros for the C tests (print both operands, count failures).
  *
- * A test file defines main(), runs its cases with QD_RUN(fn) and returns QD_TEST_END().
+ * A test file defines main(), runs its cases with QD_RUN(fn) and returns QD_TEST_END(). A test built
+ * from several files defines QD_TEST_SHARED_COUNTERS before including this header in each of them and
+ * defines the two counters in one (tests/kernels/backend-ops-util.c).
  * qd_fixture(buf, cap, rel) resolves <repo>/fixtures/<rel> (repo: env QD_REPO, else the source tree
  * the tests were built from); a missing fixture is a broken checkout, so it counts as a failed check.
  */
@@ -13,8 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef QD_TEST_SHARED_COUNTERS /* a test made of several files counts once: one file defines these */
+extern int qd_test_failures, qd_test_checks;
+#else
 static int qd_test_failures __attribute__((unused));
 static int qd_test_checks __attribute__((unused));
+#endif
 
 #define QD_EXPECT(cond)                                                           \
     do {                                                                          \

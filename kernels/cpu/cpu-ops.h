@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * cpu-ops.h - the CPU backend's entries, one file per op family (blas.c, ewise.c, transformer.c,
- * quant.c, gptq-sweep.c, awq-clip.c), and the row quantizer they share. Internal to kernels/cpu.
+ * quant.c, gptq-sweep.c, awq-clip.c; exact.c for the exact numerics), and the row quantizer they
+ * share. Internal to kernels/cpu.
  */
 #ifndef QD_CPU_OPS_H
 #define QD_CPU_OPS_H

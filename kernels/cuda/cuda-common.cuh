@@ -2,7 +2,9 @@
  * cuda-common.cuh - internal to kernels/cuda: the backend context, the check macros over
  * QD_FOREIGN_CHECK (CUDA runtime, cuBLAS, cuSOLVER) and the entries of the op table, one .cu per op
  * family (memory.cu, gemm.cu, hessian.cu, cholesky.cu, ewise.cu, reduce.cu, norm.cu, rope.cu,
- * attention.cu, xent.cu, quantize.cu, gptq-sweep.cu, awq.cu); backend-cuda.cu holds only the table.
+ * attention.cu, xent.cu, quantize.cu, gptq-sweep.cu, awq.cu, codes.cu; exact numerics in
+ * gemm-exact.cu and attention-exact.cu, the bf16 attention in attention-tc.cu); backend-cuda.cu
+ * holds the table, the context's creation, the buffer pool and the scratch buffer.
  *
  * Everything runs in issue order on the context's one stream; ops that return host values
  * synchronize it. Scratch memory (qd_cu_ws) is one growing device buffer reused by consecutive ops:

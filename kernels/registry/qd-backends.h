@@ -10,8 +10,8 @@
  * GPU math (qd_math), as --math does. An unknown or unavailable name
  * fails (QD_ERR_USAGE) with a message listing the names this build offers.
  *
- * qd_backend_devices lists what this process can run on, with each device's memory; tests loop over
- * it (tests/kernels/test-backend-ops.c), the run maps ranks onto it.
+ * qd_backend_devices lists what this process can run on, with each device's memory; the op test loops
+ * over it (tests/kernels/backend-compare.c, part of test-backend-ops), the run maps ranks onto it.
  */
 #ifndef QD_BACKENDS_H
 #define QD_BACKENDS_H

@@ -7,7 +7,8 @@
  * QD_OPT_CHOICE, "MIN..MAX" for numbers) fail with one line naming the option and what is allowed,
  * returning QD_ERR_USAGE. Every INT, DOUBLE and SIZE option must state its range (inclusive; SIZE
  * bounds may carry units, "1KB..1PB"); --help shows it, and a table entry without one fails every
- * parse (QD_ERR_INTERNAL). Non-finite numbers are refused. QD_ARGS_HELP is returned (as QD_OK + *help_shown = 1) after printing help.
+ * parse (QD_ERR_INTERNAL). Non-finite numbers are refused. After printing --help it returns QD_OK
+ * with *help_shown = 1.
  */
 #ifndef QD_ARGS_H
 #define QD_ARGS_H

@@ -4,9 +4,11 @@
  * QD_CHECK(expr): return the status of expr if it failed (the failure was already reported).
  * QD_CHECK_GOTO(expr, st, label): store it in st and jump to a cleanup label.
  * QD_ALLOC(ptr, n): calloc n elements or fail with QD_ERR_NOMEM naming the expression.
- * QD_FOREIGN_CHECK(call, ok, to_str, status): one macro under QD_MPI_CHECK / QD_CUDA_CHECK /
- * QD_NCCL_CHECK / QD_H5_CHECK (defined where those headers are included) that reports the foreign
- * message once with file and line, then converts it to a qd_status.
+ * QD_FOREIGN_CHECK(call, ok, to_str, status): one macro under QD_CUDA_CHECK / QD_CUBLAS_CHECK /
+ * QD_CUSOLVER_CHECK (kernels/cuda/cuda-common.cuh) and QD_NCCL_CHECK (mpi/transport-nccl.c), defined
+ * where those headers are included, that reports the foreign message once with file and line, then
+ * converts it to a qd_status. (HDF5 calls go through shard/h5stage-h5.h's QD_H5_CHECK, which names
+ * the file; MPI calls are compared with MPI_SUCCESS where they are made, in mpi/.)
  */
 #ifndef QD_CHECK_H
 #define QD_CHECK_H

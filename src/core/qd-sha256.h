@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
- * qd-sha256.h - SHA-256 (FIPS 180-4), streaming. Used to fingerprint calibration token ids so two
- * runs can be proven to have used the same calibration; the digest of the same bytes equals
+ * qd-sha256.h - SHA-256 (FIPS 180-4), streaming. Used for a run's fingerprint: the calibration token
+ * ids (so two runs can be proven to have used the same calibration) and the model's safetensors
+ * headers and .json files (shard/h5stage-fingerprint.c); the digest of the same bytes equals
  * Python's hashlib.sha256. Init, update any number of times, then final (which writes 32 bytes).
  */
 #ifndef QD_SHA256_H

@@ -1,44 +1,36 @@
 /* SPDX-License-Identifier: MIT
  * test-backend-ops.c - the backend ops test. First every op of the CPU backend against a naive
- * double-precision loop written here; then every backend the registry offers against the CPU backend
- * (backend-compare.c: a GPU as itself, the CPU in exact numerics). Random data drawn fresh each run
- * (the seed is printed; QD_TEST_SEED=N replays a run). */
+ * double-precision loop written here (the quantization ops: backend-naive-quant.c); then every backend
+ * the registry offers against the CPU backend (backend-compare*.c: a GPU as itself, the CPU in exact
+ * numerics). Random data drawn fresh each run (the seed is printed; QD_TEST_SEED=N replays a run).
+ * The files share their counters and random stream through backend-ops-util.h. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "backend-compare.h"
+#include "backend-naive.h"
+#include "backend-ops-util.h"
 #include "qd-backend-cpu.h"
 #include "qd-backend.h"
 #include "qd-log.h"
-#include "qd-test.h"
 
-static qd_backend_t be;
-static uint64_t rng_state;
+qd_backend_t be;
 
-static double urand(void) { /* splitmix64 -> [0, 1) */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return (double)((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
-}
-static float nrand(void) { return (float)(sqrt(-2 * log(urand() + 1e-300)) * cos(2 * M_PI * urand())); }
-
-static float *rand_vec(size_t n) {
+float *rand_vec(size_t n) {
     float *v = malloc(n * sizeof *v);
     for (size_t i = 0; i < n; i++) v[i] = nrand();
     return v;
 }
 
-static qd_buf_t up(const void *src, size_t n) {
+qd_buf_t up(const void *src, size_t n) {
     qd_buf_t b = NULL;
     if (qd_buf_alloc(be, n, &b) != QD_OK) exit(1);
     if (src && qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(b, 0), .src = src, .src_dtype = QD_DT_F32, .n = n}) != QD_OK)
         exit(1);
     return b;
 }
-static float *down(qd_buf_t b) {
+float *down(qd_buf_t b) {
     float *h = malloc(qd_buf_len(b) * sizeof *h);
     if (qd_be_download(be, &(struct qd_download_args){.src = QD_REF(b, 0), .dst = h, .n = qd_buf_len(b)}) != QD_OK) exit(1);
     return h;
@@ -355,183 +347,20 @@ static void test_attention_long(void) {
         qd_buf_free(bq), qd_buf_free(bk), qd_buf_free(bv), qd_buf_free(bo);
     }
 }
-
-/* the reference quantizer, written from docs/reference/algorithms.md in double where it does not matter */
-static void ref_params(int bits, int sym, int awq, const float *x, size_t n, float *scale, float *zero) {
-    float maxq = (float)((1 << bits) - 1), mn = x[0], mx = x[0];
-    for (size_t i = 1; i < n; i++) mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]);
-    if (awq) {
-        *scale = fmaxf(mx - mn, 1e-5f) / maxq;
-        *zero = fminf(fmaxf(-nearbyintf(mn / *scale), 0), maxq);
-        return;
-    }
-    mn = fminf(mn, 0), mx = fmaxf(mx, 0);
-    if (sym) mx = fmaxf(-mn, mx), mn = -mx;
-    if (mn == 0 && mx == 0) mn = -1, mx = 1;
-    *scale = (mx - mn) / maxq;
-    *zero = sym ? (maxq + 1) / 2 : nearbyintf(-mn / *scale);
-}
-
-static void test_quantize(void) {
-    size_t N = 6, K = 64;
-    for (int mode = 0; mode < 3; mode++) {
-        int sym = mode == 1, awq = mode == 2, bits = mode == 1 ? 3 : 4;
-        size_t gs = mode == 0 ? 16 : 32, G = K / gs;
-        float *W = rand_vec(N * K);
-        for (size_t k = 0; k < gs; k++) W[k] = 0; /* an all-zero group: range [-1, 1] */
-        qd_buf_t bW = up(W, N * K), bQ = up(NULL, N * K), bc = up(NULL, N * K), bs = up(NULL, G * N), bz = up(NULL, G * N);
-        qd_qcfg cfg = {.kind = awq ? QD_QZ_AWQ : QD_QZ_MINMAX, .bits = bits, .sym = sym};
-        QD_EXPECT_EQ_INT(qd_be_quantize(be, &(struct qd_quantize_args){.cfg = cfg, .W = QD_REF(bW, 0), .Q = QD_REF(bQ, 0),
-                                                                      .codes = QD_REF(bc, 0), .scales = QD_REF(bs, 0),
-                                                                      .zeros = QD_REF(bz, 0), .N = N, .K = K, .ldw = K,
-                                                                      .group_size = gs}), QD_OK);
-        float *Q = down(bQ), *S = down(bs);
-        int32_t *codes = (int32_t *)down(bc), *Z = (int32_t *)down(bz);
-        int bad = 0;
-        for (size_t n = 0; n < N; n++)
-            for (size_t g = 0; g < G; g++) {
-                float sc, ze, maxq = (float)((1 << bits) - 1);
-                ref_params(bits, sym, awq, W + n * K + g * gs, gs, &sc, &ze);
-                bad += S[g * N + n] != sc || Z[g * N + n] != (int32_t)ze;
-                for (size_t k = g * gs; k < (g + 1) * gs; k++) {
-                    float q = fminf(fmaxf(nearbyintf(W[n * K + k] / sc) + ze, 0), maxq);
-                    bad += codes[n * K + k] != (int32_t)q || Q[n * K + k] != sc * (q - ze);
-                }
-            }
-        QD_EXPECT_EQ_INT(bad, 0);
-        if (mode == 0) QD_EXPECT(S[0] == 2.0f / 15.0f && Z[0] == 7); /* the zero group: 1/(2/15) = 7.4999995 in fp32 */
-        free(W), free(Q), free(S), free(codes), free(Z);
-        qd_buf_free(bW), qd_buf_free(bQ), qd_buf_free(bc), qd_buf_free(bs), qd_buf_free(bz);
-    }
-}
-
-/* GPTQ with H = I is RTN; with a correlated Hessian its output error beats RTN's */
-static void test_gptq_sweep(void) {
-    size_t N = 16, K = 256, T = 512, gs = 32, G = K / gs;
-    float *W = rand_vec(N * K);
-    qd_qcfg cfg = {.kind = QD_QZ_MINMAX, .bits = 3, .sym = 0};
-    qd_buf_t bW = up(W, N * K), bU = up(NULL, K * K), bc = up(NULL, N * K), bs = up(NULL, G * N), bz = up(NULL, G * N);
-    qd_buf_t bR = up(NULL, N * K), bRc = up(NULL, N * K);
-    qd_be_diag_add(be, &(struct qd_diag_add_args){.A = QD_REF(bU, 0), .n = K, .scalar = 1});
-    double loss;
-    QD_EXPECT_EQ_INT(qd_be_gptq_sweep(be, &(struct qd_gptq_sweep_args){.cfg = cfg, .W = QD_REF(bW, 0), .U = QD_REF(bU, 0),
-                                                                       .codes = QD_REF(bc, 0), .scales = QD_REF(bs, 0),
-                                                                       .zeros = QD_REF(bz, 0), .N = N, .K = K,
-                                                                       .group_size = gs, .block_size = 128,
-                                                                       .loss_out = &loss}), QD_OK);
-    qd_buf_t bW0 = up(W, N * K);
-    qd_be_quantize(be, &(struct qd_quantize_args){.cfg = cfg, .W = QD_REF(bW0, 0), .Q = QD_REF(bR, 0), .codes = QD_REF(bRc, 0),
-                                                  .N = N, .K = K, .ldw = K, .group_size = gs});
-    float *g = down(bW), *r = down(bR);
-    int32_t *gc = (int32_t *)down(bc), *rc = (int32_t *)down(bRc);
-    int same = 1;
-    double rtn_loss = 0;
-    for (size_t i = 0; i < N * K; i++) {
-        same &= g[i] == r[i] && gc[i] == rc[i];
-        rtn_loss += ((double)W[i] - r[i]) * ((double)W[i] - r[i]) / 2;
-    }
-    QD_EXPECT(same);
-    QD_EXPECT_NEAR(loss, rtn_loss, 1e-6 * rtn_loss);
-    free(g), free(r), free(gc), free(rc);
-
-    /* correlated inputs: X = Z M with a random mixing matrix */
-    float *Z = rand_vec(T * K), *M = rand_vec(K * K), *X = malloc(T * K * 4);
-    for (size_t t = 0; t < T; t++)
-        for (size_t k = 0; k < K; k++) {
-            double s = 0;
-            for (size_t j = 0; j < 8; j++) s += Z[t * K + (k + j) % K] * M[j * K + k];
-            X[t * K + k] = (float)s;
-        }
-    qd_buf_t bX = up(X, T * K);
-    qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bW, 0), .src = W, .src_dtype = QD_DT_F32, .n = N * K});
-    qd_be_hessian(be, &(struct qd_hessian_args){.H = QD_REF(bU, 0), .X = QD_REF(bX, 0), .T = T, .K = K, .ldx = K,
-                                                .alpha = 2.0f / T, .beta = 0});
-    float *Hh = down(bU);
-    double mean = 0;
-    for (size_t k = 0; k < K; k++) mean += Hh[k * K + k] / K;
-    qd_be_diag_add(be, &(struct qd_diag_add_args){.A = QD_REF(bU, 0), .n = K, .scalar = (float)(0.01 * mean)});
-    QD_EXPECT_EQ_INT(qd_be_chol_inv(be, &(struct qd_chol_inv_args){.A = QD_REF(bU, 0), .n = K}), QD_OK);
-    QD_EXPECT_EQ_INT(qd_be_gptq_sweep(be, &(struct qd_gptq_sweep_args){.cfg = cfg, .W = QD_REF(bW, 0), .U = QD_REF(bU, 0),
-                                                                       .codes = QD_REF(bc, 0), .scales = QD_REF(bs, 0),
-                                                                       .zeros = QD_REF(bz, 0), .N = N, .K = K,
-                                                                       .group_size = gs, .block_size = 128,
-                                                                       .loss_out = &loss}), QD_OK);
-    g = down(bW), r = down(bR);
-    /* output error ||(W - Q) X^T||^2 for both */
-    double eg = 0, er = 0;
-    for (size_t n = 0; n < N; n++)
-        for (size_t t = 0; t < T; t++) {
-            double a = 0, b = 0;
-            for (size_t k = 0; k < K; k++) {
-                a += ((double)W[n * K + k] - g[n * K + k]) * X[t * K + k];
-                b += ((double)W[n * K + k] - r[n * K + k]) * X[t * K + k];
-            }
-            eg += a * a, er += b * b;
-        }
-    fprintf(stderr, "gptq output error %.4g vs rtn %.4g (loss %.4g)\n", eg, er, loss);
-    QD_EXPECT(eg < 0.8 * er);
-    free(g), free(r), free(Z), free(M), free(X), free(Hh), free(W);
-    qd_buf_free(bW), qd_buf_free(bU), qd_buf_free(bc), qd_buf_free(bs), qd_buf_free(bz);
-    qd_buf_free(bR), qd_buf_free(bRc), qd_buf_free(bW0), qd_buf_free(bX);
-}
-
-static void test_awq_clip(void) {
-    size_t N = 5, K = 64, T = 40, gs = 32, G = 2;
-    float *W = rand_vec(N * K), *X = rand_vec(T * K);
-    W[3] = 9; /* an outlier: clipping may cut it */
-    qd_buf_t bW = up(W, N * K), bX = up(X, T * K), bb = up(NULL, N * G);
-    qd_qcfg cfg = {.kind = QD_QZ_AWQ, .bits = 3};
-    QD_EXPECT_EQ_INT(qd_be_awq_clip(be, &(struct qd_awq_clip_args){.cfg = cfg, .W = QD_REF(bW, 0), .X = QD_REF(bX, 0),
-                                                                   .best_out = QD_REF(bb, 0), .N = N, .K = K, .T = T,
-                                                                   .group_size = gs, .grid = 20, .max_shrink = 0.5f}), QD_OK);
-    float *best = down(bb), *Wc = down(bW);
-    int bad = 0;
-    for (size_t n = 0; n < N; n++)
-        for (size_t g = 0; g < G; g++) {
-            const float *w = W + n * K + g * gs;
-            double om = 0, berr = INFINITY, bm = 0;
-            for (size_t k = 0; k < gs; k++) om = fmax(om, fabs(w[k]));
-            for (int i = 0; i < 10; i++) {
-                float m = (float)om * (float)(1.0 - i / 20.0);
-                float c[32], sc, ze;
-                for (size_t k = 0; k < gs; k++) c[k] = fminf(fmaxf(w[k], -m), m);
-                ref_params(3, 0, 1, c, gs, &sc, &ze);
-                double err = 0;
-                for (size_t t = 0; t < T; t++) {
-                    double a = 0, b = 0;
-                    for (size_t k = 0; k < gs; k++) {
-                        float q = (fminf(fmaxf(nearbyintf(c[k] / sc) + ze, 0), 7) - ze) * sc;
-                        a += (double)q * X[t * K + g * gs + k];
-                        b += (double)w[k] * X[t * K + g * gs + k];
-                    }
-                    err += (a - b) * (a - b) / T;
-                }
-                if (err < berr * (1 - 1e-9)) berr = err, bm = m;
-            }
-            bad += fabs(best[n * G + g] - bm) > 1e-6 * bm;
-            for (size_t k = 0; k < gs; k++) bad += Wc[n * K + g * gs + k] != fminf(fmaxf(w[k], -best[n * G + g]), best[n * G + g]);
-        }
-    QD_EXPECT_EQ_INT(bad, 0);
-    QD_EXPECT(best[0] <= 9.0f && best[0] >= 4.5f); /* within the shrink range of the outlier row */
-    free(best), free(Wc), free(W), free(X);
-    qd_buf_free(bW), qd_buf_free(bX), qd_buf_free(bb);
-}
-
 int main(void) {
     const char *seed = getenv("QD_TEST_SEED");
-    rng_state = seed ? strtoull(seed, NULL, 10) : (uint64_t)time(NULL);
-    fprintf(stderr, "seed %llu (QD_TEST_SEED replays it)\n", (unsigned long long)rng_state);
+    uint64_t s = seed ? strtoull(seed, NULL, 10) : (uint64_t)time(NULL);
+    qd_test_seed(s);
+    fprintf(stderr, "seed %llu (QD_TEST_SEED replays it)\n", (unsigned long long)s);
     if (qd_backend_cpu_create(1, &be) != QD_OK) return 1;
     QD_RUN(test_gemm);
     QD_RUN(test_hessian_chol);
     QD_RUN(test_permute_ewise);
     QD_RUN(test_norm_rope_attention);
     QD_RUN(test_attention_long);
-    QD_RUN(test_quantize);
-    QD_RUN(test_gptq_sweep);
-    QD_RUN(test_awq_clip);
+    qd_test_naive_quant();
     qd_be_free(be);
     int naive = QD_TEST_END();
-    int compared = qd_test_backend_compare(rng_state);
+    int compared = qd_test_backend_compare();
     return naive || compared;
 }

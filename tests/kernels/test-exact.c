@@ -3,7 +3,7 @@
  * Exact mode is a definition, not a tolerance: each op must equal, bit for bit, a plain loop written
  * here from the rules of kernels/qd-exact.h (fp64 sums of exact products in one fixed order, one
  * rounding to fp32, qd_exact_exp) - the same rules the CUDA backend's exact kernels follow, which
- * tests/kernels/backend-compare.c checks on a GPU. It must also be closer to the true (fp64/long double)
+ * tests/kernels/backend-compare-exact.c checks on a GPU. It must also be closer to the true (fp64/long double)
  * value than fast mode, independent of the thread count, and qd_exact_exp accurate to ~1 ulp. */
 #include <math.h>
 #include <stdint.h>
