@@ -277,8 +277,8 @@ static qd_status w_quantize(void *user, int b) {
     /* a scale the checkpoint cannot hold is refused now, not after the whole run at export */
     for (int l = 0; l < QD_NLIN; l++) {
         if (!res[l].q.codes) continue;
-        QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
-        QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
+        QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
+        QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
     }
     QD_CHECK_GOTO(stage_block(k, b, &w, res, &sources, now_s() - t0), st, out);
     if (no_calib(k)) goto out;

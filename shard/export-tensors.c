@@ -211,7 +211,7 @@ static qd_status dequant_bytes(const qd_qlayer *l, qd_dtype dt, unsigned char *b
     size_t n = (size_t)l->N * l->K;
     float *w;
     QD_ALLOC(w, n);
-    qd_qlayer_dequant(l, w);
+    qd_qlinear_dequant(l, w);
     qd_from_f32(dt, w, buf, n);
     free(w);
     return QD_OK;

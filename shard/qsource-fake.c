@@ -130,14 +130,14 @@ static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *l)
     if (st == QD_OK) st = read_typed(f, fl->g_idx, QD_DT_I32, (size_t)l->K, (void **)&l->g_idx);
     if (st == QD_OK && with_codes) st = read_typed(f, fl->codes, QD_DT_U8, (size_t)l->N * l->K, (void **)&l->codes);
     if (st != QD_OK) {
-        qd_qlayer_free(l);
+        qd_qlinear_free(l);
         return st;
     }
     for (int k = 0; k < l->K; k++)
         if (l->g_idx[k] < 0 || l->g_idx[k] >= l->G) {
             st = qd_fail(QD_ERR_FORMAT, "%s: layer '%s': g_idx[%d] = %d outside 0..%d", f->dir, fl->name, k,
                          l->g_idx[k], l->G - 1);
-            qd_qlayer_free(l);
+            qd_qlinear_free(l);
             return st;
         }
     infer_scheme(fl, l, with_codes);

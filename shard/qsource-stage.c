@@ -91,7 +91,7 @@ static qd_status copy_layer(struct stage_src *s, const struct layer_ref *r, int 
     out->g_idx = malloc((size_t)m->K * sizeof(int32_t));
     if (with_codes) out->codes = malloc(nk);
     if (!out->scales || !out->zeros || !out->g_idx || (with_codes && !out->codes)) {
-        qd_qlayer_free(out);
+        qd_qlinear_free(out);
         return qd_fail(QD_ERR_NOMEM, "%s: out of memory loading staged layer", out->name);
     }
     memcpy(out->scales, m->scales, gn * sizeof(float));

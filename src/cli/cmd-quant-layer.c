@@ -146,7 +146,7 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
         st = qd_fail(QD_ERR_NOMEM, "quant-layer: out of memory");
         goto done;
     }
-    qd_qlayer_dequant(&r.q, deq);
+    qd_qlinear_dequant(&r.q, deq);
     QD_CHECK_GOTO(write_result(output, &r, deq), st, done);
 done:
     qd_qresult_free(&r);

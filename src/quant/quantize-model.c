@@ -226,7 +226,7 @@ qd_status qd_quantize_model(qd_backend_t be, const qd_quantize_model_opts *o) {
         QD_CHECK_GOTO(qd_block_w_load(be, &cfg, r.ck, b, &w), st, fail);
         QD_CHECK_GOTO(qd_quantize_block(ctx, &w, in, out, res), st, fail);
         for (int l = 0; l < QD_NLIN; l++) /* an overflowing scale is refused when its block is done */
-            if (res[l].q.codes) QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, o->q.scale_dtype, "--scale-dtype"), st, fail);
+            if (res[l].q.codes) QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, o->q.scale_dtype, "--scale-dtype"), st, fail);
         QD_CHECK_GOTO(write_block(&r, &w, res), st, fail);
         for (int l = 0; l < QD_NLIN; l++) {
             report_module(&r, ctx, b, (qd_lin)l, &res[l]);

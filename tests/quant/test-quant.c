@@ -111,12 +111,12 @@ static void test_beats_rtn(void) {
         QD_EXPECT(eg < 0.9 * er);
         /* the device weight is the fp32-scale dequantisation of the codes, in the original order */
         float *D = malloc(N * K * 4);
-        qd_qlayer_dequant(&g.q, D);
+        qd_qlinear_dequant(&g.q, D);
         int same = 1;
         for (size_t i = 0; i < N * K; i++) same &= D[i] == Q[i];
         QD_EXPECT(same);
-        if (cases[c].act && !cases[c].stat && cases[c].gs > 0) QD_EXPECT(!qd_qlayer_g_idx_sequential(&g.q));
-        if (cases[c].stat) QD_EXPECT(qd_qlayer_g_idx_sequential(&g.q));
+        if (cases[c].act && !cases[c].stat && cases[c].gs > 0) QD_EXPECT(!qd_qlinear_g_idx_sequential(&g.q));
+        if (cases[c].stat) QD_EXPECT(qd_qlinear_g_idx_sequential(&g.q));
         free(D);
         qd_qresult_free(&g), qd_qresult_free(&r);
         qd_buf_free(bW), qd_buf_free(bR), qd_buf_free(bH);
@@ -282,7 +282,7 @@ static void test_model(void) {
         int32_t *z = malloc(tz->nbytes), *g = malloc(tg->nbytes);
         qd_ckpt_read_raw(a, ts, sc), qd_ckpt_read_raw(a, tz, z), qd_ckpt_read_raw(a, tg, g), qd_ckpt_read_raw(a, tw, w);
         l.scales = sc, l.zeros = z, l.g_idx = g;
-        qd_qlayer_dequant_rounded(&l, QD_DT_F16, d);
+        qd_qlinear_dequant_rounded(&l, QD_DT_F16, d);
         bad += memcmp(w, d, tw->nbytes) != 0;
         free(sc), free(w), free(d), free(z), free(g);
     }
