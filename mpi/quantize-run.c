@@ -186,9 +186,9 @@ static qd_status keep_record(worker *k, int b, qd_lin l, const qd_qlayer *q, con
     mod_rec *m = &k->recs[k->nrecs++];
     memset(m, 0, sizeof *m);
     *m = (mod_rec){.block = b, .rank = qd_mpi_rank(), .bits = q->bits, .group_size = q->group_size, .sym = q->sym,
-                   .N = q->N, .K = q->K, .loss = r->loss, .damp = r->damp, .time_s = r->seconds};
+                   .N = q->N, .K = q->K, .loss = r->s.loss, .damp = r->s.damp, .time_s = r->s.seconds};
     snprintf(m->name, sizeof m->name, "%s", qd_lin_name(l));
-    snprintf(m->fallback, sizeof m->fallback, "%.63s", r->fallback);
+    snprintf(m->fallback, sizeof m->fallback, "%.63s", r->s.fallback);
     return QD_OK;
 }
 
@@ -242,8 +242,8 @@ static qd_status stage_block(worker *k, int b, const qd_block_w *w, qd_qresult *
             m->bits = q->bits, m->group_size = q->group_size, m->sym = q->sym;
             m->codes = q->codes, m->scales = q->scales, m->zeros = q->zeros, m->g_idx = q->g_idx;
             q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL; /* now the block's */
-            m->loss = res[l].loss, m->damp = res[l].damp, m->time_s = res[l].seconds;
-            snprintf(m->fallback, sizeof m->fallback, "%.63s", res[l].fallback);
+            m->loss = res[l].s.loss, m->damp = res[l].s.damp, m->time_s = res[l].s.seconds;
+            snprintf(m->fallback, sizeof m->fallback, "%.63s", res[l].s.fallback);
         }
         snprintf(name, sizeof name, "%s.bias", qd_lin_name((qd_lin)l));
         QD_CHECK_GOTO(stage_tensor(k, sb, b, name, w->b[l]), st, out);

@@ -48,7 +48,7 @@ static qd_status write_result(const char *path, const qd_qresult *r, const float
     int32_t *codes = malloc(N * K * sizeof *codes);
     if (!codes) return qd_fail(QD_ERR_NOMEM, "quant-layer: out of memory");
     for (size_t i = 0; i < N * K; i++) codes[i] = l->codes[i];
-    float loss = (float)r->loss, damp = (float)r->damp;
+    float loss = (float)r->s.loss, damp = (float)r->s.damp;
     qd_stw *w;
     qd_status st = qd_stw_open(dir, prefix, UINT64_MAX / 2, &w);
     if (st != QD_OK) {

@@ -10,12 +10,8 @@
 #include "qd-qlinear.h"
 
 typedef struct qd_qresult {
-    qd_qlayer q;           /* q.name is the module prefix, q.method "rtn" / "gptq" / "awq" */
-    double loss;           /* gptq: sum (w-q)^2/d^2/2; rtn/awq: sum (w-q)^2/2 over the weight */
-    double damp;           /* gptq: the damping fraction that succeeded; else -1 */
-    char fallback[160];    /* "" or what happened instead (e.g. RTN after Cholesky failures) */
-    double seconds;
-    size_t calib_tokens;
+    qd_qlinear q; /* q.name is the module prefix, q.method "rtn" / "gptq" / "awq" */
+    qd_qstats s;
 } qd_qresult;
 
 void qd_qresult_free(qd_qresult *r);

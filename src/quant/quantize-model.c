@@ -96,17 +96,17 @@ static void report_module(run_state *r, const qd_qctx *ctx, int block, qd_lin l,
         cJSON_AddBoolToObject(m, "mse", s.method != QD_METHOD_AWQ && s.mse);
         cJSON_AddNumberToObject(m, "N", q->q.N);
         cJSON_AddNumberToObject(m, "K", q->q.K);
-        cJSON_AddNumberToObject(m, "loss", q->loss);
-        if (q->damp >= 0) cJSON_AddNumberToObject(m, "damp", q->damp);
+        cJSON_AddNumberToObject(m, "loss", q->s.loss);
+        if (q->s.damp >= 0) cJSON_AddNumberToObject(m, "damp", q->s.damp);
         else cJSON_AddNullToObject(m, "damp");
-        if (q->fallback[0]) cJSON_AddStringToObject(m, "fallback", q->fallback);
+        if (q->s.fallback[0]) cJSON_AddStringToObject(m, "fallback", q->s.fallback);
         else cJSON_AddNullToObject(m, "fallback");
-        cJSON_AddNumberToObject(m, "calib_tokens", (double)q->calib_tokens);
-        cJSON_AddNumberToObject(m, "seconds", q->seconds);
+        cJSON_AddNumberToObject(m, "calib_tokens", (double)q->s.calib_tokens);
+        cJSON_AddNumberToObject(m, "seconds", q->s.seconds);
         r->nquant++;
-        r->nfallback += q->fallback[0] != 0;
-        r->loss_sum += q->loss;
-        r->quant_seconds += q->seconds;
+        r->nfallback += q->s.fallback[0] != 0;
+        r->loss_sum += q->s.loss;
+        r->quant_seconds += q->s.seconds;
     }
     cJSON_AddItemToObject(r->modules, name, m);
 }

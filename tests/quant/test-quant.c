@@ -68,7 +68,7 @@ static void test_identity_is_rtn(void) {
     QD_EXPECT(memcmp(g.q.scales, r.q.scales, 4 * 4 * N) == 0);
     QD_EXPECT(memcmp(g.q.g_idx, r.q.g_idx, 4 * K) == 0);
     /* d^2 = 1/2: GPTQ's loss is twice RTN's sum (w-q)^2/2 */
-    QD_EXPECT_NEAR(g.loss, 2 * r.loss, 1e-5 * r.loss);
+    QD_EXPECT_NEAR(g.s.loss, 2 * r.s.loss, 1e-5 * r.s.loss);
     qd_qresult_free(&g), qd_qresult_free(&r);
     qd_buf_free(bW), qd_buf_free(bH), qd_buf_free(bR);
     free(W), free(I2);
@@ -135,7 +135,7 @@ static void test_dead_and_fallback(void) {
     QD_EXPECT_EQ_INT(qd_gptq_layer(be, "t.dead", &s, bW, N, K, bH, &g), QD_OK);
     down(bW, Q, N * K);
     for (size_t n = 0; n < N; n++) QD_EXPECT(Q[n * K + 5] == 0.0f);
-    QD_EXPECT(g.fallback[0] == 0 && g.damp == 0.01);
+    QD_EXPECT(g.s.fallback[0] == 0 && g.s.damp == 0.01);
     qd_qresult_free(&g);
     /* indefinite beyond any damping: pairs [[1, 10], [10, 1]] on the diagonal */
     float *Hb = calloc(K * K, 4);
@@ -147,8 +147,8 @@ static void test_dead_and_fallback(void) {
     qd_qresult r = {0};
     qd_clear_error();
     QD_EXPECT_EQ_INT(qd_gptq_layer(be, "t.indefinite", &s, bW2, N, K, bH2, &g), QD_OK);
-    QD_EXPECT_STR_CONTAINS(g.fallback, "RTN");
-    QD_EXPECT(g.damp < 0);
+    QD_EXPECT_STR_CONTAINS(g.s.fallback, "RTN");
+    QD_EXPECT(g.s.damp < 0);
     QD_EXPECT_EQ_INT(qd_rtn_layer(be, "t.indefinite", &s, bR, N, K, &r), QD_OK);
     QD_EXPECT(memcmp(g.q.codes, r.q.codes, N * K) == 0);
     qd_qresult_free(&g), qd_qresult_free(&r);
