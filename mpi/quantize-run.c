@@ -196,8 +196,7 @@ static qd_status keep_record(worker *k, int b, qd_lin l, const qd_qlayer *q, con
 static void release_staged(qd_staged_block *sb) {
     if (!sb) return;
     for (size_t i = 0; sb->modules && i < sb->nmodules; i++) {
-        qd_staged_module *m = &sb->modules[i];
-        free(m->codes), free(m->scales), free(m->zeros), free(m->g_idx);
+        qd_qlinear_free(&sb->modules[i].q);
     }
     for (size_t i = 0; sb->tensors && i < sb->ntensors; i++) free(sb->tensors[i].data);
     free(sb->tensors);
@@ -235,15 +234,11 @@ static qd_status stage_block(worker *k, int b, const qd_block_w *w, qd_qresult *
             sb->tensors[sb->ntensors - 1].shape[0] = (int64_t)w->n_out[l];
             sb->tensors[sb->ntensors - 1].shape[1] = (int64_t)w->n_in[l];
         } else {
-            qd_staged_module *m = &sb->modules[sb->nmodules++];
-            snprintf(m->name, sizeof m->name, "%s", qd_lin_name((qd_lin)l));
             QD_CHECK_GOTO(keep_record(k, b, (qd_lin)l, q, &res[l]), st, out);
-            m->N = q->N, m->K = q->K, m->G = q->G;
-            m->bits = q->bits, m->group_size = q->group_size, m->sym = q->sym;
-            m->codes = q->codes, m->scales = q->scales, m->zeros = q->zeros, m->g_idx = q->g_idx;
-            q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL; /* now the block's */
-            m->loss = res[l].s.loss, m->damp = res[l].s.damp, m->time_s = res[l].s.seconds;
-            snprintf(m->fallback, sizeof m->fallback, "%.63s", res[l].s.fallback);
+            qd_staged_module *m = &sb->modules[sb->nmodules++];
+            *m = (qd_staged_module){.q = *q, .s = res[l].s}; /* the arrays are now the block's */
+            *q = qd_qlinear_header(q);
+            snprintf(m->q.name, sizeof m->q.name, "%s", qd_lin_name((qd_lin)l)); /* staged names are block-relative */
         }
         snprintf(name, sizeof name, "%s.bias", qd_lin_name((qd_lin)l));
         QD_CHECK_GOTO(stage_tensor(k, sb, b, name, w->b[l]), st, out);
@@ -336,17 +331,14 @@ static qd_status w_replay(void *user, int b) {
         qd_staged_module *m = &sb->modules[i];
         int l = -1;
         for (int j = 0; j < QD_NLIN; j++)
-            if (strcmp(m->name, qd_lin_name((qd_lin)j)) == 0) l = j;
+            if (strcmp(m->q.name, qd_lin_name((qd_lin)j)) == 0) l = j;
         if (l < 0) {
-            st = qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: unknown module '%s'", qd_stage_dir(k->stage), b, m->name);
+            st = qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: unknown module '%s'", qd_stage_dir(k->stage), b, m->q.name);
             goto out;
         }
         qd_qlayer *q = &res[l].q;
-        snprintf(q->name, sizeof q->name, "model.layers.%d.%.200s", b, m->name);
-        q->N = (int)m->N, q->K = (int)m->K, q->G = (int)m->G;
-        q->bits = m->bits, q->group_size = m->group_size, q->sym = m->sym;
-        /* borrow the staged arrays; sb owns them */
-        q->codes = m->codes, q->scales = m->scales, q->zeros = m->zeros, q->g_idx = m->g_idx;
+        *q = m->q; /* borrows the staged arrays; sb owns them */
+        snprintf(q->name, sizeof q->name, "model.layers.%d.%.200s", b, m->q.name);
     }
     st = qd_block_replay(k->ctx, &w, res, k->in, k->out);
     if (st == QD_OK) {
@@ -646,11 +638,11 @@ static qd_status build_report(const qd_run_opts *o, const qd_stage *stage, int n
             mod_rec r;
             if (sb) {
                 const qd_staged_module *m = &sb->modules[i];
-                r = (mod_rec){.block = b, .rank = sb->rank, .bits = m->bits, .group_size = m->group_size,
-                              .sym = m->sym, .N = m->N, .K = m->K, .loss = m->loss, .damp = m->damp,
-                              .time_s = m->time_s};
-                snprintf(r.name, sizeof r.name, "%.63s", m->name);
-                snprintf(r.fallback, sizeof r.fallback, "%.63s", m->fallback);
+                r = (mod_rec){.block = b, .rank = sb->rank, .bits = m->q.bits, .group_size = m->q.group_size,
+                              .sym = m->q.sym, .N = m->q.N, .K = m->q.K, .loss = m->s.loss, .damp = m->s.damp,
+                              .time_s = m->s.seconds};
+                snprintf(r.name, sizeof r.name, "%.63s", m->q.name);
+                snprintf(r.fallback, sizeof r.fallback, "%.63s", m->s.fallback);
             } else if (recs[i].block == b) {
                 r = recs[i];
             } else {

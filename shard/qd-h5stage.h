@@ -15,7 +15,8 @@
  *   /                    attrs: format "qdist-stage-1" (string), block (i64), rank (i32), time_s (f64)
  *   /modules/<name>/     one group per quantized Linear, in the order written (creation order tracked):
  *                        datasets codes u8 [N,K], scales f32 [G,N], zeros i32 [G,N], g_idx i32 [K];
- *                        attrs bits, group_size, sym (i32), loss, damp, time_s (f64), fallback (string)
+ *                        attrs bits, group_size, sym (i32), loss, damp, time_s (f64), fallback (string,
+ *                        its full length < QD_FALLBACK_MAX; older stagings hold at most 63 bytes of it)
  *   /tensors/<name>      f32 dataset of its shape: a non-Linear tensor quantization changed (AWQ norms)
  *   /sources             u8 [len]: text "<tensor> <16 hex>\n" per source tensor of the block (optional)
  * Written in the HDF5 1.10 file format (readers need HDF5 >= 1.10; h5py and h5dump read it): all
@@ -43,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qd-qlinear.h"
 #include "qd-status.h"
 
 #define QD_STAGE_FORMAT "qdist-staging-1"    /* fingerprint.json "format" */
@@ -76,18 +78,9 @@ void qd_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* ---- what a block stages ---- */
 typedef struct qd_staged_module {
-    char name[QD_STAGE_NAME_MAX]; /* e.g. "self_attn.q_proj"; no '/' */
-    int64_t N, K;                 /* out_features, in_features */
-    int64_t G;                    /* number of groups: rows of scales/zeros */
-    int bits;                     /* 2..8 */
-    int group_size;               /* -1 = one group per row */
-    int sym;                      /* 0/1 */
-    uint8_t *codes;               /* [N*K], row-major [N,K], each < 2^bits */
-    float *scales;                /* [G*N] */
-    int32_t *zeros;               /* [G*N] */
-    int32_t *g_idx;               /* [K], each in [0,G) */
-    double loss, damp, time_s;
-    char fallback[64];            /* "" when none (e.g. "rtn: hessian not positive definite") */
+    qd_qlinear q; /* q.name relative to the block, e.g. "self_attn.q_proj" (no '/'); bits 1..8, codes each
+                   * < 2^bits, g_idx each in [0,G); q.method is not staged ("" when read back) */
+    qd_qstats s;  /* s.seconds is the attribute time_s; s.calib_tokens is not staged (0 when read back) */
 } qd_staged_module;
 
 typedef struct qd_staged_tensor {

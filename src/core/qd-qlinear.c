@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "qd-log.h"
 
@@ -29,6 +30,29 @@ void qd_qlinear_free(qd_qlinear *l) {
     l->scales = NULL;
     l->zeros = NULL;
     l->g_idx = NULL;
+}
+
+qd_qlinear qd_qlinear_header(const qd_qlinear *l) {
+    qd_qlinear h = *l;
+    h.codes = NULL, h.scales = NULL, h.zeros = NULL, h.g_idx = NULL;
+    return h;
+}
+
+qd_status qd_qlinear_copy_arrays(qd_qlinear *dst, const qd_qlinear *src, int with_codes) {
+    size_t gn = (size_t)src->G * (size_t)src->N, nk = (size_t)src->N * (size_t)src->K;
+    dst->codes = with_codes ? malloc(nk ? nk : 1) : NULL;
+    dst->scales = malloc(gn * sizeof *dst->scales);
+    dst->zeros = malloc(gn * sizeof *dst->zeros);
+    dst->g_idx = malloc((size_t)src->K * sizeof *dst->g_idx);
+    if (!dst->scales || !dst->zeros || !dst->g_idx || (with_codes && !dst->codes)) {
+        qd_qlinear_free(dst);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory copying a quantized layer", dst->name);
+    }
+    memcpy(dst->scales, src->scales, gn * sizeof *dst->scales);
+    memcpy(dst->zeros, src->zeros, gn * sizeof *dst->zeros);
+    memcpy(dst->g_idx, src->g_idx, (size_t)src->K * sizeof *dst->g_idx);
+    if (with_codes) memcpy(dst->codes, src->codes, nk);
+    return QD_OK;
 }
 
 int qd_qlinear_g_idx_sequential(const qd_qlinear *l) {

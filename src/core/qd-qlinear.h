@@ -52,6 +52,11 @@ typedef qd_qlinear qd_qlayer;
 /* Allocate the arrays of l for N, K, G (codes included); on failure nothing stays allocated. */
 qd_status qd_qlinear_alloc(qd_qlinear *l, int N, int K, int G);
 void qd_qlinear_free(qd_qlinear *l); /* frees the arrays (NULL after), keeps the header */
+/* l with its arrays NULL: the header (name, shape, scheme, method) alone, owning nothing */
+qd_qlinear qd_qlinear_header(const qd_qlinear *l);
+/* dst's arrays become copies of src's (sized by src's N, K, G), codes only when with_codes (else NULL);
+ * dst's header is left as it is. On failure dst owns no arrays. */
+qd_status qd_qlinear_copy_arrays(qd_qlinear *dst, const qd_qlinear *src, int with_codes);
 /* 1 when g_idx[k] == k / group_size for every k (always for group_size -1 with g_idx all 0) */
 int qd_qlinear_g_idx_sequential(const qd_qlinear *l);
 /* Round scales in place to dt (F16/BF16; F32/F64 unchanged) - see qd_qrun.scales_rounded */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * test-h5stage.c - the staging directory: block round trip, fingerprint refusal naming the field,
- * resume listing exactly the staged blocks, interrupted writes ignored, corrupt files reported. */
+ * resume listing exactly the staged blocks, interrupted writes ignored, corrupt files reported, the
+ * fallback text at its full length (and an older staging's 64-byte one still read). */
 #define _DEFAULT_SOURCE
 #include <fcntl.h>
 #include <hdf5.h>
@@ -29,34 +30,34 @@ static void subdir(char *out, size_t cap, const char *name) { snprintf(out, cap,
 /* a random module N x K with groups of gs columns (act-order g_idx when shuffle) */
 static void make_module(qd_staged_module *m, const char *name, int64_t N, int64_t K, int gs, int bits, int shuffle) {
     memset(m, 0, sizeof *m);
-    snprintf(m->name, sizeof m->name, "%s", name);
-    m->N = N;
-    m->K = K;
-    m->G = (K + gs - 1) / gs;
-    m->bits = bits;
-    m->group_size = gs;
-    m->sym = (int)(rnd() & 1);
-    m->codes = malloc((size_t)(N * K));
-    m->scales = malloc(sizeof(float) * (size_t)(m->G * N));
-    m->zeros = malloc(sizeof(int32_t) * (size_t)(m->G * N));
-    m->g_idx = malloc(sizeof(int32_t) * (size_t)K);
-    for (int64_t i = 0; i < N * K; i++) m->codes[i] = (uint8_t)(rnd() % (1u << bits));
-    for (int64_t i = 0; i < m->G * N; i++) {
-        m->scales[i] = (float)(rnd() % 100000) * 1e-6f + 1e-4f;
-        m->zeros[i] = (int32_t)(rnd() % (1u << bits));
+    snprintf(m->q.name, sizeof m->q.name, "%s", name);
+    m->q.N = N;
+    m->q.K = K;
+    m->q.G = (K + gs - 1) / gs;
+    m->q.bits = bits;
+    m->q.group_size = gs;
+    m->q.sym = (int)(rnd() & 1);
+    m->q.codes = malloc((size_t)(N * K));
+    m->q.scales = malloc(sizeof(float) * (size_t)(m->q.G * N));
+    m->q.zeros = malloc(sizeof(int32_t) * (size_t)(m->q.G * N));
+    m->q.g_idx = malloc(sizeof(int32_t) * (size_t)K);
+    for (int64_t i = 0; i < N * K; i++) m->q.codes[i] = (uint8_t)(rnd() % (1u << bits));
+    for (int64_t i = 0; i < m->q.G * N; i++) {
+        m->q.scales[i] = (float)(rnd() % 100000) * 1e-6f + 1e-4f;
+        m->q.zeros[i] = (int32_t)(rnd() % (1u << bits));
     }
-    for (int64_t k = 0; k < K; k++) m->g_idx[k] = (int32_t)(k / gs);
+    for (int64_t k = 0; k < K; k++) m->q.g_idx[k] = (int32_t)(k / gs);
     if (shuffle)
         for (int64_t k = K - 1; k > 0; k--) {
             int64_t j = rnd() % (uint32_t)(k + 1);
-            int32_t t = m->g_idx[k];
-            m->g_idx[k] = m->g_idx[j];
-            m->g_idx[j] = t;
+            int32_t t = m->q.g_idx[k];
+            m->q.g_idx[k] = m->q.g_idx[j];
+            m->q.g_idx[j] = t;
         }
-    m->loss = (double)rnd() / 1e6;
-    m->damp = 0.01;
-    m->time_s = 0.25;
-    if (shuffle) snprintf(m->fallback, sizeof m->fallback, "rtn: hessian not positive definite");
+    m->s.loss = (double)rnd() / 1e6;
+    m->s.damp = 0.01;
+    m->s.seconds = 0.25;
+    if (shuffle) snprintf(m->s.fallback, sizeof m->s.fallback, "rtn: hessian not positive definite");
 }
 
 /* a block of 3 modules and 2 tensors; caller frees with free_block */
@@ -83,12 +84,7 @@ static qd_staged_block make_block(int64_t index) {
 }
 
 static void free_block(qd_staged_block *b) {
-    for (size_t i = 0; i < b->nmodules; i++) {
-        free(b->modules[i].codes);
-        free(b->modules[i].scales);
-        free(b->modules[i].zeros);
-        free(b->modules[i].g_idx);
-    }
+    for (size_t i = 0; i < b->nmodules; i++) qd_qlinear_free(&b->modules[i].q);
     for (size_t i = 0; i < b->ntensors; i++) free(b->tensors[i].data);
     free(b->modules);
     free(b->tensors);
@@ -101,13 +97,13 @@ static int same_block(const qd_staged_block *a, const qd_staged_block *c) {
         return 0;
     for (size_t i = 0; i < a->nmodules; i++) {
         const qd_staged_module *x = &a->modules[i], *y = &c->modules[i];
-        if (strcmp(x->name, y->name) || x->N != y->N || x->K != y->K || x->G != y->G || x->bits != y->bits ||
-            x->group_size != y->group_size || x->sym != y->sym || x->loss != y->loss || x->damp != y->damp ||
-            x->time_s != y->time_s || strcmp(x->fallback, y->fallback) ||
-            memcmp(x->codes, y->codes, (size_t)(x->N * x->K)) ||
-            memcmp(x->scales, y->scales, sizeof(float) * (size_t)(x->G * x->N)) ||
-            memcmp(x->zeros, y->zeros, sizeof(int32_t) * (size_t)(x->G * x->N)) ||
-            memcmp(x->g_idx, y->g_idx, sizeof(int32_t) * (size_t)x->K))
+        if (strcmp(x->q.name, y->q.name) || x->q.N != y->q.N || x->q.K != y->q.K || x->q.G != y->q.G || x->q.bits != y->q.bits ||
+            x->q.group_size != y->q.group_size || x->q.sym != y->q.sym || x->s.loss != y->s.loss || x->s.damp != y->s.damp ||
+            x->s.seconds != y->s.seconds || strcmp(x->s.fallback, y->s.fallback) ||
+            memcmp(x->q.codes, y->q.codes, (size_t)(x->q.N * x->q.K)) ||
+            memcmp(x->q.scales, y->q.scales, sizeof(float) * (size_t)(x->q.G * x->q.N)) ||
+            memcmp(x->q.zeros, y->q.zeros, sizeof(int32_t) * (size_t)(x->q.G * x->q.N)) ||
+            memcmp(x->q.g_idx, y->q.g_idx, sizeof(int32_t) * (size_t)x->q.K))
             return 0;
     }
     for (size_t i = 0; i < a->ntensors; i++) {
@@ -167,19 +163,19 @@ static void test_round_trip(void) {
         QD_EXPECT_EQ_INT(r->ntensors, 2);
         for (size_t i = 0; i < r->nmodules && i < 3; i++) {
             const qd_staged_module *a = &b.modules[i], *c = &r->modules[i];
-            QD_EXPECT(strcmp(a->name, c->name) == 0); /* order kept (not alphabetical) */
-            QD_EXPECT_EQ_INT(c->N, a->N);
-            QD_EXPECT_EQ_INT(c->K, a->K);
-            QD_EXPECT_EQ_INT(c->G, a->G);
-            QD_EXPECT_EQ_INT(c->bits, a->bits);
-            QD_EXPECT_EQ_INT(c->group_size, a->group_size);
-            QD_EXPECT_EQ_INT(c->sym, a->sym);
-            QD_EXPECT(memcmp(a->codes, c->codes, (size_t)(a->N * a->K)) == 0);
-            QD_EXPECT(memcmp(a->scales, c->scales, sizeof(float) * (size_t)(a->G * a->N)) == 0);
-            QD_EXPECT(memcmp(a->zeros, c->zeros, sizeof(int32_t) * (size_t)(a->G * a->N)) == 0);
-            QD_EXPECT(memcmp(a->g_idx, c->g_idx, sizeof(int32_t) * (size_t)a->K) == 0);
-            QD_EXPECT(a->loss == c->loss && a->damp == c->damp && a->time_s == c->time_s);
-            QD_EXPECT(strcmp(a->fallback, c->fallback) == 0);
+            QD_EXPECT(strcmp(a->q.name, c->q.name) == 0); /* order kept (not alphabetical) */
+            QD_EXPECT_EQ_INT(c->q.N, a->q.N);
+            QD_EXPECT_EQ_INT(c->q.K, a->q.K);
+            QD_EXPECT_EQ_INT(c->q.G, a->q.G);
+            QD_EXPECT_EQ_INT(c->q.bits, a->q.bits);
+            QD_EXPECT_EQ_INT(c->q.group_size, a->q.group_size);
+            QD_EXPECT_EQ_INT(c->q.sym, a->q.sym);
+            QD_EXPECT(memcmp(a->q.codes, c->q.codes, (size_t)(a->q.N * a->q.K)) == 0);
+            QD_EXPECT(memcmp(a->q.scales, c->q.scales, sizeof(float) * (size_t)(a->q.G * a->q.N)) == 0);
+            QD_EXPECT(memcmp(a->q.zeros, c->q.zeros, sizeof(int32_t) * (size_t)(a->q.G * a->q.N)) == 0);
+            QD_EXPECT(memcmp(a->q.g_idx, c->q.g_idx, sizeof(int32_t) * (size_t)a->q.K) == 0);
+            QD_EXPECT(a->s.loss == c->s.loss && a->s.damp == c->s.damp && a->s.seconds == c->s.seconds);
+            QD_EXPECT(strcmp(a->s.fallback, c->s.fallback) == 0);
         }
         for (size_t i = 0; i < r->ntensors && i < 2; i++) {
             const qd_staged_tensor *a = &b.tensors[i], *c = &r->tensors[i];
@@ -195,10 +191,10 @@ static void test_round_trip(void) {
         qd_staged_block_free(r);
     }
     /* rewriting a staged block replaces it */
-    b.modules[0].codes[0] ^= 1;
+    b.modules[0].q.codes[0] ^= 1;
     QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_OK);
     QD_EXPECT_EQ_INT(qd_stage_read_block(s, 12, &r), QD_OK);
-    if (r) QD_EXPECT_EQ_INT(r->modules[0].codes[0], b.modules[0].codes[0]);
+    if (r) QD_EXPECT_EQ_INT(r->modules[0].q.codes[0], b.modules[0].q.codes[0]);
     qd_staged_block_free(r);
     free_block(&b);
     qd_stage_close(s);
@@ -214,13 +210,13 @@ static void test_write_refuses_bad_block(void) {
     QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
     if (!s) return;
     qd_staged_block b = make_block(0);
-    b.modules[1].codes[7] = 8; /* 3-bit module */
+    b.modules[1].q.codes[7] = 8; /* 3-bit module */
     QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_ERR_FORMAT);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "mlp.down_proj");
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "codes[0,7] = 8");
     QD_EXPECT_EQ_INT(qd_stage_has_block(s, 0), 0);
-    b.modules[1].codes[7] = 1;
-    snprintf(b.modules[2].name, sizeof b.modules[2].name, "self_attn.q_proj");
+    b.modules[1].q.codes[7] = 1;
+    snprintf(b.modules[2].q.name, sizeof b.modules[2].q.name, "self_attn.q_proj");
     QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_ERR_FORMAT);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "appears twice");
     QD_EXPECT_EQ_INT(qd_stage_has_block(s, 0), 0);
@@ -513,6 +509,60 @@ static void test_corrupt(void) {
     qd_fp_free(&fp);
 }
 
+/* The fallback text keeps its full length (QD_FALLBACK_MAX - 1 bytes) through the staging, and a block
+ * staged before that (its fallback attribute a 64-byte string: the text cut to 63 bytes) still reads. */
+static void test_fallback_length(void) {
+    char dir[300], path[400];
+    subdir(dir, sizeof dir, "fallback");
+    qd_fingerprint fp;
+    make_fp(&fp, "r");
+    qd_stage *s = NULL;
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    if (!s) return;
+    qd_staged_block b = make_block(3);
+    char longest[QD_FALLBACK_MAX];
+    memset(longest, 'x', sizeof longest - 1);
+    longest[sizeof longest - 1] = '\0';
+    memcpy(longest, "damp raised", 11);
+    memcpy(longest + sizeof longest - 4, "end", 3);
+    memcpy(b.modules[0].s.fallback, longest, sizeof longest);
+    QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_OK);
+    qd_staged_block *r = NULL;
+    QD_EXPECT_EQ_INT(qd_stage_read_block(s, 3, &r), QD_OK);
+    if (r) QD_EXPECT(strcmp(r->modules[0].s.fallback, longest) == 0);
+    qd_staged_block_free(r);
+
+    /* as an older qdist wrote it: a fixed-length string of 64 bytes, NUL-terminated */
+    const char *old = "Cholesky failed for damp 0.01..0.1 (5 attempts): RTN (Hinv = I)"; /* 63 bytes */
+    QD_EXPECT_EQ_INT((int)strlen(old), 63);
+    snprintf(path, sizeof path, "%s/block-00003.h5", dir);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    QD_EXPECT(f >= 0);
+    QD_EXPECT(H5Adelete_by_name(f, "/modules/self_attn.q_proj", "fallback", H5P_DEFAULT) >= 0);
+    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, 64);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t a = H5Acreate_by_name(f, "/modules/self_attn.q_proj", "fallback", t, sp, H5P_DEFAULT, H5P_DEFAULT,
+                                H5P_DEFAULT);
+    QD_EXPECT(a >= 0);
+    QD_EXPECT(H5Awrite(a, t, old) >= 0);
+    QD_EXPECT(H5Aget_storage_size(a) == 64);
+    H5Aclose(a), H5Sclose(sp), H5Tclose(t);
+    H5Fclose(f);
+    r = NULL;
+    QD_EXPECT_EQ_INT(qd_stage_read_block(s, 3, &r), QD_OK);
+    if (r) {
+        QD_EXPECT(strcmp(r->modules[0].s.fallback, old) == 0);
+        QD_EXPECT(strcmp(r->modules[1].s.fallback, b.modules[1].s.fallback) == 0); /* the others untouched */
+    }
+    qd_staged_block_free(r);
+    free_block(&b);
+    qd_stage_close(s);
+    qd_fp_free(&fp);
+}
+
 /* Damage anywhere in a staged file (one byte changed, every 17th position): the read either fails with
  * one line naming the file, or returns exactly what was written (the byte was padding); never another
  * value (metadata and every dataset carry checksums), never a crash, no HDF5 id left open. */
@@ -602,6 +652,7 @@ int main(void) {
     QD_RUN(test_round_trip);
     QD_RUN(test_sources);
     QD_RUN(test_write_refuses_bad_block);
+    QD_RUN(test_fallback_length);
     QD_RUN(test_fingerprint);
     QD_RUN(test_fp_model);
     QD_RUN(test_resume_and_leftovers);
