@@ -31,7 +31,7 @@ static float round_to(qd_dtype dt, float x) {
     return y;
 }
 
-static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_qlayer *l) {
+static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_qlinear *l) {
     float *got = NULL;
     int64_t N, K;
     QD_CHECK(qd_qformat_read_linear(qf, ck, l->name, &got, &N, &K, NULL));
@@ -86,7 +86,7 @@ qd_status qd_export_verify(const char *dir, const qd_qsource *src) {
     src->iface->run(src->ctx, &run);
     size_t cursor = 0, n = 0;
     for (;;) {
-        qd_qlayer l;
+        qd_qlinear l;
         int done;
         st = qd_qsource_next(src, &cursor, 1, &l, &done);
         if (st != QD_OK || done) break;

@@ -42,7 +42,7 @@ typedef struct pool {
 static qd_status run_layer(pool *c, const unit *u, qd_xstats *stats) {
     const qd_xtensor *t0 = &c->l->t[u->first];
     const qd_xlayer *x = &c->p->layers[t0->layer];
-    qd_qlayer ql;
+    qd_qlinear ql;
     QD_CHECK(c->src->iface->load_layer(c->src->ctx, (size_t)x->src_index, 1, &ql));
     /* a scale that overflows the stored dtype would make the checkpoint's weights inf/NaN: refused
      * here, before the output directory is committed */

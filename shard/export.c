@@ -173,7 +173,7 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
     size_t cursor = 0;
     int seen_lm_head = 0, awq_gs = 0;
     for (;;) {
-        qd_qlayer ql;
+        qd_qlinear ql;
         int done;
         QD_CHECK(qd_qsource_next(src, &cursor, 0, &ql, &done));
         if (done) break;

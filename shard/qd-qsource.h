@@ -46,7 +46,7 @@ typedef struct qd_qsource_i {
     /* number of quantized Linear layers; their order is the source's storage order */
     size_t (*n_layers)(void *ctx);
     /* layer i: header always; scales/zeros/g_idx always; codes only when with_codes */
-    qd_status (*load_layer)(void *ctx, size_t i, int with_codes, qd_qlayer *out);
+    qd_status (*load_layer)(void *ctx, size_t i, int with_codes, qd_qlinear *out);
     /* index of the layer named prefix, or -1 */
     long (*find_layer)(void *ctx, const char *prefix);
     /* tensors that are not quantization data (embeddings, norms, biases, unquantized Linears) */
@@ -68,9 +68,9 @@ typedef struct qd_qsource {
 } qd_qsource;
 
 /* Next layer in storage order: *i is the cursor (start at 0); *done = 1 after the last. */
-qd_status qd_qsource_next(const qd_qsource *s, size_t *i, int with_codes, qd_qlayer *out, int *done);
+qd_status qd_qsource_next(const qd_qsource *s, size_t *i, int with_codes, qd_qlinear *out, int *done);
 /* The layer named prefix; *found = 0 (and QD_OK) when it is not quantized. */
-qd_status qd_qsource_get(const qd_qsource *s, const char *prefix, int with_codes, qd_qlayer *out, int *found);
+qd_status qd_qsource_get(const qd_qsource *s, const char *prefix, int with_codes, qd_qlinear *out, int *found);
 void qd_qsource_close(qd_qsource *s);
 
 /* The qd_plain_info of a checkpoint tensor (qd-safetensors.h), for sources whose plain tensors are

@@ -78,7 +78,7 @@ static qd_status read_typed(fake_src *f, const qd_st_tensor *t, qd_dtype want, s
 }
 
 /* fill bits / group size / sym that the report left out, from the data itself */
-static void infer_scheme(const fake_layer *fl, qd_qlayer *l, int with_codes) {
+static void infer_scheme(const fake_layer *fl, qd_qlinear *l, int with_codes) {
     if (l->group_size == 0) {
         int *count = calloc((size_t)l->G, sizeof *count), gs = 0;
         if (count) {
@@ -104,7 +104,7 @@ static void infer_scheme(const fake_layer *fl, qd_qlayer *l, int with_codes) {
     }
 }
 
-static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *l) {
+static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlinear *l) {
     fake_src *f = ctx;
     const fake_layer *fl = &f->layers[i];
     memset(l, 0, sizeof *l);

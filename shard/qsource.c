@@ -8,7 +8,7 @@
 
 #include "qd-safetensors.h"
 
-qd_status qd_qsource_next(const qd_qsource *s, size_t *i, int with_codes, qd_qlayer *out, int *done) {
+qd_status qd_qsource_next(const qd_qsource *s, size_t *i, int with_codes, qd_qlinear *out, int *done) {
     *done = 0;
     if (*i >= s->iface->n_layers(s->ctx)) {
         *done = 1;
@@ -19,7 +19,7 @@ qd_status qd_qsource_next(const qd_qsource *s, size_t *i, int with_codes, qd_qla
     return st;
 }
 
-qd_status qd_qsource_get(const qd_qsource *s, const char *prefix, int with_codes, qd_qlayer *out, int *found) {
+qd_status qd_qsource_get(const qd_qsource *s, const char *prefix, int with_codes, qd_qlinear *out, int *found) {
     long i = s->iface->find_layer(s->ctx, prefix);
     *found = i >= 0;
     if (i < 0) return QD_OK;

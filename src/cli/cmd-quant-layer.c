@@ -43,7 +43,7 @@ static qd_status write_result(const char *path, const qd_qresult *r, const float
     if (pl < 12 || strcmp(prefix + pl - 12, ".safetensors") != 0)
         return qd_fail(QD_ERR_USAGE, "quant-layer: --output %s must end in .safetensors", path);
     prefix[pl - 12] = 0;
-    const qd_qlayer *l = &r->q;
+    const qd_qlinear *l = &r->q;
     size_t N = (size_t)l->N, K = (size_t)l->K, G = (size_t)l->G;
     int32_t *codes = malloc(N * K * sizeof *codes);
     if (!codes) return qd_fail(QD_ERR_NOMEM, "quant-layer: out of memory");

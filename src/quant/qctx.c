@@ -88,7 +88,7 @@ static qd_status check_install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qre
  * qd_qlinear_dequant_rounded, so the weight is bit-identical to the host path's. */
 static qd_status install_device(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
     qd_backend_t be = c->be;
-    const qd_qlayer *q = &r->q;
+    const qd_qlinear *q = &r->q;
     size_t N = (size_t)q->N, K = (size_t)q->K, G = (size_t)q->G, n = N * K, words = (n + 3) / 4;
     float *sc = malloc(G * N * sizeof *sc);
     uint8_t *pad = n % 4 ? calloc(words, 4) : NULL; /* the upload reads whole words */

@@ -75,7 +75,7 @@ static qd_status fetch_codes(qd_backend_t be, const char *name, qd_buf_t codes, 
 
 qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name, qd_buf_t codes, qd_buf_t scales,
                            qd_buf_t zeros, const int32_t *g_idx, size_t N, size_t K, size_t G, qd_qresult *out) {
-    qd_qlayer *l = &out->q;
+    qd_qlinear *l = &out->q;
     snprintf(l->name, sizeof l->name, "%s", name);
     snprintf(l->method, sizeof l->method, "%s", qd_method_name(s->method));
     l->bits = s->bits;

@@ -55,7 +55,7 @@ done:
 }
 
 static qd_status add_quantized(run_state *r, const qd_st_tensor *t, qd_buf_t W, const qd_qresult *q) {
-    const qd_qlayer *l = &q->q;
+    const qd_qlinear *l = &q->q;
     size_t N = (size_t)l->N, K = (size_t)l->K, G = (size_t)l->G;
     float *f = malloc(N * K * sizeof *f);
     if (!f) return qd_fail(QD_ERR_NOMEM, "%s: out of memory writing '%s'", r->o->output_dir, t->name);

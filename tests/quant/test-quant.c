@@ -263,7 +263,7 @@ static void test_model(void) {
         /* weight == (code - zero) * f16(scale) */
         char prefix[256], name[300];
         snprintf(prefix, sizeof prefix, "%.*s", (int)(L - 9), t->name);
-        qd_qlayer l = {0};
+        qd_qlinear l = {0};
         l.N = (int)t->shape[0], l.K = (int)t->shape[1], l.G = 1;
         l.codes = (uint8_t *)qd_ckpt_data(a, t);
         snprintf(name, sizeof name, "%s.qd_scales", prefix);
