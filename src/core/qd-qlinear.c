@@ -3,6 +3,7 @@
 #include "qd-qlinear.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,17 @@ qd_status qd_qlinear_copy_arrays(qd_qlinear *dst, const qd_qlinear *src, int wit
     memcpy(dst->g_idx, src->g_idx, (size_t)src->K * sizeof *dst->g_idx);
     if (with_codes) memcpy(dst->codes, src->codes, nk);
     return QD_OK;
+}
+
+qd_qrecord qd_qrecord_of(int block, int rank, const qd_qlinear *q, const qd_qstats *s) {
+    qd_qrecord r;
+    memset(&r, 0, sizeof r); /* the padding too: records travel as bytes */
+    r.block = block, r.rank = rank;
+    snprintf(r.name, sizeof r.name, "%.63s", q->name);
+    r.bits = q->bits, r.group_size = q->group_size, r.sym = q->sym;
+    r.N = q->N, r.K = q->K;
+    r.s = *s;
+    return r;
 }
 
 int qd_qlinear_g_idx_sequential(const qd_qlinear *l) {

@@ -46,6 +46,19 @@ typedef struct qd_qstats {
     size_t calib_tokens;            /* calibration tokens seen (not staged: 0 when read back) */
 } qd_qstats;
 
+/* What a run's report says of one quantized Linear: plain bytes (no pointers), so that ranks can
+ * send their records to rank 0 as they are. */
+typedef struct qd_qrecord {
+    int block, rank;
+    char name[64]; /* relative to the block, e.g. "self_attn.q_proj" */
+    int bits, group_size, sym;
+    int64_t N, K;
+    qd_qstats s;
+} qd_qrecord;
+
+/* The record of Linear q (q->name relative to its block) of block `block`, quantized by `rank`. */
+qd_qrecord qd_qrecord_of(int block, int rank, const qd_qlinear *q, const qd_qstats *s);
+
 /* Transitional name (one step): the users move to qd_qlinear. */
 typedef qd_qlinear qd_qlayer;
 
