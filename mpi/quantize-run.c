@@ -414,11 +414,11 @@ static qd_status make_plan(const qd_run_opts *o, const qd_model_cfg *cfg, qd_pla
     return qd_mpi_bcast(plan, sizeof *plan);
 }
 
-static qd_status fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_fingerprint *fp) {
+static qd_status fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_fingerprint *fpr) {
     const qd_qspec *s = &o->q.base;
     char buf[512];
-    QD_CHECK(qd_fp_add(fp, "qdist_version", QD_VERSION));
-    QD_CHECK(qd_fp_add_model(fp, o->model_dir));
+    QD_CHECK(qd_fingerprint_add(fpr, "qdist_version", QD_VERSION));
+    QD_CHECK(qd_fingerprint_add_model(fpr, o->model_dir));
     snprintf(buf, sizeof buf,
              "method=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d damp=%.6g mse=%d "
              "true_sequential=%d scale_dtype=%s numerics=%s",
@@ -426,38 +426,38 @@ static qd_status fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_finge
              s->mse, o->q.true_sequential, qd_dtype_name(o->q.scale_dtype),
              /* fast and exact blocks differ in their bits: a resume must not mix them */
              o->backend.numerics == QD_NUMERICS_EXACT ? "exact" : "fast");
-    QD_CHECK(qd_fp_add(fp, "settings", buf));
+    QD_CHECK(qd_fingerprint_add(fpr, "settings", buf));
     if (o->recipe_path) {
         char *text = NULL;
         size_t len = 0;
         QD_CHECK(qd_read_file(o->recipe_path, 64u << 20, &text, &len));
-        qd_status st = qd_fp_add_sha256(fp, "recipe_sha256", text, len);
+        qd_status st = qd_fingerprint_add_sha256(fpr, "recipe_sha256", text, len);
         free(text);
         QD_CHECK(st);
     } else {
-        QD_CHECK(qd_fp_add(fp, "recipe_sha256", "none"));
+        QD_CHECK(qd_fingerprint_add(fpr, "recipe_sha256", "none"));
     }
     snprintf(buf, sizeof buf, "%zu x %zu sha256=%s", o->q.nseq, o->q.seq_len,
              o->calib_sha256 ? o->calib_sha256 : "none");
-    QD_CHECK(qd_fp_add(fp, "calibration", buf));
+    QD_CHECK(qd_fingerprint_add(fpr, "calibration", buf));
     /* the exact schedule's result does not depend on the rank count; overlap's depends on the ranges */
     if (o->schedule == QD_SCHED_OVERLAP) {
         size_t n = 0;
         n += (size_t)snprintf(buf + n, sizeof buf - n, "overlap");
         for (int r = 0; r < plan->nranks && n < sizeof buf - 16; r++)
             n += (size_t)snprintf(buf + n, sizeof buf - n, " %d+%d", plan->first[r], plan->count[r]);
-        QD_CHECK(qd_fp_add(fp, "schedule", buf));
+        QD_CHECK(qd_fingerprint_add(fpr, "schedule", buf));
     } else {
-        QD_CHECK(qd_fp_add(fp, "schedule", "exact"));
+        QD_CHECK(qd_fingerprint_add(fpr, "schedule", "exact"));
     }
     return QD_OK;
 }
 
-static qd_status open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fp, qd_stage **out) {
+static qd_status open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fpr, qd_stage **out) {
     qd_status st = QD_OK;
-    if (qd_mpi_rank() == 0) st = qd_stage_open(dir, fp, o->resume, out);
+    if (qd_mpi_rank() == 0) st = qd_stage_open(dir, fpr, o->resume, out);
     QD_CHECK(qd_mpi_agree(st));
-    if (qd_mpi_rank() != 0) QD_CHECK(qd_mpi_agree(qd_stage_attach(dir, fp, out)));
+    if (qd_mpi_rank() != 0) QD_CHECK(qd_mpi_agree(qd_stage_attach(dir, fpr, out)));
     else QD_CHECK(qd_mpi_agree(QD_OK));
     return QD_OK;
 }
@@ -830,7 +830,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_plan *plan = calloc(1, sizeof *plan);
     if (!plan) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
     worker k = {.o = o, .cfg = &cfg};
-    qd_fingerprint fp = {0};
+    qd_fingerprint fpr = {0};
     qd_transport *prev = NULL, *next = NULL;
     qd_progress *prog = NULL;
     int32_t *ids = NULL;
@@ -855,9 +855,9 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     if (o->staging_dir) snprintf(staging, sizeof staging, "%s", o->staging_dir);
     else snprintf(staging, sizeof staging, "%s.qdist-staging", o->output_dir);
     QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? check_space(&ro, &cfg, staging) : QD_OK), st, fail);
-    QD_CHECK_GOTO(fingerprint(&ro, plan, &fp), st, fail);
+    QD_CHECK_GOTO(fingerprint(&ro, plan, &fpr), st, fail);
     staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
-    QD_CHECK_GOTO(open_staging(&ro, staging, &fp, &k.stage), st, fail);
+    QD_CHECK_GOTO(open_staging(&ro, staging, &fpr, &k.stage), st, fail);
     QD_CHECK_GOTO(qd_stage_writer_start(k.stage, &k.writer), st, fail);
 
     map_device(&o->backend, &be_spec, &k.dev_share);
@@ -985,7 +985,7 @@ fail:
     qd_ckpt_close(k.ck);
     if (k.be) qd_be_free(k.be);
     qd_stage_close(k.stage);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
     free(k.recs);
     free(ids);
     free(plan);

@@ -77,9 +77,9 @@ int main(int argc, char **argv) {
     qd_staged_block b = {.block = index, .rank = 0, .time_s = 7.25, .nmodules = 2, .modules = mods, .ntensors = 1,
                          .tensors = &ten};
 
-    qd_fingerprint fp = {0};
+    qd_fingerprint fpr = {0};
     qd_stage *s = NULL;
-    if (qd_fp_add(&fp, "qdist_version", QD_VERSION) != QD_OK || qd_stage_open(argv[1], &fp, 0, &s) != QD_OK ||
+    if (qd_fingerprint_add(&fpr, "qdist_version", QD_VERSION) != QD_OK || qd_stage_open(argv[1], &fpr, 0, &s) != QD_OK ||
         qd_stage_write_block(s, &b) != QD_OK)
         return 1;
 
@@ -122,6 +122,6 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++) qd_qlinear_free(&mods[i].q);
     free(ten.data);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
     return 0;
 }

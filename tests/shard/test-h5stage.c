@@ -119,11 +119,11 @@ static int same_block(const qd_staged_block *a, const qd_staged_block *c) {
     return 1;
 }
 
-static void make_fp(qd_fingerprint *fp, const char *recipe) {
-    memset(fp, 0, sizeof *fp);
-    qd_fp_add(fp, "qdist_version", "0.1.0");
-    qd_fp_add(fp, "recipe", recipe);
-    qd_fp_add_sha256(fp, "calibration_ids_sha256", "\x01\x02\x03", 3);
+static void make_fingerprint(qd_fingerprint *fpr, const char *recipe) {
+    memset(fpr, 0, sizeof *fpr);
+    qd_fingerprint_add(fpr, "qdist_version", "0.1.0");
+    qd_fingerprint_add(fpr, "recipe", recipe);
+    qd_fingerprint_add_sha256(fpr, "calibration_ids_sha256", "\x01\x02\x03", 3);
 }
 
 static void test_sha256(void) {
@@ -140,10 +140,10 @@ static void test_sha256(void) {
 static void test_round_trip(void) {
     char dir[300];
     subdir(dir, sizeof dir, "rt");
-    qd_fingerprint fp;
-    make_fp(&fp, "{\"method\":\"gptq\"}");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "{\"method\":\"gptq\"}");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     qd_staged_block b = make_block(12);
     QD_EXPECT_EQ_INT(qd_stage_has_block(s, 12), 0);
@@ -198,16 +198,16 @@ static void test_round_trip(void) {
     qd_staged_block_free(r);
     free_block(&b);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 static void test_write_refuses_bad_block(void) {
     char dir[300];
     subdir(dir, sizeof dir, "bad");
-    qd_fingerprint fp;
-    make_fp(&fp, "r");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "r");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     qd_staged_block b = make_block(0);
     b.modules[1].q.codes[7] = 8; /* 3-bit module */
@@ -222,37 +222,37 @@ static void test_write_refuses_bad_block(void) {
     QD_EXPECT_EQ_INT(qd_stage_has_block(s, 0), 0);
     free_block(&b);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 static void test_fingerprint(void) {
     char dir[300];
-    subdir(dir, sizeof dir, "fp");
-    qd_fingerprint fp1, fp2, fp3;
-    make_fp(&fp1, "{\"method\":\"gptq\",\"bits\":4,\"group_size\":128,\"damp\":0.01,\"act_order\":true,\"sym\":true}");
-    make_fp(&fp2, "{\"method\":\"gptq\",\"bits\":4,\"group_size\":64,\"damp\":0.01,\"act_order\":true,\"sym\":true}");
-    make_fp(&fp3, fp1.values[1]);
-    qd_fp_add(&fp3, "extra", "x");
+    subdir(dir, sizeof dir, "fingerprint");
+    qd_fingerprint fpr1, fpr2, fpr3;
+    make_fingerprint(&fpr1, "{\"method\":\"gptq\",\"bits\":4,\"group_size\":128,\"damp\":0.01,\"act_order\":true,\"sym\":true}");
+    make_fingerprint(&fpr2, "{\"method\":\"gptq\",\"bits\":4,\"group_size\":64,\"damp\":0.01,\"act_order\":true,\"sym\":true}");
+    make_fingerprint(&fpr3, fpr1.values[1]);
+    qd_fingerprint_add(&fpr3, "extra", "x");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp1, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr1, 0, &s), QD_OK);
     qd_stage_close(s);
     char path[400];
     snprintf(path, sizeof path, "%s/fingerprint.json", dir);
     QD_EXPECT(qd_path_exists(path));
 
     /* not empty, no --resume: refused, saying what to do */
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp1, 0, &s), QD_ERR_USAGE);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr1, 0, &s), QD_ERR_USAGE);
     QD_EXPECT(s == NULL);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "--resume");
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "remove");
 
     /* same fingerprint: resumes */
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp1, 1, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr1, 1, &s), QD_OK);
     qd_stage_close(s);
     s = NULL;
 
     /* a differing field: refused naming the field and both values around the difference */
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp2, 1, &s), QD_ERR_MISMATCH);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr2, 1, &s), QD_ERR_MISMATCH);
     QD_EXPECT(s == NULL);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "field 'recipe' differs");
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "group_size\":128");
@@ -260,44 +260,44 @@ static void test_fingerprint(void) {
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "...");
 
     /* a field only one side has */
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp3, 1, &s), QD_ERR_MISMATCH);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr3, 1, &s), QD_ERR_MISMATCH);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "field 'extra' differs: staged (absent), this run 'x'");
-    QD_EXPECT_EQ_INT(qd_stage_attach(dir, &fp2, &s), QD_ERR_MISMATCH);
+    QD_EXPECT_EQ_INT(qd_stage_attach(dir, &fpr2, &s), QD_ERR_MISMATCH);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "'recipe'");
-    QD_EXPECT_EQ_INT(qd_stage_attach(dir, &fp1, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_attach(dir, &fpr1, &s), QD_OK);
     qd_stage_close(s);
 
     /* another rank whose DIR is not the one rank 0 wrote (not shared): refused */
     char other[300];
-    subdir(other, sizeof other, "fp-not-shared");
-    QD_EXPECT_EQ_INT(qd_stage_attach(other, &fp1, &s), QD_ERR_USAGE);
+    subdir(other, sizeof other, "fingerprint-not-shared");
+    QD_EXPECT_EQ_INT(qd_stage_attach(other, &fpr1, &s), QD_ERR_USAGE);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "shared by all ranks");
 
     /* a non-empty directory that is not a staging directory */
     char junk[300], file[400];
-    subdir(junk, sizeof junk, "fp-junk");
+    subdir(junk, sizeof junk, "fingerprint-junk");
     qd_mkdir_p(junk);
     snprintf(file, sizeof file, "%s/notes.txt", junk);
     qd_write_file_atomic(file, "x", 1);
-    QD_EXPECT_EQ_INT(qd_stage_open(junk, &fp1, 1, &s), QD_ERR_USAGE);
+    QD_EXPECT_EQ_INT(qd_stage_open(junk, &fpr1, 1, &s), QD_ERR_USAGE);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "fingerprint.json");
 
     /* a broken fingerprint.json */
     qd_write_file_atomic(path, "{\"format\":", 10);
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp1, 1, &s), QD_ERR_FORMAT);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr1, 1, &s), QD_ERR_FORMAT);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "fingerprint.json: malformed");
 
     /* --resume on an absent directory starts fresh */
     char fresh[300];
-    subdir(fresh, sizeof fresh, "fp-fresh");
-    QD_EXPECT_EQ_INT(qd_stage_open(fresh, &fp1, 1, &s), QD_OK);
+    subdir(fresh, sizeof fresh, "fingerprint-fresh");
+    QD_EXPECT_EQ_INT(qd_stage_open(fresh, &fpr1, 1, &s), QD_OK);
     qd_stage_close(s);
-    qd_fp_free(&fp1);
-    qd_fp_free(&fp2);
-    qd_fp_free(&fp3);
+    qd_fingerprint_free(&fpr1);
+    qd_fingerprint_free(&fpr2);
+    qd_fingerprint_free(&fpr3);
 }
 
-static void test_fp_model(void) {
+static void test_fingerprint_model(void) {
     char dir[300], path[400];
     subdir(dir, sizeof dir, "model");
     qd_mkdir_p(dir);
@@ -315,38 +315,38 @@ static void test_fp_model(void) {
     snprintf(path, sizeof path, "%s/README.md", dir);
     qd_write_file_atomic(path, "hi", 2);
 
-    qd_fingerprint fp = {0};
-    QD_EXPECT_EQ_INT(qd_fp_add_model(&fp, dir), QD_OK);
-    QD_EXPECT_EQ_INT(fp.n, 2);
+    qd_fingerprint fpr = {0};
+    QD_EXPECT_EQ_INT(qd_fingerprint_add_model(&fpr, dir), QD_OK);
+    QD_EXPECT_EQ_INT(fpr.n, 2);
     char hex[65], want[200];
     qd_sha256_hex(file, 8 + n, hex);
     snprintf(want, sizeof want, "size=%zu header_sha256=%s", 8 + n + 8, hex);
-    QD_EXPECT(qd_fp_get(&fp, "model/model.safetensors") && strcmp(qd_fp_get(&fp, "model/model.safetensors"), want) == 0);
-    QD_EXPECT_STR_CONTAINS(qd_fp_get(&fp, "model/config.json"), "size=2 sha256=44136fa355b3678a1146ad16f7e8649e");
-    QD_EXPECT(fp.n == 2 && strcmp(fp.keys[0], "model/config.json") == 0); /* name order */
+    QD_EXPECT(qd_fingerprint_get(&fpr, "model/model.safetensors") && strcmp(qd_fingerprint_get(&fpr, "model/model.safetensors"), want) == 0);
+    QD_EXPECT_STR_CONTAINS(qd_fingerprint_get(&fpr, "model/config.json"), "size=2 sha256=44136fa355b3678a1146ad16f7e8649e");
+    QD_EXPECT(fpr.n == 2 && strcmp(fpr.keys[0], "model/config.json") == 0); /* name order */
 
     /* the tensor data is not read (cheap); the header is */
-    qd_fingerprint fp2 = {0};
+    qd_fingerprint fpr2 = {0};
     memset(file + 8 + n, 0x40, 8);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     qd_write_file_atomic(path, file, 8 + n + 8);
-    QD_EXPECT_EQ_INT(qd_fp_add_model(&fp2, dir), QD_OK);
-    QD_EXPECT(fp2.n == 2 && strcmp(fp2.values[1], fp.values[1]) == 0);
-    qd_fp_free(&fp2);
+    QD_EXPECT_EQ_INT(qd_fingerprint_add_model(&fpr2, dir), QD_OK);
+    QD_EXPECT(fpr2.n == 2 && strcmp(fpr2.values[1], fpr.values[1]) == 0);
+    qd_fingerprint_free(&fpr2);
     file[8 + 10] = 'X';
     qd_write_file_atomic(path, file, 8 + n + 8);
-    QD_EXPECT_EQ_INT(qd_fp_add_model(&fp2, dir), QD_OK);
-    QD_EXPECT(fp2.n == 2 && strcmp(fp2.values[1], fp.values[1]) != 0);
-    qd_fp_free(&fp2);
+    QD_EXPECT_EQ_INT(qd_fingerprint_add_model(&fpr2, dir), QD_OK);
+    QD_EXPECT(fpr2.n == 2 && strcmp(fpr2.values[1], fpr.values[1]) != 0);
+    qd_fingerprint_free(&fpr2);
 
-    QD_EXPECT_EQ_INT(qd_fp_add(&fp, "model/config.json", "y"), QD_ERR_INTERNAL); /* keys unique */
+    QD_EXPECT_EQ_INT(qd_fingerprint_add(&fpr, "model/config.json", "y"), QD_ERR_INTERNAL); /* keys unique */
     char empty[300];
     subdir(empty, sizeof empty, "model-empty");
     qd_mkdir_p(empty);
-    QD_EXPECT_EQ_INT(qd_fp_add_model(&fp2, empty), QD_ERR_USAGE);
+    QD_EXPECT_EQ_INT(qd_fingerprint_add_model(&fpr2, empty), QD_ERR_USAGE);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "no .safetensors");
-    qd_fp_free(&fp);
-    qd_fp_free(&fp2);
+    qd_fingerprint_free(&fpr);
+    qd_fingerprint_free(&fpr2);
 }
 
 static void touch(const char *path, const char *text) {
@@ -360,10 +360,10 @@ static void touch(const char *path, const char *text) {
 static void test_resume_and_leftovers(void) {
     char dir[300], path[400];
     subdir(dir, sizeof dir, "resume");
-    qd_fingerprint fp;
-    make_fp(&fp, "r");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "r");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     int64_t staged[3] = {0, 2, 105};
     for (int i = 0; i < 3; i++) {
@@ -389,7 +389,7 @@ static void test_resume_and_leftovers(void) {
     qd_stage_close(s);
 
     s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 1, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 1, &s), QD_OK);
     if (!s) return;
     int64_t *list = NULL;
     size_t n = 0;
@@ -421,16 +421,16 @@ static void test_resume_and_leftovers(void) {
     QD_EXPECT_EQ_INT(qd_stage_read_block(s, 3, &r), QD_OK);
     qd_staged_block_free(r);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 static void test_corrupt(void) {
     char dir[300], path[400], copy[400];
     subdir(dir, sizeof dir, "corrupt");
-    qd_fingerprint fp;
-    make_fp(&fp, "r");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "r");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     qd_staged_block b = make_block(7);
     QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_OK);
@@ -506,7 +506,7 @@ static void test_corrupt(void) {
     QD_EXPECT_EQ_INT(qd_stage_read_block(s, 99, &r), QD_ERR_IO);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "not found");
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 /* The fallback text keeps its full length (QD_FALLBACK_MAX - 1 bytes) through the staging, and a block
@@ -514,10 +514,10 @@ static void test_corrupt(void) {
 static void test_fallback_length(void) {
     char dir[300], path[400];
     subdir(dir, sizeof dir, "fallback");
-    qd_fingerprint fp;
-    make_fp(&fp, "r");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "r");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     qd_staged_block b = make_block(3);
     char longest[QD_FALLBACK_MAX];
@@ -560,7 +560,7 @@ static void test_fallback_length(void) {
     qd_staged_block_free(r);
     free_block(&b);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 /* Damage anywhere in a staged file (one byte changed, every 17th position): the read either fails with
@@ -569,10 +569,10 @@ static void test_fallback_length(void) {
 static void test_damage_sweep(void) {
     char dir[300], path[400], bad[400];
     subdir(dir, sizeof dir, "damage");
-    qd_fingerprint fp;
-    make_fp(&fp, "r");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "r");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     qd_staged_block b = make_block(1);
     QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_OK);
@@ -611,17 +611,17 @@ static void test_damage_sweep(void) {
     free(orig);
     free_block(&b);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 /* the source hashes a block records (/sources): kept byte for byte; absent when none were given */
 static void test_sources(void) {
     char dir[300];
     subdir(dir, sizeof dir, "src");
-    qd_fingerprint fp;
-    make_fp(&fp, "{\"method\":\"rtn\"}");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "{\"method\":\"rtn\"}");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     qd_staged_block b = make_block(3);
     char text[] = "model.layers.3.mlp.up_proj.weight 0123456789abcdef\nmodel.layers.3.x 00000000000000ff\n";
@@ -639,7 +639,7 @@ static void test_sources(void) {
     qd_staged_block_free(r);
     free_block(&b);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 int main(void) {
@@ -654,7 +654,7 @@ int main(void) {
     QD_RUN(test_write_refuses_bad_block);
     QD_RUN(test_fallback_length);
     QD_RUN(test_fingerprint);
-    QD_RUN(test_fp_model);
+    QD_RUN(test_fingerprint_model);
     QD_RUN(test_resume_and_leftovers);
     QD_RUN(test_corrupt);
     QD_RUN(test_damage_sweep);
