@@ -3,7 +3,7 @@
 """cuda_equality.py - issue 8's "same results as CPU" check on a real model, for a GPU machine (not CI).
 
 Quantizes the same model twice with the same calibration: once with --backend cpu (the reference),
-once with --backend cuda (QD_CUDA_MATH=fp32), both with the same --numerics (exact, the default: both
+once with --backend cuda (--math fp32, --math MODE to change it), both with the same --numerics (exact, the default: both
 backends compute the same bits, docs/cuda.md; fast: each backend's own BLAS order, informational since
 GPTQ's chaotic error feedback amplifies the ~1e-7 differences). Both use --format fake, whose output keeps each
 Linear's integer codes as <module>.qd_codes (u8). The script then compares:
@@ -67,13 +67,14 @@ def main():
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--max-windows", type=int, default=40)
     ap.add_argument("--cuda-backend", default="cuda")
+    ap.add_argument("--math", default="fp32", choices=["fp32", "tf32", "bf16", "auto"], help="--math of both runs")
     ap.add_argument("--numerics", default="exact", choices=["exact", "fast"], help="passed to both quantize runs")
     ap.add_argument("--min-equal", type=float, default=0.999)
     ap.add_argument("--max-ppl-rel", type=float, default=0.001)
     a = ap.parse_args()
     calib = a.calib or os.path.join(a.model, "calib.jsonl")
     data = a.data or os.path.join(a.model, "eval.txt")
-    env = dict(os.environ, QD_CUDA_MATH="fp32", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     ok = True
     tmp = tempfile.mkdtemp(prefix="qd-cuda-eq-")
     print(f"numerics: {a.numerics}")
@@ -85,7 +86,7 @@ def main():
             o = os.path.join(tmp, f"{method}-{side}")
             run([a.qdist, "quantize", "--backend", be, "--model", a.model, "--calib", calib, "--output", o, "--format",
                  "fake", "--method", method, "--bits", "4", "--group-size", "128", "--nsamples", str(a.nsamples),
-                 "--seqlen", str(a.seqlen), "--numerics", a.numerics, "--overwrite", "--quiet"], env)
+                 "--seqlen", str(a.seqlen), "--numerics", a.numerics, "--math", a.math, "--overwrite", "--quiet"], env)
             outs[side] = read_codes(o)
             j = json.loads(run([a.qdist, "eval", "--backend", "cpu", "--model", o, "--data", data, "--seqlen",
                                 str(a.seqlen), "--max-windows", str(a.max_windows), "--json"], env))

@@ -14,6 +14,11 @@
 #     e2e-awq   the same with --method awq (128 x 512 tokens)
 #     e2e-70b   GPTQ on the first E2E_70B_BLOCKS (2) blocks of Llama-3-70B shapes
 #     cuda-resume  fixture on CUDA: device install == host dequant (QD_CHECK_INSTALL), kill + resume identical
+#     peer      bench/peer/peer_bench.py: qdist (default flags) vs llm-compressor on the fixture (PEER_METHODS,
+#               default rtn,gptq,gptq-act,awq; ppl of every export by one evaluator), plus qdist with --math fp32
+#               on the same ids (the fp32-vs-default quality rows); needs .whl (llm-compressor's wheels)
+#     peer8b    the same on synthetic Llama-3-8B shapes (PEER8B_BLOCKS=32 blocks, 128 x 2048, PEER8B_METHODS=gptq;
+#               AWQ rows with PEER8B_AWQ_BLOCKS blocks at 128 x 512 when PEER8B_AWQ_BLOCKS is set), timing only
 #     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%;
 #               first in exact numerics (the checked mode: its result is the stage's), then fast (informational;
 #               EQUALITY_FAST=0 skips it; EQUALITY_ARGS: more cuda_equality.py flags, e.g. "--methods gptq")
@@ -108,6 +113,41 @@ for s in $STAGES; do
     log "bench qwen2.5-7b tf32"; QD_CUDA_MATH=tf32 $RUN $B/bench-gptq-layer --model qwen2.5-7b --reps 1 2>&1 | tee -a "$OUT/bench-qwen.log";;
   torch8b)
     log "torch reference llama3-8b"; timeout 300 python3 bench/torch_gptq_ref.py --model llama3-8b 2>&1 | tee -a "$OUT/torch-8b.log";;
+  peer|peer8b)
+    if [ -z "${peer_ready:-}" ]; then
+      cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        >"$OUT/pip.log" 2>&1 || { log "wheels: install failed"; tail -5 "$OUT/pip.log"; continue; }
+      # qdist sees the unpacked libraries, python (torch, llm-compressor) the system's
+      printf '#!/bin/sh\nexec %s %s "$@"\n' "$RUN" "$PWD/$B/qdist" >/tmp/qdist-wrap && chmod +x /tmp/qdist-wrap
+      peer_ready=1
+    fi
+    if [ $s = peer ]; then
+      fx=fixtures/pycode-16m; pm=${PEER_METHODS:-rtn,gptq,gptq-act,awq}
+      log "peer: fixture, qdist default vs llm-compressor ($pm)"
+      PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $fx --calib $fx/calib.jsonl \
+        --nsamples 64 --seqlen 512 --methods $pm --eval $fx/eval.txt --eval-windows 32 --out /tmp/peer-fx 2>"$OUT/peer-fx.err" | tee "$OUT/peer-fx.md"
+      log "peer: fixture, qdist --math fp32 ($pm)"
+      PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $fx --calib $fx/calib.jsonl \
+        --nsamples 64 --seqlen 512 --methods $pm --eval $fx/eval.txt --eval-windows 32 --out /tmp/peer-fx32 --no-peer \
+        --qdist-args "--math fp32" 2>"$OUT/peer-fx32.err" | tee "$OUT/peer-fx32.md"
+      cp /tmp/peer-fx/peer.json "$OUT/peer-fx.json"; cp /tmp/peer-fx32/peer.json "$OUT/peer-fx32.json"
+    else
+      nb=${PEER8B_BLOCKS:-32}; m=/tmp/synth-llama3-8b-$nb
+      [ -f $m/config.json ] || { rm -rf /tmp/synth-llama3-8b-*; log "peer8b: generate llama3-8b, $nb blocks"; python3 bench/gen_synthetic.py --arch llama3-8b --blocks $nb $m || continue; }
+      dd if=/dev/zero of=/tmp/dd-probe bs=64M count=64 oflag=direct 2>&1 | tail -1 | sed 's/^/dd 4.3 GB write: /' | tee "$OUT/dd.txt"; rm -f /tmp/dd-probe
+      log "peer8b: ${PEER8B_METHODS:-gptq}, 128 x 2048"
+      PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $m --calib $m/calib.jsonl \
+        --nsamples 128 --seqlen 2048 --methods ${PEER8B_METHODS:-gptq} --out /tmp/peer-8b 2>"$OUT/peer-8b.err" | tee "$OUT/peer-8b.md"
+      cp /tmp/peer-8b/peer.json "$OUT/peer-8b.json"; cp /tmp/peer-8b/qdist-gptq/qdist_report.json "$OUT/peer-8b-qdist-report.json" 2>/dev/null
+      if [ -n "${PEER8B_AWQ_BLOCKS:-}" ]; then
+        ma=/tmp/synth-llama3-8b-awq-${PEER8B_AWQ_BLOCKS}
+        python3 bench/gen_synthetic.py --arch llama3-8b --blocks $PEER8B_AWQ_BLOCKS --nsamples 128 --seqlen 512 $ma >/dev/null || continue
+        log "peer8b: awq, $PEER8B_AWQ_BLOCKS blocks, 128 x 512"
+        PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $ma --calib $ma/calib.jsonl \
+          --nsamples 128 --seqlen 512 --methods awq --out /tmp/peer-8b-awq 2>"$OUT/peer-8b-awq.err" | tee "$OUT/peer-8b-awq.md"
+      fi
+    fi;;
   equality)
     cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
     log "fixture equality cpu vs cuda, exact numerics (checked)"
@@ -137,9 +177,9 @@ for s in $STAGES; do
     ( peak=0; while sleep 0.5; do u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "${u:-0}" -gt $peak ] && peak=$u && echo $peak > /tmp/gpu-peak-$tag; echo $peak > "$OUT/gpu-peak-$tag"; done ) &
     mon=$!
     t0=$(date +%s.%N)
-    log "e2e-$tag: qdist quantize --backend cuda --method $meth, QD_CUDA_MATH=${E2E_MATH:-bf16} ${E2E_EXTRA:-}"
-    QD_CUDA_MATH=${E2E_MATH:-bf16} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${E2E_TIMEOUT:-240} \
-      $RUN ${E2E_WRAP:-} $B/qdist quantize --backend cuda \
+    log "e2e-$tag: qdist quantize --backend cuda --method $meth --math ${E2E_MATH:-auto} ${E2E_EXTRA:-}"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${E2E_TIMEOUT:-240} \
+      $RUN ${E2E_WRAP:-} $B/qdist quantize --backend cuda --math ${E2E_MATH:-auto} \
       --model $m --calib $m/calib.jsonl --output /tmp/synth-w4-$tag --format $meth --progress lines \
       --method $meth --bits 4 --group-size 128 $sflags --overwrite ${E2E_EXTRA:-} 2>&1 | tee "$OUT/e2e-$tag.log" | tail -25
     t1=$(date +%s.%N); kill $mon

@@ -9,6 +9,9 @@
 
 #include "qd-backend.h"
 
+/* math: the GEMM math (qd-backend.h; AUTO = FP32). */
+qd_status qd_backend_cuda_create_math(int device, qd_math math, qd_backend_t *out);
+/* The same with the math of QD_CUDA_MATH (tests and benches that compare modes; qdist uses --math). */
 qd_status qd_backend_cuda_create(int device, qd_backend_t *out);
 
 #endif

@@ -53,6 +53,12 @@ size_t qd_buf_len(qd_buf_t buf);
  *   both modes (LAPACK / cuSOLVER: equal to ~1e-12 before the fp32 rounding, not bit for bit). */
 typedef enum { QD_NUMERICS_FAST = 0, QD_NUMERICS_EXACT = 1 } qd_numerics;
 qd_status qd_be_set_numerics(qd_backend_t be, qd_numerics mode);
+
+/* GEMM math of a GPU backend in FAST numerics (the CPU backend is fp32 whatever this says; EXACT
+ * numerics ignore it). AUTO is resolved from the checkpoint's dtype before a backend is opened
+ * (qd_backend_spec_set_math): BF16 for bf16/fp16 weights (tensor cores, fp32 accumulation), else FP32.
+ * TF32: fp32 data on tensor cores. docs/cuda.md gives each mode's cost and accuracy. */
+typedef enum { QD_MATH_AUTO = 0, QD_MATH_FP32, QD_MATH_TF32, QD_MATH_BF16 } qd_math;
 qd_numerics qd_be_numerics(qd_backend_t be);
 
 /* Host -> device: n elements of src_dtype (F32/I32/U32 copied bit for bit; F16/BF16/F64 converted to

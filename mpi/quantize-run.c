@@ -421,11 +421,14 @@ static qd_status fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_finge
     QD_CHECK(qd_fingerprint_add_model(fpr, o->model_dir));
     snprintf(buf, sizeof buf,
              "method=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d damp=%.6g mse=%d "
-             "true_sequential=%d scale_dtype=%s numerics=%s",
+             "true_sequential=%d scale_dtype=%s numerics=%s math=%s",
              qd_method_name(s->method), s->bits, s->group_size, s->sym, s->act_order, s->static_groups, s->damp,
              s->mse, o->q.true_sequential, qd_dtype_name(o->q.scale_dtype),
              /* fast and exact blocks differ in their bits: a resume must not mix them */
-             o->backend.numerics == QD_NUMERICS_EXACT ? "exact" : "fast");
+             o->backend.numerics == QD_NUMERICS_EXACT ? "exact" : "fast",
+             /* so do the GPU's fp32/tf32/bf16 GEMMs (the CPU ignores it: a CPU run resumed on a GPU or
+              * the other way keeps the same math as long as the flag and the checkpoint's dtype do) */
+             qd_math_name(o->backend.math));
     QD_CHECK(qd_fingerprint_add(fpr, "settings", buf));
     if (o->recipe_path) {
         char *text = NULL;
@@ -940,7 +943,15 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         if (st == QD_OK) st = build_report(&ro, k.stage, cfg.nlayers, plan, all, recs, nrecs, now_s() - t0, &report);
         if (st == QD_OK) st = save_report(report, meta);
         double tr = now_s() - tw;
-        if (st == QD_OK) st = export_from_staging(&ro, &cfg, staging, meta);
+        if (st == QD_OK) {
+            st = export_from_staging(&ro, &cfg, staging, meta);
+            /* every block is staged: say how to export them without quantizing again (a plain rerun,
+             * --overwrite included, refuses the non-empty staging) */
+            if (st != QD_OK)
+                qd_warn("quantize: all %d blocks stay staged in %s: rerun with --resume (same model, settings and "
+                        "recipe; --format may change) to export them without quantizing again, or remove %s to "
+                        "start over", cfg.nlayers, staging, staging);
+        }
         te = now_s() - tw - tr;
         if (st == QD_OK) st = finish_report(report, tr, te, now_s() - t0, o->output_dir);
         cJSON_Delete(report);

@@ -17,6 +17,7 @@
 
 #include "qd-check.h"
 #include "qd-fs.h"
+#include "qd-json.h"
 #include "qd-log.h"
 
 #define QD_INDEX_NAME "model.safetensors.index.json"
@@ -90,13 +91,10 @@ static qd_status open_sharded(qd_checkpoint *c, const char *index_path, int map_
     char *text;
     size_t len;
     QD_CHECK(qd_read_file(index_path, QD_MAX_INDEX_BYTES, &text, &len));
-    const char *end = NULL;
-    /* whole-text parse: a NUL byte or trailing garbage makes the index invalid, as in Python's json */
-    cJSON *root = strlen(text) == len ? cJSON_ParseWithOpts(text, &end, 1) : NULL;
-    size_t at = end ? (size_t)(end - text) : 0;
+    cJSON *root;
+    qd_status st = qd_json_parse(text, len, index_path, &root);
     free(text);
-    if (!root) return qd_fail(QD_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", index_path, at);
-    qd_status st = QD_OK;
+    if (st != QD_OK) return st;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
         st = qd_fail(QD_ERR_FORMAT, "%s: expected an object with a \"weight_map\" object", index_path);

@@ -13,6 +13,7 @@
 #include "qd-check.h"
 #include "qd-esc.h"
 #include "qd-fs.h"
+#include "qd-json.h"
 #include "qd-log.h"
 
 static const char *type_name(mode_t m) {
@@ -78,6 +79,21 @@ static qd_status copy_fd(int in, const char *src, int out, const char *dst) {
 }
 
 /* src_dir/name -> dst_dir/name (dst_dir NULL: check only); *absent = 1 when there is no such entry */
+/* the check before any work: a .json file the checkpoint carries must be one JSON document (an empty or
+ * cut tokenizer.json was copied as is, and the checkpoint looked complete) */
+static qd_status check_json(const char *path, const char *real, const char *name) {
+    size_t n = strlen(name);
+    if (n < 5 || strcmp(name + n - 5, ".json") != 0) return QD_OK;
+    char *text;
+    size_t len;
+    QD_CHECK(qd_read_file(real, QD_META_FILE_MAX_BYTES, &text, &len));
+    cJSON *root = NULL;
+    qd_status st = qd_json_parse(text, len, path, &root);
+    cJSON_Delete(root);
+    free(text);
+    return st;
+}
+
 static qd_status copy_one(const char *src_dir, const char *dir_real, const char *name, const char *dst_dir,
                           int *absent) {
     char path[PATH_MAX + 256], real[PATH_MAX], dst[PATH_MAX + 256];
@@ -105,7 +121,7 @@ static qd_status copy_one(const char *src_dir, const char *dir_real, const char 
         return qd_fail(QD_ERR_FORMAT, "%s: %llu bytes, over the %llu MiB cap on a metadata file (QD_META_FILE_MAX_BYTES)",
                        QD_ESC(path), (unsigned long long)st.st_size,
                        (unsigned long long)(QD_META_FILE_MAX_BYTES >> 20));
-    if (!dst_dir) return QD_OK;
+    if (!dst_dir) return check_json(path, real, name);
     int in = open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (in < 0) return qd_fail(QD_ERR_IO, "%s: cannot open: %s", QD_ESC(path), strerror(errno));
     if (fstat(in, &fst) != 0 || !S_ISREG(fst.st_mode) || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {

@@ -35,6 +35,7 @@ struct qd_outdir {
     char final[4096];
     char tmp[4200];
     char parent[4096];
+    int overwrite; /* the user's --overwrite: without it, an output that appears meanwhile is never replaced */
 };
 
 size_t qd_outdir_reserve(void) {
@@ -144,6 +145,7 @@ qd_status qd_outdir_begin(const char *final_dir, int overwrite, qd_outdir **out)
     QD_ALLOC(o, 1);
     memcpy(o->final, final_dir, n);
     o->final[n] = '\0';
+    o->overwrite = overwrite;
     qd_status st = qd_outdir_check(o->final, overwrite);
     if (st != QD_OK) {
         free(o);
@@ -189,6 +191,9 @@ qd_status qd_outdir_commit(qd_outdir *o) {
                 st = qd_fail(QD_ERR_IO, "%s: cannot replace the empty directory: %s", o->final, strerror(errno));
         } else if (!qd_outdir_has_marker(o->final)) { /* appeared or changed since begin */
             st = qd_outdir_check(o->final, 1);
+        } else if (!o->overwrite) { /* another run (a concurrent export into the same OUT) finished first */
+            st = qd_fail(QD_ERR_USAGE, "%s: another qdist run wrote this output while this one ran; it is kept "
+                         "(pass --overwrite to replace it)", o->final);
         } else {
             char host[65];
             qd_host_name(host);

@@ -12,7 +12,8 @@
  *
  * names: the NULL-terminated list of names to copy where present, or NULL for every entry that is
  * not a weight file, a config qdist writes itself (config.json, quantize_config.json), a dot-file
- * or a directory. dst_dir NULL checks without writing (for a refusal before any work).
+ * or a directory. dst_dir NULL checks without writing (for a refusal before any work); the check also
+ * parses every *.json file (qd-json.h), so that a checkpoint never carries an empty or cut one.
  */
 #ifndef QD_META_FILES_H
 #define QD_META_FILES_H

@@ -286,6 +286,13 @@ qd_status qd_qsource_open_fake(const char *dir, qd_qsource *out) {
         }
         f->nlayers++;
     }
+    /* an original model, or a run whose every Linear was skipped: exporting it would write a checkpoint
+     * labelled gptq/awq/compressed-tensors whose weights are all unquantized */
+    if (f->nlayers == 0) {
+        f_free(f);
+        return qd_fail(QD_ERR_FORMAT, "%s: no quantized layer (no '*.qd_codes' tensor): --input must be a directory "
+                       "written by 'qdist quantize --format fake'", dir);
+    }
     for (size_t i = 0; i < nt; i++) {
         const char *nm = f->ck->tensors[i]->name;
         int skip = 0;

@@ -14,6 +14,7 @@ drawn at random (seed 0), which is enough for timing synthetic checkpoints. The 
 OUT/calib-ids.jsonl and both tools read exactly those.
 
 Methods (W4A16, groups of 128; each row of one method is a comparable pair):
+  rtn       qdist --method rtn                            llm-compressor QuantizationModifier(W4A16)
   gptq      qdist --method gptq                           llm-compressor GPTQModifier(actorder=None)
   gptq-act  qdist --method gptq --act-order --static-groups   GPTQModifier() (its default actorder: static)
   awq       qdist --method awq (asymmetric)               AWQModifier + QuantizationModifier(W4A16_ASYM)
@@ -43,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 METHODS = {
+    "rtn": {"qdist": ["--method", "rtn"], "peer": "rtn"},
     "gptq": {"qdist": ["--method", "gptq"], "peer": "gptq"},
     "gptq-act": {"qdist": ["--method", "gptq", "--act-order", "--static-groups"], "peer": "gptq-act"},
     "awq": {"qdist": ["--method", "awq"], "peer": "awq"},
@@ -107,7 +109,9 @@ def peer_job(a):
 
     ids = [json.loads(line) for line in open(a.ids_file)]
     ds = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]})
-    if a.peer_job == "gptq":
+    if a.peer_job == "rtn":
+        recipe = QuantizationModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"])
+    elif a.peer_job == "gptq":
         recipe = GPTQModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"], actorder=None)
     elif a.peer_job == "gptq-act":
         recipe = GPTQModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"])

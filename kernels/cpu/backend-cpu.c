@@ -62,8 +62,13 @@ qd_status qd_backend_cpu_create(int nthreads, qd_backend_t *out) {
      * QD_THREADS), never from the process's CPU affinity: a rank that mpirun binds to one core then
      * computes the same bits as a lone process (docs/architecture.md, byte-identical schedules). */
     long online = sysconf(_SC_NPROCESSORS_ONLN);
-    const char *env = qd_param_str(QD_PARAM_THREADS);
-    if (nthreads <= 0 && env && atoi(env) > 0) nthreads = atoi(env);
+    int env = 0;
+    qd_status pst = qd_param_posint(QD_PARAM_THREADS, 4096, &env);
+    if (pst != QD_OK) {
+        free(ctx);
+        return pst;
+    }
+    if (nthreads <= 0 && env > 0) nthreads = env;
     ctx->nthreads = nthreads > 0 ? nthreads : (online > 0 ? (int)online : 1);
     openblas_set_num_threads(ctx->nthreads);
     qd_status st = qd_backend_new(&cpu_iface, ctx, out);

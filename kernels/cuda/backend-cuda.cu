@@ -265,6 +265,18 @@ static qd_status cu_init(struct qd_cuda_ctx *c) {
 }
 
 extern "C" qd_status qd_backend_cuda_create(int device, qd_backend_t *out) {
+    const char *m = qd_param_str(QD_PARAM_CUDA_MATH);
+    qd_math math = QD_MATH_FP32;
+    if (m && *m && !strcmp(m, "tf32"))
+        math = QD_MATH_TF32;
+    else if (m && *m && !strcmp(m, "bf16"))
+        math = QD_MATH_BF16;
+    else if (m && *m && strcmp(m, "fp32"))
+        return qd_fail(QD_ERR_USAGE, "cuda backend: QD_CUDA_MATH=%s (expected fp32, tf32 or bf16)", m);
+    return qd_backend_cuda_create_math(device, math, out);
+}
+
+extern "C" qd_status qd_backend_cuda_create_math(int device, qd_math math, qd_backend_t *out) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -277,17 +289,7 @@ extern "C" qd_status qd_backend_cuda_create(int device, qd_backend_t *out) {
     struct qd_cuda_ctx *c = (struct qd_cuda_ctx *)calloc(1, sizeof *c);
     if (!c) return qd_fail(QD_ERR_NOMEM, "cuda backend: out of memory for its context");
     c->device = device;
-    const char *m = qd_param_str(QD_PARAM_CUDA_MATH);
-    if (!m || !*m || !strcmp(m, "fp32"))
-        c->math = QD_CU_FP32;
-    else if (!strcmp(m, "tf32"))
-        c->math = QD_CU_TF32;
-    else if (!strcmp(m, "bf16"))
-        c->math = QD_CU_BF16;
-    else {
-        free(c);
-        return qd_fail(QD_ERR_USAGE, "cuda backend: QD_CUDA_MATH=%s (expected fp32, tf32 or bf16)", m);
-    }
+    c->math = math == QD_MATH_BF16 ? QD_CU_BF16 : math == QD_MATH_TF32 ? QD_CU_TF32 : QD_CU_FP32;
     const char *at = qd_param_str(QD_PARAM_CUDA_ATTN); /* bf16 math picks the tensor-core attention unless fp32 */
     if (at && *at && strcmp(at, "fp32") && strcmp(at, "auto")) {
         free(c);

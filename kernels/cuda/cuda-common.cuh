@@ -24,7 +24,7 @@ extern "C" {
 
 /* Math of the fp32 GEMM family (gemm, hessian; the sweep's lazy update takes FP32 or TF32):
  * FP32 (default, what the equality test runs), TF32 tensor cores, or BF16 operands with fp32
- * accumulation. Chosen once at creation from QD_CUDA_MATH=fp32|tf32|bf16. */
+ * accumulation. Chosen once at creation (--math; qd_math in qd-backend.h). */
 enum qd_cu_math { QD_CU_FP32 = 0, QD_CU_TF32 = 1, QD_CU_BF16 = 2 };
 
 struct qd_cuda_ctx {

@@ -6,7 +6,8 @@
  * Names: "cpu", "cuda" (builds with QD_HAVE_CUDA; "cuda:N" picks device N), "auto" / "auto:N" (the
  * CUDA device when this build has CUDA and a device answers, else the CPU; the CLI's default). An
  * option may follow after '+': "+exact" / "+fast" set the numerics (qd-backend.h, qd_numerics), so
- * "cuda:1+exact" is still accepted; --numerics sets the same field. An unknown or unavailable name
+ * "cuda:1+exact" is still accepted; --numerics sets the same field; "+fp32" / "+tf32" / "+bf16" set the
+ * GPU math (qd_math), as --math does. An unknown or unavailable name
  * fails (QD_ERR_USAGE) with a message listing the names this build offers.
  *
  * qd_backend_devices lists what this process can run on, with each device's memory; tests loop over
@@ -19,6 +20,7 @@
 #include <stdint.h>
 
 #include "qd-backend.h"
+#include "qd-dtype.h"
 
 typedef enum { QD_BACKEND_CPU, QD_BACKEND_CUDA, QD_BACKEND_AUTO } qd_backend_kind;
 
@@ -28,11 +30,17 @@ typedef struct qd_backend_spec {
     qd_backend_kind kind;
     int device; /* CUDA ordinal, or QD_DEVICE_ANY; the CPU has none */
     qd_numerics numerics;
+    qd_math math; /* AUTO until qd_backend_spec_set_math resolves it; opened unresolved it is FP32 */
 } qd_backend_spec;
 
 /* name ("cpu", "cuda:1", "auto+exact", NULL = "cpu") and numerics ("fast" | "exact" | NULL: the name's
  * option, else fast) into *out. Usage errors name the flag's value. */
 qd_status qd_backend_spec_parse(const char *name, const char *numerics, qd_backend_spec *out);
+/* --math ("auto" | "fp32" | "tf32" | "bf16", NULL = auto) resolved against the dtype of the
+ * model's weights: auto is BF16 for BF16/F16 weights, else FP32. Usage errors name the flag. */
+qd_status qd_backend_spec_set_math(qd_backend_spec *s, const char *math, qd_dtype weights);
+const char *qd_math_name(qd_math m); /* "auto", "fp32", "tf32", "bf16" */
+
 /* The spec as a name that qd_backend_spec_parse reads back ("cuda:1+exact"); for logs. */
 const char *qd_backend_spec_name(const qd_backend_spec *s, char *buf, size_t cap);
 /* 1 when the spec runs on a GPU in this process (auto resolved: a CUDA build with a device). */

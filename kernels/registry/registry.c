@@ -54,6 +54,29 @@ static int match_kind(const char *name, size_t len, const char *word, int *dev) 
     return 1;
 }
 
+static const char *const math_names[] = {"auto", "fp32", "tf32", "bf16"};
+
+const char *qd_math_name(qd_math m) {
+    return (unsigned)m < sizeof math_names / sizeof math_names[0] ? math_names[m] : "?";
+}
+
+/* the 4-letter math word at w (not NUL-terminated) */
+static int math_of(const char *w, qd_math *out) {
+    for (int m = QD_MATH_FP32; m <= QD_MATH_BF16; m++)
+        if (strncmp(w, math_names[m], 4) == 0) return *out = (qd_math)m, 1;
+    return 0;
+}
+
+qd_status qd_backend_spec_set_math(qd_backend_spec *s, const char *math, qd_dtype weights) {
+    qd_math m = QD_MATH_AUTO;
+    if (math && strcmp(math, "auto") != 0 && !(strlen(math) == 4 && math_of(math, &m)))
+        return qd_fail(QD_ERR_USAGE, "--math: '%s' is not allowed; expected one of auto|fp32|tf32|bf16", math);
+    if (m == QD_MATH_AUTO) m = s->math; /* "+bf16" in the backend name, when --math is auto */
+    if (m == QD_MATH_AUTO) m = weights == QD_DT_BF16 || weights == QD_DT_F16 ? QD_MATH_BF16 : QD_MATH_FP32;
+    s->math = m;
+    return QD_OK;
+}
+
 qd_status qd_backend_spec_parse(const char *name, const char *numerics, qd_backend_spec *out) {
     if (!name) name = "cpu";
     const char *plus = strchr(name, '+');
@@ -78,9 +101,12 @@ qd_status qd_backend_spec_parse(const char *name, const char *numerics, qd_backe
             s.numerics = QD_NUMERICS_EXACT;
         else if (n == 4 && strncmp(o + 1, "fast", 4) == 0)
             s.numerics = QD_NUMERICS_FAST;
+        else if (n == 4 && math_of(o + 1, &s.math))
+            ;
         else
-            return qd_fail(QD_ERR_USAGE, "backend: unknown option '%.*s' in '%s' (options: +exact, +fast)", (int)n,
-                           o + 1, name);
+            return qd_fail(QD_ERR_USAGE,
+                           "backend: unknown option '%.*s' in '%s' (options: +exact, +fast, +fp32, +tf32, +bf16)",
+                           (int)n, o + 1, name);
     }
     if (numerics && strcmp(numerics, "exact") == 0)
         s.numerics = QD_NUMERICS_EXACT;
@@ -94,7 +120,8 @@ const char *qd_backend_spec_name(const qd_backend_spec *s, char *buf, size_t cap
     const char *k = s->kind == QD_BACKEND_CUDA ? "cuda" : s->kind == QD_BACKEND_AUTO ? "auto" : "cpu";
     char dev[16] = "";
     if (s->kind != QD_BACKEND_CPU && s->device != QD_DEVICE_ANY) snprintf(dev, sizeof dev, ":%d", s->device);
-    snprintf(buf, cap, "%s%s%s", k, dev, s->numerics == QD_NUMERICS_EXACT ? "+exact" : "");
+    snprintf(buf, cap, "%s%s%s%s%s", k, dev, s->numerics == QD_NUMERICS_EXACT ? "+exact" : "",
+             s->math != QD_MATH_AUTO ? "+" : "", s->math != QD_MATH_AUTO ? qd_math_name(s->math) : "");
     return buf;
 }
 
@@ -110,7 +137,7 @@ static qd_status open_kind(const qd_backend_spec *s, qd_backend_t *out) {
         return qd_backend_cpu_create(0, out);
     case QD_BACKEND_CUDA:
 #ifdef QD_HAVE_CUDA
-        return qd_backend_cuda_create(dev, out);
+        return qd_backend_cuda_create_math(dev, s->math, out);
 #else
         return qd_fail(QD_ERR_USAGE, "backend: unknown backend 'cuda'; this build offers: %s", qd_backend_names());
 #endif
@@ -122,7 +149,7 @@ static qd_status open_kind(const qd_backend_spec *s, qd_backend_t *out) {
             qd_info("backend: auto: no CUDA device; using the CPU backend");
             return qd_backend_cpu_create(0, out);
         }
-        return qd_backend_cuda_create(dev, out);
+        return qd_backend_cuda_create_math(dev, s->math, out);
 #else
         (void)dev;
         return qd_backend_cpu_create(0, out);

@@ -72,7 +72,7 @@ fail:
 }
 
 qd_status qd_cmd_quant_layer(int argc, char **argv) {
-    const char *input = NULL, *output = NULL, *method = "gptq", *backend = "cpu", *numerics = "fast";
+    const char *input = NULL, *output = NULL, *method = "gptq", *backend = "cpu", *numerics = "fast", *math = "auto";
     int bits = 4, group_size = 128, sym = 0, asym = 0, act = 0, stat = 0, mse = 0;
     double damp = 0.01;
     const qd_opt opts[] = {
@@ -89,6 +89,7 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
         {"mse", QD_OPT_FLAG, &mse, NULL, "MSE clip grid search in the quantizer", NULL, NULL},
         {"backend", QD_OPT_STR, &backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
         {"numerics", QD_OPT_CHOICE, &numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
+        {"math", QD_OPT_CHOICE, &math, "M", QD_MATH_HELP, "auto|fp32|tf32|bf16", NULL},
     };
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
@@ -124,6 +125,7 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
     }
     qd_backend_spec bs;
     QD_CHECK_GOTO(qd_backend_spec_parse(backend, numerics, &bs), st, done);
+    QD_CHECK_GOTO(qd_backend_spec_set_math(&bs, math, QD_DT_F32), st, done); /* its tensors are F32 */
     QD_CHECK_GOTO(qd_backend_open(&bs, &be), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, (size_t)(N * K), &bW), st, done);
     QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bW, 0), .src = W, .src_dtype = QD_DT_F32,

@@ -105,14 +105,20 @@ static qd_status decode_line(qd_tokenizer *tok, const tok_args *a, const char *l
             st = qd_fail(QD_ERR_FORMAT, "%s:%ld: expected integer token ids", a->input, lineno);
             break;
         }
-        if ((st = qd_ids_push(ids, (int32_t)e->valuedouble)) != QD_OK) break;
+        int32_t id = (int32_t)e->valuedouble;
+        if (id < 0 || id >= qd_tokenizer_vocab_size(tok)) { /* here, where the file and line are known */
+            st = qd_fail(QD_ERR_FORMAT, "%s:%ld: id %d at position %zu is not in the vocabulary (0..%d)",
+                         a->input, lineno, id, ids->n, qd_tokenizer_vocab_size(tok) - 1);
+            break;
+        }
+        if ((st = qd_ids_push(ids, id)) != QD_OK) break;
     }
     cJSON_Delete(j);
     QD_CHECK(st);
     char *text;
     size_t tlen;
     st = qd_tokenizer_decode(tok, ids->ids, ids->n, !a->keep_special, &text, &tlen);
-    if (st != QD_OK) return qd_fail(st, "%s:%ld: cannot decode this line", a->input, lineno);
+    if (st != QD_OK) return st; /* the tokenizer named the id; a second line would repeat it */
     cJSON *o = cJSON_CreateObject();
     char *js = NULL;
     if (o && cJSON_AddStringToObject(o, "text", text)) js = cJSON_PrintUnformatted(o);

@@ -5,6 +5,7 @@
 
 #include "qd-commands.h"
 #include "qd-log.h"
+#include "qd-param.h"
 
 static const struct {
     const char *name;
@@ -49,7 +50,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (name_is(argv[1], commands[i].name)) return qd_status_exit_code(commands[i].fn(argc - 2, argv + 2));
+        if (name_is(argv[1], commands[i].name)) {
+            qd_status st = qd_params_check();
+            return qd_status_exit_code(st == QD_OK ? commands[i].fn(argc - 2, argv + 2) : st);
+        }
     qd_fail(QD_ERR_USAGE, "unknown command '%s'; expected one of: inspect, quantize, export, eval, tokenize, quant-layer", argv[1]);
     return 2;
 }

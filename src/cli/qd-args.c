@@ -87,7 +87,10 @@ static qd_status out_of_range(const qd_cmd_spec *spec, const qd_opt *o, const ch
 
 static qd_status set_value(const qd_cmd_spec *spec, const qd_opt *o, const char *v) {
     switch (o->kind) {
-    case QD_OPT_STR:
+    case QD_OPT_STR: /* every string option is a path or a name: '' is a mistake (an unset shell variable) */
+        if (!*v)
+            return qd_fail(QD_ERR_USAGE, "%s: --%s: empty value; expected %s", spec->name, o->name,
+                           o->metavar ? o->metavar : "a value");
         *(const char **)o->target = v;
         return QD_OK;
     case QD_OPT_CHOICE:
@@ -140,7 +143,13 @@ static qd_status set_value(const qd_cmd_spec *spec, const qd_opt *o, const char 
     return qd_fail(QD_ERR_INTERNAL, "%s: --%s: bad option kind", spec->name, o->name);
 }
 
-qd_status qd_args_parse(const qd_cmd_spec *spec, int argc, char **argv, int *help_shown) {
+/* an option's value as given on the command line, by the setting (target) it sets */
+struct given {
+    void *target;
+    const char *value;
+};
+
+static qd_status parse(const qd_cmd_spec *spec, int argc, char **argv, int *help_shown, struct given *given) {
     *help_shown = 0;
     int npos_max = 0;
     while (spec->positional_names && spec->positional_names[npos_max]) npos_max++;
@@ -149,6 +158,7 @@ qd_status qd_args_parse(const qd_cmd_spec *spec, int argc, char **argv, int *hel
         double lo, hi;
         if (is_numeric(spec->opts[k].kind)) QD_CHECK(range_of(spec, &spec->opts[k], &lo, &hi));
     }
+    int ngiven = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -160,6 +170,9 @@ qd_status qd_args_parse(const qd_cmd_spec *spec, int argc, char **argv, int *hel
             if (npos >= npos_max)
                 return qd_fail(QD_ERR_USAGE, "%s: unexpected argument '%s' (usage: qdist %s %s)", spec->name, a,
                                spec->name, spec->usage);
+            if (!*a)
+                return qd_fail(QD_ERR_USAGE, "%s: empty %s argument (usage: qdist %s %s)", spec->name,
+                               spec->positional_names[npos], spec->name, spec->usage);
             spec->positionals[npos++] = a;
             continue;
         }
@@ -193,6 +206,13 @@ qd_status qd_args_parse(const qd_cmd_spec *spec, int argc, char **argv, int *hel
                                o->allowed ? o->allowed : (o->metavar ? o->metavar : "VALUE"));
             v = argv[++i];
         }
+        /* the same setting given twice with two values (an option and its alias, too): which one the
+         * user meant is a guess, so neither is taken */
+        for (int k = 0; k < ngiven; k++)
+            if (given[k].target == o->target && strcmp(given[k].value, v) != 0)
+                return qd_fail(QD_ERR_USAGE, "%s: --%s given twice ('%s' and '%s'); give it once", spec->name,
+                               o->name, given[k].value, v);
+        if (ngiven < spec->nopts) given[ngiven++] = (struct given){o->target, v};
         {
             qd_status st = set_value(spec, o, v);
             if (st != QD_OK) return st;
@@ -202,4 +222,12 @@ qd_status qd_args_parse(const qd_cmd_spec *spec, int argc, char **argv, int *hel
         return qd_fail(QD_ERR_USAGE, "%s: missing %s (usage: qdist %s %s)", spec->name,
                        spec->positional_names[npos], spec->name, spec->usage);
     return QD_OK;
+}
+
+qd_status qd_args_parse(const qd_cmd_spec *spec, int argc, char **argv, int *help_shown) {
+    struct given *given = calloc(spec->nopts > 0 ? (size_t)spec->nopts : 1, sizeof *given);
+    if (!given) return qd_fail(QD_ERR_NOMEM, "%s: out of memory parsing the options", spec->name);
+    qd_status st = parse(spec, argc, argv, help_shown, given);
+    free(given);
+    return st;
 }

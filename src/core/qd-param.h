@@ -7,6 +7,8 @@
 #ifndef QD_PARAM_H
 #define QD_PARAM_H
 
+#include "qd-status.h"
+
 /* X(ID, "ENV_NAME", "values", "what it does") */
 #define QD_PARAMS(X)                                                                                             \
     X(THREADS, "QD_THREADS", "N > 0", "CPU backend: BLAS threads (default: the machine's CPU count, never the "  \
@@ -33,5 +35,14 @@ extern const struct qd_param_def qd_param_defs[QD_PARAM_N];
 
 /* The variable's value as getenv gives it: NULL when unset (an empty value counts as set). */
 const char *qd_param_str(qd_param p);
+
+/* An "N > 0" variable: *out = 0 when unset or empty, else its value in 1..max; anything else (letters,
+ * a sign, 0, over max) is refused (QD_ERR_USAGE) naming the variable and docs/tunables.md. */
+qd_status qd_param_posint(qd_param p, int max, int *out);
+
+/* Every set variable the commands read (QD_CUDA_MATH is for tests and benches) against its "values"
+ * column ("N > 0", "a|b|c", "rank:block"; "set" takes anything), so that a garbage value is one clear
+ * error before any work, not ignored (main calls it). */
+qd_status qd_params_check(void);
 
 #endif

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "qd-check.h"
@@ -13,6 +14,7 @@
 #include "qd-st-writer.h"
 #include "qd-log.h"
 #include "qd-tokenizer.h"
+#include "tok-unicode.h"
 
 #define QD_EVAL_LOGIT_ROWS 256
 
@@ -98,7 +100,8 @@ qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t 
     size_t windows = n / S;
     if (opts->max_windows && windows > opts->max_windows) windows = opts->max_windows;
     if (!windows)
-        return qd_fail(QD_ERR_USAGE, "eval: the text has %zu tokens, fewer than one window of %zu", n, S);
+        return qd_fail(QD_ERR_FORMAT, "%s: the text has %zu tokens, fewer than one window of %zu (--seqlen)",
+                       opts->data_name ? opts->data_name : "eval", n, S);
     qd_lm *lm;
     QD_CHECK(qd_lm_open(be, model_dir, S, 1, &lm));
     double nll = 0;
@@ -119,7 +122,22 @@ qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *d
                            const struct qd_eval_opts *opts, struct qd_eval_result *out) {
     char *text = NULL;
     size_t len = 0;
+    qd_model_cfg cfg; /* first: the tokenizer loader also takes a file, and would read --model FILE as one */
+    QD_CHECK(qd_model_cfg_load(model_dir, &cfg));
     QD_CHECK(qd_read_file(data_path, (size_t)1 << 32, &text, &len));
+    /* perplexity of a binary file or another encoding is a number about nothing: refuse it, as Python's
+     * open(path, encoding="utf-8").read() would */
+    const unsigned char *nul = memchr(text, 0, len);
+    size_t valid = qd_utf8_valid_prefix((const unsigned char *)text, nul ? (size_t)(nul - (unsigned char *)text) : len);
+    if (nul || valid < len) {
+        unsigned char b = (unsigned char)text[valid];
+        free(text);
+        return qd_fail(QD_ERR_FORMAT, "%s: not UTF-8 text (byte 0x%02x at offset %zu); --data expects a UTF-8 text file",
+                       data_path, b, valid);
+    }
+    struct qd_eval_opts named = *opts;
+    if (!named.data_name) named.data_name = data_path;
+    opts = &named;
     qd_tokenizer *tok = NULL;
     qd_ids ids = {0};
     qd_status st;

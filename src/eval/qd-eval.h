@@ -21,6 +21,7 @@ struct qd_eval_opts {
     size_t max_windows; /* 0: all */
     const char *logits_dir; /* optional: write the first window's logits ("logits" F32 [seqlen-1, vocab])
                                and ids ("ids" I32 [seqlen]) to DIR/logits.safetensors, for tests */
+    const char *data_name;  /* optional: the text's file, named in errors about it */
 };
 
 struct qd_eval_result {
@@ -35,7 +36,7 @@ struct qd_eval_result {
 
 qd_status qd_eval_ppl_ids(qd_backend_t be, const char *model_dir, const int32_t *ids, size_t n,
                           const struct qd_eval_opts *opts, struct qd_eval_result *out);
-/* Reads data_path (UTF-8 text), tokenises it with model_dir's tokenizer, then as above. */
+/* Reads data_path (UTF-8 text: a NUL byte or an invalid sequence is refused with its offset), tokenises it with model_dir's tokenizer, then as above. */
 qd_status qd_eval_ppl_file(qd_backend_t be, const char *model_dir, const char *data_path,
                            const struct qd_eval_opts *opts, struct qd_eval_result *out);
 

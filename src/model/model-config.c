@@ -18,6 +18,7 @@
 
 #include "qd-check.h"
 #include "qd-fs.h"
+#include "qd-json.h"
 #include "qd-log.h"
 
 #define QD_MAX_CONFIG_BYTES (16u << 20)
@@ -335,11 +336,8 @@ static qd_status parse_flags(const cJSON *root, const char *path, qd_model_cfg *
 qd_status qd_model_cfg_parse(const char *json, const char *path, qd_model_cfg *out) {
     memset(out, 0, sizeof *out);
     out->bos_id = out->eos_id = -1;
-    const char *end = NULL;
-    /* require_null_terminated: trailing garbage after the object is an error, as in Python's json */
-    cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
-    if (!root)
-        return qd_fail(QD_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, end ? (size_t)(end - json) : (size_t)0);
+    cJSON *root;
+    QD_CHECK(qd_json_parse(json, strlen(json), path, &root));
     qd_status st = QD_OK;
     if (!cJSON_IsObject(root)) st = qd_fail(QD_ERR_FORMAT, "%s: expected a JSON object", path);
     if (st == QD_OK) st = parse_arch(root, path, out);
@@ -353,6 +351,8 @@ qd_status qd_model_cfg_parse(const char *json, const char *path, qd_model_cfg *o
 
 qd_status qd_model_cfg_load(const char *model_dir, qd_model_cfg *out) {
     char path[4096];
+    if (qd_path_exists(model_dir) && !qd_is_dir(model_dir))
+        return qd_fail(QD_ERR_IO, "%s: not a directory (expected a Hugging Face model directory)", model_dir);
     QD_CHECK(qd_path_join(path, sizeof path, model_dir, "config.json"));
     if (!qd_path_exists(path))
         return qd_fail(QD_ERR_IO, "%s: config.json is missing (expected a Hugging Face model directory)", path);

@@ -9,6 +9,7 @@
 
 #include "qd-check.h"
 #include "qd-fs.h"
+#include "qd-json.h"
 #include "tok-internal.h"
 #include "tok-load.h"
 #include "tok-unicode.h"
@@ -254,10 +255,9 @@ qd_status qd_tokenizer_load(const char *path, qd_tokenizer **out) {
     cJSON *root = NULL;
     QD_CHECK_GOTO(find_file(path, t->path, sizeof t->path), st, fail);
     QD_CHECK_GOTO(qd_read_file(t->path, MAX_TOKENIZER_JSON, &text, &len), st, fail);
-    root = cJSON_ParseWithLength(text, len);
+    QD_CHECK_GOTO(qd_json_parse(text, len, t->path, &root), st, fail);
     if (!cJSON_IsObject(root)) {
-        st = qd_fail(QD_ERR_FORMAT, "%s: not valid JSON (near byte %td)", t->path,
-                     cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - text : (ptrdiff_t)0);
+        st = qd_fail(QD_ERR_FORMAT, "%s: expected a JSON object", t->path);
         goto fail;
     }
     static const char *const unsupported[] = {"truncation", "padding"};

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * test-registry.c - the backend choice as a struct (kernels/registry, qd-backends.h): names and
- * --numerics parsed once into {kind, device, numerics}, refusals as usage errors, the name written
+ * --numerics parsed once into {kind, device, numerics, math} (--math resolved from the dtype), refusals as usage errors, the name written
  * back, and the device list (the CPU first, with its memory). */
 #include <string.h>
 
@@ -41,11 +41,12 @@ static void test_parse(void) {
     refused("gpu", NULL, "unknown backend 'gpu'");
     refused("auto:-1", NULL, "unknown backend");
     refused("cpu+quick", NULL, "+exact");
+    refused("cpu+bf1", NULL, "+bf16");
     refused("cpu", "fastest", "numerics 'fastest'");
 }
 
 static void test_name_round_trip(void) {
-    const char *names[] = {"cpu", "cpu+exact", "auto", "auto:2+exact"
+    const char *names[] = {"cpu", "cpu+exact", "auto", "auto:2+exact", "auto+bf16", "cpu+exact+tf32"
 #ifdef QD_HAVE_CUDA
                            , "cuda", "cuda:7", "cuda:1+exact"
 #endif
@@ -58,6 +59,31 @@ static void test_name_round_trip(void) {
         QD_EXPECT_EQ_INT(qd_backend_spec_parse(buf, NULL, &t), QD_OK);
         QD_EXPECT(memcmp(&s, &t, sizeof s) == 0);
     }
+}
+
+/* --math: auto follows the checkpoint's dtype (bf16/fp16 weights -> bf16 tensor cores, else fp32); an
+ * explicit value or a "+fp32"-style option in the name wins over the dtype */
+static void math_is(const char *name, const char *flag, qd_dtype weights, qd_math want) {
+    qd_backend_spec s;
+    QD_EXPECT_EQ_INT(qd_backend_spec_parse(name, NULL, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_backend_spec_set_math(&s, flag, weights), QD_OK);
+    QD_EXPECT_EQ_INT(s.math, want);
+}
+
+static void test_math(void) {
+    math_is("auto", NULL, QD_DT_BF16, QD_MATH_BF16);
+    math_is("auto", "auto", QD_DT_F16, QD_MATH_BF16);
+    math_is("auto", NULL, QD_DT_F32, QD_MATH_FP32);
+    math_is("auto", "fp32", QD_DT_BF16, QD_MATH_FP32);
+    math_is("cpu", "tf32", QD_DT_BF16, QD_MATH_TF32);
+    math_is("auto+fp32", NULL, QD_DT_BF16, QD_MATH_FP32);
+    math_is("auto+fp32", "bf16", QD_DT_F32, QD_MATH_BF16);
+    qd_backend_spec s;
+    QD_EXPECT_EQ_INT(qd_backend_spec_parse("auto", NULL, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_backend_spec_set_math(&s, "fp16", QD_DT_BF16), QD_ERR_USAGE);
+    QD_EXPECT_STR_CONTAINS(qd_last_error(), "--math: 'fp16'");
+    QD_EXPECT_EQ_INT(qd_backend_spec_set_math(&s, "bf16x", QD_DT_BF16), QD_ERR_USAGE);
+    QD_EXPECT(strcmp(qd_math_name(QD_MATH_BF16), "bf16") == 0);
 }
 
 static void test_open(void) {
@@ -93,6 +119,7 @@ int main(void) {
     qd_log_set_level(QD_LOG_ERROR);
     QD_RUN(test_parse);
     QD_RUN(test_name_round_trip);
+    QD_RUN(test_math);
     QD_RUN(test_open);
     QD_RUN(test_devices);
     return QD_TEST_END();

@@ -125,22 +125,22 @@ def test_qdist_reads_raw_dtypes(tmp_path):
 
 
 def need_copy_tool():
-    if not os.path.exists(COPY):
-        pytest.skip(f"{COPY} not built")
+    assert os.path.exists(COPY), f"{COPY} not built (tests/shard/CMakeLists.txt builds it)"
 
 
 def shards_of(out):
-    """(files, weight_map) of a qdist output directory, checking the layout rules on the way."""
+    """(files, weight_map) of a qdist output directory, checking the layout rules on the way (beside
+    the shards: the index, and the .qdist-output marker that lets --overwrite replace the directory)."""
     index = os.path.join(out, "model.safetensors.index.json")
     if not os.path.exists(index):
-        assert os.listdir(out) == ["model.safetensors"]
+        assert sorted(os.listdir(out)) == [".qdist-output", "model.safetensors"]
         return ["model.safetensors"], None
     with open(index) as f:
         idx = json.load(f)
     files = sorted(set(idx["weight_map"].values()))
     n = len(files)
     assert files == [f"model-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1)]
-    assert sorted(os.listdir(out)) == sorted(files + ["model.safetensors.index.json"])
+    assert sorted(os.listdir(out)) == sorted(files + [".qdist-output", "model.safetensors.index.json"])
     return files, idx
 
 
