@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * qd-quantize-run.h - a quantization run over MPI ranks (one rank is the same code with no
  * neighbours): plan, calibration broadcast, staging with fingerprint and resume, the block pipeline,
- * progress, the run report with per-rank timings, and the export from staging.
+ * progress, the run report with per-rank timings, and the export from staging (every format, fake
+ * included). qd_quantize_command is what `qdist quantize` calls: the settings, then the run.
  *
  * Every rank calls qd_quantize_run with the same options. Rank 0 plans the block ranges from the
  * checkpoint headers and broadcasts them, broadcasts the calibration ids (only rank 0 needs them in
@@ -23,7 +24,7 @@
 
 typedef struct qd_run_opts {
     const char *model_dir, *output_dir;
-    const char *format;       /* gptq | gptq_v2 | awq | compressed-tensors */
+    const char *format;       /* gptq | gptq_v2 | awq | compressed-tensors | fake */
     int overwrite;
     uint64_t max_shard_bytes; /* 0: default */
     qd_backend_spec backend;  /* with no device named, ranks on one node get one GPU each (local rank) */
@@ -43,5 +44,22 @@ typedef struct qd_run_opts {
 } qd_run_opts;
 
 qd_status qd_quantize_run(const qd_run_opts *o);
+
+/* What `qdist quantize` is given, before the run settles it (mpi/run-setup.c): every rank checks the
+ * paths (rank 0), resolves the recipe and the flags (qd_recipe_apply_flags), checks every module's
+ * spec against the method and the format, takes the defaults that depend on the model (seqlen from
+ * max_position_embeddings, compressed-tensors' scale dtype, --math), and rank 0 loads the calibration;
+ * then the run above. Every refusal comes before any work. */
+typedef struct qd_run_params {
+    qd_run_opts run;           /* passed on as given; run.q, run.calib_ids / calib_mode / calib_sha256 /
+                                * seed are settled here (run.q.chunk_tokens is kept) */
+    qd_recipe_flags flags;     /* over the recipe at run.recipe_path */
+    const char *chat_template; /* calibration: auto | none | chatml | llama3 | llama2 */
+    const char *math;          /* --math: auto | fp32 | tf32 | bf16 */
+    const char *scale_dtype;   /* f16 | bf16 | f32; NULL: f16, compressed-tensors: the model's dtype */
+    int format_given;          /* 0: an AWQ run's format is awq */
+} qd_run_params;
+
+qd_status qd_quantize_command(const qd_run_params *p);
 
 #endif

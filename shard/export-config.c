@@ -298,6 +298,7 @@ qd_status qd_export_quant_config(const qd_xplan *p, cJSON **out) {
     case QD_EXPORT_GPTQ_V2: *out = gptq_config(p); break;
     case QD_EXPORT_AWQ: *out = awq_config(p); break;
     case QD_EXPORT_CT: *out = ct_config(p); break;
+    case QD_EXPORT_FAKE: return qd_fail(QD_ERR_INTERNAL, "export: the fake format has no quantization_config");
     }
     if (!*out) return qd_fail(QD_ERR_NOMEM, "export: out of memory building quantization_config");
     return QD_OK;

@@ -15,15 +15,15 @@
 #include "qd-qformat-gptq.h"
 #include "qd-st-writer.h"
 
-static const char *format_names[] = {"gptq", "gptq_v2", "awq", "compressed-tensors"};
+static const char *format_names[] = {"gptq", "gptq_v2", "awq", "compressed-tensors", "fake"};
 
 qd_status qd_export_format_parse(const char *s, qd_export_format *out) {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < (int)(sizeof format_names / sizeof *format_names); i++)
         if (s && strcmp(s, format_names[i]) == 0) {
             *out = (qd_export_format)i;
             return QD_OK;
         }
-    return qd_fail(QD_ERR_USAGE, "export: unknown format '%s'; expected gptq, gptq_v2, awq or compressed-tensors",
+    return qd_fail(QD_ERR_USAGE, "export: unknown format '%s'; expected gptq, gptq_v2, awq, compressed-tensors or fake",
                    s ? s : "");
 }
 
@@ -84,6 +84,7 @@ uint64_t qd_export_linear_bytes(qd_export_format f, int ct_naive, int N, int K, 
         return w + z + n * G * scale_bytes + 16 + (with_g_idx ? 4 * k : 0);
     }
     if (f == QD_EXPORT_AWQ) return k * n / 2 + G * n / 2 + G * n * 2;
+    if (f == QD_EXPORT_FAKE) return n * k * 4 + n * k + 8 * G * n + 4 * k; /* f32 weight, u8 codes, f32/i32 groups */
     return k * b / 8 * n + G * n * b / 8 + G * n * 2 + 4 * k;
 }
 
@@ -318,6 +319,8 @@ static qd_status model_dtype_of(const char *meta_dir, qd_dtype *out) {
 
 qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
     if (!o->out_dir || !o->out_dir[0]) return qd_fail(QD_ERR_USAGE, "export: no output directory");
+    if (o->format == QD_EXPORT_FAKE)
+        return qd_fail(QD_ERR_INTERNAL, "export: the fake format is written by qd_export_fake, not qd_export_run");
     QD_CHECK(qd_outdir_check(o->out_dir, o->overwrite));
     qd_outdir_clean_stale(o->out_dir);
     const char *meta = src->iface->meta_dir(src->ctx);

@@ -26,7 +26,11 @@
 #include "qd-qsource.h"
 #include "qd-status.h"
 
-typedef enum { QD_EXPORT_GPTQ, QD_EXPORT_GPTQ_V2, QD_EXPORT_AWQ, QD_EXPORT_CT } qd_export_format;
+/* QD_EXPORT_FAKE: qdist's own fake-quant directory (export-fake.c), what `qdist export` reads: every
+ * quantized Linear as "<prefix>.weight" F32 (dequantised with the run's rounded scales) plus
+ * ".qd_codes" U8 [N,K], ".qd_scales" F32 [G,N], ".qd_zeros" I32 [G,N], ".qd_g_idx" I32 [K]; every other
+ * tensor as the source holds it; config.json unchanged. It stores every scheme. */
+typedef enum { QD_EXPORT_GPTQ, QD_EXPORT_GPTQ_V2, QD_EXPORT_AWQ, QD_EXPORT_CT, QD_EXPORT_FAKE } qd_export_format;
 
 typedef struct qd_export_opts {
     const char *out_dir;
@@ -38,7 +42,7 @@ typedef struct qd_export_opts {
     int verify;               /* after writing, read OUT back (qd-qformat-read.h) and compare every Linear */
 } qd_export_opts;
 
-/* "gptq" | "gptq_v2" | "awq" | "compressed-tensors" */
+/* "gptq" | "gptq_v2" | "awq" | "compressed-tensors" | "fake" */
 qd_status qd_export_format_parse(const char *s, qd_export_format *out);
 const char *qd_export_format_name(qd_export_format f);
 
@@ -57,7 +61,11 @@ uint64_t qd_export_linear_bytes(qd_export_format f, int ct_naive, int N, int K, 
 /* Refuse (QD_ERR_NOSPACE, with the numbers) when `need` bytes (+1% margin) do not fit beside out_dir. */
 qd_status qd_export_check_space(const char *out_dir, uint64_t need);
 
+/* The checkpoint formats (not QD_EXPORT_FAKE). */
 qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src);
+/* QD_EXPORT_FAKE: tensors in the order of the source checkpoint in model_dir (block by block, then the
+ * rest); o->ct_naive, lm_head and verify do not apply. */
+qd_status qd_export_fake(const qd_export_opts *o, const qd_qsource *src, const char *model_dir);
 
 /* Read every quantized layer of src back from the export in dir through qd_qformat_read_linear and
  * compare with (code - zero) * scale computed with the scale as stored (F16 / model dtype), or, for

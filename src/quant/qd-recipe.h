@@ -2,9 +2,9 @@
  * qd-recipe.h - quantization recipes (configs/NAME.json): run-wide settings plus per-module overrides.
  * The schema is in docs/numerics.md; unknown keys and wrong types are refused naming the key and file.
  *
- * Precedence: built-in defaults < recipe top level < command-line flags (applied by the caller to the
- * base spec after qd_recipe_apply_base) < the recipe's "overrides" whose POSIX extended regex "match"
- * finds the module prefix ("model.layers.3.mlp.down_proj"), applied in file order.
+ * Precedence: built-in defaults < recipe top level < command-line flags (qd_recipe_apply_flags does
+ * the first three) < the recipe's "overrides" whose POSIX extended regex "match" finds the module
+ * prefix ("model.layers.3.mlp.down_proj"), applied in file order.
  */
 #ifndef QD_RECIPE_H
 #define QD_RECIPE_H
@@ -25,7 +25,23 @@ typedef struct qd_recipe_run {
     char calib_mode[16]; /* "random" | "concat" */
 } qd_recipe_run;
 
+/* The command line's quantization flags: each value counts only when its seen_* is set. */
+typedef struct qd_recipe_flags {
+    const char *method;     /* "rtn" | "gptq" | "awq" */
+    const char *calib_mode; /* "random" | "concat" */
+    int bits, group_size, sym, asym, act_order, static_groups, mse, true_sequential, nsamples, seqlen, seed;
+    double damp;
+    int seen_method, seen_calib_mode, seen_bits, seen_group_size, seen_sym, seen_asym, seen_act_order,
+        seen_static_groups, seen_mse, seen_damp, seen_true_sequential, seen_nsamples, seen_seqlen, seen_seed;
+} qd_recipe_flags;
+
 qd_status qd_recipe_load(const char *path, qd_recipe **out);
+/* defaults < the recipe at path (NULL: none) < flags, into the run-wide *base and *run (seqlen 0: the
+ * caller's default); *recipe keeps the per-module overrides (NULL without a recipe; the caller frees
+ * it). An AWQ run is asymmetric unless sym is set; its calibration mode defaults to concat, the
+ * others' to random. A recipe's "lm_head": true is refused (qdist never quantizes lm_head). */
+qd_status qd_recipe_apply_flags(const char *path, const qd_recipe_flags *f, qd_recipe **recipe, qd_qspec *base,
+                                qd_recipe_run *run);
 void qd_recipe_free(qd_recipe *r);
 const char *qd_recipe_path(const qd_recipe *r);
 /* Top-level values into *base and *run (only the keys present). */

@@ -260,3 +260,47 @@ size_t qd_recipe_describe(const qd_recipe *r, const char *module, char *buf, siz
     }
     return len;
 }
+
+qd_status qd_recipe_apply_flags(const char *path, const qd_recipe_flags *f, qd_recipe **recipe, qd_qspec *base,
+                                qd_recipe_run *run) {
+    *recipe = NULL;
+    *base = (qd_qspec){.method = QD_METHOD_GPTQ, .bits = 4, .group_size = 128, .sym = 1, .damp = 0.01};
+    *run = (qd_recipe_run){.true_sequential = 1, .nsamples = 128, .seqlen = 0, .seed = 0};
+    int method_from_recipe_awq = 0;
+    if (path) {
+        QD_CHECK(qd_recipe_load(path, recipe));
+        qd_qspec probe = *base;
+        qd_recipe_apply_base(*recipe, &probe, run);
+        method_from_recipe_awq = probe.method == QD_METHOD_AWQ;
+        if (method_from_recipe_awq) base->sym = 0;
+        qd_recipe_apply_base(*recipe, base, run);
+    }
+    if (f->seen_method) {
+        base->method = strcmp(f->method, "rtn") == 0    ? QD_METHOD_RTN
+                     : strcmp(f->method, "gptq") == 0 ? QD_METHOD_GPTQ
+                                                      : QD_METHOD_AWQ;
+        if (base->method == QD_METHOD_AWQ && !method_from_recipe_awq) base->sym = 0; /* AWQ's zero point by default */
+    }
+    if (f->seen_bits) base->bits = f->bits;
+    if (f->seen_group_size) base->group_size = f->group_size;
+    if (f->seen_sym) base->sym = f->sym;
+    if (f->seen_asym) base->sym = !f->asym;
+    if (f->seen_act_order) base->act_order = f->act_order;
+    if (f->seen_static_groups) base->static_groups = f->static_groups;
+    if (f->seen_damp) base->damp = f->damp;
+    if (f->seen_mse) base->mse = f->mse;
+    if (f->seen_true_sequential) run->true_sequential = f->true_sequential;
+    if (f->seen_nsamples) run->nsamples = f->nsamples;
+    if (f->seen_seqlen) run->seqlen = f->seqlen;
+    if (f->seen_seed) run->seed = f->seed;
+    if (f->seen_calib_mode) snprintf(run->calib_mode, sizeof run->calib_mode, "%s", f->calib_mode);
+    if (!run->calib_mode[0])
+        snprintf(run->calib_mode, sizeof run->calib_mode, "%s", base->method == QD_METHOD_AWQ ? "concat" : "random");
+    if (run->lm_head) {
+        qd_recipe_free(*recipe);
+        *recipe = NULL;
+        return qd_fail(QD_ERR_USAGE, "%s: \"lm_head\": true is not supported: qdist never quantizes lm_head (it "
+                       "stays in the model's dtype); remove the key or set it false", path);
+    }
+    return QD_OK;
+}

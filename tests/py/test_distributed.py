@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The distributed pipeline end to end, on real MPI ranks on this machine (issue 7).
 
-- exact schedule: P = 1, 2, 3, 4 ranks give byte-identical checkpoints (GPTQ and AWQ);
+- exact schedule: P = 1, 2, 3, 4 ranks give byte-identical checkpoints (GPTQ and AWQ), and the
+  fake-quant format, an export from the staging like the others, is byte-identical on 1 and 2 ranks;
 - a rank killed with SIGKILL in the middle of a run, then --resume (with another rank count): the
   checkpoint is byte-identical to an uninterrupted run; a kill -9 from outside does the same;
 - a resume with a different calibration is refused naming the differing fingerprint field;
@@ -37,7 +38,11 @@ def quantize(out, np=1, extra=(), env=None, timeout=240):
     for k in ("QD_INJECT_KILL", "QD_INJECT_FAIL"):
         if env and k in env and np > 1:
             cmd += ["-x", k]
-    cmd += [QDIST, "quantize", "--output", str(out)] + BASE + list(extra)
+    # an option in extra replaces BASE's (qdist refuses one option given twice with two values)
+    given = {a for a in extra if str(a).startswith("--")}
+    base = [a for i, a in enumerate(BASE)
+            if a not in given and not (i and BASE[i - 1] in given and not a.startswith("--"))]
+    cmd += [QDIST, "quantize", "--output", str(out)] + base + list(extra)
     return subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
 
 
@@ -75,6 +80,24 @@ def test_awq_exact_two_ranks(tmp_path):
     r2 = quantize(b, 2, extra)
     assert r2.returncode == 0, r2.stderr
     assert checkpoint_bytes(a) == checkpoint_bytes(b)
+
+
+def test_fake_format_two_ranks_equals_one(tmp_path):
+    a, b = tmp_path / "fake1", tmp_path / "fake2"
+    extra = ["--method", "gptq", "--format", "fake"]
+    r1 = quantize(a, 1, extra)
+    assert r1.returncode == 0, r1.stderr
+    r2 = quantize(b, 2, extra)
+    assert r2.returncode == 0, r2.stderr
+    one, two = checkpoint_bytes(a), checkpoint_bytes(b)
+    assert "model.safetensors" in one and "config.json" in one
+    assert one == two
+    # the one report writer: the staged driver's keys, every module with the rank that quantized it
+    rep = json.loads((b / "qdist_report.json").read_text())
+    assert rep["format"] == "fake" and len(rep["ranks"]) == 2
+    mods = rep["modules"]
+    assert len(mods) == 5 * 7 and {m["rank"] for m in mods.values()} == {0, 1}
+    assert not (tmp_path / "fake2.qdist-staging").exists()
 
 
 def test_sigkill_then_resume_is_byte_identical(reference, tmp_path):

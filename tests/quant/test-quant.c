@@ -17,7 +17,7 @@
 #include "qd-backend-cpu.h"
 #include "qd-fs.h"
 #include "qd-log.h"
-#include "qd-quantize-model.h"
+#include "qd-quantize-run.h"
 #include "qd-safetensors.h"
 #include "qd-test.h"
 
@@ -224,16 +224,19 @@ static void test_recipe(void) {
     unlink(path);
 }
 
-/* quantize stories260K (4 x 64 calibration tokens) into dir */
+/* quantize stories260K (4 x 64 calibration tokens) into dir as a fake-quant model, through the run
+ * every format goes through (one rank: no MPI start-up needed) */
 static qd_status run_model(const char *model, const char *dir, qd_method m, size_t resident_max) {
     static int32_t ids[4 * 64];
     for (size_t i = 0; i < 4 * 64; i++) ids[i] = (int32_t)(1 + (i * 7919u) % 500u);
-    qd_quantize_model_opts o = {
-        .model_dir = model, .output_dir = dir, .overwrite = 1, .calib_ids = ids, .calib_mode = "test",
+    qd_run_opts o = {
+        .model_dir = model, .output_dir = dir, .format = "fake", .overwrite = 1, .calib_ids = ids,
+        .calib_mode = "test", .backend = {.kind = QD_BACKEND_CPU, .device = QD_DEVICE_ANY},
+        .progress = QD_PROGRESS_QUIET,
         .q = {.base = {.method = m, .bits = 4, .group_size = -1, .sym = m != QD_METHOD_AWQ, .damp = 0.01},
               .true_sequential = 1, .nseq = 4, .seq_len = 64, .scale_dtype = QD_DT_F16,
               .resident_max_bytes = resident_max}};
-    return qd_quantize_model(be, &o);
+    return qd_quantize_run(&o);
 }
 
 static void test_model(void) {

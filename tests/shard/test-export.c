@@ -14,7 +14,13 @@ static void test_formats(void) {
     QD_EXPECT_EQ_INT(qd_export_format_parse("compressed-tensors", &f), QD_OK);
     QD_EXPECT_EQ_INT(f, QD_EXPORT_CT);
     QD_EXPECT_EQ_INT(qd_export_format_parse("exl2", &f), QD_ERR_USAGE);
-    QD_EXPECT_STR_CONTAINS(qd_last_error(), "gptq, gptq_v2, awq or compressed-tensors");
+    QD_EXPECT_STR_CONTAINS(qd_last_error(), "gptq, gptq_v2, awq, compressed-tensors or fake");
+    /* fake is an export format too, and stores every scheme */
+    QD_EXPECT_EQ_INT(qd_export_format_parse("fake", &f), QD_OK);
+    QD_EXPECT_EQ_INT(f, QD_EXPORT_FAKE);
+    QD_EXPECT_EQ_INT(qd_export_check_scheme(QD_EXPORT_FAKE, 0, 3, -1, 1, 1), QD_OK);
+    QD_EXPECT_EQ_INT(qd_export_linear_bytes(QD_EXPORT_FAKE, 0, 8, 256, 4, 128, 1, 1, 2),
+                     (uint64_t)(8 * 256 * 4 + 8 * 256 + 8 * 2 * 8 + 4 * 256));
 }
 
 static void test_schemes(void) {

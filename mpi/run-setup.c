@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT
+ * run-setup.c - what every rank does before the pipeline: the command's settings (recipe and flags,
+ * the model's defaults, the calibration load on rank 0), the plan, the staging fingerprint and
+ * directory, the calibration broadcast, and the device and neighbour probes.
+ */
+#include "run-internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-bootstrap.h"
+#include "qd-calib.h"
+#include "qd-check.h"
+#include "qd-fs.h"
+#include "qd-param.h"
+
+qd_status qd_run_plan(const qd_run_opts *o, const qd_model_cfg *cfg, qd_plan *plan) {
+    qd_status st = QD_OK;
+    if (qd_mpi_rank() == 0) {
+        qd_checkpoint *ck = NULL;
+        uint64_t *cost = calloc((size_t)cfg->nlayers + 1, sizeof *cost);
+        if (!cost) st = qd_fail(QD_ERR_NOMEM, "plan: out of memory");
+        if (st == QD_OK) st = qd_ckpt_open(o->model_dir, 0, &ck);
+        for (size_t i = 0; st == QD_OK && i < ck->ntensors; i++) {
+            int b = -1;
+            if (qd_model_classify(cfg, ck->tensors[i]->name, &b, NULL, 0) == QD_PART_BLOCK && b >= 0)
+                cost[b] += ck->tensors[i]->nbytes;
+        }
+        if (st == QD_OK) st = qd_plan_make(cfg->nlayers, cost, 0, 0, qd_mpi_size(), plan);
+        qd_ckpt_close(ck);
+        free(cost);
+    }
+    QD_CHECK(qd_mpi_agree(st));
+    return qd_mpi_bcast(plan, sizeof *plan);
+}
+
+qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_fingerprint *fpr) {
+    const qd_qspec *s = &o->q.base;
+    char buf[512];
+    QD_CHECK(qd_fingerprint_add(fpr, "qdist_version", QD_VERSION));
+    QD_CHECK(qd_fingerprint_add_model(fpr, o->model_dir));
+    snprintf(buf, sizeof buf,
+             "method=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d damp=%.6g mse=%d "
+             "true_sequential=%d scale_dtype=%s numerics=%s math=%s",
+             qd_method_name(s->method), s->bits, s->group_size, s->sym, s->act_order, s->static_groups, s->damp,
+             s->mse, o->q.true_sequential, qd_dtype_name(o->q.scale_dtype),
+             /* fast and exact blocks differ in their bits: a resume must not mix them */
+             o->backend.numerics == QD_NUMERICS_EXACT ? "exact" : "fast",
+             /* so do the GPU's fp32/tf32/bf16 GEMMs (the CPU ignores it: a CPU run resumed on a GPU or
+              * the other way keeps the same math as long as the flag and the checkpoint's dtype do) */
+             qd_math_name(o->backend.math));
+    QD_CHECK(qd_fingerprint_add(fpr, "settings", buf));
+    if (o->recipe_path) {
+        char *text = NULL;
+        size_t len = 0;
+        QD_CHECK(qd_read_file(o->recipe_path, 64u << 20, &text, &len));
+        qd_status st = qd_fingerprint_add_sha256(fpr, "recipe_sha256", text, len);
+        free(text);
+        QD_CHECK(st);
+    } else {
+        QD_CHECK(qd_fingerprint_add(fpr, "recipe_sha256", "none"));
+    }
+    snprintf(buf, sizeof buf, "%zu x %zu sha256=%s", o->q.nseq, o->q.seq_len,
+             o->calib_sha256 ? o->calib_sha256 : "none");
+    QD_CHECK(qd_fingerprint_add(fpr, "calibration", buf));
+    /* the exact schedule's result does not depend on the rank count; overlap's depends on the ranges */
+    if (o->schedule == QD_SCHED_OVERLAP) {
+        size_t n = 0;
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "overlap");
+        for (int r = 0; r < plan->nranks && n < sizeof buf - 16; r++)
+            n += (size_t)snprintf(buf + n, sizeof buf - n, " %d+%d", plan->first[r], plan->count[r]);
+        QD_CHECK(qd_fingerprint_add(fpr, "schedule", buf));
+    } else {
+        QD_CHECK(qd_fingerprint_add(fpr, "schedule", "exact"));
+    }
+    return QD_OK;
+}
+
+qd_status qd_run_open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fpr, qd_stage **out) {
+    qd_status st = QD_OK;
+    if (qd_mpi_rank() == 0) st = qd_stage_open(dir, fpr, o->resume, out);
+    QD_CHECK(qd_mpi_agree(st));
+    if (qd_mpi_rank() != 0) QD_CHECK(qd_mpi_agree(qd_stage_attach(dir, fpr, out)));
+    else QD_CHECK(qd_mpi_agree(QD_OK));
+    return QD_OK;
+}
+
+/* The device this rank computes on. With no device named, the ranks of a node take one GPU each, by
+ * node-local rank (round-robin when ranks outnumber GPUs; QD_GPUS_PER_NODE caps the GPUs used);
+ * *share counts this node's ranks on the same GPU, which split its memory budget (qd_run_plan_memory). */
+static void map_device(const qd_backend_spec *in, qd_backend_spec *out, int *share) {
+    *out = *in;
+    *share = 1;
+    if (qd_mpi_size() <= 1 || in->kind == QD_BACKEND_CPU || in->device != QD_DEVICE_ANY) return;
+    int lr, nlocal, node;
+    qd_mpi_node(&lr, &nlocal, &node);
+    const char *per_env = qd_param_str(QD_PARAM_GPUS_PER_NODE);
+    int per = per_env && atoi(per_env) > 0 ? atoi(per_env) : 0;
+    int gpus = qd_backend_gpu_count();
+    int dev = per ? lr % per : lr;
+    if (gpus > 0) dev %= gpus;
+    *share = 0;
+    for (int j = 0; j < nlocal; j++) {
+        int d = per ? j % per : j;
+        if (gpus > 0) d %= gpus;
+        *share += d == dev;
+    }
+    if (*share < 1) *share = 1;
+    out->device = dev;
+}
+
+/* What the transport probe needs of both neighbours: whether this rank is on a GPU, whether the
+ * pipeline's buffers are device memory, and whether a neighbour computes on the very same GPU. */
+static qd_status neighbour_probes(const qd_backend_spec *be, struct qd_transport_probe *to_prev,
+                                  struct qd_transport_probe *to_next) {
+    int rank = qd_mpi_rank(), size = qd_mpi_size(), lr, nlocal, node;
+    int gpu = qd_backend_spec_is_gpu(be);
+    struct qd_transport_probe p = {.rank = rank, .backend_is_gpu = gpu,
+                                   .device_buffers = qd_pipeline_device_buffers()};
+    *to_prev = *to_next = p;
+    to_prev->peer = rank - 1, to_next->peer = rank + 1;
+    if (size <= 1) return QD_OK;
+    qd_mpi_node(&lr, &nlocal, &node);
+    int mine[2] = {node, gpu ? (be->device == QD_DEVICE_ANY ? 0 : be->device) : -1};
+    int *all = malloc((size_t)size * sizeof mine);
+    if (!all) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
+    qd_status st = qd_mpi_allgather(mine, sizeof mine, all);
+    if (st == QD_OK && rank > 0)
+        to_prev->same_device = gpu && all[2 * (rank - 1)] == node && all[2 * (rank - 1) + 1] == mine[1];
+    if (st == QD_OK && rank < size - 1)
+        to_next->same_device = gpu && all[2 * (rank + 1)] == node && all[2 * (rank + 1) + 1] == mine[1];
+    free(all);
+    return st;
+}
+
+qd_status qd_run_broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char sha[65], size_t *nseq,
+                                 size_t *seq_len) {
+    uint64_t shape[2] = {o->q.nseq, o->q.seq_len};
+    QD_CHECK(qd_mpi_bcast(shape, sizeof shape));
+    *nseq = (size_t)shape[0];
+    *seq_len = (size_t)shape[1];
+    memset(sha, 0, 65);
+    if (qd_mpi_rank() == 0 && o->calib_sha256) snprintf(sha, 65, "%s", o->calib_sha256);
+    QD_CHECK(qd_mpi_bcast(sha, 65));
+    *ids_out = NULL;
+    size_t n = (size_t)(shape[0] * shape[1]);
+    if (!n) return QD_OK;
+    int32_t *ids = malloc(n * sizeof *ids);
+    if (!ids) return qd_fail(QD_ERR_NOMEM, "calibration: out of memory for %zu ids", n);
+    if (qd_mpi_rank() == 0) memcpy(ids, o->calib_ids, n * sizeof *ids);
+    qd_status st = qd_mpi_bcast(ids, n * sizeof *ids);
+    if (st != QD_OK) {
+        free(ids);
+        return st;
+    }
+    *ids_out = ids;
+    return QD_OK;
+}
+
+qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *share,
+                         struct qd_transport_probe *to_prev, struct qd_transport_probe *to_next) {
+    map_device(in, out, share);
+    return neighbour_probes(out, to_prev, to_next);
+}
+
+/* Rank 0 reads the calibration (every method but plain RTN needs it; RTN overrides inside a GPTQ/AWQ
+ * run too) into *set; the run broadcasts the ids. */
+static qd_status load_calib(const qd_run_params *p, const qd_qspec *base, const qd_recipe_run *run, qd_calib_set *set) {
+    const qd_run_opts *o = &p->run;
+    if (base->method == QD_METHOD_RTN) {
+        if (o->calib_path) qd_info("quantize: RTN does not use calibration data; --calib ignored");
+        return QD_OK;
+    }
+    if (!o->calib_path)
+        return qd_fail(QD_ERR_USAGE, "quantize: --calib FILE is required for %s", qd_method_name(base->method));
+    if (qd_mpi_rank() != 0) return QD_OK;
+    qd_calib_opts co = {.path = o->calib_path, .model_dir = o->model_dir, .nsamples = run->nsamples,
+                        .seqlen = run->seqlen, .seed = (uint64_t)run->seed,
+                        .mode = strcmp(run->calib_mode, "concat") == 0 ? QD_CALIB_CONCAT : QD_CALIB_RANDOM,
+                        .chat = QD_CHAT_AUTO};
+    qd_chat_template_parse(p->chat_template ? p->chat_template : "auto", &co.chat);
+    qd_tokenizer *tok = NULL;
+    qd_status st = qd_tokenizer_load(o->model_dir, &tok);
+    if (st == QD_OK) st = qd_calib_load(&co, tok, set);
+    qd_tokenizer_free(tok);
+    if (st == QD_OK)
+        qd_info("quantize: %s, %d x %d calibration tokens (%s, sha256 %.16s...)", qd_method_name(base->method),
+                set->nseq, set->seqlen, run->calib_mode, set->sha256_hex);
+    return st;
+}
+
+qd_status qd_quantize_command(const qd_run_params *p) {
+    qd_run_opts ro = p->run;
+    QD_CHECK(qd_mpi_agree(qd_mpi_rank() == 0 ? qd_run_check_paths(&ro) : QD_OK));
+    /* defaults < recipe < flags */
+    qd_recipe *recipe = NULL;
+    qd_qspec base;
+    qd_recipe_run run;
+    QD_CHECK(qd_recipe_apply_flags(ro.recipe_path, &p->flags, &recipe, &base, &run));
+    if (base.method == QD_METHOD_AWQ && base.bits != 4 && p->format_given && strcmp(ro.format, "fake") == 0)
+        qd_warn("quantize: the awq format stores 4-bit weights only; export this %d-bit AWQ run with --format gptq "
+                "or compressed-tensors", base.bits);
+    qd_model_cfg cfg;
+    qd_calib_set set = {0};
+    qd_status st = qd_model_cfg_load(ro.model_dir, &cfg);
+    if (st == QD_OK) st = qd_model_check_meta_files(ro.model_dir); /* a file the output cannot carry: before any work */
+    if (st == QD_OK) st = qd_backend_spec_set_math(&ro.backend, p->math, cfg.dtype);
+    if (st != QD_OK) goto done;
+    if (!run.seqlen) {
+        int dflt = base.method == QD_METHOD_AWQ ? 512 : 2048;
+        run.seqlen = cfg.max_pos > 0 && cfg.max_pos < dflt ? cfg.max_pos : dflt;
+    }
+    const char *sd = p->scale_dtype ? p->scale_dtype : "f16";
+    qd_dtype sdt = strcmp(sd, "bf16") == 0 ? QD_DT_BF16 : strcmp(sd, "f32") == 0 ? QD_DT_F32 : QD_DT_F16;
+    /* compressed-tensors stores scales in the model's dtype: round to it so the export is exact */
+    if (!p->scale_dtype && strcmp(ro.format, "compressed-tensors") == 0 &&
+        (cfg.dtype == QD_DT_BF16 || cfg.dtype == QD_DT_F32 || cfg.dtype == QD_DT_F16))
+        sdt = cfg.dtype;
+    ro.q = (qd_quantize_opts){.base = base, .recipe = recipe, .true_sequential = run.true_sequential,
+                              .chunk_tokens = p->run.q.chunk_tokens, .scale_dtype = sdt};
+    ro.calib_mode = run.calib_mode, ro.seed = (uint64_t)run.seed;
+    if (!p->format_given && base.method == QD_METHOD_AWQ) ro.format = "awq";
+    /* every module's spec against the method and the format, before calibration or staging */
+    QD_CHECK_GOTO(qd_run_check_specs(&cfg, &base, recipe, ro.format), st, done);
+    st = load_calib(p, &base, &run, &set);
+    if (st == QD_OK && set.ids) {
+        ro.calib_ids = set.ids;
+        ro.q.nseq = (size_t)set.nseq;
+        ro.q.seq_len = (size_t)set.seqlen;
+        ro.calib_sha256 = set.sha256_hex;
+    }
+    QD_CHECK_GOTO(qd_mpi_agree(st), st, done);
+    st = qd_quantize_run(&ro);
+done:
+    qd_calib_free(&set);
+    qd_recipe_free(recipe);
+    return st;
+}
