@@ -85,6 +85,55 @@ qd_status qd_mpi_allgather(const void *mine, size_t bytes, void *all) {
     return QD_OK;
 }
 
+qd_status qd_mpi_gather(const void *mine, size_t bytes, void *all_on_root) {
+    if (qd_rank.nranks <= 1) {
+        memcpy(all_on_root, mine, bytes);
+        return QD_OK;
+    }
+    if (bytes > (size_t)INT_MAX) return qd_fail(QD_ERR_INTERNAL, "gather of %zu bytes per rank", bytes);
+    if (MPI_Gather(mine, (int)bytes, MPI_BYTE, all_on_root, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return qd_fail(QD_ERR_MPI, "gathering %zu bytes from every rank on rank 0 failed", bytes);
+    return QD_OK;
+}
+
+qd_status qd_mpi_gatherv(const void *mine, size_t bytes, void **all_on_root, size_t *total) {
+    int size = qd_rank.nranks, rank = qd_rank.rank;
+    *all_on_root = NULL, *total = 0;
+    if (size <= 1) {
+        if (!bytes) return QD_OK;
+        char *copy = malloc(bytes);
+        if (!copy) return qd_fail(QD_ERR_NOMEM, "gather: out of memory for %zu bytes", bytes);
+        memcpy(copy, mine, bytes);
+        *all_on_root = copy, *total = bytes;
+        return QD_OK;
+    }
+    qd_status st = QD_OK;
+    if (bytes > (size_t)INT_MAX) st = qd_fail(QD_ERR_INTERNAL, "gather of %zu bytes from rank %d", bytes, rank);
+    int count = st == QD_OK ? (int)bytes : 0, *counts = NULL, *displs = NULL;
+    if (rank == 0) {
+        counts = calloc((size_t)size, sizeof *counts), displs = calloc((size_t)size, sizeof *displs);
+        if ((!counts || !displs) && st == QD_OK) st = qd_fail(QD_ERR_NOMEM, "gather: out of memory");
+    }
+    if (MPI_Gather(&count, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS && st == QD_OK)
+        st = qd_fail(QD_ERR_MPI, "gathering the byte counts of every rank on rank 0 failed");
+    size_t sum = 0;
+    if (rank == 0 && counts && displs)
+        for (int r = 0; r < size; r++) displs[r] = (int)sum, sum += (size_t)counts[r];
+    if (sum > (size_t)INT_MAX && st == QD_OK) st = qd_fail(QD_ERR_INTERNAL, "gather of %zu bytes in all", sum);
+    char *buf = rank == 0 && sum ? malloc(sum) : NULL;
+    if (rank == 0 && sum && !buf && st == QD_OK) st = qd_fail(QD_ERR_NOMEM, "gather: out of memory for %zu bytes", sum);
+    if (MPI_Gatherv(mine, count, MPI_BYTE, buf, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS &&
+        st == QD_OK)
+        st = qd_fail(QD_ERR_MPI, "gathering %zu bytes from every rank on rank 0 failed", bytes);
+    free(counts), free(displs);
+    if (st != QD_OK) {
+        free(buf);
+        return st;
+    }
+    *all_on_root = buf, *total = sum;
+    return QD_OK;
+}
+
 qd_status qd_mpi_agree(qd_status mine) {
     if (qd_rank.nranks <= 1) return mine;
     int in = (int)mine, out = 0;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * qd-bootstrap.h - MPI as the control plane: start-up, the rank context, fatal errors, broadcasts.
+ * qd-bootstrap.h - MPI as the control plane: start-up, the rank context, fatal errors, broadcasts and
+ * gathers. With mpi/transport-mpi.c (the data plane), the only file that calls MPI.
  *
  * qdist runs the same way with or without mpirun: qd_mpi_start initialises MPI (a singleton run is
  * one rank) and sets the rank context used in every log line. Errors are fatal for the job: a rank
@@ -27,6 +28,12 @@ qd_status qd_mpi_bcast(void *buf, size_t bytes);
 void qd_mpi_node(int *local_rank, int *nlocal, int *node);
 /* Every rank's `bytes` bytes into all[rank * bytes] on every rank. */
 qd_status qd_mpi_allgather(const void *mine, size_t bytes, void *all);
+/* Every rank's `bytes` bytes into all_on_root[rank * bytes] on rank 0 (untouched elsewhere). */
+qd_status qd_mpi_gather(const void *mine, size_t bytes, void *all_on_root);
+/* Every rank's `bytes` (a different count per rank) concatenated in rank order into *all_on_root, a
+ * malloc'd buffer of *total bytes on rank 0 (NULL when empty; NULL and 0 elsewhere). Every rank takes
+ * part even after a local failure, so nobody waits; rank 0 reports it. */
+qd_status qd_mpi_gatherv(const void *mine, size_t bytes, void **all_on_root, size_t *total);
 /* Every rank's status agreed: the worst (max) over ranks; ranks that did not fail get QD_ERR_REMOTE. */
 qd_status qd_mpi_agree(qd_status mine);
 

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT
  * NCCL transport: device-to-device send/recv between ranks on distinct GPUs, one communicator over
- * MPI_COMM_WORLD bootstrapped by broadcasting the ncclUniqueId over MPI. Each transfer runs on the
- * transport's own stream and records an event; wait synchronises on that event only, so compute
- * streams keep running. NVLink multicast (NVLS) is never requested. */
+ * all ranks, bootstrapped by broadcasting the ncclUniqueId from rank 0 (qd_mpi_bcast). Each transfer
+ * runs on the transport's own stream and records an event; wait synchronises on that event only, so
+ * compute streams keep running. NVLink multicast (NVLS) is never requested. */
 #ifdef QD_HAVE_CUDA
 #include <cuda_runtime.h>
-#include <mpi.h>
 #include <nccl.h>
 #include <stdlib.h>
 
+#include "qd-bootstrap.h"
 #include "qd-check.h"
 #include "qd-transport.h"
 
@@ -29,13 +29,10 @@ static int nccl_can_connect(const struct qd_transport_probe *p) {
 
 static qd_status nccl_create(const struct qd_transport_probe *p, void **out) {
     (void)p;
-    int rank, size;
-    if (MPI_Comm_rank(MPI_COMM_WORLD, &rank) != MPI_SUCCESS || MPI_Comm_size(MPI_COMM_WORLD, &size) != MPI_SUCCESS)
-        return qd_fail(QD_ERR_MPI, "transport nccl: MPI is not initialised");
+    int rank = qd_mpi_rank(), size = qd_mpi_size();
     ncclUniqueId id;
     if (rank == 0) QD_NCCL_CHECK(ncclGetUniqueId(&id));
-    if (MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return qd_fail(QD_ERR_MPI, "transport nccl: broadcasting the NCCL id failed");
+    QD_CHECK(qd_mpi_bcast(&id, sizeof id));
     struct nccl_ctx *c = calloc(1, sizeof *c);
     if (!c) return qd_fail(QD_ERR_NOMEM, "transport nccl: out of memory");
     ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;

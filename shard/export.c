@@ -69,6 +69,11 @@ qd_status qd_export_check_scheme(qd_export_format f, int ct_naive, int bits, int
     return scheme_ok(f, ct_naive, bits, group_size, sym, nonseq_g_idx, "");
 }
 
+qd_status qd_export_check_module_scheme(qd_export_format f, int ct_naive, int bits, int group_size, int sym,
+                                        int nonseq_g_idx, const char *who) {
+    return scheme_ok(f, ct_naive, bits, group_size, sym, nonseq_g_idx, who ? who : "");
+}
+
 uint64_t qd_export_linear_bytes(qd_export_format f, int ct_naive, int N, int K, int bits, int group_size, int sym,
                                 int with_g_idx, unsigned scale_bytes) {
     uint64_t G = group_size > 0 ? (uint64_t)(K + group_size - 1) / group_size : 1;

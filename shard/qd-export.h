@@ -47,6 +47,9 @@ const char *qd_export_format_name(qd_export_format f);
  * naming the formats that can. */
 qd_status qd_export_check_scheme(qd_export_format f, int ct_naive, int bits, int group_size, int sym,
                                  int nonseq_g_idx);
+/* The same, with `who` (" (module X ...)") appended to the scheme in the message. */
+qd_status qd_export_check_module_scheme(qd_export_format f, int ct_naive, int bits, int group_size, int sym,
+                                        int nonseq_g_idx, const char *who);
 
 /* Bytes the export of a Linear W[N][K] takes (packed weights, zeros, scales, g_idx). */
 uint64_t qd_export_linear_bytes(qd_export_format f, int ct_naive, int N, int K, int bits, int group_size,

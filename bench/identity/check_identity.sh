@@ -19,7 +19,9 @@
 # ${QD_IDENTITY_CACHE:-build/identity}/<commit>/qdist and reused while that file exists.
 #
 # Compared: every file the run writes into its output directory, except qdist_report.json, which
-# holds wall times, per-rank timings and the qdist version: those differ between any two runs.
+# holds wall times, per-rank timings and the qdist version: those differ between any two runs, and
+# .qdist-output, the marker that says a directory is qdist's output (issue 14: --overwrite replaces only
+# a directory carrying it); 9db6005 wrote none, and it holds no checkpoint bytes.
 # A combination that the base refuses (the format cannot express the scheme) must be refused by the
 # head with the same exit status and no output directory: it is listed as "refused" and passes.
 set -euo pipefail
@@ -96,7 +98,8 @@ quantize() {
 
 echo "base: $base_bin"
 echo "head: $head_bin"
-echo "excluded from the comparison: qdist_report.json (wall times, per-rank timings, qdist version)"
+echo "excluded from the comparison: qdist_report.json (wall times, per-rank timings, qdist version)," \
+    ".qdist-output (the output-directory marker, not written by 9db6005)"
 # every method into every format with its defaults, then the flags that reach other code paths:
 # an asymmetric RTN/GPTQ (the awq format needs zero points), GPTQ act-order and static groups
 cases=()
@@ -124,10 +127,10 @@ for c in "${cases[@]}"; do
                 result=FAIL detail="exit base $rb, head $rh: $(tail -n1 "$b.log")"
             fi
         else
-            la=$(cd "$a" && find . -type f ! -name qdist_report.json | LC_ALL=C sort)
-            lb=$(cd "$b" && find . -type f ! -name qdist_report.json | LC_ALL=C sort)
+            la=$(cd "$a" && find . -type f ! -name qdist_report.json ! -name .qdist-output | LC_ALL=C sort)
+            lb=$(cd "$b" && find . -type f ! -name qdist_report.json ! -name .qdist-output | LC_ALL=C sort)
             if [ "$la" != "$lb" ]; then
-                result=FAIL detail="file lists differ: $(diff <(echo "$la") <(echo "$lb") | grep '^[<>]' | tr '\n' ' ')"
+                result=FAIL detail="file lists differ: $(diff <(echo "$la") <(echo "$lb") | grep '^[<>]' | tr '\n' ' ' || true)"
             else
                 for f in $la; do
                     n=$((n + 1))

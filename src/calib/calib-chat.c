@@ -5,7 +5,10 @@
  *   Llama-3: {bos} (<|begin_of_text|>) then <|start_header_id|>{role}<|end_header_id|>\n\n{content.strip()}<|eot_id|>;
  *   Llama-2: {bos}[INST] {<<SYS>>\n{system}\n<</SYS>>\n\n}{user.strip()} [/INST] {assistant.strip()} {eos} ...
  * {bos} and {eos} are tokenizer_config.json's bos_token / eos_token, as in the templates.
- * Detection looks for each family's marker tokens in tokenizer_config.json's chat_template. */
+ * Detection looks for each family's marker tokens in tokenizer_config.json's chat_template (Llama-2: [INST]
+ * and <<SYS>>). A ChatML
+ * template that writes a fixed system message when there is none (Qwen2/2.5) has that text rendered too,
+ * as the template would; no Jinja is evaluated, the literal is found by its shape. */
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -46,8 +49,32 @@ qd_chat_template qd_chat_detect(const char *j) {
     if (!j) return QD_CHAT_NONE;
     if (strstr(j, "<|start_header_id|>")) return QD_CHAT_LLAMA3;
     if (strstr(j, "<|im_start|>")) return QD_CHAT_CHATML;
-    if (strstr(j, "[INST]")) return QD_CHAT_LLAMA2;
+    /* Mistral's templates carry [INST] too but space and place BOS/EOS differently: Llama-2 only with its
+     * <<SYS>> block, so a Mistral model is refused (naming --chat-template) rather than rendered wrong */
+    if (strstr(j, "[INST]") && strstr(j, "<<SYS>>")) return QD_CHAT_LLAMA2;
     return QD_CHAT_NONE;
+}
+
+qd_status qd_chat_default_system(const char *j, char **out) {
+    *out = NULL;
+    static const char *const heads[] = {"'<|im_start|>system\\n", "\"<|im_start|>system\\n",
+                                        "'<|im_start|>system\n", "\"<|im_start|>system\n"};
+    for (const char *p = j; p && *p; p++)
+        for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++) {
+            size_t hl = strlen(heads[h]);
+            if (strncmp(p, heads[h], hl) != 0) continue;
+            const char *t = p + hl, *end = strstr(t, "<|im_end|>");
+            if (!end || end == t) continue;
+            /* the literal's own text only: no quote, escape, expression or tag before <|im_end|> */
+            if (strcspn(t, "'\"\\{}<+") < (size_t)(end - t)) continue;
+            char *s = malloc((size_t)(end - t) + 1);
+            if (!s) return qd_fail(QD_ERR_NOMEM, "calib: out of memory reading the chat template");
+            memcpy(s, t, (size_t)(end - t));
+            s[end - t] = 0;
+            *out = s;
+            return QD_OK;
+        }
+    return QD_OK;
 }
 
 const char *qd_chat_template_name(qd_chat_template t) {
@@ -73,10 +100,18 @@ static qd_status message(const cJSON *m, const char *where, int idx, const char 
     return QD_OK;
 }
 
-static qd_status render(qd_chat_template t, const cJSON *msgs, const char *bos, const char *eos, const char *where,
-                        sbuf *b) {
+static qd_status render(qd_chat_template t, const cJSON *msgs, const char *bos, const char *eos,
+                        const char *default_system, const char *where, sbuf *b) {
     int n = cJSON_GetArraySize(msgs), i = 0;
-    const char *role, *content;
+    const char *role = NULL, *content = NULL;
+    if (t == QD_CHAT_CHATML && default_system) {
+        if (n > 0) QD_CHECK(message(cJSON_GetArrayItem(msgs, 0), where, 0, &role, &content));
+        if (n == 0 || strcmp(role, "system") != 0) {
+            QD_CHECK(puts_(b, "<|im_start|>system\n"));
+            QD_CHECK(puts_(b, default_system));
+            QD_CHECK(puts_(b, "<|im_end|>\n"));
+        }
+    }
     if (t == QD_CHAT_LLAMA3) QD_CHECK(puts_(b, bos ? bos : "<|begin_of_text|>"));
     const char *system = NULL;
     if (t == QD_CHAT_LLAMA2 && n > 0) {
@@ -136,12 +171,12 @@ static qd_status render(qd_chat_template t, const cJSON *msgs, const char *bos, 
     return QD_OK;
 }
 
-qd_status qd_chat_render(qd_chat_template t, const cJSON *msgs, const char *bos, const char *eos, const char *where,
-                         char **out, size_t *len) {
+qd_status qd_chat_render(qd_chat_template t, const cJSON *msgs, const char *bos, const char *eos,
+                         const char *default_system, const char *where, char **out, size_t *len) {
     if (!cJSON_IsArray(msgs)) return qd_fail(QD_ERR_FORMAT, "%s: \"messages\" must be an array", where);
     sbuf b = {0};
     qd_status st = puts_(&b, "");
-    if (st == QD_OK) st = render(t, msgs, bos, eos, where, &b);
+    if (st == QD_OK) st = render(t, msgs, bos, eos, default_system, where, &b);
     if (st != QD_OK) {
         free(b.s);
         return st;

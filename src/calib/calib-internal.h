@@ -31,6 +31,7 @@ typedef struct {
     qd_chat_template chat;   /* resolved on the first "messages" line */
     int chat_resolved;
     char *bos, *eos;         /* from tokenizer_config.json (Llama-2 template), may be NULL */
+    char *default_system;    /* ChatML: the system line the model's template adds when none is given */
     char *txt_buf;           /* .txt: the piece being built */
     size_t txt_len, txt_cap;
     int eof;
@@ -43,9 +44,14 @@ void qd_doc_reader_close(qd_doc_reader *r);
 
 /* the template a tokenizer_config.json chat_template string matches (NONE when none matches) */
 qd_chat_template qd_chat_detect(const char *jinja);
-/* render messages (a cJSON array) with template t into a malloc'd string */
+/* ChatML templates that write a fixed system message when the conversation has none (Qwen2 / Qwen2.5:
+ * '<|im_start|>system\nYou are ...<|im_end|>\n' as one string literal): that text, malloc'd into *out; *out
+ * NULL when the template has no such literal (Qwen3, plain ChatML) or it holds escapes or expressions. */
+qd_status qd_chat_default_system(const char *jinja, char **out);
+/* render messages (a cJSON array) with template t into a malloc'd string; default_system (ChatML, may be
+ * NULL) is rendered first when the first message is not a system one */
 struct cJSON;
 qd_status qd_chat_render(qd_chat_template t, const struct cJSON *messages, const char *bos, const char *eos,
-                         const char *where, char **out, size_t *len);
+                         const char *default_system, const char *where, char **out, size_t *len);
 
 #endif

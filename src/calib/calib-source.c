@@ -50,15 +50,39 @@ static qd_status resolve_chat(qd_doc_reader *r) {
             const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name"), *tt = cJSON_GetObjectItemCaseSensitive(e, "template");
             if (cJSON_IsString(nm) && strcmp(nm->valuestring, "default") == 0 && cJSON_IsString(tt)) jinja = tt->valuestring;
         }
+        /* transformers >= 4.47 saves the template beside the config as chat_template.jinja */
+        char jpath[4096], *jtext = NULL;
+        size_t jlen;
+        if (!jinja && r->opts->model_dir &&
+            qd_path_join(jpath, sizeof jpath, r->opts->model_dir, "chat_template.jinja") == QD_OK &&
+            qd_path_exists(jpath)) {
+            qd_status st = qd_read_file(jpath, 16u << 20, &jtext, &jlen);
+            if (st != QD_OK) {
+                cJSON_Delete(cfg);
+                return st;
+            }
+            jinja = jtext;
+        }
         r->chat = qd_chat_detect(jinja);
+        /* only a template read from the model: an explicit --chat-template chatml is plain ChatML */
+        if (r->chat == QD_CHAT_CHATML) {
+            qd_status st = qd_chat_default_system(jinja, &r->default_system);
+            if (st != QD_OK) {
+                free(jtext);
+                cJSON_Delete(cfg);
+                return st;
+            }
+        }
         if (r->chat == QD_CHAT_NONE) {
+            free(jtext);
             cJSON_Delete(cfg);
             return qd_fail(QD_ERR_UNSUPPORTED,
                            "%s:%ld: the file has \"messages\" but %s %s; pass --chat-template "
                            "chatml|llama3|llama2 (or none to join the contents)", r->opts->path, r->lineno, path,
                            jinja ? "has a chat_template that matches none of ChatML, Llama-3, Llama-2"
-                                 : "has no chat_template");
+                                 : "has no chat_template (nor chat_template.jinja beside it)");
         }
+        free(jtext);
     }
     cJSON_Delete(cfg);
     return QD_OK;
@@ -130,6 +154,7 @@ void qd_doc_reader_close(qd_doc_reader *r) {
     free(r->txt_buf);
     free(r->bos);
     free(r->eos);
+    free(r->default_system);
     memset(r, 0, sizeof *r);
 }
 
@@ -215,7 +240,7 @@ static qd_status jsonl_line(qd_doc_reader *r, const char *line, size_t n, qd_ids
             size_t len;
             char where[64];
             snprintf(where, sizeof where, "line %ld", r->lineno);
-            st = qd_chat_render(r->chat, msgs, r->bos, r->eos, where, &s, &len);
+            st = qd_chat_render(r->chat, msgs, r->bos, r->eos, r->default_system, where, &s, &len);
             if (st == QD_OK) {
                 /* the rendered text holds its BOS already (apply_chat_template does the same) */
                 st = qd_tokenizer_encode(r->tok, s, len, r->chat == QD_CHAT_NONE, ids);

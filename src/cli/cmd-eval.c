@@ -10,10 +10,11 @@
 #include "qd-cli-numerics.h"
 #include "qd-commands.h"
 #include "qd-eval.h"
+#include "qd-log.h"
 
 qd_status qd_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *backend = "auto", *numerics = "fast";
-    int seqlen = 0, max_windows = 0, json = 0;
+    int seqlen = 0, max_windows = 0, json = 0, quiet = 0;
     const char *logits_dir = NULL;
     const qd_opt opts[] = {
         {"model", QD_OPT_STR, &model, "DIR", "model directory (original or quantized)", NULL, NULL},
@@ -25,6 +26,7 @@ qd_status qd_cmd_eval(int argc, char **argv) {
         {"device", QD_OPT_STR, &backend, "NAME", "the same as --backend", NULL, NULL},
         {"numerics", QD_OPT_CHOICE, &numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
         {"json", QD_OPT_FLAG, &json, NULL, "print one JSON object", NULL, NULL},
+        {"quiet", QD_OPT_FLAG, &quiet, NULL, "no info lines on stderr (the result is still printed)", NULL, NULL},
     };
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
@@ -34,6 +36,7 @@ qd_status qd_cmd_eval(int argc, char **argv) {
     int help = 0;
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
+    if (quiet) qd_log_set_level(QD_LOG_WARN);
     if (!model) return qd_fail(QD_ERR_USAGE, "eval: --model DIR is required");
     if (!data) return qd_fail(QD_ERR_USAGE, "eval: --data FILE is required");
     qd_backend_spec bs;

@@ -17,7 +17,7 @@
 qd_status qd_cmd_export(int argc, char **argv) {
     const char *input = NULL, *output = NULL, *format = NULL, *ct_format = "pack-quantized";
     uint64_t max_shard = QD_DEFAULT_MAX_SHARD_BYTES;
-    int overwrite = 0, lm_head = 0, verify = 0;
+    int overwrite = 0, lm_head = 0, verify = 0, quiet = 0;
     const qd_opt opts[] = {
         {"input", QD_OPT_STR, &input, "FAKE_DIR", "fake-quant directory written by qdist quantize --format fake", NULL, NULL},
         {"output", QD_OPT_STR, &output, "OUT", "output checkpoint directory (must not exist or be empty)", NULL, NULL},
@@ -27,9 +27,10 @@ qd_status qd_cmd_export(int argc, char **argv) {
          "pack-quantized|naive-quantized", NULL},
         {"max-shard-size", QD_OPT_SIZE, &max_shard, "SIZE", "largest safetensors shard (default 5GB)", "1KB..1000TB", NULL},
         {"overwrite", QD_OPT_FLAG, &overwrite, NULL, "replace a non-empty OUT", NULL, NULL},
-        {"lm-head", QD_OPT_FLAG, &lm_head, NULL, "export lm_head quantized (the run must have quantized it)", NULL, NULL},
+        {"lm-head", QD_OPT_FLAG, &lm_head, NULL, "keep a quantized lm_head quantized (qdist quantize never quantizes lm_head: for fake dirs from elsewhere)", NULL, NULL},
         {"verify", QD_OPT_FLAG, &verify, NULL, "read OUT back (dequantise on load) and compare every Linear bit for bit",
          NULL, NULL},
+        {"quiet", QD_OPT_FLAG, &quiet, NULL, "no info lines (warnings and errors only)", NULL, NULL},
     };
     const char *pos_names[] = {NULL};
     const char *pos[1] = {NULL};
@@ -41,6 +42,7 @@ qd_status qd_cmd_export(int argc, char **argv) {
     int help = 0;
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
+    if (quiet) qd_log_set_level(QD_LOG_WARN);
     if (!input) return qd_fail(QD_ERR_USAGE, "export: --input FAKE_DIR is required");
     if (!output) return qd_fail(QD_ERR_USAGE, "export: --output OUT is required");
     if (!format) return qd_fail(QD_ERR_USAGE, "export: --format is required (gptq, gptq_v2, awq, compressed-tensors)");

@@ -16,12 +16,13 @@
 #include "qd-bootstrap.h"
 #include "qd-paths.h"
 #include "qd-qbounds.h"
+#include "qd-quantize-check.h"
 #include "qd-st-writer.h"
 #include "qd-quantize-model.h"
 #include "qd-quantize-run.h"
 
 typedef struct {
-    const char *model, *output, *calib, *calib_mode, *method, *recipe, *format, *backend, *scale_dtype;
+    const char *model, *output, *calib, *calib_mode, *method, *recipe, *format, *backend, *scale_dtype, *chat;
     int nsamples, seqlen, bits, group_size, sym, asym, act_order, static_groups, mse, true_seq, overwrite;
     int chunk_tokens;
     int seed;
@@ -53,7 +54,7 @@ static qd_status check_paths(const q_args *a) {
 }
 
 static qd_status quantize_main(int argc, char **argv) {
-    q_args a = {.method = "gptq", .format = "gptq", .schedule = "exact", .progress = "auto", .backend = "auto", .scale_dtype = "f16", .bits = 4,
+    q_args a = {.method = "gptq", .format = "gptq", .schedule = "exact", .progress = "auto", .backend = "auto", .scale_dtype = "f16", .chat = "auto", .bits = 4,
                 .group_size = 128, .true_seq = 1, .damp = 0.01, .nsamples = 128};
     const qd_opt opts[] = {
         {"model", QD_OPT_STR, &a.model, "DIR", "source model directory (Hugging Face format)", NULL, NULL},
@@ -62,6 +63,9 @@ static qd_status quantize_main(int argc, char **argv) {
         {"nsamples", QD_OPT_INT, &a.nsamples, "N", "calibration sequences (128)", QD_RANGE_NSAMPLES, &a.seen_ns},
         {"seqlen", QD_OPT_INT, &a.seqlen, "S", "tokens per sequence (gptq: min(2048, max pos); awq: 512)", QD_RANGE_SEQLEN, &a.seen_sl},
         {"seed", QD_OPT_INT, &a.seed, "X", "calibration sampling seed (0)", QD_RANGE_SEED, &a.seen_seed},
+        {"chat-template", QD_OPT_CHOICE, &a.chat, "NAME",
+         "template for .jsonl \"messages\" lines (default: matched from tokenizer_config.json's chat_template)",
+         "auto|none|chatml|llama3|llama2", NULL},
         {"calib-mode", QD_OPT_CHOICE, &a.calib_mode, "MODE", "random windows (gptq default) or concatenated blocks (awq default)", "random|concat", &a.seen_calib_mode},
         {"method", QD_OPT_CHOICE, &a.method, "M", "quantization method", "rtn|gptq|awq", &a.seen_method},
         {"bits", QD_OPT_INT, &a.bits, "B", "bits per weight", QD_RANGE_BITS, &a.seen_bits},
@@ -99,6 +103,8 @@ static qd_status quantize_main(int argc, char **argv) {
     int help = 0;
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
+    /* before anything logs: --quiet holds for every path, --format fake included */
+    if (a.quiet) qd_log_set_level(QD_LOG_WARN);
     if (!a.model || !a.output) return qd_fail(QD_ERR_USAGE, "quantize: --model DIR and --output DIR are required");
     QD_CHECK(qd_mpi_agree(qd_mpi_rank() == 0 ? check_paths(&a) : QD_OK));
     if (a.seen_sym && a.seen_asym && a.sym && a.asym)
@@ -141,9 +147,14 @@ static qd_status quantize_main(int argc, char **argv) {
     if (a.seen_seed) run.seed = a.seed;
     if (a.seen_calib_mode) snprintf(run.calib_mode, sizeof run.calib_mode, "%s", a.calib_mode);
     if (!run.calib_mode[0]) snprintf(run.calib_mode, sizeof run.calib_mode, "%s", base.method == QD_METHOD_AWQ ? "concat" : "random");
-    if (run.lm_head) qd_warn("quantize: lm_head quantization is not supported; lm_head stays unquantized");
-    if (base.method == QD_METHOD_AWQ && base.bits != 4)
-        qd_warn("quantize: AWQ checkpoints are 4-bit only; %d-bit AWQ can be evaluated but not exported", base.bits);
+    if (run.lm_head) {
+        qd_recipe_free(recipe);
+        return qd_fail(QD_ERR_USAGE, "%s: \"lm_head\": true is not supported: qdist never quantizes lm_head (it "
+                       "stays in the model's dtype); remove the key or set it false", a.recipe);
+    }
+    if (base.method == QD_METHOD_AWQ && base.bits != 4 && a.seen_format && strcmp(a.format, "fake") == 0)
+        qd_warn("quantize: the awq format stores 4-bit weights only; export this %d-bit AWQ run with --format gptq "
+                "or compressed-tensors", base.bits);
 
     qd_model_cfg cfg;
     qd_status st = qd_model_cfg_load(a.model, &cfg);
@@ -168,6 +179,12 @@ static qd_status quantize_main(int argc, char **argv) {
         .calib_path = a.calib, .calib_mode = run.calib_mode, .seed = (uint64_t)run.seed,
     };
     if (!a.seen_format && base.method == QD_METHOD_AWQ) a.format = "awq";
+    /* every module's spec against the method and the format, before calibration or staging */
+    st = qd_quantize_check_specs(&cfg, &base, recipe, a.format);
+    if (st != QD_OK) {
+        qd_recipe_free(recipe);
+        return st;
+    }
     int fake = strcmp(a.format, "fake") == 0;
     if (fake && qd_mpi_size() > 1) {
         qd_recipe_free(recipe);
@@ -189,6 +206,7 @@ static qd_status quantize_main(int argc, char **argv) {
                                 .seed = (uint64_t)run.seed,
                                 .mode = strcmp(run.calib_mode, "concat") == 0 ? QD_CALIB_CONCAT : QD_CALIB_RANDOM,
                                 .chat = QD_CHAT_AUTO};
+            qd_chat_template_parse(a.chat, &co.chat);
             st = qd_tokenizer_load(a.model, &tok);
             if (st == QD_OK) st = qd_calib_load(&co, tok, &set);
             if (st == QD_OK) {
@@ -216,7 +234,6 @@ static qd_status quantize_main(int argc, char **argv) {
     if (strcmp(a.progress, "lines") == 0) pm = QD_PROGRESS_LINES;
     if (strcmp(a.progress, "json") == 0) pm = QD_PROGRESS_JSON;
     if (strcmp(a.progress, "none") == 0 || a.quiet) pm = QD_PROGRESS_QUIET;
-    if (a.quiet) qd_log_set_level(QD_LOG_WARN);
     qd_run_opts ro = {.model_dir = a.model, .output_dir = a.output, .format = a.format, .overwrite = a.overwrite,
                       .max_shard_bytes = a.max_shard, .backend = backend, .staging_dir = a.staging,
                       .resume = a.resume, .keep_staging = a.keep_staging,

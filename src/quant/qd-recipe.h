@@ -9,6 +9,8 @@
 #ifndef QD_RECIPE_H
 #define QD_RECIPE_H
 
+#include <stddef.h>
+
 #include "qd-quant.h"
 
 typedef struct qd_recipe qd_recipe;
@@ -30,5 +32,8 @@ const char *qd_recipe_path(const qd_recipe *r);
 void qd_recipe_apply_base(const qd_recipe *r, qd_qspec *base, qd_recipe_run *run);
 /* The spec of one module: base, then every matching override in order. */
 void qd_recipe_resolve(const qd_recipe *r, const qd_qspec *base, const char *module, qd_qspec *out);
+/* Which overrides matched `module` and the fields each set, for error messages:
+ * `overrides[2] "match": "mlp\.down_proj$" sets bits; ...` into buf (empty when none); returns the length. */
+size_t qd_recipe_describe(const qd_recipe *r, const char *module, char *buf, size_t n);
 
 #endif

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qd-replay.h - a block's output recomputed from its quantization results alone.
  *
- * The staged driver (mpi/quantize-run.c) calls it for a block that is already staged (resume); right
+ * The staged driver (mpi/run-worker.c) calls it for a block that is already staged (resume); right
  * after quantizing, it hands on the output the per-block driver left, which is the same forward with
  * the same installed weights, so the next block gets the same bits either way (a resumed run is
  * byte-identical to an uninterrupted one). GPTQ/RTN: every Linear with codes gets its

@@ -237,3 +237,24 @@ void qd_recipe_resolve(const qd_recipe *r, const qd_qspec *base, const char *mod
     for (int i = 0; i < r->noverrides; i++)
         if (regexec(&r->overrides[i].re, module, 0, NULL, 0) == 0) apply(&r->overrides[i].spec, out);
 }
+
+size_t qd_recipe_describe(const qd_recipe *r, const char *module, char *buf, size_t n) {
+    size_t len = 0;
+    if (n) buf[0] = 0;
+    if (!r || !n) return 0;
+    for (int i = 0; i < r->noverrides && len + 1 < n; i++) {
+        const override *ov = &r->overrides[i];
+        const partial_spec *p = &ov->spec;
+        if (regexec(&ov->re, module, 0, NULL, 0) != 0) continue;
+        char f[160];
+        int m = snprintf(f, sizeof f, "%s%s%s%s%s%s%s", p->has_bits ? " bits" : "", p->has_gs ? " group_size" : "",
+                         p->has_sym ? " sym" : "", p->has_act ? " act_order" : "",
+                         p->has_static ? " static_groups" : "", p->has_damp ? " damp" : "", p->has_mse ? " mse" : "");
+        if (m <= 0) continue;
+        int w = snprintf(buf + len, n - len, "%soverrides[%d] \"match\": \"%s\" sets%s", len ? "; " : "", i,
+                         ov->pattern, f);
+        if (w < 0) break;
+        len = (size_t)w < n - len ? len + (size_t)w : n - 1;
+    }
+    return len;
+}

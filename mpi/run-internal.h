@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT
+ * run-internal.h - what the files of one quantization run share (mpi/run*.c), not for other callers:
+ * the run's state (qd_run, one per rank), the per-rank timings, the module records the report is built
+ * from, and each phase's entry points. The lifecycle that calls them in order is mpi/run.c.
+ */
+#ifndef QD_RUN_INTERNAL_H
+#define QD_RUN_INTERNAL_H
+
+#include <stdint.h>
+#include <time.h>
+#include <cjson/cJSON.h>
+
+#include "qd-h5stage.h"
+#include "qd-phase.h"
+#include "qd-quantize-run.h"
+#include "qd-stage-writer.h"
+#include "qd-transport.h"
+
+static inline double qd_run_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Per-rank timings, gathered on rank 0 for the report (plain data: sent as bytes). */
+typedef struct qd_run_times {
+    double load_s, quant_s, replay_s, stage_s, fp_s, wait_s, total_s;
+    double stage_write_s;       /* the writer thread's own time, overlapped with compute */
+    int quantized, replayed;
+    double phase[QD_PH_N];      /* seconds per phase (qd-phase.h) */
+    double mem_budget;          /* bytes the run planned with (0: none given, host default rule) */
+    double mem_reserved_peak;   /* the backend's own peak (0 on host backends) */
+    double mem_used_peak;       /* device total - free, the most seen at block boundaries */
+    int resident_path;          /* GPTQ: 1 when the one-forward resident path fits the budget */
+} qd_run_times;
+
+/* One rank's run: what the set-up opened and the worker uses; run.c frees it. */
+typedef struct qd_run {
+    const qd_run_opts *o;
+    const qd_model_cfg *cfg;
+    qd_backend_t be;
+    qd_checkpoint *ck;
+    qd_qctx *ctx;
+    qd_stage *stage;
+    qd_stage_writer *writer; /* stages finished blocks on its own thread */
+    qd_qrecord *recs;        /* the modules this rank quantized in this run: kept on the rank that quantized
+                              * them and gathered on rank 0, so the report reads back only resumed blocks */
+    size_t nrecs, caprecs;
+    qd_head head;
+    int have_head;
+    qd_buf_t in, out;        /* the worker's activations on the device */
+    qd_fwd *fp_fwd;          /* overlap schedule's full-precision pass */
+    size_t fp_seqs;
+    qd_buf_t fp_buf;
+    const int32_t *ids;
+    int dev_share;           /* ranks of this node mapped to this rank's GPU (>= 1) */
+    qd_dtype store_dt;       /* the dtype the export stores scales in (F16; compressed-tensors: the model's) */
+    qd_run_times t;
+} qd_run;
+
+/* ---- set-up every rank does before the pipeline (run-setup.c) ---- */
+/* Rank 0 plans the block ranges from the checkpoint headers; every rank gets the plan. */
+qd_status qd_run_plan(const qd_run_opts *o, const qd_model_cfg *cfg, qd_plan *plan);
+/* What a staging must match to be resumed: version, model, settings, recipe, calibration, schedule. */
+qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_plan *plan, qd_fingerprint *fpr);
+/* Rank 0 creates or verifies the staging directory; the others attach to it. */
+qd_status qd_run_open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fpr, qd_stage **out);
+/* Rank 0's calibration shape, hash and ids to every rank (*ids_out: malloc'd, NULL without calibration). */
+qd_status qd_run_broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char sha[65], size_t *nseq,
+                                 size_t *seq_len);
+/* The device this rank computes on (*out; *share: this node's ranks on that GPU) and what the
+ * transport probe needs of both neighbours. Collective: called by every rank before any allocation. */
+qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *share,
+                         struct qd_transport_probe *to_prev, struct qd_transport_probe *to_next);
+
+/* ---- refusals before any work (run-checks.c) ---- */
+/* Rank 0: the format cannot express the scheme, a group size does not divide a Linear, the output exists. */
+qd_status qd_run_preflight(const qd_run_opts *o, const qd_model_cfg *cfg);
+/* Rank 0: not enough disk for the staging and the export. */
+qd_status qd_run_check_space(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging);
+/* The memory budget and what stays resident (sets q->resident_max_bytes and k->t's memory fields). */
+qd_status qd_run_plan_memory(qd_run *k, qd_quantize_opts *q);
+
+/* ---- the per-block worker (run-worker.c) ---- */
+/* The pipeline's callback table over k (qd-pipeline.h). */
+void qd_run_worker(qd_run *k, size_t micro_batch, struct qd_block_worker *out);
+/* Every block this rank quantized is on disk. */
+qd_status qd_run_flush(qd_run *k);
+/* The device memory in use now, into k->t's peaks. */
+void qd_run_sample_mem(qd_run *k);
+
+/* ---- the report, on rank 0 (run-report.c) ---- */
+/* Every rank's module records to rank 0, in rank order (collective). */
+qd_status qd_run_gather_records(const qd_run *k, qd_qrecord **out, size_t *nout);
+/* The report as a cJSON tree (the caller saves it, and may update the totals after the export). */
+qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const qd_plan *plan,
+                              const qd_run_times *all, const qd_qrecord *recs, size_t nrecs, double wall,
+                              cJSON **out);
+qd_status qd_run_save_report(cJSON *root, const char *dir);
+/* After the export: rank 0's write phase and the wall time, into the copy in the output directory. */
+qd_status qd_run_finish_report(cJSON *root, double report_s, double export_s, double wall, const char *out_dir);
+
+/* ---- the export from the staging, on rank 0 (run-export.c) ---- */
+/* The model's metadata files into the staging's meta directory (the export copies them on). */
+qd_status qd_run_prepare_meta(const char *model_dir, const char *meta);
+qd_status qd_run_export(const qd_run_opts *o, const qd_model_cfg *cfg, const char *staging, const char *meta);
+
+#endif

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT
+ * run-worker.c - the per-block worker the pipeline drives (qd-pipeline.h): load, quantize, stage,
+ * replay a staged block, and the activations kept on the device between blocks.
+ */
+#include "run-internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-block-sources.h"
+#include "qd-bootstrap.h"
+#include "qd-check.h"
+#include "qd-replay.h"
+
+static qd_status load_block(qd_run *k, int b, qd_block_w *w) {
+    qd_phase prev = qd_phase_set(k->be, QD_PH_READ);
+    double t0 = qd_run_now_s();
+    qd_status st = qd_block_w_load(k->be, k->cfg, k->ck, b, w);
+    qd_phase_set(k->be, prev);
+    k->t.load_s += qd_run_now_s() - t0;
+    return st;
+}
+
+/* the device's memory in use, sampled at block boundaries (the backend's own peak is exact) */
+void qd_run_sample_mem(qd_run *k) {
+    struct qd_mem_info mi;
+    if (qd_be_mem_info(k->be, &mi) != QD_OK || !mi.total) return;
+    double used = (double)(mi.total - mi.free);
+    if (used > k->t.mem_used_peak) k->t.mem_used_peak = used;
+    k->t.mem_reserved_peak = (double)mi.reserved_peak;
+}
+
+/* RTN without calibration: no activations flow, every callback that moves them is a no-op */
+static int no_calib(const qd_run *k) { return k->o->q.nseq * k->o->q.seq_len == 0; }
+
+/* the embedded calibration tokens into the worker's activations on the device */
+static qd_status w_embed_device(void *user) {
+    qd_run *k = user;
+    if (no_calib(k)) return QD_OK;
+    size_t rows = k->o->q.nseq * k->o->q.seq_len;
+    qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
+    QD_CHECK(qd_embed(k->be, &k->head, k->ids, rows, QD_REF(k->in, 0)));
+    qd_phase_set(k->be, prev);
+    return QD_OK;
+}
+
+static qd_status w_embed(void *user, float *act) {
+    qd_run *k = user;
+    if (no_calib(k)) return QD_OK;
+    size_t rows = k->o->q.nseq * k->o->q.seq_len, H = (size_t)k->cfg->hidden;
+    QD_CHECK(w_embed_device(user));
+    qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
+    QD_CHECK(qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = rows * H}));
+    qd_phase_set(k->be, prev);
+    return QD_OK;
+}
+
+static qd_status w_load(void *user, const float *act) {
+    qd_run *k = user;
+    if (no_calib(k)) return QD_OK;
+    size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
+    qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
+    QD_CHECK(qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(k->in, 0), .src = act, .src_dtype = QD_DT_F32,
+                                                           .n = n}));
+    qd_phase_set(k->be, prev);
+    return QD_OK;
+}
+
+static qd_status w_store(void *user, float *act) {
+    qd_run *k = user;
+    if (no_calib(k)) return QD_OK;
+    size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
+    qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
+    QD_CHECK(qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = n}));
+    qd_phase_set(k->be, prev);
+    return QD_OK;
+}
+
+static qd_status w_forward_fp(void *user, int b, float *act, size_t nseq) {
+    qd_run *k = user;
+    double t0 = qd_run_now_s();
+    size_t n = nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
+    qd_block_w w = {0};
+    qd_status st;
+    QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    qd_phase_set(k->be, QD_PH_TRANSFER);
+    QD_CHECK_GOTO(qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(k->fp_buf, 0), .src = act,
+                                                               .src_dtype = QD_DT_F32, .n = n}),
+                  st, out);
+    qd_phase_set(k->be, QD_PH_FORWARD);
+    QD_CHECK_GOTO(qd_block_forward(k->fp_fwd, &(struct qd_block_fwd_args){.w = &w, .x = QD_REF(k->fp_buf, 0),
+                                                                          .out = QD_REF(k->fp_buf, 0), .nseq = nseq,
+                                                                          .stop_after = -1}),
+                  st, out);
+    qd_phase_set(k->be, QD_PH_TRANSFER);
+    st = qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->fp_buf, 0), .dst = act, .n = n});
+out:
+    qd_block_w_free(&w);
+    qd_phase_set(k->be, QD_PH_OTHER);
+    k->t.fp_s += qd_run_now_s() - t0;
+    return st;
+}
+
+/* The tensors of a block other than quantized Linear weights, as they are on the device after
+ * quantization (AWQ rescales norms and biases): staged so the export writes what the codes assume. */
+static qd_status stage_tensor(qd_run *k, qd_staged_block *sb, int b, const char *module, qd_buf_t buf) {
+    if (!buf) return QD_OK;
+    qd_staged_tensor *t = &sb->tensors[sb->ntensors];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "model.layers.%d.%s", b, module);
+    size_t n = qd_buf_len(buf);
+    t->ndim = 1;
+    t->shape[0] = (int64_t)n;
+    t->data = malloc(n * sizeof(float) + 1);
+    if (!t->data) return qd_fail(QD_ERR_NOMEM, "%s: out of memory staging", t->name);
+    sb->ntensors++;
+    return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(buf, 0), .dst = t->data, .n = n});
+}
+
+/* the report's record of a module this rank quantized (qd_run.recs) */
+static qd_status keep_record(qd_run *k, qd_qrecord rec) {
+    if (k->nrecs == k->caprecs) {
+        size_t nc = k->caprecs ? 2 * k->caprecs : 64;
+        qd_qrecord *t = realloc(k->recs, nc * sizeof *t);
+        if (!t) return qd_fail(QD_ERR_NOMEM, "block %d: out of memory for the report", rec.block);
+        k->recs = t, k->caprecs = nc;
+    }
+    k->recs[k->nrecs++] = rec;
+    return QD_OK;
+}
+
+/* everything a staged block owns: the arrays taken from the results, the tensors, the block itself */
+static void release_staged(qd_staged_block *sb) {
+    if (!sb) return;
+    for (size_t i = 0; sb->modules && i < sb->nmodules; i++) qd_qlinear_free(&sb->modules[i].q);
+    for (size_t i = 0; sb->tensors && i < sb->ntensors; i++) free(sb->tensors[i].data);
+    free(sb->tensors);
+    free(sb->modules);
+    free(sb->sources);
+    free(sb);
+}
+
+/* Hands block b to the staging writer (qd-stage-writer.h), taking the arrays of res (left NULL) and
+ * the text of its source hashes (*sources, left NULL). */
+static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *res, char **sources, double seconds) {
+    qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
+    qd_staged_block *sb = calloc(1, sizeof *sb);
+    qd_status st = QD_OK;
+    if (!sb) {
+        st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory staging", b);
+        goto out;
+    }
+    *sb = (qd_staged_block){.block = b, .rank = qd_mpi_rank(), .time_s = seconds, .sources = *sources};
+    *sources = NULL;
+    sb->modules = calloc(QD_NLIN, sizeof *sb->modules);
+    sb->tensors = calloc(4 + 2 * QD_NLIN, sizeof *sb->tensors);
+    if (!sb->modules || !sb->tensors) {
+        st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory staging", b);
+        goto out;
+    }
+    char name[256];
+    for (int l = 0; l < QD_NLIN; l++) {
+        qd_qlinear *q = &res[l].q;
+        if (!q->codes) {
+            /* left unquantized (recipe skip): its weight as the run leaves it */
+            snprintf(name, sizeof name, "%s.weight", qd_lin_name((qd_lin)l));
+            QD_CHECK_GOTO(stage_tensor(k, sb, b, name, w->w[l]), st, out);
+            sb->tensors[sb->ntensors - 1].ndim = 2;
+            sb->tensors[sb->ntensors - 1].shape[0] = (int64_t)w->n_out[l];
+            sb->tensors[sb->ntensors - 1].shape[1] = (int64_t)w->n_in[l];
+        } else {
+            qd_staged_module *m = &sb->modules[sb->nmodules++];
+            *m = (qd_staged_module){.q = *q, .s = res[l].s}; /* the arrays are now the block's */
+            *q = qd_qlinear_header(q);
+            snprintf(m->q.name, sizeof m->q.name, "%s", qd_lin_name((qd_lin)l)); /* staged names are block-relative */
+            QD_CHECK_GOTO(keep_record(k, qd_qrecord_of(b, qd_mpi_rank(), &m->q, &m->s)), st, out);
+        }
+        snprintf(name, sizeof name, "%s.bias", qd_lin_name((qd_lin)l));
+        QD_CHECK_GOTO(stage_tensor(k, sb, b, name, w->b[l]), st, out);
+    }
+    QD_CHECK_GOTO(stage_tensor(k, sb, b, "input_layernorm.weight", w->ln_in), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, sb, b, "post_attention_layernorm.weight", w->ln_post), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.q_norm.weight", w->q_norm), st, out);
+    QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.k_norm.weight", w->k_norm), st, out);
+    double t0 = qd_run_now_s();
+    st = qd_stage_writer_submit(k->writer, sb, release_staged); /* waits for the previous block's write */
+    sb = NULL;
+    k->t.stage_s += qd_run_now_s() - t0;
+out:
+    release_staged(sb);
+    qd_phase_set(k->be, prev);
+    return st;
+}
+
+static qd_status w_quantize(void *user, int b) {
+    qd_run *k = user;
+    double t0 = qd_run_now_s();
+    qd_block_w w = {0};
+    qd_qresult res[QD_NLIN];
+    memset(res, 0, sizeof res);
+    char *sources = NULL;
+    qd_status st;
+    QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    /* the bytes the load just read, hashed while their pages are hot (qd-block-sources.h) */
+    QD_CHECK_GOTO(qd_block_sources(k->cfg, k->ck, b, &sources), st, out);
+    QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
+    /* a scale the checkpoint cannot hold is refused now, not after the whole run at export */
+    for (int l = 0; l < QD_NLIN; l++) {
+        if (!res[l].q.codes) continue;
+        QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
+        QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
+    }
+    QD_CHECK_GOTO(stage_block(k, b, &w, res, &sources, qd_run_now_s() - t0), st, out);
+    if (no_calib(k)) goto out;
+    /* k->out already holds what a resumed run's replay computes (qd-replay.h): the same forward ops
+     * on the same chunks with the same installed weights (GPTQ/RTN), or the unmodified block's
+     * forward (AWQ's full-precision chain). Recomputing it would cost one more forward per block. */
+    qd_buf_t t = k->in;
+    k->in = k->out, k->out = t;
+out:
+    free(sources);
+    for (int l = 0; l < QD_NLIN; l++) qd_qresult_free(&res[l]);
+    qd_block_w_free(&w);
+    qd_run_sample_mem(k);
+    k->t.quant_s += qd_run_now_s() - t0;
+    return st;
+}
+
+/* A staged block's source tensors as they are now against the hashes staged with it: a --resume
+ * never mixes blocks quantized from weights that were since changed in place with new ones. */
+static qd_status check_sources(qd_run *k, int b, const qd_staged_block *sb) {
+    char *now = NULL;
+    QD_CHECK(qd_block_sources(k->cfg, k->ck, b, &now));
+    qd_status st = qd_block_sources_check(k->ck, b, sb->sources, now, qd_stage_dir(k->stage));
+    free(now);
+    return st;
+}
+
+/* RTN without calibration hands nothing on, so the block is not replayed; its sources are checked */
+static qd_status check_staged_only(qd_run *k, int b) {
+    qd_staged_block *sb = NULL;
+    qd_status st = qd_stage_writer_flush(k->writer);
+    if (st == QD_OK) st = qd_stage_read_block(k->stage, b, &sb);
+    if (st == QD_OK) st = check_sources(k, b, sb);
+    qd_staged_block_free(sb);
+    return st;
+}
+
+static qd_status w_replay(void *user, int b) {
+    qd_run *k = user;
+    if (no_calib(k)) return check_staged_only(k, b);
+    double t0 = qd_run_now_s();
+    qd_block_w w = {0};
+    qd_staged_block *sb = NULL;
+    qd_qresult res[QD_NLIN];
+    memset(res, 0, sizeof res);
+    qd_status st;
+    QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
+    st = qd_stage_writer_flush(k->writer); /* HDF5 is single-threaded: no read while a write is in flight */
+    if (st == QD_OK) st = qd_stage_read_block(k->stage, b, &sb);
+    qd_phase_set(k->be, prev);
+    if (st != QD_OK) goto out;
+    QD_CHECK_GOTO(check_sources(k, b, sb), st, out);
+    for (size_t i = 0; i < sb->nmodules; i++) {
+        qd_staged_module *m = &sb->modules[i];
+        int l = -1;
+        for (int j = 0; j < QD_NLIN; j++)
+            if (strcmp(m->q.name, qd_lin_name((qd_lin)j)) == 0) l = j;
+        if (l < 0) {
+            st = qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: unknown module '%s'", qd_stage_dir(k->stage), b, m->q.name);
+            goto out;
+        }
+        qd_qlinear *q = &res[l].q;
+        *q = m->q; /* borrows the staged arrays; sb owns them */
+        snprintf(q->name, sizeof q->name, "model.layers.%d.%.200s", b, m->q.name);
+    }
+    st = qd_block_replay(k->ctx, &w, res, k->in, k->out);
+    if (st == QD_OK) {
+        qd_buf_t t = k->in;
+        k->in = k->out, k->out = t;
+    }
+out:
+    qd_staged_block_free(sb);
+    qd_block_w_free(&w);
+    k->t.replay_s += qd_run_now_s() - t0;
+    return st;
+}
+
+static int w_is_staged(void *user, int b) { return qd_stage_has_block(((qd_run *)user)->stage, b); }
+
+qd_status qd_run_flush(qd_run *k) {
+    qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
+    qd_status st = qd_stage_writer_flush(k->writer);
+    qd_phase_set(k->be, prev);
+    return st;
+}
+
+static qd_status w_flush(void *user) { return qd_run_flush(user); }
+
+void qd_run_worker(qd_run *k, size_t micro_batch, struct qd_block_worker *out) {
+    *out = (struct qd_block_worker){.user = k, .nseq = k->o->q.nseq, .seq_elems = k->o->q.seq_len * (size_t)k->cfg->hidden,
+                                    .micro_batch = micro_batch, .embed = w_embed, .embed_device = w_embed_device,
+                                    .forward_fp = w_forward_fp, .load = w_load, .store = w_store,
+                                    .quantize = w_quantize, .replay = w_replay, .is_staged = w_is_staged,
+                                    .flush = w_flush};
+}

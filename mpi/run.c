@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT
+ * run.c - the lifecycle of a quantization run on every rank: set-up, the block pipeline, the gathers,
+ * rank 0's report and export, clean-up; and the rule that a failure inside the pipeline ends the job.
+ */
+#include "qd-quantize-run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-bootstrap.h"
+#include "qd-check.h"
+#include "qd-fs.h"
+#include "run-internal.h"
+
+qd_status qd_quantize_run(const qd_run_opts *o) {
+    double t0 = qd_run_now_s();
+    int rank = qd_mpi_rank(), size = qd_mpi_size();
+    qd_model_cfg cfg;
+    qd_plan *plan = calloc(1, sizeof *plan);
+    if (!plan) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
+    qd_run k = {.o = o, .cfg = &cfg};
+    qd_fingerprint fpr = {0};
+    qd_transport *prev = NULL, *next = NULL;
+    qd_progress *prog = NULL;
+    int32_t *ids = NULL;
+    char sha[65], staging[4096], meta[4200], be_name[64];
+    qd_backend_spec be_spec;
+    int failed_block = -1, in_pipeline = 0, staging_existed = 1;
+    qd_status st;
+
+    QD_CHECK_GOTO(qd_model_cfg_load(o->model_dir, &cfg), st, fail);
+    k.store_dt = strcmp(o->format, "compressed-tensors") == 0 ? cfg.dtype : QD_DT_F16;
+    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_preflight(o, &cfg) : QD_OK), st, fail);
+    if (cfg.quantized) {
+        st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
+        goto fail;
+    }
+    QD_CHECK_GOTO(qd_run_plan(o, &cfg, plan), st, fail);
+    qd_run_opts ro = *o; /* every rank now knows the calibration */
+    QD_CHECK_GOTO(qd_run_broadcast_calib(o, &ids, sha, &ro.q.nseq, &ro.q.seq_len), st, fail);
+    ro.calib_sha256 = sha[0] ? sha : NULL;
+    k.o = &ro;
+    k.ids = ids;
+    if (o->staging_dir) snprintf(staging, sizeof staging, "%s", o->staging_dir);
+    else snprintf(staging, sizeof staging, "%s.qdist-staging", o->output_dir);
+    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_check_space(&ro, &cfg, staging) : QD_OK), st, fail);
+    QD_CHECK_GOTO(qd_run_fingerprint(&ro, plan, &fpr), st, fail);
+    staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
+    QD_CHECK_GOTO(qd_run_open_staging(&ro, staging, &fpr, &k.stage), st, fail);
+    QD_CHECK_GOTO(qd_stage_writer_start(k.stage, &k.writer), st, fail);
+
+    struct qd_transport_probe to_prev, to_next;
+    QD_CHECK_GOTO(qd_run_devices(&o->backend, &be_spec, &k.dev_share, &to_prev, &to_next), st, fail);
+    qd_backend_spec_name(&be_spec, be_name, sizeof be_name);
+    QD_CHECK_GOTO(qd_backend_open(&be_spec, &k.be), st, fail);
+    qd_phase_reset();
+    QD_CHECK_GOTO(qd_ckpt_open(o->model_dir, 1, &k.ck), st, fail);
+    QD_CHECK_GOTO(qd_run_plan_memory(&k, &ro.q), st, fail);
+    QD_CHECK_GOTO(qd_qctx_create(k.be, &cfg, &ro.q, &k.ctx), st, fail);
+    size_t rows = ro.q.nseq * ro.q.seq_len, H = (size_t)cfg.hidden;
+    size_t micro = o->micro_batch ? o->micro_batch : 8;
+    if (micro > ro.q.nseq && ro.q.nseq) micro = ro.q.nseq;
+    if (rows) {
+        QD_CHECK_GOTO(qd_buf_alloc(k.be, rows * H, &k.in), st, fail);
+        QD_CHECK_GOTO(qd_buf_alloc(k.be, rows * H, &k.out), st, fail);
+        if (rank == 0) {
+            QD_CHECK_GOTO(qd_head_load(k.be, &cfg, k.ck, 0, &k.head), st, fail);
+            k.have_head = 1;
+        }
+        if (o->schedule == QD_SCHED_OVERLAP && rank < size - 1) {
+            QD_CHECK_GOTO(qd_fwd_create(k.be, &cfg, ro.q.seq_len, micro, &k.fp_fwd), st, fail);
+            QD_CHECK_GOTO(qd_buf_alloc(k.be, micro * ro.q.seq_len * H, &k.fp_buf), st, fail);
+        }
+    }
+    if (rank > 0) QD_CHECK_GOTO(qd_transport_select(&to_prev, &prev), st, fail);
+    if (rank < size - 1) QD_CHECK_GOTO(qd_transport_select(&to_next, &next), st, fail);
+    if (rank == 0)
+        qd_info("quantize: %d blocks over %d rank%s (%s schedule, backend %s), staging %s", cfg.nlayers, size,
+                size > 1 ? "s" : "", o->schedule == QD_SCHED_EXACT ? "exact" : "overlap", be_name, staging);
+    if (rank == 0) QD_CHECK_GOTO(qd_progress_start(staging, plan, (double)rows, o->progress, &prog), st, fail);
+
+    struct qd_block_worker wk;
+    qd_run_worker(&k, micro, &wk);
+    struct qd_pipeline_stats ps;
+    in_pipeline = 1; /* from here a failing rank must end the job: its neighbours may be waiting on it */
+    st = qd_pipeline_run(plan, rank, o->schedule, &wk, prev, next, &ps, &failed_block);
+    if (st == QD_OK) st = qd_run_flush(&k); /* every block of this rank on disk before the report reads them */
+    if (st != QD_OK) goto fail;
+    k.t.stage_write_s = qd_stage_writer_busy_s(k.writer);
+    k.t.wait_s = ps.wait_s;
+    k.t.quantized = ps.quantized;
+    k.t.replayed = ps.replayed;
+    k.t.total_s = qd_run_now_s() - t0;
+    qd_run_sample_mem(&k);
+    qd_phase_totals(k.be, k.t.phase);
+
+    /* every rank's timings to rank 0, then the report and the export */
+    qd_run_times *all = calloc((size_t)size, sizeof *all);
+    if (!all) {
+        st = qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
+        goto fail;
+    }
+    st = qd_mpi_gather(&k.t, sizeof k.t, all);
+    if (st != QD_OK) {
+        free(all);
+        goto fail;
+    }
+    qd_qrecord *recs = NULL;
+    size_t nrecs = 0;
+    st = qd_run_gather_records(&k, &recs, &nrecs);
+    if (st != QD_OK) {
+        free(all);
+        goto fail;
+    }
+    qd_progress_stop(prog);
+    prog = NULL;
+    if (rank == 0) {
+        st = qd_path_join(meta, sizeof meta, staging, "meta");
+        if (st == QD_OK) st = qd_run_prepare_meta(o->model_dir, meta);
+        double tw = qd_run_now_s(), te = 0;
+        cJSON *report = NULL;
+        if (st == QD_OK) st = qd_run_build_report(&ro, k.stage, cfg.nlayers, plan, all, recs, nrecs, qd_run_now_s() - t0, &report);
+        if (st == QD_OK) st = qd_run_save_report(report, meta);
+        double tr = qd_run_now_s() - tw;
+        if (st == QD_OK) st = qd_run_export(&ro, &cfg, staging, meta);
+        te = qd_run_now_s() - tw - tr;
+        if (st == QD_OK) st = qd_run_finish_report(report, tr, te, qd_run_now_s() - t0, o->output_dir);
+        cJSON_Delete(report);
+        if (st == QD_OK) {
+            int quantized = 0, replayed = 0;
+            for (int r = 0; r < size; r++) quantized += all[r].quantized, replayed += all[r].replayed;
+            qd_info("quantize: %d blocks (%d quantized now, %d resumed from staging) in %.1f s -> %s", cfg.nlayers,
+                    quantized, cfg.nlayers - quantized, qd_run_now_s() - t0, o->output_dir);
+            (void)replayed;
+            if (!o->keep_staging) st = qd_stage_remove(staging); /* only what qdist wrote there */
+        }
+    }
+    free(all);
+    free(recs);
+    in_pipeline = 0; /* rank 0's export failure is agreed on below: every rank exits cleanly */
+    st = qd_mpi_agree(st);
+
+fail:
+    qd_progress_stop(prog);
+    if (st != QD_OK && in_pipeline) qd_mpi_fatal(st, failed_block);
+    qd_stage_writer_stop(k.writer); /* before the staging closes: a write may still be in flight */
+    k.writer = NULL;
+    /* a run that failed before staging anything leaves no staging directory behind to trip --resume */
+    if (st != QD_OK && rank == 0 && k.stage && !staging_existed) {
+        int64_t *blocks = NULL;
+        size_t nb = 1;
+        if (qd_stage_list(k.stage, &blocks, &nb) == QD_OK && nb == 0) {
+            qd_stage_remove(staging); /* still locked: only what qdist wrote there */
+            qd_stage_close(k.stage);
+            k.stage = NULL;
+        }
+        free(blocks);
+    }
+    qd_transport_free(prev);
+    qd_transport_free(next);
+    qd_buf_free(k.in);
+    qd_buf_free(k.out);
+    qd_buf_free(k.fp_buf);
+    qd_fwd_free(k.fp_fwd);
+    if (k.have_head) qd_head_free(&k.head);
+    qd_qctx_free(k.ctx);
+    qd_ckpt_close(k.ck);
+    if (k.be) qd_be_free(k.be);
+    qd_stage_close(k.stage);
+    qd_fingerprint_free(&fpr);
+    free(k.recs);
+    free(ids);
+    free(plan);
+    return st;
+}
