@@ -59,7 +59,8 @@ typedef struct qd_qrecord {
 /* The record of Linear q (q->name relative to its block) of block `block`, quantized by `rank`. */
 qd_qrecord qd_qrecord_of(int block, int rank, const qd_qlinear *q, const qd_qstats *s);
 
-/* Transitional name (one step): the users move to qd_qlinear. */
+/* Transitional name: every user in this tree says qd_qlinear; kept until branches still using the old
+ * name (i16-model) are merged, then deleted. */
 typedef qd_qlinear qd_qlayer;
 
 /* Allocate the arrays of l for N, K, G (codes included); on failure nothing stays allocated. */
