@@ -308,7 +308,7 @@ int qd_be_has(qd_backend_t be, qd_opt_op op);
 /* Codes as bytes, four to a 4-byte element (byte i of the stream is byte i % 4, little-endian, of
  * element i / 4). PACK: the n int32 codes of src (0..255) become the n bytes of dst ((n + 3) / 4
  * elements). DEQUANT: W[r][k] = (float)(byte[r*K + k] - zeros[g_idx[k]*N + r]) * scales[g_idx[k]*N + r]
- * with one fp32 multiply, exactly as qd_qlayer_dequant_rounded does on the host (the caller passes the
+ * with one fp32 multiply, exactly as qd_qlinear_dequant_rounded does on the host (the caller passes the
  * scales already rounded to their stored dtype). codes/W/scales/zeros/g_idx: [N*K bytes], [N,K] fp32,
  * [G,N] fp32, [G,N] int32, [K] int32 in [0, G). */
 struct qd_u8_codes_args {

@@ -23,15 +23,6 @@ static inline double qd_run_now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* What the report says of one quantized module: kept by the rank that quantized it and gathered on
- * rank 0, so the report reads only resumed blocks back from the staging (plain data: sent as bytes). */
-typedef struct {
-    int block, rank, bits, group_size, sym;
-    int64_t N, K;
-    double loss, damp, time_s;
-    char name[64], fallback[64];
-} mod_rec;
-
 /* Per-rank timings, gathered on rank 0 for the report (plain data: sent as bytes). */
 typedef struct qd_run_times {
     double load_s, quant_s, replay_s, stage_s, fp_s, wait_s, total_s;
@@ -53,7 +44,8 @@ typedef struct qd_run {
     qd_qctx *ctx;
     qd_stage *stage;
     qd_stage_writer *writer; /* stages finished blocks on its own thread */
-    mod_rec *recs;           /* the modules this rank quantized in this run */
+    qd_qrecord *recs;        /* the modules this rank quantized in this run: kept on the rank that quantized
+                              * them and gathered on rank 0, so the report reads back only resumed blocks */
     size_t nrecs, caprecs;
     qd_head head;
     int have_head;
@@ -74,9 +66,9 @@ qd_status qd_run_open_model(const char *dir, qd_model **out);
 /* Rank 0 plans the block ranges from the blocks' stored bytes; every rank gets the plan. */
 qd_status qd_run_plan(const qd_model *m, qd_plan *plan);
 /* What a staging must match to be resumed: version, model, settings, recipe, calibration, schedule. */
-qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_plan *plan, qd_fingerprint *fp);
+qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_plan *plan, qd_fingerprint *fpr);
 /* Rank 0 creates or verifies the staging directory; the others attach to it. */
-qd_status qd_run_open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fp, qd_stage **out);
+qd_status qd_run_open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fpr, qd_stage **out);
 /* Rank 0's calibration shape, hash and ids to every rank (*ids_out: malloc'd, NULL without calibration). */
 qd_status qd_run_broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char sha[65], size_t *nseq,
                                  size_t *seq_len);
@@ -110,10 +102,10 @@ void qd_run_sample_mem(qd_run *k);
 
 /* ---- the report, on rank 0 (run-report.c) ---- */
 /* Every rank's module records to rank 0, in rank order (collective). */
-qd_status qd_run_gather_records(const qd_run *k, mod_rec **out, size_t *nout);
+qd_status qd_run_gather_records(const qd_run *k, qd_qrecord **out, size_t *nout);
 /* The report as a cJSON tree (the caller saves it, and may update the totals after the export). */
 qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const qd_plan *plan,
-                              const qd_run_times *all, const mod_rec *recs, size_t nrecs, double wall,
+                              const qd_run_times *all, const qd_qrecord *recs, size_t nrecs, double wall,
                               cJSON **out);
 qd_status qd_run_save_report(cJSON *root, const char *dir);
 /* After the export: rank 0's write phase and the wall time, into the copy in the output directory. */

@@ -13,13 +13,13 @@
 #include "qd-fs.h"
 
 /* in rank order, so each block's modules stay in order */
-qd_status qd_run_gather_records(const qd_run *k, mod_rec **out, size_t *nout) {
+qd_status qd_run_gather_records(const qd_run *k, qd_qrecord **out, size_t *nout) {
     void *all = NULL;
     size_t total = 0;
     *out = NULL, *nout = 0;
     QD_CHECK(qd_mpi_gatherv(k->recs, k->nrecs * sizeof *k->recs, &all, &total));
     *out = all;
-    *nout = total / sizeof(mod_rec);
+    *nout = total / sizeof(qd_qrecord);
     return QD_OK;
 }
 
@@ -39,7 +39,7 @@ static void memory_json(cJSON *parent, const qd_run_times *t) {
 }
 
 qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const qd_plan *plan,
-                              const qd_run_times *all, const mod_rec *recs, size_t nrecs, double wall, cJSON **out) {
+                              const qd_run_times *all, const qd_qrecord *recs, size_t nrecs, double wall, cJSON **out) {
     *out = NULL;
     cJSON *root = cJSON_CreateObject(), *mods = cJSON_CreateObject(), *ranks = cJSON_CreateArray();
     if (!root || !mods || !ranks) {
@@ -81,14 +81,9 @@ qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int n
         }
         size_t n = sb ? sb->nmodules : nrecs;
         for (size_t i = 0; i < n; i++) {
-            mod_rec r;
+            qd_qrecord r;
             if (sb) {
-                const qd_staged_module *m = &sb->modules[i];
-                r = (mod_rec){.block = b, .rank = sb->rank, .bits = m->bits, .group_size = m->group_size,
-                              .sym = m->sym, .N = m->N, .K = m->K, .loss = m->loss, .damp = m->damp,
-                              .time_s = m->time_s};
-                snprintf(r.name, sizeof r.name, "%.63s", m->name);
-                snprintf(r.fallback, sizeof r.fallback, "%.63s", m->fallback);
+                r = qd_qrecord_of(b, sb->rank, &sb->modules[i].q, &sb->modules[i].s);
             } else if (recs[i].block == b) {
                 r = recs[i];
             } else {
@@ -103,18 +98,18 @@ qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int n
             cJSON_AddBoolToObject(j, "sym", r.sym);
             cJSON_AddNumberToObject(j, "N", (double)r.N);
             cJSON_AddNumberToObject(j, "K", (double)r.K);
-            cJSON_AddNumberToObject(j, "loss", r.loss);
-            if (r.damp >= 0) cJSON_AddNumberToObject(j, "damp", r.damp);
+            cJSON_AddNumberToObject(j, "loss", r.s.loss);
+            if (r.s.damp >= 0) cJSON_AddNumberToObject(j, "damp", r.s.damp);
             else cJSON_AddNullToObject(j, "damp");
-            if (r.fallback[0]) cJSON_AddStringToObject(j, "fallback", r.fallback);
+            if (r.s.fallback[0]) cJSON_AddStringToObject(j, "fallback", r.s.fallback);
             else cJSON_AddNullToObject(j, "fallback");
             cJSON_AddNumberToObject(j, "calib_tokens", (double)(o->q.nseq * o->q.seq_len));
-            cJSON_AddNumberToObject(j, "seconds", r.time_s);
+            cJSON_AddNumberToObject(j, "seconds", r.s.seconds);
             cJSON_AddNumberToObject(j, "rank", r.rank);
             cJSON_AddItemToObject(mods, name, j);
-            loss += r.loss;
+            loss += r.s.loss;
             nq++;
-            nfb += r.fallback[0] != 0;
+            nfb += r.s.fallback[0] != 0;
         }
         qd_staged_block_free(sb);
     }

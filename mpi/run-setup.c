@@ -41,11 +41,11 @@ qd_status qd_run_plan(const qd_model *m, qd_plan *plan) {
     return qd_mpi_bcast(plan, sizeof *plan);
 }
 
-qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_plan *plan, qd_fingerprint *fp) {
+qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_plan *plan, qd_fingerprint *fpr) {
     const qd_qspec *s = &o->q.base;
     char buf[512];
-    QD_CHECK(qd_fp_add(fp, "qdist_version", QD_VERSION));
-    QD_CHECK(qd_fp_add_model(fp, qd_model_dir(m)));
+    QD_CHECK(qd_fingerprint_add(fpr, "qdist_version", QD_VERSION));
+    QD_CHECK(qd_fingerprint_add_model(fpr, qd_model_dir(m)));
     snprintf(buf, sizeof buf,
              "method=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d damp=%.6g mse=%d "
              "true_sequential=%d scale_dtype=%s numerics=%s math=%s",
@@ -56,38 +56,38 @@ qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_p
              /* so do the GPU's fp32/tf32/bf16 GEMMs (the CPU ignores it: a CPU run resumed on a GPU or
               * the other way keeps the same math as long as the flag and the checkpoint's dtype do) */
              qd_math_name(o->backend.math));
-    QD_CHECK(qd_fp_add(fp, "settings", buf));
+    QD_CHECK(qd_fingerprint_add(fpr, "settings", buf));
     if (o->recipe_path) {
         char *text = NULL;
         size_t len = 0;
         QD_CHECK(qd_read_file(o->recipe_path, 64u << 20, &text, &len));
-        qd_status st = qd_fp_add_sha256(fp, "recipe_sha256", text, len);
+        qd_status st = qd_fingerprint_add_sha256(fpr, "recipe_sha256", text, len);
         free(text);
         QD_CHECK(st);
     } else {
-        QD_CHECK(qd_fp_add(fp, "recipe_sha256", "none"));
+        QD_CHECK(qd_fingerprint_add(fpr, "recipe_sha256", "none"));
     }
     snprintf(buf, sizeof buf, "%zu x %zu sha256=%s", o->q.nseq, o->q.seq_len,
              o->calib_sha256 ? o->calib_sha256 : "none");
-    QD_CHECK(qd_fp_add(fp, "calibration", buf));
+    QD_CHECK(qd_fingerprint_add(fpr, "calibration", buf));
     /* the exact schedule's result does not depend on the rank count; overlap's depends on the ranges */
     if (o->schedule == QD_SCHED_OVERLAP) {
         size_t n = 0;
         n += (size_t)snprintf(buf + n, sizeof buf - n, "overlap");
         for (int r = 0; r < plan->nranks && n < sizeof buf - 16; r++)
             n += (size_t)snprintf(buf + n, sizeof buf - n, " %d+%d", plan->first[r], plan->count[r]);
-        QD_CHECK(qd_fp_add(fp, "schedule", buf));
+        QD_CHECK(qd_fingerprint_add(fpr, "schedule", buf));
     } else {
-        QD_CHECK(qd_fp_add(fp, "schedule", "exact"));
+        QD_CHECK(qd_fingerprint_add(fpr, "schedule", "exact"));
     }
     return QD_OK;
 }
 
-qd_status qd_run_open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fp, qd_stage **out) {
+qd_status qd_run_open_staging(const qd_run_opts *o, const char *dir, const qd_fingerprint *fpr, qd_stage **out) {
     qd_status st = QD_OK;
-    if (qd_mpi_rank() == 0) st = qd_stage_open(dir, fp, o->resume, out);
+    if (qd_mpi_rank() == 0) st = qd_stage_open(dir, fpr, o->resume, out);
     QD_CHECK(qd_mpi_agree(st));
-    if (qd_mpi_rank() != 0) QD_CHECK(qd_mpi_agree(qd_stage_attach(dir, fp, out)));
+    if (qd_mpi_rank() != 0) QD_CHECK(qd_mpi_agree(qd_stage_attach(dir, fpr, out)));
     else QD_CHECK(qd_mpi_agree(QD_OK));
     return QD_OK;
 }

@@ -118,29 +118,22 @@ static qd_status stage_tensor(qd_run *k, qd_staged_block *sb, int b, const char 
     return qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(buf, 0), .dst = t->data, .n = n});
 }
 
-static qd_status keep_record(qd_run *k, int b, qd_lin l, const qd_qlayer *q, const qd_qresult *r) {
+/* the report's record of a module this rank quantized (qd_run.recs) */
+static qd_status keep_record(qd_run *k, qd_qrecord rec) {
     if (k->nrecs == k->caprecs) {
         size_t nc = k->caprecs ? 2 * k->caprecs : 64;
-        mod_rec *t = realloc(k->recs, nc * sizeof *t);
-        if (!t) return qd_fail(QD_ERR_NOMEM, "block %d: out of memory for the report", b);
+        qd_qrecord *t = realloc(k->recs, nc * sizeof *t);
+        if (!t) return qd_fail(QD_ERR_NOMEM, "block %d: out of memory for the report", rec.block);
         k->recs = t, k->caprecs = nc;
     }
-    mod_rec *m = &k->recs[k->nrecs++];
-    memset(m, 0, sizeof *m);
-    *m = (mod_rec){.block = b, .rank = qd_mpi_rank(), .bits = q->bits, .group_size = q->group_size, .sym = q->sym,
-                   .N = q->N, .K = q->K, .loss = r->loss, .damp = r->damp, .time_s = r->seconds};
-    snprintf(m->name, sizeof m->name, "%s", qd_lin_name(l));
-    snprintf(m->fallback, sizeof m->fallback, "%.63s", r->fallback);
+    k->recs[k->nrecs++] = rec;
     return QD_OK;
 }
 
 /* everything a staged block owns: the arrays taken from the results, the tensors, the block itself */
 static void release_staged(qd_staged_block *sb) {
     if (!sb) return;
-    for (size_t i = 0; sb->modules && i < sb->nmodules; i++) {
-        qd_staged_module *m = &sb->modules[i];
-        free(m->codes), free(m->scales), free(m->zeros), free(m->g_idx);
-    }
+    for (size_t i = 0; sb->modules && i < sb->nmodules; i++) qd_qlinear_free(&sb->modules[i].q);
     for (size_t i = 0; sb->tensors && i < sb->ntensors; i++) free(sb->tensors[i].data);
     free(sb->tensors);
     free(sb->modules);
@@ -168,7 +161,7 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
     }
     char name[256];
     for (int l = 0; l < QD_NLIN; l++) {
-        qd_qlayer *q = &res[l].q;
+        qd_qlinear *q = &res[l].q;
         if (!q->codes) {
             /* left unquantized (recipe skip): its weight as the run leaves it */
             snprintf(name, sizeof name, "%s.weight", qd_lin_name((qd_lin)l));
@@ -178,14 +171,10 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
             sb->tensors[sb->ntensors - 1].shape[1] = (int64_t)w->n_in[l];
         } else {
             qd_staged_module *m = &sb->modules[sb->nmodules++];
-            snprintf(m->name, sizeof m->name, "%s", qd_lin_name((qd_lin)l));
-            QD_CHECK_GOTO(keep_record(k, b, (qd_lin)l, q, &res[l]), st, out);
-            m->N = q->N, m->K = q->K, m->G = q->G;
-            m->bits = q->bits, m->group_size = q->group_size, m->sym = q->sym;
-            m->codes = q->codes, m->scales = q->scales, m->zeros = q->zeros, m->g_idx = q->g_idx;
-            q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL; /* now the block's */
-            m->loss = res[l].loss, m->damp = res[l].damp, m->time_s = res[l].seconds;
-            snprintf(m->fallback, sizeof m->fallback, "%.63s", res[l].fallback);
+            *m = (qd_staged_module){.q = *q, .s = res[l].s}; /* the arrays are now the block's */
+            *q = qd_qlinear_header(q);
+            snprintf(m->q.name, sizeof m->q.name, "%s", qd_lin_name((qd_lin)l)); /* staged names are block-relative */
+            QD_CHECK_GOTO(keep_record(k, qd_qrecord_of(b, qd_mpi_rank(), &m->q, &m->s)), st, out);
         }
         snprintf(name, sizeof name, "%s.bias", qd_lin_name((qd_lin)l));
         QD_CHECK_GOTO(stage_tensor(k, sb, b, name, w->b[l]), st, out);
@@ -219,8 +208,8 @@ static qd_status w_quantize(void *user, int b) {
     /* a scale the checkpoint cannot hold is refused now, not after the whole run at export */
     for (int l = 0; l < QD_NLIN; l++) {
         if (!res[l].q.codes) continue;
-        QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
-        QD_CHECK_GOTO(qd_qlayer_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
+        QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
+        QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
     }
     QD_CHECK_GOTO(stage_block(k, b, &w, res, &sources, qd_run_now_s() - t0), st, out);
     if (no_calib(k)) goto out;
@@ -278,17 +267,14 @@ static qd_status w_replay(void *user, int b) {
         qd_staged_module *m = &sb->modules[i];
         int l = -1;
         for (int j = 0; j < QD_NLIN; j++)
-            if (strcmp(m->name, qd_lin_name((qd_lin)j)) == 0) l = j;
+            if (strcmp(m->q.name, qd_lin_name((qd_lin)j)) == 0) l = j;
         if (l < 0) {
-            st = qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: unknown module '%s'", qd_stage_dir(k->stage), b, m->name);
+            st = qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: unknown module '%s'", qd_stage_dir(k->stage), b, m->q.name);
             goto out;
         }
-        qd_qlayer *q = &res[l].q;
-        snprintf(q->name, sizeof q->name, "model.layers.%d.%.200s", b, m->name);
-        q->N = (int)m->N, q->K = (int)m->K, q->G = (int)m->G;
-        q->bits = m->bits, q->group_size = m->group_size, q->sym = m->sym;
-        /* borrow the staged arrays; sb owns them */
-        q->codes = m->codes, q->scales = m->scales, q->zeros = m->zeros, q->g_idx = m->g_idx;
+        qd_qlinear *q = &res[l].q;
+        *q = m->q; /* borrows the staged arrays; sb owns them */
+        snprintf(q->name, sizeof q->name, "model.layers.%d.%.200s", b, m->q.name);
     }
     st = qd_block_replay(k->ctx, &w, res, k->in, k->out);
     if (st == QD_OK) {

@@ -47,7 +47,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_plan *plan = calloc(1, sizeof *plan);
     if (!plan) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
     qd_run k = {.o = o, .cfg = &cfg};
-    qd_fingerprint fp = {0};
+    qd_fingerprint fpr = {0};
     qd_transport *prev = NULL, *next = NULL;
     qd_progress *prog = NULL;
     int32_t *ids = NULL;
@@ -78,9 +78,9 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     else snprintf(staging, sizeof staging, "%s.qdist-staging", o->output_dir);
     QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_check_space(&ro, k.model, staging) : QD_OK), st, fail);
     /* a rank-local failure is agreed on at once: the other ranks are about to wait in a collective */
-    QD_CHECK_GOTO(qd_mpi_agree(qd_run_fingerprint(&ro, k.model, plan, &fp)), st, fail);
+    QD_CHECK_GOTO(qd_mpi_agree(qd_run_fingerprint(&ro, k.model, plan, &fpr)), st, fail);
     staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
-    QD_CHECK_GOTO(qd_run_open_staging(&ro, staging, &fp, &k.stage), st, fail);
+    QD_CHECK_GOTO(qd_run_open_staging(&ro, staging, &fpr, &k.stage), st, fail);
 
     /* the collectives of the device mapping while every rank is still healthy, then what each rank
      * allocates on its own, agreed on before the pipeline's first receive */
@@ -126,7 +126,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         free(all);
         goto fail;
     }
-    mod_rec *recs = NULL;
+    qd_qrecord *recs = NULL;
     size_t nrecs = 0;
     st = qd_run_gather_records(&k, &recs, &nrecs);
     if (st != QD_OK) {
@@ -196,7 +196,7 @@ fail:
     qd_model_close(k.model);
     if (k.be) qd_be_free(k.be);
     qd_stage_close(k.stage);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
     free(k.recs);
     free(ids);
     free(plan);

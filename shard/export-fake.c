@@ -78,7 +78,7 @@ static qd_status write_plain(fake_writer *f, const char *name) {
 }
 
 static qd_status write_quantized(fake_writer *f, const char *weight_name, const char *prefix) {
-    qd_qlayer l = {0};
+    qd_qlinear l = {0};
     int found = 0;
     QD_CHECK(qd_qsource_get(f->src, prefix, 1, &l, &found));
     size_t N = (size_t)l.N, K = (size_t)l.K, G = (size_t)l.G;
@@ -90,10 +90,10 @@ static qd_status write_quantized(fake_writer *f, const char *weight_name, const 
         goto done;
     }
     memcpy(rounded, l.scales, G * N * sizeof *rounded);
-    qd_qlayer r = l;
+    qd_qlinear r = l;
     r.scales = rounded;
-    if (f->run.scales_rounded) qd_qlayer_round_scales(&r, f->run.scale_dtype);
-    qd_qlayer_dequant(&r, w);
+    if (f->run.scales_rounded) qd_qlinear_round_scales(&r, f->run.scale_dtype);
+    qd_qlinear_dequant(&r, w);
     int64_t nk[2] = {(int64_t)N, (int64_t)K}, gn[2] = {(int64_t)G, (int64_t)N}, k1[1] = {(int64_t)K};
     char name[QD_QNAME_MAX + 16];
     QD_CHECK_GOTO(qd_stw_add(f->stw, weight_name, QD_DT_F32, 2, nk, w, N * K * 4), st, done);
@@ -108,7 +108,7 @@ static qd_status write_quantized(fake_writer *f, const char *weight_name, const 
     f->nquant++;
 done:
     free(w), free(rounded);
-    qd_qlayer_free(&l);
+    qd_qlinear_free(&l);
     return st;
 }
 
@@ -129,11 +129,11 @@ static qd_status output_bytes(const qd_qsource *src, const qd_checkpoint *ck, ui
             *out += t->nbytes;
             continue;
         }
-        qd_qlayer l = {0};
+        qd_qlinear l = {0};
         int found = 0;
         QD_CHECK(qd_qsource_get(src, prefix, 0, &l, &found));
         *out += qd_export_linear_bytes(QD_EXPORT_FAKE, 0, l.N, l.K, l.bits, l.group_size, l.sym, 1, 4);
-        qd_qlayer_free(&l);
+        qd_qlinear_free(&l);
     }
     return QD_OK;
 }

@@ -80,7 +80,7 @@ qd_status qd_export_list(const qd_xplan *p, const qd_qsource *src, qd_xlist *out
 void qd_export_list_free(qd_xlist *l);
 
 /* The bytes of t (a layer's tensor, not QD_XT_PLAIN) from the loaded layer l: *out is malloc'd, t->nbytes. */
-qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const qd_qlayer *l, const qd_xtensor *t,
+qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const qd_qlinear *l, const qd_xtensor *t,
                                  qd_xstats *stats, void **out);
 
 /* Writes the list into dir as safetensors shards (qd-st-planned.h) with a pool of threads

@@ -165,7 +165,7 @@ void qd_export_list_free(qd_xlist *l) {
 /* ---- the bytes --------------------------------------------------------------------------------- */
 
 /* scales [G][N] fp32 -> dt, transposed to [N][G] when transpose; counts inexact conversions */
-static qd_status scales_bytes(const qd_qlayer *l, qd_dtype dt, int transpose, qd_xstats *stats, unsigned char *buf) {
+static qd_status scales_bytes(const qd_qlinear *l, qd_dtype dt, int transpose, qd_xstats *stats, unsigned char *buf) {
     size_t n = (size_t)l->G * l->N;
     float *tmp = malloc(n ? n * sizeof *tmp : 1), *back = malloc(n ? n * sizeof *back : 1);
     if (!tmp || !back) {
@@ -207,17 +207,17 @@ static qd_status bias_bytes(const qd_qsource *src, const qd_xtensor *t, unsigned
     return st;
 }
 
-static qd_status dequant_bytes(const qd_qlayer *l, qd_dtype dt, unsigned char *buf) {
+static qd_status dequant_bytes(const qd_qlinear *l, qd_dtype dt, unsigned char *buf) {
     size_t n = (size_t)l->N * l->K;
     float *w;
     QD_ALLOC(w, n);
-    qd_qlayer_dequant(l, w);
+    qd_qlinear_dequant(l, w);
     qd_from_f32(dt, w, buf, n);
     free(w);
     return QD_OK;
 }
 
-qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const qd_qlayer *l, const qd_xtensor *t,
+qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const qd_qlinear *l, const qd_xtensor *t,
                                  qd_xstats *stats, void **out) {
     *out = NULL;
     unsigned char *buf = calloc(t->nbytes + 1, 1);

@@ -31,7 +31,7 @@ static float round_to(qd_dtype dt, float x) {
     return y;
 }
 
-static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_qlayer *l) {
+static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_qlinear *l) {
     float *got = NULL;
     int64_t N, K;
     QD_CHECK(qd_qformat_read_linear(qf, ck, l->name, &got, &N, &K, NULL));
@@ -46,7 +46,7 @@ static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_
     const qd_st_tensor *plain = qd_ckpt_find(ck, wname);
     int unquantized = sdt == QD_DT_COUNT && plain && qd_dtype_is_float(plain->dtype);
     /* inf == inf and NaN patterns compare equal bit for bit: a scale that does not fit is no match */
-    qd_status st = qd_qlayer_check_scales(l, unquantized ? QD_DT_F32 : sdt, "the exported checkpoint");
+    qd_status st = qd_qlinear_check_scales(l, unquantized ? QD_DT_F32 : sdt, "the exported checkpoint");
     if (st != QD_OK) {
         free(got);
         return st;
@@ -86,13 +86,13 @@ qd_status qd_export_verify(const char *dir, const qd_qsource *src) {
     src->iface->run(src->ctx, &run);
     size_t cursor = 0, n = 0;
     for (;;) {
-        qd_qlayer l;
+        qd_qlinear l;
         int done;
         st = qd_qsource_next(src, &cursor, 1, &l, &done);
         if (st != QD_OK || done) break;
-        if (run.scales_rounded) qd_qlayer_round_scales(&l, run.scale_dtype);
+        if (run.scales_rounded) qd_qlinear_round_scales(&l, run.scale_dtype);
         st = verify_layer(qf, ck, &l);
-        qd_qlayer_free(&l);
+        qd_qlinear_free(&l);
         if (st != QD_OK) break;
         n++;
     }

@@ -42,25 +42,25 @@ typedef struct pool {
 static qd_status run_layer(pool *c, const unit *u, qd_xstats *stats) {
     const qd_xtensor *t0 = &c->l->t[u->first];
     const qd_xlayer *x = &c->p->layers[t0->layer];
-    qd_qlayer ql;
+    qd_qlinear ql;
     QD_CHECK(c->src->iface->load_layer(c->src->ctx, (size_t)x->src_index, 1, &ql));
     /* a scale that overflows the stored dtype would make the checkpoint's weights inf/NaN: refused
      * here, before the output directory is committed */
-    qd_status st = qd_qlayer_check_scales(&ql, c->p->scale_dtype, qd_export_format_name(c->p->fmt));
+    qd_status st = qd_qlinear_check_scales(&ql, c->p->scale_dtype, qd_export_format_name(c->p->fmt));
     if (st == QD_OK && c->p->run.scales_rounded)
-        st = qd_qlayer_check_scales(&ql, c->p->run.scale_dtype, "the run's --scale-dtype");
+        st = qd_qlinear_check_scales(&ql, c->p->run.scale_dtype, "the run's --scale-dtype");
     if (st != QD_OK) {
-        qd_qlayer_free(&ql);
+        qd_qlinear_free(&ql);
         return st;
     }
-    if (c->p->run.scales_rounded) qd_qlayer_round_scales(&ql, c->p->run.scale_dtype);
+    if (c->p->run.scales_rounded) qd_qlinear_round_scales(&ql, c->p->run.scale_dtype);
     for (size_t i = u->first; i < u->first + u->count && st == QD_OK; i++) {
         void *buf;
         st = qd_export_tensor_bytes(c->p, c->src, &ql, &c->l->t[i], stats, &buf);
         if (st == QD_OK) st = qd_stpl_write(c->w, c->out[i], 0, buf, (size_t)c->l->t[i].nbytes);
         free(buf);
     }
-    qd_qlayer_free(&ql);
+    qd_qlinear_free(&ql);
     return st;
 }
 

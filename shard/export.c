@@ -179,7 +179,7 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
     size_t cursor = 0;
     int seen_lm_head = 0, awq_gs = 0;
     for (;;) {
-        qd_qlayer ql;
+        qd_qlinear ql;
         int done;
         QD_CHECK(qd_qsource_next(src, &cursor, 0, &ql, &done));
         if (done) break;
@@ -189,7 +189,7 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
         for (size_t i = 0; st == QD_OK && i < p->n; i++)
             if (strcmp(p->layers[i].name, ql.name) == 0) l = &p->layers[i];
         if (st != QD_OK || !l) {
-            qd_qlayer_free(&ql);
+            qd_qlinear_free(&ql);
             return st != QD_OK ? st : qd_fail(QD_ERR_INTERNAL, "export: layer '%s' lost in planning", ql.name);
         }
         l->N = ql.N;
@@ -198,13 +198,13 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
         l->bits = ql.bits;
         l->group_size = ql.group_size;
         l->sym = ql.sym;
-        l->nonseq = !qd_qlayer_g_idx_sequential(&ql);
+        l->nonseq = !qd_qlinear_g_idx_sequential(&ql);
         int is_lm = strcmp(ql.name, "lm_head") == 0;
         seen_lm_head |= is_lm;
         if (is_lm && !o->lm_head) {
             qd_warn("export: lm_head was quantized by the run but --lm-head was not given: it is written "
                     "dequantised in the model dtype");
-            qd_qlayer_free(&ql);
+            qd_qlinear_free(&ql);
             continue;
         }
         char who[QD_QNAME_MAX + 32];
@@ -232,7 +232,7 @@ static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *
         } else if (st == QD_OK) {
             qd_warn("export: %s is written unquantized (dequantised, model dtype): %s", ql.name, why);
         }
-        qd_qlayer_free(&ql);
+        qd_qlinear_free(&ql);
         if (st != QD_OK) return st;
     }
     if (o->lm_head && !seen_lm_head)

@@ -2,6 +2,7 @@
  * h5stage-block-read.c - read a staged block back and check it: every dataset present with the
  * expected type class and shape, every attribute present, values in range. A file HDF5 cannot read
  * (truncated, garbage) or that breaks the layout is one line naming the file and dataset. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,7 @@
 
 void qd_staged_block_free(qd_staged_block *b) {
     if (!b) return;
-    for (size_t i = 0; i < b->nmodules; i++) {
-        free(b->modules[i].codes);
-        free(b->modules[i].scales);
-        free(b->modules[i].zeros);
-        free(b->modules[i].g_idx);
-    }
+    for (size_t i = 0; i < b->nmodules; i++) qd_qlinear_free(&b->modules[i].q);
     for (size_t i = 0; i < b->ntensors; i++) free(b->tensors[i].data);
     free(b->modules);
     free(b->tensors);
@@ -161,43 +157,56 @@ static qd_status expect_dims(qd__h5s *s, const char *obj, const char *name, cons
     return malformed(s, what, m);
 }
 
+/* dims[0] as the int a qd_qlinear holds */
+static qd_status int_dim(qd__h5s *s, const char *obj, const char *name, int64_t d, int *out) {
+    if (d > INT_MAX) {
+        char what[600];
+        snprintf(what, sizeof what, "%s/%s", obj, name);
+        return malformed(s, what, "dimension larger than 2^31-1");
+    }
+    *out = (int)d;
+    return QD_OK;
+}
+
 static qd_status read_module(qd__h5s *s, hid_t modules, qd_staged_module *m, int with_codes) {
+    qd_qlinear *q = &m->q;
     char obj[QD_STAGE_NAME_MAX + 16];
-    snprintf(obj, sizeof obj, "/modules/%s", m->name);
+    snprintf(obj, sizeof obj, "/modules/%s", q->name);
     hid_t g;
-    QD_H5_KEEP(s, H5Gopen2(modules, m->name, H5P_DEFAULT), obj, &g);
+    QD_H5_KEEP(s, H5Gopen2(modules, q->name, H5P_DEFAULT), obj, &g);
     int64_t d[QD_STAGE_MAX_DIMS];
     int nd;
     void *p;
     if (with_codes) {
         QD_CHECK(read_dataset(s, g, obj, "codes", H5T_INTEGER, 2, d, &nd, H5T_NATIVE_UINT8, 1, &p));
-        m->codes = p;
+        q->codes = p;
     } else {
         QD_CHECK(dataset_dims(s, g, obj, "codes", H5T_INTEGER, 2, d));
     }
-    m->N = d[0];
-    m->K = d[1];
+    QD_CHECK(int_dim(s, obj, "codes", d[0], &q->N));
+    QD_CHECK(int_dim(s, obj, "codes", d[1], &q->K));
     QD_CHECK(read_dataset(s, g, obj, "scales", H5T_FLOAT, 2, d, &nd, H5T_NATIVE_FLOAT, 4, &p));
-    m->scales = p;
-    m->G = d[0];
-    QD_CHECK(expect_dims(s, obj, "scales", d, m->G, m->N, 2));
+    q->scales = p;
+    QD_CHECK(int_dim(s, obj, "scales", d[0], &q->G));
+    QD_CHECK(expect_dims(s, obj, "scales", d, q->G, q->N, 2));
     QD_CHECK(read_dataset(s, g, obj, "zeros", H5T_INTEGER, 2, d, &nd, H5T_NATIVE_INT32, 4, &p));
-    m->zeros = p;
-    QD_CHECK(expect_dims(s, obj, "zeros", d, m->G, m->N, 2));
+    q->zeros = p;
+    QD_CHECK(expect_dims(s, obj, "zeros", d, q->G, q->N, 2));
     QD_CHECK(read_dataset(s, g, obj, "g_idx", H5T_INTEGER, 1, d, &nd, H5T_NATIVE_INT32, 4, &p));
-    m->g_idx = p;
-    QD_CHECK(expect_dims(s, obj, "g_idx", d, m->K, 0, 1));
+    q->g_idx = p;
+    QD_CHECK(expect_dims(s, obj, "g_idx", d, q->K, 0, 1));
     int32_t v;
     QD_CHECK(read_attr(s, g, obj, "bits", H5T_INTEGER, H5T_NATIVE_INT32, &v));
-    m->bits = v;
+    q->bits = v;
     QD_CHECK(read_attr(s, g, obj, "group_size", H5T_INTEGER, H5T_NATIVE_INT32, &v));
-    m->group_size = v;
+    q->group_size = v;
     QD_CHECK(read_attr(s, g, obj, "sym", H5T_INTEGER, H5T_NATIVE_INT32, &v));
-    m->sym = v;
-    QD_CHECK(read_attr(s, g, obj, "loss", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->loss));
-    QD_CHECK(read_attr(s, g, obj, "damp", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->damp));
-    QD_CHECK(read_attr(s, g, obj, "time_s", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->time_s));
-    QD_CHECK(read_attr_str(s, g, obj, "fallback", m->fallback, sizeof m->fallback));
+    q->sym = v;
+    QD_CHECK(read_attr(s, g, obj, "loss", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.loss));
+    QD_CHECK(read_attr(s, g, obj, "damp", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.damp));
+    QD_CHECK(read_attr(s, g, obj, "time_s", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.seconds));
+    /* any length that fits: stagings written before the fallback kept its full length hold <= 64 bytes */
+    QD_CHECK(read_attr_str(s, g, obj, "fallback", m->s.fallback, sizeof m->s.fallback));
     return qd__h5s_pop(s, g);
 }
 
@@ -257,7 +266,7 @@ static qd_status read_h5(qd__h5s *s, const char *path, int with_codes, qd_staged
     if (!b->modules) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for %zu modules", path, n);
     for (size_t i = 0; i < n; i++) {
         qd_staged_module *m = &b->modules[b->nmodules++];
-        QD_CHECK(child_name(s, g, "modules", idx, i, m->name));
+        QD_CHECK(child_name(s, g, "modules", idx, i, m->q.name));
         QD_CHECK(read_module(s, g, m, with_codes));
     }
     QD_CHECK(qd__h5s_pop(s, g));

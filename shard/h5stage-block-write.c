@@ -138,20 +138,21 @@ static qd_status ordered_group(qd__h5s *s, hid_t loc, const char *name, hid_t *o
 }
 
 static qd_status write_module(qd__h5s *s, hid_t modules, const qd_staged_module *m) {
+    const qd_qlinear *q = &m->q;
     hid_t g;
-    QD_H5_KEEP(s, H5Gcreate2(modules, m->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), m->name, &g);
-    int64_t nk[2] = {m->N, m->K}, gn[2] = {m->G, m->N}, k[1] = {m->K};
-    QD_CHECK(dataset(s, g, "codes", 2, nk, H5T_STD_U8LE, H5T_NATIVE_UINT8, m->codes));
-    QD_CHECK(dataset(s, g, "scales", 2, gn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, m->scales));
-    QD_CHECK(dataset(s, g, "zeros", 2, gn, H5T_STD_I32LE, H5T_NATIVE_INT32, m->zeros));
-    QD_CHECK(dataset(s, g, "g_idx", 1, k, H5T_STD_I32LE, H5T_NATIVE_INT32, m->g_idx));
-    QD_CHECK(attr_i32(s, g, "bits", m->bits));
-    QD_CHECK(attr_i32(s, g, "group_size", m->group_size));
-    QD_CHECK(attr_i32(s, g, "sym", m->sym));
-    QD_CHECK(attr_f64(s, g, "loss", m->loss));
-    QD_CHECK(attr_f64(s, g, "damp", m->damp));
-    QD_CHECK(attr_f64(s, g, "time_s", m->time_s));
-    QD_CHECK(attr_str(s, g, "fallback", m->fallback));
+    QD_H5_KEEP(s, H5Gcreate2(modules, q->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), q->name, &g);
+    int64_t nk[2] = {q->N, q->K}, gn[2] = {q->G, q->N}, k[1] = {q->K};
+    QD_CHECK(dataset(s, g, "codes", 2, nk, H5T_STD_U8LE, H5T_NATIVE_UINT8, q->codes));
+    QD_CHECK(dataset(s, g, "scales", 2, gn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, q->scales));
+    QD_CHECK(dataset(s, g, "zeros", 2, gn, H5T_STD_I32LE, H5T_NATIVE_INT32, q->zeros));
+    QD_CHECK(dataset(s, g, "g_idx", 1, k, H5T_STD_I32LE, H5T_NATIVE_INT32, q->g_idx));
+    QD_CHECK(attr_i32(s, g, "bits", q->bits));
+    QD_CHECK(attr_i32(s, g, "group_size", q->group_size));
+    QD_CHECK(attr_i32(s, g, "sym", q->sym));
+    QD_CHECK(attr_f64(s, g, "loss", m->s.loss));
+    QD_CHECK(attr_f64(s, g, "damp", m->s.damp));
+    QD_CHECK(attr_f64(s, g, "time_s", m->s.seconds));
+    QD_CHECK(attr_str(s, g, "fallback", m->s.fallback));
     return qd__h5s_pop(s, g);
 }
 

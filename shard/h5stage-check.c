@@ -15,7 +15,8 @@ static qd_status check_name(const char *where, const char *what, const char *nam
     return QD_OK;
 }
 
-qd_status qd__stage_check_module(const char *where, const qd_staged_module *m, int with_codes) {
+qd_status qd__stage_check_module(const char *where, const qd_staged_module *sm, int with_codes) {
+    const qd_qlinear *m = &sm->q;
     qd_status st = check_name(where, "module", m->name);
     if (st != QD_OK) return st;
     const char *n = m->name;
@@ -33,7 +34,7 @@ qd_status qd__stage_check_module(const char *where, const qd_staged_module *m, i
         return qd_fail(QD_ERR_FORMAT, "%s: module '%s': sym %d, expected 0 or 1", where, n, m->sym);
     if ((with_codes && !m->codes) || !m->scales || !m->zeros || !m->g_idx)
         return qd_fail(QD_ERR_INTERNAL, "%s: module '%s': codes/scales/zeros/g_idx missing", where, n);
-    if (strnlen(m->fallback, sizeof m->fallback) == sizeof m->fallback)
+    if (strnlen(sm->s.fallback, sizeof sm->s.fallback) == sizeof sm->s.fallback)
         return qd_fail(QD_ERR_FORMAT, "%s: module '%s': fallback is not NUL-terminated", where, n);
     size_t nk = (size_t)m->N * (size_t)m->K;
     unsigned lim = 1u << m->bits;
@@ -43,7 +44,7 @@ qd_status qd__stage_check_module(const char *where, const qd_staged_module *m, i
         if (m->codes[i] >= lim)
             return qd_fail(QD_ERR_FORMAT, "%s: /modules/%s/codes[%zu,%zu] = %u, expected < 2^%d", where, n,
                            i / (size_t)m->K, i % (size_t)m->K, m->codes[i], m->bits);
-    for (int64_t k = 0; k < m->K; k++)
+    for (int k = 0; k < m->K; k++)
         if (m->g_idx[k] < 0 || m->g_idx[k] >= m->G)
             return qd_fail(QD_ERR_FORMAT, "%s: /modules/%s/g_idx[%lld] = %d, expected 0 <= g_idx < G = %lld", where, n,
                            (long long)k, m->g_idx[k], (long long)m->G);
@@ -75,8 +76,8 @@ qd_status qd__stage_check_block(const char *where, const qd_staged_block *b, int
         qd_status st = qd__stage_check_module(where, &b->modules[i], with_codes);
         if (st != QD_OK) return st;
         for (size_t j = 0; j < i; j++)
-            if (strcmp(b->modules[i].name, b->modules[j].name) == 0)
-                return qd_fail(QD_ERR_FORMAT, "%s: module '%s' appears twice", where, b->modules[i].name);
+            if (strcmp(b->modules[i].q.name, b->modules[j].q.name) == 0)
+                return qd_fail(QD_ERR_FORMAT, "%s: module '%s' appears twice", where, b->modules[i].q.name);
     }
     for (size_t i = 0; i < b->ntensors; i++) {
         qd_status st = qd__stage_check_tensor(where, &b->tensors[i]);

@@ -18,19 +18,19 @@
 #define QD_FP_MAX_HEADER 100000000ull   /* safetensors header limit (formats.md A) */
 #define QD_FP_MAX_JSON (64ull << 20)
 
-qd_status qd_fp_add(qd_fingerprint *fp, const char *key, const char *value) {
+qd_status qd_fingerprint_add(qd_fingerprint *fpr, const char *key, const char *value) {
     if (!key || !*key) return qd_fail(QD_ERR_INTERNAL, "fingerprint: empty key");
     if (!value) return qd_fail(QD_ERR_INTERNAL, "fingerprint: key '%s' has no value", key);
-    if (qd_fp_get(fp, key)) return qd_fail(QD_ERR_INTERNAL, "fingerprint: key '%s' added twice", key);
-    if (fp->n == fp->cap) {
-        size_t cap = fp->cap ? 2 * fp->cap : 16;
-        char **k = realloc(fp->keys, cap * sizeof *k);
+    if (qd_fingerprint_get(fpr, key)) return qd_fail(QD_ERR_INTERNAL, "fingerprint: key '%s' added twice", key);
+    if (fpr->n == fpr->cap) {
+        size_t cap = fpr->cap ? 2 * fpr->cap : 16;
+        char **k = realloc(fpr->keys, cap * sizeof *k);
         if (!k) return qd_fail(QD_ERR_NOMEM, "fingerprint: out of memory");
-        fp->keys = k;
-        char **v = realloc(fp->values, cap * sizeof *v);
+        fpr->keys = k;
+        char **v = realloc(fpr->values, cap * sizeof *v);
         if (!v) return qd_fail(QD_ERR_NOMEM, "fingerprint: out of memory");
-        fp->values = v;
-        fp->cap = cap;
+        fpr->values = v;
+        fpr->cap = cap;
     }
     char *k = strdup(key), *v = strdup(value);
     if (!k || !v) {
@@ -38,33 +38,33 @@ qd_status qd_fp_add(qd_fingerprint *fp, const char *key, const char *value) {
         free(v);
         return qd_fail(QD_ERR_NOMEM, "fingerprint: out of memory");
     }
-    fp->keys[fp->n] = k;
-    fp->values[fp->n] = v;
-    fp->n++;
+    fpr->keys[fpr->n] = k;
+    fpr->values[fpr->n] = v;
+    fpr->n++;
     return QD_OK;
 }
 
-qd_status qd_fp_add_sha256(qd_fingerprint *fp, const char *key, const void *data, size_t len) {
+qd_status qd_fingerprint_add_sha256(qd_fingerprint *fpr, const char *key, const void *data, size_t len) {
     char hex[65];
     qd_sha256_hex(data, len, hex);
-    return qd_fp_add(fp, key, hex);
+    return qd_fingerprint_add(fpr, key, hex);
 }
 
-const char *qd_fp_get(const qd_fingerprint *fp, const char *key) {
-    for (size_t i = 0; i < fp->n; i++)
-        if (strcmp(fp->keys[i], key) == 0) return fp->values[i];
+const char *qd_fingerprint_get(const qd_fingerprint *fpr, const char *key) {
+    for (size_t i = 0; i < fpr->n; i++)
+        if (strcmp(fpr->keys[i], key) == 0) return fpr->values[i];
     return NULL;
 }
 
-void qd_fp_free(qd_fingerprint *fp) {
-    if (!fp) return;
-    for (size_t i = 0; i < fp->n; i++) {
-        free(fp->keys[i]);
-        free(fp->values[i]);
+void qd_fingerprint_free(qd_fingerprint *fpr) {
+    if (!fpr) return;
+    for (size_t i = 0; i < fpr->n; i++) {
+        free(fpr->keys[i]);
+        free(fpr->values[i]);
     }
-    free(fp->keys);
-    free(fp->values);
-    memset(fp, 0, sizeof *fp);
+    free(fpr->keys);
+    free(fpr->values);
+    memset(fpr, 0, sizeof *fpr);
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -136,7 +136,7 @@ static qd_status json_value(const char *path, uint64_t size, char *value, size_t
     return QD_OK;
 }
 
-qd_status qd_fp_add_model(qd_fingerprint *fp, const char *model_dir) {
+qd_status qd_fingerprint_add_model(qd_fingerprint *fpr, const char *model_dir) {
     DIR *d = opendir(model_dir);
     if (!d) return qd_fail(QD_ERR_IO, "%s: cannot open model directory: %s", model_dir, strerror(errno));
     char **names = NULL;
@@ -176,7 +176,7 @@ qd_status qd_fp_add_model(qd_fingerprint *fp, const char *model_dir) {
         else
             QD_CHECK_GOTO(json_value(path, (uint64_t)sb.st_size, value, sizeof value), st, done);
         snprintf(key, sizeof key, "model/%s", names[i]);
-        QD_CHECK_GOTO(qd_fp_add(fp, key, value), st, done);
+        QD_CHECK_GOTO(qd_fingerprint_add(fpr, key, value), st, done);
     }
 done:
     for (size_t i = 0; i < n; i++) free(names[i]);

@@ -61,8 +61,8 @@ static qd_status refuse_field(const char *dir, const char *key, const char *stag
                    dir, key, a, b);
 }
 
-/* Compare DIR/fingerprint.json with fp. */
-static qd_status verify_fingerprint(const char *dir, const qd_fingerprint *fp) {
+/* Compare DIR/fingerprint.json with fpr. */
+static qd_status verify_fingerprint(const char *dir, const qd_fingerprint *fpr) {
     char path[4096];
     QD_CHECK(qd_path_join(path, sizeof path, dir, QD_FP_FILE));
     if (!qd_path_exists(path))
@@ -96,16 +96,16 @@ static qd_status verify_fingerprint(const char *dir, const qd_fingerprint *fp) {
         }
     }
     /* fields in this run's order first, then fields only the staged run had */
-    for (size_t i = 0; i < fp->n; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, fp->keys[i]);
+    for (size_t i = 0; i < fpr->n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, fpr->keys[i]);
         const char *staged = v ? v->valuestring : NULL;
-        if (!staged || strcmp(staged, fp->values[i]) != 0) {
-            st = refuse_field(dir, fp->keys[i], staged, fp->values[i]);
+        if (!staged || strcmp(staged, fpr->values[i]) != 0) {
+            st = refuse_field(dir, fpr->keys[i], staged, fpr->values[i]);
             goto done;
         }
     }
     for (const cJSON *it = obj->child; it; it = it->next)
-        if (!qd_fp_get(fp, it->string)) {
+        if (!qd_fingerprint_get(fpr, it->string)) {
             st = refuse_field(dir, it->string, it->valuestring, NULL);
             goto done;
         }
@@ -114,14 +114,14 @@ done:
     return st;
 }
 
-static qd_status write_fingerprint(const char *dir, const qd_fingerprint *fp) {
+static qd_status write_fingerprint(const char *dir, const qd_fingerprint *fpr) {
     char path[4096];
     QD_CHECK(qd_path_join(path, sizeof path, dir, QD_FP_FILE));
     cJSON *root = cJSON_CreateObject();
     int ok = root && cJSON_AddStringToObject(root, "format", QD_STAGE_FORMAT);
     cJSON *obj = ok ? cJSON_AddObjectToObject(root, "fingerprint") : NULL;
     ok = obj != NULL;
-    for (size_t i = 0; ok && i < fp->n; i++) ok = cJSON_AddStringToObject(obj, fp->keys[i], fp->values[i]) != NULL;
+    for (size_t i = 0; ok && i < fpr->n; i++) ok = cJSON_AddStringToObject(obj, fpr->keys[i], fpr->values[i]) != NULL;
     char *text = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text) return qd_fail(QD_ERR_NOMEM, "%s: out of memory building the fingerprint", path);
@@ -249,7 +249,7 @@ static int stage_dir_is_fresh(const char *dir) {
     return fresh;
 }
 
-qd_status qd_stage_open(const char *dir, const qd_fingerprint *fp, int resume, qd_stage **out) {
+qd_status qd_stage_open(const char *dir, const qd_fingerprint *fpr, int resume, qd_stage **out) {
     *out = NULL;
     if (!dir || !*dir) return qd_fail(QD_ERR_USAGE, "--staging: empty directory name");
     if (qd_path_exists(dir) && !qd_is_dir(dir))
@@ -261,7 +261,7 @@ qd_status qd_stage_open(const char *dir, const qd_fingerprint *fp, int resume, q
     if (stage_dir_is_fresh(dir)) {
         st = qd_mkdir_p(dir);
         if (st == QD_OK && fd < 0) st = lock_staging(dir, 1, &fd);
-        if (st == QD_OK) st = write_fingerprint(dir, fp);
+        if (st == QD_OK) st = write_fingerprint(dir, fpr);
         if (st == QD_OK && resume) qd_info("%s: nothing staged yet: starting from the first block", dir);
     } else if (!resume) {
         st = qd_fail(QD_ERR_USAGE,
@@ -269,7 +269,7 @@ qd_status qd_stage_open(const char *dir, const qd_fingerprint *fp, int resume, q
                      "remove the directory to start over",
                      dir);
     } else {
-        st = verify_fingerprint(dir, fp);
+        st = verify_fingerprint(dir, fpr);
         if (st == QD_OK && fd < 0) st = lock_staging(dir, 1, &fd);
         if (st == QD_OK) st = remove_leftovers(dir);
     }
@@ -280,10 +280,10 @@ qd_status qd_stage_open(const char *dir, const qd_fingerprint *fp, int resume, q
     return stage_new(dir, fd, out);
 }
 
-qd_status qd_stage_attach(const char *dir, const qd_fingerprint *fp, qd_stage **out) {
+qd_status qd_stage_attach(const char *dir, const qd_fingerprint *fpr, qd_stage **out) {
     *out = NULL;
     if (!dir || !*dir) return qd_fail(QD_ERR_USAGE, "--staging: empty directory name");
-    QD_CHECK(verify_fingerprint(dir, fp));
+    QD_CHECK(verify_fingerprint(dir, fpr));
     return stage_new(dir, -1, out);
 }
 

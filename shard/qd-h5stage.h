@@ -15,7 +15,8 @@
  *   /                    attrs: format "qdist-stage-1" (string), block (i64), rank (i32), time_s (f64)
  *   /modules/<name>/     one group per quantized Linear, in the order written (creation order tracked):
  *                        datasets codes u8 [N,K], scales f32 [G,N], zeros i32 [G,N], g_idx i32 [K];
- *                        attrs bits, group_size, sym (i32), loss, damp, time_s (f64), fallback (string)
+ *                        attrs bits, group_size, sym (i32), loss, damp, time_s (f64), fallback (string,
+ *                        its full length < QD_FALLBACK_MAX; older stagings hold at most 63 bytes of it)
  *   /tensors/<name>      f32 dataset of its shape: a non-Linear tensor quantization changed (AWQ norms)
  *   /sources             u8 [len]: text "<tensor> <16 hex>\n" per source tensor of the block (optional)
  * Written in the HDF5 1.10 file format (readers need HDF5 >= 1.10; h5py and h5dump read it): all
@@ -43,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qd-qlinear.h"
 #include "qd-status.h"
 
 #define QD_STAGE_FORMAT "qdist-staging-1"    /* fingerprint.json "format" */
@@ -57,37 +59,28 @@ typedef struct qd_fingerprint {
     char **values;
 } qd_fingerprint;
 
-/* Initialise with `qd_fingerprint fp = {0};`. Keys must be unique and non-empty. */
-qd_status qd_fp_add(qd_fingerprint *fp, const char *key, const char *value);
+/* Initialise with `qd_fingerprint fpr = {0};`. Keys must be unique and non-empty. */
+qd_status qd_fingerprint_add(qd_fingerprint *fpr, const char *key, const char *value);
 /* Adds key = lowercase hex sha256 of len bytes (the calibration ids, a recipe file, ...). */
-qd_status qd_fp_add_sha256(qd_fingerprint *fp, const char *key, const void *data, size_t len);
+qd_status qd_fingerprint_add_sha256(qd_fingerprint *fpr, const char *key, const void *data, size_t len);
 /* Adds one entry per model file, cheap (no tensor data is read), in name order:
  *   "model/<f>.safetensors" = "size=<bytes> header_sha256=<hex of the 8-byte length + JSON header>"
  *   "model/<f>.json" (config.json, the safetensors index, tokenizer.json ...) = "size=<bytes>
  *   sha256=<hex of the file>" ("size=<bytes>" alone above 64 MiB). Other files are not part of it.
  *   Refuses a directory with no .safetensors. */
-qd_status qd_fp_add_model(qd_fingerprint *fp, const char *model_dir);
+qd_status qd_fingerprint_add_model(qd_fingerprint *fpr, const char *model_dir);
 /* The value of key, or NULL. */
-const char *qd_fp_get(const qd_fingerprint *fp, const char *key);
-void qd_fp_free(qd_fingerprint *fp);
+const char *qd_fingerprint_get(const qd_fingerprint *fpr, const char *key);
+void qd_fingerprint_free(qd_fingerprint *fpr);
 
 /* sha256 of len bytes as 64 lowercase hex digits + NUL. */
 void qd_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* ---- what a block stages ---- */
 typedef struct qd_staged_module {
-    char name[QD_STAGE_NAME_MAX]; /* e.g. "self_attn.q_proj"; no '/' */
-    int64_t N, K;                 /* out_features, in_features */
-    int64_t G;                    /* number of groups: rows of scales/zeros */
-    int bits;                     /* 2..8 */
-    int group_size;               /* -1 = one group per row */
-    int sym;                      /* 0/1 */
-    uint8_t *codes;               /* [N*K], row-major [N,K], each < 2^bits */
-    float *scales;                /* [G*N] */
-    int32_t *zeros;               /* [G*N] */
-    int32_t *g_idx;               /* [K], each in [0,G) */
-    double loss, damp, time_s;
-    char fallback[64];            /* "" when none (e.g. "rtn: hessian not positive definite") */
+    qd_qlinear q; /* q.name relative to the block, e.g. "self_attn.q_proj" (no '/'); bits 1..8, codes each
+                   * < 2^bits, g_idx each in [0,G); q.method is not staged ("" when read back) */
+    qd_qstats s;  /* s.seconds is the attribute time_s; s.calib_tokens is not staged (0 when read back) */
 } qd_staged_module;
 
 typedef struct qd_staged_tensor {
@@ -118,13 +111,13 @@ typedef struct qd_stage qd_stage;
 
 /* Rank 0 (or a single process). DIR absent or empty: create it and write fingerprint.json (with or
  * without resume). DIR non-empty without resume: refused (pass --resume or remove DIR). With resume:
- * fingerprint.json must exist and equal fp field by field, else refused with QD_ERR_MISMATCH naming
+ * fingerprint.json must exist and equal fpr field by field, else refused with QD_ERR_MISMATCH naming
  * the first differing field and both values (shortened around the first difference); leftover *.tmp
  * files are removed. */
-qd_status qd_stage_open(const char *dir, const qd_fingerprint *fp, int resume, qd_stage **out);
-/* Other ranks, after rank 0's qd_stage_open (and a barrier): verify DIR/fingerprint.json equals fp
+qd_status qd_stage_open(const char *dir, const qd_fingerprint *fpr, int resume, qd_stage **out);
+/* Other ranks, after rank 0's qd_stage_open (and a barrier): verify DIR/fingerprint.json equals fpr
  * without writing anything. */
-qd_status qd_stage_attach(const char *dir, const qd_fingerprint *fp, qd_stage **out);
+qd_status qd_stage_attach(const char *dir, const qd_fingerprint *fpr, qd_stage **out);
 void qd_stage_close(qd_stage *s); /* releases rank 0's lock */
 /* Removes what qdist writes into a staging DIR (block-*.h5, *.tmp leftovers, fingerprint.json, lock,
  * meta/) and then DIR itself if that left it empty; anything else in DIR stays (warned about). */

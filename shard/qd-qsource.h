@@ -8,10 +8,7 @@
  * reads). A source is {iface, ctx}; every entry below is required.
  * Every entry may be called from several threads at once (the export reads with a pool of workers).
  *
- * A quantized Linear "<prefix>" (W[N][K], N = out_features) is described by qd_qlayer: codes [N][K]
- * in 0..2^bits-1 in the original column order, scales [G][N] (fp32), true zero points [G][N],
- * g_idx [K] (group of each input column). Dequantisation: W[n][k] = (code - zero[g][n]) * scale[g][n]
- * with g = g_idx[k], computed in fp32. group_size is -1 for one group spanning K.
+ * A quantized Linear "<prefix>" is a qd_qlinear (src/core/qd-qlinear.h).
  */
 #ifndef QD_QSOURCE_H
 #define QD_QSOURCE_H
@@ -20,35 +17,8 @@
 #include <stdint.h>
 
 #include "qd-dtype.h"
+#include "qd-qlinear.h"
 #include "qd-status.h"
-
-#define QD_QNAME_MAX 256
-
-typedef struct qd_qlayer {
-    char name[QD_QNAME_MAX]; /* Linear prefix, e.g. "model.layers.0.self_attn.q_proj" */
-    int N, K, G;
-    int bits;
-    int group_size;          /* -1: one group of K */
-    int sym;
-    char method[16];         /* "gptq", "awq", "rtn", ... (informational) */
-    uint8_t *codes;          /* [N][K]; NULL when loaded without codes */
-    float *scales;           /* [G][N] */
-    int32_t *zeros;          /* [G][N] */
-    int32_t *g_idx;          /* [K] */
-} qd_qlayer;
-
-void qd_qlayer_free(qd_qlayer *l); /* frees the arrays, keeps the header */
-/* 1 when g_idx[k] == k / group_size for every k (always for group_size -1 with g_idx all 0) */
-int qd_qlayer_g_idx_sequential(const qd_qlayer *l);
-/* Round scales in place to dt (F16/BF16/F32) - see qd_qrun.scales_rounded */
-void qd_qlayer_round_scales(qd_qlayer *l, qd_dtype dt);
-/* QD_OK when every scale is finite and stays finite once stored as dt;
- * else one error naming `what` (the format or flag that picked dt), the module, the group, the value
- * and the dtype. GPTQ/AWQ readers (vLLM, transformers) hold scales in F16 only, compressed-tensors in
- * the model dtype, so no wider dtype can be chosen silently: the run is refused instead. */
-qd_status qd_qlayer_check_scales(const qd_qlayer *l, qd_dtype dt, const char *what);
-/* W[N][K] fp32 from codes/scales/zeros/g_idx (l loaded with codes) */
-void qd_qlayer_dequant(const qd_qlayer *l, float *w);
 
 /* Run-wide settings (informational in the exported configs). */
 typedef struct qd_qrun {
@@ -76,7 +46,7 @@ typedef struct qd_qsource_i {
     /* number of quantized Linear layers; their order is the source's storage order */
     size_t (*n_layers)(void *ctx);
     /* layer i: header always; scales/zeros/g_idx always; codes only when with_codes */
-    qd_status (*load_layer)(void *ctx, size_t i, int with_codes, qd_qlayer *out);
+    qd_status (*load_layer)(void *ctx, size_t i, int with_codes, qd_qlinear *out);
     /* index of the layer named prefix, or -1 */
     long (*find_layer)(void *ctx, const char *prefix);
     /* tensors that are not quantization data (embeddings, norms, biases, unquantized Linears) */
@@ -98,9 +68,9 @@ typedef struct qd_qsource {
 } qd_qsource;
 
 /* Next layer in storage order: *i is the cursor (start at 0); *done = 1 after the last. */
-qd_status qd_qsource_next(const qd_qsource *s, size_t *i, int with_codes, qd_qlayer *out, int *done);
+qd_status qd_qsource_next(const qd_qsource *s, size_t *i, int with_codes, qd_qlinear *out, int *done);
 /* The layer named prefix; *found = 0 (and QD_OK) when it is not quantized. */
-qd_status qd_qsource_get(const qd_qsource *s, const char *prefix, int with_codes, qd_qlayer *out, int *found);
+qd_status qd_qsource_get(const qd_qsource *s, const char *prefix, int with_codes, qd_qlinear *out, int *found);
 void qd_qsource_close(qd_qsource *s);
 
 /* The qd_plain_info of a checkpoint tensor (qd-safetensors.h), for sources whose plain tensors are

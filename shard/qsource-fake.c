@@ -78,7 +78,7 @@ static qd_status read_typed(fake_src *f, const qd_st_tensor *t, qd_dtype want, s
 }
 
 /* fill bits / group size / sym that the report left out, from the data itself */
-static void infer_scheme(const fake_layer *fl, qd_qlayer *l, int with_codes) {
+static void infer_scheme(const fake_layer *fl, qd_qlinear *l, int with_codes) {
     if (l->group_size == 0) {
         int *count = calloc((size_t)l->G, sizeof *count), gs = 0;
         if (count) {
@@ -104,7 +104,7 @@ static void infer_scheme(const fake_layer *fl, qd_qlayer *l, int with_codes) {
     }
 }
 
-static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *l) {
+static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlinear *l) {
     fake_src *f = ctx;
     const fake_layer *fl = &f->layers[i];
     memset(l, 0, sizeof *l);
@@ -130,14 +130,14 @@ static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *l)
     if (st == QD_OK) st = read_typed(f, fl->g_idx, QD_DT_I32, (size_t)l->K, (void **)&l->g_idx);
     if (st == QD_OK && with_codes) st = read_typed(f, fl->codes, QD_DT_U8, (size_t)l->N * l->K, (void **)&l->codes);
     if (st != QD_OK) {
-        qd_qlayer_free(l);
+        qd_qlinear_free(l);
         return st;
     }
     for (int k = 0; k < l->K; k++)
         if (l->g_idx[k] < 0 || l->g_idx[k] >= l->G) {
             st = qd_fail(QD_ERR_FORMAT, "%s: layer '%s': g_idx[%d] = %d outside 0..%d", f->dir, fl->name, k,
                          l->g_idx[k], l->G - 1);
-            qd_qlayer_free(l);
+            qd_qlinear_free(l);
             return st;
         }
     infer_scheme(fl, l, with_codes);

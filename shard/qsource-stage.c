@@ -14,7 +14,7 @@
 struct layer_ref {
     int block;
     int module; /* index inside the staged block */
-    qd_qlayer head; /* header fields only */
+    qd_qlinear head; /* header fields only (arrays NULL) */
 };
 
 struct plain_ref {
@@ -80,28 +80,15 @@ static qd_status get_block(struct stage_src *s, int b, int with_codes, qd_staged
 
 static size_t st_n_layers(void *ctx) { return ((struct stage_src *)ctx)->nlayers; }
 
-static qd_status copy_layer(struct stage_src *s, const struct layer_ref *r, int with_codes, qd_qlayer *out) {
+/* out (r->head) gets its own copy of the staged arrays: the cached block outlives this call only
+ * while the lock is held */
+static qd_status copy_layer(struct stage_src *s, const struct layer_ref *r, int with_codes, qd_qlinear *out) {
     qd_staged_block *blk;
     QD_CHECK(get_block(s, r->block, with_codes, &blk));
-    const qd_staged_module *m = &blk->modules[r->module];
-    size_t gn = (size_t)m->G * (size_t)m->N, nk = (size_t)m->N * (size_t)m->K;
-    out->codes = NULL;
-    out->scales = malloc(gn * sizeof(float));
-    out->zeros = malloc(gn * sizeof(int32_t));
-    out->g_idx = malloc((size_t)m->K * sizeof(int32_t));
-    if (with_codes) out->codes = malloc(nk);
-    if (!out->scales || !out->zeros || !out->g_idx || (with_codes && !out->codes)) {
-        qd_qlayer_free(out);
-        return qd_fail(QD_ERR_NOMEM, "%s: out of memory loading staged layer", out->name);
-    }
-    memcpy(out->scales, m->scales, gn * sizeof(float));
-    memcpy(out->zeros, m->zeros, gn * sizeof(int32_t));
-    memcpy(out->g_idx, m->g_idx, (size_t)m->K * sizeof(int32_t));
-    if (with_codes) memcpy(out->codes, m->codes, nk);
-    return QD_OK;
+    return qd_qlinear_copy_arrays(out, &blk->modules[r->module].q, with_codes);
 }
 
-static qd_status st_load_layer(void *ctx, size_t i, int with_codes, qd_qlayer *out) {
+static qd_status st_load_layer(void *ctx, size_t i, int with_codes, qd_qlinear *out) {
     struct stage_src *s = ctx;
     const struct layer_ref *r = &s->layers[i];
     *out = r->head; /* header fields only: its arrays are NULL */
@@ -212,15 +199,10 @@ static qd_status index_layers(struct stage_src *s) {
             memset(r, 0, sizeof *r);
             r->block = b;
             r->module = (int)m;
-            int w = snprintf(r->head.name, sizeof r->head.name, "model.layers.%d.%.200s", b, sm->name);
+            r->head = qd_qlinear_header(&sm->q); /* the staged name is relative to the block */
+            int w = snprintf(r->head.name, sizeof r->head.name, "model.layers.%d.%.200s", b, sm->q.name);
             if (w < 0 || (size_t)w >= sizeof r->head.name)
                 return qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: module name too long", s->dir, b);
-            r->head.N = (int)sm->N;
-            r->head.K = (int)sm->K;
-            r->head.G = (int)sm->G;
-            r->head.bits = sm->bits;
-            r->head.group_size = sm->group_size;
-            r->head.sym = sm->sym;
             snprintf(r->head.method, sizeof r->head.method, "%s", s->run.method);
         }
     }

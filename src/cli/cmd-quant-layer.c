@@ -43,12 +43,12 @@ static qd_status write_result(const char *path, const qd_qresult *r, const float
     if (pl < 12 || strcmp(prefix + pl - 12, ".safetensors") != 0)
         return qd_fail(QD_ERR_USAGE, "quant-layer: --output %s must end in .safetensors", path);
     prefix[pl - 12] = 0;
-    const qd_qlayer *l = &r->q;
+    const qd_qlinear *l = &r->q;
     size_t N = (size_t)l->N, K = (size_t)l->K, G = (size_t)l->G;
     int32_t *codes = malloc(N * K * sizeof *codes);
     if (!codes) return qd_fail(QD_ERR_NOMEM, "quant-layer: out of memory");
     for (size_t i = 0; i < N * K; i++) codes[i] = l->codes[i];
-    float loss = (float)r->loss, damp = (float)r->damp;
+    float loss = (float)r->s.loss, damp = (float)r->s.damp;
     qd_stw *w;
     qd_status st = qd_stw_open(dir, prefix, UINT64_MAX / 2, &w);
     if (st != QD_OK) {
@@ -148,7 +148,7 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
         st = qd_fail(QD_ERR_NOMEM, "quant-layer: out of memory");
         goto done;
     }
-    qd_qlayer_dequant(&r.q, deq);
+    qd_qlinear_dequant(&r.q, deq);
     QD_CHECK_GOTO(write_result(output, &r, deq), st, done);
 done:
     qd_qresult_free(&r);

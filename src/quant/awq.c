@@ -272,10 +272,10 @@ qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t out
         if (specs[l].skip) continue;
         if (l != QD_LIN_Q && l != QD_LIN_K) QD_CHECK_GOTO(clip(c, w, (qd_lin)l, &specs[l]), st, done);
         QD_CHECK_GOTO(qd_rtn_layer(be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]), st, done);
-        results[l].calib_tokens = rows;
+        results[l].s.calib_tokens = rows;
         QD_CHECK_GOTO(qd__install(c, w, (qd_lin)l, &results[l]), st, done);
-        qd_info("%s: awq w%d g%d loss %.6g %.2fs", names[l], specs[l].bits, specs[l].group_size, results[l].loss,
-                results[l].seconds);
+        qd_info("%s: awq w%d g%d loss %.6g %.2fs", names[l], specs[l].bits, specs[l].group_size, results[l].s.loss,
+                results[l].s.seconds);
     }
 done:
     for (int i = 0; i < 4; i++) free(best[i]);

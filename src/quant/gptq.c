@@ -243,11 +243,11 @@ qd_status qd_gptq_apply(qd_backend_t be, const char *name, const qd_qspec *s, qd
         g_idx[k] = !grouped ? 0 : (act && !stat ? f->hinvperm[k] / (int32_t)gs : (int32_t)(k / gs));
     qd_phase_set(be, QD_PH_INSTALL);
     QD_CHECK_GOTO(qd_qresult_fetch(be, s, name, codes, scales, zeros, g_idx, N, K, G, out), st, done);
-    out->loss = loss;
-    out->damp = f->damp;
-    snprintf(out->fallback, sizeof out->fallback, "%s", f->fallback);
+    out->s.loss = loss;
+    out->s.damp = f->damp;
+    snprintf(out->s.fallback, sizeof out->s.fallback, "%s", f->fallback);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    out->seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    out->s.seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
 done:
     qd_buf_free(scales), qd_buf_free(zeros), qd_buf_free(Wp), qd_buf_free(codes_p), qd_buf_free(codes_o);
     free(g_idx);
@@ -268,7 +268,7 @@ qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd
     qd_gptq_fac_free(&f);
     if (st == QD_OK) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        out->seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        out->s.seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     }
     return st;
 }

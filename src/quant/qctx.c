@@ -67,14 +67,14 @@ qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t
 }
 
 /* QD_CHECK_INSTALL=1 (a check for GPU runs, slow): the device-installed weight must equal the host's
- * qd_qlayer_dequant_rounded bit for bit. */
+ * qd_qlinear_dequant_rounded bit for bit. */
 static qd_status check_install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
     size_t n = (size_t)r->q.N * (size_t)r->q.K, bad = 0;
     float *host = malloc(n * sizeof *host), *dev = malloc(n * sizeof *dev);
     qd_status st = host && dev ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory checking the install", r->q.name);
     if (st == QD_OK) st = qd_be_download(c->be, &(struct qd_download_args){.src = QD_REF(w->w[l], 0), .dst = dev, .n = n});
     if (st == QD_OK) {
-        qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, host);
+        qd_qlinear_dequant_rounded(&r->q, c->o.scale_dtype, host);
         for (size_t i = 0; i < n; i++) bad += memcmp(&host[i], &dev[i], sizeof *host) != 0;
         if (bad) st = qd_fail(QD_ERR_INTERNAL, "%s: device install differs from the host dequantization in %zu of %zu weights",
                               r->q.name, bad, n);
@@ -86,10 +86,10 @@ static qd_status check_install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qre
 
 /* On a backend with the u8_codes op: upload the byte codes (a quarter of the fp32 weight), the rounded
  * scales, zeros and g_idx, and dequantize on the device - the same single multiply as
- * qd_qlayer_dequant_rounded, so the weight is bit-identical to the host path's. */
+ * qd_qlinear_dequant_rounded, so the weight is bit-identical to the host path's. */
 static qd_status install_device(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
     qd_backend_t be = c->be;
-    const qd_qlayer *q = &r->q;
+    const qd_qlinear *q = &r->q;
     size_t N = (size_t)q->N, K = (size_t)q->K, G = (size_t)q->G, n = N * K, words = (n + 3) / 4;
     float *sc = malloc(G * N * sizeof *sc);
     uint8_t *pad = n % 4 ? calloc(words, 4) : NULL; /* the upload reads whole words */
@@ -132,7 +132,7 @@ qd_status qd__install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) 
     } else { /* host backends: dequantize here, upload fp32 (the reference path) */
         float *deq = malloc(n * sizeof *deq);
         if (!deq) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the dequantized weight", r->q.name);
-        qd_qlayer_dequant_rounded(&r->q, c->o.scale_dtype, deq);
+        qd_qlinear_dequant_rounded(&r->q, c->o.scale_dtype, deq);
         st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(w->w[l], 0), .src = deq,
                                                           .src_dtype = QD_DT_F32, .n = n});
         free(deq);

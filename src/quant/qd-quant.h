@@ -58,7 +58,7 @@ typedef struct qd_gptq_fac {
     int act_order;
     double damp_first;       /* the spec's damp it was made for */
     double damp;             /* the damp that factorized, -1 for the RTN fallback */
-    char fallback[160];      /* as qd_qresult.fallback */
+    char fallback[QD_FALLBACK_MAX]; /* as qd_qstats.fallback */
     qd_buf_t keep;           /* fp32 [K] column keep-mask (0 = dead), when ndead */
     qd_buf_t perm, invperm;  /* int32 [K], act-order only */
     int32_t *hinvperm;       /* host copy of invperm (g_idx) */

@@ -90,14 +90,14 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
         }
         st = qd_gptq_apply(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l]);
         if (st != QD_OK) break;
-        results[l].seconds += fac_s;
+        results[l].s.seconds += fac_s;
         fac_s = 0;
-        results[l].calib_tokens = c->o.nseq * c->o.seq_len;
+        results[l].s.calib_tokens = c->o.nseq * c->o.seq_len;
         st = qd__install(c, w, (qd_lin)l, &results[l]);
         if (st != QD_OK) break;
         qd_info("%s: gptq w%d g%d loss %.6g damp %.4g %.2fs%s%s", names[l], specs[l].bits, specs[l].group_size,
-                results[l].loss, results[l].damp, results[l].seconds, results[l].fallback[0] ? " - " : "",
-                results[l].fallback);
+                results[l].s.loss, results[l].s.damp, results[l].s.seconds, results[l].s.fallback[0] ? " - " : "",
+                results[l].s.fallback);
     }
     qd_gptq_fac_free(&f);
     return st;

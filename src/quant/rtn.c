@@ -40,11 +40,11 @@ qd_status qd_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_
     QD_CHECK_GOTO(qd_qresult_fetch(be, s, name, codes, scales, zeros, g_idx, N, K, G, out), st, done);
     QD_CHECK_GOTO(qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(W, 0), .src = QD_REF(Q, 0), .rows = 1,
                                                         .cols = N * K, .ldd = N * K, .lds = N * K}), st, done);
-    out->loss = sq / 2;
-    out->damp = -1;
-    out->fallback[0] = 0;
+    out->s.loss = sq / 2;
+    out->s.damp = -1;
+    out->s.fallback[0] = 0;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    out->seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    out->s.seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
 done:
     free(g_idx);
     qd_buf_free(Q), qd_buf_free(codes), qd_buf_free(scales), qd_buf_free(zeros);

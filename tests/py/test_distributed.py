@@ -191,3 +191,24 @@ def test_rtn_without_calibration(tmp_path):
         assert r.returncode == 0, r.stderr
         outs.append(checkpoint_bytes(out))
     assert outs[0] == outs[1]
+
+
+def test_resumed_block_fallback_reaches_report_whole(tmp_path):
+    """A fallback text longer than 63 bytes is staged and reported whole: here a resumed block's,
+    which the report reads back from the staging (older qdist cut it to 63 bytes there)."""
+    h5py = pytest.importorskip("h5py")
+    np_ = pytest.importorskip("numpy")
+    out = tmp_path / "fb"
+    r = quantize(out, 1, ["--method", "rtn", "--format", "gptq"], env={"QD_INJECT_FAIL": "0:2"})
+    assert r.returncode == 1 and "injected" in r.stderr, r.stderr
+    block0 = tmp_path / "fb.qdist-staging" / "block-00000.h5"
+    text = "Cholesky failed for damp 0.0123..1.234 (10 attempts): RTN (Hinv = I); " + "x" * 70 + " end"
+    assert 63 < len(text) < 160
+    with h5py.File(block0, "r+") as f:
+        name = next(iter(f["modules"]))
+        f["modules"][name].attrs["fallback"] = np_.bytes_(text)  # a fixed-length string, as qdist writes
+    r = quantize(out, 1, ["--method", "rtn", "--format", "gptq", "--resume"])
+    assert r.returncode == 0, r.stderr
+    mods = json.loads((out / "qdist_report.json").read_text())["modules"]
+    assert mods[f"model.layers.0.{name}"]["fallback"] == text
+    assert all(m["fallback"] is None for k, m in mods.items() if k != f"model.layers.0.{name}")

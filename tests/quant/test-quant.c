@@ -68,7 +68,7 @@ static void test_identity_is_rtn(void) {
     QD_EXPECT(memcmp(g.q.scales, r.q.scales, 4 * 4 * N) == 0);
     QD_EXPECT(memcmp(g.q.g_idx, r.q.g_idx, 4 * K) == 0);
     /* d^2 = 1/2: GPTQ's loss is twice RTN's sum (w-q)^2/2 */
-    QD_EXPECT_NEAR(g.loss, 2 * r.loss, 1e-5 * r.loss);
+    QD_EXPECT_NEAR(g.s.loss, 2 * r.s.loss, 1e-5 * r.s.loss);
     qd_qresult_free(&g), qd_qresult_free(&r);
     qd_buf_free(bW), qd_buf_free(bH), qd_buf_free(bR);
     free(W), free(I2);
@@ -111,12 +111,12 @@ static void test_beats_rtn(void) {
         QD_EXPECT(eg < 0.9 * er);
         /* the device weight is the fp32-scale dequantisation of the codes, in the original order */
         float *D = malloc(N * K * 4);
-        qd_qlayer_dequant(&g.q, D);
+        qd_qlinear_dequant(&g.q, D);
         int same = 1;
         for (size_t i = 0; i < N * K; i++) same &= D[i] == Q[i];
         QD_EXPECT(same);
-        if (cases[c].act && !cases[c].stat && cases[c].gs > 0) QD_EXPECT(!qd_qlayer_g_idx_sequential(&g.q));
-        if (cases[c].stat) QD_EXPECT(qd_qlayer_g_idx_sequential(&g.q));
+        if (cases[c].act && !cases[c].stat && cases[c].gs > 0) QD_EXPECT(!qd_qlinear_g_idx_sequential(&g.q));
+        if (cases[c].stat) QD_EXPECT(qd_qlinear_g_idx_sequential(&g.q));
         free(D);
         qd_qresult_free(&g), qd_qresult_free(&r);
         qd_buf_free(bW), qd_buf_free(bR), qd_buf_free(bH);
@@ -135,7 +135,7 @@ static void test_dead_and_fallback(void) {
     QD_EXPECT_EQ_INT(qd_gptq_layer(be, "t.dead", &s, bW, N, K, bH, &g), QD_OK);
     down(bW, Q, N * K);
     for (size_t n = 0; n < N; n++) QD_EXPECT(Q[n * K + 5] == 0.0f);
-    QD_EXPECT(g.fallback[0] == 0 && g.damp == 0.01);
+    QD_EXPECT(g.s.fallback[0] == 0 && g.s.damp == 0.01);
     qd_qresult_free(&g);
     /* indefinite beyond any damping: pairs [[1, 10], [10, 1]] on the diagonal */
     float *Hb = calloc(K * K, 4);
@@ -147,8 +147,8 @@ static void test_dead_and_fallback(void) {
     qd_qresult r = {0};
     qd_clear_error();
     QD_EXPECT_EQ_INT(qd_gptq_layer(be, "t.indefinite", &s, bW2, N, K, bH2, &g), QD_OK);
-    QD_EXPECT_STR_CONTAINS(g.fallback, "RTN");
-    QD_EXPECT(g.damp < 0);
+    QD_EXPECT_STR_CONTAINS(g.s.fallback, "RTN");
+    QD_EXPECT(g.s.damp < 0);
     QD_EXPECT_EQ_INT(qd_rtn_layer(be, "t.indefinite", &s, bR, N, K, &r), QD_OK);
     QD_EXPECT(memcmp(g.q.codes, r.q.codes, N * K) == 0);
     qd_qresult_free(&g), qd_qresult_free(&r);
@@ -266,7 +266,7 @@ static void test_model(void) {
         /* weight == (code - zero) * f16(scale) */
         char prefix[256], name[300];
         snprintf(prefix, sizeof prefix, "%.*s", (int)(L - 9), t->name);
-        qd_qlayer l = {0};
+        qd_qlinear l = {0};
         l.N = (int)t->shape[0], l.K = (int)t->shape[1], l.G = 1;
         l.codes = (uint8_t *)qd_ckpt_data(a, t);
         snprintf(name, sizeof name, "%s.qd_scales", prefix);
@@ -285,7 +285,7 @@ static void test_model(void) {
         int32_t *z = malloc(tz->nbytes), *g = malloc(tg->nbytes);
         qd_ckpt_read_raw(a, ts, sc), qd_ckpt_read_raw(a, tz, z), qd_ckpt_read_raw(a, tg, g), qd_ckpt_read_raw(a, tw, w);
         l.scales = sc, l.zeros = z, l.g_idx = g;
-        qd_qlayer_dequant_rounded(&l, QD_DT_F16, d);
+        qd_qlinear_dequant_rounded(&l, QD_DT_F16, d);
         bad += memcmp(w, d, tw->nbytes) != 0;
         free(sc), free(w), free(d), free(z), free(g);
     }

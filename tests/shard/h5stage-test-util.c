@@ -33,34 +33,34 @@ uint32_t rnd(void) {
 /* a random module N x K with groups of gs columns (act-order g_idx when shuffle) */
 void make_module(qd_staged_module *m, const char *name, int64_t N, int64_t K, int gs, int bits, int shuffle) {
     memset(m, 0, sizeof *m);
-    snprintf(m->name, sizeof m->name, "%s", name);
-    m->N = N;
-    m->K = K;
-    m->G = (K + gs - 1) / gs;
-    m->bits = bits;
-    m->group_size = gs;
-    m->sym = (int)(rnd() & 1);
-    m->codes = malloc((size_t)(N * K));
-    m->scales = malloc(sizeof(float) * (size_t)(m->G * N));
-    m->zeros = malloc(sizeof(int32_t) * (size_t)(m->G * N));
-    m->g_idx = malloc(sizeof(int32_t) * (size_t)K);
-    for (int64_t i = 0; i < N * K; i++) m->codes[i] = (uint8_t)(rnd() % (1u << bits));
-    for (int64_t i = 0; i < m->G * N; i++) {
-        m->scales[i] = (float)(rnd() % 100000) * 1e-6f + 1e-4f;
-        m->zeros[i] = (int32_t)(rnd() % (1u << bits));
+    snprintf(m->q.name, sizeof m->q.name, "%s", name);
+    m->q.N = N;
+    m->q.K = K;
+    m->q.G = (K + gs - 1) / gs;
+    m->q.bits = bits;
+    m->q.group_size = gs;
+    m->q.sym = (int)(rnd() & 1);
+    m->q.codes = malloc((size_t)(N * K));
+    m->q.scales = malloc(sizeof(float) * (size_t)(m->q.G * N));
+    m->q.zeros = malloc(sizeof(int32_t) * (size_t)(m->q.G * N));
+    m->q.g_idx = malloc(sizeof(int32_t) * (size_t)K);
+    for (int64_t i = 0; i < N * K; i++) m->q.codes[i] = (uint8_t)(rnd() % (1u << bits));
+    for (int64_t i = 0; i < m->q.G * N; i++) {
+        m->q.scales[i] = (float)(rnd() % 100000) * 1e-6f + 1e-4f;
+        m->q.zeros[i] = (int32_t)(rnd() % (1u << bits));
     }
-    for (int64_t k = 0; k < K; k++) m->g_idx[k] = (int32_t)(k / gs);
+    for (int64_t k = 0; k < K; k++) m->q.g_idx[k] = (int32_t)(k / gs);
     if (shuffle)
         for (int64_t k = K - 1; k > 0; k--) {
             int64_t j = rnd() % (uint32_t)(k + 1);
-            int32_t t = m->g_idx[k];
-            m->g_idx[k] = m->g_idx[j];
-            m->g_idx[j] = t;
+            int32_t t = m->q.g_idx[k];
+            m->q.g_idx[k] = m->q.g_idx[j];
+            m->q.g_idx[j] = t;
         }
-    m->loss = (double)rnd() / 1e6;
-    m->damp = 0.01;
-    m->time_s = 0.25;
-    if (shuffle) snprintf(m->fallback, sizeof m->fallback, "rtn: hessian not positive definite");
+    m->s.loss = (double)rnd() / 1e6;
+    m->s.damp = 0.01;
+    m->s.seconds = 0.25;
+    if (shuffle) snprintf(m->s.fallback, sizeof m->s.fallback, "rtn: hessian not positive definite");
 }
 
 /* a block of 3 modules and 2 tensors; caller frees with free_block */
@@ -87,12 +87,7 @@ qd_staged_block make_block(int64_t index) {
 }
 
 void free_block(qd_staged_block *b) {
-    for (size_t i = 0; i < b->nmodules; i++) {
-        free(b->modules[i].codes);
-        free(b->modules[i].scales);
-        free(b->modules[i].zeros);
-        free(b->modules[i].g_idx);
-    }
+    for (size_t i = 0; i < b->nmodules; i++) qd_qlinear_free(&b->modules[i].q);
     for (size_t i = 0; i < b->ntensors; i++) free(b->tensors[i].data);
     free(b->modules);
     free(b->tensors);
@@ -105,13 +100,13 @@ int same_block(const qd_staged_block *a, const qd_staged_block *c) {
         return 0;
     for (size_t i = 0; i < a->nmodules; i++) {
         const qd_staged_module *x = &a->modules[i], *y = &c->modules[i];
-        if (strcmp(x->name, y->name) || x->N != y->N || x->K != y->K || x->G != y->G || x->bits != y->bits ||
-            x->group_size != y->group_size || x->sym != y->sym || x->loss != y->loss || x->damp != y->damp ||
-            x->time_s != y->time_s || strcmp(x->fallback, y->fallback) ||
-            memcmp(x->codes, y->codes, (size_t)(x->N * x->K)) ||
-            memcmp(x->scales, y->scales, sizeof(float) * (size_t)(x->G * x->N)) ||
-            memcmp(x->zeros, y->zeros, sizeof(int32_t) * (size_t)(x->G * x->N)) ||
-            memcmp(x->g_idx, y->g_idx, sizeof(int32_t) * (size_t)x->K))
+        if (strcmp(x->q.name, y->q.name) || x->q.N != y->q.N || x->q.K != y->q.K || x->q.G != y->q.G || x->q.bits != y->q.bits ||
+            x->q.group_size != y->q.group_size || x->q.sym != y->q.sym || x->s.loss != y->s.loss || x->s.damp != y->s.damp ||
+            x->s.seconds != y->s.seconds || strcmp(x->s.fallback, y->s.fallback) ||
+            memcmp(x->q.codes, y->q.codes, (size_t)(x->q.N * x->q.K)) ||
+            memcmp(x->q.scales, y->q.scales, sizeof(float) * (size_t)(x->q.G * x->q.N)) ||
+            memcmp(x->q.zeros, y->q.zeros, sizeof(int32_t) * (size_t)(x->q.G * x->q.N)) ||
+            memcmp(x->q.g_idx, y->q.g_idx, sizeof(int32_t) * (size_t)x->q.K))
             return 0;
     }
     for (size_t i = 0; i < a->ntensors; i++) {
@@ -127,9 +122,9 @@ int same_block(const qd_staged_block *a, const qd_staged_block *c) {
     return 1;
 }
 
-void make_fp(qd_fingerprint *fp, const char *recipe) {
-    memset(fp, 0, sizeof *fp);
-    qd_fp_add(fp, "qdist_version", "0.1.0");
-    qd_fp_add(fp, "recipe", recipe);
-    qd_fp_add_sha256(fp, "calibration_ids_sha256", "\x01\x02\x03", 3);
+void make_fingerprint(qd_fingerprint *fpr, const char *recipe) {
+    memset(fpr, 0, sizeof *fpr);
+    qd_fingerprint_add(fpr, "qdist_version", "0.1.0");
+    qd_fingerprint_add(fpr, "recipe", recipe);
+    qd_fingerprint_add_sha256(fpr, "calibration_ids_sha256", "\x01\x02\x03", 3);
 }

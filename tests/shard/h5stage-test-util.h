@@ -21,6 +21,6 @@ void make_module(qd_staged_module *m, const char *name, int64_t N, int64_t K, in
 qd_staged_block make_block(int64_t index); /* 3 modules and 2 tensors; free with free_block */
 void free_block(qd_staged_block *b);
 int same_block(const qd_staged_block *a, const qd_staged_block *c); /* 1: same names, shapes, bytes */
-void make_fp(qd_fingerprint *fp, const char *recipe); /* version, recipe and a calibration hash */
+void make_fingerprint(qd_fingerprint *fpr, const char *recipe); /* version, recipe, calibration hash */
 
 #endif

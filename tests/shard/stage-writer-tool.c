@@ -19,27 +19,27 @@ static uint32_t next(uint64_t *s) {
 
 static qd_status fill_module(qd_staged_module *m, const char *name, int64_t N, int64_t K, int gs, int bits,
                              uint64_t *rng) {
-    snprintf(m->name, sizeof m->name, "%s", name);
-    m->N = N;
-    m->K = K;
-    m->G = (K + gs - 1) / gs;
-    m->bits = bits;
-    m->group_size = gs;
-    m->sym = bits == 4;
-    QD_ALLOC(m->codes, N * K);
-    QD_ALLOC(m->scales, m->G * N);
-    QD_ALLOC(m->zeros, m->G * N);
-    QD_ALLOC(m->g_idx, K);
-    for (int64_t i = 0; i < N * K; i++) m->codes[i] = (uint8_t)(next(rng) % (1u << bits));
-    for (int64_t i = 0; i < m->G * N; i++) {
-        m->scales[i] = (float)(next(rng) % 1000003) / 7919.0f;
-        m->zeros[i] = (int32_t)(next(rng) % (1u << bits));
+    snprintf(m->q.name, sizeof m->q.name, "%s", name);
+    m->q.N = N;
+    m->q.K = K;
+    m->q.G = (K + gs - 1) / gs;
+    m->q.bits = bits;
+    m->q.group_size = gs;
+    m->q.sym = bits == 4;
+    QD_ALLOC(m->q.codes, N * K);
+    QD_ALLOC(m->q.scales, m->q.G * N);
+    QD_ALLOC(m->q.zeros, m->q.G * N);
+    QD_ALLOC(m->q.g_idx, K);
+    for (int64_t i = 0; i < N * K; i++) m->q.codes[i] = (uint8_t)(next(rng) % (1u << bits));
+    for (int64_t i = 0; i < m->q.G * N; i++) {
+        m->q.scales[i] = (float)(next(rng) % 1000003) / 7919.0f;
+        m->q.zeros[i] = (int32_t)(next(rng) % (1u << bits));
     }
-    for (int64_t k = 0; k < K; k++) m->g_idx[k] = (int32_t)((K - 1 - k) / gs); /* not the identity order */
-    m->loss = 1.0 / 3.0;
-    m->damp = 0.01;
-    m->time_s = 2.5;
-    snprintf(m->fallback, sizeof m->fallback, "%s", bits == 8 ? "rtn: hessian not positive definite" : "");
+    for (int64_t k = 0; k < K; k++) m->q.g_idx[k] = (int32_t)((K - 1 - k) / gs); /* not the identity order */
+    m->s.loss = 1.0 / 3.0;
+    m->s.damp = 0.01;
+    m->s.seconds = 2.5;
+    snprintf(m->s.fallback, sizeof m->s.fallback, "%s", bits == 8 ? "rtn: hessian not positive definite" : "");
     return QD_OK;
 }
 
@@ -77,9 +77,9 @@ int main(int argc, char **argv) {
     qd_staged_block b = {.block = index, .rank = 0, .time_s = 7.25, .nmodules = 2, .modules = mods, .ntensors = 1,
                          .tensors = &ten};
 
-    qd_fingerprint fp = {0};
+    qd_fingerprint fpr = {0};
     qd_stage *s = NULL;
-    if (qd_fp_add(&fp, "qdist_version", QD_VERSION) != QD_OK || qd_stage_open(argv[1], &fp, 0, &s) != QD_OK ||
+    if (qd_fingerprint_add(&fpr, "qdist_version", QD_VERSION) != QD_OK || qd_stage_open(argv[1], &fpr, 0, &s) != QD_OK ||
         qd_stage_write_block(s, &b) != QD_OK)
         return 1;
 
@@ -90,21 +90,21 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++) {
         const qd_staged_module *m = &mods[i];
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", m->name);
-        cJSON_AddNumberToObject(o, "N", (double)m->N);
-        cJSON_AddNumberToObject(o, "K", (double)m->K);
-        cJSON_AddNumberToObject(o, "G", (double)m->G);
-        cJSON_AddNumberToObject(o, "bits", m->bits);
-        cJSON_AddNumberToObject(o, "group_size", m->group_size);
-        cJSON_AddNumberToObject(o, "sym", m->sym);
-        cJSON_AddNumberToObject(o, "loss", m->loss);
-        cJSON_AddNumberToObject(o, "damp", m->damp);
-        cJSON_AddNumberToObject(o, "time_s", m->time_s);
-        cJSON_AddStringToObject(o, "fallback", m->fallback);
-        cJSON_AddItemToObject(o, "codes", ints(m->codes, m->N * m->K, 1));
-        cJSON_AddItemToObject(o, "scales", floats(m->scales, m->G * m->N));
-        cJSON_AddItemToObject(o, "zeros", ints(m->zeros, m->G * m->N, 0));
-        cJSON_AddItemToObject(o, "g_idx", ints(m->g_idx, m->K, 0));
+        cJSON_AddStringToObject(o, "name", m->q.name);
+        cJSON_AddNumberToObject(o, "N", (double)m->q.N);
+        cJSON_AddNumberToObject(o, "K", (double)m->q.K);
+        cJSON_AddNumberToObject(o, "G", (double)m->q.G);
+        cJSON_AddNumberToObject(o, "bits", m->q.bits);
+        cJSON_AddNumberToObject(o, "group_size", m->q.group_size);
+        cJSON_AddNumberToObject(o, "sym", m->q.sym);
+        cJSON_AddNumberToObject(o, "loss", m->s.loss);
+        cJSON_AddNumberToObject(o, "damp", m->s.damp);
+        cJSON_AddNumberToObject(o, "time_s", m->s.seconds);
+        cJSON_AddStringToObject(o, "fallback", m->s.fallback);
+        cJSON_AddItemToObject(o, "codes", ints(m->q.codes, m->q.N * m->q.K, 1));
+        cJSON_AddItemToObject(o, "scales", floats(m->q.scales, m->q.G * m->q.N));
+        cJSON_AddItemToObject(o, "zeros", ints(m->q.zeros, m->q.G * m->q.N, 0));
+        cJSON_AddItemToObject(o, "g_idx", ints(m->q.g_idx, m->q.K, 0));
         cJSON_AddItemToArray(jm, o);
     }
     cJSON *jt = cJSON_AddArrayToObject(root, "tensors"), *t = cJSON_CreateObject();
@@ -119,14 +119,9 @@ int main(int argc, char **argv) {
     printf("%s/block-%05lld.h5\n", argv[1], (long long)index);
     cJSON_free(text);
     cJSON_Delete(root);
-    for (int i = 0; i < 2; i++) {
-        free(mods[i].codes);
-        free(mods[i].scales);
-        free(mods[i].zeros);
-        free(mods[i].g_idx);
-    }
+    for (int i = 0; i < 2; i++) qd_qlinear_free(&mods[i].q);
     free(ten.data);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
     return 0;
 }

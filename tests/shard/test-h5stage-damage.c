@@ -29,10 +29,10 @@ static void touch(const char *path, const char *text) {
 static void test_resume_and_leftovers(void) {
     char dir[300], path[400];
     subdir(dir, sizeof dir, "resume");
-    qd_fingerprint fp;
-    make_fp(&fp, "r");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "r");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     int64_t staged[3] = {0, 2, 105};
     for (int i = 0; i < 3; i++) {
@@ -58,7 +58,7 @@ static void test_resume_and_leftovers(void) {
     qd_stage_close(s);
 
     s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 1, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 1, &s), QD_OK);
     if (!s) return;
     int64_t *list = NULL;
     size_t n = 0;
@@ -90,16 +90,16 @@ static void test_resume_and_leftovers(void) {
     QD_EXPECT_EQ_INT(qd_stage_read_block(s, 3, &r), QD_OK);
     qd_staged_block_free(r);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 static void test_corrupt(void) {
     char dir[300], path[400], copy[400];
     subdir(dir, sizeof dir, "corrupt");
-    qd_fingerprint fp;
-    make_fp(&fp, "r");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "r");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     qd_staged_block b = make_block(7);
     QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_OK);
@@ -175,7 +175,7 @@ static void test_corrupt(void) {
     QD_EXPECT_EQ_INT(qd_stage_read_block(s, 99, &r), QD_ERR_IO);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "not found");
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 /* Damage anywhere in a staged file (one byte changed, every 17th position): the read either fails with
@@ -184,10 +184,10 @@ static void test_corrupt(void) {
 static void test_damage_sweep(void) {
     char dir[300], path[400], bad[400];
     subdir(dir, sizeof dir, "damage");
-    qd_fingerprint fp;
-    make_fp(&fp, "r");
+    qd_fingerprint fpr;
+    make_fingerprint(&fpr, "r");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr, 0, &s), QD_OK);
     if (!s) return;
     qd_staged_block b = make_block(1);
     QD_EXPECT_EQ_INT(qd_stage_write_block(s, &b), QD_OK);
@@ -226,7 +226,7 @@ static void test_damage_sweep(void) {
     free(orig);
     free_block(&b);
     qd_stage_close(s);
-    qd_fp_free(&fp);
+    qd_fingerprint_free(&fpr);
 }
 
 int main(void) {

@@ -28,32 +28,32 @@ static void test_sha256(void) {
 
 static void test_fingerprint(void) {
     char dir[300];
-    subdir(dir, sizeof dir, "fp");
-    qd_fingerprint fp1, fp2, fp3;
-    make_fp(&fp1, "{\"method\":\"gptq\",\"bits\":4,\"group_size\":128,\"damp\":0.01,\"act_order\":true,\"sym\":true}");
-    make_fp(&fp2, "{\"method\":\"gptq\",\"bits\":4,\"group_size\":64,\"damp\":0.01,\"act_order\":true,\"sym\":true}");
-    make_fp(&fp3, fp1.values[1]);
-    qd_fp_add(&fp3, "extra", "x");
+    subdir(dir, sizeof dir, "fingerprint");
+    qd_fingerprint fpr1, fpr2, fpr3;
+    make_fingerprint(&fpr1, "{\"method\":\"gptq\",\"bits\":4,\"group_size\":128,\"damp\":0.01,\"act_order\":true,\"sym\":true}");
+    make_fingerprint(&fpr2, "{\"method\":\"gptq\",\"bits\":4,\"group_size\":64,\"damp\":0.01,\"act_order\":true,\"sym\":true}");
+    make_fingerprint(&fpr3, fpr1.values[1]);
+    qd_fingerprint_add(&fpr3, "extra", "x");
     qd_stage *s = NULL;
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp1, 0, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr1, 0, &s), QD_OK);
     qd_stage_close(s);
     char path[400];
     snprintf(path, sizeof path, "%s/fingerprint.json", dir);
     QD_EXPECT(qd_path_exists(path));
 
     /* not empty, no --resume: refused, saying what to do */
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp1, 0, &s), QD_ERR_USAGE);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr1, 0, &s), QD_ERR_USAGE);
     QD_EXPECT(s == NULL);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "--resume");
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "remove");
 
     /* same fingerprint: resumes */
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp1, 1, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr1, 1, &s), QD_OK);
     qd_stage_close(s);
     s = NULL;
 
     /* a differing field: refused naming the field and both values around the difference */
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp2, 1, &s), QD_ERR_MISMATCH);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr2, 1, &s), QD_ERR_MISMATCH);
     QD_EXPECT(s == NULL);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "field 'recipe' differs");
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "group_size\":128");
@@ -61,44 +61,44 @@ static void test_fingerprint(void) {
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "...");
 
     /* a field only one side has */
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp3, 1, &s), QD_ERR_MISMATCH);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr3, 1, &s), QD_ERR_MISMATCH);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "field 'extra' differs: staged (absent), this run 'x'");
-    QD_EXPECT_EQ_INT(qd_stage_attach(dir, &fp2, &s), QD_ERR_MISMATCH);
+    QD_EXPECT_EQ_INT(qd_stage_attach(dir, &fpr2, &s), QD_ERR_MISMATCH);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "'recipe'");
-    QD_EXPECT_EQ_INT(qd_stage_attach(dir, &fp1, &s), QD_OK);
+    QD_EXPECT_EQ_INT(qd_stage_attach(dir, &fpr1, &s), QD_OK);
     qd_stage_close(s);
 
     /* another rank whose DIR is not the one rank 0 wrote (not shared): refused */
     char other[300];
-    subdir(other, sizeof other, "fp-not-shared");
-    QD_EXPECT_EQ_INT(qd_stage_attach(other, &fp1, &s), QD_ERR_USAGE);
+    subdir(other, sizeof other, "fingerprint-not-shared");
+    QD_EXPECT_EQ_INT(qd_stage_attach(other, &fpr1, &s), QD_ERR_USAGE);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "shared by all ranks");
 
     /* a non-empty directory that is not a staging directory */
     char junk[300], file[400];
-    subdir(junk, sizeof junk, "fp-junk");
+    subdir(junk, sizeof junk, "fingerprint-junk");
     qd_mkdir_p(junk);
     snprintf(file, sizeof file, "%s/notes.txt", junk);
     qd_write_file_atomic(file, "x", 1);
-    QD_EXPECT_EQ_INT(qd_stage_open(junk, &fp1, 1, &s), QD_ERR_USAGE);
+    QD_EXPECT_EQ_INT(qd_stage_open(junk, &fpr1, 1, &s), QD_ERR_USAGE);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "fingerprint.json");
 
     /* a broken fingerprint.json */
     qd_write_file_atomic(path, "{\"format\":", 10);
-    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fp1, 1, &s), QD_ERR_FORMAT);
+    QD_EXPECT_EQ_INT(qd_stage_open(dir, &fpr1, 1, &s), QD_ERR_FORMAT);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "fingerprint.json: malformed");
 
     /* --resume on an absent directory starts fresh */
     char fresh[300];
-    subdir(fresh, sizeof fresh, "fp-fresh");
-    QD_EXPECT_EQ_INT(qd_stage_open(fresh, &fp1, 1, &s), QD_OK);
+    subdir(fresh, sizeof fresh, "fingerprint-fresh");
+    QD_EXPECT_EQ_INT(qd_stage_open(fresh, &fpr1, 1, &s), QD_OK);
     qd_stage_close(s);
-    qd_fp_free(&fp1);
-    qd_fp_free(&fp2);
-    qd_fp_free(&fp3);
+    qd_fingerprint_free(&fpr1);
+    qd_fingerprint_free(&fpr2);
+    qd_fingerprint_free(&fpr3);
 }
 
-static void test_fp_model(void) {
+static void test_fingerprint_model(void) {
     char dir[300], path[400];
     subdir(dir, sizeof dir, "model");
     qd_mkdir_p(dir);
@@ -116,45 +116,45 @@ static void test_fp_model(void) {
     snprintf(path, sizeof path, "%s/README.md", dir);
     qd_write_file_atomic(path, "hi", 2);
 
-    qd_fingerprint fp = {0};
-    QD_EXPECT_EQ_INT(qd_fp_add_model(&fp, dir), QD_OK);
-    QD_EXPECT_EQ_INT(fp.n, 2);
+    qd_fingerprint fpr = {0};
+    QD_EXPECT_EQ_INT(qd_fingerprint_add_model(&fpr, dir), QD_OK);
+    QD_EXPECT_EQ_INT(fpr.n, 2);
     char hex[65], want[200];
     qd_sha256_hex(file, 8 + n, hex);
     snprintf(want, sizeof want, "size=%zu header_sha256=%s", 8 + n + 8, hex);
-    QD_EXPECT(qd_fp_get(&fp, "model/model.safetensors") && strcmp(qd_fp_get(&fp, "model/model.safetensors"), want) == 0);
-    QD_EXPECT_STR_CONTAINS(qd_fp_get(&fp, "model/config.json"), "size=2 sha256=44136fa355b3678a1146ad16f7e8649e");
-    QD_EXPECT(fp.n == 2 && strcmp(fp.keys[0], "model/config.json") == 0); /* name order */
+    QD_EXPECT(qd_fingerprint_get(&fpr, "model/model.safetensors") && strcmp(qd_fingerprint_get(&fpr, "model/model.safetensors"), want) == 0);
+    QD_EXPECT_STR_CONTAINS(qd_fingerprint_get(&fpr, "model/config.json"), "size=2 sha256=44136fa355b3678a1146ad16f7e8649e");
+    QD_EXPECT(fpr.n == 2 && strcmp(fpr.keys[0], "model/config.json") == 0); /* name order */
 
     /* the tensor data is not read (cheap); the header is */
-    qd_fingerprint fp2 = {0};
+    qd_fingerprint fpr2 = {0};
     memset(file + 8 + n, 0x40, 8);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     qd_write_file_atomic(path, file, 8 + n + 8);
-    QD_EXPECT_EQ_INT(qd_fp_add_model(&fp2, dir), QD_OK);
-    QD_EXPECT(fp2.n == 2 && strcmp(fp2.values[1], fp.values[1]) == 0);
-    qd_fp_free(&fp2);
+    QD_EXPECT_EQ_INT(qd_fingerprint_add_model(&fpr2, dir), QD_OK);
+    QD_EXPECT(fpr2.n == 2 && strcmp(fpr2.values[1], fpr.values[1]) == 0);
+    qd_fingerprint_free(&fpr2);
     file[8 + 10] = 'X';
     qd_write_file_atomic(path, file, 8 + n + 8);
-    QD_EXPECT_EQ_INT(qd_fp_add_model(&fp2, dir), QD_OK);
-    QD_EXPECT(fp2.n == 2 && strcmp(fp2.values[1], fp.values[1]) != 0);
-    qd_fp_free(&fp2);
+    QD_EXPECT_EQ_INT(qd_fingerprint_add_model(&fpr2, dir), QD_OK);
+    QD_EXPECT(fpr2.n == 2 && strcmp(fpr2.values[1], fpr.values[1]) != 0);
+    qd_fingerprint_free(&fpr2);
 
-    QD_EXPECT_EQ_INT(qd_fp_add(&fp, "model/config.json", "y"), QD_ERR_INTERNAL); /* keys unique */
+    QD_EXPECT_EQ_INT(qd_fingerprint_add(&fpr, "model/config.json", "y"), QD_ERR_INTERNAL); /* keys unique */
     char empty[300];
     subdir(empty, sizeof empty, "model-empty");
     qd_mkdir_p(empty);
-    QD_EXPECT_EQ_INT(qd_fp_add_model(&fp2, empty), QD_ERR_USAGE);
+    QD_EXPECT_EQ_INT(qd_fingerprint_add_model(&fpr2, empty), QD_ERR_USAGE);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "no .safetensors");
-    qd_fp_free(&fp);
-    qd_fp_free(&fp2);
+    qd_fingerprint_free(&fpr);
+    qd_fingerprint_free(&fpr2);
 }
 
 int main(void) {
     if (h5t_begin("h5stage-fp") != 0) return 1;
     QD_RUN(test_sha256);
     QD_RUN(test_fingerprint);
-    QD_RUN(test_fp_model);
+    QD_RUN(test_fingerprint_model);
     h5t_end();
     return QD_TEST_END();
 }

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT
+ * qd-qlinear.c - a quantized Linear's arrays: allocation, scale rounding and checks, dequantisation. */
+#include "qd-qlinear.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd-log.h"
+
+qd_status qd_qlinear_alloc(qd_qlinear *l, int N, int K, int G) {
+    l->N = N, l->K = K, l->G = G;
+    l->codes = malloc((size_t)N * K);
+    l->scales = malloc((size_t)G * N * sizeof *l->scales);
+    l->zeros = malloc((size_t)G * N * sizeof *l->zeros);
+    l->g_idx = malloc((size_t)K * sizeof *l->g_idx);
+    if (!l->codes || !l->scales || !l->zeros || !l->g_idx) {
+        qd_qlinear_free(l);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory for quantization results (%d x %d)", l->name, N, K);
+    }
+    return QD_OK;
+}
+
+void qd_qlinear_free(qd_qlinear *l) {
+    free(l->codes);
+    free(l->scales);
+    free(l->zeros);
+    free(l->g_idx);
+    l->codes = NULL;
+    l->scales = NULL;
+    l->zeros = NULL;
+    l->g_idx = NULL;
+}
+
+qd_qlinear qd_qlinear_header(const qd_qlinear *l) {
+    qd_qlinear h = *l;
+    h.codes = NULL, h.scales = NULL, h.zeros = NULL, h.g_idx = NULL;
+    return h;
+}
+
+qd_status qd_qlinear_copy_arrays(qd_qlinear *dst, const qd_qlinear *src, int with_codes) {
+    size_t gn = (size_t)src->G * (size_t)src->N, nk = (size_t)src->N * (size_t)src->K;
+    dst->codes = with_codes ? malloc(nk ? nk : 1) : NULL;
+    dst->scales = malloc(gn * sizeof *dst->scales);
+    dst->zeros = malloc(gn * sizeof *dst->zeros);
+    dst->g_idx = malloc((size_t)src->K * sizeof *dst->g_idx);
+    if (!dst->scales || !dst->zeros || !dst->g_idx || (with_codes && !dst->codes)) {
+        qd_qlinear_free(dst);
+        return qd_fail(QD_ERR_NOMEM, "%s: out of memory copying a quantized layer", dst->name);
+    }
+    memcpy(dst->scales, src->scales, gn * sizeof *dst->scales);
+    memcpy(dst->zeros, src->zeros, gn * sizeof *dst->zeros);
+    memcpy(dst->g_idx, src->g_idx, (size_t)src->K * sizeof *dst->g_idx);
+    if (with_codes) memcpy(dst->codes, src->codes, nk);
+    return QD_OK;
+}
+
+qd_qrecord qd_qrecord_of(int block, int rank, const qd_qlinear *q, const qd_qstats *s) {
+    qd_qrecord r;
+    memset(&r, 0, sizeof r); /* the padding too: records travel as bytes */
+    r.block = block, r.rank = rank;
+    snprintf(r.name, sizeof r.name, "%.63s", q->name);
+    r.bits = q->bits, r.group_size = q->group_size, r.sym = q->sym;
+    r.N = q->N, r.K = q->K;
+    r.s = *s;
+    return r;
+}
+
+int qd_qlinear_g_idx_sequential(const qd_qlinear *l) {
+    for (int k = 0; k < l->K; k++) {
+        int expect = l->group_size > 0 ? k / l->group_size : 0;
+        if (l->g_idx[k] != expect) return 0;
+    }
+    return 1;
+}
+
+void qd_qlinear_round_scales(qd_qlinear *l, qd_dtype dt) {
+    if (!l->scales || !qd_dtype_is_float(dt) || dt == QD_DT_F32 || dt == QD_DT_F64) return;
+    size_t n = (size_t)l->G * l->N;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b[8];
+        qd_from_f32(dt, &l->scales[i], b, 1);
+        qd_to_f32(dt, b, &l->scales[i], 1);
+    }
+}
+
+qd_status qd_qlinear_check_scales(const qd_qlinear *l, qd_dtype dt, const char *what) {
+    if (!l->scales) return QD_OK;
+    for (int g = 0; g < l->G; g++)
+        for (int n = 0; n < l->N; n++) {
+            float s = l->scales[(size_t)g * l->N + n], r = s;
+            if (qd_dtype_is_float(dt) && dt != QD_DT_F32 && dt != QD_DT_F64) {
+                unsigned char b[8];
+                qd_from_f32(dt, &s, b, 1);
+                qd_to_f32(dt, b, &r, 1);
+            }
+            if (!isfinite(s))
+                return qd_fail(QD_ERR_NUMERIC, "%s: scale of row %d, group %d is %g (not finite)",
+                               l->name, n, g, (double)s);
+            if (!isfinite(r))
+                return qd_fail(QD_ERR_NUMERIC, "%s: scale of row %d, group %d is %g, which does not fit %s (%s "
+                               "stores scales as %s)", l->name, n, g, (double)s, qd_dtype_name(dt),
+                               what, qd_dtype_name(dt));
+        }
+    return QD_OK;
+}
+
+void qd_qlinear_dequant(const qd_qlinear *l, float *w) {
+    for (int n = 0; n < l->N; n++)
+        for (int k = 0; k < l->K; k++) {
+            size_t gi = (size_t)l->g_idx[k] * l->N + n;
+            w[(size_t)n * l->K + k] = (float)((int)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * l->scales[gi];
+        }
+}
+
+float qd_scale_round(qd_dtype dt, float x) {
+    switch (dt) {
+    case QD_DT_F16: return qd_f16_to_f32(qd_f32_to_f16(x));
+    case QD_DT_BF16: return qd_bf16_to_f32(qd_f32_to_bf16(x));
+    default: return x;
+    }
+}
+
+void qd_qlinear_dequant_rounded(const qd_qlinear *l, qd_dtype scale_dtype, float *w) {
+    for (int n = 0; n < l->N; n++)
+        for (int k = 0; k < l->K; k++) {
+            size_t gi = (size_t)l->g_idx[k] * l->N + n;
+            w[(size_t)n * l->K + k] =
+                (float)((int)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * qd_scale_round(scale_dtype, l->scales[gi]);
+        }
+}
