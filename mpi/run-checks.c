@@ -5,8 +5,11 @@
  */
 #include "run-internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qd-bootstrap.h"
 #include "qd-check.h"
@@ -14,6 +17,27 @@
 #include "qd-fs.h"
 #include "qd-paths.h"
 #include "qd-st-writer.h"
+
+/* A file can be made where path is to go: a probe file is created (and removed) in its nearest
+ * existing parent, so an unwritable place (/proc, a read-only mount) is reported with its errno
+ * before the free-space check, which would only see a file system with no room. */
+static qd_status check_writable(const char *flag, const char *path) {
+    char dir[4200], probe[4300];
+    snprintf(dir, sizeof dir, "%s", path);
+    do {
+        char *slash = strrchr(dir, '/');
+        if (!slash) snprintf(dir, sizeof dir, ".");
+        else if (slash == dir) slash[1] = '\0';
+        else *slash = '\0';
+    } while (!qd_path_exists(dir) && strcmp(dir, ".") != 0 && strcmp(dir, "/") != 0);
+    snprintf(probe, sizeof probe, "%s/.qdist-write-probe-%ld", strcmp(dir, "/") == 0 ? "" : dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return qd_fail(QD_ERR_IO, "%s %s: cannot create a file in %s: %s", flag, path, dir, strerror(errno));
+    close(fd);
+    unlink(probe);
+    return QD_OK;
+}
 
 /* The model, the output and the staging must be three separate trees (the output's replacement and
  * the staging's clean-up remove files), and every name must fit qdist's suffixes. */
@@ -30,7 +54,9 @@ qd_status qd_run_check_paths(const qd_run_opts *o) {
     const char *flag = o->staging_dir ? "--staging" : "the default staging (--output plus .qdist-staging)";
     QD_CHECK(qd_path_check_length(flag, staging, 32)); /* "/block-NNNNN.h5.tmp", "/meta/..." */
     QD_CHECK(qd_paths_disjoint(flag, staging, "--output", o->output_dir));
-    return qd_paths_disjoint(flag, staging, "--model", o->model_dir);
+    QD_CHECK(qd_paths_disjoint(flag, staging, "--model", o->model_dir));
+    QD_CHECK(check_writable(o->staging_dir ? "--staging" : "--output", staging));
+    return check_writable("--output", o->output_dir);
 }
 
 static size_t in_features(const qd_model_cfg *cfg, int l) {

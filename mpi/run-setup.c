@@ -172,7 +172,8 @@ qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *s
 
 /* Rank 0 reads the calibration (every method but plain RTN needs it; RTN overrides inside a GPTQ/AWQ
  * run too) into *set; the run broadcasts the ids. */
-static qd_status load_calib(const qd_run_params *p, const qd_qspec *base, const qd_recipe_run *run, qd_calib_set *set) {
+static qd_status load_calib(const qd_run_params *p, const qd_model_cfg *cfg, const qd_qspec *base,
+                            const qd_recipe_run *run, qd_calib_set *set) {
     const qd_run_opts *o = &p->run;
     if (base->method == QD_METHOD_RTN) {
         if (o->calib_path) qd_info("quantize: RTN does not use calibration data; --calib ignored");
@@ -188,6 +189,10 @@ static qd_status load_calib(const qd_run_params *p, const qd_qspec *base, const 
     qd_chat_template_parse(p->chat_template ? p->chat_template : "auto", &co.chat);
     qd_tokenizer *tok = NULL;
     qd_status st = qd_tokenizer_load(o->model_dir, &tok);
+    /* an id the embedding has no row for: refused here, naming both files, not at the first forward */
+    if (st == QD_OK && qd_tokenizer_vocab_size(tok) > cfg->vocab)
+        st = qd_fail(QD_ERR_FORMAT, "%s/tokenizer.json: token id %d is outside %s/config.json's vocab_size %d",
+                     o->model_dir, qd_tokenizer_vocab_size(tok) - 1, o->model_dir, cfg->vocab);
     if (st == QD_OK) st = qd_calib_load(&co, tok, set);
     qd_tokenizer_free(tok);
     if (st == QD_OK)
@@ -209,13 +214,23 @@ qd_status qd_quantize_command(const qd_run_params *p) {
                 "or compressed-tensors", base.bits);
     qd_model_cfg cfg;
     qd_calib_set set = {0};
-    qd_status st = qd_model_cfg_load(ro.model_dir, &cfg);
-    if (st == QD_OK) st = qd_model_check_meta_files(ro.model_dir); /* a file the output cannot carry: before any work */
-    if (st == QD_OK) st = qd_backend_spec_set_math(&ro.backend, p->math, cfg.dtype);
+    /* rank 0 reads the model's metadata first and alone reports what is wrong with it; the others
+     * read it only once rank 0 found it good, so one bad config.json is one line, not one per rank */
+    qd_status st = QD_OK;
+    for (int pass = 0; pass < 2 && st == QD_OK; pass++) {
+        if ((qd_mpi_rank() == 0) == (pass == 0)) {
+            st = qd_model_cfg_load(ro.model_dir, &cfg);
+            if (st == QD_OK) st = qd_model_check_meta_files(ro.model_dir); /* a file the output cannot carry: before any work */
+            if (st == QD_OK) st = qd_backend_spec_set_math(&ro.backend, p->math, cfg.dtype);
+        }
+        st = qd_mpi_agree(st);
+    }
     if (st != QD_OK) goto done;
     if (!run.seqlen) {
         int dflt = base.method == QD_METHOD_AWQ ? 512 : 2048;
         run.seqlen = cfg.max_pos > 0 && cfg.max_pos < dflt ? cfg.max_pos : dflt;
+    } else if (base.method != QD_METHOD_RTN && cfg.max_pos > 0 && run.seqlen > cfg.max_pos && qd_mpi_rank() == 0) {
+        qd_warn("quantize: --seqlen %d exceeds the model's max_position_embeddings %d", run.seqlen, cfg.max_pos);
     }
     const char *sd = p->scale_dtype ? p->scale_dtype : "f16";
     qd_dtype sdt = strcmp(sd, "bf16") == 0 ? QD_DT_BF16 : strcmp(sd, "f32") == 0 ? QD_DT_F32 : QD_DT_F16;
@@ -229,7 +244,7 @@ qd_status qd_quantize_command(const qd_run_params *p) {
     if (!p->format_given && base.method == QD_METHOD_AWQ) ro.format = "awq";
     /* every module's spec against the method and the format, before calibration or staging */
     QD_CHECK_GOTO(qd_run_check_specs(&cfg, &base, recipe, ro.format), st, done);
-    st = load_calib(p, &base, &run, &set);
+    st = load_calib(p, &cfg, &base, &run, &set);
     if (st == QD_OK && set.ids) {
         ro.calib_ids = set.ids;
         ro.q.nseq = (size_t)set.nseq;

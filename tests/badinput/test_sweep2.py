@@ -253,3 +253,61 @@ def test_a_broken_tokenizer_json_is_not_carried_into_a_checkpoint(tmp_path, how)
     assert r.returncode == 1, r.stderr
     one_error(r, f, "not valid JSON")
     assert not out.exists()
+
+
+# ---- rows 38, 51, 66, 81 of the sweep (the run driver, mpi/run-*.c) ----
+
+def gptq(model, out, *extra):
+    return run("quantize", "--model", model, "--output", out, "--method", "gptq", "--backend", "cpu", "--quiet",
+               "--nsamples", "2", "--calib", os.path.join(MODEL, "calib.jsonl"), *extra)
+
+
+def test_quantize_seqlen_above_max_position_embeddings_warns(tmp_path):
+    m = model_copy(tmp_path)
+    cfg = json.loads((m / "config.json").read_text())
+    cfg["max_position_embeddings"] = 8  # eval warns for the same; quantize said nothing
+    (m / "config.json").write_text(json.dumps(cfg))
+    r = gptq(m, tmp_path / "out", "--seqlen", "16")
+    assert r.returncode == 0, r.stderr
+    warns = [l for l in r.stderr.splitlines() if "warning" in l and "--seqlen" in l]
+    assert len(warns) == 1 and "max_position_embeddings" in warns[0] and "16" in warns[0], r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["quantize", "eval"])
+def test_a_tokenizer_id_beyond_the_config_vocab_size_names_both_files(tmp_path, cmd):
+    m = model_copy(tmp_path)
+    tok = json.loads((m / "tokenizer.json").read_text())
+    tok["added_tokens"].append({"id": 999999, "content": "<|qd-extra|>", "single_word": False, "lstrip": False,
+                                "rstrip": False, "normalized": False, "special": True})
+    (m / "tokenizer.json").write_text(json.dumps(tok))
+    if cmd == "quantize":
+        r = gptq(m, tmp_path / "out", "--seqlen", "16")
+    else:
+        r = run("eval", "--model", m, "--data", os.path.join(MODEL, "eval.txt"), "--backend", "cpu", "--seqlen", "16",
+                "--max-windows", "2")
+    assert r.returncode == 1, r.stderr
+    one_error(r, "tokenizer.json", "999999", "config.json", "vocab_size", "8192")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_cannot_be_written_reports_the_errno_not_free_space(tmp_path):
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc here (a file system no file can be created in)")
+    r = rtn(MODEL, "/proc/qdist-out")
+    assert r.returncode == 1, r.stderr
+    line = one_error(r, "--output", "/proc/qdist-out", "cannot create")
+    assert "free" not in line
+
+
+def test_a_config_error_under_two_ranks_is_reported_once(tmp_path):
+    if not shutil.which("mpirun"):
+        pytest.skip("mpirun not installed")
+    m = model_copy(tmp_path)
+    (m / "config.json").write_text("")
+    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, "quantize", "--model", str(m), "--output",
+                        str(tmp_path / "out"), "--method", "rtn", "--backend", "cpu", "--quiet"],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode != 0, r.stderr
+    errors = [l for l in (r.stderr + r.stdout).splitlines() if "error" in l and "config.json" in l]
+    assert len(errors) == 1 and "not valid JSON" in errors[0], r.stderr + r.stdout
+    assert not (tmp_path / "out").exists()
