@@ -281,7 +281,8 @@ def ids_calib(path, vocab=64, n=8, length=40):
 
 @pytest.mark.parametrize("method", ["rtn", "gptq"])
 def test_resume_refuses_weights_changed_in_place(tmp_path, method):
-    cfg = dict(CFG, num_hidden_layers=4)
+    # the fixture's tokenizer has 8192 ids: the config must cover them (a larger tokenizer is refused)
+    cfg = dict(CFG, num_hidden_layers=4, vocab_size=8192)
     m = write_model(tmp_path / "m", cfg=cfg)
     shutil.copy(os.path.join(REPO, "fixtures", "pycode-16m", "tokenizer.json"), m)
     args = ["--backend", "cpu"]
