@@ -189,11 +189,16 @@ static qd_status load_calib(const qd_run_params *p, const qd_model_cfg *cfg, con
     qd_chat_template_parse(p->chat_template ? p->chat_template : "auto", &co.chat);
     qd_tokenizer *tok = NULL;
     qd_status st = qd_tokenizer_load(o->model_dir, &tok);
-    /* an id the embedding has no row for: refused here, naming both files, not at the first forward */
-    if (st == QD_OK && qd_tokenizer_vocab_size(tok) > cfg->vocab)
-        st = qd_fail(QD_ERR_FORMAT, "%s/tokenizer.json: token id %d is outside %s/config.json's vocab_size %d",
-                     o->model_dir, qd_tokenizer_vocab_size(tok) - 1, o->model_dir, cfg->vocab);
     if (st == QD_OK) st = qd_calib_load(&co, tok, set);
+    /* an id the embedding has no row for (a tokenizer larger than the model, and text that uses the
+     * extra tokens): refused here, naming both files, not at the first forward. Unused extra tokens
+     * are no error: transformers loads such models too. */
+    int32_t top = -1;
+    for (size_t i = 0; st == QD_OK && set->ids && i < (size_t)set->nseq * (size_t)set->seqlen; i++)
+        if (set->ids[i] > top) top = set->ids[i];
+    if (st == QD_OK && top >= cfg->vocab)
+        st = qd_fail(QD_ERR_FORMAT, "%s: the calibration has token id %d (%s/tokenizer.json), outside %s/config.json's "
+                     "vocab_size %d", o->calib_path, top, o->model_dir, o->model_dir, cfg->vocab);
     qd_tokenizer_free(tok);
     if (st == QD_OK)
         qd_info("quantize: %s, %d x %d calibration tokens (%s, sha256 %.16s...)", qd_method_name(base->method),

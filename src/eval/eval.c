@@ -123,13 +123,17 @@ qd_status qd_eval_ppl_file(qd_backend_t be, const qd_model *m, const char *data_
     qd_ids ids = {0};
     qd_status st;
     QD_CHECK_GOTO(qd_tokenizer_load(qd_model_dir(m), &tok), st, done);
-    /* an id the embedding has no row for: refused naming both files, not at the first forward */
-    if (qd_tokenizer_vocab_size(tok) > qd_model_cfg_of(m)->vocab) {
-        st = qd_fail(QD_ERR_FORMAT, "%s/tokenizer.json: token id %d is outside %s/config.json's vocab_size %d",
-                     qd_model_dir(m), qd_tokenizer_vocab_size(tok) - 1, qd_model_dir(m), qd_model_cfg_of(m)->vocab);
+    QD_CHECK_GOTO(qd_tokenizer_encode(tok, text, len, 1, &ids), st, done);
+    /* an id the embedding has no row for (the text uses a token of a tokenizer larger than the
+     * model): refused naming both files, not at the first forward */
+    int32_t top = -1;
+    for (size_t i = 0; i < ids.n; i++)
+        if (ids.ids[i] > top) top = ids.ids[i];
+    if (top >= qd_model_cfg_of(m)->vocab) {
+        st = qd_fail(QD_ERR_FORMAT, "%s: the text has token id %d (%s/tokenizer.json), outside %s/config.json's "
+                     "vocab_size %d", data_path, top, qd_model_dir(m), qd_model_dir(m), qd_model_cfg_of(m)->vocab);
         goto done;
     }
-    QD_CHECK_GOTO(qd_tokenizer_encode(tok, text, len, 1, &ids), st, done);
     QD_CHECK_GOTO(qd_eval_ppl_ids(be, m, ids.ids, ids.n, opts, out), st, done);
 done:
     qd_ids_free(&ids);

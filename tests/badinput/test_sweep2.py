@@ -274,17 +274,29 @@ def test_quantize_seqlen_above_max_position_embeddings_warns(tmp_path):
 
 
 @pytest.mark.parametrize("cmd", ["quantize", "eval"])
-def test_a_tokenizer_id_beyond_the_config_vocab_size_names_both_files(tmp_path, cmd):
+@pytest.mark.parametrize("used", [True, False])
+def test_a_tokenizer_id_beyond_the_config_vocab_size_names_both_files(tmp_path, cmd, used):
+    """A tokenizer larger than the model: text that uses the extra token is refused naming both files
+    (it was caught only at the first forward, naming neither); unused extra tokens are no error."""
     m = model_copy(tmp_path)
     tok = json.loads((m / "tokenizer.json").read_text())
     tok["added_tokens"].append({"id": 999999, "content": "<|qd-extra|>", "single_word": False, "lstrip": False,
                                 "rstrip": False, "normalized": False, "special": True})
     (m / "tokenizer.json").write_text(json.dumps(tok))
+    extra = " <|qd-extra|> " if used else " "
+    text = extra.join(["def f(x):\n    return x + 1\n"] * 40)
+    calib, data = tmp_path / "calib.jsonl", tmp_path / "eval.txt"
+    calib.write_text("\n".join(json.dumps({"text": text}) for _ in range(4)) + "\n")
+    data.write_text(text)
     if cmd == "quantize":
-        r = gptq(m, tmp_path / "out", "--seqlen", "16")
+        r = run("quantize", "--model", m, "--output", tmp_path / "out", "--method", "gptq", "--backend", "cpu",
+                "--quiet", "--nsamples", "2", "--seqlen", "16", "--calib", calib)
     else:
-        r = run("eval", "--model", m, "--data", os.path.join(MODEL, "eval.txt"), "--backend", "cpu", "--seqlen", "16",
-                "--max-windows", "2")
+        r = run("eval", "--model", m, "--data", data, "--backend", "cpu", "--seqlen", "16", "--max-windows", "2",
+                "--quiet")
+    if not used:
+        assert r.returncode == 0, r.stderr
+        return
     assert r.returncode == 1, r.stderr
     one_error(r, "tokenizer.json", "999999", "config.json", "vocab_size", "8192")
     assert not (tmp_path / "out").exists()
