@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """Issue 15, "claims hold": the five documented behaviours that did not hold, each checked on the bundled
-fixture (fixtures/pycode-16m, no ../shared):
+fixture (fixtures/pycode-16m, inside the repository):
 1. `quantize --chat-template` exists and feeds the same calibration as `tokenize --calib --chat-template`;
 2. docs/slurm.md's submission examples pass qdist's own checks (the AWQ one used 3 bits with FORMAT=awq);
 3. lm_head is never quantized: a recipe's "lm_head": true is a usage error, `export --lm-head` on a qdist

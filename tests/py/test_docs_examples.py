@@ -45,7 +45,7 @@ DOCS = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "
 PLACEHOLDERS = {
     "--model": M,                    # MODEL_DIR, DIR, M, stories260K-hf, /data/Llama-3-70B, ...
     "--calib": CALIB,                # data.jsonl, c4_train_sample.jsonl, /data/calib.jsonl
-    "--data": EVAL_TEXT,             # text.txt, wiki.test.raw, ../shared/.../wiki.test.raw
+    "--data": EVAL_TEXT,             # text.txt, wiki.test.raw and other placeholders of a text file
     "--input": "{input}",            # export: {fake} (rtn --asym, so awq takes it); tokenize: {text_jsonl}
                                      # ({ids_jsonl} with --decode). `--format a|b|c` of an export: each.
     "--output": "{tmp}/out",         # OUT_DIR, OUT, O, OUT-exact, ids.jsonl (always a fresh path)
