@@ -49,13 +49,15 @@ void qd_mpi_fatal(qd_status st, int block) {
     exit(1);
 }
 
-qd_status qd_mpi_bcast(void *buf, size_t bytes) {
+qd_status qd_mpi_bcast(void *buf, size_t bytes) { return qd_mpi_bcast_from(buf, bytes, 0); }
+
+qd_status qd_mpi_bcast_from(void *buf, size_t bytes, int root) {
     if (qd_rank.nranks <= 1) return QD_OK;
     char *p = buf;
     while (bytes > 0) {
         int n = bytes > (size_t)INT_MAX ? INT_MAX : (int)bytes;
-        if (MPI_Bcast(p, n, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
-            return qd_fail(QD_ERR_MPI, "broadcast of %zu bytes from rank 0 failed", bytes);
+        if (MPI_Bcast(p, n, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return qd_fail(QD_ERR_MPI, "broadcast of %zu bytes from rank %d failed", bytes, root);
         p += n;
         bytes -= (size_t)n;
     }
@@ -132,6 +134,45 @@ qd_status qd_mpi_gatherv(const void *mine, size_t bytes, void **all_on_root, siz
     }
     *all_on_root = buf, *total = sum;
     return QD_OK;
+}
+
+/* in pieces of at most INT_MAX elements: MPI counts are int */
+static qd_status allreduce_sum(void *buf, size_t n, size_t elem, MPI_Datatype type, const char *what) {
+    if (qd_rank.nranks <= 1) return QD_OK;
+    char *p = buf;
+    while (n > 0) {
+        int m = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+        if (MPI_Allreduce(MPI_IN_PLACE, p, m, type, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return qd_fail(QD_ERR_MPI, "sum of %zu %s values over the ranks failed", n, what);
+        p += (size_t)m * elem;
+        n -= (size_t)m;
+    }
+    return QD_OK;
+}
+
+qd_status qd_mpi_allreduce_sum_f32(float *buf, size_t n) { return allreduce_sum(buf, n, sizeof *buf, MPI_FLOAT, "fp32"); }
+qd_status qd_mpi_allreduce_sum_f64(double *buf, size_t n) { return allreduce_sum(buf, n, sizeof *buf, MPI_DOUBLE, "fp64"); }
+
+qd_status qd_mpi_allgatherv(const void *mine, const size_t *counts, void *all) {
+    int size = qd_rank.nranks;
+    if (size <= 1) {
+        memcpy(all, mine, counts[0]);
+        return QD_OK;
+    }
+    int *cnt = calloc((size_t)size, sizeof *cnt), *displs = calloc((size_t)size, sizeof *displs);
+    if (!cnt || !displs) {
+        free(cnt), free(displs);
+        return qd_fail(QD_ERR_NOMEM, "allgather: out of memory");
+    }
+    size_t sum = 0;
+    for (int r = 0; r < size; r++) displs[r] = (int)sum, cnt[r] = (int)counts[r], sum += counts[r];
+    qd_status st = QD_OK;
+    if (sum > (size_t)INT_MAX) st = qd_fail(QD_ERR_INTERNAL, "allgather of %zu bytes in all", sum);
+    else if (MPI_Allgatherv(mine, cnt[qd_rank.rank], MPI_BYTE, all, cnt, displs, MPI_BYTE, MPI_COMM_WORLD) !=
+             MPI_SUCCESS)
+        st = qd_fail(QD_ERR_MPI, "gathering %zu bytes from every rank on every rank failed", sum);
+    free(cnt), free(displs);
+    return st;
 }
 
 qd_status qd_mpi_agree(qd_status mine) {

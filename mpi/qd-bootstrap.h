@@ -34,6 +34,14 @@ qd_status qd_mpi_gather(const void *mine, size_t bytes, void *all_on_root);
  * malloc'd buffer of *total bytes on rank 0 (NULL when empty; NULL and 0 elsewhere). Every rank takes
  * part even after a local failure, so nobody waits; rank 0 reports it. */
 qd_status qd_mpi_gatherv(const void *mine, size_t bytes, void **all_on_root, size_t *total);
+/* The elementwise sum over ranks of n fp32 / fp64 values, in place on every rank (MPI_Allreduce:
+ * a fixed order for a given rank count). */
+qd_status qd_mpi_allreduce_sum_f32(float *buf, size_t n);
+qd_status qd_mpi_allreduce_sum_f64(double *buf, size_t n);
+/* Rank r's counts[r] bytes concatenated in rank order into all, on every rank. */
+qd_status qd_mpi_allgatherv(const void *mine, const size_t *counts, void *all);
+/* Broadcast bytes from rank root (no-op with one rank). */
+qd_status qd_mpi_bcast_from(void *buf, size_t bytes, int root);
 /* Every rank's status agreed: the worst (max) over ranks; ranks that did not fail get QD_ERR_REMOTE. */
 qd_status qd_mpi_agree(qd_status mine);
 

@@ -22,6 +22,11 @@
 #include "qd-progress.h"
 #include "qd-quantize.h"
 
+/* How ranks share the work: data (default) - every rank owns a share of the calibration sequences and
+ * passes every block (mpi/run-dp.c); pipeline - every rank owns a contiguous block range and the
+ * activations flow from rank to rank (qd-pipeline.h, with its schedules). */
+typedef enum { QD_PAR_DATA = 0, QD_PAR_PIPELINE } qd_parallel;
+
 typedef struct qd_run_opts {
     const char *model_dir, *output_dir;
     const char *format;       /* gptq | gptq_v2 | awq | compressed-tensors | fake */
@@ -31,7 +36,8 @@ typedef struct qd_run_opts {
     const char *staging_dir;  /* NULL: "<output_dir>.qdist-staging" */
     int resume;
     int keep_staging;
-    qd_schedule schedule;
+    qd_parallel parallel;
+    qd_schedule schedule;     /* the pipeline layout's */
     qd_progress_mode progress;
     size_t micro_batch;       /* sequences per transfer (0: 8) */
     qd_quantize_opts q;       /* q.nseq / q.seq_len: calibration shape (rank 0's, broadcast) */

@@ -56,6 +56,8 @@ typedef struct qd_run {
     const int32_t *ids;
     int dev_share;           /* ranks of this node mapped to this rank's GPU (>= 1) */
     qd_dtype store_dt;       /* the dtype the export stores scales in (F16; compressed-tensors: the model's) */
+    int dp;                  /* the data-parallel layout (run-dp.c) */
+    size_t seq0, nseq_local; /* this rank's calibration sequences (pipeline: all of them) */
     qd_run_times t;
 } qd_run;
 
@@ -99,6 +101,16 @@ void qd_run_worker(qd_run *k, size_t micro_batch, struct qd_block_worker *out);
 qd_status qd_run_flush(qd_run *k);
 /* The device memory in use now, into k->t's peaks. */
 void qd_run_sample_mem(qd_run *k);
+
+/* ---- the data-parallel layout (run-dp.c) ---- */
+/* 0 when a module's method has no data-parallel path (AWQ): the run keeps the pipeline layout. */
+int qd_run_dp_supported(const qd_run_opts *o, const qd_model_cfg *cfg);
+/* The plan of the data-parallel layout: every rank passes every block. */
+qd_status qd_run_plan_dp(const qd_model *m, qd_plan *plan);
+/* 1 when this rank stages block b (data-parallel: rank b % P; pipeline: the rank that runs it). */
+int qd_run_dp_stager(const qd_run *k, int block);
+/* Every block in order on every rank, from this rank's embedded sequences (collective). */
+qd_status qd_run_dp_blocks(qd_run *k, const struct qd_block_worker *w, struct qd_pipeline_stats *ps, int *failed_block);
 
 /* ---- the report, on rank 0 (run-report.c) ---- */
 /* Every rank's module records to rank 0, in rank order (collective). */

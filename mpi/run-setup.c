@@ -71,7 +71,9 @@ qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_p
              o->calib_sha256 ? o->calib_sha256 : "none");
     QD_CHECK(qd_fingerprint_add(fpr, "calibration", buf));
     /* the exact schedule's result does not depend on the rank count; overlap's depends on the ranges */
-    if (o->schedule == QD_SCHED_OVERLAP) {
+    if (o->parallel == QD_PAR_DATA) { /* exact numerics: the same bits for every rank count */
+        QD_CHECK(qd_fingerprint_add(fpr, "schedule", "data"));
+    } else if (o->schedule == QD_SCHED_OVERLAP) {
         size_t n = 0;
         n += (size_t)snprintf(buf + n, sizeof buf - n, "overlap");
         for (int r = 0; r < plan->nranks && n < sizeof buf - 16; r++)

@@ -37,10 +37,10 @@ static int no_calib(const qd_run *k) { return k->o->q.nseq * k->o->q.seq_len == 
 /* the embedded calibration tokens into the worker's activations on the device */
 static qd_status w_embed_device(void *user) {
     qd_run *k = user;
-    if (no_calib(k)) return QD_OK;
-    size_t rows = k->o->q.nseq * k->o->q.seq_len;
+    if (no_calib(k) || !k->nseq_local) return QD_OK;
+    size_t rows = k->nseq_local * k->o->q.seq_len; /* this rank's sequences (data-parallel: its share) */
     qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
-    QD_CHECK(qd_embed(k->be, &k->head, k->ids, rows, QD_REF(k->in, 0)));
+    QD_CHECK(qd_embed(k->be, &k->head, k->ids + k->seq0 * k->o->q.seq_len, rows, QD_REF(k->in, 0)));
     qd_phase_set(k->be, prev);
     return QD_OK;
 }
@@ -200,18 +200,20 @@ static qd_status w_quantize(void *user, int b) {
     qd_qresult res[QD_NLIN];
     memset(res, 0, sizeof res);
     char *sources = NULL;
-    qd_status st;
+    qd_status st = QD_OK;
+    int stager = qd_run_dp_stager(k, b); /* data-parallel: every rank holds the results, one stages them */
+    if (!stager && no_calib(k)) goto out;
     QD_CHECK_GOTO(load_block(k, b, &w), st, out);
     /* the bytes the load just read, hashed while their pages are hot (qd-block-sources.h) */
-    QD_CHECK_GOTO(qd_block_sources(k->cfg, qd_model_ckpt(k->model), b, &sources), st, out);
+    if (stager) QD_CHECK_GOTO(qd_block_sources(k->cfg, qd_model_ckpt(k->model), b, &sources), st, out);
     QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
     /* a scale the checkpoint cannot hold is refused now, not after the whole run at export */
-    for (int l = 0; l < QD_NLIN; l++) {
+    for (int l = 0; stager && l < QD_NLIN; l++) {
         if (!res[l].q.codes) continue;
         QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
         QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
     }
-    QD_CHECK_GOTO(stage_block(k, b, &w, res, &sources, qd_run_now_s() - t0), st, out);
+    if (stager) QD_CHECK_GOTO(stage_block(k, b, &w, res, &sources, qd_run_now_s() - t0), st, out);
     if (no_calib(k)) goto out;
     /* k->out already holds what a resumed run's replay computes (qd-replay.h): the same forward ops
      * on the same chunks with the same installed weights (GPTQ/RTN), or the unmodified block's
@@ -249,7 +251,7 @@ static qd_status check_staged_only(qd_run *k, int b) {
 
 static qd_status w_replay(void *user, int b) {
     qd_run *k = user;
-    if (no_calib(k)) return check_staged_only(k, b);
+    if (no_calib(k)) return qd_run_dp_stager(k, b) ? check_staged_only(k, b) : QD_OK;
     double t0 = qd_run_now_s();
     qd_block_w w = {0};
     qd_staged_block *sb = NULL;

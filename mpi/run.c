@@ -10,6 +10,7 @@
 
 #include "qd-bootstrap.h"
 #include "qd-check.h"
+#include "qd-collective-mpi.h"
 #include "qd-fs.h"
 #include "run-internal.h"
 
@@ -25,15 +26,15 @@ static qd_status open_rank(qd_run *k, qd_quantize_opts *q, const qd_backend_spec
     qd_phase_reset();
     QD_CHECK(qd_run_plan_memory(k, q));
     QD_CHECK(qd_qctx_create(k->be, cfg, q, &k->ctx));
-    size_t rows = q->nseq * q->seq_len, H = (size_t)cfg->hidden;
-    if (!rows) return QD_OK;
+    size_t rows = k->nseq_local * q->seq_len, H = (size_t)cfg->hidden;
+    if (!q->nseq) return QD_OK;
     QD_CHECK(qd_buf_alloc(k->be, rows * H, &k->in));
     QD_CHECK(qd_buf_alloc(k->be, rows * H, &k->out));
-    if (rank == 0) {
+    if (rank == 0 || k->dp) { /* data-parallel: every rank embeds its own sequences */
         QD_CHECK(qd_model_head_load(k->be, k->model, 0, &k->head));
         k->have_head = 1;
     }
-    if (o->schedule == QD_SCHED_OVERLAP && rank < size - 1) {
+    if (!k->dp && o->schedule == QD_SCHED_OVERLAP && rank < size - 1) {
         QD_CHECK(qd_fwd_create(k->be, cfg, q->seq_len, micro, &k->fp_fwd));
         QD_CHECK(qd_buf_alloc(k->be, micro * q->seq_len * H, &k->fp_buf));
     }
@@ -68,8 +69,13 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
         goto fail;
     }
-    QD_CHECK_GOTO(qd_run_plan(k.model, plan), st, fail);
+    /* the data-parallel layout unless asked otherwise or a method has none (AWQ) */
+    k.dp = o->parallel == QD_PAR_DATA && qd_run_dp_supported(o, &cfg);
+    if (o->parallel == QD_PAR_DATA && !k.dp && rank == 0 && size > 1)
+        qd_info("quantize: AWQ has no data-parallel path yet: the pipeline layout runs (--parallel pipeline)");
+    QD_CHECK_GOTO(k.dp ? qd_run_plan_dp(k.model, plan) : qd_run_plan(k.model, plan), st, fail);
     qd_run_opts ro = *o; /* every rank now knows the calibration */
+    ro.parallel = k.dp ? QD_PAR_DATA : QD_PAR_PIPELINE;
     QD_CHECK_GOTO(qd_run_broadcast_calib(o, &ids, sha, &ro.q.nseq, &ro.q.seq_len), st, fail);
     ro.calib_sha256 = sha[0] ? sha : NULL;
     k.o = &ro;
@@ -88,14 +94,23 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     QD_CHECK_GOTO(qd_run_devices(&o->backend, &be_spec, &k.dev_share, &to_prev, &to_next), st, fail);
     qd_backend_spec_name(&be_spec, be_name, sizeof be_name);
     size_t rows = ro.q.nseq * ro.q.seq_len;
+    qd_collective coll; /* data-parallel: this rank's share of the sequences, whole chunks */
+    qd_collective_mpi(&coll);
+    k.seq0 = 0, k.nseq_local = ro.q.nseq;
+    if (k.dp) {
+        qd_collective_share(ro.q.nseq, qd_quantize_chunk_seqs(&ro.q), rank, size, &k.seq0, &k.nseq_local);
+        ro.q.coll = &coll, ro.q.seq_first = k.seq0, ro.q.seq_count = k.nseq_local;
+    }
     size_t micro = o->micro_batch ? o->micro_batch : 8;
     if (micro > ro.q.nseq && ro.q.nseq) micro = ro.q.nseq;
     QD_CHECK_GOTO(qd_mpi_agree(open_rank(&k, &ro.q, &be_spec, micro)), st, fail);
-    st = rank > 0 ? qd_transport_select(&to_prev, &prev) : QD_OK;
-    if (st == QD_OK && rank < size - 1) st = qd_transport_select(&to_next, &next);
+    st = rank > 0 && !k.dp ? qd_transport_select(&to_prev, &prev) : QD_OK;
+    if (st == QD_OK && rank < size - 1 && !k.dp) st = qd_transport_select(&to_next, &next);
     if (st == QD_OK && rank == 0) {
-        qd_info("quantize: %d blocks over %d rank%s (%s schedule, backend %s), staging %s", cfg.nlayers, size,
-                size > 1 ? "s" : "", o->schedule == QD_SCHED_EXACT ? "exact" : "overlap", be_name, staging);
+        qd_info("quantize: %d blocks over %d rank%s (%s, backend %s), staging %s", cfg.nlayers, size,
+                size > 1 ? "s" : "",
+                k.dp ? "data-parallel" : o->schedule == QD_SCHED_EXACT ? "pipeline, exact schedule" : "pipeline, overlap schedule",
+                be_name, staging);
         st = qd_progress_start(staging, plan, (double)rows, o->progress, &prog);
     }
     QD_CHECK_GOTO(qd_mpi_agree(st), st, fail);
@@ -104,7 +119,9 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_run_worker(&k, micro, &wk);
     struct qd_pipeline_stats ps;
     in_pipeline = 1; /* from here a failing rank must end the job: its neighbours may be waiting on it */
-    st = qd_pipeline_run(plan, rank, o->schedule, &wk, prev, next, &ps, &failed_block);
+    memset(&ps, 0, sizeof ps);
+    st = k.dp ? qd_run_dp_blocks(&k, &wk, &ps, &failed_block)
+              : qd_pipeline_run(plan, rank, o->schedule, &wk, prev, next, &ps, &failed_block);
     if (st == QD_OK) st = qd_run_flush(&k); /* every block of this rank on disk before the report reads them */
     if (st != QD_OK) goto fail;
     k.t.stage_write_s = qd_stage_writer_busy_s(k.writer);

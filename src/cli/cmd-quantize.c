@@ -20,7 +20,7 @@
 /* The flags that are not one field of qd_run_params as they are (choices turned into enums, ints into
  * sizes, the backend name into its spec) */
 typedef struct {
-    const char *format, *backend, *numerics, *schedule, *progress;
+    const char *format, *backend, *numerics, *schedule, *parallel, *progress;
     int quiet, micro_batch, chunk_tokens, seen_format, seen_scale_dtype;
 } q_args;
 
@@ -28,7 +28,7 @@ static qd_status quantize_main(int argc, char **argv) {
     qd_run_params p = {.flags = {.method = "gptq", .bits = 4, .group_size = 128, .true_sequential = 1, .damp = 0.01,
                                  .nsamples = 128},
                        .chat_template = "auto", .math = "auto", .scale_dtype = "f16"};
-    q_args a = {.format = "gptq", .schedule = "exact", .progress = "auto", .backend = "auto"};
+    q_args a = {.format = "gptq", .schedule = "exact", .parallel = "data", .progress = "auto", .backend = "auto"};
     qd_run_opts *ro = &p.run;
     qd_recipe_flags *f = &p.flags;
     const qd_opt opts[] = {
@@ -57,7 +57,8 @@ static qd_status quantize_main(int argc, char **argv) {
         {"staging", QD_OPT_STR, &ro->staging_dir, "DIR", "where finished blocks are staged (default OUTPUT.qdist-staging)", NULL, NULL},
         {"resume", QD_OPT_FLAG, &ro->resume, NULL, "continue a run from its staging directory (same model, recipe, calibration)", NULL, NULL},
         {"keep-staging", QD_OPT_FLAG, &ro->keep_staging, NULL, "keep the staging directory after a successful export", NULL, NULL},
-        {"schedule", QD_OPT_CHOICE, &a.schedule, "S", "multi-rank schedule (exact: byte-identical to one rank)", "exact|overlap", NULL},
+        {"parallel", QD_OPT_CHOICE, &a.parallel, "L", "multi-rank layout (data: every rank a share of the calibration, all blocks; pipeline: every rank a block range; AWQ runs pipeline)", "data|pipeline", NULL},
+        {"schedule", QD_OPT_CHOICE, &a.schedule, "S", "pipeline layout's schedule (exact: byte-identical to one rank)", "exact|overlap", NULL},
         {"progress", QD_OPT_CHOICE, &a.progress, "P", "progress display on rank 0", "auto|bar|lines|json|none", NULL},
         {"quiet", QD_OPT_FLAG, &a.quiet, NULL, "no progress or info lines", NULL, NULL},
         {"micro-batch", QD_OPT_INT, &a.micro_batch, "N", "sequences per activation transfer between ranks (8)", "1..65536", NULL},
@@ -94,6 +95,9 @@ static qd_status quantize_main(int argc, char **argv) {
     p.format_given = a.seen_format;
     if (!a.seen_scale_dtype) p.scale_dtype = NULL;
     ro->schedule = strcmp(a.schedule, "overlap") == 0 ? QD_SCHED_OVERLAP : QD_SCHED_EXACT;
+    ro->parallel = strcmp(a.parallel, "pipeline") == 0 ? QD_PAR_PIPELINE : QD_PAR_DATA;
+    if (ro->schedule == QD_SCHED_OVERLAP && ro->parallel == QD_PAR_DATA)
+        return qd_fail(QD_ERR_USAGE, "--schedule overlap is a schedule of the pipeline layout: add --parallel pipeline");
     ro->progress = a.quiet || strcmp(a.progress, "none") == 0 ? QD_PROGRESS_QUIET
                  : strcmp(a.progress, "bar") == 0             ? QD_PROGRESS_BAR
                  : strcmp(a.progress, "lines") == 0           ? QD_PROGRESS_LINES

@@ -17,8 +17,16 @@ void qd_qctx_free(qd_qctx *c) {
     for (int g = 0; g < 4; g++) qd_buf_free(c->H[g]), qd_buf_free(c->cache[g]);
     qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
     qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
+    qd_buf_free(c->Hs);
+    for (int g = 0; g < 4; g++) free(c->slabs[g]);
     qd_fwd_free(c->fwd);
     free(c);
+}
+
+size_t qd_quantize_chunk_seqs(const qd_quantize_opts *o) {
+    if (!o->nseq || !o->seq_len) return 0;
+    size_t tokens = o->chunk_tokens ? o->chunk_tokens : 8192, seqs = tokens / o->seq_len ? tokens / o->seq_len : 1;
+    return seqs > o->nseq ? o->nseq : seqs;
 }
 
 qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quantize_opts *opts, qd_qctx **out) {
@@ -32,10 +40,13 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
         qd_model_linear_shape(cfg, qd_lin_group_first(g), NULL, &K);
         c->gK[g] = (size_t)K;
     }
+    c->nseq_total = opts->nseq;
+    if (opts->coll) { /* this rank's share of the sequences: the chunks stay those of the whole set */
+        c->coll = opts->coll;
+        c->o.nseq = opts->seq_count;
+    }
     if (opts->nseq) {
-        size_t tokens = opts->chunk_tokens ? opts->chunk_tokens : 8192;
-        c->chunk_seqs = tokens / opts->seq_len ? tokens / opts->seq_len : 1;
-        if (c->chunk_seqs > opts->nseq) c->chunk_seqs = opts->nseq;
+        c->chunk_seqs = qd_quantize_chunk_seqs(opts);
         qd_status st = qd_fwd_create(be, cfg, opts->seq_len, c->chunk_seqs, &c->fwd);
         if (st != QD_OK) {
             free(c);

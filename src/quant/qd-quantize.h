@@ -32,7 +32,17 @@ typedef struct qd_quantize_opts {
     size_t resident_max_bytes; /* GPTQ keeps a block's intermediate activations when they fit (0: 6 GiB);
                               * above it, each group's inputs are recomputed by a forward (same results).
                               * The distributed run derives it from its memory budget (--gpu-mem). */
+    /* Data-parallel ranks (qd-collective.h; NULL: this process holds every sequence). The block's
+     * inputs/outputs then hold only this rank's sequences [seq_first, seq_first + seq_count) of nseq,
+     * whole chunks (qd_quantize_chunk_seqs); GPTQ reduces its Hessians over the ranks and splits each
+     * Linear's sweep by output rows, so every rank installs the same quantized weights. */
+    const struct qd_collective *coll;
+    size_t seq_first, seq_count;
 } qd_quantize_opts;
+
+/* Sequences per forward pass (a chunk: chunk_tokens / seq_len, at least 1, at most nseq); the unit
+ * data-parallel ranks share the calibration in and the slab of an exact-numerics Hessian reduction. */
+size_t qd_quantize_chunk_seqs(const qd_quantize_opts *o);
 
 typedef struct qd_qctx qd_qctx;
 qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quantize_opts *opts, qd_qctx **out);

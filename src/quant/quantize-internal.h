@@ -4,6 +4,7 @@
 #ifndef QD_QUANTIZE_INTERNAL_H
 #define QD_QUANTIZE_INTERNAL_H
 
+#include "qd-collective.h"
 #include "qd-quantize.h"
 
 struct qd_qctx {
@@ -19,7 +20,23 @@ struct qd_qctx {
     qd_buf_t fp_out, trial_out; /* AWQ: loss-module outputs [rows, hidden] */
     qd_buf_t att, hres, act;    /* GPTQ resident forward: o / post-attention residual / down inputs, all rows */
     qd_buf_t xn, y;             /* per-chunk scratch [chunk rows, max(hidden, heads*head_dim)] */
+    /* data-parallel ranks (gptq-dp.c): o.nseq is this rank's share, nseq_total the calibration's */
+    const qd_collective *coll;
+    size_t nseq_total;
+    qd_buf_t Hs;                /* exact numerics: one slab's Hessian, from zero */
+    float *slabs[4];            /* exact numerics: this rank's slab Hessians per group, in slab order */
+    size_t nslabs[4];
 };
+
+/* Data-parallel GPTQ (gptq-dp.c). hess_slab: exact numerics, one slab's (chunk's) Hessian alpha X^T X
+ * from zero, kept until reduce_H. reduce_H: group g's Hessian summed over the ranks into c->H[g] -
+ * exact numerics: every slab in slab order (the same bits for every rank count); else an allreduce
+ * of each rank's partial. gptq_apply: qd_gptq_apply on this rank's share of the output rows, the
+ * results gathered so that every rank holds the whole Linear's. */
+qd_status qd__dp_hess_slab(qd_qctx *c, int g, qd_ref x, size_t rows, float alpha);
+qd_status qd__dp_reduce_H(qd_qctx *c, int g);
+qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
+                            const qd_gptq_fac *f, qd_qresult *out);
 
 /* forward every chunk of inputs through block w into outputs (capture / stop_after as in qd-forward.h) */
 qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,

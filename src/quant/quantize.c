@@ -28,8 +28,12 @@ static qd_status hess_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
     snprintf(name, sizeof name, "model.layers.%d.%s", h->block, qd_lin_name(l));
     qd_phase prev = qd_phase_set(c->be, QD_PH_HESSIAN);
     QD_CHECK(qd_check_finite(c->be, x.buf, x.off, rows * c->gK[g], "its input activations", name));
-    QD_CHECK(qd_be_hessian(c->be, &(struct qd_hessian_args){.H = QD_REF(c->H[g], 0), .X = x, .T = rows, .K = c->gK[g],
-                                                            .ldx = c->gK[g], .alpha = h->alpha, .beta = 1}));
+    if (c->coll && qd_be_numerics(c->be) == QD_NUMERICS_EXACT) /* a slab from zero: the sum's order is fixed */
+        QD_CHECK(qd__dp_hess_slab(c, g, x, rows, h->alpha));
+    else
+        QD_CHECK(qd_be_hessian(c->be, &(struct qd_hessian_args){.H = QD_REF(c->H[g], 0), .X = x, .T = rows,
+                                                                .K = c->gK[g], .ldx = c->gK[g], .alpha = h->alpha,
+                                                                .beta = 1}));
     qd_phase_set(c->be, prev);
     return QD_OK;
 }
@@ -55,6 +59,7 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
             last_factor = l;
         prev_spec = &specs[l];
     }
+    if (c->coll) QD_CHECK(qd__dp_reduce_H(c, g)); /* every rank's partial Hessian summed */
     qd_gptq_fac f = {0};
     qd_status st = QD_OK;
     double fac_s = 0; /* factorization seconds, charged to the first module that uses it */
@@ -88,11 +93,12 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
             clock_gettime(CLOCK_MONOTONIC, &t1);
             fac_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
         }
-        st = qd_gptq_apply(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l]);
+        st = c->coll ? qd__dp_gptq_apply(c, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l])
+                     : qd_gptq_apply(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l]);
         if (st != QD_OK) break;
         results[l].s.seconds += fac_s;
         fac_s = 0;
-        results[l].s.calib_tokens = c->o.nseq * c->o.seq_len;
+        results[l].s.calib_tokens = c->nseq_total * c->o.seq_len;
         st = qd__install(c, w, (qd_lin)l, &results[l]);
         if (st != QD_OK) break;
         qd_info("%s: gptq w%d g%d loss %.6g damp %.4g %.2fs%s%s", names[l], specs[l].bits, specs[l].group_size,
@@ -192,7 +198,7 @@ static qd_status gptq_resident(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t 
 
 static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qspec *specs,
                             char names[QD_NLIN][128], qd_qresult *results, int *out_done) {
-    hess_cap h = {.c = c, .block = w->index, .alpha = (float)(2.0 / (double)(c->o.nseq * c->o.seq_len))};
+    hess_cap h = {.c = c, .block = w->index, .alpha = (float)(2.0 / (double)(c->nseq_total * c->o.seq_len))};
     unsigned need = 0;
     for (int l = 0; l < QD_NLIN; l++)
         if (!specs[l].skip && specs[l].method == QD_METHOD_GPTQ) need |= 1u << qd_lin_group((qd_lin)l);
@@ -248,6 +254,8 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
     }
     if (any_awq) {
+        if (c->coll) /* the run keeps AWQ in the pipeline layout (mpi/run-dp.c) */
+            return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ has no data-parallel path (--parallel pipeline)", w->index);
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
         return qd__awq_block(c, w, inputs, outputs, results);
     }
