@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The distributed pipeline end to end, on real MPI ranks on this machine (issue 7).
+"""The distributed pipeline (--parallel pipeline) end to end, on real MPI ranks on this machine (issue 7).
 
 - exact schedule: P = 1, 2, 3, 4 ranks give byte-identical checkpoints (GPTQ and AWQ), and the
   fake-quant format, an export from the staging like the others, is byte-identical on 1 and 2 ranks;
@@ -29,8 +29,9 @@ assert shutil.which("mpirun"), "mpirun not installed (setup.sh installs openmpi-
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
 # stories260K's MLP width (172) takes no group size that divides it, so one group per row
+# the pipeline layout (--parallel pipeline); the data-parallel one is tests/py/test_data_parallel.py
 BASE = ["--model", str(MODEL), "--calib", str(CALIB), "--nsamples", "16", "--seqlen", "128",
-        "--group-size", "-1", "--quiet", "--progress", "none"]
+        "--group-size", "-1", "--quiet", "--progress", "none", "--parallel", "pipeline"]
 
 
 def quantize(out, np=1, extra=(), env=None, timeout=240):
@@ -186,7 +187,7 @@ def test_rtn_without_calibration(tmp_path):
         out = tmp_path / f"rtn{np}"
         cmd = (["mpirun", "--oversubscribe", "-n", str(np)] if np > 1 else []) + [
             QDIST, "quantize", "--model", str(MODEL), "--output", str(out), "--method", "rtn", "--format", "gptq",
-            "--group-size", "-1", "--quiet", "--progress", "none"]
+            "--group-size", "-1", "--quiet", "--progress", "none", "--parallel", "pipeline"]
         r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
         assert r.returncode == 0, r.stderr
         outs.append(checkpoint_bytes(out))
