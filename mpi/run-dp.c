@@ -3,7 +3,7 @@
  * calibration sequences (whole chunks) and keeps their activations on its device for the whole run;
  * every rank passes every block, forwarding its sequences, while the quantize context reduces the
  * Hessians and splits each Linear's solve over the ranks (src/quant/gptq-dp.c). Block b is staged by
- * rank b % P; rank 0 exports. AWQ has no data-parallel path yet: it keeps the pipeline layout.
+ * rank b % P; rank 0 exports.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -12,18 +12,6 @@
 #include "qd-check.h"
 #include "qd-param.h"
 #include "run-internal.h"
-
-int qd_run_dp_supported(const qd_run_opts *o, const qd_model_cfg *cfg) {
-    char name[128];
-    qd_qspec s;
-    for (int b = 0; b < cfg->nlayers; b++)
-        for (int l = 0; l < QD_NLIN; l++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s", b, qd_lin_name((qd_lin)l));
-            qd_recipe_resolve(o->q.recipe, &o->q.base, name, &s);
-            if (!s.skip && s.method == QD_METHOD_AWQ) return 0;
-        }
-    return 1;
-}
 
 qd_status qd_run_plan_dp(const qd_model *m, qd_plan *plan) {
     int size = qd_mpi_size(), nb = qd_model_cfg_of(m)->nlayers;

@@ -103,8 +103,6 @@ qd_status qd_run_flush(qd_run *k);
 void qd_run_sample_mem(qd_run *k);
 
 /* ---- the data-parallel layout (run-dp.c) ---- */
-/* 0 when a module's method has no data-parallel path (AWQ): the run keeps the pipeline layout. */
-int qd_run_dp_supported(const qd_run_opts *o, const qd_model_cfg *cfg);
 /* The plan of the data-parallel layout: every rank passes every block. */
 qd_status qd_run_plan_dp(const qd_model *m, qd_plan *plan);
 /* 1 when this rank stages block b (data-parallel: rank b % P; pipeline: the rank that runs it). */

@@ -69,10 +69,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         st = qd_fail(QD_ERR_UNSUPPORTED, "%s: the model is already quantized (%s)", o->model_dir, cfg.quant_method);
         goto fail;
     }
-    /* the data-parallel layout unless asked otherwise or a method has none (AWQ) */
-    k.dp = o->parallel == QD_PAR_DATA && qd_run_dp_supported(o, &cfg);
-    if (o->parallel == QD_PAR_DATA && !k.dp && rank == 0 && size > 1)
-        qd_info("quantize: AWQ has no data-parallel path yet: the pipeline layout runs (--parallel pipeline)");
+    k.dp = o->parallel == QD_PAR_DATA; /* the data-parallel layout (run-dp.c) unless asked otherwise */
     QD_CHECK_GOTO(k.dp ? qd_run_plan_dp(k.model, plan) : qd_run_plan(k.model, plan), st, fail);
     qd_run_opts ro = *o; /* every rank now knows the calibration */
     ro.parallel = k.dp ? QD_PAR_DATA : QD_PAR_PIPELINE;

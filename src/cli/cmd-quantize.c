@@ -57,7 +57,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"staging", QD_OPT_STR, &ro->staging_dir, "DIR", "where finished blocks are staged (default OUTPUT.qdist-staging)", NULL, NULL},
         {"resume", QD_OPT_FLAG, &ro->resume, NULL, "continue a run from its staging directory (same model, recipe, calibration)", NULL, NULL},
         {"keep-staging", QD_OPT_FLAG, &ro->keep_staging, NULL, "keep the staging directory after a successful export", NULL, NULL},
-        {"parallel", QD_OPT_CHOICE, &a.parallel, "L", "multi-rank layout (data: every rank a share of the calibration, all blocks; pipeline: every rank a block range; AWQ runs pipeline)", "data|pipeline", NULL},
+        {"parallel", QD_OPT_CHOICE, &a.parallel, "L", "multi-rank layout (data: every rank a share of the calibration sequences and every block; pipeline: every rank a range of blocks; docs/architecture.md)", "data|pipeline", NULL},
         {"schedule", QD_OPT_CHOICE, &a.schedule, "S", "pipeline layout's schedule (exact: byte-identical to one rank)", "exact|overlap", NULL},
         {"progress", QD_OPT_CHOICE, &a.progress, "P", "progress display on rank 0", "auto|bar|lines|json|none", NULL},
         {"quiet", QD_OPT_FLAG, &a.quiet, NULL, "no progress or info lines", NULL, NULL},

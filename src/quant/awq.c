@@ -93,24 +93,65 @@ static void scales_for(const float *xm, const float *wm, size_t K, float r, floa
     }
 }
 
+/* the mean |x| of each input column of group g over every rank's rows (qd__dp_sum: per slab in exact
+ * numerics, so the result does not depend on the rank count) */
+static qd_status input_means(qd_qctx *c, int g, qd_buf_t bx, float *xm) {
+    size_t K = c->gK[g], S = c->o.seq_len, rows = c->o.nseq * S, nsl = qd__dp_exact(c) ? qd__dp_local_slabs(c) : 1;
+    double *part = malloc((nsl * K + 1) * sizeof *part), *sum = malloc(K * sizeof *sum);
+    qd_status st = part && sum ? QD_OK : qd_fail(QD_ERR_NOMEM, "awq: out of memory (K = %zu)", K);
+    for (size_t i = 0; i < nsl && st == QD_OK; i++) {
+        size_t s0 = qd__dp_exact(c) ? i * c->chunk_seqs : 0;
+        size_t n = qd__dp_exact(c) ? (c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs) * S : rows;
+        st = qd_be_colstat(c->be, &(struct qd_colstat_args){.kind = QD_COLSTAT_ABS_SUM, .out = QD_REF(bx, 0),
+                                                            .src = QD_REF(c->cache[g], s0 * S * K), .rows = n,
+                                                            .cols = K, .ld = K});
+        if (st == QD_OK) st = qd_be_download(c->be, &(struct qd_download_args){.src = QD_REF(bx, 0), .dst = xm, .n = K});
+        for (size_t k = 0; st == QD_OK && k < K; k++) part[i * K + k] = xm[k];
+    }
+    if (st == QD_OK && c->coll) { /* one rank: xm as summed on the device, float -> double -> float */
+        st = qd__dp_sum(c, part, nsl, K, sum);
+        for (size_t k = 0; st == QD_OK && k < K; k++) xm[k] = (float)sum[k];
+    }
+    for (size_t k = 0; st == QD_OK && k < K; k++) xm[k] /= (float)(c->nseq_total * S);
+    free(part), free(sum);
+    return st;
+}
+
+/* this rank's squared error of the loss module's output against the full-precision one: per slab in
+ * exact data-parallel numerics (sq[slab * AWQ_GRID]), else one total (sq[0]) */
+static qd_status trial_sqdiff(qd_qctx *c, double *sq) {
+    size_t S = c->o.seq_len, H = (size_t)c->cfg->hidden;
+    if (!qd__dp_exact(c))
+        return qd_be_reduce(c->be, &(struct qd_reduce_args){.kind = QD_RED_SQDIFF, .a = QD_REF(c->fp_out, 0),
+                                                            .b = QD_REF(c->trial_out, 0), .n = c->o.nseq * S * H,
+                                                            .out = sq});
+    for (size_t i = 0, s0 = 0; s0 < c->o.nseq; i++, s0 += c->chunk_seqs) {
+        size_t n = (c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs) * S * H;
+        QD_CHECK(qd_be_reduce(c->be, &(struct qd_reduce_args){.kind = QD_RED_SQDIFF, .a = QD_REF(c->fp_out, s0 * S * H),
+                                                              .b = QD_REF(c->trial_out, s0 * S * H), .n = n,
+                                                              .out = &sq[i * AWQ_GRID]}));
+    }
+    return QD_OK;
+}
+
 /* grid search of one mapping against the current (unmodified) block; best scales into best[K] */
 static qd_status search(qd_qctx *c, qd_block_w *w, const mapping *m, const qd_qspec *specs, float *best,
                         int *best_k) {
     qd_backend_t be = c->be;
-    size_t rows = c->o.nseq * c->o.seq_len, H = (size_t)c->cfg->hidden, K = c->gK[m->group];
+    size_t rows = c->nseq_total * c->o.seq_len, H = (size_t)c->cfg->hidden, K = c->gK[m->group];
+    size_t nsl = qd__dp_exact(c) ? qd__dp_local_slabs(c) : 1;
     float *xm = malloc(K * sizeof *xm), *wm = malloc(K * sizeof *wm), *s = malloc(K * sizeof *s);
+    double *sq = calloc(nsl * AWQ_GRID + 1, sizeof *sq), sqsum[AWQ_GRID];
     qd_buf_t bx = NULL, bw = NULL, bs = NULL, orig[3] = {NULL, NULL, NULL};
     qd_status st = QD_OK;
-    if (!xm || !wm || !s) {
+    if (!xm || !wm || !s || !sq) {
         st = qd_fail(QD_ERR_NOMEM, "awq: out of memory (K = %zu)", K);
         goto done;
     }
     QD_CHECK_GOTO(qd_buf_alloc(be, K, &bx), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, K, &bw), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, K, &bs), st, done);
-    QD_CHECK_GOTO(qd_be_colstat(be, &(struct qd_colstat_args){.kind = QD_COLSTAT_ABS_SUM, .out = QD_REF(bx, 0),
-                                                              .src = QD_REF(c->cache[m->group], 0), .rows = rows,
-                                                              .cols = K, .ld = K}), st, done);
+    QD_CHECK_GOTO(input_means(c, m->group, bx, xm), st, done);
     size_t wrows = 0;
     for (int i = 0; i < m->nscaled; i++) {
         qd_lin l = m->scaled[i];
@@ -123,9 +164,8 @@ static qd_status search(qd_qctx *c, qd_block_w *w, const mapping *m, const qd_qs
         QD_CHECK_GOTO(qd_buf_alloc(be, w->n_out[l] * K, &orig[i]), st, done);
         QD_CHECK_GOTO(copy_n(be, orig[i], w->w[l], w->n_out[l] * K), st, done);
     }
-    QD_CHECK_GOTO(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(bx, 0), .dst = xm, .n = K}), st, done);
     QD_CHECK_GOTO(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(bw, 0), .dst = wm, .n = K}), st, done);
-    for (size_t k = 0; k < K; k++) xm[k] /= (float)rows, wm[k] /= (float)wrows;
+    for (size_t k = 0; k < K; k++) wm[k] /= (float)wrows;
     QD_CHECK_GOTO(inspect(c, w, m->inspect, c->fp_out), st, done);
     double best_loss = INFINITY;
     *best_k = -1;
@@ -149,17 +189,15 @@ static qd_status search(qd_qctx *c, qd_block_w *w, const mapping *m, const qd_qs
                           st, done);
         }
         QD_CHECK_GOTO(inspect(c, w, m->inspect, c->trial_out), st, done);
-        double sq;
-        QD_CHECK_GOTO(qd_be_reduce(be, &(struct qd_reduce_args){.kind = QD_RED_SQDIFF, .a = QD_REF(c->fp_out, 0),
-                                                                .b = QD_REF(c->trial_out, 0), .n = rows * H,
-                                                                .out = &sq}), st, done);
-        double loss = sq / (double)(rows * H);
-        if (loss < best_loss) {
-            best_loss = loss;
-            *best_k = k;
-            memcpy(best, s, K * sizeof *s);
-        }
+        QD_CHECK_GOTO(trial_sqdiff(c, &sq[k]), st, done);
     }
+    /* the candidates' errors summed over the ranks (qd__dp_sum), then the first smallest loss */
+    QD_CHECK_GOTO(qd__dp_sum(c, sq, nsl, AWQ_GRID, sqsum), st, done);
+    for (int k = 0; k < AWQ_GRID; k++) {
+        double loss = sqsum[k] / (double)(rows * H);
+        if (loss < best_loss) best_loss = loss, *best_k = k;
+    }
+    if (*best_k >= 0) scales_for(xm, wm, K, (float)*best_k / AWQ_GRID, best);
     if (*best_k < 0) {
         st = qd_fail(QD_ERR_NUMERIC, "model.layers.%d.%s: AWQ scale search found no finite loss", w->index,
                      qd_lin_name(m->scaled[0]));
@@ -168,7 +206,7 @@ static qd_status search(qd_qctx *c, qd_block_w *w, const mapping *m, const qd_qs
     for (int i = 0; i < m->nscaled; i++) /* back to the unmodified block */
         QD_CHECK_GOTO(copy_n(be, w->w[m->scaled[i]], orig[i], w->n_out[m->scaled[i]] * K), st, done);
 done:
-    free(xm), free(wm), free(s);
+    free(xm), free(wm), free(s), free(sq);
     qd_buf_free(bx), qd_buf_free(bw), qd_buf_free(bs);
     for (int i = 0; i < 3; i++) qd_buf_free(orig[i]);
     return st;
@@ -215,13 +253,14 @@ done:
 static qd_status clip(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qspec *spec) {
     qd_backend_t be = c->be;
     int g = qd_lin_group(l);
-    size_t rows = c->o.nseq * c->o.seq_len, K = c->gK[g];
+    size_t rows = c->nseq_total * c->o.seq_len, K = c->gK[g];
     size_t step = rows / AWQ_CLIP_TOKENS ? rows / AWQ_CLIP_TOKENS : 1, T = (rows + step - 1) / step;
     qd_buf_t X;
     QD_CHECK(qd_buf_alloc(be, T * K, &X));
     qd_status st;
-    /* every step-th token, as AutoAWQ's input_feat[:, ::step] */
-    QD_CHECK_GOTO(qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(X, 0), .src = QD_REF(c->cache[g], 0), .rows = T,
+    /* every step-th token, as AutoAWQ's input_feat[:, ::step]; data-parallel: from every rank */
+    if (c->coll) QD_CHECK_GOTO(qd__dp_clip_tokens(c, g, step, T, X), st, done);
+    else QD_CHECK_GOTO(qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(X, 0), .src = QD_REF(c->cache[g], 0), .rows = T,
                                                         .cols = K, .ldd = K, .lds = step * K}), st, done);
     QD_CHECK_GOTO(qd_be_awq_clip(be, &(struct qd_awq_clip_args){.cfg = qd_qspec_qcfg(spec), .W = QD_REF(w->w[l], 0),
                                                                 .X = QD_REF(X, 0), .N = w->n_out[l], .K = K, .T = T,
@@ -272,7 +311,7 @@ qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t out
         if (specs[l].skip) continue;
         if (l != QD_LIN_Q && l != QD_LIN_K) QD_CHECK_GOTO(clip(c, w, (qd_lin)l, &specs[l]), st, done);
         QD_CHECK_GOTO(qd_rtn_layer(be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]), st, done);
-        results[l].s.calib_tokens = rows;
+        results[l].s.calib_tokens = c->nseq_total * c->o.seq_len;
         QD_CHECK_GOTO(qd__install(c, w, (qd_lin)l, &results[l]), st, done);
         qd_info("%s: awq w%d g%d loss %.6g %.2fs", names[l], specs[l].bits, specs[l].group_size, results[l].s.loss,
                 results[l].s.seconds);

@@ -33,6 +33,16 @@ struct qd_qctx {
  * exact numerics: every slab in slab order (the same bits for every rank count); else an allreduce
  * of each rank's partial. gptq_apply: qd_gptq_apply on this rank's share of the output rows, the
  * results gathered so that every rank holds the whole Linear's. */
+/* Data-parallel AWQ (awq-dp.c). local_slabs: this rank's chunks. exact: coll and exact numerics (sums
+ * per slab). sum: exact - in [nslabs][n] this rank's per-slab sums, folded with every rank's in slab
+ * order into out[n]; else in[n] this rank's totals, all-reduced into out (coll NULL: copied).
+ * clip_tokens: AWQ's sampled tokens t * step (t < T, global rows) of group g's inputs, gathered from
+ * every rank into X [T, K]. */
+size_t qd__dp_local_slabs(const qd_qctx *c);
+int qd__dp_exact(const qd_qctx *c);
+qd_status qd__dp_sum(qd_qctx *c, const double *in, size_t nslabs, size_t n, double *out);
+qd_status qd__dp_clip_tokens(qd_qctx *c, int g, size_t step, size_t T, qd_buf_t X);
+
 qd_status qd__dp_hess_slab(qd_qctx *c, int g, qd_ref x, size_t rows, float alpha);
 qd_status qd__dp_reduce_H(qd_qctx *c, int g);
 qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,

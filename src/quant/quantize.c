@@ -254,8 +254,6 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
     }
     if (any_awq) {
-        if (c->coll) /* the run keeps AWQ in the pipeline layout (mpi/run-dp.c) */
-            return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ has no data-parallel path (--parallel pipeline)", w->index);
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
         return qd__awq_block(c, w, inputs, outputs, results);
     }

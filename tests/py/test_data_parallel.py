@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: MIT
 """Data-parallel ranks (--parallel data, the default; issue 18), on real MPI ranks on this machine.
 
-- --numerics exact: P = 1, 2, 3, 4 give byte-identical checkpoints (GPTQ, GPTQ with act-order, RTN),
+- --numerics exact: P = 1, 2, 3, 4 give byte-identical checkpoints (GPTQ, GPTQ with act-order, RTN, AWQ),
   also when some ranks hold no calibration sequence and the last chunk is short;
 - default numerics: the same bytes run after run for a given P, and P = 1, 2, 4 agree in perplexity;
 - a run killed on one rank, resumed with another P, gives the uninterrupted checkpoint (exact numerics);
 - an injected failure on one rank ends the job quickly, naming rank and block;
-- each block is staged by rank block % P; AWQ keeps the pipeline layout with a note;
+- each block is staged by rank block % P; AWQ's statistics are reduced the same way;
 - --schedule overlap without --parallel pipeline is a usage error.
 """
 import json
@@ -69,6 +69,7 @@ def run_ok(out, np, args, **kw):
     ("gptq", PY, ["--method", "gptq"], [1, 2, 3, 4]),
     ("gptq-act-order", PY, ["--method", "gptq", "--act-order"], [1, 3]),
     ("rtn", ST, ["--method", "rtn"], [1, 2, 3, 4]),
+    ("awq", PY, ["--method", "awq", "--format", "compressed-tensors"], [1, 2, 4]),
 ])
 def test_exact_numerics_byte_identical_for_every_rank_count(tmp_path, name, base, extra, ranks):
     args = base + extra + ["--numerics", "exact"]
@@ -148,13 +149,24 @@ def test_failing_rank_ends_job_naming_rank_and_block(tmp_path):
     assert not (tmp_path / "fail").exists()
 
 
-def test_awq_keeps_the_pipeline_layout(tmp_path):
-    args = ST + ["--method", "awq", "--format", "compressed-tensors", "--asym"]
-    want = run_ok(tmp_path / "awq1", 1, args)
-    r = quantize(tmp_path / "awq2", 2, [a for a in args if a != "--quiet"])
-    assert r.returncode == 0, r.stderr
-    assert "AWQ has no data-parallel path yet" in r.stderr
-    assert checkpoint_bytes(tmp_path / "awq2") == want
+def test_awq_default_numerics(tmp_path):
+    """AWQ's means, candidate losses and clip tokens reduced over the ranks: every candidate ratio
+    equal to one rank's (printed per mapping), the ppl the same within PPL_TOL."""
+    args = opts(PY, nsamples=16, seqlen=128, chunk_tokens=512) + ["--method", "awq", "--format", "compressed-tensors"]
+    args = [a for a in args if a != "--quiet"]
+    ratios, ppl = {}, {}
+    for np in (1, 2):
+        r = quantize(tmp_path / f"a{np}", np, args)
+        assert r.returncode == 0, r.stderr
+        ratios[np] = [l.split("model.layers.", 1)[1] for l in r.stderr.splitlines()
+                      if "awq scales ratio" in l and ("[rank " not in l or "[rank 0]" in l)]
+        e = subprocess.run([QDIST, "eval", "--model", str(tmp_path / f"a{np}"), "--data", str(PYCODE / "eval.txt"),
+                            "--seqlen", "256", "--max-windows", "8", "--json", "--quiet"],
+                           capture_output=True, text=True, timeout=300)
+        assert e.returncode == 0, e.stderr
+        ppl[np] = json.loads(e.stdout)["ppl"]
+    assert len(ratios[1]) == 8 * 3 and ratios[1] == ratios[2]  # GQA: v -> o is not scaled
+    assert abs(ppl[2] / ppl[1] - 1) < PPL_TOL, ppl
 
 
 def test_overlap_needs_the_pipeline_layout(tmp_path):
