@@ -56,6 +56,7 @@ qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int n
         return qd_fail(QD_ERR_NOMEM, "report: out of memory");
     }
     cJSON_AddStringToObject(set, "schedule", o->schedule == QD_SCHED_EXACT ? "exact" : "overlap");
+    cJSON_AddStringToObject(set, "parallel", o->parallel == QD_PAR_DATA ? "data" : "pipeline");
     cJSON_AddNumberToObject(set, "ranks", plan->nranks);
     cJSON *cal = cJSON_AddObjectToObject(root, "calibration");
     cJSON_AddStringToObject(cal, "path", o->calib_path ? o->calib_path : "");
