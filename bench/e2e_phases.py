@@ -12,7 +12,7 @@ import json
 import sys
 
 PHASES = ["read", "forward", "hessian", "cholesky", "sweep", "install", "awq", "staging", "transfer", "wait",
-          "write", "other"]
+          "write", "reduce", "other"]
 
 
 def row(label, path):

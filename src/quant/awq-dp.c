@@ -10,6 +10,7 @@
 
 #include "qd-check.h"
 #include "qd-log.h"
+#include "qd-phase.h"
 #include "quantize-internal.h"
 
 size_t qd__dp_local_slabs(const qd_qctx *c) { return c->chunk_seqs ? (c->o.nseq + c->chunk_seqs - 1) / c->chunk_seqs : 0; }
@@ -20,7 +21,11 @@ qd_status qd__dp_sum(qd_qctx *c, const double *in, size_t nslabs, size_t n, doub
     const qd_collective *cl = c->coll;
     if (!qd__dp_exact(c)) {
         memmove(out, in, n * sizeof *out);
-        return cl ? cl->allreduce_f64(cl, out, n) : QD_OK;
+        if (!cl) return QD_OK;
+        qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
+        qd_status st = cl->allreduce_f64(cl, out, n);
+        qd_phase_set(c->be, prev);
+        return st;
     }
     size_t *counts = calloc((size_t)cl->size, sizeof *counts), total = 0;
     if (!counts) return qd_fail(QD_ERR_NOMEM, "awq: out of memory");
@@ -31,6 +36,7 @@ qd_status qd__dp_sum(qd_qctx *c, const double *in, size_t nslabs, size_t n, doub
         total += counts[r];
     }
     qd_status st = QD_OK;
+    qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
     double *all = malloc(total + 1);
     if (!all) st = qd_fail(QD_ERR_NOMEM, "awq: out of memory for %zu bytes of slab sums", total);
     if (st == QD_OK && counts[cl->rank] != nslabs * n * sizeof(double))
@@ -42,6 +48,7 @@ qd_status qd__dp_sum(qd_qctx *c, const double *in, size_t nslabs, size_t n, doub
             for (size_t i = 0; i < n; i++) out[i] = out[i] + all[s * n + i];
     }
     free(all), free(counts);
+    qd_phase_set(c->be, prev);
     return st;
 }
 
@@ -69,7 +76,9 @@ qd_status qd__dp_clip_tokens(qd_qctx *c, int g, size_t step, size_t T, qd_buf_t 
                                                           .rows = mine, .cols = K, .ldd = K, .lds = step * K});
         if (st == QD_OK) st = qd_be_download(c->be, &(struct qd_download_args){.src = QD_REF(loc, 0), .dst = h, .n = mine * K});
     }
+    qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
     if (st == QD_OK) st = cl->allgatherv(cl, h, counts, all);
+    qd_phase_set(c->be, prev);
     if (st == QD_OK)
         st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(X, 0), .src = all, .src_dtype = QD_DT_F32, .n = T * K});
     qd_buf_free(loc);

@@ -60,7 +60,7 @@ static qd_status fold_exact(qd_qctx *c, int g) {
 }
 
 qd_status qd__dp_reduce_H(qd_qctx *c, int g) {
-    qd_phase prev = qd_phase_set(c->be, QD_PH_HESSIAN);
+    qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
     size_t K = c->gK[g];
     qd_status st = qd_be_numerics(c->be) == QD_NUMERICS_EXACT ? fold_exact(c, g)
                                                                 : c->coll->allreduce_f32(c->coll, c->be, QD_REF(c->H[g], 0), K * K);
@@ -131,7 +131,7 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
         goto done;
     }
     pack(&part, n, K, G, mine);
-    qd_phase prev = qd_phase_set(be, QD_PH_WAIT);
+    qd_phase prev = qd_phase_set(be, QD_PH_REDUCE);
     st = cl->allgatherv(cl, mine, counts, all);
     qd_phase_set(be, prev);
     if (st != QD_OK) goto done;

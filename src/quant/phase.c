@@ -45,6 +45,7 @@ void qd_phase_reset(void) {
 
 const char *qd_phase_name(qd_phase p) {
     static const char *const names[QD_PH_N] = {"other",   "read",    "forward", "hessian", "cholesky", "sweep",
-                                               "install", "awq",     "staging", "transfer", "wait",   "write"};
+                                               "install", "awq",     "staging", "transfer", "wait",   "write",
+                                               "reduce"};
     return p < QD_PH_N ? names[p] : "?";
 }

@@ -27,6 +27,7 @@ typedef enum {
     QD_PH_TRANSFER, /* activations between host and device, embedding */
     QD_PH_WAIT,     /* blocked on a neighbour rank */
     QD_PH_WRITE,    /* rank 0: report and export of the checkpoint */
+    QD_PH_REDUCE,   /* data-parallel ranks: Hessian and statistic sums, result gathers (with their waits) */
     QD_PH_N
 } qd_phase;
 
