@@ -33,6 +33,7 @@ struct qd_cuda_ctx {
     int device;
     int sm_count;
     enum qd_cu_math math;
+    size_t hess_tile; /* columns per GEMM of the tf32/bf16 Hessian's triangle (QD_HESS_TILE) */
     int attn_fp32; /* QD_CUDA_ATTN=fp32: keep the CUDA-core attention kernel under QD_CUDA_MATH=bf16 */
     cudaStream_t stream;
     cublasHandle_t blas;
@@ -90,6 +91,7 @@ qd_status qd_cu_fill(qd_backend_t be, const struct qd_fill_args *a);
 qd_status qd_cu_permute(qd_backend_t be, const struct qd_permute_args *a);
 qd_status qd_cu_gemm(qd_backend_t be, const struct qd_gemm_args *a);
 qd_status qd_cu_hessian(qd_backend_t be, const struct qd_hessian_args *a);
+qd_status qd_cu_symmetrize(qd_backend_t be, const struct qd_symmetrize_args *a);
 qd_status qd_cu_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
 qd_status qd_cu_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a);
 qd_status qd_cu_ewise(qd_backend_t be, const struct qd_ewise_args *a);
