@@ -180,6 +180,10 @@ static void cu_free(qd_backend_t be) {
         free(c->pool);
     }
     if (c->flag) cudaFree(c->flag);
+    for (int i = 0; i < 2; i++) {
+        if (c->stage[i]) cudaFreeHost(c->stage[i]);
+        if (c->stage_ev[i]) cudaEventDestroy(c->stage_ev[i]);
+    }
     if (c->solver) cusolverDnDestroy(c->solver);
     if (c->blas) cublasDestroy(c->blas);
     if (c->stream) cudaStreamDestroy(c->stream);
@@ -262,6 +266,7 @@ static qd_status cu_init(struct qd_cuda_ctx *c) {
     QD_CUSOLVER_CHECK(cusolverDnCreate(&c->solver));
     QD_CUSOLVER_CHECK(cusolverDnSetStream(c->solver, c->stream));
     QD_CUDA_CHECK(cudaMalloc((void **)&c->flag, sizeof(int)));
+    for (int i = 0; i < 2; i++) QD_CUDA_CHECK(cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming));
     return QD_OK;
 }
 
