@@ -22,12 +22,22 @@ __global__ void k_f2d_rev(double *D, const float *A, size_t n) {
         D[i] = (double)A[n - 1 - i];
 }
 
-/* U[i][j] = (J L^-1 J)[i][j] = L^-1[n-1-i][n-1-j], which column-major sits at D[n*n-1-(j*n+i)] */
+/* U[i][j] = (J L^-1 J)[i][j] = L^-1[n-1-i][n-1-j], which column-major sits at D[n*n-1-(j*n+i)]: with
+ * E the reversed array read row-major (E[r][c] = D[n*n-1-(r*n+c)]), U is E^T with the strict lower
+ * triangle cleared. A 32 x 32 tiled transpose keeps both sides coalesced; block (bx, by) writes A's
+ * tile at rows by*32.., columns bx*32.., and tiles below the diagonal are zeros, read from nowhere. */
 __global__ void k_d2f_upper_rev(float *A, const double *D, size_t n) {
-    size_t tot = n * n;
-    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < tot; idx += (size_t)gridDim.x * blockDim.x) {
-        size_t i = idx / n, j = idx % n;
-        A[idx] = i > j ? 0.0f : (float)D[tot - 1 - (j * n + i)];
+    __shared__ double t[32][33];
+    size_t bx = blockIdx.x, by = blockIdx.y, tot = n * n;
+    if (by <= bx)
+        for (unsigned r = threadIdx.y; r < 32; r += blockDim.y) {
+            size_t er = bx * 32 + r, ec = by * 32 + threadIdx.x;
+            if (er < n && ec < n) t[r][threadIdx.x] = D[tot - 1 - (er * n + ec)];
+        }
+    __syncthreads();
+    for (unsigned r = threadIdx.y; r < 32; r += blockDim.y) {
+        size_t i = by * 32 + r, j = bx * 32 + threadIdx.x;
+        if (i < n && j < n) A[i * n + j] = i > j ? 0.0f : (float)t[threadIdx.x][r];
     }
 }
 
@@ -107,7 +117,9 @@ static qd_status rev_factor(struct qd_cuda_ctx *c, float *A, size_t n, double *D
                                        D, (int64_t)n, dwork, dbytes, hwork, hbytes, c->flag));
     QD_CHECK(info_of(c, "Xtrtri", &bad)); /* also keeps hwork alive until trtri is done */
     if (bad) return QD_ERR_NUMERIC;       /* a zero pivot: cannot follow a successful potrf */
-    k_d2f_upper_rev<<<nb, 256, 0, c->stream>>>(A, D, n);
+    size_t nt = (n + 31) / 32;
+    if (nt > 65535) return qd_fail(QD_ERR_UNSUPPORTED, "cuda backend: chol_inv of a %zu x %zu matrix", n, n);
+    k_d2f_upper_rev<<<dim3((unsigned)nt, (unsigned)nt), dim3(32, 8), 0, c->stream>>>(A, D, n);
     QD_LAUNCH_CHECK("chol_inv");
     return QD_OK;
 }
