@@ -17,6 +17,7 @@ static qd_status load_block(qd_run *k, int b, qd_block_w *w) {
     qd_phase prev = qd_phase_set(k->be, QD_PH_READ);
     double t0 = qd_run_now_s();
     qd_status st = qd_model_block_load(k->be, k->model, b, w);
+    qd_model_block_prefetch(k->model, b + 1); /* read from disk while block b computes */
     qd_phase_set(k->be, prev);
     k->t.load_s += qd_run_now_s() - t0;
     return st;

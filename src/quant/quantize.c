@@ -29,7 +29,8 @@ static qd_status hess_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
     qd_phase prev = qd_phase_set(c->be, QD_PH_HESSIAN);
     QD_CHECK(qd_check_finite(c->be, x.buf, x.off, rows * c->gK[g], "its input activations", name));
     QD_CHECK(qd_be_hessian(c->be, &(struct qd_hessian_args){.H = QD_REF(c->H[g], 0), .X = x, .T = rows, .K = c->gK[g],
-                                                            .ldx = c->gK[g], .alpha = h->alpha, .beta = 1}));
+                                                            .ldx = c->gK[g], .alpha = h->alpha, .beta = 1,
+                                                            .upper_only = 1})); /* qd_gptq_factor completes it */
     qd_phase_set(c->be, prev);
     return QD_OK;
 }
