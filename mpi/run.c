@@ -109,7 +109,6 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     st = qd_pipeline_run(plan, rank, o->schedule, &wk, prev, next, &ps, &failed_block);
     if (st == QD_OK) st = qd_run_flush(&k); /* every block of this rank on disk before the report reads them */
     if (st != QD_OK) goto fail;
-    double t_staged = qd_run_now_s(); /* the export tail starts here */
     k.t.stage_write_s = qd_stage_writer_busy_s(k.writer);
     k.t.wait_s = ps.wait_s;
     k.t.quantized = ps.quantized;
@@ -129,6 +128,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         free(all);
         goto fail;
     }
+    double t_staged = qd_run_now_s(); /* every rank's blocks are staged: the export tail starts here */
     qd_qrecord *recs = NULL;
     size_t nrecs = 0;
     st = qd_run_gather_records(&k, &recs, &nrecs);
