@@ -157,3 +157,27 @@ def test_gptq_v1_zero_point_refused_while_streaming(tmp_path):
     assert "--resume" in r.stderr, r.stderr
     assert not out.exists() and not leftovers(tmp_path)
     assert (tmp_path / "o.qdist-staging").is_dir()
+
+
+def test_block_unlike_the_plan_falls_back_to_the_export_after_the_run(tmp_path):
+    """A staged block whose modules are not the planned ones (here a module removed from the file with
+    h5py: replayed and exported unquantized) is noticed before anything is committed: the checkpoint is
+    then exported from the staging after the run, the same bytes as QD_EXPORT_STREAM=0 writes."""
+    h5py = pytest.importorskip("h5py")
+    args = ["--method", "rtn", "--format", "compressed-tensors"]
+    staging = tmp_path / "staging"
+    r = quantize(tmp_path / "first", args + ["--keep-staging", "--staging", staging])
+    assert r.returncode == 0, r.stderr
+    with h5py.File(staging / "block-00003.h5", "r+") as f:
+        del f["modules/mlp.down_proj"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = quantize(a, args + ["--keep-staging", "--staging", staging, "--resume"])
+    assert r.returncode == 0, r.stderr
+    assert "quantized differently from the plan" in r.stderr, r.stderr
+    assert totals(a)["export_streamed_blocks"] == 0
+    r = quantize(b, args + ["--keep-staging", "--staging", staging, "--resume"], env={"QD_EXPORT_STREAM": "0"})
+    assert r.returncode == 0, r.stderr
+    fa = files(a)
+    assert fa == files(b)
+    assert fa != files(tmp_path / "first")  # down_proj of block 3 is now unquantized
+    assert not leftovers(tmp_path)
