@@ -17,6 +17,9 @@
 #     peer      bench/peer/peer_bench.py: qdist (default flags) vs llm-compressor on the fixture (PEER_METHODS,
 #               default rtn,gptq,gptq-act,awq; ppl of every export by one evaluator), plus qdist with --math fp32
 #               on the same ids (the fp32-vs-default quality rows); needs .whl (llm-compressor's wheels)
+#     peer2     the same on a second trained model of another architecture (Qwen2-style, trained in the call by
+#               fixtures/train/train_fixture.py B, PEER2_TRAIN_S seconds; PEER2_WAIT: wait for a training job
+#               started before this script), default and --math fp32 rows
 #     peer8b    the same on synthetic Llama-3-8B shapes (PEER8B_BLOCKS=32 blocks, 128 x 2048, PEER8B_METHODS=gptq;
 #               AWQ rows with PEER8B_AWQ_BLOCKS blocks at 128 x 512 when PEER8B_AWQ_BLOCKS is set), timing only
 #     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%;
@@ -113,7 +116,7 @@ for s in $STAGES; do
     log "bench qwen2.5-7b tf32"; QD_CUDA_MATH=tf32 $RUN $B/bench-gptq-layer --model qwen2.5-7b --reps 1 2>&1 | tee -a "$OUT/bench-qwen.log";;
   torch8b)
     log "torch reference llama3-8b"; timeout 300 python3 bench/torch_gptq_ref.py --model llama3-8b 2>&1 | tee -a "$OUT/torch-8b.log";;
-  peer|peer8b)
+  peer|peer8b|peer2)
     if [ -z "${peer_ready:-}" ]; then
       cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -132,6 +135,29 @@ for s in $STAGES; do
         --nsamples 64 --seqlen 512 --methods $pm --eval $fx/eval.txt --eval-windows 32 --out /tmp/peer-fx32 --no-peer \
         --qdist-args "--math fp32" 2>"$OUT/peer-fx32.err" | tee "$OUT/peer-fx32.md"
       cp /tmp/peer-fx/peer.json "$OUT/peer-fx.json"; cp /tmp/peer-fx32/peer.json "$OUT/peer-fx32.json"
+    elif [ $s = peer2 ]; then
+      # the second trained model (fixtures/train/train_fixture.py B: Qwen2-style, q/k/v biases, untied
+      # lm_head), trained here unless /tmp/fx/B/model exists or a job started before run_bench.sh is
+      # training it (PEER2_WAIT=file that appears when it is done)
+      fb=/tmp/fx/B/model
+      if [ -n "${PEER2_WAIT:-}" ]; then while [ ! -e "$PEER2_WAIT" ]; do sleep 2; done; fi
+      if [ ! -f $fb/config.json ]; then
+        log "peer2: train model B (${PEER2_TRAIN_S:-180} s)"
+        QD_TRAIN_CORPUS_CHARS=${QD_TRAIN_CORPUS_CHARS:-80000000} python3 fixtures/train/train_fixture.py prep B >"$OUT/prep-B.log" 2>&1 &&
+          python3 fixtures/train/train_fixture.py train B ${PEER2_TRAIN_S:-180} >"$OUT/train-B.log" 2>&1 || { log "peer2: training failed"; tail -20 "$OUT"/*-B.log; continue; }
+      fi
+      cp /tmp/fx/B/train_result.json "$OUT/train-B-result.json" 2>/dev/null
+      python3 -c 'import json,sys; print("\n\n".join(json.loads(l)["text"] for l in open("/tmp/fx/eval.jsonl")))' >/tmp/fx/eval.txt
+      pm=${PEER_METHODS:-rtn,gptq,gptq-act,awq}
+      log "peer2: model B, qdist default vs llm-compressor ($pm)"
+      PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $fb --calib /tmp/fx/calib.jsonl \
+        --nsamples 64 --seqlen 512 --methods $pm --eval /tmp/fx/eval.txt --eval-windows 32 --out /tmp/peer-B 2>"$OUT/peer-B.err" | tee "$OUT/peer-B.md"
+      log "peer2: model B, qdist --math fp32 ($pm)"
+      PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $fb --calib /tmp/fx/calib.jsonl \
+        --nsamples 64 --seqlen 512 --methods $pm --eval /tmp/fx/eval.txt --eval-windows 32 --out /tmp/peer-B32 --no-peer \
+        --qdist-args "--math fp32" 2>"$OUT/peer-B32.err" | tee "$OUT/peer-B32.md"
+      cp /tmp/peer-B/peer.json "$OUT/peer-B.json"; cp /tmp/peer-B32/peer.json "$OUT/peer-B32.json"
+      cp $fb/config.json "$OUT/model-B-config.json"
     else
       nb=${PEER8B_BLOCKS:-32}; m=/tmp/synth-llama3-8b-$nb
       [ -f $m/config.json ] || { rm -rf /tmp/synth-llama3-8b-*; log "peer8b: generate llama3-8b, $nb blocks"; python3 bench/gen_synthetic.py --arch llama3-8b --blocks $nb $m || continue; }

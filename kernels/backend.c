@@ -10,7 +10,7 @@
 
 qd_status qd_backend_new(const struct qd_backend_i *iface, void *ctx, qd_backend_t *out) {
     if (!iface || !iface->buf_alloc || !iface->buf_free || !iface->upload || !iface->download ||
-        !iface->copy || !iface->fill || !iface->gemm || !iface->hessian || !iface->diag_add ||
+        !iface->copy || !iface->fill || !iface->gemm || !iface->hessian || !iface->symmetrize || !iface->diag_add ||
         !iface->chol_inv || !iface->permute || !iface->ewise || !iface->rmsnorm || !iface->rope ||
         !iface->attention || !iface->cross_entropy || !iface->reduce || !iface->colstat ||
         !iface->quantize || !iface->gptq_sweep || !iface->awq_clip)
@@ -153,6 +153,12 @@ qd_status qd_be_hessian(qd_backend_t be, const struct qd_hessian_args *a) {
     QD_CHECK(ref_ok(be, "hessian", "H", a->H, a->K * a->K));
     QD_CHECK(ref_ok(be, "hessian", "X", a->X, span(a->T, a->K, a->ldx)));
     return a->K ? be->iface->hessian(be, a) : QD_OK;
+}
+
+qd_status qd_be_symmetrize(qd_backend_t be, const struct qd_symmetrize_args *a) {
+    QD_CHECK(be_ok(be, a, "symmetrize"));
+    QD_CHECK(ref_ok(be, "symmetrize", "A", a->A, a->n * a->n));
+    return a->n > 1 ? be->iface->symmetrize(be, a) : QD_OK;
 }
 
 qd_status qd_be_diag_add(qd_backend_t be, const struct qd_diag_add_args *a) {

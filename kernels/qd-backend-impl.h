@@ -25,6 +25,7 @@ struct qd_backend_i {
     qd_status (*fill)(qd_backend_t be, const struct qd_fill_args *a);          /* set to a value */
     qd_status (*gemm)(qd_backend_t be, const struct qd_gemm_args *a);          /* fp32 GEMM */
     qd_status (*hessian)(qd_backend_t be, const struct qd_hessian_args *a);    /* H = beta H + alpha X^T X */
+    qd_status (*symmetrize)(qd_backend_t be, const struct qd_symmetrize_args *a); /* lower <- upper */
     qd_status (*diag_add)(qd_backend_t be, const struct qd_diag_add_args *a);  /* damping, dead columns */
     qd_status (*chol_inv)(qd_backend_t be, const struct qd_chol_inv_args *a);  /* A <- chol(A^-1) upper */
     qd_status (*permute)(qd_backend_t be, const struct qd_permute_args *a);    /* act-order gathers */

@@ -104,13 +104,25 @@ struct qd_gemm_args {
 qd_status qd_be_gemm(qd_backend_t be, const struct qd_gemm_args *a);
 
 /* H[K,K] = beta * H + alpha * X^T X for X [T,K] (row stride ldx); H is complete (both triangles)
- * on return. The GPTQ Hessian is beta = 1, alpha = 2/n_total accumulated over batches. */
+ * on return. The GPTQ Hessian is beta = 1, alpha = 2/n_total accumulated over batches.
+ * upper_only: only the upper triangle (j >= i, row-major) need be computed, about half the work; the
+ * strict lower triangle is then unspecified (a backend may still fill it) until qd_be_symmetrize
+ * completes H. Accumulating calls keep upper_only alike; qd_gptq_factor symmetrizes before it reads. */
 struct qd_hessian_args {
     qd_ref H, X;
     size_t T, K, ldx;
     float alpha, beta;
+    int upper_only;
 };
 qd_status qd_be_hessian(qd_backend_t be, const struct qd_hessian_args *a);
+
+/* The n x n matrix A (row stride n) made symmetric from its upper triangle: A[i][j] = A[j][i] for
+ * i > j. Bit copies: a matrix already symmetric is unchanged. */
+struct qd_symmetrize_args {
+    qd_ref A;
+    size_t n;
+};
+qd_status qd_be_symmetrize(qd_backend_t be, const struct qd_symmetrize_args *a);
 
 /* A[i][i] += scalar + (v ? v[i] : 0) for the n x n matrix A (row stride n). */
 struct qd_diag_add_args {
@@ -122,8 +134,10 @@ struct qd_diag_add_args {
 };
 qd_status qd_be_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
 
-/* In place on the SPD n x n matrix A: A <- U, the upper Cholesky factor of A^-1 (A^-1 = U^T U), the
- * strict lower triangle set to 0. GPTQ's "Hinv". The CPU backend factorises in fp64 (see blas.c);
+/* In place on the SPD n x n matrix A (both triangles read: complete it first): A <- U, the upper
+ * Cholesky factor of A^-1 (A^-1 = U^T U), the strict lower triangle set to 0. GPTQ's "Hinv". FAST
+ * numerics: one potrf and one trtri of the reversed matrix (2/3 n^3); EXACT: potrf, potri, potrf
+ * (4/3 n^3), as before. The CPU backend factorises in fp64 (see blas.c);
  * other backends must match it to ~1e-5 relative on U. Non-PD A: QD_ERR_NUMERIC, nothing printed, A
  * left unchanged (GPTQ factors in place and retries with more damping after restoring the diagonal;
  * both backends factor an fp64 copy and write A only on success). */

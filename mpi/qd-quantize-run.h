@@ -9,8 +9,10 @@
  * opts), creates or verifies the staging directory; the others attach to it. Each rank reads only
  * its own blocks. A failure on any rank is reported once by that rank, naming its rank, host and
  * block, and ends the whole job (MPI_Abort) so nobody waits forever; with one rank the status is
- * returned. After every block is staged, rank 0 writes the report and exports the checkpoint
- * (atomic rename), then removes the staging directory unless keep_staging.
+ * returned. Rank 0 writes the checkpoint while the blocks are quantized (each block it finishes goes
+ * into its final shard; the others' and resumed ones from the staging after the last block; the fake
+ * format all after the run), then the report, commits the output (atomic rename) and removes the
+ * staging directory unless keep_staging.
  */
 #ifndef QD_QUANTIZE_RUN_H
 #define QD_QUANTIZE_RUN_H

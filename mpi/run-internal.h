@@ -58,6 +58,7 @@ typedef struct qd_run {
     qd_dtype store_dt;       /* the dtype the export stores scales in (F16; compressed-tensors: the model's) */
     int dp;                  /* the data-parallel layout (run-dp.c) */
     size_t seq0, nseq_local; /* this rank's calibration sequences (pipeline: all of them) */
+    struct qd_xstream *xs;   /* rank 0: the export written during the run (run-stream.c), or NULL */
     qd_run_times t;
 } qd_run;
 
@@ -125,5 +126,24 @@ qd_status qd_run_finish_report(cJSON *root, double report_s, double export_s, do
 /* The model's metadata files into the staging's meta directory (the export copies them on). */
 qd_status qd_run_prepare_meta(const char *model_dir, const char *meta);
 qd_status qd_run_export(const qd_run_opts *o, const qd_model *m, const char *staging, const char *meta);
+/* The run's settings as the export's configs record them. */
+struct qd_qrun;
+void qd_run_qrun(const qd_run_opts *o, struct qd_qrun *run);
+
+/* ---- the export written during the run, on rank 0 (run-stream.c) ---- */
+/* After the staging is open, before the pipeline: the export planned from the recipe (refusing what
+ * the format cannot hold), the output directory begun, the tensors outside the blocks written in the
+ * background. Nothing for the fake format or QD_EXPORT_STREAM=0 (the export then runs after the run). */
+qd_status qd_run_stream_begin(qd_run *k, const char *staging);
+/* A block this rank finished (run-worker.c): written into its shards while later blocks are computed;
+ * release(b) once the export is done with it. Waits while two blocks are in flight. */
+void qd_run_stream_block(qd_run *k, qd_staged_block *b, void (*release)(qd_staged_block *b));
+/* After the report is saved in meta: the blocks not streamed, from the staging, and the output
+ * committed (or qd_run_export when nothing was streamed or the data differed from the plan);
+ * *streamed: blocks written from memory. */
+qd_status qd_run_stream_finish(qd_run *k, const char *staging, const char *meta, int *streamed);
+void qd_run_stream_abort(qd_run *k); /* removes the output in progress; nothing when there is none */
+/* totals.export_tail_s / export_streamed_blocks in the report, and one info line */
+void qd_run_stream_report(cJSON *report, double tail_s, int streamed, int nblocks);
 
 #endif

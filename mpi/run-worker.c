@@ -4,6 +4,7 @@
  */
 #include "run-internal.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ static qd_status load_block(qd_run *k, int b, qd_block_w *w) {
     qd_phase prev = qd_phase_set(k->be, QD_PH_READ);
     double t0 = qd_run_now_s();
     qd_status st = qd_model_block_load(k->be, k->model, b, w);
+    qd_model_block_prefetch(k->model, b + 1); /* read from disk while block b computes */
     qd_phase_set(k->be, prev);
     k->t.load_s += qd_run_now_s() - t0;
     return st;
@@ -130,9 +132,17 @@ static qd_status keep_record(qd_run *k, qd_qrecord rec) {
     return QD_OK;
 }
 
+/* A staged block read by the staging writer and, on rank 0, by the streamed export: each calls
+ * release_staged once, the last one frees it. */
+typedef struct shared_block {
+    qd_staged_block b; /* first: a qd_staged_block * of it is a shared_block * */
+    atomic_int extra;  /* holders besides the staging writer */
+} shared_block;
+
 /* everything a staged block owns: the arrays taken from the results, the tensors, the block itself */
 static void release_staged(qd_staged_block *sb) {
     if (!sb) return;
+    if (atomic_fetch_sub(&((shared_block *)sb)->extra, 1) > 0) return; /* another holder still reads it */
     for (size_t i = 0; sb->modules && i < sb->nmodules; i++) qd_qlinear_free(&sb->modules[i].q);
     for (size_t i = 0; sb->tensors && i < sb->ntensors; i++) free(sb->tensors[i].data);
     free(sb->tensors);
@@ -145,7 +155,8 @@ static void release_staged(qd_staged_block *sb) {
  * the text of its source hashes (*sources, left NULL). */
 static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *res, char **sources, double seconds) {
     qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
-    qd_staged_block *sb = calloc(1, sizeof *sb);
+    shared_block *shb = calloc(1, sizeof *shb);
+    qd_staged_block *sb = shb ? &shb->b : NULL;
     qd_status st = QD_OK;
     if (!sb) {
         st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory staging", b);
@@ -184,6 +195,10 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
     QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.q_norm.weight", w->q_norm), st, out);
     QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.k_norm.weight", w->k_norm), st, out);
     double t0 = qd_run_now_s();
+    if (k->xs) { /* rank 0's streamed export packs it into its shards beside the staging write */
+        atomic_fetch_add(&shb->extra, 1);
+        qd_run_stream_block(k, sb, release_staged);
+    }
     st = qd_stage_writer_submit(k->writer, sb, release_staged); /* waits for the previous block's write */
     sb = NULL;
     k->t.stage_s += qd_run_now_s() - t0;

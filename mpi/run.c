@@ -84,6 +84,8 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     QD_CHECK_GOTO(qd_mpi_agree(qd_run_fingerprint(&ro, k.model, plan, &fpr)), st, fail);
     staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
     QD_CHECK_GOTO(qd_run_open_staging(&ro, staging, &fpr, &k.stage), st, fail);
+    /* rank 0 plans the export now and writes each block into its shards as it finishes */
+    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_stream_begin(&k, staging) : QD_OK), st, fail);
 
     /* the collectives of the device mapping while every rank is still healthy, then what each rank
      * allocates on its own, agreed on before the pipeline's first receive */
@@ -140,6 +142,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         free(all);
         goto fail;
     }
+    double t_staged = qd_run_now_s(); /* every rank's blocks are staged: the export tail starts here */
     qd_qrecord *recs = NULL;
     size_t nrecs = 0;
     st = qd_run_gather_records(&k, &recs, &nrecs);
@@ -157,8 +160,9 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         if (st == QD_OK) st = qd_run_build_report(&ro, k.stage, cfg.nlayers, plan, all, recs, nrecs, qd_run_now_s() - t0, &report);
         if (st == QD_OK) st = qd_run_save_report(report, meta);
         double tr = qd_run_now_s() - tw;
+        int streamed = 0;
         if (st == QD_OK) {
-            st = qd_run_export(&ro, k.model, staging, meta);
+            st = qd_run_stream_finish(&k, staging, meta, &streamed);
             /* every block is staged: say how to export them without quantizing again (a plain rerun,
              * --overwrite included, refuses the non-empty staging) */
             if (st != QD_OK)
@@ -167,6 +171,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
                         "start over", cfg.nlayers, staging, staging);
         }
         te = qd_run_now_s() - tw - tr;
+        if (st == QD_OK) qd_run_stream_report(report, qd_run_now_s() - t_staged, streamed, cfg.nlayers);
         if (st == QD_OK) st = qd_run_finish_report(report, tr, te, qd_run_now_s() - t0, o->output_dir);
         cJSON_Delete(report);
         if (st == QD_OK) {
@@ -185,6 +190,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
 
 fail:
     qd_progress_stop(prog);
+    qd_run_stream_abort(&k); /* before a fatal end too: no partial output is left behind */
     if (st != QD_OK && in_pipeline) qd_mpi_fatal(st, failed_block);
     qd_stage_writer_stop(k.writer); /* before the staging closes: a write may still be in flight */
     k.writer = NULL;

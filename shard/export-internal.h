@@ -11,6 +11,8 @@
 #include "qd-dtype.h"
 #include "qd-export.h"
 #include "qd-qsource.h"
+#include "qd-st-planned.h"
+#include "qd-st-writer.h"
 
 typedef struct qd_xlayer {
     char name[QD_QNAME_MAX];
@@ -30,6 +32,7 @@ typedef struct qd_xplan {
     qd_qrun run;
     qd_dtype model_dtype;
     qd_dtype scale_dtype;
+    int zeros_at_pack; /* planned from headers: GPTQ v1's zero points are checked as each layer is packed */
 } qd_xplan;
 
 /* What one output tensor is made of; the list (export-tensors.c) decides every name, dtype and shape,
@@ -74,6 +77,16 @@ typedef struct qd_xstats {
     double scales_max_rel;
 } qd_xstats;
 
+/* Plans every Linear (export-plan.c): the 2-D block weights the run left unquantized, then src's
+ * layers in source order, refusing what the format cannot hold. heads == NULL: each layer's header,
+ * g_idx and zero points are read from src (GPTQ v1's zero points checked now); else heads[i] and
+ * nonseq[i] (act-order g_idx) describe src's layer i before its data exists, and the zero points are
+ * checked when the layer is packed (p->zeros_at_pack). */
+qd_status qd_export_plan(const qd_export_opts *o, const qd_qsource *src, const qd_qlinear *heads, const int *nonseq,
+                         qd_xplan *p);
+/* GPTQ v1 stores z-1: a converted asymmetric layer with a zero point of 0 is refused (one line). */
+qd_status qd_export_check_v1_zeros(const qd_xplan *p, const qd_xlayer *l, const qd_qlinear *ql);
+
 /* Every tensor of the checkpoint in file order: source tensors and layers sorted by name ("<prefix>.weight"
  * for a layer), each layer's tensors in the format's order. Checks each bias (a float [N] vector). */
 qd_status qd_export_list(const qd_xplan *p, const qd_qsource *src, qd_xlist *out);
@@ -87,6 +100,31 @@ qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const
  * (QD_EXPORT_THREADS, else the CPU count, at most 8); adds the scale statistics to *stats. */
 qd_status qd_export_write(const qd_xplan *p, const qd_qsource *src, const qd_xlist *l, const char *dir,
                           uint64_t max_shard_bytes, qd_xstats *stats);
+
+/* The pieces of work of a list (export-write.c): one layer's tensors, or a piece of a source tensor. */
+typedef struct qd_xunit {
+    size_t first, count; /* list entries: one plain tensor, or the tensors of one layer */
+    uint64_t off, len;   /* a piece of a mapped plain tensor (len 0: the whole entry) */
+} qd_xunit;
+qd_status qd_export_units(const qd_qsource *src, const qd_xlist *l, qd_xunit **out, size_t *n);
+/* Opens the shards in dir, declares the list, fixes the layout; *index: the writer index of each entry. */
+qd_status qd_export_layout(const qd_xlist *l, const char *dir, uint64_t max_shard_bytes, qd_stpl **w,
+                           size_t **index);
+/* Packs (a layer: loaded from src, checked, scales rounded) and writes unit u. Thread-safe. */
+qd_status qd_export_unit_write(const qd_xplan *p, const qd_qsource *src, const qd_xlist *l, qd_stpl *w,
+                               const size_t *index, const qd_xunit *u, qd_xstats *stats);
+/* QD_EXPORT_THREADS, else the CPU count (at most 8), at most nunits */
+int qd_export_threads(size_t nunits);
+
+/* The start both export drivers share (export.c): the output's checks, the model dtype, the plan
+ * (heads / nonseq as for qd_export_plan), the list and the disk check; *need: bytes to write. On
+ * failure nothing is left allocated. */
+qd_status qd_export_prepare(const qd_export_opts *o, const qd_qsource *src, const qd_qlinear *heads, const int *nonseq,
+                            qd_xplan *p, qd_xlist *list, uint64_t *need);
+/* The end: with st == QD_OK the metadata files and the configs into the output, committed; else (or
+ * when that fails) the output aborted. Then the scale warning and the summary line. */
+qd_status qd_export_conclude(const qd_export_opts *o, const qd_qsource *src, const qd_xplan *p,
+                             qd_outdir *od, qd_status st, const qd_xstats *stats, uint64_t need);
 
 /* one warning when a group vLLM fuses (q/k/v, gate/up) mixes schemes or quantized/unquantized members */
 void qd_export_warn_fused(const qd_xplan *p);

@@ -12,7 +12,6 @@
 #include "qd-fs.h"
 #include "qd-log.h"
 #include "qd-meta-files.h"
-#include "qd-qformat-gptq.h"
 #include "qd-st-writer.h"
 
 static const char *format_names[] = {"gptq", "gptq_v2", "awq", "compressed-tensors", "fake"};
@@ -99,152 +98,6 @@ qd_status qd_export_check_space(const char *out_dir, uint64_t need) {
     return QD_OK;
 }
 
-/* ---- planning ---------------------------------------------------------------------------------- */
-
-static int shape_packable(const qd_xplan *p, const qd_xlayer *l, char *why, size_t cap) {
-    if (is_gptq(p->fmt)) {
-        if (!qd_gptq_packable(l->K, l->bits) || !qd_gptq_packable(l->N, l->bits)) {
-            snprintf(why, cap, "GPTQ packs K*bits and N*bits in whole 32-bit words (K=%d, N=%d, %d bits)", l->K, l->N,
-                     l->bits);
-            return 0;
-        }
-    } else if (p->fmt == QD_EXPORT_AWQ) {
-        if (l->N % 8 != 0 || l->group_size <= 0 || l->K % l->group_size != 0) {
-            snprintf(why, cap, "AWQ GEMM needs N %% 8 == 0 and K %% group == 0 (N=%d, K=%d, group %d)", l->N, l->K,
-                     l->group_size);
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static qd_status add_layer(qd_xplan *p, size_t *cap, const char *name, long src_index) {
-    for (size_t i = 0; i < p->n; i++)
-        if (strcmp(p->layers[i].name, name) == 0) {
-            if (src_index >= 0) p->layers[i].src_index = src_index;
-            return QD_OK;
-        }
-    if (p->n == *cap) {
-        size_t nc = *cap ? 2 * *cap : 64;
-        qd_xlayer *nl = realloc(p->layers, nc * sizeof *nl);
-        if (!nl) return qd_fail(QD_ERR_NOMEM, "export: out of memory planning %zu layers", nc);
-        p->layers = nl;
-        *cap = nc;
-    }
-    qd_xlayer *l = &p->layers[p->n++];
-    memset(l, 0, sizeof *l);
-    snprintf(l->name, sizeof l->name, "%s", name);
-    l->src_index = src_index;
-    return QD_OK;
-}
-
-/* most common (bits, gs, sym, nonseq) among converted layers */
-static void pick_default(qd_xplan *p) {
-    int best = -1;
-    for (size_t i = 0; i < p->n; i++) {
-        const qd_xlayer *a = &p->layers[i];
-        if (!a->converted) continue;
-        int count = 0;
-        for (size_t j = 0; j < p->n; j++) {
-            const qd_xlayer *b = &p->layers[j];
-            count += b->converted && b->bits == a->bits && b->group_size == a->group_size && b->sym == a->sym &&
-                     b->nonseq == a->nonseq;
-        }
-        if (count > best) {
-            best = count;
-            p->d_bits = a->bits;
-            p->d_gs = a->group_size;
-            p->d_sym = a->sym;
-            p->d_nonseq = a->nonseq;
-        }
-    }
-    p->any_converted = best > 0;
-}
-
-/* The Linear modules of a block: every 2-D "<prefix>.weight" under "model.layers." (norms are 1-D) */
-static qd_status plan(const qd_export_opts *o, const qd_qsource *src, qd_xplan *p) {
-    size_t cap = 0;
-    size_t np = src->iface->n_plain(src->ctx);
-    for (size_t i = 0; i < np; i++) {
-        qd_plain_info pi;
-        QD_CHECK(src->iface->plain_info(src->ctx, i, &pi));
-        size_t len = strlen(pi.name);
-        if (pi.ndim != 2 || strncmp(pi.name, "model.layers.", 13) != 0 || len < 8 ||
-            strcmp(pi.name + len - 7, ".weight") != 0 || len - 7 >= QD_QNAME_MAX)
-            continue;
-        char buf[QD_QNAME_MAX];
-        snprintf(buf, sizeof buf, "%.*s", (int)(len - 7), pi.name);
-        QD_CHECK(add_layer(p, &cap, buf, -1));
-    }
-    size_t cursor = 0;
-    int seen_lm_head = 0, awq_gs = 0;
-    for (;;) {
-        qd_qlinear ql;
-        int done;
-        QD_CHECK(qd_qsource_next(src, &cursor, 0, &ql, &done));
-        if (done) break;
-        long idx = (long)cursor - 1;
-        qd_status st = add_layer(p, &cap, ql.name, idx);
-        qd_xlayer *l = NULL;
-        for (size_t i = 0; st == QD_OK && i < p->n; i++)
-            if (strcmp(p->layers[i].name, ql.name) == 0) l = &p->layers[i];
-        if (st != QD_OK || !l) {
-            qd_qlinear_free(&ql);
-            return st != QD_OK ? st : qd_fail(QD_ERR_INTERNAL, "export: layer '%s' lost in planning", ql.name);
-        }
-        l->N = ql.N;
-        l->K = ql.K;
-        l->G = ql.G;
-        l->bits = ql.bits;
-        l->group_size = ql.group_size;
-        l->sym = ql.sym;
-        l->nonseq = !qd_qlinear_g_idx_sequential(&ql);
-        int is_lm = strcmp(ql.name, "lm_head") == 0;
-        seen_lm_head |= is_lm;
-        if (is_lm && !o->lm_head) {
-            qd_warn("export: lm_head was quantized by the run but --lm-head was not given: it is written "
-                    "dequantised in the model dtype");
-            qd_qlinear_free(&ql);
-            continue;
-        }
-        char who[QD_QNAME_MAX + 32];
-        snprintf(who, sizeof who, " (module %s)", ql.name);
-        st = scheme_ok(o->format, o->ct_naive, l->bits, l->group_size, l->sym, l->nonseq, who);
-        char why[256];
-        if (st == QD_OK && shape_packable(p, l, why, sizeof why)) {
-            l->converted = 1;
-            if (o->format == QD_EXPORT_AWQ) {
-                if (awq_gs && awq_gs != l->group_size)
-                    st = qd_fail(QD_ERR_UNSUPPORTED, "export: awq has one group size per checkpoint, but module %s "
-                                 "uses %d and others %d; use --format gptq or compressed-tensors (per-module "
-                                 "overrides)", ql.name, l->group_size, awq_gs);
-                awq_gs = l->group_size;
-            }
-            if (st == QD_OK && o->format == QD_EXPORT_GPTQ && !l->sym)
-                for (size_t z = 0; z < (size_t)ql.G * ql.N; z++)
-                    if (ql.zeros[z] == 0) {
-                        st = qd_fail(QD_ERR_UNSUPPORTED, "export: module %s has an asymmetric zero point of 0 "
-                                     "(group %zu, column %zu), which GPTQ v1 cannot store (it stores z-1); use "
-                                     "--format gptq_v2 or compressed-tensors, or quantize for gptq with zero "
-                                     "points clamped to >= 1", ql.name, z / (size_t)ql.N, z % (size_t)ql.N);
-                        break;
-                    }
-        } else if (st == QD_OK) {
-            qd_warn("export: %s is written unquantized (dequantised, model dtype): %s", ql.name, why);
-        }
-        qd_qlinear_free(&ql);
-        if (st != QD_OK) return st;
-    }
-    if (o->lm_head && !seen_lm_head)
-        return qd_fail(QD_ERR_USAGE, "export: --lm-head given but the run did not quantize lm_head");
-    for (size_t i = 0; i < p->n; i++)
-        if (strcmp(p->layers[i].name, "lm_head") == 0 && p->layers[i].converted) p->lm_head_quant = 1;
-    pick_default(p);
-    qd_export_warn_fused(p);
-    if (!p->any_converted) qd_warn("export: no layer is quantized in the %s export", format_names[o->format]);
-    return QD_OK;
-}
-
 static qd_status write_json(const char *dir, const char *name, const cJSON *j) {
     char path[4400];
     QD_CHECK(qd_path_join(path, sizeof path, dir, name));
@@ -317,7 +170,10 @@ static qd_status model_dtype_of(const char *meta_dir, qd_dtype *out) {
 
 /* ---- driver ------------------------------------------------------------------------------------ */
 
-qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
+qd_status qd_export_prepare(const qd_export_opts *o, const qd_qsource *src, const qd_qlinear *heads, const int *nonseq,
+                            qd_xplan *p, qd_xlist *list, uint64_t *need) {
+    memset(p, 0, sizeof *p);
+    memset(list, 0, sizeof *list);
     if (!o->out_dir || !o->out_dir[0]) return qd_fail(QD_ERR_USAGE, "export: no output directory");
     if (o->format == QD_EXPORT_FAKE)
         return qd_fail(QD_ERR_INTERNAL, "export: the fake format is written by qd_export_fake, not qd_export_run");
@@ -327,46 +183,62 @@ qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
     qd_dtype model_dtype;
     QD_CHECK(model_dtype_of(meta, &model_dtype));
     QD_CHECK(qd_meta_files_copy(meta, NULL, NULL)); /* a file that will be refused: before any work */
+    p->fmt = o->format;
+    p->ct_naive = o->ct_naive;
+    p->model_dtype = model_dtype;
+    p->scale_dtype = o->format == QD_EXPORT_CT ? p->model_dtype : QD_DT_F16;
+    src->iface->run(src->ctx, &p->run);
+    qd_status st = qd_export_plan(o, src, heads, nonseq, p);
+    if (st == QD_OK) st = qd_export_list(p, src, list);
+    *need = 1u << 20; /* configs, tokenizer, index */
+    for (size_t i = 0; i < list->n; i++) *need += list->t[i].nbytes;
+    if (st == QD_OK) st = qd_export_check_space(o->out_dir, *need);
+    if (st != QD_OK) {
+        qd_export_list_free(list);
+        free(p->layers);
+        p->layers = NULL;
+    }
+    return st;
+}
+
+qd_status qd_export_conclude(const qd_export_opts *o, const qd_qsource *src, const qd_xplan *p, qd_outdir *od,
+                             qd_status st, const qd_xstats *stats, uint64_t need) {
+    const char *meta = src->iface->meta_dir(src->ctx), *tmp = qd_outdir_path(od);
+    if (st == QD_OK) st = qd_meta_files_copy(meta, tmp, NULL);
+    if (st == QD_OK) st = write_configs(p, meta, tmp);
+    if (st == QD_OK) st = qd_outdir_commit(od);
+    else qd_outdir_abort(od);
+    if (st == QD_OK && stats->scales_inexact)
+        qd_warn("export: %zu scales were not exactly representable in %s (largest relative change %.3g): the "
+                "exported weights differ slightly from the fake-quantised ones", stats->scales_inexact,
+                qd_dtype_name(p->scale_dtype), stats->scales_max_rel);
+    if (st == QD_OK && o->verify) st = qd_export_verify(o->out_dir, src);
+    if (st == QD_OK) {
+        size_t nconv = 0;
+        for (size_t i = 0; i < p->n; i++) nconv += p->layers[i].converted;
+        qd_info("export: wrote %s (%s, %zu quantized Linear modules, %.1f MB)", o->out_dir, format_names[o->format],
+                nconv, need / 1e6);
+    }
+    return st;
+}
+
+qd_status qd_export_run(const qd_export_opts *o, const qd_qsource *src) {
     qd_xplan p;
-    memset(&p, 0, sizeof p);
-    p.fmt = o->format;
-    p.ct_naive = o->ct_naive;
-    p.model_dtype = model_dtype;
-    p.scale_dtype = o->format == QD_EXPORT_CT ? p.model_dtype : QD_DT_F16;
-    src->iface->run(src->ctx, &p.run);
-    qd_status st = plan(o, src, &p);
-    qd_xlist list = {0};
-    if (st == QD_OK) st = qd_export_list(&p, src, &list);
-    uint64_t need = 1u << 20; /* configs, tokenizer, index */
-    for (size_t i = 0; i < list.n; i++) need += list.t[i].nbytes;
-    if (st == QD_OK) st = qd_export_check_space(o->out_dir, need);
+    qd_xlist list;
+    uint64_t need;
+    QD_CHECK(qd_export_prepare(o, src, NULL, NULL, &p, &list, &need));
     qd_outdir *od = NULL;
-    if (st == QD_OK) st = qd_outdir_begin(o->out_dir, o->overwrite, &od);
+    qd_status st = qd_outdir_begin(o->out_dir, o->overwrite, &od);
     if (st != QD_OK) {
         qd_export_list_free(&list);
         free(p.layers);
         return st;
     }
-    const char *tmp = qd_outdir_path(od);
     qd_xstats stats = {0};
-    st = qd_export_write(&p, src, &list, tmp, o->max_shard_bytes ? o->max_shard_bytes : QD_DEFAULT_MAX_SHARD_BYTES,
-                         &stats);
+    st = qd_export_write(&p, src, &list, qd_outdir_path(od),
+                         o->max_shard_bytes ? o->max_shard_bytes : QD_DEFAULT_MAX_SHARD_BYTES, &stats);
     qd_export_list_free(&list);
-    if (st == QD_OK) st = qd_meta_files_copy(meta, tmp, NULL);
-    if (st == QD_OK) st = write_configs(&p, meta, tmp);
-    if (st == QD_OK) st = qd_outdir_commit(od);
-    else qd_outdir_abort(od);
-    if (st == QD_OK && stats.scales_inexact)
-        qd_warn("export: %zu scales were not exactly representable in %s (largest relative change %.3g): the "
-                "exported weights differ slightly from the fake-quantised ones", stats.scales_inexact,
-                qd_dtype_name(p.scale_dtype), stats.scales_max_rel);
-    if (st == QD_OK && o->verify) st = qd_export_verify(o->out_dir, src);
-    if (st == QD_OK) {
-        size_t nconv = 0;
-        for (size_t i = 0; i < p.n; i++) nconv += p.layers[i].converted;
-        qd_info("export: wrote %s (%s, %zu quantized Linear modules, %.1f MB)", o->out_dir, format_names[o->format],
-                nconv, need / 1e6);
-    }
+    st = qd_export_conclude(o, src, &p, od, st, &stats, need);
     free(p.layers);
     return st;
 }

@@ -154,8 +154,9 @@ qd_status qd_outdir_begin(const char *final_dir, int overwrite, qd_outdir **out)
     char host[65];
     qd_host_name(host);
     if (snprintf(o->tmp, sizeof o->tmp, "%s" TMP_TAG "%s-%d", o->final, host, (int)getpid()) >= (int)sizeof o->tmp) {
+        st = qd_fail(QD_ERR_USAGE, "%s: output path too long", o->final);
         free(o);
-        return qd_fail(QD_ERR_USAGE, "%s: output path too long", o->final);
+        return st;
     }
     snprintf(o->parent, sizeof o->parent, "%s", o->final);
     char *slash = strrchr(o->parent, '/');

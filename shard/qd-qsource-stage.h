@@ -13,6 +13,7 @@
 #define QD_QSOURCE_STAGE_H
 
 #include "qd-qsource.h"
+#include "qd-h5stage.h"
 #include "qd-safetensors.h"
 
 /* ck: the source checkpoint, opened with its data by the caller (the run's model handle), read
@@ -21,5 +22,23 @@
  * for the export. */
 qd_status qd_qsource_open_stage(const char *staging_dir, const qd_checkpoint *ck, int nblocks, const char *meta_dir,
                                 const qd_qrun *run, qd_qsource *out);
+
+/* A planned source, for an export streamed during the run: the layers are heads[0..n) (full names
+ * "model.layers.<b>.<module>", in block order; shapes and scheme from the recipe) with nonseq[i] = 1
+ * where act-order g_idx is expected, before their blocks exist. A block is read from memory once put
+ * (borrowed, read-only, until dropped), else from the staging once qd_qsource_stage_use_files was
+ * called; before that a read of it is an internal error, so that no export thread touches HDF5 while
+ * the run uses it. */
+qd_status qd_qsource_open_planned(const char *staging_dir, const qd_checkpoint *ck, int nblocks, const char *meta_dir,
+                                  const qd_qrun *run, const qd_qlinear *heads, const int *nonseq, size_t n,
+                                  qd_qsource *out);
+/* 1 when b's quantized modules are the planned ones of its block: names in order, N, K, G, bits, group
+ * size, sym, and whether g_idx is sequential. */
+int qd_qsource_stage_matches(const qd_qsource *src, const qd_staged_block *b);
+qd_status qd_qsource_stage_put(const qd_qsource *src, const qd_staged_block *b); /* at most 4 at once */
+void qd_qsource_stage_drop(const qd_qsource *src, int64_t block);
+void qd_qsource_stage_use_files(const qd_qsource *src);
+/* Block `block` read from the staging (without codes) and compared as qd_qsource_stage_matches. */
+qd_status qd_qsource_stage_check_file(const qd_qsource *src, int block, int *match);
 
 #endif

@@ -92,8 +92,9 @@ qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
     free(text);
     if (!cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
+        st = qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", qf->path);
         free(qf);
-        return qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", qf->path);
+        return st;
     }
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");

@@ -15,6 +15,7 @@ struct layer_ref {
     int block;
     int module; /* index inside the staged block */
     qd_qlinear head; /* header fields only (arrays NULL) */
+    int nonseq;      /* planned: act-order g_idx expected (a planned source only) */
 };
 
 struct plain_ref {
@@ -24,6 +25,8 @@ struct plain_ref {
 
 /* The export's workers take layers in order, so the layers in flight span two or three blocks. */
 #define CACHE_SLOTS 3
+/* Blocks a streamed export holds in memory (it keeps at most two in flight). */
+#define LIVE_SLOTS 4
 
 struct cache_slot {
     int block;      /* -1 when empty */
@@ -44,11 +47,21 @@ struct stage_src {
     pthread_mutex_t lock; /* the cache, and HDF5 (a serial build: one call at a time) */
     unsigned long clock;
     struct cache_slot cache[CACHE_SLOTS];
+    int planned;  /* layers from the caller's plan, blocks put in memory or read once files_ok */
+    int files_ok; /* a planned source may read the staging files (HDF5 is free) */
+    const qd_staged_block *live[LIVE_SLOTS];
 };
 
 /* Block b from the cache or the staging; call with s->lock held. The block stays valid until the
  * lock is released. */
 static qd_status get_block(struct stage_src *s, int b, int with_codes, qd_staged_block **out) {
+    for (int i = 0; i < LIVE_SLOTS; i++)
+        if (s->live[i] && s->live[i]->block == b) {
+            *out = (qd_staged_block *)s->live[i]; /* read only: the caller copies what it keeps */
+            return QD_OK;
+        }
+    if (s->planned && !s->files_ok)
+        return qd_fail(QD_ERR_INTERNAL, "%s: block %d read before the run staged it", s->dir, b);
     struct cache_slot *slot = NULL;
     for (int i = 0; i < CACHE_SLOTS; i++) {
         struct cache_slot *c = &s->cache[i];
@@ -85,6 +98,8 @@ static size_t st_n_layers(void *ctx) { return ((struct stage_src *)ctx)->nlayers
 static qd_status copy_layer(struct stage_src *s, const struct layer_ref *r, int with_codes, qd_qlinear *out) {
     qd_staged_block *blk;
     QD_CHECK(get_block(s, r->block, with_codes, &blk));
+    if ((size_t)r->module >= blk->nmodules)
+        return qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: module %s is not staged", s->dir, r->block, r->head.name);
     return qd_qlinear_copy_arrays(out, &blk->modules[r->module].q, with_codes);
 }
 
@@ -231,10 +246,8 @@ static qd_status index_plain(struct stage_src *s) {
     return QD_OK;
 }
 
-qd_status qd_qsource_open_stage(const char *staging_dir, const qd_checkpoint *ck, int nblocks, const char *meta_dir,
-                                const qd_qrun *run, qd_qsource *out) {
-    out->iface = NULL;
-    out->ctx = NULL;
+static qd_status new_src(const char *staging_dir, const qd_checkpoint *ck, int nblocks, const char *meta_dir,
+                         const qd_qrun *run, struct stage_src **out) {
     struct stage_src *s;
     QD_ALLOC(s, 1);
     snprintf(s->dir, sizeof s->dir, "%s", staging_dir);
@@ -245,9 +258,19 @@ qd_status qd_qsource_open_stage(const char *staging_dir, const qd_checkpoint *ck
         free(s);
         return qd_fail(QD_ERR_NOMEM, "%s: cannot create a mutex", staging_dir);
     }
-    qd_status st;
     s->nblocks = nblocks;
     s->ck = ck;
+    *out = s;
+    return QD_OK;
+}
+
+qd_status qd_qsource_open_stage(const char *staging_dir, const qd_checkpoint *ck, int nblocks, const char *meta_dir,
+                                const qd_qrun *run, qd_qsource *out) {
+    out->iface = NULL;
+    out->ctx = NULL;
+    struct stage_src *s;
+    QD_CHECK(new_src(staging_dir, ck, nblocks, meta_dir, run, &s));
+    qd_status st;
     QD_CHECK_GOTO(index_layers(s), st, fail);
     QD_CHECK_GOTO(index_plain(s), st, fail);
     out->iface = &stage_iface;
@@ -255,5 +278,97 @@ qd_status qd_qsource_open_stage(const char *staging_dir, const qd_checkpoint *ck
     return QD_OK;
 fail:
     st_free(s);
+    return st;
+}
+
+/* ---- a planned source (a streamed export) ---- */
+
+/* The planned layers, each under its block, numbered inside the block in the order given. */
+static qd_status plan_layers(struct stage_src *s, const qd_qlinear *heads, const int *nonseq, size_t n) {
+    s->layers = calloc(n + 1, sizeof *s->layers);
+    if (!s->layers) return qd_fail(QD_ERR_NOMEM, "%s: out of memory planning %zu layers", s->dir, n);
+    for (size_t i = 0; i < n; i++) {
+        int b = -1, used = 0;
+        if (sscanf(heads[i].name, "model.layers.%d.%n", &b, &used) < 1 || used == 0 || b < 0 || b >= s->nblocks ||
+            (i && b < s->layers[i - 1].block))
+            return qd_fail(QD_ERR_INTERNAL, "export: planned layer '%s' is not in block order", heads[i].name);
+        struct layer_ref *r = &s->layers[s->nlayers++];
+        r->block = b;
+        r->module = i && s->layers[i - 1].block == b ? s->layers[i - 1].module + 1 : 0;
+        r->head = qd_qlinear_header(&heads[i]);
+        snprintf(r->head.method, sizeof r->head.method, "%s", s->run.method);
+        r->nonseq = nonseq[i];
+    }
+    return QD_OK;
+}
+
+qd_status qd_qsource_open_planned(const char *staging_dir, const qd_checkpoint *ck, int nblocks, const char *meta_dir,
+                                  const qd_qrun *run, const qd_qlinear *heads, const int *nonseq, size_t n,
+                                  qd_qsource *out) {
+    out->iface = NULL;
+    out->ctx = NULL;
+    struct stage_src *s;
+    QD_CHECK(new_src(staging_dir, ck, nblocks, meta_dir, run, &s));
+    s->planned = 1;
+    qd_status st;
+    QD_CHECK_GOTO(plan_layers(s, heads, nonseq, n), st, fail);
+    QD_CHECK_GOTO(index_plain(s), st, fail);
+    out->iface = &stage_iface;
+    out->ctx = s;
+    return QD_OK;
+fail:
+    st_free(s);
+    return st;
+}
+
+int qd_qsource_stage_matches(const qd_qsource *src, const qd_staged_block *b) {
+    const struct stage_src *s = src->ctx;
+    size_t m = 0;
+    for (size_t i = 0; i < s->nlayers; i++) {
+        const struct layer_ref *r = &s->layers[i];
+        if (r->block != b->block) continue;
+        if (m >= b->nmodules) return 0;
+        const qd_qlinear *q = &b->modules[m++].q, *h = &r->head;
+        const char *rel = strchr(h->name + strlen("model.layers."), '.');
+        if (!rel || strcmp(rel + 1, q->name) != 0 || q->N != h->N || q->K != h->K || q->G != h->G ||
+            q->bits != h->bits || q->group_size != h->group_size || q->sym != h->sym || !q->g_idx ||
+            r->nonseq != !qd_qlinear_g_idx_sequential(q))
+            return 0;
+    }
+    return m == b->nmodules;
+}
+
+qd_status qd_qsource_stage_put(const qd_qsource *src, const qd_staged_block *b) {
+    struct stage_src *s = src->ctx;
+    pthread_mutex_lock(&s->lock);
+    int i = 0;
+    while (i < LIVE_SLOTS && s->live[i]) i++;
+    if (i < LIVE_SLOTS) s->live[i] = b;
+    pthread_mutex_unlock(&s->lock);
+    return i < LIVE_SLOTS ? QD_OK : qd_fail(QD_ERR_INTERNAL, "export: more than %d blocks in memory", LIVE_SLOTS);
+}
+
+void qd_qsource_stage_drop(const qd_qsource *src, int64_t block) {
+    struct stage_src *s = src->ctx;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < LIVE_SLOTS; i++)
+        if (s->live[i] && s->live[i]->block == block) s->live[i] = NULL;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void qd_qsource_stage_use_files(const qd_qsource *src) {
+    struct stage_src *s = src->ctx;
+    pthread_mutex_lock(&s->lock);
+    s->files_ok = 1;
+    pthread_mutex_unlock(&s->lock);
+}
+
+qd_status qd_qsource_stage_check_file(const qd_qsource *src, int block, int *match) {
+    struct stage_src *s = src->ctx;
+    qd_staged_block *blk;
+    pthread_mutex_lock(&s->lock);
+    qd_status st = get_block(s, block, 0, &blk);
+    if (st == QD_OK) *match = qd_qsource_stage_matches(src, blk);
+    pthread_mutex_unlock(&s->lock);
     return st;
 }

@@ -40,6 +40,7 @@ static const struct qd_backend_i cpu_iface = {
     .fill = qd_cpu_fill,
     .gemm = qd_cpu_gemm,
     .hessian = qd_cpu_hessian,
+    .symmetrize = qd_cpu_symmetrize,
     .diag_add = qd_cpu_diag_add,
     .chol_inv = qd_cpu_chol_inv,
     .permute = qd_cpu_permute,

@@ -15,6 +15,7 @@ typedef struct qd_cpu_ctx {
 
 qd_status qd_cpu_gemm(qd_backend_t be, const struct qd_gemm_args *a);
 qd_status qd_cpu_hessian(qd_backend_t be, const struct qd_hessian_args *a);
+qd_status qd_cpu_symmetrize(qd_backend_t be, const struct qd_symmetrize_args *a);
 qd_status qd_cpu_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a);
 
 qd_status qd_cpu_upload(qd_backend_t be, const struct qd_upload_args *a);

@@ -180,6 +180,10 @@ static void cu_free(qd_backend_t be) {
         free(c->pool);
     }
     if (c->flag) cudaFree(c->flag);
+    for (int i = 0; i < 2; i++) {
+        if (c->stage[i]) cudaFreeHost(c->stage[i]);
+        if (c->stage_ev[i]) cudaEventDestroy(c->stage_ev[i]);
+    }
     if (c->solver) cusolverDnDestroy(c->solver);
     if (c->blas) cublasDestroy(c->blas);
     if (c->stream) cudaStreamDestroy(c->stream);
@@ -232,6 +236,7 @@ static const struct qd_backend_i cuda_iface = {
     .fill = qd_cu_fill,
     .gemm = qd_cu_gemm,
     .hessian = qd_cu_hessian,
+    .symmetrize = qd_cu_symmetrize,
     .diag_add = qd_cu_diag_add,
     .chol_inv = qd_cu_chol_inv,
     .permute = qd_cu_permute,
@@ -261,6 +266,7 @@ static qd_status cu_init(struct qd_cuda_ctx *c) {
     QD_CUSOLVER_CHECK(cusolverDnCreate(&c->solver));
     QD_CUSOLVER_CHECK(cusolverDnSetStream(c->solver, c->stream));
     QD_CUDA_CHECK(cudaMalloc((void **)&c->flag, sizeof(int)));
+    for (int i = 0; i < 2; i++) QD_CUDA_CHECK(cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming));
     return QD_OK;
 }
 
@@ -296,6 +302,13 @@ extern "C" qd_status qd_backend_cuda_create_math(int device, qd_math math, qd_ba
         return qd_fail(QD_ERR_USAGE, "cuda backend: QD_CUDA_ATTN=%s (expected fp32 or auto)", at);
     }
     c->attn_fp32 = at && !strcmp(at, "fp32");
+    int tile = 0;
+    qd_status pst = qd_param_posint(QD_PARAM_HESS_TILE, 1 << 20, &tile);
+    if (pst != QD_OK) {
+        free(c);
+        return pst;
+    }
+    c->hess_tile = tile ? (size_t)tile : 1024;
     qd_status st = cu_init(c);
     if (st == QD_OK) st = qd_backend_new(&cuda_iface, c, out);
     if (st != QD_OK) {

@@ -33,6 +33,7 @@ struct qd_cuda_ctx {
     int device;
     int sm_count;
     enum qd_cu_math math;
+    size_t hess_tile; /* columns per GEMM of the tf32/bf16 Hessian's triangle (QD_HESS_TILE) */
     int attn_fp32; /* QD_CUDA_ATTN=fp32: keep the CUDA-core attention kernel under QD_CUDA_MATH=bf16 */
     cudaStream_t stream;
     cublasHandle_t blas;
@@ -40,6 +41,10 @@ struct qd_cuda_ctx {
     void *ws;        /* scratch, ws_bytes long */
     size_t ws_bytes;
     int *flag;       /* 1 device int: cuSOLVER info, kernel error flags */
+    /* pinned host staging (memory.cu): two halves of QD_CU_STAGE bytes, allocated on first use, and the
+     * events that say when the device has finished with each */
+    void *stage[2];
+    cudaEvent_t stage_ev[2];
     struct qd_cu_pool *pool; /* backend-cuda.cu: freed buffers kept for reuse, byte counts */
 };
 
@@ -61,6 +66,14 @@ const char *qd_cusolver_err_str(int rc);
  * stream, so work queued on the old owner finishes before work of the new owner starts. */
 qd_status qd_cu_pool_alloc(struct qd_cuda_ctx *c, size_t bytes, void **out);
 void qd_cu_pool_free(struct qd_cuda_ctx *c, void *p);
+
+/* Host <-> device copies of pageable host memory through the pinned staging halves, in chunks of
+ * QD_CU_STAGE bytes that alternate between them, so that the host's memcpy of one chunk overlaps the
+ * DMA of the other. h2d returns once src has been read (the last DMAs may still run, in stream order);
+ * d2h returns when dst is complete. Small copies go straight through cudaMemcpyAsync. */
+#define QD_CU_STAGE ((size_t)32 << 20)
+qd_status qd_cu_h2d(struct qd_cuda_ctx *c, void *dst, const void *src, size_t bytes);
+qd_status qd_cu_d2h(struct qd_cuda_ctx *c, void *dst, const void *src, size_t bytes);
 
 /* At least `bytes` of scratch (contents undefined), valid until the next qd_cu_ws call. */
 qd_status qd_cu_ws(struct qd_cuda_ctx *c, size_t bytes, void **out);
@@ -90,6 +103,7 @@ qd_status qd_cu_fill(qd_backend_t be, const struct qd_fill_args *a);
 qd_status qd_cu_permute(qd_backend_t be, const struct qd_permute_args *a);
 qd_status qd_cu_gemm(qd_backend_t be, const struct qd_gemm_args *a);
 qd_status qd_cu_hessian(qd_backend_t be, const struct qd_hessian_args *a);
+qd_status qd_cu_symmetrize(qd_backend_t be, const struct qd_symmetrize_args *a);
 qd_status qd_cu_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
 qd_status qd_cu_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a);
 qd_status qd_cu_ewise(qd_backend_t be, const struct qd_ewise_args *a);

@@ -1,10 +1,68 @@
 /* SPDX-License-Identifier: MIT
- * memory.cu - upload (with bf16/f16/f64 -> fp32 conversion on the device), download, 2-D copy,
- * fill and the act-order gathers (permute). */
+ * memory.cu - upload (with bf16/f16/f64 -> fp32 conversion on the device), download (both through
+ * the pinned staging halves), 2-D copy, fill and the act-order gathers (permute). */
 #include <cuda_fp16.h>
 #include <string.h>
 
 #include "cuda-common.cuh"
+
+/* Below this a copy goes straight from pageable memory: the staging's extra memcpy would not pay. */
+#define QD_CU_STAGE_MIN ((size_t)256 << 10)
+
+static qd_status stage_ready(struct qd_cuda_ctx *c) {
+    for (int i = 0; i < 2; i++)
+        if (!c->stage[i]) {
+            cudaError_t e = cudaHostAlloc(&c->stage[i], QD_CU_STAGE, cudaHostAllocDefault);
+            if (e != cudaSuccess) {
+                c->stage[i] = NULL;
+                (void)cudaGetLastError();
+                return qd_fail(QD_ERR_NOMEM, "cuda backend: cudaHostAlloc of %zu bytes of pinned staging failed: %s",
+                               QD_CU_STAGE, cudaGetErrorString(e));
+            }
+        }
+    return QD_OK;
+}
+
+qd_status qd_cu_h2d(struct qd_cuda_ctx *c, void *dst, const void *src, size_t bytes) {
+    if (bytes < QD_CU_STAGE_MIN) { /* pageable source: the copy has read it when the call returns */
+        QD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+        return QD_OK;
+    }
+    QD_CHECK(stage_ready(c));
+    for (size_t off = 0, i = 0; off < bytes; off += QD_CU_STAGE, i ^= 1) {
+        size_t len = bytes - off < QD_CU_STAGE ? bytes - off : QD_CU_STAGE;
+        QD_CUDA_CHECK(cudaEventSynchronize(c->stage_ev[i])); /* the DMA that last read this half is done */
+        memcpy(c->stage[i], (const char *)src + off, len);
+        QD_CUDA_CHECK(cudaMemcpyAsync((char *)dst + off, c->stage[i], len, cudaMemcpyHostToDevice, c->stream));
+        QD_CUDA_CHECK(cudaEventRecord(c->stage_ev[i], c->stream));
+    }
+    return QD_OK;
+}
+
+qd_status qd_cu_d2h(struct qd_cuda_ctx *c, void *dst, const void *src, size_t bytes) {
+    if (bytes < QD_CU_STAGE_MIN) {
+        QD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+        QD_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        return QD_OK;
+    }
+    QD_CHECK(stage_ready(c));
+    size_t nchunk = (bytes + QD_CU_STAGE - 1) / QD_CU_STAGE;
+    /* chunk k goes to half k % 2; chunk k - 1 is copied out while chunk k is in flight */
+    for (size_t k = 0; k <= nchunk; k++) {
+        if (k < nchunk) {
+            size_t off = k * QD_CU_STAGE, len = bytes - off < QD_CU_STAGE ? bytes - off : QD_CU_STAGE;
+            QD_CUDA_CHECK(cudaMemcpyAsync(c->stage[k % 2], (const char *)src + off, len, cudaMemcpyDeviceToHost,
+                                          c->stream));
+            QD_CUDA_CHECK(cudaEventRecord(c->stage_ev[k % 2], c->stream));
+        }
+        if (k > 0) {
+            size_t p = k - 1, off = p * QD_CU_STAGE, len = bytes - off < QD_CU_STAGE ? bytes - off : QD_CU_STAGE;
+            QD_CUDA_CHECK(cudaEventSynchronize(c->stage_ev[p % 2]));
+            memcpy((char *)dst + off, c->stage[p % 2], len);
+        }
+    }
+    return QD_OK;
+}
 
 __global__ void k_cvt_bf16(float *dst, const uint16_t *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -25,14 +83,12 @@ extern "C" qd_status qd_cu_upload(qd_backend_t be, const struct qd_upload_args *
     struct qd_cuda_ctx *c = qd_cu(be);
     float *dst = QD_CU_F32(a->dst);
     if (a->src_dtype == QD_DT_F32 || !qd_dtype_is_float(a->src_dtype)) {
-        /* pageable source: the copy has read it when the call returns */
-        QD_CUDA_CHECK(cudaMemcpyAsync(dst, a->src, a->n * 4, cudaMemcpyHostToDevice, c->stream));
-        return QD_OK;
+        return qd_cu_h2d(c, dst, a->src, a->n * 4);
     }
     size_t esz = qd_dtype_bits(a->src_dtype) / 8;
     void *tmp;
     QD_CHECK(qd_cu_ws(c, a->n * esz, &tmp));
-    QD_CUDA_CHECK(cudaMemcpyAsync(tmp, a->src, a->n * esz, cudaMemcpyHostToDevice, c->stream));
+    QD_CHECK(qd_cu_h2d(c, tmp, a->src, a->n * esz));
     unsigned nb = qd_cu_blocks(a->n, 256);
     switch (a->src_dtype) {
     case QD_DT_BF16: k_cvt_bf16<<<nb, 256, 0, c->stream>>>(dst, (const uint16_t *)tmp, a->n); break;
@@ -47,9 +103,7 @@ extern "C" qd_status qd_cu_upload(qd_backend_t be, const struct qd_upload_args *
 
 extern "C" qd_status qd_cu_download(qd_backend_t be, const struct qd_download_args *a) {
     struct qd_cuda_ctx *c = qd_cu(be);
-    QD_CUDA_CHECK(cudaMemcpyAsync(a->dst, QD_CU_F32(a->src), a->n * 4, cudaMemcpyDeviceToHost, c->stream));
-    QD_CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    return QD_OK;
+    return qd_cu_d2h(c, a->dst, QD_CU_F32(a->src), a->n * 4);
 }
 
 extern "C" qd_status qd_cu_copy(qd_backend_t be, const struct qd_copy_args *a) {

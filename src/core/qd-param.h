@@ -14,9 +14,12 @@
     X(THREADS, "QD_THREADS", "N > 0", "CPU backend: BLAS threads (default: the machine's CPU count, never the "  \
       "process's affinity, so every rank computes the same bits)")                                             \
     X(EXPORT_THREADS, "QD_EXPORT_THREADS", "N > 0", "export: packing threads (default min(CPUs, 8))")          \
+    X(EXPORT_STREAM, "QD_EXPORT_STREAM", "0|1", "quantize: 0 exports from the staging after the run (default 1)") \
     X(GPUS_PER_NODE, "QD_GPUS_PER_NODE", "N > 0", "multi-rank runs: GPUs used per node (default: all it has)") \
     X(CUDA_MATH, "QD_CUDA_MATH", "fp32|tf32|bf16", "CUDA backend: GEMM math (default fp32)")                    \
     X(CUDA_ATTN, "QD_CUDA_ATTN", "fp32|auto", "CUDA backend: fp32 forces the fp32 attention under bf16 math")  \
+    X(HESS_TILE, "QD_HESS_TILE", "N > 0", "CUDA backend: column strip of the tf32/bf16 Hessian's triangle "   \
+      "(default 1024)")                                                                                          \
     X(CHECK_INSTALL, "QD_CHECK_INSTALL", "set", "debug: check every installed dequantized weight on the host") \
     X(INJECT_FAIL, "QD_INJECT_FAIL", "rank:block", "tests: that rank fails before quantizing that block")      \
     X(INJECT_KILL, "QD_INJECT_KILL", "rank:block", "tests: that rank SIGKILLs itself after staging that block")

@@ -3,9 +3,12 @@
  * from the handle's checkpoint into backend buffers, converting bf16/fp16 to fp32 on upload and
  * checking every shape against the architecture's table (contract in qd-model-handle.h).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "qd-check.h"
 #include "qd-log.h"
@@ -122,6 +125,21 @@ qd_status qd_model_block_load(qd_backend_t be, const qd_model *m, int index, qd_
 fail:
     qd_block_w_free(out);
     return st;
+}
+
+void qd_model_block_prefetch(const qd_model *m, int index) {
+    const qd_model_cfg *cfg = &m->cfg;
+    const struct qd_arch *a = cfg->arch;
+    if (index < 0 || index >= cfg->nlayers) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (page == 0 || page == (uintptr_t)-1) page = 4096;
+    for (size_t i = 0; i < a->ntensors; i++) {
+        const qd_st_tensor *t = m->index[(size_t)index * a->ntensors + i];
+        const void *data = t ? qd_ckpt_data(m->ck, t) : NULL;
+        if (!data || !t->nbytes) continue;
+        uintptr_t lo = (uintptr_t)data / page * page, hi = (uintptr_t)data + t->nbytes;
+        (void)madvise((void *)lo, hi - lo, MADV_WILLNEED); /* a hint: its failure changes nothing */
+    }
 }
 
 void qd_block_w_free(qd_block_w *w) {

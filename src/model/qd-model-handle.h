@@ -43,6 +43,10 @@ typedef struct qd_block_w {
 
 qd_status qd_model_block_load(qd_backend_t be, const qd_model *m, int index, qd_block_w *out);
 void qd_block_w_free(qd_block_w *w);
+/* Asks the OS to start reading block index's tensors from the mapped checkpoint (madvise
+ * MADV_WILLNEED, which returns at once), so that a later qd_model_block_load finds them in memory.
+ * A hint only: nothing for an index outside the model or a handle without data. */
+void qd_model_block_prefetch(const qd_model *m, int index);
 
 /* The model's ends: embedding rows (gathered on the host from the mapped checkpoint, converted to
  * fp32), the final norm and lm_head (tied to the embedding when tie_word_embeddings). */

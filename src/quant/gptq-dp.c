@@ -22,7 +22,8 @@ qd_status qd__dp_hess_slab(qd_qctx *c, int g, qd_ref x, size_t rows, float alpha
         QD_CHECK(qd_buf_alloc(c->be, KK, &c->Hs));
     }
     QD_CHECK(qd_be_hessian(c->be, &(struct qd_hessian_args){.H = QD_REF(c->Hs, 0), .X = x, .T = rows, .K = K,
-                                                            .ldx = K, .alpha = alpha, .beta = 0}));
+                                                            .ldx = K, .alpha = alpha, .beta = 0,
+                                                            .upper_only = 1})); /* as hess_cb: the factor completes it */
     float *t = realloc(c->slabs[g], (c->nslabs[g] + 1) * KK * sizeof *t);
     if (!t) return qd_fail(QD_ERR_NOMEM, "hessian: out of memory keeping %zu slab Hessians of %zu x %zu", c->nslabs[g] + 1, K, K);
     c->slabs[g] = t;

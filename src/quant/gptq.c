@@ -71,7 +71,9 @@ qd_status qd_gptq_factor(qd_backend_t be, const char *name, const qd_qspec *s, q
     float *diag = NULL, *mask = NULL;
     int32_t *perm = NULL;
     qd_buf_t bdiag = NULL, bmask = NULL, Hp = NULL, bsave = NULL;
-    qd_status st = qd_check_finite(be, H, 0, K * K, "the Hessian (layer inputs)", name);
+    /* H may hold only its upper triangle (qd_hessian_args.upper_only): complete it once, here */
+    qd_status st = qd_be_symmetrize(be, &(struct qd_symmetrize_args){.A = QD_REF(H, 0), .n = K});
+    if (st == QD_OK) st = qd_check_finite(be, H, 0, K * K, "the Hessian (layer inputs)", name);
     if (st != QD_OK) goto done;
     diag = malloc(K * sizeof *diag), mask = malloc(K * sizeof *mask), perm = malloc(K * sizeof *perm);
     f->hinvperm = malloc(K * sizeof *f->hinvperm);

@@ -30,10 +30,10 @@ static qd_status hess_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
     QD_CHECK(qd_check_finite(c->be, x.buf, x.off, rows * c->gK[g], "its input activations", name));
     if (c->coll && qd_be_numerics(c->be) == QD_NUMERICS_EXACT) /* a slab from zero: the sum's order is fixed */
         QD_CHECK(qd__dp_hess_slab(c, g, x, rows, h->alpha));
-    else
+    else /* upper_only: qd_gptq_factor completes it */
         QD_CHECK(qd_be_hessian(c->be, &(struct qd_hessian_args){.H = QD_REF(c->H[g], 0), .X = x, .T = rows,
                                                                 .K = c->gK[g], .ldx = c->gK[g], .alpha = h->alpha,
-                                                                .beta = 1}));
+                                                                .beta = 1, .upper_only = 1}));
     qd_phase_set(c->be, prev);
     return QD_OK;
 }

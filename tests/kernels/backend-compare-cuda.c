@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * backend-compare-cuda.c - part of tests/kernels/test-backend-ops (backend-compare-util.h): the ops
  * only the CUDA backend has, the optional u8_codes op (any backend that offers it) and, in a build with
- * CUDA, the bf16 tensor-core attention. */
+ * CUDA, the tf32/bf16 Hessian strips and the bf16 tensor-core attention. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -128,6 +128,52 @@ static void attn_timing(qd_backend_t tc) {
     free(Q), free(Kk), free(V), free(outs[0]), free(outs[1]);
 }
 
+/* ---- the Hessian on tensor cores (hessian.cu's strips over the lower column-major triangle) ----
+ * tf32 / bf16 operands with fp32 accumulation against the CPU's fp32 SYRK: max |gpu - cpu| / max |cpu|
+ * within 5e-3 / 2e-2. Strip widths that divide K, that do not, and one strip for all of K; the same
+ * backend's full result must equal its upper_only + symmetrize result bit for bit (same GEMMs). */
+static void hess_case(const char *math, int tile, double tol) {
+    char tv[16];
+    snprintf(tv, sizeof tv, "%d", tile);
+    setenv("QD_HESS_TILE", tv, 1);
+    qd_backend_t tc = make_cuda(math, NULL);
+    unsetenv("QD_HESS_TILE");
+    size_t T = 500, K = 300, ld = 310;
+    float *X = rvec(T * ld, 1);
+    qd_buf_t bx = NULL, bf = NULL, bu = NULL;
+    if (qd_buf_alloc(tc, T * ld, &bx) || qd_buf_alloc(tc, K * K, &bf) || qd_buf_alloc(tc, K * K, &bu)) exit(1);
+    QD_EXPECT_EQ_INT(qd_be_upload(tc, &(struct qd_upload_args){.dst = QD_REF(bx, 0), .src = X, .src_dtype = QD_DT_F32, .n = T * ld}), QD_OK);
+    pbuf x = P(X, T * ld), h = P(NULL, K * K);
+    for (int pass = 0; pass < 2; pass++) { /* two batches, the second scaling the first by 0.5 */
+        struct qd_hessian_args a = {.T = T - 3 * pass, .K = K, .ldx = ld, .alpha = 2.0f / T, .beta = pass ? 0.5f : 1.0f};
+        a.H = R(h, 0), a.X = QD_REF(x.b[0], 5 * pass);
+        QD_EXPECT_EQ_INT(qd_be_hessian(BE[0], &a), QD_OK);
+        a.H = QD_REF(bf, 0), a.X = QD_REF(bx, 5 * pass);
+        QD_EXPECT_EQ_INT(qd_be_hessian(tc, &a), QD_OK);
+        a.H = QD_REF(bu, 0), a.upper_only = 1;
+        QD_EXPECT_EQ_INT(qd_be_hessian(tc, &a), QD_OK);
+    }
+    QD_EXPECT_EQ_INT(qd_be_symmetrize(tc, &(struct qd_symmetrize_args){.A = QD_REF(bu, 0), .n = K}), QD_OK);
+    float *full = malloc(K * K * 4), *upper = malloc(K * K * 4), *cpu = dl(h, 0);
+    QD_EXPECT_EQ_INT(qd_be_download(tc, &(struct qd_download_args){.src = QD_REF(bf, 0), .dst = full, .n = K * K}), QD_OK);
+    QD_EXPECT_EQ_INT(qd_be_download(tc, &(struct qd_download_args){.src = QD_REF(bu, 0), .dst = upper, .n = K * K}), QD_OK);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < K * K; i++) num = fmax(num, fabs((double)full[i] - cpu[i])), den = fmax(den, fabs((double)cpu[i]));
+    int same = memcmp(full, upper, K * K * 4) == 0;
+    fprintf(stderr, "  hessian %s strips of %d, K=%zu: rel err %.3g (tol %.0e), upper_only+symmetrize %s\n", math, tile, K,
+            num / den, tol, same ? "bit-equal" : "DIFFERS");
+    QD_EXPECT(num / den <= tol);
+    QD_EXPECT(same);
+    qd_buf_free(bx), qd_buf_free(bf), qd_buf_free(bu), pfree(x), pfree(h);
+    free(X), free(full), free(upper), free(cpu);
+    qd_be_free(tc);
+}
+
+static void test_hessian_tc(void) {
+    const int tiles[3] = {64, 112, 4096};
+    for (int t = 0; t < 3; t++) hess_case("tf32", tiles[t], 5e-3), hess_case("bf16", tiles[t], 2e-2);
+}
+
 static void test_attention_bf16(void) {
     qd_backend_t tc = make_cuda("bf16", NULL), off = make_cuda("bf16", "fp32");
     attn_case(tc, 1, 2048, 4, 2, 128, 0);   /* seq 2048, GQA 2:1 */
@@ -195,9 +241,43 @@ static void test_u8_codes(void) {
     free(codes), free(zeros), free(g_idx), free(scales), free(W), free(bytes), free(back);
 }
 
+/* uploads and downloads large enough for the CUDA backend's pinned staging (chunks of 32 MiB in two
+ * alternating halves, kernels/cuda/memory.cu): 3.4 chunks of fp32 and 1.7 of bf16 come back bit for bit,
+ * and a download after an upload sees the upload (stream order through the shared halves) */
+static void test_staged_copies(void) {
+    qd_backend_t be = BE[1];
+    const size_t n = ((size_t)110 << 20) / 4 + 7; /* not a multiple of a chunk */
+    float *x = rvec(n, 1), *back = malloc(n * 4);
+    uint16_t *h = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) h[i] = qd_f32_to_bf16(x[i]);
+    qd_buf_t b = NULL, c = NULL;
+    CK(qd_buf_alloc(be, n, &b));
+    CK(qd_buf_alloc(be, n, &c));
+    CK(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(b, 0), .src = x, .src_dtype = QD_DT_F32, .n = n}));
+    CK(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(c, 0), .src = h, .src_dtype = QD_DT_BF16, .n = n / 2}));
+    float keep = x[5];
+    x[5] = keep + 1.0f; /* the caller may reuse its buffer once upload returns */
+    CK(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(b, 0), .dst = back, .n = n}));
+    x[5] = keep; /* the device holds what was uploaded, not the later write */
+    int same = memcmp(back, x, n * 4) == 0;
+    CK(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(c, 1), .dst = back, .n = n / 2 - 1}));
+    size_t bad = 0;
+    for (size_t i = 1; i < n / 2; i++) {
+        uint32_t u = (uint32_t)h[i] << 16;
+        bad += memcmp(&u, &back[i - 1], 4) != 0;
+    }
+    fprintf(stderr, "  staged copies %zu MB: fp32 round trip %s, bf16 upload %zu differ\n", n * 4 >> 20,
+            same ? "bit-exact" : "DIFFERS", bad);
+    QD_EXPECT(same && bad == 0);
+    qd_buf_free(b), qd_buf_free(c);
+    free(x), free(back), free(h);
+}
+
 void qd_test_compare_cuda(void) {
+    QD_RUN(test_staged_copies);
     QD_RUN(test_u8_codes);
 #ifdef QD_HAVE_CUDA
+    if (DEV.kind == QD_BACKEND_CUDA) QD_RUN(test_hessian_tc);
     if (DEV.kind == QD_BACKEND_CUDA)
         QD_RUN(test_attention_bf16); /* last: a fault in the new kernel would poison the context for the rest */
 #endif

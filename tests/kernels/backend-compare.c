@@ -75,6 +75,7 @@ static void test_gemm_hessian_chol(void) {
             pfree(a), pfree(b), pfree(c), free(A), free(B), free(C);
         }
     size_t T = 700, Kh = 160;
+    char name[64];
     float *X = rvec(T * 200, 1);
     pbuf x = P(X, T * 200), h = P(NULL, Kh * Kh);
     BOTH(qd_be_hessian(be, &(struct qd_hessian_args){.H = R(h, i), .X = R(x, i), .T = T, .K = Kh, .ldx = 200, .alpha = 2.0f / T, .beta = 1.0f}));
@@ -103,6 +104,27 @@ static void test_gemm_hessian_chol(void) {
         free(back);
     }
     pfree(x), pfree(h), pfree(v), pfree(hh), pfree(bad), free(X), free(hv), free(H);
+    /* ill-conditioned SPD matrices (cond 1e5, as damped Hessians of real activations) */
+    for (size_t n = 7; n <= 300; n += 293) {
+        float *S = spd_matrix(n, 1e5);
+        pbuf s = P(S, n * n);
+        BOTH(qd_be_chol_inv(be, &(struct qd_chol_inv_args){.A = R(s, i), .n = n}));
+        snprintf(name, sizeof name, "chol_inv cond 1e5 n=%zu", n);
+        cmpf(name, s, 1e-5);
+        pfree(s), free(S);
+    }
+    /* the upper triangle only, completed by symmetrize; symmetrize alone is a bit copy */
+    pbuf hu = P(NULL, Kh * Kh);
+    X = rvec(T * 200, 1), x = P(X, T * 200);
+    BOTH(qd_be_hessian(be, &(struct qd_hessian_args){.H = R(hu, i), .X = R(x, i), .T = T, .K = Kh, .ldx = 200, .alpha = 2.0f / T, .beta = 1.0f, .upper_only = 1}));
+    BOTH(qd_be_hessian(be, &(struct qd_hessian_args){.H = R(hu, i), .X = QD_REF(x.b[i], 9), .T = T - 2, .K = Kh, .ldx = 200, .alpha = 2.0f / T, .beta = 1.0f, .upper_only = 1}));
+    BOTH(qd_be_symmetrize(be, &(struct qd_symmetrize_args){.A = R(hu, i), .n = Kh}));
+    cmpf("hessian upper_only + symmetrize", hu, 1e-5);
+    float *G = rvec(300 * 300, 1);
+    pbuf g = P(G, 300 * 300);
+    BOTH(qd_be_symmetrize(be, &(struct qd_symmetrize_args){.A = R(g, i), .n = 300}));
+    cmpi("symmetrize 300 x 300", g, 1);
+    pfree(hu), pfree(x), pfree(g), free(X), free(G);
 }
 
 static void test_ewise_reduce(void) {

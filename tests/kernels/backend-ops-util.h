@@ -19,6 +19,9 @@ void qd_test_seed(uint64_t seed);
 double urand(void);             /* uniform in [0, 1) */
 float nrand(void);              /* standard normal */
 float *rvec(size_t n, float s); /* n draws of s * nrand() */
+/* A random SPD n x n matrix (fp32, exactly symmetric) Q diag(d) Q^T with Q a random orthogonal
+ * matrix (Gram-Schmidt in fp64) and d log-spaced from 1 down to 1/cond. */
+float *spd_matrix(size_t n, double cond);
 
 /* the cross-backend half (backend-compare.c): prints its own count line; 0 when every check passed */
 int qd_test_backend_compare(void);

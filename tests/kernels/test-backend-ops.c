@@ -126,6 +126,105 @@ static void test_hessian_chol(void) {
     free(X);
 }
 
+/* U from the definition, independently of LAPACK: A^-1 by Gauss-Jordan with partial pivoting, then
+ * its upper Cholesky factor (A^-1 = U^T U) by the textbook recurrence, all in fp64 */
+static void ref_chol_inv(const float *A, size_t n, double *U) {
+    double *M = malloc(n * 2 * n * sizeof *M), *I = malloc(n * n * sizeof *I);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < 2 * n; j++) M[i * 2 * n + j] = j < n ? A[i * n + j] : (j - n == i);
+    for (size_t c = 0; c < n; c++) {
+        size_t p = c;
+        for (size_t r = c + 1; r < n; r++)
+            if (fabs(M[r * 2 * n + c]) > fabs(M[p * 2 * n + c])) p = r;
+        for (size_t j = 0; j < 2 * n; j++) {
+            double t = M[c * 2 * n + j];
+            M[c * 2 * n + j] = M[p * 2 * n + j], M[p * 2 * n + j] = t;
+        }
+        double piv = M[c * 2 * n + c];
+        for (size_t j = 0; j < 2 * n; j++) M[c * 2 * n + j] /= piv;
+        for (size_t r = 0; r < n; r++) {
+            double f = M[r * 2 * n + c];
+            if (r != c && f != 0)
+                for (size_t j = 0; j < 2 * n; j++) M[r * 2 * n + j] -= f * M[c * 2 * n + j];
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) I[i * n + j] = 0.5 * (M[i * 2 * n + n + j] + M[j * 2 * n + n + i]);
+    for (size_t i = 0; i < n; i++) /* U^T U = I row by row: U[i][j] for j >= i */
+        for (size_t j = 0; j < n; j++) {
+            if (j < i) {
+                U[i * n + j] = 0;
+                continue;
+            }
+            double s = I[i * n + j];
+            for (size_t k = 0; k < i; k++) s -= U[k * n + i] * U[k * n + j];
+            U[i * n + j] = j == i ? sqrt(s) : s / U[i * n + i];
+        }
+    free(M), free(I);
+}
+
+/* chol_inv against the reference on SPD matrices from well to ill conditioned (1e5: damped Hessians of
+ * real activations), in both numerics (fast: potrf + trtri of the reversed matrix; exact: potrf,
+ * potri, potrf): U to 1e-5 of max |U|, the fp32 rounding plus cond * fp64 epsilon */
+static void test_chol_inv_reference(void) {
+    const double conds[3] = {10, 1e3, 1e5};
+    const size_t ns[3] = {1, 33, 96};
+    for (int m = 0; m < 2; m++) {
+        QD_EXPECT_EQ_INT(qd_be_set_numerics(be, m ? QD_NUMERICS_EXACT : QD_NUMERICS_FAST), QD_OK);
+        for (int c = 0; c < 3; c++)
+            for (int k = 0; k < 3; k++) {
+                size_t n = ns[k];
+                float *A = spd_matrix(n, conds[c]);
+                double *ref = malloc(n * n * sizeof *ref);
+                ref_chol_inv(A, n, ref);
+                qd_buf_t bA = up(A, n * n);
+                QD_EXPECT_EQ_INT(qd_be_chol_inv(be, &(struct qd_chol_inv_args){.A = QD_REF(bA, 0), .n = n}), QD_OK);
+                float *U = down(bA);
+                double err = max_rel(U, ref, n * n);
+                if (err >= 1e-5)
+                    fprintf(stderr, "  chol_inv %s n=%zu cond %.0e: rel err %.3g\n", m ? "exact" : "fast", n, conds[c], err);
+                QD_EXPECT(err < 1e-5);
+                free(A), free(ref), free(U), qd_buf_free(bA);
+            }
+    }
+    QD_EXPECT_EQ_INT(qd_be_set_numerics(be, QD_NUMERICS_FAST), QD_OK);
+}
+
+/* upper_only computes the upper triangle (the rest may be anything); symmetrize completes it with bit
+ * copies of the upper triangle */
+static void test_hessian_upper_symmetrize(void) {
+    size_t T = 40, K = 70;
+    float *X = rand_vec(T * K), *G = rand_vec(K * K);
+    double *H = malloc(K * K * sizeof *H);
+    for (size_t i = 0; i < K; i++)
+        for (size_t j = 0; j < K; j++) {
+            double s = 0;
+            for (size_t t = 0; t < T; t++) s += (double)X[t * K + i] * X[t * K + j];
+            H[i * K + j] = 0.5 * s;
+        }
+    qd_buf_t bX = up(X, T * K), bH = up(NULL, K * K), bG = up(G, K * K);
+    QD_EXPECT_EQ_INT(qd_be_hessian(be, &(struct qd_hessian_args){.H = QD_REF(bH, 0), .X = QD_REF(bX, 0), .T = T, .K = K,
+                                                                 .ldx = K, .alpha = 0.5f, .beta = 1, .upper_only = 1}), QD_OK);
+    float *got = down(bH);
+    double err = 0;
+    for (size_t i = 0; i < K; i++)
+        for (size_t j = i; j < K; j++) err = fmax(err, fabs(got[i * K + j] - H[i * K + j]));
+    QD_EXPECT(err < 1e-4);
+    free(got);
+    QD_EXPECT_EQ_INT(qd_be_symmetrize(be, &(struct qd_symmetrize_args){.A = QD_REF(bH, 0), .n = K}), QD_OK);
+    got = down(bH);
+    QD_EXPECT(max_rel(got, H, K * K) < 1e-5);
+    free(got);
+    QD_EXPECT_EQ_INT(qd_be_symmetrize(be, &(struct qd_symmetrize_args){.A = QD_REF(bG, 0), .n = K}), QD_OK);
+    got = down(bG);
+    size_t bad = 0;
+    for (size_t i = 0; i < K; i++)
+        for (size_t j = 0; j < K; j++) bad += got[i * K + j] != G[(j < i ? j : i) * K + (j < i ? i : j)];
+    QD_EXPECT(bad == 0);
+    free(got), free(X), free(G), free(H);
+    qd_buf_free(bX), qd_buf_free(bH), qd_buf_free(bG);
+}
+
 static void test_permute_ewise(void) {
     size_t R = 5, C = 6;
     float *A = rand_vec(R * C), *Bm = rand_vec(R * C), *v = rand_vec(C > R ? C : R);
@@ -355,6 +454,8 @@ int main(void) {
     if (qd_backend_cpu_create(1, &be) != QD_OK) return 1;
     QD_RUN(test_gemm);
     QD_RUN(test_hessian_chol);
+    QD_RUN(test_chol_inv_reference);
+    QD_RUN(test_hessian_upper_symmetrize);
     QD_RUN(test_permute_ewise);
     QD_RUN(test_norm_rope_attention);
     QD_RUN(test_attention_long);

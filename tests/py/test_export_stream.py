@@ -1,0 +1,183 @@
+# SPDX-License-Identifier: MIT
+"""The export written during the run (issue 17 item 2, mpi/run-stream.c, shard/export-stream.c):
+
+- every checkpoint format, with act-order, a recipe skip and a per-module override: a streamed
+  `quantize` writes the same bytes as the export after the run from the same staging (QD_EXPORT_STREAM=0
+  with --resume, the path before streaming), and as a streamed --resume that reads every block back
+  from the staging; the report says how many blocks were written during the run and the export tail;
+- two ranks (rank 0 streams its own blocks, the others' come from the staging at the end) equal one;
+- a run killed after some blocks leaves no output directory (only a temporary one, removed by the
+  next run), and --resume gives the same bytes;
+- GPTQ v1's refusal of a zero point of 0, which only the data shows, stays one clear line with the
+  --resume hint, and leaves neither the output nor its temporary directory.
+"""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+QDIST = os.environ.get("QDIST_BIN", "qdist")
+FIX = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2])) / "fixtures"
+MODEL = FIX / "pycode-16m"  # 8 blocks, hidden 384, MLP 1024: group 128 divides every Linear
+CALIB = MODEL / "calib.jsonl"
+NBLOCKS = 8
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+ENV.pop("QD_EXPORT_STREAM", None)
+BASE = ["--model", str(MODEL), "--calib", str(CALIB), "--nsamples", "8", "--seqlen", "64", "--group-size", "128",
+        "--progress", "none"]
+
+
+def quantize(out, extra, np=1, env=None, timeout=300):
+    cmd = ["mpirun", "--oversubscribe", "-n", str(np)] if np > 1 else []
+    for k in (env or {}):
+        if np > 1:
+            cmd += ["-x", k]
+    cmd += [QDIST, "quantize", "--output", str(out)] + BASE + [str(a) for a in extra]
+    return subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+def files(d):
+    """Every file of the checkpoint but the run report (which holds timings)."""
+    return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir()) if p.name != "qdist_report.json"}
+
+
+def totals(d):
+    return json.loads((Path(d) / "qdist_report.json").read_text())["totals"]
+
+
+def leftovers(parent):
+    return [p.name for p in Path(parent).iterdir() if ".qdist-tmp-" in p.name]
+
+
+SKIP = {"match": r"layers\.2\.mlp\.down_proj$", "skip": True}
+W8 = {"match": r"layers\.5\.self_attn\.o_proj$", "bits": 8}  # awq holds 4 bits only
+CASES = [
+    ("gptq-act", "gptq", ["--method", "gptq", "--act-order"], [SKIP, W8]),
+    ("gptq_v2-asym-act", "gptq_v2", ["--method", "gptq", "--asym", "--act-order"], [SKIP, W8]),
+    ("awq", "awq", ["--method", "awq", "--asym"], [SKIP]),
+    ("ct-static", "compressed-tensors", ["--method", "gptq", "--act-order", "--static-groups"], [SKIP, W8]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_streamed_equals_export_after_the_run(case, tmp_path):
+    _, fmt, args, overrides = case
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"overrides": overrides}))
+    args = args + ["--format", fmt, "--recipe", recipe]
+    streamed, staging = tmp_path / "streamed", tmp_path / "staging"
+    r = quantize(streamed, args + ["--keep-staging", "--staging", staging])
+    assert r.returncode == 0, r.stderr
+    t = totals(streamed)
+    assert t["export_streamed_blocks"] == NBLOCKS and t["export_tail_s"] >= 0, t
+    assert "export_s" in t and "report_s" in t, t  # the keys before streaming stay
+    # the export after the run, from the staging alone (every block resumed, nothing quantized)
+    after = tmp_path / "after"
+    r = quantize(after, args + ["--keep-staging", "--staging", staging, "--resume"], env={"QD_EXPORT_STREAM": "0"})
+    assert r.returncode == 0, r.stderr
+    assert totals(after)["export_streamed_blocks"] == 0
+    # streamed, but every block read back from the staging at the end
+    resumed = tmp_path / "resumed"
+    r = quantize(resumed, args + ["--staging", staging, "--resume"])
+    assert r.returncode == 0, r.stderr
+    a, b, c = files(streamed), files(after), files(resumed)
+    assert any(k.endswith(".safetensors") for k in a) and "config.json" in a
+    assert a.keys() == b.keys() == c.keys()
+    for k in a:
+        assert a[k] == b[k], f"{fmt}: {k} differs between the streamed export and the one after the run"
+        assert a[k] == c[k], f"{fmt}: {k} differs between the streamed export and the resumed one"
+    assert not leftovers(tmp_path)
+
+
+def test_small_shards_streamed(tmp_path):
+    """several output shards, their cuts fixed before any block exists"""
+    args = ["--method", "rtn", "--format", "gptq", "--max-shard-size", "2MB"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = quantize(a, args)
+    assert r.returncode == 0, r.stderr
+    r = quantize(b, args, env={"QD_EXPORT_STREAM": "0"})
+    assert r.returncode == 0, r.stderr
+    fa = files(a)
+    assert sum(k.endswith(".safetensors") for k in fa) > 2 and "model.safetensors.index.json" in fa
+    assert fa == files(b)
+
+
+def test_two_ranks_equal_one(tmp_path):
+    args = ["--method", "gptq", "--format", "gptq"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = quantize(one, args)
+    assert r.returncode == 0, r.stderr
+    r = quantize(two, args, np=2)
+    assert r.returncode == 0, r.stderr
+    assert 0 < totals(two)["export_streamed_blocks"] < NBLOCKS  # rank 0's own; rank 1's from the staging
+    assert files(one) == files(two)
+
+
+def test_killed_run_leaves_no_output_and_resumes_identical(tmp_path):
+    args = ["--method", "gptq", "--format", "gptq_v2", "--asym"]
+    ref = tmp_path / "ref"
+    r = quantize(ref, args)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    r = quantize(out, args, env={"QD_INJECT_KILL": "0:4"})
+    assert r.returncode != 0
+    assert not out.exists(), "a killed run left an output directory"
+    assert (tmp_path / "out.qdist-staging").is_dir()
+    r = quantize(out, args + ["--resume"])
+    assert r.returncode == 0, r.stderr
+    t = totals(out)
+    assert 0 < t["export_streamed_blocks"] < NBLOCKS, t  # the resumed blocks came from the staging
+    assert files(out) == files(ref)
+    assert not leftovers(tmp_path), "the killed run's temporary output was not removed"
+
+
+def test_gptq_v1_zero_point_refused_while_streaming(tmp_path):
+    """The zero-point check needs the data, so the streamed export makes it as the layer is packed: the
+    same one line, the --resume hint, no output and no temporary directory left."""
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    model = tmp_path / "model"
+    shutil.copytree(MODEL, model)
+    shard = model / "model-00001-of-00003.safetensors"
+    tensors = st.load_file(str(shard))
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert name in tensors
+    tensors[name] = tensors[name].abs() + torch.finfo(tensors[name].dtype).tiny  # all positive: zero point 0
+    st.save_file(tensors, str(shard), metadata={"format": "pt"})
+    out = tmp_path / "o"
+    cmd = [QDIST, "quantize", "--model", model, "--output", out, "--method", "rtn", "--asym", "--group-size", "64",
+           "--progress", "none", "--format", "gptq"]
+    r = subprocess.run([str(c) for c in cmd], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "zero point of 0" in r.stderr and "model.layers.0.self_attn.q_proj" in r.stderr, r.stderr
+    assert "--resume" in r.stderr, r.stderr
+    assert not out.exists() and not leftovers(tmp_path)
+    assert (tmp_path / "o.qdist-staging").is_dir()
+
+
+def test_block_unlike_the_plan_falls_back_to_the_export_after_the_run(tmp_path):
+    """A staged block whose modules are not the planned ones (here a module removed from the file with
+    h5py: replayed and exported unquantized) is noticed before anything is committed: the checkpoint is
+    then exported from the staging after the run, the same bytes as QD_EXPORT_STREAM=0 writes."""
+    h5py = pytest.importorskip("h5py")
+    args = ["--method", "rtn", "--format", "compressed-tensors"]
+    staging = tmp_path / "staging"
+    r = quantize(tmp_path / "first", args + ["--keep-staging", "--staging", staging])
+    assert r.returncode == 0, r.stderr
+    with h5py.File(staging / "block-00003.h5", "r+") as f:
+        del f["modules/mlp.down_proj"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = quantize(a, args + ["--keep-staging", "--staging", staging, "--resume"])
+    assert r.returncode == 0, r.stderr
+    assert "quantized differently from the plan" in r.stderr, r.stderr
+    assert totals(a)["export_streamed_blocks"] == 0
+    r = quantize(b, args + ["--keep-staging", "--staging", staging, "--resume"], env={"QD_EXPORT_STREAM": "0"})
+    assert r.returncode == 0, r.stderr
+    fa = files(a)
+    assert fa == files(b)
+    assert fa != files(tmp_path / "first")  # down_proj of block 3 is now unquantized
+    assert not leftovers(tmp_path)
