@@ -120,14 +120,18 @@ static qd_status make_units(qd_xstream *x) {
     return QD_OK;
 }
 
-static void stop_threads(qd_xstream *x) {
-    pthread_mutex_lock(&x->lock);
-    x->stop = 1;
-    pthread_cond_broadcast(&x->cv);
-    pthread_mutex_unlock(&x->lock);
+static void join_threads(qd_xstream *x, int stop) {
+    if (stop) {
+        pthread_mutex_lock(&x->lock);
+        x->stop = 1;
+        pthread_cond_broadcast(&x->cv);
+        pthread_mutex_unlock(&x->lock);
+    }
     for (int i = 0; i < x->nth; i++) pthread_join(x->th[i], NULL);
     x->nth = 0;
 }
+
+static void stop_threads(qd_xstream *x) { join_threads(x, 1); }
 
 /* frees x; the output directory must be committed or aborted already (x->od NULL) */
 static void free_stream(qd_xstream *x) {
@@ -258,15 +262,9 @@ qd_status qd_xstream_finish(qd_xstream *x, int *fallback, int *streamed) {
     *fallback = 0;
     *streamed = x->streamed;
     qd_status st = open_files(x);
-    if (st != QD_OK) { /* the threads wait for blocks that will not come: they stop */
-        pthread_mutex_lock(&x->lock);
-        x->stop = 1;
-        pthread_cond_broadcast(&x->cv);
-        pthread_mutex_unlock(&x->lock);
-    }
-    /* the threads leave once every piece is taken; each finishes its own first */
-    for (int i = 0; i < x->nth; i++) pthread_join(x->th[i], NULL);
-    x->nth = 0;
+    /* the threads leave once every piece is taken, each finishing its own first; after a failure they
+     * would wait for blocks that will not come: they stop */
+    join_threads(x, st != QD_OK);
     if (st == QD_OK) st = x->st;
     if (st == QD_OK && !x->fallback && x->ntaken != x->nunits)
         st = qd_fail(QD_ERR_INTERNAL, "export: %zu of %zu pieces of work were left", x->nunits - x->ntaken, x->nunits);

@@ -137,12 +137,7 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     qd_phase_set(be, prev);
     if (st != QD_OK) goto done;
     qd_qlinear *l = &out->q;
-    snprintf(l->name, sizeof l->name, "%s", name);
-    snprintf(l->method, sizeof l->method, "%s", qd_method_name(s->method));
-    l->bits = s->bits;
-    l->group_size = G == 1 ? -1 : s->group_size;
-    l->sym = s->sym;
-    QD_CHECK_GOTO(qd_qlinear_alloc(l, (int)N, (int)K, (int)G), st, done);
+    QD_CHECK_GOTO(qd_qresult_alloc(s, name, N, K, G, out), st, done);
     out->s.loss = 0;
     const char *src = all;
     for (int r = 0; r < cl->size; r++) {

@@ -70,6 +70,8 @@ int qd_gptq_fac_fits(const qd_gptq_fac *f, const qd_qspec *s);
 qd_status qd_gptq_apply(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                         const qd_gptq_fac *f, qd_qresult *out);
 void qd_gptq_fac_free(qd_gptq_fac *f); /* NULL-safe; leaves f zeroed */
+/* out->q's header from the spec (name, method, bits, group size, sym) and its arrays for N x K, G groups */
+qd_status qd_qresult_alloc(const qd_qspec *s, const char *name, size_t N, size_t K, size_t G, qd_qresult *out);
 /* Fills the host result from device codes [N,K] (int32), scales, zeros and a host g_idx. */
 qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name, qd_buf_t codes, qd_buf_t scales,
                            qd_buf_t zeros, const int32_t *g_idx, size_t N, size_t K, size_t G, qd_qresult *out);

@@ -73,15 +73,20 @@ static qd_status fetch_codes(qd_backend_t be, const char *name, qd_buf_t codes, 
     return st;
 }
 
-qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name, qd_buf_t codes, qd_buf_t scales,
-                           qd_buf_t zeros, const int32_t *g_idx, size_t N, size_t K, size_t G, qd_qresult *out) {
+qd_status qd_qresult_alloc(const qd_qspec *s, const char *name, size_t N, size_t K, size_t G, qd_qresult *out) {
     qd_qlinear *l = &out->q;
     snprintf(l->name, sizeof l->name, "%s", name);
     snprintf(l->method, sizeof l->method, "%s", qd_method_name(s->method));
     l->bits = s->bits;
     l->group_size = G == 1 ? -1 : s->group_size;
     l->sym = s->sym;
-    QD_CHECK(qd_qlinear_alloc(l, (int)N, (int)K, (int)G));
+    return qd_qlinear_alloc(l, (int)N, (int)K, (int)G);
+}
+
+qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name, qd_buf_t codes, qd_buf_t scales,
+                           qd_buf_t zeros, const int32_t *g_idx, size_t N, size_t K, size_t G, qd_qresult *out) {
+    qd_qlinear *l = &out->q;
+    QD_CHECK(qd_qresult_alloc(s, name, N, K, G, out));
     qd_status st;
     QD_CHECK_GOTO(fetch_codes(be, name, codes, N * K, l->codes), st, fail);
     QD_CHECK_GOTO(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(scales, 0), .dst = l->scales, .n = G * N}),
