@@ -26,6 +26,10 @@ qd_status qd_run_plan_dp(const qd_model *m, int stages, qd_plan *plan) {
         for (int r = 0; r < size; r++) plan->first[r] = 0, plan->count[r] = nb; /* every rank passes every block */
         return QD_OK;
     }
+    if (stages > nb) /* every rank sees it: rank 0 alone says so */
+        return qd_mpi_rank() == 0 ? qd_fail(QD_ERR_USAGE, "--pipeline-stages %d: the model has only %d blocks; "
+                                                          "use at most %d stages", stages, nb, nb)
+                                  : QD_ERR_USAGE;
     qd_plan st;
     QD_CHECK(qd_run_plan(m, stages, &st)); /* the stages' ranges, balanced by stored bytes */
     int per = size / stages;

@@ -4,7 +4,10 @@
 - --numerics exact: (P, S) = (1, 1), (2, 2), (4, 2), (4, 4) give byte-identical checkpoints (GPTQ, AWQ),
   also when a stage's second rank holds no calibration sequence;
 - the stages own contiguous block ranges, each staged by a rank of its stage (the report's ranks);
-- S not dividing P is a usage error (exit 2) said once; --schedule overlap with S > 1 is refused;
+- default numerics: a stage of G ranks computes as a data-parallel run of G ranks, so (4, 2) gives the
+  bytes of (2, 1);
+- S not dividing P, or above the block count, is a usage error (exit 2) said once; --schedule overlap
+  with S > 1 is refused;
 - a rank killed in the second stage, resumed with another (P, S), gives the uninterrupted checkpoint.
 """
 import json
@@ -62,6 +65,11 @@ def test_exact_numerics_byte_identical_for_every_layout(tmp_path, name, args):
         assert run_ok(tmp_path / f"p{np}s{stages}", np, stages, args) == want, f"{name}: P={np} S={stages} differ"
 
 
+def test_default_numerics_stage_computes_as_its_group(tmp_path):
+    args = [a for a in GPTQ if a not in ("--numerics", "exact")]
+    assert run_ok(tmp_path / "p4s2", 4, 2, args) == run_ok(tmp_path / "p2s1", 2, 1, args)
+
+
 def test_stages_own_contiguous_block_ranges(tmp_path):
     out = tmp_path / "o"
     run_ok(out, 4, 2, GPTQ)
@@ -80,6 +88,9 @@ def test_stages_not_dividing_ranks_refused(tmp_path):
     errors = [l for l in r.stderr.splitlines() if "error:" in l]
     assert len(errors) == 1 and "--pipeline-stages 2 does not divide the 3 ranks" in errors[0], r.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.qdist-staging").exists()
+    r = quantize(tmp_path / "y", 16, 16, GPTQ, timeout=120)
+    errors = [l for l in r.stderr.splitlines() if "error:" in l]
+    assert r.returncode == 2 and len(errors) == 1 and "model has only 8 blocks" in errors[0], r.stderr
 
 
 def test_overlap_schedule_refused_with_stages(tmp_path):
