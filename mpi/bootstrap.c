@@ -201,9 +201,11 @@ qd_status qd_mpi_group_split(int color, qd_mpi_group **out) {
             free(g);
             return qd_fail(QD_ERR_MPI, "splitting the ranks into groups (group %d) failed", color);
         }
-        MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN);
-        MPI_Comm_rank(g->comm, &g->rank);
-        MPI_Comm_size(g->comm, &g->size);
+        if (MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+            MPI_Comm_rank(g->comm, &g->rank) != MPI_SUCCESS || MPI_Comm_size(g->comm, &g->size) != MPI_SUCCESS) {
+            qd_mpi_group_free(g);
+            return qd_fail(QD_ERR_MPI, "setting up the group of ranks %d failed", color);
+        }
     }
     *out = g;
     return QD_OK;
