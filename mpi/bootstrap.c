@@ -51,17 +51,21 @@ void qd_mpi_fatal(qd_status st, int block) {
 
 qd_status qd_mpi_bcast(void *buf, size_t bytes) { return qd_mpi_bcast_from(buf, bytes, 0); }
 
-qd_status qd_mpi_bcast_from(void *buf, size_t bytes, int root) {
-    if (qd_rank.nranks <= 1) return QD_OK;
+static qd_status bcast_on(MPI_Comm comm, int size, void *buf, size_t bytes, int root) {
+    if (size <= 1) return QD_OK;
     char *p = buf;
     while (bytes > 0) {
         int n = bytes > (size_t)INT_MAX ? INT_MAX : (int)bytes;
-        if (MPI_Bcast(p, n, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
+        if (MPI_Bcast(p, n, MPI_BYTE, root, comm) != MPI_SUCCESS)
             return qd_fail(QD_ERR_MPI, "broadcast of %zu bytes from rank %d failed", bytes, root);
         p += n;
         bytes -= (size_t)n;
     }
     return QD_OK;
+}
+
+qd_status qd_mpi_bcast_from(void *buf, size_t bytes, int root) {
+    return bcast_on(MPI_COMM_WORLD, qd_rank.nranks, buf, bytes, root);
 }
 
 void qd_mpi_node(int *local_rank, int *nlocal, int *node) {
@@ -137,12 +141,13 @@ qd_status qd_mpi_gatherv(const void *mine, size_t bytes, void **all_on_root, siz
 }
 
 /* in pieces of at most INT_MAX elements: MPI counts are int */
-static qd_status allreduce_sum(void *buf, size_t n, size_t elem, MPI_Datatype type, const char *what) {
-    if (qd_rank.nranks <= 1) return QD_OK;
+static qd_status allreduce_sum(MPI_Comm comm, int size, void *buf, size_t n, size_t elem, MPI_Datatype type,
+                               const char *what) {
+    if (size <= 1) return QD_OK;
     char *p = buf;
     while (n > 0) {
         int m = n > (size_t)INT_MAX ? INT_MAX : (int)n;
-        if (MPI_Allreduce(MPI_IN_PLACE, p, m, type, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+        if (MPI_Allreduce(MPI_IN_PLACE, p, m, type, MPI_SUM, comm) != MPI_SUCCESS)
             return qd_fail(QD_ERR_MPI, "sum of %zu %s values over the ranks failed", n, what);
         p += (size_t)m * elem;
         n -= (size_t)m;
@@ -150,11 +155,14 @@ static qd_status allreduce_sum(void *buf, size_t n, size_t elem, MPI_Datatype ty
     return QD_OK;
 }
 
-qd_status qd_mpi_allreduce_sum_f32(float *buf, size_t n) { return allreduce_sum(buf, n, sizeof *buf, MPI_FLOAT, "fp32"); }
-qd_status qd_mpi_allreduce_sum_f64(double *buf, size_t n) { return allreduce_sum(buf, n, sizeof *buf, MPI_DOUBLE, "fp64"); }
+qd_status qd_mpi_allreduce_sum_f32(float *buf, size_t n) {
+    return allreduce_sum(MPI_COMM_WORLD, qd_rank.nranks, buf, n, sizeof *buf, MPI_FLOAT, "fp32");
+}
+qd_status qd_mpi_allreduce_sum_f64(double *buf, size_t n) {
+    return allreduce_sum(MPI_COMM_WORLD, qd_rank.nranks, buf, n, sizeof *buf, MPI_DOUBLE, "fp64");
+}
 
-qd_status qd_mpi_allgatherv(const void *mine, const size_t *counts, void *all) {
-    int size = qd_rank.nranks;
+static qd_status allgatherv_on(MPI_Comm comm, int rank, int size, const void *mine, const size_t *counts, void *all) {
     if (size <= 1) {
         memcpy(all, mine, counts[0]);
         return QD_OK;
@@ -168,11 +176,63 @@ qd_status qd_mpi_allgatherv(const void *mine, const size_t *counts, void *all) {
     for (int r = 0; r < size; r++) displs[r] = (int)sum, cnt[r] = (int)counts[r], sum += counts[r];
     qd_status st = QD_OK;
     if (sum > (size_t)INT_MAX) st = qd_fail(QD_ERR_INTERNAL, "allgather of %zu bytes in all", sum);
-    else if (MPI_Allgatherv(mine, cnt[qd_rank.rank], MPI_BYTE, all, cnt, displs, MPI_BYTE, MPI_COMM_WORLD) !=
-             MPI_SUCCESS)
+    else if (MPI_Allgatherv(mine, cnt[rank], MPI_BYTE, all, cnt, displs, MPI_BYTE, comm) != MPI_SUCCESS)
         st = qd_fail(QD_ERR_MPI, "gathering %zu bytes from every rank on every rank failed", sum);
     free(cnt), free(displs);
     return st;
+}
+
+qd_status qd_mpi_allgatherv(const void *mine, const size_t *counts, void *all) {
+    return allgatherv_on(MPI_COMM_WORLD, qd_rank.rank, qd_rank.nranks, mine, counts, all);
+}
+
+struct qd_mpi_group {
+    MPI_Comm comm;
+    int rank, size;
+};
+
+qd_status qd_mpi_group_split(int color, qd_mpi_group **out) {
+    *out = NULL;
+    qd_mpi_group *g = calloc(1, sizeof *g);
+    if (!g) return qd_fail(QD_ERR_NOMEM, "rank groups: out of memory");
+    g->comm = MPI_COMM_NULL, g->size = 1;
+    if (qd_rank.nranks > 1) {
+        if (MPI_Comm_split(MPI_COMM_WORLD, color, qd_rank.rank, &g->comm) != MPI_SUCCESS) {
+            free(g);
+            return qd_fail(QD_ERR_MPI, "splitting the ranks into groups (group %d) failed", color);
+        }
+        if (MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+            MPI_Comm_rank(g->comm, &g->rank) != MPI_SUCCESS || MPI_Comm_size(g->comm, &g->size) != MPI_SUCCESS) {
+            qd_mpi_group_free(g);
+            return qd_fail(QD_ERR_MPI, "setting up the group of ranks %d failed", color);
+        }
+    }
+    *out = g;
+    return QD_OK;
+}
+
+void qd_mpi_group_free(qd_mpi_group *g) {
+    if (!g) return;
+    if (g->comm != MPI_COMM_NULL) MPI_Comm_free(&g->comm);
+    free(g);
+}
+
+int qd_mpi_group_rank(const qd_mpi_group *g) { return g ? g->rank : qd_rank.rank; }
+int qd_mpi_group_size(const qd_mpi_group *g) { return g ? g->size : qd_rank.nranks; }
+
+#define GROUP_COMM(g) ((g) && (g)->comm != MPI_COMM_NULL ? (g)->comm : MPI_COMM_WORLD)
+
+qd_status qd_mpi_group_allreduce_sum_f32(const qd_mpi_group *g, float *buf, size_t n) {
+    return allreduce_sum(GROUP_COMM(g), qd_mpi_group_size(g), buf, n, sizeof *buf, MPI_FLOAT, "fp32");
+}
+qd_status qd_mpi_group_allreduce_sum_f64(const qd_mpi_group *g, double *buf, size_t n) {
+    return allreduce_sum(GROUP_COMM(g), qd_mpi_group_size(g), buf, n, sizeof *buf, MPI_DOUBLE, "fp64");
+}
+qd_status qd_mpi_group_allgatherv(const qd_mpi_group *g, const void *mine, const size_t *counts, void *all) {
+    return allgatherv_on(GROUP_COMM(g), qd_mpi_group_rank(g), qd_mpi_group_size(g), mine, counts, all);
+}
+qd_status qd_mpi_group_bcast_from(const qd_mpi_group *g, void *buf, size_t bytes, int root) {
+    return bcast_on(GROUP_COMM(g), qd_mpi_group_size(g), buf, bytes, root);
 }
 
 qd_status qd_mpi_agree(qd_status mine) {

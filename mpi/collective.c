@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * collective.c - the data-parallel reductions (kernels/qd-collective.h) over MPI (mpi/bootstrap.c).
+ * collective.c - the data-parallel reductions (kernels/qd-collective.h) over MPI (mpi/bootstrap.c), among
+ * the ranks of one group (c->user: a qd_mpi_group, NULL for every rank).
  * Device buffers cross through host memory in one place, stage_allreduce_f32: an NCCL table replaces
  * that function with a device-to-device ncclAllReduce.
  */
@@ -16,7 +17,7 @@ static qd_status stage_allreduce_f32(const qd_collective *c, qd_backend_t be, qd
     float *h = malloc(n * sizeof *h);
     if (!h) return qd_fail(QD_ERR_NOMEM, "allreduce: out of memory for %zu fp32 values", n);
     qd_status st = qd_be_download(be, &(struct qd_download_args){.src = buf, .dst = h, .n = n});
-    if (st == QD_OK) st = qd_mpi_allreduce_sum_f32(h, n);
+    if (st == QD_OK) st = qd_mpi_group_allreduce_sum_f32(c->user, h, n);
     if (st == QD_OK)
         st = qd_be_upload(be, &(struct qd_upload_args){.dst = buf, .src = h, .src_dtype = QD_DT_F32, .n = n});
     free(h);
@@ -24,19 +25,19 @@ static qd_status stage_allreduce_f32(const qd_collective *c, qd_backend_t be, qd
 }
 
 static qd_status allreduce_f64(const qd_collective *c, double *buf, size_t n) {
-    return c->size <= 1 ? QD_OK : qd_mpi_allreduce_sum_f64(buf, n);
+    return c->size <= 1 ? QD_OK : qd_mpi_group_allreduce_sum_f64(c->user, buf, n);
 }
 
 static qd_status allgatherv(const qd_collective *c, const void *mine, const size_t *counts, void *all) {
-    (void)c;
-    return qd_mpi_allgatherv(mine, counts, all);
+    return qd_mpi_group_allgatherv(c->user, mine, counts, all);
 }
 
 static qd_status bcast(const qd_collective *c, void *buf, size_t bytes, int root) {
-    return c->size <= 1 ? QD_OK : qd_mpi_bcast_from(buf, bytes, root);
+    return c->size <= 1 ? QD_OK : qd_mpi_group_bcast_from(c->user, buf, bytes, root);
 }
 
-void qd_collective_mpi(qd_collective *out) {
-    *out = (qd_collective){.rank = qd_mpi_rank(), .size = qd_mpi_size(), .allreduce_f32 = stage_allreduce_f32,
+void qd_collective_mpi(qd_mpi_group *g, qd_collective *out) {
+    *out = (qd_collective){.rank = qd_mpi_group_rank(g), .size = qd_mpi_group_size(g), .user = g,
+                           .allreduce_f32 = stage_allreduce_f32,
                            .allreduce_f64 = allreduce_f64, .allgatherv = allgatherv, .bcast = bcast};
 }

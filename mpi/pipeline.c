@@ -48,7 +48,7 @@ static qd_status post_recvs(const struct qd_block_worker *w, qd_transport *t, in
     return QD_OK;
 }
 
-static qd_status send_all(const struct qd_block_worker *w, qd_transport *t, int peer, const float *act,
+qd_status qd_pipeline_send(const struct qd_block_worker *w, qd_transport *t, int peer, const float *act,
                           struct qd_pipeline_stats *st) {
     size_t n = nbatches(w);
     qd_xfer *x = calloc(n, sizeof *x);
@@ -72,7 +72,7 @@ static qd_status send_all(const struct qd_block_worker *w, qd_transport *t, int 
     return rc;
 }
 
-static qd_status recv_all(const struct qd_block_worker *w, qd_transport *t, int peer, float *act,
+qd_status qd_pipeline_recv(const struct qd_block_worker *w, qd_transport *t, int peer, float *act,
                           struct qd_pipeline_stats *st) {
     size_t n = nbatches(w);
     qd_xfer *x = calloc(n, sizeof *x);
@@ -185,11 +185,11 @@ qd_status qd_pipeline_run(const qd_plan *plan, int rank, qd_schedule sched, cons
     if (sched == QD_SCHED_EXACT) {
         /* the first rank embeds straight into its device activations when it can: no host round trip */
         int on_device = !prev && w->embed_device;
-        if (prev) QD_CHECK_GOTO(recv_all(w, prev, rank - 1, act, stats), rc, out);
+        if (prev) QD_CHECK_GOTO(qd_pipeline_recv(w, prev, rank - 1, act, stats), rc, out);
         else if (on_device) QD_CHECK_GOTO(w->embed_device(w->user), rc, out);
         else QD_CHECK_GOTO(w->embed(w->user, act), rc, out);
         QD_CHECK_GOTO(run_blocks(plan, rank, w, act, on_device, next != NULL, stats, failed_block), rc, out);
-        if (next) QD_CHECK_GOTO(send_all(w, next, rank + 1, act, stats), rc, out);
+        if (next) QD_CHECK_GOTO(qd_pipeline_send(w, next, rank + 1, act, stats), rc, out);
     } else {
         float *work = next ? malloc(total * sizeof(float) + 1) : NULL;
         if (next && !work) {

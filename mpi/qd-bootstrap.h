@@ -42,6 +42,19 @@ qd_status qd_mpi_allreduce_sum_f64(double *buf, size_t n);
 qd_status qd_mpi_allgatherv(const void *mine, const size_t *counts, void *all);
 /* Broadcast bytes from rank root (no-op with one rank). */
 qd_status qd_mpi_bcast_from(void *buf, size_t bytes, int root);
+/* A group of ranks with its own collectives (a pipeline stage of the 2-D layout, mpi/run-dp.c).
+ * qd_mpi_group_split is collective over every rank: the ranks passing the same color form one group,
+ * ranked in world-rank order. A NULL group means every rank (MPI_COMM_WORLD). The group collectives
+ * behave as the world ones above, among the group's ranks (rank and root: ranks in the group). */
+typedef struct qd_mpi_group qd_mpi_group;
+qd_status qd_mpi_group_split(int color, qd_mpi_group **out);
+void qd_mpi_group_free(qd_mpi_group *g);
+int qd_mpi_group_rank(const qd_mpi_group *g);
+int qd_mpi_group_size(const qd_mpi_group *g);
+qd_status qd_mpi_group_allreduce_sum_f32(const qd_mpi_group *g, float *buf, size_t n);
+qd_status qd_mpi_group_allreduce_sum_f64(const qd_mpi_group *g, double *buf, size_t n);
+qd_status qd_mpi_group_allgatherv(const qd_mpi_group *g, const void *mine, const size_t *counts, void *all);
+qd_status qd_mpi_group_bcast_from(const qd_mpi_group *g, void *buf, size_t bytes, int root);
 /* Every rank's status agreed: the worst (max) over ranks; ranks that did not fail get QD_ERR_REMOTE. */
 qd_status qd_mpi_agree(qd_status mine);
 

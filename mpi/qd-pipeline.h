@@ -63,6 +63,13 @@ struct qd_pipeline_stats {
  * device_buffers, qd-transport.h); 0 today: host buffers. */
 int qd_pipeline_device_buffers(void);
 
+/* The w->nseq sequences of act to / from rank peer over t, in micro-batches (the exact schedule's
+ * hand-over; also the 2-D layout's stage boundary, mpi/run-dp.c); the time blocked adds to st->wait_s. */
+qd_status qd_pipeline_send(const struct qd_block_worker *w, qd_transport *t, int peer, const float *act,
+                           struct qd_pipeline_stats *st);
+qd_status qd_pipeline_recv(const struct qd_block_worker *w, qd_transport *t, int peer, float *act,
+                           struct qd_pipeline_stats *st);
+
 /* prev/next: transports to rank-1 / rank+1 (NULL at the ends). Returns the first failure; the
  * caller ends the job (qd_mpi_fatal) so no neighbour waits forever. *failed_block is set to the block
  * in progress at the failure, or -1. */

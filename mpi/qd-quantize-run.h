@@ -26,7 +26,9 @@
 
 /* How ranks share the work: data (default) - every rank owns a share of the calibration sequences and
  * passes every block (mpi/run-dp.c); pipeline - every rank owns a contiguous block range and the
- * activations flow from rank to rank (qd-pipeline.h, with its schedules). */
+ * activations flow from rank to rank (qd-pipeline.h, with its schedules). The data layout may be cut
+ * into pipeline stages (--pipeline-stages S, the 2-D layout): stage s, ranks [s*P/S, (s+1)*P/S), owns a
+ * contiguous block range and is a data-parallel group; activations cross the stage boundaries. */
 typedef enum { QD_PAR_DATA = 0, QD_PAR_PIPELINE } qd_parallel;
 
 typedef struct qd_run_opts {
@@ -39,6 +41,7 @@ typedef struct qd_run_opts {
     int resume;
     int keep_staging;
     qd_parallel parallel;
+    int pipeline_stages;      /* data-parallel: S stages of contiguous block ranges, P/S ranks each (0, 1: one) */
     qd_schedule schedule;     /* the pipeline layout's */
     qd_progress_mode progress;
     size_t micro_batch;       /* sequences per transfer (0: 8) */

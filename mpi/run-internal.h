@@ -10,6 +10,7 @@
 #include <time.h>
 #include <cjson/cJSON.h>
 
+#include "qd-collective.h"
 #include "qd-h5stage.h"
 #include "qd-model-ckpt.h"
 #include "qd-phase.h"
@@ -57,6 +58,8 @@ typedef struct qd_run {
     int dev_share;           /* ranks of this node mapped to this rank's GPU (>= 1) */
     qd_dtype store_dt;       /* the dtype the export stores scales in (F16; compressed-tensors: the model's) */
     int dp;                  /* the data-parallel layout (run-dp.c) */
+    int nstages, pstage;     /* data-parallel: the pipeline stages (--pipeline-stages) and this rank's */
+    const qd_collective *coll; /* data-parallel: the reductions among the ranks of this rank's stage */
     size_t seq0, nseq_local; /* this rank's calibration sequences (pipeline: all of them) */
     struct qd_xstream *xs;   /* rank 0: the export written during the run (run-stream.c), or NULL */
     qd_run_times t;
@@ -66,8 +69,8 @@ typedef struct qd_run {
 /* Every rank opens the model once (config.json, the checkpoint's headers and data, checked against
  * each other): rank 0 first, so a bad model is reported once, then the others. Collective. */
 qd_status qd_run_open_model(const char *dir, qd_model **out);
-/* Rank 0 plans the block ranges from the blocks' stored bytes; every rank gets the plan. */
-qd_status qd_run_plan(const qd_model *m, qd_plan *plan);
+/* Rank 0 plans nparts block ranges (ranks, or stages) from the blocks' stored bytes; every rank gets it. */
+qd_status qd_run_plan(const qd_model *m, int nparts, qd_plan *plan);
 /* What a staging must match to be resumed: version, model, settings, recipe, calibration, schedule. */
 qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_plan *plan, qd_fingerprint *fpr);
 /* Rank 0 creates or verifies the staging directory; the others attach to it. */
@@ -76,8 +79,9 @@ qd_status qd_run_open_staging(const qd_run_opts *o, const char *dir, const qd_fi
 qd_status qd_run_broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char sha[65], size_t *nseq,
                                  size_t *seq_len);
 /* The device this rank computes on (*out; *share: this node's ranks on that GPU) and what the
- * transport probe needs of both neighbours. Collective: called by every rank before any allocation. */
-qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *share,
+ * transport probe needs of both neighbours, ranks rank - step and rank + step (pipeline: 1; stages:
+ * the ranks per stage). Collective: called by every rank before any allocation. */
+qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *share, int step,
                          struct qd_transport_probe *to_prev, struct qd_transport_probe *to_next);
 
 /* ---- refusals before any work (run-checks.c) ---- */
@@ -104,12 +108,18 @@ qd_status qd_run_flush(qd_run *k);
 void qd_run_sample_mem(qd_run *k);
 
 /* ---- the data-parallel layout (run-dp.c) ---- */
-/* The plan of the data-parallel layout: every rank passes every block. */
-qd_status qd_run_plan_dp(const qd_model *m, qd_plan *plan);
-/* 1 when this rank stages block b (data-parallel: rank b % P; pipeline: the rank that runs it). */
+/* The plan of the data-parallel layout over `stages` pipeline stages (which divide the rank count,
+ * checked by the caller): the ranks of stage s, [s*P/S, (s+1)*P/S), all pass the stage's contiguous
+ * block range (qd_plan_make's balanced split over S); with one stage every rank passes every block. */
+qd_status qd_run_plan_dp(const qd_model *m, int stages, qd_plan *plan);
+/* 1 when this rank stages block b (data-parallel: local rank b % (P/S) of the block's stage;
+ * pipeline: the rank that runs it). */
 int qd_run_dp_stager(const qd_run *k, int block);
-/* Every block in order on every rank, from this rank's embedded sequences (collective). */
-qd_status qd_run_dp_blocks(qd_run *k, const struct qd_block_worker *w, struct qd_pipeline_stats *ps, int *failed_block);
+/* The stage's blocks in order on every rank of the stage, from this rank's embedded sequences (stage
+ * 0) or from the activations of the same local rank of the stage before (prev), handing the output
+ * of the stage's last block to the same local rank of the next stage (next); collective in a stage. */
+qd_status qd_run_dp_blocks(qd_run *k, const qd_plan *plan, const struct qd_block_worker *w, qd_transport *prev,
+                           qd_transport *next, struct qd_pipeline_stats *ps, int *failed_block);
 
 /* ---- the report, on rank 0 (run-report.c) ---- */
 /* Every rank's module records to rank 0, in rank order (collective). */

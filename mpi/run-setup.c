@@ -27,14 +27,14 @@ qd_status qd_run_open_model(const char *dir, qd_model **out) {
     return st;
 }
 
-qd_status qd_run_plan(const qd_model *m, qd_plan *plan) {
+qd_status qd_run_plan(const qd_model *m, int nparts, qd_plan *plan) {
     qd_status st = QD_OK;
     if (qd_mpi_rank() == 0) {
         const int nb = qd_model_cfg_of(m)->nlayers;
         uint64_t *cost = calloc((size_t)nb + 1, sizeof *cost);
         if (!cost) st = qd_fail(QD_ERR_NOMEM, "plan: out of memory");
         for (int b = 0; st == QD_OK && b < nb; b++) cost[b] = qd_model_block_bytes(m, b);
-        if (st == QD_OK) st = qd_plan_make(nb, cost, 0, 0, qd_mpi_size(), plan);
+        if (st == QD_OK) st = qd_plan_make(nb, cost, 0, 0, nparts, plan);
         free(cost);
     }
     QD_CHECK(qd_mpi_agree(st));
@@ -120,24 +120,23 @@ static void map_device(const qd_backend_spec *in, qd_backend_spec *out, int *sha
 
 /* What the transport probe needs of both neighbours: whether this rank is on a GPU, whether the
  * pipeline's buffers are device memory, and whether a neighbour computes on the very same GPU. */
-static qd_status neighbour_probes(const qd_backend_spec *be, struct qd_transport_probe *to_prev,
+static qd_status neighbour_probes(const qd_backend_spec *be, int step, struct qd_transport_probe *to_prev,
                                   struct qd_transport_probe *to_next) {
     int rank = qd_mpi_rank(), size = qd_mpi_size(), lr, nlocal, node;
     int gpu = qd_backend_spec_is_gpu(be);
     struct qd_transport_probe p = {.rank = rank, .backend_is_gpu = gpu,
                                    .device_buffers = qd_pipeline_device_buffers()};
     *to_prev = *to_next = p;
-    to_prev->peer = rank - 1, to_next->peer = rank + 1;
+    to_prev->peer = rank - step, to_next->peer = rank + step;
     if (size <= 1) return QD_OK;
     qd_mpi_node(&lr, &nlocal, &node);
     int mine[2] = {node, gpu ? (be->device == QD_DEVICE_ANY ? 0 : be->device) : -1};
     int *all = malloc((size_t)size * sizeof mine);
     if (!all) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
     qd_status st = qd_mpi_allgather(mine, sizeof mine, all);
-    if (st == QD_OK && rank > 0)
-        to_prev->same_device = gpu && all[2 * (rank - 1)] == node && all[2 * (rank - 1) + 1] == mine[1];
-    if (st == QD_OK && rank < size - 1)
-        to_next->same_device = gpu && all[2 * (rank + 1)] == node && all[2 * (rank + 1) + 1] == mine[1];
+    int pv = rank - step, nx = rank + step;
+    if (st == QD_OK && pv >= 0) to_prev->same_device = gpu && all[2 * pv] == node && all[2 * pv + 1] == mine[1];
+    if (st == QD_OK && nx < size) to_next->same_device = gpu && all[2 * nx] == node && all[2 * nx + 1] == mine[1];
     free(all);
     return st;
 }
@@ -166,10 +165,10 @@ qd_status qd_run_broadcast_calib(const qd_run_opts *o, int32_t **ids_out, char s
     return QD_OK;
 }
 
-qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *share,
+qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *share, int step,
                          struct qd_transport_probe *to_prev, struct qd_transport_probe *to_next) {
     map_device(in, out, share);
-    return neighbour_probes(out, to_prev, to_next);
+    return neighbour_probes(out, step, to_prev, to_next);
 }
 
 /* Rank 0 reads the calibration (every method but plain RTN needs it; RTN overrides inside a GPTQ/AWQ

@@ -60,8 +60,8 @@ static qd_status w_embed(void *user, float *act) {
 
 static qd_status w_load(void *user, const float *act) {
     qd_run *k = user;
-    if (no_calib(k)) return QD_OK;
-    size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
+    if (no_calib(k) || !k->nseq_local) return QD_OK;
+    size_t n = k->nseq_local * k->o->q.seq_len * (size_t)k->cfg->hidden; /* this rank's sequences */
     qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
     QD_CHECK(qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(k->in, 0), .src = act, .src_dtype = QD_DT_F32,
                                                            .n = n}));
@@ -71,8 +71,8 @@ static qd_status w_load(void *user, const float *act) {
 
 static qd_status w_store(void *user, float *act) {
     qd_run *k = user;
-    if (no_calib(k)) return QD_OK;
-    size_t n = k->o->q.nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
+    if (no_calib(k) || !k->nseq_local) return QD_OK;
+    size_t n = k->nseq_local * k->o->q.seq_len * (size_t)k->cfg->hidden; /* this rank's sequences */
     qd_phase prev = qd_phase_set(k->be, QD_PH_TRANSFER);
     QD_CHECK(qd_be_download(k->be, &(struct qd_download_args){.src = QD_REF(k->in, 0), .dst = act, .n = n}));
     qd_phase_set(k->be, prev);
@@ -317,7 +317,7 @@ qd_status qd_run_flush(qd_run *k) {
 static qd_status w_flush(void *user) { return qd_run_flush(user); }
 
 void qd_run_worker(qd_run *k, size_t micro_batch, struct qd_block_worker *out) {
-    *out = (struct qd_block_worker){.user = k, .nseq = k->o->q.nseq, .seq_elems = k->o->q.seq_len * (size_t)k->cfg->hidden,
+    *out = (struct qd_block_worker){.user = k, .nseq = k->nseq_local, .seq_elems = k->o->q.seq_len * (size_t)k->cfg->hidden,
                                     .micro_batch = micro_batch, .embed = w_embed, .embed_device = w_embed_device,
                                     .forward_fp = w_forward_fp, .load = w_load, .store = w_store,
                                     .quantize = w_quantize, .replay = w_replay, .is_staged = w_is_staged,

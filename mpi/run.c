@@ -50,6 +50,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_run k = {.o = o, .cfg = &cfg};
     qd_fingerprint fpr = {0};
     qd_transport *prev = NULL, *next = NULL;
+    qd_mpi_group *group = NULL; /* the ranks of this rank's pipeline stage (NULL: one stage, every rank) */
     qd_progress *prog = NULL;
     int32_t *ids = NULL;
     char sha[65], staging[4096], meta[4200], be_name[64];
@@ -70,7 +71,11 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         goto fail;
     }
     k.dp = o->parallel == QD_PAR_DATA; /* the data-parallel layout (run-dp.c) unless asked otherwise */
-    QD_CHECK_GOTO(k.dp ? qd_run_plan_dp(k.model, plan) : qd_run_plan(k.model, plan), st, fail);
+    /* the 2-D layout: stage s is ranks [s*per, (s+1)*per) (the CLI checked that S divides P) */
+    k.nstages = k.dp && o->pipeline_stages > 1 ? o->pipeline_stages : 1;
+    int per = size / k.nstages;
+    k.pstage = rank / per;
+    QD_CHECK_GOTO(k.dp ? qd_run_plan_dp(k.model, k.nstages, plan) : qd_run_plan(k.model, size, plan), st, fail);
     qd_run_opts ro = *o; /* every rank now knows the calibration */
     ro.parallel = k.dp ? QD_PAR_DATA : QD_PAR_PIPELINE;
     QD_CHECK_GOTO(qd_run_broadcast_calib(o, &ids, sha, &ro.q.nseq, &ro.q.seq_len), st, fail);
@@ -90,26 +95,34 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     /* the collectives of the device mapping while every rank is still healthy, then what each rank
      * allocates on its own, agreed on before the pipeline's first receive */
     struct qd_transport_probe to_prev, to_next;
-    QD_CHECK_GOTO(qd_run_devices(&o->backend, &be_spec, &k.dev_share, &to_prev, &to_next), st, fail);
+    QD_CHECK_GOTO(qd_run_devices(&o->backend, &be_spec, &k.dev_share, k.dp ? per : 1, &to_prev, &to_next), st, fail);
+    if (k.nstages > 1) QD_CHECK_GOTO(qd_mpi_agree(qd_mpi_group_split(k.pstage, &group)), st, fail);
     qd_backend_spec_name(&be_spec, be_name, sizeof be_name);
     size_t rows = ro.q.nseq * ro.q.seq_len;
-    qd_collective coll; /* data-parallel: this rank's share of the sequences, whole chunks */
-    qd_collective_mpi(&coll);
+    qd_collective coll; /* data-parallel: the stage's reductions; this rank's share of the sequences, whole
+                         * chunks: local rank i of every stage owns the same share */
+    qd_collective_mpi(group, &coll);
+    k.coll = &coll;
     k.seq0 = 0, k.nseq_local = ro.q.nseq;
     if (k.dp) {
-        qd_collective_share(ro.q.nseq, qd_quantize_chunk_seqs(&ro.q), rank, size, &k.seq0, &k.nseq_local);
+        qd_collective_share(ro.q.nseq, qd_quantize_chunk_seqs(&ro.q), coll.rank, coll.size, &k.seq0, &k.nseq_local);
         ro.q.coll = &coll, ro.q.seq_first = k.seq0, ro.q.seq_count = k.nseq_local;
     }
     size_t micro = o->micro_batch ? o->micro_batch : 8;
     if (micro > ro.q.nseq && ro.q.nseq) micro = ro.q.nseq;
     QD_CHECK_GOTO(qd_mpi_agree(open_rank(&k, &ro.q, &be_spec, micro)), st, fail);
-    st = rank > 0 && !k.dp ? qd_transport_select(&to_prev, &prev) : QD_OK;
-    if (st == QD_OK && rank < size - 1 && !k.dp) st = qd_transport_select(&to_next, &next);
+    /* pipeline: to rank -/+ 1; data-parallel stages: to the same local rank of the stage before / after */
+    int has_prev = k.dp ? k.pstage > 0 : rank > 0, has_next = k.dp ? k.pstage < k.nstages - 1 : rank < size - 1;
+    st = has_prev ? qd_transport_select(&to_prev, &prev) : QD_OK;
+    if (st == QD_OK && has_next) st = qd_transport_select(&to_next, &next);
     if (st == QD_OK && rank == 0) {
+        char layout[64];
+        if (k.nstages > 1) snprintf(layout, sizeof layout, "data-parallel in %d pipeline stages", k.nstages);
+        else snprintf(layout, sizeof layout, "%s", k.dp ? "data-parallel"
+                                                   : o->schedule == QD_SCHED_EXACT ? "pipeline, exact schedule"
+                                                                                   : "pipeline, overlap schedule");
         qd_info("quantize: %d blocks over %d rank%s (%s, backend %s), staging %s", cfg.nlayers, size,
-                size > 1 ? "s" : "",
-                k.dp ? "data-parallel" : o->schedule == QD_SCHED_EXACT ? "pipeline, exact schedule" : "pipeline, overlap schedule",
-                be_name, staging);
+                size > 1 ? "s" : "", layout, be_name, staging);
         st = qd_progress_start(staging, plan, (double)rows, o->progress, &prog);
     }
     QD_CHECK_GOTO(qd_mpi_agree(st), st, fail);
@@ -119,7 +132,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     struct qd_pipeline_stats ps;
     in_pipeline = 1; /* from here a failing rank must end the job: its neighbours may be waiting on it */
     memset(&ps, 0, sizeof ps);
-    st = k.dp ? qd_run_dp_blocks(&k, &wk, &ps, &failed_block)
+    st = k.dp ? qd_run_dp_blocks(&k, plan, &wk, prev, next, &ps, &failed_block)
               : qd_pipeline_run(plan, rank, o->schedule, &wk, prev, next, &ps, &failed_block);
     if (st == QD_OK) st = qd_run_flush(&k); /* every block of this rank on disk before the report reads them */
     if (st != QD_OK) goto fail;
@@ -207,6 +220,7 @@ fail:
     }
     qd_transport_free(prev);
     qd_transport_free(next);
+    qd_mpi_group_free(group);
     qd_buf_free(k.in);
     qd_buf_free(k.out);
     qd_buf_free(k.fp_buf);

@@ -21,14 +21,15 @@
  * sizes, the backend name into its spec) */
 typedef struct {
     const char *format, *backend, *numerics, *schedule, *parallel, *progress;
-    int quiet, micro_batch, chunk_tokens, seen_format, seen_scale_dtype;
+    int quiet, stages, micro_batch, chunk_tokens, seen_format, seen_scale_dtype;
 } q_args;
 
 static qd_status quantize_main(int argc, char **argv) {
     qd_run_params p = {.flags = {.method = "gptq", .bits = 4, .group_size = 128, .true_sequential = 1, .damp = 0.01,
                                  .nsamples = 128},
                        .chat_template = "auto", .math = "auto", .scale_dtype = "f16"};
-    q_args a = {.format = "gptq", .schedule = "exact", .parallel = "data", .progress = "auto", .backend = "auto"};
+    q_args a = {.format = "gptq", .schedule = "exact", .parallel = "data", .progress = "auto", .backend = "auto",
+              .stages = 1};
     qd_run_opts *ro = &p.run;
     qd_recipe_flags *f = &p.flags;
     const qd_opt opts[] = {
@@ -58,6 +59,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"resume", QD_OPT_FLAG, &ro->resume, NULL, "continue a run from its staging directory (same model, recipe, calibration)", NULL, NULL},
         {"keep-staging", QD_OPT_FLAG, &ro->keep_staging, NULL, "keep the staging directory after a successful export", NULL, NULL},
         {"parallel", QD_OPT_CHOICE, &a.parallel, "L", "multi-rank layout (data: every rank a share of the calibration sequences and every block; pipeline: every rank a range of blocks; docs/architecture.md)", "data|pipeline", NULL},
+        {"pipeline-stages", QD_OPT_INT, &a.stages, "S", "data layout cut into S pipeline stages of contiguous blocks, each a data-parallel group of P/S ranks (S divides P; 1: one stage; several nodes: S = nodes; docs/architecture.md)", "1..1024", NULL},
         {"schedule", QD_OPT_CHOICE, &a.schedule, "S", "pipeline layout's schedule (exact: byte-identical to one rank)", "exact|overlap", NULL},
         {"progress", QD_OPT_CHOICE, &a.progress, "P", "progress display on rank 0", "auto|bar|lines|json|none", NULL},
         {"quiet", QD_OPT_FLAG, &a.quiet, NULL, "no progress or info lines", NULL, NULL},
@@ -96,6 +98,17 @@ static qd_status quantize_main(int argc, char **argv) {
     if (!a.seen_scale_dtype) p.scale_dtype = NULL;
     ro->schedule = strcmp(a.schedule, "overlap") == 0 ? QD_SCHED_OVERLAP : QD_SCHED_EXACT;
     ro->parallel = strcmp(a.parallel, "pipeline") == 0 ? QD_PAR_PIPELINE : QD_PAR_DATA;
+    if (a.stages > 1 && ro->schedule == QD_SCHED_OVERLAP)
+        return qd_fail(QD_ERR_USAGE, "--schedule overlap is not available with --pipeline-stages > 1: the stages run the "
+                                     "exact schedule (drop --schedule overlap)");
+    if (a.stages > 1 && ro->parallel == QD_PAR_PIPELINE)
+        return qd_fail(QD_ERR_USAGE, "--pipeline-stages cuts the data layout into stages: drop --parallel pipeline");
+    /* every rank sees the same sizes: rank 0 alone says so, in one line */
+    if (qd_mpi_size() % a.stages)
+        return qd_mpi_rank() == 0 ? qd_fail(QD_ERR_USAGE, "--pipeline-stages %d does not divide the %d ranks: every "
+                                                          "stage needs the same number of ranks", a.stages, qd_mpi_size())
+                                  : QD_ERR_USAGE;
+    ro->pipeline_stages = a.stages;
     if (ro->schedule == QD_SCHED_OVERLAP && ro->parallel == QD_PAR_DATA)
         return qd_fail(QD_ERR_USAGE, "--schedule overlap is a schedule of the pipeline layout: add --parallel pipeline");
     ro->progress = a.quiet || strcmp(a.progress, "none") == 0 ? QD_PROGRESS_QUIET
