@@ -316,6 +316,13 @@ def test_requeue_resume(c, repo, work, stub):
     assert c.wait_for(requeued, 90), f"job {job} was not requeued: {info[0]}\n" + (
         open(out).read() if os.path.exists(out) else "")
     reason = [f for f in info[0].split() if f.startswith(("Reason=", "StartTime="))]
+    # the first attempt's step may still be terminating on the node (srun waits up to 7 s for it); a
+    # restart launched before the node is idle again can fail at launch under load, so wait for it
+    def node_idle():
+        s = c.run(["sinfo", "-h", "-o", "%t"], check=False)
+        return s.returncode == 0 and s.stdout.strip() == "idle"
+
+    assert c.wait_for(node_idle, 60), "the node did not become idle after the requeue"
     c.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
     state = c.wait_job(job, 120)
     text = open(out).read() if os.path.exists(out) else "(no output)"
