@@ -14,7 +14,7 @@
 
 void qd_qctx_free(qd_qctx *c) {
     if (!c) return;
-    for (int g = 0; g < 4; g++) qd_buf_free(c->H[g]), qd_buf_free(c->cache[g]);
+    for (int g = 0; g < 4; g++) qd_buf_free(c->H[g]), qd_buf_free(c->Hacc[g]), qd_buf_free(c->cache[g]);
     qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
     qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
     qd_buf_free(c->Hs);
