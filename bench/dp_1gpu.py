@@ -57,7 +57,7 @@ def quantize(a, P, method, numerics, out, extra=(), want_rc=0):
 
 def code_words(d):
     """GPTQ qweight tensors of a checkpoint, by name (int32 words of packed codes)."""
-    from safetensors.numpy import load_file
+    from safetensors.torch import load_file  # bf16 tensors: numpy has no bf16
     out = {}
     for f in sorted(Path(d).glob("*.safetensors")):
         out.update({k: v for k, v in load_file(str(f)).items() if k.endswith(".qweight")})
@@ -65,7 +65,7 @@ def code_words(d):
 
 
 def equal_words(a, b):
-    tot = sum(v.size for v in a.values())
+    tot = sum(v.numel() for v in a.values())
     return sum(int((v == b[k]).sum()) for k, v in a.items()) / tot if tot else float("nan")
 
 

@@ -104,7 +104,8 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
             clock_gettime(CLOCK_MONOTONIC, &t1);
             fac_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
         }
-        st = c->coll ? qd__dp_gptq_apply(c, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l])
+        /* one rank: the sweep in place, without the row split's copies and gathers (the same bits) */
+        st = c->coll && c->coll->size > 1 ? qd__dp_gptq_apply(c, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l])
                      : qd_gptq_apply(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l]);
         if (st != QD_OK) break;
         results[l].s.seconds += fac_s;
