@@ -92,7 +92,12 @@ qd_status qd_run_dp_blocks(qd_run *k, const qd_plan *plan, const struct qd_block
     } else {
         QD_CHECK_GOTO(w->embed_device(w->user), st, out);
     }
-    QD_CHECK_GOTO(stage_blocks(k, plan, w, ps, failed_block), st, out);
+    /* the stage's ranks compute the same reductions and results: its first rank alone warns and informs
+     * (a failure is still reported by the rank that meets it) */
+    qd_log_set_replica(k->coll->rank != 0);
+    st = stage_blocks(k, plan, w, ps, failed_block);
+    qd_log_set_replica(0);
+    if (st != QD_OK) goto out;
     QD_CHECK_GOTO(w->flush(w->user), st, out);
     *failed_block = -1;
     if (next) {

@@ -19,6 +19,7 @@ void qd_rank_set(int rank, int nranks) {
 }
 
 void qd_log_set_level(qd_log_level level) { qd_rank.level = level; }
+void qd_log_set_replica(int replica) { qd_rank.replica = replica; }
 
 static void emit(const char *tag, const char *fmt, va_list ap, char *keep, size_t keep_len) {
     char raw[1024], msg[1024];
@@ -45,7 +46,7 @@ qd_status qd_fail(qd_status st, const char *fmt, ...) {
 }
 
 void qd_warn(const char *fmt, ...) {
-    if (qd_rank.level < QD_LOG_WARN) return;
+    if (qd_rank.level < QD_LOG_WARN || qd_rank.replica) return;
     va_list ap;
     va_start(ap, fmt);
     emit("warning: ", fmt, ap, NULL, 0);
@@ -53,7 +54,7 @@ void qd_warn(const char *fmt, ...) {
 }
 
 void qd_info(const char *fmt, ...) {
-    if (qd_rank.level < QD_LOG_INFO) return;
+    if (qd_rank.level < QD_LOG_INFO || qd_rank.replica) return;
     va_list ap;
     va_start(ap, fmt);
     emit("", fmt, ap, NULL, 0);
@@ -61,7 +62,7 @@ void qd_info(const char *fmt, ...) {
 }
 
 void qd_debug(const char *fmt, ...) {
-    if (qd_rank.level < QD_LOG_DEBUG) return;
+    if (qd_rank.level < QD_LOG_DEBUG || qd_rank.replica) return;
     va_list ap;
     va_start(ap, fmt);
     emit("debug: ", fmt, ap, NULL, 0);

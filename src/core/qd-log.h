@@ -21,12 +21,15 @@ struct qd_rank_ctx {
     int rank;
     int nranks;
     qd_log_level level;
+    int replica; /* this rank repeats work another rank also does and reports (data-parallel ranks > 0 of a
+                  * stage): its warnings and info lines would be copies, so only errors print */
     char host[64];
 };
 extern struct qd_rank_ctx qd_rank;
 
 void qd_rank_set(int rank, int nranks);
 void qd_log_set_level(qd_log_level level);
+void qd_log_set_replica(int replica);
 
 #if defined(__GNUC__)
 #define QD_PRINTF(a, b) __attribute__((format(printf, a, b)))
