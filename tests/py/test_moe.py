@@ -216,3 +216,28 @@ def test_awq_refused_for_moe(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
     assert len(lines) == 1 and "AWQ of mixture-of-experts blocks is not supported yet" in lines[0], r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
+    """Two data-parallel ranks (exact numerics) and a run killed after block 0 then resumed produce the
+    one-rank checkpoint; the experts' routed counts are summed over the ranks and kept in the staging."""
+    src = build("qwen2_moe", tmp_path / "src")
+    base = ["quantize", "--model", str(src), "--calib", str(calib(tmp_path)), "--nsamples", "8", "--seqlen", "64",
+            "--group-size", "32", "--format", "fake", "--numerics", "exact", "--chunk-tokens", "128", "--quiet"]
+    qdist(*base, "--output", tmp_path / "one")
+    r = subprocess.run(["mpirun", "-n", "2", QDIST, *base, "--output", str(tmp_path / "two")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, QD_INJECT_KILL="0:0")
+    r = subprocess.run([QDIST, *base, "--output", str(tmp_path / "res")], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0
+    qdist(*base, "--output", tmp_path / "res", "--resume")
+    one = (tmp_path / "one" / "model.safetensors").read_bytes()
+    counts = {}
+    for d in ["one", "two", "res"]:
+        assert (tmp_path / d / "model.safetensors").read_bytes() == one, d
+        report = json.loads((tmp_path / d / "qdist_report.json").read_text())
+        counts[d] = {k: v["expert_tokens"] for k, v in expert_records(report).items()}
+        assert sum(n for k, n in counts[d].items() if k.endswith("gate_proj")) == 8 * 64 * 2
+    assert counts["one"] == counts["two"] == counts["res"]
