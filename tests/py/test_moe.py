@@ -151,6 +151,17 @@ def test_quantize_export_loads_in_transformers(arch, method, tmp_path):
     # qdist reads its own export back with the same forward
     ids, ours = qdist_logits(ct, tmp_path, "dump")
     assert rel(ours, hf_logits(ct, list(ids))[:-1]) <= 1e-5
+    if method == "gptq":  # GPTQ: the router excluded as the GPTQ loaders read it, and the same weights
+        gq = tmp_path / "gptq"
+        qdist("export", "--input", fake, "--output", gq, "--format", "gptq")
+        qc = json.loads((gq / "config.json").read_text())["quantization_config"]
+        assert f"-:^model\\.layers\\.0\\.{router.replace('.', chr(92) + '.')}$" in qc["dynamic"]
+        inner = qc["modules_in_block_to_quantize"][0]
+        assert router not in inner and "self_attn.q_proj" in inner
+        assert any(".experts.3." in m for m in inner)
+        _, from_gptq = qdist_logits(gq, tmp_path, "dump_gptq")
+        _, from_fake = qdist_logits(fake, tmp_path, "dump_fake")
+        assert rel(from_gptq, from_fake) <= 1e-6
 
 
 @pytest.mark.parametrize("arch", ["mixtral", "qwen3_moe"])
