@@ -168,7 +168,7 @@ qd_status qd_cpu_rows(qd_backend_t be, const struct qd_rows_args *a) {
             memcpy(out + i * C, x + r * C, C * sizeof *out);
         } else {
             for (size_t c = 0; c < C; c++) {
-                float p = w[i] * x[i * C + c]; /* rounded product, then the sum (ISO C: no contraction) */
+                float p = w[i] * x[i * C + c]; /* rounded product, then the sum (-ffp-contract=off) */
                 out[r * C + c] += p;
             }
         }

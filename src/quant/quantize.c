@@ -45,9 +45,10 @@ qd_status qd__ensure_H(qd_qctx *c, int g) {
     return qd_be_fill(c->be, &(struct qd_fill_args){.dst = QD_REF(c->H[g], 0), .n = K * K});
 }
 
-/* the Linears of stage g that GPTQ quantizes with key k */
+/* the Linears of stage g with key k that the group's GPTQ pass quantizes: every one not skipped (a
+ * module a recipe sends to RTN is then re-quantized by the RTN pass, as before the Linear table) */
 static int gptq_on(const qd_block_w *w, const qd_qspec *specs, int l, int g, int k) {
-    return w->lin[l].stage == g && w->lin[l].hkey == k && !specs[l].skip && specs[l].method == QD_METHOD_GPTQ;
+    return w->lin[l].stage == g && w->lin[l].hkey == k && !specs[l].skip;
 }
 
 /* quantize the Linears of group g with its Hessian. They share one factorization (qd_gptq_factor:
@@ -337,6 +338,11 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
     size_t crow = seqs * o->seq_len;
     size_t hess = 2 * H * H + qo * qo + I * I;                                /* four Hessians (no copy) */
     size_t fwd = crow * (wide + 2 * qo + 2 * kvo + 2 * H + 2 * I) + crow * (wide + H); /* forward + resident scratch */
+    if (cfg->moe_experts > 0) { /* every expert's two Hessians, the gathered rows, logits and routing */
+        size_t E = (size_t)cfg->moe_experts, mi = (size_t)cfg->moe_inter, si = (size_t)cfg->moe_shared_inter;
+        hess += E * (H * H + mi * mi) + si * si;
+        fwd += crow * (2 * H + E + 2 * (size_t)cfg->moe_topk + 1);
+    }
     size_t layer = I * I * 2 + 3 * H * I; /* chol's fp64 copy (U is made in H), W/codes/Wp */
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;
