@@ -9,9 +9,13 @@ collectives (mpi/collective.c; NCCL refuses two ranks on one device).
 Checks, on the CUDA backend:
   1. --numerics exact: GPTQ and AWQ checkpoints of every P byte-identical to P = 1's (the report
      aside, which holds timings);
-  2. default numerics: GPTQ ppl of every P against P = 1 (`qdist eval`, the same backend), and the
-     per-phase seconds of each rank (the `reduce` phase is the collectives).
-Prints markdown tables; exit 1 when a byte-identity check fails.
+  2. default numerics: GPTQ ppl of every P against P = 1 (`qdist eval`, the same backend), the share of
+     GPTQ code words equal to P = 1's, and the per-phase seconds of each rank (the `reduce` phase is the
+     collectives);
+  3. the NCCL table with one rank (--collectives nccl; one GPU allows no more): the run says it reduces
+     over NCCL and its checkpoint equals --collectives mpi's; --collectives nccl with P ranks sharing
+     the GPU is refused in one line (exit 2); --collective-test runs tests/mpi/test-collective-nccl.
+Prints markdown tables; exit 1 when a check fails.
 """
 import argparse
 import hashlib
@@ -36,18 +40,33 @@ def tree_hashes(d):
     return out
 
 
-def quantize(a, P, method, numerics, out):
+def quantize(a, P, method, numerics, out, extra=(), want_rc=0):
     shutil.rmtree(out, ignore_errors=True)
     cmd = ["mpirun", "-n", str(P), a.qdist, "quantize", "--model", a.model, "--calib", f"{a.model}/calib.jsonl",
            "--nsamples", str(a.nsamples), "--seqlen", str(a.seqlen), "--method", method, "--backend", a.backend,
            "--numerics", numerics, "--format", "gptq" if method == "gptq" else "awq", "--output", out,
-           "--progress", "none", "--quiet", "--overwrite"]
+           "--progress", "none", "--overwrite"] + list(extra)
     t0 = time.time()
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     wall = time.time() - t0
-    if r.returncode:
+    if r.returncode != want_rc:
         print(f"FAILED (rc {r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}", file=sys.stderr)
+    quantize.stderr = r.stderr
     return r.returncode, wall
+
+
+def code_words(d):
+    """GPTQ qweight tensors of a checkpoint, by name (int32 words of packed codes)."""
+    from safetensors.numpy import load_file
+    out = {}
+    for f in sorted(Path(d).glob("*.safetensors")):
+        out.update({k: v for k, v in load_file(str(f)).items() if k.endswith(".qweight")})
+    return out
+
+
+def equal_words(a, b):
+    tot = sum(v.size for v in a.values())
+    return sum(int((v == b[k]).sum()) for k, v in a.items()) / tot if tot else float("nan")
 
 
 def ppl(a, d):
@@ -66,6 +85,7 @@ def main():
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--out", default="/tmp/dp1gpu")
     ap.add_argument("--backend", default="cuda")
+    ap.add_argument("--collective-test", default="", help="tests/mpi/test-collective-nccl binary to run (1 rank)")
     a = ap.parse_args()
     ranks = [int(x) for x in a.ranks.split(",")]
     ok = True
@@ -76,21 +96,27 @@ def main():
         ref = None
         for P in ranks:
             out = f"{a.out}/{method}-exact-{P}"
-            rc, wall = quantize(a, P, method, "exact", out)
+            rc, wall = quantize(a, P, method, "exact", out, ["--quiet"])
             h = tree_hashes(out) if rc == 0 else {}
             same = "-" if P == ranks[0] else ("yes" if h and h == ref else "NO")
             ok &= rc == 0 and same != "NO"
             ref = h if P == ranks[0] else ref
             print(f"| {method} | exact | {P} | {rc} | {wall:.1f} | {same} |")
-    print("\n| method | numerics | P | wall s | ppl (qdist eval, 32 x 512) | vs P = 1 | phases of the slowest rank (s) |")
-    print("|---|---|---|---|---|---|---|")
-    p1 = None
+    print("\n| method | numerics | P | wall s | ppl (qdist eval, 32 x 512) | vs P = 1 | code words equal to P = 1 | files equal | phases of the slowest rank (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    p1 = w1 = h1 = None
     for P in ranks:
         out = f"{a.out}/gptq-fast-{P}"
-        rc, wall = quantize(a, P, "gptq", "fast", out)
+        rc, wall = quantize(a, P, "gptq", "fast", out, ["--quiet"])
         ok &= rc == 0
         v = ppl(a, out) if rc == 0 else float("nan")
+        w = code_words(out) if rc == 0 else {}
+        h = tree_hashes(out) if rc == 0 else {}
         p1 = v if P == ranks[0] else p1
+        w1 = w if P == ranks[0] else w1
+        h1 = h if P == ranks[0] else h1
+        eq = "-" if P == ranks[0] else f"{equal_words(w1, w) * 100:.3f}%"
+        same = "-" if P == ranks[0] else ("yes" if h and h == h1 else "no")
         ph = ""
         try:
             rep = json.load(open(f"{out}/qdist_report.json"))
@@ -99,7 +125,32 @@ def main():
         except (OSError, ValueError, KeyError):
             pass
         rel = "-" if P == ranks[0] else f"{(v / p1 - 1) * 100:+.3f}%"
-        print(f"| gptq | fast | {P} | {wall:.1f} | {v:.4f} | {rel} | {ph} |")
+        ok &= P == ranks[0] or abs(v / p1 - 1) < 5e-4
+        print(f"| gptq | fast | {P} | {wall:.1f} | {v:.4f} | {rel} | {eq} | {same} | {ph} |")
+
+    print("\n| NCCL check | result |")
+    print("|---|---|")
+    if a.collective_test:
+        r = subprocess.run([a.collective_test], env=ENV, capture_output=True, text=True)
+        ok &= r.returncode == 0
+        print(f"| tests/mpi/test-collective-nccl, 1 rank | rc {r.returncode}: {(r.stdout + r.stderr).strip().splitlines()[-1:]} |")
+    hashes = {}
+    for coll in ("nccl", "mpi"):
+        out = f"{a.out}/gptq-{coll}-1"
+        rc, wall = quantize(a, 1, "gptq", "fast", out, ["--collectives", coll])
+        said = "NCCL reductions" in quantize.stderr
+        ok &= rc == 0 and said == (coll == "nccl")
+        hashes[coll] = tree_hashes(out) if rc == 0 else {}
+        print(f"| --collectives {coll}, 1 rank | rc {rc}, {wall:.1f} s, log says NCCL reductions: {said} |")
+    same = hashes["nccl"] and hashes["nccl"] == hashes["mpi"]
+    ok &= bool(same)
+    print(f"| nccl checkpoint equals mpi's | {'yes' if same else 'NO'} |")
+    P = max(ranks)
+    if P > 1:
+        rc, _ = quantize(a, P, "gptq", "fast", f"{a.out}/gptq-nccl-shared", ["--collectives", "nccl"], want_rc=2)
+        line = [l for l in quantize.stderr.splitlines() if "error:" in l][:1]
+        ok &= rc == 2 and len(line) == 1
+        print(f"| --collectives nccl, {P} ranks on one GPU | rc {rc}: {line} |")
     return 0 if ok else 1
 
 

@@ -23,7 +23,8 @@
 #     peer8b    the same on synthetic Llama-3-8B shapes (PEER8B_BLOCKS=32 blocks, 128 x 2048, PEER8B_METHODS=gptq;
 #               AWQ rows with PEER8B_AWQ_BLOCKS blocks at 128 x 512 when PEER8B_AWQ_BLOCKS is set), timing only
 #     dp1gpu    bench/dp_1gpu.py: data-parallel ranks P = 1, 2 sharing the GPU (MPI collectives): exact numerics
-#               byte-identical GPTQ/AWQ, default-numerics ppl and per-phase times (DP1GPU_ARGS: more flags)
+#               byte-identical GPTQ/AWQ, default-numerics ppl, codes and per-phase times; the NCCL table with one
+#               rank (DP1GPU_ARGS: more flags)
 #     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%;
 #               first in exact numerics (the checked mode: its result is the stage's), then fast (informational;
 #               EQUALITY_FAST=0 skips it; EQUALITY_ARGS: more cuda_equality.py flags, e.g. "--methods gptq")
@@ -178,9 +179,9 @@ for s in $STAGES; do
     fi;;
   dp1gpu)
     # data-parallel ranks sharing the one GPU through the MPI collectives (bench/dp_1gpu.py, issue 18 item 6b)
-    cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
+    cmake --build $B -j$J --target qdist mpi-test-collective-nccl >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
     log "data-parallel ranks on one GPU"
-    $RUN python3 bench/dp_1gpu.py --qdist $B/qdist ${DP1GPU_ARGS:-} 2>&1 | tee "$OUT/dp1gpu.md"
+    $RUN python3 bench/dp_1gpu.py --qdist $B/qdist --collective-test $B/tests/mpi-test-collective-nccl ${DP1GPU_ARGS:-} 2>&1 | tee "$OUT/dp1gpu.md"
     echo "dp1gpu rc=${PIPESTATUS[0]}";;
   equality)
     cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }

@@ -10,7 +10,7 @@
 
 qd_status qd_backend_new(const struct qd_backend_i *iface, void *ctx, qd_backend_t *out) {
     if (!iface || !iface->buf_alloc || !iface->buf_free || !iface->upload || !iface->download ||
-        !iface->copy || !iface->fill || !iface->gemm || !iface->hessian || !iface->symmetrize || !iface->diag_add ||
+        !iface->copy || !iface->fill || !iface->gemm || !iface->hessian || !iface->symmetrize || !iface->diag_add || !iface->acc64 ||
         !iface->chol_inv || !iface->permute || !iface->ewise || !iface->rows || !iface->rmsnorm || !iface->rope ||
         !iface->attention || !iface->cross_entropy || !iface->reduce || !iface->colstat ||
         !iface->quantize || !iface->gptq_sweep || !iface->awq_clip)
@@ -166,6 +166,18 @@ qd_status qd_be_diag_add(qd_backend_t be, const struct qd_diag_add_args *a) {
     QD_CHECK(ref_ok(be, "diag_add", "A", a->A, a->n * a->n));
     if (a->v) QD_CHECK(ref_ok(be, "diag_add", "v", QD_REF(a->v, a->v_off), a->n));
     return a->n ? be->iface->diag_add(be, a) : QD_OK;
+}
+
+qd_status qd_be_acc64(qd_backend_t be, const struct qd_acc64_args *a) {
+    QD_CHECK(be_ok(be, a, "acc64"));
+    if (a->upper_k && a->upper_k * a->upper_k != a->n)
+        return qd_fail(QD_ERR_INTERNAL, "backend %s: acc64: upper_k %zu is not the side of %zu values",
+                       be->iface->name, a->upper_k, a->n);
+    if (a->acc.off % 2) /* the doubles must be 8-byte aligned */
+        return qd_fail(QD_ERR_INTERNAL, "backend %s: acc64: acc at odd element %zu", be->iface->name, a->acc.off);
+    QD_CHECK(ref_ok(be, "acc64", "acc", a->acc, 2 * a->n));
+    QD_CHECK(ref_ok(be, "acc64", "x", a->x, a->n));
+    return a->n ? be->iface->acc64(be, a) : QD_OK;
 }
 
 qd_status qd_be_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a) {
@@ -391,4 +403,12 @@ qd_status qd_be_mem_info(qd_backend_t be, struct qd_mem_info *out) {
     QD_CHECK(be_ok(be, out, "mem_info"));
     *out = (struct qd_mem_info){0};
     return be->iface->mem_info ? be->iface->mem_info(be, out) : QD_OK;
+}
+
+qd_status qd_be_native(qd_backend_t be, qd_ref r, void **ptr, void **stream) {
+    QD_CHECK(be_ok(be, ptr, "native"));
+    if (!be->iface->stream) return QD_ERR_UNSUPPORTED;
+    if (r.buf) QD_CHECK(ref_ok(be, "native", "buffer", r, 0));
+    *ptr = r.buf ? (char *)r.buf->ptr + r.off * 4 : NULL;
+    return be->iface->stream(be, stream);
 }

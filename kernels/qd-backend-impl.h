@@ -27,6 +27,7 @@ struct qd_backend_i {
     qd_status (*hessian)(qd_backend_t be, const struct qd_hessian_args *a);    /* H = beta H + alpha X^T X */
     qd_status (*symmetrize)(qd_backend_t be, const struct qd_symmetrize_args *a); /* lower <- upper */
     qd_status (*diag_add)(qd_backend_t be, const struct qd_diag_add_args *a);  /* damping, dead columns */
+    qd_status (*acc64)(qd_backend_t be, const struct qd_acc64_args *a);        /* fp64 sums of fp32 terms */
     qd_status (*chol_inv)(qd_backend_t be, const struct qd_chol_inv_args *a);  /* A <- chol(A^-1) upper */
     qd_status (*permute)(qd_backend_t be, const struct qd_permute_args *a);    /* act-order gathers */
     qd_status (*ewise)(qd_backend_t be, const struct qd_ewise_args *a);        /* elementwise family */
@@ -43,6 +44,7 @@ struct qd_backend_i {
     /* optional (NULL when absent) */
     qd_status (*u8_codes)(qd_backend_t be, const struct qd_u8_codes_args *a);  /* codes as bytes */
     qd_status (*mem_info)(qd_backend_t be, struct qd_mem_info *out);           /* device memory */
+    qd_status (*stream)(qd_backend_t be, void **stream);                      /* compute stream (GPU) */
 };
 
 struct qd_backend {

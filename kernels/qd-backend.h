@@ -124,6 +124,19 @@ struct qd_symmetrize_args {
 };
 qd_status qd_be_symmetrize(qd_backend_t be, const struct qd_symmetrize_args *a);
 
+/* fp64 sums of fp32 terms, for a sum whose value must not depend on the order of its terms at fp32
+ * precision (a Hessian summed over calibration chunks and data-parallel ranks): acc holds n fp64
+ * values in 2n elements (host byte order, as a double array). ADD: acc[i] += (double)x[i];
+ * ROUND: x[i] = (float)acc[i], to nearest. upper_k > 0: the n = upper_k^2 values are a row-major
+ * matrix of which only the upper triangle (column >= row) is touched. */
+typedef enum { QD_ACC64_ADD, QD_ACC64_ROUND } qd_acc64_kind;
+struct qd_acc64_args {
+    qd_acc64_kind kind;
+    qd_ref acc, x;
+    size_t n, upper_k;
+};
+qd_status qd_be_acc64(qd_backend_t be, const struct qd_acc64_args *a);
+
 /* A[i][i] += scalar + (v ? v[i] : 0) for the n x n matrix A (row stride n). */
 struct qd_diag_add_args {
     qd_ref A;
@@ -325,6 +338,11 @@ struct qd_awq_clip_args {
     float max_shrink;
 };
 qd_status qd_be_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a);
+
+/* The device address of r and the backend's compute stream (a cudaStream_t), for a transport that
+ * moves device buffers itself (NCCL) in the backend's issue order (r.buf NULL: *ptr = NULL, the stream
+ * alone). QD_ERR_UNSUPPORTED, without a message, on a host backend. */
+qd_status qd_be_native(qd_backend_t be, qd_ref r, void **ptr, void **stream);
 
 /* ---- optional ops: a backend may leave these out (qd_be_has says which it has); callers then do
  * the same work on the host. They exist so a GPU backend need not move fp32/int32 arrays where bytes

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * qd-collective.h - the reductions data-parallel ranks share, as the algorithms see them: a table of
- * function pointers filled by the run (mpi/collective.c, over MPI; an NCCL table can replace it) and
+ * function pointers filled by the run (mpi/collective.c over MPI, mpi/collective-nccl.c over NCCL) and
  * handed to the quantize context, so src/quant never calls MPI or includes shard/.
  *
  * Every rank calls the same operations in the same order (collectives). Every result is the same bits
@@ -18,10 +18,11 @@ typedef struct qd_collective qd_collective;
 struct qd_collective {
     int rank, size;
     void *user;
-    /* buf [n] fp32 on be: the elementwise sum over ranks, in place. For a given rank count the
-     * summation order is fixed (same bits run after run); it depends on the rank count. The MPI table
-     * stages device buffers through host memory (one function: NCCL replaces it). */
-    qd_status (*allreduce_f32)(const qd_collective *c, qd_backend_t be, qd_ref buf, size_t n);
+    /* n fp64 values held in 2n elements of buf on be (qd_be_acc64's layout): the elementwise sum over
+     * ranks, in place. For a given rank count the summation order is fixed (same bits run after run);
+     * it depends on the rank count, at fp64 precision. The MPI table stages the buffer through host
+     * memory; the NCCL table (collective-nccl.c) reduces it on the devices. */
+    qd_status (*allreduce_acc64)(const qd_collective *c, qd_backend_t be, qd_ref buf, size_t n);
     /* host fp64 [n]: the elementwise sum over ranks, in place */
     qd_status (*allreduce_f64)(const qd_collective *c, double *buf, size_t n);
     /* host bytes: rank r's counts[r] bytes (mine) concatenated in rank order into all, on every rank */

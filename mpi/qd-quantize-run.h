@@ -31,6 +31,10 @@
  * contiguous block range and is a data-parallel group; activations cross the stage boundaries. */
 typedef enum { QD_PAR_DATA = 0, QD_PAR_PIPELINE } qd_parallel;
 
+/* The data-parallel reductions: auto - NCCL when every rank of a stage computes on a GPU of its own,
+ * else MPI (host memory); nccl - NCCL or a usage error; mpi - always MPI. */
+typedef enum { QD_COLL_AUTO = 0, QD_COLL_NCCL, QD_COLL_MPI } qd_collectives;
+
 typedef struct qd_run_opts {
     const char *model_dir, *output_dir;
     const char *format;       /* gptq | gptq_v2 | awq | compressed-tensors | fake */
@@ -42,6 +46,7 @@ typedef struct qd_run_opts {
     int keep_staging;
     qd_parallel parallel;
     int pipeline_stages;      /* data-parallel: S stages of contiguous block ranges, P/S ranks each (0, 1: one) */
+    qd_collectives collectives;
     qd_schedule schedule;     /* the pipeline layout's */
     qd_progress_mode progress;
     size_t micro_batch;       /* sequences per transfer (0: 8) */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <cjson/cJSON.h>
 
+#include "qd-bootstrap.h"
 #include "qd-collective.h"
 #include "qd-h5stage.h"
 #include "qd-model-ckpt.h"
@@ -122,6 +123,11 @@ qd_status qd_run_dp_blocks(qd_run *k, const qd_plan *plan, const struct qd_block
                            qd_transport *next, struct qd_pipeline_stats *ps, int *failed_block);
 
 /* ---- the report, on rank 0 (run-report.c) ---- */
+/* The data-parallel reductions (--collectives): *coll, made over MPI for group, replaced by the NCCL
+ * table when every rank of the stage has a GPU of its own (auto, nccl); *nccl = 1 then (close it with
+ * qd_collective_nccl_close). Collective over every rank. */
+qd_status qd_run_collectives(qd_run *k, qd_mpi_group *group, const qd_backend_spec *spec, qd_collective *coll,
+                             int *nccl);
 /* Every rank's module records to rank 0, in rank order (collective). */
 qd_status qd_run_gather_records(const qd_run *k, qd_qrecord **out, size_t *nout);
 /* The report as a cJSON tree (the caller saves it, and may update the totals after the export). */

@@ -11,6 +11,7 @@
 #include "qd-bootstrap.h"
 #include "qd-check.h"
 #include "qd-collective-mpi.h"
+#include "qd-collective-nccl.h"
 #include "qd-fs.h"
 #include "run-internal.h"
 
@@ -51,6 +52,8 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     qd_fingerprint fpr = {0};
     qd_transport *prev = NULL, *next = NULL;
     qd_mpi_group *group = NULL; /* the ranks of this rank's pipeline stage (NULL: one stage, every rank) */
+    qd_collective coll = {0};   /* data-parallel: the stage's reductions (MPI, then NCCL between GPUs) */
+    int coll_nccl = 0;
     qd_progress *prog = NULL;
     int32_t *ids = NULL;
     char sha[65], staging[4096], meta[4200], be_name[64];
@@ -99,8 +102,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     if (k.nstages > 1) QD_CHECK_GOTO(qd_mpi_agree(qd_mpi_group_split(k.pstage, &group)), st, fail);
     qd_backend_spec_name(&be_spec, be_name, sizeof be_name);
     size_t rows = ro.q.nseq * ro.q.seq_len;
-    qd_collective coll; /* data-parallel: the stage's reductions; this rank's share of the sequences, whole
-                         * chunks: local rank i of every stage owns the same share */
+    /* this rank's share of the sequences, whole chunks: local rank i of every stage owns the same share */
     qd_collective_mpi(group, &coll);
     k.coll = &coll;
     k.seq0 = 0, k.nseq_local = ro.q.nseq;
@@ -111,6 +113,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     size_t micro = o->micro_batch ? o->micro_batch : 8;
     if (micro > ro.q.nseq && ro.q.nseq) micro = ro.q.nseq;
     QD_CHECK_GOTO(qd_mpi_agree(open_rank(&k, &ro.q, &be_spec, micro)), st, fail);
+    QD_CHECK_GOTO(qd_run_collectives(&k, group, &be_spec, &coll, &coll_nccl), st, fail);
     /* pipeline: to rank -/+ 1; data-parallel stages: to the same local rank of the stage before / after */
     int has_prev = k.dp ? k.pstage > 0 : rank > 0, has_next = k.dp ? k.pstage < k.nstages - 1 : rank < size - 1;
     st = has_prev ? qd_transport_select(&to_prev, &prev) : QD_OK;
@@ -118,7 +121,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     if (st == QD_OK && rank == 0) {
         char layout[64];
         if (k.nstages > 1) snprintf(layout, sizeof layout, "data-parallel in %d pipeline stages", k.nstages);
-        else snprintf(layout, sizeof layout, "%s", k.dp ? "data-parallel"
+        else snprintf(layout, sizeof layout, "%s", k.dp ? (coll_nccl ? "data-parallel, NCCL reductions" : "data-parallel")
                                                    : o->schedule == QD_SCHED_EXACT ? "pipeline, exact schedule"
                                                                                    : "pipeline, overlap schedule");
         qd_info("quantize: %d blocks over %d rank%s (%s, backend %s), staging %s", cfg.nlayers, size,
@@ -220,6 +223,7 @@ fail:
     }
     qd_transport_free(prev);
     qd_transport_free(next);
+    qd_collective_nccl_close(&coll); /* before the backend: the communicator lives on its device */
     qd_mpi_group_free(group);
     qd_buf_free(k.in);
     qd_buf_free(k.out);

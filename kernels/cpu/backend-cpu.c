@@ -42,6 +42,7 @@ static const struct qd_backend_i cpu_iface = {
     .hessian = qd_cpu_hessian,
     .symmetrize = qd_cpu_symmetrize,
     .diag_add = qd_cpu_diag_add,
+    .acc64 = qd_cpu_acc64,
     .chol_inv = qd_cpu_chol_inv,
     .permute = qd_cpu_permute,
     .ewise = qd_cpu_ewise,

@@ -23,6 +23,7 @@ qd_status qd_cpu_download(qd_backend_t be, const struct qd_download_args *a);
 qd_status qd_cpu_copy(qd_backend_t be, const struct qd_copy_args *a);
 qd_status qd_cpu_fill(qd_backend_t be, const struct qd_fill_args *a);
 qd_status qd_cpu_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
+qd_status qd_cpu_acc64(qd_backend_t be, const struct qd_acc64_args *a);
 qd_status qd_cpu_permute(qd_backend_t be, const struct qd_permute_args *a);
 qd_status qd_cpu_ewise(qd_backend_t be, const struct qd_ewise_args *a);
 qd_status qd_cpu_rows(qd_backend_t be, const struct qd_rows_args *a);

@@ -224,6 +224,11 @@ static qd_status cu_mem_info(qd_backend_t be, struct qd_mem_info *out) {
     return QD_OK;
 }
 
+static qd_status cu_stream(qd_backend_t be, void **stream) {
+    if (stream) *stream = (void *)qd_cu(be)->stream;
+    return QD_OK;
+}
+
 static const struct qd_backend_i cuda_iface = {
     .name = "cuda",
     .free = cu_free,
@@ -238,6 +243,7 @@ static const struct qd_backend_i cuda_iface = {
     .hessian = qd_cu_hessian,
     .symmetrize = qd_cu_symmetrize,
     .diag_add = qd_cu_diag_add,
+    .acc64 = qd_cu_acc64,
     .chol_inv = qd_cu_chol_inv,
     .permute = qd_cu_permute,
     .ewise = qd_cu_ewise,
@@ -253,6 +259,7 @@ static const struct qd_backend_i cuda_iface = {
     .awq_clip = qd_cu_awq_clip,
     .u8_codes = qd_cu_u8_codes,
     .mem_info = cu_mem_info,
+    .stream = cu_stream,
 };
 
 static qd_status cu_init(struct qd_cuda_ctx *c) {

@@ -105,6 +105,7 @@ qd_status qd_cu_gemm(qd_backend_t be, const struct qd_gemm_args *a);
 qd_status qd_cu_hessian(qd_backend_t be, const struct qd_hessian_args *a);
 qd_status qd_cu_symmetrize(qd_backend_t be, const struct qd_symmetrize_args *a);
 qd_status qd_cu_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
+qd_status qd_cu_acc64(qd_backend_t be, const struct qd_acc64_args *a);
 qd_status qd_cu_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a);
 qd_status qd_cu_ewise(qd_backend_t be, const struct qd_ewise_args *a);
 qd_status qd_cu_rows(qd_backend_t be, const struct qd_rows_args *a);

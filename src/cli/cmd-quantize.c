@@ -20,7 +20,7 @@
 /* The flags that are not one field of qd_run_params as they are (choices turned into enums, ints into
  * sizes, the backend name into its spec) */
 typedef struct {
-    const char *format, *backend, *numerics, *schedule, *parallel, *progress, *moe_calibration;
+    const char *format, *backend, *numerics, *schedule, *parallel, *collectives, *progress, *moe_calibration;
     int quiet, stages, micro_batch, chunk_tokens, moe_min_tokens, seen_format, seen_scale_dtype;
 } q_args;
 
@@ -28,7 +28,7 @@ static qd_status quantize_main(int argc, char **argv) {
     qd_run_params p = {.flags = {.method = "gptq", .bits = 4, .group_size = 128, .true_sequential = 1, .damp = 0.01,
                                  .nsamples = 128},
                        .chat_template = "auto", .math = "auto", .scale_dtype = "f16"};
-    q_args a = {.format = "gptq", .schedule = "exact", .parallel = "data", .progress = "auto", .backend = "auto",
+    q_args a = {.format = "gptq", .schedule = "exact", .parallel = "data", .collectives = "auto", .progress = "auto", .backend = "auto",
               .stages = 1, .moe_calibration = "routed", .moe_min_tokens = 16};
     qd_run_opts *ro = &p.run;
     qd_recipe_flags *f = &p.flags;
@@ -62,6 +62,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"keep-staging", QD_OPT_FLAG, &ro->keep_staging, NULL, "keep the staging directory after a successful export", NULL, NULL},
         {"parallel", QD_OPT_CHOICE, &a.parallel, "L", "multi-rank layout (data: every rank a share of the calibration sequences and every block; pipeline: every rank a range of blocks; docs/architecture.md)", "data|pipeline", NULL},
         {"pipeline-stages", QD_OPT_INT, &a.stages, "S", "data layout cut into S pipeline stages of contiguous blocks, each a data-parallel group of P/S ranks (S divides P; 1: one stage; several nodes: S = nodes; docs/architecture.md)", "1..1024", NULL},
+        {"collectives", QD_OPT_CHOICE, &a.collectives, "C", "data layout's reductions (auto: NCCL when every rank has a GPU of its own, else MPI through host memory)", "auto|nccl|mpi", NULL},
         {"schedule", QD_OPT_CHOICE, &a.schedule, "S", "pipeline layout's schedule (exact: byte-identical to one rank)", "exact|overlap", NULL},
         {"progress", QD_OPT_CHOICE, &a.progress, "P", "progress display on rank 0", "auto|bar|lines|json|none", NULL},
         {"quiet", QD_OPT_FLAG, &a.quiet, NULL, "no progress or info lines", NULL, NULL},
@@ -100,6 +101,14 @@ static qd_status quantize_main(int argc, char **argv) {
     if (!a.seen_scale_dtype) p.scale_dtype = NULL;
     ro->schedule = strcmp(a.schedule, "overlap") == 0 ? QD_SCHED_OVERLAP : QD_SCHED_EXACT;
     ro->parallel = strcmp(a.parallel, "pipeline") == 0 ? QD_PAR_PIPELINE : QD_PAR_DATA;
+    ro->collectives = strcmp(a.collectives, "nccl") == 0 ? QD_COLL_NCCL
+                    : strcmp(a.collectives, "mpi") == 0  ? QD_COLL_MPI
+                                                         : QD_COLL_AUTO;
+    if (ro->collectives == QD_COLL_NCCL && ro->backend.kind == QD_BACKEND_CPU)
+        return qd_fail(QD_ERR_USAGE, "--collectives nccl reduces on GPUs: drop --backend cpu or use --collectives mpi");
+    if (ro->collectives != QD_COLL_AUTO && ro->parallel == QD_PAR_PIPELINE)
+        return qd_fail(QD_ERR_USAGE, "--collectives %s chooses the data layout's reductions: drop --parallel pipeline",
+                       a.collectives);
     if (a.stages > 1 && ro->schedule == QD_SCHED_OVERLAP)
         return qd_fail(QD_ERR_USAGE, "--schedule overlap is not available with --pipeline-stages > 1: the stages run the "
                                      "exact schedule (drop --schedule overlap)");

@@ -3,7 +3,8 @@
  * each candidate scale are sums over tokens, so each rank sums its own and the sums are reduced; the
  * clip search's sampled tokens are gathered so every rank searches the same inputs. With --numerics
  * exact every sum is made per slab (chunk) and folded in slab order, so the result does not depend on
- * the rank count; else each rank's total is all-reduced (fp64).
+ * the rank count; else each rank folds its slabs in fp64 and the ranks' sums are all-reduced (fp64), which
+ * depends on the rank count only through fp64 rounding.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,10 @@ int qd__dp_exact(const qd_qctx *c) { return c->coll && qd_be_numerics(c->be) == 
 
 qd_status qd__dp_sum(qd_qctx *c, const double *in, size_t nslabs, size_t n, double *out) {
     const qd_collective *cl = c->coll;
-    if (!qd__dp_exact(c)) {
-        memmove(out, in, n * sizeof *out);
+    if (!qd__dp_exact(c)) { /* this rank's slabs in order, then the ranks' sums all-reduced (fp64) */
+        memset(out, 0, n * sizeof *out);
+        for (size_t s = 0; s < nslabs; s++)
+            for (size_t i = 0; i < n; i++) out[i] += in[s * n + i];
         if (!cl) return QD_OK;
         qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
         qd_status st = cl->allreduce_f64(cl, out, n);

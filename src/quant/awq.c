@@ -96,38 +96,32 @@ static void scales_for(const float *xm, const float *wm, size_t K, float r, floa
     }
 }
 
-/* the mean |x| of each input column of group g over every rank's rows (qd__dp_sum: per slab in exact
- * numerics, so the result does not depend on the rank count) */
+/* the mean |x| of each input column of group g over every rank's rows, summed per slab (chunk) and
+ * folded by qd__dp_sum, so the result does not depend on the rank count (fp64 rounding aside in fast
+ * numerics) */
 static qd_status input_means(qd_qctx *c, int g, qd_buf_t bx, float *xm) {
-    size_t K = c->gK[g], S = c->o.seq_len, rows = c->o.nseq * S, nsl = qd__dp_exact(c) ? qd__dp_local_slabs(c) : 1;
+    size_t K = c->gK[g], S = c->o.seq_len, nsl = qd__dp_local_slabs(c);
     double *part = malloc((nsl * K + 1) * sizeof *part), *sum = malloc(K * sizeof *sum);
     qd_status st = part && sum ? QD_OK : qd_fail(QD_ERR_NOMEM, "awq: out of memory (K = %zu)", K);
     for (size_t i = 0; i < nsl && st == QD_OK; i++) {
-        size_t s0 = qd__dp_exact(c) ? i * c->chunk_seqs : 0;
-        size_t n = qd__dp_exact(c) ? (c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs) * S : rows;
+        size_t s0 = i * c->chunk_seqs, n = (c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs) * S;
         st = qd_be_colstat(c->be, &(struct qd_colstat_args){.kind = QD_COLSTAT_ABS_SUM, .out = QD_REF(bx, 0),
                                                             .src = QD_REF(c->cache[g], s0 * S * K), .rows = n,
                                                             .cols = K, .ld = K});
         if (st == QD_OK) st = qd_be_download(c->be, &(struct qd_download_args){.src = QD_REF(bx, 0), .dst = xm, .n = K});
         for (size_t k = 0; st == QD_OK && k < K; k++) part[i * K + k] = xm[k];
     }
-    if (st == QD_OK && c->coll) { /* one rank: xm as summed on the device, float -> double -> float */
-        st = qd__dp_sum(c, part, nsl, K, sum);
-        for (size_t k = 0; st == QD_OK && k < K; k++) xm[k] = (float)sum[k];
-    }
+    if (st == QD_OK) st = qd__dp_sum(c, part, nsl, K, sum);
+    for (size_t k = 0; st == QD_OK && k < K; k++) xm[k] = (float)sum[k];
     for (size_t k = 0; st == QD_OK && k < K; k++) xm[k] /= (float)(c->nseq_total * S);
     free(part), free(sum);
     return st;
 }
 
-/* this rank's squared error of the loss module's output against the full-precision one: per slab in
- * exact data-parallel numerics (sq[slab * AWQ_GRID]), else one total (sq[0]) */
+/* this rank's squared error of the loss module's output against the full-precision one, per slab
+ * (sq[slab * AWQ_GRID]) */
 static qd_status trial_sqdiff(qd_qctx *c, double *sq) {
     size_t S = c->o.seq_len, H = (size_t)c->cfg->hidden;
-    if (!qd__dp_exact(c))
-        return qd_be_reduce(c->be, &(struct qd_reduce_args){.kind = QD_RED_SQDIFF, .a = QD_REF(c->fp_out, 0),
-                                                            .b = QD_REF(c->trial_out, 0), .n = c->o.nseq * S * H,
-                                                            .out = sq});
     for (size_t i = 0, s0 = 0; s0 < c->o.nseq; i++, s0 += c->chunk_seqs) {
         size_t n = (c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs) * S * H;
         QD_CHECK(qd_be_reduce(c->be, &(struct qd_reduce_args){.kind = QD_RED_SQDIFF, .a = QD_REF(c->fp_out, s0 * S * H),
@@ -142,7 +136,7 @@ static qd_status search(qd_qctx *c, qd_block_w *w, const mapping *m, const qd_qs
                         int *best_k) {
     qd_backend_t be = c->be;
     size_t rows = c->nseq_total * c->o.seq_len, H = (size_t)c->cfg->hidden, K = c->gK[m->group];
-    size_t nsl = qd__dp_exact(c) ? qd__dp_local_slabs(c) : 1;
+    size_t nsl = qd__dp_local_slabs(c);
     float *xm = malloc(K * sizeof *xm), *wm = malloc(K * sizeof *wm), *s = malloc(K * sizeof *s);
     double *sq = calloc(nsl * AWQ_GRID + 1, sizeof *sq), sqsum[AWQ_GRID];
     qd_buf_t bx = NULL, bw = NULL, bs = NULL, orig[3] = {NULL, NULL, NULL};

@@ -60,13 +60,23 @@ static qd_status fold_exact(qd_qctx *c, int g) {
     return st;
 }
 
-qd_status qd__dp_reduce_H(qd_qctx *c, int g) {
-    qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
+qd_status qd__hess_total(qd_qctx *c, int g) {
     size_t K = c->gK[g];
-    qd_status st = qd_be_numerics(c->be) == QD_NUMERICS_EXACT ? fold_exact(c, g)
-                                                                : c->coll->allreduce_f32(c->coll, c->be, QD_REF(c->H[g], 0), K * K);
-    free(c->slabs[g]);
-    c->slabs[g] = NULL, c->nslabs[g] = 0;
+    qd_status st = QD_OK;
+    qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
+    if (qd_be_numerics(c->be) == QD_NUMERICS_EXACT) {
+        if (c->coll) st = fold_exact(c, g);
+        free(c->slabs[g]);
+        c->slabs[g] = NULL, c->nslabs[g] = 0;
+    } else {
+        qd_ref acc = QD_REF(c->Hacc[g], 0);
+        if (c->coll && c->coll->size > 1) st = c->coll->allreduce_acc64(c->coll, c->be, acc, K * K);
+        if (st == QD_OK)
+            st = qd_be_acc64(c->be, &(struct qd_acc64_args){.kind = QD_ACC64_ROUND, .acc = acc,
+                                                            .x = QD_REF(c->H[g], 0), .n = K * K, .upper_k = K});
+        qd_buf_free(c->Hacc[g]); /* 2 K^2 elements: given back until the group's next Hessian */
+        c->Hacc[g] = NULL;
+    }
     qd_phase_set(c->be, prev);
     return st;
 }

@@ -44,7 +44,7 @@ static qd_status copy_all_token(qd_qctx *c, const qd_block_w *w) {
     int any = 0;
     for (size_t e = 0; e < E; e++) any |= takes_all(c, e);
     if (!any) return QD_OK;
-    if (c->coll && !c->reduced[2]) QD_CHECK(qd__dp_reduce_H(c, 2));
+    if (!c->reduced[2]) QD_CHECK(qd__hess_total(c, 2)); /* every chunk's and rank's terms in H[2] */
     c->reduced[2] = 1;
     for (size_t e = 0; e < E; e++) {
         int key = 4 + 2 * (int)e;
@@ -52,6 +52,8 @@ static qd_status copy_all_token(qd_qctx *c, const qd_block_w *w) {
         QD_CHECK(qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(c->H[key], 0), .src = QD_REF(c->H[2], 0),
                                                           .rows = 1, .cols = K * K, .ldd = K * K, .lds = K * K}));
         if (c->slabs[key]) free(c->slabs[key]), c->slabs[key] = NULL, c->nslabs[key] = 0;
+        qd_buf_free(c->Hacc[key]); /* its own (routed) sums are not used */
+        c->Hacc[key] = NULL;
         c->reduced[key] = 1;
     }
     (void)w;

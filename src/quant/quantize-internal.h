@@ -16,7 +16,7 @@ struct qd_qctx {
     int nh;               /* Hessian keys (qd_model_max_hkeys) */
     qd_buf_t *H;          /* [nh] Hessian per key (qd_linear.hkey) */
     size_t *gK;           /* [nh] input features of each key, set from each block's table */
-    int *reduced;         /* [nh] data-parallel: H[key] already summed over the ranks this stage */
+    int *reduced;         /* [nh] H[key] holds its total (qd__hess_total, or the all-token copy) this stage */
     size_t *expert_tokens;     /* [experts] MoE: tokens routed to each expert (this block) */
     unsigned char *expert_all; /* [experts] MoE: Hessians from every token (--moe-calibration all or fallback) */
     qd_buf_t Hc;          /* a copy for groups of several Linears */
@@ -27,19 +27,19 @@ struct qd_qctx {
     /* data-parallel ranks (gptq-dp.c): o.nseq is this rank's share, nseq_total the calibration's */
     const qd_collective *coll;
     size_t nseq_total;
+    qd_buf_t *Hacc;             /* [nh] fast numerics: key g's Hessian as fp64 sums (qd_be_acc64), until rounded */
     qd_buf_t Hs;                /* exact numerics: one slab's Hessian, from zero */
     float **slabs;              /* [nh] exact numerics: this rank's slab Hessians per key, in slab order */
     size_t *nslabs;
 };
 
 /* Data-parallel GPTQ (gptq-dp.c). hess_slab: exact numerics, one slab's (chunk's) Hessian alpha X^T X
- * from zero, kept until reduce_H. reduce_H: group g's Hessian summed over the ranks into c->H[g] -
- * exact numerics: every slab in slab order (the same bits for every rank count); else an allreduce
- * of each rank's partial. gptq_apply: qd_gptq_apply on this rank's share of the output rows, the
+ * from zero, kept until qd__hess_total, which folds every slab in slab order (the same bits for every
+ * rank count). gptq_apply: qd_gptq_apply on this rank's share of the output rows, the
  * results gathered so that every rank holds the whole Linear's. */
 /* Data-parallel AWQ (awq-dp.c). local_slabs: this rank's chunks. exact: coll and exact numerics (sums
- * per slab). sum: exact - in [nslabs][n] this rank's per-slab sums, folded with every rank's in slab
- * order into out[n]; else in[n] this rank's totals, all-reduced into out (coll NULL: copied).
+ * per slab). sum: in [nslabs][n] this rank's per-slab sums; exact - folded with every rank's in slab
+ * order into out[n]; else folded in fp64 here and all-reduced into out (coll NULL: this rank's fold).
  * clip_tokens: AWQ's sampled tokens t * step (t < T, global rows) of group g's inputs, gathered from
  * every rank into X [T, K]. */
 size_t qd__dp_local_slabs(const qd_qctx *c);
@@ -48,7 +48,10 @@ qd_status qd__dp_sum(qd_qctx *c, const double *in, size_t nslabs, size_t n, doub
 qd_status qd__dp_clip_tokens(qd_qctx *c, int g, size_t step, size_t T, qd_buf_t X);
 
 qd_status qd__dp_hess_slab(qd_qctx *c, int g, qd_ref x, size_t rows, float alpha);
-qd_status qd__dp_reduce_H(qd_qctx *c, int g);
+/* group g's Hessian complete in c->H[g]: exact numerics with ranks, the slabs folded (as above); fast
+ * numerics, the fp64 sums all-reduced over the ranks and rounded to fp32 once, so every chunk layout
+ * and rank count gives the same H up to fp64 rounding; exact numerics alone: H is already complete. */
+qd_status qd__hess_total(qd_qctx *c, int g);
 qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                             const qd_gptq_fac *f, qd_qresult *out);
 

@@ -24,16 +24,23 @@ static qd_status hess_cb(void *user, int l, qd_ref x, size_t rows) {
     snprintf(name, sizeof name, "model.layers.%d.%s", h->w->index, lin->module);
     qd_phase prev = qd_phase_set(c->be, QD_PH_HESSIAN);
     QD_CHECK(qd_check_finite(c->be, x.buf, x.off, rows * c->gK[g], "its input activations", name));
-    if (c->coll && qd_be_numerics(c->be) == QD_NUMERICS_EXACT) /* a slab from zero: the sum's order is fixed */
+    int exact = qd_be_numerics(c->be) == QD_NUMERICS_EXACT;
+    if (c->coll && exact) /* a slab from zero: the sum's order is fixed */
         QD_CHECK(qd__dp_hess_slab(c, g, x, rows, h->alpha));
     else /* upper_only: qd_gptq_factor completes it */
         QD_CHECK(qd_be_hessian(c->be, &(struct qd_hessian_args){.H = QD_REF(c->H[g], 0), .X = x, .T = rows,
                                                                 .K = c->gK[g], .ldx = c->gK[g], .alpha = h->alpha,
-                                                                .beta = 1, .upper_only = 1}));
+                                                                .beta = exact ? 1.0f : 0.0f, .upper_only = 1}));
+    if (!exact) /* this chunk's terms into the fp64 sum (qd__hess_total rounds it) */
+        QD_CHECK(qd_be_acc64(c->be, &(struct qd_acc64_args){.kind = QD_ACC64_ADD, .acc = QD_REF(c->Hacc[g], 0),
+                                                            .x = QD_REF(c->H[g], 0), .n = c->gK[g] * c->gK[g],
+                                                            .upper_k = c->gK[g]}));
     qd_phase_set(c->be, prev);
     return QD_OK;
 }
 
+/* key g's Hessian from zero; fast numerics sum the chunks' terms in fp64 (Hacc) so that the sum does
+ * not depend on how the chunks are spread over data-parallel ranks */
 qd_status qd__ensure_H(qd_qctx *c, int g) {
     size_t K = c->gK[g];
     if (c->H[g] && qd_buf_len(c->H[g]) < K * K) { /* a key's K may differ between blocks (dense / MoE) */
@@ -42,6 +49,14 @@ qd_status qd__ensure_H(qd_qctx *c, int g) {
     }
     if (!c->H[g]) QD_CHECK(qd_buf_alloc(c->be, K * K, &c->H[g]));
     c->reduced[g] = 0;
+    if (qd_be_numerics(c->be) != QD_NUMERICS_EXACT) {
+        if (c->Hacc[g] && qd_buf_len(c->Hacc[g]) < 2 * K * K) {
+            qd_buf_free(c->Hacc[g]);
+            c->Hacc[g] = NULL;
+        }
+        if (!c->Hacc[g]) QD_CHECK(qd_buf_alloc(c->be, 2 * K * K, &c->Hacc[g]));
+        QD_CHECK(qd_be_fill(c->be, &(struct qd_fill_args){.dst = QD_REF(c->Hacc[g], 0), .n = 2 * K * K}));
+    }
     return qd_be_fill(c->be, &(struct qd_fill_args){.dst = QD_REF(c->H[g], 0), .n = K * K});
 }
 
@@ -67,7 +82,7 @@ static qd_status gptq_key(qd_qctx *c, qd_block_w *w, int g, int key, const qd_qs
         prev_spec = &specs[l];
     }
     if (last_factor < 0) return QD_OK;
-    if (c->coll && !c->reduced[key]) QD_CHECK(qd__dp_reduce_H(c, key)); /* every rank's partial Hessian summed */
+    if (!c->reduced[key]) QD_CHECK(qd__hess_total(c, key)); /* every chunk's and every rank's terms summed into H */
     c->reduced[key] = 1;
     qd_gptq_fac f = {0};
     qd_status st = QD_OK;
@@ -336,7 +351,7 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
     if (!seqs) seqs = 1;
     if (seqs > o->nseq) seqs = o->nseq;
     size_t crow = seqs * o->seq_len;
-    size_t hess = 2 * H * H + qo * qo + I * I;                                /* four Hessians (no copy) */
+    size_t hess = 2 * H * H + qo * qo + I * I + 2 * I * I; /* four Hessians (no copy), the largest's fp64 sum */
     size_t fwd = crow * (wide + 2 * qo + 2 * kvo + 2 * H + 2 * I) + crow * (wide + H); /* forward + resident scratch */
     if (cfg->moe_experts > 0) { /* every expert's two Hessians, the gathered rows, logits and routing */
         size_t E = (size_t)cfg->moe_experts, mi = (size_t)cfg->moe_inter, si = (size_t)cfg->moe_shared_inter;

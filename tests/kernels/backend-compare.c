@@ -133,6 +133,27 @@ static void test_gemm_hessian_chol(void) {
     pbuf g = P(G, 300 * 300);
     BOTH(qd_be_symmetrize(be, &(struct qd_symmetrize_args){.A = R(g, i), .n = 300}));
     cmpi("symmetrize 300 x 300", g, 1);
+    /* fp64 sums of fp32 terms: adding then rounding is the same bits on every backend (one fp64 add
+     * and one rounding per element); the triangle form leaves the strict lower part alone */
+    for (int tri = 0; tri < 2; tri++) {
+        pbuf acc = P(NULL, 2 * 300 * 300), t = P(G, 300 * 300);
+        for (int rep = 0; rep < 3; rep++)
+            BOTH(qd_be_acc64(be, &(struct qd_acc64_args){.kind = QD_ACC64_ADD, .acc = R(acc, i), .x = R(t, i),
+                                                         .n = 300 * 300, .upper_k = tri ? 300 : 0}));
+        BOTH(qd_be_acc64(be, &(struct qd_acc64_args){.kind = QD_ACC64_ROUND, .acc = R(acc, i), .x = R(t, i),
+                                                     .n = 300 * 300, .upper_k = tri ? 300 : 0}));
+        cmpi(tri ? "acc64 upper triangle: 3 adds, round" : "acc64: 3 adds, round", t, 1);
+        float *back = dl(t, 0);
+        int bad = 0;
+        for (size_t r = 0; r < 300; r++)
+            for (size_t c = 0; c < 300; c++) {
+                float g3 = (float)(3.0 * (double)G[r * 300 + c]);
+                bad += back[r * 300 + c] != (tri && c < r ? G[r * 300 + c] : g3);
+            }
+        QD_EXPECT_EQ_INT(bad, 0);
+        free(back);
+        pfree(acc), pfree(t);
+    }
     pfree(hu), pfree(x), pfree(g), free(X), free(G);
 }
 
