@@ -252,3 +252,24 @@ def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
         counts[d] = {k: v["expert_tokens"] for k, v in expert_records(report).items()}
         assert sum(n for k, n in counts[d].items() if k.endswith("gate_proj")) == 8 * 64 * 2
     assert counts["one"] == counts["two"] == counts["res"]
+
+
+def test_recipe_skips_shared_expert_and_gives_experts_other_bits(tmp_path):
+    """A recipe matches the experts by their Hugging Face names: the shared expert stays in full
+    precision (listed in "ignore"), the routed experts' down projections get 8 bits."""
+    src = build("qwen2_moe", tmp_path / "src")
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"method": "gptq", "bits": 4, "group_size": 32, "overrides": [
+        {"match": "mlp\\.shared_expert\\.", "skip": True},
+        {"match": "mlp\\.experts\\.[0-9]+\\.down_proj$", "bits": 8}]}))
+    out = tmp_path / "ct"
+    qdist("quantize", "--model", src, "--output", out, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64,
+          "--recipe", recipe, "--format", "compressed-tensors", "--quiet")
+    report = json.loads((out / "qdist_report.json").read_text())["modules"]
+    assert not any("shared_expert" in k for k in report)
+    assert all(v["bits"] == (8 if k.endswith("down_proj") else 4) for k, v in expert_records({"modules": report}).items())
+    qc = json.loads((out / "config.json").read_text())["quantization_config"]
+    for m in ["gate_proj", "up_proj", "down_proj"]:
+        assert f"model.layers.0.mlp.shared_expert.{m}" in qc["ignore"]
+    ids, ours = qdist_logits(out, tmp_path, "dump")
+    assert np.isfinite(ours).all()
