@@ -48,12 +48,13 @@ static qd_status route(const qd_model_cfg *c, const float *logits, size_t rows, 
     size_t E = (size_t)c->moe_experts, K = (size_t)c->moe_topk;
     float *p = malloc(E * sizeof *p), *tw = malloc(rows * K * sizeof *tw);
     int *te = malloc(rows * K * sizeof *te);
+    unsigned char *taken = malloc(E);
     r->idx = malloc(rows * K * sizeof *r->idx + 1);
     r->wt = malloc(rows * K * sizeof *r->wt + 1);
     r->cnt = calloc(E, sizeof *r->cnt);
     r->off = calloc(E + 1, sizeof *r->off);
-    if (!p || !tw || !te || !r->idx || !r->wt || !r->cnt || !r->off) {
-        free(p), free(tw), free(te), routing_free(r);
+    if (!p || !tw || !te || !taken || !r->idx || !r->wt || !r->cnt || !r->off) {
+        free(p), free(tw), free(te), free(taken), routing_free(r);
         return qd_fail(QD_ERR_NOMEM, "moe: out of memory routing %zu tokens", rows);
     }
     for (size_t t = 0; t < rows; t++) {
@@ -63,13 +64,12 @@ static qd_status route(const qd_model_cfg *c, const float *logits, size_t rows, 
         for (size_t e = 0; e < E; e++) sum += p[e] = expf(l[e] - mx);
         for (size_t e = 0; e < E; e++) p[e] /= sum;
         float ksum = 0;
+        memset(taken, 0, E);
         for (size_t j = 0; j < K; j++) { /* the j-th largest not yet taken */
             size_t best = E;
-            for (size_t e = 0; e < E; e++) {
-                int taken = 0;
-                for (size_t i = 0; i < j; i++) taken |= te[t * K + i] == (int)e;
-                if (!taken && (best == E || p[e] > p[best])) best = e;
-            }
+            for (size_t e = 0; e < E; e++)
+                if (!taken[e] && (best == E || p[e] > p[best])) best = e;
+            taken[best] = 1;
             te[t * K + j] = (int)best;
             tw[t * K + j] = p[best];
             ksum += p[best];
@@ -77,6 +77,7 @@ static qd_status route(const qd_model_cfg *c, const float *logits, size_t rows, 
         for (size_t j = 0; c->moe_norm_topk && j < K; j++) tw[t * K + j] /= ksum;
         for (size_t j = 0; j < K; j++) r->cnt[te[t * K + j]]++;
     }
+    free(taken);
     for (size_t e = 0; e < E; e++) r->off[e + 1] = r->off[e] + r->cnt[e];
     size_t *fill = calloc(E, sizeof *fill);
     if (!fill) {
