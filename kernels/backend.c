@@ -11,7 +11,7 @@
 qd_status qd_backend_new(const struct qd_backend_i *iface, void *ctx, qd_backend_t *out) {
     if (!iface || !iface->buf_alloc || !iface->buf_free || !iface->upload || !iface->download ||
         !iface->copy || !iface->fill || !iface->gemm || !iface->hessian || !iface->symmetrize || !iface->diag_add || !iface->acc64 ||
-        !iface->chol_inv || !iface->permute || !iface->ewise || !iface->rmsnorm || !iface->rope ||
+        !iface->chol_inv || !iface->permute || !iface->ewise || !iface->rows || !iface->rmsnorm || !iface->rope ||
         !iface->attention || !iface->cross_entropy || !iface->reduce || !iface->colstat ||
         !iface->quantize || !iface->gptq_sweep || !iface->awq_clip)
         return qd_fail(QD_ERR_INTERNAL, "backend %s: incomplete op table", iface ? iface->name : "?");
@@ -222,6 +222,18 @@ qd_status qd_be_ewise(qd_backend_t be, const struct qd_ewise_args *a) {
         return qd_fail(QD_ERR_INTERNAL, "backend %s: ewise: unknown kind %d", be->iface->name, (int)a->kind);
     }
     return ext ? be->iface->ewise(be, a) : QD_OK;
+}
+
+qd_status qd_be_rows(qd_backend_t be, const struct qd_rows_args *a) {
+    QD_CHECK(be_ok(be, a, "rows"));
+    int gather = a->kind == QD_ROWS_GATHER;
+    if (!gather && a->kind != QD_ROWS_SCATTER_ADD)
+        return qd_fail(QD_ERR_INTERNAL, "backend %s: rows: unknown kind %d", be->iface->name, (int)a->kind);
+    QD_CHECK(ref_ok(be, "rows", "out", a->out, (gather ? a->n : a->rows) * a->cols));
+    QD_CHECK(ref_ok(be, "rows", "x", a->x, (gather ? a->rows : a->n) * a->cols));
+    QD_CHECK(ref_ok(be, "rows", "idx", a->idx, a->n));
+    if (!gather) QD_CHECK(ref_ok(be, "rows", "w", a->w, a->n));
+    return a->n && a->cols ? be->iface->rows(be, a) : QD_OK;
 }
 
 qd_status qd_be_rmsnorm(qd_backend_t be, const struct qd_rmsnorm_args *a) {

@@ -31,6 +31,7 @@ struct qd_backend_i {
     qd_status (*chol_inv)(qd_backend_t be, const struct qd_chol_inv_args *a);  /* A <- chol(A^-1) upper */
     qd_status (*permute)(qd_backend_t be, const struct qd_permute_args *a);    /* act-order gathers */
     qd_status (*ewise)(qd_backend_t be, const struct qd_ewise_args *a);        /* elementwise family */
+    qd_status (*rows)(qd_backend_t be, const struct qd_rows_args *a);          /* gather / scatter-add rows */
     qd_status (*rmsnorm)(qd_backend_t be, const struct qd_rmsnorm_args *a);    /* HF RMSNorm per row */
     qd_status (*rope)(qd_backend_t be, const struct qd_rope_args *a);          /* half-split RoPE */
     qd_status (*attention)(qd_backend_t be, const struct qd_attention_args *a);/* causal GQA */

@@ -191,6 +191,19 @@ struct qd_ewise_args {
 };
 qd_status qd_be_ewise(qd_backend_t be, const struct qd_ewise_args *a);
 
+/* ---- rows by index (the mixture-of-experts dispatch), fp32 ----
+ * GATHER:      out[i][c] = x[idx[i]][c]              (x has rows rows, out n)
+ * SCATTER_ADD: out[idx[i]][c] += w[i] * x[i][c]       (x has n rows, out rows); the n indices of one
+ *              call are distinct (one expert's tokens), so rows are updated independently
+ * idx: n int32 row indices < rows; w: n fp32 weights (SCATTER_ADD only); every row has cols elements. */
+typedef enum { QD_ROWS_GATHER, QD_ROWS_SCATTER_ADD } qd_rows_kind;
+struct qd_rows_args {
+    qd_rows_kind kind;
+    qd_ref out, x, idx, w;
+    size_t n, rows, cols;
+};
+qd_status qd_be_rows(qd_backend_t be, const struct qd_rows_args *a);
+
 /* ---- transformer ops, fp32 ---- */
 /* HF RMSNorm per row of x [rows, dim] (row stride ld, same for out; out may alias x):
  * out = x * rsqrt(mean(x^2) + eps) * weight (weight optional: NULL buf = no weight). Per-head norm

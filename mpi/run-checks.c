@@ -59,8 +59,18 @@ qd_status qd_run_check_paths(const qd_run_opts *o) {
     return check_writable("--output", o->output_dir);
 }
 
-static size_t in_features(const qd_model_cfg *cfg, int l) {
-    return (size_t)(l == QD_LIN_O ? cfg->nheads * cfg->head_dim : l == QD_LIN_DOWN ? cfg->intermediate : cfg->hidden);
+/* every block's Linear table, one after the other: *n entries, [block][Linear] (free the result) */
+static qd_status all_linears(const qd_model_cfg *cfg, qd_linear **out, int *per, int **counts) {
+    int m = qd_model_max_linears(cfg);
+    *per = m;
+    *out = calloc((size_t)cfg->nlayers * (size_t)m + 1, sizeof **out);
+    *counts = calloc((size_t)cfg->nlayers + 1, sizeof **counts);
+    if (!*out || !*counts) {
+        free(*out), free(*counts);
+        return qd_fail(QD_ERR_NOMEM, "quantize: out of memory listing the Linears of %d blocks", cfg->nlayers);
+    }
+    for (int b = 0; b < cfg->nlayers; b++) (*counts)[b] = qd_model_linears(cfg, b, *out + (size_t)b * m, m);
+    return QD_OK;
 }
 
 /* " (module M; recipe R: overrides[i] "match": "P" sets bits)" or " (module M, the run's settings)" */
@@ -72,23 +82,39 @@ static void who(const qd_recipe *r, const char *module, char *buf, size_t n) {
         snprintf(buf, n, " (module %s, the run's settings)", module);
 }
 
+static qd_status check_specs(const qd_model_cfg *cfg, const qd_qspec *base, const qd_recipe *recipe, int fake,
+                             qd_export_format f, const qd_linear *lins, int per, const int *counts);
+
 qd_status qd_run_check_specs(const qd_model_cfg *cfg, const qd_qspec *base, const qd_recipe *recipe, const char *format) {
     int fake = strcmp(format, "fake") == 0;
     qd_export_format f = QD_EXPORT_GPTQ;
     if (!fake) QD_CHECK(qd_export_format_parse(format, &f));
-    const char *names[QD_MAX_LINEARS];
-    int groups[QD_MAX_LINEARS];
-    int n = qd_model_linear_names(cfg, names, groups);
+    qd_linear *lins;
+    int per, *counts;
+    QD_CHECK(all_linears(cfg, &lins, &per, &counts));
+    qd_status st = check_specs(cfg, base, recipe, fake, f, lins, per, counts);
+    free(lins), free(counts);
+    return st;
+}
+
+static qd_status check_specs(const qd_model_cfg *cfg, const qd_qspec *base, const qd_recipe *recipe, int fake,
+                             qd_export_format f, const qd_linear *lins, int per, const int *counts) {
     int awq_gs = 0;
     char awq_gs_module[160] = "";
     for (int layer = 0; layer < cfg->nlayers; layer++)
-        for (int l = 0; l < n && l < QD_NLIN; l++) {
+        for (int l = 0; l < counts[layer]; l++) {
+            const qd_linear *lin = &lins[(size_t)layer * per + l];
             char module[160], w[1400];
             qd_qspec s;
-            snprintf(module, sizeof module, "model.layers.%d.%s", layer, names[l]);
+            snprintf(module, sizeof module, "model.layers.%d.%s", layer, lin->module);
             qd_recipe_resolve(recipe, base, module, &s);
-            if (s.skip) continue;
-            size_t K = in_features(cfg, l);
+            if (s.skip || !lin->quantize) continue;
+            if (s.method == QD_METHOD_AWQ && lin->expert >= 0) {
+                who(recipe, module, w, sizeof w);
+                return qd_fail(QD_ERR_UNSUPPORTED, "quantize: AWQ of mixture-of-experts blocks is not supported yet%s; "
+                               "use --method gptq or rtn", w);
+            }
+            size_t K = (size_t)lin->K;
             if (s.bits < 2 || s.bits > 8) {
                 who(recipe, module, w, sizeof w);
                 return qd_fail(QD_ERR_USAGE, "quantize: %d bits%s: %s quantizes 2..8 bits", s.bits, w,
@@ -120,19 +146,20 @@ qd_status qd_run_check_specs(const qd_model_cfg *cfg, const qd_qspec *base, cons
  * Linear's input features, or the output exists. */
 qd_status qd_run_preflight(const qd_run_opts *o, const qd_model *m) {
     const qd_model_cfg *cfg = qd_model_cfg_of(m); /* the checkpoint was checked against it at open */
-    const char *names[QD_MAX_LINEARS];
-    int groups[QD_MAX_LINEARS];
-    int n = qd_model_linear_names(cfg, names, groups);
-    for (int l = 0; l < n && l < QD_NLIN; l++) {
+    qd_linear *lins;
+    int per, *counts;
+    QD_CHECK(all_linears(cfg, &lins, &per, &counts));
+    qd_status st = QD_OK;
+    for (int l = 0; l < counts[0] && st == QD_OK; l++) { /* block 0 (its shapes are every block's) */
         char module[160];
         qd_qspec spec;
-        snprintf(module, sizeof module, "model.layers.0.%s", names[l]);
+        snprintf(module, sizeof module, "model.layers.0.%s", lins[l].module);
         qd_recipe_resolve(o->q.recipe, &o->q.base, module, &spec);
-        int64_t K;
         size_t G;
-        qd_model_linear_shape(cfg, (qd_lin)l, NULL, &K);
-        if (!spec.skip) QD_CHECK(qd_qspec_groups(&spec, module, (size_t)K, &G));
+        if (!spec.skip && lins[l].quantize) st = qd_qspec_groups(&spec, module, (size_t)lins[l].K, &G);
     }
+    free(lins), free(counts);
+    QD_CHECK(st);
     qd_export_format f;
     QD_CHECK(qd_export_format_parse(o->format, &f));
     const qd_qspec *s = &o->q.base;
@@ -146,23 +173,24 @@ qd_status qd_run_preflight(const qd_run_opts *o, const qd_model *m) {
  * export (packed Linears plus everything else at its source size), checked before any work. */
 qd_status qd_run_check_space(const qd_run_opts *o, const qd_model *m, const char *staging) {
     const qd_model_cfg *cfg = qd_model_cfg_of(m);
-    const char *names[QD_MAX_LINEARS];
-    int groups[QD_MAX_LINEARS];
-    int n = qd_model_linear_names(cfg, names, groups);
     qd_export_format f;
     QD_CHECK(qd_export_format_parse(o->format, &f));
+    qd_linear *lins;
+    int per, *counts;
+    QD_CHECK(all_linears(cfg, &lins, &per, &counts));
     uint64_t model_bytes = qd_model_total_bytes(m), linear_bytes = 0, stage = 0, out = 0;
     unsigned wbytes = qd_dtype_bits(cfg->dtype) / 8;
-    for (int l = 0; l < n && l < QD_NLIN; l++) {
-        int64_t n64, k64;
-        qd_model_linear_shape(cfg, (qd_lin)l, &n64, &k64);
-        uint64_t N = (uint64_t)n64, K = (uint64_t)k64;
-        uint64_t G = o->q.base.group_size > 0 ? K / (uint64_t)o->q.base.group_size : 1;
-        stage += (uint64_t)cfg->nlayers * (N * K + 8 * G * N + 4 * K);
-        out += (uint64_t)cfg->nlayers * qd_export_linear_bytes(f, 0, (int)N, (int)K, o->q.base.bits,
-                                                               o->q.base.group_size, o->q.base.sym, 1, 2);
-        linear_bytes += (uint64_t)cfg->nlayers * N * K * wbytes;
-    }
+    for (int b = 0; b < cfg->nlayers; b++)
+        for (int l = 0; l < counts[b]; l++) {
+            const qd_linear *lin = &lins[(size_t)b * per + l];
+            uint64_t N = (uint64_t)lin->N, K = (uint64_t)lin->K;
+            uint64_t G = o->q.base.group_size > 0 ? K / (uint64_t)o->q.base.group_size : 1;
+            stage += N * K + 8 * G * N + 4 * K;
+            out += qd_export_linear_bytes(f, 0, (int)N, (int)K, o->q.base.bits, o->q.base.group_size,
+                                          o->q.base.sym, 1, 2);
+            linear_bytes += N * K * wbytes;
+        }
+    free(lins), free(counts);
     out += model_bytes > linear_bytes ? model_bytes - linear_bytes : 0;
     uint64_t free_bytes = 0;
     QD_CHECK(qd_disk_free(staging, &free_bytes));

@@ -55,6 +55,10 @@ qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int n
         cJSON_Delete(root), cJSON_Delete(mods), cJSON_Delete(ranks);
         return qd_fail(QD_ERR_NOMEM, "report: out of memory");
     }
+    if (o->q.moe_model) {
+        cJSON_AddStringToObject(set, "moe_calibration", o->q.moe_all ? "all" : "routed");
+        cJSON_AddNumberToObject(set, "moe_min_tokens", (double)o->q.moe_min_tokens);
+    }
     cJSON_AddStringToObject(set, "schedule", o->schedule == QD_SCHED_EXACT ? "exact" : "overlap");
     cJSON_AddStringToObject(set, "parallel", o->parallel == QD_PAR_DATA ? "data" : "pipeline");
     cJSON_AddNumberToObject(set, "ranks", plan->nranks);
@@ -105,6 +109,10 @@ qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int n
             if (r.s.fallback[0]) cJSON_AddStringToObject(j, "fallback", r.s.fallback);
             else cJSON_AddNullToObject(j, "fallback");
             cJSON_AddNumberToObject(j, "calib_tokens", (double)(o->q.nseq * o->q.seq_len));
+            if (r.s.expert) { /* a routed expert: its own tokens (the fallback says when they were too few) */
+                cJSON_AddNumberToObject(j, "expert", r.s.expert - 1);
+                cJSON_AddNumberToObject(j, "expert_tokens", (double)r.s.expert_tokens);
+            }
             cJSON_AddNumberToObject(j, "seconds", r.s.seconds);
             cJSON_AddNumberToObject(j, "rank", r.rank);
             cJSON_AddItemToObject(mods, name, j);

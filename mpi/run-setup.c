@@ -57,6 +57,11 @@ qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_p
               * the other way keeps the same math as long as the flag and the checkpoint's dtype do) */
              qd_math_name(o->backend.math));
     QD_CHECK(qd_fingerprint_add(fpr, "settings", buf));
+    if (o->q.moe_model) { /* the experts' Hessians depend on them */
+        snprintf(buf, sizeof buf, "moe_calibration=%s moe_min_tokens=%zu", o->q.moe_all ? "all" : "routed",
+                 o->q.moe_min_tokens);
+        QD_CHECK(qd_fingerprint_add(fpr, "moe", buf));
+    }
     if (o->recipe_path) {
         char *text = NULL;
         size_t len = 0;
@@ -245,7 +250,9 @@ qd_status qd_quantize_command(const qd_run_params *p) {
         (cfg.dtype == QD_DT_BF16 || cfg.dtype == QD_DT_F32 || cfg.dtype == QD_DT_F16))
         sdt = cfg.dtype;
     ro.q = (qd_quantize_opts){.base = base, .recipe = recipe, .true_sequential = run.true_sequential,
-                              .chunk_tokens = p->run.q.chunk_tokens, .scale_dtype = sdt};
+                              .chunk_tokens = p->run.q.chunk_tokens, .scale_dtype = sdt,
+                              .moe_all = p->run.q.moe_all, .moe_min_tokens = p->run.q.moe_min_tokens,
+                              .moe_model = cfg.moe_experts > 0};
     ro.calib_mode = run.calib_mode, ro.seed = (uint64_t)run.seed;
     if (!p->format_given && base.method == QD_METHOD_AWQ) ro.format = "awq";
     /* every module's spec against the method and the format, before calibration or staging */

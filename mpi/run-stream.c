@@ -15,34 +15,35 @@
 #include "qd-fs.h"
 #include "qd-param.h"
 
-/* Every Linear the run will quantize, in the order the blocks stage them (run-worker.c: qd_lin order,
- * skipped modules left out), with its shape and scheme; nonseq: act-order g_idx (GPTQ with groups and
- * without static groups). What the data turns out to be is compared with this block by block. */
+/* Every Linear the run will quantize, in the order the blocks stage them (run-worker.c: the block's
+ * Linear table order, skipped modules and routers left out), with its shape and scheme; nonseq:
+ * act-order g_idx (GPTQ with groups and without static groups). What the data turns out to be is compared with this block by block. */
 static qd_status plan_heads(const qd_run *k, qd_qlinear **heads_out, int **nonseq_out, size_t *n_out) {
     const qd_model_cfg *cfg = k->cfg;
-    const char *names[QD_MAX_LINEARS];
-    int groups[QD_MAX_LINEARS];
-    int nl = qd_model_linear_names(cfg, names, groups);
-    size_t cap = (size_t)cfg->nlayers * QD_NLIN + 1, n = 0;
+    int maxl = qd_model_max_linears(cfg);
+    size_t cap = (size_t)cfg->nlayers * (size_t)maxl + 1, n = 0;
     qd_qlinear *heads = calloc(cap, sizeof *heads);
     int *nonseq = calloc(cap, sizeof *nonseq);
-    qd_status st = heads && nonseq ? QD_OK : qd_fail(QD_ERR_NOMEM, "export: out of memory planning the export");
-    for (int b = 0; b < cfg->nlayers && st == QD_OK; b++)
-        for (int l = 0; l < QD_NLIN && l < nl && st == QD_OK; l++) {
+    qd_linear *lin = calloc((size_t)maxl, sizeof *lin);
+    qd_status st = heads && nonseq && lin ? QD_OK : qd_fail(QD_ERR_NOMEM, "export: out of memory planning the export");
+    for (int b = 0; b < cfg->nlayers && st == QD_OK; b++) {
+        int nl = qd_model_linears(cfg, b, lin, maxl);
+        for (int l = 0; l < nl && st == QD_OK; l++) {
             qd_qlinear *h = &heads[n];
-            snprintf(h->name, sizeof h->name, "model.layers.%d.%s", b, qd_lin_name((qd_lin)l));
+            snprintf(h->name, sizeof h->name, "model.layers.%d.%s", b, lin[l].module);
             qd_qspec s;
             qd_recipe_resolve(k->o->q.recipe, &k->o->q.base, h->name, &s);
-            if (s.skip) continue;
-            int64_t N, K;
+            if (s.skip || !lin[l].quantize) continue;
+            int64_t N = lin[l].N, K = lin[l].K;
             size_t G;
-            qd_model_linear_shape(cfg, (qd_lin)l, &N, &K);
             st = qd_qspec_groups(&s, h->name, (size_t)K, &G);
             h->N = (int)N, h->K = (int)K, h->G = (int)G;
             h->bits = s.bits, h->group_size = s.group_size, h->sym = s.sym;
             nonseq[n] = s.method == QD_METHOD_GPTQ && s.act_order && !s.static_groups && G > 1;
             n++;
         }
+    }
+    free(lin);
     if (st != QD_OK) {
         free(heads);
         free(nonseq);

@@ -164,18 +164,18 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
     }
     *sb = (qd_staged_block){.block = b, .rank = qd_mpi_rank(), .time_s = seconds, .sources = *sources};
     *sources = NULL;
-    sb->modules = calloc(QD_NLIN, sizeof *sb->modules);
-    sb->tensors = calloc(4 + 2 * QD_NLIN, sizeof *sb->tensors);
+    sb->modules = calloc((size_t)w->nlin, sizeof *sb->modules);
+    sb->tensors = calloc(4 + 2 * (size_t)w->nlin, sizeof *sb->tensors);
     if (!sb->modules || !sb->tensors) {
         st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory staging", b);
         goto out;
     }
     char name[256];
-    for (int l = 0; l < QD_NLIN; l++) {
+    for (int l = 0; l < w->nlin; l++) {
         qd_qlinear *q = &res[l].q;
         if (!q->codes) {
-            /* left unquantized (recipe skip): its weight as the run leaves it */
-            snprintf(name, sizeof name, "%s.weight", qd_lin_name((qd_lin)l));
+            /* left unquantized (recipe skip, a router): its weight as the run leaves it */
+            snprintf(name, sizeof name, "%s.weight", w->lin[l].module);
             QD_CHECK_GOTO(stage_tensor(k, sb, b, name, w->w[l]), st, out);
             sb->tensors[sb->ntensors - 1].ndim = 2;
             sb->tensors[sb->ntensors - 1].shape[0] = (int64_t)w->n_out[l];
@@ -184,10 +184,10 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
             qd_staged_module *m = &sb->modules[sb->nmodules++];
             *m = (qd_staged_module){.q = *q, .s = res[l].s}; /* the arrays are now the block's */
             *q = qd_qlinear_header(q);
-            snprintf(m->q.name, sizeof m->q.name, "%s", qd_lin_name((qd_lin)l)); /* staged names are block-relative */
+            snprintf(m->q.name, sizeof m->q.name, "%s", w->lin[l].module); /* staged names are block-relative */
             QD_CHECK_GOTO(keep_record(k, qd_qrecord_of(b, qd_mpi_rank(), &m->q, &m->s)), st, out);
         }
-        snprintf(name, sizeof name, "%s.bias", qd_lin_name((qd_lin)l));
+        snprintf(name, sizeof name, "%s.bias", w->lin[l].module);
         QD_CHECK_GOTO(stage_tensor(k, sb, b, name, w->b[l]), st, out);
     }
     QD_CHECK_GOTO(stage_tensor(k, sb, b, "input_layernorm.weight", w->ln_in), st, out);
@@ -212,18 +212,22 @@ static qd_status w_quantize(void *user, int b) {
     qd_run *k = user;
     double t0 = qd_run_now_s();
     qd_block_w w = {0};
-    qd_qresult res[QD_NLIN];
-    memset(res, 0, sizeof res);
+    qd_qresult *res = NULL;
     char *sources = NULL;
     qd_status st = QD_OK;
     int stager = qd_run_dp_stager(k, b); /* data-parallel: every rank holds the results, one stages them */
     if (!stager && no_calib(k)) goto out;
     QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    res = calloc((size_t)w.nlin, sizeof *res);
+    if (!res) {
+        st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory for its results", b);
+        goto out;
+    }
     /* the bytes the load just read, hashed while their pages are hot (qd-block-sources.h) */
     if (stager) QD_CHECK_GOTO(qd_block_sources(k->cfg, qd_model_ckpt(k->model), b, &sources), st, out);
     QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
     /* a scale the checkpoint cannot hold is refused now, not after the whole run at export */
-    for (int l = 0; stager && l < QD_NLIN; l++) {
+    for (int l = 0; stager && l < w.nlin; l++) {
         if (!res[l].q.codes) continue;
         QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
         QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
@@ -237,7 +241,8 @@ static qd_status w_quantize(void *user, int b) {
     k->in = k->out, k->out = t;
 out:
     free(sources);
-    for (int l = 0; l < QD_NLIN; l++) qd_qresult_free(&res[l]);
+    for (int l = 0; res && l < w.nlin; l++) qd_qresult_free(&res[l]);
+    free(res);
     qd_block_w_free(&w);
     qd_run_sample_mem(k);
     k->t.quant_s += qd_run_now_s() - t0;
@@ -270,10 +275,14 @@ static qd_status w_replay(void *user, int b) {
     double t0 = qd_run_now_s();
     qd_block_w w = {0};
     qd_staged_block *sb = NULL;
-    qd_qresult res[QD_NLIN];
-    memset(res, 0, sizeof res);
+    qd_qresult *res = NULL;
     qd_status st;
     QD_CHECK_GOTO(load_block(k, b, &w), st, out);
+    res = calloc((size_t)w.nlin, sizeof *res);
+    if (!res) {
+        st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory for its results", b);
+        goto out;
+    }
     qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
     st = qd_stage_writer_flush(k->writer); /* HDF5 is single-threaded: no read while a write is in flight */
     if (st == QD_OK) st = qd_stage_read_block(k->stage, b, &sb);
@@ -283,8 +292,8 @@ static qd_status w_replay(void *user, int b) {
     for (size_t i = 0; i < sb->nmodules; i++) {
         qd_staged_module *m = &sb->modules[i];
         int l = -1;
-        for (int j = 0; j < QD_NLIN; j++)
-            if (strcmp(m->q.name, qd_lin_name((qd_lin)j)) == 0) l = j;
+        for (int j = 0; j < w.nlin; j++)
+            if (strcmp(m->q.name, w.lin[j].module) == 0) l = j;
         if (l < 0) {
             st = qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: unknown module '%s'", qd_stage_dir(k->stage), b, m->q.name);
             goto out;
@@ -299,6 +308,7 @@ static qd_status w_replay(void *user, int b) {
         k->in = k->out, k->out = t;
     }
 out:
+    free(res); /* its arrays are sb's */
     qd_staged_block_free(sb);
     qd_block_w_free(&w);
     k->t.replay_s += qd_run_now_s() - t0;

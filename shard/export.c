@@ -3,6 +3,7 @@
  * cannot express before writing, list the tensors (export-tensors.c), write them with a pool of
  * threads (export-write.c) into the atomic output directory, then the configs. */
 #include <cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,10 +127,26 @@ static qd_status read_config(const char *meta_dir, char *path, size_t cap, cJSON
     return QD_OK;
 }
 
+/* MoE configs hold float fields that transformers' config classes type-check (router_jitter_noise:
+ * float); cJSON prints a whole double without its ".0", so those are written raw as "0.0". */
+static void keep_floats(cJSON *cfg) {
+    static const char *const keys[] = {"router_jitter_noise", "router_aux_loss_coef"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, keys[i]);
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble || fabs(v->valuedouble) > 1e15)
+            continue;
+        char raw[32];
+        snprintf(raw, sizeof raw, "%.1f", v->valuedouble);
+        cJSON *r = cJSON_CreateRaw(raw);
+        if (r) cJSON_ReplaceItemInObjectCaseSensitive(cfg, keys[i], r);
+    }
+}
+
 static qd_status write_configs(const qd_xplan *p, const char *meta_dir, const char *out) {
     char path[4400];
     cJSON *cfg = NULL;
     QD_CHECK(read_config(meta_dir, path, sizeof path, &cfg));
+    keep_floats(cfg);
     cJSON *q;
     qd_status st = qd_export_quant_config(p, &q);
     if (st == QD_OK) {

@@ -207,6 +207,16 @@ static qd_status read_module(qd__h5s *s, hid_t modules, qd_staged_module *m, int
     QD_CHECK(read_attr(s, g, obj, "time_s", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.seconds));
     /* any length that fits: stagings written before the fallback kept its full length hold <= 64 bytes */
     QD_CHECK(read_attr_str(s, g, obj, "fallback", m->s.fallback, sizeof m->s.fallback));
+    htri_t ex = H5Aexists(g, "expert"); /* a routed expert's Linear only */
+    QD_H5_CHECK(s, ex < 0 ? -1 : 0, "expert");
+    if (ex) {
+        double tokens;
+        QD_CHECK(read_attr(s, g, obj, "expert", H5T_INTEGER, H5T_NATIVE_INT32, &v));
+        QD_CHECK(read_attr(s, g, obj, "expert_tokens", H5T_FLOAT, H5T_NATIVE_DOUBLE, &tokens));
+        if (v < 0 || !(tokens >= 0 && tokens < 9e15)) return malformed(s, obj, "expert attributes out of range");
+        m->s.expert = v + 1;
+        m->s.expert_tokens = (size_t)tokens;
+    }
     return qd__h5s_pop(s, g);
 }
 

@@ -153,6 +153,10 @@ static qd_status write_module(qd__h5s *s, hid_t modules, const qd_staged_module 
     QD_CHECK(attr_f64(s, g, "damp", m->s.damp));
     QD_CHECK(attr_f64(s, g, "time_s", m->s.seconds));
     QD_CHECK(attr_str(s, g, "fallback", m->s.fallback));
+    if (m->s.expert) { /* a routed expert's Linear: which, and its routed tokens (for the report of a resume) */
+        QD_CHECK(attr_i32(s, g, "expert", m->s.expert - 1));
+        QD_CHECK(attr_f64(s, g, "expert_tokens", (double)m->s.expert_tokens));
+    }
     return qd__h5s_pop(s, g);
 }
 

@@ -46,6 +46,7 @@ static const struct qd_backend_i cpu_iface = {
     .chol_inv = qd_cpu_chol_inv,
     .permute = qd_cpu_permute,
     .ewise = qd_cpu_ewise,
+    .rows = qd_cpu_rows,
     .rmsnorm = qd_cpu_rmsnorm,
     .rope = qd_cpu_rope,
     .attention = qd_cpu_attention,

@@ -26,6 +26,7 @@ qd_status qd_cpu_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
 qd_status qd_cpu_acc64(qd_backend_t be, const struct qd_acc64_args *a);
 qd_status qd_cpu_permute(qd_backend_t be, const struct qd_permute_args *a);
 qd_status qd_cpu_ewise(qd_backend_t be, const struct qd_ewise_args *a);
+qd_status qd_cpu_rows(qd_backend_t be, const struct qd_rows_args *a);
 qd_status qd_cpu_reduce(qd_backend_t be, const struct qd_reduce_args *a);
 qd_status qd_cpu_colstat(qd_backend_t be, const struct qd_colstat_args *a);
 

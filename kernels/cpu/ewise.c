@@ -153,3 +153,25 @@ qd_status qd_cpu_colstat(qd_backend_t be, const struct qd_colstat_args *a) {
     free(acc);
     return QD_OK;
 }
+
+qd_status qd_cpu_rows(qd_backend_t be, const struct qd_rows_args *a) {
+    (void)be;
+    const float *x = qd_ref_f32(a->x), *w = a->w.buf ? qd_ref_f32(a->w) : NULL;
+    const int32_t *idx = qd_ref_i32(a->idx);
+    float *out = qd_ref_f32(a->out);
+    size_t C = a->cols;
+    for (size_t i = 0; i < a->n; i++) {
+        if (idx[i] < 0 || (size_t)idx[i] >= a->rows)
+            return qd_fail(QD_ERR_INTERNAL, "backend cpu: rows: index %d outside 0..%zu", idx[i], a->rows - 1);
+        size_t r = (size_t)idx[i];
+        if (a->kind == QD_ROWS_GATHER) {
+            memcpy(out + i * C, x + r * C, C * sizeof *out);
+        } else {
+            for (size_t c = 0; c < C; c++) {
+                float p = w[i] * x[i * C + c]; /* rounded product, then the sum (-ffp-contract=off) */
+                out[r * C + c] += p;
+            }
+        }
+    }
+    return QD_OK;
+}

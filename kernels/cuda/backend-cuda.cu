@@ -247,6 +247,7 @@ static const struct qd_backend_i cuda_iface = {
     .chol_inv = qd_cu_chol_inv,
     .permute = qd_cu_permute,
     .ewise = qd_cu_ewise,
+    .rows = qd_cu_rows,
     .rmsnorm = qd_cu_rmsnorm,
     .rope = qd_cu_rope,
     .attention = qd_cu_attention,

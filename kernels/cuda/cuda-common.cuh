@@ -108,6 +108,7 @@ qd_status qd_cu_diag_add(qd_backend_t be, const struct qd_diag_add_args *a);
 qd_status qd_cu_acc64(qd_backend_t be, const struct qd_acc64_args *a);
 qd_status qd_cu_chol_inv(qd_backend_t be, const struct qd_chol_inv_args *a);
 qd_status qd_cu_ewise(qd_backend_t be, const struct qd_ewise_args *a);
+qd_status qd_cu_rows(qd_backend_t be, const struct qd_rows_args *a);
 qd_status qd_cu_reduce(qd_backend_t be, const struct qd_reduce_args *a);
 qd_status qd_cu_colstat(qd_backend_t be, const struct qd_colstat_args *a);
 qd_status qd_cu_rmsnorm(qd_backend_t be, const struct qd_rmsnorm_args *a);

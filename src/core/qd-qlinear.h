@@ -44,6 +44,8 @@ typedef struct qd_qstats {
     char fallback[QD_FALLBACK_MAX]; /* "" or what happened instead (e.g. RTN after Cholesky failures) */
     double seconds;                 /* wall time of this Linear */
     size_t calib_tokens;            /* calibration tokens seen (not staged: 0 when read back) */
+    int expert;                     /* a routed expert's Linear: its index + 1; else 0 */
+    size_t expert_tokens;           /* the tokens the model's routing sent to that expert */
 } qd_qstats;
 
 /* What a run's report says of one quantized Linear: plain bytes (no pointers), so that ranks can

@@ -1,27 +1,21 @@
 /* SPDX-License-Identifier: MIT
  * block.c - the decoder block forward over the backend: h = x + o(Attn(RMSNorm_in(x))),
- * out = h + down(silu(gate(n)) * up(n)) with n = RMSNorm_post(h). Scratch buffers live in qd_fwd. */
+ * out = h + down(silu(gate(n)) * up(n)) with n = RMSNorm_post(h) (an MoE block's MLP: moe.c).
+ * Scratch buffers live in qd_fwd. */
 #include <math.h>
 #include <stdlib.h>
 
+#include "forward-internal.h"
 #include "qd-check.h"
-#include "qd-forward.h"
 #include "qd-log.h"
-
-struct qd_fwd {
-    qd_backend_t be;
-    const qd_model_cfg *cfg;
-    size_t seq_len, max_seqs;
-    qd_buf_t cos, sin;
-    qd_buf_t n, q, k, v, att, h, g, u, t; /* scratch, sized for max_seqs * seq_len rows */
-};
 
 size_t qd_fwd_seq_len(const qd_fwd *f) { return f->seq_len; }
 size_t qd_fwd_max_seqs(const qd_fwd *f) { return f->max_seqs; }
 
 void qd_fwd_free(qd_fwd *f) {
     if (!f) return;
-    qd_buf_t *bufs[] = {&f->cos, &f->sin, &f->n, &f->q, &f->k, &f->v, &f->att, &f->h, &f->g, &f->u, &f->t};
+    qd_buf_t *bufs[] = {&f->cos, &f->sin, &f->n, &f->q, &f->k, &f->v, &f->att, &f->h, &f->g, &f->u, &f->t,
+                        &f->xe, &f->ye, &f->logits, &f->ridx, &f->rw, &f->sg};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qd_buf_free(*bufs[i]);
     free(f);
 }
@@ -35,7 +29,7 @@ qd_status qd_fwd_create(qd_backend_t be, const qd_model_cfg *cfg, size_t seq_len
     f->seq_len = seq_len;
     f->max_seqs = max_seqs;
     size_t rows = seq_len * max_seqs, hd = (size_t)cfg->head_dim, half = hd / 2;
-    size_t H = (size_t)cfg->hidden, I = (size_t)cfg->intermediate;
+    size_t H = (size_t)cfg->hidden, I = qd__fwd_inter(cfg);
     size_t qo = (size_t)cfg->nheads * hd, kvo = (size_t)cfg->nkv * hd;
     qd_status st;
     float *c = malloc(seq_len * half * sizeof *c), *s = malloc(seq_len * half * sizeof *s);
@@ -60,6 +54,7 @@ qd_status qd_fwd_create(qd_backend_t be, const qd_model_cfg *cfg, size_t seq_len
     QD_CHECK_GOTO(qd_buf_alloc(be, rows * I, &f->g), st, fail);
     QD_CHECK_GOTO(qd_buf_alloc(be, rows * I, &f->u), st, fail);
     QD_CHECK_GOTO(qd_buf_alloc(be, rows * H, &f->t), st, fail);
+    if (cfg->moe_experts > 0) QD_CHECK_GOTO(qd__moe_alloc(f), st, fail);
     free(c), free(s);
     *out = f;
     return QD_OK;
@@ -69,7 +64,7 @@ fail:
     return st;
 }
 
-qd_status qd_linear_forward(qd_backend_t be, const qd_block_w *w, qd_lin l, qd_ref x, qd_ref y, size_t rows) {
+qd_status qd_linear_forward(qd_backend_t be, const qd_block_w *w, int l, qd_ref x, qd_ref y, size_t rows) {
     size_t N = w->n_out[l], K = w->n_in[l];
     QD_CHECK(qd_be_gemm(be, &(struct qd_gemm_args){.trans_b = 1, .M = rows, .N = N, .K = K, .alpha = 1, .beta = 0,
                                                    .A = x, .B = QD_REF(w->w[l], 0), .C = y, .lda = K, .ldb = K,
@@ -88,9 +83,9 @@ qd_status qd_norm_forward(qd_backend_t be, const qd_model_cfg *cfg, qd_buf_t wei
 }
 
 /* capture, and tell the caller whether to stop here */
-static qd_status hook(qd_capture_fn cb, void *user, qd_lin l, qd_ref x, size_t rows, int stop_after, int *stopped) {
+static qd_status hook(qd_capture_fn cb, void *user, int l, qd_ref x, size_t rows, int stop_after, int *stopped) {
     if (cb) QD_CHECK(cb(user, l, x, rows));
-    if (stop_after == (int)l) *stopped = 1;
+    if (stop_after == l) *stopped = 1;
     return QD_OK;
 }
 
@@ -161,7 +156,10 @@ qd_status qd_block_forward(qd_fwd *f, const struct qd_block_fwd_args *a) {
     QD_CHECK(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_ADD, .out = h, .x = a->x, .y = t, .rows = rows,
                                                      .cols = H, .ld = H}));
     QD_CHECK(qd_norm_forward(be, cfg, a->w->ln_post, h, n, rows));
-    QD_CHECK(qd_mlp_forward(f, a->w, n, t, rows, a->capture, a->user, a->stop_after, &stopped));
+    if (qd_block_is_moe(a->w))
+        QD_CHECK(qd_moe_forward(f, a->w, n, t, rows, a->capture, a->user, a->stop_after, &a->moe, &stopped));
+    else
+        QD_CHECK(qd_mlp_forward(f, a->w, n, t, rows, a->capture, a->user, a->stop_after, &stopped));
     if (stopped) return QD_OK;
     return qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_ADD, .out = a->out, .x = h, .y = t, .rows = rows,
                                                    .cols = H, .ld = H});

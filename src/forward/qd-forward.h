@@ -30,7 +30,18 @@ size_t qd_fwd_max_seqs(const qd_fwd *f);
  * and llama3 rope). */
 qd_status qd_rope_tables(const qd_model_cfg *cfg, size_t seq_len, float *cos_out, float *sin_out);
 
-typedef qd_status (*qd_capture_fn)(void *user, qd_lin lin, qd_ref x, size_t rows);
+/* lin: the Linear's index in the block's table (w->lin) */
+typedef qd_status (*qd_capture_fn)(void *user, int lin, qd_ref x, size_t rows);
+
+/* Mixture-of-experts blocks (moe.c): the router's input (all tokens) is captured with the router, the
+ * shared expert's with its gate_proj; expert e's gate/up input is the gathered rows of the tokens routed
+ * to it ([n_e, hidden], nothing when n_e = 0) and its down input [n_e, moe_intermediate] - or every
+ * token's, for the statistics only, when all[e] is set (the output always uses the model's routing).
+ * stop_after on any Linear of a stage returns once every capture of that stage is made. */
+struct qd_moe_calib {
+    const unsigned char *all; /* [experts] or NULL */
+    size_t *tokens;           /* [experts] or NULL: routed tokens added per expert */
+};
 
 struct qd_block_fwd_args {
     const qd_block_w *w;
@@ -39,7 +50,8 @@ struct qd_block_fwd_args {
     size_t nseq;          /* <= max_seqs */
     qd_capture_fn capture; /* optional */
     void *user;
-    int stop_after;       /* -1: whole block; else a qd_lin: return after capturing it */
+    int stop_after;       /* -1: whole block; else a Linear index: return after capturing it */
+    struct qd_moe_calib moe;
 };
 qd_status qd_block_forward(qd_fwd *f, const struct qd_block_fwd_args *a);
 
@@ -49,8 +61,13 @@ qd_status qd_attn_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, 
                           qd_capture_fn capture, void *user, int stop_after, int *stopped);
 qd_status qd_mlp_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, size_t rows,
                          qd_capture_fn capture, void *user, int stop_after, int *stopped);
-/* y [rows, out] = x [rows, in] W^T + b, for Linear lin of the block. */
-qd_status qd_linear_forward(qd_backend_t be, const qd_block_w *w, qd_lin lin, qd_ref x, qd_ref y, size_t rows);
+/* The mixture-of-experts MLP (router, top-k, experts, shared expert) of an MoE block; moe may be NULL. */
+qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, size_t rows, qd_capture_fn capture,
+                         void *user, int stop_after, const struct qd_moe_calib *moe, int *stopped);
+/* 1 when w is a mixture-of-experts block (its table holds a router) */
+int qd_block_is_moe(const qd_block_w *w);
+/* y [rows, out] = x [rows, in] W^T + b, for Linear lin (table index) of the block. */
+qd_status qd_linear_forward(qd_backend_t be, const qd_block_w *w, int lin, qd_ref x, qd_ref y, size_t rows);
 /* HF RMSNorm of x [rows, hidden] with weight w into out. */
 qd_status qd_norm_forward(qd_backend_t be, const qd_model_cfg *cfg, qd_buf_t weight, qd_ref x, qd_ref out,
                           size_t rows);

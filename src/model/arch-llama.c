@@ -58,10 +58,34 @@ void qd_arch_llama_linear_shape(const qd_model_cfg *c, qd_lin lin, int64_t *N, i
         snprintf(f, sizeof f, "intermediate_size=%d, hidden_size=%d", c->intermediate, c->hidden);
         break;
     case QD_LIN_DOWN:
-    default:
         k = I;
         snprintf(f, sizeof f, "hidden_size=%d, intermediate_size=%d", c->hidden, c->intermediate);
         break;
+    case QD_LIN_ROUTER:
+        n = c->moe_experts;
+        snprintf(f, sizeof f, "num_experts=%d, hidden_size=%d", c->moe_experts, c->hidden);
+        break;
+    case QD_LIN_SH_ROUTER:
+        n = 1;
+        snprintf(f, sizeof f, "1, hidden_size=%d", c->hidden);
+        break;
+    case QD_LIN_EXP_GATE:
+    case QD_LIN_EXP_UP:
+    case QD_LIN_SH_GATE:
+    case QD_LIN_SH_UP: {
+        int sh = lin == QD_LIN_SH_GATE || lin == QD_LIN_SH_UP, mi = sh ? c->moe_shared_inter : c->moe_inter;
+        n = mi;
+        snprintf(f, sizeof f, "%s=%d, hidden_size=%d", sh ? "shared_expert_intermediate_size" : "moe_intermediate_size",
+                 mi, c->hidden);
+        break;
+    }
+    default: { /* the down projection of an expert or the shared expert */
+        int mi = lin == QD_LIN_SH_DOWN ? c->moe_shared_inter : c->moe_inter;
+        k = mi;
+        snprintf(f, sizeof f, "hidden_size=%d, %s=%d", c->hidden,
+                 lin == QD_LIN_SH_DOWN ? "shared_expert_intermediate_size" : "moe_intermediate_size", mi);
+        break;
+    }
     }
     if (N) *N = n;
     if (K) *K = k;

@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const struct qd_arch *const arches[] = {&qd_arch_llama, &qd_arch_mistral, &qd_arch_qwen2, &qd_arch_qwen3};
+static const struct qd_arch *const arches[] = {&qd_arch_llama,     &qd_arch_mistral,   &qd_arch_qwen2,    &qd_arch_qwen3,
+                                               &qd_arch_mixtral,   &qd_arch_qwen2_moe, &qd_arch_qwen3_moe};
 #define NARCH (sizeof arches / sizeof arches[0])
 
 const struct qd_arch *qd_arch_find(const char *name) {
@@ -28,28 +29,6 @@ void qd_arch_supported_list(char *buf, size_t cap) {
     buf[0] = '\0';
     for (size_t i = 0; i < NARCH && n < cap; i++)
         n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", arches[i]->name);
-}
-
-/* The Linears of a dense decoder block: every supported architecture names them so. */
-static const char *const lin_names[QD_NLIN] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                               "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                               "mlp.down_proj"};
-static const int lin_groups[QD_NLIN] = {0, 0, 0, 1, 2, 2, 3};
-
-const char *qd_lin_name(qd_lin l) { return l < QD_NLIN ? lin_names[l] : "?"; }
-int qd_lin_group(qd_lin l) { return l < QD_NLIN ? lin_groups[l] : -1; }
-qd_lin qd_lin_group_first(int group) {
-    static const qd_lin first[4] = {QD_LIN_Q, QD_LIN_O, QD_LIN_GATE, QD_LIN_DOWN};
-    return group >= 0 && group < 4 ? first[group] : QD_NLIN;
-}
-
-int qd_model_linear_names(const qd_model_cfg *cfg, const char **names, int *groups) {
-    (void)cfg; /* every supported architecture has the seven Linears of qd_lin */
-    for (int i = 0; i < QD_NLIN; i++) {
-        if (names) names[i] = lin_names[i];
-        if (groups) groups[i] = lin_groups[i];
-    }
-    return QD_NLIN;
 }
 
 void qd_model_linear_shape(const qd_model_cfg *cfg, qd_lin lin, int64_t *N, int64_t *K) {

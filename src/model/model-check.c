@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qd-check.h"
@@ -115,27 +116,36 @@ static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkp
 static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, int b) {
     const struct qd_arch *a = cfg->arch;
     char name[320], prefix[256], fields[96];
-    for (size_t i = 0; i < a->ntensors; i++) {
-        const struct qd_block_tensor *bt = &a->tensors[i];
-        if (bt->present && !bt->present(cfg)) continue;
+    size_t nt = qd_model_block_tensors(cfg, b, NULL, 0);
+    int nl = qd_model_linears(cfg, b, NULL, 0);
+    qd_block_tensor_ref *refs = calloc(nt + 1, sizeof *refs);
+    qd_linear *lin = calloc((size_t)nl + 1, sizeof *lin);
+    qd_status st = refs && lin ? QD_OK : qd_fail(QD_ERR_NOMEM, "block %d: out of memory checking its tensors", b);
+    if (st == QD_OK) {
+        qd_model_block_tensors(cfg, b, refs, nt);
+        qd_model_linears(cfg, b, lin, nl);
+    }
+    for (size_t i = 0; i < nt && st == QD_OK; i++) {
+        const qd_block_tensor_ref *bt = &refs[i];
         want w = {1, {0, 0}, fields};
         if (bt->role == QD_T_NORM) {
             const int q = bt->slot == QD_NORM_Q || bt->slot == QD_NORM_K;
             w.dims[0] = qd_model_norm_size(cfg, (qd_norm)bt->slot);
             snprintf(fields, sizeof fields, "%s=%d", q ? "head_dim" : "hidden_size", q ? cfg->head_dim : cfg->hidden);
         } else {
-            a->linear_shape(cfg, (qd_lin)bt->slot, &w.dims[0], &w.dims[1], fields, sizeof fields);
+            a->linear_shape(cfg, lin[bt->slot].kind, &w.dims[0], &w.dims[1], fields, sizeof fields);
             w.ndim = bt->role == QD_T_LINEAR_W ? 2 : 1;
         }
         if (bt->role == QD_T_LINEAR_W) {
-            snprintf(prefix, sizeof prefix, "model.layers.%d.%s", b, qd_lin_name((qd_lin)bt->slot));
-            QD_CHECK(check_linear(warn, cfg, ck, prefix, &w));
+            snprintf(prefix, sizeof prefix, "model.layers.%d.%s", b, lin[bt->slot].module);
+            st = check_linear(warn, cfg, ck, prefix, &w);
         } else {
             snprintf(name, sizeof name, "model.layers.%d.%s", b, bt->suffix);
-            QD_CHECK(check_tensor(warn, ck, name, &w));
+            st = check_tensor(warn, ck, name, &w);
         }
     }
-    return QD_OK;
+    free(refs), free(lin);
+    return st;
 }
 
 qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, int warn) {

@@ -2,7 +2,7 @@
  * model-config.c - read a Hugging Face config.json into qd_model_cfg.
  *
  * Defaults follow the transformers config classes of the supported architectures, so a config that
- * transformers loads means the same thing here. Anything we cannot honour (MoE, unknown rope types,
+ * transformers loads means the same thing here. Anything we cannot honour (other MoE families, unknown rope types,
  * per-layer rope parameters) is refused by name rather than silently approximated: a wrong rope would
  * quantize against the wrong activations without any visible error. The fields every family shares
  * are read here; each architecture reads its own flags (qd-arch.h read_flags).
@@ -235,12 +235,13 @@ static qd_status parse_arch(const cJSON *root, const char *path, qd_model_cfg *c
         const cJSON *v = field(root, moe_fields[i]);
         if (cJSON_IsNumber(v) && v->valuedouble > 0) moe_field = moe_fields[i];
     }
-    if (moe || moe_field)
-        return qd_fail(QD_ERR_UNSUPPORTED, "%s: %.64s is a mixture-of-experts model%s%s%s; MoE is not supported yet "
-                       "(supported: %s)", path, name, moe_field ? " (" : "", moe_field ? moe_field : "",
-                       moe_field ? " is set)" : "", supported);
     c->arch = qd_arch_find(name);
-    if (c->arch) return QD_OK;
+    if (c->arch && (c->arch->moe || !moe_field)) return QD_OK; /* the MoE families qdist supports included */
+    c->arch = NULL;
+    if (moe || moe_field)
+        return qd_fail(QD_ERR_UNSUPPORTED, "%s: %.64s is a mixture-of-experts model%s%s%s that qdist "
+                       "does not support yet (supported: %s)", path, name, moe_field ? " (" : "", moe_field ? moe_field : "",
+                       moe_field ? " is set)" : "", supported);
     return qd_fail(QD_ERR_UNSUPPORTED, "%s: architecture '%.64s' is not supported (supported: %s)", path, name,
                    supported);
 }

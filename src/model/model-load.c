@@ -83,31 +83,43 @@ static qd_buf_t *norm_slot(qd_block_w *w, int norm) {
     }
 }
 
+/* the block's Linear table and its arrays, sized for it */
+static qd_status block_alloc(const qd_model_cfg *cfg, int index, qd_block_w *out) {
+    int n = qd_model_linears(cfg, index, NULL, 0);
+    out->nlin = n;
+    out->lin = calloc((size_t)n, sizeof *out->lin);
+    out->w = calloc((size_t)n, sizeof *out->w);
+    out->b = calloc((size_t)n, sizeof *out->b);
+    out->n_out = calloc((size_t)n, sizeof *out->n_out);
+    out->n_in = calloc((size_t)n, sizeof *out->n_in);
+    if (!out->lin || !out->w || !out->b || !out->n_out || !out->n_in)
+        return qd_fail(QD_ERR_NOMEM, "block %d: out of memory for its %d Linears", index, n);
+    qd_model_linears(cfg, index, out->lin, n);
+    for (int l = 0; l < n; l++) {
+        out->n_out[l] = (size_t)out->lin[l].N;
+        out->n_in[l] = (size_t)out->lin[l].K;
+    }
+    return QD_OK;
+}
+
 qd_status qd_model_block_load(qd_backend_t be, const qd_model *m, int index, qd_block_w *out) {
     memset(out, 0, sizeof *out);
     out->index = index;
     const qd_model_cfg *cfg = &m->cfg;
-    const struct qd_arch *a = cfg->arch;
     if (index < 0 || index >= cfg->nlayers)
         return qd_fail(QD_ERR_INTERNAL, "%s: block %d outside 0..%d", m->ck->dir, index, cfg->nlayers - 1);
-    for (int l = 0; l < QD_NLIN; l++) {
-        int64_t N, K;
-        qd_model_linear_shape(cfg, (qd_lin)l, &N, &K);
-        out->n_out[l] = (size_t)N;
-        out->n_in[l] = (size_t)K;
-    }
     char name[320];
     qd_status st = QD_OK;
-    for (size_t i = 0; i < a->ntensors; i++) {
-        const struct qd_block_tensor *bt = &a->tensors[i];
-        if (bt->present && !bt->present(cfg)) continue;
-        const qd_st_tensor *t = m->index[(size_t)index * a->ntensors + i];
+    QD_CHECK_GOTO(block_alloc(cfg, index, out), st, fail);
+    for (size_t i = 0; i < m->nbt[index]; i++) {
+        const qd_block_tensor_ref *bt = &m->refs[(size_t)index * m->ntper + i];
+        const qd_st_tensor *t = m->index[(size_t)index * m->ntper + i];
         snprintf(name, sizeof name, "model.layers.%d.%s", index, bt->suffix);
         if (bt->role == QD_T_LINEAR_W) {
             const int64_t d2[2] = {(int64_t)out->n_out[bt->slot], (int64_t)out->n_in[bt->slot]};
             if (!t || !qd_dtype_is_float(t->dtype)) {
                 /* a quantized checkpoint (GPTQ, AWQ, compressed-tensors): dequantise on load */
-                snprintf(name, sizeof name, "model.layers.%d.%s", index, qd_lin_name((qd_lin)bt->slot));
+                snprintf(name, sizeof name, "model.layers.%d.%s", index, out->lin[bt->slot].module);
                 QD_CHECK_GOTO(load_quantized(be, m->ck, name, out->n_out[bt->slot], out->n_in[bt->slot],
                                              &out->w[bt->slot]), st, fail);
             } else {
@@ -129,12 +141,11 @@ fail:
 
 void qd_model_block_prefetch(const qd_model *m, int index) {
     const qd_model_cfg *cfg = &m->cfg;
-    const struct qd_arch *a = cfg->arch;
     if (index < 0 || index >= cfg->nlayers) return;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     if (page == 0 || page == (uintptr_t)-1) page = 4096;
-    for (size_t i = 0; i < a->ntensors; i++) {
-        const qd_st_tensor *t = m->index[(size_t)index * a->ntensors + i];
+    for (size_t i = 0; i < m->nbt[index]; i++) {
+        const qd_st_tensor *t = m->index[(size_t)index * m->ntper + i];
         const void *data = t ? qd_ckpt_data(m->ck, t) : NULL;
         if (!data || !t->nbytes) continue;
         uintptr_t lo = (uintptr_t)data / page * page, hi = (uintptr_t)data + t->nbytes;
@@ -144,11 +155,15 @@ void qd_model_block_prefetch(const qd_model *m, int index) {
 
 void qd_block_w_free(qd_block_w *w) {
     if (!w) return;
-    for (int l = 0; l < QD_NLIN; l++) {
+    for (int l = 0; w->w && w->b && l < w->nlin; l++) {
         qd_buf_free(w->w[l]);
         qd_buf_free(w->b[l]);
-        w->w[l] = w->b[l] = NULL;
     }
+    free(w->w), free(w->b), free(w->n_out), free(w->n_in), free(w->lin);
+    w->w = w->b = NULL;
+    w->n_out = w->n_in = NULL;
+    w->lin = NULL;
+    w->nlin = 0;
     qd_buf_free(w->ln_in), qd_buf_free(w->ln_post), qd_buf_free(w->q_norm), qd_buf_free(w->k_norm);
     w->ln_in = w->ln_post = w->q_norm = w->k_norm = NULL;
 }

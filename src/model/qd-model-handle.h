@@ -36,9 +36,11 @@ typedef struct qd_block_w {
     int index;
     qd_buf_t ln_in, ln_post;        /* [hidden] */
     qd_buf_t q_norm, k_norm;        /* [head_dim], Qwen3 only (else NULL) */
-    qd_buf_t w[QD_NLIN];            /* [out, in] fp32 */
-    qd_buf_t b[QD_NLIN];            /* [out] or NULL */
-    size_t n_out[QD_NLIN], n_in[QD_NLIN];
+    int nlin;                       /* the block's Linear table (qd_model_linears), nlin entries: */
+    qd_linear *lin;
+    qd_buf_t *w;                    /* [out, in] fp32 */
+    qd_buf_t *b;                    /* [out] or NULL */
+    size_t *n_out, *n_in;
 } qd_block_w;
 
 qd_status qd_model_block_load(qd_backend_t be, const qd_model *m, int index, qd_block_w *out);

@@ -11,14 +11,14 @@
 struct qd_model {
     qd_model_cfg cfg;
     qd_checkpoint *ck;
-    /* [b * arch->ntensors + i]: block b's tensor of the architecture's table entry i, NULL when the
-     * checkpoint stores it otherwise (a quantized Linear) or the config leaves it out */
+    /* [b * ntper + i], i < nbt[b]: block b's tensor i (qd_model_block_tensors) and the checkpoint's
+     * tensor of that name, NULL when the checkpoint stores it otherwise (a quantized Linear) */
+    size_t ntper;
+    size_t *nbt;
+    qd_block_tensor_ref *refs;
     const qd_st_tensor **index;
     uint64_t *block_bytes; /* [nlayers] */
     uint64_t total_bytes;
 };
-
-/* Block b's tensor of role/slot in the architecture's table (NULL as in index). */
-const qd_st_tensor *qd_model_block_tensor(const qd_model *m, int b, qd_tensor_role role, int slot);
 
 #endif

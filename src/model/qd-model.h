@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * qd-model.h - the model description read from a Hugging Face config.json.
  *
- * Supported: the architectures listed in arch.c (Llama, Mistral, Qwen2, Qwen3; qd-arch.h). Other
- * architectures are refused with a message listing these; MoE configs (Mixtral, Qwen2/3-MoE,
- * DeepSeek, ...) are recognised and refused by name. Rope parameters are read from either the hub
+ * Supported: the architectures listed in arch.c (Llama, Mistral, Qwen2, Qwen3, and the
+ * mixture-of-experts Mixtral, Qwen2-MoE, Qwen3-MoE; qd-arch.h). Other architectures are refused with a
+ * message listing these; other MoE configs (DeepSeek, ...) are recognised and refused by name. Rope parameters are read from either the hub
  * form (rope_theta + rope_scaling) or the newer rope_parameters form. Missing required fields and
  * values of the wrong type name the field and the file. qdist never runs remote code: auto_map is ignored.
  * Size fields are bounded before anything is sized from them (layers <= 4096, heads and head_dim <= 4096,
@@ -11,7 +11,7 @@
  * every product of two dims fits in 64 bits and every Linear's N and K in an int.
  *
  * Tensor names map to parts: the embedding, a block (model.layers.<i>.<module>), the final norm,
- * lm_head. qd_model_linear_names lists a block's Linear modules in true-sequential order. What differs
+ * lm_head. qd_model_linears lists a block's Linear modules (its Linear table). What differs
  * between architectures (flags, block tensors, Linear shapes) lives in one arch-<name>.c each
  * (qd-arch.h); the opened checkpoint is qd-model-handle.h's qd_model.
  */
@@ -26,11 +26,28 @@
 
 struct qd_arch; /* qd-arch.h */
 
-/* The Linears of a decoder block, in true-sequential order. */
-typedef enum { QD_LIN_Q, QD_LIN_K, QD_LIN_V, QD_LIN_O, QD_LIN_GATE, QD_LIN_UP, QD_LIN_DOWN, QD_NLIN } qd_lin;
-const char *qd_lin_name(qd_lin l);  /* "self_attn.q_proj", ... (qd_model_linear_names order) */
-int qd_lin_group(qd_lin l);         /* true-sequential group: [q,k,v]=0 [o]=1 [gate,up]=2 [down]=3 */
-qd_lin qd_lin_group_first(int group); /* the Linear whose capture carries the group's input */
+/* The kinds of Linear in a decoder block. A dense block's Linear table is exactly the first QD_NLIN,
+ * in this order (its table index is its kind); a mixture-of-experts block has q/k/v/o, the router, an
+ * optional shared expert with its sigmoid gate, and gate/up/down per routed expert. */
+typedef enum {
+    QD_LIN_Q, QD_LIN_K, QD_LIN_V, QD_LIN_O, QD_LIN_GATE, QD_LIN_UP, QD_LIN_DOWN, QD_NLIN,
+    QD_LIN_ROUTER = QD_NLIN, QD_LIN_EXP_GATE, QD_LIN_EXP_UP, QD_LIN_EXP_DOWN,
+    QD_LIN_SH_GATE, QD_LIN_SH_UP, QD_LIN_SH_DOWN, QD_LIN_SH_ROUTER, QD_NLIN_KINDS
+} qd_lin;
+const char *qd_lin_name(qd_lin l);  /* a dense block's "self_attn.q_proj", ..., "mlp.down_proj" */
+
+/* One Linear of a block's table (qd_model_linears). Linears with the same hkey share their input, so
+ * one Hessian (GPTQ) serves them all; stage is the true-sequential step that collects it:
+ * [q,k,v]=0 [o]=1 [the MLP's inputs: gate/up of every expert, shared expert, router]=2 [down]=3. */
+typedef struct qd_linear {
+    char module[64];  /* inside model.layers.<i>.: "self_attn.q_proj", "mlp.experts.3.gate_proj" */
+    qd_lin kind;
+    int expert;       /* routed expert index, -1 for every other Linear */
+    int stage;
+    int hkey;         /* dense: = stage; MoE: 0 qkv, 1 o, 2 the MoE input, 3 shared down, 4+2e / 5+2e expert e */
+    int quantize;     /* 0: kept in full precision (the router and the shared expert's gate) */
+    int64_t N, K;     /* [out, in] */
+} qd_linear;
 
 /* The RMSNorms of a block: before attention, before the MLP, and Qwen3's per-head q/k norms. */
 typedef enum { QD_NORM_IN, QD_NORM_POST, QD_NORM_Q, QD_NORM_K, QD_NNORM } qd_norm;
@@ -70,6 +87,13 @@ typedef struct qd_model_cfg {
     int bos_id, eos_id;   /* -1 when absent */
     int quantized;        /* has a quantization_config */
     char quant_method[32];
+    /* mixture of experts (0 experts: dense). A block is sparse unless listed in mlp_only_layers or
+     * (i + 1) % sparse_step != 0; a dense block of an MoE model has the dense MLP (intermediate). */
+    int moe_experts, moe_topk, moe_inter, moe_shared_inter; /* shared_inter 0: no shared expert */
+    int moe_norm_topk;    /* renormalise the top-k probabilities (Mixtral always) */
+    int moe_sparse_step;  /* decoder_sparse_step, 1 when absent */
+    int moe_mixtral;      /* tensor names: block_sparse_moe.experts.E.w1/w3/w2, else mlp.experts.E.gate/up/down_proj */
+    unsigned char moe_mlp_only[512]; /* bit i: block i is dense (mlp_only_layers) */
 } qd_model_cfg;
 
 qd_status qd_model_cfg_load(const char *model_dir, qd_model_cfg *out);
@@ -83,11 +107,16 @@ typedef enum { QD_PART_EMBED, QD_PART_BLOCK, QD_PART_FINAL_NORM, QD_PART_LM_HEAD
 qd_part qd_model_classify(const qd_model_cfg *cfg, const char *tensor_name, int *block,
                           char *module, size_t module_cap);
 
-#define QD_MAX_LINEARS QD_NLIN
-/* The block's Linear modules ("self_attn.q_proj", ..., "mlp.down_proj") in true-sequential order;
- * groups[i] is the index of the sequential group of names[i]: [q,k,v]=0 [o]=1 [gate,up]=2 [down]=3. */
-int qd_model_linear_names(const qd_model_cfg *cfg, const char **names, int *groups);
-/* Linear lin of every block is [N, K] (out_features, in_features), as cfg's architecture builds it. */
+/* Block b's Linear table into out (cap entries; out NULL: only counted); returns the count. A dense
+ * block gives the QD_NLIN Linears of qd_lin in order; an MoE block: q, k, v, o, router, [shared gate,
+ * up, down, shared_expert_gate], then gate, up, down of each expert. */
+int qd_model_linears(const qd_model_cfg *cfg, int block, qd_linear *out, int cap);
+/* The most Linears and Hessian keys (hkey + 1) of any block of cfg. */
+int qd_model_max_linears(const qd_model_cfg *cfg);
+int qd_model_max_hkeys(const qd_model_cfg *cfg);
+/* 1 when block b is a mixture-of-experts block */
+int qd_model_block_is_moe(const qd_model_cfg *cfg, int block);
+/* A Linear of kind lin is [N, K] (out_features, in_features), as cfg's architecture builds it. */
 void qd_model_linear_shape(const qd_model_cfg *cfg, qd_lin lin, int64_t *N, int64_t *K);
 int64_t qd_model_norm_size(const qd_model_cfg *cfg, qd_norm norm);
 

@@ -7,6 +7,6 @@
 
 #include "quantize-internal.h"
 
-qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult results[QD_NLIN]);
+qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult *results);
 
 #endif

@@ -40,10 +40,13 @@ typedef struct {
     size_t cursor[4]; /* rows recorded so far per group */
 } cache_cap;
 
-static qd_status cache_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
+/* a dense block's true-sequential group of Linear l: [q,k,v]=0 [o]=1 [gate,up]=2 [down]=3 */
+static int dense_group(int l) { return l < QD_LIN_O ? 0 : l == QD_LIN_O ? 1 : l < QD_LIN_DOWN ? 2 : 3; }
+
+static qd_status cache_cb(void *user, int l, qd_ref x, size_t rows) {
     cache_cap *cc = user;
     qd_qctx *c = cc->c;
-    int g = qd_lin_group(l);
+    int g = dense_group(l);
     size_t K = c->gK[g];
     char name[128];
     snprintf(name, sizeof name, "model.layers.%d.%s", cc->block, qd_lin_name(l));
@@ -244,9 +247,9 @@ done:
     return st;
 }
 
-static qd_status clip(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qspec *spec) {
+static qd_status clip(qd_qctx *c, qd_block_w *w, int l, const qd_qspec *spec) {
     qd_backend_t be = c->be;
-    int g = qd_lin_group(l);
+    int g = dense_group(l);
     size_t rows = c->nseq_total * c->o.seq_len, K = c->gK[g];
     size_t step = rows / AWQ_CLIP_TOKENS ? rows / AWQ_CLIP_TOKENS : 1, T = (rows + step - 1) / step;
     qd_buf_t X;
@@ -266,12 +269,13 @@ done:
     return st;
 }
 
-qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult results[QD_NLIN]) {
+qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult *results) {
     qd_backend_t be = c->be;
     size_t rows = c->o.nseq * c->o.seq_len, H = (size_t)c->cfg->hidden;
     qd_qspec specs[QD_NLIN];
     char names[QD_NLIN][128];
-    for (int l = 0; l < QD_NLIN; l++) qd_qctx_spec(c, w->index, (qd_lin)l, &specs[l], names[l], sizeof names[l]);
+    if (w->nlin != QD_NLIN) return qd_fail(QD_ERR_INTERNAL, "block %d: AWQ of a block that is not dense", w->index);
+    for (int l = 0; l < QD_NLIN; l++) qd_qctx_spec(c, w->index, &w->lin[l], &specs[l], names[l], sizeof names[l]);
     for (int g = 0; g < 4; g++)
         if (!c->cache[g]) QD_CHECK(qd_buf_alloc(be, rows * c->gK[g], &c->cache[g]));
     if (!c->fp_out) QD_CHECK(qd_buf_alloc(be, rows * H, &c->fp_out));
@@ -303,10 +307,10 @@ qd_status qd__awq_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t out
         if (active[i]) QD_CHECK_GOTO(apply(c, w, &mappings[i], best[i]), st, done);
     for (int l = 0; l < QD_NLIN; l++) {
         if (specs[l].skip) continue;
-        if (l != QD_LIN_Q && l != QD_LIN_K) QD_CHECK_GOTO(clip(c, w, (qd_lin)l, &specs[l]), st, done);
+        if (l != QD_LIN_Q && l != QD_LIN_K) QD_CHECK_GOTO(clip(c, w, l, &specs[l]), st, done);
         QD_CHECK_GOTO(qd_rtn_layer(be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]), st, done);
         results[l].s.calib_tokens = c->nseq_total * c->o.seq_len;
-        QD_CHECK_GOTO(qd__install(c, w, (qd_lin)l, &results[l]), st, done);
+        QD_CHECK_GOTO(qd__install(c, w, l, &results[l]), st, done);
         qd_info("%s: awq w%d g%d loss %.6g %.2fs", names[l], specs[l].bits, specs[l].group_size, results[l].s.loss,
                 results[l].s.seconds);
     }

@@ -14,11 +14,17 @@
 
 void qd_qctx_free(qd_qctx *c) {
     if (!c) return;
-    for (int g = 0; g < 4; g++) qd_buf_free(c->H[g]), qd_buf_free(c->Hacc[g]), qd_buf_free(c->cache[g]);
+    for (int g = 0; g < 4; g++) qd_buf_free(c->cache[g]);
+    for (int k = 0; k < c->nh; k++) {
+        if (c->H) qd_buf_free(c->H[k]);
+        if (c->Hacc) qd_buf_free(c->Hacc[k]);
+        if (c->slabs) free(c->slabs[k]);
+    }
+    free(c->H), free(c->Hacc), free(c->gK), free(c->reduced), free(c->slabs), free(c->nslabs);
+    free(c->expert_tokens), free(c->expert_all);
     qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
     qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
     qd_buf_free(c->Hs);
-    for (int g = 0; g < 4; g++) free(c->slabs[g]);
     qd_fwd_free(c->fwd);
     free(c);
 }
@@ -35,9 +41,20 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
     c->be = be;
     c->cfg = cfg;
     c->o = *opts;
-    for (int g = 0; g < 4; g++) { /* a group's Linears share their input: its first one's K */
+    c->nh = qd_model_max_hkeys(cfg);
+    size_t E = cfg->moe_experts > 0 ? (size_t)cfg->moe_experts : 1, nh = (size_t)c->nh;
+    c->H = calloc(nh, sizeof *c->H), c->gK = calloc(nh, sizeof *c->gK), c->reduced = calloc(nh, sizeof *c->reduced);
+    c->Hacc = calloc(nh, sizeof *c->Hacc);
+    c->slabs = calloc(nh, sizeof *c->slabs), c->nslabs = calloc(nh, sizeof *c->nslabs);
+    c->expert_tokens = calloc(E, sizeof *c->expert_tokens), c->expert_all = calloc(E, 1);
+    if (!c->H || !c->Hacc || !c->gK || !c->reduced || !c->slabs || !c->nslabs || !c->expert_tokens || !c->expert_all) {
+        qd_qctx_free(c);
+        return qd_fail(QD_ERR_NOMEM, "quantize: out of memory for %d Hessian keys", c->nh);
+    }
+    static const qd_lin first[4] = {QD_LIN_Q, QD_LIN_O, QD_LIN_GATE, QD_LIN_DOWN};
+    for (int g = 0; g < 4; g++) { /* a dense block's keys (each block's table sets them again) */
         int64_t K;
-        qd_model_linear_shape(cfg, qd_lin_group_first(g), NULL, &K);
+        qd_model_linear_shape(cfg, first[g], NULL, &K);
         c->gK[g] = (size_t)K;
     }
     c->nseq_total = opts->nseq;
@@ -49,7 +66,7 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
         c->chunk_seqs = qd_quantize_chunk_seqs(opts);
         qd_status st = qd_fwd_create(be, cfg, opts->seq_len, c->chunk_seqs, &c->fwd);
         if (st != QD_OK) {
-            free(c);
+            qd_qctx_free(c);
             return st;
         }
     }
@@ -57,13 +74,24 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
     return QD_OK;
 }
 
-void qd_qctx_spec(const qd_qctx *c, int block, qd_lin l, qd_qspec *out, char *name, size_t cap) {
-    snprintf(name, cap, "model.layers.%d.%s", block, qd_lin_name(l));
+void qd_qctx_spec(const qd_qctx *c, int block, const qd_linear *lin, qd_qspec *out, char *name, size_t cap) {
+    snprintf(name, cap, "model.layers.%d.%s", block, lin->module);
     qd_recipe_resolve(c->o.recipe, &c->o.base, name, out);
+    if (!lin->quantize) out->skip = 1;
+}
+
+void qd__set_keys(qd_qctx *c, const qd_block_w *w) {
+    for (int l = 0; l < w->nlin; l++)
+        if (w->lin[l].hkey < c->nh) c->gK[w->lin[l].hkey] = w->n_in[l];
 }
 
 qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
                           int stop_after) {
+    return qd__forward_all_moe(c, w, in, out, cap, user, stop_after, NULL);
+}
+
+qd_status qd__forward_all_moe(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap,
+                              void *user, int stop_after, const struct qd_moe_calib *moe) {
     size_t S = c->o.seq_len, H = (size_t)c->cfg->hidden;
     qd_phase prev = qd_phase_set(c->be, QD_PH_FORWARD);
     for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
@@ -71,7 +99,8 @@ qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t
         QD_CHECK(qd_block_forward(c->fwd, &(struct qd_block_fwd_args){.w = w, .x = QD_REF(in, s0 * S * H),
                                                                       .out = QD_REF(out, s0 * S * H), .nseq = ns,
                                                                       .capture = cap, .user = user,
-                                                                      .stop_after = stop_after}));
+                                                                      .stop_after = stop_after,
+                                                                      .moe = moe ? *moe : (struct qd_moe_calib){0}}));
     }
     qd_phase_set(c->be, prev);
     return QD_OK;
@@ -79,7 +108,7 @@ qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t
 
 /* QD_CHECK_INSTALL=1 (a check for GPU runs, slow): the device-installed weight must equal the host's
  * qd_qlinear_dequant_rounded bit for bit. */
-static qd_status check_install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+static qd_status check_install(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r) {
     size_t n = (size_t)r->q.N * (size_t)r->q.K, bad = 0;
     float *host = malloc(n * sizeof *host), *dev = malloc(n * sizeof *dev);
     qd_status st = host && dev ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory checking the install", r->q.name);
@@ -98,7 +127,7 @@ static qd_status check_install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qre
 /* On a backend with the u8_codes op: upload the byte codes (a quarter of the fp32 weight), the rounded
  * scales, zeros and g_idx, and dequantize on the device - the same single multiply as
  * qd_qlinear_dequant_rounded, so the weight is bit-identical to the host path's. */
-static qd_status install_device(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+static qd_status install_device(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r) {
     qd_backend_t be = c->be;
     const qd_qlinear *q = &r->q;
     size_t N = (size_t)q->N, K = (size_t)q->K, G = (size_t)q->G, n = N * K, words = (n + 3) / 4;
@@ -134,7 +163,7 @@ done:
     return st;
 }
 
-qd_status qd__install(qd_qctx *c, qd_block_w *w, qd_lin l, const qd_qresult *r) {
+qd_status qd__install(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r) {
     qd_phase prev = qd_phase_set(c->be, QD_PH_INSTALL);
     size_t n = (size_t)r->q.N * (size_t)r->q.K;
     qd_status st;

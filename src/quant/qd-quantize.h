@@ -8,7 +8,8 @@
  * scale dtype, so the chain sees what the exported model computes); AWQ feeds forward the
  * full-precision output (its reference behaviour). GPTQ collects Hessians true-sequentially
  * ([q,k,v] -> [o] -> [gate,up] -> [down], each from a forward through the already-quantized earlier
- * groups) unless true_sequential is off (one forward, all four Hessians). w is modified in place:
+ * groups) unless true_sequential is off (one forward, all four Hessians; an MoE block always collects
+ * them stage by stage, each expert's gate/up and down with Hessians of their own). w is modified in place:
  * quantized Linears hold their dequantized weights, AWQ also rescales norms / previous Linears.
  * results[l].q.codes is NULL for Linears left unquantized (recipe "skip").
  * RTN needs no calibration: inputs/outputs may be NULL (nseq 0).
@@ -38,6 +39,14 @@ typedef struct qd_quantize_opts {
      * Linear's sweep by output rows, so every rank installs the same quantized weights. */
     const struct qd_collective *coll;
     size_t seq_first, seq_count;
+    /* Mixture-of-experts blocks (--moe-calibration, --moe-min-tokens): the block's output always uses
+     * the model's routing. moe_all 0 (routed): an expert's Hessians come from the tokens routed to it;
+     * one with fewer than moe_min_tokens routed tokens (over every rank) takes the all-token ones
+     * instead, which the report lists as its fallback. moe_all 1: every token goes through every
+     * expert for the Hessians. */
+    int moe_all;
+    size_t moe_min_tokens;
+    int moe_model;          /* the model has MoE blocks (the report and fingerprint then name the two above) */
 } qd_quantize_opts;
 
 /* Sequences per forward pass (a chunk: chunk_tokens / seq_len, at least 1, at most nseq); the unit
@@ -48,8 +57,8 @@ typedef struct qd_qctx qd_qctx;
 qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quantize_opts *opts, qd_qctx **out);
 void qd_qctx_free(qd_qctx *ctx);
 
-qd_status qd_quantize_block(qd_qctx *ctx, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs,
-                            qd_qresult results[QD_NLIN]);
+/* results: w->nlin entries, indexed like w->lin */
+qd_status qd_quantize_block(qd_qctx *ctx, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult *results);
 
 /* Memory planning, in bytes: what GPTQ's one-forward resident path keeps for a block (compare with
  * resident_max_bytes), and an estimate of everything else the driver holds on the backend at once
@@ -57,8 +66,9 @@ qd_status qd_quantize_block(qd_qctx *ctx, qd_block_w *w, qd_buf_t inputs, qd_buf
 size_t qd_quantize_resident_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o);
 size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o);
 
-/* The spec of Linear l of block b ("model.layers.<b>.<module>"); name receives the prefix. */
-void qd_qctx_spec(const qd_qctx *ctx, int block, qd_lin l, qd_qspec *out, char *name, size_t cap);
+/* The spec of Linear module of block b ("model.layers.<b>.<module>"); name receives the prefix. A
+ * Linear the architecture keeps in full precision (qd_linear.quantize 0) is always skipped. */
+void qd_qctx_spec(const qd_qctx *ctx, int block, const qd_linear *lin, qd_qspec *out, char *name, size_t cap);
 
 /* Adds the run's "settings" object (method, bits, group size, ... scale dtype) to a report root and
  * returns it (NULL when out of memory), for callers to append their own keys. */

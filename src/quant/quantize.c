@@ -12,20 +12,16 @@
 #include "quantize-internal.h"
 
 /* ---- GPTQ Hessians ---- */
-typedef struct {
-    qd_qctx *c;
-    int block;
-    unsigned groups; /* bit g: accumulate group g */
-    float alpha;
-} hess_cap;
+typedef qd__hess_cap hess_cap;
 
-static qd_status hess_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
+static qd_status hess_cb(void *user, int l, qd_ref x, size_t rows) {
     hess_cap *h = user;
-    int g = qd_lin_group(l);
-    if (!(h->groups & (1u << g))) return QD_OK;
+    const qd_linear *lin = &h->w->lin[l];
+    int g = lin->hkey;
+    if (!(h->groups & (1u << lin->stage)) || !rows || (h->skip_key && h->skip_key[g])) return QD_OK;
     qd_qctx *c = h->c;
     char name[128];
-    snprintf(name, sizeof name, "model.layers.%d.%s", h->block, qd_lin_name(l));
+    snprintf(name, sizeof name, "model.layers.%d.%s", h->w->index, lin->module);
     qd_phase prev = qd_phase_set(c->be, QD_PH_HESSIAN);
     QD_CHECK(qd_check_finite(c->be, x.buf, x.off, rows * c->gK[g], "its input activations", name));
     int exact = qd_be_numerics(c->be) == QD_NUMERICS_EXACT;
@@ -43,44 +39,61 @@ static qd_status hess_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
     return QD_OK;
 }
 
-/* group g's Hessian from zero; fast numerics sum the chunks' terms in fp64 (Hacc) so that the sum does
+/* key g's Hessian from zero; fast numerics sum the chunks' terms in fp64 (Hacc) so that the sum does
  * not depend on how the chunks are spread over data-parallel ranks */
-static qd_status ensure_H(qd_qctx *c, int g) {
+qd_status qd__ensure_H(qd_qctx *c, int g) {
     size_t K = c->gK[g];
+    if (c->H[g] && qd_buf_len(c->H[g]) < K * K) { /* a key's K may differ between blocks (dense / MoE) */
+        qd_buf_free(c->H[g]);
+        c->H[g] = NULL;
+    }
     if (!c->H[g]) QD_CHECK(qd_buf_alloc(c->be, K * K, &c->H[g]));
+    c->reduced[g] = 0;
     if (qd_be_numerics(c->be) != QD_NUMERICS_EXACT) {
+        if (c->Hacc[g] && qd_buf_len(c->Hacc[g]) < 2 * K * K) {
+            qd_buf_free(c->Hacc[g]);
+            c->Hacc[g] = NULL;
+        }
         if (!c->Hacc[g]) QD_CHECK(qd_buf_alloc(c->be, 2 * K * K, &c->Hacc[g]));
         QD_CHECK(qd_be_fill(c->be, &(struct qd_fill_args){.dst = QD_REF(c->Hacc[g], 0), .n = 2 * K * K}));
     }
     return qd_be_fill(c->be, &(struct qd_fill_args){.dst = QD_REF(c->H[g], 0), .n = K * K});
 }
 
+/* the Linears of stage g with key k that the group's GPTQ pass quantizes: every one not skipped (a
+ * module a recipe sends to RTN is then re-quantized by the RTN pass, as before the Linear table) */
+static int gptq_on(const qd_block_w *w, const qd_qspec *specs, int l, int g, int k) {
+    return w->lin[l].stage == g && w->lin[l].hkey == k && !specs[l].skip;
+}
+
 /* quantize the Linears of group g with its Hessian. They share one factorization (qd_gptq_factor:
  * dead columns, act-order, damping, chol_inv) while their damp and act_order agree - the usual case, and
  * the same bits as one factorization each. A module whose settings differ from the previous one's gets
  * a new factorization, made from a copy of H unless no later module needs another one. */
-static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, char names[QD_NLIN][128],
-                            qd_qresult *results) {
-    size_t K = c->gK[g];
+static qd_status gptq_key(qd_qctx *c, qd_block_w *w, int g, int key, const qd_qspec *specs, char (*names)[128],
+                          qd_qresult *results) {
+    size_t K = c->gK[key];
     int last_factor = -1; /* the last module that starts a factorization: it may consume H */
     const qd_qspec *prev_spec = NULL;
-    for (int l = 0; l < QD_NLIN; l++) {
-        if (qd_lin_group((qd_lin)l) != g || specs[l].skip) continue;
+    for (int l = 0; l < w->nlin; l++) {
+        if (!gptq_on(w, specs, l, g, key)) continue;
         if (!prev_spec || prev_spec->damp != specs[l].damp || !prev_spec->act_order != !specs[l].act_order)
             last_factor = l;
         prev_spec = &specs[l];
     }
-    QD_CHECK(qd__hess_total(c, g)); /* every chunk's and every rank's terms summed into H */
+    if (last_factor < 0) return QD_OK;
+    if (!c->reduced[key]) QD_CHECK(qd__hess_total(c, key)); /* every chunk's and every rank's terms summed into H */
+    c->reduced[key] = 1;
     qd_gptq_fac f = {0};
     qd_status st = QD_OK;
     double fac_s = 0; /* factorization seconds, charged to the first module that uses it */
-    for (int l = 0; l < QD_NLIN && st == QD_OK; l++) {
-        if (qd_lin_group((qd_lin)l) != g || specs[l].skip) continue;
+    for (int l = 0; l < w->nlin && st == QD_OK; l++) {
+        if (!gptq_on(w, specs, l, g, key)) continue;
         if (!qd_gptq_fac_fits(&f, &specs[l])) {
             qd_gptq_fac_free(&f);
             struct timespec t0, t1;
             clock_gettime(CLOCK_MONOTONIC, &t0);
-            qd_buf_t H = c->H[g];
+            qd_buf_t H = c->H[key];
             if (l != last_factor) { /* H is consumed: factor a copy, a later module needs H again */
                 qd_phase prev = qd_phase_set(c->be, QD_PH_CHOLESKY);
                 if (!c->Hc || qd_buf_len(c->Hc) < K * K) {
@@ -111,7 +124,7 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
         results[l].s.seconds += fac_s;
         fac_s = 0;
         results[l].s.calib_tokens = c->nseq_total * c->o.seq_len;
-        st = qd__install(c, w, (qd_lin)l, &results[l]);
+        st = qd__install(c, w, l, &results[l]);
         if (st != QD_OK) break;
         qd_info("%s: gptq w%d g%d loss %.6g damp %.4g %.2fs%s%s", names[l], specs[l].bits, specs[l].group_size,
                 results[l].s.loss, results[l].s.damp, results[l].s.seconds, results[l].s.fallback[0] ? " - " : "",
@@ -119,6 +132,17 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
     }
     qd_gptq_fac_free(&f);
     return st;
+}
+
+/* every key of stage g, in table order (a dense block: the one key g) */
+static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, char (*names)[128],
+                            qd_qresult *results) {
+    for (int l = 0; l < w->nlin; l++) {
+        int key = w->lin[l].hkey, first = 1;
+        for (int j = 0; j < l; j++) first &= w->lin[j].hkey != key;
+        if (w->lin[l].stage == g && first) QD_CHECK(gptq_key(c, w, g, key, specs, names, results));
+    }
+    return QD_OK;
 }
 
 /* ---- true-sequential GPTQ as ONE resident forward: each group's input is computed once, from the
@@ -130,12 +154,12 @@ static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *sp
 typedef struct {
     qd_qctx *c;
     hess_cap *h;
-    qd_lin target;  /* the Linear whose input is kept */
+    int target;     /* the Linear whose input is kept */
     qd_buf_t store; /* where it goes (all rows) */
     size_t row0, K;
 } resident_cap;
 
-static qd_status resident_cb(void *user, qd_lin l, qd_ref x, size_t rows) {
+static qd_status resident_cb(void *user, int l, qd_ref x, size_t rows) {
     resident_cap *s = user;
     if (l != s->target) return QD_OK;
     QD_CHECK(hess_cb(s->h, l, x, rows));
@@ -155,14 +179,14 @@ static qd_status resident_alloc(qd_qctx *c) {
 }
 
 static qd_status gptq_resident(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qspec *specs,
-                             char names[QD_NLIN][128], qd_qresult *results, hess_cap *h, unsigned need) {
+                             char (*names)[128], qd_qresult *results, hess_cap *h, unsigned need) {
     qd_backend_t be = c->be;
     const qd_model_cfg *cfg = c->cfg;
     size_t S = c->o.seq_len, H = (size_t)cfg->hidden, qo = c->gK[1], I = c->gK[3];
     QD_CHECK(resident_alloc(c));
     for (int g = 0; g < 4; g++) {
         qd_phase_set(be, QD_PH_FORWARD);
-        if (need & (1u << g)) QD_CHECK(ensure_H(c, g));
+        if (need & (1u << g)) QD_CHECK(qd__ensure_H(c, g));
         h->groups = need & (1u << g);
         for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
             size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs, rows = ns * S, r0 = s0 * S;
@@ -209,15 +233,17 @@ static qd_status gptq_resident(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t 
 }
 
 static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qspec *specs,
-                            char names[QD_NLIN][128], qd_qresult *results, int *out_done) {
-    hess_cap h = {.c = c, .block = w->index, .alpha = (float)(2.0 / (double)(c->nseq_total * c->o.seq_len))};
+                            char (*names)[128], qd_qresult *results, int *out_done) {
+    hess_cap h = {.c = c, .w = w, .alpha = (float)(2.0 / (double)(c->nseq_total * c->o.seq_len))};
     unsigned need = 0;
-    for (int l = 0; l < QD_NLIN; l++)
-        if (!specs[l].skip && specs[l].method == QD_METHOD_GPTQ) need |= 1u << qd_lin_group((qd_lin)l);
+    for (int l = 0; l < w->nlin; l++)
+        if (!specs[l].skip && specs[l].method == QD_METHOD_GPTQ) need |= 1u << w->lin[l].stage;
     int rtn_any = 0;
-    for (int l = 0; l < QD_NLIN; l++) rtn_any |= !specs[l].skip && specs[l].method == QD_METHOD_RTN;
+    for (int l = 0; l < w->nlin; l++) rtn_any |= !specs[l].skip && specs[l].method == QD_METHOD_RTN;
     size_t resident_bytes = qd_quantize_resident_bytes(c->cfg, &c->o);
     *out_done = 0;
+    if (qd_block_is_moe(w))
+        return qd__moe_gptq(c, w, in, out, specs, names, results, need, hess_cb, &h, gptq_group);
     if (c->o.true_sequential && !rtn_any &&
         resident_bytes <= (c->o.resident_max_bytes ? c->o.resident_max_bytes : QD_RESIDENT_MAX_BYTES)) {
         *out_done = 1;
@@ -226,14 +252,14 @@ static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out
     if (c->o.true_sequential) {
         for (int g = 0; g < 4; g++) {
             if (!(need & (1u << g))) continue;
-            QD_CHECK(ensure_H(c, g));
+            QD_CHECK(qd__ensure_H(c, g));
             h.groups = 1u << g;
-            QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, (int)qd_lin_group_first(g)));
+            QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, qd__stage_first(w, g)));
             QD_CHECK(gptq_group(c, w, g, specs, names, results));
         }
     } else {
         for (int g = 0; g < 4; g++)
-            if (need & (1u << g)) QD_CHECK(ensure_H(c, g));
+            if (need & (1u << g)) QD_CHECK(qd__ensure_H(c, g));
         h.groups = need;
         QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, -1));
         for (int g = 0; g < 4; g++)
@@ -242,14 +268,13 @@ static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out
     return QD_OK;
 }
 
-static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs,
-                                qd_qresult results[QD_NLIN]) {
-    qd_qspec specs[QD_NLIN];
-    char names[QD_NLIN][128];
-    memset(results, 0, QD_NLIN * sizeof *results);
+static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult *results,
+                                qd_qspec *specs, char (*names)[128]) {
+    memset(results, 0, (size_t)w->nlin * sizeof *results);
+    qd__set_keys(c, w);
     int any_gptq = 0, any_awq = 0;
-    for (int l = 0; l < QD_NLIN; l++) {
-        qd_qctx_spec(c, w->index, (qd_lin)l, &specs[l], names[l], sizeof names[l]);
+    for (int l = 0; l < w->nlin; l++) {
+        qd_qctx_spec(c, w->index, &w->lin[l], &specs[l], names[l], sizeof names[l]);
         if (specs[l].skip) continue;
         size_t G;
         QD_CHECK(qd_qspec_groups(&specs[l], names[l], w->n_in[l], &G));
@@ -266,25 +291,36 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
     }
     if (any_awq) {
+        if (qd_block_is_moe(w))
+            return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ of mixture-of-experts blocks is not supported yet; use "
+                           "--method gptq or rtn", w->index);
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
         return qd__awq_block(c, w, inputs, outputs, results);
     }
     int out_done = 0;
     if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
-    for (int l = 0; l < QD_NLIN; l++) {
+    for (int l = 0; l < w->nlin; l++) {
         if (specs[l].skip || specs[l].method != QD_METHOD_RTN) continue;
         QD_CHECK(qd_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
-        QD_CHECK(qd__install(c, w, (qd_lin)l, &results[l]));
+        QD_CHECK(qd__install(c, w, l, &results[l]));
     }
-    /* the next block sees the quantized block's output */
-    if (inputs && outputs && !out_done) QD_CHECK(qd__forward_all(c, w, inputs, outputs, NULL, NULL, -1));
+    /* the next block sees the quantized block's output (an MoE block's: with its routed token counts) */
+    if (inputs && outputs && !out_done && qd_block_is_moe(w)) QD_CHECK(qd__moe_output(c, w, inputs, outputs, results));
+    else if (inputs && outputs && !out_done) QD_CHECK(qd__forward_all(c, w, inputs, outputs, NULL, NULL, -1));
     return QD_OK;
 }
 
-qd_status qd_quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult results[QD_NLIN]) {
+qd_status qd_quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult *results) {
+    qd_qspec *specs = calloc((size_t)w->nlin + 1, sizeof *specs);
+    char (*names)[128] = calloc((size_t)w->nlin + 1, sizeof *names);
+    if (!specs || !names) {
+        free(specs), free(names);
+        return qd_fail(QD_ERR_NOMEM, "block %d: out of memory for %d Linears", w->index, w->nlin);
+    }
     qd_phase prev = qd_phase_set(c->be, QD_PH_OTHER);
-    qd_status st = quantize_block(c, w, inputs, outputs, results);
+    qd_status st = quantize_block(c, w, inputs, outputs, results, specs, names);
     qd_phase_set(c->be, prev);
+    free(specs), free(names);
     return st;
 }
 
@@ -302,16 +338,27 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
     qd_model_linear_shape(cfg, QD_LIN_GATE, &gate_n, NULL);
     size_t H = (size_t)cfg->hidden, I = (size_t)gate_n, qo = (size_t)q_n, kvo = (size_t)kv_n, wide = H > qo ? H : qo;
     size_t rows = o->nseq * o->seq_len, weights = 0;
-    for (int l = 0; l < QD_NLIN; l++) { /* the block, fp32 */
-        qd_model_linear_shape(cfg, (qd_lin)l, &n, &k);
-        weights += (size_t)n * (size_t)k;
+    int nl = qd_model_max_linears(cfg);
+    qd_linear *lin = calloc((size_t)nl, sizeof *lin);
+    for (int b = 0; lin && b < cfg->nlayers; b++) { /* the largest block, fp32 */
+        size_t wb = 0;
+        int m = qd_model_linears(cfg, b, lin, nl);
+        for (int l = 0; l < m; l++) wb += (size_t)lin[l].N * (size_t)lin[l].K;
+        weights = wb > weights ? wb : weights;
     }
+    free(lin);
+    (void)n, (void)k;
     size_t tokens = o->chunk_tokens ? o->chunk_tokens : 8192, seqs = o->seq_len ? tokens / o->seq_len : 0;
     if (!seqs) seqs = 1;
     if (seqs > o->nseq) seqs = o->nseq;
     size_t crow = seqs * o->seq_len;
     size_t hess = 2 * H * H + qo * qo + I * I + 2 * I * I; /* four Hessians (no copy), the largest's fp64 sum */
     size_t fwd = crow * (wide + 2 * qo + 2 * kvo + 2 * H + 2 * I) + crow * (wide + H); /* forward + resident scratch */
+    if (cfg->moe_experts > 0) { /* every expert's two Hessians, the gathered rows, logits and routing */
+        size_t E = (size_t)cfg->moe_experts, mi = (size_t)cfg->moe_inter, si = (size_t)cfg->moe_shared_inter;
+        hess += E * (H * H + mi * mi) + si * si;
+        fwd += crow * (2 * H + E + 2 * (size_t)cfg->moe_topk + 1);
+    }
     size_t layer = I * I * 2 + 3 * H * I; /* chol's fp64 copy (U is made in H), W/codes/Wp */
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;

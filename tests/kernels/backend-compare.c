@@ -57,6 +57,15 @@ static void test_movement(void) {
     perm3 = P(pr, 30);
     BOTH(qd_be_permute(be, &(struct qd_permute_args){.kind = QD_PERM_SYM, .dst = R(sqd, i), .src = R(sq, i), .perm = R(perm3, i), .rows = 30, .cols = 30}));
     cmpi("permute sym", sqd, 1);
+    /* the MoE dispatch: gather 13 of the 20 rows, then scatter-add them weighted (distinct indices) */
+    int32_t ri[13];
+    for (size_t k = 0; k < 13; k++) ri[k] = (int32_t)((k * 3 + 1) % rr);
+    pbuf rix = P(ri, 13), rw = P(x + 100, 13), rg = P(NULL, 13 * cc), racc = P(x + 200, rr * cc);
+    BOTH(qd_be_rows(be, &(struct qd_rows_args){.kind = QD_ROWS_GATHER, .out = R(rg, i), .x = R(src, i), .idx = R(rix, i), .n = 13, .rows = rr, .cols = cc}));
+    cmpi("rows gather", rg, 1);
+    BOTH(qd_be_rows(be, &(struct qd_rows_args){.kind = QD_ROWS_SCATTER_ADD, .out = R(racc, i), .x = R(rg, i), .idx = R(rix, i), .w = R(rw, i), .n = 13, .rows = rr, .cols = cc}));
+    cmpi("rows scatter_add", racc, 1);
+    pfree(rix), pfree(rw), pfree(rg), pfree(racc);
     pfree(a), pfree(b), pfree(c), pfree(perm), pfree(perm2), pfree(perm3), pfree(src), pfree(dst), pfree(sq), pfree(sqd);
     free(x), free(h16), free(f16), free(f64);
 }

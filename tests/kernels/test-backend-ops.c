@@ -239,6 +239,31 @@ static void test_permute_ewise(void) {
         for (size_t j = 0; j < C; j++) okp &= o[r * C + j] == A[r * C + perm[j]];
     QD_EXPECT(okp);
     free(o);
+    /* rows: gather rows 4, 1, 3 of A, then add them back weighted into B */
+    int32_t ri[3] = {4, 1, 3};
+    qd_buf_t bI = up(NULL, 3), bG = up(NULL, 3 * C), bW = up(v, 3);
+    qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bI, 0), .src = ri, .src_dtype = QD_DT_I32, .n = 3});
+    QD_EXPECT_EQ_INT(qd_be_rows(be, &(struct qd_rows_args){.kind = QD_ROWS_GATHER, .out = QD_REF(bG, 0), .x = QD_REF(bA, 0),
+                                                          .idx = QD_REF(bI, 0), .n = 3, .rows = R, .cols = C}), QD_OK);
+    QD_EXPECT_EQ_INT(qd_be_rows(be, &(struct qd_rows_args){.kind = QD_ROWS_SCATTER_ADD, .out = QD_REF(bB, 0), .x = QD_REF(bG, 0),
+                                                          .idx = QD_REF(bI, 0), .w = QD_REF(bW, 0), .n = 3, .rows = R, .cols = C}), QD_OK);
+    o = down(bB);
+    okp = 1;
+    for (size_t r = 0; r < R; r++)
+        for (size_t j = 0; j < C; j++) {
+            float want = Bm[r * C + j];
+            for (size_t k = 0; k < 3; k++)
+                if ((size_t)ri[k] == r) want += v[k] * A[r * C + j];
+            okp &= o[r * C + j] == want;
+        }
+    QD_EXPECT(okp);
+    int32_t bad = (int32_t)R;
+    qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bI, 0), .src = &bad, .src_dtype = QD_DT_I32, .n = 1});
+    QD_EXPECT(qd_be_rows(be, &(struct qd_rows_args){.kind = QD_ROWS_GATHER, .out = QD_REF(bG, 0), .x = QD_REF(bA, 0),
+                                                   .idx = QD_REF(bI, 0), .n = 1, .rows = R, .cols = C}) != QD_OK);
+    free(o);
+    qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bB, 0), .src = Bm, .src_dtype = QD_DT_F32, .n = R * C});
+    qd_buf_free(bI), qd_buf_free(bG), qd_buf_free(bW);
     static const qd_ew_kind kinds[] = {QD_EW_ADD, QD_EW_MUL, QD_EW_SWIGLU, QD_EW_ADD_ROWV, QD_EW_MUL_COLV,
                                        QD_EW_DIV_COLV, QD_EW_MUL_ROWV, QD_EW_DIV_ROWV, QD_EW_SCALE};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {

@@ -18,23 +18,28 @@ static void parse(const char *arch, const char *extra, qd_model_cfg *c) {
     QD_EXPECT_EQ_INT(qd_model_cfg_parse(json, "config.json", c), QD_OK);
 }
 
-/* does a block of cfg hold the tensor named suffix (and is it of role/slot)? */
-static int holds(const qd_model_cfg *c, const char *suffix, qd_tensor_role role, int slot) {
-    for (size_t i = 0; i < c->arch->ntensors; i++) {
-        const struct qd_block_tensor *t = &c->arch->tensors[i];
-        if (strcmp(t->suffix, suffix) != 0) continue;
-        if (t->present && !t->present(c)) return 0;
-        return t->role == role && t->slot == slot;
-    }
+/* does block b of cfg hold the tensor named suffix (and is it of role/slot)? */
+static int holds_in(const qd_model_cfg *c, int b, const char *suffix, qd_tensor_role role, int slot) {
+    qd_block_tensor_ref t[64];
+    size_t n = qd_model_block_tensors(c, b, t, 64);
+    QD_EXPECT(n <= 64);
+    for (size_t i = 0; i < n && i < 64; i++)
+        if (strcmp(t[i].suffix, suffix) == 0) return t[i].role == role && t[i].slot == slot;
     return 0;
+}
+
+static int holds(const qd_model_cfg *c, const char *suffix, qd_tensor_role role, int slot) {
+    return holds_in(c, 0, suffix, role, slot);
 }
 
 static void test_lookup(void) {
     char list[256];
     qd_arch_supported_list(list, sizeof list);
-    QD_EXPECT(strcmp(list, "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM") == 0);
+    QD_EXPECT(strcmp(list, "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                           "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM") == 0);
     QD_EXPECT(qd_arch_find("Qwen2ForCausalLM") == &qd_arch_qwen2);
-    QD_EXPECT(qd_arch_find("MixtralForCausalLM") == NULL);
+    QD_EXPECT(qd_arch_find("MixtralForCausalLM") == &qd_arch_mixtral);
+    QD_EXPECT(qd_arch_find("DeepseekV3ForCausalLM") == NULL);
     QD_EXPECT(qd_arch_by_model_type("mistral") == &qd_arch_mistral);
     QD_EXPECT(qd_arch_by_model_type("gpt2") == NULL);
     qd_arch_supported_list(list, 20); /* cut, never overrun */
@@ -84,8 +89,44 @@ static void test_tensors(void) {
     QD_EXPECT(!holds(&c, "mlp.up_proj.bias", QD_T_LINEAR_B, QD_LIN_UP));
 }
 
+/* the Linear table and tensors of MoE blocks: names, shapes, keys, the router kept in full precision */
+static void test_moe(void) {
+    qd_model_cfg c;
+    parse("MixtralForCausalLM", ",\"num_local_experts\":4,\"num_experts_per_tok\":2", &c);
+    qd_linear t[32];
+    QD_EXPECT_EQ_INT(qd_model_linears(&c, 1, t, 32), 4 + 1 + 3 * 4);
+    QD_EXPECT(strcmp(t[4].module, "block_sparse_moe.gate") == 0 && !t[4].quantize && t[4].N == 4 && t[4].K == 64);
+    QD_EXPECT(strcmp(t[5].module, "block_sparse_moe.experts.0.w1") == 0 && t[5].hkey == 4 && t[5].stage == 2);
+    QD_EXPECT(strcmp(t[6].module, "block_sparse_moe.experts.0.w3") == 0 && t[6].hkey == 4 && t[6].N == 96);
+    QD_EXPECT(strcmp(t[7].module, "block_sparse_moe.experts.0.w2") == 0 && t[7].hkey == 5 && t[7].K == 96);
+    QD_EXPECT(strcmp(t[16].module, "block_sparse_moe.experts.3.w2") == 0 && t[16].expert == 3 && t[16].stage == 3);
+    QD_EXPECT(holds(&c, "block_sparse_moe.experts.2.w3.weight", QD_T_LINEAR_W, 4 + 1 + 3 * 2 + 1));
+    QD_EXPECT(!holds(&c, "mlp.gate_proj.weight", QD_T_LINEAR_W, QD_LIN_GATE));
+    QD_EXPECT_EQ_INT(qd_model_max_hkeys(&c), 4 + 2 * 4);
+    /* Qwen2-MoE: a shared expert; block 1 dense (mlp_only_layers), so its table is the dense one */
+    parse("Qwen2MoeForCausalLM", ",\"num_experts\":2,\"moe_intermediate_size\":32,"
+          "\"shared_expert_intermediate_size\":48,\"mlp_only_layers\":[1]", &c);
+    QD_EXPECT(qd_model_block_is_moe(&c, 0) && !qd_model_block_is_moe(&c, 1));
+    QD_EXPECT_EQ_INT(qd_model_linears(&c, 1, t, 32), QD_NLIN);
+    QD_EXPECT(strcmp(t[QD_LIN_DOWN].module, "mlp.down_proj") == 0 && t[QD_LIN_DOWN].K == 96);
+    QD_EXPECT_EQ_INT(qd_model_linears(&c, 0, t, 32), 4 + 1 + 4 + 3 * 2);
+    QD_EXPECT(strcmp(t[5].module, "mlp.shared_expert.gate_proj") == 0 && t[5].hkey == 2 && t[5].N == 48);
+    QD_EXPECT(strcmp(t[7].module, "mlp.shared_expert.down_proj") == 0 && t[7].hkey == 3 && t[7].K == 48);
+    QD_EXPECT(strcmp(t[8].module, "mlp.shared_expert_gate") == 0 && !t[8].quantize && t[8].N == 1);
+    QD_EXPECT(strcmp(t[9].module, "mlp.experts.0.gate_proj") == 0 && t[9].N == 32);
+    QD_EXPECT(holds(&c, "self_attn.q_proj.bias", QD_T_LINEAR_B, QD_LIN_Q)); /* qkv_bias defaults on */
+    QD_EXPECT(holds_in(&c, 1, "mlp.up_proj.weight", QD_T_LINEAR_W, QD_LIN_UP));
+    QD_EXPECT(!holds_in(&c, 1, "mlp.experts.0.up_proj.weight", QD_T_LINEAR_W, 10));
+    /* Qwen3-MoE: decoder_sparse_step 2 makes every other block dense */
+    parse("Qwen3MoeForCausalLM", ",\"num_experts\":2,\"moe_intermediate_size\":32,\"decoder_sparse_step\":2", &c);
+    QD_EXPECT(!qd_model_block_is_moe(&c, 0) && qd_model_block_is_moe(&c, 1));
+    QD_EXPECT(holds(&c, "self_attn.q_norm.weight", QD_T_NORM, QD_NORM_Q));
+    QD_EXPECT(holds_in(&c, 1, "mlp.gate.weight", QD_T_LINEAR_W, 4));
+}
+
 int main(void) {
     QD_RUN(test_lookup);
+    QD_RUN(test_moe);
     QD_RUN(test_shapes);
     QD_RUN(test_tensors);
     return QD_TEST_END();

@@ -179,17 +179,19 @@ static void expect_fail(const char *base, const char *from, const char *to, qd_s
 }
 
 static void test_refusals(void) {
-    /* MoE by name, with the supported list */
-    expect_fail(mistral, "MistralForCausalLM", "MixtralForCausalLM", QD_ERR_UNSUPPORTED, "MixtralForCausalLM is a mixture-of-experts");
-    expect_fail(qwen2, "Qwen2ForCausalLM", "Qwen2MoeForCausalLM", QD_ERR_UNSUPPORTED, "mixture-of-experts");
-    expect_fail(qwen3, "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", QD_ERR_UNSUPPORTED, "mixture-of-experts");
+    /* the supported MoE families need their expert fields */
+    expect_fail(mistral, "MistralForCausalLM", "MixtralForCausalLM", QD_ERR_FORMAT, "\"num_local_experts\" is missing");
+    expect_fail(qwen2, "Qwen2ForCausalLM", "Qwen2MoeForCausalLM", QD_ERR_FORMAT, "is missing");
+    expect_fail(qwen3, "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", QD_ERR_FORMAT, "is missing");
+    /* other MoE families by name, with the supported list */
     expect_fail(llama31, "LlamaForCausalLM", "DeepseekV3ForCausalLM", QD_ERR_UNSUPPORTED, "DeepseekV3ForCausalLM is a mixture");
     expect_fail(llama31, "LlamaForCausalLM", "DeepseekV2ForCausalLM", QD_ERR_UNSUPPORTED, "mixture-of-experts");
     /* MoE by field, even under a supported name */
     expect_fail(llama31, "\"mlp_bias\":false", "\"num_local_experts\":8", QD_ERR_UNSUPPORTED, "num_local_experts");
     /* unknown architecture lists the supported ones */
     expect_fail(llama31, "LlamaForCausalLM", "GPT2LMHeadModel", QD_ERR_UNSUPPORTED,
-                "'GPT2LMHeadModel' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+                "'GPT2LMHeadModel' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)");
     /* unsupported rope types are refused rather than approximated */
     expect_fail(llama31, "\"rope_type\":\"llama3\"", "\"rope_type\":\"yarn\"", QD_ERR_UNSUPPORTED, "rope type 'yarn'");
 }
@@ -282,14 +284,13 @@ static void test_classify(void) {
     QD_EXPECT_EQ_INT(qd_model_classify(&c, "model.norm.weight", &b, mod, sizeof mod), QD_PART_FINAL_NORM);
     QD_EXPECT_EQ_INT(qd_model_classify(&c, "lm_head.weight", &b, mod, sizeof mod), QD_PART_LM_HEAD);
     QD_EXPECT_EQ_INT(qd_model_classify(&c, "rotary.inv_freq", &b, NULL, 0), QD_PART_OTHER);
-    const char *names[QD_MAX_LINEARS];
-    int groups[QD_MAX_LINEARS];
-    QD_EXPECT_EQ_INT(qd_model_linear_names(&c, names, groups), 7);
-    QD_EXPECT(strcmp(names[0], "self_attn.q_proj") == 0 && groups[0] == 0);
-    QD_EXPECT(strcmp(names[2], "self_attn.v_proj") == 0 && groups[2] == 0);
-    QD_EXPECT(strcmp(names[3], "self_attn.o_proj") == 0 && groups[3] == 1);
-    QD_EXPECT(strcmp(names[5], "mlp.up_proj") == 0 && groups[5] == 2);
-    QD_EXPECT(strcmp(names[6], "mlp.down_proj") == 0 && groups[6] == 3);
+    qd_linear t[QD_NLIN];
+    QD_EXPECT_EQ_INT(qd_model_linears(&c, 0, t, QD_NLIN), 7);
+    QD_EXPECT(strcmp(t[0].module, "self_attn.q_proj") == 0 && t[0].stage == 0 && t[0].hkey == 0);
+    QD_EXPECT(strcmp(t[2].module, "self_attn.v_proj") == 0 && t[2].stage == 0);
+    QD_EXPECT(strcmp(t[3].module, "self_attn.o_proj") == 0 && t[3].stage == 1);
+    QD_EXPECT(strcmp(t[5].module, "mlp.up_proj") == 0 && t[5].stage == 2 && t[5].kind == QD_LIN_UP);
+    QD_EXPECT(strcmp(t[6].module, "mlp.down_proj") == 0 && t[6].stage == 3 && t[6].quantize && t[6].expert == -1);
 }
 
 int main(void) {

@@ -1,0 +1,275 @@
+# SPDX-License-Identifier: MIT
+"""Mixture-of-experts models (issue 19): Mixtral, Qwen2-MoE (shared expert, mlp_only_layers), Qwen3-MoE.
+
+Tiny random checkpoints of each are built here with transformers (the stories260K tokenizer, so
+`qdist eval` can tokenise text). Checked:
+- qdist's fp32 logits against transformers' (relative error <= 1e-5);
+- GPTQ and RTN to the fake format, then `qdist export` to compressed-tensors, loaded back by
+  transformers: its logits equal those of transformers running qdist's fake-quant weights, and
+  `qdist eval` of the same export gives the same logits (<= 1e-5);
+- the report lists every expert Linear with its routed token count (summing to tokens x top_k);
+- an expert the router can never pick gets 0 routed tokens, the --moe-min-tokens fallback in the
+  report, finite weights, and a finite output; --moe-calibration all quantizes it from every token;
+- the router gates stay in full precision and are listed in the export's "ignore".
+"""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("compressed_tensors")
+from safetensors.numpy import load_file  # noqa: E402
+
+QDIST = os.environ.get("QDIST_BIN", "")
+REPO = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2]))
+FIX = REPO / "fixtures"
+STORIES = FIX / "stories260K-hf"
+TEXT = FIX / "wikitext-2-raw" / "wiki.test.raw"
+
+pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
+
+ARCHS = ["mixtral", "qwen2_moe", "qwen3_moe"]
+IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
+COMMON = dict(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=2,
+              tie_word_embeddings=False)
+
+
+def build(arch, out, unreachable=None):
+    """A tiny random checkpoint; unreachable=e: expert e of block 0 can never be routed to (hidden dim 0 of
+    block 0's MLP input is always positive, and the router row of e is -1000 there, 0 elsewhere)."""
+    if arch == "mixtral":
+        cfg = transformers.MixtralConfig(num_local_experts=4, num_experts_per_tok=2, **COMMON)
+        cls = transformers.MixtralForCausalLM
+    elif arch == "qwen2_moe":  # block 1 dense (mlp_only_layers), a shared expert behind its sigmoid gate
+        cfg = transformers.Qwen2MoeConfig(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
+                                          shared_expert_intermediate_size=64, decoder_sparse_step=1,
+                                          mlp_only_layers=[1], **COMMON)
+        cls = transformers.Qwen2MoeForCausalLM
+    else:
+        cfg = transformers.Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
+                                          norm_topk_prob=True, **COMMON)
+        cls = transformers.Qwen3MoeForCausalLM
+    torch.manual_seed(0)
+    m = cls(cfg).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.1)
+        if unreachable is not None:
+            m.model.embed_tokens.weight[:, 0] = 50.0
+            m.model.layers[0].self_attn.o_proj.weight[0, :] = 0.0
+            moe = m.model.layers[0].mlp  # transformers 5 names Mixtral's block_sparse_moe "mlp" in memory
+            moe.gate.weight[unreachable, :] = 0.0
+            moe.gate.weight[unreachable, 0] = -1000.0
+    m.save_pretrained(out)
+    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
+        shutil.copy(STORIES / f, out)
+    return out
+
+
+def qdist(*args):
+    r = subprocess.run([QDIST, *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def calib(tmp):
+    p = tmp / "calib.txt"
+    p.write_text(TEXT.read_text(encoding="utf-8")[:200000], encoding="utf-8")
+    return p
+
+
+def hf_logits(path, ids, **kw):
+    m = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kw).eval()
+    with torch.no_grad():
+        return m(input_ids=torch.tensor(ids)[None]).logits[0].double().numpy()
+
+
+def qdist_logits(path, tmp, name):
+    data = tmp / "eval.txt"
+    data.write_text(TEXT.read_text(encoding="utf-8")[:4000], encoding="utf-8")
+    qdist("eval", "--model", path, "--data", data, "--seqlen", 64, "--max-windows", 1, "--dump-logits", tmp / name,
+          "--quiet")
+    d = load_file(str(tmp / name / "logits.safetensors"))
+    return d["ids"].astype(np.int64), d["logits"].astype(np.float64)
+
+
+def rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forward_matches_transformers(arch, tmp_path):
+    src = build(arch, tmp_path / "src")
+    ids, ours = qdist_logits(src, tmp_path, "dump")
+    ref = hf_logits(src, list(ids))[:-1]
+    err = rel(ours, ref)
+    print(arch, "rel err", err)
+    assert err <= 1e-5
+
+
+def expert_records(report):
+    return {k: v for k, v in report["modules"].items() if ".experts." in k}
+
+
+@pytest.mark.parametrize("method", ["gptq", "rtn"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_quantize_export_loads_in_transformers(arch, method, tmp_path):
+    src = build(arch, tmp_path / "src")
+    fake, ct = tmp_path / "fake", tmp_path / "ct"
+    qdist("quantize", "--model", src, "--output", fake, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64,
+          "--method", method, "--bits", 4, "--group-size", 32, "--format", "fake", "--quiet")
+    qdist("export", "--input", fake, "--output", ct, "--format", "compressed-tensors")
+    qc = json.loads((ct / "config.json").read_text())["quantization_config"]
+    router = "block_sparse_moe.gate" if arch == "mixtral" else "mlp.gate"
+    assert f"model.layers.0.{router}" in qc["ignore"]
+    if arch == "qwen2_moe":
+        assert "model.layers.0.mlp.shared_expert_gate" in qc["ignore"]
+        assert "model.layers.0.mlp.shared_expert.down_proj" not in qc["ignore"]
+    report = json.loads((fake / "qdist_report.json").read_text())
+    experts = expert_records(report)
+    moe_blocks = 1 if arch == "qwen2_moe" else 2
+    assert len(experts) == moe_blocks * 4 * 3
+    if method == "gptq":  # every token reaches top_k = 2 experts
+        for b in range(moe_blocks):
+            counts = {v["expert"]: v["expert_tokens"] for k, v in experts.items() if k.startswith(f"model.layers.{b}.")}
+            assert sum(counts.values()) == 8 * 64 * 2
+    # transformers with qdist's fake-quant weights (the fake dir's .weight) is the reference
+    ref = hf_logits(fake, IDS)
+    got = hf_logits(ct, IDS)
+    assert np.isfinite(got).all()
+    err = rel(got, ref)
+    print(arch, method, "compressed-tensors vs fake", err)
+    assert err <= 1e-5
+    # qdist reads its own export back with the same forward
+    ids, ours = qdist_logits(ct, tmp_path, "dump")
+    assert rel(ours, hf_logits(ct, list(ids))[:-1]) <= 1e-5
+    if method == "gptq":  # GPTQ: the router excluded as the GPTQ loaders read it, and the same weights
+        gq = tmp_path / "gptq"
+        qdist("export", "--input", fake, "--output", gq, "--format", "gptq")
+        qc = json.loads((gq / "config.json").read_text())["quantization_config"]
+        assert f"-:^model\\.layers\\.0\\.{router.replace('.', chr(92) + '.')}$" in qc["dynamic"]
+        inner = qc["modules_in_block_to_quantize"][0]
+        assert router not in inner and "self_attn.q_proj" in inner
+        assert any(".experts.3." in m for m in inner)
+        _, from_gptq = qdist_logits(gq, tmp_path, "dump_gptq")
+        _, from_fake = qdist_logits(fake, tmp_path, "dump_fake")
+        assert rel(from_gptq, from_fake) <= 1e-6
+
+
+@pytest.mark.parametrize("arch", ["mixtral", "qwen3_moe"])
+def test_unreachable_expert_falls_back(arch, tmp_path):
+    src = build(arch, tmp_path / "src", unreachable=2)
+    ids, ours = qdist_logits(src, tmp_path, "fp")  # the checkpoint is still computed like transformers
+    assert rel(ours, hf_logits(src, list(ids))[:-1]) <= 1e-5
+    prefix = "block_sparse_moe.experts.2.w" if arch == "mixtral" else "mlp.experts.2."
+    cal = calib(tmp_path)
+    for mode in ["routed", "all"]:
+        out = tmp_path / mode
+        qdist("quantize", "--model", src, "--output", out, "--calib", cal, "--nsamples", 8, "--seqlen", 64,
+              "--method", "gptq", "--bits", 4, "--group-size", 32, "--format", "fake", "--moe-calibration", mode,
+              "--moe-min-tokens", 4, "--quiet")
+        report = json.loads((out / "qdist_report.json").read_text())
+        assert report["settings"]["moe_calibration"] == mode
+        mods = {k: v for k, v in report["modules"].items() if k.startswith("model.layers.0." + prefix)}
+        assert len(mods) == 3  # gate, up, down of the unreachable expert: all quantized and reported
+        for v in mods.values():
+            assert v["expert"] == 2 and v["expert_tokens"] == 0 and np.isfinite(v["loss"])
+            if mode == "routed":
+                assert "all-token Hessian" in v["fallback"] and "--moe-min-tokens 4" in v["fallback"]
+            else:
+                assert v["fallback"] is None
+        counts = {v["expert"]: v["expert_tokens"] for k, v in expert_records(report).items()
+                  if k.startswith("model.layers.0.")}
+        assert counts[2] == 0 and sum(counts.values()) == 8 * 64 * 2
+        t = load_file(str(out / "model.safetensors"))
+        for k, w in t.items():
+            assert np.isfinite(w.astype(np.float64)).all(), k
+        logits = hf_logits(out, IDS)
+        assert np.isfinite(logits).all()
+
+
+def test_all_expert_calibration_changes_only_partly_routed_experts(tmp_path):
+    src = build("qwen3_moe", tmp_path / "src")
+    cal = calib(tmp_path)
+    out = {}
+    for mode in ["routed", "all"]:
+        qdist("quantize", "--model", src, "--output", tmp_path / mode, "--calib", cal, "--nsamples", 8, "--seqlen", 64,
+              "--method", "gptq", "--bits", 4, "--group-size", 32, "--format", "fake", "--moe-calibration", mode,
+              "--moe-min-tokens", 0, "--quiet")
+        out[mode] = load_file(str(tmp_path / mode / "model.safetensors"))
+        report = json.loads((tmp_path / mode / "qdist_report.json").read_text())
+        assert all(v["fallback"] is None for v in expert_records(report).values())
+    counts = {v["expert"]: v["expert_tokens"] for k, v in expert_records(report).items() if k.startswith("model.layers.0.")}
+    partial = [e for e, n in counts.items() if 0 < n < 8 * 64]
+    assert partial
+    for e in partial:  # its Hessians now hold every token, not only the routed ones
+        key = f"model.layers.0.mlp.experts.{e}.gate_proj.weight"
+        assert not np.array_equal(out["routed"][key], out["all"][key]), key
+    # attention comes before the experts: the same bits either way
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert np.array_equal(out["routed"][key], out["all"][key])
+
+
+def test_awq_refused_for_moe(tmp_path):
+    src = build("qwen3_moe", tmp_path / "src")
+    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(tmp_path / "o"), "--calib",
+                        str(calib(tmp_path)), "--nsamples", "4", "--seqlen", "64", "--method", "awq", "--group-size", "32"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(lines) == 1 and "AWQ of mixture-of-experts blocks is not supported yet" in lines[0], r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
+    """Two data-parallel ranks (exact numerics) and a run killed after block 0 then resumed produce the
+    one-rank checkpoint; the experts' routed counts are summed over the ranks and kept in the staging."""
+    src = build("qwen2_moe", tmp_path / "src")
+    base = ["quantize", "--model", str(src), "--calib", str(calib(tmp_path)), "--nsamples", "8", "--seqlen", "64",
+            "--group-size", "32", "--format", "fake", "--numerics", "exact", "--chunk-tokens", "128", "--quiet"]
+    qdist(*base, "--output", tmp_path / "one")
+    r = subprocess.run(["mpirun", "-n", "2", QDIST, *base, "--output", str(tmp_path / "two")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, QD_INJECT_KILL="0:0")
+    r = subprocess.run([QDIST, *base, "--output", str(tmp_path / "res")], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0
+    qdist(*base, "--output", tmp_path / "res", "--resume")
+    one = (tmp_path / "one" / "model.safetensors").read_bytes()
+    counts = {}
+    for d in ["one", "two", "res"]:
+        assert (tmp_path / d / "model.safetensors").read_bytes() == one, d
+        report = json.loads((tmp_path / d / "qdist_report.json").read_text())
+        counts[d] = {k: v["expert_tokens"] for k, v in expert_records(report).items()}
+        assert sum(n for k, n in counts[d].items() if k.endswith("gate_proj")) == 8 * 64 * 2
+    assert counts["one"] == counts["two"] == counts["res"]
+
+
+def test_recipe_skips_shared_expert_and_gives_experts_other_bits(tmp_path):
+    """A recipe matches the experts by their Hugging Face names: the shared expert stays in full
+    precision (listed in "ignore"), the routed experts' down projections get 8 bits."""
+    src = build("qwen2_moe", tmp_path / "src")
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"method": "gptq", "bits": 4, "group_size": 32, "overrides": [
+        {"match": "mlp\\.shared_expert\\.", "skip": True},
+        {"match": "mlp\\.experts\\.[0-9]+\\.down_proj$", "bits": 8}]}))
+    out = tmp_path / "ct"
+    qdist("quantize", "--model", src, "--output", out, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64,
+          "--recipe", recipe, "--format", "compressed-tensors", "--quiet")
+    report = json.loads((out / "qdist_report.json").read_text())["modules"]
+    assert not any("shared_expert" in k for k in report)
+    assert all(v["bits"] == (8 if k.endswith("down_proj") else 4) for k, v in expert_records({"modules": report}).items())
+    qc = json.loads((out / "config.json").read_text())["quantization_config"]
+    for m in ["gate_proj", "up_proj", "down_proj"]:
+        assert f"model.layers.0.mlp.shared_expert.{m}" in qc["ignore"]
+    ids, ours = qdist_logits(out, tmp_path, "dump")
+    assert np.isfinite(ours).all()
