@@ -152,7 +152,7 @@ qd_status qd_run_check_space(const qd_run_opts *o, const qd_model *m, const char
     qd_export_format f;
     QD_CHECK(qd_export_format_parse(o->format, &f));
     uint64_t model_bytes = qd_model_total_bytes(m), linear_bytes = 0, stage = 0, out = 0;
-    unsigned wbytes = qd_dtype_bits(cfg->dtype) / 8;
+    unsigned wbytes = cfg->fp8_source ? 1 : qd_dtype_bits(cfg->dtype) / 8; /* an FP8 source's Linears: e4m3 */
     for (int l = 0; l < n && l < QD_NLIN; l++) {
         int64_t n64, k64;
         qd_model_linear_shape(cfg, (qd_lin)l, &n64, &k64);

@@ -126,6 +126,19 @@ static qd_status read_config(const char *meta_dir, char *path, size_t cap, cJSON
     return QD_OK;
 }
 
+qd_status qd_export_drop_source_quant_config(const char *meta_dir, const char *out) {
+    char path[4400];
+    cJSON *cfg = NULL;
+    QD_CHECK(read_config(meta_dir, path, sizeof path, &cfg));
+    qd_status st = QD_OK;
+    if (cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config")) {
+        cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
+        st = write_json(out, "config.json", cfg);
+    }
+    cJSON_Delete(cfg);
+    return st;
+}
+
 static qd_status write_configs(const qd_xplan *p, const char *meta_dir, const char *out) {
     char path[4400];
     cJSON *cfg = NULL;

@@ -14,6 +14,7 @@
 #include "qd-log.h"
 #include "qd-qformat-awq.h"
 #include "qd-qformat-ct.h"
+#include "qd-qformat-fp8.h"
 #include "qd-qformat-gptq.h"
 
 typedef struct ct_group {
@@ -27,6 +28,7 @@ struct qd_qformat {
     char name[32];
     int gptq_v2;
     int awq_group_size;
+    int fp8_block[2]; /* weight_block_size of an FP8 source; {0, 0} when absent */
     int ngroups;
     ct_group *groups;
     char path[4200];
@@ -114,6 +116,14 @@ qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
             qf->kind = QD_QF_CT;
             snprintf(qf->name, sizeof qf->name, "compressed-tensors");
             st = parse_ct_groups(qf, q);
+        } else if (strcmp(meth, "fp8") == 0) {
+            qf->kind = QD_QF_FP8;
+            snprintf(qf->name, sizeof qf->name, "fp8");
+            const cJSON *bs = cJSON_GetObjectItemCaseSensitive(q, "weight_block_size");
+            for (int i = 0; i < 2 && cJSON_GetArraySize(bs) == 2; i++) {
+                const cJSON *v = cJSON_GetArrayItem(bs, i);
+                qf->fp8_block[i] = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 65536 ? v->valueint : 0;
+            }
         } else {
             qf->kind = QD_QF_OTHER;
             snprintf(qf->name, sizeof qf->name, "%.31s", meth);
@@ -129,7 +139,7 @@ qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
 }
 
 static const char *aux_suffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx", ".weight_packed", ".weight_scale",
-                                     ".weight_shape", ".weight_zero_point", ".weight_g_idx"};
+                                     ".weight_shape", ".weight_zero_point", ".weight_g_idx", ".weight_scale_inv"};
 
 int qd_qformat_is_aux_tensor(const char *name) {
     size_t n = strlen(name);
@@ -456,6 +466,21 @@ qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, 
         if (info) {
             info->N = *N;
             info->K = *K;
+        }
+        return QD_OK;
+    }
+    if (tw && tw->dtype == QD_DT_F8_E4M3) {
+        const int none[2] = {0, 0};
+        const int *block = qf ? qf->fp8_block : none;
+        if (!w) QD_CHECK(qd_fp8_linear_check(ck, prefix, block, N, K));
+        else QD_CHECK(qd_fp8_linear_read(ck, prefix, block, w, N, K));
+        if (info) {
+            info->quantized = 1;
+            info->N = *N;
+            info->K = *K;
+            info->bits = 8;
+            info->group_size = block[1] > 0 ? block[1] : -1;
+            info->sym = 1;
         }
         return QD_OK;
     }

@@ -35,15 +35,20 @@ qd_lin qd_lin_group_first(int group); /* the Linear whose capture carries the gr
 /* The RMSNorms of a block: before attention, before the MLP, and Qwen3's per-head q/k norms. */
 typedef enum { QD_NORM_IN, QD_NORM_POST, QD_NORM_Q, QD_NORM_K, QD_NNORM } qd_norm;
 
-typedef enum { QD_ROPE_DEFAULT, QD_ROPE_LLAMA3, QD_ROPE_LINEAR } qd_rope_type;
+typedef enum { QD_ROPE_DEFAULT, QD_ROPE_LLAMA3, QD_ROPE_LINEAR, QD_ROPE_YARN } qd_rope_type;
 
 typedef struct qd_rope {
     double theta;
     qd_rope_type type;
-    double factor;          /* llama3 / linear */
+    double factor;          /* llama3 / linear / yarn */
     double low_freq_factor; /* llama3 */
     double high_freq_factor;
-    int original_max_pos;
+    int original_max_pos;   /* llama3 / yarn */
+    /* yarn (transformers' _compute_yarn_parameters): the ramp between beta_fast and beta_slow rotations,
+     * attention_factor (given, or from factor, mscale and mscale_all_dim) multiplies cos and sin;
+     * mscale_all_dim also scales an MLA model's softmax (qd_rope_softmax_mscale) */
+    double beta_fast, beta_slow, mscale, mscale_all_dim, attention_factor;
+    int truncate;
 } qd_rope;
 
 typedef struct qd_model_cfg {
@@ -68,11 +73,16 @@ typedef struct qd_model_cfg {
     int sliding_window;   /* 0 when none/unused */
     qd_dtype dtype;       /* torch_dtype / dtype; F32 when absent */
     int bos_id, eos_id;   /* -1 when absent */
-    int quantized;        /* has a quantization_config */
+    int quantized;        /* has a quantization_config (an FP8 source does not count: see fp8_source) */
     char quant_method[32];
+    int fp8_source;       /* quant_method "fp8": e4m3 Linears dequantized on load, a float source to quantize */
+    int fp8_block[2];     /* its weight_block_size [rows, cols]; {0, 0}: one scale per tensor or per row */
 } qd_model_cfg;
 
 qd_status qd_model_cfg_load(const char *model_dir, qd_model_cfg *out);
+/* The factor an MLA (DeepSeek) attention multiplies its softmax scale by: yarn_get_mscale(factor,
+ * mscale_all_dim)^2 for a scaled rope with mscale_all_dim, else 1 (transformers' yarn_apply_mscale). */
+double qd_rope_softmax_mscale(const qd_rope *r);
 /* Same from an in-memory config.json text; path is only used in messages. */
 qd_status qd_model_cfg_parse(const char *json, const char *path, qd_model_cfg *out);
 
