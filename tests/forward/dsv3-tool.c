@@ -5,7 +5,12 @@
  *   qd-dsv3-tool route CONFIG.json T LOGITS.bin BIAS.bin IDX.bin W.bin
  *       CONFIG.json holds DeepSeek-V3's routing fields (qd-dsv3.h); LOGITS [T, E], BIAS [E];
  *       IDX [T, top_k] int32 and W [T, top_k] fp32 are written
+ *   qd-dsv3-tool mla CONFIG.json NSEQ SEQ WDIR X.bin OUT.bin
+ *       CONFIG.json: a Llama-form config (hidden_size, num_attention_heads, rope) with DeepSeek-V3's MLA
+ *       fields; WDIR/<name>.bin the weights (q_a_proj, q_a_norm, q_b_proj or q_proj, kv_a_proj,
+ *       kv_a_norm, kv_b_proj, o_proj, and <name>_bias when present); X [NSEQ*SEQ, hidden] -> OUT
  * Exit 0 on success, 1 with qdist's one-line error otherwise. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +20,8 @@
 #include "qd-fs.h"
 #include "qd-check.h"
 #include "qd-log.h"
+#include "qd-backend-cpu.h"
+#include "qd-mla.h"
 #include "qd-route.h"
 
 static qd_status read_exact(const char *path, void *dst, size_t bytes) {
@@ -81,10 +88,85 @@ static qd_status route(char **argv) {
     return st;
 }
 
+/* WDIR/name.bin of n floats onto the backend; absent and optional: NULL */
+static qd_status weight(qd_backend_t be, const char *dir, const char *name, size_t n, int optional, qd_buf_t *out) {
+    char path[1024];
+    *out = NULL;
+    snprintf(path, sizeof path, "%s/%s.bin", dir, name);
+    if (optional && !qd_path_exists(path)) return QD_OK;
+    float *h = malloc(n * 4 + 4);
+    if (!h) return qd_fail(QD_ERR_NOMEM, "mla: out of memory");
+    qd_status st = read_exact(path, h, n * 4);
+    if (st == QD_OK) st = qd_buf_alloc(be, n, out);
+    if (st == QD_OK) st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(*out, 0), .src = h,
+                                                                   .src_dtype = QD_DT_F32, .n = n});
+    free(h);
+    return st;
+}
+
+static qd_status mla(char **argv) {
+    char *json;
+    QD_CHECK(text_of(argv[2], &json));
+    qd_model_cfg cfg;
+    qd_dsv3_cfg d;
+    qd_status st = qd_model_cfg_parse(json, argv[2], &cfg);
+    if (st == QD_OK) st = qd_dsv3_cfg_parse(json, argv[2], 0, &d);
+    free(json);
+    if (st != QD_OK) return st;
+    size_t nseq = (size_t)atol(argv[3]), S = (size_t)atol(argv[4]), T = nseq * S, Hd = (size_t)cfg.hidden;
+    size_t H = (size_t)cfg.nheads, QK = (size_t)d.qk_head_dim, R = (size_t)d.qk_rope_head_dim;
+    size_t QL = (size_t)d.q_lora_rank, KL = (size_t)d.kv_lora_rank, NV = (size_t)(d.qk_nope_head_dim + d.v_head_dim);
+    const char *dir = argv[5];
+    qd_backend_t be;
+    QD_CHECK(qd_backend_cpu_create(0, &be));
+    qd_mla_w w = {0};
+    qd_buf_t x = NULL, out = NULL, cosb = NULL, sinb = NULL;
+    float *hx = malloc(T * Hd * 4 + 4), *c = malloc(S * R * 2 + 4), *s = malloc(S * R * 2 + 4);
+    if (!hx || !c || !s) st = qd_fail(QD_ERR_NOMEM, "mla: out of memory");
+    if (st == QD_OK && QL) {
+        st = weight(be, dir, "q_a_proj", QL * Hd, 0, &w.w[QD_MLA_Q_A]);
+        if (st == QD_OK) st = weight(be, dir, "q_a_norm", QL, 0, &w.q_a_norm);
+        if (st == QD_OK) st = weight(be, dir, "q_b_proj", H * QK * QL, 0, &w.w[QD_MLA_Q_B]);
+        if (st == QD_OK) st = weight(be, dir, "q_a_proj_bias", QL, 1, &w.b[QD_MLA_Q_A]);
+    } else if (st == QD_OK) {
+        st = weight(be, dir, "q_proj", H * QK * Hd, 0, &w.w[QD_MLA_Q_A]);
+    }
+    if (st == QD_OK) st = weight(be, dir, "kv_a_proj", (KL + R) * Hd, 0, &w.w[QD_MLA_KV_A]);
+    if (st == QD_OK) st = weight(be, dir, "kv_a_proj_bias", KL + R, 1, &w.b[QD_MLA_KV_A]);
+    if (st == QD_OK) st = weight(be, dir, "kv_a_norm", KL, 0, &w.kv_a_norm);
+    if (st == QD_OK) st = weight(be, dir, "kv_b_proj", H * NV * KL, 0, &w.w[QD_MLA_KV_B]);
+    if (st == QD_OK) st = weight(be, dir, "o_proj", Hd * H * (size_t)d.v_head_dim, 0, &w.w[QD_MLA_O]);
+    if (st == QD_OK) st = weight(be, dir, "o_proj_bias", Hd, 1, &w.b[QD_MLA_O]);
+    if (st == QD_OK) st = read_exact(argv[6], hx, T * Hd * 4);
+    if (st == QD_OK) st = qd_rope_tables_dim(&cfg.rope, R, S, c, s);
+    if (st == QD_OK) st = qd_buf_alloc(be, T * Hd, &x);
+    if (st == QD_OK) st = qd_buf_alloc(be, T * Hd, &out);
+    if (st == QD_OK) st = qd_buf_alloc(be, S * R / 2, &cosb);
+    if (st == QD_OK) st = qd_buf_alloc(be, S * R / 2, &sinb);
+    if (st == QD_OK) st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(x, 0), .src = hx, .src_dtype = QD_DT_F32, .n = T * Hd});
+    if (st == QD_OK) st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(cosb, 0), .src = c, .src_dtype = QD_DT_F32, .n = S * R / 2});
+    if (st == QD_OK) st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(sinb, 0), .src = s, .src_dtype = QD_DT_F32, .n = S * R / 2});
+    if (st == QD_OK)
+        st = qd_mla_forward(be, &(struct qd_mla_args){.c = &d, .hidden = cfg.hidden, .heads = cfg.nheads,
+                                                      .scale = (float)(1.0 / sqrt((double)QK) * qd_rope_softmax_mscale(&cfg.rope)),
+                                                      .w = &w, .x = QD_REF(x, 0), .out = QD_REF(out, 0),
+                                                      .cos = QD_REF(cosb, 0), .sin = QD_REF(sinb, 0), .nseq = nseq,
+                                                      .seq_len = S});
+    if (st == QD_OK) st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(out, 0), .dst = hx, .n = T * Hd});
+    if (st == QD_OK) st = write_all(argv[7], hx, T * Hd * 4);
+    for (int i = 0; i < QD_MLA_NLIN; i++) qd_buf_free(w.w[i]), qd_buf_free(w.b[i]);
+    qd_buf_free(w.q_a_norm), qd_buf_free(w.kv_a_norm), qd_buf_free(x), qd_buf_free(out), qd_buf_free(cosb),
+        qd_buf_free(sinb);
+    free(hx), free(c), free(s);
+    qd_be_free(be);
+    return st;
+}
+
 int main(int argc, char **argv) {
     qd_status st;
     if (argc == 6 && strcmp(argv[1], "rope") == 0) st = rope(argv);
     else if (argc == 8 && strcmp(argv[1], "route") == 0) st = route(argv);
+    else if (argc == 8 && strcmp(argv[1], "mla") == 0) st = mla(argv);
     else {
         fprintf(stderr, "usage: qd-dsv3-tool rope CONFIG SEQ COS SIN | route CONFIG T LOGITS BIAS IDX W\n");
         return 2;

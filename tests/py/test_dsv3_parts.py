@@ -172,3 +172,59 @@ def test_bad_deepseek_field_is_named(bad, field, tmp_path):
     (tmp_path / "cfg.json").write_text(json.dumps(bad))
     r = tool("route", tmp_path / "cfg.json", 1, tmp_path / "l", tmp_path / "b", tmp_path / "i", tmp_path / "w")
     assert r.returncode == 1 and field in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+MLA = {
+    "q-lora-interleaved-yarn": dict(q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=6,
+                                    v_head_dim=12, rope_interleave=True, attention_bias=False,
+                                    max_position_embeddings=4096,
+                                    rope_scaling={"type": "yarn", "factor": 8.0,
+                                                  "original_max_position_embeddings": 512, "beta_fast": 32,
+                                                  "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}),
+    "q-proj-half-split-bias": dict(q_lora_rank=None, kv_lora_rank=20, qk_nope_head_dim=10, qk_rope_head_dim=8,
+                                   v_head_dim=6, rope_interleave=False, attention_bias=True,
+                                   max_position_embeddings=512, rope_scaling=None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MLA))
+def test_mla_matches_transformers(case, tmp_path):
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3Attention, DeepseekV3RotaryEmbedding
+    p = dict(MLA[case])
+    hidden, heads, nseq, S = 40, 3, 2, 17
+    rs = p.pop("rope_scaling")
+    cfg = transformers.DeepseekV3Config(hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=heads,
+                                        rope_theta=10000.0, rope_scaling=rs, **p)
+    cfg._attn_implementation = "eager"
+    attn = DeepseekV3Attention(cfg, 0).eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for prm in attn.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=g) * (0.3 if prm.ndim == 2 else 1.0) + (1.0 if prm.ndim == 1 and
+                      prm.shape[0] in (p["kv_lora_rank"], p["q_lora_rank"]) else 0.0))
+    x = torch.randn(nseq, S, hidden, generator=g)
+    pos = torch.arange(S)[None].expand(nseq, S)
+    cos, sin = DeepseekV3RotaryEmbedding(cfg)(x, pos)
+    mask = torch.full((S, S), float("-inf")).triu(1)[None, None].expand(nseq, 1, S, S)
+    with torch.no_grad():
+        ref = attn(x, (cos, sin), mask)[0].numpy().reshape(nseq * S, hidden)
+    wd = tmp_path / "w"
+    wd.mkdir()
+    names = {"q_proj": "q_proj", "q_a_proj": "q_a_proj", "q_a_layernorm": "q_a_norm", "q_b_proj": "q_b_proj",
+             "kv_a_proj_with_mqa": "kv_a_proj", "kv_a_layernorm": "kv_a_norm", "kv_b_proj": "kv_b_proj",
+             "o_proj": "o_proj"}
+    for k, v in attn.state_dict().items():
+        mod, kind = k.rsplit(".", 1)
+        out = names[mod] + ("_bias" if kind == "bias" else "")
+        v.numpy().astype(np.float32).tofile(wd / f"{out}.bin")
+    # qdist reads the rope from a Llama-form config; the MLA fields beside it
+    d = dict(LLAMA, hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=heads,
+             head_dim=p["qk_rope_head_dim"], rope_theta=10000.0, rope_scaling=rs, **p)
+    (tmp_path / "config.json").write_text(json.dumps(d))
+    x.numpy().astype(np.float32).tofile(tmp_path / "x.bin")
+    r = tool("mla", tmp_path / "config.json", nseq, S, wd, tmp_path / "x.bin", tmp_path / "out.bin")
+    assert r.returncode == 0, r.stderr
+    ours = np.fromfile(tmp_path / "out.bin", dtype=np.float32).reshape(nseq * S, hidden)
+    rel = np.linalg.norm(ours - ref) / np.linalg.norm(ref)
+    print(f"mla {case}: rel err {rel:.2e}, softmax scale {attn.scaling:.6f}")
+    assert rel <= 1e-5
