@@ -81,6 +81,8 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
         if (!isfinite(scale[i]) || scale[i] < 0)
             st = qd_fail(QD_ERR_FORMAT, "%s: FP8 scale '%s' element %zu is %g; scales must be finite and >= 0",
                          ck->dir, s->name, i, (double)scale[i]);
+    float lut[256]; /* the decode of every code: one load per element instead of a decode */
+    for (int c = 0; c < 256; c++) lut[c] = qd_f8e4m3_to_f32((uint8_t)c);
     for (int64_t n = 0; st == QD_OK && n < N; n++) {
         const float *srow = blocked ? scale + (n / block[0]) * cdiv(K, block[1]) : scale + (ns == 1 ? 0 : n);
         for (int64_t k = 0; k < K; k++) {
@@ -90,7 +92,7 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
                              (long long)n, (long long)k);
                 break;
             }
-            out[n * K + k] = qd_f8e4m3_to_f32(c) * srow[blocked ? k / block[1] : 0];
+            out[n * K + k] = lut[c] * srow[blocked ? k / block[1] : 0];
         }
     }
     free(codes);

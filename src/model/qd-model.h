@@ -4,7 +4,9 @@
  * Supported: the architectures listed in arch.c (Llama, Mistral, Qwen2, Qwen3; qd-arch.h). Other
  * architectures are refused with a message listing these; MoE configs (Mixtral, Qwen2/3-MoE,
  * DeepSeek, ...) are recognised and refused by name. Rope parameters are read from either the hub
- * form (rope_theta + rope_scaling) or the newer rope_parameters form. Missing required fields and
+ * form (rope_theta + rope_scaling) or the newer rope_parameters form (default, linear, llama3, yarn).
+ * An FP8 source (quantization_config.quant_method "fp8") is a float source whose Linears are
+ * dequantized on load (fp8_source; docs/formats.md "FP8 sources"). Missing required fields and
  * values of the wrong type name the field and the file. qdist never runs remote code: auto_map is ignored.
  * Size fields are bounded before anything is sized from them (layers <= 4096, heads and head_dim <= 4096,
  * hidden <= 2^18, intermediate and heads*head_dim <= 2^20, vocab <= 2^24, positions <= 2^28), so

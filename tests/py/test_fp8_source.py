@@ -29,6 +29,7 @@ TOK = FIX / "stories260K-hf"
 TEXT = FIX / "wikitext-2-raw" / "wiki.test.raw"
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FP8_MAX = 448.0
+KEPT_BF16 = "model.layers.1.self_attn.o_proj.weight"
 
 
 def quantize_block(w, bn, bk):
@@ -72,7 +73,8 @@ def build(tmp, variant="block"):
     out, ref = {}, {}
     for name, w in sd.items():
         mod = name.rsplit(".", 2)[-2] if name.endswith(".weight") else ""
-        if mod not in LINEARS:
+        # one Linear kept in bf16, as modules_to_not_convert leaves some in real FP8 releases
+        if mod not in LINEARS or name == KEPT_BF16:
             out[name] = w.to(torch.bfloat16)            # as DeepSeek-V3 ships norms and embeddings
             ref[name] = out[name].to(torch.float32)
             continue
@@ -182,6 +184,26 @@ def test_fake_export_of_fp8_source_drops_its_quantization_config(tmp_path):
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     names = tensor_names(out)
     assert names and not [n for n in names if "scale_inv" in n]
+
+
+def test_recipe_skip_of_an_fp8_linear_is_refused_before_work(tmp_path):
+    src, _ = build(tmp_path, "block")
+    recipe = tmp_path / "skip.json"
+    recipe.write_text(json.dumps({"overrides": [{"match": "layers\\.0\\.mlp\\.down_proj$", "skip": True}]}))
+    out = tmp_path / "o"
+    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--method", "rtn", "--bits",
+                        "4", "--group-size", "64", "--format", "gptq", "--recipe", str(recipe), "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "model.layers.0.mlp.down_proj.weight" in r.stderr and "FP8" in r.stderr, r.stderr
+    assert not out.exists()
+    # skipping the Linear the checkpoint keeps in bf16 is fine
+    recipe.write_text(json.dumps({"overrides": [{"match": "layers\\.1\\.self_attn\\.o_proj$", "skip": True}]}))
+    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--method", "rtn", "--bits",
+                        "4", "--group-size", "64", "--format", "gptq", "--recipe", str(recipe), "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "model.layers.1.self_attn.o_proj.weight" in tensor_names(out)
 
 
 def damage(src, name, fn):
