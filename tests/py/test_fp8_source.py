@@ -150,6 +150,10 @@ def test_inspect_names_fp8_source(tmp_path):
     r = subprocess.run([QDIST, "inspect", str(src), "--json"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["config"]["fp8_source_block"] == [128, 128]
+    # --vllm-tp counts the 13 FP8 Linears as the unquantized model they stand for (+ the bf16 one, lm_head)
+    r = subprocess.run([QDIST, "inspect", str(src), "--vllm-tp", "2"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "15 Linear modules, 0 miss Marlin, 0 do not load" in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("method", ["rtn", "gptq"])
