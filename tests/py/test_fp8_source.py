@@ -80,7 +80,13 @@ def build(tmp, variant="block"):
             continue
         w = w * 4  # weights of a trained size, so the codes spread over the e4m3 range
         prefix = name[:-len(".weight")]
-        if variant == "block":
+        if variant == "block-ue8m0":  # scale_fmt "ue8m0": power-of-two scales stored as F8_E8M0
+            s = torch.pow(2.0, torch.ceil(torch.log2(quantize_block(w, 128, 128)[1])))
+            big = s.repeat_interleave(128, 0).repeat_interleave(128, 1)[:w.shape[0], :w.shape[1]]
+            q = (w / big).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+            out[name], out[prefix + ".weight_scale_inv"] = q, s.to(torch.float8_e8m0fnu)
+            ref[name] = dequant_block(q, s, 128, 128)
+        elif variant == "block":
             q, s = quantize_block(w, 128, 128)
             if name == "model.layers.0.self_attn.q_proj.weight":
                 plant_all_codes(q)
@@ -103,8 +109,10 @@ def build(tmp, variant="block"):
     d["torch_dtype"] = "bfloat16"
     d.pop("dtype", None)
     qc = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic"}
-    if variant == "block":
+    if variant.startswith("block"):
         qc["weight_block_size"] = [128, 128]
+    if variant == "block-ue8m0":
+        qc["scale_fmt"] = "ue8m0"
     d["quantization_config"] = qc
     (src / "config.json").write_text(json.dumps(d, indent=2))
     for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
@@ -131,7 +139,7 @@ def qdist_logits(model_dir, tmp):
     return d["ids"].astype(np.int64), d["logits"].astype(np.float64)
 
 
-@pytest.mark.parametrize("variant", ["block", "row", "tensor"])
+@pytest.mark.parametrize("variant", ["block", "block-ue8m0", "row", "tensor"])
 def test_fp8_logits_match_dequantized_transformers(variant, tmp_path):
     src, model = build(tmp_path, variant)
     ids, ours = qdist_logits(src, tmp_path)
