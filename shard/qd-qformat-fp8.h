@@ -25,4 +25,10 @@ qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const
 qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w,
                              int64_t *N, int64_t *K);
 
+/* qd_qformat_read_linear's answer for an FP8 Linear: the weight (w NULL: the headers only) and info
+ * (quantized, 8 bits, group = the block's columns or -1; may be NULL). block NULL: {0, 0}. */
+struct qd_qlinear_info;
+qd_status qd_fp8_linear(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w, int64_t *N,
+                        int64_t *K, struct qd_qlinear_info *info);
+
 #endif

@@ -9,6 +9,7 @@
 #include "qd-check.h"
 #include "qd-dtype.h"
 #include "qd-log.h"
+#include "qd-qformat-read.h"
 
 static const qd_st_tensor *find(const qd_checkpoint *ck, const char *prefix, const char *suffix) {
     char name[1024];
@@ -105,5 +106,22 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
     *w = out;
     *pN = N;
     *pK = K;
+    return QD_OK;
+}
+
+qd_status qd_fp8_linear(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w, int64_t *N,
+                        int64_t *K, qd_qlinear_info *info) {
+    static const int none[2] = {0, 0};
+    if (!block) block = none;
+    if (w) QD_CHECK(qd_fp8_linear_read(ck, prefix, block, w, N, K));
+    else QD_CHECK(qd_fp8_linear_check(ck, prefix, block, N, K));
+    if (info) {
+        info->quantized = 1;
+        info->N = *N;
+        info->K = *K;
+        info->bits = 8;
+        info->group_size = block[1] > 0 ? block[1] : -1;
+        info->sym = 1;
+    }
     return QD_OK;
 }

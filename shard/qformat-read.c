@@ -469,21 +469,7 @@ qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, 
         }
         return QD_OK;
     }
-    if (tw && tw->dtype == QD_DT_F8_E4M3) {
-        const int none[2] = {0, 0};
-        const int *block = qf ? qf->fp8_block : none;
-        if (!w) QD_CHECK(qd_fp8_linear_check(ck, prefix, block, N, K));
-        else QD_CHECK(qd_fp8_linear_read(ck, prefix, block, w, N, K));
-        if (info) {
-            info->quantized = 1;
-            info->N = *N;
-            info->K = *K;
-            info->bits = 8;
-            info->group_size = block[1] > 0 ? block[1] : -1;
-            info->sym = 1;
-        }
-        return QD_OK;
-    }
+    if (tw && tw->dtype == QD_DT_F8_E4M3) return qd_fp8_linear(ck, prefix, qf ? qf->fp8_block : NULL, w, N, K, info);
     if (tw && tw->dtype == QD_DT_I8 && find(ck, prefix, ".weight_scale"))
         return read_ct(qf, ck, prefix, 1, w, N, K, info);
     if (find(ck, prefix, ".weight_packed")) return read_ct(qf, ck, prefix, 0, w, N, K, info);
