@@ -3,10 +3,12 @@
  * docs/formats.md "FP8 sources"), dequantized to fp32.
  *
  * <prefix>.weight is F8_E4M3 [N, K] (torch.float8_e4m3fn). Its scale, any float dtype or F8_E8M0:
- *   block [bn, bk] (weight_block_size): <prefix>.weight_scale_inv [ceil(N/bn), ceil(K/bk)],
+ *   block [bn, bk] (weight_block_size, compressed-tensors block_structure): <prefix>.weight_scale_inv
+ *       (or .weight_scale, compressed-tensors) [ceil(N/bn), ceil(K/bk)],
  *       W[n][k] = fp8[n][k] * s[n / bn][k / bk]  (DeepSeek-V3, Qwen3-FP8; transformers finegrained_fp8)
- *   no block: <prefix>.weight_scale_inv (transformers per-tensor) or <prefix>.weight_scale (vLLM / AutoFP8),
- *       one value ([] or [1]) or one per output row ([N] or [N, 1]), W[n][k] = fp8[n][k] * s[n or 0]
+ *   no block: <prefix>.weight_scale_inv (transformers per-tensor) or <prefix>.weight_scale (vLLM / AutoFP8,
+ *       compressed-tensors tensor / channel), one value ([] or [1]) or one per output row ([N] or [N, 1]),
+ *       W[n][k] = fp8[n][k] * s[n or 0]
  * A missing scale, a scale of another shape, a non-finite or negative scale and a NaN weight code each
  * fail with one line naming the tensor (QD_ERR_FORMAT).
  */

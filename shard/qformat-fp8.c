@@ -24,10 +24,10 @@ static qd_status scale_of(const qd_checkpoint *ck, const char *prefix, const int
                           const qd_st_tensor **out) {
     int blocked = block && block[0] > 0 && block[1] > 0;
     const qd_st_tensor *s = find(ck, prefix, ".weight_scale_inv");
-    if (!s && !blocked) s = find(ck, prefix, ".weight_scale");
+    if (!s) s = find(ck, prefix, ".weight_scale");
     if (!s)
-        return qd_fail(QD_ERR_FORMAT, "%s: FP8 Linear '%s' has no %s (config.json's quantization_config is fp8)",
-                       ck->dir, prefix, blocked ? ".weight_scale_inv" : ".weight_scale_inv or .weight_scale");
+        return qd_fail(QD_ERR_FORMAT, "%s: FP8 Linear '%s' has no .weight_scale_inv or .weight_scale (config.json's "
+                       "quantization_config is FP8)", ck->dir, prefix);
     if (!qd_dtype_is_float(s->dtype) && s->dtype != QD_DT_F8_E8M0)
         return qd_fail(QD_ERR_FORMAT, "%s: FP8 scale '%s' has dtype %s; expected F32, BF16, F16 or F8_E8M0", ck->dir,
                        s->name, qd_dtype_name(s->dtype));

@@ -62,6 +62,11 @@ static qd_status parse_ct_groups(qd_qformat *qf, const cJSON *q) {
         cg->group_size = cJSON_IsNumber(v) ? v->valueint : -1;
         v = cJSON_GetObjectItemCaseSensitive(w, "symmetric");
         cg->sym = !cJSON_IsFalse(v);
+        const cJSON *bs = cJSON_GetObjectItemCaseSensitive(w, "block_structure"); /* FP8 "block" strategy */
+        for (int i = 0; i < 2 && cJSON_GetArraySize(bs) == 2; i++) {
+            v = cJSON_GetArrayItem(bs, i);
+            qf->fp8_block[i] = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 65536 ? v->valueint : 0;
+        }
         const cJSON *targets = cJSON_GetObjectItemCaseSensitive(g, "targets");
         int nt = cJSON_GetArraySize(targets);
         cg->targets = calloc(nt ? (size_t)nt : 1, sizeof *cg->targets);

@@ -329,35 +329,6 @@ static qd_status parse_sizes(const cJSON *root, const char *path, qd_model_cfg *
     return QD_OK;
 }
 
-/* An FP8 source (transformers' FineGrainedFP8Config, as DeepSeek-V3 and the Qwen3 FP8 releases ship):
- * its e4m3 weights are dequantized on load, so for everything else it is a float source. */
-static qd_status parse_fp8(const cJSON *q, const char *path, qd_model_cfg *c) {
-    const cJSON *fmt = field(q, "fmt");
-    if (fmt && !(cJSON_IsString(fmt) && strcmp(fmt->valuestring, "e4m3") == 0))
-        return qd_fail(QD_ERR_UNSUPPORTED, "%s: quantization_config.fmt must be \"e4m3\" for an FP8 source (got %s)",
-                       path, cJSON_IsString(fmt) ? fmt->valuestring : type_name(fmt));
-    const cJSON *sf = field(q, "scale_fmt");
-    if (sf && !(cJSON_IsString(sf) && (strcmp(sf->valuestring, "float") == 0 || strcmp(sf->valuestring, "ue8m0") == 0)))
-        return qd_fail(QD_ERR_UNSUPPORTED, "%s: quantization_config.scale_fmt must be \"float\" or \"ue8m0\"", path);
-    const cJSON *bs = field(q, "weight_block_size");
-    c->fp8_block[0] = c->fp8_block[1] = 0;
-    if (bs) {
-        int ok = cJSON_IsArray(bs) && cJSON_GetArraySize(bs) == 2;
-        for (int i = 0; ok && i < 2; i++) {
-            const cJSON *v = cJSON_GetArrayItem(bs, i);
-            ok = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 65536 &&
-                 (double)(int)v->valuedouble == v->valuedouble;
-            if (ok) c->fp8_block[i] = (int)v->valuedouble;
-        }
-        if (!ok)
-            return qd_fail(QD_ERR_FORMAT, "%s: quantization_config.weight_block_size must be [rows, cols], two integers "
-                           "in 1..65536", path);
-    }
-    c->fp8_source = 1;
-    c->quantized = 0;
-    return QD_OK;
-}
-
 /* The architecture's own flags, then what every family carries. */
 static qd_status parse_flags(const cJSON *root, const char *path, qd_model_cfg *c) {
     QD_CHECK(get_bool(root, "tie_word_embeddings", 0, path, &c->tie_embed));
@@ -371,7 +342,7 @@ static qd_status parse_flags(const cJSON *root, const char *path, qd_model_cfg *
         c->quantized = 1;
         const cJSON *m = field(q, "quant_method");
         snprintf(c->quant_method, sizeof c->quant_method, "%s", cJSON_IsString(m) ? m->valuestring : "unknown");
-        if (strcmp(c->quant_method, "fp8") == 0) return parse_fp8(q, path, c);
+        return qd_cfg_fp8_source(q, path, c);
     }
     return QD_OK;
 }

@@ -254,6 +254,23 @@ static void test_fp8_and_yarn(void) {
     QD_EXPECT_EQ_INT(c.quantized, 0); /* a float source for the run */
     QD_EXPECT_EQ_INT(c.fp8_block[0], 128);
     QD_EXPECT_EQ_INT(c.fp8_block[1], 64);
+    /* compressed-tensors: FP8 weights are a source, integer weights (a qdist export) stay quantized */
+    snprintf(buf, sizeof buf, "%.*s,\"quantization_config\":{\"quant_method\":\"compressed-tensors\",\"config_groups\":"
+             "{\"g\":{\"targets\":[\"Linear\"],\"weights\":{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"block\","
+             "\"block_structure\":[128,128]}}}}}", (int)strlen(qwen3) - 1, qwen3);
+    QD_EXPECT_EQ_INT(qd_model_cfg_parse(buf, "ct/config.json", &c), QD_OK);
+    QD_EXPECT(c.fp8_source && !c.quantized && c.fp8_block[0] == 128 && c.fp8_block[1] == 128);
+    snprintf(buf, sizeof buf, "%.*s,\"quantization_config\":{\"quant_method\":\"compressed-tensors\",\"config_groups\":"
+             "{\"g\":{\"targets\":[\"Linear\"],\"weights\":{\"num_bits\":4,\"type\":\"int\",\"strategy\":\"group\","
+             "\"group_size\":128}}}}}", (int)strlen(qwen3) - 1, qwen3);
+    QD_EXPECT_EQ_INT(qd_model_cfg_parse(buf, "ct/config.json", &c), QD_OK);
+    QD_EXPECT(!c.fp8_source && c.quantized);
+    snprintf(buf, sizeof buf, "%.*s,\"quantization_config\":{\"quant_method\":\"compressed-tensors\",\"config_groups\":"
+             "{\"a\":{\"weights\":{\"num_bits\":8,\"type\":\"float\"}},\"b\":{\"weights\":{\"num_bits\":4,"
+             "\"type\":\"int\"}}}}}", (int)strlen(qwen3) - 1, qwen3);
+    qd_clear_error();
+    QD_EXPECT_EQ_INT(qd_model_cfg_parse(buf, "ct/config.json", &c), QD_ERR_UNSUPPORTED);
+    QD_EXPECT_STR_CONTAINS(qd_last_error(), "mixes FP8 and integer");
     /* DeepSeek-V3's rope_scaling, in the old {"type": ...} spelling */
     const char *ds = "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"intermediate_size\":128,"
                      "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":100,"

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""FP8 source checkpoints (quantization_config.quant_method "fp8", issue 19): dequantized on load.
+"""FP8 source checkpoints (quant_method "fp8" or compressed-tensors FP8, issue 19): dequantized on load.
 
 A tiny Llama is built with transformers; its block Linears are quantized here, independently of qdist,
 to torch.float8_e4m3fn with one scale per 128 x 128 block (scale_inv = amax / 448, as DeepSeek-V3 and
-transformers' finegrained_fp8 store it), or per row / per tensor (`weight_scale`, vLLM's fp8). Every
+transformers' finegrained_fp8 store it), or per row / per tensor (`weight_scale`, vLLM's fp8), and as
+llm-compressor writes them (compressed-tensors float-quantized, channel and block strategies). Every
 finite e4m3 code is planted in one weight, so the decode of all of them is checked against torch's.
 qdist's fp32 logits must equal transformers' logits of the Python-dequantized model (rel err <= 1e-5);
 `qdist quantize` (RTN and GPTQ) must run on the FP8 source end to end, and bad scales must fail with
@@ -92,7 +93,11 @@ def build(tmp, variant="block"):
                 plant_all_codes(q)
             out[name], out[prefix + ".weight_scale_inv"] = q, s
             ref[name] = dequant_block(q, s, 128, 128)
-        elif variant == "row":
+        elif variant == "ct-block":  # compressed-tensors "block" strategy: the block scale is .weight_scale
+            q, s = quantize_block(w, 128, 128)
+            out[name], out[prefix + ".weight_scale"] = q, s
+            ref[name] = dequant_block(q, s, 128, 128)
+        elif variant in ("row", "ct-channel"):
             s = (w.abs().amax(1, keepdim=True) / FP8_MAX).to(torch.float32)
             q = (w / s).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
             out[name], out[prefix + ".weight_scale"] = q, s
@@ -113,6 +118,16 @@ def build(tmp, variant="block"):
         qc["weight_block_size"] = [128, 128]
     if variant == "block-ue8m0":
         qc["scale_fmt"] = "ue8m0"
+    if variant.startswith("ct-"):  # llm-compressor's FP8 schemes (FP8_DYNAMIC, FP8_BLOCK)
+        wq = {"num_bits": 8, "type": "float", "symmetric": True, "dynamic": False,
+              "strategy": "block" if variant == "ct-block" else "channel"}
+        if variant == "ct-block":
+            wq["block_structure"] = [128, 128]
+        qc = {"quant_method": "compressed-tensors", "format": "float-quantized", "quantization_status": "compressed",
+              "ignore": ["lm_head"], "config_groups": {"group_0": {"targets": ["Linear"], "weights": wq,
+                                                                   "input_activations": {"num_bits": 8, "type": "float",
+                                                                                         "strategy": "token",
+                                                                                         "dynamic": True}}}}
     d["quantization_config"] = qc
     (src / "config.json").write_text(json.dumps(d, indent=2))
     for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
@@ -139,7 +154,7 @@ def qdist_logits(model_dir, tmp):
     return d["ids"].astype(np.int64), d["logits"].astype(np.float64)
 
 
-@pytest.mark.parametrize("variant", ["block", "block-ue8m0", "row", "tensor"])
+@pytest.mark.parametrize("variant", ["block", "block-ue8m0", "row", "tensor", "ct-channel", "ct-block"])
 def test_fp8_logits_match_dequantized_transformers(variant, tmp_path):
     src, model = build(tmp_path, variant)
     ids, ours = qdist_logits(src, tmp_path)
