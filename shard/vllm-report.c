@@ -45,7 +45,7 @@ qd_status qd_vllm_report(const char *model_dir, int tp, FILE *out, int *n_fallba
         qd_qlinear_info info;
         qd_vllm_verdict v;
         st = qd_qformat_linear_info(qf, ck, prefix, &info);
-        if (qd_qformat_kind_of(qf) == QD_QF_FP8) info.quantized = 0; /* a source: its dequantized Linears */
+        if (ck->tensors[i]->dtype == QD_DT_F8_E4M3) info.quantized = 0; /* an FP8 source: its dequantized Linears */
         if (st == QD_OK) st = qd_vllm_check(qd_qformat_kind_of(qf), prefix, &info, tp, &v);
         if (st != QD_OK) break;
         nlin++;

@@ -165,8 +165,9 @@ def test_fp8_logits_match_dequantized_transformers(variant, tmp_path):
     assert rel <= 1e-5
 
 
-def test_inspect_names_fp8_source(tmp_path):
-    src, _ = build(tmp_path, "block")
+@pytest.mark.parametrize("variant", ["block", "ct-block"])
+def test_inspect_names_fp8_source(variant, tmp_path):
+    src, _ = build(tmp_path, variant)
     r = subprocess.run([QDIST, "inspect", str(src)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "FP8 (e4m3, scale per 128x128 block), dequantized on load" in r.stdout
