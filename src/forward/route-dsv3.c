@@ -8,18 +8,18 @@
 #include "qd-check.h"
 #include "qd-log.h"
 
-/* the k largest of v[0..n) not excluded (excl[i] != 0), by decreasing value, lower index first on ties */
+/* the k largest of v[0..n) not excluded (excl[i] != 0), by decreasing value, lower index first on ties:
+ * one pass, each value inserted into the sorted list of the best so far (O(n k), k is small) */
 static void topk(const float *v, const unsigned char *excl, int n, int k, int32_t *out) {
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int i = 0; i < n; i++) {
-            if (excl && excl[i]) continue;
-            int taken = 0;
-            for (int q = 0; q < j && !taken; q++) taken = out[q] == i;
-            if (!taken && (best < 0 || v[i] > v[best])) best = i;
-        }
-        out[j] = best;
+    int have = 0;
+    for (int i = 0; i < n; i++) {
+        if (excl && excl[i]) continue;
+        if (have == k && !(v[i] > v[out[k - 1]])) continue;
+        int j = have < k ? have++ : k - 1;
+        for (; j > 0 && v[i] > v[out[j - 1]]; j--) out[j] = out[j - 1];
+        out[j] = i;
     }
+    for (int j = have; j < k; j++) out[j] = -1; /* fewer candidates than k: the caller's checks prevent it */
 }
 
 static qd_status check(const qd_route_dsv3 *c) {
