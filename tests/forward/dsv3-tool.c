@@ -8,7 +8,8 @@
  *   qd-dsv3-tool mla CONFIG.json NSEQ SEQ WDIR X.bin OUT.bin
  *       CONFIG.json: a Llama-form config (hidden_size, num_attention_heads, rope) with DeepSeek-V3's MLA
  *       fields; WDIR/<name>.bin the weights (q_a_proj, q_a_norm, q_b_proj or q_proj, kv_a_proj,
- *       kv_a_norm, kv_b_proj, o_proj, and <name>_bias when present); X [NSEQ*SEQ, hidden] -> OUT
+ *       kv_a_norm, kv_b_proj, o_proj, and <name>_bias when present); X [NSEQ*SEQ, hidden] -> OUT, and
+ *       each captured Linear input (qd_mla_capture_fn) -> OUT.cap<qd_mla_lin>
  * Exit 0 on success, 1 with qdist's one-line error otherwise. */
 #include <math.h>
 #include <stdio.h>
@@ -104,6 +105,24 @@ static qd_status weight(qd_backend_t be, const char *dir, const char *name, size
     return st;
 }
 
+/* each captured Linear input to OUT.cap<lin> (rows x cols fp32) */
+struct cap_ctx {
+    qd_backend_t be;
+    const char *out;
+};
+
+static qd_status capture(void *user, qd_mla_lin lin, qd_ref x, size_t rows, size_t cols) {
+    struct cap_ctx *c = user;
+    char path[1100];
+    snprintf(path, sizeof path, "%s.cap%d", c->out, (int)lin);
+    float *h = malloc(rows * cols * 4 + 4);
+    if (!h) return qd_fail(QD_ERR_NOMEM, "mla: out of memory");
+    qd_status st = qd_be_download(c->be, &(struct qd_download_args){.src = x, .dst = h, .n = rows * cols});
+    if (st == QD_OK) st = write_all(path, h, rows * cols * 4);
+    free(h);
+    return st;
+}
+
 static qd_status mla(char **argv) {
     char *json;
     QD_CHECK(text_of(argv[2], &json));
@@ -151,7 +170,8 @@ static qd_status mla(char **argv) {
                                                       .scale = (float)(1.0 / sqrt((double)QK) * qd_rope_softmax_mscale(&cfg.rope)),
                                                       .w = &w, .x = QD_REF(x, 0), .out = QD_REF(out, 0),
                                                       .cos = QD_REF(cosb, 0), .sin = QD_REF(sinb, 0), .nseq = nseq,
-                                                      .seq_len = S});
+                                                      .seq_len = S, .capture = capture,
+                                                      .user = &(struct cap_ctx){be, argv[7]}});
     if (st == QD_OK) st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(out, 0), .dst = hx, .n = T * Hd});
     if (st == QD_OK) st = write_all(argv[7], hx, T * Hd * 4);
     for (int i = 0; i < QD_MLA_NLIN; i++) qd_buf_free(w.w[i]), qd_buf_free(w.b[i]);

@@ -206,6 +206,11 @@ def test_mla_matches_transformers(case, tmp_path):
     pos = torch.arange(S)[None].expand(nseq, S)
     cos, sin = DeepseekV3RotaryEmbedding(cfg)(x, pos)
     mask = torch.full((S, S), float("-inf")).triu(1)[None, None].expand(nseq, 1, S, S)
+    seen = {}  # the input each Linear receives in transformers, for the capture check
+    for mod in ("q_b_proj", "kv_b_proj", "o_proj"):
+        if getattr(attn, mod, None) is not None:
+            getattr(attn, mod).register_forward_pre_hook(
+                lambda m, args, mod=mod: seen.__setitem__(mod, args[0].detach().reshape(nseq * S, -1).numpy()))
     with torch.no_grad():
         ref = attn(x, (cos, sin), mask)[0].numpy().reshape(nseq * S, hidden)
     wd = tmp_path / "w"
@@ -228,3 +233,14 @@ def test_mla_matches_transformers(case, tmp_path):
     rel = np.linalg.norm(ours - ref) / np.linalg.norm(ref)
     print(f"mla {case}: rel err {rel:.2e}, softmax scale {attn.scaling:.6f}")
     assert rel <= 1e-5
+    # the captured Linear inputs (what GPTQ's Hessians would be built from) are transformers' inputs
+    lins = {0: ("x", x.numpy().reshape(nseq * S, hidden)), 3: ("kv_b_proj", seen["kv_b_proj"]),
+            4: ("o_proj", seen["o_proj"])}
+    if p["q_lora_rank"]:
+        lins[1] = ("q_b_proj", seen["q_b_proj"])
+    else:
+        assert not (tmp_path / "out.bin.cap1").exists()
+    for k, (what, want) in lins.items():
+        got = np.fromfile(tmp_path / f"out.bin.cap{k}", dtype=np.float32).reshape(want.shape)
+        err = np.linalg.norm(got - want) / np.linalg.norm(want)
+        assert err <= 1e-5, (what, err)
