@@ -5,6 +5,7 @@
  *   qd-dsv3-tool route CONFIG.json T LOGITS.bin BIAS.bin IDX.bin W.bin
  *       CONFIG.json holds DeepSeek-V3's routing fields (qd-dsv3.h); LOGITS [T, E], BIAS [E];
  *       IDX [T, top_k] int32 and W [T, top_k] fp32 are written
+ *   qd-dsv3-tool dsv3cfg CONFIG.json   -> the parsed DeepSeek-V3 fields as JSON (qd-dsv3.h)
  *   qd-dsv3-tool mla CONFIG.json NSEQ SEQ WDIR X.bin OUT.bin
  *       CONFIG.json: a Llama-form config (hidden_size, num_attention_heads, rope) with DeepSeek-V3's MLA
  *       fields; WDIR/<name>.bin the weights (q_a_proj, q_a_norm, q_b_proj or q_proj, kv_a_proj,
@@ -182,11 +183,31 @@ static qd_status mla(char **argv) {
     return st;
 }
 
+/* the parsed DeepSeek-V3 fields as one JSON line, named as DeepseekV3Config names them */
+static qd_status dsv3cfg(char **argv) {
+    char *json;
+    QD_CHECK(text_of(argv[2], &json));
+    qd_dsv3_cfg d;
+    qd_status st = qd_dsv3_cfg_parse(json, argv[2], 0, &d);
+    free(json);
+    if (st != QD_OK) return st;
+    printf("{\"q_lora_rank\": %d, \"kv_lora_rank\": %d, \"qk_nope_head_dim\": %d, \"qk_rope_head_dim\": %d, "
+           "\"qk_head_dim\": %d, \"v_head_dim\": %d, \"rope_interleave\": %d, \"n_routed_experts\": %d, "
+           "\"n_shared_experts\": %d, \"num_experts_per_tok\": %d, \"n_group\": %d, \"topk_group\": %d, "
+           "\"norm_topk_prob\": %d, \"routed_scaling_factor\": %.17g, \"first_k_dense_replace\": %d, "
+           "\"moe_intermediate_size\": %d}\n", d.q_lora_rank, d.kv_lora_rank, d.qk_nope_head_dim, d.qk_rope_head_dim,
+           d.qk_head_dim, d.v_head_dim, d.rope_interleave, d.n_routed_experts, d.n_shared_experts,
+           d.num_experts_per_tok, d.n_group, d.topk_group, d.norm_topk_prob, d.routed_scaling_factor,
+           d.first_k_dense_replace, d.moe_intermediate_size);
+    return QD_OK;
+}
+
 int main(int argc, char **argv) {
     qd_status st;
     if (argc == 6 && strcmp(argv[1], "rope") == 0) st = rope(argv);
     else if (argc == 8 && strcmp(argv[1], "route") == 0) st = route(argv);
     else if (argc == 8 && strcmp(argv[1], "mla") == 0) st = mla(argv);
+    else if (argc == 3 && strcmp(argv[1], "dsv3cfg") == 0) st = dsv3cfg(argv);
     else {
         fprintf(stderr, "usage: qd-dsv3-tool rope CONFIG SEQ COS SIN | route CONFIG T LOGITS BIAS IDX W\n");
         return 2;

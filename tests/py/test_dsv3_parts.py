@@ -158,6 +158,26 @@ def test_routing_matches_transformers(case, tmp_path):
     assert (np.sort(idx0, 1) != np.sort(idx, 1)).any()
 
 
+@pytest.mark.parametrize("given", [
+    {},  # every default
+    dict(q_lora_rank=None, kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=48,
+         rope_interleave=False, n_routed_experts=64, n_shared_experts=2, num_experts_per_tok=6, n_group=4,
+         topk_group=2, norm_topk_prob=False, routed_scaling_factor=1.0, first_k_dense_replace=1,
+         moe_intermediate_size=96, num_hidden_layers=4),
+])
+def test_deepseek_fields_read_as_transformers(given, tmp_path):
+    (tmp_path / "cfg.json").write_text(json.dumps(given))
+    r = tool("dsv3cfg", tmp_path / "cfg.json")
+    assert r.returncode == 0, r.stderr
+    ours = json.loads(r.stdout)
+    ref = transformers.DeepseekV3Config(**given)
+    for k, v in ours.items():
+        want = getattr(ref, k)
+        if k == "q_lora_rank" and want is None:
+            want = 0  # qdist: 0 means q_proj
+        assert v == pytest.approx(float(want)), (k, v, want)
+
+
 @pytest.mark.parametrize("bad,field", [
     (dict(n_routed_experts=10, n_group=4), "n_routed_experts"),
     (dict(n_routed_experts=16, n_group=4, topk_group=5), "topk_group"),
