@@ -180,19 +180,20 @@ def test_inspect_names_fp8_source(variant, tmp_path):
     assert "15 Linear modules, 0 miss Marlin, 0 do not load" in r.stdout, r.stdout
 
 
-@pytest.mark.parametrize("method", ["rtn", "gptq"])
-def test_quantize_fp8_source_end_to_end(method, tmp_path):
+@pytest.mark.parametrize("method,fmt", [("rtn", "gptq"), ("gptq", "gptq"), ("awq", "compressed-tensors")])
+def test_quantize_fp8_source_end_to_end(method, fmt, tmp_path):
     src, model = build(tmp_path, "block")
     out = tmp_path / f"out-{method}"
     r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--calib", str(TEXT),
-                        "--method", method, "--bits", "8", "--group-size", "64", "--format", "gptq",
+                        "--method", method, "--bits", "8", "--group-size", "64", "--format", fmt,
                         "--nsamples", "4", "--seqlen", "128", "--quiet"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["quantization_config"]["quant_method"] == "gptq"
+    assert cfg["quantization_config"]["quant_method"] == fmt
     names = tensor_names(out)
     assert not [n for n in names if n.endswith("weight_scale_inv")], "the FP8 scales must not reach the export"
-    assert "model.layers.1.mlp.down_proj.qweight" in names
+    assert ("model.layers.1.mlp.down_proj.qweight" if fmt == "gptq" else
+            "model.layers.1.mlp.down_proj.weight_packed") in names
     # 8-bit GPTQ of the dequantized model stays close to it
     ids, ours = qdist_logits(out, tmp_path)
     with torch.no_grad():
