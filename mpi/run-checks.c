@@ -137,6 +137,7 @@ qd_status qd_run_preflight(const qd_run_opts *o, const qd_model *m) {
     QD_CHECK(qd_export_format_parse(o->format, &f));
     const qd_qspec *s = &o->q.base;
     QD_CHECK(qd_export_check_scheme(f, 0, s->bits, s->group_size, s->sym, s->act_order && !s->static_groups));
+    QD_CHECK(qd_model_check_fp8_values(cfg, qd_model_ckpt(m))); /* an FP8 source's scales, before any work */
     QD_CHECK(qd_outdir_check(o->output_dir, o->overwrite));
     qd_outdir_clean_stale(o->output_dir); /* a killed run's partial export: its space is needed below */
     return QD_OK;

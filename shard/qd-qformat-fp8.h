@@ -23,6 +23,8 @@
 /* Headers only: the weight's dtype and shape (into N, K) and its scale's name, dtype and shape. */
 qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const int block[2], int64_t *N,
                               int64_t *K);
+/* The headers as qd_fp8_linear_check, then every scale value read and checked (finite, >= 0). */
+qd_status qd_fp8_scale_values_check(const qd_checkpoint *ck, const char *prefix, const int block[2]);
 /* The fp32 weight [N][K] (malloc'ed into *w; the caller frees), after qd_fp8_linear_check. */
 qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w,
                              int64_t *N, int64_t *K);

@@ -48,6 +48,38 @@ static qd_status scale_of(const qd_checkpoint *ck, const char *prefix, const int
     return QD_OK;
 }
 
+/* the scale's values as fp32 (malloc'ed into *out), each finite and >= 0, else one line naming it */
+static qd_status scale_values(const qd_checkpoint *ck, const qd_st_tensor *s, float **out) {
+    size_t ns = (size_t)s->numel;
+    uint8_t *raw = malloc(s->nbytes + 1);
+    float *v = malloc(sizeof *v * ns + 1);
+    qd_status st = raw && v ? qd_ckpt_read_raw(ck, s, raw)
+                            : qd_fail(QD_ERR_NOMEM, "%s: out of memory reading FP8 scale '%s'", ck->dir, s->name);
+    if (st == QD_OK) qd_to_f32(s->dtype, raw, v, ns);
+    for (size_t i = 0; st == QD_OK && i < ns; i++)
+        if (!isfinite(v[i]) || v[i] < 0)
+            st = qd_fail(QD_ERR_FORMAT, "%s: FP8 scale '%s' element %zu is %g; scales must be finite and >= 0",
+                         ck->dir, s->name, i, (double)v[i]);
+    free(raw);
+    if (st != QD_OK) {
+        free(v);
+        return st;
+    }
+    *out = v;
+    return QD_OK;
+}
+
+qd_status qd_fp8_scale_values_check(const qd_checkpoint *ck, const char *prefix, const int block[2]) {
+    int64_t N, K;
+    const qd_st_tensor *s;
+    float *v;
+    QD_CHECK(qd_fp8_linear_check(ck, prefix, block, &N, &K));
+    QD_CHECK(scale_of(ck, prefix, block, N, K, &s));
+    QD_CHECK(scale_values(ck, s, &v));
+    free(v);
+    return QD_OK;
+}
+
 qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const int block[2], int64_t *N,
                               int64_t *K) {
     const qd_st_tensor *w = find(ck, prefix, ".weight"), *s;
@@ -69,19 +101,13 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
     QD_CHECK(scale_of(ck, prefix, block, N, K, &s));
     const qd_st_tensor *tw = find(ck, prefix, ".weight");
     int blocked = block && block[0] > 0 && block[1] > 0;
-    size_t ns = (size_t)s->numel;
-    uint8_t *codes = malloc((size_t)(N * K) + 1), *sraw = malloc(s->nbytes + 1);
-    float *scale = malloc(sizeof *scale * ns + 1), *out = malloc(sizeof *out * (size_t)(N * K) + 1);
+    uint8_t *codes = malloc((size_t)(N * K) + 1);
+    float *scale = NULL, *out = malloc(sizeof *out * (size_t)(N * K) + 1);
     qd_status st = QD_OK;
-    if (!codes || !sraw || !scale || !out)
-        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 Linear '%s'", ck->dir, prefix);
-    if (st == QD_OK) st = qd_ckpt_read_raw(ck, s, sraw);
+    if (!codes || !out) st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 Linear '%s'", ck->dir, prefix);
+    if (st == QD_OK) st = scale_values(ck, s, &scale);
     if (st == QD_OK) st = qd_ckpt_read_raw(ck, tw, codes);
-    if (st == QD_OK) qd_to_f32(s->dtype, sraw, scale, ns);
-    for (size_t i = 0; st == QD_OK && i < ns; i++)
-        if (!isfinite(scale[i]) || scale[i] < 0)
-            st = qd_fail(QD_ERR_FORMAT, "%s: FP8 scale '%s' element %zu is %g; scales must be finite and >= 0",
-                         ck->dir, s->name, i, (double)scale[i]);
+    size_t ns = (size_t)s->numel;
     float lut[256]; /* the decode of every code: one load per element instead of a decode */
     for (int c = 0; c < 256; c++) lut[c] = qd_f8e4m3_to_f32((uint8_t)c);
     for (int64_t n = 0; st == QD_OK && n < N; n++) {
@@ -97,7 +123,6 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
         }
     }
     free(codes);
-    free(sraw);
     free(scale);
     if (st != QD_OK) {
         free(out);

@@ -182,3 +182,17 @@ qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, 
     if (lm && qd_dtype_is_float(lm->dtype)) QD_CHECK(check_tensor(warn, ck, "lm_head.weight", &embed));
     return QD_OK;
 }
+
+qd_status qd_model_check_fp8_values(const qd_model_cfg *cfg, const qd_checkpoint *ck) {
+    if (!cfg->fp8_source) return QD_OK;
+    char prefix[320];
+    for (size_t i = 0; i < ck->ntensors; i++) {
+        const qd_st_tensor *t = ck->tensors[i];
+        size_t len = strlen(t->name);
+        if (t->dtype != QD_DT_F8_E4M3 || len <= 7 || len - 7 >= sizeof prefix || strcmp(t->name + len - 7, ".weight"))
+            continue;
+        snprintf(prefix, sizeof prefix, "%.*s", (int)(len - 7), t->name);
+        QD_CHECK(qd_fp8_scale_values_check(ck, prefix, cfg->fp8_block));
+    }
+    return QD_OK;
+}

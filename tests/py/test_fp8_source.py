@@ -262,7 +262,8 @@ def test_bad_scale_is_one_line_naming_the_tensor(case, tmp_path):
                  "--bits", "4", "--group-size", "64", "--format", "gptq", "--quiet"]):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert r.returncode == 1, (cmd[1], r.stdout, r.stderr)
-        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
         want = "model.layers.1.mlp.down_proj" if case == "missing" else name
-        assert any(want in ln for ln in lines), r.stderr
-        assert not (tmp_path / "o" / "config.json").exists()
+        assert len(lines) == 1 and want in lines[0], r.stderr
+        # refused before any work: no output, no staging
+        assert not (tmp_path / "o").exists() and not (tmp_path / "o.qdist-staging").exists()
