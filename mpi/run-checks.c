@@ -164,6 +164,7 @@ qd_status qd_run_preflight(const qd_run_opts *o, const qd_model *m) {
     QD_CHECK(qd_export_format_parse(o->format, &f));
     const qd_qspec *s = &o->q.base;
     QD_CHECK(qd_export_check_scheme(f, 0, s->bits, s->group_size, s->sym, s->act_order && !s->static_groups));
+    QD_CHECK(qd_model_check_fp8_values(cfg, qd_model_ckpt(m))); /* an FP8 source's scales, before any work */
     QD_CHECK(qd_outdir_check(o->output_dir, o->overwrite));
     qd_outdir_clean_stale(o->output_dir); /* a killed run's partial export: its space is needed below */
     return QD_OK;
@@ -179,7 +180,7 @@ qd_status qd_run_check_space(const qd_run_opts *o, const qd_model *m, const char
     int per, *counts;
     QD_CHECK(all_linears(cfg, &lins, &per, &counts));
     uint64_t model_bytes = qd_model_total_bytes(m), linear_bytes = 0, stage = 0, out = 0;
-    unsigned wbytes = qd_dtype_bits(cfg->dtype) / 8;
+    unsigned wbytes = cfg->fp8_source ? 1 : qd_dtype_bits(cfg->dtype) / 8; /* an FP8 source's Linears: e4m3 */
     for (int b = 0; b < cfg->nlayers; b++)
         for (int l = 0; l < counts[b]; l++) {
             const qd_linear *lin = &lins[(size_t)b * per + l];

@@ -14,6 +14,7 @@
 
 #include "qd-check.h"
 #include "qd-export.h"
+#include "export-internal.h"
 #include "qd-log.h"
 #include "qd-meta-files.h"
 #include "qd-safetensors.h"
@@ -112,8 +113,23 @@ done:
     return st;
 }
 
+/* 1 for an FP8 source's scale of a Linear the source quantized (replaced, as its weight is) */
+static int replaced_scale(const qd_qsource *src, const char *name) {
+    static const char *const sfx[] = {".weight_scale_inv", ".weight_scale", ".input_scale"};
+    size_t len = strlen(name);
+    for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
+        size_t sl = strlen(sfx[i]);
+        if (len <= sl || len - sl >= QD_QNAME_MAX || strcmp(name + len - sl, sfx[i]) != 0) continue;
+        char prefix[QD_QNAME_MAX];
+        snprintf(prefix, sizeof prefix, "%.*s", (int)(len - sl), name);
+        return src->iface->find_layer(src->ctx, prefix) >= 0;
+    }
+    return 0;
+}
+
 static qd_status write_tensor(fake_writer *f, const char *name) {
     char prefix[QD_QNAME_MAX];
+    if (replaced_scale(f->src, name)) return QD_OK;
     quantized_prefix(f->src, name, prefix);
     return prefix[0] ? write_quantized(f, name, prefix) : write_plain(f, name);
 }
@@ -169,6 +185,7 @@ qd_status qd_export_fake(const qd_export_opts *o, const qd_qsource *src, const q
     /* the source's files as they are: config.json unchanged (no quantization_config), the report */
     QD_CHECK_GOTO(qd_meta_files_copy(meta, tmp, NULL), st, done);
     QD_CHECK_GOTO(qd_meta_files_copy(meta, tmp, (const char *const[]){"config.json", NULL}), st, done);
+    QD_CHECK_GOTO(qd_export_drop_source_quant_config(meta, tmp), st, done);
     st = qd_outdir_commit(od);
     od = NULL;
     if (st == QD_OK)

@@ -132,4 +132,8 @@ void qd_export_warn_fused(const qd_xplan *p);
 /* quantization_config for the plan's format (NULL on allocation failure, reported) */
 qd_status qd_export_quant_config(const qd_xplan *p, cJSON **out);
 
+/* The fake format keeps the source's config.json; one that has a quantization_config (an FP8 source,
+ * whose weights the fake export writes in fp32) is rewritten into out without it. */
+qd_status qd_export_drop_source_quant_config(const char *meta_dir, const char *out);
+
 #endif

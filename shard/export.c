@@ -142,6 +142,20 @@ static void keep_floats(cJSON *cfg) {
     }
 }
 
+qd_status qd_export_drop_source_quant_config(const char *meta_dir, const char *out) {
+    char path[4400];
+    cJSON *cfg = NULL;
+    QD_CHECK(read_config(meta_dir, path, sizeof path, &cfg));
+    qd_status st = QD_OK;
+    if (cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config")) {
+        cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
+        keep_floats(cfg);
+        st = write_json(out, "config.json", cfg);
+    }
+    cJSON_Delete(cfg);
+    return st;
+}
+
 static qd_status write_configs(const qd_xplan *p, const char *meta_dir, const char *out) {
     char path[4400];
     cJSON *cfg = NULL;

@@ -18,6 +18,8 @@
  *         bits and group size from the config group that targets the module (re: regex, exact name,
  *         or "Linear"), else inferred from the shapes
  *   compressed-tensors naive/int-quantized  <prefix>.weight I8 + .weight_scale [+ .weight_zero_point I8]
+ *   FP8 source (quant_method "fp8")  <prefix>.weight F8_E4M3 + .weight_scale_inv per weight_block_size
+ *         block, or one scale per tensor / row (qd-qformat-fp8.h)
  * W[n][k] = (q - z) * s in fp32 (formats.md section E). Every inconsistency in names, dtypes or shapes
  * fails naming the tensor (QD_ERR_FORMAT).
  */
@@ -29,7 +31,7 @@
 #include "qd-safetensors.h"
 #include "qd-status.h"
 
-typedef enum { QD_QF_NONE, QD_QF_GPTQ, QD_QF_AWQ, QD_QF_CT, QD_QF_OTHER } qd_qformat_kind;
+typedef enum { QD_QF_NONE, QD_QF_GPTQ, QD_QF_AWQ, QD_QF_CT, QD_QF_FP8, QD_QF_OTHER } qd_qformat_kind;
 
 typedef struct qd_qformat qd_qformat;
 
@@ -37,7 +39,7 @@ typedef struct qd_qformat qd_qformat;
 qd_status qd_qformat_open(const char *model_dir, qd_qformat **out);
 void qd_qformat_close(qd_qformat *qf);
 qd_qformat_kind qd_qformat_kind_of(const qd_qformat *qf);
-const char *qd_qformat_name(const qd_qformat *qf); /* "none", "gptq", "gptq_v2", "awq", "compressed-tensors" */
+const char *qd_qformat_name(const qd_qformat *qf); /* "none", "gptq", "gptq_v2", "awq", "compressed-tensors", "fp8" */
 
 /* Per-layer description, for inspect: stored = 0 for a plain weight. */
 typedef struct qd_qlinear_info {
@@ -59,7 +61,7 @@ qd_status qd_qformat_linear_info(const qd_qformat *qf, const qd_checkpoint *ck, 
                                  qd_qlinear_info *info);
 
 /* 1 when `name` is a quantization tensor of a Linear (qweight, qzeros, scales, g_idx, weight_packed,
- * weight_scale, weight_shape, weight_zero_point, weight_g_idx): loaders skip these and call
+ * weight_scale, weight_shape, weight_zero_point, weight_g_idx, weight_scale_inv): loaders skip these and call
  * qd_qformat_read_linear for the prefix. */
 int qd_qformat_is_aux_tensor(const char *name);
 

@@ -14,6 +14,7 @@
 #include "qd-log.h"
 #include "qd-qformat-awq.h"
 #include "qd-qformat-ct.h"
+#include "qd-qformat-fp8.h"
 #include "qd-qformat-gptq.h"
 
 typedef struct ct_group {
@@ -27,6 +28,7 @@ struct qd_qformat {
     char name[32];
     int gptq_v2;
     int awq_group_size;
+    int fp8_block[2]; /* weight_block_size of an FP8 source; {0, 0} when absent */
     int ngroups;
     ct_group *groups;
     char path[4200];
@@ -60,6 +62,11 @@ static qd_status parse_ct_groups(qd_qformat *qf, const cJSON *q) {
         cg->group_size = cJSON_IsNumber(v) ? v->valueint : -1;
         v = cJSON_GetObjectItemCaseSensitive(w, "symmetric");
         cg->sym = !cJSON_IsFalse(v);
+        const cJSON *bs = cJSON_GetObjectItemCaseSensitive(w, "block_structure"); /* FP8 "block" strategy */
+        for (int i = 0; i < 2 && cJSON_GetArraySize(bs) == 2; i++) {
+            v = cJSON_GetArrayItem(bs, i);
+            qf->fp8_block[i] = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 65536 ? v->valueint : 0;
+        }
         const cJSON *targets = cJSON_GetObjectItemCaseSensitive(g, "targets");
         int nt = cJSON_GetArraySize(targets);
         cg->targets = calloc(nt ? (size_t)nt : 1, sizeof *cg->targets);
@@ -114,6 +121,14 @@ qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
             qf->kind = QD_QF_CT;
             snprintf(qf->name, sizeof qf->name, "compressed-tensors");
             st = parse_ct_groups(qf, q);
+        } else if (strcmp(meth, "fp8") == 0) {
+            qf->kind = QD_QF_FP8;
+            snprintf(qf->name, sizeof qf->name, "fp8");
+            const cJSON *bs = cJSON_GetObjectItemCaseSensitive(q, "weight_block_size");
+            for (int i = 0; i < 2 && cJSON_GetArraySize(bs) == 2; i++) {
+                const cJSON *v = cJSON_GetArrayItem(bs, i);
+                qf->fp8_block[i] = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 65536 ? v->valueint : 0;
+            }
         } else {
             qf->kind = QD_QF_OTHER;
             snprintf(qf->name, sizeof qf->name, "%.31s", meth);
@@ -129,7 +144,7 @@ qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
 }
 
 static const char *aux_suffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx", ".weight_packed", ".weight_scale",
-                                     ".weight_shape", ".weight_zero_point", ".weight_g_idx"};
+                                     ".weight_shape", ".weight_zero_point", ".weight_g_idx", ".weight_scale_inv"};
 
 int qd_qformat_is_aux_tensor(const char *name) {
     size_t n = strlen(name);
@@ -459,6 +474,7 @@ qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, 
         }
         return QD_OK;
     }
+    if (tw && tw->dtype == QD_DT_F8_E4M3) return qd_fp8_linear(ck, prefix, qf ? qf->fp8_block : NULL, w, N, K, info);
     if (tw && tw->dtype == QD_DT_I8 && find(ck, prefix, ".weight_scale"))
         return read_ct(qf, ck, prefix, 1, w, N, K, info);
     if (find(ck, prefix, ".weight_packed")) return read_ct(qf, ck, prefix, 0, w, N, K, info);

@@ -230,12 +230,21 @@ static qd_status index_plain(struct stage_src *s) {
     for (size_t i = 0; i < s->ck->ntensors; i++) {
         const qd_st_tensor *t = s->ck->tensors[i];
         size_t len = strlen(t->name);
-        /* "<prefix>.weight" of a quantized Linear is replaced by its quantization data */
-        if (len > 7 && strcmp(t->name + len - 7, ".weight") == 0) {
+        /* "<prefix>.weight" of a quantized Linear is replaced by its quantization data, and so are an FP8
+         * source's scales of it */
+        static const char *const replaced[] = {".weight", ".weight_scale_inv", ".weight_scale", ".input_scale"};
+        int skip = 0;
+        for (size_t r = 0; r < sizeof replaced / sizeof *replaced && !skip; r++) {
+            size_t sl = strlen(replaced[r]);
+            if (len <= sl || strcmp(t->name + len - sl, replaced[r]) != 0) continue;
             char prefix[QD_QNAME_MAX];
-            snprintf(prefix, sizeof prefix, "%.*s", (int)(len - 7), t->name);
-            if (st_find_layer(s, prefix) >= 0) continue;
+            snprintf(prefix, sizeof prefix, "%.*s", (int)(len - sl), t->name);
+            skip = st_find_layer(s, prefix) >= 0;
         }
+        if (skip) continue;
+        if (t->dtype == QD_DT_F8_E4M3)
+            return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s is an FP8 source weight that was not quantized (a recipe skip?); "
+                           "the export cannot carry FP8 weights: quantize every FP8 Linear", s->dir, t->name);
         /* the block a tensor belongs to, from its HF name (shard/ stays below src/model) */
         int block = -1, used = 0;
         if (sscanf(t->name, "model.layers.%d.%n", &block, &used) < 1 || used == 0) block = -1;

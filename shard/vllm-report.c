@@ -25,7 +25,7 @@ static int linear_prefix(const qd_checkpoint *ck, const qd_st_tensor *t, char *p
     char sc[1100];
     snprintf(sc, sizeof sc, "%s.weight_scale", prefix);
     if (t->dtype == QD_DT_I8) return qd_ckpt_find(ck, sc) != NULL;
-    return qd_dtype_is_float(t->dtype) &&
+    return (qd_dtype_is_float(t->dtype) || t->dtype == QD_DT_F8_E4M3) &&
            (strncmp(prefix, "model.layers.", 13) == 0 || strcmp(prefix, "lm_head") == 0);
 }
 
@@ -45,6 +45,7 @@ qd_status qd_vllm_report(const char *model_dir, int tp, FILE *out, int *n_fallba
         qd_qlinear_info info;
         qd_vllm_verdict v;
         st = qd_qformat_linear_info(qf, ck, prefix, &info);
+        if (ck->tensors[i]->dtype == QD_DT_F8_E4M3) info.quantized = 0; /* an FP8 source: its dequantized Linears */
         if (st == QD_OK) st = qd_vllm_check(qd_qformat_kind_of(qf), prefix, &info, tp, &v);
         if (st != QD_OK) break;
         nlin++;

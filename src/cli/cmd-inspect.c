@@ -51,7 +51,7 @@ static const char *part_name(qd_part p) {
 }
 
 static const char *rope_name(qd_rope_type t) {
-    return t == QD_ROPE_LLAMA3 ? "llama3" : t == QD_ROPE_LINEAR ? "linear" : "default";
+    return t == QD_ROPE_LLAMA3 ? "llama3" : t == QD_ROPE_LINEAR ? "linear" : t == QD_ROPE_YARN ? "yarn" : "default";
 }
 
 static const char *base_name(const char *path) {
@@ -182,9 +182,19 @@ static qd_status print_text(const inspect_ctx *c) {
     if (m->rope.type == QD_ROPE_LLAMA3)
         printf(" low %g high %g original max positions %d", m->rope.low_freq_factor, m->rope.high_freq_factor,
                m->rope.original_max_pos);
+    if (m->rope.type == QD_ROPE_YARN)
+        printf(" original max positions %d beta_fast %g beta_slow %g attention_factor %g softmax mscale %g",
+               m->rope.original_max_pos, m->rope.beta_fast, m->rope.beta_slow, m->rope.attention_factor,
+               qd_rope_softmax_mscale(&m->rope));
     printf("\n              tied embeddings %s, attention bias %s, mlp bias %s, qk norm %s, dtype %s\n",
            m->tie_embed ? "yes" : "no", m->attn_bias ? "yes" : "no", m->mlp_bias ? "yes" : "no", m->qk_norm ? "yes" : "no",
            qd_dtype_name(m->dtype));
+    if (m->fp8_source && m->fp8_block[0])
+        printf("source        FP8 (e4m3, scale per %dx%d block), dequantized on load: quantized as a %s model\n",
+               m->fp8_block[0], m->fp8_block[1], qd_dtype_name(m->dtype));
+    else if (m->fp8_source)
+        printf("source        FP8 (e4m3, scale per tensor or row), dequantized on load: quantized as a %s model\n",
+               qd_dtype_name(m->dtype));
     if (c->ck->sharded)
         printf("files         %d shards via model.safetensors.index.json, %llu bytes\n", c->ck->nfiles,
                (unsigned long long)file_bytes);
@@ -228,6 +238,13 @@ static cJSON *json_config(const qd_model_cfg *m) {
     cJSON_AddStringToObject(r, "rope_type", rope_name(m->rope.type));
     cJSON_AddNumberToObject(r, "rope_theta", m->rope.theta);
     if (m->rope.type != QD_ROPE_DEFAULT) cJSON_AddNumberToObject(r, "factor", m->rope.factor);
+    if (m->rope.type == QD_ROPE_YARN) {
+        cJSON_AddNumberToObject(r, "original_max_position_embeddings", m->rope.original_max_pos);
+        cJSON_AddNumberToObject(r, "beta_fast", m->rope.beta_fast);
+        cJSON_AddNumberToObject(r, "beta_slow", m->rope.beta_slow);
+        cJSON_AddNumberToObject(r, "attention_factor", m->rope.attention_factor);
+        cJSON_AddNumberToObject(r, "softmax_mscale", qd_rope_softmax_mscale(&m->rope));
+    }
     if (m->rope.type == QD_ROPE_LLAMA3) {
         cJSON_AddNumberToObject(r, "low_freq_factor", m->rope.low_freq_factor);
         cJSON_AddNumberToObject(r, "high_freq_factor", m->rope.high_freq_factor);
@@ -241,6 +258,10 @@ static cJSON *json_config(const qd_model_cfg *m) {
     cJSON_AddBoolToObject(o, "qk_norm", m->qk_norm);
     cJSON_AddNumberToObject(o, "sliding_window", m->sliding_window);
     cJSON_AddStringToObject(o, "dtype", qd_dtype_name(m->dtype));
+    if (m->fp8_source) {
+        cJSON *b = cJSON_AddArrayToObject(o, "fp8_source_block");
+        for (int i = 0; b && i < 2; i++) cJSON_AddItemToArray(b, cJSON_CreateNumber(m->fp8_block[i]));
+    }
     return o;
 }
 

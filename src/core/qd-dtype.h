@@ -29,7 +29,15 @@ uint16_t qd_f32_to_bf16(float f);
 float qd_f16_to_f32(uint16_t h);
 uint16_t qd_f32_to_f16(float f);
 
-/* Convert n elements of a float dtype (F16/BF16/F32/F64) at src (any alignment) to fp32 and back. */
+/* FP8 codes of FP8 source checkpoints (docs/formats.md "FP8 sources"): E4M3 as torch.float8_e4m3fn
+ * (bias 7, no infinities, S.1111.111 is NaN, max 448) and the E8M0 block scale (2^(code-127), 0xff NaN).
+ * Both decode exactly to fp32. */
+float qd_f8e4m3_to_f32(uint8_t code);
+float qd_e8m0_to_f32(uint8_t code);
+
+/* Convert n elements of a float dtype (F16/BF16/F32/F64) at src (any alignment) to fp32 and back.
+ * qd_to_f32 also decodes F8_E4M3 and F8_E8M0 (not float dtypes for qd_dtype_is_float: they are only
+ * ever read through their scales); any other dtype gives NaN. */
 void qd_to_f32(qd_dtype dt, const void *src, float *dst, size_t n);
 void qd_from_f32(qd_dtype dt, const float *src, void *dst, size_t n);
 

@@ -26,9 +26,11 @@ void qd_fwd_free(qd_fwd *f);
 size_t qd_fwd_seq_len(const qd_fwd *f);
 size_t qd_fwd_max_seqs(const qd_fwd *f);
 
-/* cos/sin [seq_len, head_dim/2] on the host, as transformers computes them in fp32 (default, linear
- * and llama3 rope). */
+/* cos/sin [seq_len, head_dim/2] on the host, as transformers computes them in fp32 (default, linear,
+ * llama3 and yarn rope; yarn's attention_factor is folded into both tables). */
 qd_status qd_rope_tables(const qd_model_cfg *cfg, size_t seq_len, float *cos_out, float *sin_out);
+/* The same for a rotary dimension dim (MLA: qk_rope_head_dim) and rope r. */
+qd_status qd_rope_tables_dim(const qd_rope *r, size_t dim, size_t seq_len, float *cos_out, float *sin_out);
 
 /* lin: the Linear's index in the block's table (w->lin) */
 typedef qd_status (*qd_capture_fn)(void *user, int lin, qd_ref x, size_t rows);

@@ -17,6 +17,7 @@
 
 #include "qd-check.h"
 #include "qd-log.h"
+#include "qd-qformat-fp8.h"
 
 /* the one line: an error, or (warn) a warning and a status the caller may ignore */
 static qd_status bad(int warn, const char *fmt, ...) QD_PRINTF(2, 3);
@@ -81,6 +82,15 @@ static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkp
     char name[320];
     snprintf(name, sizeof name, "%s.weight", prefix);
     const qd_st_tensor *t = qd_ckpt_find(ck, name);
+    if (cfg->fp8_source && t && t->dtype == QD_DT_F8_E4M3) { /* else a Linear kept in a float dtype */
+        int64_t N, K;
+        QD_CHECK(qd_fp8_linear_check(ck, prefix, cfg->fp8_block, &N, &K));
+        if (N != w->dims[0] || K != w->dims[1])
+            return bad(warn, "%s/%s: %s has shape [%lld,%lld], config.json (%s) expects [%lld,%lld]", ck->dir,
+                       file_of(ck, t), name, (long long)N, (long long)K, w->fields, (long long)w->dims[0],
+                       (long long)w->dims[1]);
+        return QD_OK;
+    }
     if (cfg->quantized) {
         if (t && qd_dtype_is_float(t->dtype)) return check_tensor(warn, ck, name, w);
         if (t) return QD_OK;
@@ -180,5 +190,19 @@ qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, 
     QD_CHECK(check_tensor(warn, ck, "model.norm.weight", &norm));
     const qd_st_tensor *lm = qd_ckpt_find(ck, "lm_head.weight");
     if (lm && qd_dtype_is_float(lm->dtype)) QD_CHECK(check_tensor(warn, ck, "lm_head.weight", &embed));
+    return QD_OK;
+}
+
+qd_status qd_model_check_fp8_values(const qd_model_cfg *cfg, const qd_checkpoint *ck) {
+    if (!cfg->fp8_source) return QD_OK;
+    char prefix[320];
+    for (size_t i = 0; i < ck->ntensors; i++) {
+        const qd_st_tensor *t = ck->tensors[i];
+        size_t len = strlen(t->name);
+        if (t->dtype != QD_DT_F8_E4M3 || len <= 7 || len - 7 >= sizeof prefix || strcmp(t->name + len - 7, ".weight"))
+            continue;
+        snprintf(prefix, sizeof prefix, "%.*s", (int)(len - 7), t->name);
+        QD_CHECK(qd_fp8_scale_values_check(ck, prefix, cfg->fp8_block));
+    }
     return QD_OK;
 }

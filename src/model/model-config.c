@@ -10,6 +10,7 @@
 #include "qd-model.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,8 +153,58 @@ static qd_status parse_dtype(const cJSON *root, const char *path, qd_dtype *out)
     return QD_OK;
 }
 
+/* optional number >= 0 (mscale, ...): absent or null keeps def */
+static qd_status get_nonneg(const cJSON *o, const char *name, const char *what, const char *path, double *out) {
+    const cJSON *v = field(o, name);
+    if (!v) return QD_OK;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 1e6)
+        return qd_fail(QD_ERR_FORMAT, "%s: %s.%s must be a number in 0..1e6 (got %s)", path, what, name,
+                       cJSON_IsNumber(v) ? "a number outside it" : type_name(v));
+    *out = v->valuedouble;
+    return QD_OK;
+}
+
+static double yarn_get_mscale(double scale, double mscale) {
+    return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+/* YaRN as transformers reads it: original_max_position_embeddings from the top level (its priority), the
+ * scaling object, or max_position_embeddings; factor absent or null: max_pos / original; 0 or null betas
+ * take the defaults 32 and 1; attention_factor absent: from factor, mscale and mscale_all_dim. */
+static qd_status parse_yarn(const cJSON *root, const cJSON *sc, const char *what, const char *path, int max_pos,
+                            qd_rope *r) {
+    const cJSON *top = field(root, "original_max_position_embeddings");
+    QD_CHECK(get_int_max(top ? root : sc, "original_max_position_embeddings", max_pos, QD_CFG_MAX_POSITIONS, path,
+                         &r->original_max_pos));
+    r->factor = (double)max_pos / r->original_max_pos;
+    QD_CHECK(get_pos_double(sc, "factor", r->factor, path, &r->factor));
+    r->beta_fast = 32, r->beta_slow = 1, r->mscale = r->mscale_all_dim = 0, r->attention_factor = -1;
+    QD_CHECK(get_nonneg(sc, "beta_fast", what, path, &r->beta_fast));
+    QD_CHECK(get_nonneg(sc, "beta_slow", what, path, &r->beta_slow));
+    QD_CHECK(get_nonneg(sc, "mscale", what, path, &r->mscale));
+    QD_CHECK(get_nonneg(sc, "mscale_all_dim", what, path, &r->mscale_all_dim));
+    QD_CHECK(get_nonneg(sc, "attention_factor", what, path, &r->attention_factor));
+    QD_CHECK(get_bool(sc, "truncate", 1, path, &r->truncate));
+    if (r->beta_fast == 0) r->beta_fast = 32;
+    if (r->beta_slow == 0) r->beta_slow = 1;
+    if (r->factor > 1e6)
+        return qd_fail(QD_ERR_FORMAT, "%s: %s.factor is %g; yarn supports at most 1e6", path, what, r->factor);
+    if (r->attention_factor < 0)
+        r->attention_factor = r->mscale != 0 && r->mscale_all_dim != 0
+                                  ? yarn_get_mscale(r->factor, r->mscale) / yarn_get_mscale(r->factor, r->mscale_all_dim)
+                                  : yarn_get_mscale(r->factor, 1.0);
+    return QD_OK;
+}
+
+double qd_rope_softmax_mscale(const qd_rope *r) {
+    if (r->type == QD_ROPE_DEFAULT || r->mscale_all_dim == 0) return 1.0;
+    double m = yarn_get_mscale(r->factor, r->mscale_all_dim);
+    return m * m;
+}
+
 /* scaling: the rope_scaling object (hub form) or the rope_parameters object (newer form) */
-static qd_status parse_rope_scaling(const cJSON *sc, const char *what, const char *path, qd_rope *r) {
+static qd_status parse_rope_scaling(const cJSON *root, const cJSON *sc, const char *what, const char *path, int max_pos,
+                                    qd_rope *r) {
     r->type = QD_ROPE_DEFAULT;
     r->factor = 1.0;
     if (!sc) return QD_OK;
@@ -177,11 +228,15 @@ static qd_status parse_rope_scaling(const cJSON *sc, const char *what, const cha
             return qd_fail(QD_ERR_FORMAT, "%s: %s: llama3 rope needs high_freq_factor > low_freq_factor", path, what);
         return QD_OK;
     }
-    return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s: rope type '%.40s' is not supported (supported: default, linear, llama3)",
-                   path, what, type);
+    if (strcmp(type, "yarn") == 0) {
+        r->type = QD_ROPE_YARN;
+        return parse_yarn(root, sc, what, path, max_pos, r);
+    }
+    return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s: rope type '%.40s' is not supported (supported: default, linear, llama3, "
+                   "yarn)", path, what, type);
 }
 
-static qd_status parse_rope(const cJSON *root, const char *path, qd_rope *r) {
+static qd_status parse_rope(const cJSON *root, const char *path, int max_pos, qd_rope *r) {
     memset(r, 0, sizeof *r);
     const cJSON *rp = field(root, "rope_parameters");
     if (rp) {
@@ -192,10 +247,10 @@ static qd_status parse_rope(const cJSON *root, const char *path, qd_rope *r) {
         /* rope_theta lives inside rope_parameters; older writers may still keep it at the top */
         const cJSON *src = field(rp, "rope_theta") ? rp : root;
         QD_CHECK(get_pos_double(src, "rope_theta", 10000.0, path, &r->theta));
-        return parse_rope_scaling(rp, "rope_parameters", path, r);
+        return parse_rope_scaling(root, rp, "rope_parameters", path, max_pos, r);
     }
     QD_CHECK(get_pos_double(root, "rope_theta", 10000.0, path, &r->theta));
-    return parse_rope_scaling(field(root, "rope_scaling"), "rope_scaling", path, r);
+    return parse_rope_scaling(root, field(root, "rope_scaling"), "rope_scaling", path, max_pos, r);
 }
 
 static int name_in(const char *name, const char *const *list, size_t n) {
@@ -288,6 +343,7 @@ static qd_status parse_flags(const cJSON *root, const char *path, qd_model_cfg *
         c->quantized = 1;
         const cJSON *m = field(q, "quant_method");
         snprintf(c->quant_method, sizeof c->quant_method, "%s", cJSON_IsString(m) ? m->valuestring : "unknown");
+        return qd_cfg_fp8_source(q, path, c);
     }
     return QD_OK;
 }
@@ -309,7 +365,7 @@ qd_status qd_model_cfg_parse(const char *json, const char *path, qd_model_cfg *o
     if (!cJSON_IsObject(root)) st = qd_fail(QD_ERR_FORMAT, "%s: expected a JSON object", path);
     if (st == QD_OK) st = parse_arch(root, path, out);
     if (st == QD_OK) st = parse_sizes(root, path, out);
-    if (st == QD_OK) st = parse_rope(root, path, &out->rope);
+    if (st == QD_OK) st = parse_rope(root, path, out->max_pos, &out->rope);
     if (st == QD_OK) st = parse_dtype(root, path, &out->dtype);
     if (st == QD_OK) st = parse_flags(root, path, out);
     cJSON_Delete(root);

@@ -16,6 +16,10 @@
  * warn = 1 (inspect, which shows partial checkpoints too): the first mismatch is printed as a warning. */
 qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, int warn);
 
+/* An FP8 source's scale values (every F8_E4M3 Linear's: finite and >= 0), read before a run's work so
+ * that a bad one fails at once, naming the tensor (the scales are ~1/16384 of the weights' bytes). */
+qd_status qd_model_check_fp8_values(const qd_model_cfg *cfg, const qd_checkpoint *ck);
+
 /* The checkpoint a handle holds (mapped when opened with_data). */
 const qd_checkpoint *qd_model_ckpt(const qd_model *m);
 

@@ -14,4 +14,10 @@ struct cJSON;
 qd_status qd_cfg_int(const struct cJSON *o, const char *name, int def, const char *path, int *out);
 qd_status qd_cfg_bool(const struct cJSON *o, const char *name, int def, const char *path, int *out);
 
+struct qd_model_cfg;
+/* quantization_config q of a model: an FP8 source (quant_method "fp8", or compressed-tensors whose every
+ * weight scheme is 8-bit float) sets fp8_source and fp8_block and clears quantized; others are left as
+ * they are (model-config-fp8.c). */
+qd_status qd_cfg_fp8_source(const struct cJSON *q, const char *path, struct qd_model_cfg *c);
+
 #endif

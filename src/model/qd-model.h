@@ -3,8 +3,11 @@
  *
  * Supported: the architectures listed in arch.c (Llama, Mistral, Qwen2, Qwen3, and the
  * mixture-of-experts Mixtral, Qwen2-MoE, Qwen3-MoE; qd-arch.h). Other architectures are refused with a
- * message listing these; other MoE configs (DeepSeek, ...) are recognised and refused by name. Rope parameters are read from either the hub
- * form (rope_theta + rope_scaling) or the newer rope_parameters form. Missing required fields and
+ * message listing these; other MoE configs (DeepSeek, ...) are recognised and refused by name. Rope
+ * parameters are read from either the hub form (rope_theta + rope_scaling) or the newer rope_parameters
+ * form (default, linear, llama3, yarn). An FP8 source (quantization_config.quant_method "fp8") is a
+ * float source whose Linears are dequantized on load (fp8_source; docs/formats.md "FP8 sources").
+ * Missing required fields and
  * values of the wrong type name the field and the file. qdist never runs remote code: auto_map is ignored.
  * Size fields are bounded before anything is sized from them (layers <= 4096, heads and head_dim <= 4096,
  * hidden <= 2^18, intermediate and heads*head_dim <= 2^20, vocab <= 2^24, positions <= 2^28), so
@@ -52,15 +55,20 @@ typedef struct qd_linear {
 /* The RMSNorms of a block: before attention, before the MLP, and Qwen3's per-head q/k norms. */
 typedef enum { QD_NORM_IN, QD_NORM_POST, QD_NORM_Q, QD_NORM_K, QD_NNORM } qd_norm;
 
-typedef enum { QD_ROPE_DEFAULT, QD_ROPE_LLAMA3, QD_ROPE_LINEAR } qd_rope_type;
+typedef enum { QD_ROPE_DEFAULT, QD_ROPE_LLAMA3, QD_ROPE_LINEAR, QD_ROPE_YARN } qd_rope_type;
 
 typedef struct qd_rope {
     double theta;
     qd_rope_type type;
-    double factor;          /* llama3 / linear */
+    double factor;          /* llama3 / linear / yarn */
     double low_freq_factor; /* llama3 */
     double high_freq_factor;
-    int original_max_pos;
+    int original_max_pos;   /* llama3 / yarn */
+    /* yarn (transformers' _compute_yarn_parameters): the ramp between beta_fast and beta_slow rotations,
+     * attention_factor (given, or from factor, mscale and mscale_all_dim) multiplies cos and sin;
+     * mscale_all_dim also scales an MLA model's softmax (qd_rope_softmax_mscale) */
+    double beta_fast, beta_slow, mscale, mscale_all_dim, attention_factor;
+    int truncate;
 } qd_rope;
 
 typedef struct qd_model_cfg {
@@ -85,7 +93,7 @@ typedef struct qd_model_cfg {
     int sliding_window;   /* 0 when none/unused */
     qd_dtype dtype;       /* torch_dtype / dtype; F32 when absent */
     int bos_id, eos_id;   /* -1 when absent */
-    int quantized;        /* has a quantization_config */
+    int quantized;        /* has a quantization_config (an FP8 source does not count: see fp8_source) */
     char quant_method[32];
     /* mixture of experts (0 experts: dense). A block is sparse unless listed in mlp_only_layers or
      * (i + 1) % sparse_step != 0; a dense block of an MoE model has the dense MLP (intermediate). */
@@ -94,9 +102,14 @@ typedef struct qd_model_cfg {
     int moe_sparse_step;  /* decoder_sparse_step, 1 when absent */
     int moe_mixtral;      /* tensor names: block_sparse_moe.experts.E.w1/w3/w2, else mlp.experts.E.gate/up/down_proj */
     unsigned char moe_mlp_only[512]; /* bit i: block i is dense (mlp_only_layers) */
+    int fp8_source;       /* quant_method "fp8": e4m3 Linears dequantized on load, a float source to quantize */
+    int fp8_block[2];     /* its weight_block_size [rows, cols]; {0, 0}: one scale per tensor or per row */
 } qd_model_cfg;
 
 qd_status qd_model_cfg_load(const char *model_dir, qd_model_cfg *out);
+/* The factor an MLA (DeepSeek) attention multiplies its softmax scale by: yarn_get_mscale(factor,
+ * mscale_all_dim)^2 for a scaled rope with mscale_all_dim, else 1 (transformers' yarn_apply_mscale). */
+double qd_rope_softmax_mscale(const qd_rope *r);
 /* Same from an in-memory config.json text; path is only used in messages. */
 qd_status qd_model_cfg_parse(const char *json, const char *path, qd_model_cfg *out);
 

@@ -4,6 +4,7 @@
  * the newer rope_parameters form, MoE and unknown architectures, missing and invalid fields, a
  * missing config.json and one that is not JSON. Also the tensor-name classification.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,7 +194,17 @@ static void test_refusals(void) {
                 "'GPT2LMHeadModel' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
                 "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)");
     /* unsupported rope types are refused rather than approximated */
-    expect_fail(llama31, "\"rope_type\":\"llama3\"", "\"rope_type\":\"yarn\"", QD_ERR_UNSUPPORTED, "rope type 'yarn'");
+    expect_fail(llama31, "\"rope_type\":\"llama3\"", "\"rope_type\":\"longrope\"", QD_ERR_UNSUPPORTED,
+                "rope type 'longrope'");
+    /* an FP8 source with a format or block it cannot be */
+    expect_fail(qwen2, "\"use_sliding_window\":false", "\"quantization_config\":{\"quant_method\":\"fp8\",\"fmt\":\"e5m2\"}",
+                QD_ERR_UNSUPPORTED, "quantization_config.fmt");
+    expect_fail(qwen2, "\"use_sliding_window\":false",
+                "\"quantization_config\":{\"quant_method\":\"fp8\",\"weight_block_size\":[128]}", QD_ERR_FORMAT,
+                "weight_block_size");
+    expect_fail(qwen2, "\"use_sliding_window\":false",
+                "\"quantization_config\":{\"quant_method\":\"fp8\",\"weight_block_size\":[0,128]}", QD_ERR_FORMAT,
+                "weight_block_size");
 }
 
 static void test_bad_fields(void) {
@@ -233,6 +244,62 @@ static void test_quant_and_fallback(void) {
     QD_EXPECT_EQ_INT(qd_model_cfg_parse("[1,2]", "arr/config.json", &c), QD_ERR_FORMAT);
     QD_EXPECT_EQ_INT(qd_model_cfg_parse("{}", "empty/config.json", &c), QD_ERR_FORMAT);
     QD_EXPECT_STR_CONTAINS(qd_last_error(), "architectures");
+}
+
+static void test_fp8_and_yarn(void) {
+    char buf[4096];
+    qd_model_cfg c;
+    snprintf(buf, sizeof buf, "%.*s,\"quantization_config\":{\"quant_method\":\"fp8\",\"fmt\":\"e4m3\","
+             "\"activation_scheme\":\"dynamic\",\"weight_block_size\":[128,64]}}", (int)strlen(qwen3) - 1, qwen3);
+    QD_EXPECT_EQ_INT(qd_model_cfg_parse(buf, "f/config.json", &c), QD_OK);
+    QD_EXPECT_EQ_INT(c.fp8_source, 1);
+    QD_EXPECT_EQ_INT(c.quantized, 0); /* a float source for the run */
+    QD_EXPECT_EQ_INT(c.fp8_block[0], 128);
+    QD_EXPECT_EQ_INT(c.fp8_block[1], 64);
+    /* compressed-tensors: FP8 weights are a source, integer weights (a qdist export) stay quantized */
+    snprintf(buf, sizeof buf, "%.*s,\"quantization_config\":{\"quant_method\":\"compressed-tensors\",\"config_groups\":"
+             "{\"g\":{\"targets\":[\"Linear\"],\"weights\":{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"block\","
+             "\"block_structure\":[128,128]}}}}}", (int)strlen(qwen3) - 1, qwen3);
+    QD_EXPECT_EQ_INT(qd_model_cfg_parse(buf, "ct/config.json", &c), QD_OK);
+    QD_EXPECT(c.fp8_source && !c.quantized && c.fp8_block[0] == 128 && c.fp8_block[1] == 128);
+    snprintf(buf, sizeof buf, "%.*s,\"quantization_config\":{\"quant_method\":\"compressed-tensors\",\"config_groups\":"
+             "{\"g\":{\"targets\":[\"Linear\"],\"weights\":{\"num_bits\":4,\"type\":\"int\",\"strategy\":\"group\","
+             "\"group_size\":128}}}}}", (int)strlen(qwen3) - 1, qwen3);
+    QD_EXPECT_EQ_INT(qd_model_cfg_parse(buf, "ct/config.json", &c), QD_OK);
+    QD_EXPECT(!c.fp8_source && c.quantized);
+    snprintf(buf, sizeof buf, "%.*s,\"quantization_config\":{\"quant_method\":\"compressed-tensors\",\"config_groups\":"
+             "{\"a\":{\"weights\":{\"num_bits\":8,\"type\":\"float\"}},\"b\":{\"weights\":{\"num_bits\":4,"
+             "\"type\":\"int\"}}}}}", (int)strlen(qwen3) - 1, qwen3);
+    qd_clear_error();
+    QD_EXPECT_EQ_INT(qd_model_cfg_parse(buf, "ct/config.json", &c), QD_ERR_UNSUPPORTED);
+    QD_EXPECT_STR_CONTAINS(qd_last_error(), "mixes FP8 and integer");
+    /* DeepSeek-V3's rope_scaling, in the old {"type": ...} spelling */
+    const char *ds = "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"intermediate_size\":128,"
+                     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":100,"
+                     "\"max_position_embeddings\":163840,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":40,"
+                     "\"original_max_position_embeddings\":4096,\"beta_fast\":32,\"beta_slow\":1,\"mscale\":1.0,"
+                     "\"mscale_all_dim\":1.0}}";
+    QD_EXPECT_EQ_INT(qd_model_cfg_parse(ds, "ds/config.json", &c), QD_OK);
+    QD_EXPECT_EQ_INT(c.rope.type, QD_ROPE_YARN);
+    QD_EXPECT_EQ_INT(c.rope.original_max_pos, 4096);
+    QD_EXPECT_NEAR(c.rope.attention_factor, 1.0, 1e-15); /* mscale == mscale_all_dim */
+    double m = 0.1 * log(40.0) + 1.0;
+    QD_EXPECT_NEAR(qd_rope_softmax_mscale(&c.rope), m * m, 1e-12);
+    /* no mscale: attention_factor = 0.1 ln(factor) + 1; betas default to 32 and 1 */
+    const char *y = "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"intermediate_size\":128,"
+                    "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":100,"
+                    "\"max_position_embeddings\":2048,\"rope_parameters\":{\"rope_type\":\"yarn\",\"rope_theta\":1e6,"
+                    "\"factor\":4.0}}";
+    QD_EXPECT_EQ_INT(qd_model_cfg_parse(y, "y/config.json", &c), QD_OK);
+    QD_EXPECT_EQ_INT(c.rope.original_max_pos, 2048);
+    QD_EXPECT_NEAR(c.rope.attention_factor, 0.1 * log(4.0) + 1.0, 1e-15);
+    QD_EXPECT_NEAR(c.rope.beta_fast, 32, 0);
+    QD_EXPECT_NEAR(c.rope.beta_slow, 1, 0);
+    QD_EXPECT_NEAR(qd_rope_softmax_mscale(&c.rope), 1.0, 0);
+    expect_fail(ds, "\"beta_fast\":32", "\"beta_fast\":-3", QD_ERR_FORMAT, "beta_fast");
+    expect_fail(ds, "\"factor\":40", "\"factor\":\"40\"", QD_ERR_FORMAT, "factor");
+    expect_fail(ds, "\"original_max_position_embeddings\":4096", "\"original_max_position_embeddings\":0",
+                QD_ERR_FORMAT, "original_max_position_embeddings");
 }
 
 static void test_load_from_dir(void) {
@@ -302,6 +369,7 @@ int main(void) {
     QD_RUN(test_refusals);
     QD_RUN(test_bad_fields);
     QD_RUN(test_quant_and_fallback);
+    QD_RUN(test_fp8_and_yarn);
     QD_RUN(test_load_from_dir);
     QD_RUN(test_classify);
     return QD_TEST_END();

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT
+ * qformat-fp8.c - dequantize the Linears of an FP8 source checkpoint (contract in qd-qformat-fp8.h). */
+#include "qd-qformat-fp8.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "qd-check.h"
+#include "qd-dtype.h"
+#include "qd-log.h"
+#include "qd-qformat-read.h"
+
+static const qd_st_tensor *find(const qd_checkpoint *ck, const char *prefix, const char *suffix) {
+    char name[1024];
+    snprintf(name, sizeof name, "%s%s", prefix, suffix);
+    return qd_ckpt_find(ck, name);
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* the scale tensor of prefix, its layout checked against [N, K] and the block */
+static qd_status scale_of(const qd_checkpoint *ck, const char *prefix, const int block[2], int64_t N, int64_t K,
+                          const qd_st_tensor **out) {
+    int blocked = block && block[0] > 0 && block[1] > 0;
+    const qd_st_tensor *s = find(ck, prefix, ".weight_scale_inv");
+    if (!s) s = find(ck, prefix, ".weight_scale");
+    if (!s)
+        return qd_fail(QD_ERR_FORMAT, "%s: FP8 Linear '%s' has no .weight_scale_inv or .weight_scale (config.json's "
+                       "quantization_config is FP8)", ck->dir, prefix);
+    if (!qd_dtype_is_float(s->dtype) && s->dtype != QD_DT_F8_E8M0)
+        return qd_fail(QD_ERR_FORMAT, "%s: FP8 scale '%s' has dtype %s; expected F32, BF16, F16 or F8_E8M0", ck->dir,
+                       s->name, qd_dtype_name(s->dtype));
+    if (blocked) {
+        int64_t r = cdiv(N, block[0]), c = cdiv(K, block[1]);
+        if (s->ndim != 2 || s->shape[0] != r || s->shape[1] != c)
+            return qd_fail(QD_ERR_FORMAT, "%s: FP8 scale '%s' must be [%lld, %lld] (weight [%lld, %lld] in blocks of "
+                           "[%d, %d])", ck->dir, s->name, (long long)r, (long long)c, (long long)N, (long long)K,
+                           block[0], block[1]);
+    } else {
+        int per_tensor = s->numel == 1 && s->ndim <= 2;
+        int per_row = (s->ndim == 1 && s->shape[0] == N) || (s->ndim == 2 && s->shape[0] == N && s->shape[1] == 1);
+        if (!per_tensor && !per_row)
+            return qd_fail(QD_ERR_FORMAT, "%s: FP8 scale '%s' must hold one value or one per row ([%lld] or [%lld, 1]); "
+                           "quantization_config has no weight_block_size", ck->dir, s->name, (long long)N, (long long)N);
+    }
+    *out = s;
+    return QD_OK;
+}
+
+/* the scale's values as fp32 (malloc'ed into *out), each finite and >= 0, else one line naming it */
+static qd_status scale_values(const qd_checkpoint *ck, const qd_st_tensor *s, float **out) {
+    size_t ns = (size_t)s->numel;
+    uint8_t *raw = malloc(s->nbytes + 1);
+    float *v = malloc(sizeof *v * ns + 1);
+    qd_status st = raw && v ? qd_ckpt_read_raw(ck, s, raw)
+                            : qd_fail(QD_ERR_NOMEM, "%s: out of memory reading FP8 scale '%s'", ck->dir, s->name);
+    if (st == QD_OK) qd_to_f32(s->dtype, raw, v, ns);
+    for (size_t i = 0; st == QD_OK && i < ns; i++)
+        if (!isfinite(v[i]) || v[i] < 0)
+            st = qd_fail(QD_ERR_FORMAT, "%s: FP8 scale '%s' element %zu is %g; scales must be finite and >= 0",
+                         ck->dir, s->name, i, (double)v[i]);
+    free(raw);
+    if (st != QD_OK) {
+        free(v);
+        return st;
+    }
+    *out = v;
+    return QD_OK;
+}
+
+qd_status qd_fp8_scale_values_check(const qd_checkpoint *ck, const char *prefix, const int block[2]) {
+    int64_t N, K;
+    const qd_st_tensor *s;
+    float *v;
+    QD_CHECK(qd_fp8_linear_check(ck, prefix, block, &N, &K));
+    QD_CHECK(scale_of(ck, prefix, block, N, K, &s));
+    QD_CHECK(scale_values(ck, s, &v));
+    free(v);
+    return QD_OK;
+}
+
+qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const int block[2], int64_t *N,
+                              int64_t *K) {
+    const qd_st_tensor *w = find(ck, prefix, ".weight"), *s;
+    if (!w) return qd_fail(QD_ERR_FORMAT, "%s: FP8 Linear '%s' has no .weight", ck->dir, prefix);
+    if (w->dtype != QD_DT_F8_E4M3 || w->ndim != 2)
+        return qd_fail(QD_ERR_FORMAT, "%s: '%s' is %s with %d dims; an FP8 source Linear is F8_E4M3 [N, K]", ck->dir,
+                       w->name, qd_dtype_name(w->dtype), w->ndim);
+    *N = w->shape[0];
+    *K = w->shape[1];
+    return scale_of(ck, prefix, block, *N, *K, &s);
+}
+
+qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w,
+                             int64_t *pN, int64_t *pK) {
+    *w = NULL;
+    int64_t N, K;
+    const qd_st_tensor *s;
+    QD_CHECK(qd_fp8_linear_check(ck, prefix, block, &N, &K));
+    QD_CHECK(scale_of(ck, prefix, block, N, K, &s));
+    const qd_st_tensor *tw = find(ck, prefix, ".weight");
+    int blocked = block && block[0] > 0 && block[1] > 0;
+    uint8_t *codes = malloc((size_t)(N * K) + 1);
+    float *scale = NULL, *out = malloc(sizeof *out * (size_t)(N * K) + 1);
+    qd_status st = QD_OK;
+    if (!codes || !out) st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 Linear '%s'", ck->dir, prefix);
+    if (st == QD_OK) st = scale_values(ck, s, &scale);
+    if (st == QD_OK) st = qd_ckpt_read_raw(ck, tw, codes);
+    size_t ns = (size_t)s->numel;
+    float lut[256]; /* the decode of every code: one load per element instead of a decode */
+    for (int c = 0; c < 256; c++) lut[c] = qd_f8e4m3_to_f32((uint8_t)c);
+    for (int64_t n = 0; st == QD_OK && n < N; n++) {
+        const float *srow = blocked ? scale + (n / block[0]) * cdiv(K, block[1]) : scale + (ns == 1 ? 0 : n);
+        for (int64_t k = 0; k < K; k++) {
+            uint8_t c = codes[n * K + k];
+            if ((c & 0x7f) == 0x7f) {
+                st = qd_fail(QD_ERR_FORMAT, "%s: FP8 weight '%s' holds a NaN at [%lld, %lld]", ck->dir, tw->name,
+                             (long long)n, (long long)k);
+                break;
+            }
+            out[n * K + k] = lut[c] * srow[blocked ? k / block[1] : 0];
+        }
+    }
+    free(codes);
+    free(scale);
+    if (st != QD_OK) {
+        free(out);
+        return st;
+    }
+    *w = out;
+    *pN = N;
+    *pK = K;
+    return QD_OK;
+}
+
+qd_status qd_fp8_linear(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w, int64_t *N,
+                        int64_t *K, qd_qlinear_info *info) {
+    static const int none[2] = {0, 0};
+    if (!block) block = none;
+    if (w) QD_CHECK(qd_fp8_linear_read(ck, prefix, block, w, N, K));
+    else QD_CHECK(qd_fp8_linear_check(ck, prefix, block, N, K));
+    if (info) {
+        info->quantized = 1;
+        info->N = *N;
+        info->K = *K;
+        info->bits = 8;
+        info->group_size = block[1] > 0 ? block[1] : -1;
+        info->sym = 1;
+    }
+    return QD_OK;
+}
