@@ -89,6 +89,17 @@ qd_status qd_run_check_specs(const qd_model_cfg *cfg, const qd_qspec *base, cons
             qd_recipe_resolve(recipe, base, module, &s);
             if (s.skip) continue;
             size_t K = in_features(cfg, l);
+            if (s.scheme != QD_SCHEME_WNA16) {
+                who(recipe, module, w, sizeof w);
+                QD_CHECK(qd_qspec_check_scheme(&s, w));
+                if (!fake) QD_CHECK(qd_export_check_qscheme(f, s.scheme, w));
+                /* the weight blocks could be padded, but the activations' groups of 128 cannot */
+                if (s.scheme == QD_SCHEME_FP8_BLOCK && K % QD_FP8_BLOCK_SIZE)
+                    return qd_fail(QD_ERR_USAGE, "quantize: fp8-block needs input features divisible by %d (its "
+                                   "activations are quantized in groups of %d), not %zu%s; use fp8-dynamic for it (a "
+                                   "recipe override) or skip it", QD_FP8_BLOCK_SIZE, QD_FP8_BLOCK_SIZE, K, w);
+                continue; /* bits and groups are the scheme's */
+            }
             if (s.bits < 2 || s.bits > 8) {
                 who(recipe, module, w, sizeof w);
                 return qd_fail(QD_ERR_USAGE, "quantize: %d bits%s: %s quantizes 2..8 bits", s.bits, w,
@@ -136,7 +147,9 @@ qd_status qd_run_preflight(const qd_run_opts *o, const qd_model *m) {
     qd_export_format f;
     QD_CHECK(qd_export_format_parse(o->format, &f));
     const qd_qspec *s = &o->q.base;
-    QD_CHECK(qd_export_check_scheme(f, 0, s->bits, s->group_size, s->sym, s->act_order && !s->static_groups));
+    if (s->scheme == QD_SCHEME_WNA16)
+        QD_CHECK(qd_export_check_scheme(f, 0, s->bits, s->group_size, s->sym, s->act_order && !s->static_groups));
+    else QD_CHECK(qd_export_check_qscheme(f, s->scheme, ""));
     QD_CHECK(qd_outdir_check(o->output_dir, o->overwrite));
     qd_outdir_clean_stale(o->output_dir); /* a killed run's partial export: its space is needed below */
     return QD_OK;

@@ -261,7 +261,10 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
     if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
     for (int l = 0; l < QD_NLIN; l++) {
         if (specs[l].skip || specs[l].method != QD_METHOD_RTN) continue;
-        QD_CHECK(qd_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
+        if (qd_scheme_is_fp8(specs[l].scheme))
+            QD_CHECK(qd_fp8_layer(c->be, names[l], &specs[l], c->o.scale_dtype, w->w[l], w->n_out[l], w->n_in[l],
+                                  &results[l]));
+        else QD_CHECK(qd_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
         QD_CHECK(qd__install(c, w, (qd_lin)l, &results[l]));
     }
     /* the next block sees the quantized block's output */
