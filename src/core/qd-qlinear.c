@@ -107,8 +107,7 @@ qd_status qd_qlinear_check_scales(const qd_qlinear *l, qd_dtype dt, const char *
     return QD_OK;
 }
 
-/* the value a code stands for before scaling */
-static float code_value(const qd_qlinear *l, size_t nk, size_t gi) {
+float qd_qlinear_code_value(const qd_qlinear *l, size_t nk, size_t gi) {
     if (qd_scheme_is_fp8(l->scheme)) return qd_e4m3_to_f32(l->codes[nk]);
     return (float)((int)l->codes[nk] - l->zeros[gi]);
 }
@@ -127,6 +126,6 @@ void qd_qlinear_dequant_rounded(const qd_qlinear *l, qd_dtype scale_dtype, float
     for (int n = 0; n < l->N; n++)
         for (int k = 0; k < l->K; k++) {
             size_t gi = (size_t)l->g_idx[k] * l->N + n, nk = (size_t)n * l->K + k;
-            w[nk] = code_value(l, nk, gi) * qd_scale_round(scale_dtype, l->scales[gi]);
+            w[nk] = qd_qlinear_code_value(l, nk, gi) * qd_scale_round(scale_dtype, l->scales[gi]);
         }
 }

@@ -82,6 +82,9 @@ void qd_qlinear_round_scales(qd_qlinear *l, qd_dtype dt);
  * and the dtype. GPTQ/AWQ readers (vLLM, transformers) hold scales in F16 only, compressed-tensors in
  * the model dtype, so no wider dtype can be chosen silently: the run is refused instead. */
 qd_status qd_qlinear_check_scales(const qd_qlinear *l, qd_dtype dt, const char *what);
+/* the value code [nk] (flat n*K + k) stands for before scaling, gi = g_idx[k]*N + n: code - zero, or
+ * the E4M3 value for the fp8 schemes */
+float qd_qlinear_code_value(const qd_qlinear *l, size_t nk, size_t gi);
 /* W[N][K] fp32 from codes/scales/zeros/g_idx (l loaded with codes) */
 void qd_qlinear_dequant(const qd_qlinear *l, float *w);
 /* x rounded to the dtype scales are stored in (F16, BF16; F32 unchanged), back in fp32 */
