@@ -24,7 +24,7 @@ static int linear_prefix(const qd_checkpoint *ck, const qd_st_tensor *t, char *p
     if (!suffix_prefix(t->name, ".weight", prefix, cap) || t->ndim != 2) return 0;
     char sc[1100];
     snprintf(sc, sizeof sc, "%s.weight_scale", prefix);
-    if (t->dtype == QD_DT_I8) return qd_ckpt_find(ck, sc) != NULL;
+    if (t->dtype == QD_DT_I8 || t->dtype == QD_DT_F8_E4M3) return qd_ckpt_find(ck, sc) != NULL;
     return qd_dtype_is_float(t->dtype) &&
            (strncmp(prefix, "model.layers.", 13) == 0 || strcmp(prefix, "lm_head") == 0);
 }

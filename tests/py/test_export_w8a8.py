@@ -305,3 +305,21 @@ def test_bad_scheme_recipes(recipe, needle, tmp_path):
     assert r.returncode == 2, r.stderr
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_inspect_vllm_rules_for_fp8_block(models, tmp_path):
+    """fp8-block in vLLM needs whole 128 x 128 blocks per shard and per merged q/k/v member: t128's k_proj
+    (64 rows, followed by v_proj in the merged qkv) does not load at tp 1; at tp 2 every column-parallel
+    shard below 128 rows fails too. fp8-dynamic has no such rule."""
+    out = str(tmp_path / "blk")
+    quantize(models["t128"], out, "compressed-tensors", "--scheme", "fp8-block")
+    r = qdist("inspect", out, "--vllm-tp", "1", ok=False)
+    bad = [x for x in r.stdout.splitlines() if "does not load" in x]
+    assert sorted(x.split(":")[0] for x in bad) == ["model.layers.0.self_attn.k_proj",
+                                                    "model.layers.1.self_attn.k_proj"], r.stdout
+    r = qdist("inspect", out, "--vllm-tp", "2", ok=False)
+    assert "8 do not load" in r.stdout, r.stdout
+    dyn = str(tmp_path / "dyn")
+    quantize(models["t128"], dyn, "compressed-tensors", "--scheme", "fp8-dynamic")
+    r = qdist("inspect", dyn, "--vllm-tp", "2", ok=False)
+    assert "14 Linear modules" not in r.stdout and "0 miss Marlin, 0 do not load" in r.stdout, r.stdout
