@@ -323,3 +323,28 @@ def test_inspect_vllm_rules_for_fp8_block(models, tmp_path):
     quantize(models["t128"], dyn, "compressed-tensors", "--scheme", "fp8-dynamic")
     r = qdist("inspect", dyn, "--vllm-tp", "2", ok=False)
     assert "14 Linear modules" not in r.stdout and "0 miss Marlin, 0 do not load" in r.stdout, r.stdout
+
+
+def files_bytes(d):
+    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d)) if f != "qdist_report.json"}
+
+
+def test_killed_run_resumes_identical(tmp_path):
+    """the staging keeps each module's scheme: a run killed after 4 of pycode-16m's 8 blocks resumes to
+    the bytes of an uninterrupted run (fp8-block, an fp8-dynamic override and w8a8-int8 modules); a
+    resume with another scheme is refused by the fingerprint"""
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"method": "rtn", "scheme": "fp8-block", "overrides": [
+        {"match": "mlp\\.down_proj$", "scheme": "fp8-dynamic"}, {"match": "self_attn\\.o_proj$", "scheme": "w8a8-int8"}]}))
+    args = ["quantize", "--model", PYCODE, "--backend", "cpu", "--quiet", "--progress", "none", "--recipe", str(recipe)]
+    ref, out = str(tmp_path / "ref"), str(tmp_path / "out")
+    qdist(*args, "--output", ref)
+    env = dict(os.environ, QD_INJECT_KILL="0:4")
+    r = subprocess.run([QDIST, *args, "--output", out], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode != 0 and not os.path.exists(out)
+    bad = qdist(*args, "--output", out, "--resume", "--scheme", "fp8-dynamic", ok=False)
+    assert bad.returncode != 0 and not os.path.exists(out), bad.stderr
+    qdist(*args, "--output", out, "--resume")
+    assert files_bytes(out) == files_bytes(ref)
+    q = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
+    assert q["format"] == "mixed-precision" and len(q["config_groups"]) == 3
