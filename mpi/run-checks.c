@@ -92,6 +92,9 @@ qd_status qd_run_check_specs(const qd_model_cfg *cfg, const qd_qspec *base, cons
             if (s.scheme != QD_SCHEME_WNA16) {
                 who(recipe, module, w, sizeof w);
                 QD_CHECK(qd_qspec_check_scheme(&s, w));
+                if (base->method == QD_METHOD_AWQ) /* AWQ scales whole blocks with its integer quantizer */
+                    return qd_fail(QD_ERR_USAGE, "quantize: scheme %s in an awq run%s: AWQ quantizes integer "
+                                   "weight-only schemes; use --method rtn or gptq", qd_scheme_name(s.scheme), w);
                 if (!fake) QD_CHECK(qd_export_check_qscheme(f, s.scheme, w));
                 /* the weight blocks could be padded, but the activations' groups of 128 cannot */
                 if (s.scheme == QD_SCHEME_FP8_BLOCK && K % QD_FP8_BLOCK_SIZE)

@@ -257,8 +257,8 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
         return qd__awq_block(c, w, inputs, outputs, results);
     }
-    int out_done = 0;
-    if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
+    /* RTN modules first (they need no calibration): GPTQ's Hessians of the later groups then see them
+     * quantized, as true-sequential means (only fp8 overrides put RTN modules in a GPTQ block) */
     for (int l = 0; l < QD_NLIN; l++) {
         if (specs[l].skip || specs[l].method != QD_METHOD_RTN) continue;
         if (qd_scheme_is_fp8(specs[l].scheme))
@@ -267,6 +267,8 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         else QD_CHECK(qd_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
         QD_CHECK(qd__install(c, w, (qd_lin)l, &results[l]));
     }
+    int out_done = 0;
+    if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
     /* the next block sees the quantized block's output */
     if (inputs && outputs && !out_done) QD_CHECK(qd__forward_all(c, w, inputs, outputs, NULL, NULL, -1));
     return QD_OK;

@@ -348,3 +348,36 @@ def test_killed_run_resumes_identical(tmp_path):
     assert files_bytes(out) == files_bytes(ref)
     q = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
     assert q["format"] == "mixed-precision" and len(q["config_groups"]) == 3
+
+
+@pytest.mark.parametrize("layout", ["data", "pipeline"])
+def test_two_ranks_equal_one(layout, tmp_path):
+    """RTN fp8 and GPTQ w8a8-int8 modules (a recipe) give the same checkpoint bytes on 2 ranks as on one
+    (exact numerics; the data layout reduces the Hessians over the ranks, the pipeline layout ships
+    block boundaries)"""
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"method": "gptq", "scheme": "w8a8-int8", "overrides": [
+        {"match": "mlp\\.", "scheme": "fp8-block"}]}))
+    args = ["quantize", "--model", PYCODE, "--backend", "cpu", "--quiet", "--progress", "none", "--recipe", str(recipe),
+            "--calib", CALIB, "--nsamples", "4", "--seqlen", "128", "--numerics", "exact", "--parallel", layout]
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    qdist(*args, "--output", one)
+    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert files_bytes(one) == files_bytes(two)
+    t = tensors(one)
+    assert t["model.layers.0.mlp.up_proj.weight"].dtype == torch.float8_e4m3fn
+    assert t["model.layers.0.self_attn.q_proj.weight"].dtype == torch.int8
+
+
+def test_scheme_override_in_awq_run_refused(tmp_path):
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"method": "awq", "group_size": 32,
+                                  "overrides": [{"match": "mlp", "scheme": "fp8-dynamic"}]}))
+    out = str(tmp_path / "out")
+    r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", "--format", "compressed-tensors",
+              "--recipe", str(recipe), ok=False)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "awq run" in lines[0] and "overrides[0]" in lines[0], r.stderr
+    assert not os.path.exists(out)
