@@ -48,6 +48,11 @@ static float tile_scale(const float *W, size_t K, tile t, const qd_qcfg *cfg, qd
     return best;
 }
 
+void qd_fp8_row_scales(const float *W, size_t N, size_t K, const qd_qspec *s, qd_dtype dt, float *scales) {
+    qd_qcfg cfg = qd_qspec_qcfg(s);
+    for (size_t n = 0; n < N; n++) scales[n] = tile_scale(W, K, (tile){n, n + 1, 0, K}, &cfg, dt);
+}
+
 qd_status qd_fp8_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_dtype scale_dtype, qd_buf_t W,
                        size_t N, size_t K, qd_qresult *out) {
     struct timespec t0, t1;

@@ -60,6 +60,7 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
 void qd_qctx_spec(const qd_qctx *c, int block, qd_lin l, qd_qspec *out, char *name, size_t cap) {
     snprintf(name, cap, "model.layers.%d.%s", block, qd_lin_name(l));
     qd_recipe_resolve(c->o.recipe, &c->o.base, name, out);
+    out->scale_dtype = c->o.scale_dtype;
 }
 
 qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,

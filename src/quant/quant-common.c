@@ -28,6 +28,7 @@ qd_status qd_qspec_check_scheme(const qd_qspec *s, const char *who) {
     if (s->scheme == QD_SCHEME_WNA16) return QD_OK;
     qd_qspec want = *s;
     qd_qspec_apply_scheme(&want);
+    if (s->scheme == QD_SCHEME_FP8_DYNAMIC && s->method == QD_METHOD_GPTQ) want.method = QD_METHOD_GPTQ;
     if (want.bits != s->bits || want.sym != s->sym || want.group_size != s->group_size || want.method != s->method ||
         want.act_order != s->act_order)
         return qd_fail(QD_ERR_USAGE, "quantize: scheme %s with %d bits, group %d, %s, %s%s: the scheme fixes 8-bit "

@@ -185,6 +185,8 @@ CASES = [
     ("stories-fp8-dynamic", "stories", "fp8-dynamic", [], 1e-4),
     ("t128b-fp8-dynamic-mse", "t128b", "fp8-dynamic", ["--mse"], 1e-4),
     ("t128-fp8-block", "t128", "fp8-block", [], 1e-4),
+    ("t128b-fp8-dynamic-gptq", "t128b", "fp8-dynamic", ["--method", "gptq", "--calib", CALIB, "--nsamples", "8",
+                                                         "--seqlen", "128"], 1e-4),
     ("pycode-fp8-block", "pycode", "fp8-block", [], 1e-4),
     ("stories-w8a8-rtn", "stories", "w8a8-int8", ["--method", "rtn"], 1e-4),
     ("t128b-w8a8-gptq", "t128b", "w8a8-int8", ["--method", "gptq", "--calib", CALIB, "--nsamples", "8",
@@ -219,23 +221,27 @@ def test_scheme_export(case, models, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_w8a8_gptq_feeds_back_error(models, tmp_path):
-    """w8a8-int8 reuses GPTQ's 8-bit symmetric per-channel codes: the same per-row scales as RTN (min-max
-    of the row), zero 128, but codes moved by the error feedback"""
+@pytest.mark.parametrize("scheme", ["w8a8-int8", "fp8-dynamic"])
+def test_gptq_feeds_back_error(scheme, models, tmp_path):
+    """GPTQ on 8-bit per-channel targets (w8a8-int8: the integer codes W8A16 uses; fp8-dynamic: E4M3
+    codes, CPU backend): the same per-row scales as RTN (int: min-max of the row, zero 128; fp8:
+    amax / 448 rounded to the scale dtype, zero 0), but codes moved by the error feedback"""
     src = models["t128"]
     f = {}
     for m in ("rtn", "gptq"):
         out = str(tmp_path / m)
-        quantize(src, out, "fake", "--scheme", "w8a8-int8", "--method", m, "--calib", CALIB, "--nsamples", "8",
+        quantize(src, out, "fake", "--scheme", scheme, "--method", m, "--calib", CALIB, "--nsamples", "8",
                  "--seqlen", "128")
         f[m] = tensors(out)
+        rep = json.load(open(os.path.join(out, "qdist_report.json")))
+        assert rep["settings"]["method"] == m and rep["settings"]["scheme"] == scheme
     names = [k[:-len(".qd_codes")] for k in f["rtn"] if k.endswith(".qd_codes")]
     assert len(names) == 14
     moved = 0
     for p in names:
         for m in ("rtn", "gptq"):
             assert tuple(f[m][p + ".qd_zeros"].shape) == (1, f[m][p + ".qd_codes"].shape[0])
-            assert bool((f[m][p + ".qd_zeros"] == 128).all())
+            assert bool((f[m][p + ".qd_zeros"] == (128 if scheme == "w8a8-int8" else 0)).all())
         assert torch.equal(f["rtn"][p + ".qd_scales"], f["gptq"][p + ".qd_scales"]), p
         moved += int((f["rtn"][p + ".qd_codes"] != f["gptq"][p + ".qd_codes"]).sum())
     assert moved > 1000
@@ -266,7 +272,9 @@ def test_recipe_mixes_schemes(models, tmp_path):
 
 BAD = [
     (["--scheme", "fp9"], "--scheme"),
-    (["--scheme", "fp8-dynamic", "--method", "gptq"], "round-to-nearest"),
+    (["--scheme", "fp8-block", "--method", "gptq"], "round-to-nearest"),
+    (["--scheme", "fp8-dynamic", "--method", "awq"], "round-to-nearest"),
+    (["--scheme", "fp8-dynamic", "--act-order"], "--act-order"),
     (["--scheme", "fp8-dynamic", "--format", "gptq"], "compressed-tensors"),
     (["--scheme", "fp8-dynamic", "--format", "awq"], "compressed-tensors"),
     (["--scheme", "w8a8-int8", "--bits", "4"], "--bits"),
@@ -290,7 +298,7 @@ BAD_RECIPES = [
     ({"scheme": "int4"}, "\"scheme\""),
     ({"scheme": "fp8-dynamic", "bits": 4}, "remove \"bits\""),
     ({"overrides": [{"match": "mlp", "scheme": "w8a8-int8", "group_size": 32}]}, "remove \"group_size\""),
-    ({"method": "gptq", "scheme": "fp8-dynamic"}, "remove \"method\""),
+    ({"method": "gptq", "scheme": "fp8-block"}, "remove \"method\""),
     ({"scheme": "fp8-dynamic", "overrides": [{"match": "mlp", "bits": 4}]}, "scheme fp8-dynamic with 4 bits"),
 ]
 
