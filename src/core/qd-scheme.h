@@ -3,7 +3,7 @@
  * declares (docs/formats.md "Schemes"):
  *   wna16       integer weights only (--bits, --group-size, --sym): codes 0..2^b-1, (code - zero) * scale
  *   fp8-dynamic e4m3 weights, one fp32 scale per output row (amax / 448); activations fp8, dynamic per
- *               token (compressed-tensors float-quantized, strategy channel / token)
+ *               token (compressed-tensors float-quantized, strategy channel / token); RTN or GPTQ
  *   fp8-block   e4m3 weights, one scale per 128 x 128 block; activations fp8, dynamic per group of 128
  *               (strategy block [128, 128] / group 128: the DeepSeek-V3 layout)
  *   w8a8-int8   int8 symmetric per-channel weights (codes as wna16 with 8 bits, zero 128); activations

@@ -6,7 +6,8 @@
  * the first three) < the recipe's "overrides" whose POSIX extended regex "match" finds the module
  * prefix ("model.layers.3.mlp.down_proj"), applied in file order.
  * "scheme" (qd-scheme.h) fixes bits 8, sym and the group size where it is set (fp8 also the method:
- * rtn), so that an fp8 override inside a GPTQ run is quantized by qd_fp8_layer; an object that sets a
+ * rtn, unless the same object or the command line asks for gptq with fp8-dynamic), so that an fp8
+ * override inside a GPTQ run is quantized by qd_fp8_layer; an object that sets a
  * scheme together with a field it fixes, or --scheme with such a flag, is a usage error.
  */
 #ifndef QD_RECIPE_H
