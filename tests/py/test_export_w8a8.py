@@ -339,19 +339,23 @@ def files_bytes(d):
 
 def test_killed_run_resumes_identical(tmp_path):
     """the staging keeps each module's scheme: a run killed after 4 of pycode-16m's 8 blocks resumes to
-    the bytes of an uninterrupted run (fp8-block, an fp8-dynamic override and w8a8-int8 modules); a
-    resume with another scheme is refused by the fingerprint"""
+    the bytes of an uninterrupted run (GPTQ w8a8-int8 attention, RTN fp8-block gate/up and fp8-dynamic
+    down); a resume with another scheme is refused by the fingerprint"""
     recipe = tmp_path / "r.json"
-    recipe.write_text(json.dumps({"method": "rtn", "scheme": "fp8-block", "overrides": [
-        {"match": "mlp\\.down_proj$", "scheme": "fp8-dynamic"}, {"match": "self_attn\\.o_proj$", "scheme": "w8a8-int8"}]}))
-    args = ["quantize", "--model", PYCODE, "--backend", "cpu", "--quiet", "--progress", "none", "--recipe", str(recipe)]
+    recipe.write_text(json.dumps({"method": "gptq", "scheme": "w8a8-int8", "overrides": [
+        {"match": "mlp\\.down_proj$", "scheme": "fp8-dynamic"}, {"match": "mlp\\.(gate|up)_proj$", "scheme": "fp8-block"}]}))
+    # GPTQ's calibration chain: the resumed run replays the staged blocks (fp8 ones included) to rebuild
+    # the activations of the first missing block
+    args = ["quantize", "--model", PYCODE, "--backend", "cpu", "--quiet", "--progress", "none", "--recipe", str(recipe),
+            "--calib", CALIB, "--nsamples", "4", "--seqlen", "128", "--format", "compressed-tensors"]
     ref, out = str(tmp_path / "ref"), str(tmp_path / "out")
     qdist(*args, "--output", ref)
     env = dict(os.environ, QD_INJECT_KILL="0:4")
     r = subprocess.run([QDIST, *args, "--output", out], capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode != 0 and not os.path.exists(out)
-    bad = qdist(*args, "--output", out, "--resume", "--scheme", "fp8-dynamic", ok=False)
-    assert bad.returncode != 0 and not os.path.exists(out), bad.stderr
+    bad = qdist(*args, "--output", out, "--resume", "--scheme", "wna16", ok=False)
+    assert bad.returncode == 1 and "fingerprint field 'scheme' differs" in bad.stderr and not os.path.exists(out), \
+        bad.stderr
     qdist(*args, "--output", out, "--resume")
     assert files_bytes(out) == files_bytes(ref)
     q = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
