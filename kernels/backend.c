@@ -3,6 +3,7 @@
  * size consistency), then dispatch through the backend's table. A failed check is a bug in the caller
  * and is reported as QD_ERR_INTERNAL naming the op and the operand. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "qd-backend-impl.h"
 #include "qd-check.h"
@@ -301,7 +302,9 @@ qd_status qd_be_colstat(qd_backend_t be, const struct qd_colstat_args *a) {
 }
 
 static qd_status qcfg_ok(qd_backend_t be, const char *op, const qd_qcfg *c) {
-    if (c->bits < 1 || c->bits > 8 || (c->kind != QD_QZ_MINMAX && c->kind != QD_QZ_AWQ))
+    /* fp8 codes exist only in the GPTQ sweep, with given scales */
+    int fp8_ok = c->kind == QD_QZ_FP8 && strcmp(op, "gptq_sweep") == 0 && c->bits == 8;
+    if (c->bits < 1 || c->bits > 8 || (c->kind != QD_QZ_MINMAX && c->kind != QD_QZ_AWQ && !fp8_ok))
         return qd_fail(QD_ERR_INTERNAL, "backend %s: %s: bad quantizer (kind %d, %d bits)", be->iface->name, op,
                        (int)c->kind, c->bits);
     if (c->mse && (c->mse_grid <= 0 || c->mse_norm <= 0 || c->mse_maxshrink <= 0 || c->mse_maxshrink > 1))

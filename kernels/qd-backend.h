@@ -281,7 +281,10 @@ qd_status qd_be_colstat(qd_backend_t be, const struct qd_colstat_args *a);
  *   zero = 2^(bits-1).
  * Codes q = clamp(round(x / scale) + zero, 0, maxq) (round half to even, as torch.round);
  * dequant = scale * (q - zero). */
-typedef enum { QD_QZ_MINMAX, QD_QZ_AWQ } qd_qz_kind;
+/* QD_QZ_FP8 (GPTQ with fp8-dynamic targets, the gptq sweep on the CPU backend only): parameters are
+ *   always given (static, one scale per row, zero unused); code = E4M3 byte of x / scale (qd-fp8.h:
+ *   ties to even, saturating), dequant = e4m3(code) * scale. */
+typedef enum { QD_QZ_MINMAX, QD_QZ_AWQ, QD_QZ_FP8 } qd_qz_kind;
 typedef struct qd_qcfg {
     qd_qz_kind kind;
     int bits;

@@ -115,6 +115,20 @@ static qd_status check_specs(const qd_model_cfg *cfg, const qd_qspec *base, cons
                                "use --method gptq or rtn", w);
             }
             size_t K = (size_t)lin->K;
+            if (s.scheme != QD_SCHEME_WNA16) {
+                who(recipe, module, w, sizeof w);
+                QD_CHECK(qd_qspec_check_scheme(&s, w));
+                if (base->method == QD_METHOD_AWQ) /* AWQ scales whole blocks with its integer quantizer */
+                    return qd_fail(QD_ERR_USAGE, "quantize: scheme %s in an awq run%s: AWQ quantizes integer "
+                                   "weight-only schemes; use --method rtn or gptq", qd_scheme_name(s.scheme), w);
+                if (!fake) QD_CHECK(qd_export_check_qscheme(f, s.scheme, w));
+                /* the weight blocks could be padded, but the activations' groups of 128 cannot */
+                if (s.scheme == QD_SCHEME_FP8_BLOCK && K % QD_FP8_BLOCK_SIZE)
+                    return qd_fail(QD_ERR_USAGE, "quantize: fp8-block needs input features divisible by %d (its "
+                                   "activations are quantized in groups of %d), not %zu%s; use fp8-dynamic for it (a "
+                                   "recipe override) or skip it", QD_FP8_BLOCK_SIZE, QD_FP8_BLOCK_SIZE, K, w);
+                continue; /* bits and groups are the scheme's */
+            }
             if (s.bits < 2 || s.bits > 8) {
                 who(recipe, module, w, sizeof w);
                 return qd_fail(QD_ERR_USAGE, "quantize: %d bits%s: %s quantizes 2..8 bits", s.bits, w,
@@ -163,7 +177,9 @@ qd_status qd_run_preflight(const qd_run_opts *o, const qd_model *m) {
     qd_export_format f;
     QD_CHECK(qd_export_format_parse(o->format, &f));
     const qd_qspec *s = &o->q.base;
-    QD_CHECK(qd_export_check_scheme(f, 0, s->bits, s->group_size, s->sym, s->act_order && !s->static_groups));
+    if (s->scheme == QD_SCHEME_WNA16)
+        QD_CHECK(qd_export_check_scheme(f, 0, s->bits, s->group_size, s->sym, s->act_order && !s->static_groups));
+    else QD_CHECK(qd_export_check_qscheme(f, s->scheme, ""));
     QD_CHECK(qd_model_check_fp8_values(cfg, qd_model_ckpt(m))); /* an FP8 source's scales, before any work */
     QD_CHECK(qd_outdir_check(o->output_dir, o->overwrite));
     qd_outdir_clean_stale(o->output_dir); /* a killed run's partial export: its space is needed below */

@@ -101,6 +101,7 @@ qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int n
             cJSON_AddNumberToObject(j, "bits", r.bits);
             cJSON_AddNumberToObject(j, "group_size", r.group_size);
             cJSON_AddBoolToObject(j, "sym", r.sym);
+            if (r.scheme != QD_SCHEME_WNA16) cJSON_AddStringToObject(j, "scheme", qd_scheme_name((qd_scheme)r.scheme));
             cJSON_AddNumberToObject(j, "N", (double)r.N);
             cJSON_AddNumberToObject(j, "K", (double)r.K);
             cJSON_AddNumberToObject(j, "loss", r.s.loss);

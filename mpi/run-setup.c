@@ -62,6 +62,8 @@ qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_p
                  o->q.moe_min_tokens);
         QD_CHECK(qd_fingerprint_add(fpr, "moe", buf));
     }
+    /* only when set, so that the fingerprints of wna16 stagings stay what they were */
+    if (s->scheme != QD_SCHEME_WNA16) QD_CHECK(qd_fingerprint_add(fpr, "scheme", qd_scheme_name(s->scheme)));
     if (o->recipe_path) {
         char *text = NULL;
         size_t len = 0;
@@ -243,6 +245,8 @@ qd_status qd_quantize_command(const qd_run_params *p) {
     } else if (base.method != QD_METHOD_RTN && cfg.max_pos > 0 && run.seqlen > cfg.max_pos && qd_mpi_rank() == 0) {
         qd_warn("quantize: --seqlen %d exceeds the model's max_position_embeddings %d", run.seqlen, cfg.max_pos);
     }
+    /* the fp8 and w8a8 schemes exist only as compressed-tensors checkpoints (or the fake directory) */
+    if (!p->format_given && base.scheme != QD_SCHEME_WNA16) ro.format = "compressed-tensors";
     const char *sd = p->scale_dtype ? p->scale_dtype : "f16";
     qd_dtype sdt = strcmp(sd, "bf16") == 0 ? QD_DT_BF16 : strcmp(sd, "f32") == 0 ? QD_DT_F32 : QD_DT_F16;
     /* compressed-tensors stores scales in the model's dtype: round to it so the export is exact */

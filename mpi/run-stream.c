@@ -38,7 +38,7 @@ static qd_status plan_heads(const qd_run *k, qd_qlinear **heads_out, int **nonse
             size_t G;
             st = qd_qspec_groups(&s, h->name, (size_t)K, &G);
             h->N = (int)N, h->K = (int)K, h->G = (int)G;
-            h->bits = s.bits, h->group_size = s.group_size, h->sym = s.sym;
+            h->bits = s.bits, h->group_size = s.group_size, h->sym = s.sym, h->scheme = s.scheme;
             nonseq[n] = s.method == QD_METHOD_GPTQ && s.act_order && !s.static_groups && G > 1;
             n++;
         }

@@ -237,26 +237,71 @@ static cJSON *ct_weights(const qd_xplan *p, int bits, int gs, int sym, int nonse
     return w;
 }
 
+/* quantization args of the fp8 / w8a8 schemes as llm-compressor's presets FP8_DYNAMIC, FP8_BLOCK and
+ * W8A8 serialise them (compressed-tensors quant_scheme.py) */
+static cJSON *ct_args(const char *type, const char *strategy, int group_size, int block, int dynamic) {
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "num_bits", 8);
+    cJSON_AddStringToObject(a, "type", type);
+    cJSON_AddBoolToObject(a, "symmetric", 1);
+    if (group_size > 0) cJSON_AddNumberToObject(a, "group_size", group_size);
+    else cJSON_AddNullToObject(a, "group_size");
+    cJSON_AddStringToObject(a, "strategy", strategy);
+    if (block) {
+        cJSON *bs = cJSON_AddArrayToObject(a, "block_structure");
+        cJSON_AddItemToArray(bs, cJSON_CreateNumber(QD_FP8_BLOCK_SIZE));
+        cJSON_AddItemToArray(bs, cJSON_CreateNumber(QD_FP8_BLOCK_SIZE));
+    } else {
+        cJSON_AddNullToObject(a, "block_structure");
+    }
+    cJSON_AddBoolToObject(a, "dynamic", dynamic);
+    cJSON_AddNullToObject(a, "actorder");
+    if (dynamic) cJSON_AddNullToObject(a, "observer");
+    else cJSON_AddStringToObject(a, "observer", "minmax");
+    cJSON_AddObjectToObject(a, "observer_kwargs");
+    return a;
+}
+
+static const char *ct_group_format(const qd_xplan *p, qd_scheme sc) {
+    if (qd_scheme_is_fp8(sc)) return "float-quantized";
+    if (sc == QD_SCHEME_W8A8_INT8) return "int-quantized";
+    return p->ct_naive ? "naive-quantized" : "pack-quantized";
+}
+
+static void scheme_key(const qd_xlayer *l, char *key, size_t n) {
+    snprintf(key, n, "%d/%d/%d/%d/%d", l->bits, l->group_size, l->sym, l->nonseq, (int)l->scheme);
+}
+
+static void ct_group_schemes(const qd_xplan *p, cJSON *g, int bits, int gs, int sym, int nonseq, qd_scheme sc) {
+    int fp8 = qd_scheme_is_fp8(sc), block = sc == QD_SCHEME_FP8_BLOCK;
+    if (sc == QD_SCHEME_WNA16) {
+        cJSON_AddNullToObject(g, "input_activations");
+        cJSON_AddNullToObject(g, "output_activations");
+        cJSON_AddStringToObject(g, "format", ct_group_format(p, sc));
+        cJSON_AddItemToObject(g, "weights", ct_weights(p, bits, gs, sym, nonseq));
+        return;
+    }
+    cJSON_AddItemToObject(g, "input_activations", ct_args(fp8 ? "float" : "int", block ? "group" : "token",
+                                                           block ? QD_FP8_BLOCK_SIZE : 0, 0, 1));
+    cJSON_AddNullToObject(g, "output_activations");
+    cJSON_AddStringToObject(g, "format", ct_group_format(p, sc));
+    cJSON_AddItemToObject(g, "weights", ct_args(fp8 ? "float" : "int", block ? "block" : "channel", 0, block, 0));
+}
+
 static cJSON *ct_config(const qd_xplan *p) {
-    const char *fmt = p->ct_naive ? "naive-quantized" : "pack-quantized";
-    cJSON *q = cJSON_CreateObject();
-    cJSON_AddStringToObject(q, "quant_method", "compressed-tensors");
-    cJSON_AddStringToObject(q, "format", fmt);
-    cJSON_AddStringToObject(q, "quantization_status", "compressed");
-    cJSON_AddStringToObject(q, "version", CT_VERSION);
-    cJSON_AddItemToObject(q, "ignore", not_converted_list(p, 1, 0));
-    cJSON_AddNullToObject(q, "kv_cache_scheme");
-    cJSON_AddNullToObject(q, "global_compression_ratio");
-    cJSON_AddObjectToObject(q, "sparsity_config");
-    cJSON *groups = cJSON_AddObjectToObject(q, "config_groups");
     /* distinct schemes; with a single one the group targets "Linear", else every group names its modules */
     char keys[64][64];
     int nkeys = 0, overflow = 0;
+    const char *fmt = NULL;
+    int mixed = 0;
     for (size_t i = 0; i < p->n; i++) {
         const qd_xlayer *l = &p->layers[i];
         if (!l->converted) continue;
+        const char *f = ct_group_format(p, l->scheme);
+        mixed |= fmt && strcmp(fmt, f) != 0;
+        fmt = f;
         char key[64];
-        snprintf(key, sizeof key, "%d/%d/%d/%d", l->bits, l->group_size, l->sym, l->nonseq);
+        scheme_key(l, key, sizeof key);
         int found = 0;
         for (int k = 0; k < nkeys; k++) found |= strcmp(keys[k], key) == 0;
         if (!found) {
@@ -265,9 +310,21 @@ static cJSON *ct_config(const qd_xplan *p) {
         }
     }
     (void)overflow; /* checked by the caller (at most 64 schemes) */
+    if (!fmt) fmt = ct_group_format(p, QD_SCHEME_WNA16);
+    cJSON *q = cJSON_CreateObject();
+    cJSON_AddStringToObject(q, "quant_method", "compressed-tensors");
+    /* one format per group; the checkpoint's is theirs, or "mixed-precision" (compressed-tensors' rule) */
+    cJSON_AddStringToObject(q, "format", mixed ? "mixed-precision" : fmt);
+    cJSON_AddStringToObject(q, "quantization_status", "compressed");
+    cJSON_AddStringToObject(q, "version", CT_VERSION);
+    cJSON_AddItemToObject(q, "ignore", not_converted_list(p, 1, 0));
+    cJSON_AddNullToObject(q, "kv_cache_scheme");
+    cJSON_AddNullToObject(q, "global_compression_ratio");
+    cJSON_AddObjectToObject(q, "sparsity_config");
+    cJSON *groups = cJSON_AddObjectToObject(q, "config_groups");
     for (int k = 0; k < nkeys; k++) {
-        int bits, gs, sym, nonseq;
-        sscanf(keys[k], "%d/%d/%d/%d", &bits, &gs, &sym, &nonseq);
+        int bits, gs, sym, nonseq, sc;
+        sscanf(keys[k], "%d/%d/%d/%d/%d", &bits, &gs, &sym, &nonseq, &sc);
         char gname[32];
         snprintf(gname, sizeof gname, "group_%d", k);
         cJSON *g = cJSON_AddObjectToObject(groups, gname);
@@ -277,17 +334,14 @@ static cJSON *ct_config(const qd_xplan *p) {
             for (size_t i = 0; i < p->n; i++) {
                 const qd_xlayer *l = &p->layers[i];
                 char key[64];
-                snprintf(key, sizeof key, "%d/%d/%d/%d", l->bits, l->group_size, l->sym, l->nonseq);
+                scheme_key(l, key, sizeof key);
                 if (!l->converted || strcmp(key, keys[k]) != 0) continue;
                 char esc[2 * QD_QNAME_MAX + 80], pat[2 * QD_QNAME_MAX + 96];
                 regex_escape(l->name, esc, sizeof esc);
                 snprintf(pat, sizeof pat, "re:^%s$", esc);
                 cJSON_AddItemToArray(targets, cJSON_CreateString(pat));
             }
-        cJSON_AddNullToObject(g, "input_activations");
-        cJSON_AddNullToObject(g, "output_activations");
-        cJSON_AddStringToObject(g, "format", fmt);
-        cJSON_AddItemToObject(g, "weights", ct_weights(p, bits, gs, sym, nonseq));
+        ct_group_schemes(p, g, bits, gs, sym, nonseq, (qd_scheme)sc);
     }
     return q;
 }

@@ -19,6 +19,7 @@ typedef struct qd_xlayer {
     long src_index;  /* index in the source, -1 when the run left it unquantized */
     int converted;   /* packed in the target format */
     int N, K, G, bits, group_size, sym, nonseq;
+    qd_scheme scheme;
 } qd_xlayer;
 
 typedef struct qd_xplan {
@@ -49,6 +50,8 @@ typedef enum {
     QD_XT_CT_ZP_PACKED,
     QD_XT_CT_ZP_NAIVE,
     QD_XT_CT_SHAPE,
+    QD_XT_CT_FP8,       /* float-quantized: the E4M3 codes as F8_E4M3 [N][K] */
+    QD_XT_BLOCK_SCALES, /* fp8-block: [ceil(N/128)][ceil(K/128)], one scale per block, in the tensor's dtype */
     QD_XT_SCALES,       /* [G][N] in the tensor's dtype */
     QD_XT_SCALES_T,     /* [N][G] in the tensor's dtype */
     QD_XT_G_IDX,

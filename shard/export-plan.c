@@ -60,7 +60,7 @@ static void pick_default(qd_xplan *p) {
         for (size_t j = 0; j < p->n; j++) {
             const qd_xlayer *b = &p->layers[j];
             count += b->converted && b->bits == a->bits && b->group_size == a->group_size && b->sym == a->sym &&
-                     b->nonseq == a->nonseq;
+                     b->nonseq == a->nonseq && b->scheme == a->scheme;
         }
         if (count > best) {
             best = count;
@@ -85,7 +85,8 @@ static qd_status plan_layer(const qd_export_opts *o, qd_xplan *p, qd_xlayer *l, 
     }
     char who[QD_QNAME_MAX + 32];
     snprintf(who, sizeof who, " (module %s)", l->name);
-    QD_CHECK(qd_export_check_module_scheme(o->format, o->ct_naive, l->bits, l->group_size, l->sym, l->nonseq, who));
+    if (l->scheme != QD_SCHEME_WNA16) QD_CHECK(qd_export_check_qscheme(o->format, l->scheme, who));
+    else QD_CHECK(qd_export_check_module_scheme(o->format, o->ct_naive, l->bits, l->group_size, l->sym, l->nonseq, who));
     char why[256];
     if (!shape_packable(p, l, why, sizeof why)) {
         qd_warn("export: %s is written unquantized (dequantised, model dtype): %s", l->name, why);
@@ -149,6 +150,7 @@ qd_status qd_export_plan(const qd_export_opts *o, const qd_qsource *src, const q
         l->bits = ql.bits;
         l->group_size = ql.group_size;
         l->sym = ql.sym;
+        l->scheme = ql.scheme;
         l->nonseq = heads ? nonseq[i] : !qd_qlinear_g_idx_sequential(&ql);
         st = plan_layer(o, p, l, &awq_gs, &seen_lm_head);
         /* GPTQ v1's zero points: from the data when it is here, else when the layer is packed */

@@ -93,6 +93,14 @@ static qd_status push_layer(const qd_xplan *p, const qd_qsource *src, long li, q
         return push_bias(l, src, x, li, QD_DT_F16);
     }
     /* compressed-tensors: the bias stays a plain tensor (model dtype) */
+    if (x->scheme != QD_SCHEME_WNA16) { /* float-quantized / int-quantized: unpacked, symmetric */
+        int64_t B = QD_FP8_BLOCK_SIZE;
+        if (qd_scheme_is_fp8(x->scheme)) QD_CHECK(push(l, n, ".weight", QD_XT_CT_FP8, QD_DT_F8_E4M3, li, -1, 2, N, K));
+        else QD_CHECK(push(l, n, ".weight", QD_XT_CT_NAIVE, QD_DT_I8, li, -1, 2, N, K));
+        if (x->scheme == QD_SCHEME_FP8_BLOCK)
+            return push(l, n, ".weight_scale", QD_XT_BLOCK_SCALES, p->scale_dtype, li, -1, 2, (N + B - 1) / B, G);
+        return push(l, n, ".weight_scale", QD_XT_SCALES_T, p->scale_dtype, li, -1, 2, N, G);
+    }
     if (p->ct_naive) QD_CHECK(push(l, n, ".weight", QD_XT_CT_NAIVE, QD_DT_I8, li, -1, 2, N, K));
     else QD_CHECK(push(l, n, ".weight_packed", QD_XT_CT_PACKED, QD_DT_I32, li, -1, 2, N, qd_ct_packed_cols(x->K, x->bits)));
     QD_CHECK(push(l, n, ".weight_scale", QD_XT_SCALES_T, p->scale_dtype, li, -1, 2, N, G));
@@ -190,6 +198,21 @@ static qd_status scales_bytes(const qd_qlinear *l, qd_dtype dt, int transpose, q
     return QD_OK;
 }
 
+/* fp8-block: the scale of block (r, g) is that of its first row (every row of a block holds it) */
+static qd_status block_scales_bytes(const qd_qlinear *l, qd_dtype dt, qd_xstats *stats, unsigned char *buf) {
+    int R = (l->N + QD_FP8_BLOCK_SIZE - 1) / QD_FP8_BLOCK_SIZE;
+    qd_qlinear c = qd_qlinear_header(l);
+    c.N = R; /* a [G][R] view, transposed by scales_bytes to [R][G] */
+    c.scales = malloc((size_t)R * l->G * sizeof *c.scales + 1);
+    if (!c.scales) return qd_fail(QD_ERR_NOMEM, "export: out of memory for the block scales of %s", l->name);
+    for (int g = 0; g < l->G; g++)
+        for (int r = 0; r < R; r++)
+            c.scales[(size_t)g * R + r] = l->scales[(size_t)g * l->N + (size_t)r * QD_FP8_BLOCK_SIZE];
+    qd_status st = scales_bytes(&c, dt, 1, stats, buf);
+    free(c.scales);
+    return st;
+}
+
 static qd_status bias_bytes(const qd_qsource *src, const qd_xtensor *t, unsigned char *buf) {
     qd_plain_info pi;
     QD_CHECK(src->iface->plain_info(src->ctx, (size_t)t->plain, &pi));
@@ -236,6 +259,8 @@ qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const
     case QD_XT_CT_NAIVE: st = qd_ct_naive_weight(l->codes, N, K, b, (int8_t *)buf); break;
     case QD_XT_CT_ZP_PACKED: st = qd_pack_ct_zero_point(l->zeros, G, N, b, w); break;
     case QD_XT_CT_ZP_NAIVE: st = qd_ct_naive_zero_point(l->zeros, G, N, b, (int8_t *)buf); break;
+    case QD_XT_CT_FP8: memcpy(buf, l->codes, (size_t)N * K); break;
+    case QD_XT_BLOCK_SCALES: st = block_scales_bytes(l, t->dtype, stats, buf); break;
     case QD_XT_CT_SHAPE: memcpy(buf, (int64_t[2]){N, K}, 16); break;
     case QD_XT_SCALES: st = scales_bytes(l, t->dtype, 0, stats, buf); break;
     case QD_XT_SCALES_T: st = scales_bytes(l, t->dtype, 1, stats, buf); break;

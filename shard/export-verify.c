@@ -57,7 +57,7 @@ static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_
         for (int k = 0; k < l->K; k++) {
             size_t gi = (size_t)l->g_idx[k] * l->N + n;
             float s = unquantized ? l->scales[gi] : round_to(sdt, l->scales[gi]);
-            float want = (float)((int64_t)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * s;
+            float want = qd_qlinear_code_value(l, (size_t)n * l->K + k, gi) * s;
             if (unquantized) want = round_to(plain->dtype, want);
             float g = got[(size_t)n * l->K + k];
             if (memcmp(&g, &want, sizeof g) != 0 || !isfinite(g)) {

@@ -74,6 +74,12 @@ qd_status qd_export_check_module_scheme(qd_export_format f, int ct_naive, int bi
     return scheme_ok(f, ct_naive, bits, group_size, sym, nonseq_g_idx, who ? who : "");
 }
 
+qd_status qd_export_check_qscheme(qd_export_format f, qd_scheme scheme, const char *who) {
+    if (scheme == QD_SCHEME_WNA16 || f == QD_EXPORT_CT || f == QD_EXPORT_FAKE) return QD_OK;
+    return qd_fail(QD_ERR_USAGE, "export: %s cannot store scheme %s%s (it holds integer weight-only checkpoints); use "
+                   "--format compressed-tensors", format_names[f], qd_scheme_name(scheme), who ? who : "");
+}
+
 uint64_t qd_export_linear_bytes(qd_export_format f, int ct_naive, int N, int K, int bits, int group_size, int sym,
                                 int with_g_idx, unsigned scale_bytes) {
     uint64_t G = group_size > 0 ? (uint64_t)(K + group_size - 1) / group_size : 1;

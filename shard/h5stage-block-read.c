@@ -202,6 +202,14 @@ static qd_status read_module(qd__h5s *s, hid_t modules, qd_staged_module *m, int
     q->group_size = v;
     QD_CHECK(read_attr(s, g, obj, "sym", H5T_INTEGER, H5T_NATIVE_INT32, &v));
     q->sym = v;
+    htri_t has_scheme = H5Aexists(g, "scheme"); /* absent: wna16 (qd-scheme.h) */
+    QD_H5_CHECK(s, has_scheme < 0 ? -1 : 0, "scheme");
+    q->scheme = QD_SCHEME_WNA16;
+    if (has_scheme) {
+        QD_CHECK(read_attr(s, g, obj, "scheme", H5T_INTEGER, H5T_NATIVE_INT32, &v));
+        if (v < QD_SCHEME_WNA16 || v > QD_SCHEME_W8A8_INT8) return malformed(s, obj, "unknown scheme attribute");
+        q->scheme = (qd_scheme)v;
+    }
     QD_CHECK(read_attr(s, g, obj, "loss", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.loss));
     QD_CHECK(read_attr(s, g, obj, "damp", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.damp));
     QD_CHECK(read_attr(s, g, obj, "time_s", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.seconds));

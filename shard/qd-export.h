@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "qd-qsource.h"
+#include "qd-scheme.h"
 #include "qd-safetensors.h"
 #include "qd-status.h"
 
@@ -55,6 +56,10 @@ qd_status qd_export_check_scheme(qd_export_format f, int ct_naive, int bits, int
 /* The same, with `who` (" (module X ...)") appended to the scheme in the message. */
 qd_status qd_export_check_module_scheme(qd_export_format f, int ct_naive, int bits, int group_size, int sym,
                                         int nonseq_g_idx, const char *who);
+
+/* A scheme other than wna16 (qd-scheme.h) in format f: compressed-tensors (float-quantized,
+ * int-quantized) and fake hold them, GPTQ and AWQ do not (a usage error naming the module in who). */
+qd_status qd_export_check_qscheme(qd_export_format f, qd_scheme scheme, const char *who);
 
 /* Bytes the export of a Linear W[N][K] takes (packed weights, zeros, scales, g_idx). */
 uint64_t qd_export_linear_bytes(qd_export_format f, int ct_naive, int N, int K, int bits, int group_size,

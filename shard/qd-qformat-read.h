@@ -20,6 +20,9 @@
  *   compressed-tensors naive/int-quantized  <prefix>.weight I8 + .weight_scale [+ .weight_zero_point I8]
  *   FP8 source (quant_method "fp8")  <prefix>.weight F8_E4M3 + .weight_scale_inv per weight_block_size
  *         block, or one scale per tensor / row (qd-qformat-fp8.h)
+ *   compressed-tensors float-quantized  <prefix>.weight F8_E4M3 [N][K] + .weight_scale [N,1] (channel),
+ *         [1,1] or [1] (tensor) or [ceil(N/b0), ceil(K/b1)] (block, block_structure of the group, else
+ *         128 x 128): W = e4m3(q) * s in fp32 (qformat-read-fp8.c)
  * W[n][k] = (q - z) * s in fp32 (formats.md section E). Every inconsistency in names, dtypes or shapes
  * fails naming the tensor (QD_ERR_FORMAT).
  */
@@ -29,6 +32,7 @@
 #include <stdint.h>
 
 #include "qd-safetensors.h"
+#include "qd-scheme.h"
 #include "qd-status.h"
 
 typedef enum { QD_QF_NONE, QD_QF_GPTQ, QD_QF_AWQ, QD_QF_CT, QD_QF_FP8, QD_QF_OTHER } qd_qformat_kind;
@@ -49,6 +53,7 @@ typedef struct qd_qlinear_info {
     int group_size; /* -1 for one group over K */
     int sym;        /* 1 when no zero point is stored or all zeros are 2^(bits-1) */
     int act_order;  /* g_idx present and not k / group_size */
+    qd_scheme scheme; /* fp8-dynamic / fp8-block (F8_E4M3 weight), w8a8-int8 (int-quantized with activations) */
 } qd_qlinear_info;
 
 /* The fp32 weight [N][K] of Linear `prefix` (malloc'ed into *w; caller frees). info may be NULL. */

@@ -11,6 +11,10 @@
  * compressed-tensors -> vLLM's other mixed-precision kernels (machete on Hopper, exllama); each still
  * needs K_part % group == 0 and N_part a multiple of the pack factor, else the layer does not load.
  *
+ * W8A8 schemes (qd_qlinear_info.scheme): fp8 / int8 scaled-mm kernels, no Marlin and no fallback;
+ * fp8-block needs K_part % 128 and, column-parallel, N_part % 128 (except the last member of a merged
+ * q/k/v or gate/up at tp 1); `marlin` then means "runs on its kernel".
+ *
  * Not modelled: KV-head replication when num_key_value_heads < tp (vLLM then gives each rank whole
  * heads, so k/v shards are larger than N/tp), and kernels needing compute capability > 8.0.
  *

@@ -16,12 +16,8 @@
 #include "qd-qformat-ct.h"
 #include "qd-qformat-fp8.h"
 #include "qd-qformat-gptq.h"
+#include "qformat-read-internal.h"
 
-typedef struct ct_group {
-    int bits, group_size, sym; /* group_size -1: channel */
-    int ntargets;
-    char **targets;
-} ct_group;
 
 struct qd_qformat {
     qd_qformat_kind kind;
@@ -62,6 +58,11 @@ static qd_status parse_ct_groups(qd_qformat *qf, const cJSON *q) {
         cg->group_size = cJSON_IsNumber(v) ? v->valueint : -1;
         v = cJSON_GetObjectItemCaseSensitive(w, "symmetric");
         cg->sym = !cJSON_IsFalse(v);
+        v = cJSON_GetObjectItemCaseSensitive(w, "type");
+        cg->is_float = cJSON_IsString(v) && strcmp(v->valuestring, "float") == 0;
+        v = cJSON_GetObjectItemCaseSensitive(w, "strategy");
+        cg->block = cJSON_IsString(v) && strcmp(v->valuestring, "block") == 0;
+        cg->has_act = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(g, "input_activations"));
         const cJSON *bs = cJSON_GetObjectItemCaseSensitive(w, "block_structure"); /* FP8 "block" strategy */
         for (int i = 0; i < 2 && cJSON_GetArraySize(bs) == 2; i++) {
             v = cJSON_GetArrayItem(bs, i);
@@ -332,7 +333,7 @@ static int target_matches(const char *target, const char *prefix) {
 }
 
 /* the config group for prefix: a name or regex target first, then the class "Linear" */
-static const ct_group *ct_group_for(const qd_qformat *qf, const char *prefix) {
+const ct_group *qd__ct_group_for(const qd_qformat *qf, const char *prefix) {
     if (!qf) return NULL;
     for (int g = 0; g < qf->ngroups; g++)
         for (int t = 0; t < qf->groups[g].ntargets; t++)
@@ -373,7 +374,7 @@ static qd_status read_ct(const qd_qformat *qf, const qd_checkpoint *ck, const ch
     if (ts->ndim != 2 || ts->shape[0] != N)
         return qd_fail(QD_ERR_FORMAT, "%s: '%s.weight_scale' must be [N=%lld, G]", ck->dir, prefix, (long long)N);
     int64_t G = ts->shape[1];
-    const ct_group *cg = ct_group_for(qf, prefix);
+    const ct_group *cg = qd__ct_group_for(qf, prefix);
     int bits = cg && cg->bits ? cg->bits : 0;
     if (!naive && !bits) /* infer: the b with ceil(K*b/32) == packed columns, if unique */
         for (int b = 1; b <= 8; b++)
@@ -440,6 +441,7 @@ static qd_status read_ct(const qd_qformat *qf, const qd_checkpoint *ck, const ch
         *pN = N;
         *pK = K;
         fill_info(info, N, K, G, bits, gs, z, gi);
+        if (info && naive && bits == 8 && cg && cg->has_act && !cg->is_float) info->scheme = QD_SCHEME_W8A8_INT8;
     }
     free(q);
     free(z);
@@ -474,6 +476,8 @@ qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, 
         }
         return QD_OK;
     }
+    if (tw && tw->dtype == QD_DT_F8_E4M3 && find(ck, prefix, ".weight_scale"))
+        return qd__read_ct_fp8(qd__ct_group_for(qf, prefix), ck, prefix, w, N, K, info);
     if (tw && tw->dtype == QD_DT_F8_E4M3) return qd_fp8_linear(ck, prefix, qf ? qf->fp8_block : NULL, w, N, K, info);
     if (tw && tw->dtype == QD_DT_I8 && find(ck, prefix, ".weight_scale"))
         return read_ct(qf, ck, prefix, 1, w, N, K, info);

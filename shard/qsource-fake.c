@@ -15,6 +15,7 @@ typedef struct fake_layer {
     char name[QD_QNAME_MAX];
     const qd_st_tensor *codes, *scales, *zeros, *g_idx;
     int bits, group_size, sym; /* -1 when the report does not say */
+    int scheme;                /* qd_scheme from the report's "scheme" (absent: wna16), -1 unknown */
     char method[16];
 } fake_layer;
 
@@ -124,6 +125,10 @@ static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlinear *l
     l->bits = fl->bits > 0 ? fl->bits : 0;
     l->group_size = fl->group_size != -2 ? fl->group_size : 0;
     l->sym = fl->sym;
+    if (fl->scheme < 0)
+        return qd_fail(QD_ERR_FORMAT, "%s: qdist_report.json gives layer '%s' a scheme that is not one of %s", f->dir,
+                       fl->name, QD_SCHEME_CHOICES);
+    l->scheme = (qd_scheme)fl->scheme;
     snprintf(l->method, sizeof l->method, "%s", fl->method[0] ? fl->method : f->run.method);
     qd_status st = read_typed(f, fl->scales, QD_DT_F32, (size_t)l->G * l->N, (void **)&l->scales);
     if (st == QD_OK) st = read_typed(f, fl->zeros, QD_DT_I32, (size_t)l->G * l->N, (void **)&l->zeros);
@@ -181,6 +186,9 @@ static void apply_module(fake_layer *fl, const cJSON *m) {
     fl->sym = json_bool(m, "sym", fl->sym);
     v = cJSON_GetObjectItemCaseSensitive(m, "method");
     if (cJSON_IsString(v)) snprintf(fl->method, sizeof fl->method, "%s", v->valuestring);
+    v = cJSON_GetObjectItemCaseSensitive(m, "scheme");
+    qd_scheme sc = QD_SCHEME_WNA16;
+    if (v) fl->scheme = cJSON_IsString(v) && qd_scheme_parse(v->valuestring, &sc) == 0 ? (int)sc : -1;
 }
 
 static void read_settings(qd_qrun *run, const cJSON *o) {

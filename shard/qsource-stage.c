@@ -340,7 +340,7 @@ int qd_qsource_stage_matches(const qd_qsource *src, const qd_staged_block *b) {
         const qd_qlinear *q = &b->modules[m++].q, *h = &r->head;
         const char *rel = strchr(h->name + strlen("model.layers."), '.');
         if (!rel || strcmp(rel + 1, q->name) != 0 || q->N != h->N || q->K != h->K || q->G != h->G ||
-            q->bits != h->bits || q->group_size != h->group_size || q->sym != h->sym || !q->g_idx ||
+            q->bits != h->bits || q->group_size != h->group_size || q->sym != h->sym || q->scheme != h->scheme || !q->g_idx ||
             r->nonseq != !qd_qlinear_g_idx_sequential(q))
             return 0;
     }

@@ -14,6 +14,25 @@ static int ends_with(const char *s, const char *suf) {
 
 static int marlin_group(int gs) { return gs == -1 || gs == 32 || gs == 64 || gs == 128; }
 
+/* W8A8 (fp8 / int8 weights and activations): vLLM's scaled-mm kernels take any shard shape; the fp8
+ * block kernels need whole 128-blocks per shard (validate_fp8_block_shape: K_part for row-parallel,
+ * N_part for column-parallel when split by tp or when a merged q/k/v or gate/up member is followed by
+ * another) and K % 128 for the activations' groups. The shard split itself was checked by the caller. */
+static qd_status w8a8_check(const char *prefix, const qd_qlinear_info *info, int tp, qd_vllm_verdict *v) {
+    int block = info->scheme == QD_SCHEME_FP8_BLOCK;
+    v->kernel = block ? "fp8 block (w8a8_block_fp8)" : info->scheme == QD_SCHEME_W8A8_INT8 ? "int8 scaled_mm" : "fp8 scaled_mm";
+    int last_of_merge = ends_with(prefix, "v_proj") || ends_with(prefix, "up_proj");
+    if (block && v->K_part % 128 != 0)
+        snprintf(v->reason, sizeof v->reason, "K per shard = %ld is not a multiple of the 128 x 128 blocks", v->K_part);
+    else if (block && !v->row_parallel && v->N_part % 128 != 0 && (tp > 1 || !last_of_merge))
+        snprintf(v->reason, sizeof v->reason, "N per shard = %ld is not a multiple of the 128 x 128 blocks (vLLM "
+                 "needs whole blocks per shard and per merged q/k/v, gate/up member)", v->N_part);
+    v->loadable = v->reason[0] == '\0';
+    v->marlin = v->loadable; /* no fallback: it runs on the scheme's kernel or not at all */
+    if (!v->loadable) v->kernel = "none";
+    return QD_OK;
+}
+
 qd_status qd_vllm_check(qd_qformat_kind kind, const char *prefix, const qd_qlinear_info *info, int tp,
                         qd_vllm_verdict *v) {
     memset(v, 0, sizeof *v);
@@ -42,6 +61,7 @@ qd_status qd_vllm_check(qd_qformat_kind kind, const char *prefix, const qd_qline
     }
     v->N_part = v->row_parallel ? N : N / tp;
     v->K_part = v->row_parallel ? K / tp : K;
+    if (info->scheme != QD_SCHEME_WNA16) return w8a8_check(prefix, info, tp, v);
     int gs = info->group_size, b = info->bits;
     /* scheme */
     const char *marlin_name = kind == QD_QF_GPTQ ? "gptq_marlin" : kind == QD_QF_AWQ ? "awq_marlin" : "marlin (wNa16)";

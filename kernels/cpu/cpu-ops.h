@@ -7,6 +7,7 @@
 #define QD_CPU_OPS_H
 
 #include "qd-backend-impl.h"
+#include "qd-fp8.h"
 
 /* the backend's state (threads are OpenBLAS's: see transformer.c for why there are no others) */
 typedef struct qd_cpu_ctx {
@@ -64,6 +65,12 @@ qd_status qd_cpu_reduce_exact(qd_backend_t be, const struct qd_reduce_args *a);
 /* Parameters of one group of n values x[0], x[stride], ... (qd-backend.h's qd_qcfg rules);
  * zero is an integer held in a float. */
 void qd_cpu_qparams(const qd_qcfg *cfg, const float *x, size_t n, size_t stride, float *scale, float *zero);
+/* One value of QD_QZ_FP8: the E4M3 code and its value times scale. */
+static inline float qd_cpu_qvalue_fp8(float x, float scale, int32_t *code) {
+    uint8_t c = qd_f32_to_e4m3(x / scale);
+    *code = c;
+    return qd_e4m3_to_f32(c) * scale;
+}
 /* One value: the code and the dequantized value. */
 static inline float qd_cpu_qvalue(float x, float scale, float zero, float maxq, int32_t *code) {
     float q = __builtin_nearbyintf(x / scale) + zero;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qd-fp8.h"
 #include "qd-log.h"
 
 qd_status qd_qlinear_alloc(qd_qlinear *l, int N, int K, int G) {
@@ -61,7 +62,7 @@ qd_qrecord qd_qrecord_of(int block, int rank, const qd_qlinear *q, const qd_qsta
     memset(&r, 0, sizeof r); /* the padding too: records travel as bytes */
     r.block = block, r.rank = rank;
     snprintf(r.name, sizeof r.name, "%.63s", q->name);
-    r.bits = q->bits, r.group_size = q->group_size, r.sym = q->sym;
+    r.bits = q->bits, r.group_size = q->group_size, r.sym = q->sym, r.scheme = (int)q->scheme;
     r.N = q->N, r.K = q->K;
     r.s = *s;
     return r;
@@ -106,13 +107,12 @@ qd_status qd_qlinear_check_scales(const qd_qlinear *l, qd_dtype dt, const char *
     return QD_OK;
 }
 
-void qd_qlinear_dequant(const qd_qlinear *l, float *w) {
-    for (int n = 0; n < l->N; n++)
-        for (int k = 0; k < l->K; k++) {
-            size_t gi = (size_t)l->g_idx[k] * l->N + n;
-            w[(size_t)n * l->K + k] = (float)((int)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * l->scales[gi];
-        }
+float qd_qlinear_code_value(const qd_qlinear *l, size_t nk, size_t gi) {
+    if (qd_scheme_is_fp8(l->scheme)) return qd_e4m3_to_f32(l->codes[nk]);
+    return (float)((int)l->codes[nk] - l->zeros[gi]);
 }
+
+void qd_qlinear_dequant(const qd_qlinear *l, float *w) { qd_qlinear_dequant_rounded(l, QD_DT_F32, w); }
 
 float qd_scale_round(qd_dtype dt, float x) {
     switch (dt) {
@@ -125,8 +125,7 @@ float qd_scale_round(qd_dtype dt, float x) {
 void qd_qlinear_dequant_rounded(const qd_qlinear *l, qd_dtype scale_dtype, float *w) {
     for (int n = 0; n < l->N; n++)
         for (int k = 0; k < l->K; k++) {
-            size_t gi = (size_t)l->g_idx[k] * l->N + n;
-            w[(size_t)n * l->K + k] =
-                (float)((int)l->codes[(size_t)n * l->K + k] - l->zeros[gi]) * qd_scale_round(scale_dtype, l->scales[gi]);
+            size_t gi = (size_t)l->g_idx[k] * l->N + n, nk = (size_t)n * l->K + k;
+            w[nk] = qd_qlinear_code_value(l, nk, gi) * qd_scale_round(scale_dtype, l->scales[gi]);
         }
 }

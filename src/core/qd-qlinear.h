@@ -4,7 +4,10 @@
  *
  * A quantized Linear W[N][K] (N = out_features) is codes [N][K] in 0..2^bits-1 in the ORIGINAL column
  * order, scales [G][N] (fp32), true zero points [G][N], g_idx [K] (group of each input column).
- * Dequantisation: W[n][k] = (code - zero[g][n]) * scale[g][n] with g = g_idx[k], in fp32.
+ * Dequantisation: W[n][k] = (code - zero[g][n]) * scale[g][n] with g = g_idx[k], in fp32; for the fp8
+ * schemes (qd-scheme.h) codes are E4M3 bytes and W[n][k] = e4m3(code) * scale[g][n] (zeros 0). fp8-block
+ * keeps its [ceil(N/128)][ceil(K/128)] block scales expanded to [G][N] (group_size 128, G = ceil(K/128),
+ * every row of a block holding the block's scale), so staging and gathers see one layout.
  * group_size is -1 for one group spanning K. The arrays belong to whoever holds the record
  * (qd_qlinear_free); moving the struct moves them.
  *
@@ -19,6 +22,7 @@
 #include <stdint.h>
 
 #include "qd-dtype.h"
+#include "qd-scheme.h"
 #include "qd-status.h"
 
 #define QD_QNAME_MAX 256     /* a Linear's name, NUL included */
@@ -30,6 +34,7 @@ typedef struct qd_qlinear {
     int bits;
     int group_size;          /* -1: one group of K */
     int sym;
+    qd_scheme scheme;        /* what codes mean (QD_SCHEME_WNA16: integers) and the activations declared */
     char method[16];         /* "gptq", "awq", "rtn", ... (informational; not staged) */
     uint8_t *codes;          /* [N][K]; NULL when loaded without codes */
     float *scales;           /* [G][N] */
@@ -54,6 +59,7 @@ typedef struct qd_qrecord {
     int block, rank;
     char name[64]; /* relative to the block, e.g. "self_attn.q_proj" */
     int bits, group_size, sym;
+    int scheme; /* qd_scheme */
     int64_t N, K;
     qd_qstats s;
 } qd_qrecord;
@@ -78,6 +84,9 @@ void qd_qlinear_round_scales(qd_qlinear *l, qd_dtype dt);
  * and the dtype. GPTQ/AWQ readers (vLLM, transformers) hold scales in F16 only, compressed-tensors in
  * the model dtype, so no wider dtype can be chosen silently: the run is refused instead. */
 qd_status qd_qlinear_check_scales(const qd_qlinear *l, qd_dtype dt, const char *what);
+/* the value code [nk] (flat n*K + k) stands for before scaling, gi = g_idx[k]*N + n: code - zero, or
+ * the E4M3 value for the fp8 schemes */
+float qd_qlinear_code_value(const qd_qlinear *l, size_t nk, size_t gi);
 /* W[N][K] fp32 from codes/scales/zeros/g_idx (l loaded with codes) */
 void qd_qlinear_dequant(const qd_qlinear *l, float *w);
 /* x rounded to the dtype scales are stored in (F16, BF16; F32 unchanged), back in fp32 */

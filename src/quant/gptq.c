@@ -172,6 +172,25 @@ done:
     return st;
 }
 
+/* fp8 targets (one group): scales [N] of the prepared W as qd_fp8_layer makes them, zeros 0 */
+static qd_status fp8_params(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
+                            qd_buf_t scales, qd_buf_t zeros) {
+    if (s->scheme != QD_SCHEME_FP8_DYNAMIC)
+        return qd_fail(QD_ERR_USAGE, "%s: GPTQ takes fp8-dynamic targets only, not %s", name, qd_scheme_name(s->scheme));
+    float *w = malloc(N * K * sizeof *w), *sc = malloc(N * sizeof *sc);
+    int32_t *z = calloc(N, sizeof *z);
+    qd_status st = w && sc && z ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory for the fp8 scales", name);
+    if (st == QD_OK) st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = N * K});
+    if (st == QD_OK) {
+        qd_fp8_row_scales(w, N, K, s, s->scale_dtype, sc);
+        st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(scales, 0), .src = sc, .src_dtype = QD_DT_F32, .n = N});
+    }
+    if (st == QD_OK)
+        st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(zeros, 0), .src = z, .src_dtype = QD_DT_I32, .n = N});
+    free(w), free(sc), free(z);
+    return st;
+}
+
 qd_status qd_gptq_apply(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                         const qd_gptq_fac *f, qd_qresult *out) {
     struct timespec t0, t1;
@@ -198,7 +217,10 @@ qd_status qd_gptq_apply(qd_backend_t be, const char *name, const qd_qspec *s, qd
         QD_CHECK_GOTO(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_MUL_COLV, .out = QD_REF(W, 0),
                                                               .x = QD_REF(W, 0), .v = QD_REF(f->keep, 0), .rows = N,
                                                               .cols = K, .ld = K}), st, done);
-    if (!grouped) /* one group: parameters from W after dead-column zeroing (docs/numerics.md) */
+    if (qd_scheme_is_fp8(s->scheme)) { /* fp8-dynamic: the per-row scales RTN would use, found on the host */
+        cfg.kind = QD_QZ_FP8;
+        QD_CHECK_GOTO(fp8_params(be, name, s, W, N, K, scales, zeros), st, done);
+    } else if (!grouped) /* one group: parameters from W after dead-column zeroing (docs/numerics.md) */
         QD_CHECK_GOTO(qd_be_quantize(be, &(struct qd_quantize_args){.cfg = cfg, .W = QD_REF(W, 0),
                                                                     .scales = QD_REF(scales, 0),
                                                                     .zeros = QD_REF(zeros, 0), .N = N, .K = K,

@@ -77,6 +77,7 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
 void qd_qctx_spec(const qd_qctx *c, int block, const qd_linear *lin, qd_qspec *out, char *name, size_t cap) {
     snprintf(name, cap, "model.layers.%d.%s", block, lin->module);
     qd_recipe_resolve(c->o.recipe, &c->o.base, name, out);
+    out->scale_dtype = c->o.scale_dtype;
     if (!lin->quantize) out->skip = 1;
 }
 
@@ -167,7 +168,7 @@ qd_status qd__install(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r) {
     qd_phase prev = qd_phase_set(c->be, QD_PH_INSTALL);
     size_t n = (size_t)r->q.N * (size_t)r->q.K;
     qd_status st;
-    if (qd_be_has(c->be, QD_OPT_U8_CODES)) {
+    if (qd_be_has(c->be, QD_OPT_U8_CODES) && !qd_scheme_is_fp8(r->q.scheme)) { /* the kernel knows integers */
         st = install_device(c, w, l, r);
     } else { /* host backends: dequantize here, upload fp32 (the reference path) */
         float *deq = malloc(n * sizeof *deq);

@@ -34,14 +34,32 @@ typedef struct qd_qspec {
     double damp;       /* gptq: fraction of mean(diag H), 0.01 */
     int mse;           /* MSE clip grid in the min-max quantizer (rtn, gptq) */
     int skip;          /* leave this Linear unquantized */
+    qd_scheme scheme;  /* qd-scheme.h; fp8 is round to nearest (qd_fp8_layer) or, fp8-dynamic, GPTQ */
+    qd_dtype scale_dtype; /* fp8 scales are rounded to the stored dtype before encoding (qd_qctx_spec sets it) */
 } qd_qspec;
 
+/* Sets the fields a scheme fixes (qd-scheme.h): fp8: method rtn, 8 bits, sym, group -1 (fp8-block
+ * 128), no act-order; w8a8-int8: 8 bits, sym, group -1. wna16: nothing. fp8-dynamic by GPTQ is the
+ * caller's choice afterwards (an explicit method gptq: the recipe and flag readers set it back). */
+void qd_qspec_apply_scheme(qd_qspec *s);
+/* A resolved spec whose fields contradict its scheme (an override setting bits on an fp8 base):
+ * a usage error naming the module (who: " (module X ...)"). */
+qd_status qd_qspec_check_scheme(const qd_qspec *s, const char *who);
 /* the group count, or a refusal naming the module and both sizes */
 qd_status qd_qspec_groups(const qd_qspec *s, const char *name, size_t K, size_t *G);
 qd_qcfg qd_qspec_qcfg(const qd_qspec *s); /* the backend quantizer config (min-max for rtn/gptq) */
 
 qd_status qd_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                        qd_qresult *out);
+/* fp8-dynamic / fp8-block (qd-scheme.h): scales amax / 448 per row or 128 x 128 block, rounded to
+ * scale_dtype BEFORE the weights are encoded (so the stored scale is the one used), E4M3 codes by
+ * round-to-nearest-even with saturation; s->mse searches a shrink of each scale (the min-max
+ * quantizer's grid, error norm 2.4) instead. Runs on the host: W goes down and its dequantized value
+ * comes back up. Loss as RTN's. */
+qd_status qd_fp8_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_dtype scale_dtype, qd_buf_t W,
+                       size_t N, size_t K, qd_qresult *out);
+/* The per-row scales fp8-dynamic uses (amax / 448 rounded to dt, or s->mse's best shrink) of host W [N][K]. */
+void qd_fp8_row_scales(const float *W, size_t N, size_t K, const qd_qspec *s, qd_dtype dt, float *scales);
 qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                         qd_buf_t H, qd_qresult *out);
 

@@ -5,6 +5,10 @@
  * Precedence: built-in defaults < recipe top level < command-line flags (qd_recipe_apply_flags does
  * the first three) < the recipe's "overrides" whose POSIX extended regex "match" finds the module
  * prefix ("model.layers.3.mlp.down_proj"), applied in file order.
+ * "scheme" (qd-scheme.h) fixes bits 8, sym and the group size where it is set (fp8 also the method:
+ * rtn, unless the same object or the command line asks for gptq with fp8-dynamic), so that an fp8
+ * override inside a GPTQ run is quantized by qd_fp8_layer; an object that sets a
+ * scheme together with a field it fixes, or --scheme with such a flag, is a usage error.
  */
 #ifndef QD_RECIPE_H
 #define QD_RECIPE_H
@@ -29,9 +33,10 @@ typedef struct qd_recipe_run {
 typedef struct qd_recipe_flags {
     const char *method;     /* "rtn" | "gptq" | "awq" */
     const char *calib_mode; /* "random" | "concat" */
+    const char *scheme;     /* qd-scheme.h name */
     int bits, group_size, sym, asym, act_order, static_groups, mse, true_sequential, nsamples, seqlen, seed;
     double damp;
-    int seen_method, seen_calib_mode, seen_bits, seen_group_size, seen_sym, seen_asym, seen_act_order,
+    int seen_scheme, seen_method, seen_calib_mode, seen_bits, seen_group_size, seen_sym, seen_asym, seen_act_order,
         seen_static_groups, seen_mse, seen_damp, seen_true_sequential, seen_nsamples, seen_seqlen, seen_seed;
 } qd_recipe_flags;
 

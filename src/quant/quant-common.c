@@ -17,7 +17,34 @@ const char *qd_method_name(qd_method m) {
     return "?";
 }
 
+void qd_qspec_apply_scheme(qd_qspec *s) {
+    if (s->scheme == QD_SCHEME_WNA16) return;
+    s->bits = 8, s->sym = 1;
+    s->group_size = s->scheme == QD_SCHEME_FP8_BLOCK ? QD_FP8_BLOCK_SIZE : -1;
+    if (qd_scheme_is_fp8(s->scheme)) s->method = QD_METHOD_RTN, s->act_order = 0, s->static_groups = 0;
+}
+
+qd_status qd_qspec_check_scheme(const qd_qspec *s, const char *who) {
+    if (s->scheme == QD_SCHEME_WNA16) return QD_OK;
+    qd_qspec want = *s;
+    qd_qspec_apply_scheme(&want);
+    if (s->scheme == QD_SCHEME_FP8_DYNAMIC && s->method == QD_METHOD_GPTQ) want.method = QD_METHOD_GPTQ;
+    if (want.bits != s->bits || want.sym != s->sym || want.group_size != s->group_size || want.method != s->method ||
+        want.act_order != s->act_order)
+        return qd_fail(QD_ERR_USAGE, "quantize: scheme %s with %d bits, group %d, %s, %s%s: the scheme fixes 8-bit "
+                       "symmetric weights (give \"scheme\": \"wna16\" in an override that sets bits)",
+                       qd_scheme_name(s->scheme), s->bits, s->group_size, s->sym ? "sym" : "asym",
+                       qd_method_name(s->method), who);
+    if (s->scheme == QD_SCHEME_W8A8_INT8 && s->method == QD_METHOD_AWQ)
+        return qd_fail(QD_ERR_USAGE, "quantize: scheme w8a8-int8 is quantized by rtn or gptq, not awq%s", who);
+    return QD_OK;
+}
+
 qd_status qd_qspec_groups(const qd_qspec *s, const char *name, size_t K, size_t *G) {
+    if (s->scheme == QD_SCHEME_FP8_BLOCK) { /* compressed-tensors pads the last block: so do the groups */
+        *G = (K + QD_FP8_BLOCK_SIZE - 1) / QD_FP8_BLOCK_SIZE;
+        return QD_OK;
+    }
     if (s->bits < 2 || s->bits > 8)
         return qd_fail(QD_ERR_USAGE, "%s: %d bits is not supported (2..8)", name, s->bits);
     if (s->group_size <= 0 || (size_t)s->group_size == K) {
@@ -80,6 +107,8 @@ qd_status qd_qresult_alloc(const qd_qspec *s, const char *name, size_t N, size_t
     l->bits = s->bits;
     l->group_size = G == 1 ? -1 : s->group_size;
     l->sym = s->sym;
+    l->scheme = s->scheme;
+    if (s->scheme == QD_SCHEME_FP8_BLOCK) l->group_size = QD_FP8_BLOCK_SIZE; /* one group may still be a block */
     return qd_qlinear_alloc(l, (int)N, (int)K, (int)G);
 }
 

@@ -297,13 +297,18 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
         return qd__awq_block(c, w, inputs, outputs, results);
     }
-    int out_done = 0;
-    if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
+    /* RTN modules first (they need no calibration): GPTQ's Hessians of the later groups then see them
+     * quantized, as true-sequential means (only fp8 overrides put RTN modules in a GPTQ block) */
     for (int l = 0; l < w->nlin; l++) {
         if (specs[l].skip || specs[l].method != QD_METHOD_RTN) continue;
-        QD_CHECK(qd_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
+        if (qd_scheme_is_fp8(specs[l].scheme))
+            QD_CHECK(qd_fp8_layer(c->be, names[l], &specs[l], c->o.scale_dtype, w->w[l], w->n_out[l], w->n_in[l],
+                                  &results[l]));
+        else QD_CHECK(qd_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
         QD_CHECK(qd__install(c, w, l, &results[l]));
     }
+    int out_done = 0;
+    if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
     /* the next block sees the quantized block's output (an MoE block's: with its routed token counts) */
     if (inputs && outputs && !out_done && qd_block_is_moe(w)) QD_CHECK(qd__moe_output(c, w, inputs, outputs, results));
     else if (inputs && outputs && !out_done) QD_CHECK(qd__forward_all(c, w, inputs, outputs, NULL, NULL, -1));

@@ -17,7 +17,7 @@
 
 /* one set of optional fields: has_* says which were given */
 typedef struct {
-    int has_method, has_bits, has_gs, has_sym, has_act, has_static, has_damp, has_mse, has_skip;
+    int has_method, has_bits, has_gs, has_sym, has_act, has_static, has_damp, has_mse, has_skip, has_scheme;
     qd_qspec v;
 } partial_spec;
 
@@ -107,6 +107,11 @@ static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, in
     } else if (strcmp(k, "mse") == 0) {
         QD_CHECK(want(path, it, 0, 1));
         p->v.mse = cJSON_IsTrue(it), p->has_mse = 1;
+    } else if (strcmp(k, "scheme") == 0) {
+        const char *m = cJSON_GetStringValue(it);
+        if (!m || qd_scheme_parse(m, &p->v.scheme) != 0)
+            return qd_fail(QD_ERR_USAGE, "%s: \"scheme\" must be one of %s", path, QD_SCHEME_CHOICES);
+        p->has_scheme = 1;
     } else if (strcmp(k, "skip") == 0) {
         QD_CHECK(want(path, it, 0, 1));
         p->v.skip = cJSON_IsTrue(it), p->has_skip = 1;
@@ -114,6 +119,22 @@ static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, in
         *used = 0;
     }
     return QD_OK;
+}
+
+/* a scheme other than wna16 fixes bits, group size and symmetry (and fp8 the method): an object that
+ * sets both is refused rather than one of them silently ignored */
+static qd_status scheme_conflict(const char *path, const char *where, const partial_spec *p) {
+    if (!p->has_scheme || p->v.scheme == QD_SCHEME_WNA16) return QD_OK;
+    const char *key = p->has_bits ? "bits" : p->has_gs ? "group_size" : p->has_sym ? "sym" : NULL;
+    if (!key && qd_scheme_is_fp8(p->v.scheme) && p->has_method && p->v.method != QD_METHOD_RTN &&
+        !(p->v.scheme == QD_SCHEME_FP8_DYNAMIC && p->v.method == QD_METHOD_GPTQ))
+        key = "method";
+    if (!key && p->v.scheme == QD_SCHEME_W8A8_INT8 && p->has_method && p->v.method == QD_METHOD_AWQ) key = "method";
+    if (!key) return QD_OK;
+    return qd_fail(QD_ERR_USAGE, "%s: %s\"scheme\": \"%s\" fixes %s (docs/formats.md); remove \"%s\"", path, where,
+                   qd_scheme_name(p->v.scheme),
+                   strcmp(key, "method") == 0 ? "the method (fp8-block: rtn; fp8-dynamic, w8a8-int8: rtn or gptq)" : "bits, group size and sym",
+                   key);
 }
 
 static qd_status parse(qd_recipe *r, const cJSON *root) {
@@ -174,6 +195,9 @@ static qd_status parse(qd_recipe *r, const cJSON *root) {
                         return qd_fail(QD_ERR_FORMAT, "%s: overrides[%d]: \"%s\" cannot be overridden per module",
                                        path, r->noverrides - 1, f->string);
                 }
+                char where[48];
+                snprintf(where, sizeof where, "overrides[%d]: ", r->noverrides - 1);
+                QD_CHECK(scheme_conflict(path, where, &ov->spec));
             }
         } else if (strcmp(k, "comment") == 0 || strcmp(k, "name") == 0) {
             /* free text */
@@ -181,7 +205,7 @@ static qd_status parse(qd_recipe *r, const cJSON *root) {
             return qd_fail(QD_ERR_FORMAT, "%s: unknown key \"%s\" (docs/numerics.md lists the recipe schema)", path, k);
         }
     }
-    return QD_OK;
+    return scheme_conflict(path, "", &r->top);
 }
 
 qd_status qd_recipe_load(const char *path, qd_recipe **out) {
@@ -220,6 +244,12 @@ static void apply(const partial_spec *p, qd_qspec *s) {
     if (p->has_damp) s->damp = p->v.damp;
     if (p->has_mse) s->mse = p->v.mse;
     if (p->has_skip) s->skip = p->v.skip;
+    if (p->has_scheme) {
+        s->scheme = p->v.scheme;
+        qd_qspec_apply_scheme(s);
+        if (p->has_method && p->v.method == QD_METHOD_GPTQ && s->scheme == QD_SCHEME_FP8_DYNAMIC)
+            s->method = QD_METHOD_GPTQ; /* asked for in the same object */
+    }
 }
 
 void qd_recipe_apply_base(const qd_recipe *r, qd_qspec *base, qd_recipe_run *run) {
@@ -249,7 +279,8 @@ size_t qd_recipe_describe(const qd_recipe *r, const char *module, char *buf, siz
         const partial_spec *p = &ov->spec;
         if (regexec(&ov->re, module, 0, NULL, 0) != 0) continue;
         char f[160];
-        int m = snprintf(f, sizeof f, "%s%s%s%s%s%s%s", p->has_bits ? " bits" : "", p->has_gs ? " group_size" : "",
+        int m = snprintf(f, sizeof f, "%s%s%s%s%s%s%s%s", p->has_scheme ? " scheme" : "",
+                         p->has_bits ? " bits" : "", p->has_gs ? " group_size" : "",
                          p->has_sym ? " sym" : "", p->has_act ? " act_order" : "",
                          p->has_static ? " static_groups" : "", p->has_damp ? " damp" : "", p->has_mse ? " mse" : "");
         if (m <= 0) continue;
@@ -259,6 +290,26 @@ size_t qd_recipe_describe(const qd_recipe *r, const char *module, char *buf, siz
         len = (size_t)w < n - len ? len + (size_t)w : n - 1;
     }
     return len;
+}
+
+/* a flag that contradicts the run's scheme (from --scheme or the recipe) */
+static qd_status flags_vs_scheme(const qd_recipe_flags *f, const qd_qspec *base) {
+    const char *sc = qd_scheme_name(base->scheme);
+    int fp8 = qd_scheme_is_fp8(base->scheme);
+    int gptq_ok = base->scheme == QD_SCHEME_FP8_DYNAMIC && base->method == QD_METHOD_GPTQ;
+    if (fp8 && base->method != QD_METHOD_RTN && !gptq_ok && (f->seen_method || base->method == QD_METHOD_AWQ))
+        return qd_fail(QD_ERR_USAGE, "quantize: --scheme %s is quantized by round-to-nearest%s: drop --method %s or use "
+                       "--method rtn", sc, base->scheme == QD_SCHEME_FP8_BLOCK ? " (GPTQ takes fp8-dynamic targets only)"
+                                                                               : "", qd_method_name(base->method));
+    if (base->scheme == QD_SCHEME_W8A8_INT8 && base->method == QD_METHOD_AWQ)
+        return qd_fail(QD_ERR_USAGE, "quantize: --scheme w8a8-int8 is quantized by rtn or gptq, not awq");
+    const char *flag = f->seen_bits && f->bits != 8 ? "--bits" : f->seen_group_size ? "--group-size"
+                     : f->seen_asym && f->asym ? "--asym" : fp8 && f->seen_act_order && f->act_order ? "--act-order"
+                     : fp8 && f->seen_static_groups && f->static_groups ? "--static-groups" : NULL;
+    if (flag)
+        return qd_fail(QD_ERR_USAGE, "quantize: --scheme %s fixes 8-bit symmetric weights with %s scales: drop %s", sc,
+                       base->scheme == QD_SCHEME_FP8_BLOCK ? "128 x 128 block" : "per-channel", flag);
+    return QD_OK;
 }
 
 qd_status qd_recipe_apply_flags(const char *path, const qd_recipe_flags *f, qd_recipe **recipe, qd_qspec *base,
@@ -281,6 +332,16 @@ qd_status qd_recipe_apply_flags(const char *path, const qd_recipe_flags *f, qd_r
                                                       : QD_METHOD_AWQ;
         if (base->method == QD_METHOD_AWQ && !method_from_recipe_awq) base->sym = 0; /* AWQ's zero point by default */
     }
+    if (f->seen_scheme) {
+        qd_scheme sc;
+        if (qd_scheme_parse(f->scheme, &sc) != 0) {
+            qd_recipe_free(*recipe);
+            *recipe = NULL;
+            return qd_fail(QD_ERR_USAGE, "quantize: --scheme '%s' is unknown; expected %s", f->scheme ? f->scheme : "",
+                           QD_SCHEME_CHOICES);
+        }
+        base->scheme = sc;
+    }
     if (f->seen_bits) base->bits = f->bits;
     if (f->seen_group_size) base->group_size = f->group_size;
     if (f->seen_sym) base->sym = f->sym;
@@ -294,6 +355,18 @@ qd_status qd_recipe_apply_flags(const char *path, const qd_recipe_flags *f, qd_r
     if (f->seen_seqlen) run->seqlen = f->seqlen;
     if (f->seen_seed) run->seed = f->seed;
     if (f->seen_calib_mode) snprintf(run->calib_mode, sizeof run->calib_mode, "%s", f->calib_mode);
+    if (base->scheme != QD_SCHEME_WNA16) {
+        qd_status cst = flags_vs_scheme(f, base);
+        if (cst != QD_OK) {
+            qd_recipe_free(*recipe);
+            *recipe = NULL;
+            return cst;
+        }
+        int gptq = base->method == QD_METHOD_GPTQ && (f->seen_method || (*recipe && (*recipe)->top.has_method));
+        qd_qspec_apply_scheme(base);
+        /* fp8-dynamic by GPTQ only when asked for: the built-in default method is not a request */
+        if (gptq && base->scheme == QD_SCHEME_FP8_DYNAMIC) base->method = QD_METHOD_GPTQ;
+    }
     if (!run->calib_mode[0])
         snprintf(run->calib_mode, sizeof run->calib_mode, "%s", base->method == QD_METHOD_AWQ ? "concat" : "random");
     if (run->lm_head) {

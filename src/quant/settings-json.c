@@ -11,6 +11,7 @@ cJSON *qd_quantize_settings_json(cJSON *root, const qd_quantize_opts *q) {
     cJSON_AddNumberToObject(set, "bits", s->bits);
     cJSON_AddNumberToObject(set, "group_size", s->group_size);
     cJSON_AddBoolToObject(set, "sym", s->sym);
+    if (s->scheme != QD_SCHEME_WNA16) cJSON_AddStringToObject(set, "scheme", qd_scheme_name(s->scheme));
     cJSON_AddBoolToObject(set, "act_order", s->act_order);
     cJSON_AddBoolToObject(set, "static_groups", s->static_groups);
     cJSON_AddNumberToObject(set, "damp", s->damp);
