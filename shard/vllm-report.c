@@ -45,7 +45,8 @@ qd_status qd_vllm_report(const char *model_dir, int tp, FILE *out, int *n_fallba
         qd_qlinear_info info;
         qd_vllm_verdict v;
         st = qd_qformat_linear_info(qf, ck, prefix, &info);
-        if (ck->tensors[i]->dtype == QD_DT_F8_E4M3) info.quantized = 0; /* an FP8 source: its dequantized Linears */
+        /* a quant_method "fp8" source: the TP split alone (compressed-tensors FP8 has its scheme's rules) */
+        if (ck->tensors[i]->dtype == QD_DT_F8_E4M3 && qd_qformat_kind_of(qf) == QD_QF_FP8) info.quantized = 0;
         if (st == QD_OK) st = qd_vllm_check(qd_qformat_kind_of(qf), prefix, &info, tp, &v);
         if (st != QD_OK) break;
         nlin++;

@@ -2,7 +2,8 @@
  * model-config-fp8.c - is a quantization_config an FP8 source (docs/formats.md "FP8 sources")?
  * transformers' FineGrainedFP8Config (quant_method "fp8": DeepSeek-V3, Qwen3-FP8, vLLM / AutoFP8) and
  * compressed-tensors float-quantized (llm-compressor's FP8 schemes: every config group's weights
- * {"type": "float", "num_bits": 8}, strategy tensor, channel or block). Their e4m3 weights are
+ * {"type": "float", "num_bits": 8}, strategy tensor, channel or block; a mix with integer groups is a
+ * quantized checkpoint, not a source). Their e4m3 weights are
  * dequantized on load, so for the rest of qdist the model is a float source. */
 #include <stdio.h>
 #include <string.h>
@@ -67,10 +68,9 @@ static qd_status ct_method(const cJSON *q, const char *path, qd_model_cfg *c) {
                            "block)", path, s->valuestring);
         }
     }
-    if (fp8 && fp8 != n)
-        return qd_fail(QD_ERR_UNSUPPORTED, "%s: compressed-tensors mixes FP8 and integer weight groups; only an all-FP8 "
-                       "source is dequantized on load", path);
-    c->fp8_source = fp8 > 0;
+    /* a mix of FP8 and integer groups (a recipe's export) is a quantized checkpoint: read by eval and
+     * inspect, refused as a source by quantize */
+    c->fp8_source = fp8 > 0 && fp8 == n;
     return QD_OK;
 }
 
