@@ -8,6 +8,7 @@
 
 #include "qd-check.h"
 #include "qd-dtype.h"
+#include "qd-fp8.h"
 #include "qd-log.h"
 #include "qd-qformat-read.h"
 
@@ -109,7 +110,7 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
     if (st == QD_OK) st = qd_ckpt_read_raw(ck, tw, codes);
     size_t ns = (size_t)s->numel;
     float lut[256]; /* the decode of every code: one load per element instead of a decode */
-    for (int c = 0; c < 256; c++) lut[c] = qd_f8e4m3_to_f32((uint8_t)c);
+    for (int c = 0; c < 256; c++) lut[c] = qd_e4m3_to_f32((uint8_t)c);
     for (int64_t n = 0; st == QD_OK && n < N; n++) {
         const float *srow = blocked ? scale + (n / block[0]) * cdiv(K, block[1]) : scale + (ns == 1 ? 0 : n);
         for (int64_t k = 0; k < K; k++) {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "qd-dtype.h"
+#include "qd-fp8.h"
 
 #include <math.h>
 #include <string.h>
@@ -96,22 +97,13 @@ uint16_t qd_f32_to_f16(float f) {
     return sign | (uint16_t)(r >> 13);
 }
 
-float qd_f8e4m3_to_f32(uint8_t code) {
-    unsigned exp = (code >> 3) & 0xfu, man = code & 7u;
-    float mag;
-    if (exp == 15 && man == 7) return NAN; /* the only NaN pattern (both signs) */
-    if (exp == 0) mag = ldexpf((float)man, -9);           /* subnormal: man/8 * 2^-6 */
-    else mag = ldexpf((float)(8 + man), (int)exp - 10);  /* (1 + man/8) * 2^(exp-7) */
-    return code & 0x80u ? -mag : mag;
-}
-
 float qd_e8m0_to_f32(uint8_t code) { return code == 0xffu ? NAN : ldexpf(1.0f, (int)code - 127); }
 
 void qd_to_f32(qd_dtype dt, const void *src, float *dst, size_t n) {
     const unsigned char *p = src;
     switch (dt) {
     case QD_DT_F8_E4M3:
-        for (size_t i = 0; i < n; i++) dst[i] = qd_f8e4m3_to_f32(p[i]);
+        for (size_t i = 0; i < n; i++) dst[i] = qd_e4m3_to_f32(p[i]);
         break;
     case QD_DT_F8_E8M0:
         for (size_t i = 0; i < n; i++) dst[i] = qd_e8m0_to_f32(p[i]);

@@ -29,10 +29,8 @@ uint16_t qd_f32_to_bf16(float f);
 float qd_f16_to_f32(uint16_t h);
 uint16_t qd_f32_to_f16(float f);
 
-/* FP8 codes of FP8 source checkpoints (docs/formats.md "FP8 sources"): E4M3 as torch.float8_e4m3fn
- * (bias 7, no infinities, S.1111.111 is NaN, max 448) and the E8M0 block scale (2^(code-127), 0xff NaN).
- * Both decode exactly to fp32. */
-float qd_f8e4m3_to_f32(uint8_t code);
+/* The E8M0 block scale of FP8 source checkpoints (docs/formats.md "FP8 sources"): 2^(code-127), 0xff
+ * NaN, exact in fp32. E4M3 codes: qd-fp8.h. */
 float qd_e8m0_to_f32(uint8_t code);
 
 /* Convert n elements of a float dtype (F16/BF16/F32/F64) at src (any alignment) to fp32 and back.
