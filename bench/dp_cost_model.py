@@ -11,8 +11,9 @@ Inputs, all measured or read from the model's shape, none fitted:
   of Llama-3-8B, and 2026-12-04-e2e-70b-1block-report.json, one block of Llama-3-70B);
 - the fixed cost of a run outside the blocks (start-up, embedding, export tail; measured wall time
   minus the blocks' phases for the 8B, scaled by the embedding size for the 70B);
-- bytes per block per rank: the four fp32 Hessians all-reduced (4 sum K_g^2), the quantized rows
-  all-gathered (one byte per code plus 8 bytes per group and row, as mpi/collective.c sends them);
+- bytes per block per rank: the four Hessians all-reduced as fp64 sums (8 sum K_g^2: the chunks' terms
+  are summed in fp64 so that the result does not depend on P), the quantized rows all-gathered (one
+  byte per code plus 8 bytes per group and row, as src/quant/gptq-dp.c sends them);
 - link speeds: NCCL all-reduce bus bandwidth inside one node over NVLink (--nvlink-gbs, 350 GB/s,
   below what nccl-tests report for 8 x H100/H200 SXM) and across nodes over InfiniBand (--ib-gbs,
   45 GB/s per GPU: one 400 Gb/s NIC per GPU, rail-optimised).
@@ -48,7 +49,7 @@ def per_block(report):
 
 def volumes(shape):
     h, qo, kvo, inter, _, _ = shape
-    hess = 4 * (h * h + qo * qo + h * h + inter * inter)           # q/k/v, o, gate/up, down inputs
+    hess = 8 * (h * h + qo * qo + h * h + inter * inter)           # q/k/v, o, gate/up, down inputs (fp64)
     params = h * (qo + 2 * kvo) + qo * h + 2 * h * inter + inter * h
     groups = params // 128
     gathered = params + 8 * groups
