@@ -79,6 +79,16 @@ def qdist_ppl(a, model):
     return json.loads(p.stdout.strip().splitlines()[-1])["ppl"], ""
 
 
+def hf_ppl(a, model):
+    cmd = [sys.executable, os.path.join(HERE, "..", "tests", "ref", "hf_ppl.py"), "--model", model, "--data", a.eval,
+           "--seqlen", a.eval_seqlen, "--max-windows", a.eval_windows, "--dtype", "fp32", "--device", a.device, "--json"]
+    try:
+        p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=a.eval_timeout)
+        return json.loads(p.stdout.strip().splitlines()[-1])["ppl"] if p.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+
+
 def peer_gptq(a, model, out, timeout):
     os.makedirs(out, exist_ok=True)
     cmd = [sys.executable, os.path.join(HERE, "peer", "peer_bench.py"), "--peer-job", "gptq", "--model", model,
@@ -186,12 +196,23 @@ def quality(a):
         rows.append((label, cal, p, f"{wall:.0f}", note))
         if model == dead:
             dead_out = out
+            mods = {k: v for k, v in (report(out) or {}).get("modules", {}).items()
+                    if k.startswith(f"model.layers.{a.dead_block}.mlp.experts.{a.dead_expert}.")}
+            toks = sorted({v.get("expert_tokens") for v in mods.values()}, key=str)
+            fb = sorted({v.get("fallback") or "none" for v in mods.values()})
+            finite = all(isinstance(v.get("loss"), (int, float)) and v["loss"] == v["loss"] for v in mods.values())
+            failed |= len(mods) != 3 or not finite
+            rows[-1] = rows[-1][:4] + ("; ".join(x for x in (note, f"{len(mods)} Linears reported, routed tokens "
+                                       f"{toks}, fallback: {'/'.join(fb)}, losses finite: {finite}") if x),)
     if not a.no_peer:
         out = os.path.join(a.out, "llmc-gptq")
         rc, wall, note = peer_gptq(a, a.model, out, a.peer_timeout)
         p = None
         if rc == 0:
             p, enote = qdist_ppl(a, out)
+            if p is None:  # qdist cannot read this export: transformers + compressed-tensors score it
+                p = hf_ppl(a, out)
+                enote = f"qdist {enote}; ppl by tests/ref/hf_ppl.py (fp32)" if p is not None else enote
             note = "; ".join(x for x in (note, enote) if x)
         rows.append(("llm-compressor GPTQ W4A16 g128 (actorder None)", "all (moe_calibrate_all_experts)", p,
                      f"{wall:.0f}", note if rc == 0 else f"rc={rc}: {note}"))
