@@ -176,8 +176,13 @@ def quality(a):
         a.dead_block, key, share = make_unreachable(a, a.model, dead)
         log(f"unreachable copy: {key} row {a.dead_expert} = -{a.dead_scale} x a fitted direction; "
             f"{share:.1%} of calibration tokens point along it (the rest can still reach it)")
-        runs.append((f"qdist GPTQ W4 g128, expert {a.dead_expert} of block {a.dead_block} unreachable", "routed",
-                     dead, ["--method", "gptq", "--moe-calibration", "routed"]))
+        # tokens whose router input points against the direction can still reach the expert: the floor is
+        # raised above their number so that the fallback shows even then (the count is reported either way)
+        ntok = a.nsamples * a.seqlen
+        floor = max(16, int((1 - share) * ntok) + 1)
+        runs.append((f"qdist GPTQ W4 g128, expert {a.dead_expert} of block {a.dead_block} unreachable, "
+                     f"--moe-min-tokens {floor}", "routed",
+                     dead, ["--method", "gptq", "--moe-calibration", "routed", "--moe-min-tokens", floor]))
         base_dead, _ = qdist_ppl(a, dead)
         rows.append((f"original, expert {a.dead_expert} of block {a.dead_block} unreachable", "-", base_dead, "-", ""))
     except Exception as e:  # noqa: BLE001 - reported as a row, the other rows go on
@@ -263,7 +268,9 @@ def speed(a):
     print("\n| run | rc | wall s | llm-compressor load / oneshot / save s | peer wall / this wall | note |")
     print("|---|---|---|---|---|---|")
     for lab, rc, wall, _ in rows:
-        ratio = f"{peer[1] / wall:.2f}x" if peer and peer[0] == 0 and rc == 0 else "-"
+        ratio = "-"
+        if peer and rc == 0 and peer[0] in (0, "timeout"):  # a timed-out peer: a lower bound
+            ratio = (">= " if peer[0] == "timeout" else "") + f"{peer[1] / wall:.2f}x"
         print(f"| {lab} | {rc} | {wall:.1f} | - | {ratio} | |")
     if peer:
         rc, wall, note, t = peer
