@@ -275,7 +275,7 @@ def speed(a):
     if peer:
         rc, wall, note, t = peer
         phases = " / ".join(f"{t[k]:.1f}" for k in ("load_s", "quantize_s", "save_s")) if t else "-"
-        print(f"| llm-compressor GPTQ (moe_calibrate_all_experts=True) | {rc} | {wall:.1f} | {phases} | 1.00x | {note} |")
+        print(f"| llm-compressor GPTQ (moe_calibrate_all_experts=True) | {rc} | {wall:.1f} | {phases} | {'1.00x' if rc == 0 else '-'} | {note} |")
     return 1 if failed else 0
 
 
