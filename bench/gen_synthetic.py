@@ -6,11 +6,12 @@ bf16 weights, for speed benchmarks (the numbers are noise: no quality can be mea
   python3 bench/gen_synthetic.py --arch llama3-8b OUT_DIR [--blocks N] [--nsamples 128] [--seqlen 2048]
 
 Architectures: llama3-8b (32 blocks), llama3-70b (80 blocks; --blocks 8 keeps the first 8),
-qwen2.5-7b (28 blocks, q/k/v biases); tiny-llama3 (2 small blocks, for checking the pipeline). Writes OUT_DIR/config.json, model-0000i-of-0000n.safetensors
+qwen2.5-7b (28 blocks, q/k/v biases), mixtral-8x7b (32 blocks; MixtralForCausalLM, 8 experts of 14336,
+top-2, block_sparse_moe.gate + experts.N.w1/w2/w3); tiny-llama3 (2 small blocks, for checking the pipeline). Writes OUT_DIR/config.json, model-0000i-of-0000n.safetensors
 shards (<= --shard-gb each) with model.safetensors.index.json, and OUT_DIR/calib.jsonl: --nsamples
 lines, each a JSON array of --seqlen random token ids (the pre-tokenised calibration form). qdist
 loads a tokenizer even for ids, so --tokenizer (default: the bundled fixtures/pycode-16m one) is
-copied with its vocabulary padded by "<|synthetic_N|>" entries to the architecture's vocab size. Weights: N(0, 0.02) for Linear/embedding (drawn once into a pool of 64 Mi bf16
+copied with its vocabulary padded (--hidden / --inter shrink an architecture's widths, for smoke tests) by "<|synthetic_N|>" entries to the architecture's vocab size. Weights: N(0, 0.02) for Linear/embedding (drawn once into a pool of 64 Mi bf16
 values and sliced at random offsets, which keeps generation near disk speed), 1 for norms.
 Only numpy is needed.
 """
@@ -34,6 +35,9 @@ ARCHS = {
     "tiny-llama3": dict(arch="LlamaForCausalLM", model_type="llama", hidden=256, inter=512, layers=2, heads=4,
                         kv=2, vocab=128256, theta=500000.0, eps=1e-5, bias=False, tie=False, maxpos=8192,
                         rope_scaling=None),
+    "mixtral-8x7b": dict(arch="MixtralForCausalLM", model_type="mixtral", hidden=4096, inter=14336, layers=32,
+                         heads=32, kv=8, vocab=32000, theta=1000000.0, eps=1e-5, bias=False, tie=False,
+                         maxpos=32768, rope_scaling=None, experts=8, topk=2),
     "qwen2.5-7b": dict(arch="Qwen2ForCausalLM", model_type="qwen2", hidden=3584, inter=18944, layers=28, heads=28,
                        kv=4, vocab=152064, theta=1000000.0, eps=1e-6, bias=True, tie=False, maxpos=32768,
                        rope_scaling=None),
@@ -54,6 +58,9 @@ def config_of(a, layers):
         c["use_sliding_window"] = False
         c["sliding_window"] = None
         c["max_window_layers"] = layers
+    if a["model_type"] == "mixtral":
+        c.update(num_local_experts=a["experts"], num_experts_per_tok=a["topk"], sliding_window=None,
+                 router_aux_loss_coef=0.02, output_router_logits=False, head_dim=a["hidden"] // a["heads"])
     if a["model_type"] == "llama":
         c["attention_bias"] = False
         c["mlp_bias"] = False
@@ -74,9 +81,16 @@ def tensors_of(a, layers):
         if a["bias"]:
             out += [(p + "self_attn.q_proj.bias", (q,), "b"), (p + "self_attn.k_proj.bias", (kv,), "b"),
                     (p + "self_attn.v_proj.bias", (kv,), "b")]
-        out += [(p + "self_attn.o_proj.weight", (h, q), "w"), (p + "post_attention_layernorm.weight", (h,), "one"),
-                (p + "mlp.gate_proj.weight", (i, h), "w"), (p + "mlp.up_proj.weight", (i, h), "w"),
-                (p + "mlp.down_proj.weight", (h, i), "w")]
+        out += [(p + "self_attn.o_proj.weight", (h, q), "w"), (p + "post_attention_layernorm.weight", (h,), "one")]
+        if a.get("experts"):
+            m = p + "block_sparse_moe."
+            out += [(m + "gate.weight", (a["experts"], h), "w")]
+            for e in range(a["experts"]):
+                out += [(m + f"experts.{e}.w1.weight", (i, h), "w"), (m + f"experts.{e}.w2.weight", (h, i), "w"),
+                        (m + f"experts.{e}.w3.weight", (i, h), "w")]
+        else:
+            out += [(p + "mlp.gate_proj.weight", (i, h), "w"), (p + "mlp.up_proj.weight", (i, h), "w"),
+                    (p + "mlp.down_proj.weight", (h, i), "w")]
     out += [("model.norm.weight", (h,), "one")]
     if not a["tie"]:
         out += [("lm_head.weight", (a["vocab"], h), "w")]
@@ -97,10 +111,18 @@ def main():
     ap.add_argument("--seqlen", type=int, default=2048)
     ap.add_argument("--shard-gb", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hidden", type=int, default=0, help="override the hidden size (0: the architecture's)")
+    ap.add_argument("--inter", type=int, default=0, help="override the (expert) intermediate size")
     ap.add_argument("--tokenizer", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
                                                          "pycode-16m", "tokenizer.json"))
     args = ap.parse_args()
-    a = ARCHS[args.arch]
+    a = dict(ARCHS[args.arch])
+    if args.hidden:
+        if args.hidden % a["heads"]:
+            ap.error(f"--hidden {args.hidden}: not a multiple of the {a['heads']} attention heads")
+        a["hidden"] = args.hidden
+    if args.inter:
+        a["inter"] = args.inter
     layers = args.blocks if args.blocks > 0 else a["layers"]
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(args.seed)

@@ -28,6 +28,21 @@
 #     equality  bench/cuda_equality.py: the fixture quantized on cpu and cuda, codes >= 99.9% equal, ppl within 0.1%;
 #               first in exact numerics (the checked mode: its result is the stage's), then fast (informational;
 #               EQUALITY_FAST=0 skips it; EQUALITY_ARGS: more cuda_equality.py flags, e.g. "--methods gptq")
+#     moe-quality  the MoE quality table (issue 19 item 5): trains fixtures/train/train_fixture.py C (Qwen3-MoE,
+#               8 experts, top-2, ~27M parameters; PEER3_TRAIN_S=150 s on the GPU, corpus QD_TRAIN_CORPUS_CHARS
+#               default 30 M characters, work folder /tmp/fx-moe; skipped when /tmp/fx-moe/C/model exists), then
+#               bench/moe_bench.py quality: qdist --backend cuda GPTQ W4 g128 --moe-calibration routed and all,
+#               RTN, GPTQ on a copy with one expert made unreachable (its router row -1e4 x a direction the
+#               router's inputs point along; the report's routed-token count and fallback printed), each scored
+#               by `qdist eval` (32 windows of 1024) with the original; llm-compressor GPTQ as a peer row when
+#               its wheels (.whl) install (its failure is a row, not a stop; MOEQ_PEER_TIMEOUT 90 s). The prep of C (and the
+#               Mixtral block of moe-speed) start in the background before the build. MOEQ_ARGS: more moe_bench.py flags
+#     moe-speed    the MoE speed table (issue 19 item 6): gen_synthetic.py --arch mixtral-8x7b --blocks 1, 128 x 2048
+#               ids; qdist GPTQ W4 g128 (--moe-calibration MOES_CALS, default "all", the peer's mode; "all,routed"
+#               adds the routed run) wall + phases, then llm-compressor GPTQ (moe_calibrate_all_experts=True, its
+#               default) on the same ids, MOES_PEER_TIMEOUT (150) s; a timed-out peer gives a lower bound ">= Nx"; prints peer wall / qdist wall
+#               Both MoE stages print markdown to $OUT/moe-quality.md and $OUT/moe-speed.md; their rc lines
+#               say "moe-... rc=1" when a qdist row failed.
 # Missing build dependencies (cJSON, OpenBLAS, LAPACKE) are unpacked from .deb/*.deb when the system lacks
 # them; CMake is tried first, a direct nvcc/gcc build of the few libraries the benchmarks need second.
 # Logs go to $OUT (or ./bench-out) and a summary table is printed last.
@@ -74,6 +89,25 @@ if [ -z "$NCCL" ]; then NCCL=$(python3 -c 'import nvidia.nccl, os; print(os.path
 log "deps: cjson=$CJ_LIB openblas=$BL_LIB lapacke=$LA_LIB lapack=$LP_LIB nccl=$NCCL"
 log "mpi: $(which mpicc 2>/dev/null) hdf5: $(ls /usr/include/hdf5/serial/hdf5.h /usr/include/hdf5.h 2>/dev/null | head -1)"
 
+# ---- CPU-only preparations of the MoE stages, started now so that they overlap the build: the corpus and
+# tokenizer of model C (moe-quality) and the synthetic Mixtral block (moe-speed)
+case " $STAGES " in *" moe-quality "*)
+  if [ ! -f /tmp/fx-moe/C/model/config.json ] && [ ! -f /tmp/fx-moe/C/train.u16 ]; then
+    log "moe-quality: prep of model C in the background"
+    ( QD_TRAIN_DIR=/tmp/fx-moe QD_TRAIN_CORPUS_CHARS=${QD_TRAIN_CORPUS_CHARS:-30000000} timeout 300 \
+      python3 fixtures/train/train_fixture.py prep C >"$OUT/prep-C.log" 2>&1; echo $? >/tmp/fx-moe-prep.rc ) &
+    moe_prep_pid=$!
+  fi;;
+esac
+case " $STAGES " in *" moe-speed "*)
+  if [ ! -f /tmp/synth-mixtral-8x7b-1/config.json ]; then
+    log "moe-speed: generating one Mixtral-8x7B block in the background"
+    ( timeout 300 python3 bench/gen_synthetic.py --arch mixtral-8x7b --blocks 1 /tmp/synth-mixtral-8x7b-1 \
+      >"$OUT/gen-mixtral.log" 2>&1; echo $? >/tmp/synth-mixtral.rc ) &
+    moe_gen_pid=$!
+  fi;;
+esac
+
 # ---- build
 built=""
 cmake_build() {
@@ -105,6 +139,20 @@ fi
 gcc -O2 -std=c17 -D_GNU_SOURCE -DQD_HAVE_CUDA=1 -Isrc/core -Ikernels -I/usr/local/cuda/include bench/bench-gptq-layer.c \
   $LIBS $LINK -o $B/bench-gptq-layer || exit 1
 log "built ($built)"
+
+# qdist built, wrapped (/tmp/qdist-wrap sees the unpacked libraries) and llm-compressor's wheels installed
+# into /tmp/site; without the wheels MOE_PEER is --no-peer (the qdist rows still run)
+moe_setup() {
+  [ -n "${moe_ready:-}" ] && return 0
+  cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; return 1; }
+  printf '#!/bin/sh\nexec %s %s "$@"\n' "$RUN" "$PWD/$B/qdist" >/tmp/qdist-wrap && chmod +x /tmp/qdist-wrap
+  MOE_PEER=""
+  if ! ls .whl/*.whl >/dev/null 2>&1 || ! python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+      --upgrade --target /tmp/site .whl/*.whl >"$OUT/pip.log" 2>&1; then
+    log "llm-compressor wheels missing or not installable: no peer rows"; tail -3 "$OUT/pip.log" 2>/dev/null; MOE_PEER=--no-peer
+  fi
+  moe_ready=1
+}
 
 # ---- stages
 for s in $STAGES; do
@@ -177,6 +225,48 @@ for s in $STAGES; do
           --nsamples 128 --seqlen 512 --methods awq --out /tmp/peer-8b-awq 2>"$OUT/peer-8b-awq.err" | tee "$OUT/peer-8b-awq.md"
       fi
     fi;;
+  moe-quality)
+    moe_setup || continue
+    W3=/tmp/fx-moe; fc=$W3/C/model
+    if [ ! -f $fc/config.json ]; then
+      if [ -n "${moe_prep_pid:-}" ]; then wait $moe_prep_pid; prc=$(cat /tmp/fx-moe-prep.rc 2>/dev/null || echo missing)
+      elif [ -f $W3/C/train.u16 ]; then prc=0
+      else
+        QD_TRAIN_DIR=$W3 QD_TRAIN_CORPUS_CHARS=${QD_TRAIN_CORPUS_CHARS:-30000000} timeout 300 \
+          python3 fixtures/train/train_fixture.py prep C >"$OUT/prep-C.log" 2>&1; prc=$?
+      fi
+      [ "$prc" = 0 ] || { log "moe-quality: prep of C FAILED (rc=$prc)"; tail -20 "$OUT/prep-C.log"; continue; }
+      log "moe-quality: train model C (${PEER3_TRAIN_S:-150} s); $(grep -h '^docs\|tokens' "$OUT/prep-C.log" | tr '\n' ' ')"
+      QD_TRAIN_DIR=$W3 QD_TRAIN_EVAL_WINDOWS=${QD_TRAIN_EVAL_WINDOWS:-50} timeout $(( ${PEER3_TRAIN_S:-150} + 180 )) \
+        python3 fixtures/train/train_fixture.py train C ${PEER3_TRAIN_S:-150} >"$OUT/train-C.log" 2>&1
+      rc=$?
+      [ $rc = 0 ] && [ -f $fc/config.json ] || { log "moe-quality: training C FAILED (rc=$rc)"; tail -20 "$OUT/train-C.log"; continue; }
+      grep "step" "$OUT/train-C.log" | tail -2
+    fi
+    cp $W3/C/train_result.json "$OUT/train-C-result.json" 2>/dev/null; cp $fc/config.json "$OUT/model-C-config.json"
+    cat $W3/C/train_result.json 2>/dev/null; echo
+    python3 -c 'import json,sys; print("\n\n".join(json.loads(l)["text"] for l in open(sys.argv[1])))' $W3/eval.jsonl >$W3/eval.txt
+    log "moe-quality: qdist GPTQ routed/all, RTN, unreachable expert; llm-compressor GPTQ ${MOE_PEER:+(skipped)}"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONPATH=/tmp/site timeout 360 python3 bench/moe_bench.py quality --qdist /tmp/qdist-wrap --model $fc \
+      --calib $W3/calib.jsonl --eval $W3/eval.txt --out /tmp/moe-q --peer-timeout ${MOEQ_PEER_TIMEOUT:-90} $MOE_PEER \
+      ${MOEQ_ARGS:-} 2>"$OUT/moe-quality.err" | tee "$OUT/moe-quality.md"
+    echo "moe-quality rc=${PIPESTATUS[0]}"; grep "^== " "$OUT/moe-quality.err" | grep -v "quantize --backend\|peer-job" | tail -12
+    for r in /tmp/moe-q/q*/qdist_report.json; do cp $r "$OUT/moe-q-$(basename $(dirname $r))-report.json"; done 2>/dev/null
+    cp /tmp/moe-q/llmc-gptq.log "$OUT/moe-q-llmc.log" 2>/dev/null
+    rm -rf /tmp/moe-q/q* /tmp/moe-q/dead-src;;
+  moe-speed)
+    moe_setup || continue
+    m=/tmp/synth-mixtral-8x7b-1
+    [ -n "${moe_gen_pid:-}" ] && { wait $moe_gen_pid; [ "$(cat /tmp/synth-mixtral.rc 2>/dev/null)" = 0 ] || { log "moe-speed: gen_synthetic FAILED"; tail -5 "$OUT/gen-mixtral.log"; continue; }; }
+    [ -f $m/config.json ] || { log "moe-speed: generate one Mixtral-8x7B block"; timeout 300 python3 bench/gen_synthetic.py --arch mixtral-8x7b --blocks 1 $m || { log "moe-speed: gen_synthetic FAILED"; continue; }; }
+    log "moe-speed: qdist GPTQ (${MOES_CALS:-all}) vs llm-compressor GPTQ ${MOE_PEER:+(skipped)}, 128 x 2048"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONPATH=/tmp/site timeout 400 python3 bench/moe_bench.py speed \
+      --qdist /tmp/qdist-wrap --model $m --calib $m/calib.jsonl --moe-calibrations ${MOES_CALS:-all} --quant-timeout 180 \
+      --peer-timeout ${MOES_PEER_TIMEOUT:-150} --out /tmp/moe-s $MOE_PEER ${MOES_ARGS:-} 2>"$OUT/moe-speed.err" | tee "$OUT/moe-speed.md"
+    echo "moe-speed rc=${PIPESTATUS[0]}"; grep "^== " "$OUT/moe-speed.err" | tail -6
+    for r in /tmp/moe-s/qdist-*/qdist_report.json; do cp $r "$OUT/moe-s-$(basename $(dirname $r))-report.json"; done 2>/dev/null
+    cp /tmp/moe-s/llmc-gptq.log "$OUT/moe-s-llmc.log" 2>/dev/null
+    rm -rf /tmp/moe-s/qdist-*;;
   dp1gpu)
     # data-parallel ranks sharing the one GPU through the MPI collectives (bench/dp_1gpu.py, issue 18 item 6b)
     cmake --build $B -j$J --target qdist mpi-test-collective-nccl >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
