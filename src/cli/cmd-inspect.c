@@ -313,17 +313,22 @@ static qd_status print_json(inspect_ctx *c) {
 }
 
 qd_status qd_cmd_inspect(int argc, char **argv) {
-    int json = 0, vllm_tp = 0;
+    int json = 0, vllm_tp = 0, vllm_ep = 0;
     const char *pos_names[] = {"MODEL_DIR", NULL};
     const char *pos[1] = {NULL};
     const qd_opt opts[] = {
         {"json", QD_OPT_FLAG, &json, NULL, "print one JSON object instead of text", NULL, NULL},
         {"vllm-tp", QD_OPT_INT, &vllm_tp, "N", "report every layer that breaks vLLM's Marlin shape rules at tensor "
-                                               "parallel size N, and the kernel vLLM falls back to", "1..1024", NULL},
+                                               "parallel size N, and the kernel vLLM falls back to (routed experts: "
+                                               "vLLM's fused-MoE rules, their intermediate size split by N)",
+         "1..1024", NULL},
+        {"vllm-ep", QD_OPT_FLAG, &vllm_ep, NULL, "with --vllm-tp N: as vLLM's --enable-expert-parallel, whole experts "
+                                                 "spread over the N ranks instead of split (dense layers still split)",
+         NULL, NULL},
     };
     const qd_cmd_spec spec = {
         .name = "inspect",
-        .usage = "MODEL_DIR [--json] [--vllm-tp N]",
+        .usage = "MODEL_DIR [--json] [--vllm-tp N [--vllm-ep]]",
         .summary = "Show a model directory's architecture, blocks, tensors (dtype, shape, bytes), total parameters\n"
                    "and quantization_config. Reads config.json and the safetensors headers only.",
         .opts = opts,
@@ -335,6 +340,8 @@ qd_status qd_cmd_inspect(int argc, char **argv) {
     int help = 0;
     QD_CHECK(qd_args_parse(&spec, argc, argv, &help));
     if (help) return QD_OK;
+    if (vllm_ep && vllm_tp <= 0)
+        return qd_fail(QD_ERR_USAGE, "inspect: --vllm-ep needs --vllm-tp N (the ranks the experts are spread over)");
 
     inspect_ctx c = {.dir = pos[0], .name_w = 24};
     qd_status st = qd_model_cfg_load(c.dir, &c.cfg);
@@ -344,8 +351,8 @@ qd_status qd_cmd_inspect(int argc, char **argv) {
     if (st == QD_OK) st = classify_all(&c);
     if (st == QD_OK) st = json ? print_json(&c) : print_text(&c);
     if (st == QD_OK && vllm_tp > 0) {
-        if (!json) printf("\nvLLM at tensor parallel size %d:\n", vllm_tp);
-        st = qd_vllm_report(c.dir, vllm_tp, json ? stderr : stdout, NULL, NULL);
+        if (!json) printf("\nvLLM at tensor parallel size %d%s:\n", vllm_tp, vllm_ep ? ", expert parallel" : "");
+        st = qd_vllm_report(c.dir, vllm_tp, vllm_ep, json ? stderr : stdout, NULL, NULL);
     }
     if (st == QD_OK && fflush(stdout) != 0) st = qd_fail(QD_ERR_IO, "inspect: writing to stdout failed");
     cJSON_Delete(c.qcfg);

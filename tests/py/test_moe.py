@@ -41,20 +41,24 @@ COMMON = dict(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_l
               tie_word_embeddings=False)
 
 
-def build(arch, out, unreachable=None):
+def build(arch, out, unreachable=None, **over):
     """A tiny random checkpoint; unreachable=e: expert e of block 0 can never be routed to (hidden dim 0 of
-    block 0's MLP input is always positive, and the router row of e is -1000 there, 0 elsewhere)."""
+    block 0's MLP input is always positive, and the router row of e is -1000 there, 0 elsewhere).
+    over: config fields replacing the defaults (e.g. hidden_size, moe_intermediate_size)."""
+    def kw(**d):
+        return {**d, **COMMON, **over}
+
     if arch == "mixtral":
-        cfg = transformers.MixtralConfig(num_local_experts=4, num_experts_per_tok=2, **COMMON)
+        cfg = transformers.MixtralConfig(**kw(num_local_experts=4, num_experts_per_tok=2))
         cls = transformers.MixtralForCausalLM
     elif arch == "qwen2_moe":  # block 1 dense (mlp_only_layers), a shared expert behind its sigmoid gate
-        cfg = transformers.Qwen2MoeConfig(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
-                                          shared_expert_intermediate_size=64, decoder_sparse_step=1,
-                                          mlp_only_layers=[1], **COMMON)
+        cfg = transformers.Qwen2MoeConfig(**kw(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
+                                               shared_expert_intermediate_size=64, decoder_sparse_step=1,
+                                               mlp_only_layers=[1]))
         cls = transformers.Qwen2MoeForCausalLM
     else:
-        cfg = transformers.Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
-                                          norm_topk_prob=True, **COMMON)
+        cfg = transformers.Qwen3MoeConfig(**kw(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
+                                               norm_topk_prob=True))
         cls = transformers.Qwen3MoeForCausalLM
     torch.manual_seed(0)
     m = cls(cfg).eval()

@@ -126,7 +126,7 @@ static void test_roundtrips(void) {
     /* the inspect --vllm-tp check over the checkpoint: asymmetric GPTQ never runs on Marlin */
     FILE *f = tmpfile();
     int nfb = -1, nbad = -1;
-    QD_EXPECT_EQ_INT(qd_vllm_report("qformat-read-gptq", 2, f, &nfb, &nbad), QD_OK);
+    QD_EXPECT_EQ_INT(qd_vllm_report("qformat-read-gptq", 2, 0, f, &nfb, &nbad), QD_OK);
     QD_EXPECT_EQ_INT(nfb, 1);
     QD_EXPECT_EQ_INT(nbad, 0);
     char text[1024] = {0};
