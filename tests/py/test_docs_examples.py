@@ -181,7 +181,11 @@ def readme_quantize_args():
 def expand(cmd, env):
     for _ in range(3):
         cmd = re.sub(r"\$\{?([A-Za-z_]\w*)\}?", lambda m: env.get(m.group(1), m.group(0)), cmd)
-    return re.sub(r"\[([^\[\]]*)\]", lambda m: optional(m.group(1), cmd), cmd)
+    while True:  # innermost first: `[--vllm-tp N [--vllm-ep]]`
+        out = re.sub(r"\[([^\[\]]*)\]", lambda m: optional(m.group(1), cmd), cmd)
+        if out == cmd:
+            return out
+        cmd = out
 
 
 def optional(part, cmd):
