@@ -248,6 +248,7 @@ static qd_status index_plain(struct stage_src *s) {
         /* the block a tensor belongs to, from its HF name (shard/ stays below src/model) */
         int block = -1, used = 0;
         if (sscanf(t->name, "model.layers.%d.%n", &block, &used) < 1 || used == 0) block = -1;
+        if (block >= s->nblocks) block = -1; /* after the decoder (DeepSeek-V3's MTP block): the source's bytes */
         s->plain[s->nplain].t = t;
         s->plain[s->nplain].block = block;
         s->nplain++;

@@ -232,6 +232,14 @@ static qd_status gptq_resident(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t 
     return QD_OK;
 }
 
+/* zero every Hessian key of stage g (a dense block: the key g; MLA: stage 1 holds keys 1 and 2) */
+static qd_status ensure_stage(qd_qctx *c, const qd_block_w *w, int g) {
+    if (!c->cfg->mla) return qd__ensure_H(c, g);
+    for (int l = 0; l < w->nlin; l++)
+        if (w->lin[l].stage == g && w->lin[l].hkey < c->nh) QD_CHECK(qd__ensure_H(c, w->lin[l].hkey));
+    return QD_OK;
+}
+
 static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qspec *specs,
                             char (*names)[128], qd_qresult *results, int *out_done) {
     hess_cap h = {.c = c, .w = w, .alpha = (float)(2.0 / (double)(c->nseq_total * c->o.seq_len))};
@@ -253,14 +261,14 @@ static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out
     if (c->o.true_sequential) {
         for (int g = 0; g < NS; g++) {
             if (!(need & (1u << g))) continue;
-            QD_CHECK(qd__ensure_H(c, g));
+            QD_CHECK(ensure_stage(c, w, g));
             h.groups = 1u << g;
             QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, qd__stage_first(w, g)));
             QD_CHECK(gptq_group(c, w, g, specs, names, results));
         }
     } else {
         for (int g = 0; g < NS; g++)
-            if (need & (1u << g)) QD_CHECK(qd__ensure_H(c, g));
+            if (need & (1u << g)) QD_CHECK(ensure_stage(c, w, g));
         h.groups = need;
         QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, -1));
         for (int g = 0; g < NS; g++)
