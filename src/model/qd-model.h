@@ -2,8 +2,8 @@
  * qd-model.h - the model description read from a Hugging Face config.json.
  *
  * Supported: the architectures listed in arch.c (Llama, Mistral, Qwen2, Qwen3, and the
- * mixture-of-experts Mixtral, Qwen2-MoE, Qwen3-MoE; qd-arch.h). Other architectures are refused with a
- * message listing these; other MoE configs (DeepSeek, ...) are recognised and refused by name. Rope
+ * mixture-of-experts Mixtral, Qwen2-MoE, Qwen3-MoE, DeepSeek-V3; qd-arch.h). Other architectures are refused
+ * with a message listing these; other MoE configs (DeepSeek-V2, ...) are recognised and refused by name. Rope
  * parameters are read from either the hub form (rope_theta + rope_scaling) or the newer rope_parameters
  * form (default, linear, llama3, yarn). An FP8 source (quantization_config.quant_method "fp8") is a
  * float source whose Linears are dequantized on load (fp8_source; docs/formats.md "FP8 sources").
@@ -43,7 +43,8 @@ const char *qd_lin_name(qd_lin l);  /* a dense block's "self_attn.q_proj", ..., 
 
 /* One Linear of a block's table (qd_model_linears). Linears with the same hkey share their input, so
  * one Hessian (GPTQ) serves them all; stage is the true-sequential step that collects it:
- * [q,k,v]=0 [o]=1 [the MLP's inputs: gate/up of every expert, shared expert, router]=2 [down]=3. */
+ * [q,k,v]=0 [o]=1 [the MLP's inputs: gate/up of every expert, shared expert, router]=2 [down]=3; MLA
+ * (DeepSeek-V3): [q_a or q_proj, kv_a]=0 [q_b, kv_b]=1 [o]=2 [MLP inputs]=3 [down]=4. */
 typedef struct qd_linear {
     char module[64];  /* inside model.layers.<i>.: "self_attn.q_proj", "mlp.experts.3.gate_proj" */
     qd_lin kind;

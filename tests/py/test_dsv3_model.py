@@ -242,6 +242,19 @@ def test_fp8_source_quantizes_end_to_end(method, tmp_path):
           "--method", method, "--bits", 8, "--group-size", 32, "--format", "compressed-tensors", "--quiet")
     qc = json.loads((ct / "config.json").read_text())["quantization_config"]
     assert qc["quant_method"] == "compressed-tensors" and "model.layers.1.mlp.gate" in qc["ignore"]
+    if method == "rtn":  # an FP8 MTP block cannot be carried: refused in one line before any block is quantized
+        d = load_torch(str(fp8 / "model.safetensors"))
+        q, sc = fp8_block(torch.randn(40, 64))
+        d["model.layers.3.self_attn.kv_a_proj_with_mqa.weight"] = q
+        d["model.layers.3.self_attn.kv_a_proj_with_mqa.weight_scale_inv"] = sc
+        save_file(d, str(fp8 / "model.safetensors"), metadata={"format": "pt"})
+        cfg["num_nextn_predict_layers"] = 1
+        (fp8 / "config.json").write_text(json.dumps(cfg))
+        r = qdist("quantize", "--model", fp8, "--output", tmp_path / "mtp", "--calib", calib(tmp_path), "--nsamples",
+                  2, "--seqlen", 32, "--method", "rtn", "--group-size", 32, "--format", "gptq", ok=False)
+        lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
+        assert r.returncode == 1 and len(lines) == 1 and "multi-token prediction" in lines[0], r.stderr
+        assert "block 0" not in r.stderr and not (tmp_path / "mtp").exists()
     names = set()
     for f in ct.glob("*.safetensors"):
         names |= set(load_torch(str(f)))
@@ -252,3 +265,23 @@ def test_fp8_source_quantizes_end_to_end(method, tmp_path):
     err = rel(got, hf_logits(twin, IDS))
     print(method, "w8 of the fp8 source vs its dequantized twin", err)
     assert err < 0.05
+
+
+def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
+    """two data-parallel ranks (exact numerics) and a run killed after block 0 then resumed give the one-rank
+    checkpoint: the MLA stages' Hessians (keys 0..3) and the experts' are reduced like the others"""
+    src = build("q_lora", tmp_path / "src")
+    base = ["quantize", "--model", str(src), "--calib", str(calib(tmp_path)), "--nsamples", "8", "--seqlen", "64",
+            "--group-size", "32", "--format", "fake", "--numerics", "exact", "--chunk-tokens", "128", "--quiet"]
+    qdist(*base, "--output", tmp_path / "one")
+    r = subprocess.run(["mpirun", "-n", "2", QDIST, *base, "--output", str(tmp_path / "two")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, QD_INJECT_KILL="0:0")
+    r = subprocess.run([QDIST, *base, "--output", str(tmp_path / "res")], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0
+    qdist(*base, "--output", tmp_path / "res", "--resume")
+    one = (tmp_path / "one" / "model.safetensors").read_bytes()
+    for d in ["two", "res"]:
+        assert (tmp_path / d / "model.safetensors").read_bytes() == one, d
