@@ -245,9 +245,10 @@ static qd_status index_plain(struct stage_src *s) {
         int mtp = 0, at = 0;
         if (sscanf(t->name, "model.layers.%d.%n", &mtp, &at) >= 1 && at > 0 && mtp >= s->nblocks &&
             t->dtype == QD_DT_F8_E4M3)
-            return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s is an FP8 weight of a block after the decoder's %d (DeepSeek-V3's "
-                           "multi-token prediction block, passed through unquantized); no export carries FP8 weights: "
-                           "remove that block or store it in bf16 first", s->dir, t->name, s->nblocks);
+            return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s is an FP8 weight of a block after the decoder's %d "
+                           "(DeepSeek-V3's multi-token prediction block, passed through unquantized); no export "
+                           "carries FP8 weights: remove that block or store it in bf16 first", s->dir, t->name,
+                           s->nblocks);
         if (t->dtype == QD_DT_F8_E4M3)
             return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s is an FP8 source weight that was not quantized (a recipe skip?); "
                            "the export cannot carry FP8 weights: quantize every FP8 Linear", s->dir, t->name);

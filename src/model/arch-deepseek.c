@@ -50,7 +50,8 @@ static qd_status dsv3_flags(const cJSON *root, const char *path, qd_model_cfg *c
     if (mtp && !cJSON_IsNull(mtp) && !(cJSON_IsNumber(mtp) && mtp->valuedouble == 0))
         QD_CHECK(qd_cfg_int(root, "num_nextn_predict_layers", 0, path, &c->mtp_layers));
     if (c->mtp_layers > 64)
-        return qd_fail(QD_ERR_FORMAT, "%s: \"num_nextn_predict_layers\" is %d; expected at most 64", path, c->mtp_layers);
+        return qd_fail(QD_ERR_FORMAT, "%s: \"num_nextn_predict_layers\" is %d; expected at most 64", path,
+                       c->mtp_layers);
     return QD_OK;
 }
 

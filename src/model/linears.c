@@ -59,7 +59,8 @@ static int build(table t, int b) {
     int S = qd_model_mlp_stage(c), KB = qd_model_mlp_key(c);
     if (c->mla) mla_attention(&t);
     else
-        for (int l = 0; l < QD_LIN_GATE; l++) add(&t, (qd_lin)l, -1, dense_stage[l], dense_stage[l], 1, dense_names[l], 0);
+        for (int l = 0; l < QD_LIN_GATE; l++)
+            add(&t, (qd_lin)l, -1, dense_stage[l], dense_stage[l], 1, dense_names[l], 0);
     if (!qd_model_block_is_moe(c, b)) {
         for (int l = QD_LIN_GATE; l < QD_NLIN; l++) {
             int st = S + dense_stage[l] - 2;

@@ -142,8 +142,11 @@ static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpo
             const int q = bt->slot == QD_NORM_Q || bt->slot == QD_NORM_K;
             w.dims[0] = qd_model_norm_size(cfg, (qd_norm)bt->slot);
             if (bt->slot >= QD_NORM_Q_A)
-                snprintf(fields, sizeof fields, "%s=%lld", bt->slot == QD_NORM_Q_A ? "q_lora_rank" : bt->slot == QD_NORM_KV_A
-                         ? "kv_lora_rank" : "n_routed_experts", (long long)w.dims[0]);
+                snprintf(fields, sizeof fields, "%s=%lld",
+                         bt->slot == QD_NORM_Q_A    ? "q_lora_rank"
+                         : bt->slot == QD_NORM_KV_A ? "kv_lora_rank"
+                                                    : "n_routed_experts",
+                         (long long)w.dims[0]);
             else
                 snprintf(fields, sizeof fields, "%s=%d", q ? "head_dim" : "hidden_size", q ? cfg->head_dim : cfg->hidden);
         } else {

@@ -58,7 +58,9 @@ typedef struct qd_linear {
 /* The RMSNorms of a block: before attention, before the MLP, and Qwen3's per-head q/k norms; MLA's
  * q_a_layernorm and kv_a_layernorm; and, loaded the same way (a vector of one block), DeepSeek-V3's
  * router bias mlp.gate.e_score_correction_bias [experts]. */
-typedef enum { QD_NORM_IN, QD_NORM_POST, QD_NORM_Q, QD_NORM_K, QD_NORM_Q_A, QD_NORM_KV_A, QD_NORM_EBIAS, QD_NNORM } qd_norm;
+typedef enum {
+    QD_NORM_IN, QD_NORM_POST, QD_NORM_Q, QD_NORM_K, QD_NORM_Q_A, QD_NORM_KV_A, QD_NORM_EBIAS, QD_NNORM
+} qd_norm;
 
 /* DeepSeek-V3's MLA and routing fields (qd-dsv3.h reads them) */
 typedef struct qd_dsv3_cfg {

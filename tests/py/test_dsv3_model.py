@@ -285,3 +285,30 @@ def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
     one = (tmp_path / "one" / "model.safetensors").read_bytes()
     for d in ["two", "res"]:
         assert (tmp_path / d / "model.safetensors").read_bytes() == one, d
+
+
+def test_unreachable_expert_falls_back(tmp_path):
+    """expert 5 of block 1 is never chosen (its correction bias is -1000: out of every top-k, its group's
+    score too); routed calibration gives it the all-token Hessian (key 4 of the MLA table) and says so, and
+    --moe-calibration all quantizes every expert from every token; weights and logits stay finite"""
+    src = build("q_lora", tmp_path / "src")
+    st = src / "model.safetensors"
+    d = load_torch(str(st))
+    d["model.layers.1.mlp.gate.e_score_correction_bias"][5] = -1000.0
+    save_file(d, str(st), metadata={"format": "pt"})
+    ids, ours = qdist_logits(src, tmp_path, "fp")
+    assert rel(ours, hf_logits(src, list(ids))[:-1]) <= 1e-5
+    for mode in ["routed", "all"]:
+        out = tmp_path / mode
+        qdist("quantize", "--model", src, "--output", out, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64,
+              "--method", "gptq", "--bits", 4, "--group-size", 32, "--format", "fake", "--moe-calibration", mode,
+              "--moe-min-tokens", 4, "--quiet")
+        mods = json.loads((out / "qdist_report.json").read_text())["modules"]
+        five = {k: v for k, v in mods.items() if k.startswith("model.layers.1.mlp.experts.5.")}
+        assert len(five) == 3
+        for v in five.values():
+            assert v["expert_tokens"] == 0 and np.isfinite(v["loss"])
+            assert ("all-token Hessian" in (v["fallback"] or "")) == (mode == "routed")
+        t = load_file(str(out / "model.safetensors"))
+        assert all(np.isfinite(w.astype(np.float64)).all() for w in t.values())
+        assert np.isfinite(hf_logits(out, IDS)).all()
