@@ -242,12 +242,20 @@ static qd_status index_plain(struct stage_src *s) {
             skip = st_find_layer(s, prefix) >= 0;
         }
         if (skip) continue;
+        int mtp = 0, at = 0;
+        if (sscanf(t->name, "model.layers.%d.%n", &mtp, &at) >= 1 && at > 0 && mtp >= s->nblocks &&
+            t->dtype == QD_DT_F8_E4M3)
+            return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s is an FP8 weight of a block after the decoder's %d "
+                           "(DeepSeek-V3's multi-token prediction block, passed through unquantized); no export "
+                           "carries FP8 weights: remove that block or store it in bf16 first", s->dir, t->name,
+                           s->nblocks);
         if (t->dtype == QD_DT_F8_E4M3)
             return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s is an FP8 source weight that was not quantized (a recipe skip?); "
                            "the export cannot carry FP8 weights: quantize every FP8 Linear", s->dir, t->name);
         /* the block a tensor belongs to, from its HF name (shard/ stays below src/model) */
         int block = -1, used = 0;
         if (sscanf(t->name, "model.layers.%d.%n", &block, &used) < 1 || used == 0) block = -1;
+        if (block >= s->nblocks) block = -1; /* after the decoder (DeepSeek-V3's MTP block): the source's bytes */
         s->plain[s->nplain].t = t;
         s->plain[s->nplain].block = block;
         s->nplain++;

@@ -132,16 +132,21 @@ qd_status qd_mlp_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
     size_t I = (size_t)f->cfg->intermediate;
     if (rows > f->max_seqs * f->seq_len) return qd_fail(QD_ERR_INTERNAL, "forward: %zu rows too many", rows);
     *stopped = 0;
-    QD_CHECK(hook(capture, user, QD_LIN_GATE, n, rows, stop_after, stopped));
+    int G = -1; /* the MLP's first table index: 4, or after an MLA block's 4 or 5 attention Linears */
+    for (int l = 0; l < w->nlin && G < 0; l++)
+        if (w->lin[l].kind == QD_LIN_GATE) G = l;
+    if (G < 0 || G + 2 >= w->nlin)
+        return qd_fail(QD_ERR_INTERNAL, "block %d: no dense MLP in its Linear table", w->index);
+    QD_CHECK(hook(capture, user, G, n, rows, stop_after, stopped));
     if (*stopped) return QD_OK;
     qd_ref g = QD_REF(f->g, 0), u = QD_REF(f->u, 0);
-    QD_CHECK(qd_linear_forward(be, w, QD_LIN_GATE, n, g, rows));
-    QD_CHECK(qd_linear_forward(be, w, QD_LIN_UP, n, u, rows));
+    QD_CHECK(qd_linear_forward(be, w, G, n, g, rows));
+    QD_CHECK(qd_linear_forward(be, w, G + 1, n, u, rows));
     QD_CHECK(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_SWIGLU, .out = g, .x = g, .y = u, .rows = rows,
                                                      .cols = I, .ld = I}));
-    QD_CHECK(hook(capture, user, QD_LIN_DOWN, g, rows, stop_after, stopped));
+    QD_CHECK(hook(capture, user, G + 2, g, rows, stop_after, stopped));
     if (*stopped) return QD_OK;
-    return qd_linear_forward(be, w, QD_LIN_DOWN, g, out, rows);
+    return qd_linear_forward(be, w, G + 2, g, out, rows);
 }
 
 qd_status qd_block_forward(qd_fwd *f, const struct qd_block_fwd_args *a) {
@@ -151,7 +156,8 @@ qd_status qd_block_forward(qd_fwd *f, const struct qd_block_fwd_args *a) {
     int stopped = 0;
     qd_ref n = QD_REF(f->n, 0), h = QD_REF(f->h, 0), t = QD_REF(f->t, 0);
     QD_CHECK(qd_norm_forward(be, cfg, a->w->ln_in, a->x, n, rows));
-    QD_CHECK(qd_attn_forward(f, a->w, n, t, a->nseq, a->capture, a->user, a->stop_after, &stopped));
+    if (cfg->mla) QD_CHECK(qd__mla_attn(f, a->w, n, t, a->nseq, a->capture, a->user, a->stop_after, &stopped));
+    else QD_CHECK(qd_attn_forward(f, a->w, n, t, a->nseq, a->capture, a->user, a->stop_after, &stopped));
     if (stopped) return QD_OK;
     QD_CHECK(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_ADD, .out = h, .x = a->x, .y = t, .rows = rows,
                                                      .cols = H, .ld = H}));

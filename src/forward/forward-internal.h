@@ -19,6 +19,9 @@ struct qd_fwd {
 
 /* the widest MLP intermediate of cfg (g/u scratch): dense, routed expert or shared expert */
 size_t qd__fwd_inter(const qd_model_cfg *cfg);
+/* an MLA block's attention (mla-block.c), as qd_attn_forward */
+qd_status qd__mla_attn(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, size_t nseq, qd_capture_fn cb,
+                       void *user, int stop_after, int *stopped);
 /* the MoE scratch of f (cfg->moe_experts > 0) */
 qd_status qd__moe_alloc(qd_fwd *f);
 

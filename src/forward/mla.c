@@ -23,6 +23,12 @@ static qd_status linear(qd_backend_t be, qd_buf_t w, qd_buf_t b, qd_ref x, size_
 static qd_status cap(const struct qd_mla_args *a, qd_mla_lin l, qd_ref x, size_t rows, size_t cols) {
     return a->capture ? a->capture(a->user, l, x, rows, cols) : QD_OK;
 }
+/* capture, then return when the caller asked to stop there */
+#define CAP(l, x, rows, cols)                                                                                        \
+    do {                                                                                                             \
+        QD_CHECK(cap(a, l, x, rows, cols));                                                                          \
+        if (a->stop && *a->stop) return QD_OK;                                                                       \
+    } while (0)
 
 /* rotate the rope dims: src [rows*heads, rope] (contiguous), de-interleaved through tmp when asked */
 static qd_status rotate(qd_backend_t be, const struct qd_mla_args *a, qd_buf_t *s, size_t rows, size_t heads) {
@@ -50,14 +56,14 @@ static qd_status run(qd_backend_t be, const struct qd_mla_args *a, qd_buf_t *s) 
     size_t NP = (size_t)c->qk_nope_head_dim, R = (size_t)c->qk_rope_head_dim, V = (size_t)c->v_head_dim;
     size_t QK = NP + R, QL = (size_t)c->q_lora_rank, KL = (size_t)c->kv_lora_rank;
     /* q */
-    QD_CHECK(cap(a, QD_MLA_Q_A, a->x, T, Hd));
+    CAP(QD_MLA_Q_A, a->x, T, Hd);
     qd_ref q = QD_REF(s[S_Q], 0);
     if (QL) {
         qd_ref qa = QD_REF(s[S_QA], 0);
         QD_CHECK(linear(be, w->w[QD_MLA_Q_A], w->b[QD_MLA_Q_A], a->x, Hd, qa, T, Hd, QL));
         QD_CHECK(qd_be_rmsnorm(be, &(struct qd_rmsnorm_args){.out = qa, .x = qa, .weight = QD_REF(w->q_a_norm, 0),
                                                              .rows = T, .dim = QL, .ld = QL, .eps = 1e-6f}));
-        QD_CHECK(cap(a, QD_MLA_Q_B, qa, T, QL));
+        CAP(QD_MLA_Q_B, qa, T, QL);
         QD_CHECK(linear(be, w->w[QD_MLA_Q_B], NULL, qa, QL, q, T, QL, H * QK));
     } else {
         QD_CHECK(linear(be, w->w[QD_MLA_Q_A], w->b[QD_MLA_Q_A], a->x, Hd, q, T, Hd, H * QK));
@@ -69,7 +75,7 @@ static qd_status run(qd_backend_t be, const struct qd_mla_args *a, qd_buf_t *s) 
                                                    .lds = KL + R}));
     QD_CHECK(qd_be_rmsnorm(be, &(struct qd_rmsnorm_args){.out = kvn, .x = kvn, .weight = QD_REF(w->kv_a_norm, 0),
                                                          .rows = T, .dim = KL, .ld = KL, .eps = 1e-6f}));
-    QD_CHECK(cap(a, QD_MLA_KV_B, kvn, T, KL));
+    CAP(QD_MLA_KV_B, kvn, T, KL);
     QD_CHECK(linear(be, w->w[QD_MLA_KV_B], NULL, kvn, KL, kv, T, KL, H * (NP + V)));
     /* Q: rotate each head's rope dims in place */
     QD_CHECK(qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(s[S_ROT], 0), .src = QD_REF(s[S_Q], NP),
@@ -97,7 +103,7 @@ static qd_status run(qd_backend_t be, const struct qd_mla_args *a, qd_buf_t *s) 
     qd_ref ao = QD_REF(s[S_AO], 0);
     QD_CHECK(qd_be_copy(be, &(struct qd_copy_args){.dst = ao, .src = QD_REF(s[S_ATT], 0), .rows = T * H, .cols = V,
                                                    .ldd = V, .lds = QK}));
-    QD_CHECK(cap(a, QD_MLA_O, ao, T, H * V));
+    CAP(QD_MLA_O, ao, T, H * V);
     return linear(be, w->w[QD_MLA_O], w->b[QD_MLA_O], ao, H * V, a->out, T, H * V, Hd);
 }
 

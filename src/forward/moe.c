@@ -13,6 +13,7 @@
 #include "forward-internal.h"
 #include "qd-check.h"
 #include "qd-log.h"
+#include "qd-route.h"
 
 size_t qd__fwd_inter(const qd_model_cfg *c) {
     size_t I = (size_t)c->intermediate;
@@ -32,7 +33,11 @@ qd_status qd__moe_alloc(qd_fwd *f) {
     return qd_buf_alloc(f->be, rows, &f->sg);
 }
 
-int qd_block_is_moe(const qd_block_w *w) { return w->nlin > QD_LIN_GATE && w->lin[QD_LIN_GATE].kind == QD_LIN_ROUTER; }
+int qd_block_is_moe(const qd_block_w *w) {
+    for (int l = 0; l < w->nlin && l <= QD_LIN_GATE + 1; l++) /* the router follows the 4 or 5 attention Linears */
+        if (w->lin[l].kind == QD_LIN_ROUTER) return 1;
+    return 0;
+}
 
 /* The host routing of rows tokens: per expert e, cnt[e] tokens off[e].. in idx (ascending token order)
  * with their weights. */
@@ -44,7 +49,23 @@ typedef struct {
 
 static void routing_free(routing *r) { free(r->idx), free(r->wt), free(r->cnt), free(r->off); }
 
-static qd_status route(const qd_model_cfg *c, const float *logits, size_t rows, routing *r) {
+/* DeepSeek-V3: te/tw [rows, K] from qd_route_dsv3_topk (sigmoid, biased group-limited choice) */
+static qd_status route_dsv3(const qd_model_cfg *c, const float *logits, const float *bias, size_t rows, int *te,
+                            float *tw) {
+    const qd_dsv3_cfg *d = &c->dsv3;
+    qd_route_dsv3 rc = {.n_experts = c->moe_experts, .top_k = c->moe_topk, .n_group = d->n_group,
+                        .topk_group = d->topk_group, .norm_topk_prob = d->norm_topk_prob,
+                        .routed_scaling_factor = (float)d->routed_scaling_factor};
+    size_t K = (size_t)c->moe_topk;
+    int32_t *idx = malloc(rows * K * sizeof *idx + 1);
+    if (!idx) return qd_fail(QD_ERR_NOMEM, "moe: out of memory routing %zu tokens", rows);
+    qd_status st = qd_route_dsv3_topk(&rc, logits, bias, rows, idx, tw);
+    for (size_t i = 0; st == QD_OK && i < rows * K; i++) te[i] = idx[i];
+    free(idx);
+    return st;
+}
+
+static qd_status route(const qd_model_cfg *c, const float *logits, const float *bias, size_t rows, routing *r) {
     size_t E = (size_t)c->moe_experts, K = (size_t)c->moe_topk;
     float *p = malloc(E * sizeof *p), *tw = malloc(rows * K * sizeof *tw);
     int *te = malloc(rows * K * sizeof *te);
@@ -57,7 +78,14 @@ static qd_status route(const qd_model_cfg *c, const float *logits, size_t rows, 
         free(p), free(tw), free(te), free(taken), routing_free(r);
         return qd_fail(QD_ERR_NOMEM, "moe: out of memory routing %zu tokens", rows);
     }
+    qd_status st = c->mla ? route_dsv3(c, logits, bias, rows, te, tw) : QD_OK;
+    if (st != QD_OK) {
+        free(p), free(tw), free(te), free(taken), routing_free(r);
+        return st;
+    }
     for (size_t t = 0; t < rows; t++) {
+        for (size_t j = 0; c->mla && j < K; j++) r->cnt[te[t * K + j]]++;
+        if (c->mla) continue;
         const float *l = logits + t * E;
         float mx = l[0], sum = 0;
         for (size_t e = 1; e < E; e++) mx = l[e] > mx ? l[e] : mx;
@@ -117,6 +145,7 @@ static moe_layout layout_of(const qd_block_w *w) {
     moe_layout L = {QD_LIN_GATE, -1, -1, -1, -1, -1};
     for (int l = QD_LIN_GATE; l < w->nlin; l++) {
         switch (w->lin[l].kind) {
+        case QD_LIN_ROUTER: L.router = l; break;
         case QD_LIN_SH_GATE: L.sh_gate = l; break;
         case QD_LIN_SH_UP: L.sh_up = l; break;
         case QD_LIN_SH_DOWN: L.sh_down = l; break;
@@ -133,6 +162,7 @@ static qd_status shared_expert(qd_fwd *f, const qd_block_w *w, const moe_layout 
                                qd_capture_fn cb, void *user) {
     qd_backend_t be = f->be;
     QD_CHECK(swiglu_mlp(f, w, L->sh_gate, L->sh_up, L->sh_down, n, out, rows, cb, user, 1));
+    if (L->sh_router < 0) return QD_OK; /* DeepSeek's shared experts: no gate */
     QD_CHECK(qd_linear_forward(be, w, L->sh_router, n, QD_REF(f->sg, 0), rows));
     float *s = malloc(rows * sizeof *s + 1);
     if (!s) return qd_fail(QD_ERR_NOMEM, "moe: out of memory for the shared expert gate of %zu tokens", rows);
@@ -158,6 +188,7 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
     if (L.exp0 < 0 || (w->nlin - L.exp0) != 3 * (int)E)
         return qd_fail(QD_ERR_INTERNAL, "block %d: MoE table without its %zu experts", w->index, E);
     int stop_stage = stop_after >= 0 && stop_after < w->nlin ? w->lin[stop_after].stage : -1;
+    const int S = w->lin[L.router].stage; /* the MLP's first stage (2; MLA 3) */
     *stopped = 0;
     const unsigned char *all = moe ? moe->all : NULL;
     /* stage 2: the all-token input (the router's, which the shared expert's gate/up share: one capture),
@@ -169,8 +200,14 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
     routing r = {0};
     qd_status st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(f->logits, 0), .dst = logits,
                                                                  .n = rows * E});
-    if (st == QD_OK) st = route(c, logits, rows, &r);
-    free(logits);
+    float *bias = NULL;
+    if (st == QD_OK && w->e_bias) {
+        bias = malloc(E * sizeof *bias);
+        st = bias ? qd_be_download(be, &(struct qd_download_args){.src = QD_REF(w->e_bias, 0), .dst = bias, .n = E})
+                  : qd_fail(QD_ERR_NOMEM, "moe: out of memory for the router bias");
+    }
+    if (st == QD_OK) st = route(c, logits, bias, rows, &r);
+    free(logits), free(bias);
     QD_CHECK(st);
     size_t total = r.off[E];
     st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(f->ridx, 0), .src = r.idx, .src_dtype = QD_DT_I32,
@@ -180,7 +217,7 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
                                                        .n = total});
     for (size_t e = 0; moe && moe->tokens && e < E; e++) moe->tokens[e] += r.cnt[e];
     /* the shared expert (or zero) starts the output */
-    if (st == QD_OK && stop_stage != 2) {
+    if (st == QD_OK && stop_stage != S) {
         if (L.sh_gate >= 0) st = shared_expert(f, w, &L, n, out, rows, cb, user);
         else st = qd_be_fill(be, &(struct qd_fill_args){.dst = out, .n = rows * H});
     }
@@ -191,20 +228,20 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
         qd_ref idx = QD_REF(f->ridx, r.off[e]), wt = QD_REF(f->rw, r.off[e]);
         if (want_all) { /* the statistics from every token; the output below from the routed ones */
             if (cb) st = cb(user, g, n, rows);
-            if (st == QD_OK && stop_stage != 2) st = swiglu_mlp(f, w, g, g + 1, g + 2, n, ye, rows, cb, user, 0);
+            if (st == QD_OK && stop_stage != S) st = swiglu_mlp(f, w, g, g + 1, g + 2, n, ye, rows, cb, user, 0);
             if (st != QD_OK) break;
         }
         if (!ne) continue;
         st = qd_be_rows(be, &(struct qd_rows_args){.kind = QD_ROWS_GATHER, .out = xe, .x = n, .idx = idx, .n = ne,
                                                     .rows = rows, .cols = H});
         if (st == QD_OK && cb && !want_all) st = cb(user, g, xe, ne);
-        if (st != QD_OK || stop_stage == 2) continue;
+        if (st != QD_OK || stop_stage == S) continue;
         st = swiglu_mlp(f, w, g, g + 1, g + 2, xe, ye, ne, want_all ? NULL : cb, user, 1);
         if (st == QD_OK)
             st = qd_be_rows(be, &(struct qd_rows_args){.kind = QD_ROWS_SCATTER_ADD, .out = out, .x = ye, .idx = idx,
                                                         .w = wt, .n = ne, .rows = rows, .cols = H});
     }
     routing_free(&r);
-    if (stop_stage == 2 || stop_stage == 3) *stopped = 1;
+    if (stop_stage == S || stop_stage == S + 1) *stopped = 1;
     return st;
 }

@@ -14,9 +14,8 @@
  * attention does not override). q_a_proj, kv_a_proj_with_mqa and o_proj carry a bias when
  * attention_bias. The backend attention has one head width, so V is zero-padded to qk_head_dim.
  *
- * Wiring (not done here): the block's Linears would be q_a_proj, q_b_proj (or q_proj),
- * kv_a_proj_with_mqa, kv_b_proj, o_proj; capture reports each Linear's input once: x for
- * q_a/q_proj and kv_a (one group), q_b's and kv_b's normed latents, o_proj's attention output.
+ * The block (mla-block.c) wires it: capture reports each Linear's input once: x for q_a/q_proj and kv_a
+ * (one group), q_b's and kv_b's normed latents, o_proj's attention output.
  */
 #ifndef QD_MLA_H
 #define QD_MLA_H
@@ -47,6 +46,7 @@ struct qd_mla_args {
     size_t nseq, seq_len;
     qd_mla_capture_fn capture; /* optional */
     void *user;
+    const int *stop;        /* optional: set by capture to return right after it (out not written) */
 };
 /* Scratch is allocated per call. */
 qd_status qd_mla_forward(qd_backend_t be, const struct qd_mla_args *a);

@@ -8,7 +8,8 @@
 #include <string.h>
 
 static const struct qd_arch *const arches[] = {&qd_arch_llama,     &qd_arch_mistral,   &qd_arch_qwen2,    &qd_arch_qwen3,
-                                               &qd_arch_mixtral,   &qd_arch_qwen2_moe, &qd_arch_qwen3_moe};
+                                               &qd_arch_mixtral,   &qd_arch_qwen2_moe, &qd_arch_qwen3_moe,
+                                               &qd_arch_deepseek_v3};
 #define NARCH (sizeof arches / sizeof arches[0])
 
 const struct qd_arch *qd_arch_find(const char *name) {
@@ -36,5 +37,12 @@ void qd_model_linear_shape(const qd_model_cfg *cfg, qd_lin lin, int64_t *N, int6
 }
 
 int64_t qd_model_norm_size(const qd_model_cfg *cfg, qd_norm norm) {
-    return norm == QD_NORM_Q || norm == QD_NORM_K ? cfg->head_dim : cfg->hidden;
+    switch (norm) {
+    case QD_NORM_Q:
+    case QD_NORM_K: return cfg->head_dim;
+    case QD_NORM_Q_A: return cfg->dsv3.q_lora_rank;
+    case QD_NORM_KV_A: return cfg->dsv3.kv_lora_rank;
+    case QD_NORM_EBIAS: return cfg->moe_experts;
+    default: return cfg->hidden;
+    }
 }

@@ -141,7 +141,14 @@ static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpo
         if (bt->role == QD_T_NORM) {
             const int q = bt->slot == QD_NORM_Q || bt->slot == QD_NORM_K;
             w.dims[0] = qd_model_norm_size(cfg, (qd_norm)bt->slot);
-            snprintf(fields, sizeof fields, "%s=%d", q ? "head_dim" : "hidden_size", q ? cfg->head_dim : cfg->hidden);
+            if (bt->slot >= QD_NORM_Q_A)
+                snprintf(fields, sizeof fields, "%s=%lld",
+                         bt->slot == QD_NORM_Q_A    ? "q_lora_rank"
+                         : bt->slot == QD_NORM_KV_A ? "kv_lora_rank"
+                                                    : "n_routed_experts",
+                         (long long)w.dims[0]);
+            else
+                snprintf(fields, sizeof fields, "%s=%d", q ? "head_dim" : "hidden_size", q ? cfg->head_dim : cfg->hidden);
         } else {
             a->linear_shape(cfg, lin[bt->slot].kind, &w.dims[0], &w.dims[1], fields, sizeof fields);
             w.ndim = bt->role == QD_T_LINEAR_W ? 2 : 1;
@@ -163,7 +170,8 @@ qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, 
     for (size_t i = 0; i < ck->ntensors; i++) {
         int b = -1;
         const qd_st_tensor *t = ck->tensors[i];
-        if (qd_model_classify(NULL, t->name, &b, NULL, 0) == QD_PART_BLOCK && b >= cfg->nlayers)
+        /* DeepSeek-V3's multi-token prediction blocks follow the decoder's: passed through as they are */
+        if (qd_model_classify(NULL, t->name, &b, NULL, 0) == QD_PART_BLOCK && b >= cfg->nlayers + cfg->mtp_layers)
             return bad(warn, "%s/%s: %s belongs to block %d but config.json has num_hidden_layers=%d "
                            "(blocks 0..%d)", ck->dir, file_of(ck, t), t->name, b, cfg->nlayers, cfg->nlayers - 1);
     }

@@ -79,6 +79,9 @@ static qd_buf_t *norm_slot(qd_block_w *w, int norm) {
     case QD_NORM_IN: return &w->ln_in;
     case QD_NORM_POST: return &w->ln_post;
     case QD_NORM_Q: return &w->q_norm;
+    case QD_NORM_Q_A: return &w->q_a_norm;
+    case QD_NORM_KV_A: return &w->kv_a_norm;
+    case QD_NORM_EBIAS: return &w->e_bias;
     default: return &w->k_norm;
     }
 }
@@ -165,7 +168,8 @@ void qd_block_w_free(qd_block_w *w) {
     w->lin = NULL;
     w->nlin = 0;
     qd_buf_free(w->ln_in), qd_buf_free(w->ln_post), qd_buf_free(w->q_norm), qd_buf_free(w->k_norm);
-    w->ln_in = w->ln_post = w->q_norm = w->k_norm = NULL;
+    qd_buf_free(w->q_a_norm), qd_buf_free(w->kv_a_norm), qd_buf_free(w->e_bias);
+    w->ln_in = w->ln_post = w->q_norm = w->k_norm = w->q_a_norm = w->kv_a_norm = w->e_bias = NULL;
 }
 
 static const qd_st_tensor *embed_of(const qd_model *m) { return qd_ckpt_find(m->ck, "model.embed_tokens.weight"); }

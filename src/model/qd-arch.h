@@ -71,6 +71,6 @@ void qd_arch_llama_linear_shape(const qd_model_cfg *cfg, qd_lin lin, int64_t *N,
                                 size_t cap);
 
 extern const struct qd_arch qd_arch_llama, qd_arch_mistral, qd_arch_qwen2, qd_arch_qwen3;
-extern const struct qd_arch qd_arch_mixtral, qd_arch_qwen2_moe, qd_arch_qwen3_moe;
+extern const struct qd_arch qd_arch_mixtral, qd_arch_qwen2_moe, qd_arch_qwen3_moe, qd_arch_deepseek_v3;
 
 #endif

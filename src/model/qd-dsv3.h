@@ -19,18 +19,7 @@
 
 struct cJSON;
 
-typedef struct qd_dsv3_cfg {
-    int q_lora_rank;      /* 0: no q compression (q_proj [nheads*qk_head_dim, hidden]) */
-    int kv_lora_rank;
-    int qk_nope_head_dim, qk_rope_head_dim, qk_head_dim, v_head_dim;
-    int rope_interleave;  /* rotary input dims stored interleaved (re, im pairs): de-interleaved before rope */
-    int n_routed_experts, n_shared_experts, num_experts_per_tok;
-    int n_group, topk_group;
-    int norm_topk_prob;
-    double routed_scaling_factor;
-    int first_k_dense_replace; /* blocks [0, k) have a dense MLP */
-    int moe_intermediate_size;
-} qd_dsv3_cfg;
+/* qd_dsv3_cfg is declared in qd-model.h (a qd_model_cfg holds one). */
 
 /* root: the parsed config.json object; base: its qd_model_cfg (num_hidden_layers, hidden_size). */
 qd_status qd_dsv3_cfg_read(const struct cJSON *root, const char *path, const qd_model_cfg *base, qd_dsv3_cfg *out);

@@ -36,6 +36,8 @@ typedef struct qd_block_w {
     int index;
     qd_buf_t ln_in, ln_post;        /* [hidden] */
     qd_buf_t q_norm, k_norm;        /* [head_dim], Qwen3 only (else NULL) */
+    qd_buf_t q_a_norm, kv_a_norm;   /* MLA: [q_lora_rank] (NULL without q compression), [kv_lora_rank] */
+    qd_buf_t e_bias;                /* DeepSeek-V3 MoE block: e_score_correction_bias [experts], else NULL */
     int nlin;                       /* the block's Linear table (qd_model_linears), nlin entries: */
     qd_linear *lin;
     qd_buf_t *w;                    /* [out, in] fp32 */

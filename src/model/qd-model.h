@@ -2,8 +2,8 @@
  * qd-model.h - the model description read from a Hugging Face config.json.
  *
  * Supported: the architectures listed in arch.c (Llama, Mistral, Qwen2, Qwen3, and the
- * mixture-of-experts Mixtral, Qwen2-MoE, Qwen3-MoE; qd-arch.h). Other architectures are refused with a
- * message listing these; other MoE configs (DeepSeek, ...) are recognised and refused by name. Rope
+ * mixture-of-experts Mixtral, Qwen2-MoE, Qwen3-MoE, DeepSeek-V3; qd-arch.h). Other architectures are refused
+ * with a message listing these; other MoE configs (DeepSeek-V2, ...) are recognised and refused by name. Rope
  * parameters are read from either the hub form (rope_theta + rope_scaling) or the newer rope_parameters
  * form (default, linear, llama3, yarn). An FP8 source (quantization_config.quant_method "fp8") is a
  * float source whose Linears are dequantized on load (fp8_source; docs/formats.md "FP8 sources").
@@ -35,13 +35,16 @@ struct qd_arch; /* qd-arch.h */
 typedef enum {
     QD_LIN_Q, QD_LIN_K, QD_LIN_V, QD_LIN_O, QD_LIN_GATE, QD_LIN_UP, QD_LIN_DOWN, QD_NLIN,
     QD_LIN_ROUTER = QD_NLIN, QD_LIN_EXP_GATE, QD_LIN_EXP_UP, QD_LIN_EXP_DOWN,
-    QD_LIN_SH_GATE, QD_LIN_SH_UP, QD_LIN_SH_DOWN, QD_LIN_SH_ROUTER, QD_NLIN_KINDS
+    QD_LIN_SH_GATE, QD_LIN_SH_UP, QD_LIN_SH_DOWN, QD_LIN_SH_ROUTER,
+    /* MLA (DeepSeek-V3): q_a_proj, q_b_proj, kv_a_proj_with_mqa, kv_b_proj (q_proj is QD_LIN_Q, o_proj QD_LIN_O) */
+    QD_LIN_Q_A, QD_LIN_Q_B, QD_LIN_KV_A, QD_LIN_KV_B, QD_NLIN_KINDS
 } qd_lin;
 const char *qd_lin_name(qd_lin l);  /* a dense block's "self_attn.q_proj", ..., "mlp.down_proj" */
 
 /* One Linear of a block's table (qd_model_linears). Linears with the same hkey share their input, so
  * one Hessian (GPTQ) serves them all; stage is the true-sequential step that collects it:
- * [q,k,v]=0 [o]=1 [the MLP's inputs: gate/up of every expert, shared expert, router]=2 [down]=3. */
+ * [q,k,v]=0 [o]=1 [the MLP's inputs: gate/up of every expert, shared expert, router]=2 [down]=3; MLA
+ * (DeepSeek-V3): [q_a or q_proj, kv_a]=0 [q_b, kv_b]=1 [o]=2 [MLP inputs]=3 [down]=4. */
 typedef struct qd_linear {
     char module[64];  /* inside model.layers.<i>.: "self_attn.q_proj", "mlp.experts.3.gate_proj" */
     qd_lin kind;
@@ -52,8 +55,26 @@ typedef struct qd_linear {
     int64_t N, K;     /* [out, in] */
 } qd_linear;
 
-/* The RMSNorms of a block: before attention, before the MLP, and Qwen3's per-head q/k norms. */
-typedef enum { QD_NORM_IN, QD_NORM_POST, QD_NORM_Q, QD_NORM_K, QD_NNORM } qd_norm;
+/* The RMSNorms of a block: before attention, before the MLP, and Qwen3's per-head q/k norms; MLA's
+ * q_a_layernorm and kv_a_layernorm; and, loaded the same way (a vector of one block), DeepSeek-V3's
+ * router bias mlp.gate.e_score_correction_bias [experts]. */
+typedef enum {
+    QD_NORM_IN, QD_NORM_POST, QD_NORM_Q, QD_NORM_K, QD_NORM_Q_A, QD_NORM_KV_A, QD_NORM_EBIAS, QD_NNORM
+} qd_norm;
+
+/* DeepSeek-V3's MLA and routing fields (qd-dsv3.h reads them) */
+typedef struct qd_dsv3_cfg {
+    int q_lora_rank;      /* 0: no q compression (q_proj [nheads*qk_head_dim, hidden]) */
+    int kv_lora_rank;
+    int qk_nope_head_dim, qk_rope_head_dim, qk_head_dim, v_head_dim;
+    int rope_interleave;  /* rotary input dims stored interleaved (re, im pairs): de-interleaved before rope */
+    int n_routed_experts, n_shared_experts, num_experts_per_tok;
+    int n_group, topk_group;
+    int norm_topk_prob;
+    double routed_scaling_factor;
+    int first_k_dense_replace; /* blocks [0, k) have a dense MLP */
+    int moe_intermediate_size;
+} qd_dsv3_cfg;
 
 typedef enum { QD_ROPE_DEFAULT, QD_ROPE_LLAMA3, QD_ROPE_LINEAR, QD_ROPE_YARN } qd_rope_type;
 
@@ -104,6 +125,11 @@ typedef struct qd_model_cfg {
     unsigned char moe_mlp_only[512]; /* bit i: block i is dense (mlp_only_layers) */
     int fp8_source;       /* quant_method "fp8": e4m3 Linears dequantized on load, a float source to quantize */
     int fp8_block[2];     /* its weight_block_size [rows, cols]; {0, 0}: one scale per tensor or per row */
+    /* DeepSeek-V3: MLA attention (its Linear table: 3 attention stages, keys 0..3), sigmoid group-limited
+     * routing with e_score_correction_bias, shared experts as one MLP mlp.shared_experts.* */
+    int mla;
+    qd_dsv3_cfg dsv3;
+    int mtp_layers;       /* num_nextn_predict_layers: blocks nlayers.. passed through unquantized */
 } qd_model_cfg;
 
 qd_status qd_model_cfg_load(const char *model_dir, qd_model_cfg *out);
@@ -127,6 +153,11 @@ int qd_model_linears(const qd_model_cfg *cfg, int block, qd_linear *out, int cap
 /* The most Linears and Hessian keys (hkey + 1) of any block of cfg. */
 int qd_model_max_linears(const qd_model_cfg *cfg);
 int qd_model_max_hkeys(const qd_model_cfg *cfg);
+/* The true-sequential stages of a block (4; MLA: 5) and where the MLP's start: its first stage (2; MLA:
+ * 3) and its first Hessian key (2; MLA: 4; MoE experts' keys follow: key + 2 + 2e, key + 3 + 2e). */
+int qd_model_nstages(const qd_model_cfg *cfg);
+int qd_model_mlp_stage(const qd_model_cfg *cfg);
+int qd_model_mlp_key(const qd_model_cfg *cfg);
 /* 1 when block b is a mixture-of-experts block */
 int qd_model_block_is_moe(const qd_model_cfg *cfg, int block);
 /* A Linear of kind lin is [N, K] (out_features, in_features), as cfg's architecture builds it. */

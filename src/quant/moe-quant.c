@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * moe-quant.c - GPTQ of a mixture-of-experts block (quantize-internal.h): the four true-sequential
- * stages, every expert's gate/up and down from Hessians of their own (keys 4 + 2e, 5 + 2e), and the
+ * stages (MLA: five, everything shifted by one stage and two keys: qd_model_mlp_stage / mlp_key), every
+ * expert's gate/up and down from Hessians of their own (keys 4 + 2e, 5 + 2e), and the
  * calibration rules of --moe-calibration / --moe-min-tokens. The all-token Hessian of the MLP input
  * is key 2 (the router's input, which the shared expert's gate/up share): an expert whose gate/up take
  * the all-token statistics gets a copy of it; its down input over every token comes from a forward
@@ -40,16 +41,17 @@ static int takes_all(const qd_qctx *c, size_t e) {
 
 /* stage 2 done: each expert that takes the all-token statistics gets the (reduced) key-2 Hessian */
 static qd_status copy_all_token(qd_qctx *c, const qd_block_w *w) {
-    size_t E = (size_t)c->cfg->moe_experts, K = c->gK[2];
+    const int KB = qd_model_mlp_key(c->cfg);
+    size_t E = (size_t)c->cfg->moe_experts, K = c->gK[KB];
     int any = 0;
     for (size_t e = 0; e < E; e++) any |= takes_all(c, e);
     if (!any) return QD_OK;
-    if (!c->reduced[2]) QD_CHECK(qd__hess_total(c, 2)); /* every chunk's and rank's terms in H[2] */
-    c->reduced[2] = 1;
+    if (!c->reduced[KB]) QD_CHECK(qd__hess_total(c, KB)); /* every chunk's and rank's terms in H[KB] */
+    c->reduced[KB] = 1;
     for (size_t e = 0; e < E; e++) {
-        int key = 4 + 2 * (int)e;
+        int key = KB + 2 + 2 * (int)e;
         if (!takes_all(c, e) || key >= c->nh || c->gK[key] != K) continue;
-        QD_CHECK(qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(c->H[key], 0), .src = QD_REF(c->H[2], 0),
+        QD_CHECK(qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(c->H[key], 0), .src = QD_REF(c->H[KB], 0),
                                                           .rows = 1, .cols = K * K, .ldd = K * K, .lds = K * K}));
         if (c->slabs[key]) free(c->slabs[key]), c->slabs[key] = NULL, c->nslabs[key] = 0;
         qd_buf_free(c->Hacc[key]); /* its own (routed) sums are not used */
@@ -79,22 +81,23 @@ qd_status qd__moe_gptq(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, con
                        char (*names)[128], qd_qresult *results, unsigned need, qd_capture_fn hess, qd__hess_cap *h,
                        qd__stage_fn gptq_stage) {
     size_t E = (size_t)c->cfg->moe_experts;
-    if (need & (1u << 3)) need |= 1u << 2; /* stage 2's forward gives the routing the down stage needs */
+    const int S = qd_model_mlp_stage(c->cfg), KB = qd_model_mlp_key(c->cfg);
+    if (need & (1u << (S + 1))) need |= 1u << S; /* stage S's forward gives the routing the down stage needs */
     unsigned char *skip = calloc((size_t)c->nh, 1);
     if (!skip) return qd_fail(QD_ERR_NOMEM, "moe: out of memory for %d Hessian keys", c->nh);
     qd_status st = QD_OK;
-    for (int g = 0; g < 4 && st == QD_OK; g++) {
+    for (int g = 0; g < S + 2 && st == QD_OK; g++) {
         if (!(need & (1u << g))) continue;
         for (int l = 0; l < w->nlin && st == QD_OK; l++) /* every key of the stage, zeroed */
             if (w->lin[l].stage == g && w->lin[l].hkey < c->nh) st = qd__ensure_H(c, w->lin[l].hkey);
         if (st != QD_OK) break;
         struct qd_moe_calib mc = {0};
         memset(skip, 0, (size_t)c->nh);
-        if (g == 2) { /* count the routing; the --moe-calibration all experts' gate/up copy key 2 */
+        if (g == S) { /* count the routing; the --moe-calibration all experts' gate/up copy key KB */
             memset(c->expert_tokens, 0, E * sizeof *c->expert_tokens);
             mc.tokens = c->expert_tokens;
-            for (size_t e = 0; c->o.moe_all && e < E; e++) skip[4 + 2 * e] = 1;
-        } else if (g == 3) {
+            for (size_t e = 0; c->o.moe_all && e < E; e++) skip[KB + 2 + 2 * e] = 1;
+        } else if (g == S + 1) {
             for (size_t e = 0; e < E; e++) c->expert_all[e] = (unsigned char)takes_all(c, e);
             mc.all = c->expert_all;
         }
@@ -102,8 +105,8 @@ qd_status qd__moe_gptq(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, con
         h->skip_key = skip;
         st = qd__forward_all_moe(c, w, in, out, hess, h, qd__stage_first(w, g), &mc);
         h->skip_key = NULL;
-        if (st == QD_OK && g == 2) st = sum_tokens(c, E);
-        if (st == QD_OK && g == 2) st = copy_all_token(c, w);
+        if (st == QD_OK && g == S) st = sum_tokens(c, E);
+        if (st == QD_OK && g == S) st = copy_all_token(c, w);
         if (st == QD_OK) st = gptq_stage(c, w, g, specs, names, results);
     }
     free(skip);

@@ -232,6 +232,14 @@ static qd_status gptq_resident(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t 
     return QD_OK;
 }
 
+/* zero every Hessian key of stage g (a dense block: the key g; MLA: stage 1 holds keys 1 and 2) */
+static qd_status ensure_stage(qd_qctx *c, const qd_block_w *w, int g) {
+    if (!c->cfg->mla) return qd__ensure_H(c, g);
+    for (int l = 0; l < w->nlin; l++)
+        if (w->lin[l].stage == g && w->lin[l].hkey < c->nh) QD_CHECK(qd__ensure_H(c, w->lin[l].hkey));
+    return QD_OK;
+}
+
 static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qspec *specs,
                             char (*names)[128], qd_qresult *results, int *out_done) {
     hess_cap h = {.c = c, .w = w, .alpha = (float)(2.0 / (double)(c->nseq_total * c->o.seq_len))};
@@ -244,25 +252,26 @@ static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out
     *out_done = 0;
     if (qd_block_is_moe(w))
         return qd__moe_gptq(c, w, in, out, specs, names, results, need, hess_cb, &h, gptq_group);
-    if (c->o.true_sequential && !rtn_any &&
+    const int NS = qd_model_nstages(c->cfg);
+    if (c->o.true_sequential && !rtn_any && !c->cfg->mla &&
         resident_bytes <= (c->o.resident_max_bytes ? c->o.resident_max_bytes : QD_RESIDENT_MAX_BYTES)) {
         *out_done = 1;
         return gptq_resident(c, w, in, out, specs, names, results, &h, need);
     }
     if (c->o.true_sequential) {
-        for (int g = 0; g < 4; g++) {
+        for (int g = 0; g < NS; g++) {
             if (!(need & (1u << g))) continue;
-            QD_CHECK(qd__ensure_H(c, g));
+            QD_CHECK(ensure_stage(c, w, g));
             h.groups = 1u << g;
             QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, qd__stage_first(w, g)));
             QD_CHECK(gptq_group(c, w, g, specs, names, results));
         }
     } else {
-        for (int g = 0; g < 4; g++)
-            if (need & (1u << g)) QD_CHECK(qd__ensure_H(c, g));
+        for (int g = 0; g < NS; g++)
+            if (need & (1u << g)) QD_CHECK(ensure_stage(c, w, g));
         h.groups = need;
         QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, -1));
-        for (int g = 0; g < 4; g++)
+        for (int g = 0; g < NS; g++)
             if (need & (1u << g)) QD_CHECK(gptq_group(c, w, g, specs, names, results));
     }
     return QD_OK;
@@ -291,6 +300,9 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
     }
     if (any_awq) {
+        if (c->cfg->mla)
+            return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ of DeepSeek-V3 (MLA) blocks is not supported yet; use "
+                           "--method gptq or rtn", w->index);
         if (qd_block_is_moe(w))
             return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ of mixture-of-experts blocks is not supported yet; use "
                            "--method gptq or rtn", w->index);

@@ -36,10 +36,11 @@ static void test_lookup(void) {
     char list[256];
     qd_arch_supported_list(list, sizeof list);
     QD_EXPECT(strcmp(list, "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-                           "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM") == 0);
+                           "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, DeepseekV3ForCausalLM") == 0);
     QD_EXPECT(qd_arch_find("Qwen2ForCausalLM") == &qd_arch_qwen2);
     QD_EXPECT(qd_arch_find("MixtralForCausalLM") == &qd_arch_mixtral);
-    QD_EXPECT(qd_arch_find("DeepseekV3ForCausalLM") == NULL);
+    QD_EXPECT(qd_arch_find("DeepseekV3ForCausalLM") == &qd_arch_deepseek_v3);
+    QD_EXPECT(qd_arch_find("DeepseekV2ForCausalLM") == NULL);
     QD_EXPECT(qd_arch_by_model_type("mistral") == &qd_arch_mistral);
     QD_EXPECT(qd_arch_by_model_type("gpt2") == NULL);
     qd_arch_supported_list(list, 20); /* cut, never overrun */
@@ -124,9 +125,52 @@ static void test_moe(void) {
     QD_EXPECT(holds_in(&c, 1, "mlp.gate.weight", QD_T_LINEAR_W, 4));
 }
 
+/* DeepSeek-V3: MLA Linears in three true-sequential stages, the dense first block, the MoE block's shared
+ * experts as one MLP and its router bias; q_lora_rank null gives q_proj */
+static void test_deepseek(void) {
+    qd_model_cfg c;
+    const char *dsv3 = ",\"kv_lora_rank\":32,\"qk_nope_head_dim\":8,\"qk_rope_head_dim\":4,"
+                       "\"v_head_dim\":12,\"n_routed_experts\":4,\"n_group\":2,\"topk_group\":1,"
+                       "\"num_experts_per_tok\":2,\"n_shared_experts\":2,\"moe_intermediate_size\":20,"
+                       "\"first_k_dense_replace\":1,\"num_nextn_predict_layers\":1";
+    char extra[512];
+    snprintf(extra, sizeof extra, "%s,\"q_lora_rank\":16", dsv3);
+    parse("DeepseekV3ForCausalLM", extra, &c);
+    QD_EXPECT(c.mla && c.mtp_layers == 1 && c.head_dim == 4);
+    QD_EXPECT(!qd_model_block_is_moe(&c, 0) && qd_model_block_is_moe(&c, 1));
+    QD_EXPECT_EQ_INT(qd_model_nstages(&c), 5);
+    qd_linear t[32];
+    QD_EXPECT_EQ_INT(qd_model_linears(&c, 0, t, 32), 5 + 3);
+    QD_EXPECT(strcmp(t[0].module, "self_attn.q_a_proj") == 0 && t[0].N == 16 && t[0].K == 64 && t[0].stage == 0);
+    QD_EXPECT(strcmp(t[1].module, "self_attn.kv_a_proj_with_mqa") == 0 && t[1].N == 36 && t[1].hkey == 0);
+    QD_EXPECT(strcmp(t[2].module, "self_attn.q_b_proj") == 0 && t[2].N == 4 * 12 && t[2].K == 16 && t[2].hkey == 1);
+    QD_EXPECT(strcmp(t[3].module, "self_attn.kv_b_proj") == 0 && t[3].N == 4 * 20 && t[3].K == 32 &&
+              t[3].stage == 1 && t[3].hkey == 2);
+    QD_EXPECT(strcmp(t[4].module, "self_attn.o_proj") == 0 && t[4].K == 4 * 12 && t[4].stage == 2 && t[4].hkey == 3);
+    QD_EXPECT(strcmp(t[7].module, "mlp.down_proj") == 0 && t[7].K == 96 && t[7].stage == 4 && t[7].hkey == 5);
+    QD_EXPECT_EQ_INT(qd_model_linears(&c, 1, t, 32), 5 + 1 + 3 + 3 * 4);
+    QD_EXPECT(strcmp(t[5].module, "mlp.gate") == 0 && !t[5].quantize && t[5].N == 4 && t[5].stage == 3);
+    QD_EXPECT(strcmp(t[6].module, "mlp.shared_experts.gate_proj") == 0 && t[6].N == 40 && t[6].hkey == 4);
+    QD_EXPECT(strcmp(t[8].module, "mlp.shared_experts.down_proj") == 0 && t[8].K == 40 && t[8].hkey == 5);
+    QD_EXPECT(strcmp(t[9].module, "mlp.experts.0.gate_proj") == 0 && t[9].N == 20 && t[9].hkey == 6);
+    QD_EXPECT(strcmp(t[20].module, "mlp.experts.3.down_proj") == 0 && t[20].hkey == 13 && t[20].stage == 4);
+    QD_EXPECT_EQ_INT(qd_model_max_hkeys(&c), 4 + 2 + 2 * 4);
+    QD_EXPECT(holds_in(&c, 1, "mlp.gate.e_score_correction_bias", QD_T_NORM, QD_NORM_EBIAS));
+    QD_EXPECT(!holds_in(&c, 0, "mlp.gate.e_score_correction_bias", QD_T_NORM, QD_NORM_EBIAS));
+    QD_EXPECT(holds(&c, "self_attn.q_a_layernorm.weight", QD_T_NORM, QD_NORM_Q_A));
+    QD_EXPECT(holds(&c, "self_attn.kv_b_proj.weight", QD_T_LINEAR_W, 3));
+    QD_EXPECT_EQ_INT((int)qd_model_norm_size(&c, QD_NORM_KV_A), 32);
+    snprintf(extra, sizeof extra, "%s,\"q_lora_rank\":null", dsv3);
+    parse("DeepseekV3ForCausalLM", extra, &c);
+    QD_EXPECT_EQ_INT(qd_model_linears(&c, 0, t, 32), 4 + 3);
+    QD_EXPECT(strcmp(t[0].module, "self_attn.q_proj") == 0 && t[0].N == 4 * 12 && t[0].K == 64);
+    QD_EXPECT(!holds(&c, "self_attn.q_a_layernorm.weight", QD_T_NORM, QD_NORM_Q_A));
+}
+
 int main(void) {
     QD_RUN(test_lookup);
     QD_RUN(test_moe);
+    QD_RUN(test_deepseek);
     QD_RUN(test_shapes);
     QD_RUN(test_tensors);
     return QD_TEST_END();

@@ -185,14 +185,15 @@ static void test_refusals(void) {
     expect_fail(qwen2, "Qwen2ForCausalLM", "Qwen2MoeForCausalLM", QD_ERR_FORMAT, "is missing");
     expect_fail(qwen3, "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", QD_ERR_FORMAT, "is missing");
     /* other MoE families by name, with the supported list */
-    expect_fail(llama31, "LlamaForCausalLM", "DeepseekV3ForCausalLM", QD_ERR_UNSUPPORTED, "DeepseekV3ForCausalLM is a mixture");
+    expect_fail(llama31, "LlamaForCausalLM", "Glm4MoeForCausalLM", QD_ERR_UNSUPPORTED, "Glm4MoeForCausalLM is a mixture");
     expect_fail(llama31, "LlamaForCausalLM", "DeepseekV2ForCausalLM", QD_ERR_UNSUPPORTED, "mixture-of-experts");
     /* MoE by field, even under a supported name */
     expect_fail(llama31, "\"mlp_bias\":false", "\"num_local_experts\":8", QD_ERR_UNSUPPORTED, "num_local_experts");
     /* unknown architecture lists the supported ones */
     expect_fail(llama31, "LlamaForCausalLM", "GPT2LMHeadModel", QD_ERR_UNSUPPORTED,
                 "'GPT2LMHeadModel' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-                "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM)");
+                "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, "
+                "DeepseekV3ForCausalLM)");
     /* unsupported rope types are refused rather than approximated */
     expect_fail(llama31, "\"rope_type\":\"llama3\"", "\"rope_type\":\"longrope\"", QD_ERR_UNSUPPORTED,
                 "rope type 'longrope'");

@@ -1,0 +1,314 @@
+# SPDX-License-Identifier: MIT
+"""DeepseekV3ForCausalLM end to end (issue 19): MLA attention (q_lora_rank set and null), YaRN rope,
+first_k_dense_replace = 1 dense block then MoE blocks with shared experts, sigmoid group-limited routing
+(n_group 4, topk_group 2) with a random e_score_correction_bias, routed_scaling_factor.
+
+Tiny random checkpoints are built here with transformers (the stories260K tokenizer). Checked:
+- qdist's fp32 logits against transformers' (relative error <= 1e-5);
+- GPTQ and RTN to the fake format, then compressed-tensors (and GPTQ): loaded back by transformers, the
+  logits equal transformers' on qdist's fake-quant weights; the router and its e_score_correction_bias
+  stay in full precision and the router is in the export's "ignore";
+- the multi-token prediction block (model.layers.<num_hidden_layers>.*) is copied through untouched;
+- an FP8 source (block-128 e4m3 Linears, as DeepSeek-V3 ships) quantizes end to end.
+"""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("compressed_tensors")
+from safetensors.numpy import load_file  # noqa: E402
+from safetensors.torch import load_file as load_torch, save_file  # noqa: E402
+
+QDIST = os.environ.get("QDIST_BIN", "")
+REPO = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2]))
+FIX = REPO / "fixtures"
+STORIES = FIX / "stories260K-hf"
+TEXT = FIX / "wikitext-2-raw" / "wiki.test.raw"
+TOKFILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
+
+IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
+YARN = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128, "beta_fast": 32, "beta_slow": 1,
+        "mscale": 1.0, "mscale_all_dim": 1.0}
+VARIANTS = {"q_lora": 32, "q_proj": None}
+
+
+def config(q_lora):
+    return transformers.DeepseekV3Config(
+        vocab_size=512, hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=4, n_shared_experts=2, n_routed_experts=8, num_experts_per_tok=2,
+        n_group=4, topk_group=2, routed_scaling_factor=2.5, norm_topk_prob=True, first_k_dense_replace=1,
+        q_lora_rank=q_lora, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+        max_position_embeddings=512, rope_theta=10000.0, rope_scaling=dict(YARN), bos_token_id=1, eos_token_id=2,
+        tie_word_embeddings=False, num_nextn_predict_layers=1)
+
+
+def build(variant, out):
+    torch.manual_seed(0)
+    m = transformers.DeepseekV3ForCausalLM(config(VARIANTS[variant])).eval()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.1)
+            elif "layernorm" in name:
+                p.uniform_(0.8, 1.2)
+        for layer in m.model.layers:
+            gate = getattr(layer.mlp, "gate", None)
+            if gate is not None and hasattr(gate, "e_score_correction_bias"):
+                gate.e_score_correction_bias.uniform_(-0.05, 0.05)
+    m.save_pretrained(out)
+    for f in TOKFILES:
+        shutil.copy(STORIES / f, out)
+    return out
+
+
+def add_mtp_block(src):
+    """a multi-token prediction block after the decoder, as DeepSeek-V3 ships model.layers.61.*"""
+    st = src / "model.safetensors"
+    d = load_torch(str(st))
+    n = json.loads((src / "config.json").read_text())["num_hidden_layers"]
+    g = torch.Generator().manual_seed(5)
+    mtp = {f"model.layers.{n}.eh_proj.weight": torch.randn(64, 128, generator=g),
+           f"model.layers.{n}.enorm.weight": torch.ones(64),
+           f"model.layers.{n}.self_attn.kv_a_proj_with_mqa.weight": torch.randn(40, 64, generator=g)}
+    d.update(mtp)
+    save_file(d, str(st), metadata={"format": "pt"})
+    return mtp
+
+
+def qdist(*args, ok=True):
+    r = subprocess.run([QDIST, *map(str, args)], capture_output=True, text=True, timeout=600)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def calib(tmp):
+    p = tmp / "calib.txt"
+    p.write_text(TEXT.read_text(encoding="utf-8")[:200000], encoding="utf-8")
+    return p
+
+
+def hf_logits(path, ids):
+    m = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    with torch.no_grad():
+        return m(input_ids=torch.tensor(ids)[None]).logits[0].double().numpy()
+
+
+def qdist_logits(path, tmp, name):
+    data = tmp / "eval.txt"
+    data.write_text(TEXT.read_text(encoding="utf-8")[:4000], encoding="utf-8")
+    qdist("eval", "--model", path, "--data", data, "--seqlen", 64, "--max-windows", 1, "--dump-logits", tmp / name,
+          "--quiet")
+    d = load_file(str(tmp / name / "logits.safetensors"))
+    return d["ids"].astype(np.int64), d["logits"].astype(np.float64)
+
+
+def rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_forward_matches_transformers(variant, tmp_path):
+    src = build(variant, tmp_path / "src")
+    ids, ours = qdist_logits(src, tmp_path, "dump")
+    ref = hf_logits(src, list(ids))[:-1]
+    err = rel(ours, ref)
+    print(variant, "rel err", err)
+    assert err <= 1e-5
+
+
+@pytest.mark.parametrize("method", ["gptq", "rtn"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_quantize_export_loads_in_transformers(variant, method, tmp_path):
+    src = build(variant, tmp_path / "src")
+    mtp = add_mtp_block(src)
+    fake, ct = tmp_path / "fake", tmp_path / "ct"
+    qdist("quantize", "--model", src, "--output", fake, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64,
+          "--method", method, "--bits", 4, "--group-size", 32, "--format", "fake", "--quiet")
+    qdist("export", "--input", fake, "--output", ct, "--format", "compressed-tensors")
+    qc = json.loads((ct / "config.json").read_text())["quantization_config"]
+    for b in (1, 2):
+        assert f"model.layers.{b}.mlp.gate" in qc["ignore"]
+    assert "model.layers.1.mlp.shared_experts.down_proj" not in qc["ignore"]
+    report = json.loads((fake / "qdist_report.json").read_text())
+    mods = report["modules"]
+    attn = ["kv_a_proj_with_mqa", "kv_b_proj", "o_proj"] + (["q_a_proj", "q_b_proj"] if VARIANTS[variant] else
+                                                           ["q_proj"])
+    for b in range(3):
+        for a in attn:
+            assert f"model.layers.{b}.self_attn.{a}" in mods, (b, a)
+    assert "model.layers.0.mlp.down_proj" in mods and "model.layers.0.mlp.gate" not in qc["ignore"]
+    experts = {k: v for k, v in mods.items() if ".experts." in k and "shared" not in k}
+    assert len(experts) == 2 * 8 * 3
+    if method == "gptq":  # every token reaches top_k = 2 experts
+        for b in (1, 2):
+            counts = {v["expert"]: v["expert_tokens"] for k, v in experts.items() if k.startswith(f"model.layers.{b}.")}
+            assert sum(counts.values()) == 8 * 64 * 2
+    # the router, its bias and the MTP block are the source's bytes
+    srcd, outd = load_file(str(src / "model.safetensors")), {}
+    for f in ct.glob("*.safetensors"):
+        outd.update(load_file(str(f)))
+    for name in ("model.layers.1.mlp.gate.weight", "model.layers.2.mlp.gate.e_score_correction_bias", *mtp):
+        assert np.array_equal(outd[name], srcd[name]), name
+    ref = hf_logits(fake, IDS)
+    got = hf_logits(ct, IDS)
+    assert np.isfinite(got).all()
+    err = rel(got, ref)
+    print(variant, method, "compressed-tensors vs fake", err)
+    assert err <= 1e-5
+    assert rel(got, hf_logits(src, IDS)) > 1e-4  # the 4-bit weights were loaded, not the source's
+    ids, ours = qdist_logits(ct, tmp_path, "dump")
+    assert rel(ours, hf_logits(ct, list(ids))[:-1]) <= 1e-5
+    if method == "gptq":
+        gq = tmp_path / "gptq"
+        qdist("export", "--input", fake, "--output", gq, "--format", "gptq")
+        qc = json.loads((gq / "config.json").read_text())["quantization_config"]
+        assert "-:^model\\.layers\\.1\\.mlp\\.gate$" in qc["dynamic"]
+        _, from_gptq = qdist_logits(gq, tmp_path, "dump_gptq")
+        _, from_fake = qdist_logits(fake, tmp_path, "dump_fake")
+        assert rel(from_gptq, from_fake) <= 1e-6
+
+
+def test_awq_refused_for_mla(tmp_path):
+    src = build("q_lora", tmp_path / "src")
+    r = qdist("quantize", "--model", src, "--output", tmp_path / "o", "--calib", calib(tmp_path), "--nsamples", 2,
+              "--seqlen", 32, "--method", "awq", "--group-size", 32, "--format", "fake", ok=False)
+    lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert r.returncode != 0 and len(lines) == 1 and "AWQ of DeepSeek-V3 (MLA) blocks" in lines[0], r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+FP8_MAX = 448.0
+
+
+def fp8_block(w):
+    N, K = w.shape
+    R, C = -(-N // 128), -(-K // 128)
+    s = torch.ones(R, C)
+    q = torch.empty(N, K, dtype=torch.float8_e4m3fn)
+    for r in range(R):
+        for c in range(C):
+            blk = w[r * 128:(r + 1) * 128, c * 128:(c + 1) * 128]
+            s[r, c] = max(blk.abs().max().item(), 1e-12) / FP8_MAX
+            q[r * 128:(r + 1) * 128, c * 128:(c + 1) * 128] = (blk / s[r, c]).clamp(-FP8_MAX, FP8_MAX).to(
+                torch.float8_e4m3fn)
+    return q, s
+
+
+@pytest.mark.parametrize("method", ["gptq", "rtn"])
+def test_fp8_source_quantizes_end_to_end(method, tmp_path):
+    """the Linears (routers and norms excepted, as DeepSeek-V3 ships them) in block-128 e4m3: qdist's forward
+    of the source equals transformers' on the dequantized weights, and its 8-bit export, loaded by
+    transformers, stays close to them"""
+    src = build("q_lora", tmp_path / "bf")
+    d = load_torch(str(src / "model.safetensors"))
+    out, ref = {}, {}
+    for name, w in d.items():
+        linear = name.endswith("_proj.weight") or name.endswith("_proj_with_mqa.weight")
+        if linear and name.startswith("model.layers."):
+            q, s = fp8_block(w.float())
+            out[name], out[name[:-len("weight")] + "weight_scale_inv"] = q, s
+            big = s.repeat_interleave(128, 0).repeat_interleave(128, 1)[:w.shape[0], :w.shape[1]]
+            ref[name] = q.float() * big
+        else:
+            out[name] = w.to(torch.bfloat16)
+            ref[name] = out[name].float()
+    fp8 = tmp_path / "fp8"
+    fp8.mkdir()
+    save_file(out, str(fp8 / "model.safetensors"), metadata={"format": "pt"})
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                  "weight_block_size": [128, 128]}
+    (fp8 / "config.json").write_text(json.dumps(cfg))
+    for f in TOKFILES:
+        shutil.copy(STORIES / f, fp8)
+    twin = tmp_path / "twin"  # the dequantized weights under the on-disk names, read by transformers' loader
+    twin.mkdir()
+    save_file(ref, str(twin / "model.safetensors"), metadata={"format": "pt"})
+    shutil.copy(src / "config.json", twin)
+    ids, ours = qdist_logits(fp8, tmp_path, "dump")
+    assert rel(ours, hf_logits(twin, list(ids))[:-1]) <= 1e-5
+    ct = tmp_path / "ct"
+    qdist("quantize", "--model", fp8, "--output", ct, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64,
+          "--method", method, "--bits", 8, "--group-size", 32, "--format", "compressed-tensors", "--quiet")
+    qc = json.loads((ct / "config.json").read_text())["quantization_config"]
+    assert qc["quant_method"] == "compressed-tensors" and "model.layers.1.mlp.gate" in qc["ignore"]
+    if method == "rtn":  # an FP8 MTP block cannot be carried: refused in one line before any block is quantized
+        d = load_torch(str(fp8 / "model.safetensors"))
+        q, sc = fp8_block(torch.randn(40, 64))
+        d["model.layers.3.self_attn.kv_a_proj_with_mqa.weight"] = q
+        d["model.layers.3.self_attn.kv_a_proj_with_mqa.weight_scale_inv"] = sc
+        save_file(d, str(fp8 / "model.safetensors"), metadata={"format": "pt"})
+        cfg["num_nextn_predict_layers"] = 1
+        (fp8 / "config.json").write_text(json.dumps(cfg))
+        r = qdist("quantize", "--model", fp8, "--output", tmp_path / "mtp", "--calib", calib(tmp_path), "--nsamples",
+                  2, "--seqlen", 32, "--method", "rtn", "--group-size", 32, "--format", "gptq", ok=False)
+        lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
+        assert r.returncode == 1 and len(lines) == 1 and "multi-token prediction" in lines[0], r.stderr
+        assert "block 0" not in r.stderr and not (tmp_path / "mtp").exists()
+    names = set()
+    for f in ct.glob("*.safetensors"):
+        names |= set(load_torch(str(f)))
+    assert not [n for n in names if n.endswith("weight_scale_inv")], "the FP8 scales must not reach the export"
+    assert "model.layers.2.mlp.experts.7.down_proj.weight_packed" in names
+    got = hf_logits(ct, IDS)
+    assert np.isfinite(got).all()
+    err = rel(got, hf_logits(twin, IDS))
+    print(method, "w8 of the fp8 source vs its dequantized twin", err)
+    assert err < 0.05
+
+
+def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
+    """two data-parallel ranks (exact numerics) and a run killed after block 0 then resumed give the one-rank
+    checkpoint: the MLA stages' Hessians (keys 0..3) and the experts' are reduced like the others"""
+    src = build("q_lora", tmp_path / "src")
+    base = ["quantize", "--model", str(src), "--calib", str(calib(tmp_path)), "--nsamples", "8", "--seqlen", "64",
+            "--group-size", "32", "--format", "fake", "--numerics", "exact", "--chunk-tokens", "128", "--quiet"]
+    qdist(*base, "--output", tmp_path / "one")
+    r = subprocess.run(["mpirun", "-n", "2", QDIST, *base, "--output", str(tmp_path / "two")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, QD_INJECT_KILL="0:0")
+    r = subprocess.run([QDIST, *base, "--output", str(tmp_path / "res")], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0
+    qdist(*base, "--output", tmp_path / "res", "--resume")
+    one = (tmp_path / "one" / "model.safetensors").read_bytes()
+    for d in ["two", "res"]:
+        assert (tmp_path / d / "model.safetensors").read_bytes() == one, d
+
+
+def test_unreachable_expert_falls_back(tmp_path):
+    """expert 5 of block 1 is never chosen (its correction bias is -1000: out of every top-k, its group's
+    score too); routed calibration gives it the all-token Hessian (key 4 of the MLA table) and says so, and
+    --moe-calibration all quantizes every expert from every token; weights and logits stay finite"""
+    src = build("q_lora", tmp_path / "src")
+    st = src / "model.safetensors"
+    d = load_torch(str(st))
+    d["model.layers.1.mlp.gate.e_score_correction_bias"][5] = -1000.0
+    save_file(d, str(st), metadata={"format": "pt"})
+    ids, ours = qdist_logits(src, tmp_path, "fp")
+    assert rel(ours, hf_logits(src, list(ids))[:-1]) <= 1e-5
+    for mode in ["routed", "all"]:
+        out = tmp_path / mode
+        qdist("quantize", "--model", src, "--output", out, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64,
+              "--method", "gptq", "--bits", 4, "--group-size", 32, "--format", "fake", "--moe-calibration", mode,
+              "--moe-min-tokens", 4, "--quiet")
+        mods = json.loads((out / "qdist_report.json").read_text())["modules"]
+        five = {k: v for k, v in mods.items() if k.startswith("model.layers.1.mlp.experts.5.")}
+        assert len(five) == 3
+        for v in five.values():
+            assert v["expert_tokens"] == 0 and np.isfinite(v["loss"])
+            assert ("all-token Hessian" in (v["fallback"] or "")) == (mode == "routed")
+        t = load_file(str(out / "model.safetensors"))
+        assert all(np.isfinite(w.astype(np.float64)).all() for w in t.values())
+        assert np.isfinite(hf_logits(out, IDS)).all()
