@@ -29,6 +29,11 @@ struct qd_collective {
     qd_status (*allgatherv)(const qd_collective *c, const void *mine, const size_t *counts, void *all);
     /* host bytes from root to every rank, in place */
     qd_status (*bcast)(const qd_collective *c, void *buf, size_t bytes, int root);
+    /* host bytes, all to all: send holds sendcounts[d] bytes for each rank d in rank order; recv gets
+     * recvcounts[s] bytes from each rank s in rank order. recvcounts[s] must equal rank s's
+     * sendcounts[this rank] (exchange them first, e.g. with allgatherv). No size limit. */
+    qd_status (*alltoallv)(const qd_collective *c, const void *send, const size_t *sendcounts, void *recv,
+                           const size_t *recvcounts);
 };
 
 /* The contiguous share [*first, *first + *count) of n items that rank r of size ranks owns, in whole

@@ -235,6 +235,48 @@ qd_status qd_mpi_group_bcast_from(const qd_mpi_group *g, void *buf, size_t bytes
     return bcast_on(GROUP_COMM(g), qd_mpi_group_size(g), buf, bytes, root);
 }
 
+#define A2A_PIECE ((size_t)1 << 30)
+#define A2A_TAG 0x7141
+
+static size_t pieces(size_t bytes) { return (bytes + A2A_PIECE - 1) / A2A_PIECE; }
+
+qd_status qd_mpi_group_alltoallv(const qd_mpi_group *g, const void *send, const size_t *sendcounts, void *recv,
+                                 const size_t *recvcounts) {
+    int me = qd_mpi_group_rank(g), size = qd_mpi_group_size(g);
+    MPI_Comm comm = GROUP_COMM(g);
+    size_t nreq = 0, so = 0, ro = 0, mine_so = 0, mine_ro = 0;
+    for (int r = 0; r < size; r++)
+        if (r != me) nreq += pieces(sendcounts[r]) + pieces(recvcounts[r]);
+    MPI_Request *req = malloc((nreq + 1) * sizeof *req);
+    if (!req) return qd_fail(QD_ERR_NOMEM, "all-to-all: out of memory for %zu requests", nreq);
+    size_t k = 0;
+    int ok = 1;
+    for (int r = 0; r < size; r++) { /* receives first, then sends: pieces match in order (non-overtaking) */
+        if (r == me) mine_ro = ro;
+        for (size_t at = 0; r != me && at < recvcounts[r] && ok; at += A2A_PIECE) {
+            size_t n = recvcounts[r] - at < A2A_PIECE ? recvcounts[r] - at : A2A_PIECE;
+            ok = MPI_Irecv((char *)recv + ro + at, (int)n, MPI_BYTE, r, A2A_TAG, comm, &req[k++]) == MPI_SUCCESS;
+        }
+        ro += recvcounts[r];
+    }
+    for (int r = 0; r < size && ok; r++) {
+        if (r == me) mine_so = so;
+        for (size_t at = 0; r != me && at < sendcounts[r] && ok; at += A2A_PIECE) {
+            size_t n = sendcounts[r] - at < A2A_PIECE ? sendcounts[r] - at : A2A_PIECE;
+            ok = MPI_Isend((const char *)send + so + at, (int)n, MPI_BYTE, r, A2A_TAG, comm, &req[k++]) == MPI_SUCCESS;
+        }
+        so += sendcounts[r];
+    }
+    if (ok && k) ok = MPI_Waitall((int)k, req, MPI_STATUSES_IGNORE) == MPI_SUCCESS;
+    free(req);
+    if (!ok) return qd_fail(QD_ERR_MPI, "all-to-all of %zu bytes sent, %zu received on rank %d failed", so, ro, me);
+    if (sendcounts[me] != recvcounts[me])
+        return qd_fail(QD_ERR_INTERNAL, "all-to-all: rank %d sends itself %zu bytes but expects %zu", me,
+                       sendcounts[me], recvcounts[me]);
+    if (sendcounts[me]) memcpy((char *)recv + mine_ro, (const char *)send + mine_so, sendcounts[me]);
+    return QD_OK;
+}
+
 qd_status qd_mpi_agree(qd_status mine) {
     if (qd_rank.nranks <= 1) return mine;
     int in = (int)mine, out = 0;

@@ -52,6 +52,13 @@ static qd_status host_bcast(const qd_collective *c, void *buf, size_t bytes, int
     return x->mpi.bcast(&x->mpi, buf, bytes, root);
 }
 
+/* host bytes: the rows an expert's owner receives are host staged (src/quant/moe-ep.c), so MPI moves them */
+static qd_status host_alltoallv(const qd_collective *c, const void *send, const size_t *sendcounts, void *recv,
+                                const size_t *recvcounts) {
+    const struct nccl_coll *x = c->user;
+    return x->mpi.alltoallv(&x->mpi, send, sendcounts, recv, recvcounts);
+}
+
 qd_status qd_collective_nccl(qd_mpi_group *g, qd_backend_t be, qd_collective *out) {
     struct nccl_coll *x = calloc(1, sizeof *x);
     if (!x) return qd_fail(QD_ERR_NOMEM, "collective nccl: out of memory");
@@ -81,7 +88,8 @@ qd_status qd_collective_nccl(qd_mpi_group *g, qd_backend_t be, qd_collective *ou
     }
     *out = (qd_collective){.rank = x->mpi.rank, .size = x->mpi.size, .user = x,
                            .allreduce_acc64 = nccl_allreduce_acc64, .allreduce_f64 = host_allreduce_f64,
-                           .allgatherv = host_allgatherv, .bcast = host_bcast};
+                           .allgatherv = host_allgatherv, .bcast = host_bcast,
+                           .alltoallv = host_alltoallv};
     return QD_OK;
 }
 
@@ -94,6 +102,13 @@ void qd_collective_nccl_close(qd_collective *c) {
 }
 #else
 int qd_collective_nccl_built(void) { return 0; }
+
+/* host bytes: the rows an expert's owner receives are host staged (src/quant/moe-ep.c), so MPI moves them */
+static qd_status host_alltoallv(const qd_collective *c, const void *send, const size_t *sendcounts, void *recv,
+                                const size_t *recvcounts) {
+    const struct nccl_coll *x = c->user;
+    return x->mpi.alltoallv(&x->mpi, send, sendcounts, recv, recvcounts);
+}
 
 qd_status qd_collective_nccl(qd_mpi_group *g, qd_backend_t be, qd_collective *out) {
     (void)g, (void)be, (void)out;

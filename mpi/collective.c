@@ -36,8 +36,14 @@ static qd_status bcast(const qd_collective *c, void *buf, size_t bytes, int root
     return c->size <= 1 ? QD_OK : qd_mpi_group_bcast_from(c->user, buf, bytes, root);
 }
 
+static qd_status alltoallv(const qd_collective *c, const void *send, const size_t *sendcounts, void *recv,
+                           const size_t *recvcounts) {
+    return qd_mpi_group_alltoallv(c->user, send, sendcounts, recv, recvcounts);
+}
+
 void qd_collective_mpi(qd_mpi_group *g, qd_collective *out) {
     *out = (qd_collective){.rank = qd_mpi_group_rank(g), .size = qd_mpi_group_size(g), .user = g,
                            .allreduce_acc64 = stage_allreduce_acc64,
-                           .allreduce_f64 = allreduce_f64, .allgatherv = allgatherv, .bcast = bcast};
+                           .allreduce_f64 = allreduce_f64, .allgatherv = allgatherv, .bcast = bcast,
+                           .alltoallv = alltoallv};
 }

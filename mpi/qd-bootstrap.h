@@ -55,6 +55,10 @@ qd_status qd_mpi_group_allreduce_sum_f32(const qd_mpi_group *g, float *buf, size
 qd_status qd_mpi_group_allreduce_sum_f64(const qd_mpi_group *g, double *buf, size_t n);
 qd_status qd_mpi_group_allgatherv(const qd_mpi_group *g, const void *mine, const size_t *counts, void *all);
 qd_status qd_mpi_group_bcast_from(const qd_mpi_group *g, void *buf, size_t bytes, int root);
+/* Host bytes all to all (qd-collective.h's alltoallv): point to point in pieces of at most 1 GiB, so
+ * no count limit; the ranks' own bytes are copied. */
+qd_status qd_mpi_group_alltoallv(const qd_mpi_group *g, const void *send, const size_t *sendcounts, void *recv,
+                                 const size_t *recvcounts);
 /* Every rank's status agreed: the worst (max) over ranks; ranks that did not fail get QD_ERR_REMOTE. */
 qd_status qd_mpi_agree(qd_status mine);
 

@@ -30,6 +30,7 @@ static void nccl_table_on_gpus(int *skipped) {
     QD_EXPECT(c.rank == rank && c.size == size);
     check_acc64(&c, be);
     check_host_ops(&c);
+    check_alltoallv(&c);
     qd_collective_nccl_close(&c);
     qd_be_free(be);
     if (rank == 0) printf("nccl collective: %d rank%s, one GPU each: sums exact\n", size, size > 1 ? "s" : "");

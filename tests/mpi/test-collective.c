@@ -23,6 +23,7 @@ static void test_mpi_table_on_cpu(void) {
     if (!be) return;
     check_acc64(&c, be);
     check_host_ops(&c);
+    check_alltoallv(&c);
     qd_be_free(be);
 }
 
