@@ -256,6 +256,7 @@ qd_status qd_quantize_command(const qd_run_params *p) {
     ro.q = (qd_quantize_opts){.base = base, .recipe = recipe, .true_sequential = run.true_sequential,
                               .chunk_tokens = p->run.q.chunk_tokens, .scale_dtype = sdt,
                               .moe_all = p->run.q.moe_all, .moe_min_tokens = p->run.q.moe_min_tokens,
+                              .expert_parallel = p->run.q.expert_parallel,
                               .moe_model = cfg.moe_experts > 0};
     ro.calib_mode = run.calib_mode, ro.seed = (uint64_t)run.seed;
     if (!p->format_given && base.method == QD_METHOD_AWQ) ro.format = "awq";

@@ -60,17 +60,33 @@ static qd_status fold_exact(qd_qctx *c, int g) {
     return st;
 }
 
+/* expert parallel (moe-ep.c): the owner holds every chunk's slab in chunk order, the same fold */
+static qd_status fold_local(qd_qctx *c, int g) {
+    size_t KK = c->gK[g] * c->gK[g];
+    float *H = calloc(KK, sizeof *H);
+    if (!H) return qd_fail(QD_ERR_NOMEM, "hessian: out of memory for %zu x %zu", c->gK[g], c->gK[g]);
+    for (size_t s = 0; s < c->nslabs[g]; s++) {
+        const float *p = c->slabs[g] + s * KK;
+        for (size_t i = 0; i < KK; i++) H[i] = H[i] + p[i];
+    }
+    qd_status st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(c->H[g], 0), .src = H,
+                                                                .src_dtype = QD_DT_F32, .n = KK});
+    free(H);
+    return st;
+}
+
 qd_status qd__hess_total(qd_qctx *c, int g) {
     size_t K = c->gK[g];
     qd_status st = QD_OK;
+    int local = c->key_local && c->key_local[g] == 1; /* an expert this rank owns: every term is here */
     qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
     if (qd_be_numerics(c->be) == QD_NUMERICS_EXACT) {
-        if (c->coll) st = fold_exact(c, g);
+        if (c->coll) st = local ? fold_local(c, g) : fold_exact(c, g);
         free(c->slabs[g]);
         c->slabs[g] = NULL, c->nslabs[g] = 0;
     } else {
         qd_ref acc = QD_REF(c->Hacc[g], 0);
-        if (c->coll && c->coll->size > 1) st = c->coll->allreduce_acc64(c->coll, c->be, acc, K * K);
+        if (c->coll && c->coll->size > 1 && !local) st = c->coll->allreduce_acc64(c->coll, c->be, acc, K * K);
         if (st == QD_OK)
             st = qd_be_acc64(c->be, &(struct qd_acc64_args){.kind = QD_ACC64_ROUND, .acc = acc,
                                                             .x = QD_REF(c->H[g], 0), .n = K * K, .upper_k = K});

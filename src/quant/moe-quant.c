@@ -5,7 +5,8 @@
  * calibration rules of --moe-calibration / --moe-min-tokens. The all-token Hessian of the MLP input
  * is key 2 (the router's input, which the shared expert's gate/up share): an expert whose gate/up take
  * the all-token statistics gets a copy of it; its down input over every token comes from a forward
- * that sends every token through it (qd_moe_calib.all) for the statistics only.
+ * that sends every token through it (qd_moe_calib.all) for the statistics only. Expert parallel
+ * (moe-ep.c) hooks in around each stage's forward and solve; the rest is the same on every layout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,8 @@ static qd_status copy_all_token(qd_qctx *c, const qd_block_w *w) {
     for (size_t e = 0; e < E; e++) {
         int key = KB + 2 + 2 * (int)e;
         if (!takes_all(c, e) || key >= c->nh || c->gK[key] != K) continue;
+        if (c->ep && c->expert_owner[e] != c->coll->rank) continue; /* expert parallel: its owner's copy */
+        if (c->ep) QD_CHECK(qd__ensure_H(c, key));
         QD_CHECK(qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(c->H[key], 0), .src = QD_REF(c->H[KB], 0),
                                                           .rows = 1, .cols = K * K, .ldd = K * K, .lds = K * K}));
         if (c->slabs[key]) free(c->slabs[key]), c->slabs[key] = NULL, c->nslabs[key] = 0;
@@ -88,8 +91,9 @@ qd_status qd__moe_gptq(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, con
     qd_status st = QD_OK;
     for (int g = 0; g < S + 2 && st == QD_OK; g++) {
         if (!(need & (1u << g))) continue;
-        for (int l = 0; l < w->nlin && st == QD_OK; l++) /* every key of the stage, zeroed */
-            if (w->lin[l].stage == g && w->lin[l].hkey < c->nh) st = qd__ensure_H(c, w->lin[l].hkey);
+        for (int l = 0; l < w->nlin && st == QD_OK; l++) /* every key of the stage, zeroed (experts: by owners) */
+            if (w->lin[l].stage == g && w->lin[l].hkey < c->nh && !(c->ep && w->lin[l].expert >= 0))
+                st = qd__ensure_H(c, w->lin[l].hkey);
         if (st != QD_OK) break;
         struct qd_moe_calib mc = {0};
         memset(skip, 0, (size_t)c->nh);
@@ -103,11 +107,20 @@ qd_status qd__moe_gptq(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, con
         }
         h->groups = 1u << g;
         h->skip_key = skip;
-        st = qd__forward_all_moe(c, w, in, out, hess, h, qd__stage_first(w, g), &mc);
+        qd__ep_box *box = NULL; /* expert parallel: the experts' rows kept for their owners */
+        if (c->ep) st = qd__ep_box_new(c, w, hess, h, &box);
+        if (st == QD_OK)
+            st = qd__forward_all_moe(c, w, in, out, box ? qd__ep_capture : hess, box ? (void *)box : (void *)h,
+                                     qd__stage_first(w, g), &mc);
         h->skip_key = NULL;
         if (st == QD_OK && g == S) st = sum_tokens(c, E);
+        for (size_t e = 0; st == QD_OK && g == S && e < E; e++) c->expert_all[e] = (unsigned char)takes_all(c, e);
+        if (st == QD_OK && g == S && box) st = qd__ep_owners(c);
         if (st == QD_OK && g == S) st = copy_all_token(c, w);
+        if (st == QD_OK && box) st = qd__ep_deliver(box, g, g == S);
+        qd__ep_box_free(box);
         if (st == QD_OK) st = gptq_stage(c, w, g, specs, names, results);
+        if (st == QD_OK && c->ep) st = qd__ep_share(c, w, g, specs, results);
     }
     free(skip);
     if (st == QD_OK) note_fallback(c, w, specs, results);

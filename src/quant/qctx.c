@@ -21,7 +21,7 @@ void qd_qctx_free(qd_qctx *c) {
         if (c->slabs) free(c->slabs[k]);
     }
     free(c->H), free(c->Hacc), free(c->gK), free(c->reduced), free(c->slabs), free(c->nslabs);
-    free(c->expert_tokens), free(c->expert_all);
+    free(c->expert_tokens), free(c->expert_all), free(c->expert_owner), free(c->key_local);
     qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
     qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
     qd_buf_free(c->Hs);
@@ -47,7 +47,9 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
     c->Hacc = calloc(nh, sizeof *c->Hacc);
     c->slabs = calloc(nh, sizeof *c->slabs), c->nslabs = calloc(nh, sizeof *c->nslabs);
     c->expert_tokens = calloc(E, sizeof *c->expert_tokens), c->expert_all = calloc(E, 1);
-    if (!c->H || !c->Hacc || !c->gK || !c->reduced || !c->slabs || !c->nslabs || !c->expert_tokens || !c->expert_all) {
+    c->expert_owner = calloc(E, sizeof *c->expert_owner), c->key_local = calloc(nh, 1);
+    if (!c->H || !c->Hacc || !c->gK || !c->reduced || !c->slabs || !c->nslabs || !c->expert_tokens || !c->expert_all ||
+        !c->expert_owner || !c->key_local) {
         qd_qctx_free(c);
         return qd_fail(QD_ERR_NOMEM, "quantize: out of memory for %d Hessian keys", c->nh);
     }
@@ -61,6 +63,12 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
     if (opts->coll) { /* this rank's share of the sequences: the chunks stay those of the whole set */
         c->coll = opts->coll;
         c->o.nseq = opts->seq_count;
+        c->ep = qd__ep_choose(cfg, opts);
+        if (c->coll->rank == 0 && cfg->moe_experts > 0 && c->coll->size > 1)
+            qd_info("quantize: expert parallel %s (--expert-parallel %s): %s", c->ep ? "on" : "off",
+                    opts->expert_parallel > 0 ? "on" : opts->expert_parallel < 0 ? "off" : "auto",
+                    c->ep ? "each expert solved whole by one rank, its rows sent there"
+                          : "every rank accumulates every expert, Hessians all-reduced");
     }
     if (opts->nseq) {
         c->chunk_seqs = qd_quantize_chunk_seqs(opts);

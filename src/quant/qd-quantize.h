@@ -46,6 +46,10 @@ typedef struct qd_quantize_opts {
      * expert for the Hessians. */
     int moe_all;
     size_t moe_min_tokens;
+    /* --expert-parallel: with data-parallel ranks, each expert's Hessians accumulated and solved whole
+     * by one owner rank, its routed rows sent there (src/quant/moe-ep.c); 1 on, -1 off, 0 auto (by the
+     * bytes one block moves). The checkpoint is the same either way. */
+    int expert_parallel;
     int moe_model;          /* the model has MoE blocks (the report and fingerprint then name the two above) */
 } qd_quantize_opts;
 

@@ -31,6 +31,10 @@ struct qd_qctx {
     qd_buf_t Hs;                /* exact numerics: one slab's Hessian, from zero */
     float **slabs;              /* [nh] exact numerics: this rank's slab Hessians per key, in slab order */
     size_t *nslabs;
+    /* expert parallel (moe-ep.c): ep 1 when this run spreads experts over the ranks (qd__ep_choose) */
+    int ep;
+    int *expert_owner;          /* [experts] the rank that solves each expert of this block */
+    unsigned char *key_local;   /* [nh] 0: data parallel; 1: complete and solved whole here; 2: another rank's */
 };
 
 /* Data-parallel GPTQ (gptq-dp.c). hess_slab: exact numerics, one slab's (chunk's) Hessian alpha X^T X
@@ -87,5 +91,22 @@ qd_status qd__moe_gptq(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, con
                        qd__stage_fn gptq_stage);
 qd_status qd__moe_output(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qresult *results);
 qd_status qd__ensure_H(qd_qctx *c, int key);
+
+/* Expert parallel (moe-ep.c; the scheme in its header). choose: 1 when this run uses it (o's
+ * expert_parallel, data-parallel ranks, an MoE model; auto by the bytes moved). owners: every expert's
+ * owner (c->expert_owner) from the reduced routed counts and c->expert_all. A stage's forward captures
+ * through qd__ep_capture with a box (expert rows kept on the host, every other Linear straight to hess);
+ * deliver: the rows to their owners, which replay them into hess (gate_up: the stage of gate/up, whose
+ * all-token experts take a copy instead), and sets c->key_local; after the stage's solve, share: the
+ * owners' results installed on every rank, key_local cleared. The list of experts a rank solves is
+ * those with expert_owner == its rank. */
+typedef struct qd__ep_box qd__ep_box;
+int qd__ep_choose(const qd_model_cfg *cfg, const qd_quantize_opts *o);
+qd_status qd__ep_owners(qd_qctx *c);
+qd_status qd__ep_box_new(qd_qctx *c, const qd_block_w *w, qd_capture_fn hess, qd__hess_cap *h, qd__ep_box **out);
+void qd__ep_box_free(qd__ep_box *b);
+qd_status qd__ep_capture(void *user, int lin, qd_ref x, size_t rows);
+qd_status qd__ep_deliver(qd__ep_box *b, int g, int gate_up);
+qd_status qd__ep_share(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, qd_qresult *results);
 
 #endif

@@ -73,6 +73,8 @@ static int gptq_on(const qd_block_w *w, const qd_qspec *specs, int l, int g, int
 static qd_status gptq_key(qd_qctx *c, qd_block_w *w, int g, int key, const qd_qspec *specs, char (*names)[128],
                           qd_qresult *results) {
     size_t K = c->gK[key];
+    if (c->key_local[key] == 2) return QD_OK; /* expert parallel: its owner solves it (moe-ep.c) */
+    int split = c->coll && c->coll->size > 1 && c->key_local[key] != 1; /* the rows over the ranks */
     int last_factor = -1; /* the last module that starts a factorization: it may consume H */
     const qd_qspec *prev_spec = NULL;
     for (int l = 0; l < w->nlin; l++) {
@@ -118,7 +120,7 @@ static qd_status gptq_key(qd_qctx *c, qd_block_w *w, int g, int key, const qd_qs
             fac_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
         }
         /* one rank: the sweep in place, without the row split's copies and gathers (the same bits) */
-        st = c->coll && c->coll->size > 1 ? qd__dp_gptq_apply(c, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l])
+        st = split ? qd__dp_gptq_apply(c, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l])
                      : qd_gptq_apply(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l]);
         if (st != QD_OK) break;
         results[l].s.seconds += fac_s;
