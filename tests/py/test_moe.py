@@ -10,7 +10,9 @@ Tiny random checkpoints of each are built here with transformers (the stories260
 - the report lists every expert Linear with its routed token count (summing to tokens x top_k);
 - an expert the router can never pick gets 0 routed tokens, the --moe-min-tokens fallback in the
   report, finite weights, and a finite output; --moe-calibration all quantizes it from every token;
-- the router gates stay in full precision and are listed in the export's "ignore".
+- the router gates stay in full precision and are listed in the export's "ignore";
+- --expert-parallel on (experts solved whole by owner ranks, 2 and 3 ranks, kill + resume) gives the
+  one-rank bytes and expert statistics.
 """
 import json
 import os
@@ -256,6 +258,65 @@ def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
         counts[d] = {k: v["expert_tokens"] for k, v in expert_records(report).items()}
         assert sum(n for k, n in counts[d].items() if k.endswith("gate_proj")) == 8 * 64 * 2
     assert counts["one"] == counts["two"] == counts["res"]
+
+
+def mpirun(n, *args, env=None):
+    r = subprocess.run(["mpirun", "-n", str(n), QDIST, *map(str, args)], capture_output=True, text=True, timeout=300,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def expert_stats(out):
+    """every expert Linear's record without its timing and staging rank"""
+    report = json.loads((out / "qdist_report.json").read_text())
+    return {k: {f: x for f, x in v.items() if f not in ("seconds", "rank")} for k, v in expert_records(report).items()}
+
+
+@pytest.mark.parametrize("mode,min_tokens,numerics", [("routed", 4, "fast"), ("routed", 0, "exact"), ("all", 4, "exact")])
+def test_expert_parallel_gives_the_one_rank_bytes(mode, min_tokens, numerics, tmp_path):
+    """--expert-parallel on over 2 and 3 ranks (4 chunks: shares 2/2 and 1/1/2): every expert solved whole
+    by its owner from rows sent there, in chunk order, so the checkpoint is the one-rank checkpoint and
+    every expert's loss, routed count and fallback are the one-rank ones to the last bit (the row-split
+    solve of data parallelism sums its losses per rank instead). Expert 2 of block 0 is unreachable: 0
+    routed tokens (min_tokens 4: the all-token fallback; 0: solved from an empty Hessian). Exact numerics
+    fold the chunks' Hessians in fp32 in chunk order: a wrong order would show."""
+    src = build("mixtral", tmp_path / "src", unreachable=2)
+    base = ["quantize", "--model", src, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64, "--group-size", 32,
+            "--format", "fake", "--chunk-tokens", 128, "--moe-calibration", mode, "--moe-min-tokens", min_tokens,
+            "--numerics", numerics]
+    qdist(*base, "--output", tmp_path / "one", "--quiet")
+    one = (tmp_path / "one" / "model.safetensors").read_bytes()
+    ref = expert_stats(tmp_path / "one")
+    assert ref["model.layers.0.block_sparse_moe.experts.2.w1"]["expert_tokens"] == 0
+    for n in [2, 3]:
+        out = tmp_path / f"ep{n}"
+        r = mpirun(n, *base, "--output", out, "--expert-parallel", "on")
+        assert "expert parallel on (--expert-parallel on)" in r.stderr
+        assert (out / "model.safetensors").read_bytes() == one, n
+        assert expert_stats(out) == ref, n
+
+
+def test_expert_parallel_resume_and_usage(tmp_path):
+    """Two ranks with --expert-parallel on, one killed after block 0 is staged, then resumed: the
+    one-rank bytes. --expert-parallel on with the pipeline layout is a usage error before any work."""
+    src = build("qwen2_moe", tmp_path / "src")
+    base = ["quantize", "--model", src, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64, "--group-size", 32,
+            "--format", "fake", "--chunk-tokens", 128, "--quiet"]
+    qdist(*base, "--output", tmp_path / "one")
+    env = dict(os.environ, QD_INJECT_KILL="1:0")
+    r = subprocess.run(["mpirun", "-n", "2", "-x", "QD_INJECT_KILL", QDIST, *map(str, base), "--output",
+                        str(tmp_path / "res"), "--expert-parallel", "on"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0
+    r = mpirun(2, *base, "--output", tmp_path / "res", "--expert-parallel", "on", "--resume")
+    assert (tmp_path / "res" / "model.safetensors").read_bytes() == (tmp_path / "one" / "model.safetensors").read_bytes()
+    r = subprocess.run([QDIST, *map(str, base), "--output", str(tmp_path / "p"), "--expert-parallel", "on",
+                        "--parallel", "pipeline"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--expert-parallel on" in lines[0] and "--parallel pipeline" in lines[0], r.stderr
+    assert not (tmp_path / "p").exists()
 
 
 def test_recipe_skips_shared_expert_and_gives_experts_other_bits(tmp_path):
