@@ -269,7 +269,8 @@ def test_fp8_source_quantizes_end_to_end(method, tmp_path):
 
 def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
     """two data-parallel ranks (exact numerics) and a run killed after block 0 then resumed give the one-rank
-    checkpoint: the MLA stages' Hessians (keys 0..3) and the experts' are reduced like the others"""
+    checkpoint: the MLA stages' Hessians (keys 0..3) and the experts' are reduced like the others; so do
+    three ranks with --expert-parallel on (each expert solved by its owner, MLA's shifted stages)"""
     src = build("q_lora", tmp_path / "src")
     base = ["quantize", "--model", str(src), "--calib", str(calib(tmp_path)), "--nsamples", "8", "--seqlen", "64",
             "--group-size", "32", "--format", "fake", "--numerics", "exact", "--chunk-tokens", "128", "--quiet"]
@@ -277,13 +278,16 @@ def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
     r = subprocess.run(["mpirun", "-n", "2", QDIST, *base, "--output", str(tmp_path / "two")], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    r = subprocess.run(["mpirun", "-n", "3", QDIST, *base, "--output", str(tmp_path / "ep3"), "--expert-parallel", "on"],
+                       capture_output=True, text=True, timeout=300)  # the experts solved by owner ranks (MLA stages)
+    assert r.returncode == 0, r.stderr
     env = dict(os.environ, QD_INJECT_KILL="0:0")
     r = subprocess.run([QDIST, *base, "--output", str(tmp_path / "res")], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode != 0
     qdist(*base, "--output", tmp_path / "res", "--resume")
     one = (tmp_path / "one" / "model.safetensors").read_bytes()
-    for d in ["two", "res"]:
+    for d in ["two", "ep3", "res"]:
         assert (tmp_path / d / "model.safetensors").read_bytes() == one, d
 
 

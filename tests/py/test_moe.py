@@ -319,6 +319,20 @@ def test_expert_parallel_resume_and_usage(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.parametrize("nsamples", [4, 16])
+def test_expert_parallel_auto_compares_the_bytes_moved(nsamples, tmp_path):
+    """--expert-parallel auto (the default) on 2 ranks: expert parallel when the routed rows that leave
+    their rank, T k (H + I) fp32 x (P-1)/P, are fewer bytes than the experts' fp64 Hessian sums,
+    E (H^2 + I^2) x 8 (qwen3_moe here: E 4, H 64, I 64, k 2)."""
+    src = build("qwen3_moe", tmp_path / "src")
+    E, H, I, k, P, T = 4, 64, 64, 2, 2, nsamples * 64
+    want = "on" if T * k * (H + I) * 4 * (P - 1) / P < E * (H * H + I * I) * 8 else "off"
+    assert want == ("on" if nsamples == 4 else "off")
+    r = mpirun(P, "quantize", "--model", src, "--calib", calib(tmp_path), "--nsamples", nsamples, "--seqlen", 64,
+               "--group-size", 32, "--format", "fake", "--output", tmp_path / "o")
+    assert f"expert parallel {want} (--expert-parallel auto)" in r.stderr
+
+
 def test_recipe_skips_shared_expert_and_gives_experts_other_bits(tmp_path):
     """A recipe matches the experts by their Hugging Face names: the shared expert stays in full
     precision (listed in "ignore"), the routed experts' down projections get 8 bits."""
