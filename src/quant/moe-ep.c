@@ -79,6 +79,13 @@ qd_status qd__ep_owners(qd_qctx *c) {
     return QD_OK;
 }
 
+size_t qd__ep_my_experts(const qd_qctx *c, int *list) {
+    size_t E = (size_t)c->cfg->moe_experts, n = 0;
+    for (size_t e = 0; e < E; e++)
+        if (!c->ep || c->expert_owner[e] == c->coll->rank) list[n++] = (int)e;
+    return n;
+}
+
 qd_status qd__ep_box_new(qd_qctx *c, const qd_block_w *w, qd_capture_fn hess, qd__hess_cap *h, qd__ep_box **out) {
     *out = calloc(1, sizeof **out);
     if (!*out) return qd_fail(QD_ERR_NOMEM, "expert parallel: out of memory");
@@ -287,6 +294,10 @@ qd_status qd__ep_share(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, 
             }
             st = res_unpack(all + at, w->nlin, results, &l, &n);
             if (st == QD_OK) st = qd__install(c, w, l, &results[l]);
+            if (st == QD_OK) /* the owner's rank does not log for the job (qd_log_set_replica): rank 0 does */
+                qd_info("model.layers.%d.%s: gptq w%d g%d loss %.6g damp %.4g, solved by rank %d%s%s", w->index,
+                        w->lin[l].module, results[l].q.bits, results[l].q.group_size, results[l].s.loss,
+                        results[l].s.damp, r, results[l].s.fallback[0] ? " - " : "", results[l].s.fallback);
             at += n;
         }
     }

@@ -103,6 +103,9 @@ qd_status qd__ensure_H(qd_qctx *c, int key);
 typedef struct qd__ep_box qd__ep_box;
 int qd__ep_choose(const qd_model_cfg *cfg, const qd_quantize_opts *o);
 qd_status qd__ep_owners(qd_qctx *c);
+/* the experts this rank solves, ascending, into list [experts]: its own with expert parallel (after
+ * qd__ep_owners), else every expert (the data-parallel row split); returns their number */
+size_t qd__ep_my_experts(const qd_qctx *c, int *list);
 qd_status qd__ep_box_new(qd_qctx *c, const qd_block_w *w, qd_capture_fn hess, qd__hess_cap *h, qd__ep_box **out);
 void qd__ep_box_free(qd__ep_box *b);
 qd_status qd__ep_capture(void *user, int lin, qd_ref x, size_t rows);

@@ -16,6 +16,7 @@ Tiny random checkpoints of each are built here with transformers (the stories260
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -293,6 +294,8 @@ def test_expert_parallel_gives_the_one_rank_bytes(mode, min_tokens, numerics, tm
         out = tmp_path / f"ep{n}"
         r = mpirun(n, *base, "--output", out, "--expert-parallel", "on")
         assert "expert parallel on (--expert-parallel on)" in r.stderr
+        # rank 0 logs the experts the other ranks solved: every rank owns some of the 4 experts
+        assert {int(x) for x in re.findall(r"solved by rank (\d+)", r.stderr)} == set(range(1, n)), r.stderr
         assert (out / "model.safetensors").read_bytes() == one, n
         assert expert_stats(out) == ref, n
 
