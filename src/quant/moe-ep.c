@@ -135,9 +135,17 @@ static size_t rec_bytes(const qd_qctx *c, const qd_block_w *w, const char *p, in
 static qd_status replay(qd__ep_box *b, const char *recv, size_t total) {
     qd_qctx *c = b->c;
     size_t most = 0;
-    for (size_t at = 0; at < total;) {
+    for (size_t at = 0; at < total;) { /* what arrived is whole records of this stage's experts */
+        ep_rec r = {.lin = -1};
+        if (total - at >= sizeof r) memcpy(&r, recv + at, sizeof r);
+        if (r.lin < 0 || r.lin >= b->w->nlin || b->w->lin[r.lin].expert < 0)
+            return qd_fail(QD_ERR_INTERNAL, "expert parallel: block %d: a received record at byte %zu of %zu names no "
+                           "expert Linear", b->w->index, at, total);
         int l;
         size_t n = rec_bytes(c, b->w, recv + at, &l);
+        if (n > total - at)
+            return qd_fail(QD_ERR_INTERNAL, "expert parallel: block %d: a received record of %zu bytes overruns the "
+                           "%zu received", b->w->index, n, total);
         most = n > most ? n : most;
         at += n;
     }
@@ -198,7 +206,7 @@ qd_status qd__ep_deliver(qd__ep_box *b, int g, int gate_up) {
     free(b->buf); /* the rows now wait in send */
     b->buf = NULL, b->len = b->cap = 0;
     qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
-    for (int r = 0; r < P; r++) cnt[r] = (size_t)P * sizeof *sc;
+    for (int r = 0; st == QD_OK && r < P; r++) cnt[r] = (size_t)P * sizeof *sc;
     if (st == QD_OK) st = cl->allgatherv(cl, sc, cnt, all);
     for (int s = 0; st == QD_OK && s < P; s++) rc[s] = all[(size_t)s * P + me], rtot += rc[s];
     if (st == QD_OK && !(recv = malloc(rtot + 1)))
