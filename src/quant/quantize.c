@@ -300,12 +300,6 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
     }
     if (any_awq) {
-        if (c->cfg->mla)
-            return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ of DeepSeek-V3 (MLA) blocks is not supported yet; use "
-                           "--method gptq or rtn", w->index);
-        if (qd_block_is_moe(w))
-            return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ of mixture-of-experts blocks is not supported yet; use "
-                           "--method gptq or rtn", w->index);
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
         return qd__awq_block(c, w, inputs, outputs, results);
     }
