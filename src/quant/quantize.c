@@ -374,5 +374,10 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;
     if (o->base.method == QD_METHOD_AWQ) awq = rows * (2 * H + qo + I) + 2 * rows * H + 3 * H * I;
+    if (o->base.method == QD_METHOD_AWQ && cfg->moe_experts > 0) { /* the experts' kept inputs, their gate/up copies */
+        size_t E = (size_t)cfg->moe_experts, mi = (size_t)cfg->moe_inter, si = (size_t)cfg->moe_shared_inter;
+        size_t routed = o->moe_all ? E * rows : rows * (size_t)cfg->moe_topk;
+        awq += routed * (H + mi) + rows * si + 2 * (E * mi + si) * H;
+    }
     return 4 * (weights + hess + fwd + layer + scratch + awq);
 }
