@@ -21,6 +21,7 @@
     X(HESS_TILE, "QD_HESS_TILE", "N > 0", "CUDA backend: column strip of the tf32/bf16 Hessian's triangle "   \
       "(default 1024)")                                                                                          \
     X(CHECK_INSTALL, "QD_CHECK_INSTALL", "set", "debug: check every installed dequantized weight on the host") \
+    X(AWQ_SMOOTH_ONLY, "QD_AWQ_SMOOTH_ONLY", "set", "tests: AWQ applies its scales and quantizes nothing")     \
     X(INJECT_FAIL, "QD_INJECT_FAIL", "rank:block", "tests: that rank fails before quantizing that block")      \
     X(INJECT_KILL, "QD_INJECT_KILL", "rank:block", "tests: that rank SIGKILLs itself after staging that block")
 

@@ -42,6 +42,7 @@ struct qd__ep_box {
 int qd__ep_choose(const qd_model_cfg *cfg, const qd_quantize_opts *o) {
     const struct qd_collective *cl = o->coll;
     if (o->expert_parallel < 0 || !cl || cl->size <= 1 || cfg->moe_experts <= 0 || !o->nseq) return 0;
+    if (o->base.method == QD_METHOD_AWQ) return 0; /* AWQ's experts stay data parallel (awq-cache.c) */
     if (o->expert_parallel > 0) return 1;
     /* auto: the bytes one block moves. Data parallel all-reduces every expert's fp64 Hessian sums,
      * E (H^2 + I^2) x 8; expert parallel sends the routed rows that leave their rank, T k (H + I) x 4 x
