@@ -38,7 +38,9 @@ static qd_status plan_heads(const qd_run *k, qd_qlinear **heads_out, int **nonse
             size_t G;
             st = qd_qspec_groups(&s, h->name, (size_t)K, &G);
             h->N = (int)N, h->K = (int)K, h->G = (int)G;
-            h->bits = s.bits, h->group_size = s.group_size, h->sym = s.sym, h->scheme = s.scheme;
+            h->bits = s.bits, h->sym = s.sym, h->scheme = s.scheme;
+            /* as qd_qresult_alloc records it: one group (K == group size) is -1, an FP8 block stays a block */
+            h->group_size = G == 1 && s.scheme != QD_SCHEME_FP8_BLOCK ? -1 : s.group_size;
             nonseq[n] = s.method == QD_METHOD_GPTQ && s.act_order && !s.static_groups && G > 1;
             n++;
         }
