@@ -213,8 +213,8 @@ def main():
             a[key] = getattr(args, flag)
             if key == "heads":
                 a["kv"] = a["heads"] if a["model_type"] == "deepseek_v3" else a["kv"]
-    if a["model_type"] == "deepseek_v3" and a["experts"] % a["n_group"]:
-        ap.error(f"--experts {a['experts']}: not a multiple of n_group {a['n_group']}")
+    if a["model_type"] == "deepseek_v3" and (a["experts"] % a["n_group"] or a["experts"] < 2 * a["n_group"]):
+        ap.error(f"--experts {a['experts']}: n_group {a['n_group']} groups of at least 2 experts each are needed")
     if args.hidden:
         if args.hidden % a["heads"] and a["model_type"] != "deepseek_v3":
             ap.error(f"--hidden {args.hidden}: not a multiple of the {a['heads']} attention heads")

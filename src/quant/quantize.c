@@ -391,6 +391,12 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
         hess += 3 * (H * H + mi * mi) + si * si;
         fwd += crow * (2 * H + E + 2 * (size_t)cfg->moe_topk + 1);
     }
+    if (cfg->mla) { /* mla.c's per-chunk scratch: q, k, v (padded), attention out, kv, rope copies, latents */
+        const qd_dsv3_cfg *d = &cfg->dsv3;
+        size_t nh = (size_t)cfg->nheads, QK = (size_t)d->qk_head_dim, R = (size_t)d->qk_rope_head_dim;
+        fwd += crow * (nh * (4 * QK + (size_t)d->qk_nope_head_dim + 2 * (size_t)d->v_head_dim + 2 * R) +
+                       (size_t)d->q_lora_rank + 2 * (size_t)d->kv_lora_rank + R);
+    }
     size_t layer = I * I * 2 + 3 * H * I; /* chol's fp64 copy (U is made in H), W/codes/Wp */
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;
