@@ -152,7 +152,8 @@ static qd_status mlp_stage(moe_run *r, int g, int down) {
         QD_CHECK(capture_pass(c, r->w, r->in, r->out, g, r->on, r->hess, r->h, &mc));
         if (!down && first) {
             QD_CHECK(sum_tokens(c, E));
-            for (size_t e = 0; e < E; e++) {
+            for (size_t j = 0; j < r->n; j++) { /* this rank's experts that take the all-token statistics */
+                size_t e = r->list[j];
                 int k = expert_key(c, e, 0);
                 if (!takes_all(c, e) || k >= c->nh) continue;
                 c->hsrc[k] = KB; /* its gate/up: key KB's Hessian and factorization */
