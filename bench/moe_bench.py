@@ -5,8 +5,8 @@
   python3 bench/moe_bench.py quality --qdist Q --model DIR --calib JSONL --eval TEXT [--out DIR]
   python3 bench/moe_bench.py speed   --qdist Q --model DIR [--out DIR]
 
-quality (a trained Qwen3-MoE model, fixtures/train/train_fixture.py C): qdist GPTQ W4 g128 with
---moe-calibration routed and all, RTN, and GPTQ routed on a copy whose expert --dead-expert of one block
+quality (a trained Qwen3-MoE model, fixtures/train/train_fixture.py C): qdist GPTQ W4 g128 and AWQ W4
+g128 (asymmetric, its default) with --moe-calibration routed and all, RTN, and GPTQ routed on a copy whose expert --dead-expert of one block
 (--dead-block; default the most separable one) is made unreachable (its router row set to -M times a direction that the router's inputs on
 the calibration ids point along (fitted from their mean), so its logit is very negative for every token
 whose input does; the report's routed-token count says how many still reach it); each export and the original scored by `qdist eval` (same windows); llm-compressor GPTQ on the
@@ -172,6 +172,8 @@ def quality(a):
     rows.append(("original (bf16 checkpoint)", "-", base, "-", note))
     runs = [("qdist GPTQ W4 g128", "routed", a.model, ["--method", "gptq", "--moe-calibration", "routed"]),
             ("qdist GPTQ W4 g128", "all", a.model, ["--method", "gptq", "--moe-calibration", "all"]),
+            ("qdist AWQ W4 g128", "routed", a.model, ["--method", "awq", "--moe-calibration", "routed"]),
+            ("qdist AWQ W4 g128", "all", a.model, ["--method", "awq", "--moe-calibration", "all"]),
             ("qdist RTN W4 g128", "-", a.model, ["--method", "rtn"])]
     dead = os.path.join(a.out, "dead-src")
     try:

@@ -31,8 +31,8 @@
 #     moe-quality  the MoE quality table (issue 19 item 5): trains fixtures/train/train_fixture.py C (Qwen3-MoE,
 #               8 experts, top-2, ~27M parameters; PEER3_TRAIN_S=150 s on the GPU, corpus QD_TRAIN_CORPUS_CHARS
 #               default 30 M characters, work folder /tmp/fx-moe; skipped when /tmp/fx-moe/C/model exists), then
-#               bench/moe_bench.py quality: qdist --backend cuda GPTQ W4 g128 --moe-calibration routed and all,
-#               RTN, GPTQ on a copy with one expert made unreachable (its router row -1e4 x a direction the
+#               bench/moe_bench.py quality: qdist --backend cuda GPTQ W4 g128 and AWQ W4 g128, each with
+#               --moe-calibration routed and all, RTN, GPTQ on a copy with one expert made unreachable (its router row -1e4 x a direction the
 #               router's inputs point along; the report's routed-token count and fallback printed), each scored
 #               by `qdist eval` (32 windows of 1024) with the original; llm-compressor GPTQ as a peer row when
 #               its wheels (.whl) install (its failure is a row, not a stop; MOEQ_PEER_TIMEOUT 90 s). The prep of C (and the

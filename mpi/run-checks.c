@@ -111,16 +111,6 @@ static qd_status check_specs(const qd_model_cfg *cfg, const qd_qspec *base, cons
             snprintf(module, sizeof module, "model.layers.%d.%s", layer, lin->module);
             qd_recipe_resolve(recipe, base, module, &s);
             if (s.skip || !lin->quantize) continue;
-            if (s.method == QD_METHOD_AWQ && cfg->mla) {
-                who(recipe, module, w, sizeof w);
-                return qd_fail(QD_ERR_UNSUPPORTED, "quantize: AWQ of DeepSeek-V3 (MLA) blocks is not supported yet%s; "
-                               "use --method gptq or rtn", w);
-            }
-            if (s.method == QD_METHOD_AWQ && lin->expert >= 0) {
-                who(recipe, module, w, sizeof w);
-                return qd_fail(QD_ERR_UNSUPPORTED, "quantize: AWQ of mixture-of-experts blocks is not supported yet%s; "
-                               "use --method gptq or rtn", w);
-            }
             size_t K = (size_t)lin->K;
             if (s.scheme != QD_SCHEME_WNA16) {
                 who(recipe, module, w, sizeof w);

@@ -95,6 +95,7 @@ qd_status qd_attn_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, 
     qd_backend_t be = f->be;
     size_t rows = nseq * f->seq_len, hd = (size_t)cfg->head_dim;
     size_t nh = (size_t)cfg->nheads, nkv = (size_t)cfg->nkv;
+    if (cfg->mla) return qd__mla_attn(f, w, n, out, nseq, capture, user, stop_after, stopped);
     if (nseq > f->max_seqs) return qd_fail(QD_ERR_INTERNAL, "forward: %zu sequences > %zu", nseq, f->max_seqs);
     *stopped = 0;
     QD_CHECK(hook(capture, user, QD_LIN_Q, n, rows, stop_after, stopped));
@@ -156,8 +157,7 @@ qd_status qd_block_forward(qd_fwd *f, const struct qd_block_fwd_args *a) {
     int stopped = 0;
     qd_ref n = QD_REF(f->n, 0), h = QD_REF(f->h, 0), t = QD_REF(f->t, 0);
     QD_CHECK(qd_norm_forward(be, cfg, a->w->ln_in, a->x, n, rows));
-    if (cfg->mla) QD_CHECK(qd__mla_attn(f, a->w, n, t, a->nseq, a->capture, a->user, a->stop_after, &stopped));
-    else QD_CHECK(qd_attn_forward(f, a->w, n, t, a->nseq, a->capture, a->user, a->stop_after, &stopped));
+    QD_CHECK(qd_attn_forward(f, a->w, n, t, a->nseq, a->capture, a->user, a->stop_after, &stopped));
     if (stopped) return QD_OK;
     QD_CHECK(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_ADD, .out = h, .x = a->x, .y = t, .rows = rows,
                                                      .cols = H, .ld = H}));

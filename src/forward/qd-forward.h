@@ -63,7 +63,8 @@ struct qd_block_fwd_args {
 qd_status qd_block_forward(qd_fwd *f, const struct qd_block_fwd_args *a);
 
 /* The pieces AWQ measures its loss on, from an already normalised input n [nseq*seq_len, hidden]:
- * attention module (q/k/v, q/k norm, rope, attention, o_proj) and MLP (gate/up, SwiGLU, down). */
+ * attention module (q/k/v, q/k norm, rope, attention, o_proj; an MLA model's: mla.c) and MLP
+ * (gate/up, SwiGLU, down). */
 qd_status qd_attn_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, size_t nseq,
                           qd_capture_fn capture, void *user, int stop_after, int *stopped);
 qd_status qd_mlp_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, size_t rows,

@@ -55,31 +55,40 @@ qd_status qd__dp_sum(qd_qctx *c, const double *in, size_t nslabs, size_t n, doub
     return st;
 }
 
-qd_status qd__dp_clip_tokens(qd_qctx *c, int g, size_t step, size_t T, qd_buf_t X) {
+qd_status qd__dp_clip_tokens(qd_qctx *c, const qd__awq_in *a, size_t step, size_t T, qd_buf_t X) {
     const qd_collective *cl = c->coll;
-    size_t K = c->gK[g], S = c->o.seq_len;
-    size_t *counts = calloc((size_t)cl->size, sizeof *counts), mine_first = 0, mine = 0;
-    if (!counts) return qd_fail(QD_ERR_NOMEM, "awq: out of memory");
-    for (int r = 0; r < cl->size; r++) { /* the sampled tokens t * step that fall in rank r's rows */
-        size_t first, count;
-        qd_collective_share(c->nseq_total, c->chunk_seqs, r, cl->size, &first, &count);
-        size_t r0 = first * S, r1 = (first + count) * S, t0 = (r0 + step - 1) / step, t1 = (r1 + step - 1) / step;
+    size_t K = a->K, n = (size_t)cl->size;
+    size_t *counts = calloc(n, sizeof *counts), mine_first = 0, mine = 0;
+    double *rows = calloc(n, sizeof *rows), here = (double)a->rows;
+    size_t *ones = calloc(n, sizeof *ones);
+    if (!counts || !rows || !ones) {
+        free(counts), free(rows), free(ones);
+        return qd_fail(QD_ERR_NOMEM, "awq: out of memory");
+    }
+    for (size_t r = 0; r < n; r++) ones[r] = sizeof(double);
+    qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
+    qd_status st = cl->allgatherv(cl, &here, ones, rows); /* every rank's row count: where its rows start */
+    qd_phase_set(c->be, prev);
+    for (size_t r = 0, r0 = 0; st == QD_OK && r < n; r++) { /* the sampled rows t * step in rank r's */
+        size_t r1 = r0 + (size_t)rows[r], t0 = (r0 + step - 1) / step, t1 = (r1 + step - 1) / step;
         if (t1 > T) t1 = T;
         if (t0 > t1) t0 = t1;
         counts[r] = (t1 - t0) * K * sizeof(float);
-        if (r == cl->rank) mine_first = t0 * step - r0, mine = t1 - t0;
+        if ((int)r == cl->rank) mine_first = t0 * step - r0, mine = t1 - t0;
+        r0 = r1;
     }
+    free(rows), free(ones);
     float *h = malloc(mine * K * sizeof *h + 1), *all = malloc(T * K * sizeof *all + 1);
     qd_buf_t loc = NULL;
-    qd_status st = h && all ? QD_OK : qd_fail(QD_ERR_NOMEM, "awq: out of memory for %zu clip tokens", T);
+    if (st == QD_OK && (!h || !all)) st = qd_fail(QD_ERR_NOMEM, "awq: out of memory for %zu clip tokens", T);
     if (st == QD_OK && mine) {
         st = qd_buf_alloc(c->be, mine * K, &loc);
         if (st == QD_OK)
-            st = qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(loc, 0), .src = QD_REF(c->cache[g], mine_first * K),
+            st = qd_be_copy(c->be, &(struct qd_copy_args){.dst = QD_REF(loc, 0), .src = QD_REF(a->buf, mine_first * K),
                                                           .rows = mine, .cols = K, .ldd = K, .lds = step * K});
         if (st == QD_OK) st = qd_be_download(c->be, &(struct qd_download_args){.src = QD_REF(loc, 0), .dst = h, .n = mine * K});
     }
-    qd_phase prev = qd_phase_set(c->be, QD_PH_REDUCE);
+    prev = qd_phase_set(c->be, QD_PH_REDUCE);
     if (st == QD_OK) st = cl->allgatherv(cl, h, counts, all);
     qd_phase_set(c->be, prev);
     if (st == QD_OK)

@@ -14,13 +14,14 @@
 
 void qd_qctx_free(qd_qctx *c) {
     if (!c) return;
-    for (int g = 0; g < 4; g++) qd_buf_free(c->cache[g]);
     for (int k = 0; k < c->nh; k++) {
+        if (c->ain) qd_buf_free(c->ain[k].buf), free(c->ain[k].off);
         if (c->H) qd_buf_free(c->H[k]);
         if (c->Hacc) qd_buf_free(c->Hacc[k]);
         if (c->slabs) free(c->slabs[k]);
     }
-    free(c->H), free(c->Hacc), free(c->gK), free(c->reduced), free(c->hsrc), free(c->slabs), free(c->nslabs);
+    free(c->ain), free(c->H), free(c->Hacc), free(c->gK), free(c->reduced), free(c->hsrc), free(c->slabs);
+    free(c->nslabs);
     free(c->expert_tokens), free(c->expert_all);
     qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
     qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);

@@ -22,7 +22,7 @@ struct qd_qctx {
     size_t *expert_tokens;     /* [experts] MoE: tokens routed to each expert (this block) */
     unsigned char *expert_all; /* [experts] MoE: Hessians from every token (--moe-calibration all or fallback) */
     qd_buf_t Hc;          /* a copy for groups of several Linears */
-    qd_buf_t cache[4];    /* AWQ: every calibration input of each group [rows, gK] */
+    struct qd__awq_in *ain;     /* [nh] AWQ: every calibration input of each key (awq-cache.c), or NULL */
     qd_buf_t fp_out, trial_out; /* AWQ: loss-module outputs [rows, hidden] */
     qd_buf_t att, hres, act;    /* GPTQ resident forward: o / post-attention residual / down inputs, all rows */
     qd_buf_t xn, y;             /* per-chunk scratch [chunk rows, max(hidden, heads*head_dim)] */
@@ -35,6 +35,16 @@ struct qd_qctx {
     size_t *nslabs;
 };
 
+/* AWQ's kept inputs of one Hessian key: this rank's rows, slab (chunk) i's at off[i] .. off[i + 1]
+ * (a routed expert's slabs hold the tokens of that chunk routed to it, possibly none) */
+typedef struct qd__awq_in {
+    qd_buf_t buf;   /* [rows, K] */
+    size_t K, rows;
+    size_t *off;    /* [local slabs + 1] */
+    size_t total;   /* rows over every rank */
+    int alias;      /* >= 0: this key reads that key's cache (an all-token expert's gate/up) */
+} qd__awq_in;
+
 /* Data-parallel GPTQ (gptq-dp.c). hess_slab: exact numerics, one slab's (chunk's) Hessian alpha X^T X
  * from zero, kept until qd__hess_total, which folds every slab in slab order (the same bits for every
  * rank count). gptq_apply: qd_gptq_apply on this rank's share of the output rows, the
@@ -42,12 +52,12 @@ struct qd_qctx {
 /* Data-parallel AWQ (awq-dp.c). local_slabs: this rank's chunks. exact: coll and exact numerics (sums
  * per slab). sum: in [nslabs][n] this rank's per-slab sums; exact - folded with every rank's in slab
  * order into out[n]; else folded in fp64 here and all-reduced into out (coll NULL: this rank's fold).
- * clip_tokens: AWQ's sampled tokens t * step (t < T, global rows) of group g's inputs, gathered from
- * every rank into X [T, K]. */
+ * clip_tokens: AWQ's sampled rows t * step (t < T, rows numbered over the ranks in rank order) of
+ * the kept inputs a, gathered from every rank into X [T, K]. */
 size_t qd__dp_local_slabs(const qd_qctx *c);
 int qd__dp_exact(const qd_qctx *c);
 qd_status qd__dp_sum(qd_qctx *c, const double *in, size_t nslabs, size_t n, double *out);
-qd_status qd__dp_clip_tokens(qd_qctx *c, int g, size_t step, size_t T, qd_buf_t X);
+qd_status qd__dp_clip_tokens(qd_qctx *c, const qd__awq_in *a, size_t step, size_t T, qd_buf_t X);
 
 qd_status qd__dp_hess_slab(qd_qctx *c, int g, qd_ref x, size_t rows, float alpha);
 /* group g's Hessian complete in c->H[g]: exact numerics with ranks, the slabs folded (as above); fast

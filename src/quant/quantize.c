@@ -308,12 +308,6 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
     }
     if (any_awq) {
-        if (c->cfg->mla)
-            return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ of DeepSeek-V3 (MLA) blocks is not supported yet; use "
-                           "--method gptq or rtn", w->index);
-        if (qd_block_is_moe(w))
-            return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ of mixture-of-experts blocks is not supported yet; use "
-                           "--method gptq or rtn", w->index);
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
         return qd__awq_block(c, w, inputs, outputs, results);
     }
@@ -401,5 +395,10 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;
     if (o->base.method == QD_METHOD_AWQ) awq = rows * (2 * H + qo + I) + 2 * rows * H + 3 * H * I;
+    if (o->base.method == QD_METHOD_AWQ && cfg->moe_experts > 0) { /* the experts' kept inputs, their gate/up copies */
+        size_t E = (size_t)cfg->moe_experts, mi = (size_t)cfg->moe_inter, si = (size_t)cfg->moe_shared_inter;
+        size_t routed = o->moe_all ? E * rows : rows * (size_t)cfg->moe_topk;
+        awq += routed * (H + mi) + rows * si + 2 * (E * mi + si) * H;
+    }
     return 4 * (weights + hess + fwd + layer + scratch + awq);
 }

@@ -10,7 +10,10 @@ Tiny random checkpoints are built here with transformers (the stories260K tokeni
   stay in full precision and the router is in the export's "ignore";
 - the multi-token prediction block (model.layers.<num_hidden_layers>.*) is copied through untouched;
 - an FP8 source (block-128 e4m3 Linears, as DeepSeek-V3 ships) quantizes end to end, its FP8 multi-token
-  prediction block exported in bf16 (equal to the Python dequantization) without its scales.
+  prediction block exported in bf16 (equal to the Python dequantization) without its scales;
+- AWQ (input_layernorm -> q_a/q_proj + kv_a, q_a_layernorm -> q_b, kv_a_layernorm -> kv_b, the MoE
+  mappings): its scales alone (QD_AWQ_SMOOTH_ONLY) leave the logits unchanged, the router carrying the
+  norm's scales and the rescaled sub-norms written; its exports load like GPTQ's.
 """
 import json
 import os
@@ -127,14 +130,16 @@ def test_forward_matches_transformers(variant, tmp_path):
     assert err <= 1e-5
 
 
-@pytest.mark.parametrize("method", ["gptq", "rtn"])
+@pytest.mark.parametrize("method", ["gptq", "rtn", "awq"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_quantize_export_loads_in_transformers(variant, method, tmp_path):
     src = build(variant, tmp_path / "src")
     mtp = add_mtp_block(src)
     fake, ct = tmp_path / "fake", tmp_path / "ct"
+    # AWQ symmetric: transformers' loader of fused experts refuses compressed-tensors zero points
     qdist("quantize", "--model", src, "--output", fake, "--calib", calib(tmp_path), "--nsamples", 8, "--seqlen", 64,
-          "--method", method, "--bits", 4, "--group-size", 32, "--format", "fake", "--quiet")
+          "--method", method, "--bits", 4, "--group-size", 32, "--format", "fake", "--quiet",
+          *(["--sym"] if method == "awq" else []))
     qdist("export", "--input", fake, "--output", ct, "--format", "compressed-tensors")
     qc = json.loads((ct / "config.json").read_text())["quantization_config"]
     for b in (1, 2):
@@ -150,15 +155,16 @@ def test_quantize_export_loads_in_transformers(variant, method, tmp_path):
     assert "model.layers.0.mlp.down_proj" in mods and "model.layers.0.mlp.gate" not in qc["ignore"]
     experts = {k: v for k, v in mods.items() if ".experts." in k and "shared" not in k}
     assert len(experts) == 2 * 8 * 3
-    if method == "gptq":  # every token reaches top_k = 2 experts
+    if method != "rtn":  # every token reaches top_k = 2 experts
         for b in (1, 2):
             counts = {v["expert"]: v["expert_tokens"] for k, v in experts.items() if k.startswith(f"model.layers.{b}.")}
             assert sum(counts.values()) == 8 * 64 * 2
-    # the router, its bias and the MTP block are the source's bytes
+    # the router (AWQ: with the norm's scales folded in), its bias and the MTP block are the source's bytes
     srcd, outd = load_file(str(src / "model.safetensors")), {}
     for f in ct.glob("*.safetensors"):
         outd.update(load_file(str(f)))
-    for name in ("model.layers.1.mlp.gate.weight", "model.layers.2.mlp.gate.e_score_correction_bias", *mtp):
+    kept = ("model.layers.2.mlp.gate.e_score_correction_bias", *mtp)
+    for name in kept + (("model.layers.1.mlp.gate.weight",) if method != "awq" else ()):
         assert np.array_equal(outd[name], srcd[name]), name
     ref = hf_logits(fake, IDS)
     got = hf_logits(ct, IDS)
@@ -169,7 +175,7 @@ def test_quantize_export_loads_in_transformers(variant, method, tmp_path):
     assert rel(got, hf_logits(src, IDS)) > 1e-4  # the 4-bit weights were loaded, not the source's
     ids, ours = qdist_logits(ct, tmp_path, "dump")
     assert rel(ours, hf_logits(ct, list(ids))[:-1]) <= 1e-5
-    if method == "gptq":
+    if method != "rtn":
         gq = tmp_path / "gptq"
         qdist("export", "--input", fake, "--output", gq, "--format", "gptq")
         qc = json.loads((gq / "config.json").read_text())["quantization_config"]
@@ -179,13 +185,34 @@ def test_quantize_export_loads_in_transformers(variant, method, tmp_path):
         assert rel(from_gptq, from_fake) <= 1e-6
 
 
-def test_awq_refused_for_mla(tmp_path):
-    src = build("q_lora", tmp_path / "src")
-    r = qdist("quantize", "--model", src, "--output", tmp_path / "o", "--calib", calib(tmp_path), "--nsamples", 2,
-              "--seqlen", 32, "--method", "awq", "--group-size", 32, "--format", "fake", ok=False)
-    lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
-    assert r.returncode != 0 and len(lines) == 1 and "AWQ of DeepSeek-V3 (MLA) blocks" in lines[0], r.stderr
-    assert not (tmp_path / "o").exists()
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_awq_scales_alone_keep_the_function(variant, tmp_path):
+    """AWQ's scales with nothing quantized (QD_AWQ_SMOOTH_ONLY): every norm AWQ scales (the MLA sub-norms
+    q_a_layernorm and kv_a_layernorm too) is written rescaled, the router's columns carry the
+    post-attention norm's scales (its bias untouched), and transformers computes the source's logits"""
+    src = build(variant, tmp_path / "src")
+    out = tmp_path / "smooth"
+    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--calib", str(calib(tmp_path)),
+                        "--nsamples", "8", "--seqlen", "64", "--method", "awq", "--group-size", "32", "--format",
+                        "fake", "--quiet"], env=dict(os.environ, QD_AWQ_SMOOTH_ONLY="1"), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    a, b = load_file(str(src / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    norms = ["input_layernorm", "post_attention_layernorm", "self_attn.kv_a_layernorm"] + (
+        ["self_attn.q_a_layernorm"] if VARIANTS[variant] else [])
+    for blk in range(3):
+        for n in norms:
+            k = f"model.layers.{blk}.{n}.weight"
+            assert not np.array_equal(a[k], b[k]), k
+    ln = "model.layers.1.post_attention_layernorm.weight"
+    s = a[ln].astype(np.float64) / b[ln].astype(np.float64)
+    g = "model.layers.1.mlp.gate.weight"
+    assert np.allclose(b[g].astype(np.float64), a[g].astype(np.float64) * s[None, :], rtol=1e-5, atol=1e-7)
+    bias = "model.layers.1.mlp.gate.e_score_correction_bias"
+    assert np.array_equal(a[bias], b[bias])
+    err = rel(hf_logits(out, IDS), hf_logits(src, IDS))
+    print(variant, "smoothed vs source", err)
+    assert err <= 1e-5
 
 
 FP8_MAX = 448.0
