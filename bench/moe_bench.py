@@ -13,10 +13,12 @@ whose input does; the report's routed-token count says how many still reach it);
 same ids as a peer row (bench/peer/peer_bench.py --peer-job, its own process; failures become rows).
 The dead expert's report entries (routed tokens, fallback) are printed under the table.
 
-speed (a synthetic Mixtral-8x7B block, bench/gen_synthetic.py --arch mixtral-8x7b --blocks 1): qdist
-GPTQ W4 g128 compressed-tensors with --moe-calibration all and routed, wall time and the report's phases
-(bench/e2e_phases.py), then llm-compressor GPTQ (oneshot, moe_calibrate_all_experts=True, its
-default) on the same ids; the ratio of the walls.
+speed (a synthetic Mixtral-8x7B block, bench/gen_synthetic.py --arch mixtral-8x7b --blocks 1, or a
+DeepSeek-V3 one, --arch deepseek-v3): qdist GPTQ W4 g128 compressed-tensors with --moe-calibration all
+and routed, wall time and the report's phases (bench/e2e_phases.py), then llm-compressor GPTQ (oneshot,
+moe_calibrate_all_experts=True, its default) on the same ids (--no-peer: none); the ratio of the walls.
+--project-blocks N adds the full model's projection on 1 and 8 GPUs from each run's report
+(bench/moe_project.py); --drop-outputs deletes each export (keeping its report) before the next run.
 
 Exit status 1 when a qdist row failed (a peer failure is only reported).
 """
@@ -251,7 +253,15 @@ def speed(a):
         rc, wall = quantize(a, a.model, out, ["--method", "gptq", "--moe-calibration", cal], a.quant_timeout,
                             fmt="compressed-tensors")
         failed |= rc != 0
-        rows.append((f"qdist GPTQ ({cal})", rc, wall, out))
+        rep = os.path.join(out, "qdist_report.json")
+        if a.drop_outputs:  # the disk holds one export at a time: its report is kept beside it
+            kept = os.path.join(a.out, f"qdist-{cal}-report.json")
+            if os.path.exists(rep):
+                shutil.copy(rep, kept)
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(out + ".qdist-staging", ignore_errors=True)
+            rep = kept
+        rows.append((f"qdist GPTQ ({cal})", rc, wall, rep))
     peer = None
     if not a.no_peer:
         out = os.path.join(a.out, "llmc-gptq")
@@ -266,7 +276,7 @@ def speed(a):
     print(f"\nMoE speed: {a.model}, {a.nsamples} x {a.seqlen} calibration ids, GPTQ W4 g128, "
           f"{time.strftime('%Y-%m-%d')}")
     subprocess.run([sys.executable, os.path.join(HERE, "e2e_phases.py")] +
-                   [f"{lab}={os.path.join(o, 'qdist_report.json')}" for lab, rc, _, o in rows if rc == 0])
+                   [f"{lab}={rep}" for lab, rc, _, rep in rows if rc == 0])
     print("\n| run | rc | wall s | llm-compressor load / oneshot / save s | peer wall / this wall | note |")
     print("|---|---|---|---|---|---|")
     for lab, rc, wall, _ in rows:
@@ -278,6 +288,11 @@ def speed(a):
         rc, wall, note, t = peer
         phases = " / ".join(f"{t[k]:.1f}" for k in ("load_s", "quantize_s", "save_s")) if t else "-"
         print(f"| llm-compressor GPTQ (moe_calibrate_all_experts=True) | {rc} | {wall:.1f} | {phases} | {'1.00x' if rc == 0 else '-'} | {note} |")
+    for lab, rc, _, rep in rows:
+        if a.project_blocks and rc == 0:
+            sys.stdout.flush()
+            subprocess.run([sys.executable, os.path.join(HERE, "moe_project.py"), "--report", rep, "--model", a.model,
+                            "--label", lab, "--blocks", str(a.project_blocks)])
     return 1 if failed else 0
 
 
@@ -302,6 +317,8 @@ def main():
     ap.add_argument("--dead-scale", type=float, default=1e4)
     ap.add_argument("--moe-calibrations", default="all,routed", help="speed: qdist runs, in order")
     ap.add_argument("--quant-timeout", type=int, default=120)
+    ap.add_argument("--project-blocks", type=int, default=0, help="speed: project N MoE blocks (moe_project.py)")
+    ap.add_argument("--drop-outputs", action="store_true", help="speed: delete each export after its run")
     ap.add_argument("--eval-timeout", type=int, default=60)
     ap.add_argument("--peer-timeout", type=int, default=180)
     a = ap.parse_args()

@@ -43,6 +43,19 @@
 #               default) on the same ids, MOES_PEER_TIMEOUT (150) s; a timed-out peer gives a lower bound ">= Nx"; prints peer wall / qdist wall
 #               Both MoE stages print markdown to $OUT/moe-quality.md and $OUT/moe-speed.md; their rc lines
 #               say "moe-... rc=1" when a qdist row failed.
+#     dsv3-speed   issue 19 item 6: one DeepSeek-V3-shaped MoE block (gen_synthetic.py --arch deepseek-v3 --blocks 1:
+#               an FP8 source, e4m3 + 128x128 weight_scale_inv, hidden 7168, MLA, 256 routed experts of 2048, top-8,
+#               n_group 8 / topk_group 4, one shared expert; ~15 GB on disk with the embedding and lm_head), 128 x 2048
+#               ids; qdist GPTQ W4 g128 compressed-tensors with --moe-calibration DSV3_CALS (default "all,routed";
+#               "all" alone halves the stage), wall + phases, then the 58 MoE blocks of DeepSeek-V3 projected on 1
+#               and 8 GPUs (bench/moe_project.py, its cost model in its header); no peer row. The block is generated
+#               in the background before the build into /tmp/synth-deepseek-v3-1 (kept between calls; remade when
+#               DSV3_GEN_ARGS change); the stage is skipped, saying so, with less than DSV3_MIN_FREE_GB (45) free
+#               on /tmp (source + staging + one export at a time: each export is deleted after its run, its report
+#               kept in $OUT). DSV3_GEN_ARGS: more gen_synthetic.py flags (a smoke test: "--hidden 512 --inter 256
+#               --experts 16 --heads 4 --q-lora 128 --kv-lora 128 --vocab 8192 --nsamples 8 --seqlen 128" with
+#               DSV3_ARGS="--nsamples 8 --seqlen 128"); DSV3_QUANT_TIMEOUT (420 s) per qdist run; DSV3_ARGS: more
+#               moe_bench.py flags (e.g. "--backend cpu"). Prints markdown to $OUT/dsv3-speed.md.
 # Missing build dependencies (cJSON, OpenBLAS, LAPACKE) are unpacked from .deb/*.deb when the system lacks
 # them; CMake is tried first, a direct nvcc/gcc build of the few libraries the benchmarks need second.
 # Logs go to $OUT (or ./bench-out) and a summary table is printed last.
@@ -105,6 +118,22 @@ case " $STAGES " in *" moe-speed "*)
     ( timeout 300 python3 bench/gen_synthetic.py --arch mixtral-8x7b --blocks 1 /tmp/synth-mixtral-8x7b-1 \
       >"$OUT/gen-mixtral.log" 2>&1; echo $? >/tmp/synth-mixtral.rc ) &
     moe_gen_pid=$!
+  fi;;
+esac
+
+case " $STAGES " in *" dsv3-speed "*)
+  dsv3=/tmp/synth-deepseek-v3-1
+  if [ ! -f $dsv3/config.json ] || [ "$(cat $dsv3/gen-args.txt 2>/dev/null)" != "${DSV3_GEN_ARGS:-}" ]; then
+    rm -rf $dsv3   # a partial or differently shaped block
+    free_gb=$(df -BG --output=avail /tmp 2>/dev/null | tail -1 | tr -dc 0-9)
+    if [ "${free_gb:-0}" -lt "${DSV3_MIN_FREE_GB:-45}" ]; then
+      dsv3_skip="only ${free_gb:-?} GB free on /tmp, ${DSV3_MIN_FREE_GB:-45} needed"; log "dsv3-speed: $dsv3_skip"
+    else
+      log "dsv3-speed: generating one DeepSeek-V3 block in the background ${DSV3_GEN_ARGS:-}"
+      ( timeout 900 python3 bench/gen_synthetic.py --arch deepseek-v3 --blocks 1 ${DSV3_GEN_ARGS:-} $dsv3 \
+        >"$OUT/gen-dsv3.log" 2>&1 && printf '%s' "${DSV3_GEN_ARGS:-}" >$dsv3/gen-args.txt; echo $? >/tmp/synth-dsv3.rc ) &
+      dsv3_gen_pid=$!
+    fi
   fi;;
 esac
 
@@ -267,6 +296,26 @@ for s in $STAGES; do
     for r in /tmp/moe-s/qdist-*/qdist_report.json; do cp $r "$OUT/moe-s-$(basename $(dirname $r))-report.json"; done 2>/dev/null
     cp /tmp/moe-s/llmc-gptq.log "$OUT/moe-s-llmc.log" 2>/dev/null
     rm -rf /tmp/moe-s/qdist-*;;
+  dsv3-speed)
+    [ -n "${dsv3_skip:-}" ] && { log "dsv3-speed: skipped: $dsv3_skip"; echo "dsv3-speed rc=skipped"; continue; }
+    moe_setup || continue
+    m=/tmp/synth-deepseek-v3-1
+    if [ -n "${dsv3_gen_pid:-}" ]; then
+      wait $dsv3_gen_pid
+      [ "$(cat /tmp/synth-dsv3.rc 2>/dev/null)" = 0 ] && [ -f $m/config.json ] ||
+        { log "dsv3-speed: gen_synthetic FAILED"; tail -5 "$OUT/gen-dsv3.log"; echo "dsv3-speed rc=gen"; continue; }
+    fi
+    tail -1 "$OUT/gen-dsv3.log" 2>/dev/null
+    cals=${DSV3_CALS:-all,routed}; n=$(echo $cals | tr ',' '\n' | wc -l)
+    log "dsv3-speed: qdist GPTQ W4 g128 ($cals), one DeepSeek-V3 block, 58 blocks projected"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout $(( n * ${DSV3_QUANT_TIMEOUT:-420} + 120 )) \
+      python3 bench/moe_bench.py speed --qdist /tmp/qdist-wrap --model $m --calib $m/calib.jsonl --moe-calibrations $cals \
+      --quant-timeout ${DSV3_QUANT_TIMEOUT:-420} --no-peer --project-blocks 58 --drop-outputs --out /tmp/dsv3-s \
+      ${DSV3_ARGS:-} 2>"$OUT/dsv3-speed.err" | tee "$OUT/dsv3-speed.md"
+    echo "dsv3-speed rc=${PIPESTATUS[0]}"; grep "^== " "$OUT/dsv3-speed.err" | tail -4
+    for f in /tmp/dsv3-s/qdist-*-report.json; do cp $f "$OUT/dsv3-$(basename $f)"; done 2>/dev/null
+    for f in /tmp/dsv3-s/qdist-*.log; do grep -v "gptq w4" $f | tail -30 >"$OUT/dsv3-$(basename $f)"; done 2>/dev/null
+    rm -rf /tmp/dsv3-s/qdist-*;;
   dp1gpu)
     # data-parallel ranks sharing the one GPU through the MPI collectives (bench/dp_1gpu.py, issue 18 item 6b)
     cmake --build $B -j$J --target qdist mpi-test-collective-nccl >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }

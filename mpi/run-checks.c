@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "qd-check.h"
 #include "qd-export.h"
 #include "qd-fs.h"
+#include "qd-param.h"
 #include "qd-paths.h"
 #include "qd-st-writer.h"
 
@@ -214,7 +216,25 @@ qd_status qd_run_check_space(const qd_run_opts *o, const qd_model *m, const char
 
 /* The memory budget (--gpu-mem, else most of the device's free memory; host backends without the
  * flag keep the driver's 6 GiB rule) decides what stays resident: GPTQ's one-forward resident path is
- * taken when its caches fit beside the activations and the driver's working set. */
+ * taken when its caches fit beside the activations and the driver's working set. MoE models: the expert
+ * Hessians held at once (q->moe_hess_bytes) are QD_MOE_HESS_MIB, else 90% of what the budget leaves
+ * beside the activations and the working set, else (host backends without --gpu-mem) 16 GiB. */
+#define QD_MOE_HESS_HOST_BYTES (16ull << 30)
+
+static qd_status plan_moe(qd_run *k, qd_quantize_opts *q, double room) {
+    int mib = 0;
+    QD_CHECK(qd_param_posint(QD_PARAM_MOE_HESS_MIB, INT_MAX, &mib));
+    if (mib) q->moe_hess_bytes = (size_t)mib << 20;
+    else if (k->t.mem_budget > 0) q->moe_hess_bytes = room * 0.9 >= 1 ? (size_t)(room * 0.9) : 1;
+    else q->moe_hess_bytes = QD_MOE_HESS_HOST_BYTES;
+    size_t all = qd_quantize_moe_hess_bytes(k->cfg);
+    if (q->nseq && q->base.method == QD_METHOD_GPTQ && qd_mpi_rank() == 0)
+        qd_info("quantize: expert Hessians %.1f GB for every expert at once; %.1f GB at a time (%s)%s", all / 1e9,
+                q->moe_hess_bytes / 1e9, mib ? "QD_MOE_HESS_MIB" : k->t.mem_budget > 0 ? "memory budget" : "host default",
+                q->moe_hess_bytes >= all ? "" : ": experts solved in batches");
+    return QD_OK;
+}
+
 qd_status qd_run_plan_memory(qd_run *k, qd_quantize_opts *q) {
     const qd_run_opts *o = k->o;
     struct qd_mem_info mi;
@@ -232,6 +252,7 @@ qd_status qd_run_plan_memory(qd_run *k, qd_quantize_opts *q) {
         double room = budget - (double)act - (double)work;
         q->resident_max_bytes = room >= 1 ? (size_t)room : 1; /* 1: never resident (0 would mean the default) */
     }
+    if (k->cfg->moe_experts > 0) QD_CHECK(plan_moe(k, q, budget - (double)act - (double)work));
     size_t limit = q->resident_max_bytes ? q->resident_max_bytes : (6ull << 30);
     k->t.resident_path = q->base.method == QD_METHOD_GPTQ && q->true_sequential && resident <= limit;
     if (rows && q->base.method == QD_METHOD_GPTQ && qd_mpi_rank() == 0)

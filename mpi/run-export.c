@@ -5,6 +5,7 @@
 #include "run-internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "qd-check.h"
 #include "qd-export.h"
@@ -29,6 +30,7 @@ qd_status qd_run_export(const qd_run_opts *o, const qd_model *m, const char *sta
     QD_CHECK(qd_export_format_parse(o->format, &eo.format));
     qd_qrun run;
     qd_run_qrun(o, &run);
+    memcpy(run.fp8_block, qd_model_cfg_of(m)->fp8_block, sizeof run.fp8_block);
     qd_qsource src;
     QD_CHECK(qd_qsource_open_stage(staging, qd_model_ckpt(m), qd_model_cfg_of(m)->nlayers, meta, &run, &src));
     qd_status st = eo.format == QD_EXPORT_FAKE ? qd_export_fake(&eo, &src, qd_model_ckpt(m)) : qd_export_run(&eo, &src);

@@ -38,7 +38,9 @@ static qd_status plan_heads(const qd_run *k, qd_qlinear **heads_out, int **nonse
             size_t G;
             st = qd_qspec_groups(&s, h->name, (size_t)K, &G);
             h->N = (int)N, h->K = (int)K, h->G = (int)G;
-            h->bits = s.bits, h->group_size = s.group_size, h->sym = s.sym, h->scheme = s.scheme;
+            h->bits = s.bits, h->sym = s.sym, h->scheme = s.scheme;
+            /* as qd_qresult_alloc records it: one group (K == group size) is -1, an FP8 block stays a block */
+            h->group_size = G == 1 && s.scheme != QD_SCHEME_FP8_BLOCK ? -1 : s.group_size;
             nonseq[n] = s.method == QD_METHOD_GPTQ && s.act_order && !s.static_groups && G > 1;
             n++;
         }
@@ -71,6 +73,7 @@ qd_status qd_run_stream_begin(qd_run *k, const char *staging) {
     QD_CHECK(qd_run_prepare_meta(o->model_dir, meta)); /* config.json and the files the export copies */
     qd_qrun run;
     qd_run_qrun(o, &run);
+    memcpy(run.fp8_block, k->cfg->fp8_block, sizeof run.fp8_block);
     qd_qlinear *heads;
     int *nonseq;
     size_t n;

@@ -38,6 +38,7 @@ static void quantized_prefix(const qd_qsource *src, const char *name, char prefi
 
 typedef struct {
     const qd_qsource *src;
+    const qd_checkpoint *ck;
     qd_qrun run;
     size_t nplain, plain_at; /* plain_at: where the last name lookup ended (the order is mostly shared) */
     qd_stw *stw;
@@ -113,8 +114,9 @@ done:
     return st;
 }
 
-/* 1 for an FP8 source's scale of a Linear the source quantized (replaced, as its weight is) */
-static int replaced_scale(const qd_qsource *src, const char *name) {
+/* 1 for an FP8 source's scale of a Linear the source quantized (replaced, as its weight is) or of an FP8
+ * weight it gives in bf16 (the multi-token prediction block's) */
+static int replaced_scale(const qd_qsource *src, const qd_checkpoint *ck, const char *name) {
     static const char *const sfx[] = {".weight_scale_inv", ".weight_scale", ".input_scale"};
     size_t len = strlen(name);
     for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
@@ -122,14 +124,17 @@ static int replaced_scale(const qd_qsource *src, const char *name) {
         if (len <= sl || len - sl >= QD_QNAME_MAX || strcmp(name + len - sl, sfx[i]) != 0) continue;
         char prefix[QD_QNAME_MAX];
         snprintf(prefix, sizeof prefix, "%.*s", (int)(len - sl), name);
-        return src->iface->find_layer(src->ctx, prefix) >= 0;
+        char wname[QD_QNAME_MAX + 8];
+        snprintf(wname, sizeof wname, "%s.weight", prefix);
+        const qd_st_tensor *w = qd_ckpt_find(ck, wname);
+        return src->iface->find_layer(src->ctx, prefix) >= 0 || (w && w->dtype == QD_DT_F8_E4M3);
     }
     return 0;
 }
 
 static qd_status write_tensor(fake_writer *f, const char *name) {
     char prefix[QD_QNAME_MAX];
-    if (replaced_scale(f->src, name)) return QD_OK;
+    if (replaced_scale(f->src, f->ck, name)) return QD_OK;
     quantized_prefix(f->src, name, prefix);
     return prefix[0] ? write_quantized(f, name, prefix) : write_plain(f, name);
 }
@@ -142,7 +147,7 @@ static qd_status output_bytes(const qd_qsource *src, const qd_checkpoint *ck, ui
         char prefix[QD_QNAME_MAX];
         quantized_prefix(src, t->name, prefix);
         if (!prefix[0]) {
-            *out += t->nbytes;
+            *out += t->dtype == QD_DT_F8_E4M3 ? 2 * t->nbytes : t->nbytes; /* an FP8 one is given in bf16 */
             continue;
         }
         qd_qlinear l = {0};
@@ -160,7 +165,7 @@ qd_status qd_export_fake(const qd_export_opts *o, const qd_qsource *src, const q
     qd_outdir_clean_stale(o->out_dir);
     const char *meta = src->iface->meta_dir(src->ctx);
     QD_CHECK(qd_meta_files_copy(meta, NULL, NULL)); /* a file that will be refused: before any work */
-    fake_writer f = {.src = src, .nplain = src->iface->n_plain(src->ctx)};
+    fake_writer f = {.src = src, .ck = ck, .nplain = src->iface->n_plain(src->ctx)};
     src->iface->run(src->ctx, &f.run);
     int nblocks = 0;
     for (size_t i = 0; i < ck->ntensors; i++)

@@ -32,6 +32,10 @@ typedef struct qd_qrun {
      * dequantising, so what it writes equals the fake weights. 0 = scales used as they are. */
     int scales_rounded;
     qd_dtype scale_dtype;
+    /* An FP8 source's weight_block_size ({0, 0}: one scale per tensor or row): the staging source
+     * dequantizes the FP8 weights of blocks after the decoder (DeepSeek-V3's multi-token prediction
+     * block, which is not quantized) to bf16 with it and drops their scales. */
+    int fp8_block[2];
 } qd_qrun;
 
 typedef struct qd_plain_info {

@@ -3,8 +3,10 @@
 #include "qd-qformat-fp8.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "qd-check.h"
 #include "qd-dtype.h"
@@ -93,6 +95,49 @@ qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const
     return scale_of(ck, prefix, block, *N, *K, &s);
 }
 
+/* rows [r0, r1) of one FP8 Linear's dequantization, W = lut[code] x scale (the scale of each 128-column
+ * block taken once); bad receives the first NaN code's index in the range, or -1 */
+typedef struct {
+    const uint8_t *codes;
+    const float *scale, *lut;
+    float *out;
+    int64_t K, r0, r1, bad, bn, bk, ns;
+    int blocked;
+} deq_job;
+
+static void *deq_rows(void *arg) {
+    deq_job *j = arg;
+    int64_t K = j->K, cols = j->blocked ? cdiv(K, j->bk) : 1;
+    j->bad = -1;
+    for (int64_t n = j->r0; n < j->r1; n++) {
+        const float *srow = j->blocked ? j->scale + (n / j->bn) * cols : j->scale + (j->ns == 1 ? 0 : n);
+        const uint8_t *c = j->codes + n * K;
+        float *o = j->out + n * K;
+        unsigned nan = 0;
+        for (int64_t cb = 0; cb < cols; cb++) {
+            int64_t k0 = j->blocked ? cb * j->bk : 0, k1 = j->blocked && k0 + j->bk < K ? k0 + j->bk : K;
+            float sc = srow[j->blocked ? cb : 0];
+            for (int64_t k = k0; k < k1; k++) {
+                nan |= (c[k] & 0x7f) == 0x7f;
+                o[k] = j->lut[c[k]] * sc;
+            }
+        }
+        if (nan) {
+            for (int64_t k = 0; k < K && j->bad < 0; k++)
+                if ((c[k] & 0x7f) == 0x7f) j->bad = n * K + k;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* threads for n elements: one below 4 Mi, else up to the CPUs (at most 16) */
+static int deq_threads(int64_t n) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int t = n < (4 << 20) ? 1 : cpus > 16 ? 16 : cpus > 0 ? (int)cpus : 1;
+    return t;
+}
+
 qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w,
                              int64_t *pN, int64_t *pK) {
     *w = NULL;
@@ -102,27 +147,35 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
     QD_CHECK(scale_of(ck, prefix, block, N, K, &s));
     const qd_st_tensor *tw = find(ck, prefix, ".weight");
     int blocked = block && block[0] > 0 && block[1] > 0;
-    uint8_t *codes = malloc((size_t)(N * K) + 1);
+    const uint8_t *mapped = qd_ckpt_data(ck, tw); /* the codes where the checkpoint is mapped, else a copy */
+    uint8_t *codes = mapped ? NULL : malloc((size_t)(N * K) + 1);
     float *scale = NULL, *out = malloc(sizeof *out * (size_t)(N * K) + 1);
     qd_status st = QD_OK;
-    if (!codes || !out) st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 Linear '%s'", ck->dir, prefix);
+    if ((!mapped && !codes) || !out)
+        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 Linear '%s'", ck->dir, prefix);
     if (st == QD_OK) st = scale_values(ck, s, &scale);
-    if (st == QD_OK) st = qd_ckpt_read_raw(ck, tw, codes);
-    size_t ns = (size_t)s->numel;
+    if (st == QD_OK && !mapped) st = qd_ckpt_read_raw(ck, tw, codes);
     float lut[256]; /* the decode of every code: one load per element instead of a decode */
     for (int c = 0; c < 256; c++) lut[c] = qd_e4m3_to_f32((uint8_t)c);
-    for (int64_t n = 0; st == QD_OK && n < N; n++) {
-        const float *srow = blocked ? scale + (n / block[0]) * cdiv(K, block[1]) : scale + (ns == 1 ? 0 : n);
-        for (int64_t k = 0; k < K; k++) {
-            uint8_t c = codes[n * K + k];
-            if ((c & 0x7f) == 0x7f) {
-                st = qd_fail(QD_ERR_FORMAT, "%s: FP8 weight '%s' holds a NaN at [%lld, %lld]", ck->dir, tw->name,
-                             (long long)n, (long long)k);
-                break;
-            }
-            out[n * K + k] = lut[c] * srow[blocked ? k / block[1] : 0];
+    int nt = deq_threads(N * K);
+    deq_job jobs[16];
+    pthread_t th[16];
+    int started = 0; /* bit t: job t runs on a thread of its own (the others run here) */
+    for (int t = 0; st == QD_OK && t < nt; t++)
+        jobs[t] = (deq_job){.codes = mapped ? mapped : codes, .scale = scale, .lut = lut, .out = out, .K = K,
+                            .r0 = N * t / nt, .r1 = N * (t + 1) / nt, .bn = blocked ? block[0] : 1,
+                            .bk = blocked ? block[1] : 1, .ns = (int64_t)s->numel, .blocked = blocked};
+    for (int t = 1; st == QD_OK && t < nt; t++)
+        if (pthread_create(&th[t], NULL, deq_rows, &jobs[t]) == 0) started |= 1 << t;
+    for (int t = 0; st == QD_OK && t < nt; t++)
+        if (!(started & (1 << t))) deq_rows(&jobs[t]); /* this thread's share, and any that did not start */
+    for (int t = 0; t < nt; t++)
+        if (started & (1 << t)) pthread_join(th[t], NULL);
+    for (int t = 0; st == QD_OK && t < nt; t++)
+        if (jobs[t].bad >= 0) { /* the first in row order, as one pass over the rows finds it */
+            st = qd_fail(QD_ERR_FORMAT, "%s: FP8 weight '%s' holds a NaN at [%lld, %lld]", ck->dir, tw->name,
+                         (long long)(jobs[t].bad / K), (long long)(jobs[t].bad % K));
         }
-    }
     free(codes);
     free(scale);
     if (st != QD_OK) {

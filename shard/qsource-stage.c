@@ -9,6 +9,7 @@
 
 #include "qd-check.h"
 #include "qd-h5stage.h"
+#include "qd-qformat-fp8.h"
 #include "qd-safetensors.h"
 
 struct layer_ref {
@@ -21,6 +22,7 @@ struct layer_ref {
 struct plain_ref {
     const qd_st_tensor *t;
     int block;      /* block whose staging may override it, -1 for the model's ends */
+    int fp8;        /* an FP8 weight after the decoder (MTP): given as bf16, dequantized with its scale */
 };
 
 /* The export's workers take layers in order, so the layers in flight span two or three blocks. */
@@ -123,7 +125,21 @@ static long st_find_layer(void *ctx, const char *prefix) {
 static size_t st_n_plain(void *ctx) { return ((struct stage_src *)ctx)->nplain; }
 
 static qd_status st_plain_info(void *ctx, size_t i, qd_plain_info *out) {
-    qd_plain_info_of(((struct stage_src *)ctx)->plain[i].t, out);
+    const struct plain_ref *p = &((struct stage_src *)ctx)->plain[i];
+    qd_plain_info_of(p->t, out);
+    if (p->fp8) out->dtype = QD_DT_BF16, out->nbytes = p->t->numel * 2;
+    return QD_OK;
+}
+
+/* an FP8 weight after the decoder as bf16: dequantized in fp32 (code x scale), rounded to nearest even */
+static qd_status fp8_plain_read(const struct stage_src *s, const qd_st_tensor *t, void *dst) {
+    char prefix[QD_QNAME_MAX];
+    snprintf(prefix, sizeof prefix, "%.*s", (int)(strlen(t->name) - strlen(".weight")), t->name);
+    float *w = NULL;
+    int64_t N, K;
+    QD_CHECK(qd_fp8_linear_read(s->ck, prefix, s->run.fp8_block, &w, &N, &K));
+    qd_from_f32(QD_DT_BF16, w, dst, (size_t)N * (size_t)K);
+    free(w);
     return QD_OK;
 }
 
@@ -153,6 +169,7 @@ static qd_status staged_plain(struct stage_src *s, const struct plain_ref *p, vo
 static qd_status st_plain_read(void *ctx, size_t i, void *dst) {
     struct stage_src *s = ctx;
     const struct plain_ref *p = &s->plain[i];
+    if (p->fp8) return fp8_plain_read(s, p->t, dst);
     if (p->block >= 0) {
         int found;
         pthread_mutex_lock(&s->lock);
@@ -166,7 +183,7 @@ static qd_status st_plain_read(void *ctx, size_t i, void *dst) {
 static const void *st_plain_map(void *ctx, size_t i) {
     struct stage_src *s = ctx;
     const struct plain_ref *p = &s->plain[i];
-    return p->block >= 0 ? NULL : qd_ckpt_data(s->ck, p->t); /* a block's tensor may be staged over */
+    return p->block >= 0 || p->fp8 ? NULL : qd_ckpt_data(s->ck, p->t); /* a block's tensor may be staged over */
 }
 
 static const char *st_meta_dir(void *ctx) { return ((struct stage_src *)ctx)->meta; }
@@ -224,6 +241,36 @@ static qd_status index_layers(struct stage_src *s) {
     return QD_OK;
 }
 
+/* A tensor t of a block after the decoder: *fp8 = 1 for an FP8 Linear weight (".weight", its scale
+ * checked), given as bf16; *scale_of_fp8 = 1 for the scale of one (dropped). Another FP8 tensor there is
+ * refused in one line. */
+static qd_status mtp_fp8(const struct stage_src *s, const qd_st_tensor *t, int *fp8, int *scale_of_fp8) {
+    static const char *const sfx[] = {".weight_scale_inv", ".weight_scale", ".input_scale"};
+    size_t len = strlen(t->name);
+    *fp8 = *scale_of_fp8 = 0;
+    for (size_t r = 0; r < sizeof sfx / sizeof *sfx; r++) {
+        size_t sl = strlen(sfx[r]);
+        if (len <= sl || len - sl + 8 >= QD_QNAME_MAX || strcmp(t->name + len - sl, sfx[r]) != 0) continue;
+        char wname[QD_QNAME_MAX];
+        snprintf(wname, sizeof wname, "%.*s.weight", (int)(len - sl), t->name);
+        const qd_st_tensor *w = qd_ckpt_find(s->ck, wname);
+        *scale_of_fp8 = w && w->dtype == QD_DT_F8_E4M3;
+        return QD_OK;
+    }
+    if (t->dtype != QD_DT_F8_E4M3) return QD_OK;
+    if (len <= 7 || len >= QD_QNAME_MAX || strcmp(t->name + len - 7, ".weight") != 0 || t->ndim != 2)
+        return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s is an FP8 tensor of a block after the decoder's %d (DeepSeek-V3's "
+                       "multi-token prediction block) that is not a 2-D Linear weight; no export carries FP8: "
+                       "store it in bf16 first", s->dir, t->name, s->nblocks);
+    char prefix[QD_QNAME_MAX];
+    snprintf(prefix, sizeof prefix, "%.*s", (int)(len - 7), t->name);
+    int64_t N, K;
+    QD_CHECK(qd_fp8_scale_values_check(s->ck, prefix, s->run.fp8_block)); /* before any work: one line */
+    QD_CHECK(qd_fp8_linear_check(s->ck, prefix, s->run.fp8_block, &N, &K));
+    *fp8 = 1;
+    return QD_OK;
+}
+
 static qd_status index_plain(struct stage_src *s) {
     s->plain = calloc(s->ck->ntensors + 1, sizeof *s->plain);
     if (!s->plain) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", s->dir);
@@ -242,14 +289,13 @@ static qd_status index_plain(struct stage_src *s) {
             skip = st_find_layer(s, prefix) >= 0;
         }
         if (skip) continue;
-        int mtp = 0, at = 0;
-        if (sscanf(t->name, "model.layers.%d.%n", &mtp, &at) >= 1 && at > 0 && mtp >= s->nblocks &&
-            t->dtype == QD_DT_F8_E4M3)
-            return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s is an FP8 weight of a block after the decoder's %d "
-                           "(DeepSeek-V3's multi-token prediction block, passed through unquantized); no export "
-                           "carries FP8 weights: remove that block or store it in bf16 first", s->dir, t->name,
-                           s->nblocks);
-        if (t->dtype == QD_DT_F8_E4M3)
+        int layer = 0, at = 0, fp8 = 0;
+        if (sscanf(t->name, "model.layers.%d.%n", &layer, &at) >= 1 && at > 0 && layer >= s->nblocks) { /* after the decoder: FP8 weights are carried as bf16, their scales dropped */
+            int weight_fp8 = 0;
+            QD_CHECK(mtp_fp8(s, t, &fp8, &weight_fp8));
+            if (weight_fp8) continue;
+        }
+        if (t->dtype == QD_DT_F8_E4M3 && !fp8)
             return qd_fail(QD_ERR_UNSUPPORTED, "%s: %s is an FP8 source weight that was not quantized (a recipe skip?); "
                            "the export cannot carry FP8 weights: quantize every FP8 Linear", s->dir, t->name);
         /* the block a tensor belongs to, from its HF name (shard/ stays below src/model) */
@@ -258,6 +304,7 @@ static qd_status index_plain(struct stage_src *s) {
         if (block >= s->nblocks) block = -1; /* after the decoder (DeepSeek-V3's MTP block): the source's bytes */
         s->plain[s->nplain].t = t;
         s->plain[s->nplain].block = block;
+        s->plain[s->nplain].fp8 = fp8;
         s->nplain++;
     }
     return QD_OK;

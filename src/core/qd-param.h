@@ -20,6 +20,9 @@
     X(CUDA_ATTN, "QD_CUDA_ATTN", "fp32|auto", "CUDA backend: fp32 forces the fp32 attention under bf16 math")  \
     X(HESS_TILE, "QD_HESS_TILE", "N > 0", "CUDA backend: column strip of the tf32/bf16 Hessian's triangle "   \
       "(default 1024)")                                                                                          \
+    X(MOE_HESS_MIB, "QD_MOE_HESS_MIB", "N > 0", "MoE GPTQ: MiB of expert Hessians held at once; experts are "   \
+      "solved in batches that fit (default: the memory budget left beside the activations and working set; "    \
+      "host backends 16 GiB)")                                                                                   \
     X(CHECK_INSTALL, "QD_CHECK_INSTALL", "set", "debug: check every installed dequantized weight on the host") \
     X(AWQ_SMOOTH_ONLY, "QD_AWQ_SMOOTH_ONLY", "set", "tests: AWQ applies its scales and quantizes nothing")     \
     X(INJECT_FAIL, "QD_INJECT_FAIL", "rank:block", "tests: that rank fails before quantizing that block")      \

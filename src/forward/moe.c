@@ -190,7 +190,9 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
     int stop_stage = stop_after >= 0 && stop_after < w->nlin ? w->lin[stop_after].stage : -1;
     const int S = w->lin[L.router].stage; /* the MLP's first stage (2; MLA 3) */
     *stopped = 0;
-    const unsigned char *all = moe ? moe->all : NULL;
+    const unsigned char *all = moe ? moe->all : NULL, *want = moe ? moe->capture : NULL;
+    int stopping = stop_stage == S || stop_stage == S + 1; /* the output is not wanted */
+    int no_shared = stopping && moe && moe->no_shared;
     /* stage 2: the all-token input (the router's, which the shared expert's gate/up share: one capture),
      * then every expert's gate/up input */
     if (cb) QD_CHECK(cb(user, L.router, n, rows));
@@ -218,13 +220,14 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
     for (size_t e = 0; moe && moe->tokens && e < E; e++) moe->tokens[e] += r.cnt[e];
     /* the shared expert (or zero) starts the output */
     if (st == QD_OK && stop_stage != S) {
-        if (L.sh_gate >= 0) st = shared_expert(f, w, &L, n, out, rows, cb, user);
+        if (L.sh_gate >= 0 && !no_shared) st = shared_expert(f, w, &L, n, out, rows, cb, user);
         else st = qd_be_fill(be, &(struct qd_fill_args){.dst = out, .n = rows * H});
     }
     qd_ref xe = QD_REF(f->xe, 0), ye = QD_REF(f->ye, 0);
     for (size_t e = 0; e < E && st == QD_OK; e++) {
         int g = L.exp0 + 3 * (int)e, want_all = all && all[e];
         size_t ne = r.cnt[e];
+        if (stopping && want && !want[e]) continue;
         qd_ref idx = QD_REF(f->ridx, r.off[e]), wt = QD_REF(f->rw, r.off[e]);
         if (want_all) { /* the statistics from every token; the output below from the routed ones */
             if (cb) st = cb(user, g, n, rows);

@@ -43,6 +43,11 @@ typedef qd_status (*qd_capture_fn)(void *user, int lin, qd_ref x, size_t rows);
 struct qd_moe_calib {
     const unsigned char *all; /* [experts] or NULL */
     size_t *tokens;           /* [experts] or NULL: routed tokens added per expert */
+    /* A forward that stops after an MoE stage computes only what that stage's captures need: capture
+     * [experts] (NULL: every expert) names the experts whose inputs are wanted (the others are neither
+     * gathered nor computed), and no_shared 1 leaves the shared expert out of the down stage. */
+    const unsigned char *capture;
+    int no_shared;
 };
 
 struct qd_block_fwd_args {

@@ -80,13 +80,6 @@ qd_status qd__ep_owners(qd_qctx *c) {
     return QD_OK;
 }
 
-size_t qd__ep_my_experts(const qd_qctx *c, int *list) {
-    size_t E = (size_t)c->cfg->moe_experts, n = 0;
-    for (size_t e = 0; e < E; e++)
-        if (!c->ep || c->expert_owner[e] == c->coll->rank) list[n++] = (int)e;
-    return n;
-}
-
 qd_status qd__ep_box_new(qd_qctx *c, const qd_block_w *w, qd_capture_fn hess, qd__hess_cap *h, qd__ep_box **out) {
     *out = calloc(1, sizeof **out);
     if (!*out) return qd_fail(QD_ERR_NOMEM, "expert parallel: out of memory");

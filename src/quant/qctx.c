@@ -20,7 +20,8 @@ void qd_qctx_free(qd_qctx *c) {
         if (c->Hacc) qd_buf_free(c->Hacc[k]);
         if (c->slabs) free(c->slabs[k]);
     }
-    free(c->ain), free(c->H), free(c->Hacc), free(c->gK), free(c->reduced), free(c->slabs), free(c->nslabs);
+    free(c->ain), free(c->H), free(c->Hacc), free(c->gK), free(c->reduced), free(c->hsrc), free(c->slabs);
+    free(c->nslabs);
     free(c->expert_tokens), free(c->expert_all), free(c->expert_owner), free(c->key_local);
     qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
     qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
@@ -44,12 +45,12 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
     c->nh = qd_model_max_hkeys(cfg);
     size_t E = cfg->moe_experts > 0 ? (size_t)cfg->moe_experts : 1, nh = (size_t)c->nh;
     c->H = calloc(nh, sizeof *c->H), c->gK = calloc(nh, sizeof *c->gK), c->reduced = calloc(nh, sizeof *c->reduced);
-    c->Hacc = calloc(nh, sizeof *c->Hacc);
+    c->Hacc = calloc(nh, sizeof *c->Hacc), c->hsrc = calloc(nh, sizeof *c->hsrc);
     c->slabs = calloc(nh, sizeof *c->slabs), c->nslabs = calloc(nh, sizeof *c->nslabs);
     c->expert_tokens = calloc(E, sizeof *c->expert_tokens), c->expert_all = calloc(E, 1);
     c->expert_owner = calloc(E, sizeof *c->expert_owner), c->key_local = calloc(nh, 1);
-    if (!c->H || !c->Hacc || !c->gK || !c->reduced || !c->slabs || !c->nslabs || !c->expert_tokens || !c->expert_all ||
-        !c->expert_owner || !c->key_local) {
+    if (!c->H || !c->Hacc || !c->gK || !c->reduced || !c->hsrc || !c->slabs || !c->nslabs || !c->expert_tokens ||
+        !c->expert_all || !c->expert_owner || !c->key_local) {
         qd_qctx_free(c);
         return qd_fail(QD_ERR_NOMEM, "quantize: out of memory for %d Hessian keys", c->nh);
     }
@@ -59,6 +60,7 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
         qd_model_linear_shape(cfg, first[g], NULL, &K);
         c->gK[g] = (size_t)K;
     }
+    for (int k = 0; k < c->nh; k++) c->hsrc[k] = k;
     c->nseq_total = opts->nseq;
     if (opts->coll) { /* this rank's share of the sequences: the chunks stay those of the whole set */
         c->coll = opts->coll;
@@ -90,6 +92,7 @@ void qd_qctx_spec(const qd_qctx *c, int block, const qd_linear *lin, qd_qspec *o
 }
 
 void qd__set_keys(qd_qctx *c, const qd_block_w *w) {
+    for (int k = 0; k < c->nh; k++) c->hsrc[k] = k;
     for (int l = 0; l < w->nlin; l++)
         if (w->lin[l].hkey < c->nh) c->gK[w->lin[l].hkey] = w->n_in[l];
 }

@@ -51,6 +51,9 @@ typedef struct qd_quantize_opts {
      * bytes one block moves). The checkpoint is the same either way. */
     int expert_parallel;
     int moe_model;          /* the model has MoE blocks (the report and fingerprint then name the two above) */
+    size_t moe_hess_bytes;  /* MoE GPTQ: backend bytes of expert Hessians held at once; the experts of a stage
+                             * are solved in batches that fit (at least one expert each; the results do not
+                             * depend on it). 0: every expert at once. The run sets it (qd_run_plan_memory). */
 } qd_quantize_opts;
 
 /* Sequences per forward pass (a chunk: chunk_tokens / seq_len, at least 1, at most nseq); the unit
@@ -69,6 +72,9 @@ qd_status qd_quantize_block(qd_qctx *ctx, qd_block_w *w, qd_buf_t inputs, qd_buf
  * (block weights, Hessians, forward scratch, the largest layer's temporaries, AWQ's caches). */
 size_t qd_quantize_resident_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o);
 size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o);
+/* Every routed expert's gate/up and down Hessians with their fp64 sums at once (fast numerics): what
+ * moe_hess_bytes bounds (0 for a dense model). */
+size_t qd_quantize_moe_hess_bytes(const qd_model_cfg *cfg);
 
 /* The spec of Linear module of block b ("model.layers.<b>.<module>"); name receives the prefix. A
  * Linear the architecture keeps in full precision (qd_linear.quantize 0) is always skipped. */

@@ -16,7 +16,9 @@ struct qd_qctx {
     int nh;               /* Hessian keys (qd_model_max_hkeys) */
     qd_buf_t *H;          /* [nh] Hessian per key (qd_linear.hkey) */
     size_t *gK;           /* [nh] input features of each key, set from each block's table */
-    int *reduced;         /* [nh] H[key] holds its total (qd__hess_total, or the all-token copy) this stage */
+    int *reduced;         /* [nh] H[key] holds its total (qd__hess_total) this stage */
+    int *hsrc;            /* [nh] the key whose Hessian key k's Linears take: k itself, or (MoE experts taking the
+                           * all-token statistics) the all-token key, whose one factorization they share */
     size_t *expert_tokens;     /* [experts] MoE: tokens routed to each expert (this block) */
     unsigned char *expert_all; /* [experts] MoE: Hessians from every token (--moe-calibration all or fallback) */
     qd_buf_t Hc;          /* a copy for groups of several Linears */
@@ -84,11 +86,13 @@ int qd__stage_first(const qd_block_w *w, int g);
 
 /* Mixture-of-experts blocks (moe-quant.c). moe_gptq: GPTQ of an MoE block, stage by stage (need: bit g
  * when stage g has a GPTQ Linear), every expert with its own Hessians, the --moe-calibration rules and
- * the --moe-min-tokens fallback (gptq_stage quantizes the Linears of one stage from the Hessians made).
+ * the --moe-min-tokens fallback; the experts' Hessians in batches of at most o.moe_hess_bytes
+ * (gptq_stage quantizes the Linears of stage g whose Hessian key, c->hsrc[hkey], is set in keys [nh]
+ * (NULL: every key), from the Hessians made).
  * moe_output: the quantized block's output with the model's routing, and each expert Linear's routed
  * token count into its results (summed over the ranks). */
 typedef qd_status (*qd__stage_fn)(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, char (*names)[128],
-                                  qd_qresult *results);
+                                  qd_qresult *results, const unsigned char *keys);
 typedef struct qd__hess_cap { /* quantize.c's Hessian capture (hess) */
     qd_qctx *c;
     const qd_block_w *w;
@@ -107,15 +111,12 @@ qd_status qd__ensure_H(qd_qctx *c, int key);
  * owner (c->expert_owner) from the reduced routed counts and c->expert_all. A stage's forward captures
  * through qd__ep_capture with a box (expert rows kept on the host, every other Linear straight to hess);
  * deliver: the rows to their owners, which replay them into hess (gate_up: the stage of gate/up, whose
- * all-token experts take a copy instead), and sets c->key_local; after the stage's solve, share: the
- * owners' results installed on every rank, key_local cleared. The list of experts a rank solves is
- * those with expert_owner == its rank. */
+ * all-token experts are quantized with key KB's factorization instead), and sets c->key_local; after the stage's solve, share: the
+ * owners' results installed on every rank, key_local cleared. moe-quant.c's mlp_stage_ep drives these
+ * per MLP stage. */
 typedef struct qd__ep_box qd__ep_box;
 int qd__ep_choose(const qd_model_cfg *cfg, const qd_quantize_opts *o);
 qd_status qd__ep_owners(qd_qctx *c);
-/* the experts this rank solves, ascending, into list [experts]: its own with expert parallel (after
- * qd__ep_owners), else every expert (the data-parallel row split); returns their number */
-size_t qd__ep_my_experts(const qd_qctx *c, int *list);
 qd_status qd__ep_box_new(qd_qctx *c, const qd_block_w *w, qd_capture_fn hess, qd__hess_cap *h, qd__ep_box **out);
 void qd__ep_box_free(qd__ep_box *b);
 qd_status qd__ep_capture(void *user, int lin, qd_ref x, size_t rows);

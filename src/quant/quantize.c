@@ -60,10 +60,22 @@ qd_status qd__ensure_H(qd_qctx *c, int g) {
     return qd_be_fill(c->be, &(struct qd_fill_args){.dst = QD_REF(c->H[g], 0), .n = K * K});
 }
 
+/* the Hessian key Linear l is quantized with (c->hsrc: its own, or the all-token key it shares) */
+static int src_key(const qd_qctx *c, const qd_block_w *w, int l) {
+    int k = w->lin[l].hkey;
+    return k >= 0 && k < c->nh ? c->hsrc[k] : k;
+}
+
+/* expert parallel (moe-ep.c): Linear l is an expert this rank solves whole (1), another rank's (2), or 0 */
+static int owner_of(const qd_qctx *c, const qd_block_w *w, int l) {
+    int k = w->lin[l].hkey;
+    return k >= 0 && k < c->nh ? c->key_local[k] : 0;
+}
+
 /* the Linears of stage g with key k that the group's GPTQ pass quantizes: every one not skipped (a
  * module a recipe sends to RTN is then re-quantized by the RTN pass, as before the Linear table) */
-static int gptq_on(const qd_block_w *w, const qd_qspec *specs, int l, int g, int k) {
-    return w->lin[l].stage == g && w->lin[l].hkey == k && !specs[l].skip;
+static int gptq_on(const qd_qctx *c, const qd_block_w *w, const qd_qspec *specs, int l, int g, int k) {
+    return w->lin[l].stage == g && src_key(c, w, l) == k && !specs[l].skip && owner_of(c, w, l) != 2;
 }
 
 /* quantize the Linears of group g with its Hessian. They share one factorization (qd_gptq_factor:
@@ -74,11 +86,11 @@ static qd_status gptq_key(qd_qctx *c, qd_block_w *w, int g, int key, const qd_qs
                           qd_qresult *results) {
     size_t K = c->gK[key];
     if (c->key_local[key] == 2) return QD_OK; /* expert parallel: its owner solves it (moe-ep.c) */
-    int split = c->coll && c->coll->size > 1 && c->key_local[key] != 1; /* the rows over the ranks */
+    int split = c->coll && c->coll->size > 1; /* the rows over the ranks, but an expert its owner solves whole */
     int last_factor = -1; /* the last module that starts a factorization: it may consume H */
     const qd_qspec *prev_spec = NULL;
     for (int l = 0; l < w->nlin; l++) {
-        if (!gptq_on(w, specs, l, g, key)) continue;
+        if (!gptq_on(c, w, specs, l, g, key)) continue;
         if (!prev_spec || prev_spec->damp != specs[l].damp || !prev_spec->act_order != !specs[l].act_order)
             last_factor = l;
         prev_spec = &specs[l];
@@ -90,7 +102,7 @@ static qd_status gptq_key(qd_qctx *c, qd_block_w *w, int g, int key, const qd_qs
     qd_status st = QD_OK;
     double fac_s = 0; /* factorization seconds, charged to the first module that uses it */
     for (int l = 0; l < w->nlin && st == QD_OK; l++) {
-        if (!gptq_on(w, specs, l, g, key)) continue;
+        if (!gptq_on(c, w, specs, l, g, key)) continue;
         if (!qd_gptq_fac_fits(&f, &specs[l])) {
             qd_gptq_fac_free(&f);
             struct timespec t0, t1;
@@ -120,7 +132,8 @@ static qd_status gptq_key(qd_qctx *c, qd_block_w *w, int g, int key, const qd_qs
             fac_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
         }
         /* one rank: the sweep in place, without the row split's copies and gathers (the same bits) */
-        st = split ? qd__dp_gptq_apply(c, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l])
+        st = split && owner_of(c, w, l) != 1
+                 ? qd__dp_gptq_apply(c, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l])
                      : qd_gptq_apply(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &f, &results[l]);
         if (st != QD_OK) break;
         results[l].s.seconds += fac_s;
@@ -136,13 +149,15 @@ static qd_status gptq_key(qd_qctx *c, qd_block_w *w, int g, int key, const qd_qs
     return st;
 }
 
-/* every key of stage g, in table order (a dense block: the one key g) */
+/* every key of stage g (keys != NULL: those set in keys), in table order (a dense block: the one key g) */
 static qd_status gptq_group(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, char (*names)[128],
-                            qd_qresult *results) {
+                            qd_qresult *results, const unsigned char *keys) {
     for (int l = 0; l < w->nlin; l++) {
-        int key = w->lin[l].hkey, first = 1;
-        for (int j = 0; j < l; j++) first &= w->lin[j].hkey != key;
-        if (w->lin[l].stage == g && first) QD_CHECK(gptq_key(c, w, g, key, specs, names, results));
+        if (w->lin[l].stage != g) continue;
+        int key = src_key(c, w, l), first = 1;
+        if (keys && (key < 0 || key >= c->nh || !keys[key])) continue;
+        for (int j = 0; j < l && first; j++) first = w->lin[j].stage != g || src_key(c, w, j) != key;
+        if (first) QD_CHECK(gptq_key(c, w, g, key, specs, names, results));
     }
     return QD_OK;
 }
@@ -220,7 +235,7 @@ static qd_status gptq_resident(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t 
             }
             }
         }
-        if (need & (1u << g)) QD_CHECK(gptq_group(c, w, g, specs, names, results));
+        if (need & (1u << g)) QD_CHECK(gptq_group(c, w, g, specs, names, results, NULL));
     }
     /* the block output from the quantized down: out = residual + down(act) */
     qd_phase_set(be, QD_PH_FORWARD);
@@ -266,7 +281,7 @@ static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out
             QD_CHECK(ensure_stage(c, w, g));
             h.groups = 1u << g;
             QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, qd__stage_first(w, g)));
-            QD_CHECK(gptq_group(c, w, g, specs, names, results));
+            QD_CHECK(gptq_group(c, w, g, specs, names, results, NULL));
         }
     } else {
         for (int g = 0; g < NS; g++)
@@ -274,7 +289,7 @@ static qd_status gptq_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out
         h.groups = need;
         QD_CHECK(qd__forward_all(c, w, in, out, hess_cb, &h, -1));
         for (int g = 0; g < NS; g++)
-            if (need & (1u << g)) QD_CHECK(gptq_group(c, w, g, specs, names, results));
+            if (need & (1u << g)) QD_CHECK(gptq_group(c, w, g, specs, names, results, NULL));
     }
     return QD_OK;
 }
@@ -344,6 +359,12 @@ size_t qd_quantize_resident_bytes(const qd_model_cfg *cfg, const qd_quantize_opt
     return o->nseq * o->seq_len * ((size_t)att + (size_t)cfg->hidden + (size_t)mlp) * 4;
 }
 
+size_t qd_quantize_moe_hess_bytes(const qd_model_cfg *cfg) {
+    size_t E = cfg->moe_experts > 0 ? (size_t)cfg->moe_experts : 0, H = (size_t)cfg->hidden;
+    size_t mi = (size_t)cfg->moe_inter;
+    return E * 3 * (H * H + mi * mi) * sizeof(float);
+}
+
 size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o) {
     int64_t q_n, kv_n, gate_n, n, k;
     qd_model_linear_shape(cfg, QD_LIN_Q, &q_n, NULL);
@@ -367,10 +388,17 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
     size_t crow = seqs * o->seq_len;
     size_t hess = 2 * H * H + qo * qo + I * I + 2 * I * I; /* four Hessians (no copy), the largest's fp64 sum */
     size_t fwd = crow * (wide + 2 * qo + 2 * kvo + 2 * H + 2 * I) + crow * (wide + H); /* forward + resident scratch */
-    if (cfg->moe_experts > 0) { /* every expert's two Hessians, the gathered rows, logits and routing */
+    if (cfg->moe_experts > 0) { /* one expert's two Hessians with their fp64 sums (the others are batched in
+                                  * o->moe_hess_bytes), the gathered rows, logits and routing */
         size_t E = (size_t)cfg->moe_experts, mi = (size_t)cfg->moe_inter, si = (size_t)cfg->moe_shared_inter;
-        hess += E * (H * H + mi * mi) + si * si;
+        hess += 3 * (H * H + mi * mi) + si * si;
         fwd += crow * (2 * H + E + 2 * (size_t)cfg->moe_topk + 1);
+    }
+    if (cfg->mla) { /* mla.c's per-chunk scratch: q, k, v (padded), attention out, kv, rope copies, latents */
+        const qd_dsv3_cfg *d = &cfg->dsv3;
+        size_t nh = (size_t)cfg->nheads, QK = (size_t)d->qk_head_dim, R = (size_t)d->qk_rope_head_dim;
+        fwd += crow * (nh * (4 * QK + (size_t)d->qk_nope_head_dim + 2 * (size_t)d->v_head_dim + 2 * R) +
+                       (size_t)d->q_lora_rank + 2 * (size_t)d->kv_lora_rank + R);
     }
     size_t layer = I * I * 2 + 3 * H * I; /* chol's fp64 copy (U is made in H), W/codes/Wp */
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
