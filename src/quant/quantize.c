@@ -89,15 +89,18 @@ static qd_status gptq_key(qd_qctx *c, qd_block_w *w, int g, int key, const qd_qs
     int split = c->coll && c->coll->size > 1; /* the rows over the ranks, but an expert its owner solves whole */
     int last_factor = -1; /* the last module that starts a factorization: it may consume H */
     const qd_qspec *prev_spec = NULL;
+    int anywhere = 0; /* quantized on some rank: the reduction of H is collective */
     for (int l = 0; l < w->nlin; l++) {
+        anywhere |= w->lin[l].stage == g && src_key(c, w, l) == key && !specs[l].skip;
         if (!gptq_on(c, w, specs, l, g, key)) continue;
         if (!prev_spec || prev_spec->damp != specs[l].damp || !prev_spec->act_order != !specs[l].act_order)
             last_factor = l;
         prev_spec = &specs[l];
     }
-    if (last_factor < 0) return QD_OK;
+    if (!anywhere) return QD_OK;
     if (!c->reduced[key]) QD_CHECK(qd__hess_total(c, key)); /* every chunk's and every rank's terms summed into H */
     c->reduced[key] = 1;
+    if (last_factor < 0) return QD_OK; /* expert parallel: every one of them is another owner's */
     qd_gptq_fac f = {0};
     qd_status st = QD_OK;
     double fac_s = 0; /* factorization seconds, charged to the first module that uses it */
