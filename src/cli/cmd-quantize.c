@@ -21,6 +21,7 @@
  * sizes, the backend name into its spec) */
 typedef struct {
     const char *format, *backend, *numerics, *schedule, *parallel, *collectives, *progress, *moe_calibration;
+    const char *smoothquant;
     int quiet, stages, micro_batch, chunk_tokens, moe_min_tokens, seen_format, seen_scale_dtype;
 } q_args;
 
@@ -56,6 +57,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"true-sequential", QD_OPT_FLAG, &f->true_sequential, NULL, "GPTQ: Hessians of [qkv]->[o]->[gate,up]->[down] in turn (default on)", NULL, &f->seen_true_sequential},
         {"moe-calibration", QD_OPT_CHOICE, &a.moe_calibration, "M", "MoE models, GPTQ: each expert's Hessians from the tokens the router sends it (routed, default) or from every token (all); the output always uses the model's routing", "routed|all", NULL},
         {"moe-min-tokens", QD_OPT_INT, &a.moe_min_tokens, "N", "MoE, routed: an expert with fewer routed tokens takes the all-token Hessians (listed as its fallback in the report; default 16)", "0..1000000000", NULL},
+        {"smoothquant", QD_OPT_STR, &a.smoothquant, "A", "SmoothQuant before GPTQ/RTN, for the W8A8 schemes: per block, input_layernorm -> q/k/v and post_attention_layernorm -> the MLP's input Linears (MoE: router and experts too) smoothed with strength A in [0, 1] (llm-compressor's smoothing_strength; 0.5 is its default), or auto: A searched per block and norm over 0, 0.05, ..., 1 against int8 W8A8 output error; needs --calib (docs/numerics.md)", NULL, NULL},
         {"recipe", QD_OPT_STR, &ro->recipe_path, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
         {"format", QD_OPT_CHOICE, &a.format, "F", "checkpoint format (awq runs default to awq; fake: dequantised weights + codes, what qdist export reads)", "gptq|gptq_v2|awq|compressed-tensors|fake", &a.seen_format},
         {"staging", QD_OPT_STR, &ro->staging_dir, "DIR", "where finished blocks are staged (default OUTPUT.qdist-staging)", NULL, NULL},
@@ -132,6 +134,14 @@ static qd_status quantize_main(int argc, char **argv) {
     ro->q.chunk_tokens = (size_t)a.chunk_tokens;
     ro->q.moe_all = strcmp(a.moe_calibration, "all") == 0;
     ro->q.moe_min_tokens = (size_t)a.moe_min_tokens;
+    if (a.smoothquant) {
+        char *end = NULL;
+        double alpha = strcmp(a.smoothquant, "auto") == 0 ? 0.5 : strtod(a.smoothquant, &end);
+        if (end && (end == a.smoothquant || *end || !(alpha >= 0 && alpha <= 1)))
+            return qd_fail(QD_ERR_USAGE, "--smoothquant: expected a strength in [0, 1] or auto, got '%s'", a.smoothquant);
+        ro->q.smooth = end ? QD_SMOOTH_FIXED : QD_SMOOTH_AUTO;
+        ro->q.smooth_alpha = alpha;
+    }
     return qd_quantize_command(&p);
 }
 

@@ -23,6 +23,8 @@
 
 #include <cjson/cJSON.h>
 
+typedef enum { QD_SMOOTH_OFF = 0, QD_SMOOTH_FIXED, QD_SMOOTH_AUTO } qd_smooth;
+
 typedef struct qd_quantize_opts {
     qd_qspec base;          /* run-wide spec; per-module specs come from the recipe */
     const qd_recipe *recipe; /* optional */
@@ -47,6 +49,11 @@ typedef struct qd_quantize_opts {
     int moe_all;
     size_t moe_min_tokens;
     int moe_model;          /* the model has MoE blocks (the report and fingerprint then name the two above) */
+    /* SmoothQuant (--smoothquant ALPHA|auto, smooth.c): per block, before GPTQ/RTN, the input norm ->
+     * q/k/v and post-attention norm -> MLP input Linears smoothed with strength smooth_alpha, or the
+     * strength searched per block and mapping (QD_SMOOTH_AUTO). Needs calibration. */
+    qd_smooth smooth;
+    double smooth_alpha;
 } qd_quantize_opts;
 
 /* Sequences per forward pass (a chunk: chunk_tokens / seq_len, at least 1, at most nseq); the unit

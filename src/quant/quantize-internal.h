@@ -88,4 +88,9 @@ qd_status qd__moe_gptq(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, con
 qd_status qd__moe_output(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_qresult *results);
 qd_status qd__ensure_H(qd_qctx *c, int key);
 
+/* SmoothQuant (smooth.c, c->o.smooth): observe the block's two normed inputs over in (every rank's
+ * maxima), fold the per-channel scales into the norms and the Linears reading them (w changed in place;
+ * specs: which Linears are quantized). scratch receives a partial forward (the caller overwrites it). */
+qd_status qd__smooth_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t scratch, const qd_qspec *specs);
+
 #endif

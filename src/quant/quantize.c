@@ -307,7 +307,13 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
             return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ of mixture-of-experts blocks is not supported yet; use "
                            "--method gptq or rtn", w->index);
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
+        if (c->o.smooth) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: --smoothquant with AWQ modules", w->index);
         return qd__awq_block(c, w, inputs, outputs, results);
+    }
+    if (c->o.smooth) { /* before anything reads the weights: every method below sees the smoothed block */
+        if (!c->fwd || !inputs || !outputs)
+            return qd_fail(QD_ERR_USAGE, "block %d: --smoothquant needs calibration inputs (--calib)", w->index);
+        QD_CHECK(qd__smooth_block(c, w, inputs, outputs, specs));
     }
     /* RTN modules first (they need no calibration): GPTQ's Hessians of the later groups then see them
      * quantized, as true-sequential means (only fp8 overrides put RTN modules in a GPTQ block) */
