@@ -62,6 +62,21 @@ qd_status qd_act_obs_add(qd_backend_t be, qd_act_obs *o, qd_ref x, size_t rows, 
     return QD_OK;
 }
 
+qd_status qd_act_amax_reduce(double *amax, size_t n, const qd_collective *coll) {
+    if (!coll || coll->size <= 1 || !n) return QD_OK;
+    size_t P = (size_t)coll->size;
+    double *all = malloc(P * n * sizeof *all);
+    size_t *counts = malloc(P * sizeof *counts);
+    qd_status st = all && counts ? QD_OK : qd_fail(QD_ERR_NOMEM, "activation observer: out of memory");
+    for (size_t r = 0; st == QD_OK && r < P; r++) counts[r] = n * sizeof(double);
+    if (st == QD_OK) st = coll->allgatherv(coll, amax, counts, all);
+    for (size_t r = 0; st == QD_OK && r < P; r++)
+        for (size_t i = 0; i < n; i++)
+            if (all[r * n + i] > amax[i]) amax[i] = all[r * n + i];
+    free(all), free(counts);
+    return st;
+}
+
 qd_status qd_act_obs_reduce(qd_act_obs *o, const qd_collective *coll) {
     if (!coll || coll->size <= 1) return QD_OK;
     size_t n = o->cols + 2, P = (size_t)coll->size; /* the channel maxima, the tensor maximum, the rows */

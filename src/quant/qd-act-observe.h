@@ -32,5 +32,8 @@ qd_status qd_act_obs_add(qd_backend_t be, qd_act_obs *o, qd_ref x, size_t rows, 
 /* the maxima over every rank of coll (NULL: nothing to do); every rank must call it */
 qd_status qd_act_obs_reduce(qd_act_obs *o, const qd_collective *coll);
 void qd_act_obs_free(qd_act_obs *o); /* NULL-safe; leaves o zeroed */
+/* amax [n] (host) replaced by its elementwise maximum over the ranks of coll (NULL: unchanged), in one
+ * all-gather: for many per-tensor observers at once */
+qd_status qd_act_amax_reduce(double *amax, size_t n, const qd_collective *coll);
 
 #endif

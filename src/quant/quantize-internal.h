@@ -91,6 +91,11 @@ qd_status qd__ensure_H(qd_qctx *c, int key);
 /* SmoothQuant (smooth.c, c->o.smooth): observe the block's two normed inputs over in (every rank's
  * maxima), fold the per-channel scales into the norms and the Linears reading them (w changed in place;
  * specs: which Linears are quantized). scratch receives a partial forward (the caller overwrites it). */
+/* fp8-static (static-scales.c): wants - some Linear of the block has the scheme; input_scales - their
+ * input_scale from one forward of the quantized block over in (every rank's maxima). */
+int qd__wants_static_scales(const qd_block_w *w, const qd_qspec *specs);
+qd_status qd__static_input_scales(qd_qctx *c, const qd_block_w *w, qd_buf_t in, const qd_qspec *specs,
+                                  qd_qresult *results);
 qd_status qd__smooth_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t scratch, const qd_qspec *specs);
 
 #endif

@@ -327,6 +327,7 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
     }
     int out_done = 0;
     if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
+    if (qd__wants_static_scales(w, specs)) QD_CHECK(qd__static_input_scales(c, w, inputs, specs, results));
     /* the next block sees the quantized block's output (an MoE block's: with its routed token counts) */
     if (inputs && outputs && !out_done && qd_block_is_moe(w)) QD_CHECK(qd__moe_output(c, w, inputs, outputs, results));
     else if (inputs && outputs && !out_done) QD_CHECK(qd__forward_all(c, w, inputs, outputs, NULL, NULL, -1));
