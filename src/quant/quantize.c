@@ -387,5 +387,6 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;
     if (o->base.method == QD_METHOD_AWQ) awq = rows * (2 * H + qo + I) + 2 * rows * H + 3 * H * I;
+    if (o->base.scheme == QD_SCHEME_FP8_STATIC) awq += rows * H; /* the observing forward's output */
     return 4 * (weights + hess + fwd + layer + scratch + awq);
 }
