@@ -64,6 +64,10 @@ qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_p
     }
     /* only when set, so that the fingerprints of wna16 stagings stay what they were */
     if (s->scheme != QD_SCHEME_WNA16) QD_CHECK(qd_fingerprint_add(fpr, "scheme", qd_scheme_name(s->scheme)));
+    if (o->q.smooth) { /* only when on, likewise */
+        snprintf(buf, sizeof buf, o->q.smooth == QD_SMOOTH_AUTO ? "auto" : "%.17g", o->q.smooth_alpha);
+        QD_CHECK(qd_fingerprint_add(fpr, "smoothquant", buf));
+    }
     if (o->recipe_path) {
         char *text = NULL;
         size_t len = 0;
@@ -183,12 +187,13 @@ qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *s
 static qd_status load_calib(const qd_run_params *p, const qd_model_cfg *cfg, const qd_qspec *base,
                             const qd_recipe_run *run, qd_calib_set *set) {
     const qd_run_opts *o = &p->run;
-    if (base->method == QD_METHOD_RTN) {
+    if (base->method == QD_METHOD_RTN && !o->q.smooth && base->scheme != QD_SCHEME_FP8_STATIC) {
         if (o->calib_path) qd_info("quantize: RTN does not use calibration data; --calib ignored");
         return QD_OK;
     }
     if (!o->calib_path)
-        return qd_fail(QD_ERR_USAGE, "quantize: --calib FILE is required for %s", qd_method_name(base->method));
+        return qd_fail(QD_ERR_USAGE, "quantize: --calib FILE is required for %s", o->q.smooth ? "--smoothquant"
+                                                                                            : qd_method_name(base->method));
     if (qd_mpi_rank() != 0) return QD_OK;
     qd_calib_opts co = {.path = o->calib_path, .model_dir = o->model_dir, .nsamples = run->nsamples,
                         .seqlen = run->seqlen, .seed = (uint64_t)run->seed,
@@ -222,6 +227,11 @@ qd_status qd_quantize_command(const qd_run_params *p) {
     qd_qspec base;
     qd_recipe_run run;
     QD_CHECK(qd_recipe_apply_flags(ro.recipe_path, &p->flags, &recipe, &base, &run));
+    if (ro.q.smooth && (base.method == QD_METHOD_AWQ || base.scheme == QD_SCHEME_WNA16)) {
+        qd_recipe_free(recipe);
+        return qd_fail(QD_ERR_USAGE, "--smoothquant smooths the activations of the W8A8 schemes before gptq or rtn: "
+                       "use --scheme w8a8-int8, fp8-dynamic or fp8-block and --method gptq or rtn");
+    }
     if (base.method == QD_METHOD_AWQ && base.bits != 4 && p->format_given && strcmp(ro.format, "fake") == 0)
         qd_warn("quantize: the awq format stores 4-bit weights only; export this %d-bit AWQ run with --format gptq "
                 "or compressed-tensors", base.bits);
@@ -257,7 +267,8 @@ qd_status qd_quantize_command(const qd_run_params *p) {
                               .chunk_tokens = p->run.q.chunk_tokens, .scale_dtype = sdt,
                               .moe_all = p->run.q.moe_all, .moe_min_tokens = p->run.q.moe_min_tokens,
                               .expert_parallel = p->run.q.expert_parallel,
-                              .moe_model = cfg.moe_experts > 0};
+                              .moe_model = cfg.moe_experts > 0, .smooth = p->run.q.smooth,
+                              .smooth_alpha = p->run.q.smooth_alpha};
     ro.calib_mode = run.calib_mode, ro.seed = (uint64_t)run.seed;
     if (!p->format_given && base.method == QD_METHOD_AWQ) ro.format = "awq";
     /* every module's spec against the method and the format, before calibration or staging */

@@ -271,6 +271,33 @@ static qd_status check_staged_only(qd_run *k, int b) {
     return st;
 }
 
+/* SmoothQuant changed the block's norms and its full-precision Linears (routers): the replay computes
+ * with the staged ones, as the quantized Linears' codes assume */
+static qd_status install_staged_plain(qd_run *k, qd_block_w *w, const qd_staged_block *sb, const qd_qresult *res) {
+    char name[256];
+    for (size_t i = 0; i < sb->ntensors; i++) {
+        const qd_staged_tensor *t = &sb->tensors[i];
+        qd_buf_t dst = NULL;
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", w->index);
+        if (strcmp(t->name, name) == 0) dst = w->ln_in;
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", w->index);
+        if (strcmp(t->name, name) == 0) dst = w->ln_post;
+        for (int l = 0; !dst && l < w->nlin; l++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", w->index, w->lin[l].module);
+            if (!res[l].q.codes && strcmp(t->name, name) == 0) dst = w->w[l];
+        }
+        if (!dst) continue;
+        size_t n = 1;
+        for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+        if (n != qd_buf_len(dst))
+            return qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: staged %s has %zu elements, the block %zu",
+                           qd_stage_dir(k->stage), w->index, t->name, n, qd_buf_len(dst));
+        QD_CHECK(qd_be_upload(k->be, &(struct qd_upload_args){.dst = QD_REF(dst, 0), .src = t->data,
+                                                              .src_dtype = QD_DT_F32, .n = n}));
+    }
+    return QD_OK;
+}
+
 static qd_status w_replay(void *user, int b) {
     qd_run *k = user;
     if (no_calib(k)) return qd_run_dp_stager(k, b) ? check_staged_only(k, b) : QD_OK;
@@ -304,6 +331,7 @@ static qd_status w_replay(void *user, int b) {
         *q = m->q; /* borrows the staged arrays; sb owns them */
         snprintf(q->name, sizeof q->name, "model.layers.%d.%.200s", b, m->q.name);
     }
+    if (k->o->q.smooth) QD_CHECK_GOTO(install_staged_plain(k, &w, sb, res), st, out);
     st = qd_block_replay(k->ctx, &w, res, k->in, k->out);
     if (st == QD_OK) {
         qd_buf_t t = k->in;

@@ -237,9 +237,10 @@ static cJSON *ct_weights(const qd_xplan *p, int bits, int gs, int sym, int nonse
     return w;
 }
 
-/* quantization args of the fp8 / w8a8 schemes as llm-compressor's presets FP8_DYNAMIC, FP8_BLOCK and
- * W8A8 serialise them (compressed-tensors quant_scheme.py) */
-static cJSON *ct_args(const char *type, const char *strategy, int group_size, int block, int dynamic) {
+/* quantization args of the fp8 / w8a8 schemes as llm-compressor's presets FP8_DYNAMIC, FP8_BLOCK, FP8
+ * and W8A8 serialise them (compressed-tensors quant_scheme.py); observer NULL: "minmax", none if dynamic */
+static cJSON *ct_args(const char *type, const char *strategy, int group_size, int block, int dynamic,
+                      const char *observer) {
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "num_bits", 8);
     cJSON_AddStringToObject(a, "type", type);
@@ -256,7 +257,8 @@ static cJSON *ct_args(const char *type, const char *strategy, int group_size, in
     }
     cJSON_AddBoolToObject(a, "dynamic", dynamic);
     cJSON_AddNullToObject(a, "actorder");
-    if (dynamic) cJSON_AddNullToObject(a, "observer");
+    if (observer) cJSON_AddStringToObject(a, "observer", observer);
+    else if (dynamic) cJSON_AddNullToObject(a, "observer");
     else cJSON_AddStringToObject(a, "observer", "minmax");
     cJSON_AddObjectToObject(a, "observer_kwargs");
     return a;
@@ -281,11 +283,14 @@ static void ct_group_schemes(const qd_xplan *p, cJSON *g, int bits, int gs, int 
         cJSON_AddItemToObject(g, "weights", ct_weights(p, bits, gs, sym, nonseq));
         return;
     }
-    cJSON_AddItemToObject(g, "input_activations", ct_args(fp8 ? "float" : "int", block ? "group" : "token",
-                                                           block ? QD_FP8_BLOCK_SIZE : 0, 0, 1));
+    int stat = sc == QD_SCHEME_FP8_STATIC; /* preset FP8: per-tensor weights, static per-tensor inputs */
+    cJSON_AddItemToObject(g, "input_activations",
+                          ct_args(fp8 ? "float" : "int", stat ? "tensor" : block ? "group" : "token",
+                                  block ? QD_FP8_BLOCK_SIZE : 0, 0, !stat, stat ? "static_minmax" : NULL));
     cJSON_AddNullToObject(g, "output_activations");
     cJSON_AddStringToObject(g, "format", ct_group_format(p, sc));
-    cJSON_AddItemToObject(g, "weights", ct_args(fp8 ? "float" : "int", block ? "block" : "channel", 0, block, 0));
+    cJSON_AddItemToObject(g, "weights", ct_args(fp8 ? "float" : "int", stat ? "tensor" : block ? "block" : "channel",
+                                                0, block, 0, NULL));
 }
 
 static cJSON *ct_config(const qd_xplan *p) {

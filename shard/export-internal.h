@@ -54,6 +54,8 @@ typedef enum {
     QD_XT_BLOCK_SCALES, /* fp8-block: [ceil(N/128)][ceil(K/128)], one scale per block, in the tensor's dtype */
     QD_XT_SCALES,       /* [G][N] in the tensor's dtype */
     QD_XT_SCALES_T,     /* [N][G] in the tensor's dtype */
+    QD_XT_TENSOR_SCALE, /* fp8-static: the one weight scale [1] */
+    QD_XT_INPUT_SCALE,  /* fp8-static: the static activation scale [1] (qd_qlinear.input_scale) */
     QD_XT_G_IDX,
     QD_XT_BIAS          /* the layer's bias (a plain tensor) in the tensor's dtype */
 } qd_xkind;

@@ -97,6 +97,10 @@ static qd_status push_layer(const qd_xplan *p, const qd_qsource *src, long li, q
         int64_t B = QD_FP8_BLOCK_SIZE;
         if (qd_scheme_is_fp8(x->scheme)) QD_CHECK(push(l, n, ".weight", QD_XT_CT_FP8, QD_DT_F8_E4M3, li, -1, 2, N, K));
         else QD_CHECK(push(l, n, ".weight", QD_XT_CT_NAIVE, QD_DT_I8, li, -1, 2, N, K));
+        if (x->scheme == QD_SCHEME_FP8_STATIC) { /* llm-compressor's FP8 preset: per-tensor weight and input */
+            QD_CHECK(push(l, n, ".weight_scale", QD_XT_TENSOR_SCALE, p->scale_dtype, li, -1, 1, 1, 0));
+            return push(l, n, ".input_scale", QD_XT_INPUT_SCALE, p->scale_dtype, li, -1, 1, 1, 0);
+        }
         if (x->scheme == QD_SCHEME_FP8_BLOCK)
             return push(l, n, ".weight_scale", QD_XT_BLOCK_SCALES, p->scale_dtype, li, -1, 2, (N + B - 1) / B, G);
         return push(l, n, ".weight_scale", QD_XT_SCALES_T, p->scale_dtype, li, -1, 2, N, G);
@@ -264,6 +268,11 @@ qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const
     case QD_XT_CT_SHAPE: memcpy(buf, (int64_t[2]){N, K}, 16); break;
     case QD_XT_SCALES: st = scales_bytes(l, t->dtype, 0, stats, buf); break;
     case QD_XT_SCALES_T: st = scales_bytes(l, t->dtype, 1, stats, buf); break;
+    case QD_XT_TENSOR_SCALE: qd_from_f32(t->dtype, l->scales, buf, 1); break;
+    case QD_XT_INPUT_SCALE:
+        if (!(l->input_scale > 0)) st = qd_fail(QD_ERR_FORMAT, "export: %s has no static input scale (fp8-static)", l->name);
+        else qd_from_f32(t->dtype, &l->input_scale, buf, 1);
+        break;
     case QD_XT_G_IDX: memcpy(buf, l->g_idx, (size_t)K * sizeof *l->g_idx); break;
     case QD_XT_BIAS: st = bias_bytes(src, t, buf); break;
     case QD_XT_PLAIN: st = qd_fail(QD_ERR_INTERNAL, "export: %s is a source tensor, not a layer's", t->name); break;

@@ -151,6 +151,7 @@ static qd_status write_module(qd__h5s *s, hid_t modules, const qd_staged_module 
     QD_CHECK(attr_i32(s, g, "sym", q->sym));
     /* wna16 writes no attribute: its stagings stay byte-identical to those made before schemes existed */
     if (q->scheme != QD_SCHEME_WNA16) QD_CHECK(attr_i32(s, g, "scheme", (int32_t)q->scheme));
+    if (q->scheme == QD_SCHEME_FP8_STATIC) QD_CHECK(attr_f64(s, g, "input_scale", q->input_scale));
     QD_CHECK(attr_f64(s, g, "loss", m->s.loss));
     QD_CHECK(attr_f64(s, g, "damp", m->s.damp));
     QD_CHECK(attr_f64(s, g, "time_s", m->s.seconds));

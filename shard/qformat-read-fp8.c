@@ -49,6 +49,8 @@ qd_status qd__read_ct_fp8(const ct_group *cg, const qd_checkpoint *ck, const cha
         info->quantized = 1, info->N = N, info->K = K, info->bits = 8, info->sym = 1;
         info->group_size = block ? QD_FP8_BLOCK_SIZE : -1;
         info->scheme = block ? QD_SCHEME_FP8_BLOCK : QD_SCHEME_FP8_DYNAMIC;
+        snprintf(name, sizeof name, "%s.input_scale", prefix); /* a static input scale: llm-compressor's FP8 */
+        if (!block && R * C == 1 && qd_ckpt_find(ck, name)) info->scheme = QD_SCHEME_FP8_STATIC;
     }
     if (!w) return QD_OK;
     uint8_t *q = malloc((size_t)(N * K) + 1);

@@ -34,7 +34,8 @@ static int has_suffix(const char *s, const char *suf) {
     return n >= m && strcmp(s + n - m, suf) == 0;
 }
 
-static const char *qd_suffixes[] = {".qd_codes", ".qd_scales", ".qd_zeros", ".qd_g_idx"};
+/* the four every layer has, then fp8-static's static activation scale (F32 [1]) */
+static const char *qd_suffixes[] = {".qd_codes", ".qd_scales", ".qd_zeros", ".qd_g_idx", ".qd_input_scale"};
 
 static long find_layer_idx(const fake_src *f, const char *prefix) {
     for (size_t i = 0; i < f->nlayers; i++)
@@ -134,6 +135,16 @@ static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlinear *l
     if (st == QD_OK) st = read_typed(f, fl->zeros, QD_DT_I32, (size_t)l->G * l->N, (void **)&l->zeros);
     if (st == QD_OK) st = read_typed(f, fl->g_idx, QD_DT_I32, (size_t)l->K, (void **)&l->g_idx);
     if (st == QD_OK && with_codes) st = read_typed(f, fl->codes, QD_DT_U8, (size_t)l->N * l->K, (void **)&l->codes);
+    if (st == QD_OK && l->scheme == QD_SCHEME_FP8_STATIC) {
+        char buf[QD_QNAME_MAX + 16];
+        snprintf(buf, sizeof buf, "%s.qd_input_scale", fl->name);
+        const qd_st_tensor *t = qd_ckpt_find(f->ck, buf);
+        float *is = NULL;
+        if (!t) st = qd_fail(QD_ERR_FORMAT, "%s: fp8-static layer '%s' has no '%s'", f->dir, fl->name, buf);
+        if (st == QD_OK) st = read_typed(f, t, QD_DT_F32, 1, (void **)&is);
+        if (st == QD_OK) l->input_scale = *is;
+        free(is);
+    }
     if (st != QD_OK) {
         qd_qlinear_free(l);
         return st;
@@ -304,7 +315,7 @@ qd_status qd_qsource_open_fake(const char *dir, qd_qsource *out) {
     for (size_t i = 0; i < nt; i++) {
         const char *nm = f->ck->tensors[i]->name;
         int skip = 0;
-        for (int s = 0; s < 4 && !skip; s++) skip = has_suffix(nm, qd_suffixes[s]);
+        for (int s = 0; s < 5 && !skip; s++) skip = has_suffix(nm, qd_suffixes[s]);
         if (!skip && has_suffix(nm, ".weight")) {
             char prefix[QD_QNAME_MAX];
             size_t plen = strlen(nm) - strlen(".weight");

@@ -21,6 +21,7 @@
  * sizes, the backend name into its spec) */
 typedef struct {
     const char *format, *backend, *numerics, *schedule, *parallel, *collectives, *progress, *moe_calibration, *expert_parallel;
+    const char *smoothquant;
     int quiet, stages, micro_batch, chunk_tokens, moe_min_tokens, seen_format, seen_scale_dtype;
 } q_args;
 
@@ -45,7 +46,7 @@ static qd_status quantize_main(int argc, char **argv) {
          "auto|none|chatml|llama3|llama2", NULL},
         {"calib-mode", QD_OPT_CHOICE, &f->calib_mode, "MODE", "random windows (gptq default) or concatenated blocks (awq default)", "random|concat", &f->seen_calib_mode},
         {"method", QD_OPT_CHOICE, &f->method, "M", "quantization method", "rtn|gptq|awq", &f->seen_method},
-        {"scheme", QD_OPT_CHOICE, &f->scheme, "S", "weight/activation scheme (default wna16: integer weights only, --bits; fp8-dynamic, fp8-block: e4m3 weights by rtn (fp8-dynamic also gptq, cpu backend), dynamic fp8 activations; w8a8-int8: int8 per-channel weights by rtn or gptq, dynamic int8 activations; non-wna16 schemes default to --format compressed-tensors; docs/formats.md)", QD_SCHEME_CHOICES, &f->seen_scheme},
+        {"scheme", QD_OPT_CHOICE, &f->scheme, "S", "weight/activation scheme (default wna16: integer weights only, --bits; fp8-dynamic, fp8-block: e4m3 weights by rtn (fp8-dynamic also gptq, cpu backend), dynamic fp8 activations; w8a8-int8: int8 per-channel weights by rtn or gptq, dynamic int8 activations; fp8-static: e4m3 per-tensor weights by rtn, static per-tensor fp8 activation scales from --calib (llm-compressor's FP8); non-wna16 schemes default to --format compressed-tensors; docs/formats.md)", QD_SCHEME_CHOICES, &f->seen_scheme},
         {"bits", QD_OPT_INT, &f->bits, "B", "bits per weight", QD_RANGE_BITS, &f->seen_bits},
         {"group-size", QD_OPT_INT, &f->group_size, "G", "columns per group: 32, 64, 128 or -1 (one group)", QD_RANGE_GROUP_SIZE, &f->seen_group_size},
         {"sym", QD_OPT_FLAG, &f->sym, NULL, "symmetric (rtn/gptq default)", NULL, &f->seen_sym},
@@ -58,6 +59,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"moe-calibration", QD_OPT_CHOICE, &a.moe_calibration, "M", "MoE models, GPTQ and AWQ: each expert's Hessians (AWQ: statistics) from the tokens the router sends it (routed, default) or from every token (all); the output always uses the model's routing", "routed|all", NULL},
         {"expert-parallel", QD_OPT_CHOICE, &a.expert_parallel, "E", "MoE, GPTQ, data layout with several ranks: each expert solved whole by one rank, its routed rows sent there, instead of every rank's Hessians of every expert all-reduced (auto: when that moves fewer bytes; the checkpoint is the same; docs/architecture.md)", "auto|on|off", NULL},
         {"moe-min-tokens", QD_OPT_INT, &a.moe_min_tokens, "N", "MoE, routed: an expert with fewer routed tokens takes the all-token Hessians or AWQ statistics (listed as its fallback in the report; default 16)", "0..1000000000", NULL},
+        {"smoothquant", QD_OPT_STR, &a.smoothquant, "A", "SmoothQuant before GPTQ/RTN, for the W8A8 schemes: per block, input_layernorm -> q/k/v and post_attention_layernorm -> the MLP's input Linears (MoE: router and experts too) smoothed with strength A in [0, 1] (llm-compressor's smoothing_strength; 0.5 is its default), or auto: A searched per block and norm over 0, 0.05, ..., 1 against int8 W8A8 output error; needs --calib (docs/numerics.md)", NULL, NULL},
         {"recipe", QD_OPT_STR, &ro->recipe_path, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
         {"format", QD_OPT_CHOICE, &a.format, "F", "checkpoint format (awq runs default to awq; fake: dequantised weights + codes, what qdist export reads)", "gptq|gptq_v2|awq|compressed-tensors|fake", &a.seen_format},
         {"staging", QD_OPT_STR, &ro->staging_dir, "DIR", "where finished blocks are staged (default OUTPUT.qdist-staging)", NULL, NULL},
@@ -138,6 +140,14 @@ static qd_status quantize_main(int argc, char **argv) {
     if (ro->q.expert_parallel > 0 && ro->parallel == QD_PAR_PIPELINE)
         return qd_fail(QD_ERR_USAGE, "--expert-parallel on spreads experts over the data layout's ranks: drop "
                                      "--parallel pipeline");
+    if (a.smoothquant) {
+        char *end = NULL;
+        double alpha = strcmp(a.smoothquant, "auto") == 0 ? 0.5 : strtod(a.smoothquant, &end);
+        if (end && (end == a.smoothquant || *end || !(alpha >= 0 && alpha <= 1)))
+            return qd_fail(QD_ERR_USAGE, "--smoothquant: expected a strength in [0, 1] or auto, got '%s'", a.smoothquant);
+        ro->q.smooth = end ? QD_SMOOTH_FIXED : QD_SMOOTH_AUTO;
+        ro->q.smooth_alpha = alpha;
+    }
     return qd_quantize_command(&p);
 }
 

@@ -46,6 +46,7 @@ qd_status qd_qlinear_copy_arrays(qd_qlinear *dst, const qd_qlinear *src, int wit
     dst->scales = malloc(gn * sizeof *dst->scales);
     dst->zeros = malloc(gn * sizeof *dst->zeros);
     dst->g_idx = malloc((size_t)src->K * sizeof *dst->g_idx);
+    dst->input_scale = src->input_scale; /* data measured with the arrays, not a planned header field */
     if (!dst->scales || !dst->zeros || !dst->g_idx || (with_codes && !dst->codes)) {
         qd_qlinear_free(dst);
         return qd_fail(QD_ERR_NOMEM, "%s: out of memory copying a quantized layer", dst->name);

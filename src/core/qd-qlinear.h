@@ -40,6 +40,8 @@ typedef struct qd_qlinear {
     float *scales;           /* [G][N] */
     int32_t *zeros;          /* [G][N] */
     int32_t *g_idx;          /* [K] */
+    float input_scale;       /* fp8-static: the static activation scale (amax / 448 of the calibration
+                              * inputs, rounded to the scale dtype); 0 for every other scheme */
 } qd_qlinear;
 
 /* How a Linear was quantized. */
@@ -72,8 +74,8 @@ qd_status qd_qlinear_alloc(qd_qlinear *l, int N, int K, int G);
 void qd_qlinear_free(qd_qlinear *l); /* frees the arrays (NULL after), keeps the header */
 /* l with its arrays NULL: the header (name, shape, scheme, method) alone, owning nothing */
 qd_qlinear qd_qlinear_header(const qd_qlinear *l);
-/* dst's arrays become copies of src's (sized by src's N, K, G), codes only when with_codes (else NULL);
- * dst's header is left as it is. On failure dst owns no arrays. */
+/* dst's arrays become copies of src's (sized by src's N, K, G), codes only when with_codes (else NULL),
+ * and dst->input_scale src's; dst's header is left as it is. On failure dst owns no arrays. */
 qd_status qd_qlinear_copy_arrays(qd_qlinear *dst, const qd_qlinear *src, int with_codes);
 /* 1 when g_idx[k] == k / group_size for every k (always for group_size -1 with g_idx all 0) */
 int qd_qlinear_g_idx_sequential(const qd_qlinear *l);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * fp8.c - round-to-nearest into E4M3 with per-row (fp8-dynamic) or per-128x128-block (fp8-block)
- * scales (qd-quant.h). The weight is brought to the host: E4M3 rounding is a few integer operations
+ * fp8.c - round-to-nearest into E4M3 with per-row (fp8-dynamic), per-128x128-block (fp8-block) or
+ * per-tensor (fp8-static) scales (qd-quant.h). The weight is brought to the host: E4M3 rounding is a few integer operations
  * per value (qd-fp8.h) and the same bits on every backend. */
 #include <float.h>
 #include <math.h>
@@ -72,7 +72,7 @@ qd_status qd_fp8_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_
     }
     qd_qlinear *q = &out->q;
     qd_qcfg cfg = qd_qspec_qcfg(s);
-    size_t rows = bs ? bs : 1, cols = bs ? bs : K;
+    size_t rows = bs ? bs : s->scheme == QD_SCHEME_FP8_STATIC ? N : 1, cols = bs ? bs : K; /* static: one tile */
     double sq = 0;
     for (size_t n0 = 0; n0 < N; n0 += rows)
         for (size_t k0 = 0, g = 0; k0 < K; k0 += cols, g++) {

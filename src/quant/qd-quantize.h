@@ -23,6 +23,8 @@
 
 #include <cjson/cJSON.h>
 
+typedef enum { QD_SMOOTH_OFF = 0, QD_SMOOTH_FIXED, QD_SMOOTH_AUTO } qd_smooth;
+
 typedef struct qd_quantize_opts {
     qd_qspec base;          /* run-wide spec; per-module specs come from the recipe */
     const qd_recipe *recipe; /* optional */
@@ -54,6 +56,11 @@ typedef struct qd_quantize_opts {
     size_t moe_hess_bytes;  /* MoE GPTQ: backend bytes of expert Hessians held at once; the experts of a stage
                              * are solved in batches that fit (at least one expert each; the results do not
                              * depend on it). 0: every expert at once. The run sets it (qd_run_plan_memory). */
+    /* SmoothQuant (--smoothquant ALPHA|auto, smooth.c): per block, before GPTQ/RTN, the input norm ->
+     * q/k/v and post-attention norm -> MLP input Linears smoothed with strength smooth_alpha, or the
+     * strength searched per block and mapping (QD_SMOOTH_AUTO). Needs calibration. */
+    qd_smooth smooth;
+    double smooth_alpha;
 } qd_quantize_opts;
 
 /* Sequences per forward pass (a chunk: chunk_tokens / seq_len, at least 1, at most nseq); the unit

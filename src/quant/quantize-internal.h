@@ -122,5 +122,14 @@ void qd__ep_box_free(qd__ep_box *b);
 qd_status qd__ep_capture(void *user, int lin, qd_ref x, size_t rows);
 qd_status qd__ep_deliver(qd__ep_box *b, int g, int gate_up);
 qd_status qd__ep_share(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, qd_qresult *results);
+/* SmoothQuant (smooth.c, c->o.smooth): observe the block's two normed inputs over in (every rank's
+ * maxima), fold the per-channel scales into the norms and the Linears reading them (w changed in place;
+ * specs: which Linears are quantized). scratch receives a partial forward (the caller overwrites it). */
+/* fp8-static (static-scales.c): wants - some Linear of the block has the scheme; input_scales - their
+ * input_scale from one forward of the quantized block over in (every rank's maxima). */
+int qd__wants_static_scales(const qd_block_w *w, const qd_qspec *specs);
+qd_status qd__static_input_scales(qd_qctx *c, const qd_block_w *w, qd_buf_t in, const qd_qspec *specs,
+                                  qd_qresult *results);
+qd_status qd__smooth_block(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t scratch, const qd_qspec *specs);
 
 #endif

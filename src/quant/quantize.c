@@ -321,7 +321,13 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
     }
     if (any_awq) {
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
+        if (c->o.smooth) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: --smoothquant with AWQ modules", w->index);
         return qd__awq_block(c, w, inputs, outputs, results);
+    }
+    if (c->o.smooth) { /* before anything reads the weights: every method below sees the smoothed block */
+        if (!c->fwd || !inputs || !outputs)
+            return qd_fail(QD_ERR_USAGE, "block %d: --smoothquant needs calibration inputs (--calib)", w->index);
+        QD_CHECK(qd__smooth_block(c, w, inputs, outputs, specs));
     }
     /* RTN modules first (they need no calibration): GPTQ's Hessians of the later groups then see them
      * quantized, as true-sequential means (only fp8 overrides put RTN modules in a GPTQ block) */
@@ -335,6 +341,7 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
     }
     int out_done = 0;
     if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
+    if (qd__wants_static_scales(w, specs)) QD_CHECK(qd__static_input_scales(c, w, inputs, specs, results));
     /* the next block sees the quantized block's output (an MoE block's: with its routed token counts) */
     if (inputs && outputs && !out_done && qd_block_is_moe(w)) QD_CHECK(qd__moe_output(c, w, inputs, outputs, results));
     else if (inputs && outputs && !out_done) QD_CHECK(qd__forward_all(c, w, inputs, outputs, NULL, NULL, -1));
@@ -412,5 +419,6 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
         size_t routed = o->moe_all ? E * rows : rows * (size_t)cfg->moe_topk;
         awq += routed * (H + mi) + rows * si + 2 * (E * mi + si) * H;
     }
+    if (o->base.scheme == QD_SCHEME_FP8_STATIC) awq += rows * H; /* the observing forward's output */
     return 4 * (weights + hess + fwd + layer + scratch + awq);
 }

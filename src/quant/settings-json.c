@@ -18,5 +18,7 @@ cJSON *qd_quantize_settings_json(cJSON *root, const qd_quantize_opts *q) {
     cJSON_AddBoolToObject(set, "mse", s->mse);
     cJSON_AddBoolToObject(set, "true_sequential", q->true_sequential);
     cJSON_AddStringToObject(set, "scale_dtype", qd_dtype_name(q->scale_dtype));
+    if (q->smooth == QD_SMOOTH_AUTO) cJSON_AddStringToObject(set, "smoothquant", "auto");
+    else if (q->smooth) cJSON_AddNumberToObject(set, "smoothquant", q->smooth_alpha);
     return set;
 }
