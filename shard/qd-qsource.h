@@ -32,6 +32,11 @@ typedef struct qd_qrun {
      * dequantising, so what it writes equals the fake weights. 0 = scales used as they are. */
     int scales_rounded;
     qd_dtype scale_dtype;
+    /* --kv-cache (0 off, 1 fp8 per tensor, 2 fp8 per KV head): each block stages
+     * self_attn.k_scale / v_scale (kv_heads values or 1), exported in kv_dtype (the model's) with the
+     * compressed-tensors config's kv_cache_scheme */
+    int kv_cache, kv_heads;
+    qd_dtype kv_dtype;
 } qd_qrun;
 
 typedef struct qd_plain_info {

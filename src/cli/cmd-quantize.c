@@ -20,7 +20,7 @@
 /* The flags that are not one field of qd_run_params as they are (choices turned into enums, ints into
  * sizes, the backend name into its spec) */
 typedef struct {
-    const char *format, *backend, *numerics, *schedule, *parallel, *collectives, *progress, *moe_calibration;
+    const char *format, *backend, *numerics, *schedule, *parallel, *collectives, *progress, *moe_calibration, *kv_cache;
     int quiet, stages, micro_batch, chunk_tokens, moe_min_tokens, seen_format, seen_scale_dtype;
 } q_args;
 
@@ -29,7 +29,7 @@ static qd_status quantize_main(int argc, char **argv) {
                                  .nsamples = 128},
                        .chat_template = "auto", .math = "auto", .scale_dtype = "f16"};
     q_args a = {.format = "gptq", .schedule = "exact", .parallel = "data", .collectives = "auto", .progress = "auto", .backend = "auto",
-              .stages = 1, .moe_calibration = "routed", .moe_min_tokens = 16};
+              .stages = 1, .moe_calibration = "routed", .moe_min_tokens = 16, .kv_cache = "none"};
     qd_run_opts *ro = &p.run;
     qd_recipe_flags *f = &p.flags;
     const qd_opt opts[] = {
@@ -56,6 +56,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"true-sequential", QD_OPT_FLAG, &f->true_sequential, NULL, "GPTQ: Hessians of [qkv]->[o]->[gate,up]->[down] in turn (default on)", NULL, &f->seen_true_sequential},
         {"moe-calibration", QD_OPT_CHOICE, &a.moe_calibration, "M", "MoE models, GPTQ: each expert's Hessians from the tokens the router sends it (routed, default) or from every token (all); the output always uses the model's routing", "routed|all", NULL},
         {"moe-min-tokens", QD_OPT_INT, &a.moe_min_tokens, "N", "MoE, routed: an expert with fewer routed tokens takes the all-token Hessians (listed as its fallback in the report; default 16)", "0..1000000000", NULL},
+        {"kv-cache", QD_OPT_CHOICE, &a.kv_cache, "K", "fp8 KV-cache scales calibrated in the same run (fp8: one k_scale/v_scale per layer; fp8-head: one per KV head), amax/448 of the post-rope keys and the values as llm-compressor; --format compressed-tensors only, not MLA models (docs/formats.md)", "none|fp8|fp8-head", NULL},
         {"recipe", QD_OPT_STR, &ro->recipe_path, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
         {"format", QD_OPT_CHOICE, &a.format, "F", "checkpoint format (awq runs default to awq; fake: dequantised weights + codes, what qdist export reads)", "gptq|gptq_v2|awq|compressed-tensors|fake", &a.seen_format},
         {"staging", QD_OPT_STR, &ro->staging_dir, "DIR", "where finished blocks are staged (default OUTPUT.qdist-staging)", NULL, NULL},
@@ -132,6 +133,9 @@ static qd_status quantize_main(int argc, char **argv) {
     ro->q.chunk_tokens = (size_t)a.chunk_tokens;
     ro->q.moe_all = strcmp(a.moe_calibration, "all") == 0;
     ro->q.moe_min_tokens = (size_t)a.moe_min_tokens;
+    ro->q.kv_cache = strcmp(a.kv_cache, "fp8") == 0        ? QD_KV_FP8_TENSOR
+                   : strcmp(a.kv_cache, "fp8-head") == 0 ? QD_KV_FP8_HEAD
+                                                         : QD_KV_OFF;
     return qd_quantize_command(&p);
 }
 

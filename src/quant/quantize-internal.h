@@ -31,6 +31,7 @@ struct qd_qctx {
     qd_buf_t Hs;                /* exact numerics: one slab's Hessian, from zero */
     float **slabs;              /* [nh] exact numerics: this rank's slab Hessians per key, in slab order */
     size_t *nslabs;
+    double *kv_amax;            /* --kv-cache: [2 * nkv] the block's key then value maxima per KV head */
 };
 
 /* Data-parallel GPTQ (gptq-dp.c). hess_slab: exact numerics, one slab's (chunk's) Hessian alpha X^T X
@@ -55,6 +56,8 @@ qd_status qd__hess_total(qd_qctx *c, int g);
 qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                             const qd_gptq_fac *f, qd_qresult *out);
 
+/* --kv-cache (kv-observe.c): the block's key/value maxima into c->kv_amax, reduced over the ranks */
+qd_status qd__kv_observe(qd_qctx *c, const qd_block_w *w, qd_buf_t inputs);
 /* forward every chunk of inputs through block w into outputs (capture / stop_after as in qd-forward.h) */
 qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
                           int stop_after);

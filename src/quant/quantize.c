@@ -299,6 +299,7 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         qd_phase_set(c->be, QD_PH_FORWARD);
         QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
     }
+    if (c->o.kv_cache) QD_CHECK(qd__kv_observe(c, w, inputs)); /* before any weight of the block changes */
     if (any_awq) {
         if (c->cfg->mla)
             return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ of DeepSeek-V3 (MLA) blocks is not supported yet; use "

@@ -18,5 +18,6 @@ cJSON *qd_quantize_settings_json(cJSON *root, const qd_quantize_opts *q) {
     cJSON_AddBoolToObject(set, "mse", s->mse);
     cJSON_AddBoolToObject(set, "true_sequential", q->true_sequential);
     cJSON_AddStringToObject(set, "scale_dtype", qd_dtype_name(q->scale_dtype));
+    if (q->kv_cache) cJSON_AddStringToObject(set, "kv_cache", q->kv_cache == QD_KV_FP8_HEAD ? "fp8-head" : "fp8");
     return set;
 }
