@@ -64,7 +64,8 @@ qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_p
     }
     /* only when set, so that the fingerprints of wna16 stagings stay what they were */
     if (s->scheme != QD_SCHEME_WNA16) QD_CHECK(qd_fingerprint_add(fpr, "scheme", qd_scheme_name(s->scheme)));
-    if (o->q.kv_cache) QD_CHECK(qd_fingerprint_add(fpr, "kv_cache", o->q.kv_cache == QD_KV_FP8_HEAD ? "fp8-head" : "fp8"));
+    if (o->q.kv_cache) /* the staged blocks hold k_scale / v_scale of this kind */
+        QD_CHECK(qd_fingerprint_add(fpr, "kv_cache", o->q.kv_cache == QD_KV_FP8_HEAD ? "fp8-head" : "fp8"));
     if (o->recipe_path) {
         char *text = NULL;
         size_t len = 0;

@@ -58,11 +58,9 @@ static qd_status observe_local(qd_qctx *c, const qd_block_w *w, qd_buf_t inputs,
         QD_CHECK_GOTO(qd_norm_forward(be, cfg, w->ln_in, QD_REF(inputs, s0 * S * H), QD_REF(n, 0), rows), st, out);
         QD_CHECK_GOTO(qd_linear_forward(be, w, QD_LIN_K, QD_REF(n, 0), QD_REF(k, 0), rows), st, out);
         QD_CHECK_GOTO(qd_linear_forward(be, w, QD_LIN_V, QD_REF(n, 0), QD_REF(v, 0), rows), st, out);
-        if (w->k_norm)
-            QD_CHECK_GOTO(qd_be_rmsnorm(be, &(struct qd_rmsnorm_args){.out = QD_REF(k, 0), .x = QD_REF(k, 0),
-                                                                      .weight = QD_REF(w->k_norm, 0), .rows = rows * nkv,
-                                                                      .dim = hd, .ld = hd, .eps = (float)cfg->rms_eps}),
-                          st, out);
+        struct qd_rmsnorm_args kn = {.out = QD_REF(k, 0), .x = QD_REF(k, 0), .weight = QD_REF(w->k_norm, 0),
+                                     .rows = rows * nkv, .dim = hd, .ld = hd, .eps = (float)cfg->rms_eps};
+        if (w->k_norm) QD_CHECK_GOTO(qd_be_rmsnorm(be, &kn), st, out); /* Qwen3: before rope, as the forward */
         QD_CHECK_GOTO(qd_be_rope(be, &(struct qd_rope_args){.x = QD_REF(k, 0), .cos = QD_REF(cosb, 0),
                                                             .sin = QD_REF(sinb, 0), .rows = rows, .heads = nkv,
                                                             .head_dim = hd, .ld = kvo, .seq_len = S}), st, out);

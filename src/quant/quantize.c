@@ -377,6 +377,7 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
         hess += E * (H * H + mi * mi) + si * si;
         fwd += crow * (2 * H + E + 2 * (size_t)cfg->moe_topk + 1);
     }
+    if (o->kv_cache) fwd += crow * (H + 2 * kvo + (size_t)cfg->head_dim); /* kv-observe.c's scratch */
     size_t layer = I * I * 2 + 3 * H * I; /* chol's fp64 copy (U is made in H), W/codes/Wp */
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;

@@ -13,8 +13,6 @@ quantize run and written as llm-compressor writes them, checked with the librari
 - two data-parallel ranks give the one-rank bytes; a run killed after a block resumes to them;
 - --format gptq / awq / fake, a run without --calib and an MLA model are refused in one line.
 """
-import contextlib
-import inspect
 import json
 import os
 import subprocess
@@ -24,12 +22,14 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("compressed_tensors")
 from compressed_tensors.quantization import QuantizationArgs  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
+from ct_kv_shim import ct_attention_shim  # noqa: E402
 
 QDIST = os.environ.get("QDIST_BIN", "")
 REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -149,50 +149,13 @@ def test_config_and_scales(kv, runs):
                ("k_scale", "v_scale")) == 2 * len(ref)
 
 
-@contextlib.contextmanager
-def ct_attention_shim():
-    """compressed-tensors 0.20.1 finds a cached attention module by a `past_key_value(s)` parameter of its
-    forward; transformers 5.x renamed it `cache`, so without this shim the library skips the
-    kv_cache_scheme (the scales load as UNEXPECTED keys and nothing is simulated). The shim only widens
-    that test and passes the library's QuantizedKVCache under the new name; the rest is the library's."""
-    from compressed_tensors.modeling import kvcache
-    from compressed_tensors.quantization.lifecycle import apply, initialize
-
-    def params(module):
-        return inspect.signature(module.forward).parameters
-
-    orig_is = initialize.is_cached_attention_module
-
-    def is_cached(module):
-        return orig_is(module) or (initialize._is_attention_module(module) and "cache" in params(module) and any(
-            hasattr(module, n) for n in initialize._KV_CACHE_PROJECTION_NAMES))
-
-    orig_hook = kvcache._kv_cache_attention_hook
-
-    def hook(module, args, kwargs):
-        if "cache" not in params(module):
-            return orig_hook(module, args, kwargs)
-        c = getattr(module, kvcache.KV_CACHE_ATTR)
-        c.add_past_key_values(kwargs.get("cache"))
-        kwargs["cache"] = c
-        return args, kwargs
-
-    saved = (apply.is_cached_attention_module, initialize.is_cached_attention_module, kvcache._kv_cache_attention_hook)
-    apply.is_cached_attention_module = initialize.is_cached_attention_module = is_cached
-    kvcache._kv_cache_attention_hook = hook
-    try:
-        yield
-    finally:
-        apply.is_cached_attention_module, initialize.is_cached_attention_module, kvcache._kv_cache_attention_hook = saved
-
-
 def fp8_fake(x, s):
     return torch.clamp(x / s, -448, 448).to(torch.float8_e4m3fn).float() * s
 
 
 @pytest.mark.parametrize("kv", ["fp8", "fp8-head"])
 def test_transformers_loads_scales(kv, runs):
-    """transformers + compressed-tensors (with the shim above) give each attention module the export's
+    """transformers + compressed-tensors (with tests/ref/ct_kv_shim.py) give each attention module the export's
     k_scale/v_scale in the shape and dtype the library initialises, and quantize the keys and values it
     caches with them: the logits equal those of the fake-quant model whose cache this test quantizes
     itself (e4m3(clamp(x / s)) * s); the model generates"""
@@ -287,14 +250,26 @@ def test_mla_refused(tmp_path):
 
 
 def test_two_ranks_and_resume_equal_one(runs, tmp_path):
+    """2 data-parallel ranks, 2 pipeline stages, the pipeline layout, the export from the staging and a run
+    killed after block 2 then resumed all give the one-rank bytes; a resume with fp8-head is refused"""
     args = ["quantize", "--model", STORIES, "--format", "compressed-tensors", *GPTQ, *COMMON]
     one, two, res = str(tmp_path / "one"), str(tmp_path / "two"), str(tmp_path / "res")
     args_kv = [*args, "--kv-cache", "fp8"]
     qdist(*args_kv, "--numerics", "exact", "--output", one)
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args_kv, "--numerics", "exact", "--output", two],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args_kv, "--numerics", "exact", "--output",
+                        two], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert files_bytes(one) == files_bytes(two)
+    # two pipeline stages (each stage stages its blocks' scales), and the export from the staging after the
+    # run instead of the streamed one
+    for i, (extra, env) in enumerate([(["--pipeline-stages", "2"], None), (["--parallel", "pipeline"], None),
+                                      ([], dict(os.environ, QD_EXPORT_STREAM="0"))]):
+        o = str(tmp_path / f"x{i}")
+        r = subprocess.run((["mpirun", "--oversubscribe", "-n", "2"] if extra else []) +
+                           [QDIST, *args_kv, "--numerics", "exact", "--output", o, *extra], capture_output=True,
+                           text=True, timeout=600, env=env)
+        assert r.returncode == 0, r.stderr
+        assert files_bytes(o) == files_bytes(one), extra
     env = dict(os.environ, QD_INJECT_KILL="0:2")
     r = subprocess.run([QDIST, *args_kv, "--numerics", "exact", "--output", res], capture_output=True, text=True,
                        timeout=600, env=env)
