@@ -185,7 +185,7 @@ qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *s
 static qd_status load_calib(const qd_run_params *p, const qd_model_cfg *cfg, const qd_qspec *base,
                             const qd_recipe_run *run, qd_calib_set *set) {
     const qd_run_opts *o = &p->run;
-    if (base->method == QD_METHOD_RTN) {
+    if (base->method == QD_METHOD_RTN && !o->q.kv_cache) { /* --kv-cache observes the calibration */
         if (o->calib_path) qd_info("quantize: RTN does not use calibration data; --calib ignored");
         return QD_OK;
     }

@@ -78,6 +78,8 @@ out:
 qd_status qd__kv_observe(qd_qctx *c, const qd_block_w *w, qd_buf_t inputs) {
     size_t nkv = (size_t)c->cfg->nkv, n = 2 * nkv;
     if (c->cfg->mla) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: --kv-cache on an MLA block", w->index);
+    if (!c->nseq_total) /* the run refuses --kv-cache without --calib; scales of nothing would look valid */
+        return qd_fail(QD_ERR_INTERNAL, "block %d: --kv-cache without calibration tokens", w->index);
     if (!c->kv_amax && !(c->kv_amax = calloc(n, sizeof *c->kv_amax)))
         return qd_fail(QD_ERR_NOMEM, "block %d: --kv-cache: out of memory", w->index);
     memset(c->kv_amax, 0, n * sizeof *c->kv_amax);
