@@ -144,7 +144,13 @@ qd_status qd_run_prepare_meta(const char *model_dir, const char *meta);
 qd_status qd_run_export(const qd_run_opts *o, const qd_model *m, const char *staging, const char *meta);
 /* The run's settings as the export's configs record them. */
 struct qd_qrun;
-void qd_run_qrun(const qd_run_opts *o, struct qd_qrun *run);
+void qd_run_qrun(const qd_run_opts *o, const qd_model_cfg *cfg, struct qd_qrun *run);
+/* run-kv.c (--kv-cache): the run's kv settings into run; block b's k_scale / v_scale appended to sb's
+ * tensors (room for two more) from the quantize context's maxima; nothing without --kv-cache */
+void qd_run_qrun_kv(const qd_run_opts *o, const qd_model_cfg *cfg, struct qd_qrun *run);
+qd_status qd_run_kv_stage(const qd_run *k, qd_staged_block *sb, int b);
+/* --kv-cache refusals before work: the format, the calibration, MLA models */
+qd_status qd_run_check_kv(const qd_model_cfg *cfg, const char *format, const char *calib_path);
 
 /* ---- the export written during the run, on rank 0 (run-stream.c) ---- */
 /* After the staging is open, before the pipeline: the export planned from the recipe (refusing what

@@ -68,6 +68,8 @@ qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_p
         snprintf(buf, sizeof buf, o->q.smooth == QD_SMOOTH_AUTO ? "auto" : "%.17g", o->q.smooth_alpha);
         QD_CHECK(qd_fingerprint_add(fpr, "smoothquant", buf));
     }
+    if (o->q.kv_cache) /* the staged blocks hold k_scale / v_scale of this kind */
+        QD_CHECK(qd_fingerprint_add(fpr, "kv_cache", o->q.kv_cache == QD_KV_FP8_HEAD ? "fp8-head" : "fp8"));
     if (o->recipe_path) {
         char *text = NULL;
         size_t len = 0;
@@ -187,7 +189,8 @@ qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *s
 static qd_status load_calib(const qd_run_params *p, const qd_model_cfg *cfg, const qd_qspec *base,
                             const qd_recipe_run *run, qd_calib_set *set) {
     const qd_run_opts *o = &p->run;
-    if (base->method == QD_METHOD_RTN && !o->q.smooth && base->scheme != QD_SCHEME_FP8_STATIC) {
+    if (base->method == QD_METHOD_RTN && !o->q.smooth && base->scheme != QD_SCHEME_FP8_STATIC &&
+        !o->q.kv_cache) { /* SmoothQuant, fp8-static and --kv-cache observe the calibration */
         if (o->calib_path) qd_info("quantize: RTN does not use calibration data; --calib ignored");
         return QD_OK;
     }
@@ -255,8 +258,9 @@ qd_status qd_quantize_command(const qd_run_params *p) {
     } else if (base.method != QD_METHOD_RTN && cfg.max_pos > 0 && run.seqlen > cfg.max_pos && qd_mpi_rank() == 0) {
         qd_warn("quantize: --seqlen %d exceeds the model's max_position_embeddings %d", run.seqlen, cfg.max_pos);
     }
-    /* the fp8 and w8a8 schemes exist only as compressed-tensors checkpoints (or the fake directory) */
-    if (!p->format_given && base.scheme != QD_SCHEME_WNA16) ro.format = "compressed-tensors";
+    /* the fp8 and w8a8 schemes exist only as compressed-tensors checkpoints (or the fake directory), and
+     * so do the KV-cache scales */
+    if (!p->format_given && (base.scheme != QD_SCHEME_WNA16 || p->run.q.kv_cache)) ro.format = "compressed-tensors";
     const char *sd = p->scale_dtype ? p->scale_dtype : "f16";
     qd_dtype sdt = strcmp(sd, "bf16") == 0 ? QD_DT_BF16 : strcmp(sd, "f32") == 0 ? QD_DT_F32 : QD_DT_F16;
     /* compressed-tensors stores scales in the model's dtype: round to it so the export is exact */
@@ -269,8 +273,10 @@ qd_status qd_quantize_command(const qd_run_params *p) {
                               .expert_parallel = p->run.q.expert_parallel,
                               .moe_model = cfg.moe_experts > 0, .smooth = p->run.q.smooth,
                               .smooth_alpha = p->run.q.smooth_alpha};
+    ro.q.kv_cache = p->run.q.kv_cache;
     ro.calib_mode = run.calib_mode, ro.seed = (uint64_t)run.seed;
-    if (!p->format_given && base.method == QD_METHOD_AWQ) ro.format = "awq";
+    if (!p->format_given && base.method == QD_METHOD_AWQ && !ro.q.kv_cache) ro.format = "awq";
+    if (ro.q.kv_cache) QD_CHECK_GOTO(qd_run_check_kv(&cfg, ro.format, ro.calib_path), st, done);
     /* every module's spec against the method and the format, before calibration or staging */
     QD_CHECK_GOTO(qd_run_check_specs(&cfg, &base, recipe, ro.format), st, done);
     st = load_calib(p, &cfg, &base, &run, &set);

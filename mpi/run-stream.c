@@ -72,8 +72,7 @@ qd_status qd_run_stream_begin(qd_run *k, const char *staging) {
     QD_CHECK(qd_path_join(meta, sizeof meta, staging, "meta"));
     QD_CHECK(qd_run_prepare_meta(o->model_dir, meta)); /* config.json and the files the export copies */
     qd_qrun run;
-    qd_run_qrun(o, &run);
-    memcpy(run.fp8_block, k->cfg->fp8_block, sizeof run.fp8_block);
+    qd_run_qrun(o, k->cfg, &run);
     qd_qlinear *heads;
     int *nonseq;
     size_t n;

@@ -165,7 +165,7 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
     *sb = (qd_staged_block){.block = b, .rank = qd_mpi_rank(), .time_s = seconds, .sources = *sources};
     *sources = NULL;
     sb->modules = calloc((size_t)w->nlin, sizeof *sb->modules);
-    sb->tensors = calloc(6 + 2 * (size_t)w->nlin, sizeof *sb->tensors);
+    sb->tensors = calloc(6 + 2 * (size_t)w->nlin, sizeof *sb->tensors); /* + k/v scales */
     if (!sb->modules || !sb->tensors) {
         st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory staging", b);
         goto out;
@@ -196,6 +196,7 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
     QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.k_norm.weight", w->k_norm), st, out);
     QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.q_a_layernorm.weight", w->q_a_norm), st, out);
     QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.kv_a_layernorm.weight", w->kv_a_norm), st, out);
+    QD_CHECK_GOTO(qd_run_kv_stage(k, sb, b), st, out);
     double t0 = qd_run_now_s();
     if (k->xs) { /* rank 0's streamed export packs it into its shards beside the staging write */
         atomic_fetch_add(&shb->extra, 1);

@@ -323,7 +323,7 @@ static cJSON *ct_config(const qd_xplan *p) {
     cJSON_AddStringToObject(q, "quantization_status", "compressed");
     cJSON_AddStringToObject(q, "version", CT_VERSION);
     cJSON_AddItemToObject(q, "ignore", not_converted_list(p, 1, 0));
-    cJSON_AddNullToObject(q, "kv_cache_scheme");
+    cJSON_AddItemToObject(q, "kv_cache_scheme", qd_export_kv_scheme(&p->run));
     cJSON_AddNullToObject(q, "global_compression_ratio");
     cJSON_AddObjectToObject(q, "sparsity_config");
     cJSON *groups = cJSON_AddObjectToObject(q, "config_groups");

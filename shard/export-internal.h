@@ -141,4 +141,9 @@ qd_status qd_export_quant_config(const qd_xplan *p, cJSON **out);
  * whose weights the fake export writes in fp32) is rewritten into out without it. */
 qd_status qd_export_drop_source_quant_config(const char *meta_dir, const char *out);
 
+/* --kv-cache (export-kv.c): the compressed-tensors "kv_cache_scheme" value (null without it; NULL when
+ * out of memory), and the refusal of the formats that cannot carry the scales */
+cJSON *qd_export_kv_scheme(const qd_qrun *run);
+qd_status qd_export_kv_check(const qd_qrun *run, qd_export_format fmt);
+
 #endif

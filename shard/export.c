@@ -225,6 +225,7 @@ qd_status qd_export_prepare(const qd_export_opts *o, const qd_qsource *src, cons
     p->model_dtype = model_dtype;
     p->scale_dtype = o->format == QD_EXPORT_CT ? p->model_dtype : QD_DT_F16;
     src->iface->run(src->ctx, &p->run);
+    QD_CHECK(qd_export_kv_check(&p->run, o->format));
     qd_status st = qd_export_plan(o, src, heads, nonseq, p);
     if (st == QD_OK) st = qd_export_list(p, src, list);
     *need = 1u << 20; /* configs, tokenizer, index */

@@ -36,6 +36,11 @@ typedef struct qd_qrun {
      * dequantizes the FP8 weights of blocks after the decoder (DeepSeek-V3's multi-token prediction
      * block, which is not quantized) to bf16 with it and drops their scales. */
     int fp8_block[2];
+    /* --kv-cache (0 off, 1 fp8 per tensor, 2 fp8 per KV head): each block stages
+     * self_attn.k_scale / v_scale (kv_heads values or 1), exported in kv_dtype (the model's) with the
+     * compressed-tensors config's kv_cache_scheme */
+    int kv_cache, kv_heads;
+    qd_dtype kv_dtype;
 } qd_qrun;
 
 typedef struct qd_plain_info {

@@ -23,6 +23,7 @@ struct plain_ref {
     const qd_st_tensor *t;
     int block;      /* block whose staging may override it, -1 for the model's ends */
     int fp8;        /* an FP8 weight after the decoder (MTP): given as bf16, dequantized with its scale */
+    int staged_only; /* not in the source (--kv-cache's k_scale / v_scale): the staging must hold it */
 };
 
 /* The export's workers take layers in order, so the layers in flight span two or three blocks. */
@@ -46,6 +47,8 @@ struct stage_src {
     struct layer_ref *layers;
     size_t nplain;
     struct plain_ref *plain;
+    qd_st_tensor *kv;   /* --kv-cache: [2 * nblocks] the k_scale / v_scale each block stages */
+    char (*kv_names)[96];
     pthread_mutex_t lock; /* the cache, and HDF5 (a serial build: one call at a time) */
     unsigned long clock;
     struct cache_slot cache[CACHE_SLOTS];
@@ -176,6 +179,9 @@ static qd_status st_plain_read(void *ctx, size_t i, void *dst) {
         qd_status st = staged_plain(s, p, dst, &found);
         pthread_mutex_unlock(&s->lock);
         if (st != QD_OK || found) return st;
+        if (p->staged_only)
+            return qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: %s is not staged (a staging made without --kv-cache?)",
+                           s->dir, p->block, p->t->name);
     }
     return qd_ckpt_read_raw(s->ck, p->t, dst);
 }
@@ -197,6 +203,7 @@ static void st_free(void *ctx) {
     pthread_mutex_destroy(&s->lock);
     free(s->layers);
     free(s->plain);
+    free(s->kv), free(s->kv_names);
     free(s);
 }
 
@@ -271,8 +278,33 @@ static qd_status mtp_fp8(const struct stage_src *s, const qd_st_tensor *t, int *
     return QD_OK;
 }
 
+/* --kv-cache: each block's self_attn.k_scale and v_scale, [1] per tensor or [kv_heads, 1, 1] per head
+ * (compressed-tensors' shapes), read from the staging only */
+static qd_status index_kv(struct stage_src *s) {
+    if (!s->run.kv_cache) return QD_OK;
+    size_t n = 2 * (size_t)s->nblocks;
+    s->kv = calloc(n + 1, sizeof *s->kv);
+    s->kv_names = calloc(n + 1, sizeof *s->kv_names);
+    if (!s->kv || !s->kv_names) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", s->dir);
+    int head = s->run.kv_cache == 2;
+    for (size_t i = 0; i < n; i++) {
+        qd_st_tensor *t = &s->kv[i];
+        snprintf(s->kv_names[i], sizeof s->kv_names[i], "model.layers.%zu.self_attn.%s", i / 2,
+                 i % 2 ? "v_scale" : "k_scale");
+        t->name = s->kv_names[i];
+        t->dtype = s->run.kv_dtype;
+        t->ndim = head ? 3 : 1;
+        t->shape[0] = head ? s->run.kv_heads : 1;
+        t->shape[1] = t->shape[2] = 1;
+        t->numel = (uint64_t)t->shape[0];
+        t->nbytes = t->numel * qd_dtype_bits(t->dtype) / 8;
+        s->plain[s->nplain++] = (struct plain_ref){.t = t, .block = (int)(i / 2), .staged_only = 1};
+    }
+    return QD_OK;
+}
+
 static qd_status index_plain(struct stage_src *s) {
-    s->plain = calloc(s->ck->ntensors + 1, sizeof *s->plain);
+    s->plain = calloc(s->ck->ntensors + 1 + 2 * (size_t)s->nblocks, sizeof *s->plain);
     if (!s->plain) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", s->dir);
     for (size_t i = 0; i < s->ck->ntensors; i++) {
         const qd_st_tensor *t = s->ck->tensors[i];
@@ -307,7 +339,7 @@ static qd_status index_plain(struct stage_src *s) {
         s->plain[s->nplain].fp8 = fp8;
         s->nplain++;
     }
-    return QD_OK;
+    return index_kv(s);
 }
 
 static qd_status new_src(const char *staging_dir, const qd_checkpoint *ck, int nblocks, const char *meta_dir,

@@ -21,7 +21,7 @@
  * sizes, the backend name into its spec) */
 typedef struct {
     const char *format, *backend, *numerics, *schedule, *parallel, *collectives, *progress, *moe_calibration, *expert_parallel;
-    const char *smoothquant;
+    const char *smoothquant, *kv_cache;
     int quiet, stages, micro_batch, chunk_tokens, moe_min_tokens, seen_format, seen_scale_dtype;
 } q_args;
 
@@ -31,7 +31,7 @@ static qd_status quantize_main(int argc, char **argv) {
                        .chat_template = "auto", .math = "auto", .scale_dtype = "f16"};
     q_args a = {.format = "gptq", .schedule = "exact", .parallel = "data", .collectives = "auto", .progress = "auto", .backend = "auto",
               .stages = 1, .moe_calibration = "routed", .moe_min_tokens = 16,
-              .expert_parallel = "auto"};
+              .expert_parallel = "auto", .kv_cache = "none"};
     qd_run_opts *ro = &p.run;
     qd_recipe_flags *f = &p.flags;
     const qd_opt opts[] = {
@@ -60,6 +60,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"expert-parallel", QD_OPT_CHOICE, &a.expert_parallel, "E", "MoE, GPTQ, data layout with several ranks: each expert solved whole by one rank, its routed rows sent there, instead of every rank's Hessians of every expert all-reduced (auto: when that moves fewer bytes; the checkpoint is the same; docs/architecture.md)", "auto|on|off", NULL},
         {"moe-min-tokens", QD_OPT_INT, &a.moe_min_tokens, "N", "MoE, routed: an expert with fewer routed tokens takes the all-token Hessians or AWQ statistics (listed as its fallback in the report; default 16)", "0..1000000000", NULL},
         {"smoothquant", QD_OPT_STR, &a.smoothquant, "A", "SmoothQuant before GPTQ/RTN, for the W8A8 schemes: per block, input_layernorm -> q/k/v and post_attention_layernorm -> the MLP's input Linears (MoE: router and experts too) smoothed with strength A in [0, 1] (llm-compressor's smoothing_strength; 0.5 is its default), or auto: A searched per block and norm over 0, 0.05, ..., 1 against int8 W8A8 output error; needs --calib (docs/numerics.md)", NULL, NULL},
+        {"kv-cache", QD_OPT_CHOICE, &a.kv_cache, "K", "fp8 KV-cache scales calibrated in the same run over --calib (fp8: one k_scale/v_scale per layer; fp8-head: one per KV head), amax/448 of the post-rope keys and of the values as llm-compressor writes them; the format defaults to and must be compressed-tensors; not for MLA models (docs/formats.md)", "none|fp8|fp8-head", NULL},
         {"recipe", QD_OPT_STR, &ro->recipe_path, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
         {"format", QD_OPT_CHOICE, &a.format, "F", "checkpoint format (awq runs default to awq; fake: dequantised weights + codes, what qdist export reads)", "gptq|gptq_v2|awq|compressed-tensors|fake", &a.seen_format},
         {"staging", QD_OPT_STR, &ro->staging_dir, "DIR", "where finished blocks are staged (default OUTPUT.qdist-staging)", NULL, NULL},
@@ -148,6 +149,9 @@ static qd_status quantize_main(int argc, char **argv) {
         ro->q.smooth = end ? QD_SMOOTH_FIXED : QD_SMOOTH_AUTO;
         ro->q.smooth_alpha = alpha;
     }
+    ro->q.kv_cache = strcmp(a.kv_cache, "fp8") == 0        ? QD_KV_FP8_TENSOR
+                   : strcmp(a.kv_cache, "fp8-head") == 0 ? QD_KV_FP8_HEAD
+                                                         : QD_KV_OFF;
     return qd_quantize_command(&p);
 }
 

@@ -22,7 +22,7 @@ void qd_qctx_free(qd_qctx *c) {
     }
     free(c->ain), free(c->H), free(c->Hacc), free(c->gK), free(c->reduced), free(c->hsrc), free(c->slabs);
     free(c->nslabs);
-    free(c->expert_tokens), free(c->expert_all), free(c->expert_owner), free(c->key_local);
+    free(c->expert_tokens), free(c->expert_all), free(c->expert_owner), free(c->key_local), free(c->kv_amax);
     qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
     qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
     qd_buf_free(c->Hs);

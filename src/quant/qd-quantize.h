@@ -61,7 +61,11 @@ typedef struct qd_quantize_opts {
      * strength searched per block and mapping (QD_SMOOTH_AUTO). Needs calibration. */
     qd_smooth smooth;
     double smooth_alpha;
+    /* --kv-cache: 0 off; QD_KV_FP8_TENSOR / QD_KV_FP8_HEAD: each block's largest |post-rope key| and
+     * |value| per KV head over the calibration, before the block is quantized (kv-observe.c) */
+    int kv_cache;
 } qd_quantize_opts;
+enum { QD_KV_OFF = 0, QD_KV_FP8_TENSOR = 1, QD_KV_FP8_HEAD = 2 };
 
 /* Sequences per forward pass (a chunk: chunk_tokens / seq_len, at least 1, at most nseq); the unit
  * data-parallel ranks share the calibration in and the slab of an exact-numerics Hessian reduction. */
@@ -73,6 +77,10 @@ void qd_qctx_free(qd_qctx *ctx);
 
 /* results: w->nlin entries, indexed like w->lin */
 qd_status qd_quantize_block(qd_qctx *ctx, qd_block_w *w, qd_buf_t inputs, qd_buf_t outputs, qd_qresult *results);
+
+/* --kv-cache: [2 * nkv] the last block's key maxima per KV head, then the value maxima (the same on
+ * every data-parallel rank); NULL before the first block or without --kv-cache */
+const double *qd_qctx_kv_amax(const qd_qctx *ctx);
 
 /* Memory planning, in bytes: what GPTQ's one-forward resident path keeps for a block (compare with
  * resident_max_bytes), and an estimate of everything else the driver holds on the backend at once

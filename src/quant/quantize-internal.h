@@ -37,6 +37,7 @@ struct qd_qctx {
     int ep;
     int *expert_owner;          /* [experts] the rank that solves each expert of this block */
     unsigned char *key_local;   /* [nh] 0: data parallel; 1: complete and solved whole here; 2: another rank's */
+    double *kv_amax;            /* --kv-cache: [2 * nkv] the block's key then value maxima per KV head */
 };
 
 /* AWQ's kept inputs of one Hessian key: this rank's rows, slab (chunk) i's at off[i] .. off[i + 1]
@@ -71,6 +72,8 @@ qd_status qd__hess_total(qd_qctx *c, int g);
 qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                             const qd_gptq_fac *f, qd_qresult *out);
 
+/* --kv-cache (kv-observe.c): the block's key/value maxima into c->kv_amax, reduced over the ranks */
+qd_status qd__kv_observe(qd_qctx *c, const qd_block_w *w, qd_buf_t inputs);
 /* forward every chunk of inputs through block w into outputs (capture / stop_after as in qd-forward.h) */
 qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
                           int stop_after);

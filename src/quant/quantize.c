@@ -319,6 +319,7 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         qd_phase_set(c->be, QD_PH_FORWARD);
         QD_CHECK(qd_check_finite(c->be, inputs, 0, rows * H, "the activations entering the block", what));
     }
+    if (c->o.kv_cache) QD_CHECK(qd__kv_observe(c, w, inputs)); /* before any weight of the block changes */
     if (any_awq) {
         if (any_gptq) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: AWQ and GPTQ cannot be mixed in one block", w->index);
         if (c->o.smooth) return qd_fail(QD_ERR_UNSUPPORTED, "block %d: --smoothquant with AWQ modules", w->index);
@@ -410,6 +411,7 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
         fwd += crow * (nh * (4 * QK + (size_t)d->qk_nope_head_dim + 2 * (size_t)d->v_head_dim + 2 * R) +
                        (size_t)d->q_lora_rank + 2 * (size_t)d->kv_lora_rank + R);
     }
+    if (o->kv_cache) fwd += crow * (H + 2 * kvo + (size_t)cfg->head_dim); /* kv-observe.c's scratch */
     size_t layer = I * I * 2 + 3 * H * I; /* chol's fp64 copy (U is made in H), W/codes/Wp */
     size_t scratch = (crow * I + H * I) / 2;                                  /* bf16 operands of one GEMM */
     size_t awq = 0;

@@ -20,5 +20,6 @@ cJSON *qd_quantize_settings_json(cJSON *root, const qd_quantize_opts *q) {
     cJSON_AddStringToObject(set, "scale_dtype", qd_dtype_name(q->scale_dtype));
     if (q->smooth == QD_SMOOTH_AUTO) cJSON_AddStringToObject(set, "smoothquant", "auto");
     else if (q->smooth) cJSON_AddNumberToObject(set, "smoothquant", q->smooth_alpha);
+    if (q->kv_cache) cJSON_AddStringToObject(set, "kv_cache", q->kv_cache == QD_KV_FP8_HEAD ? "fp8-head" : "fp8");
     return set;
 }

@@ -35,6 +35,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch default)")
     ap.add_argument("--progress", type=int, default=0, help="print progress to stderr every N windows")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ap.add_argument("--ct-kv-cache", action="store_true",
+                    help="apply the checkpoint's kv_cache_scheme (compressed-tensors quantizes the cached keys and "
+                         "values with k_scale/v_scale) through ct_kv_shim.py")
     a = ap.parse_args(argv)
 
     import torch
@@ -45,7 +48,14 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[a.dtype]
     tok = AutoTokenizer.from_pretrained(a.model)
-    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype).to(a.device).eval()
+    if a.ct_kv_cache:
+        import os
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from ct_kv_shim import ct_attention_shim
+        with ct_attention_shim():
+            model = AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype).to(a.device).eval()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype).to(a.device).eval()
 
     with open(a.data, encoding="utf-8", newline="") as f:
         text = f.read()
@@ -73,7 +83,7 @@ def main(argv=None):
         "model": a.model, "data": a.data, "dtype": a.dtype, "seqlen": a.seqlen,
         "tokens": n_tokens, "windows": n_win, "tokens_scored": n_win * a.seqlen, "predicted": n_pred,
         "bos_first": bool(tok.bos_token_id is not None and ids and ids[0] == tok.bos_token_id),
-        "mean_nll": nll / n_pred, "ppl": ppl, "seconds": round(time.time() - t0, 1),
+        "mean_nll": nll / n_pred, "ppl": ppl, "ct_kv_cache": a.ct_kv_cache, "seconds": round(time.time() - t0, 1),
         "torch": torch.__version__, "transformers": transformers.__version__,
     }
     if a.json:
