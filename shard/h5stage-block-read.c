@@ -3,6 +3,7 @@
  * expected type class and shape, every attribute present, values in range. A file HDF5 cannot read
  * (truncated, garbage) or that breaks the layout is one line naming the file and dataset. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,8 +208,14 @@ static qd_status read_module(qd__h5s *s, hid_t modules, qd_staged_module *m, int
     q->scheme = QD_SCHEME_WNA16;
     if (has_scheme) {
         QD_CHECK(read_attr(s, g, obj, "scheme", H5T_INTEGER, H5T_NATIVE_INT32, &v));
-        if (v < QD_SCHEME_WNA16 || v > QD_SCHEME_W8A8_INT8) return malformed(s, obj, "unknown scheme attribute");
+        if (v < QD_SCHEME_WNA16 || v > QD_SCHEME_LAST) return malformed(s, obj, "unknown scheme attribute");
         q->scheme = (qd_scheme)v;
+    }
+    q->global_scale = 0;
+    if (q->scheme == QD_SCHEME_NVFP4A16) {
+        QD_CHECK(read_attr(s, g, obj, "global_scale", H5T_FLOAT, H5T_NATIVE_FLOAT, &q->global_scale));
+        if (!(q->global_scale > 0) || !isfinite(q->global_scale))
+            return malformed(s, obj, "nvfp4a16 global_scale attribute not a positive finite number");
     }
     QD_CHECK(read_attr(s, g, obj, "loss", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.loss));
     QD_CHECK(read_attr(s, g, obj, "damp", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.damp));

@@ -84,9 +84,10 @@ extern "C" qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_swee
     const float *U = QD_CU_F32(a->U);
     int32_t *codes = QD_CU_I32(a->codes), *Z = QD_CU_I32(a->zeros);
     const int32_t *perm = a->perm.buf ? QD_CU_I32(a->perm) : NULL;
-    if (a->cfg.kind == QD_QZ_FP8)
-        return qd_fail(QD_ERR_UNSUPPORTED, "cuda backend: GPTQ with fp8 targets is not implemented on the GPU; use "
-                       "--backend cpu, or --method rtn (the fp8 default)");
+    if (a->cfg.kind == QD_QZ_FP8 || a->cfg.kind == QD_QZ_FP4)
+        return qd_fail(QD_ERR_UNSUPPORTED, "cuda backend: GPTQ with %s targets is not implemented on the GPU; use "
+                       "--backend cpu, or --method rtn (the %s default)", a->cfg.kind == QD_QZ_FP8 ? "fp8" : "fp4",
+                       a->cfg.kind == QD_QZ_FP8 ? "fp8" : "fp4");
     if (B > K) B = K;
     size_t smem = (size_t)SW_R * (B + 1) * 8;
     if (smem > 200 * 1024)
