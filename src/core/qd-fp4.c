@@ -9,7 +9,7 @@ static const float e2m1_values[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6
 
 uint8_t qd_f32_to_e2m1(float x) {
     if (isnan(x)) return 0;
-    uint8_t sign = signbit(x) ? 8 : 0;
+    uint8_t sign = x < 0 ? 8 : 0; /* -0.0 gives 0: compressed-tensors' torch.sign(-0.0) is 0 */
     float a = fabsf(x);
     /* the midpoints between neighbours; a tie goes to the even code (0, 2, 4, 6: magnitudes 0, 1, 2, 4) */
     uint8_t c;

@@ -5,8 +5,8 @@
  *   0, 0.5, 1, 1.5, 2, 3, 4, 6 (codes 0..7), bit 3 the sign; no Inf/NaN. The encoder rounds to
  *   nearest, ties to the even code, and saturates at +-6, as compressed-tensors' cast_to_fp4 (the
  *   torch fallback: 0.25 -> 0, 0.75 -> 1, 1.25 -> 1, 1.75 -> 2, 2.5 -> 2, 3.5 -> 4, 5 -> 4). The sign
- *   of a value that rounds to zero is kept (code 8), as its pack_fp4_to_uint8 (torch.signbit) does;
- *   NaN gives code 0.
+ *   of a negative value that rounds to zero is kept (code 8), as its pack_fp4_to_uint8
+ *   (torch.signbit) does; -0.0 and NaN give code 0.
  * E8M0 (MX scale): a biased exponent byte, 2^(b - 127); 255 is NaN. The MX scale of a group is the
  *   power of two compressed-tensors' generate_mx_scales gives: its maximum rounded to a power of two
  *   (up when the mantissa is >= 1.75, 2^(e+1) for m in [1.75, 2)), times 2^-2 (E2M1's largest
