@@ -21,15 +21,17 @@
  * export could no longer recover the E4M3 local scale exactly: such a weight is treated as zero */
 #define NVFP4_TINY_AMAX 0x1p-60f
 
-float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float *scales) {
+float qd_fp4_global(const float *W, size_t n) {
+    float amax = 0;
+    for (size_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(W[i]));
+    float global = amax >= NVFP4_TINY_AMAX ? QD_E4M3_MAX * QD_E2M1_MAX / amax : 1.0f;
+    return isfinite(global) ? global : 1.0f;
+}
+
+float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float global, float *scales) {
     size_t gs = (size_t)qd_scheme_fp4_group(sc), G = K / gs;
-    float global = 0;
-    if (sc == QD_SCHEME_NVFP4A16) {
-        float amax = 0;
-        for (size_t i = 0; i < N * K; i++) amax = fmaxf(amax, fabsf(W[i]));
-        global = amax >= NVFP4_TINY_AMAX ? QD_E4M3_MAX * QD_E2M1_MAX / amax : 1.0f;
-        if (!isfinite(global)) global = 1.0f;
-    }
+    if (sc != QD_SCHEME_NVFP4A16) global = 0;
+    else if (!(global > 0)) global = qd_fp4_global(W, N * K);
     for (size_t n = 0; n < N; n++)
         for (size_t g = 0; g < G; g++) {
             float gmax = 0;
@@ -64,7 +66,7 @@ qd_status qd_fp4_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_
         return st;
     }
     qd_qlinear *q = &out->q;
-    q->global_scale = qd_fp4_scales(w, N, K, s->scheme, q->scales);
+    q->global_scale = qd_fp4_scales(w, N, K, s->scheme, s->fp4_global, q->scales);
     double sq = 0;
     for (size_t n = 0; n < N; n++)
         for (size_t k = 0; k < K; k++) {

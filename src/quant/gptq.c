@@ -200,7 +200,7 @@ static qd_status fp4_params(qd_backend_t be, const char *name, const qd_qspec *s
     qd_status st = w && sc && z ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory for the fp4 scales", name);
     if (st == QD_OK) st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = N * K});
     if (st == QD_OK) {
-        *global = qd_fp4_scales(w, N, K, s->scheme, sc);
+        *global = qd_fp4_scales(w, N, K, s->scheme, s->fp4_global, sc);
         st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(scales, 0), .src = sc, .src_dtype = QD_DT_F32,
                                                         .n = G * N});
     }
