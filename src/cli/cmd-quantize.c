@@ -44,7 +44,7 @@ static qd_status quantize_main(int argc, char **argv) {
          "auto|none|chatml|llama3|llama2", NULL},
         {"calib-mode", QD_OPT_CHOICE, &f->calib_mode, "MODE", "random windows (gptq default) or concatenated blocks (awq default)", "random|concat", &f->seen_calib_mode},
         {"method", QD_OPT_CHOICE, &f->method, "M", "quantization method", "rtn|gptq|awq", &f->seen_method},
-        {"scheme", QD_OPT_CHOICE, &f->scheme, "S", "weight/activation scheme (default wna16: integer weights only, --bits; fp8-dynamic, fp8-block: e4m3 weights by rtn (fp8-dynamic also gptq, cpu backend), dynamic fp8 activations; w8a8-int8: int8 per-channel weights by rtn or gptq, dynamic int8 activations; non-wna16 schemes default to --format compressed-tensors; docs/formats.md)", QD_SCHEME_CHOICES, &f->seen_scheme},
+        {"scheme", QD_OPT_CHOICE, &f->scheme, "S", "weight/activation scheme (default wna16: integer weights only, --bits; fp8-dynamic, fp8-block: e4m3 weights by rtn (fp8-dynamic also gptq, cpu backend), dynamic fp8 activations; w8a8-int8: int8 per-channel weights by rtn or gptq, dynamic int8 activations; nvfp4a16: e2m1 weights, e4m3 scales per 16 and an fp32 global scale, mxfp4: e2m1 weights, e8m0 scales per 32, both weight-only, rtn or gptq (cpu backend); non-wna16 schemes default to --format compressed-tensors; docs/formats.md)", QD_SCHEME_CHOICES, &f->seen_scheme},
         {"bits", QD_OPT_INT, &f->bits, "B", "bits per weight", QD_RANGE_BITS, &f->seen_bits},
         {"group-size", QD_OPT_INT, &f->group_size, "G", "columns per group: 32, 64, 128 or -1 (one group)", QD_RANGE_GROUP_SIZE, &f->seen_group_size},
         {"sym", QD_OPT_FLAG, &f->sym, NULL, "symmetric (rtn/gptq default)", NULL, &f->seen_sym},
