@@ -15,8 +15,7 @@
 #     e2e-70b   GPTQ on the first E2E_70B_BLOCKS (2) blocks of Llama-3-70B shapes
 #     fmt-speed the weight formats of issue 20 on the e2e model (Llama-3-8B shapes, E2E_BLOCKS blocks), `qdist
 #               quantize --backend cuda` each, compressed-tensors export: W4A16 GPTQ (the reference row),
-#               fp8-dynamic, fp8-block, nvfp4a16, mxfp4 by RTN, then fp8-dynamic / nvfp4a16 by GPTQ (refused on
-#               the CUDA sweep today: the row says so); prints a markdown table to $OUT/fmt-speed.md
+#               fp8-dynamic, fp8-block, nvfp4a16, mxfp4 by RTN, then fp8-dynamic / nvfp4a16 by GPTQ; prints a markdown table to $OUT/fmt-speed.md
 #               (FMT_SCHEMES: "scheme:method ..." to pick rows; FMT_TIMEOUT per row, default 600 s)
 #     cuda-resume  fixture on CUDA: device install == host dequant (QD_CHECK_INSTALL), kill + resume identical
 #     peer      bench/peer/peer_bench.py: qdist (default flags) vs llm-compressor on the fixture (PEER_METHODS,
