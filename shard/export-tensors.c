@@ -97,7 +97,7 @@ static qd_status push_layer(const qd_xplan *p, const qd_qsource *src, long li, q
     /* compressed-tensors: the bias stays a plain tensor (model dtype) */
     if (qd_scheme_is_fp4(x->scheme)) { /* nvfp4 / mxfp4-pack-quantized (compressed-tensors' NVFP4PackedCompressor) */
         QD_CHECK(push(l, n, ".weight_packed", QD_XT_CT_FP4, QD_DT_U8, li, -1, 2, N, K / 2));
-        QD_CHECK(push(l, n, ".weight_scale", QD_XT_FP4_SCALES, x->scheme == QD_SCHEME_MXFP4 ? QD_DT_U8 : QD_DT_F8_E4M3,
+        QD_CHECK(push(l, n, ".weight_scale", QD_XT_FP4_SCALES, qd_scheme_is_mxfp4(x->scheme) ? QD_DT_U8 : QD_DT_F8_E4M3,
                       li, -1, 2, N, G));
         if (x->scheme == QD_SCHEME_NVFP4A16)
             QD_CHECK(push(l, n, ".weight_global_scale", QD_XT_GLOBAL_SCALE, QD_DT_F32, li, -1, 1, 1, 0));

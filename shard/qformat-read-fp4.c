@@ -13,8 +13,8 @@
 #include "qd-fp8.h"
 #include "qformat-read-internal.h"
 
-qd_status qd__read_ct_fp4(const qd_checkpoint *ck, const char *prefix, float **w, int64_t *pN, int64_t *pK,
-                          qd_qlinear_info *info) {
+qd_status qd__read_ct_fp4(const ct_group *cg, const qd_checkpoint *ck, const char *prefix, float **w, int64_t *pN,
+                          int64_t *pK, qd_qlinear_info *info) {
     char name[1100];
     snprintf(name, sizeof name, "%s.weight_packed", prefix);
     const qd_st_tensor *tw = qd_ckpt_find(ck, name);
@@ -40,7 +40,7 @@ qd_status qd__read_ct_fp4(const qd_checkpoint *ck, const char *prefix, float **w
     if (info) {
         info->quantized = 1, info->N = N, info->K = K, info->bits = 4, info->sym = 1;
         info->group_size = (int)(K / G);
-        info->scheme = nv ? QD_SCHEME_NVFP4A16 : QD_SCHEME_MXFP4;
+        info->scheme = nv ? QD_SCHEME_NVFP4A16 : cg && cg->has_act ? QD_SCHEME_MXFP4_W4A4 : QD_SCHEME_MXFP4;
     }
     if (!w) return QD_OK;
     uint8_t *q = malloc((size_t)(N * K / 2) + 1), *sb = malloc((size_t)(N * G) + 1);

@@ -23,7 +23,7 @@ qd_status qd__read_ct_fp8(const ct_group *cg, const qd_checkpoint *ck, const cha
                           int64_t *pK, qd_qlinear_info *info);
 
 /* nvfp4 / mxfp4-pack-quantized: <prefix>.weight_packed U8 + .weight_scale (+ .weight_global_scale) */
-qd_status qd__read_ct_fp4(const qd_checkpoint *ck, const char *prefix, float **w, int64_t *pN, int64_t *pK,
-                          qd_qlinear_info *info);
+qd_status qd__read_ct_fp4(const ct_group *cg, const qd_checkpoint *ck, const char *prefix, float **w, int64_t *pN,
+                          int64_t *pK, qd_qlinear_info *info);
 
 #endif

@@ -483,7 +483,8 @@ qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, 
     if (tw && tw->dtype == QD_DT_I8 && find(ck, prefix, ".weight_scale"))
         return read_ct(qf, ck, prefix, 1, w, N, K, info);
     const qd_st_tensor *tp = find(ck, prefix, ".weight_packed");
-    if (tp && tp->dtype == QD_DT_U8) return qd__read_ct_fp4(ck, prefix, w, N, K, info);
+    if (tp && tp->dtype == QD_DT_U8)
+        return qd__read_ct_fp4(qd__ct_group_for(qf, prefix), ck, prefix, w, N, K, info);
     if (tp) return read_ct(qf, ck, prefix, 0, w, N, K, info);
     if (find(ck, prefix, ".qweight")) {
         int awq = qf ? qf->kind == QD_QF_AWQ : !find(ck, prefix, ".g_idx");

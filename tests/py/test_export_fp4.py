@@ -43,9 +43,10 @@ CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
 
 pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
 
-PRESET = {"nvfp4a16": "NVFP4A16", "mxfp4": "MXFP4A16", "fp8-dynamic": "FP8_DYNAMIC"}
-FORMAT = {"nvfp4a16": "nvfp4-pack-quantized", "mxfp4": "mxfp4-pack-quantized", "fp8-dynamic": "float-quantized"}
-GROUP = {"nvfp4a16": 16, "mxfp4": 32}
+PRESET = {"nvfp4a16": "NVFP4A16", "mxfp4": "MXFP4A16", "mxfp4-w4a4": "MXFP4", "fp8-dynamic": "FP8_DYNAMIC"}
+FORMAT = {"nvfp4a16": "nvfp4-pack-quantized", "mxfp4": "mxfp4-pack-quantized", "mxfp4-w4a4": "mxfp4-pack-quantized",
+          "fp8-dynamic": "float-quantized"}
+GROUP = {"nvfp4a16": 16, "mxfp4": 32, "mxfp4-w4a4": 32}
 IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
 GPTQ = ["--method", "gptq", "--calib", CALIB, "--nsamples", "8", "--seqlen", "128"]
 
@@ -118,7 +119,7 @@ def check_decompress(out, fake, q):
         p = name[:-len(".weight_packed")]
         sd = {k[len(p) + 1:]: v for k, v in t.items() if k.startswith(p + ".")}
         nv = sd["weight_scale"].dtype == torch.float8_e4m3fn
-        sc = "nvfp4a16" if nv else "mxfp4"
+        sc = "nvfp4a16" if nv else "mxfp4"  # mxfp4-w4a4 stores the same weights
         packed, scale = sd["weight_packed"], sd["weight_scale"]
         N, K = packed.shape[0], 2 * packed.shape[1]
         assert packed.dtype == torch.uint8 and (N, K) == tuple(f[p + ".weight"].shape), p
@@ -136,13 +137,34 @@ def check_decompress(out, fake, q):
     return n
 
 
-def check_transformers(src, out, fake, tol):
+def e2m1_round(y):
+    """round to the E2M1 grid, ties to the even code, saturating at 6 (the format's definition)"""
+    a = y.abs()
+    q = torch.where(a <= 0.25, 0.0, torch.where(a < 0.75, 0.5, torch.where(a <= 1.25, 1.0, torch.where(
+        a < 1.75, 1.5, torch.where(a <= 2.5, 2.0, torch.where(a < 3.5, 3.0, torch.where(a <= 5.0, 4.0, 6.0)))))))
+    return q * torch.sign(y)
+
+
+def mx_act_quant(x):
+    """MXFP4 dynamic activations: per group of 32, scale 2^(e - 2) where 2^e is the group's amax rounded to
+    a power of two (up from a mantissa of 1.75), values rounded to E2M1 (the OCP MX rule)"""
+    shape, dt = x.shape, x.dtype
+    g = x.float().reshape(*shape[:-1], shape[-1] // 32, 32)
+    m, e = torch.frexp(g.abs().amax(-1, keepdim=True))  # amax = m 2^e, m in [0.5, 1)
+    p2 = (e - 1 + (m >= 0.875).int()).float()
+    scale = torch.exp2(p2 - 2)
+    return (e2m1_round(g / scale) * scale).reshape(shape).to(dt)
+
+
+def check_transformers(src, out, fake, tol, act=False):
     f = tensors(fake)
     ref_m = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16)
     with torch.no_grad():
         for name, mod in ref_m.named_modules():
             if name + ".qd_codes" in f:
                 mod.weight.copy_(f[name + ".weight"].to(torch.bfloat16))
+                if act:
+                    mod.register_forward_pre_hook(lambda _m, a: (mx_act_quant(a[0]),))
         ref = ref_m(torch.tensor([IDS])).logits[0].float().numpy()
     m = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
     with torch.no_grad():
@@ -166,6 +188,7 @@ CASES = [
     ("t128b-nvfp4a16", "t128b", "nvfp4a16", []),
     ("t128-mxfp4", "t128", "mxfp4", []),
     ("t128b-nvfp4a16-gptq", "t128b", "nvfp4a16", GPTQ),
+    ("t128b-mxfp4-w4a4", "t128b", "mxfp4-w4a4", []),
 ]
 
 
@@ -183,7 +206,9 @@ def test_scheme_export(case, models, tmp_path):
     assert rep["settings"]["scheme"] == scheme
     assert all(m["scheme"] == scheme and m["bits"] == 4 and m["group_size"] == GROUP[scheme]
                for m in rep["modules"].values())
-    check_transformers(src, out, fake, 2e-2)
+    # mxfp4-w4a4: transformers quantizes each Linear's input (MXFP4, dynamic per group of 32); the
+    # reference applies this test's own simulation of it
+    check_transformers(src, out, fake, 2e-2, act=scheme == "mxfp4-w4a4")
     assert eval_ppl(out) == eval_ppl(fake)
     # the fake directory exported afterwards gives the same checkpoint tensors, read back bit-exact
     exp = str(tmp_path / "exp")
