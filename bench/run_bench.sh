@@ -13,6 +13,10 @@
 #               E2E_EXTRA: more qdist flags); prints the per-phase table of the report (bench/e2e_phases.py)
 #     e2e-awq   the same with --method awq (128 x 512 tokens)
 #     e2e-70b   GPTQ on the first E2E_70B_BLOCKS (2) blocks of Llama-3-70B shapes
+#     fmt-speed the weight formats of issue 20 on the e2e model (Llama-3-8B shapes, E2E_BLOCKS blocks), `qdist
+#               quantize --backend cuda` each, compressed-tensors export: W4A16 GPTQ (the reference row),
+#               fp8-dynamic, fp8-block, nvfp4a16, mxfp4 by RTN, then fp8-dynamic / nvfp4a16 by GPTQ; prints a markdown table to $OUT/fmt-speed.md
+#               (FMT_SCHEMES: "scheme:method ..." to pick rows; FMT_TIMEOUT per row, default 600 s)
 #     cuda-resume  fixture on CUDA: device install == host dequant (QD_CHECK_INSTALL), kill + resume identical
 #     peer      bench/peer/peer_bench.py: qdist (default flags) vs llm-compressor on the fixture (PEER_METHODS,
 #               default rtn,gptq,gptq-act,awq; ppl of every export by one evaluator), plus qdist with --math fp32
@@ -361,6 +365,33 @@ for s in $STAGES; do
     cp /tmp/synth-w4-$tag/qdist_report.json "$OUT/e2e-report-$tag.json" 2>/dev/null
     rm -rf /tmp/synth-w4-$tag
     python3 bench/e2e_phases.py "$tag=$OUT/e2e-report-$tag.json" | tee -a "$OUT/e2e-phases.md";;
+  fmt-speed)
+    [ -x $B/qdist ] || cmake --build $B -j$J --target qdist >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; continue; }
+    nb=${E2E_BLOCKS:-4}; m=/tmp/synth-llama3-8b-$nb
+    if [ ! -f $m/config.json ]; then
+      rm -rf /tmp/synth-llama3-8b-* /tmp/synth-llama3-70b-*
+      log "fmt-speed: generate llama3-8b shapes, first $nb blocks"; python3 bench/gen_synthetic.py --arch llama3-8b --blocks $nb $m || continue
+    fi
+    rows="${FMT_SCHEMES:-wna16:gptq fp8-dynamic:rtn fp8-block:rtn nvfp4a16:rtn mxfp4:rtn fp8-dynamic:gptq nvfp4a16:gptq}"
+    { echo "### fmt-speed: Llama-3-8B shapes, $nb blocks, qdist quantize --backend cuda, compressed-tensors export"
+      echo
+      echo "| scheme | method | wall (s) | export (MB) | rc | note |"
+      echo "|---|---|---|---|---|---|"; } > "$OUT/fmt-speed.md"
+    for row in $rows; do
+      sc=${row%%:*}; meth=${row##*:}; o=/tmp/fmt-$sc-$meth; rm -rf $o $o.qdist-staging
+      cal=""; [ $meth = gptq ] && cal="--calib $m/calib.jsonl --nsamples 128 --seqlen 2048"
+      wf=""; [ $sc = wna16 ] && wf="--bits 4 --group-size 128"
+      log "fmt-speed: $sc $meth"
+      t0=$(date +%s.%N)
+      OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout ${FMT_TIMEOUT:-600} $RUN $B/qdist quantize \
+        --backend cuda --model $m --output $o --format compressed-tensors --scheme $sc --method $meth $wf $cal \
+        --progress none >"$OUT/fmt-$sc-$meth.log" 2>&1
+      rc=$?; t1=$(date +%s.%N)
+      mb=$(du -sm $o 2>/dev/null | cut -f1); note=$(grep -m1 "error" "$OUT/fmt-$sc-$meth.log" | cut -c1-120)
+      echo "| $sc | $meth | $(python3 -c "print(round($t1 - $t0, 1))") | ${mb:--} | $rc | ${note} |" >> "$OUT/fmt-speed.md"
+      rm -rf $o $o.qdist-staging
+    done
+    cat "$OUT/fmt-speed.md";;
   cuda-resume)
     # the trained fixture on CUDA: every device-installed weight checked against the host's dequantization
     # (QD_CHECK_INSTALL), and a SIGKILL after block 3 + --resume byte-identical to the uninterrupted run

@@ -304,7 +304,8 @@ qd_status qd_be_colstat(qd_backend_t be, const struct qd_colstat_args *a) {
 static qd_status qcfg_ok(qd_backend_t be, const char *op, const qd_qcfg *c) {
     /* fp8 codes exist only in the GPTQ sweep, with given scales */
     int fp8_ok = c->kind == QD_QZ_FP8 && strcmp(op, "gptq_sweep") == 0 && c->bits == 8;
-    if (c->bits < 1 || c->bits > 8 || (c->kind != QD_QZ_MINMAX && c->kind != QD_QZ_AWQ && !fp8_ok))
+    int fp4_ok = c->kind == QD_QZ_FP4 && strcmp(op, "gptq_sweep") == 0 && c->bits == 4;
+    if (c->bits < 1 || c->bits > 8 || (c->kind != QD_QZ_MINMAX && c->kind != QD_QZ_AWQ && !fp8_ok && !fp4_ok))
         return qd_fail(QD_ERR_INTERNAL, "backend %s: %s: bad quantizer (kind %d, %d bits)", be->iface->name, op,
                        (int)c->kind, c->bits);
     if (c->mse && (c->mse_grid <= 0 || c->mse_norm <= 0 || c->mse_maxshrink <= 0 || c->mse_maxshrink > 1))

@@ -281,10 +281,13 @@ qd_status qd_be_colstat(qd_backend_t be, const struct qd_colstat_args *a);
  *   zero = 2^(bits-1).
  * Codes q = clamp(round(x / scale) + zero, 0, maxq) (round half to even, as torch.round);
  * dequant = scale * (q - zero). */
-/* QD_QZ_FP8 (GPTQ with fp8-dynamic targets, the gptq sweep on the CPU backend only): parameters are
+/* QD_QZ_FP8 (GPTQ with fp8-dynamic targets, the gptq sweep only): parameters are
  *   always given (static, one scale per row, zero unused); code = E4M3 byte of x / scale (qd-fp8.h:
  *   ties to even, saturating), dequant = e4m3(code) * scale. */
-typedef enum { QD_QZ_MINMAX, QD_QZ_AWQ, QD_QZ_FP8 } qd_qz_kind;
+/* QD_QZ_FP4 (GPTQ with nvfp4a16 / mxfp4 targets, the gptq sweep only): static
+ *   group parameters always given (the effective scales, zero unused); code = E2M1 nibble of x / scale
+ *   (qd-fp4.h), dequant = e2m1(code) * scale. */
+typedef enum { QD_QZ_MINMAX, QD_QZ_AWQ, QD_QZ_FP8, QD_QZ_FP4 } qd_qz_kind;
 typedef struct qd_qcfg {
     qd_qz_kind kind;
     int bits;

@@ -124,6 +124,11 @@ static qd_status check_specs(const qd_model_cfg *cfg, const qd_qspec *base, cons
                     return qd_fail(QD_ERR_USAGE, "quantize: fp8-block needs input features divisible by %d (its "
                                    "activations are quantized in groups of %d), not %zu%s; use fp8-dynamic for it (a "
                                    "recipe override) or skip it", QD_FP8_BLOCK_SIZE, QD_FP8_BLOCK_SIZE, K, w);
+                int g4 = qd_scheme_fp4_group(s.scheme);
+                if (g4 && K % (size_t)g4)
+                    return qd_fail(QD_ERR_USAGE, "quantize: %s needs input features divisible by its group of %d, not "
+                                   "%zu%s; give it another scheme (a recipe override) or skip it",
+                                   qd_scheme_name(s.scheme), g4, K, w);
                 continue; /* bits and groups are the scheme's */
             }
             if (s.bits < 2 || s.bits > 8) {

@@ -266,6 +266,8 @@ static cJSON *ct_args(const char *type, const char *strategy, int group_size, in
 
 static const char *ct_group_format(const qd_xplan *p, qd_scheme sc) {
     if (qd_scheme_is_fp8(sc)) return "float-quantized";
+    if (sc == QD_SCHEME_NVFP4A16) return "nvfp4-pack-quantized";
+    if (qd_scheme_is_mxfp4(sc)) return "mxfp4-pack-quantized";
     if (sc == QD_SCHEME_W8A8_INT8) return "int-quantized";
     return p->ct_naive ? "naive-quantized" : "pack-quantized";
 }
@@ -274,8 +276,41 @@ static void scheme_key(const qd_xlayer *l, char *key, size_t n) {
     snprintf(key, n, "%d/%d/%d/%d/%d", l->bits, l->group_size, l->sym, l->nonseq, (int)l->scheme);
 }
 
+/* the weights of llm-compressor's presets NVFP4A16 (tensor_group 16, E4M3 scales) and MXFP4A16 / MXFP4
+ * (group 32, E8M0 scales held as uint8), as compressed-tensors' QuantizationArgs serialise them */
+static cJSON *ct_fp4_weights(qd_scheme sc) {
+    int nv = sc == QD_SCHEME_NVFP4A16;
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "num_bits", 4);
+    cJSON_AddStringToObject(a, "type", "float");
+    cJSON_AddBoolToObject(a, "symmetric", 1);
+    cJSON_AddNumberToObject(a, "group_size", qd_scheme_fp4_group(sc));
+    cJSON_AddStringToObject(a, "strategy", nv ? "tensor_group" : "group");
+    cJSON_AddNullToObject(a, "block_structure");
+    cJSON_AddBoolToObject(a, "dynamic", 0);
+    cJSON_AddNullToObject(a, "actorder");
+    cJSON_AddStringToObject(a, "scale_dtype", nv ? "torch.float8_e4m3fn" : "torch.uint8");
+    cJSON_AddStringToObject(a, "zp_dtype", nv ? "torch.float8_e4m3fn" : "torch.uint8");
+    cJSON_AddStringToObject(a, "observer", "minmax");
+    cJSON_AddObjectToObject(a, "observer_kwargs");
+    return a;
+}
+
 static void ct_group_schemes(const qd_xplan *p, cJSON *g, int bits, int gs, int sym, int nonseq, qd_scheme sc) {
     int fp8 = qd_scheme_is_fp8(sc), block = sc == QD_SCHEME_FP8_BLOCK;
+    if (sc == QD_SCHEME_MXFP4_W4A4) { /* preset MXFP4: e2m1 activations, dynamic per group of 32 */
+        cJSON *a = ct_fp4_weights(sc);
+        cJSON_ReplaceItemInObject(a, "dynamic", cJSON_CreateTrue());
+        cJSON_ReplaceItemInObject(a, "observer", cJSON_CreateNull());
+        cJSON_AddItemToObject(g, "input_activations", a);
+    }
+    if (qd_scheme_is_fp4(sc)) {
+        if (sc != QD_SCHEME_MXFP4_W4A4) cJSON_AddNullToObject(g, "input_activations");
+        cJSON_AddNullToObject(g, "output_activations");
+        cJSON_AddStringToObject(g, "format", ct_group_format(p, sc));
+        cJSON_AddItemToObject(g, "weights", ct_fp4_weights(sc));
+        return;
+    }
     if (sc == QD_SCHEME_WNA16) {
         cJSON_AddNullToObject(g, "input_activations");
         cJSON_AddNullToObject(g, "output_activations");

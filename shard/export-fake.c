@@ -112,6 +112,11 @@ static qd_status write_quantized(fake_writer *f, const char *weight_name, const 
         snprintf(name, sizeof name, "%s.qd_input_scale", prefix);
         QD_CHECK_GOTO(qd_stw_add(f->stw, name, QD_DT_F32, 1, one, &l.input_scale, 4), st, done);
     }
+    if (l.scheme == QD_SCHEME_NVFP4A16) { /* the scales are local / global: the export needs both */
+        int64_t one[1] = {1};
+        snprintf(name, sizeof name, "%s.qd_global_scale", prefix);
+        QD_CHECK_GOTO(qd_stw_add(f->stw, name, QD_DT_F32, 1, one, &l.global_scale, 4), st, done);
+    }
     f->nquant++;
 done:
     free(w), free(rounded);

@@ -51,6 +51,9 @@ typedef enum {
     QD_XT_CT_ZP_NAIVE,
     QD_XT_CT_SHAPE,
     QD_XT_CT_FP8,       /* float-quantized: the E4M3 codes as F8_E4M3 [N][K] */
+    QD_XT_CT_FP4,       /* nvfp4 / mxfp4-pack-quantized: E2M1 codes two a byte (low nibble first) [N][K/2] */
+    QD_XT_FP4_SCALES,   /* their group scales [N][G]: E4M3 local scales (nvfp4a16) or E8M0 bytes (mxfp4) */
+    QD_XT_GLOBAL_SCALE, /* nvfp4a16's global scale, F32 [1] */
     QD_XT_BLOCK_SCALES, /* fp8-block: [ceil(N/128)][ceil(K/128)], one scale per block, in the tensor's dtype */
     QD_XT_SCALES,       /* [G][N] in the tensor's dtype */
     QD_XT_SCALES_T,     /* [N][G] in the tensor's dtype */

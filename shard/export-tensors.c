@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT
  * export-tensors.c - the tensors an export writes (names, dtypes, shapes, in file order) and the bytes
  * of each layer's tensor (export-internal.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "export-internal.h"
 #include "qd-check.h"
+#include "qd-fp8.h"
 #include "qd-log.h"
 #include "qd-qformat-awq.h"
 #include "qd-qformat-ct.h"
@@ -93,6 +95,14 @@ static qd_status push_layer(const qd_xplan *p, const qd_qsource *src, long li, q
         return push_bias(l, src, x, li, QD_DT_F16);
     }
     /* compressed-tensors: the bias stays a plain tensor (model dtype) */
+    if (qd_scheme_is_fp4(x->scheme)) { /* nvfp4 / mxfp4-pack-quantized (compressed-tensors' NVFP4PackedCompressor) */
+        QD_CHECK(push(l, n, ".weight_packed", QD_XT_CT_FP4, QD_DT_U8, li, -1, 2, N, K / 2));
+        QD_CHECK(push(l, n, ".weight_scale", QD_XT_FP4_SCALES, qd_scheme_is_mxfp4(x->scheme) ? QD_DT_U8 : QD_DT_F8_E4M3,
+                      li, -1, 2, N, G));
+        if (x->scheme == QD_SCHEME_NVFP4A16)
+            QD_CHECK(push(l, n, ".weight_global_scale", QD_XT_GLOBAL_SCALE, QD_DT_F32, li, -1, 1, 1, 0));
+        return QD_OK;
+    }
     if (x->scheme != QD_SCHEME_WNA16) { /* float-quantized / int-quantized: unpacked, symmetric */
         int64_t B = QD_FP8_BLOCK_SIZE;
         if (qd_scheme_is_fp8(x->scheme)) QD_CHECK(push(l, n, ".weight", QD_XT_CT_FP8, QD_DT_F8_E4M3, li, -1, 2, N, K));
@@ -217,6 +227,37 @@ static qd_status block_scales_bytes(const qd_qlinear *l, qd_dtype dt, qd_xstats 
     return st;
 }
 
+/* E2M1 codes (one a byte) two a byte along K: element 2j in the low nibble, 2j+1 in the high one, as
+ * compressed-tensors' pack_fp4_to_uint8 */
+static void fp4_packed_bytes(const qd_qlinear *l, unsigned char *buf) {
+    size_t n = (size_t)l->N * l->K / 2;
+    for (size_t j = 0; j < n; j++) buf[j] = (unsigned char)((l->codes[2 * j] & 15) | (l->codes[2 * j + 1] & 15) << 4);
+}
+
+/* the group scales [N][G] as the checkpoint holds them: E4M3 local scales (effective * global, exact:
+ * qd_qlinear_nvfp4_local) or E8M0 exponents of the power-of-two scales */
+static qd_status fp4_scales_bytes(const qd_qlinear *l, unsigned char *buf) {
+    for (int n = 0; n < l->N; n++)
+        for (int g = 0; g < l->G; g++) {
+            float s = l->scales[(size_t)g * l->N + n];
+            unsigned char b;
+            if (l->scheme == QD_SCHEME_NVFP4A16) {
+                b = qd_qlinear_nvfp4_local(l, s);
+                if (qd_e4m3_to_f32(b) / l->global_scale != s)
+                    return qd_fail(QD_ERR_FORMAT, "export: %s: scale of row %d, group %d (%g) is not an E4M3 value "
+                                   "over the global scale %g", l->name, n, g, (double)s, (double)l->global_scale);
+            } else {
+                int e = s > 0 && isfinite(s) ? ilogbf(s) : -1000;
+                if (e < -127 || e > 127 || ldexpf(1.0f, e) != s)
+                    return qd_fail(QD_ERR_FORMAT, "export: %s: scale of row %d, group %d (%g) is not a power of two "
+                                   "an E8M0 byte holds", l->name, n, g, (double)s);
+                b = (unsigned char)(e + 127);
+            }
+            buf[(size_t)n * l->G + g] = b;
+        }
+    return QD_OK;
+}
+
 static qd_status bias_bytes(const qd_qsource *src, const qd_xtensor *t, unsigned char *buf) {
     qd_plain_info pi;
     QD_CHECK(src->iface->plain_info(src->ctx, (size_t)t->plain, &pi));
@@ -265,6 +306,9 @@ qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const
     case QD_XT_CT_ZP_NAIVE: st = qd_ct_naive_zero_point(l->zeros, G, N, b, (int8_t *)buf); break;
     case QD_XT_CT_FP8: memcpy(buf, l->codes, (size_t)N * K); break;
     case QD_XT_BLOCK_SCALES: st = block_scales_bytes(l, t->dtype, stats, buf); break;
+    case QD_XT_CT_FP4: fp4_packed_bytes(l, buf); break;
+    case QD_XT_FP4_SCALES: st = fp4_scales_bytes(l, buf); break;
+    case QD_XT_GLOBAL_SCALE: memcpy(buf, &l->global_scale, 4); break;
     case QD_XT_CT_SHAPE: memcpy(buf, (int64_t[2]){N, K}, 16); break;
     case QD_XT_SCALES: st = scales_bytes(l, t->dtype, 0, stats, buf); break;
     case QD_XT_SCALES_T: st = scales_bytes(l, t->dtype, 1, stats, buf); break;

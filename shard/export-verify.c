@@ -56,7 +56,7 @@ static qd_status verify_layer(const qd_qformat *qf, const qd_checkpoint *ck, qd_
     for (int n = 0; n < l->N; n++)
         for (int k = 0; k < l->K; k++) {
             size_t gi = (size_t)l->g_idx[k] * l->N + n;
-            float s = unquantized ? l->scales[gi] : round_to(sdt, l->scales[gi]);
+            float s = unquantized || qd_scheme_is_fp4(l->scheme) ? l->scales[gi] : round_to(sdt, l->scales[gi]);
             float want = qd_qlinear_code_value(l, (size_t)n * l->K + k, gi) * s;
             if (unquantized) want = round_to(plain->dtype, want);
             float g = got[(size_t)n * l->K + k];

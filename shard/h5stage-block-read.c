@@ -217,6 +217,12 @@ static qd_status read_module(qd__h5s *s, hid_t modules, qd_staged_module *m, int
         if (!(is > 0) || !isfinite(is)) return malformed(s, obj, "input_scale attribute not a positive number");
         q->input_scale = (float)is;
     }
+    q->global_scale = 0;
+    if (q->scheme == QD_SCHEME_NVFP4A16) {
+        QD_CHECK(read_attr(s, g, obj, "global_scale", H5T_FLOAT, H5T_NATIVE_FLOAT, &q->global_scale));
+        if (!(q->global_scale > 0) || !isfinite(q->global_scale))
+            return malformed(s, obj, "nvfp4a16 global_scale attribute not a positive finite number");
+    }
     QD_CHECK(read_attr(s, g, obj, "loss", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.loss));
     QD_CHECK(read_attr(s, g, obj, "damp", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.damp));
     QD_CHECK(read_attr(s, g, obj, "time_s", H5T_FLOAT, H5T_NATIVE_DOUBLE, &m->s.seconds));

@@ -13,7 +13,8 @@
  *
  * W8A8 schemes (qd_qlinear_info.scheme): fp8 / int8 scaled-mm kernels, no Marlin and no fallback;
  * fp8-block needs K_part % 128 and, column-parallel, N_part % 128 (except the last member of a merged
- * q/k/v or gate/up at tp 1); `marlin` then means "runs on its kernel".
+ * q/k/v or gate/up at tp 1); `marlin` then means "runs on its kernel". NVFP4 / MXFP4 (FP4 Marlin, or
+ * the FP4 GEMMs on Blackwell): K_part a multiple of the group (16 / 32; routed experts: H and I_part).
  *
  * Mixture-of-experts (qd_vllm_check_expert, vllm-moe-rules.c, vLLM sources cited there): a routed
  * expert's gate/up (w1/w3) and down (w2) go to vLLM's fused MoE, which splits the intermediate I of

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * qformat-read-internal.h - (internal to shard/qformat-read*.c) a compressed-tensors config group as
- * the readers need it, and the float-quantized reader. */
+ * the readers need it, and the float-quantized and fp4 readers. */
 #ifndef QD_QFORMAT_READ_INTERNAL_H
 #define QD_QFORMAT_READ_INTERNAL_H
 
@@ -20,6 +20,10 @@ const ct_group *qd__ct_group_for(const qd_qformat *qf, const char *prefix);
 
 /* float-quantized: <prefix>.weight F8_E4M3 + .weight_scale (w NULL: the description only) */
 qd_status qd__read_ct_fp8(const ct_group *cg, const qd_checkpoint *ck, const char *prefix, float **w, int64_t *pN,
+                          int64_t *pK, qd_qlinear_info *info);
+
+/* nvfp4 / mxfp4-pack-quantized: <prefix>.weight_packed U8 + .weight_scale (+ .weight_global_scale) */
+qd_status qd__read_ct_fp4(const ct_group *cg, const qd_checkpoint *ck, const char *prefix, float **w, int64_t *pN,
                           int64_t *pK, qd_qlinear_info *info);
 
 #endif

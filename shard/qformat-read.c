@@ -145,7 +145,8 @@ qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
 }
 
 static const char *aux_suffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx", ".weight_packed", ".weight_scale",
-                                     ".weight_shape", ".weight_zero_point", ".weight_g_idx", ".weight_scale_inv"};
+                                     ".weight_shape", ".weight_zero_point", ".weight_g_idx", ".weight_scale_inv",
+                                     ".weight_global_scale"};
 
 int qd_qformat_is_aux_tensor(const char *name) {
     size_t n = strlen(name);
@@ -481,7 +482,10 @@ qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, 
     if (tw && tw->dtype == QD_DT_F8_E4M3) return qd_fp8_linear(ck, prefix, qf ? qf->fp8_block : NULL, w, N, K, info);
     if (tw && tw->dtype == QD_DT_I8 && find(ck, prefix, ".weight_scale"))
         return read_ct(qf, ck, prefix, 1, w, N, K, info);
-    if (find(ck, prefix, ".weight_packed")) return read_ct(qf, ck, prefix, 0, w, N, K, info);
+    const qd_st_tensor *tp = find(ck, prefix, ".weight_packed");
+    if (tp && tp->dtype == QD_DT_U8)
+        return qd__read_ct_fp4(qd__ct_group_for(qf, prefix), ck, prefix, w, N, K, info);
+    if (tp) return read_ct(qf, ck, prefix, 0, w, N, K, info);
     if (find(ck, prefix, ".qweight")) {
         int awq = qf ? qf->kind == QD_QF_AWQ : !find(ck, prefix, ".g_idx");
         return awq ? read_awq(ck, prefix, w, N, K, info) : read_gptq(qf, ck, prefix, w, N, K, info);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qsource-fake.c - the quantization source backed by a fake-quant directory (see qd-qsource.h). */
 #include <cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 typedef struct fake_layer {
     char name[QD_QNAME_MAX];
     const qd_st_tensor *codes, *scales, *zeros, *g_idx;
+    const qd_st_tensor *global; /* nvfp4a16's ".qd_global_scale" (F32 [1]); NULL when absent */
     int bits, group_size, sym; /* -1 when the report does not say */
     int scheme;                /* qd_scheme from the report's "scheme" (absent: wna16), -1 unknown */
     char method[16];
@@ -144,6 +146,17 @@ static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlinear *l
         if (st == QD_OK) st = read_typed(f, t, QD_DT_F32, 1, (void **)&is);
         if (st == QD_OK) l->input_scale = *is;
         free(is);
+    }
+    if (st == QD_OK && l->scheme == QD_SCHEME_NVFP4A16) { /* the global scale the export writes beside the scales */
+        float *g = NULL;
+        st = fl->global ? read_typed(f, fl->global, QD_DT_F32, 1, (void **)&g)
+                        : qd_fail(QD_ERR_FORMAT, "%s: nvfp4a16 layer '%s' has no '%s.qd_global_scale'", f->dir,
+                                  fl->name, fl->name);
+        if (st == QD_OK && !(g[0] > 0 && g[0] < INFINITY))
+            st = qd_fail(QD_ERR_FORMAT, "%s: '%s.qd_global_scale' is %g, not a positive finite number", f->dir,
+                         fl->name, (double)g[0]);
+        if (st == QD_OK) l->global_scale = g[0];
+        free(g);
     }
     if (st != QD_OK) {
         qd_qlinear_free(l);
@@ -303,6 +316,8 @@ qd_status qd_qsource_open_fake(const char *dir, qd_qsource *out) {
                 return qd_fail(QD_ERR_FORMAT, "%s: layer '%s' has qd_codes but no '%s'", dir, fl->name, buf);
             }
         }
+        snprintf(buf, sizeof buf, "%s.qd_global_scale", fl->name);
+        fl->global = qd_ckpt_find(f->ck, buf);
         f->nlayers++;
     }
     /* an original model, or a run whose every Linear was skipped: exporting it would write a checkpoint
@@ -316,6 +331,7 @@ qd_status qd_qsource_open_fake(const char *dir, qd_qsource *out) {
         const char *nm = f->ck->tensors[i]->name;
         int skip = 0;
         for (int s = 0; s < 5 && !skip; s++) skip = has_suffix(nm, qd_suffixes[s]);
+        skip |= has_suffix(nm, ".qd_global_scale");
         if (!skip && has_suffix(nm, ".weight")) {
             char prefix[QD_QNAME_MAX];
             size_t plen = strlen(nm) - strlen(".weight");

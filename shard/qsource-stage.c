@@ -105,6 +105,7 @@ static qd_status copy_layer(struct stage_src *s, const struct layer_ref *r, int 
     QD_CHECK(get_block(s, r->block, with_codes, &blk));
     if ((size_t)r->module >= blk->nmodules)
         return qd_fail(QD_ERR_FORMAT, "%s/block-%05d.h5: module %s is not staged", s->dir, r->block, r->head.name);
+    out->global_scale = blk->modules[r->module].q.global_scale; /* data of the run, not of the plan */
     return qd_qlinear_copy_arrays(out, &blk->modules[r->module].q, with_codes);
 }
 

@@ -33,6 +33,21 @@ static qd_status w8a8_check(const char *prefix, const qd_qlinear_info *info, int
     return QD_OK;
 }
 
+/* NVFP4 / MXFP4 weights (compressed-tensors W4A16 Fp4 schemes): vLLM runs them on FP4 Marlin
+ * (marlin_utils_fp4.py: groups of 16 / 32 along K, N padded to Marlin's tile of 64) or, NVFP4 on
+ * Blackwell, its FP4 GEMMs; the group scales [N][K / group] are split with the weight, so a group must not
+ * straddle two shards: K per shard % group == 0. */
+static qd_status fp4_check(const qd_qlinear_info *info, qd_vllm_verdict *v) {
+    int nv = info->scheme == QD_SCHEME_NVFP4A16, g = nv ? 16 : 32;
+    v->kernel = nv ? "nvfp4 (fp4 marlin / cutlass fp4)" : "mxfp4 (fp4 marlin)";
+    if (v->K_part % g != 0)
+        snprintf(v->reason, sizeof v->reason, "K per shard = %ld is not a multiple of the %s group of %d", v->K_part,
+                 nv ? "nvfp4" : "mxfp4", g);
+    v->loadable = v->marlin = v->reason[0] == '\0';
+    if (!v->loadable) v->kernel = "none";
+    return QD_OK;
+}
+
 qd_status qd_vllm_check(qd_qformat_kind kind, const char *prefix, const qd_qlinear_info *info, int tp,
                         qd_vllm_verdict *v) {
     memset(v, 0, sizeof *v);
@@ -61,6 +76,7 @@ qd_status qd_vllm_check(qd_qformat_kind kind, const char *prefix, const qd_qline
     }
     v->N_part = v->row_parallel ? N : N / tp;
     v->K_part = v->row_parallel ? K / tp : K;
+    if (qd_scheme_is_fp4(info->scheme)) return fp4_check(info, v);
     if (info->scheme != QD_SCHEME_WNA16) return w8a8_check(prefix, info, tp, v);
     int gs = info->group_size, b = info->bits;
     /* scheme */

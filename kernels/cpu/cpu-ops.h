@@ -7,6 +7,7 @@
 #define QD_CPU_OPS_H
 
 #include "qd-backend-impl.h"
+#include "qd-fp4.h"
 #include "qd-fp8.h"
 
 /* the backend's state (threads are OpenBLAS's: see transformer.c for why there are no others) */
@@ -70,6 +71,12 @@ static inline float qd_cpu_qvalue_fp8(float x, float scale, int32_t *code) {
     uint8_t c = qd_f32_to_e4m3(x / scale);
     *code = c;
     return qd_e4m3_to_f32(c) * scale;
+}
+/* One value of QD_QZ_FP4: the E2M1 code and its value times scale. */
+static inline float qd_cpu_qvalue_fp4(float x, float scale, int32_t *code) {
+    uint8_t c = qd_f32_to_e2m1(x / scale);
+    *code = c;
+    return qd_e2m1_to_f32(c) * scale;
 }
 /* One value: the code and the dequantized value. */
 static inline float qd_cpu_qvalue(float x, float scale, float zero, float maxq, int32_t *code) {

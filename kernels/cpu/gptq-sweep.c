@@ -17,9 +17,11 @@ qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a)
     size_t gs = grouped ? a->group_size : K;
     int stat = a->static_groups; /* one group (gs <= 0): g is always 0 */
     float maxq = (float)((1 << a->cfg.bits) - 1);
-    int fp8 = a->cfg.kind == QD_QZ_FP8;
+    int fp8 = a->cfg.kind == QD_QZ_FP8, fp4 = a->cfg.kind == QD_QZ_FP4;
     if (fp8 && (grouped || !stat))
         return qd_fail(QD_ERR_UNSUPPORTED, "cpu backend: gptq_sweep: fp8 targets take one given scale per row");
+    if (fp4 && !stat)
+        return qd_fail(QD_ERR_UNSUPPORTED, "cpu backend: gptq_sweep: fp4 targets take given (static) group scales");
     float *W = qd_ref_f32(a->W);
     const float *U = qd_ref_f32(a->U);
     int32_t *codes = qd_ref_i32(a->codes);
@@ -67,7 +69,9 @@ qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a)
                 float *wr = W1 + n * cnt;
                 float w = wr[i];
                 int32_t code;
-                float q = fp8 ? qd_cpu_qvalue_fp8(w, scale[n], &code) : qd_cpu_qvalue(w, scale[n], zero[n], maxq, &code);
+                float q = fp8   ? qd_cpu_qvalue_fp8(w, scale[n], &code)
+                          : fp4 ? qd_cpu_qvalue_fp4(w, scale[n], &code)
+                                : qd_cpu_qvalue(w, scale[n], zero[n], maxq, &code);
                 codes[n * K + c] = code;
                 float diff = w - q;
                 loss += (double)diff * diff / ((double)d * d);

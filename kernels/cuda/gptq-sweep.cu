@@ -5,7 +5,9 @@
  * thread per row, the row's block tile in shared memory, U read as broadcasts), writing the
  * dequantized values, the codes and the scaled errors E (column-major, [cnt][N]), (3) the lazy update
  * W[:, i2:] -= E^T U[i1:i2, i2:] as one cuBLAS GEMM. Three launches per block, none per column.
- * The in-block arithmetic is the CPU's (kernels/cpu/gptq-sweep.c) without fused multiply-add. */
+ * The in-block arithmetic is the CPU's (kernels/cpu/gptq-sweep.c) without fused multiply-add.
+ * Float targets (QD_QZ_FP8: E4M3, one given scale per row; QD_QZ_FP4: E2M1, given static group scales)
+ * take the same walk with the codec of qd-fp8.h / qd-fp4.h, written here bit for bit as the host's. */
 #include <stdlib.h>
 
 #include "exact.cuh"
@@ -13,10 +15,53 @@
 
 #define SW_R 32 /* rows (threads) per block: one warp, so small layers still fill the GPU */
 
+enum { TGT_INT = 0, TGT_E4M3 = 1, TGT_E2M1 = 2 };
+
+/* qd_f32_to_e4m3 (src/core/qd-fp8.c): round to nearest even, saturating at 448 */
+__device__ __forceinline__ uint32_t dev_e4m3(float x) {
+    uint32_t u = __float_as_uint(x), sign = (u >> 24) & 0x80u;
+    u &= 0x7fffffffu;
+    if (u > 0x7f800000u) return sign | 0x7Fu;
+    if (u >= 0x43e00000u) return sign | 0x7Eu;
+    if (u < 0x3c800000u) return sign | (uint32_t)rintf(__fmul_rn(__uint_as_float(u), 512.0f));
+    uint32_t r = ((u + 0x7ffffu + ((u >> 20) & 1u)) >> 20) - ((127u - 7u) << 3);
+    return sign | (r > 0x7Eu ? 0x7Eu : r);
+}
+
+__device__ __forceinline__ float dev_e4m3_value(uint32_t b) {
+    int e = (b >> 3) & 15, m = b & 7;
+    float v = e ? ldexpf((float)(8 + m), e - 10) : ldexpf((float)m, -9);
+    return (b & 0x80u) ? -v : v;
+}
+
+/* qd_f32_to_e2m1 (src/core/qd-fp4.c): ties to the even code, saturating at 6, -0.0 -> 0 */
+__device__ __forceinline__ uint32_t dev_e2m1(float x) {
+    if (isnan(x)) return 0;
+    uint32_t sign = x < 0.0f ? 8u : 0u;
+    float a = fabsf(x);
+    uint32_t c = a <= 0.25f ? 0 : a < 0.75f ? 1 : a <= 1.25f ? 2 : a < 1.75f ? 3 : a <= 2.5f ? 4 : a < 3.5f ? 5
+               : a <= 5.0f ? 6 : 7;
+    return sign | c;
+}
+
+__device__ __forceinline__ float dev_e2m1_value(uint32_t c) {
+    const float v[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    return (c & 8u) ? -v[c & 7u] : v[c & 7u];
+}
+
+/* one value of the sweep: the code and its dequantized value, for the target kind */
+__device__ __forceinline__ float sweep_qv(int tgt, float x, float scale, float zero, float maxq, int32_t *code) {
+    if (tgt == TGT_INT) return qd_qv(x, scale, zero, maxq, code);
+    float y = __fdiv_rn(x, scale);
+    uint32_t c = tgt == TGT_E4M3 ? dev_e4m3(y) : dev_e2m1(y);
+    *code = (int32_t)c;
+    return __fmul_rn(tgt == TGT_E4M3 ? dev_e4m3_value(c) : dev_e2m1_value(c), scale);
+}
+
 __global__ void __launch_bounds__(SW_R) k_sweep_block(float *W, const float *U, int32_t *codes, const float *S,
                                                       const int32_t *Z, const int32_t *perm, float *E, double *lossp,
                                                       int N, int K, int i1, int cnt, int gs, int grouped, int stat,
-                                                      float maxq) {
+                                                      float maxq, int tgt) {
     extern __shared__ float sm[];
     int ld = cnt + 1;
     float *W1 = sm;
@@ -51,7 +96,7 @@ __global__ void __launch_bounds__(SW_R) k_sweep_block(float *W, const float *U, 
             float d = __ldg(U + (size_t)c * K + c);
             float w = wr[i];
             int32_t code;
-            float q = qd_qv(w, scale, zero, maxq, &code);
+            float q = sweep_qv(tgt, w, scale, zero, maxq, &code);
             cr[i] = code;
             float diff = __fsub_rn(w, q);
             loss += (double)diff * diff / ((double)d * d);
@@ -84,9 +129,11 @@ extern "C" qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_swee
     const float *U = QD_CU_F32(a->U);
     int32_t *codes = QD_CU_I32(a->codes), *Z = QD_CU_I32(a->zeros);
     const int32_t *perm = a->perm.buf ? QD_CU_I32(a->perm) : NULL;
-    if (a->cfg.kind == QD_QZ_FP8)
-        return qd_fail(QD_ERR_UNSUPPORTED, "cuda backend: GPTQ with fp8 targets is not implemented on the GPU; use "
-                       "--backend cpu, or --method rtn (the fp8 default)");
+    int tgt = a->cfg.kind == QD_QZ_FP8 ? TGT_E4M3 : a->cfg.kind == QD_QZ_FP4 ? TGT_E2M1 : TGT_INT;
+    /* float targets come with their parameters (as on the CPU backend) */
+    if ((tgt == TGT_E4M3 && (grouped || !a->static_groups)) || (tgt == TGT_E2M1 && !a->static_groups))
+        return qd_fail(QD_ERR_UNSUPPORTED, "cuda backend: gptq_sweep: %s targets take given (static) scales",
+                       tgt == TGT_E4M3 ? "fp8" : "fp4");
     if (B > K) B = K;
     size_t smem = (size_t)SW_R * (B + 1) * 8;
     if (smem > 200 * 1024)
@@ -107,7 +154,7 @@ extern "C" qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_swee
         if (grouped && !stat) /* groups starting in [i1, i2) */
             QD_CHECK(qd_cu_qparams_groups(c, &a->cfg, W, K, N, gs, (i1 + gs - 1) / gs, (i2 + gs - 1) / gs, S, Z));
         k_sweep_block<<<nb, SW_R, (size_t)SW_R * (cnt + 1) * 8, c->stream>>>(
-            W, U, codes, S, Z, perm, E, lossp, (int)N, (int)K, (int)i1, (int)cnt, (int)gs, grouped, stat, maxq);
+            W, U, codes, S, Z, perm, E, lossp, (int)N, (int)K, (int)i1, (int)cnt, (int)gs, grouped, stat, maxq, tgt);
         QD_LAUNCH_CHECK("gptq_sweep");
         if (i2 < K && qd_cu_exact(be)) { /* W[:, i2:] = (float)(W - E^T U) in the CPU's fixed fp64 order */
             struct qd_cu_xg g = {.ta = 1, .tb = 0, .M = N, .N = K - i2, .K = cnt, .A = E, .B = U + i1 * K + i2, .lda = N,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qd-fp4.h"
 #include "qd-fp8.h"
 #include "qd-log.h"
 
@@ -78,7 +79,7 @@ int qd_qlinear_g_idx_sequential(const qd_qlinear *l) {
 }
 
 void qd_qlinear_round_scales(qd_qlinear *l, qd_dtype dt) {
-    if (!l->scales || !qd_dtype_is_float(dt) || dt == QD_DT_F32 || dt == QD_DT_F64) return;
+    if (!l->scales || qd_scheme_is_fp4(l->scheme) || !qd_dtype_is_float(dt) || dt == QD_DT_F32 || dt == QD_DT_F64) return;
     size_t n = (size_t)l->G * l->N;
     for (size_t i = 0; i < n; i++) {
         unsigned char b[8];
@@ -92,7 +93,7 @@ qd_status qd_qlinear_check_scales(const qd_qlinear *l, qd_dtype dt, const char *
     for (int g = 0; g < l->G; g++)
         for (int n = 0; n < l->N; n++) {
             float s = l->scales[(size_t)g * l->N + n], r = s;
-            if (qd_dtype_is_float(dt) && dt != QD_DT_F32 && dt != QD_DT_F64) {
+            if (qd_dtype_is_float(dt) && dt != QD_DT_F32 && dt != QD_DT_F64 && !qd_scheme_is_fp4(l->scheme)) {
                 unsigned char b[8];
                 qd_from_f32(dt, &s, b, 1);
                 qd_to_f32(dt, b, &r, 1);
@@ -110,6 +111,7 @@ qd_status qd_qlinear_check_scales(const qd_qlinear *l, qd_dtype dt, const char *
 
 float qd_qlinear_code_value(const qd_qlinear *l, size_t nk, size_t gi) {
     if (qd_scheme_is_fp8(l->scheme)) return qd_e4m3_to_f32(l->codes[nk]);
+    if (qd_scheme_is_fp4(l->scheme)) return qd_e2m1_to_f32(l->codes[nk]);
     return (float)((int)l->codes[nk] - l->zeros[gi]);
 }
 
@@ -123,7 +125,10 @@ float qd_scale_round(qd_dtype dt, float x) {
     }
 }
 
+uint8_t qd_qlinear_nvfp4_local(const qd_qlinear *l, float s) { return qd_f32_to_e4m3(s * l->global_scale); }
+
 void qd_qlinear_dequant_rounded(const qd_qlinear *l, qd_dtype scale_dtype, float *w) {
+    if (qd_scheme_is_fp4(l->scheme)) scale_dtype = QD_DT_F32; /* the stored scales are the checkpoint's */
     for (int n = 0; n < l->N; n++)
         for (int k = 0; k < l->K; k++) {
             size_t gi = (size_t)l->g_idx[k] * l->N + n, nk = (size_t)n * l->K + k;

@@ -8,6 +8,11 @@
  * schemes (qd-scheme.h) codes are E4M3 bytes and W[n][k] = e4m3(code) * scale[g][n] (zeros 0). fp8-block
  * keeps its [ceil(N/128)][ceil(K/128)] block scales expanded to [G][N] (group_size 128, G = ceil(K/128),
  * every row of a block holding the block's scale), so staging and gathers see one layout.
+ * For the fp4 schemes codes are E2M1 nibbles (qd-fp4.h, one a byte) and W[n][k] = e2m1(code) *
+ * scale[g][n]: mxfp4's scales are the E8M0 powers of two; nvfp4a16's are the effective scales
+ * e4m3(local) / global_scale (fp32 division, as compressed-tensors' dequantize), from which the export
+ * recovers the E4M3 local scale exactly (qd_qlinear_nvfp4_local). Their scales are already what the
+ * checkpoint stores, so the rounding to a scale dtype leaves them alone.
  * group_size is -1 for one group spanning K. The arrays belong to whoever holds the record
  * (qd_qlinear_free); moving the struct moves them.
  *
@@ -35,6 +40,7 @@ typedef struct qd_qlinear {
     int group_size;          /* -1: one group of K */
     int sym;
     qd_scheme scheme;        /* what codes mean (QD_SCHEME_WNA16: integers) and the activations declared */
+    float global_scale;      /* nvfp4a16: the Linear's fp32 global scale (448 * 6 / amax); else 0 */
     char method[16];         /* "gptq", "awq", "rtn", ... (informational; not staged) */
     uint8_t *codes;          /* [N][K]; NULL when loaded without codes */
     float *scales;           /* [G][N] */
@@ -89,6 +95,8 @@ qd_status qd_qlinear_check_scales(const qd_qlinear *l, qd_dtype dt, const char *
 /* the value code [nk] (flat n*K + k) stands for before scaling, gi = g_idx[k]*N + n: code - zero, or
  * the E4M3 value for the fp8 schemes */
 float qd_qlinear_code_value(const qd_qlinear *l, size_t nk, size_t gi);
+/* nvfp4a16: the E4M3 byte of the local scale behind effective scale s (s * global_scale, exact) */
+uint8_t qd_qlinear_nvfp4_local(const qd_qlinear *l, float s);
 /* W[N][K] fp32 from codes/scales/zeros/g_idx (l loaded with codes) */
 void qd_qlinear_dequant(const qd_qlinear *l, float *w);
 /* x rounded to the dtype scales are stored in (F16, BF16; F32 unchanged), back in fp32 */

@@ -122,6 +122,16 @@ static void unpack(const char *src, size_t n0, size_t n, size_t N, size_t K, siz
     out->s.loss += loss;
 }
 
+/* nvfp4a16's global scale of the whole weight W (n values) into spec->fp4_global */
+static qd_status fp4_whole_global(qd_backend_t be, const char *name, qd_buf_t W, size_t n, qd_qspec *spec) {
+    float *w = malloc(n * sizeof *w + 1);
+    if (!w) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the nvfp4 global scale", name);
+    qd_status st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = n});
+    if (st == QD_OK) spec->fp4_global = qd_fp4_global(w, n);
+    free(w);
+    return st;
+}
+
 qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                             const qd_gptq_fac *f, qd_qresult *out) {
     const qd_collective *cl = c->coll;
@@ -136,16 +146,18 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     char *mine = NULL, *all = NULL;
     qd_status st = QD_OK;
     if (!counts) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", name);
-    if (n) { /* this rank's rows, swept alone */
+    qd_qspec rows_spec = *s; /* nvfp4a16: every rank's rows share the whole weight's global scale */
+    if (s->scheme == QD_SCHEME_NVFP4A16 && !(s->fp4_global > 0)) st = fp4_whole_global(be, name, W, N * K, &rows_spec);
+    if (st == QD_OK && n) { /* this rank's rows, swept alone */
         qd_phase prev = qd_phase_set(be, QD_PH_CHOLESKY);
         st = qd_buf_alloc(be, n * K, &Ws);
         if (st == QD_OK)
             st = qd_be_copy(be, &(struct qd_copy_args){.dst = QD_REF(Ws, 0), .src = QD_REF(W, n0 * K), .rows = 1,
                                                        .cols = n * K, .ldd = n * K, .lds = n * K});
         qd_phase_set(be, prev);
-        if (st == QD_OK) st = qd_gptq_apply(be, name, s, Ws, n, K, f, &part);
-        if (st != QD_OK) goto done;
+        if (st == QD_OK) st = qd_gptq_apply(be, name, &rows_spec, Ws, n, K, f, &part);
     }
+    if (st != QD_OK) goto done;
     size_t total = 0;
     for (int r = 0; r < cl->size; r++) {
         size_t a, m;
@@ -177,6 +189,7 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     int stat = s->static_groups && G > 1;
     for (size_t k = 0; k < K; k++)
         l->g_idx[k] = G == 1 ? 0 : (f->act_order && !stat ? f->hinvperm[k] / (int32_t)gs : (int32_t)(k / gs));
+    l->global_scale = s->scheme == QD_SCHEME_NVFP4A16 ? rows_spec.fp4_global : 0;
     out->s.damp = f->damp;
     snprintf(out->s.fallback, sizeof out->s.fallback, "%s", f->fallback);
     out->s.seconds = part.s.seconds;

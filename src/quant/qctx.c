@@ -179,7 +179,7 @@ qd_status qd__install(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r) {
     qd_phase prev = qd_phase_set(c->be, QD_PH_INSTALL);
     size_t n = (size_t)r->q.N * (size_t)r->q.K;
     qd_status st;
-    if (qd_be_has(c->be, QD_OPT_U8_CODES) && !qd_scheme_is_fp8(r->q.scheme)) { /* the kernel knows integers */
+    if (qd_be_has(c->be, QD_OPT_U8_CODES) && !qd_scheme_is_float(r->q.scheme)) { /* the kernel knows integers */
         st = install_device(c, w, l, r);
     } else { /* host backends: dequantize here, upload fp32 (the reference path) */
         float *deq = malloc(n * sizeof *deq);

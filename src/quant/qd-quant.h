@@ -34,8 +34,11 @@ typedef struct qd_qspec {
     double damp;       /* gptq: fraction of mean(diag H), 0.01 */
     int mse;           /* MSE clip grid in the min-max quantizer (rtn, gptq) */
     int skip;          /* leave this Linear unquantized */
-    qd_scheme scheme;  /* qd-scheme.h; fp8 is round to nearest (qd_fp8_layer) or, fp8-dynamic, GPTQ */
+    qd_scheme scheme;  /* qd-scheme.h; fp8/fp4 are round to nearest (qd_fp8_layer, qd_fp4_layer) or GPTQ
+                        * (fp8-dynamic, fp4) */
     qd_dtype scale_dtype; /* fp8 scales are rounded to the stored dtype before encoding (qd_qctx_spec sets it) */
+    float fp4_global;     /* nvfp4a16: the Linear's global scale when only some of its rows are quantized here
+                           * (data-parallel GPTQ); 0: from the weight given */
 } qd_qspec;
 
 /* Sets the fields a scheme fixes (qd-scheme.h): fp8: method rtn, 8 bits, sym, group -1 (fp8-block
@@ -60,6 +63,18 @@ qd_status qd_fp8_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_
                        size_t N, size_t K, qd_qresult *out);
 /* The per-row scales fp8-dynamic uses (amax / 448 rounded to dt, or s->mse's best shrink) of host W [N][K]. */
 void qd_fp8_row_scales(const float *W, size_t N, size_t K, const qd_qspec *s, qd_dtype dt, float *scales);
+/* nvfp4a16 / mxfp4 (qd-scheme.h): round to nearest E2M1 (qd-fp4.h) with the group scales of
+ * qd_fp4_scales; out->q.global_scale set for nvfp4a16. On the host, as fp8. Loss as RTN's. */
+qd_status qd_fp4_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
+                       qd_qresult *out);
+/* The effective group scales [K / group][N] of host W [N][K] for fp4 scheme sc (fp4.c's rules), with
+ * nvfp4a16's global scale `global` when > 0, else qd_fp4_global(W); returns the global scale used (0 for
+ * mxfp4). K must be a multiple of the group (qd_fp4_check_shape). */
+float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float global, float *scales);
+/* nvfp4a16's global scale of the n values W: 448 * 6 / amax (1 for a zero or tiny amax) */
+float qd_fp4_global(const float *W, size_t n);
+/* a refusal naming the module when the scheme's fp4 group does not divide K; QD_OK otherwise */
+qd_status qd_fp4_check_shape(qd_scheme sc, const char *name, size_t K);
 qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                         qd_buf_t H, qd_qresult *out);
 

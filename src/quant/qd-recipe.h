@@ -5,9 +5,10 @@
  * Precedence: built-in defaults < recipe top level < command-line flags (qd_recipe_apply_flags does
  * the first three) < the recipe's "overrides" whose POSIX extended regex "match" finds the module
  * prefix ("model.layers.3.mlp.down_proj"), applied in file order.
- * "scheme" (qd-scheme.h) fixes bits 8, sym and the group size where it is set (fp8 also the method:
- * rtn, unless the same object or the command line asks for gptq with fp8-dynamic), so that an fp8
- * override inside a GPTQ run is quantized by qd_fp8_layer; an object that sets a
+ * "scheme" (qd-scheme.h) fixes bits (8; 4 for fp4), sym and the group size where it is set (fp8 and fp4
+ * also the method: rtn, unless the same object or the command line asks for gptq with fp8-dynamic,
+ * nvfp4a16 or mxfp4), so that such an override inside a GPTQ run is quantized by qd_fp8_layer /
+ * qd_fp4_layer; an object that sets a
  * scheme together with a field it fixes, or --scheme with such a flag, is a usage error.
  */
 #ifndef QD_RECIPE_H

@@ -19,22 +19,26 @@ const char *qd_method_name(qd_method m) {
 
 void qd_qspec_apply_scheme(qd_qspec *s) {
     if (s->scheme == QD_SCHEME_WNA16) return;
-    s->bits = 8, s->sym = 1;
+    s->bits = qd_scheme_bits(s->scheme), s->sym = 1;
     s->group_size = s->scheme == QD_SCHEME_FP8_BLOCK ? QD_FP8_BLOCK_SIZE : -1;
     if (qd_scheme_is_fp8(s->scheme)) s->method = QD_METHOD_RTN, s->act_order = 0, s->static_groups = 0;
+    /* fp4: the group scales are found from the whole weight before GPTQ's sweep (static groups) */
+    if (qd_scheme_is_fp4(s->scheme))
+        s->group_size = qd_scheme_fp4_group(s->scheme), s->method = QD_METHOD_RTN, s->act_order = 0,
+        s->static_groups = 1, s->mse = 0;
 }
 
 qd_status qd_qspec_check_scheme(const qd_qspec *s, const char *who) {
     if (s->scheme == QD_SCHEME_WNA16) return QD_OK;
     qd_qspec want = *s;
     qd_qspec_apply_scheme(&want);
-    if (s->scheme == QD_SCHEME_FP8_DYNAMIC && s->method == QD_METHOD_GPTQ) want.method = QD_METHOD_GPTQ;
+    if (qd_scheme_gptq_targets(s->scheme) && s->method == QD_METHOD_GPTQ) want.method = QD_METHOD_GPTQ;
     if (want.bits != s->bits || want.sym != s->sym || want.group_size != s->group_size || want.method != s->method ||
-        want.act_order != s->act_order)
-        return qd_fail(QD_ERR_USAGE, "quantize: scheme %s with %d bits, group %d, %s, %s%s: the scheme fixes 8-bit "
-                       "symmetric weights (give \"scheme\": \"wna16\" in an override that sets bits)",
+        want.act_order != s->act_order || (qd_scheme_is_fp4(s->scheme) && s->mse))
+        return qd_fail(QD_ERR_USAGE, "quantize: scheme %s with %d bits, group %d, %s, %s%s%s: the scheme fixes %d-bit "
+                       "symmetric weights and their scales (give \"scheme\": \"wna16\" in an override that sets bits)",
                        qd_scheme_name(s->scheme), s->bits, s->group_size, s->sym ? "sym" : "asym",
-                       qd_method_name(s->method), who);
+                       qd_method_name(s->method), s->mse ? ", mse" : "", who, qd_scheme_bits(s->scheme));
     if (s->scheme == QD_SCHEME_W8A8_INT8 && s->method == QD_METHOD_AWQ)
         return qd_fail(QD_ERR_USAGE, "quantize: scheme w8a8-int8 is quantized by rtn or gptq, not awq%s", who);
     return QD_OK;
@@ -43,6 +47,11 @@ qd_status qd_qspec_check_scheme(const qd_qspec *s, const char *who) {
 qd_status qd_qspec_groups(const qd_qspec *s, const char *name, size_t K, size_t *G) {
     if (s->scheme == QD_SCHEME_FP8_BLOCK) { /* compressed-tensors pads the last block: so do the groups */
         *G = (K + QD_FP8_BLOCK_SIZE - 1) / QD_FP8_BLOCK_SIZE;
+        return QD_OK;
+    }
+    if (qd_scheme_is_fp4(s->scheme)) { /* groups of 16 / 32 whatever group_size says */
+        QD_CHECK(qd_fp4_check_shape(s->scheme, name, K));
+        *G = K / (size_t)qd_scheme_fp4_group(s->scheme);
         return QD_OK;
     }
     if (s->bits < 2 || s->bits > 8)
@@ -59,7 +68,7 @@ qd_status qd_qspec_groups(const qd_qspec *s, const char *name, size_t K, size_t 
 }
 
 qd_qcfg qd_qspec_qcfg(const qd_qspec *s) {
-    return (qd_qcfg){.kind = s->method == QD_METHOD_AWQ ? QD_QZ_AWQ : QD_QZ_MINMAX, .bits = s->bits, .sym = s->sym,
+    return (qd_qcfg){.kind = s->method == QD_METHOD_AWQ ? QD_QZ_AWQ : qd_scheme_is_fp4(s->scheme) ? QD_QZ_FP4 : QD_QZ_MINMAX, .bits = s->bits, .sym = s->sym,
                      .mse = s->method != QD_METHOD_AWQ && s->mse, .mse_norm = 2.4f, .mse_grid = 100,
                      .mse_maxshrink = 0.8f};
 }
@@ -109,6 +118,8 @@ qd_status qd_qresult_alloc(const qd_qspec *s, const char *name, size_t N, size_t
     l->sym = s->sym;
     l->scheme = s->scheme;
     if (s->scheme == QD_SCHEME_FP8_BLOCK) l->group_size = QD_FP8_BLOCK_SIZE; /* one group may still be a block */
+    if (qd_scheme_is_fp4(s->scheme)) l->group_size = qd_scheme_fp4_group(s->scheme); /* K may be one group */
+    l->global_scale = 0;
     return qd_qlinear_alloc(l, (int)N, (int)K, (int)G);
 }
 

@@ -126,14 +126,14 @@ static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, in
 static qd_status scheme_conflict(const char *path, const char *where, const partial_spec *p) {
     if (!p->has_scheme || p->v.scheme == QD_SCHEME_WNA16) return QD_OK;
     const char *key = p->has_bits ? "bits" : p->has_gs ? "group_size" : p->has_sym ? "sym" : NULL;
-    if (!key && qd_scheme_is_fp8(p->v.scheme) && p->has_method && p->v.method != QD_METHOD_RTN &&
-        !(p->v.scheme == QD_SCHEME_FP8_DYNAMIC && p->v.method == QD_METHOD_GPTQ))
+    if (!key && qd_scheme_is_float(p->v.scheme) && p->has_method && p->v.method != QD_METHOD_RTN &&
+        !(qd_scheme_gptq_targets(p->v.scheme) && p->v.method == QD_METHOD_GPTQ))
         key = "method";
     if (!key && p->v.scheme == QD_SCHEME_W8A8_INT8 && p->has_method && p->v.method == QD_METHOD_AWQ) key = "method";
     if (!key) return QD_OK;
     return qd_fail(QD_ERR_USAGE, "%s: %s\"scheme\": \"%s\" fixes %s (docs/formats.md); remove \"%s\"", path, where,
                    qd_scheme_name(p->v.scheme),
-                   strcmp(key, "method") == 0 ? "the method (fp8-block: rtn; fp8-dynamic, w8a8-int8: rtn or gptq)" : "bits, group size and sym",
+                   strcmp(key, "method") == 0 ? "the method (fp8-block: rtn; fp8-dynamic, w8a8-int8, nvfp4a16, mxfp4: rtn or gptq)" : "bits, group size and sym",
                    key);
 }
 
@@ -247,7 +247,7 @@ static void apply(const partial_spec *p, qd_qspec *s) {
     if (p->has_scheme) {
         s->scheme = p->v.scheme;
         qd_qspec_apply_scheme(s);
-        if (p->has_method && p->v.method == QD_METHOD_GPTQ && s->scheme == QD_SCHEME_FP8_DYNAMIC)
+        if (p->has_method && p->v.method == QD_METHOD_GPTQ && qd_scheme_gptq_targets(s->scheme))
             s->method = QD_METHOD_GPTQ; /* asked for in the same object */
     }
 }
@@ -295,20 +295,23 @@ size_t qd_recipe_describe(const qd_recipe *r, const char *module, char *buf, siz
 /* a flag that contradicts the run's scheme (from --scheme or the recipe) */
 static qd_status flags_vs_scheme(const qd_recipe_flags *f, const qd_qspec *base) {
     const char *sc = qd_scheme_name(base->scheme);
-    int fp8 = qd_scheme_is_fp8(base->scheme);
-    int gptq_ok = base->scheme == QD_SCHEME_FP8_DYNAMIC && base->method == QD_METHOD_GPTQ;
+    int fp8 = qd_scheme_is_float(base->scheme), bits = qd_scheme_bits(base->scheme);
+    int gptq_ok = qd_scheme_gptq_targets(base->scheme) && base->method == QD_METHOD_GPTQ;
     if (fp8 && base->method != QD_METHOD_RTN && !gptq_ok && (f->seen_method || base->method == QD_METHOD_AWQ))
         return qd_fail(QD_ERR_USAGE, "quantize: --scheme %s is quantized by round-to-nearest%s: drop --method %s or use "
-                       "--method rtn", sc, base->scheme == QD_SCHEME_FP8_BLOCK ? " (GPTQ takes fp8-dynamic targets only)"
+                       "--method rtn", sc, base->scheme == QD_SCHEME_FP8_BLOCK ? " (GPTQ takes fp8-dynamic and fp4 targets only)"
                                                                                : "", qd_method_name(base->method));
     if (base->scheme == QD_SCHEME_W8A8_INT8 && base->method == QD_METHOD_AWQ)
         return qd_fail(QD_ERR_USAGE, "quantize: --scheme w8a8-int8 is quantized by rtn or gptq, not awq");
-    const char *flag = f->seen_bits && f->bits != 8 ? "--bits" : f->seen_group_size ? "--group-size"
+    const char *flag = f->seen_bits && f->bits != bits ? "--bits" : f->seen_group_size ? "--group-size"
                      : f->seen_asym && f->asym ? "--asym" : fp8 && f->seen_act_order && f->act_order ? "--act-order"
-                     : fp8 && f->seen_static_groups && f->static_groups ? "--static-groups" : NULL;
+                     : fp8 && f->seen_static_groups && f->static_groups ? "--static-groups"
+                     : qd_scheme_is_fp4(base->scheme) && f->seen_mse && f->mse ? "--mse" : NULL;
     if (flag)
-        return qd_fail(QD_ERR_USAGE, "quantize: --scheme %s fixes 8-bit symmetric weights with %s scales: drop %s", sc,
-                       base->scheme == QD_SCHEME_FP8_BLOCK ? "128 x 128 block" : "per-channel", flag);
+        return qd_fail(QD_ERR_USAGE, "quantize: --scheme %s fixes %d-bit symmetric weights with %s scales: drop %s", sc,
+                       bits, base->scheme == QD_SCHEME_FP8_BLOCK ? "128 x 128 block"
+                             : base->scheme == QD_SCHEME_NVFP4A16 ? "e4m3 per-16 (and a global fp32)"
+                             : qd_scheme_is_mxfp4(base->scheme) ? "e8m0 per-32" : "per-channel", flag);
     return QD_OK;
 }
 
@@ -365,7 +368,7 @@ qd_status qd_recipe_apply_flags(const char *path, const qd_recipe_flags *f, qd_r
         int gptq = base->method == QD_METHOD_GPTQ && (f->seen_method || (*recipe && (*recipe)->top.has_method));
         qd_qspec_apply_scheme(base);
         /* fp8-dynamic by GPTQ only when asked for: the built-in default method is not a request */
-        if (gptq && base->scheme == QD_SCHEME_FP8_DYNAMIC) base->method = QD_METHOD_GPTQ;
+        if (gptq && qd_scheme_gptq_targets(base->scheme)) base->method = QD_METHOD_GPTQ;
     }
     if (!run->calib_mode[0])
         snprintf(run->calib_mode, sizeof run->calib_mode, "%s", base->method == QD_METHOD_AWQ ? "concat" : "random");

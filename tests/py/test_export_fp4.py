@@ -1,0 +1,354 @@
+# SPDX-License-Identifier: MIT
+"""The FP4 weight schemes (issue 20 item 3): `qdist quantize --scheme nvfp4a16|mxfp4` written as
+compressed-tensors nvfp4-pack-quantized / mxfp4-pack-quantized checkpoints, checked with the libraries
+users run (CPU):
+- the quantization_config group equals llm-compressor's preset (NVFP4A16, MXFP4A16) field by field, as
+  the compressed-tensors library defines it, with "ignore": ["lm_head"];
+- the tensors are the ones compressed-tensors' compressors read: weight_packed U8 [N, K/2], weight_scale
+  F8_E4M3 [N, K/16] with weight_global_scale F32 [1] (NVFP4), or weight_scale U8 [N, K/32] (MXFP4);
+- compressed-tensors' NVFP4PackedCompressor / MXFP4PackedCompressor decompress every Linear to qdist's
+  dequantisation (the fake directory's .weight of the same run) bit for bit: the library forms
+  e2m1 * (e4m3 / global) or e2m1 * 2^e in fp32 and casts to bfloat16 (its unpack dtype), so the
+  expected weight is qdist's fp32 weight rounded once to bfloat16;
+- transformers loads the export (dtype bfloat16: compressed-tensors decompresses fp4 to bfloat16) and
+  its logits equal those of the source model in bfloat16 holding the fake-quant weights; it generates;
+- `qdist eval` of the export equals `qdist eval` of the fake directory (the fake-quant ppl).
+Bad inputs are one-line usage errors (exit 2).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import export_fakegen as fg  # noqa: E402
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("compressed_tensors")
+from compressed_tensors.compressors.mxfp4.base import MXFP4PackedCompressor  # noqa: E402
+from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor  # noqa: E402
+from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor  # noqa: E402
+from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+QDIST = os.environ.get("QDIST_BIN", "")
+REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
+STORIES = os.path.join(FIX, "stories260K-hf")
+CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
+
+pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
+
+PRESET = {"nvfp4a16": "NVFP4A16", "mxfp4": "MXFP4A16", "mxfp4-w4a4": "MXFP4", "fp8-dynamic": "FP8_DYNAMIC"}
+FORMAT = {"nvfp4a16": "nvfp4-pack-quantized", "mxfp4": "mxfp4-pack-quantized", "mxfp4-w4a4": "mxfp4-pack-quantized",
+          "fp8-dynamic": "float-quantized"}
+GROUP = {"nvfp4a16": 16, "mxfp4": 32, "mxfp4-w4a4": 32}
+IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
+GPTQ = ["--method", "gptq", "--calib", CALIB, "--nsamples", "8", "--seqlen", "128"]
+
+
+def qdist(*args, ok=True, timeout=600):
+    r = subprocess.run([QDIST, *args], capture_output=True, text=True, timeout=timeout)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def quantize(model, out, fmt, *args):
+    qdist("quantize", "--model", model, "--output", out, "--format", fmt, "--backend", "cpu", "--quiet",
+          "--progress", "none", *args)
+
+
+def tensors(d):
+    t = {}
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".safetensors"):
+            t.update(load_file(os.path.join(d, f)))
+    return t
+
+
+def eval_ppl(d):
+    r = qdist("eval", "--model", d, "--data", CALIB, "--seqlen", "128", "--max-windows", "4", "--backend", "cpu",
+              "--json", "--quiet")
+    return json.loads(r.stdout.strip().splitlines()[-1])["ppl"]
+
+
+def group_of(q, fmt, prefix):
+    groups = list(q["config_groups"].values())
+    g = [g for g in groups if g["format"] == fmt and (len(groups) == 1 or any(
+        x == "re:^" + prefix.replace(".", "\\.") + "$" for x in g["targets"]))]
+    assert len(g) == 1, prefix
+    return QuantizationScheme.model_validate({k: v for k, v in g[0].items() if k != "format"})
+
+
+def check_config(out, schemes):
+    """the groups of the export against the presets, every field the preset sets"""
+    q = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
+    assert q["quant_method"] == "compressed-tensors" and q["quantization_status"] == "compressed"
+    assert q["ignore"] == ["lm_head"]
+    groups = list(q["config_groups"].values())
+    for g in groups:
+        QuantizationScheme.model_validate({k: v for k, v in g.items() if k != "format"})  # the library accepts it
+    formats = {g["format"] for g in groups}
+    assert q["format"] == (formats.pop() if len(formats) == 1 else "mixed-precision")
+    for sc in schemes:
+        want = preset_name_to_scheme(PRESET[sc], ["Linear"]).model_dump(mode="json")
+        match = [g for g in groups if g["format"] == FORMAT[sc]]
+        assert len(match) == 1, (sc, groups)
+        for part in ("weights", "input_activations"):
+            if want[part] is None:
+                assert match[0][part] is None, (sc, part)
+                continue
+            for k, v in want[part].items():
+                assert match[0][part][k] == v, (sc, part, k, match[0][part][k], v)
+        assert match[0]["output_activations"] is None
+    return q
+
+
+def check_decompress(out, fake, q):
+    """every fp4 Linear through compressed-tensors' own compressor equals qdist's weight (bf16-rounded)"""
+    t, f = tensors(out), tensors(fake)
+    n = 0
+    for name in t:
+        if not name.endswith(".weight_packed"):
+            continue
+        p = name[:-len(".weight_packed")]
+        sd = {k[len(p) + 1:]: v for k, v in t.items() if k.startswith(p + ".")}
+        nv = sd["weight_scale"].dtype == torch.float8_e4m3fn
+        sc = "nvfp4a16" if nv else "mxfp4"  # mxfp4-w4a4 stores the same weights
+        packed, scale = sd["weight_packed"], sd["weight_scale"]
+        N, K = packed.shape[0], 2 * packed.shape[1]
+        assert packed.dtype == torch.uint8 and (N, K) == tuple(f[p + ".weight"].shape), p
+        assert tuple(scale.shape) == (N, K // GROUP[sc]), p
+        if nv:
+            assert sd["weight_global_scale"].dtype == torch.float32 and tuple(sd["weight_global_scale"].shape) == (1,)
+        else:
+            assert scale.dtype == torch.uint8 and "weight_global_scale" not in sd
+        comp = NVFP4PackedCompressor if nv else MXFP4PackedCompressor
+        got = comp.decompress(sd, group_of(q, FORMAT[sc], p))["weight"].float().numpy()
+        want = fg.bf16_round(f[p + ".weight"].float().numpy())
+        assert np.array_equal(got, want), (p, float(np.abs(got - want).max()))
+        n += 1
+    assert n > 0
+    return n
+
+
+def e2m1_round(y):
+    """round to the E2M1 grid, ties to the even code, saturating at 6 (the format's definition)"""
+    a = y.abs()
+    q = torch.where(a <= 0.25, 0.0, torch.where(a < 0.75, 0.5, torch.where(a <= 1.25, 1.0, torch.where(
+        a < 1.75, 1.5, torch.where(a <= 2.5, 2.0, torch.where(a < 3.5, 3.0, torch.where(a <= 5.0, 4.0, 6.0)))))))
+    return q * torch.sign(y)
+
+
+def mx_act_quant(x):
+    """MXFP4 dynamic activations: per group of 32, scale 2^(e - 2) where 2^e is the group's amax rounded to
+    a power of two (up from a mantissa of 1.75), values rounded to E2M1 (the OCP MX rule)"""
+    shape, dt = x.shape, x.dtype
+    g = x.float().reshape(*shape[:-1], shape[-1] // 32, 32)
+    m, e = torch.frexp(g.abs().amax(-1, keepdim=True))  # amax = m 2^e, m in [0.5, 1)
+    p2 = (e - 1 + (m >= 0.875).int()).float()
+    scale = torch.exp2(p2 - 2)
+    return (e2m1_round(g / scale) * scale).reshape(shape).to(dt)
+
+
+def check_transformers(src, out, fake, tol, act=False):
+    f = tensors(fake)
+    ref_m = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16)
+    with torch.no_grad():
+        for name, mod in ref_m.named_modules():
+            if name + ".qd_codes" in f:
+                mod.weight.copy_(f[name + ".weight"].to(torch.bfloat16))
+                if act:
+                    mod.register_forward_pre_hook(lambda _m, a: (mx_act_quant(a[0]),))
+        ref = ref_m(torch.tensor([IDS])).logits[0].float().numpy()
+    m = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
+    with torch.no_grad():
+        got = m(torch.tensor([IDS])).logits[0].float().numpy()
+    err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+    assert err < tol, err
+    gen = m.generate(torch.tensor([IDS[:4]]), max_new_tokens=6, do_sample=False)
+    assert gen.shape[1] == 10
+    return err
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    return {"t128": fg.make_tiny128(STORIES, str(d / "t128")),
+            "t128b": fg.make_tiny128(STORIES, str(d / "t128b"), dtype=fg.BF16)}
+
+
+CASES = [
+    # name, model, scheme, extra flags
+    ("t128b-nvfp4a16", "t128b", "nvfp4a16", []),
+    ("t128-mxfp4", "t128", "mxfp4", []),
+    ("t128b-nvfp4a16-gptq", "t128b", "nvfp4a16", GPTQ),
+    ("t128b-mxfp4-w4a4", "t128b", "mxfp4-w4a4", []),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_scheme_export(case, models, tmp_path):
+    name, model, scheme, extra = case
+    src = models[model]
+    fake, out = str(tmp_path / "fake"), str(tmp_path / "out")
+    quantize(src, fake, "fake", "--scheme", scheme, *extra)
+    quantize(src, out, "compressed-tensors", "--scheme", scheme, *extra)
+    q = check_config(out, [scheme])
+    assert q["format"] == FORMAT[scheme]
+    check_decompress(out, fake, q)
+    rep = json.load(open(os.path.join(out, "qdist_report.json")))
+    assert rep["settings"]["scheme"] == scheme
+    assert all(m["scheme"] == scheme and m["bits"] == 4 and m["group_size"] == GROUP[scheme]
+               for m in rep["modules"].values())
+    # mxfp4-w4a4: transformers quantizes each Linear's input (MXFP4, dynamic per group of 32); the
+    # reference applies this test's own simulation of it
+    check_transformers(src, out, fake, 2e-2, act=scheme == "mxfp4-w4a4")
+    assert eval_ppl(out) == eval_ppl(fake)
+    # the fake directory exported afterwards gives the same checkpoint tensors, read back bit-exact
+    exp = str(tmp_path / "exp")
+    qdist("export", "--input", fake, "--output", exp, "--format", "compressed-tensors", "--verify")
+    a, b = tensors(out), tensors(exp)
+    assert sorted(a) == sorted(b)
+    assert all(torch.equal(a[k].view(torch.uint8) if a[k].dtype == torch.float8_e4m3fn else a[k],
+                           b[k].view(torch.uint8) if b[k].dtype == torch.float8_e4m3fn else b[k]) for k in a)
+
+
+def test_scales_follow_compressed_tensors(models, tmp_path):
+    """the scales are compressed-tensors' observers': NVFP4 global = 448 * 6 / amax(W) and local =
+    e4m3(global * amax(group) / 6); MXFP4 the generate_mx_scales exponent of each group's amax"""
+    from compressed_tensors.quantization.utils.mxfp_utils import generate_mx_scales
+    src = models["t128"]
+    w = tensors(src)
+    for sc in ("nvfp4a16", "mxfp4"):
+        out = str(tmp_path / sc)
+        quantize(src, out, "compressed-tensors", "--scheme", sc)
+        t = tensors(out)
+        for p in ("model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"):
+            W = w[p + ".weight"].float()
+            gmax = W.reshape(W.shape[0], -1, GROUP[sc]).abs().amax(-1)
+            if sc == "nvfp4a16":
+                g = torch.tensor([448.0 * 6.0]) / W.abs().max()
+                assert torch.equal(t[p + ".weight_global_scale"], g.reshape(1)), p
+                local = (g * (gmax / 6.0)).clamp(max=448).to(torch.float8_e4m3fn)
+                assert torch.equal(t[p + ".weight_scale"].view(torch.uint8), local.view(torch.uint8)), p
+            else:
+                assert torch.equal(t[p + ".weight_scale"], generate_mx_scales(gmax).to(torch.uint8)), p
+
+
+@pytest.mark.parametrize("scheme", ["nvfp4a16", "mxfp4"])
+def test_gptq_feeds_back_error(scheme, models, tmp_path):
+    """GPTQ with fp4 targets: the group scales RTN uses (found from the whole weight first), E2M1 codes
+    moved by the error feedback, and a smaller output error than RTN on the calibration data"""
+    src = models["t128b"]
+    f = {}
+    for m in ("rtn", "gptq"):
+        out = str(tmp_path / m)
+        quantize(src, out, "fake", "--scheme", scheme, "--method", m, "--calib", CALIB, "--nsamples", "8",
+                 "--seqlen", "128")
+        f[m] = tensors(out)
+    names = [k[:-len(".qd_codes")] for k in f["rtn"] if k.endswith(".qd_codes")]
+    assert len(names) == 14
+    moved = 0
+    for p in names:
+        assert torch.equal(f["rtn"][p + ".qd_scales"], f["gptq"][p + ".qd_scales"]), p
+        assert int(f["gptq"][p + ".qd_codes"].max()) <= 15
+        moved += int((f["rtn"][p + ".qd_codes"] != f["gptq"][p + ".qd_codes"]).sum())
+    assert moved > 1000
+
+
+def test_recipe_mixes_nvfp4_mlp_fp8_attention(models, tmp_path):
+    """the issue's example: NVFP4 MLP, FP8 attention, lm_head left alone; one group per scheme,
+    "mixed-precision" overall; both decompress through compressed-tensors to qdist's weights"""
+    src = models["t128b"]
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"method": "rtn", "scheme": "nvfp4a16", "overrides": [
+        {"match": "self_attn\\.", "scheme": "fp8-dynamic"}]}))
+    fake, out = str(tmp_path / "fake"), str(tmp_path / "out")
+    quantize(src, fake, "fake", "--recipe", str(recipe), "--scale-dtype", "bf16")
+    quantize(src, out, "compressed-tensors", "--recipe", str(recipe))
+    q = check_config(out, ["nvfp4a16", "fp8-dynamic"])
+    assert q["format"] == "mixed-precision" and len(q["config_groups"]) == 2
+    t, f = tensors(out), tensors(fake)
+    assert t["model.layers.0.self_attn.q_proj.weight"].dtype == torch.float8_e4m3fn
+    assert "model.layers.0.mlp.up_proj.weight_packed" in t and "lm_head.weight" in t
+    check_decompress(out, fake, q)
+    p = "model.layers.1.self_attn.o_proj"
+    got = FloatQuantizationCompressor.decompress({"weight": t[p + ".weight"], "weight_scale": t[p + ".weight_scale"]},
+                                                 group_of(q, "float-quantized", p))["weight"].float().numpy()
+    assert np.array_equal(got, fg.bf16_round(f[p + ".weight"].float().numpy()))
+    assert eval_ppl(out) == eval_ppl(fake)
+
+
+BAD = [
+    (["--scheme", "nvfp4a16", "--bits", "8"], "--bits"),
+    (["--scheme", "mxfp4", "--group-size", "16"], "--group-size"),
+    (["--scheme", "nvfp4a16", "--mse"], "--mse"),
+    (["--scheme", "mxfp4", "--method", "awq"], "round-to-nearest"),
+    (["--scheme", "nvfp4a16", "--format", "gptq"], "compressed-tensors"),
+    (["--scheme", "nvfp4a16"], "divisible by its group of 16"),  # stories: down_proj has 172 input features
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_scheme_flags(args, needle, tmp_path):
+    out = str(tmp_path / "out")
+    r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", *args, ok=False)
+    assert r.returncode == 2, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not os.path.exists(out)
+
+
+def test_inspect_vllm_rules_for_fp4(models, tmp_path):
+    """whole fp4 groups per shard: t128's o_proj (K 128) splits into K 16 per shard at tp 8, below
+    mxfp4's group of 32 but a whole nvfp4 group; down_proj (K 256) keeps 32"""
+    for sc, bad in (("nvfp4a16", 0), ("mxfp4", 2)):
+        out = str(tmp_path / sc)
+        quantize(models["t128"], out, "compressed-tensors", "--scheme", sc)
+        r = qdist("inspect", out, "--vllm-tp", "8", ok=False)
+        assert f"{bad} do not load" in r.stdout, r.stdout
+        if bad:
+            rows = sorted(x.split(":")[0] for x in r.stdout.splitlines() if "does not load" in x)
+            assert rows == ["model.layers.0.self_attn.o_proj", "model.layers.1.self_attn.o_proj"], r.stdout
+
+
+def files_bytes(d):
+    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d)) if f != "qdist_report.json"}
+
+
+def test_killed_run_resumes_identical(models, tmp_path):
+    """the staging keeps each module's scheme and nvfp4's global scale: a GPTQ nvfp4a16 / mxfp4 run
+    killed after the first of its 2 blocks resumes to the bytes of an uninterrupted run"""
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"method": "gptq", "scheme": "nvfp4a16", "overrides": [
+        {"match": "mlp\\.down_proj$", "scheme": "mxfp4"}]}))
+    args = ["quantize", "--model", models["t128b"], "--backend", "cpu", "--quiet", "--progress", "none", "--recipe",
+            str(recipe), "--calib", CALIB, "--nsamples", "4", "--seqlen", "128", "--format", "compressed-tensors"]
+    ref, out = str(tmp_path / "ref"), str(tmp_path / "out")
+    qdist(*args, "--output", ref)
+    env = dict(os.environ, QD_INJECT_KILL="0:0")
+    r = subprocess.run([QDIST, *args, "--output", out], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode != 0 and not os.path.exists(out)
+    qdist(*args, "--output", out, "--resume")
+    assert files_bytes(out) == files_bytes(ref)
+
+
+@pytest.mark.parametrize("layout", ["data", "pipeline"])
+def test_two_ranks_equal_one(layout, models, tmp_path):
+    """GPTQ nvfp4a16 gives the same checkpoint bytes on 2 ranks as on one (exact numerics; the data layout
+    splits each Linear's rows over the ranks, which share the whole weight's global scale)"""
+    args = ["quantize", "--model", models["t128b"], "--backend", "cpu", "--quiet", "--progress", "none", "--scheme", "nvfp4a16",
+            "--method", "gptq", "--calib", CALIB, "--nsamples", "4", "--seqlen", "128", "--numerics", "exact",
+            "--parallel", layout]
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    qdist(*args, "--output", one)
+    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert files_bytes(one) == files_bytes(two)
