@@ -189,14 +189,16 @@ qd_status qd_run_devices(const qd_backend_spec *in, qd_backend_spec *out, int *s
 static qd_status load_calib(const qd_run_params *p, const qd_model_cfg *cfg, const qd_qspec *base,
                             const qd_recipe_run *run, qd_calib_set *set) {
     const qd_run_opts *o = &p->run;
-    if (base->method == QD_METHOD_RTN && !o->q.smooth && base->scheme != QD_SCHEME_FP8_STATIC &&
-        !o->q.kv_cache) { /* SmoothQuant, fp8-static and --kv-cache observe the calibration */
+    if (base->method == QD_METHOD_RTN && !o->q.smooth && !qd_scheme_static_act(base->scheme) &&
+        !o->q.kv_cache) { /* SmoothQuant, fp8-static, nvfp4 and --kv-cache observe the calibration */
         if (o->calib_path) qd_info("quantize: RTN does not use calibration data; --calib ignored");
         return QD_OK;
     }
     if (!o->calib_path)
-        return qd_fail(QD_ERR_USAGE, "quantize: --calib FILE is required for %s", o->q.smooth ? "--smoothquant"
-                                                                                            : qd_method_name(base->method));
+        return qd_fail(QD_ERR_USAGE, "quantize: --calib FILE is required for %s",
+                           o->q.smooth                          ? "--smoothquant"
+                           : qd_scheme_static_act(base->scheme) ? qd_scheme_name(base->scheme)
+                                                                : qd_method_name(base->method));
     if (qd_mpi_rank() != 0) return QD_OK;
     qd_calib_opts co = {.path = o->calib_path, .model_dir = o->model_dir, .nsamples = run->nsamples,
                         .seqlen = run->seqlen, .seed = (uint64_t)run->seed,

@@ -266,7 +266,7 @@ static cJSON *ct_args(const char *type, const char *strategy, int group_size, in
 
 static const char *ct_group_format(const qd_xplan *p, qd_scheme sc) {
     if (qd_scheme_is_fp8(sc)) return "float-quantized";
-    if (sc == QD_SCHEME_NVFP4A16) return "nvfp4-pack-quantized";
+    if (qd_scheme_is_nvfp4(sc)) return "nvfp4-pack-quantized";
     if (qd_scheme_is_mxfp4(sc)) return "mxfp4-pack-quantized";
     if (sc == QD_SCHEME_W8A8_INT8) return "int-quantized";
     return p->ct_naive ? "naive-quantized" : "pack-quantized";
@@ -279,7 +279,7 @@ static void scheme_key(const qd_xlayer *l, char *key, size_t n) {
 /* the weights of llm-compressor's presets NVFP4A16 (tensor_group 16, E4M3 scales) and MXFP4A16 / MXFP4
  * (group 32, E8M0 scales held as uint8), as compressed-tensors' QuantizationArgs serialise them */
 static cJSON *ct_fp4_weights(qd_scheme sc) {
-    int nv = sc == QD_SCHEME_NVFP4A16;
+    int nv = qd_scheme_is_nvfp4(sc);
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "num_bits", 4);
     cJSON_AddStringToObject(a, "type", "float");
@@ -304,8 +304,14 @@ static void ct_group_schemes(const qd_xplan *p, cJSON *g, int bits, int gs, int 
         cJSON_ReplaceItemInObject(a, "observer", cJSON_CreateNull());
         cJSON_AddItemToObject(g, "input_activations", a);
     }
+    if (sc == QD_SCHEME_NVFP4) { /* preset NVFP4: e2m1 activations, local scales dynamic per 16, global static */
+        cJSON *a = ct_fp4_weights(sc);
+        cJSON_ReplaceItemInObject(a, "dynamic", cJSON_CreateString("local"));
+        cJSON_ReplaceItemInObject(a, "observer", cJSON_CreateString("static_minmax"));
+        cJSON_AddItemToObject(g, "input_activations", a);
+    }
     if (qd_scheme_is_fp4(sc)) {
-        if (sc != QD_SCHEME_MXFP4_W4A4) cJSON_AddNullToObject(g, "input_activations");
+        if (sc != QD_SCHEME_MXFP4_W4A4 && sc != QD_SCHEME_NVFP4) cJSON_AddNullToObject(g, "input_activations");
         cJSON_AddNullToObject(g, "output_activations");
         cJSON_AddStringToObject(g, "format", ct_group_format(p, sc));
         cJSON_AddItemToObject(g, "weights", ct_fp4_weights(sc));

@@ -107,12 +107,12 @@ static qd_status write_quantized(fake_writer *f, const char *weight_name, const 
     QD_CHECK_GOTO(qd_stw_add(f->stw, name, QD_DT_I32, 2, gn, l.zeros, G * N * 4), st, done);
     snprintf(name, sizeof name, "%s.qd_g_idx", prefix);
     QD_CHECK_GOTO(qd_stw_add(f->stw, name, QD_DT_I32, 1, k1, l.g_idx, K * 4), st, done);
-    if (l.scheme == QD_SCHEME_FP8_STATIC) {
+    if (qd_scheme_static_act(l.scheme)) {
         int64_t one[1] = {1};
         snprintf(name, sizeof name, "%s.qd_input_scale", prefix);
         QD_CHECK_GOTO(qd_stw_add(f->stw, name, QD_DT_F32, 1, one, &l.input_scale, 4), st, done);
     }
-    if (l.scheme == QD_SCHEME_NVFP4A16) { /* the scales are local / global: the export needs both */
+    if (qd_scheme_is_nvfp4(l.scheme)) { /* the scales are local / global: the export needs both */
         int64_t one[1] = {1};
         snprintf(name, sizeof name, "%s.qd_global_scale", prefix);
         QD_CHECK_GOTO(qd_stw_add(f->stw, name, QD_DT_F32, 1, one, &l.global_scale, 4), st, done);

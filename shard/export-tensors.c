@@ -99,8 +99,10 @@ static qd_status push_layer(const qd_xplan *p, const qd_qsource *src, long li, q
         QD_CHECK(push(l, n, ".weight_packed", QD_XT_CT_FP4, QD_DT_U8, li, -1, 2, N, K / 2));
         QD_CHECK(push(l, n, ".weight_scale", QD_XT_FP4_SCALES, qd_scheme_is_mxfp4(x->scheme) ? QD_DT_U8 : QD_DT_F8_E4M3,
                       li, -1, 2, N, G));
-        if (x->scheme == QD_SCHEME_NVFP4A16)
+        if (qd_scheme_is_nvfp4(x->scheme))
             QD_CHECK(push(l, n, ".weight_global_scale", QD_XT_GLOBAL_SCALE, QD_DT_F32, li, -1, 1, 1, 0));
+        if (qd_scheme_static_act(x->scheme)) /* nvfp4 (preset NVFP4): the static activation global scale */
+            QD_CHECK(push(l, n, ".input_global_scale", QD_XT_INPUT_SCALE, QD_DT_F32, li, -1, 1, 1, 0));
         return QD_OK;
     }
     if (x->scheme != QD_SCHEME_WNA16) { /* float-quantized / int-quantized: unpacked, symmetric */
@@ -241,7 +243,7 @@ static qd_status fp4_scales_bytes(const qd_qlinear *l, unsigned char *buf) {
         for (int g = 0; g < l->G; g++) {
             float s = l->scales[(size_t)g * l->N + n];
             unsigned char b;
-            if (l->scheme == QD_SCHEME_NVFP4A16) {
+            if (qd_scheme_is_nvfp4(l->scheme)) {
                 b = qd_qlinear_nvfp4_local(l, s);
                 if (qd_e4m3_to_f32(b) / l->global_scale != s)
                     return qd_fail(QD_ERR_FORMAT, "export: %s: scale of row %d, group %d (%g) is not an E4M3 value "
@@ -314,7 +316,8 @@ qd_status qd_export_tensor_bytes(const qd_xplan *p, const qd_qsource *src, const
     case QD_XT_SCALES_T: st = scales_bytes(l, t->dtype, 1, stats, buf); break;
     case QD_XT_TENSOR_SCALE: qd_from_f32(t->dtype, l->scales, buf, 1); break;
     case QD_XT_INPUT_SCALE:
-        if (!(l->input_scale > 0)) st = qd_fail(QD_ERR_FORMAT, "export: %s has no static input scale (fp8-static)", l->name);
+        if (!(l->input_scale > 0)) st = qd_fail(QD_ERR_FORMAT, "export: %s has no static input scale (%s)", l->name,
+                                                 qd_scheme_name(l->scheme));
         else qd_from_f32(t->dtype, &l->input_scale, buf, 1);
         break;
     case QD_XT_G_IDX: memcpy(buf, l->g_idx, (size_t)K * sizeof *l->g_idx); break;

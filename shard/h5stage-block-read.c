@@ -211,14 +211,14 @@ static qd_status read_module(qd__h5s *s, hid_t modules, qd_staged_module *m, int
         if (v < QD_SCHEME_WNA16 || v > QD_SCHEME_LAST) return malformed(s, obj, "unknown scheme attribute");
         q->scheme = (qd_scheme)v;
     }
-    if (q->scheme == QD_SCHEME_FP8_STATIC) {
+    if (qd_scheme_static_act(q->scheme)) {
         double is;
         QD_CHECK(read_attr(s, g, obj, "input_scale", H5T_FLOAT, H5T_NATIVE_DOUBLE, &is));
         if (!(is > 0) || !isfinite(is)) return malformed(s, obj, "input_scale attribute not a positive number");
         q->input_scale = (float)is;
     }
     q->global_scale = 0;
-    if (q->scheme == QD_SCHEME_NVFP4A16) {
+    if (qd_scheme_is_nvfp4(q->scheme)) {
         QD_CHECK(read_attr(s, g, obj, "global_scale", H5T_FLOAT, H5T_NATIVE_FLOAT, &q->global_scale));
         if (!(q->global_scale > 0) || !isfinite(q->global_scale))
             return malformed(s, obj, "nvfp4a16 global_scale attribute not a positive finite number");

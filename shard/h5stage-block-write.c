@@ -151,9 +151,9 @@ static qd_status write_module(qd__h5s *s, hid_t modules, const qd_staged_module 
     QD_CHECK(attr_i32(s, g, "sym", q->sym));
     /* wna16 writes no attribute: its stagings stay byte-identical to those made before schemes existed */
     if (q->scheme != QD_SCHEME_WNA16) QD_CHECK(attr_i32(s, g, "scheme", (int32_t)q->scheme));
-    if (q->scheme == QD_SCHEME_FP8_STATIC) QD_CHECK(attr_f64(s, g, "input_scale", q->input_scale));
+    if (qd_scheme_static_act(q->scheme)) QD_CHECK(attr_f64(s, g, "input_scale", q->input_scale));
     /* nvfp4a16's global scale: fp32, as its scales; a float attribute keeps it bit for bit */
-    if (q->scheme == QD_SCHEME_NVFP4A16) QD_CHECK(attr_scalar(s, g, "global_scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+    if (qd_scheme_is_nvfp4(q->scheme)) QD_CHECK(attr_scalar(s, g, "global_scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
                                                              &q->global_scale));
     QD_CHECK(attr_f64(s, g, "loss", m->s.loss));
     QD_CHECK(attr_f64(s, g, "damp", m->s.damp));

@@ -40,7 +40,8 @@ qd_status qd__read_ct_fp4(const ct_group *cg, const qd_checkpoint *ck, const cha
     if (info) {
         info->quantized = 1, info->N = N, info->K = K, info->bits = 4, info->sym = 1;
         info->group_size = (int)(K / G);
-        info->scheme = nv ? QD_SCHEME_NVFP4A16 : cg && cg->has_act ? QD_SCHEME_MXFP4_W4A4 : QD_SCHEME_MXFP4;
+        int act = cg && cg->has_act; /* the activations are the runtime's: read as weight-only */
+        info->scheme = nv ? (act ? QD_SCHEME_NVFP4 : QD_SCHEME_NVFP4A16) : act ? QD_SCHEME_MXFP4_W4A4 : QD_SCHEME_MXFP4;
     }
     if (!w) return QD_OK;
     uint8_t *q = malloc((size_t)(N * K / 2) + 1), *sb = malloc((size_t)(N * G) + 1);

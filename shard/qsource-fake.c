@@ -137,17 +137,17 @@ static qd_status f_load_layer(void *ctx, size_t i, int with_codes, qd_qlinear *l
     if (st == QD_OK) st = read_typed(f, fl->zeros, QD_DT_I32, (size_t)l->G * l->N, (void **)&l->zeros);
     if (st == QD_OK) st = read_typed(f, fl->g_idx, QD_DT_I32, (size_t)l->K, (void **)&l->g_idx);
     if (st == QD_OK && with_codes) st = read_typed(f, fl->codes, QD_DT_U8, (size_t)l->N * l->K, (void **)&l->codes);
-    if (st == QD_OK && l->scheme == QD_SCHEME_FP8_STATIC) {
+    if (st == QD_OK && qd_scheme_static_act(l->scheme)) {
         char buf[QD_QNAME_MAX + 16];
         snprintf(buf, sizeof buf, "%s.qd_input_scale", fl->name);
         const qd_st_tensor *t = qd_ckpt_find(f->ck, buf);
         float *is = NULL;
-        if (!t) st = qd_fail(QD_ERR_FORMAT, "%s: fp8-static layer '%s' has no '%s'", f->dir, fl->name, buf);
+        if (!t) st = qd_fail(QD_ERR_FORMAT, "%s: %s layer '%s' has no '%s'", f->dir, qd_scheme_name(l->scheme), fl->name, buf);
         if (st == QD_OK) st = read_typed(f, t, QD_DT_F32, 1, (void **)&is);
         if (st == QD_OK) l->input_scale = *is;
         free(is);
     }
-    if (st == QD_OK && l->scheme == QD_SCHEME_NVFP4A16) { /* the global scale the export writes beside the scales */
+    if (st == QD_OK && qd_scheme_is_nvfp4(l->scheme)) { /* the global scale the export writes beside the scales */
         float *g = NULL;
         st = fl->global ? read_typed(f, fl->global, QD_DT_F32, 1, (void **)&g)
                         : qd_fail(QD_ERR_FORMAT, "%s: nvfp4a16 layer '%s' has no '%s.qd_global_scale'", f->dir,

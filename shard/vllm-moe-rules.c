@@ -73,8 +73,8 @@ static int fallback_loads(qd_qformat_kind kind, const qd_qlinear_info *info, lon
 
 static qd_status w8a8_expert(const qd_qlinear_info *info, long H, long I_part, int split, qd_vllm_verdict *v) {
     if (qd_scheme_is_fp4(info->scheme)) { /* fused MoE fp4 (marlin / cutlass): whole groups per expert shard */
-        int g = info->scheme == QD_SCHEME_NVFP4A16 ? 16 : 32;
-        v->kernel = info->scheme == QD_SCHEME_NVFP4A16 ? "fused moe nvfp4" : "fused moe mxfp4";
+        int g = qd_scheme_is_nvfp4(info->scheme) ? 16 : 32;
+        v->kernel = qd_scheme_is_nvfp4(info->scheme) ? "fused moe nvfp4" : "fused moe mxfp4";
         if (H % g != 0 || I_part % g != 0)
             snprintf(v->reason, sizeof v->reason, "H = %ld and I per shard = %ld must be multiples of the fp4 group "
                      "of %d", H, I_part, g);

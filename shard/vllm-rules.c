@@ -38,7 +38,7 @@ static qd_status w8a8_check(const char *prefix, const qd_qlinear_info *info, int
  * Blackwell, its FP4 GEMMs; the group scales [N][K / group] are split with the weight, so a group must not
  * straddle two shards: K per shard % group == 0. */
 static qd_status fp4_check(const qd_qlinear_info *info, qd_vllm_verdict *v) {
-    int nv = info->scheme == QD_SCHEME_NVFP4A16, g = nv ? 16 : 32;
+    int nv = qd_scheme_is_nvfp4(info->scheme), g = nv ? 16 : 32;
     v->kernel = nv ? "nvfp4 (fp4 marlin / cutlass fp4)" : "mxfp4 (fp4 marlin)";
     if (v->K_part % g != 0)
         snprintf(v->reason, sizeof v->reason, "K per shard = %ld is not a multiple of the %s group of %d", v->K_part,

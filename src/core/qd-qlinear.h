@@ -47,7 +47,8 @@ typedef struct qd_qlinear {
     int32_t *zeros;          /* [G][N] */
     int32_t *g_idx;          /* [K] */
     float input_scale;       /* fp8-static: the static activation scale (amax / 448 of the calibration
-                              * inputs, rounded to the scale dtype); 0 for every other scheme */
+                              * inputs, rounded to the scale dtype); nvfp4: the input_global_scale
+                              * (fp32 448 * 6 / amax); 0 for every other scheme */
 } qd_qlinear;
 
 /* How a Linear was quantized. */

@@ -30,14 +30,14 @@ float qd_fp4_global(const float *W, size_t n) {
 
 float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float global, float *scales) {
     size_t gs = (size_t)qd_scheme_fp4_group(sc), G = K / gs;
-    if (sc != QD_SCHEME_NVFP4A16) global = 0;
+    if (!qd_scheme_is_nvfp4(sc)) global = 0;
     else if (!(global > 0)) global = qd_fp4_global(W, N * K);
     for (size_t n = 0; n < N; n++)
         for (size_t g = 0; g < G; g++) {
             float gmax = 0;
             for (size_t k = g * gs; k < (g + 1) * gs; k++) gmax = fmaxf(gmax, fabsf(W[n * K + k]));
             float s;
-            if (sc == QD_SCHEME_NVFP4A16) {
+            if (qd_scheme_is_nvfp4(sc)) {
                 uint8_t b = qd_f32_to_e4m3(global * (gmax / QD_E2M1_MAX));
                 if ((b & 0x7f) == 0) b = qd_f32_to_e4m3(0.125f);
                 s = qd_e4m3_to_f32(b) / global;

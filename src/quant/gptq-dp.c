@@ -147,7 +147,7 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     qd_status st = QD_OK;
     if (!counts) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", name);
     qd_qspec rows_spec = *s; /* nvfp4a16: every rank's rows share the whole weight's global scale */
-    if (s->scheme == QD_SCHEME_NVFP4A16 && !(s->fp4_global > 0)) st = fp4_whole_global(be, name, W, N * K, &rows_spec);
+    if (qd_scheme_is_nvfp4(s->scheme) && !(s->fp4_global > 0)) st = fp4_whole_global(be, name, W, N * K, &rows_spec);
     if (st == QD_OK && n) { /* this rank's rows, swept alone */
         qd_phase prev = qd_phase_set(be, QD_PH_CHOLESKY);
         st = qd_buf_alloc(be, n * K, &Ws);
@@ -189,7 +189,7 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     int stat = s->static_groups && G > 1;
     for (size_t k = 0; k < K; k++)
         l->g_idx[k] = G == 1 ? 0 : (f->act_order && !stat ? f->hinvperm[k] / (int32_t)gs : (int32_t)(k / gs));
-    l->global_scale = s->scheme == QD_SCHEME_NVFP4A16 ? rows_spec.fp4_global : 0;
+    l->global_scale = qd_scheme_is_nvfp4(s->scheme) ? rows_spec.fp4_global : 0;
     out->s.damp = f->damp;
     snprintf(out->s.fallback, sizeof out->s.fallback, "%s", f->fallback);
     out->s.seconds = part.s.seconds;

@@ -423,6 +423,6 @@ size_t qd_quantize_work_bytes(const qd_model_cfg *cfg, const qd_quantize_opts *o
         size_t routed = o->moe_all ? E * rows : rows * (size_t)cfg->moe_topk;
         awq += routed * (H + mi) + rows * si + 2 * (E * mi + si) * H;
     }
-    if (o->base.scheme == QD_SCHEME_FP8_STATIC) awq += rows * H; /* the observing forward's output */
+    if (qd_scheme_static_act(o->base.scheme)) awq += rows * H; /* the observing forward's output */
     return 4 * (weights + hess + fwd + layer + scratch + awq);
 }

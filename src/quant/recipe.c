@@ -310,7 +310,7 @@ static qd_status flags_vs_scheme(const qd_recipe_flags *f, const qd_qspec *base)
     if (flag)
         return qd_fail(QD_ERR_USAGE, "quantize: --scheme %s fixes %d-bit symmetric weights with %s scales: drop %s", sc,
                        bits, base->scheme == QD_SCHEME_FP8_BLOCK ? "128 x 128 block"
-                             : base->scheme == QD_SCHEME_NVFP4A16 ? "e4m3 per-16 (and a global fp32)"
+                             : qd_scheme_is_nvfp4(base->scheme) ? "e4m3 per-16 (and a global fp32)"
                              : qd_scheme_is_mxfp4(base->scheme) ? "e8m0 per-32" : "per-channel", flag);
     return QD_OK;
 }

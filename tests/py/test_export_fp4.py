@@ -43,10 +43,11 @@ CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
 
 pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
 
-PRESET = {"nvfp4a16": "NVFP4A16", "mxfp4": "MXFP4A16", "mxfp4-w4a4": "MXFP4", "fp8-dynamic": "FP8_DYNAMIC"}
+PRESET = {"nvfp4a16": "NVFP4A16", "mxfp4": "MXFP4A16", "mxfp4-w4a4": "MXFP4", "fp8-dynamic": "FP8_DYNAMIC",
+          "nvfp4": "NVFP4"}
 FORMAT = {"nvfp4a16": "nvfp4-pack-quantized", "mxfp4": "mxfp4-pack-quantized", "mxfp4-w4a4": "mxfp4-pack-quantized",
-          "fp8-dynamic": "float-quantized"}
-GROUP = {"nvfp4a16": 16, "mxfp4": 32, "mxfp4-w4a4": 32}
+          "fp8-dynamic": "float-quantized", "nvfp4": "nvfp4-pack-quantized"}
+GROUP = {"nvfp4a16": 16, "mxfp4": 32, "mxfp4-w4a4": 32, "nvfp4": 16}
 IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
 GPTQ = ["--method", "gptq", "--calib", CALIB, "--nsamples", "8", "--seqlen", "128"]
 
@@ -352,3 +353,135 @@ def test_two_ranks_equal_one(layout, models, tmp_path):
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert files_bytes(one) == files_bytes(two)
+
+
+# --- nvfp4 (W4A4, preset NVFP4): nvfp4a16's weights plus a calibrated static input_global_scale ---
+
+NV_NSEQ, NV_SEQ = 8, 64
+
+
+def nv_act_quant(x, g):
+    """NVFP4 activations as compressed-tensors' dynamic "local" tensor_group quantization: per group of 16,
+    local = e4m3(g * (amax / 6)) (amax / 6 in the activation dtype, as the library; 0 -> 0.125), effective
+    scale local / g, values rounded to E2M1"""
+    shape, dt = x.shape, x.dtype
+    v = x.reshape(*shape[:-1], shape[-1] // 16, 16)
+    local = (g * (v.abs().amax(-1, keepdim=True) / 6).float()).clamp(-448, 448).to(torch.float8_e4m3fn).float()
+    v = v.float()
+    scale = torch.where(local == 0, torch.tensor(0.125), local) / g
+    return (e2m1_round(v / scale) * scale).reshape(shape).to(dt)
+
+
+@pytest.fixture(scope="module")
+def nv(models, tmp_path_factory):
+    """fake + export of nvfp4 (RTN and GPTQ) and of nvfp4a16 on the same calibration ids (one concat document)"""
+    d = tmp_path_factory.mktemp("nv")
+    ids = np.random.default_rng(5).integers(3, 512, NV_NSEQ * NV_SEQ).tolist()
+    calib = d / "calib.jsonl"
+    calib.write_text(json.dumps(ids) + "\n")
+    cal = ["--calib", str(calib), "--calib-mode", "concat", "--nsamples", str(NV_NSEQ), "--seqlen", str(NV_SEQ)]
+    r = {"ids": np.array(ids).reshape(NV_NSEQ, NV_SEQ), "cal": cal}
+    for key, sc, meth in (("rtn", "nvfp4", "rtn"), ("gptq", "nvfp4", "gptq"), ("a16-gptq", "nvfp4a16", "gptq")):
+        for fmt in (["fake"], ["compressed-tensors"]) if sc == "nvfp4" else (["compressed-tensors"],):
+            out = str(d / f"{key}-{fmt[0]}")
+            quantize(models["t128"], out, fmt[0], "--scheme", sc, "--method", meth, *cal,
+                     *(["--scale-dtype", "f32"] if fmt[0] == "fake" else []))
+            r[key, fmt[0]] = out
+    return r
+
+
+@pytest.mark.parametrize("meth", ["rtn", "gptq"])
+def test_nvfp4_config_weights_input_global_scale(meth, nv, models):
+    """config = preset NVFP4 field by field; compressed-tensors decompresses the weights to qdist's; the
+    weight tensors are nvfp4a16's (GPTQ: byte for byte those of an nvfp4a16 run); input_global_scale F32 [1]
+    per Linear, the fake directory's .qd_input_scale"""
+    out, fake = nv[meth, "compressed-tensors"], nv[meth, "fake"]
+    q = check_config(out, ["nvfp4"])
+    assert q["format"] == "nvfp4-pack-quantized"
+    assert check_decompress(out, fake, q) == 14
+    t, f = tensors(out), tensors(fake)
+    names = [k[:-len(".weight_packed")] for k in t if k.endswith(".weight_packed")]
+    for p in names:
+        g = t[p + ".input_global_scale"]
+        assert g.dtype == torch.float32 and tuple(g.shape) == (1,), p
+        assert torch.equal(g, f[p + ".qd_input_scale"].reshape(1)), p
+    assert sorted(k for k in t if k.endswith("input_global_scale")) == sorted(p + ".input_global_scale" for p in names)
+    if meth == "gptq":
+        a16 = tensors(nv["a16-gptq", "compressed-tensors"])
+        assert sorted(a16) == sorted(k for k in t if not k.endswith(".input_global_scale"))
+        assert all(torch.equal(a16[k].view(torch.uint8) if a16[k].dtype == torch.float8_e4m3fn else a16[k],
+                               t[k].view(torch.uint8) if t[k].dtype == torch.float8_e4m3fn else t[k]) for k in a16)
+    rep = json.load(open(os.path.join(out, "qdist_report.json")))
+    assert rep["settings"]["scheme"] == "nvfp4"
+
+
+def test_nvfp4_input_global_scale_is_calibration_amax(nv, models):
+    """input_global_scale = compressed-tensors' generate_gparam of the amax of each Linear's input, the amax
+    measured here by transformers hooks on the fake-quant model over the same calibration ids"""
+    from compressed_tensors.quantization.utils.helpers import generate_gparam
+    m = transformers.AutoModelForCausalLM.from_pretrained(models["t128"], dtype=torch.float32).eval()
+    f = tensors(nv["rtn", "fake"])
+    amax = {}
+
+    def observe(name):
+        def pre(_m, a):
+            amax[name] = max(amax.get(name, 0.0), float(a[0].abs().max()))
+        return pre
+
+    with torch.no_grad():
+        for name, mod in m.named_modules():
+            if name + ".qd_codes" in f:
+                mod.weight.copy_(f[name + ".weight"])
+                mod.register_forward_pre_hook(observe(name))
+        m(torch.tensor(nv["ids"]))
+    t = tensors(nv["rtn", "compressed-tensors"])
+    assert len(amax) == 14
+    for name, a in amax.items():
+        want = float(generate_gparam(torch.tensor([-a]), torch.tensor([a])))
+        got = float(t[name + ".input_global_scale"])
+        assert abs(got - want) <= 1e-5 * want, (name, got, want)
+
+
+def test_nvfp4_transformers_runs_and_eval(nv, models):
+    """transformers + compressed-tensors load the export (input_global_scale into each Linear) and its
+    logits follow this test's simulation of NVFP4 activations over the fake-quant weights; qdist eval
+    reads the export as its weights (= the fake directory's ppl)"""
+    out, fake = nv["rtn", "compressed-tensors"], nv["rtn", "fake"]
+    t = tensors(out)
+    m = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
+    for name, mod in m.named_modules():
+        if name + ".input_global_scale" in t:
+            assert torch.equal(mod.input_global_scale.data.float().reshape(1), t[name + ".input_global_scale"]), name
+    f = tensors(fake)
+    ref_m = transformers.AutoModelForCausalLM.from_pretrained(models["t128"], dtype=torch.bfloat16)
+    with torch.no_grad():
+        for name, mod in ref_m.named_modules():
+            if name + ".qd_codes" in f:
+                mod.weight.copy_(f[name + ".weight"].to(torch.bfloat16))
+                g = t[name + ".input_global_scale"]
+                mod.register_forward_pre_hook(lambda _m, a, g=g: (nv_act_quant(a[0], g),))
+        ref = ref_m(torch.tensor([IDS])).logits[0].float().numpy()
+        got = m(torch.tensor([IDS])).logits[0].float().numpy()
+    err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+    assert err < 2e-2, err
+    assert m.generate(torch.tensor([IDS[:4]]), max_new_tokens=6, do_sample=False).shape[1] == 10
+    assert eval_ppl(out) == eval_ppl(fake)
+
+
+def test_nvfp4_two_ranks_equal_one(nv, models, tmp_path):
+    """the activation amax is maximised over ranks: 2 ranks give the bytes of one"""
+    args = ["quantize", "--model", models["t128"], "--backend", "cpu", "--quiet", "--progress", "none", "--scheme",
+            "nvfp4", *nv["cal"], "--chunk-tokens", "128"]
+    two = str(tmp_path / "two")
+    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert files_bytes(nv["rtn", "compressed-tensors"]) == files_bytes(two)
+
+
+def test_nvfp4_needs_calibration(models, tmp_path):
+    out = str(tmp_path / "out")
+    r = qdist("quantize", "--model", models["t128"], "--output", out, "--backend", "cpu", "--scheme", "nvfp4", ok=False)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "--calib" in lines[0], r.stderr
+    assert not os.path.exists(out)
