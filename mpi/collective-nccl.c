@@ -103,13 +103,6 @@ void qd_collective_nccl_close(qd_collective *c) {
 #else
 int qd_collective_nccl_built(void) { return 0; }
 
-/* host bytes: the rows an expert's owner receives are host staged (src/quant/moe-ep.c), so MPI moves them */
-static qd_status host_alltoallv(const qd_collective *c, const void *send, const size_t *sendcounts, void *recv,
-                                const size_t *recvcounts) {
-    const struct nccl_coll *x = c->user;
-    return x->mpi.alltoallv(&x->mpi, send, sendcounts, recv, recvcounts);
-}
-
 qd_status qd_collective_nccl(qd_mpi_group *g, qd_backend_t be, qd_collective *out) {
     (void)g, (void)be, (void)out;
     return qd_fail(QD_ERR_UNSUPPORTED, "collective nccl: this qdist was built without CUDA/NCCL");
