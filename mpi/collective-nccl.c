@@ -6,6 +6,7 @@
 #include "qd-collective-nccl.h"
 
 #include "qd-collective-mpi.h"
+#include "qd-log.h"
 
 #ifdef QD_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -13,7 +14,6 @@
 #include <stdlib.h>
 
 #include "qd-check.h"
-#include "qd-log.h"
 
 struct nccl_coll {
     ncclComm_t comm;
