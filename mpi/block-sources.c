@@ -4,6 +4,7 @@
 #include "qd-block-sources.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,42 @@ qd_status qd_block_sources(const qd_model_cfg *cfg, const qd_checkpoint *ck, int
     }
     *text = out;
     return QD_OK;
+}
+
+struct qd_block_sources_job {
+    const qd_model_cfg *cfg;
+    const qd_checkpoint *ck;
+    int block, started;
+    pthread_t thread;
+    char *text;
+    qd_status st;
+};
+
+static void *hash_job(void *arg) {
+    qd_block_sources_job *j = arg;
+    j->st = qd_block_sources(j->cfg, j->ck, j->block, &j->text);
+    return NULL;
+}
+
+qd_status qd_block_sources_start(const qd_model_cfg *cfg, const qd_checkpoint *ck, int b, qd_block_sources_job **out) {
+    qd_block_sources_job *j = calloc(1, sizeof *j);
+    *out = j;
+    if (!j) return qd_fail(QD_ERR_NOMEM, "block %d: out of memory for its source hashes", b);
+    *j = (qd_block_sources_job){.cfg = cfg, .ck = ck, .block = b};
+    j->started = pthread_create(&j->thread, NULL, hash_job, j) == 0; /* else computed at join */
+    return QD_OK;
+}
+
+qd_status qd_block_sources_join(qd_block_sources_job *j, char **text) {
+    *text = NULL;
+    if (!j) return QD_OK;
+    if (j->started) pthread_join(j->thread, NULL);
+    else hash_job(j);
+    qd_status st = j->st;
+    if (st == QD_OK) *text = j->text;
+    else free(j->text);
+    free(j);
+    return st;
 }
 
 /* the tensor name of the line at p (up to the space), into buf */

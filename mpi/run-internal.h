@@ -63,6 +63,7 @@ typedef struct qd_run {
     const qd_collective *coll; /* data-parallel: the reductions among the ranks of this rank's stage */
     size_t seq0, nseq_local; /* this rank's calibration sequences (pipeline: all of them) */
     struct qd_xstream *xs;   /* rank 0: the export written during the run (run-stream.c), or NULL */
+    qd_staged_block *tail;   /* rank 0: the run's last block, held back from the staging (run-worker.c) */
     qd_run_times t;
 } qd_run;
 
@@ -103,8 +104,11 @@ qd_status qd_run_plan_memory(qd_run *k, qd_quantize_opts *q);
 /* ---- the per-block worker (run-worker.c) ---- */
 /* The pipeline's callback table over k (qd-pipeline.h). */
 void qd_run_worker(qd_run *k, size_t micro_batch, struct qd_block_worker *out);
-/* Every block this rank quantized is on disk. */
+/* Every block this rank quantized is on disk, but a held-back last block (k->tail). */
 qd_status qd_run_flush(qd_run *k);
+/* The held-back last block (k->tail, if any): write 1 stages it now (the export did not commit, or
+ * reads the staging), 0 lets it go (the export committed; the staging is removed). */
+qd_status qd_run_stage_tail(qd_run *k, int write);
 /* The device memory in use now, into k->t's peaks. */
 void qd_run_sample_mem(qd_run *k);
 

@@ -97,7 +97,8 @@ qd_status qd_run_stream_finish(qd_run *k, const char *staging, const char *meta,
     k->xs = NULL;
     if (st == QD_OK && fallback) {
         *streamed = 0;
-        st = qd_run_export(k->o, k->model, staging, meta);
+        st = qd_run_stage_tail(k, 1); /* the export after the run reads every block from the staging */
+        if (st == QD_OK) st = qd_run_export(k->o, k->model, staging, meta);
     }
     return st;
 }

@@ -12,6 +12,7 @@
 #include "qd-block-sources.h"
 #include "qd-bootstrap.h"
 #include "qd-check.h"
+#include "qd-param.h"
 #include "qd-replay.h"
 
 static qd_status load_block(qd_run *k, int b, qd_block_w *w) {
@@ -151,6 +152,30 @@ static void release_staged(qd_staged_block *sb) {
     free(sb);
 }
 
+/* The run's last block on rank 0, when the streamed export holds it and the staging is removed once
+ * the export commits (no --keep-staging): its staging write (seconds for a large MoE block, after
+ * which nothing else computes) would only guard the export tail, so it is held back. A kill in the
+ * tail makes --resume quantize that one block again, with the same result; an export that fails
+ * stages it before the run ends (qd_run_stage_tail). QD_INJECT_KILL keeps its "after staging". */
+static int hold_back(const qd_run *k, int b) {
+    return k->xs && !k->o->keep_staging && b == k->cfg->nlayers - 1 && !qd_param_str(QD_PARAM_INJECT_KILL);
+}
+
+qd_status qd_run_stage_tail(qd_run *k, int write) {
+    qd_staged_block *sb = k->tail;
+    k->tail = NULL;
+    if (!sb) return QD_OK;
+    if (!write) {
+        release_staged(sb);
+        return QD_OK;
+    }
+    qd_phase prev = qd_phase_set(k->be, QD_PH_STAGING);
+    qd_status st = qd_stage_writer_submit(k->writer, sb, release_staged);
+    if (st == QD_OK) st = qd_stage_writer_flush(k->writer);
+    qd_phase_set(k->be, prev);
+    return st;
+}
+
 /* Hands block b to the staging writer (qd-stage-writer.h), taking the arrays of res (left NULL) and
  * the text of its source hashes (*sources, left NULL). */
 static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *res, char **sources, double seconds) {
@@ -202,7 +227,8 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
         atomic_fetch_add(&shb->extra, 1);
         qd_run_stream_block(k, sb, release_staged);
     }
-    st = qd_stage_writer_submit(k->writer, sb, release_staged); /* waits for the previous block's write */
+    if (hold_back(k, b)) k->tail = sb; /* written only if the export does not commit (qd_run_stage_tail) */
+    else st = qd_stage_writer_submit(k->writer, sb, release_staged); /* waits for the previous block's write */
     sb = NULL;
     k->t.stage_s += qd_run_now_s() - t0;
 out:
@@ -217,6 +243,7 @@ static qd_status w_quantize(void *user, int b) {
     qd_block_w w = {0};
     qd_qresult *res = NULL;
     char *sources = NULL;
+    qd_block_sources_job *hashing = NULL;
     qd_status st = QD_OK;
     int stager = qd_run_dp_stager(k, b); /* data-parallel: every rank holds the results, one stages them */
     if (!stager && no_calib(k)) goto out;
@@ -226,9 +253,12 @@ static qd_status w_quantize(void *user, int b) {
         st = qd_fail(QD_ERR_NOMEM, "block %d: out of memory for its results", b);
         goto out;
     }
-    /* the bytes the load just read, hashed while their pages are hot (qd-block-sources.h) */
-    if (stager) QD_CHECK_GOTO(qd_block_sources(k->cfg, qd_model_ckpt(k->model), b, &sources), st, out);
+    /* the bytes the load just read, hashed while their pages are hot, beside the compute (qd-block-sources.h) */
+    if (stager) QD_CHECK_GOTO(qd_block_sources_start(k->cfg, qd_model_ckpt(k->model), b, &hashing), st, out);
     QD_CHECK_GOTO(qd_quantize_block(k->ctx, &w, k->in, k->out, res), st, out);
+    st = qd_block_sources_join(hashing, &sources);
+    hashing = NULL;
+    if (st != QD_OK) goto out;
     /* a scale the checkpoint cannot hold is refused now, not after the whole run at export */
     for (int l = 0; stager && l < w.nlin; l++) {
         if (!res[l].q.codes) continue;
@@ -243,6 +273,7 @@ static qd_status w_quantize(void *user, int b) {
     qd_buf_t t = k->in;
     k->in = k->out, k->out = t;
 out:
+    if (hashing) (void)qd_block_sources_join(hashing, &sources); /* failed before the join: wait for the thread */
     free(sources);
     for (int l = 0; res && l < w.nlin; l++) qd_qresult_free(&res[l]);
     free(res);

@@ -4,6 +4,7 @@
  */
 #include "qd-quantize-run.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "qd-collective-mpi.h"
 #include "qd-collective-nccl.h"
 #include "qd-fs.h"
+#include "qd-param.h"
 #include "run-internal.h"
 
 /* What this rank computes with: the staging writer, the backend, the memory plan, the
@@ -177,11 +179,12 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         if (st == QD_OK) st = qd_run_save_report(report, meta);
         double tr = qd_run_now_s() - tw;
         int streamed = 0;
+        if (st == QD_OK && qd_param_str(QD_PARAM_INJECT_KILL_EXPORT)) raise(SIGKILL);
         if (st == QD_OK) {
             st = qd_run_stream_finish(&k, staging, meta, &streamed);
-            /* every block is staged: say how to export them without quantizing again (a plain rerun,
-             * --overwrite included, refuses the non-empty staging) */
-            if (st != QD_OK)
+            /* every block is staged (a held-back last block now): say how to export them without
+             * quantizing again (a plain rerun, --overwrite included, refuses the non-empty staging) */
+            if (st != QD_OK && qd_run_stage_tail(&k, 1) == QD_OK)
                 qd_warn("quantize: all %d blocks stay staged in %s: rerun with --resume (same model, settings and "
                         "recipe; --format may change) to export them without quantizing again, or remove %s to "
                         "start over", cfg.nlayers, staging, staging);
@@ -196,6 +199,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
             qd_info("quantize: %d blocks (%d quantized now, %d resumed from staging) in %.1f s -> %s", cfg.nlayers,
                     quantized, cfg.nlayers - quantized, qd_run_now_s() - t0, o->output_dir);
             (void)replayed;
+            qd_run_stage_tail(&k, 0); /* committed: a held-back last block is not staged */
             if (!o->keep_staging) st = qd_stage_remove(staging); /* only what qdist wrote there */
         }
     }
@@ -205,6 +209,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     st = qd_mpi_agree(st);
 
 fail:
+    qd_run_stage_tail(&k, st != QD_OK); /* a held-back last block stays for --resume after a failure */
     qd_progress_stop(prog);
     qd_run_stream_abort(&k); /* before a fatal end too: no partial output is left behind */
     if (st != QD_OK && in_pipeline) qd_mpi_fatal(st, failed_block);

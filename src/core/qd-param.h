@@ -26,7 +26,9 @@
     X(CHECK_INSTALL, "QD_CHECK_INSTALL", "set", "debug: check every installed dequantized weight on the host") \
     X(AWQ_SMOOTH_ONLY, "QD_AWQ_SMOOTH_ONLY", "set", "tests: AWQ applies its scales and quantizes nothing")     \
     X(INJECT_FAIL, "QD_INJECT_FAIL", "rank:block", "tests: that rank fails before quantizing that block")      \
-    X(INJECT_KILL, "QD_INJECT_KILL", "rank:block", "tests: that rank SIGKILLs itself after staging that block")
+    X(INJECT_KILL, "QD_INJECT_KILL", "rank:block", "tests: that rank SIGKILLs itself after staging that block") \
+    X(INJECT_KILL_EXPORT, "QD_INJECT_KILL_EXPORT", "set", "tests: rank 0 SIGKILLs itself after the last block, "  \
+      "before the export commits")
 
 typedef enum {
 #define QD_PARAM_ENUM(id, env, values, doc) QD_PARAM_##id,

@@ -7,7 +7,8 @@
   from the staging; the report says how many blocks were written during the run and the export tail;
 - two ranks (rank 0 streams its own blocks, the others' come from the staging at the end) equal one;
 - a run killed after some blocks leaves no output directory (only a temporary one, removed by the
-  next run), and --resume gives the same bytes;
+  next run), and --resume gives the same bytes; so does one killed after its last block, which is held
+  back from the staging unless --keep-staging;
 - GPTQ v1's refusal of a zero point of 0, which only the data shows, stays one clear line with the
   --resume hint, and leaves neither the output nor its temporary directory.
 """
@@ -135,6 +136,42 @@ def test_killed_run_leaves_no_output_and_resumes_identical(tmp_path):
     assert not leftovers(tmp_path), "the killed run's temporary output was not removed"
 
 
+def staged(staging):
+    return sorted(p.name for p in Path(staging).glob("block-*.h5"))
+
+
+def test_kill_before_the_commit_resumes_identical(tmp_path):
+    """Without --keep-staging the run's last block is held back from the staging (the streamed export
+    holds it; the staging is removed once the export commits): a kill after it is quantized and before
+    the commit leaves the other blocks staged and no output, and --resume quantizes that one block again
+    to the same bytes. With --keep-staging every block is staged before the commit."""
+    args = ["--method", "gptq", "--format", "gptq", "--act-order"]
+    ref = tmp_path / "ref"
+    r = quantize(ref, args)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "ref.qdist-staging").exists()
+    out, staging = tmp_path / "out", tmp_path / "out.qdist-staging"
+    r = quantize(out, args, env={"QD_INJECT_KILL_EXPORT": "1"})
+    assert r.returncode != 0
+    assert not out.exists(), "a run killed before its commit left an output directory"
+    assert staged(staging) == [f"block-{b:05d}.h5" for b in range(NBLOCKS - 1)]
+    assert not list(staging.glob("*.tmp"))
+    r = quantize(out, args + ["--resume"])
+    assert r.returncode == 0, r.stderr
+    rank0 = json.loads((out / "qdist_report.json").read_text())["ranks"][0]
+    assert (rank0["quantized"], rank0["replayed"]) == (1, NBLOCKS - 1), rank0
+    assert files(out) == files(ref)
+    assert not staging.exists() and not leftovers(tmp_path)
+    kept, kept_st = tmp_path / "kept", tmp_path / "kept-staging"
+    r = quantize(kept, args + ["--keep-staging", "--staging", kept_st], env={"QD_INJECT_KILL_EXPORT": "1"})
+    assert r.returncode != 0 and not kept.exists()
+    assert len(staged(kept_st)) == NBLOCKS
+    r = quantize(kept, args + ["--keep-staging", "--staging", kept_st, "--resume"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads((kept / "qdist_report.json").read_text())["ranks"][0]["quantized"] == 0
+    assert files(kept) == files(ref) and len(staged(kept_st)) == NBLOCKS
+
+
 def test_gptq_v1_zero_point_refused_while_streaming(tmp_path):
     """The zero-point check needs the data, so the streamed export makes it as the layer is packed: the
     same one line, the --resume hint, no output and no temporary directory left."""
@@ -156,7 +193,8 @@ def test_gptq_v1_zero_point_refused_while_streaming(tmp_path):
     assert "zero point of 0" in r.stderr and "model.layers.0.self_attn.q_proj" in r.stderr, r.stderr
     assert "--resume" in r.stderr, r.stderr
     assert not out.exists() and not leftovers(tmp_path)
-    assert (tmp_path / "o.qdist-staging").is_dir()
+    # every block stays staged as the message says, the held-back last one included
+    assert staged(tmp_path / "o.qdist-staging") == [f"block-{b:05d}.h5" for b in range(NBLOCKS)]
 
 
 def test_block_unlike_the_plan_falls_back_to_the_export_after_the_run(tmp_path):
