@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * h5stage-check.c - the invariants of a staged module, tensor and block, checked before a block is
  * written and after it is read (so a bad block is refused, never staged, and never exported). */
+#include <stdint.h>
 #include <string.h>
 
 #include "h5stage-internal.h"
@@ -13,6 +14,23 @@ static qd_status check_name(const char *where, const char *what, const char *nam
     if (strchr(name, '/') || strcmp(name, ".") == 0)
         return qd_fail(QD_ERR_FORMAT, "%s: %s name '%s' contains '/' or is '.'", where, what, name);
     return QD_OK;
+}
+
+/* Every byte of p OR'ed together, eight at a time: a code is out of range iff this has a bit at or
+ * above `bits`. Runs at memory speed (a GB of codes per block of a large MoE model, on every staging
+ * write and read); the byte loop it replaces ran at a fraction of a GB/s. */
+static uint8_t or_bytes(const uint8_t *p, size_t n) {
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, sizeof w);
+        acc |= w;
+    }
+    for (; i < n; i++) acc |= p[i];
+    uint8_t all = 0;
+    for (int k = 0; k < 8; k++) all |= (uint8_t)(acc >> (8 * k));
+    return all;
 }
 
 qd_status qd__stage_check_module(const char *where, const qd_staged_module *sm, int with_codes) {
@@ -38,8 +56,7 @@ qd_status qd__stage_check_module(const char *where, const qd_staged_module *sm, 
         return qd_fail(QD_ERR_FORMAT, "%s: module '%s': fallback is not NUL-terminated", where, n);
     size_t nk = (size_t)m->N * (size_t)m->K;
     unsigned lim = 1u << m->bits;
-    uint8_t high = 0; /* a branch-free pass the compiler vectorises; the slow one only finds the culprit */
-    for (size_t i = 0; m->codes && i < nk; i++) high |= (uint8_t)(m->codes[i] >> m->bits);
+    uint8_t high = m->codes ? (uint8_t)(or_bytes(m->codes, nk) >> m->bits) : 0; /* the slow pass finds the culprit */
     for (size_t i = 0; high && i < nk; i++)
         if (m->codes[i] >= lim)
             return qd_fail(QD_ERR_FORMAT, "%s: /modules/%s/codes[%zu,%zu] = %u, expected < 2^%d", where, n,
