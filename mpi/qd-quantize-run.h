@@ -12,7 +12,8 @@
  * returned. Rank 0 writes the checkpoint while the blocks are quantized (each block it finishes goes
  * into its final shard; the others' and resumed ones from the staging after the last block; the fake
  * format all after the run), then the report, commits the output (atomic rename) and removes the
- * staging directory unless keep_staging.
+ * staging directory unless keep_staging; without keep_staging the run's last block, which rank 0's
+ * export holds, is staged only if the export does not commit (docs/architecture.md, "Staging").
  */
 #ifndef QD_QUANTIZE_RUN_H
 #define QD_QUANTIZE_RUN_H
