@@ -3,6 +3,7 @@
  * compressed-tensors) or a fake-quantised model (dequantised weights plus the integer codes), with
  * OUT/qdist_report.json. Settings: built-in defaults < --recipe top level
  * < command-line flags < the recipe's per-module overrides (docs/numerics.md). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,10 +142,18 @@ static qd_status quantize_main(int argc, char **argv) {
     if (ro->q.expert_parallel > 0 && ro->parallel == QD_PAR_PIPELINE)
         return qd_fail(QD_ERR_USAGE, "--expert-parallel on spreads experts over the data layout's ranks: drop "
                                      "--parallel pipeline");
+    if (ro->q.expert_parallel > 0 && qd_mpi_size() / a.stages < 2)
+        return qd_mpi_rank() == 0 ? qd_fail(QD_ERR_USAGE, "--expert-parallel on spreads experts over the data "
+                                                          "layout's ranks, but this run has one rank%s: drop it or "
+                                                          "run under mpirun -n N", a.stages > 1 ? " per stage" : "")
+                                  : QD_ERR_USAGE;
     if (a.smoothquant) {
         char *end = NULL;
+        /* a plain decimal: strtod alone also takes hex (0x1), leading blanks and values that underflow */
+        int plain = strspn(a.smoothquant, "0123456789.eE+-") == strlen(a.smoothquant);
+        errno = 0;
         double alpha = strcmp(a.smoothquant, "auto") == 0 ? 0.5 : strtod(a.smoothquant, &end);
-        if (end && (end == a.smoothquant || *end || !(alpha >= 0 && alpha <= 1)))
+        if (end && (!plain || errno == ERANGE || end == a.smoothquant || *end || !(alpha >= 0 && alpha <= 1)))
             return qd_fail(QD_ERR_USAGE, "--smoothquant: expected a strength in [0, 1] or auto, got '%s'", a.smoothquant);
         ro->q.smooth = end ? QD_SMOOTH_FIXED : QD_SMOOTH_AUTO;
         ro->q.smooth_alpha = alpha;
