@@ -154,3 +154,21 @@ def test_an_override_that_finds_no_linear_is_named(tmp_path, moe, pattern):
     one_line(r, "warning", recipe, "overrides[1]", pattern, "finds no Linear")
     assert not qdist_lines(r, "error")
     assert (out / "model.safetensors").exists()
+
+
+# ---- AWQ over ranks where a rank holds no rows of a Linear ----
+
+@pytest.mark.parametrize("moe,ranks,extra", [(False, 2, []),  # 1 chunk of 8 sequences: rank 1 has none
+                                             (True, 3, ["--chunk-tokens", "32", "--numerics", "exact"])])
+def test_awq_with_a_rank_holding_no_rows_gives_the_one_rank_bytes(tmp_path, calib, moe, ranks, extra):
+    """found by the sweep (--expert-parallel on with awq on 2 ranks): a rank that held no calibration
+    chunk (or, MoE, no token of an expert) took the cached input's width from its first rows, so it
+    summed 0 values where the others summed K: an MPI error on 2 ranks, a hang on 3 (MoE)"""
+    model = tiny(tmp_path, moe=moe)
+    args = ["--calib", calib, "--nsamples", "3" if moe else "8", "--seqlen", "32" if moe else "16", "--format", "fake",
+            *extra]
+    one = quantize(model, tmp_path / "one", "awq", *args)
+    assert one.returncode == 0, one.stderr
+    r = quantize(model, tmp_path / "many", "awq", *args, mpi=ranks)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "many" / "model.safetensors").read_bytes() == (tmp_path / "one" / "model.safetensors").read_bytes()
