@@ -231,15 +231,21 @@ qd_status qd_quantize_command(const qd_run_params *p) {
     qd_recipe *recipe = NULL;
     qd_qspec base;
     qd_recipe_run run;
-    QD_CHECK(qd_recipe_apply_flags(ro.recipe_path, &p->flags, &recipe, &base, &run));
+    /* the flags alone are the same on every rank, so rank 0 alone reports them; a recipe file might not
+     * be readable on every node, so each rank reports its own */
+    qd_log_set_alike(!ro.recipe_path);
+    qd_status fst = qd_recipe_apply_flags(ro.recipe_path, &p->flags, &recipe, &base, &run);
     /* the fp4 schemes too are refused: the weight-only ones quantize no activation, and auto's search
      * measures int8 W8A8 error (docs/numerics.md) */
     int w8a8 = base.scheme == QD_SCHEME_W8A8_INT8 || qd_scheme_is_fp8(base.scheme);
-    if (ro.q.smooth && (base.method == QD_METHOD_AWQ || !w8a8)) {
+    if (fst == QD_OK && ro.q.smooth && (base.method == QD_METHOD_AWQ || !w8a8))
+        fst = qd_fail(QD_ERR_USAGE, "--smoothquant smooths the activations of the W8A8 schemes before gptq or rtn, "
+                      "not %s with %s: use --scheme w8a8-int8, fp8-dynamic, fp8-block or fp8-static and --method gptq "
+                      "or rtn", qd_scheme_name(base.scheme), qd_method_name(base.method));
+    qd_log_set_alike(0);
+    if (fst != QD_OK) {
         qd_recipe_free(recipe);
-        return qd_fail(QD_ERR_USAGE, "--smoothquant smooths the activations of the W8A8 schemes before gptq or rtn, "
-                       "not %s with %s: use --scheme w8a8-int8, fp8-dynamic, fp8-block or fp8-static and --method gptq "
-                       "or rtn", qd_scheme_name(base.scheme), qd_method_name(base.method));
+        return fst;
     }
     if (base.method == QD_METHOD_AWQ && base.bits != 4 && p->format_given && strcmp(ro.format, "fake") == 0)
         qd_warn("quantize: the awq format stores 4-bit weights only; export this %d-bit AWQ run with --format gptq "

@@ -161,13 +161,16 @@ static qd_status quantize_main(int argc, char **argv) {
     ro->q.kv_cache = strcmp(a.kv_cache, "fp8") == 0        ? QD_KV_FP8_TENSOR
                    : strcmp(a.kv_cache, "fp8-head") == 0 ? QD_KV_FP8_HEAD
                                                          : QD_KV_OFF;
+    qd_log_set_alike(0);
     return qd_quantize_command(&p);
 }
 
 qd_status qd_cmd_quantize(int argc, char **argv) {
     /* a plain `qdist quantize` is a one-rank MPI job; under mpirun/srun every rank runs this */
     QD_CHECK(qd_mpi_start(&argc, &argv));
+    qd_log_set_alike(1); /* until quantize_main hands over to the run: every rank parses the same argv */
     qd_status st = quantize_main(argc, argv);
+    qd_log_set_alike(0);
     qd_mpi_stop();
     return st;
 }

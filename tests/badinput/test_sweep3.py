@@ -172,3 +172,40 @@ def test_awq_with_a_rank_holding_no_rows_gives_the_one_rank_bytes(tmp_path, cali
     r = quantize(model, tmp_path / "many", "awq", *args, mpi=ranks)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "many" / "model.safetensors").read_bytes() == (tmp_path / "one" / "model.safetensors").read_bytes()
+
+
+# ---- one line, not one per rank ----
+
+@pytest.mark.parametrize("args,needle", [(["--scheme", "fp9"], "--scheme"),
+                                         (["--collectives", "nccl"], "--collectives nccl"),
+                                         (["--collectives", "mpi", "--parallel", "pipeline"], "--collectives mpi"),
+                                         (["--scheme", "nvfp4", "--bits", "3"], "--bits")])
+def test_a_usage_error_under_mpirun_is_one_line(tmp_path, args, needle):
+    """every rank parses the same command line: rank 0 alone reports it (each rank printed it before)"""
+    out = tmp_path / "out"
+    r = quantize(tiny(tmp_path), out, "gptq", *args, mpi=2)
+    assert r.returncode == 2, r.stderr
+    one_line(r, "error", needle)
+    nothing_written(tmp_path, out)
+
+
+# ---- inspect of a checkpoint whose FP8 Linear lost its scale ----
+
+@pytest.mark.parametrize("vllm_tp", [[], ["--vllm-tp", "2"]])
+def test_inspect_of_an_fp8_export_without_a_scale_fails_once(tmp_path, calib, vllm_tp):
+    """inspect printed 'error:' and exited 0 (the listing is still shown); with --vllm-tp it printed the line twice"""
+    import torch
+    from safetensors.torch import load_file, save_file as save_torch
+    exp = tmp_path / "exp"
+    r = run("quantize", "--model", tiny(tmp_path), "--output", exp, "--method", "rtn", "--backend", "cpu", "--quiet",
+            "--scheme", "fp8-dynamic")
+    assert r.returncode == 0, r.stderr
+    t = load_file(str(exp / "model.safetensors"))
+    name = "model.layers.1.mlp.down_proj.weight_scale"
+    assert t[name].dtype != torch.float8_e4m3fn and t["model.layers.1.mlp.down_proj.weight"].dtype == torch.float8_e4m3fn
+    del t[name]
+    save_torch(t, str(exp / "model.safetensors"), metadata={"format": "pt"})
+    r = run("inspect", exp, *vllm_tp)
+    assert r.returncode == 1, r.stderr
+    one_line(r, "error", "model.layers.1.mlp.down_proj", "weight_scale")
+    assert "architecture" in r.stdout  # the listing is still shown
