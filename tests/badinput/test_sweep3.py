@@ -218,3 +218,24 @@ def test_inspect_of_an_fp8_export_without_a_scale_fails_once(tmp_path, vllm_tp):
     assert r.returncode == 1, r.stderr
     one_line(r, "error", "model.layers.1.mlp.down_proj", "weight_scale")
     assert "architecture" in r.stdout  # the listing is still shown
+
+
+# ---- an fp4 export whose config.json no longer describes its tensors ----
+
+@pytest.mark.parametrize("scheme,group_size", [("nvfp4a16", 32), ("mxfp4", 16), ("nvfp4", 0)])
+def test_an_fp4_export_whose_config_says_another_group_size_is_refused(tmp_path, calib, scheme, group_size):
+    """eval read the packed tensors and printed a perplexity whatever group_size config.json gave (vLLM
+    and compressed-tensors read the config); inspect --vllm-tp reported on it"""
+    exp = tmp_path / "exp"
+    r = run("quantize", "--model", tiny(tmp_path), "--output", exp, "--method", "rtn", "--backend", "cpu", "--quiet",
+            "--scheme", scheme, "--calib", calib, "--nsamples", "2", "--seqlen", "16")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((exp / "config.json").read_text())
+    cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["group_size"] = group_size
+    (exp / "config.json").write_text(json.dumps(cfg))
+    for cmd in (["eval", "--model", exp, "--data", TEXT, "--seqlen", "32", "--max-windows", "1", "--backend", "cpu"],
+                ["inspect", exp, "--vllm-tp", "2"]):
+        r = run(*cmd)
+        assert r.returncode == 1, (cmd[0], r.stderr)
+        one_line(r, "error", exp / "config.json", f"group_size {group_size}")
+        assert "ppl" not in r.stdout
