@@ -95,7 +95,20 @@ qd_status qd_run_check_specs(const qd_model_cfg *cfg, const qd_qspec *base, cons
     int per, *counts;
     QD_CHECK(all_linears(cfg, &lins, &per, &counts));
     qd_status st = check_specs(cfg, base, recipe, fake, f, lins, per, counts);
-    free(lins), free(counts);
+    int nov = qd_recipe_noverrides(recipe);
+    unsigned char *hit = st == QD_OK && nov ? calloc((size_t)nov, 1) : NULL;
+    if (hit && qd_mpi_rank() == 0) {
+        char module[160], example[160] = "";
+        for (int layer = 0; layer < cfg->nlayers; layer++)
+            for (int l = 0; l < counts[layer]; l++) {
+                snprintf(module, sizeof module, "model.layers.%d.%s", layer, lins[(size_t)layer * per + l].module);
+                if (!example[0]) snprintf(example, sizeof example, "%s", module);
+                qd_recipe_mark(recipe, module, hit);
+            }
+        qd_recipe_warn_unmatched(recipe, hit, example);
+    } else if (st == QD_OK && nov && !hit)
+        st = qd_fail(QD_ERR_NOMEM, "quantize: out of memory checking %d recipe overrides", nov);
+    free(hit), free(lins), free(counts);
     return st;
 }
 

@@ -231,11 +231,21 @@ qd_status qd_quantize_command(const qd_run_params *p) {
     qd_recipe *recipe = NULL;
     qd_qspec base;
     qd_recipe_run run;
-    QD_CHECK(qd_recipe_apply_flags(ro.recipe_path, &p->flags, &recipe, &base, &run));
-    if (ro.q.smooth && (base.method == QD_METHOD_AWQ || base.scheme == QD_SCHEME_WNA16)) {
+    /* the flags alone are the same on every rank, so rank 0 alone reports them; a recipe file might not
+     * be readable on every node, so each rank reports its own */
+    qd_log_set_alike(!ro.recipe_path);
+    qd_status fst = qd_recipe_apply_flags(ro.recipe_path, &p->flags, &recipe, &base, &run);
+    /* the fp4 schemes too are refused: the weight-only ones quantize no activation, and auto's search
+     * measures int8 W8A8 error (docs/numerics.md) */
+    int w8a8 = base.scheme == QD_SCHEME_W8A8_INT8 || qd_scheme_is_fp8(base.scheme);
+    if (fst == QD_OK && ro.q.smooth && (base.method == QD_METHOD_AWQ || !w8a8))
+        fst = qd_fail(QD_ERR_USAGE, "--smoothquant smooths the activations of the W8A8 schemes before gptq or rtn, "
+                      "not %s with %s: use --scheme w8a8-int8, fp8-dynamic, fp8-block or fp8-static and --method gptq "
+                      "or rtn", qd_scheme_name(base.scheme), qd_method_name(base.method));
+    qd_log_set_alike(0);
+    if (fst != QD_OK) {
         qd_recipe_free(recipe);
-        return qd_fail(QD_ERR_USAGE, "--smoothquant smooths the activations of the W8A8 schemes before gptq or rtn: "
-                       "use --scheme w8a8-int8, fp8-dynamic or fp8-block and --method gptq or rtn");
+        return fst;
     }
     if (base.method == QD_METHOD_AWQ && base.bits != 4 && p->format_given && strcmp(ro.format, "fake") == 0)
         qd_warn("quantize: the awq format stores 4-bit weights only; export this %d-bit AWQ run with --format gptq "
@@ -278,6 +288,14 @@ qd_status qd_quantize_command(const qd_run_params *p) {
     ro.q.kv_cache = p->run.q.kv_cache;
     ro.calib_mode = run.calib_mode, ro.seed = (uint64_t)run.seed;
     if (!p->format_given && base.method == QD_METHOD_AWQ && !ro.q.kv_cache) ro.format = "awq";
+    if (p->run.q.expert_parallel > 0 && (cfg.moe_experts <= 0 || base.method != QD_METHOD_GPTQ)) {
+        st = qd_mpi_rank() == 0 ? qd_fail(QD_ERR_USAGE, "--expert-parallel on solves GPTQ's experts whole on their "
+                                          "owner ranks; %s: drop it", cfg.moe_experts <= 0 ? "this model has no "
+                                          "experts (config.json)" : base.method == QD_METHOD_AWQ ? "AWQ's experts stay "
+                                          "data parallel" : "RTN solves nothing")
+                                : QD_ERR_USAGE;
+        goto done;
+    }
     if (ro.q.kv_cache) QD_CHECK_GOTO(qd_run_check_kv(&cfg, ro.format, ro.calib_path), st, done);
     /* every module's spec against the method and the format, before calibration or staging */
     QD_CHECK_GOTO(qd_run_check_specs(&cfg, &base, recipe, ro.format), st, done);

@@ -33,6 +33,11 @@ qd_status qd__read_ct_fp4(const ct_group *cg, const qd_checkpoint *ck, const cha
                        "%d along the %lld input features)", ck->dir, prefix, (long long)ts->shape[0],
                        (long long)ts->shape[1], (long long)N, (long long)(K / (nv ? 16 : 32)), nv ? 16 : 32,
                        (long long)K);
+    /* the config is what vLLM and compressed-tensors read: it must describe the tensors qdist reads */
+    if (cg && (cg->bits != 4 || cg->group_size != K / G))
+        return qd_fail(QD_ERR_FORMAT, "%s/config.json: the quantization_config group of '%s' says num_bits %d, "
+                       "group_size %d, but its tensors are %s: 4 bits in groups of %lld", ck->dir, prefix, cg->bits,
+                       cg->group_size, nv ? "nvfp4" : "mxfp4", (long long)(K / G));
     if (nv && (!tg || tg->numel != 1 || tg->dtype != QD_DT_F32))
         return qd_fail(QD_ERR_FORMAT, "%s: nvfp4 module '%s' needs an F32 weight_global_scale of one element", ck->dir,
                        prefix);

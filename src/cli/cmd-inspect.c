@@ -347,9 +347,17 @@ qd_status qd_cmd_inspect(int argc, char **argv) {
     qd_status st = qd_model_cfg_load(c.dir, &c.cfg);
     if (st == QD_OK) st = load_qcfg(&c);
     if (st == QD_OK) st = qd_ckpt_open(c.dir, 0, &c.ck);
-    if (st == QD_OK) (void)qd_model_check_ckpt(&c.cfg, c.ck, 1); /* reported, and the listing still shown */
+    /* a mismatch with the config is a warning and the listing is still shown; an error (qd_fail: an FP8
+     * Linear without its scale) is shown too, but is the exit status, and once (no vLLM report) */
+    qd_status bad = QD_OK;
+    if (st == QD_OK) {
+        qd_clear_error();
+        bad = qd_model_check_ckpt(&c.cfg, c.ck, 1);
+        if (!qd_last_error()[0]) bad = QD_OK;
+    }
     if (st == QD_OK) st = classify_all(&c);
     if (st == QD_OK) st = json ? print_json(&c) : print_text(&c);
+    if (st == QD_OK) st = bad;
     if (st == QD_OK && vllm_tp > 0) {
         if (!json) printf("\nvLLM at tensor parallel size %d%s:\n", vllm_tp, vllm_ep ? ", expert parallel" : "");
         st = qd_vllm_report(c.dir, vllm_tp, vllm_ep, json ? stderr : stdout, NULL, NULL);

@@ -3,6 +3,7 @@
  * compressed-tensors) or a fake-quantised model (dequantised weights plus the integer codes), with
  * OUT/qdist_report.json. Settings: built-in defaults < --recipe top level
  * < command-line flags < the recipe's per-module overrides (docs/numerics.md). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"mse", QD_OPT_FLAG, &f->mse, NULL, "MSE clip grid search in the min-max quantizer", NULL, &f->seen_mse},
         {"true-sequential", QD_OPT_FLAG, &f->true_sequential, NULL, "GPTQ: Hessians of [qkv]->[o]->[gate,up]->[down] in turn (default on)", NULL, &f->seen_true_sequential},
         {"moe-calibration", QD_OPT_CHOICE, &a.moe_calibration, "M", "MoE models, GPTQ and AWQ: each expert's Hessians (AWQ: statistics) from the tokens the router sends it (routed, default) or from every token (all); the output always uses the model's routing", "routed|all", NULL},
-        {"expert-parallel", QD_OPT_CHOICE, &a.expert_parallel, "E", "MoE, GPTQ, data layout with several ranks: each expert solved whole by one rank, its routed rows sent there, instead of every rank's Hessians of every expert all-reduced (auto: when that moves fewer bytes; the checkpoint is the same; docs/architecture.md)", "auto|on|off", NULL},
+        {"expert-parallel", QD_OPT_CHOICE, &a.expert_parallel, "E", "MoE, GPTQ, data layout with several ranks: each expert solved whole by one rank, its routed rows sent there, instead of every rank's Hessians of every expert all-reduced (auto: when that moves fewer bytes; on: refused with one rank, a dense model or rtn/awq; the checkpoint is the same; docs/architecture.md)", "auto|on|off", NULL},
         {"moe-min-tokens", QD_OPT_INT, &a.moe_min_tokens, "N", "MoE, routed: an expert with fewer routed tokens takes the all-token Hessians or AWQ statistics (listed as its fallback in the report; default 16)", "0..1000000000", NULL},
         {"smoothquant", QD_OPT_STR, &a.smoothquant, "A", "SmoothQuant before GPTQ/RTN, for the W8A8 schemes: per block, input_layernorm -> q/k/v and post_attention_layernorm -> the MLP's input Linears (MoE: router and experts too) smoothed with strength A in [0, 1] (llm-compressor's smoothing_strength; 0.5 is its default), or auto: A searched per block and norm over 0, 0.05, ..., 1 against int8 W8A8 output error; needs --calib (docs/numerics.md)", NULL, NULL},
         {"kv-cache", QD_OPT_CHOICE, &a.kv_cache, "K", "fp8 KV-cache scales calibrated in the same run over --calib (fp8: one k_scale/v_scale per layer; fp8-head: one per KV head), amax/448 of the post-rope keys and of the values as llm-compressor writes them; the format defaults to and must be compressed-tensors; not for MLA models (docs/formats.md)", "none|fp8|fp8-head", NULL},
@@ -141,10 +142,18 @@ static qd_status quantize_main(int argc, char **argv) {
     if (ro->q.expert_parallel > 0 && ro->parallel == QD_PAR_PIPELINE)
         return qd_fail(QD_ERR_USAGE, "--expert-parallel on spreads experts over the data layout's ranks: drop "
                                      "--parallel pipeline");
+    if (ro->q.expert_parallel > 0 && qd_mpi_size() / a.stages < 2)
+        return qd_mpi_rank() == 0 ? qd_fail(QD_ERR_USAGE, "--expert-parallel on spreads experts over the data "
+                                                          "layout's ranks, but this run has one rank%s: drop it or "
+                                                          "run under mpirun -n N", a.stages > 1 ? " per stage" : "")
+                                  : QD_ERR_USAGE;
     if (a.smoothquant) {
         char *end = NULL;
+        /* a plain decimal: strtod alone also takes hex (0x1), leading blanks and values that underflow */
+        int plain = strspn(a.smoothquant, "0123456789.eE+-") == strlen(a.smoothquant);
+        errno = 0;
         double alpha = strcmp(a.smoothquant, "auto") == 0 ? 0.5 : strtod(a.smoothquant, &end);
-        if (end && (end == a.smoothquant || *end || !(alpha >= 0 && alpha <= 1)))
+        if (end && (!plain || errno == ERANGE || end == a.smoothquant || *end || !(alpha >= 0 && alpha <= 1)))
             return qd_fail(QD_ERR_USAGE, "--smoothquant: expected a strength in [0, 1] or auto, got '%s'", a.smoothquant);
         ro->q.smooth = end ? QD_SMOOTH_FIXED : QD_SMOOTH_AUTO;
         ro->q.smooth_alpha = alpha;
@@ -152,13 +161,16 @@ static qd_status quantize_main(int argc, char **argv) {
     ro->q.kv_cache = strcmp(a.kv_cache, "fp8") == 0        ? QD_KV_FP8_TENSOR
                    : strcmp(a.kv_cache, "fp8-head") == 0 ? QD_KV_FP8_HEAD
                                                          : QD_KV_OFF;
+    qd_log_set_alike(0);
     return qd_quantize_command(&p);
 }
 
 qd_status qd_cmd_quantize(int argc, char **argv) {
     /* a plain `qdist quantize` is a one-rank MPI job; under mpirun/srun every rank runs this */
     QD_CHECK(qd_mpi_start(&argc, &argv));
+    qd_log_set_alike(1); /* until quantize_main hands over to the run: every rank parses the same argv */
     qd_status st = quantize_main(argc, argv);
+    qd_log_set_alike(0);
     qd_mpi_stop();
     return st;
 }

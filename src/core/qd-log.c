@@ -20,6 +20,7 @@ void qd_rank_set(int rank, int nranks) {
 
 void qd_log_set_level(qd_log_level level) { qd_rank.level = level; }
 void qd_log_set_replica(int replica) { qd_rank.replica = replica; }
+void qd_log_set_alike(int alike) { qd_rank.alike = alike; }
 
 static void emit(const char *tag, const char *fmt, va_list ap, char *keep, size_t keep_len) {
     char raw[1024], msg[1024];
@@ -40,7 +41,8 @@ static void emit(const char *tag, const char *fmt, va_list ap, char *keep, size_
 qd_status qd_fail(qd_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    emit("error: ", fmt, ap, last_error, sizeof last_error);
+    if (qd_rank.alike && qd_rank.rank != 0) vsnprintf(last_error, sizeof last_error, fmt, ap);
+    else emit("error: ", fmt, ap, last_error, sizeof last_error);
     va_end(ap);
     return st;
 }

@@ -23,6 +23,7 @@ struct qd_rank_ctx {
     qd_log_level level;
     int replica; /* this rank repeats work another rank also does and reports (data-parallel ranks > 0 of a
                   * stage): its warnings and info lines would be copies, so only errors print */
+    int alike;   /* every rank reports the same errors (the command line's checks): only rank 0 prints them */
     char host[64];
 };
 extern struct qd_rank_ctx qd_rank;
@@ -30,6 +31,7 @@ extern struct qd_rank_ctx qd_rank;
 void qd_rank_set(int rank, int nranks);
 void qd_log_set_level(qd_log_level level);
 void qd_log_set_replica(int replica);
+void qd_log_set_alike(int alike);
 
 #if defined(__GNUC__)
 #define QD_PRINTF(a, b) __attribute__((format(printf, a, b)))

@@ -97,7 +97,9 @@ static qd_status reset(qd_qctx *c, const qd_block_w *w) {
     }
     for (int k = 0; k < c->nh; k++) {
         qd__awq_in *a = &c->ain[k];
-        a->rows = a->total = 0, a->alias = -1;
+        /* K from the model, not from the first appended rows: a rank given no rows of this key (no
+         * calibration chunk, or no token routed to an expert) must still take part in every sum */
+        a->rows = a->total = 0, a->alias = -1, a->K = c->gK[k];
         if (!a->off) a->off = calloc(nsl + 1, sizeof *a->off);
         if (!a->off) return qd_fail(QD_ERR_NOMEM, "awq: out of memory for %zu slabs", nsl);
         memset(a->off, 0, (nsl + 1) * sizeof *a->off);

@@ -57,5 +57,11 @@ void qd_recipe_resolve(const qd_recipe *r, const qd_qspec *base, const char *mod
 /* Which overrides matched `module` and the fields each set, for error messages:
  * `overrides[2] "match": "mlp\.down_proj$" sets bits; ...` into buf (empty when none); returns the length. */
 size_t qd_recipe_describe(const qd_recipe *r, const char *module, char *buf, size_t n);
+/* The number of overrides (0 for NULL); qd_recipe_mark sets hit[i] for each override i whose "match"
+ * finds module, and qd_recipe_warn_unmatched warns once per override no module set (a recipe written
+ * for several models may hold such, as llm-compressor's targets; a typo shows there). */
+int qd_recipe_noverrides(const qd_recipe *r);
+void qd_recipe_mark(const qd_recipe *r, const char *module, unsigned char *hit);
+void qd_recipe_warn_unmatched(const qd_recipe *r, const unsigned char *hit, const char *example);
 
 #endif

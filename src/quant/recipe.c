@@ -270,6 +270,20 @@ void qd_recipe_resolve(const qd_recipe *r, const qd_qspec *base, const char *mod
         if (regexec(&r->overrides[i].re, module, 0, NULL, 0) == 0) apply(&r->overrides[i].spec, out);
 }
 
+int qd_recipe_noverrides(const qd_recipe *r) { return r ? r->noverrides : 0; }
+
+void qd_recipe_mark(const qd_recipe *r, const char *module, unsigned char *hit) {
+    for (int i = 0; r && i < r->noverrides; i++)
+        if (regexec(&r->overrides[i].re, module, 0, NULL, 0) == 0) hit[i] = 1;
+}
+
+void qd_recipe_warn_unmatched(const qd_recipe *r, const unsigned char *hit, const char *example) {
+    for (int i = 0; r && i < r->noverrides; i++)
+        if (!hit[i])
+            qd_warn("%s: overrides[%d] \"match\": \"%s\" finds no Linear of this model (names as %s), so it "
+                    "changes nothing", r->path, i, r->overrides[i].pattern, example);
+}
+
 size_t qd_recipe_describe(const qd_recipe *r, const char *module, char *buf, size_t n) {
     size_t len = 0;
     if (n) buf[0] = 0;
