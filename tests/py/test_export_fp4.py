@@ -17,46 +17,29 @@ Bad inputs are one-line usage errors (exit 2).
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+import torch
+import transformers
+from compressed_tensors.compressors.mxfp4.base import MXFP4PackedCompressor
+from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor
+from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor
+from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme
 
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
+import export_fakegen as fg
+import qdtest as qt
+from qdtest import IDS, STORIES, WIKI, qdist, tensors
+from qdtest import checkpoint_bytes as files_bytes
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-from compressed_tensors.compressors.mxfp4.base import MXFP4PackedCompressor  # noqa: E402
-from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor  # noqa: E402
-from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor  # noqa: E402
-from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-STORIES = os.path.join(FIX, "stories260K-hf")
-CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
-
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
+CALIB = WIKI
 
 PRESET = {"nvfp4a16": "NVFP4A16", "mxfp4": "MXFP4A16", "mxfp4-w4a4": "MXFP4", "fp8-dynamic": "FP8_DYNAMIC",
           "nvfp4": "NVFP4"}
 FORMAT = {"nvfp4a16": "nvfp4-pack-quantized", "mxfp4": "mxfp4-pack-quantized", "mxfp4-w4a4": "mxfp4-pack-quantized",
           "fp8-dynamic": "float-quantized", "nvfp4": "nvfp4-pack-quantized"}
 GROUP = {"nvfp4a16": 16, "mxfp4": 32, "mxfp4-w4a4": 32, "nvfp4": 16}
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
 GPTQ = ["--method", "gptq", "--calib", CALIB, "--nsamples", "8", "--seqlen", "128"]
-
-
-def qdist(*args, ok=True, timeout=600):
-    r = subprocess.run([QDIST, *args], capture_output=True, text=True, timeout=timeout)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
 
 
 def quantize(model, out, fmt, *args):
@@ -64,18 +47,8 @@ def quantize(model, out, fmt, *args):
           "--progress", "none", *args)
 
 
-def tensors(d):
-    t = {}
-    for f in sorted(os.listdir(d)):
-        if f.endswith(".safetensors"):
-            t.update(load_file(os.path.join(d, f)))
-    return t
-
-
 def eval_ppl(d):
-    r = qdist("eval", "--model", d, "--data", CALIB, "--seqlen", "128", "--max-windows", "4", "--backend", "cpu",
-              "--json", "--quiet")
-    return json.loads(r.stdout.strip().splitlines()[-1])["ppl"]
+    return qt.eval_ppl(d, CALIB, 128, 4)
 
 
 def group_of(q, fmt, prefix):
@@ -319,10 +292,6 @@ def test_inspect_vllm_rules_for_fp4(models, tmp_path):
             assert rows == ["model.layers.0.self_attn.o_proj", "model.layers.1.self_attn.o_proj"], r.stdout
 
 
-def files_bytes(d):
-    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d)) if f != "qdist_report.json"}
-
-
 def test_killed_run_resumes_identical(models, tmp_path):
     """the staging keeps each module's scheme and nvfp4's global scale: a GPTQ nvfp4a16 / mxfp4 run
     killed after the first of its 2 blocks resumes to the bytes of an uninterrupted run"""
@@ -334,7 +303,7 @@ def test_killed_run_resumes_identical(models, tmp_path):
     ref, out = str(tmp_path / "ref"), str(tmp_path / "out")
     qdist(*args, "--output", ref)
     env = dict(os.environ, QD_INJECT_KILL="0:0")
-    r = subprocess.run([QDIST, *args, "--output", out], capture_output=True, text=True, timeout=600, env=env)
+    r = qdist(*args, "--output", out, ok=False, env=env)
     assert r.returncode != 0 and not os.path.exists(out)
     qdist(*args, "--output", out, "--resume")
     assert files_bytes(out) == files_bytes(ref)
@@ -349,9 +318,7 @@ def test_two_ranks_equal_one(layout, models, tmp_path):
             "--parallel", layout]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     qdist(*args, "--output", one)
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *args, "--output", two)
     assert files_bytes(one) == files_bytes(two)
 
 
@@ -475,13 +442,10 @@ def test_nvfp4_two_ranks_resume_and_export_from_fake(nv, models, tmp_path):
     args = ["quantize", "--model", models["t128"], "--backend", "cpu", "--quiet", "--progress", "none", "--scheme",
             "nvfp4", *nv["cal"], "--chunk-tokens", "128"]
     two = str(tmp_path / "two")
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *args, "--output", two)
     assert files_bytes(nv["rtn", "compressed-tensors"]) == files_bytes(two)
     res = str(tmp_path / "res")
-    r = subprocess.run([QDIST, *args, "--output", res], capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, QD_INJECT_KILL="0:0"))
+    r = qdist(*args, "--output", res, ok=False, env=dict(os.environ, QD_INJECT_KILL="0:0"))
     assert r.returncode != 0 and not os.path.exists(res)
     qdist(*args, "--output", res, "--resume")
     assert files_bytes(res) == files_bytes(two)

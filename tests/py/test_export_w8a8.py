@@ -17,44 +17,24 @@ Bad inputs are one-line usage errors (exit 2).
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-from compressed_tensors.compressors.naive_quantized.base import (  # noqa: E402
+import torch
+import transformers
+from compressed_tensors.compressors.naive_quantized.base import (
     FloatQuantizationCompressor, IntQuantizationCompressor)
-from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
+from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme
 
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-STORIES = os.path.join(FIX, "stories260K-hf")
-PYCODE = os.path.join(FIX, "pycode-16m")
-CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
-EVAL = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
+import export_fakegen as fg
+import qdtest as qt
+from qdtest import IDS, PYCODE, STORIES, WIKI, qdist, tensors
+from qdtest import checkpoint_bytes as files_bytes
 
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
+CALIB = EVAL = WIKI
 
 PRESET = {"fp8-dynamic": "FP8_DYNAMIC", "fp8-block": "FP8_BLOCK", "w8a8-int8": "W8A8"}
 FORMAT = {"fp8-dynamic": "float-quantized", "fp8-block": "float-quantized", "w8a8-int8": "int-quantized"}
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
-
-
-def qdist(*args, ok=True, timeout=600):
-    r = subprocess.run([QDIST, *args], capture_output=True, text=True, timeout=timeout)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
 
 def quantize(model, out, fmt, *args):
     cfg = json.load(open(os.path.join(model, "config.json")))
@@ -65,18 +45,8 @@ def quantize(model, out, fmt, *args):
           "--progress", "none", *sd, *args)
 
 
-def tensors(d):
-    t = {}
-    for f in sorted(os.listdir(d)):
-        if f.endswith(".safetensors"):
-            t.update(load_file(os.path.join(d, f)))
-    return t
-
-
 def eval_ppl(d):
-    r = qdist("eval", "--model", d, "--data", EVAL, "--seqlen", "128", "--max-windows", "8", "--backend", "cpu",
-              "--json", "--quiet")
-    return json.loads(r.stdout.strip().splitlines()[-1])["ppl"]
+    return qt.eval_ppl(d, EVAL, 128, 8)
 
 
 def check_config(out, schemes):
@@ -333,10 +303,6 @@ def test_inspect_vllm_rules_for_fp8_block(models, tmp_path):
     assert "14 Linear modules" not in r.stdout and "0 miss Marlin, 0 do not load" in r.stdout, r.stdout
 
 
-def files_bytes(d):
-    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d)) if f != "qdist_report.json"}
-
-
 def test_killed_run_resumes_identical(tmp_path):
     """the staging keeps each module's scheme: a run killed after 4 of pycode-16m's 8 blocks resumes to
     the bytes of an uninterrupted run (GPTQ w8a8-int8 attention, RTN fp8-block gate/up and fp8-dynamic
@@ -351,7 +317,7 @@ def test_killed_run_resumes_identical(tmp_path):
     ref, out = str(tmp_path / "ref"), str(tmp_path / "out")
     qdist(*args, "--output", ref)
     env = dict(os.environ, QD_INJECT_KILL="0:4")
-    r = subprocess.run([QDIST, *args, "--output", out], capture_output=True, text=True, timeout=600, env=env)
+    r = qdist(*args, "--output", out, ok=False, env=env)
     assert r.returncode != 0 and not os.path.exists(out)
     bad = qdist(*args, "--output", out, "--resume", "--scheme", "wna16", ok=False)
     assert bad.returncode == 1 and "fingerprint field 'scheme' differs" in bad.stderr and not os.path.exists(out), \
@@ -374,9 +340,7 @@ def test_two_ranks_equal_one(layout, tmp_path):
             "--calib", CALIB, "--nsamples", "4", "--seqlen", "128", "--numerics", "exact", "--parallel", layout]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     qdist(*args, "--output", one)
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *args, "--output", two)
     assert files_bytes(one) == files_bytes(two)
     t = tensors(one)
     assert t["model.layers.0.mlp.up_proj.weight"].dtype == torch.float8_e4m3fn
