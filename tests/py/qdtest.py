@@ -119,11 +119,16 @@ def text_file(path, chars, src=WIKI):
     return path
 
 
-def save_tiny(model, out):
-    """a transformers model built in a test, saved to out with the stories260K tokenizer (vocabulary 512)"""
-    model.save_pretrained(out)
+def copy_tokenizer(out):
+    """the stories260K tokenizer files (vocabulary 512) into directory out"""
     for f in TOKFILES:
         shutil.copy(STORIES / f, out)
+
+
+def save_tiny(model, out):
+    """a transformers model built in a test, saved to out with the stories260K tokenizer"""
+    model.save_pretrained(out)
+    copy_tokenizer(out)
     return out
 
 
@@ -163,3 +168,51 @@ def fake_quant_logits(src, fake):
                 n += 1
         assert n > 0
         return m(torch.tensor([IDS])).logits[0].numpy(), t
+
+
+def ct_quant_config(out):
+    """the quantization_config of compressed-tensors export out, with the checks every scheme shares: compressed,
+    lm_head ignored, each group a QuantizationScheme the library accepts, "format" the groups' one format or
+    mixed-precision; returns (quantization_config, its groups)"""
+    import json
+
+    from compressed_tensors.quantization import QuantizationScheme
+    q = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
+    assert q["quant_method"] == "compressed-tensors" and q["quantization_status"] == "compressed"
+    assert q["ignore"] == ["lm_head"]
+    groups = list(q["config_groups"].values())
+    for g in groups:
+        QuantizationScheme.model_validate({k: v for k, v in g.items() if k != "format"})  # the library accepts it
+    formats = {g["format"] for g in groups}
+    assert q["format"] == (formats.pop() if len(formats) == 1 else "mixed-precision")
+    return q, groups
+
+
+def ct_scheme_of(q, fmt, prefix):
+    """the QuantizationScheme of the one config group of format fmt that targets Linear prefix (the only group,
+    or one naming it by an exact re: target)"""
+    from compressed_tensors.quantization import QuantizationScheme
+    groups = list(q["config_groups"].values())
+    g = [g for g in groups if g["format"] == fmt and (len(groups) == 1 or any(
+        x == "re:^" + prefix.replace(".", "\\.") + "$" for x in g["targets"]))]
+    assert len(g) == 1, prefix
+    return QuantizationScheme.model_validate({k: v for k, v in g[0].items() if k != "format"})
+
+
+def logits_match_and_generate(m, ref, tol):
+    """transformers model m (an export loaded back) on IDS: its logits within relative error tol of ref, and
+    greedy generation adds 6 tokens to IDS[:4]; returns the error"""
+    import torch
+    with torch.no_grad():
+        got = m(torch.tensor([IDS])).logits[0].float().numpy()
+    err = rel(got, ref)
+    assert err < tol, err
+    gen = m.generate(torch.tensor([IDS[:4]]), max_new_tokens=6, do_sample=False)
+    assert gen.shape[1] == 10
+    return err
+
+
+def one_line_error(r, code, *needles):
+    """qdist run r failed with exit status code and exactly one non-blank stderr line holding every needle"""
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == code and len(lines) == 1 and all(n in lines[0] for n in needles), r.stderr

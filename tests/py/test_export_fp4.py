@@ -25,7 +25,7 @@ import transformers
 from compressed_tensors.compressors.mxfp4.base import MXFP4PackedCompressor
 from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor
 from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor
-from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme
+from compressed_tensors.quantization import preset_name_to_scheme
 
 import export_fakegen as fg
 import qdtest as qt
@@ -51,24 +51,9 @@ def eval_ppl(d):
     return qt.eval_ppl(d, CALIB, 128, 4)
 
 
-def group_of(q, fmt, prefix):
-    groups = list(q["config_groups"].values())
-    g = [g for g in groups if g["format"] == fmt and (len(groups) == 1 or any(
-        x == "re:^" + prefix.replace(".", "\\.") + "$" for x in g["targets"]))]
-    assert len(g) == 1, prefix
-    return QuantizationScheme.model_validate({k: v for k, v in g[0].items() if k != "format"})
-
-
 def check_config(out, schemes):
     """the groups of the export against the presets, every field the preset sets"""
-    q = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
-    assert q["quant_method"] == "compressed-tensors" and q["quantization_status"] == "compressed"
-    assert q["ignore"] == ["lm_head"]
-    groups = list(q["config_groups"].values())
-    for g in groups:
-        QuantizationScheme.model_validate({k: v for k, v in g.items() if k != "format"})  # the library accepts it
-    formats = {g["format"] for g in groups}
-    assert q["format"] == (formats.pop() if len(formats) == 1 else "mixed-precision")
+    q, groups = qt.ct_quant_config(out)
     for sc in schemes:
         want = preset_name_to_scheme(PRESET[sc], ["Linear"]).model_dump(mode="json")
         match = [g for g in groups if g["format"] == FORMAT[sc]]
@@ -103,7 +88,7 @@ def check_decompress(out, fake, q):
         else:
             assert scale.dtype == torch.uint8 and "weight_global_scale" not in sd
         comp = NVFP4PackedCompressor if nv else MXFP4PackedCompressor
-        got = comp.decompress(sd, group_of(q, FORMAT[sc], p))["weight"].float().numpy()
+        got = comp.decompress(sd, qt.ct_scheme_of(q, FORMAT[sc], p))["weight"].float().numpy()
         want = fg.bf16_round(f[p + ".weight"].float().numpy())
         assert np.array_equal(got, want), (p, float(np.abs(got - want).max()))
         n += 1
@@ -141,13 +126,7 @@ def check_transformers(src, out, fake, tol, act=False):
                     mod.register_forward_pre_hook(lambda _m, a: (mx_act_quant(a[0]),))
         ref = ref_m(torch.tensor([IDS])).logits[0].float().numpy()
     m = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
-    with torch.no_grad():
-        got = m(torch.tensor([IDS])).logits[0].float().numpy()
-    err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
-    assert err < tol, err
-    gen = m.generate(torch.tensor([IDS[:4]]), max_new_tokens=6, do_sample=False)
-    assert gen.shape[1] == 10
-    return err
+    return qt.logits_match_and_generate(m, ref, tol)
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +233,7 @@ def test_recipe_mixes_nvfp4_mlp_fp8_attention(models, tmp_path):
     check_decompress(out, fake, q)
     p = "model.layers.1.self_attn.o_proj"
     got = FloatQuantizationCompressor.decompress({"weight": t[p + ".weight"], "weight_scale": t[p + ".weight_scale"]},
-                                                 group_of(q, "float-quantized", p))["weight"].float().numpy()
+                                                 qt.ct_scheme_of(q, "float-quantized", p))["weight"].float().numpy()
     assert np.array_equal(got, fg.bf16_round(f[p + ".weight"].float().numpy()))
     assert eval_ppl(out) == eval_ppl(fake)
 
@@ -273,9 +252,7 @@ BAD = [
 def test_bad_scheme_flags(args, needle, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", *args, ok=False)
-    assert r.returncode == 2, r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    qt.one_line_error(r, 2, needle)
     assert not os.path.exists(out)
 
 
@@ -460,6 +437,5 @@ def test_nvfp4_two_ranks_resume_and_export_from_fake(nv, models, tmp_path):
 def test_nvfp4_needs_calibration(models, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", models["t128"], "--output", out, "--backend", "cpu", "--scheme", "nvfp4", ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "--calib" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "--calib")
     assert not os.path.exists(out)

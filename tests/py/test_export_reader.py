@@ -8,27 +8,17 @@ binary tests/shard/test-qformat-read.c.
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+import torch
+from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
+from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("compressed_tensors")
-from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor  # noqa: E402
-from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme  # noqa: E402
-
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-STORIES = os.path.join(FIX, "stories260K-hf")
-DUMP = os.path.join(os.environ.get("QD_BUILD", ""), "tests", "shard-test-qformat-read")
-
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists(DUMP), reason="QD_BUILD/tests/shard-test-qformat-read not built"),
-]
+import export_fakegen as fg
+import qdtest as qt
+from qdtest import STORIES
 
 SCHEMES = [
     ("w4-asym-g32", dict(bits=4, group_size=32, sym=False)),
@@ -65,7 +55,6 @@ def test_reader_on_compressed_tensors_checkpoint(case, tmp_path):
             out[k] = torch.from_numpy(a)
     ck = str(tmp_path / "ct")
     os.makedirs(ck)
-    from safetensors.torch import save_file
     save_file(out, os.path.join(ck, "model.safetensors"), metadata={"format": "pt"})
     cfg = json.load(open(os.path.join(model, "config.json")))
     cfg["quantization_config"] = {
@@ -75,7 +64,8 @@ def test_reader_on_compressed_tensors_checkpoint(case, tmp_path):
     json.dump(cfg, open(os.path.join(ck, "config.json"), "w"))
     for p in prefixes:
         dump = str(tmp_path / "w.bin")
-        r = subprocess.run([DUMP, ck, p, dump], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([qt.tool("tests", "shard-test-qformat-read"), ck, p, dump], capture_output=True, text=True,
+                           timeout=60)
         assert r.returncode == 0, r.stderr
         got = np.fromfile(dump, np.float32).reshape(t[p + ".weight"][1].shape)
         assert np.array_equal(got, t[p + ".weight"][1]), p

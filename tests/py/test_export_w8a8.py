@@ -24,7 +24,7 @@ import torch
 import transformers
 from compressed_tensors.compressors.naive_quantized.base import (
     FloatQuantizationCompressor, IntQuantizationCompressor)
-from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme
+from compressed_tensors.quantization import preset_name_to_scheme
 
 import export_fakegen as fg
 import qdtest as qt
@@ -51,14 +51,7 @@ def eval_ppl(d):
 
 def check_config(out, schemes):
     """the groups of the export against the presets; schemes: {module regex or None: scheme}"""
-    q = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
-    assert q["quant_method"] == "compressed-tensors" and q["quantization_status"] == "compressed"
-    assert q["ignore"] == ["lm_head"]
-    groups = list(q["config_groups"].values())
-    for g in groups:
-        QuantizationScheme.model_validate({k: v for k, v in g.items() if k != "format"})  # the library accepts it
-    formats = {g["format"] for g in groups}
-    assert q["format"] == (formats.pop() if len(formats) == 1 else "mixed-precision")
+    q, groups = qt.ct_quant_config(out)
     for sc in set(schemes.values()):
         if sc not in PRESET:
             continue
@@ -75,7 +68,6 @@ def check_config(out, schemes):
 
 def check_decompress(out, fake, q, scale_round):
     t, f = tensors(out), tensors(fake)
-    groups = list(q["config_groups"].values())
     n = 0
     for name in t:
         if not name.endswith(".weight_scale") or name[:-13] + ".weight_packed" in t:
@@ -83,10 +75,7 @@ def check_decompress(out, fake, q, scale_round):
         p = name[:-13]
         w, s = t[p + ".weight"], t[name]
         fmt = "float-quantized" if w.dtype == torch.float8_e4m3fn else "int-quantized"
-        g = [g for g in groups if g["format"] == fmt and (len(groups) == 1 or any(
-            x == "re:^" + p.replace(".", "\\.") + "$" for x in g["targets"]))]
-        assert len(g) == 1, p
-        sch = QuantizationScheme.model_validate({k: v for k, v in g[0].items() if k != "format"})
+        sch = qt.ct_scheme_of(q, fmt, p)
         comp = FloatQuantizationCompressor if fmt == "float-quantized" else IntQuantizationCompressor
         N, K = w.shape
         if sch.weights.strategy == "block":
@@ -133,13 +122,7 @@ def reference_logits(src, fake, scale_round):
 def check_transformers(src, out, fake, tol, scale_round):
     ref = reference_logits(src, fake, scale_round)
     m = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
-    with torch.no_grad():
-        got = m(torch.tensor([IDS])).logits[0].numpy()
-    err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
-    assert err < tol, err
-    gen = m.generate(torch.tensor([IDS[:4]]), max_new_tokens=6, do_sample=False)
-    assert gen.shape[1] == 10
-    return err
+    return qt.logits_match_and_generate(m, ref, tol)
 
 
 @pytest.fixture(scope="module")
@@ -258,9 +241,7 @@ BAD = [
 def test_bad_scheme_flags(args, needle, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", *args, ok=False)
-    assert r.returncode == 2, r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    qt.one_line_error(r, 2, needle)
     assert not os.path.exists(out)
 
 
@@ -280,9 +261,7 @@ def test_bad_scheme_recipes(recipe, needle, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", "--method", "rtn",
               "--format", "compressed-tensors", "--recipe", str(path), ok=False)
-    assert r.returncode == 2, r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    qt.one_line_error(r, 2, needle)
 
 
 def test_inspect_vllm_rules_for_fp8_block(models, tmp_path):
@@ -354,6 +333,5 @@ def test_scheme_override_in_awq_run_refused(tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", "--format", "compressed-tensors",
               "--recipe", str(recipe), ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "awq run" in lines[0] and "overrides[0]" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "awq run", "overrides[0]")
     assert not os.path.exists(out)

@@ -157,6 +157,5 @@ def test_two_ranks_and_resume(setup, tmp_path):
 def test_needs_calibration(tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", "--scheme", "fp8-static", ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "--calib" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "--calib")
     assert not os.path.exists(out)

@@ -217,8 +217,7 @@ def test_mla_refused(tmp_path):
     src = ds.build("q_lora", tmp_path / "dsv3")
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", str(src), "--output", out, "--kv-cache", "fp8", *GPTQ, *COMMON, ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and "MLA" in lines[0], r.stderr
+    qt.one_line_error(r, 1, "MLA")
     assert not os.path.exists(out)
 
 
@@ -256,8 +255,7 @@ def test_two_ranks_and_resume_equal_one(runs, tmp_path):
 def test_refusals(extra, needle, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, *COMMON, *extra, ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+    qt.one_line_error(r, 2, needle)
     assert not os.path.exists(out)
 
 
@@ -265,6 +263,5 @@ def test_needs_calibration(tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--kv-cache", "fp8", "--method", "rtn", "--backend",
               "cpu", "--format", "compressed-tensors", "--quiet", ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "add --calib" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "add --calib")
     assert not os.path.exists(out)

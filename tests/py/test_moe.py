@@ -331,9 +331,7 @@ def test_expert_parallel_resume_and_usage(tmp_path):
     assert (tmp_path / "res" / "model.safetensors").read_bytes() == (tmp_path / "one" / "model.safetensors").read_bytes()
     r = qdist(*base, "--output", tmp_path / "p", "--expert-parallel", "on", "--parallel", "pipeline", ok=False,
               timeout=120)
-    assert r.returncode == 2
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "--expert-parallel on" in lines[0] and "--parallel pipeline" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "--expert-parallel on", "--parallel pipeline")
     assert not (tmp_path / "p").exists()
 
 
