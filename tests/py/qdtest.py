@@ -216,3 +216,25 @@ def one_line_error(r, code, *needles):
     """qdist run r failed with exit status code and exactly one non-blank stderr line holding every needle"""
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == code and len(lines) == 1 and all(n in lines[0] for n in needles), r.stderr
+
+
+def tiny_random(cls, cfg):
+    """transformers model class cls built from cfg with seed 0, every matrix drawn from N(0, 0.1^2) (the init
+    alone leaves tiny models near-degenerate)"""
+    import torch
+    torch.manual_seed(0)
+    m = cls(cfg).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.1)
+    return m
+
+
+def forward_matches_transformers(src, tmp, label, tol=1e-5):
+    """qdist's fp32 logits of model src over one window against transformers' (relative error <= tol)"""
+    ids, ours = qdist_logits(src, tmp, "dump")
+    ref = hf_logits(src, list(ids))[:-1]
+    err = rel(ours, ref)
+    print(label, "rel err", err)
+    assert err <= tol

@@ -92,6 +92,11 @@ def build(tmp, variant="block"):
             q, s = quantize_block(w, 128, 128)
             out[name], out[prefix + ".weight_scale"] = q, s
             ref[name] = dequant_block(q, s, 128, 128)
+        elif variant == "row-1d":  # one scale per row as a 1-D [N] tensor
+            s = (w.abs().amax(1) / FP8_MAX).to(torch.float32)
+            q = (w / s[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+            out[name], out[prefix + ".weight_scale"] = q, s
+            ref[name] = q.to(torch.float32) * s[:, None]
         elif variant in ("row", "ct-channel"):
             s = (w.abs().amax(1, keepdim=True) / FP8_MAX).to(torch.float32)
             q = (w / s).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
@@ -146,7 +151,7 @@ def qdist_logits(model_dir, tmp):
     return d["ids"].astype(np.int64), d["logits"].astype(np.float64)
 
 
-@pytest.mark.parametrize("variant", ["block", "block-ue8m0", "row", "tensor", "ct-channel", "ct-block"])
+@pytest.mark.parametrize("variant", ["block", "block-ue8m0", "row", "row-1d", "tensor", "ct-channel", "ct-block"])
 def test_fp8_logits_match_dequantized_transformers(variant, tmp_path):
     src, model = build(tmp_path, variant)
     ids, ours = qdist_logits(src, tmp_path)
@@ -232,10 +237,12 @@ def damage(src, name, fn):
     save_file(d, str(src / "model.safetensors"))
 
 
-@pytest.mark.parametrize("case", ["missing", "shape", "nan", "inf"])
-def test_bad_scale_is_one_line_naming_the_tensor(case, tmp_path):
-    src, _ = build(tmp_path, "block")
-    name = "model.layers.1.mlp.down_proj.weight_scale_inv"
+@pytest.mark.parametrize("variant", ["block", "ct-block", "ct-channel"])
+@pytest.mark.parametrize("case", ["missing", "shape", "nan", "inf", "negative"])
+def test_bad_scale_is_one_line_naming_the_tensor(case, variant, tmp_path):
+    """the FP8 source and the compressed-tensors float-quantized checkpoint alike (one reader)"""
+    src, _ = build(tmp_path, variant)
+    name = "model.layers.1.mlp.down_proj.weight_scale" + ("" if variant.startswith("ct-") else "_inv")
 
     def edit(d):
         if case == "missing":
@@ -244,7 +251,7 @@ def test_bad_scale_is_one_line_naming_the_tensor(case, tmp_path):
             d[name] = torch.ones(2, 2)
         else:
             d[name] = d[name].clone()
-            d[name][0, 1] = float("nan") if case == "nan" else float("inf")
+            d[name][1, 0] = {"nan": float("nan"), "inf": float("inf"), "negative": -1.0}[case]
     damage(src, name, edit)
     for cmd in (["eval", "--model", src, "--data", TEXT, "--seqlen", "64", "--max-windows", "1"],
                 ["quantize", "--model", src, "--output", tmp_path / "o", "--method", "rtn",
@@ -256,3 +263,20 @@ def test_bad_scale_is_one_line_naming_the_tensor(case, tmp_path):
         assert len(lines) == 1 and want in lines[0], r.stderr
         # refused before any work: no output, no staging
         assert not (tmp_path / "o").exists() and not (tmp_path / "o.qdist-staging").exists()
+
+
+@pytest.mark.parametrize("variant", ["block", "ct-block", "ct-channel", "tensor"])
+def test_nan_code_is_one_line_naming_the_weight(variant, tmp_path):
+    """e4m3 has no infinity; 0x7f / 0xff are NaN, which no quantizer writes: reading one is an error naming the
+    weight and the element, whichever checkpoint layout holds it"""
+    src, _ = build(tmp_path, variant)
+    name = "model.layers.1.mlp.down_proj.weight"
+
+    def edit(d):
+        q = d[name].clone()
+        q.view(torch.uint8)[3, 5] = 0x7F
+        d[name] = q
+    damage(src, name, edit)
+    r = qdist("eval", "--model", src, "--data", TEXT, "--seqlen", "64", "--max-windows", "1", ok=False, timeout=300)
+    lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert r.returncode == 1 and len(lines) == 1 and f"'{name}' holds a NaN at [3, 5]" in lines[0], r.stderr
