@@ -112,7 +112,7 @@ typedef struct {
 
 static void *deq_rows(void *arg) {
     deq_job *j = arg;
-    int64_t K = j->K, cols = cdiv(K, j->bk);
+    int64_t K = j->K, cols = K > 0 ? cdiv(K, j->bk) : 0; /* a [N, 0] weight has no scale columns */
     j->bad = -1;
     for (int64_t n = j->r0; n < j->r1; n++) {
         const float *srow = j->scale + (n / j->bn) * cols;
