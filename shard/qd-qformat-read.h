@@ -21,8 +21,8 @@
  *   FP8 source (quant_method "fp8")  <prefix>.weight F8_E4M3 + .weight_scale_inv per weight_block_size
  *         block, or one scale per tensor / row (qd-qformat-fp8.h)
  *   compressed-tensors float-quantized  <prefix>.weight F8_E4M3 [N][K] + .weight_scale [N,1] (channel),
- *         [1,1] or [1] (tensor) or [ceil(N/b0), ceil(K/b1)] (block, block_structure of the group, else
- *         128 x 128): W = e4m3(q) * s in fp32 (qformat-read-fp8.c)
+ *         [1,1] or [1] (tensor) or [ceil(N/128), ceil(K/128)] (block: the group's strategy "block", else
+ *         the shape): W = e4m3(q) * s in fp32 (qformat-fp8.c, with the FP8 sources)
  * W[n][k] = (q - z) * s in fp32 (formats.md section E). Every inconsistency in names, dtypes or shapes
  * fails naming the tensor (QD_ERR_FORMAT).
  */

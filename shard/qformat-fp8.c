@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT
- * qformat-fp8.c - dequantize the Linears of an FP8 source checkpoint (contract in qd-qformat-fp8.h). */
+ * qformat-fp8.c - every F8_E4M3 Linear dequantized to fp32: FP8 source checkpoints (quant_method "fp8",
+ * contract in qd-qformat-fp8.h) and compressed-tensors float-quantized ones (qd__read_ct_fp8,
+ * qformat-read-internal.h). The two find the scale's layout their own way (weight_block_size; the
+ * config group or the scale's shape) and share the rest: the scale values checked finite and >= 0,
+ * W = e4m3(q) x scale of the code's block on up to 16 threads, a NaN code refused naming the tensor. */
 #include "qd-qformat-fp8.h"
 
 #include <math.h>
@@ -13,6 +17,7 @@
 #include "qd-fp8.h"
 #include "qd-log.h"
 #include "qd-qformat-read.h"
+#include "qformat-read-internal.h"
 
 static const qd_st_tensor *find(const qd_checkpoint *ck, const char *prefix, const char *suffix) {
     char name[1024];
@@ -95,28 +100,28 @@ qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const
     return scale_of(ck, prefix, block, *N, *K, &s);
 }
 
-/* rows [r0, r1) of one FP8 Linear's dequantization, W = lut[code] x scale (the scale of each 128-column
- * block taken once); bad receives the first NaN code's index in the range, or -1 */
+/* rows [r0, r1) of one FP8 Linear's dequantization, W = lut[code] x scale, bn x bk codes sharing one scale
+ * (a row of the scale grid has cdiv(K, bk) entries; each scale taken once per row); bad receives the first
+ * NaN code's index in the range, or -1 */
 typedef struct {
     const uint8_t *codes;
     const float *scale, *lut;
     float *out;
-    int64_t K, r0, r1, bad, bn, bk, ns;
-    int blocked;
+    int64_t K, r0, r1, bad, bn, bk;
 } deq_job;
 
 static void *deq_rows(void *arg) {
     deq_job *j = arg;
-    int64_t K = j->K, cols = j->blocked ? cdiv(K, j->bk) : 1;
+    int64_t K = j->K, cols = K > 0 ? cdiv(K, j->bk) : 0; /* a [N, 0] weight has no scale columns */
     j->bad = -1;
     for (int64_t n = j->r0; n < j->r1; n++) {
-        const float *srow = j->blocked ? j->scale + (n / j->bn) * cols : j->scale + (j->ns == 1 ? 0 : n);
+        const float *srow = j->scale + (n / j->bn) * cols;
         const uint8_t *c = j->codes + n * K;
         float *o = j->out + n * K;
         unsigned nan = 0;
         for (int64_t cb = 0; cb < cols; cb++) {
-            int64_t k0 = j->blocked ? cb * j->bk : 0, k1 = j->blocked && k0 + j->bk < K ? k0 + j->bk : K;
-            float sc = srow[j->blocked ? cb : 0];
+            int64_t k0 = cb * j->bk, k1 = k0 + j->bk < K ? k0 + j->bk : K;
+            float sc = srow[cb];
             for (int64_t k = k0; k < k1; k++) {
                 nan |= (c[k] & 0x7f) == 0x7f;
                 o[k] = j->lut[c[k]] * sc;
@@ -138,21 +143,16 @@ static int deq_threads(int64_t n) {
     return t;
 }
 
-qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w,
-                             int64_t *pN, int64_t *pK) {
-    *w = NULL;
-    int64_t N, K;
-    const qd_st_tensor *s;
-    QD_CHECK(qd_fp8_linear_check(ck, prefix, block, &N, &K));
-    QD_CHECK(scale_of(ck, prefix, block, N, K, &s));
-    const qd_st_tensor *tw = find(ck, prefix, ".weight");
-    int blocked = block && block[0] > 0 && block[1] > 0;
+/* the fp32 weight [N][K] of codes tw with scales s, bn x bk codes to a scale (malloc'ed into *w) */
+static qd_status dequant(const qd_checkpoint *ck, const qd_st_tensor *tw, const qd_st_tensor *s, int64_t bn,
+                         int64_t bk, float **w) {
+    int64_t N = tw->shape[0], K = tw->shape[1];
     const uint8_t *mapped = qd_ckpt_data(ck, tw); /* the codes where the checkpoint is mapped, else a copy */
     uint8_t *codes = mapped ? NULL : malloc((size_t)(N * K) + 1);
     float *scale = NULL, *out = malloc(sizeof *out * (size_t)(N * K) + 1);
     qd_status st = QD_OK;
     if ((!mapped && !codes) || !out)
-        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 Linear '%s'", ck->dir, prefix);
+        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 weight '%s'", ck->dir, tw->name);
     if (st == QD_OK) st = scale_values(ck, s, &scale);
     if (st == QD_OK && !mapped) st = qd_ckpt_read_raw(ck, tw, codes);
     float lut[256]; /* the decode of every code: one load per element instead of a decode */
@@ -163,8 +163,7 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
     int started = 0; /* bit t: job t runs on a thread of its own (the others run here) */
     for (int t = 0; st == QD_OK && t < nt; t++)
         jobs[t] = (deq_job){.codes = mapped ? mapped : codes, .scale = scale, .lut = lut, .out = out, .K = K,
-                            .r0 = N * t / nt, .r1 = N * (t + 1) / nt, .bn = blocked ? block[0] : 1,
-                            .bk = blocked ? block[1] : 1, .ns = (int64_t)s->numel, .blocked = blocked};
+                            .r0 = N * t / nt, .r1 = N * (t + 1) / nt, .bn = bn, .bk = bk};
     for (int t = 1; st == QD_OK && t < nt; t++)
         if (pthread_create(&th[t], NULL, deq_rows, &jobs[t]) == 0) started |= 1 << t;
     for (int t = 0; st == QD_OK && t < nt; t++)
@@ -183,6 +182,19 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
         return st;
     }
     *w = out;
+    return QD_OK;
+}
+
+qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w,
+                             int64_t *pN, int64_t *pK) {
+    *w = NULL;
+    int64_t N, K;
+    const qd_st_tensor *s;
+    QD_CHECK(qd_fp8_linear_check(ck, prefix, block, &N, &K));
+    QD_CHECK(scale_of(ck, prefix, block, N, K, &s));
+    int blocked = block && block[0] > 0 && block[1] > 0;
+    int64_t bn = blocked ? block[0] : s->numel == 1 ? N : 1, bk = blocked ? block[1] : K; /* tensor or row */
+    QD_CHECK(dequant(ck, find(ck, prefix, ".weight"), s, bn, bk, w));
     *pN = N;
     *pK = K;
     return QD_OK;
@@ -203,4 +215,47 @@ qd_status qd_fp8_linear(const qd_checkpoint *ck, const char *prefix, const int b
         info->sym = 1;
     }
     return QD_OK;
+}
+
+qd_status qd__read_ct_fp8(const ct_group *cg, const qd_checkpoint *ck, const char *prefix, float **w, int64_t *pN,
+                          int64_t *pK, qd_qlinear_info *info) {
+    const qd_st_tensor *tw = find(ck, prefix, ".weight"), *ts = find(ck, prefix, ".weight_scale");
+    if (!tw || !ts || tw->ndim != 2 || tw->dtype != QD_DT_F8_E4M3)
+        return qd_fail(QD_ERR_FORMAT, "%s: float-quantized module '%s' needs a 2-D F8_E4M3 weight and a weight_scale",
+                       ck->dir, prefix);
+    if (!qd_dtype_is_float(ts->dtype))
+        return qd_fail(QD_ERR_FORMAT, "%s: '%s' is %s, expected a float type", ck->dir, ts->name,
+                       qd_dtype_name(ts->dtype));
+    int64_t N = tw->shape[0], K = tw->shape[1];
+    /* [N] reads as [N, 1] and [] or [1] as [1, 1] (qd-qformat-fp8.h: vLLM / AutoFP8 per-row and per-tensor) */
+    int64_t R = ts->ndim >= 1 ? ts->shape[0] : 1, C = ts->ndim == 2 ? ts->shape[1] : 1;
+    int64_t bn = 0, bk = 0; /* rows and columns one scale covers */
+    /* the group's strategy; without a config, the shape: neither [N, 1] nor one value means blocks */
+    int block = cg ? cg->block : !(R == N && C == 1) && !(R == 1 && C == 1);
+    if (ts->ndim > 2 || (int64_t)ts->numel != R * C) {
+        bn = -1;
+    } else if (block) {
+        bn = QD_FP8_BLOCK_SIZE, bk = QD_FP8_BLOCK_SIZE;
+        if (R != cdiv(N, bn) || C != cdiv(K, bk)) bn = -1;
+    } else if (R == N && C == 1) {
+        bn = 1, bk = K;
+    } else if (R * C == 1) {
+        bn = N, bk = K;
+    } else {
+        bn = -1;
+    }
+    if (bn <= 0)
+        return qd_fail(QD_ERR_FORMAT, "%s: '%s' has shape [%lld,%lld], which is neither per-tensor [1,1], per-channel "
+                       "[%lld,1] nor 128 x 128 blocks [%lld,%lld] of the weight [%lld,%lld]", ck->dir, ts->name,
+                       (long long)R, (long long)C, (long long)N, (long long)cdiv(N, 128), (long long)cdiv(K, 128),
+                       (long long)N, (long long)K);
+    *pN = N, *pK = K;
+    if (info) {
+        info->quantized = 1, info->N = N, info->K = K, info->bits = 8, info->sym = 1;
+        info->group_size = block ? QD_FP8_BLOCK_SIZE : -1;
+        info->scheme = block ? QD_SCHEME_FP8_BLOCK : QD_SCHEME_FP8_DYNAMIC;
+        /* a static input scale: llm-compressor's FP8 */
+        if (!block && R * C == 1 && find(ck, prefix, ".input_scale")) info->scheme = QD_SCHEME_FP8_STATIC;
+    }
+    return w ? dequant(ck, tw, ts, bn, bk, w) : QD_OK;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * qformat-read-internal.h - (internal to shard/qformat-read*.c) a compressed-tensors config group as
- * the readers need it, and the float-quantized and fp4 readers. */
+ * the readers need it, and the float-quantized (qformat-fp8.c) and fp4 (qformat-read-fp4.c) readers. */
 #ifndef QD_QFORMAT_READ_INTERNAL_H
 #define QD_QFORMAT_READ_INTERNAL_H
 

@@ -8,26 +8,18 @@ import hashlib
 import json
 import os
 import struct
-import subprocess
 
+import jinja2
 import pytest
+import tokenizers
 
-tokenizers = pytest.importorskip("tokenizers")
-
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-QDIST = os.environ.get("QDIST_BIN", os.path.join(REPO, "build", "qdist"))
-MODEL = os.path.join(REPO, "fixtures", "pycode-16m")
-C4 = os.path.join(REPO, "fixtures", "c4", "c4_validation_sample.jsonl")
-
-
-def need(path):
-    """a fixture of the repository: absent means a broken checkout, so fail, never skip"""
-    assert os.path.exists(path), f"fixture {path} missing from the repository"
+from qdtest import need, qdist
+from qdtest import C4_VALID as C4
+from qdtest import PYCODE as MODEL
 
 
 def preview(*args):
-    r = subprocess.run([QDIST, "tokenize", "--model", MODEL] + list(args), capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    r = qdist("tokenize", "--model", MODEL, *args)
     return json.loads(r.stdout), r.stderr
 
 
@@ -107,14 +99,12 @@ def test_bad_files_refused_with_one_line(tmp_path, content, message):
     need(MODEL)
     path = tmp_path / "bad.jsonl"
     path.write_bytes(content)
-    r = subprocess.run([QDIST, "tokenize", "--model", MODEL, "--calib", str(path), "--seqlen", "64"],
-                       capture_output=True, text=True)
+    r = qdist("tokenize", "--model", MODEL, "--calib", path, "--seqlen", "64", ok=False)
     assert r.returncode == 1
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_chat_templates_match_jinja(tmp_path, hf):
-    jinja2 = pytest.importorskip("jinja2")
     # the published templates (Qwen2-style ChatML without the default system line, Llama-3, Llama-2)
     templates = {
         "chatml": "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}",

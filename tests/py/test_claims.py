@@ -12,20 +12,23 @@ import json
 import os
 import re
 import shutil
-import subprocess
 
+import jinja2
 import pytest
+import safetensors.torch as st
+import tokenizers
+import torch
 
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-QDIST = os.environ.get("QDIST_BIN", os.path.join(REPO, "build", "qdist"))
-M = os.path.join(REPO, "fixtures", "pycode-16m")
+import qdtest as qt
+
+REPO, M = str(qt.REPO), str(qt.PYCODE)
 SMALL = ["--nsamples", "4", "--seqlen", "64"]
 # every block but the first left unquantized: the runs below test set-up and calibration, not the search
 ONLY_LAYER0 = {"overrides": [{"match": r"layers\.([1-9]|[0-9][0-9]+)\.", "skip": True}]}
 
 
 def qd(*args, env=None):
-    return subprocess.run([QDIST] + [str(a) for a in args], capture_output=True, text=True, timeout=300, env=env)
+    return qt.qdist(*args, ok=False, env=env, timeout=300)
 
 
 def write_json(path, obj):
@@ -247,8 +250,6 @@ def model_with_template(tmp_path, template, in_file):
 @pytest.mark.parametrize("in_file", [False, True], ids=["tokenizer_config", "chat_template.jinja"])
 @pytest.mark.parametrize("with_system", [False, True])
 def test_model_chatml_template_with_default_system_matches_jinja(tmp_path, in_file, with_system):
-    jinja2 = pytest.importorskip("jinja2")
-    tokenizers = pytest.importorskip("tokenizers")
     model = model_with_template(tmp_path, QWEN25, in_file)
     convo = [{"role": "user", "content": "Sum 2+2?"}, {"role": "assistant", "content": "4"},
              {"role": "user", "content": "Thanks"}]
@@ -285,8 +286,6 @@ def test_export_failure_after_staging_says_how_to_reuse_the_blocks(tmp_path):
     """A failure only the export can see (GPTQ v1 cannot store an asymmetric zero point of 0, which an
     all-positive weight gets) keeps the staged blocks; the message says how to export them with --resume,
     and doing what it says works without quantizing again."""
-    torch = pytest.importorskip("torch")
-    st = pytest.importorskip("safetensors.torch")
     model = tmp_path / "model"
     shutil.copytree(M, model)
     shard = model / "model-00001-of-00003.safetensors"

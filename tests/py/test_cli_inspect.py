@@ -9,25 +9,22 @@ import json
 import os
 import re
 import shutil
-import subprocess
 
+import numpy as np
 import pytest
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
-safetensors = pytest.importorskip("safetensors")
-from safetensors import safe_open  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIXTURES = os.path.join(REPO, "fixtures")
-STORIES = os.path.join(FIXTURES, "stories260K-hf")
+import qdtest as qt
+from qdtest import STORIES
 
 
 def run(*args):
-    return subprocess.run([QDIST, *args], capture_output=True, text=True, timeout=60)
+    return qt.qdist(*args, ok=False, timeout=60)
 
 
 def need_stories():
-    assert os.path.isfile(os.path.join(STORIES, "model.safetensors")), f"fixture {STORIES} missing from the repository"
+    qt.need(STORIES / "model.safetensors")
 
 
 def reference_counts():
@@ -127,8 +124,6 @@ def test_inspect_bad_inputs(tmp_path):
 
 
 def test_inspect_folds_only_identical_blocks(tmp_path):
-    np = pytest.importorskip("numpy")
-    from safetensors.numpy import save_file
     cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "intermediate_size": 16,
            "num_hidden_layers": 4, "num_attention_heads": 2, "vocab_size": 10}
     t = {"model.embed_tokens.weight": np.zeros((10, 8), np.float32), "model.norm.weight": np.ones(8, np.float32)}

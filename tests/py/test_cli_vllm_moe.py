@@ -11,21 +11,13 @@ vLLM's rules, written out in this file:
 - dense Linears keep the dense Marlin rules (column-parallel N split, o/down row-parallel K split;
   N % 64, K % 128, K % group per shard);
 - routers (mlp.gate) are replicated: never flagged, even when num_experts % tp != 0."""
-import os
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
+from safetensors import safe_open
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-from safetensors import safe_open  # noqa: E402
-
-import test_moe  # noqa: E402  (the tiny MoE checkpoint builder)
-
-QDIST = os.environ.get("QDIST_BIN", "")
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
+import test_moe  # the tiny MoE checkpoint builder (torch, transformers)
+from qdtest import qdist
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +80,7 @@ def expected(d, tp, ep=False):
 
 
 def inspect(d, *extra):
-    r = subprocess.run([QDIST, "inspect", str(d), *map(str, extra)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    r = qdist("inspect", d, *extra)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("model.layers.")]
     flagged = {ln.split(": ")[0] for ln in lines}
     return flagged, {ln.split(": ")[0] for ln in lines if "(does not load)" in ln}, r.stdout
@@ -128,5 +119,5 @@ def test_router_is_replicated(exports):
 
 
 def test_ep_needs_tp(exports):
-    r = subprocess.run([QDIST, "inspect", str(exports[256]), "--vllm-ep"], capture_output=True, text=True)
+    r = qdist("inspect", exports[256], "--vllm-ep", ok=False)
     assert r.returncode == 2 and "--vllm-ep" in r.stderr

@@ -3,27 +3,22 @@
 vLLM's Marlin rules (formats.md B: per tensor-parallel shard N % 64, K % 128, K % group), computed
 here independently from the checkpoint's own tensors with the safetensors package. Column-parallel
 layers (q, k, v, gate, up) split N across ranks; row-parallel ones (o, down) split K."""
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 from safetensors import safe_open
 
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-FIX = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2])) / "fixtures"
-MODEL = FIX / "stories260K-hf"
-CALIB = FIX / "c4" / "c4_train_sample.jsonl"
-assert MODEL.exists() and CALIB.exists(), f"fixtures {MODEL} / {CALIB} missing from the repository"
+import qdtest as qt
+from qdtest import C4_TRAIN as CALIB
+from qdtest import STORIES as MODEL
+from qdtest import qdist
+
+qt.need(MODEL, CALIB)
 
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
     out = tmp_path_factory.mktemp("vllm") / "gptq"
-    r = subprocess.run([QDIST, "quantize", "--model", str(MODEL), "--output", str(out), "--calib", str(CALIB),
-                        "--nsamples", "8", "--seqlen", "64", "--group-size", "-1", "--method", "gptq",
-                        "--format", "gptq", "--quiet", "--progress", "none"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    qdist("quantize", "--model", MODEL, "--output", out, "--calib", CALIB, "--nsamples", "8", "--seqlen", "64",
+          "--group-size", "-1", "--method", "gptq", "--format", "gptq", "--quiet", "--progress", "none")
     return out
 
 
@@ -47,8 +42,7 @@ def expected_failures(d, tp):
 
 @pytest.mark.parametrize("tp", [1, 2, 4])
 def test_flags_exactly_the_marlin_breakers(export, tp):
-    r = subprocess.run([QDIST, "inspect", str(export), "--vllm-tp", str(tp)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    r = qdist("inspect", export, "--vllm-tp", tp)
     flagged = {line.split(":")[0] for line in r.stdout.splitlines() if line.startswith("model.layers.")}
     want = expected_failures(export, tp)
     assert want, "the fixture should break Marlin somewhere"
@@ -56,5 +50,5 @@ def test_flags_exactly_the_marlin_breakers(export, tp):
 
 
 def test_bad_tp_is_a_usage_error(export):
-    r = subprocess.run([QDIST, "inspect", str(export), "--vllm-tp", "0"], capture_output=True, text=True)
+    r = qdist("inspect", export, "--vllm-tp", "0", ok=False)
     assert r.returncode == 2 and "vllm-tp" in r.stderr

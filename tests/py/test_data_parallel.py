@@ -10,24 +10,18 @@
 - --schedule overlap without --parallel pipeline is a usage error.
 """
 import json
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-FIX = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2])) / "fixtures"
-PYCODE = FIX / "pycode-16m"
-STORIES = FIX / "stories260K-hf"
-C4 = FIX / "c4" / "c4_train_sample.jsonl"
-assert PYCODE.exists() and STORIES.exists() and C4.exists(), "fixtures missing from the repository"
-assert shutil.which("mpirun"), "mpirun not installed (setup.sh installs openmpi-bin)"
+import qdtest as qt
+from qdtest import C4_TRAIN as C4
+from qdtest import PYCODE, STORIES, checkpoint_bytes
 
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+qt.need(PYCODE, STORIES, C4)
+qt.need_mpirun()
 # pycode-16m, 7 sequences in chunks of 2 (128 tokens / 64): four slabs, the last one short
 PY = ["--model", str(PYCODE), "--calib", str(PYCODE / "calib.jsonl"), "--nsamples", "7", "--seqlen", "64",
       "--chunk-tokens", "128", "--group-size", "64", "--quiet", "--progress", "none"]
@@ -46,17 +40,7 @@ def opts(base, **values):
 
 
 def quantize(out, np, args, env=None, timeout=300):
-    cmd = ["mpirun", "--oversubscribe", "-n", str(np)] if np > 1 else []
-    for k in (env or {}):
-        if np > 1:
-            cmd += ["-x", k]
-    cmd += [QDIST, "quantize", "--output", str(out)] + list(args)
-    return subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
-
-
-def checkpoint_bytes(d):
-    """Every file of the checkpoint but the run report (which holds timings)."""
-    return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir()) if p.name != "qdist_report.json"}
+    return qt.mpirun(np, "quantize", "--output", out, *args, ok=False, env=env, timeout=timeout)
 
 
 def run_ok(out, np, args, **kw):
@@ -98,7 +82,6 @@ DEFAULT_PPL_TOL = 0.0005
 
 def qweights(d):
     """Every integer tensor of the checkpoint (GPTQ qweight/qzeros/g_idx), by name."""
-    from safetensors.torch import load_file
     out = {}
     for f in sorted(Path(d).glob("*.safetensors")):
         out.update({k: v for k, v in load_file(str(f)).items() if not v.is_floating_point()})
@@ -115,9 +98,8 @@ def test_default_numerics_repeatable_and_ppl_agrees(tmp_path):
         got = run_ok(out, np, args)
         if np == 2:  # the same bytes run after run for a given P
             assert run_ok(tmp_path / "d2again", 2, args) == got
-        r = subprocess.run([QDIST, "eval", "--model", str(out), "--data", str(PYCODE / "eval.txt"), "--seqlen", "256",
-                            "--max-windows", "8", "--json", "--quiet"], capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
+        r = qt.qdist("eval", "--model", out, "--data", PYCODE / "eval.txt", "--seqlen", "256", "--max-windows", "8",
+                     "--json", "--quiet", timeout=300)
         ppl[np] = json.loads(r.stdout)["ppl"]
         rep = json.loads((out / "qdist_report.json").read_text())
         loss[np] = (rep["modules"]["model.layers.0.self_attn.q_proj"]["loss"], rep["totals"]["loss"])
@@ -172,10 +154,8 @@ def test_awq_default_numerics(tmp_path):
                       if "awq scales ratio" in l and ("[rank " not in l or "[rank 0]" in l)]
         # the ranks compute the same search: only the stage's first rank prints it
         assert not [l for l in r.stderr.splitlines() if "awq scales ratio" in l and "[rank 1]" in l]
-        e = subprocess.run([QDIST, "eval", "--model", str(tmp_path / f"a{np}"), "--data", str(PYCODE / "eval.txt"),
-                            "--seqlen", "256", "--max-windows", "8", "--json", "--quiet"],
-                           capture_output=True, text=True, timeout=300)
-        assert e.returncode == 0, e.stderr
+        e = qt.qdist("eval", "--model", tmp_path / f"a{np}", "--data", PYCODE / "eval.txt", "--seqlen", "256",
+                     "--max-windows", "8", "--json", "--quiet", timeout=300)
         ppl[np] = json.loads(e.stdout)["ppl"]
     assert len(ratios[1]) == 8 * 3 and ratios[1] == ratios[2]  # GQA: v -> o is not scaled
     assert abs(ppl[2] / ppl[1] - 1) < DEFAULT_PPL_TOL, ppl

@@ -11,23 +11,21 @@
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
+import h5py
+import numpy as np_
 import pytest
 
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-FIX = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2])) / "fixtures"
-MODEL = FIX / "stories260K-hf"
-CALIB = FIX / "c4" / "c4_train_sample.jsonl"
-assert MODEL.exists() and CALIB.exists(), f"fixtures {MODEL} / {CALIB} missing from the repository"
-assert shutil.which("mpirun"), "mpirun not installed (setup.sh installs openmpi-bin)"
+import qdtest as qt
+from qdtest import C4_TRAIN as CALIB
+from qdtest import QDIST, checkpoint_bytes
+from qdtest import STORIES as MODEL
 
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+qt.need(MODEL, CALIB)
+qt.need_mpirun()
 # stories260K's MLP width (172) takes no group size that divides it, so one group per row
 # the pipeline layout (--parallel pipeline); the data-parallel one is tests/py/test_data_parallel.py
 BASE = ["--model", str(MODEL), "--calib", str(CALIB), "--nsamples", "16", "--seqlen", "128",
@@ -35,22 +33,12 @@ BASE = ["--model", str(MODEL), "--calib", str(CALIB), "--nsamples", "16", "--seq
 
 
 def quantize(out, np=1, extra=(), env=None, timeout=240):
-    cmd = ["mpirun", "--oversubscribe", "-n", str(np)] if np > 1 else []
-    for k in ("QD_INJECT_KILL", "QD_INJECT_FAIL"):
-        if env and k in env and np > 1:
-            cmd += ["-x", k]
     # an option in extra replaces BASE's (qdist refuses one option given twice with two values)
     given = {a for a in extra if str(a).startswith("--")}
     base = [a for i, a in enumerate(BASE)
             if a not in given and not (i and BASE[i - 1] in given and not a.startswith("--"))]
-    cmd += [QDIST, "quantize", "--output", str(out)] + base + list(extra)
-    return subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
-
-
-def checkpoint_bytes(d):
-    """Every file of the checkpoint but the run report (which holds timings)."""
-    d = Path(d)
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.name != "qdist_report.json"}
+    return qt.mpirun(np, "quantize", "--output", out, *base, *extra, ok=False, env=env, timeout=timeout,
+                     pass_env=["QD_INJECT_KILL", "QD_INJECT_FAIL"])
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +108,7 @@ def test_external_kill9_then_resume(reference, tmp_path):
     # many samples so the run lasts long enough to be killed in the middle
     cmd = ["mpirun", "--oversubscribe", "-n", "2", QDIST, "quantize", "--output", str(out)] + BASE + \
           ["--method", "gptq", "--format", "gptq"]
-    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, env=qt.MPI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(staging.glob("block-*.h5")) and p.poll() is None:
         time.sleep(0.05)
@@ -185,11 +173,8 @@ def test_rtn_without_calibration(tmp_path):
     outs = []
     for np in (1, 2):
         out = tmp_path / f"rtn{np}"
-        cmd = (["mpirun", "--oversubscribe", "-n", str(np)] if np > 1 else []) + [
-            QDIST, "quantize", "--model", str(MODEL), "--output", str(out), "--method", "rtn", "--format", "gptq",
-            "--group-size", "-1", "--quiet", "--progress", "none", "--parallel", "pipeline"]
-        r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
-        assert r.returncode == 0, r.stderr
+        qt.mpirun(np, "quantize", "--model", MODEL, "--output", out, "--method", "rtn", "--format", "gptq",
+                  "--group-size", "-1", "--quiet", "--progress", "none", "--parallel", "pipeline", timeout=240)
         outs.append(checkpoint_bytes(out))
     assert outs[0] == outs[1]
 
@@ -197,8 +182,6 @@ def test_rtn_without_calibration(tmp_path):
 def test_resumed_block_fallback_reaches_report_whole(tmp_path):
     """A fallback text longer than 63 bytes is staged and reported whole: here a resumed block's,
     which the report reads back from the staging (older qdist cut it to 63 bytes there)."""
-    h5py = pytest.importorskip("h5py")
-    np_ = pytest.importorskip("numpy")
     out = tmp_path / "fb"
     r = quantize(out, 1, ["--method", "rtn", "--format", "gptq"], env={"QD_INJECT_FAIL": "0:2"})
     assert r.returncode == 1 and "injected" in r.stderr, r.stderr

@@ -31,9 +31,9 @@ import sys
 
 import pytest
 
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-QDIST = os.environ.get("QDIST_BIN", os.path.join(REPO, "build", "qdist"))
-M = os.path.join(REPO, "fixtures", "pycode-16m")
+import qdtest as qt
+
+REPO, QDIST, M = str(qt.REPO), qt.QDIST, str(qt.PYCODE)
 CALIB = os.path.join(M, "calib.jsonl")
 EVAL_TEXT = os.path.join(M, "eval.txt")
 DOCS = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))

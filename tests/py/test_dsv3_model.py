@@ -18,28 +18,17 @@ Tiny random checkpoints are built here with transformers (the stories260K tokeni
 import json
 import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import transformers
+from safetensors.numpy import load_file
+from safetensors.torch import load_file as load_torch, save_file
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-from safetensors.numpy import load_file  # noqa: E402
-from safetensors.torch import load_file as load_torch, save_file  # noqa: E402
+import qdtest as qt
+from qdtest import IDS, STORIES, TOKFILES, hf_logits, qdist, qdist_logits, rel
 
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2]))
-FIX = REPO / "fixtures"
-STORIES = FIX / "stories260K-hf"
-TEXT = FIX / "wikitext-2-raw" / "wiki.test.raw"
-TOKFILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
-
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
 YARN = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128, "beta_fast": 32, "beta_slow": 1,
         "mscale": 1.0, "mscale_all_dim": 1.0}
 VARIANTS = {"q_lora": 32, "q_proj": None}
@@ -68,10 +57,7 @@ def build(variant, out, **over):
             gate = getattr(layer.mlp, "gate", None)
             if gate is not None and hasattr(gate, "e_score_correction_bias"):
                 gate.e_score_correction_bias.uniform_(-0.05, 0.05)
-    m.save_pretrained(out)
-    for f in TOKFILES:
-        shutil.copy(STORIES / f, out)
-    return out
+    return qt.save_tiny(m, out)
 
 
 def add_mtp_block(src):
@@ -88,46 +74,13 @@ def add_mtp_block(src):
     return mtp
 
 
-def qdist(*args, ok=True):
-    r = subprocess.run([QDIST, *map(str, args)], capture_output=True, text=True, timeout=600)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
 def calib(tmp):
-    p = tmp / "calib.txt"
-    p.write_text(TEXT.read_text(encoding="utf-8")[:200000], encoding="utf-8")
-    return p
-
-
-def hf_logits(path, ids):
-    m = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
-    with torch.no_grad():
-        return m(input_ids=torch.tensor(ids)[None]).logits[0].double().numpy()
-
-
-def qdist_logits(path, tmp, name):
-    data = tmp / "eval.txt"
-    data.write_text(TEXT.read_text(encoding="utf-8")[:4000], encoding="utf-8")
-    qdist("eval", "--model", path, "--data", data, "--seqlen", 64, "--max-windows", 1, "--dump-logits", tmp / name,
-          "--quiet")
-    d = load_file(str(tmp / name / "logits.safetensors"))
-    return d["ids"].astype(np.int64), d["logits"].astype(np.float64)
-
-
-def rel(a, b):
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    return qt.text_file(tmp / "calib.txt", 200000)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_forward_matches_transformers(variant, tmp_path):
-    src = build(variant, tmp_path / "src")
-    ids, ours = qdist_logits(src, tmp_path, "dump")
-    ref = hf_logits(src, list(ids))[:-1]
-    err = rel(ours, ref)
-    print(variant, "rel err", err)
-    assert err <= 1e-5
+    qt.forward_matches_transformers(build(variant, tmp_path / "src"), tmp_path, variant)
 
 
 @pytest.mark.parametrize("method", ["gptq", "rtn", "awq"])
@@ -192,11 +145,9 @@ def test_awq_scales_alone_keep_the_function(variant, tmp_path):
     post-attention norm's scales (its bias untouched), and transformers computes the source's logits"""
     src = build(variant, tmp_path / "src")
     out = tmp_path / "smooth"
-    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--calib", str(calib(tmp_path)),
-                        "--nsamples", "8", "--seqlen", "64", "--method", "awq", "--group-size", "32", "--format",
-                        "fake", "--quiet"], env=dict(os.environ, QD_AWQ_SMOOTH_ONLY="1"), capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    qdist("quantize", "--model", src, "--output", out, "--calib", calib(tmp_path), "--nsamples", "8", "--seqlen", "64",
+          "--method", "awq", "--group-size", "32", "--format", "fake", "--quiet",
+          env=dict(os.environ, QD_AWQ_SMOOTH_ONLY="1"))
     a, b = load_file(str(src / "model.safetensors")), load_file(str(out / "model.safetensors"))
     norms = ["input_layernorm", "post_attention_layernorm", "self_attn.kv_a_layernorm"] + (
         ["self_attn.q_a_layernorm"] if VARIANTS[variant] else [])
@@ -312,15 +263,10 @@ def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
     base = ["quantize", "--model", str(src), "--calib", str(calib(tmp_path)), "--nsamples", "8", "--seqlen", "64",
             "--group-size", "32", "--format", "fake", "--numerics", "exact", "--chunk-tokens", "128", "--quiet"]
     qdist(*base, "--output", tmp_path / "one")
-    r = subprocess.run(["mpirun", "-n", "2", QDIST, *base, "--output", str(tmp_path / "two")], capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    r = subprocess.run(["mpirun", "-n", "3", QDIST, *base, "--output", str(tmp_path / "ep3"), "--expert-parallel", "on"],
-                       capture_output=True, text=True, timeout=300)  # the experts solved by owner ranks (MLA stages)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *base, "--output", tmp_path / "two")
+    qt.mpirun(3, *base, "--output", tmp_path / "ep3", "--expert-parallel", "on")  # the experts solved by owner ranks
     env = dict(os.environ, QD_INJECT_KILL="0:0")
-    r = subprocess.run([QDIST, *base, "--output", str(tmp_path / "res")], env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = qdist(*base, "--output", tmp_path / "res", ok=False, env=env)
     assert r.returncode != 0
     qdist(*base, "--output", tmp_path / "res", "--resume")
     one = (tmp_path / "one" / "model.safetensors").read_bytes()
@@ -364,9 +310,7 @@ def test_expert_batches_give_the_same_bits(tmp_path):
             "--group-size", "32", "--format", "fake", "--progress", "none", "--moe-min-tokens", "80"]
     outs = {}
     for name, env in [("one", None), ("batched", dict(os.environ, QD_MOE_HESS_MIB="1"))]:
-        r = subprocess.run([QDIST, *base, "--output", str(tmp_path / name)], capture_output=True, text=True,
-                           timeout=300, env=env)
-        assert r.returncode == 0, r.stderr
+        r = qdist(*base, "--output", tmp_path / name, env=env)
         outs[name] = (tmp_path / name / "model.safetensors").read_bytes()
     assert "block 1: 8 experts' down Hessians in 8 passes of at most 1" in r.stderr, r.stderr
     assert "block 1: 8 experts' gate/up Hessians in" in r.stderr, r.stderr

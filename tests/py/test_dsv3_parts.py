@@ -5,25 +5,18 @@ a Llama with yarn rope_scaling end to end, the group-limited top-k routing, and 
 qd-dsv3-tool (tests/forward/dsv3-tool.c) runs qdist's functions on files; transformers' own
 functions (ROPE_INIT_FUNCTIONS["yarn"], yarn_apply_mscale, DeepseekV3TopkRouter) are the reference."""
 import json
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import transformers
+from safetensors.numpy import load_file
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, yarn_apply_mscale
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-from safetensors.numpy import load_file  # noqa: E402
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, yarn_apply_mscale  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-REPO = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2]))
-BUILD = Path(os.environ.get("QD_BUILD", REPO / "build"))
-TOOL = BUILD / "tests" / "forward" / "qd-dsv3-tool"
-FIX = REPO / "fixtures"
-TEXT = FIX / "wikitext-2-raw" / "wiki.test.raw"
+import qdtest as qt
+from qdtest import WIKI as TEXT
+from qdtest import qdist
 
 LLAMA = dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=128, intermediate_size=192,
              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=512,
@@ -46,8 +39,8 @@ YARN = {
 
 
 def tool(*args):
-    assert TOOL.exists(), f"{TOOL} is not built"
-    return subprocess.run([str(TOOL), *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run([qt.tool("tests", "forward", "qd-dsv3-tool"), *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
 
 
 def hf_config(sizes, rs):
@@ -85,11 +78,9 @@ def test_yarn_llama_logits_match_transformers(tmp_path):
     model.save_pretrained(str(src))
     d = json.loads((src / "config.json").read_text())
     assert (d.get("rope_parameters") or d.get("rope_scaling"))["rope_type"] == "yarn"
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(FIX / "stories260K-hf" / f, src / f)
-    r = subprocess.run([QDIST, "eval", "--model", str(src), "--data", str(TEXT), "--seqlen", "256", "--max-windows",
-                        "1", "--dump-logits", str(tmp_path / "dump")], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    qt.copy_tokenizer(src)
+    qdist("eval", "--model", src, "--data", TEXT, "--seqlen", "256", "--max-windows", "1", "--dump-logits",
+          tmp_path / "dump", timeout=300)
     dump = load_file(str(tmp_path / "dump" / "logits.safetensors"))
     ids, ours = dump["ids"].astype(np.int64), dump["logits"].astype(np.float64)
     with torch.no_grad():

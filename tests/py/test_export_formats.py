@@ -11,23 +11,12 @@ re.match, AWQ modules_to_not_convert substrings, compressed-tensors config_group
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-STORIES = os.path.join(FIX, "stories260K-hf")
-
-pytestmark = [
-    pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing"),
-]
+import export_fakegen as fg
+from qdtest import STORIES, qdist
 
 
 # ---------------------------------------------------------------- formats.md section E, from the spec
@@ -114,11 +103,7 @@ def test_spec_vectors():
 
 # ---------------------------------------------------------------- helpers
 def run_export(fake, out, fmt, *extra, ok=True):
-    r = subprocess.run([QDIST, "export", "--input", fake, "--output", out, "--format", fmt, *extra],
-                       capture_output=True, text=True, timeout=120)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
+    return qdist("export", "--input", fake, "--output", out, "--format", fmt, *extra, ok=ok, timeout=120)
 
 
 def read_dir(d):

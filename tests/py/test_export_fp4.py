@@ -17,46 +17,29 @@ Bad inputs are one-line usage errors (exit 2).
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+import torch
+import transformers
+from compressed_tensors.compressors.mxfp4.base import MXFP4PackedCompressor
+from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor
+from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor
+from compressed_tensors.quantization import preset_name_to_scheme
 
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
+import export_fakegen as fg
+import qdtest as qt
+from qdtest import IDS, STORIES, WIKI, qdist, tensors
+from qdtest import checkpoint_bytes as files_bytes
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-from compressed_tensors.compressors.mxfp4.base import MXFP4PackedCompressor  # noqa: E402
-from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor  # noqa: E402
-from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor  # noqa: E402
-from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-STORIES = os.path.join(FIX, "stories260K-hf")
-CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
-
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
+CALIB = WIKI
 
 PRESET = {"nvfp4a16": "NVFP4A16", "mxfp4": "MXFP4A16", "mxfp4-w4a4": "MXFP4", "fp8-dynamic": "FP8_DYNAMIC",
           "nvfp4": "NVFP4"}
 FORMAT = {"nvfp4a16": "nvfp4-pack-quantized", "mxfp4": "mxfp4-pack-quantized", "mxfp4-w4a4": "mxfp4-pack-quantized",
           "fp8-dynamic": "float-quantized", "nvfp4": "nvfp4-pack-quantized"}
 GROUP = {"nvfp4a16": 16, "mxfp4": 32, "mxfp4-w4a4": 32, "nvfp4": 16}
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
 GPTQ = ["--method", "gptq", "--calib", CALIB, "--nsamples", "8", "--seqlen", "128"]
-
-
-def qdist(*args, ok=True, timeout=600):
-    r = subprocess.run([QDIST, *args], capture_output=True, text=True, timeout=timeout)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
 
 
 def quantize(model, out, fmt, *args):
@@ -64,38 +47,13 @@ def quantize(model, out, fmt, *args):
           "--progress", "none", *args)
 
 
-def tensors(d):
-    t = {}
-    for f in sorted(os.listdir(d)):
-        if f.endswith(".safetensors"):
-            t.update(load_file(os.path.join(d, f)))
-    return t
-
-
 def eval_ppl(d):
-    r = qdist("eval", "--model", d, "--data", CALIB, "--seqlen", "128", "--max-windows", "4", "--backend", "cpu",
-              "--json", "--quiet")
-    return json.loads(r.stdout.strip().splitlines()[-1])["ppl"]
-
-
-def group_of(q, fmt, prefix):
-    groups = list(q["config_groups"].values())
-    g = [g for g in groups if g["format"] == fmt and (len(groups) == 1 or any(
-        x == "re:^" + prefix.replace(".", "\\.") + "$" for x in g["targets"]))]
-    assert len(g) == 1, prefix
-    return QuantizationScheme.model_validate({k: v for k, v in g[0].items() if k != "format"})
+    return qt.eval_ppl(d, CALIB, 128, 4)
 
 
 def check_config(out, schemes):
     """the groups of the export against the presets, every field the preset sets"""
-    q = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
-    assert q["quant_method"] == "compressed-tensors" and q["quantization_status"] == "compressed"
-    assert q["ignore"] == ["lm_head"]
-    groups = list(q["config_groups"].values())
-    for g in groups:
-        QuantizationScheme.model_validate({k: v for k, v in g.items() if k != "format"})  # the library accepts it
-    formats = {g["format"] for g in groups}
-    assert q["format"] == (formats.pop() if len(formats) == 1 else "mixed-precision")
+    q, groups = qt.ct_quant_config(out)
     for sc in schemes:
         want = preset_name_to_scheme(PRESET[sc], ["Linear"]).model_dump(mode="json")
         match = [g for g in groups if g["format"] == FORMAT[sc]]
@@ -130,7 +88,7 @@ def check_decompress(out, fake, q):
         else:
             assert scale.dtype == torch.uint8 and "weight_global_scale" not in sd
         comp = NVFP4PackedCompressor if nv else MXFP4PackedCompressor
-        got = comp.decompress(sd, group_of(q, FORMAT[sc], p))["weight"].float().numpy()
+        got = comp.decompress(sd, qt.ct_scheme_of(q, FORMAT[sc], p))["weight"].float().numpy()
         want = fg.bf16_round(f[p + ".weight"].float().numpy())
         assert np.array_equal(got, want), (p, float(np.abs(got - want).max()))
         n += 1
@@ -168,13 +126,7 @@ def check_transformers(src, out, fake, tol, act=False):
                     mod.register_forward_pre_hook(lambda _m, a: (mx_act_quant(a[0]),))
         ref = ref_m(torch.tensor([IDS])).logits[0].float().numpy()
     m = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
-    with torch.no_grad():
-        got = m(torch.tensor([IDS])).logits[0].float().numpy()
-    err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
-    assert err < tol, err
-    gen = m.generate(torch.tensor([IDS[:4]]), max_new_tokens=6, do_sample=False)
-    assert gen.shape[1] == 10
-    return err
+    return qt.logits_match_and_generate(m, ref, tol)
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +233,7 @@ def test_recipe_mixes_nvfp4_mlp_fp8_attention(models, tmp_path):
     check_decompress(out, fake, q)
     p = "model.layers.1.self_attn.o_proj"
     got = FloatQuantizationCompressor.decompress({"weight": t[p + ".weight"], "weight_scale": t[p + ".weight_scale"]},
-                                                 group_of(q, "float-quantized", p))["weight"].float().numpy()
+                                                 qt.ct_scheme_of(q, "float-quantized", p))["weight"].float().numpy()
     assert np.array_equal(got, fg.bf16_round(f[p + ".weight"].float().numpy()))
     assert eval_ppl(out) == eval_ppl(fake)
 
@@ -300,9 +252,7 @@ BAD = [
 def test_bad_scheme_flags(args, needle, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", *args, ok=False)
-    assert r.returncode == 2, r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    qt.one_line_error(r, 2, needle)
     assert not os.path.exists(out)
 
 
@@ -319,10 +269,6 @@ def test_inspect_vllm_rules_for_fp4(models, tmp_path):
             assert rows == ["model.layers.0.self_attn.o_proj", "model.layers.1.self_attn.o_proj"], r.stdout
 
 
-def files_bytes(d):
-    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d)) if f != "qdist_report.json"}
-
-
 def test_killed_run_resumes_identical(models, tmp_path):
     """the staging keeps each module's scheme and nvfp4's global scale: a GPTQ nvfp4a16 / mxfp4 run
     killed after the first of its 2 blocks resumes to the bytes of an uninterrupted run"""
@@ -334,7 +280,7 @@ def test_killed_run_resumes_identical(models, tmp_path):
     ref, out = str(tmp_path / "ref"), str(tmp_path / "out")
     qdist(*args, "--output", ref)
     env = dict(os.environ, QD_INJECT_KILL="0:0")
-    r = subprocess.run([QDIST, *args, "--output", out], capture_output=True, text=True, timeout=600, env=env)
+    r = qdist(*args, "--output", out, ok=False, env=env)
     assert r.returncode != 0 and not os.path.exists(out)
     qdist(*args, "--output", out, "--resume")
     assert files_bytes(out) == files_bytes(ref)
@@ -349,9 +295,7 @@ def test_two_ranks_equal_one(layout, models, tmp_path):
             "--parallel", layout]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     qdist(*args, "--output", one)
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *args, "--output", two)
     assert files_bytes(one) == files_bytes(two)
 
 
@@ -475,13 +419,10 @@ def test_nvfp4_two_ranks_resume_and_export_from_fake(nv, models, tmp_path):
     args = ["quantize", "--model", models["t128"], "--backend", "cpu", "--quiet", "--progress", "none", "--scheme",
             "nvfp4", *nv["cal"], "--chunk-tokens", "128"]
     two = str(tmp_path / "two")
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *args, "--output", two)
     assert files_bytes(nv["rtn", "compressed-tensors"]) == files_bytes(two)
     res = str(tmp_path / "res")
-    r = subprocess.run([QDIST, *args, "--output", res], capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, QD_INJECT_KILL="0:0"))
+    r = qdist(*args, "--output", res, ok=False, env=dict(os.environ, QD_INJECT_KILL="0:0"))
     assert r.returncode != 0 and not os.path.exists(res)
     qdist(*args, "--output", res, "--resume")
     assert files_bytes(res) == files_bytes(two)
@@ -496,6 +437,5 @@ def test_nvfp4_two_ranks_resume_and_export_from_fake(nv, models, tmp_path):
 def test_nvfp4_needs_calibration(models, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", models["t128"], "--output", out, "--backend", "cpu", "--scheme", "nvfp4", ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "--calib" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "--calib")
     assert not os.path.exists(out)

@@ -7,33 +7,19 @@ a source distribution that takes ~10 minutes to build; `pip install gptqmodel op
 with the fake-quant weights swapped in; logits must agree to a relative error below 1e-2 and the
 model must generate.
 """
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
+import export_fakegen as fg
+from qdtest import IDS, STORIES, qdist
+from qdtest import fake_quant_logits
 
 # first: skip before the slow torch import. The one documented optional skip of the suite.
 OPTIONAL = "not installed (optional heavy build: docs/formats.md, `pip install gptqmodel optimum`)"
 pytest.importorskip("gptqmodel", reason="GPTQModel " + OPTIONAL)
 pytest.importorskip("optimum", reason="optimum " + OPTIONAL)
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-STORIES = os.path.join(FIX, "stories260K-hf")
-
-pytestmark = [
-    pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing"),
-]
-
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
+import torch  # noqa: E402  (required: tests/requirements.txt)
+import transformers  # noqa: E402
 
 CASES = [
     ("gptq-w4-sym", "t128", "gptq", dict(bits=4, group_size=32, sym=True)),
@@ -58,26 +44,14 @@ def models(tmp_path_factory):
     return {"stories": STORIES, "t128": fg.make_tiny128(STORIES, str(d / "t128"))}
 
 
-def reference_logits(src, fake):
-    m = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
-    t = fg.read_st(os.path.join(fake, "model.safetensors"))
-    with torch.no_grad():
-        for name, mod in m.named_modules():
-            if name + ".qd_codes" in t:
-                mod.weight.copy_(torch.from_numpy(t[name + ".weight"][1]))
-        return m(torch.tensor([IDS])).logits[0].numpy()
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_gptqmodel_loads_export(case, models, tmp_path):
     name, model, fmt, scheme = case
     src = models[model]
     fake, out = str(tmp_path / "fake"), str(tmp_path / "out")
     fg.make_fake(src, fake, **scheme)
-    r = subprocess.run([QDIST, "export", "--input", fake, "--output", out, "--format", fmt],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    ref = reference_logits(src, fake)
+    qdist("export", "--input", fake, "--output", out, "--format", fmt, timeout=120)
+    ref, _ = fake_quant_logits(src, fake)
     if "native" in name:
         from gptqmodel import BACKEND, GPTQModel
         m = GPTQModel.load(out, device="cpu", dtype=torch.float16, backend=BACKEND.TORCH).model

@@ -2,43 +2,23 @@
 """The real path: `qdist quantize --format fake` on stories260K, then `qdist export` to every format,
 checked by the independent unpackers of test_export_formats.py; and `qdist quantize --format gptq`
 (quantize + export in one run, through the staging source) must write the same tensors as
-fake + export. Skipped while `qdist quantize` has no --format fake.
+fake + export.
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
-from test_export_formats import QDIST, STORIES, FIX, check_export, run_export  # noqa: E402
-
-CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
-
-
-def quantize_has_fake():
-    if not QDIST or not os.path.exists(QDIST):
-        return False
-    r = subprocess.run([QDIST, "quantize", "--help"], capture_output=True, text=True, timeout=60)
-    return r.returncode == 0 and "fake" in r.stdout
-
-
-pytestmark = [
-    pytest.mark.skipif(not quantize_has_fake(), reason="qdist quantize --format fake not available in this build"),
-]
+import export_fakegen as fg
+from qdtest import STORIES, qdist
+from qdtest import WIKI as CALIB
+from test_export_formats import check_export, run_export
 
 
 def quantize(out, fmt, *args, recipe=None):
-    cmd = [QDIST, "quantize", "--model", STORIES, "--output", out, "--calib", CALIB, "--format", fmt,
-           "--nsamples", "8", "--seqlen", "128", "--quiet", *args]
-    if recipe:
-        cmd += ["--recipe", recipe]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return r
+    return qdist("quantize", "--model", STORIES, "--output", out, "--calib", CALIB, "--format", fmt, "--nsamples", "8",
+                 "--seqlen", "128", "--quiet", *args, *(["--recipe", recipe] if recipe else []), timeout=300)
 
 
 RUNS = [
@@ -91,10 +71,8 @@ def test_quantize_direct_equals_fake_plus_export(recipe, tmp_path):
 
 
 def eval_ppl(model_dir):
-    r = subprocess.run([QDIST, "eval", "--model", model_dir, "--data", CALIB, "--seqlen", "128", "--max-windows", "4",
-                        "--json"], capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        pytest.skip("qdist eval cannot run here: " + r.stderr.strip().splitlines()[-1] if r.stderr else "")
+    r = qdist("eval", "--model", model_dir, "--data", CALIB, "--seqlen", "128", "--max-windows", "4", "--json",
+              timeout=300)
     return json.loads(r.stdout.strip().splitlines()[-1])["ppl"]
 
 
@@ -117,10 +95,9 @@ def test_bf16_model_compressed_tensors_scales(tmp_path):
     export equals the fake weights exactly"""
     model = fg.make_tiny128(STORIES, str(tmp_path / "t128b"), dtype=fg.BF16)
     fake, out = str(tmp_path / "fake"), str(tmp_path / "out")
-    r = subprocess.run([QDIST, "quantize", "--model", model, "--output", fake, "--calib", CALIB, "--format", "fake",
-                        "--method", "gptq", "--bits", "4", "--group-size", "64", "--asym", "--scale-dtype", "bf16",
-                        "--nsamples", "8", "--seqlen", "128", "--quiet"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    qdist("quantize", "--model", model, "--output", fake, "--calib", CALIB, "--format", "fake", "--method", "gptq",
+          "--bits", "4", "--group-size", "64", "--asym", "--scale-dtype", "bf16", "--nsamples", "8", "--seqlen", "128",
+          "--quiet", timeout=300)
     r = run_export(fake, out, "compressed-tensors", "--verify")
     assert "not exactly representable" not in r.stderr
     check_export(fake, out, "compressed-tensors")

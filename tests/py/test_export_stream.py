@@ -13,37 +13,28 @@
   --resume hint, and leaves neither the output nor its temporary directory.
 """
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
+import h5py
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-FIX = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2])) / "fixtures"
-MODEL = FIX / "pycode-16m"  # 8 blocks, hidden 384, MLP 1024: group 128 divides every Linear
+import qdtest as qt
+from qdtest import checkpoint_bytes as files
+from qdtest import PYCODE as MODEL  # 8 blocks, hidden 384, MLP 1024: group 128 divides every Linear
+
 CALIB = MODEL / "calib.jsonl"
 NBLOCKS = 8
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
-ENV.pop("QD_EXPORT_STREAM", None)
 BASE = ["--model", str(MODEL), "--calib", str(CALIB), "--nsamples", "8", "--seqlen", "64", "--group-size", "128",
         "--progress", "none"]
 
 
 def quantize(out, extra, np=1, env=None, timeout=300):
-    cmd = ["mpirun", "--oversubscribe", "-n", str(np)] if np > 1 else []
-    for k in (env or {}):
-        if np > 1:
-            cmd += ["-x", k]
-    cmd += [QDIST, "quantize", "--output", str(out)] + BASE + [str(a) for a in extra]
-    return subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
-
-
-def files(d):
-    """Every file of the checkpoint but the run report (which holds timings)."""
-    return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir()) if p.name != "qdist_report.json"}
+    """the streamed export unless env sets QD_EXPORT_STREAM (the environment's setting dropped)"""
+    return qt.mpirun(np, "quantize", "--output", out, *BASE, *extra, ok=False, timeout=timeout,
+                     env={"QD_EXPORT_STREAM": None, **(env or {})})
 
 
 def totals(d):
@@ -175,20 +166,17 @@ def test_kill_before_the_commit_resumes_identical(tmp_path):
 def test_gptq_v1_zero_point_refused_while_streaming(tmp_path):
     """The zero-point check needs the data, so the streamed export makes it as the layer is packed: the
     same one line, the --resume hint, no output and no temporary directory left."""
-    torch = pytest.importorskip("torch")
-    st = pytest.importorskip("safetensors.torch")
     model = tmp_path / "model"
     shutil.copytree(MODEL, model)
     shard = model / "model-00001-of-00003.safetensors"
-    tensors = st.load_file(str(shard))
+    tensors = load_file(str(shard))
     name = "model.layers.0.self_attn.q_proj.weight"
     assert name in tensors
     tensors[name] = tensors[name].abs() + torch.finfo(tensors[name].dtype).tiny  # all positive: zero point 0
-    st.save_file(tensors, str(shard), metadata={"format": "pt"})
+    save_file(tensors, str(shard), metadata={"format": "pt"})
     out = tmp_path / "o"
-    cmd = [QDIST, "quantize", "--model", model, "--output", out, "--method", "rtn", "--asym", "--group-size", "64",
-           "--progress", "none", "--format", "gptq"]
-    r = subprocess.run([str(c) for c in cmd], env=ENV, capture_output=True, text=True, timeout=300)
+    r = qt.mpirun(1, "quantize", "--model", model, "--output", out, "--method", "rtn", "--asym", "--group-size", "64",
+                  "--progress", "none", "--format", "gptq", ok=False, timeout=300, env={"QD_EXPORT_STREAM": None})
     assert r.returncode == 1, r.stderr
     assert "zero point of 0" in r.stderr and "model.layers.0.self_attn.q_proj" in r.stderr, r.stderr
     assert "--resume" in r.stderr, r.stderr
@@ -201,7 +189,6 @@ def test_block_unlike_the_plan_falls_back_to_the_export_after_the_run(tmp_path):
     """A staged block whose modules are not the planned ones (here a module removed from the file with
     h5py: replayed and exported unquantized) is noticed before anything is committed: the checkpoint is
     then exported from the staging after the run, the same bytes as QD_EXPORT_STREAM=0 writes."""
-    h5py = pytest.importorskip("h5py")
     args = ["--method", "rtn", "--format", "compressed-tensors"]
     staging = tmp_path / "staging"
     r = quantize(tmp_path / "first", args + ["--keep-staging", "--staging", staging])

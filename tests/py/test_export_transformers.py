@@ -6,53 +6,20 @@ the fake-quant directory's dequantised .weight. The export's logits on a fixed i
 (relative error < 1e-2), and the export must generate text. Asymmetric exports are also loaded with
 dequantize=True, and the weights compressed-tensors decompresses must equal the fake .weight.
 """
-import os
-import subprocess
-import sys
-
+import compressed_tensors  # noqa: F401  (transformers loads the export through it)
 import numpy as np
 import pytest
+import torch
+import transformers
 
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-STORIES = os.path.join(FIX, "stories260K-hf")
-
-pytestmark = [
-    pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing"),
-]
-
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
-
-
-def reference_logits(src, fake):
-    m = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
-    t = fg.read_st(os.path.join(fake, "model.safetensors"))
-    n = 0
-    with torch.no_grad():
-        for name, mod in m.named_modules():
-            if name + ".qd_codes" in t:
-                mod.weight.copy_(torch.from_numpy(t[name + ".weight"][1]))
-                n += 1
-        assert n > 0
-        return m(torch.tensor([IDS])).logits[0].numpy(), t
+import export_fakegen as fg
+from qdtest import IDS, STORIES, qdist
+from qdtest import fake_quant_logits as reference_logits
+from qdtest import rel as rel_err
 
 
 def export(fake, out, *extra):
-    r = subprocess.run([QDIST, "export", "--input", fake, "--output", out, "--format", "compressed-tensors", *extra],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-
-
-def rel_err(a, b):
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    qdist("export", "--input", fake, "--output", out, "--format", "compressed-tensors", *extra, timeout=120)
 
 
 CASES = [

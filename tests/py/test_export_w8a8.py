@@ -17,44 +17,24 @@ Bad inputs are one-line usage errors (exit 2).
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-from compressed_tensors.compressors.naive_quantized.base import (  # noqa: E402
+import torch
+import transformers
+from compressed_tensors.compressors.naive_quantized.base import (
     FloatQuantizationCompressor, IntQuantizationCompressor)
-from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
+from compressed_tensors.quantization import preset_name_to_scheme
 
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-STORIES = os.path.join(FIX, "stories260K-hf")
-PYCODE = os.path.join(FIX, "pycode-16m")
-CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
-EVAL = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
+import export_fakegen as fg
+import qdtest as qt
+from qdtest import IDS, PYCODE, STORIES, WIKI, qdist, tensors
+from qdtest import checkpoint_bytes as files_bytes
 
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
+CALIB = EVAL = WIKI
 
 PRESET = {"fp8-dynamic": "FP8_DYNAMIC", "fp8-block": "FP8_BLOCK", "w8a8-int8": "W8A8"}
 FORMAT = {"fp8-dynamic": "float-quantized", "fp8-block": "float-quantized", "w8a8-int8": "int-quantized"}
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
-
-
-def qdist(*args, ok=True, timeout=600):
-    r = subprocess.run([QDIST, *args], capture_output=True, text=True, timeout=timeout)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
 
 def quantize(model, out, fmt, *args):
     cfg = json.load(open(os.path.join(model, "config.json")))
@@ -65,30 +45,13 @@ def quantize(model, out, fmt, *args):
           "--progress", "none", *sd, *args)
 
 
-def tensors(d):
-    t = {}
-    for f in sorted(os.listdir(d)):
-        if f.endswith(".safetensors"):
-            t.update(load_file(os.path.join(d, f)))
-    return t
-
-
 def eval_ppl(d):
-    r = qdist("eval", "--model", d, "--data", EVAL, "--seqlen", "128", "--max-windows", "8", "--backend", "cpu",
-              "--json", "--quiet")
-    return json.loads(r.stdout.strip().splitlines()[-1])["ppl"]
+    return qt.eval_ppl(d, EVAL, 128, 8)
 
 
 def check_config(out, schemes):
     """the groups of the export against the presets; schemes: {module regex or None: scheme}"""
-    q = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
-    assert q["quant_method"] == "compressed-tensors" and q["quantization_status"] == "compressed"
-    assert q["ignore"] == ["lm_head"]
-    groups = list(q["config_groups"].values())
-    for g in groups:
-        QuantizationScheme.model_validate({k: v for k, v in g.items() if k != "format"})  # the library accepts it
-    formats = {g["format"] for g in groups}
-    assert q["format"] == (formats.pop() if len(formats) == 1 else "mixed-precision")
+    q, groups = qt.ct_quant_config(out)
     for sc in set(schemes.values()):
         if sc not in PRESET:
             continue
@@ -105,7 +68,6 @@ def check_config(out, schemes):
 
 def check_decompress(out, fake, q, scale_round):
     t, f = tensors(out), tensors(fake)
-    groups = list(q["config_groups"].values())
     n = 0
     for name in t:
         if not name.endswith(".weight_scale") or name[:-13] + ".weight_packed" in t:
@@ -113,10 +75,7 @@ def check_decompress(out, fake, q, scale_round):
         p = name[:-13]
         w, s = t[p + ".weight"], t[name]
         fmt = "float-quantized" if w.dtype == torch.float8_e4m3fn else "int-quantized"
-        g = [g for g in groups if g["format"] == fmt and (len(groups) == 1 or any(
-            x == "re:^" + p.replace(".", "\\.") + "$" for x in g["targets"]))]
-        assert len(g) == 1, p
-        sch = QuantizationScheme.model_validate({k: v for k, v in g[0].items() if k != "format"})
+        sch = qt.ct_scheme_of(q, fmt, p)
         comp = FloatQuantizationCompressor if fmt == "float-quantized" else IntQuantizationCompressor
         N, K = w.shape
         if sch.weights.strategy == "block":
@@ -163,13 +122,7 @@ def reference_logits(src, fake, scale_round):
 def check_transformers(src, out, fake, tol, scale_round):
     ref = reference_logits(src, fake, scale_round)
     m = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
-    with torch.no_grad():
-        got = m(torch.tensor([IDS])).logits[0].numpy()
-    err = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
-    assert err < tol, err
-    gen = m.generate(torch.tensor([IDS[:4]]), max_new_tokens=6, do_sample=False)
-    assert gen.shape[1] == 10
-    return err
+    return qt.logits_match_and_generate(m, ref, tol)
 
 
 @pytest.fixture(scope="module")
@@ -288,9 +241,7 @@ BAD = [
 def test_bad_scheme_flags(args, needle, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", *args, ok=False)
-    assert r.returncode == 2, r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    qt.one_line_error(r, 2, needle)
     assert not os.path.exists(out)
 
 
@@ -310,9 +261,7 @@ def test_bad_scheme_recipes(recipe, needle, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", "--method", "rtn",
               "--format", "compressed-tensors", "--recipe", str(path), ok=False)
-    assert r.returncode == 2, r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    qt.one_line_error(r, 2, needle)
 
 
 def test_inspect_vllm_rules_for_fp8_block(models, tmp_path):
@@ -333,10 +282,6 @@ def test_inspect_vllm_rules_for_fp8_block(models, tmp_path):
     assert "14 Linear modules" not in r.stdout and "0 miss Marlin, 0 do not load" in r.stdout, r.stdout
 
 
-def files_bytes(d):
-    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d)) if f != "qdist_report.json"}
-
-
 def test_killed_run_resumes_identical(tmp_path):
     """the staging keeps each module's scheme: a run killed after 4 of pycode-16m's 8 blocks resumes to
     the bytes of an uninterrupted run (GPTQ w8a8-int8 attention, RTN fp8-block gate/up and fp8-dynamic
@@ -351,7 +296,7 @@ def test_killed_run_resumes_identical(tmp_path):
     ref, out = str(tmp_path / "ref"), str(tmp_path / "out")
     qdist(*args, "--output", ref)
     env = dict(os.environ, QD_INJECT_KILL="0:4")
-    r = subprocess.run([QDIST, *args, "--output", out], capture_output=True, text=True, timeout=600, env=env)
+    r = qdist(*args, "--output", out, ok=False, env=env)
     assert r.returncode != 0 and not os.path.exists(out)
     bad = qdist(*args, "--output", out, "--resume", "--scheme", "wna16", ok=False)
     assert bad.returncode == 1 and "fingerprint field 'scheme' differs" in bad.stderr and not os.path.exists(out), \
@@ -374,9 +319,7 @@ def test_two_ranks_equal_one(layout, tmp_path):
             "--calib", CALIB, "--nsamples", "4", "--seqlen", "128", "--numerics", "exact", "--parallel", layout]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     qdist(*args, "--output", one)
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *args, "--output", two)
     assert files_bytes(one) == files_bytes(two)
     t = tensors(one)
     assert t["model.layers.0.mlp.up_proj.weight"].dtype == torch.float8_e4m3fn
@@ -390,6 +333,5 @@ def test_scheme_override_in_awq_run_refused(tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", "--format", "compressed-tensors",
               "--recipe", str(recipe), ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "awq run" in lines[0] and "overrides[0]" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "awq run", "overrides[0]")
     assert not os.path.exists(out)

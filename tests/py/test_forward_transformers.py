@@ -5,34 +5,26 @@
 ids go through transformers' LlamaForCausalLM on the CPU in float32 (the bf16 fixture's weights
 upcast, so both sides compute the same function in fp32). ||qdist - hf|| / ||hf|| must be below 1e-3
 over the whole [255, vocab] logit matrix, and the argmax token must agree almost everywhere."""
-import os
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
+import torch
+import transformers
+from safetensors.numpy import load_file
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-from safetensors.numpy import load_file  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-REPO = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2]))
-FIX = REPO / "fixtures"
+import qdtest as qt
+from qdtest import PYCODE, STORIES, WIKI, qdist
 
 CASES = {
-    "stories260K": (FIX / "stories260K-hf", FIX / "wikitext-2-raw" / "wiki.test.raw"),
-    "pycode-16m": (FIX / "pycode-16m", FIX / "pycode-16m" / "eval.txt"),
+    "stories260K": (STORIES, WIKI),
+    "pycode-16m": (PYCODE, PYCODE / "eval.txt"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_logits_match_transformers(name, tmp_path):
     model, text = CASES[name]
-    assert model.exists() and text.exists(), f"fixture {model} / {text} missing from the repository"
-    r = subprocess.run([QDIST, "eval", "--model", str(model), "--data", str(text), "--seqlen", "256",
-                        "--max-windows", "1", "--dump-logits", str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    qt.need(model, text)
+    qdist("eval", "--model", model, "--data", text, "--seqlen", "256", "--max-windows", "1", "--dump-logits", tmp_path)
     dump = load_file(str(tmp_path / "logits.safetensors"))
     ids, ours = dump["ids"].astype(np.int64), dump["logits"].astype(np.float64)
     assert ids.shape == (256,) and ours.shape[0] == 255

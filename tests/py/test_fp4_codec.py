@@ -3,26 +3,21 @@
 against compressed-tensors' own functions: cast_to_fp4 + pack_fp4_to_uint8 (the code the CPU export
 path packs) and generate_mx_scales (the MXFP4 group scale), on every code, the ties between
 neighbours and random values over many magnitudes."""
-import os
 import subprocess
 
 import numpy as np
-import pytest
+import torch
+from compressed_tensors.compressors.nvfp4.helpers import pack_fp4_to_uint8
+from compressed_tensors.quantization.utils.fp4_utils import cast_to_fp4
+from compressed_tensors.quantization.utils.mxfp_utils import generate_mx_scales
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("compressed_tensors")
-from compressed_tensors.compressors.nvfp4.helpers import pack_fp4_to_uint8  # noqa: E402
-from compressed_tensors.quantization.utils.fp4_utils import cast_to_fp4  # noqa: E402
-from compressed_tensors.quantization.utils.mxfp_utils import generate_mx_scales  # noqa: E402
-
-TOOL = os.path.join(os.environ.get("QD_BUILD", ""), "tests", "core-test-fp4")
-pytestmark = pytest.mark.skipif(not os.path.exists(TOOL), reason="QD_BUILD/tests/core-test-fp4 not built")
+import qdtest as qt
 
 
 def qdist_codes(kind, x, tmp_path):
     src, dst = tmp_path / "in.f32", tmp_path / "out.u8"
     x.astype("<f4").tofile(src)
-    r = subprocess.run([TOOL, kind, str(src), str(dst)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([qt.tool("tests", "core-test-fp4"), kind, str(src), str(dst)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return np.fromfile(dst, np.uint8)
 

@@ -3,16 +3,12 @@
 float8_e4m3fn cast, which compressed-tensors uses after clamping to [-448, 448]: every code, every
 half-way point between neighbouring codes (ties to even), subnormals, the saturation boundary and
 random values over the whole range."""
-import os
 import subprocess
 
 import numpy as np
-import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-TOOL = os.path.join(os.environ.get("QD_BUILD", ""), "tests", "core-test-fp8")
-pytestmark = pytest.mark.skipif(not os.path.exists(TOOL), reason="QD_BUILD/tests/core-test-fp8 not built")
+import qdtest as qt
 
 
 def torch_codes(x):
@@ -23,7 +19,7 @@ def torch_codes(x):
 def qdist_codes(x, tmp_path):
     src, dst = tmp_path / "in.f32", tmp_path / "out.u8"
     x.astype("<f4").tofile(src)
-    r = subprocess.run([TOOL, str(src), str(dst)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([qt.tool("tests", "core-test-fp8"), str(src), str(dst)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return np.fromfile(dst, np.uint8)
 

@@ -10,24 +10,19 @@ qdist's fp32 logits must equal transformers' logits of the Python-dequantized mo
 `qdist quantize` (RTN and GPTQ) must run on the FP8 source end to end, and bad scales must fail with
 one line naming the tensor."""
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import transformers
+from safetensors import safe_open
+from safetensors.numpy import load_file
+from safetensors.torch import save_file
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-from safetensors.numpy import load_file  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+import qdtest as qt
+from qdtest import WIKI as TEXT
+from qdtest import qdist
 
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-REPO = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2]))
-FIX = REPO / "fixtures"
-TOK = FIX / "stories260K-hf"
-TEXT = FIX / "wikitext-2-raw" / "wiki.test.raw"
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FP8_MAX = 448.0
 KEPT_BF16 = "model.layers.1.self_attn.o_proj.weight"
@@ -97,6 +92,11 @@ def build(tmp, variant="block"):
             q, s = quantize_block(w, 128, 128)
             out[name], out[prefix + ".weight_scale"] = q, s
             ref[name] = dequant_block(q, s, 128, 128)
+        elif variant == "row-1d":  # one scale per row as a 1-D [N] tensor
+            s = (w.abs().amax(1) / FP8_MAX).to(torch.float32)
+            q = (w / s[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+            out[name], out[prefix + ".weight_scale"] = q, s
+            ref[name] = q.to(torch.float32) * s[:, None]
         elif variant in ("row", "ct-channel"):
             s = (w.abs().amax(1, keepdim=True) / FP8_MAX).to(torch.float32)
             q = (w / s).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
@@ -130,14 +130,12 @@ def build(tmp, variant="block"):
                                                                                          "dynamic": True}}}}
     d["quantization_config"] = qc
     (src / "config.json").write_text(json.dumps(d, indent=2))
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(TOK / f, src / f)
+    qt.copy_tokenizer(src)
     model.load_state_dict(ref)
     return src, model
 
 
 def tensor_names(d):
-    from safetensors import safe_open
     names = set()
     for f in d.glob("*.safetensors"):
         with safe_open(str(f), "pt") as h:
@@ -147,14 +145,13 @@ def tensor_names(d):
 
 def qdist_logits(model_dir, tmp):
     dump = tmp / f"dump-{model_dir.name}"
-    r = subprocess.run([QDIST, "eval", "--model", str(model_dir), "--data", str(TEXT), "--seqlen", "128",
-                        "--max-windows", "1", "--dump-logits", str(dump)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    qdist("eval", "--model", model_dir, "--data", TEXT, "--seqlen", "128", "--max-windows", "1", "--dump-logits", dump,
+          timeout=300)
     d = load_file(str(dump / "logits.safetensors"))
     return d["ids"].astype(np.int64), d["logits"].astype(np.float64)
 
 
-@pytest.mark.parametrize("variant", ["block", "block-ue8m0", "row", "tensor", "ct-channel", "ct-block"])
+@pytest.mark.parametrize("variant", ["block", "block-ue8m0", "row", "row-1d", "tensor", "ct-channel", "ct-block"])
 def test_fp8_logits_match_dequantized_transformers(variant, tmp_path):
     src, model = build(tmp_path, variant)
     ids, ours = qdist_logits(src, tmp_path)
@@ -168,13 +165,11 @@ def test_fp8_logits_match_dequantized_transformers(variant, tmp_path):
 @pytest.mark.parametrize("variant", ["block", "ct-block"])
 def test_inspect_names_fp8_source(variant, tmp_path):
     src, _ = build(tmp_path, variant)
-    r = subprocess.run([QDIST, "inspect", str(src)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    r = qdist("inspect", src, timeout=60)
     assert "FP8 (e4m3, scale per 128x128 block), dequantized on load" in r.stdout
-    r = subprocess.run([QDIST, "inspect", str(src), "--json"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    r = qdist("inspect", src, "--json", timeout=60)
     assert json.loads(r.stdout)["config"]["fp8_source_block"] == [128, 128]
-    r = subprocess.run([QDIST, "inspect", str(src), "--vllm-tp", "2"], capture_output=True, text=True, timeout=60)
+    r = qdist("inspect", src, "--vllm-tp", "2", ok=False, timeout=60)
     if variant == "block":
         # quant_method "fp8": the 13 FP8 Linears counted as the unquantized model they stand for (+ the
         # bf16 one, lm_head)
@@ -191,10 +186,8 @@ def test_inspect_names_fp8_source(variant, tmp_path):
 def test_quantize_fp8_source_end_to_end(method, fmt, tmp_path):
     src, model = build(tmp_path, "block")
     out = tmp_path / f"out-{method}"
-    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--calib", str(TEXT),
-                        "--method", method, "--bits", "8", "--group-size", "64", "--format", fmt,
-                        "--nsamples", "4", "--seqlen", "128", "--quiet"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qdist("quantize", "--model", src, "--output", out, "--calib", TEXT, "--method", method, "--bits", "8",
+          "--group-size", "64", "--format", fmt, "--nsamples", "4", "--seqlen", "128", "--quiet")
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["quantization_config"]["quant_method"] == fmt
     names = tensor_names(out)
@@ -213,10 +206,8 @@ def test_quantize_fp8_source_end_to_end(method, fmt, tmp_path):
 def test_fake_export_of_fp8_source_drops_its_quantization_config(tmp_path):
     src, _ = build(tmp_path, "block")
     out = tmp_path / "fake"
-    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--method", "rtn", "--bits",
-                        "4", "--group-size", "64", "--format", "fake", "--quiet"], capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr
+    qdist("quantize", "--model", src, "--output", out, "--method", "rtn", "--bits", "4", "--group-size", "64",
+          "--format", "fake", "--quiet")
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     names = tensor_names(out)
     assert names and not [n for n in names if "scale_inv" in n]
@@ -227,33 +218,31 @@ def test_recipe_skip_of_an_fp8_linear_is_refused_before_work(tmp_path):
     recipe = tmp_path / "skip.json"
     recipe.write_text(json.dumps({"overrides": [{"match": "layers\\.0\\.mlp\\.down_proj$", "skip": True}]}))
     out = tmp_path / "o"
-    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--method", "rtn", "--bits",
-                        "4", "--group-size", "64", "--format", "gptq", "--recipe", str(recipe), "--quiet"],
-                       capture_output=True, text=True, timeout=300)
+    r = qdist("quantize", "--model", src, "--output", out, "--method", "rtn", "--bits", "4", "--group-size", "64",
+              "--format", "gptq", "--recipe", recipe, "--quiet", ok=False, timeout=300)
     assert r.returncode == 1, r.stderr
     assert "model.layers.0.mlp.down_proj.weight" in r.stderr and "FP8" in r.stderr, r.stderr
     assert not out.exists()
     # skipping the Linear the checkpoint keeps in bf16 is fine
     recipe.write_text(json.dumps({"overrides": [{"match": "layers\\.1\\.self_attn\\.o_proj$", "skip": True}]}))
-    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--method", "rtn", "--bits",
-                        "4", "--group-size", "64", "--format", "gptq", "--recipe", str(recipe), "--quiet"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    qdist("quantize", "--model", src, "--output", out, "--method", "rtn", "--bits", "4", "--group-size", "64",
+          "--format", "gptq", "--recipe", recipe, "--quiet", timeout=300)
     assert "model.layers.1.self_attn.o_proj.weight" in tensor_names(out)
 
 
 def damage(src, name, fn):
-    from safetensors import safe_open
     with safe_open(str(src / "model.safetensors"), "pt") as f:
         d = {k: f.get_tensor(k) for k in f.keys()}
     fn(d)
     save_file(d, str(src / "model.safetensors"))
 
 
-@pytest.mark.parametrize("case", ["missing", "shape", "nan", "inf"])
-def test_bad_scale_is_one_line_naming_the_tensor(case, tmp_path):
-    src, _ = build(tmp_path, "block")
-    name = "model.layers.1.mlp.down_proj.weight_scale_inv"
+@pytest.mark.parametrize("variant", ["block", "ct-block", "ct-channel"])
+@pytest.mark.parametrize("case", ["missing", "shape", "nan", "inf", "negative"])
+def test_bad_scale_is_one_line_naming_the_tensor(case, variant, tmp_path):
+    """the FP8 source and the compressed-tensors float-quantized checkpoint alike (one reader)"""
+    src, _ = build(tmp_path, variant)
+    name = "model.layers.1.mlp.down_proj.weight_scale" + ("" if variant.startswith("ct-") else "_inv")
 
     def edit(d):
         if case == "missing":
@@ -262,15 +251,32 @@ def test_bad_scale_is_one_line_naming_the_tensor(case, tmp_path):
             d[name] = torch.ones(2, 2)
         else:
             d[name] = d[name].clone()
-            d[name][0, 1] = float("nan") if case == "nan" else float("inf")
+            d[name][1, 0] = {"nan": float("nan"), "inf": float("inf"), "negative": -1.0}[case]
     damage(src, name, edit)
-    for cmd in ([QDIST, "eval", "--model", str(src), "--data", str(TEXT), "--seqlen", "64", "--max-windows", "1"],
-                [QDIST, "quantize", "--model", str(src), "--output", str(tmp_path / "o"), "--method", "rtn",
+    for cmd in (["eval", "--model", src, "--data", TEXT, "--seqlen", "64", "--max-windows", "1"],
+                ["quantize", "--model", src, "--output", tmp_path / "o", "--method", "rtn",
                  "--bits", "4", "--group-size", "64", "--format", "gptq", "--quiet"]):
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 1, (cmd[1], r.stdout, r.stderr)
+        r = qdist(*cmd, ok=False, timeout=300)
+        assert r.returncode == 1, (cmd[0], r.stdout, r.stderr)
         lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
         want = "model.layers.1.mlp.down_proj" if case == "missing" else name
         assert len(lines) == 1 and want in lines[0], r.stderr
         # refused before any work: no output, no staging
         assert not (tmp_path / "o").exists() and not (tmp_path / "o.qdist-staging").exists()
+
+
+@pytest.mark.parametrize("variant", ["block", "ct-block", "ct-channel", "tensor"])
+def test_nan_code_is_one_line_naming_the_weight(variant, tmp_path):
+    """e4m3 has no infinity; 0x7f / 0xff are NaN, which no quantizer writes: reading one is an error naming the
+    weight and the element, whichever checkpoint layout holds it"""
+    src, _ = build(tmp_path, variant)
+    name = "model.layers.1.mlp.down_proj.weight"
+
+    def edit(d):
+        q = d[name].clone()
+        q.view(torch.uint8)[3, 5] = 0x7F
+        d[name] = q
+    damage(src, name, edit)
+    r = qdist("eval", "--model", src, "--data", TEXT, "--seqlen", "64", "--max-windows", "1", ok=False, timeout=300)
+    lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert r.returncode == 1 and len(lines) == 1 and f"'{name}' holds a NaN at [3, 5]" in lines[0], r.stderr

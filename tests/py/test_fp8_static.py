@@ -18,51 +18,21 @@ with the libraries users run (CPU):
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+import torch
+import transformers
+from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor
+from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme
 
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
+import export_fakegen as fg
+import qdtest as qt
+from qdtest import IDS, STORIES, qdist, tensors
+from qdtest import WIKI as TEXT
+from qdtest import checkpoint_bytes as files_bytes
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor  # noqa: E402
-from compressed_tensors.quantization import QuantizationScheme, preset_name_to_scheme  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")
-STORIES = os.path.join(FIX, "stories260K-hf")
-TEXT = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
-
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
-
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
 NSEQ, SEQ = 8, 64
-
-
-def qdist(*args, ok=True, env=None):
-    r = subprocess.run([QDIST, *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-def tensors(d):
-    t = {}
-    for f in sorted(os.listdir(d)):
-        if f.endswith(".safetensors"):
-            t.update(load_file(os.path.join(d, f)))
-    return t
-
-
-def files_bytes(d):
-    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d)) if f != "qdist_report.json"}
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +130,7 @@ def test_transformers_runs_static_activations(setup):
 
 
 def eval_ppl(d):
-    r = qdist("eval", "--model", d, "--data", TEXT, "--seqlen", "128", "--max-windows", "4", "--backend", "cpu",
-              "--json", "--quiet")
-    return json.loads(r.stdout.strip().splitlines()[-1])["ppl"]
+    return qt.eval_ppl(d, TEXT, 128, 4)
 
 
 def test_eval_and_export_from_fake(setup, tmp_path):
@@ -178,9 +146,7 @@ def test_two_ranks_and_resume(setup, tmp_path):
     args = ["quantize", "--model", setup["src"], *setup["args"], "--chunk-tokens", "128"]
     one, two, res = str(tmp_path / "one"), str(tmp_path / "two"), str(tmp_path / "res")
     qdist(*args, "--output", one)
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *args, "--output", two)
     assert files_bytes(one) == files_bytes(two)
     r = qdist(*args, "--output", res, env=dict(os.environ, QD_INJECT_KILL="0:0"), ok=False)
     assert r.returncode != 0 and not os.path.exists(res)
@@ -191,6 +157,5 @@ def test_two_ranks_and_resume(setup, tmp_path):
 def test_needs_calibration(tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", "--scheme", "fp8-static", ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "--calib" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "--calib")
     assert not os.path.exists(out)

@@ -9,21 +9,17 @@ import os
 import shutil
 import subprocess
 
+import h5py
+import numpy as np
 import pytest
 
-np = pytest.importorskip("numpy")
-h5py = pytest.importorskip("h5py")
-
-BUILD = os.environ.get("QD_BUILD", "build")
-WRITER = os.path.join(BUILD, "tests", "shard", "qd-stage-writer")
+import qdtest as qt
 
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory):
-    if not os.path.exists(WRITER):
-        pytest.skip(f"{WRITER} not built")
     d = tmp_path_factory.mktemp("stage") / "staging"
-    out = subprocess.run([WRITER, str(d), "5"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([qt.tool("tests", "shard", "qd-stage-writer"), str(d), "5"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     path = out.stdout.strip()
     assert path.endswith("block-00005.h5") and os.path.exists(path)
@@ -70,8 +66,7 @@ def test_h5py_reads_values(staged):
 def test_h5dump_header(staged):
     path, exp, _ = staged
     h5dump = shutil.which("h5dump")
-    if not h5dump:
-        pytest.skip("h5dump not installed (Debian package hdf5-tools)")
+    assert h5dump, "h5dump not installed (setup.sh installs the Debian package hdf5-tools)"
     out = subprocess.run([h5dump, "-H", path], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     text = out.stdout

@@ -15,52 +15,26 @@ quantize run and written as llm-compressor writes them, checked with the librari
 """
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
+import transformers
+from compressed_tensors.quantization import QuantizationArgs
 
-sys.path.insert(0, os.path.dirname(__file__))
+import qdtest as qt
+from qdtest import STORIES, qdist, tensors
+from qdtest import WIKI as CALIB
+from qdtest import checkpoint_bytes as files_bytes
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ref"))
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-from compressed_tensors.quantization import QuantizationArgs  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
 from ct_kv_shim import ct_attention_shim  # noqa: E402
 
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")
-STORIES = os.path.join(FIX, "stories260K-hf")
-CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
 NS, SL = 4, 64
 COMMON = ["--backend", "cpu", "--quiet", "--progress", "none", "--calib", CALIB, "--nsamples", str(NS),
           "--seqlen", str(SL), "--group-size", "-1"]
 GPTQ = ["--method", "gptq"]
-
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
-
-
-def qdist(*args, ok=True, env=None):
-    r = subprocess.run([QDIST, *args], capture_output=True, text=True, timeout=600, env=env)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-def tensors(d):
-    t = {}
-    for f in sorted(os.listdir(d)):
-        if f.endswith(".safetensors"):
-            t.update(load_file(os.path.join(d, f)))
-    return t
-
-
-def files_bytes(d):
-    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d)) if f != "qdist_report.json"}
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +217,7 @@ def test_mla_refused(tmp_path):
     src = ds.build("q_lora", tmp_path / "dsv3")
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", str(src), "--output", out, "--kv-cache", "fp8", *GPTQ, *COMMON, ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and "MLA" in lines[0], r.stderr
+    qt.one_line_error(r, 1, "MLA")
     assert not os.path.exists(out)
 
 
@@ -255,23 +228,17 @@ def test_two_ranks_and_resume_equal_one(runs, tmp_path):
     one, two, res = str(tmp_path / "one"), str(tmp_path / "two"), str(tmp_path / "res")
     args_kv = [*args, "--kv-cache", "fp8"]
     qdist(*args_kv, "--numerics", "exact", "--output", one)
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args_kv, "--numerics", "exact", "--output",
-                        two], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *args_kv, "--numerics", "exact", "--output", two)
     assert files_bytes(one) == files_bytes(two)
     # two pipeline stages (each stage stages its blocks' scales), and the export from the staging after the
     # run instead of the streamed one
     for i, (extra, env) in enumerate([(["--pipeline-stages", "2"], None), (["--parallel", "pipeline"], None),
                                       ([], dict(os.environ, QD_EXPORT_STREAM="0"))]):
         o = str(tmp_path / f"x{i}")
-        r = subprocess.run((["mpirun", "--oversubscribe", "-n", "2"] if extra else []) +
-                           [QDIST, *args_kv, "--numerics", "exact", "--output", o, *extra], capture_output=True,
-                           text=True, timeout=600, env=env)
-        assert r.returncode == 0, r.stderr
+        qt.mpirun(2 if extra else 1, *args_kv, "--numerics", "exact", "--output", o, *extra, env=env)
         assert files_bytes(o) == files_bytes(one), extra
     env = dict(os.environ, QD_INJECT_KILL="0:2")
-    r = subprocess.run([QDIST, *args_kv, "--numerics", "exact", "--output", res], capture_output=True, text=True,
-                       timeout=600, env=env)
+    r = qdist(*args_kv, "--numerics", "exact", "--output", res, ok=False, env=env)
     assert r.returncode != 0 and not os.path.exists(res)
     bad = qdist(*args, "--numerics", "exact", "--output", res, "--resume", "--kv-cache", "fp8-head", ok=False)
     assert bad.returncode == 1 and "kv_cache" in bad.stderr and not os.path.exists(res), bad.stderr
@@ -288,8 +255,7 @@ def test_two_ranks_and_resume_equal_one(runs, tmp_path):
 def test_refusals(extra, needle, tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, *COMMON, *extra, ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+    qt.one_line_error(r, 2, needle)
     assert not os.path.exists(out)
 
 
@@ -297,6 +263,5 @@ def test_needs_calibration(tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--kv-cache", "fp8", "--method", "rtn", "--backend",
               "cpu", "--format", "compressed-tensors", "--quiet", ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "add --calib" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "add --calib")
     assert not os.path.exists(out)

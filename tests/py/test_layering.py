@@ -3,11 +3,10 @@
 (b) no include cycle among the files of src, kernels, shard and mpi;
 (c) raw MPI calls only in mpi/bootstrap.c (control plane) and mpi/transport-mpi.c (data plane);
 (d) no hand-written C/CUDA file over 500 lines."""
-import os
 import pathlib
 import re
 
-REPO = pathlib.Path(os.environ.get("QD_REPO", pathlib.Path(__file__).resolve().parents[2]))
+from qdtest import REPO
 PRODUCT = ["src", "kernels", "shard", "mpi"]  # what ships in the qdist binary
 ALGORITHMS = ["src/forward", "src/quant", "src/eval"]
 C_SUFFIXES = (".c", ".h", ".cu", ".cuh")

@@ -22,28 +22,17 @@ Tiny random checkpoints of each are built here with transformers (the stories260
 import json
 import os
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import transformers
+from safetensors.numpy import load_file
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-from safetensors.numpy import load_file  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2]))
-FIX = REPO / "fixtures"
-STORIES = FIX / "stories260K-hf"
-TEXT = FIX / "wikitext-2-raw" / "wiki.test.raw"
-
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
+import qdtest as qt
+from qdtest import IDS, hf_logits, qdist, qdist_logits, rel
 
 ARCHS = ["mixtral", "qwen2_moe", "qwen3_moe"]
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
 COMMON = dict(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=2,
               tie_word_embeddings=False)
@@ -68,63 +57,24 @@ def build(arch, out, unreachable=None, **over):
         cfg = transformers.Qwen3MoeConfig(**kw(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
                                                norm_topk_prob=True))
         cls = transformers.Qwen3MoeForCausalLM
-    torch.manual_seed(0)
-    m = cls(cfg).eval()
+    m = qt.tiny_random(cls, cfg)
     with torch.no_grad():
-        for p in m.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, 0.1)
         if unreachable is not None:
             m.model.embed_tokens.weight[:, 0] = 50.0
             m.model.layers[0].self_attn.o_proj.weight[0, :] = 0.0
             moe = m.model.layers[0].mlp  # transformers 5 names Mixtral's block_sparse_moe "mlp" in memory
             moe.gate.weight[unreachable, :] = 0.0
             moe.gate.weight[unreachable, 0] = -1000.0
-    m.save_pretrained(out)
-    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
-        shutil.copy(STORIES / f, out)
-    return out
-
-
-def qdist(*args):
-    r = subprocess.run([QDIST, *map(str, args)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return r
+    return qt.save_tiny(m, out)
 
 
 def calib(tmp):
-    p = tmp / "calib.txt"
-    p.write_text(TEXT.read_text(encoding="utf-8")[:200000], encoding="utf-8")
-    return p
-
-
-def hf_logits(path, ids, **kw):
-    m = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kw).eval()
-    with torch.no_grad():
-        return m(input_ids=torch.tensor(ids)[None]).logits[0].double().numpy()
-
-
-def qdist_logits(path, tmp, name):
-    data = tmp / "eval.txt"
-    data.write_text(TEXT.read_text(encoding="utf-8")[:4000], encoding="utf-8")
-    qdist("eval", "--model", path, "--data", data, "--seqlen", 64, "--max-windows", 1, "--dump-logits", tmp / name,
-          "--quiet")
-    d = load_file(str(tmp / name / "logits.safetensors"))
-    return d["ids"].astype(np.int64), d["logits"].astype(np.float64)
-
-
-def rel(a, b):
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    return qt.text_file(tmp / "calib.txt", 200000)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_forward_matches_transformers(arch, tmp_path):
-    src = build(arch, tmp_path / "src")
-    ids, ours = qdist_logits(src, tmp_path, "dump")
-    ref = hf_logits(src, list(ids))[:-1]
-    err = rel(ours, ref)
-    print(arch, "rel err", err)
-    assert err <= 1e-5
+    qt.forward_matches_transformers(build(arch, tmp_path / "src"), tmp_path, arch)
 
 
 def expert_records(report):
@@ -249,11 +199,9 @@ def test_awq_scales_alone_keep_the_function(arch, tmp_path):
     exactly the post-attention norm's scales, so the routing is unchanged."""
     src = build(arch, tmp_path / "src")
     out = tmp_path / "smooth"
-    r = subprocess.run([QDIST, "quantize", "--model", str(src), "--output", str(out), "--calib", str(calib(tmp_path)),
-                        "--nsamples", "8", "--seqlen", "64", "--method", "awq", "--group-size", "32", "--format",
-                        "fake", "--quiet"], env=dict(os.environ, QD_AWQ_SMOOTH_ONLY="1"), capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    qdist("quantize", "--model", src, "--output", out, "--calib", calib(tmp_path), "--nsamples", "8", "--seqlen", "64",
+          "--method", "awq", "--group-size", "32", "--format", "fake", "--quiet",
+          env=dict(os.environ, QD_AWQ_SMOOTH_ONLY="1"))
     a, b = load_file(str(src / "model.safetensors")), load_file(str(out / "model.safetensors"))
     pre = "model.layers.0." + ("block_sparse_moe" if arch == "mixtral" else "mlp")
     ln = "model.layers.0.post_attention_layernorm.weight"
@@ -297,9 +245,7 @@ def test_awq_two_ranks_give_the_one_rank_bytes(tmp_path):
             "--method", "awq", "--group-size", "32", "--format", "fake", "--numerics", "exact", "--chunk-tokens",
             "128", "--quiet"]
     qdist(*base, "--output", tmp_path / "one")
-    r = subprocess.run(["mpirun", "-n", "2", QDIST, *base, "--output", str(tmp_path / "two")], capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *base, "--output", tmp_path / "two")
     assert (tmp_path / "two" / "model.safetensors").read_bytes() == (tmp_path / "one" / "model.safetensors").read_bytes()
     counts = [{k: v["expert_tokens"] for k, v in expert_records(json.loads((tmp_path / d / "qdist_report.json")
                                                                              .read_text())).items()}
@@ -314,12 +260,9 @@ def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
     base = ["quantize", "--model", str(src), "--calib", str(calib(tmp_path)), "--nsamples", "8", "--seqlen", "64",
             "--group-size", "32", "--format", "fake", "--numerics", "exact", "--chunk-tokens", "128", "--quiet"]
     qdist(*base, "--output", tmp_path / "one")
-    r = subprocess.run(["mpirun", "-n", "2", QDIST, *base, "--output", str(tmp_path / "two")], capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *base, "--output", tmp_path / "two")
     env = dict(os.environ, QD_INJECT_KILL="0:0")
-    r = subprocess.run([QDIST, *base, "--output", str(tmp_path / "res")], env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = qdist(*base, "--output", tmp_path / "res", ok=False, env=env)
     assert r.returncode != 0
     qdist(*base, "--output", tmp_path / "res", "--resume")
     one = (tmp_path / "one" / "model.safetensors").read_bytes()
@@ -330,13 +273,6 @@ def test_data_parallel_and_resume_give_the_same_bits(tmp_path):
         counts[d] = {k: v["expert_tokens"] for k, v in expert_records(report).items()}
         assert sum(n for k, n in counts[d].items() if k.endswith("gate_proj")) == 8 * 64 * 2
     assert counts["one"] == counts["two"] == counts["res"]
-
-
-def mpirun(n, *args, env=None):
-    r = subprocess.run(["mpirun", "-n", str(n), QDIST, *map(str, args)], capture_output=True, text=True, timeout=300,
-                       env=env)
-    assert r.returncode == 0, r.stderr
-    return r
 
 
 def expert_stats(out):
@@ -363,7 +299,7 @@ def test_expert_parallel_gives_the_one_rank_bytes(mode, min_tokens, numerics, tm
     assert ref["model.layers.0.block_sparse_moe.experts.2.w1"]["expert_tokens"] == 0
     for n in [2, 3]:
         out = tmp_path / f"ep{n}"
-        r = mpirun(n, *base, "--output", out, "--expert-parallel", "on")
+        r = qt.mpirun(n, *base, "--output", out, "--expert-parallel", "on")
         assert "expert parallel on (--expert-parallel on)" in r.stderr
         # rank 0 logs the experts the other ranks solved: every rank owns some of the 4 experts
         assert {int(x) for x in re.findall(r"solved by rank (\d+)", r.stderr)} == set(range(1, n)), r.stderr
@@ -379,17 +315,14 @@ def test_expert_parallel_resume_and_usage(tmp_path):
             "--format", "fake", "--chunk-tokens", 128, "--quiet"]
     qdist(*base, "--output", tmp_path / "one")
     env = dict(os.environ, QD_INJECT_KILL="1:0")
-    r = subprocess.run(["mpirun", "-n", "2", "-x", "QD_INJECT_KILL", QDIST, *map(str, base), "--output",
-                        str(tmp_path / "res"), "--expert-parallel", "on"], env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = qt.mpirun(2, *base, "--output", tmp_path / "res", "--expert-parallel", "on", ok=False, env=env,
+                  pass_env=["QD_INJECT_KILL"])
     assert r.returncode != 0
-    r = mpirun(2, *base, "--output", tmp_path / "res", "--expert-parallel", "on", "--resume")
+    r = qt.mpirun(2, *base, "--output", tmp_path / "res", "--expert-parallel", "on", "--resume")
     assert (tmp_path / "res" / "model.safetensors").read_bytes() == (tmp_path / "one" / "model.safetensors").read_bytes()
-    r = subprocess.run([QDIST, *map(str, base), "--output", str(tmp_path / "p"), "--expert-parallel", "on",
-                        "--parallel", "pipeline"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "--expert-parallel on" in lines[0] and "--parallel pipeline" in lines[0], r.stderr
+    r = qdist(*base, "--output", tmp_path / "p", "--expert-parallel", "on", "--parallel", "pipeline", ok=False,
+              timeout=120)
+    qt.one_line_error(r, 2, "--expert-parallel on", "--parallel pipeline")
     assert not (tmp_path / "p").exists()
 
 
@@ -402,8 +335,8 @@ def test_expert_parallel_auto_compares_the_bytes_moved(nsamples, tmp_path):
     E, H, I, k, P, T = 4, 64, 64, 2, 2, nsamples * 64
     want = "on" if T * k * (H + I) * 4 * (P - 1) / P < E * (H * H + I * I) * 8 else "off"
     assert want == ("on" if nsamples == 4 else "off")
-    r = mpirun(P, "quantize", "--model", src, "--calib", calib(tmp_path), "--nsamples", nsamples, "--seqlen", 64,
-               "--group-size", 32, "--format", "fake", "--output", tmp_path / "o")
+    r = qt.mpirun(P, "quantize", "--model", src, "--calib", calib(tmp_path), "--nsamples", nsamples, "--seqlen", 64,
+                  "--group-size", 32, "--format", "fake", "--output", tmp_path / "o")
     assert f"expert parallel {want} (--expert-parallel auto)" in r.stderr
 
 
@@ -439,10 +372,7 @@ def test_expert_batches_give_the_same_bits(tmp_path):
     batched = dict(os.environ, QD_MOE_HESS_MIB="1")
 
     def run(out, extra, env=None, ranks=1):
-        cmd = (["mpirun", "-n", str(ranks)] if ranks > 1 else []) + [QDIST, *base, "--output", str(out), *extra]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-        assert r.returncode == 0, r.stderr
-        return r.stderr
+        return qt.mpirun(ranks, *base, "--output", out, *extra, env=env, timeout=300).stderr
 
     for mode, extra in [("routed", ["--moe-min-tokens", "128"]), ("all", [])]:
         flags = ["--moe-calibration", mode, *extra]

@@ -6,26 +6,18 @@ solution when any bit differs), `qdist eval --numerics exact` gives the fast eva
 ~1e-6, and bad values are refused. Model: fixtures/stories260K-hf, calibrated and evaluated on
 fixtures/wikitext-2-raw."""
 import json
-import os
-import subprocess
 
 import pytest
 
-QDIST = os.environ.get("QDIST_BIN")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-MODEL, WIKI = os.path.join(FIX, "stories260K-hf"), os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
-CALIB, TEXT, GS, TOL = WIKI, WIKI, "-1", 0.01  # down_proj's K = 172: one group per row
+import qdtest as qt
+from qdtest import STORIES as MODEL
+from qdtest import WIKI
 
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+CALIB, TEXT, GS, TOL = WIKI, WIKI, "-1", 0.01  # down_proj's K = 172: one group per row
 
 
 def run(*args, ok=True):
-    r = subprocess.run([QDIST, *args], capture_output=True, text=True, timeout=600, env=ENV)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
+    return qt.qdist(*args, ok=ok, env=qt.MPI_ENV)
 
 
 def quantize(out, numerics, method="gptq"):

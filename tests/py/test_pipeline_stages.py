@@ -11,21 +11,14 @@
 - a rank killed in the second stage, resumed with another (P, S), gives the uninterrupted checkpoint.
 """
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-FIX = Path(os.environ.get("QD_REPO", Path(__file__).resolve().parents[2])) / "fixtures"
-PYCODE = FIX / "pycode-16m"
-assert PYCODE.exists(), "fixtures missing from the repository"
-assert shutil.which("mpirun"), "mpirun not installed (setup.sh installs openmpi-bin)"
+import qdtest as qt
+from qdtest import PYCODE, checkpoint_bytes
 
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+qt.need(PYCODE)
+qt.need_mpirun()
 # pycode-16m (8 blocks), 7 sequences in chunks of 2 (128 tokens / 64): four chunks, the last one short
 PY = ["--model", str(PYCODE), "--calib", str(PYCODE / "calib.jsonl"), "--nsamples", "7", "--seqlen", "64",
       "--chunk-tokens", "128", "--group-size", "64", "--quiet", "--progress", "none", "--numerics", "exact"]
@@ -33,17 +26,8 @@ GPTQ = PY + ["--method", "gptq"]
 
 
 def quantize(out, np, stages, args, env=None, timeout=300):
-    cmd = ["mpirun", "--oversubscribe", "-n", str(np)] if np > 1 else []
-    for k in (env or {}):
-        if np > 1:
-            cmd += ["-x", k]
-    cmd += [QDIST, "quantize", "--output", str(out), "--pipeline-stages", str(stages)] + list(args)
-    return subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
-
-
-def checkpoint_bytes(d):
-    """Every file of the checkpoint but the run report (which holds timings)."""
-    return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir()) if p.name != "qdist_report.json"}
+    return qt.mpirun(np, "quantize", "--output", out, "--pipeline-stages", stages, *args, ok=False, env=env,
+                     timeout=timeout)
 
 
 def run_ok(out, np, stages, args, **kw):

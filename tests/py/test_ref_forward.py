@@ -9,14 +9,15 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
 import qforward as qf  # noqa: E402
+import qdtest as qt  # noqa: E402
 
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-MODEL = os.path.join(FIX, "stories260K-hf")
-WIKI = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
+FIX = str(qt.FIX)
+MODEL, WIKI = str(qt.STORIES), str(qt.WIKI)
 
 
 def _tokens(n):
@@ -29,8 +30,6 @@ def _tokens(n):
 
 @pytest.fixture(scope="module")
 def hf():
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     m = transformers.LlamaForCausalLM.from_pretrained(MODEL, torch_dtype=torch.float32)
     m.eval()
     return torch, m
@@ -77,8 +76,6 @@ def test_perplexity_matches_transformers(hf):
 
 
 def test_llama3_rope_scaling_matches_transformers():
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     rs = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
           "original_max_position_embeddings": 64}
     hfcfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -104,8 +101,6 @@ def test_llama3_rope_scaling_matches_transformers():
 def test_logits_match_transformers_pycode16m():
     """the trained fixture (bf16 weights, llama3 rope via rope_parameters), float32 compute."""
     path = os.path.join(FIX, "pycode-16m")
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     m = transformers.LlamaForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(os.path.join(path, "tokenizer.json"))

@@ -28,11 +28,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import qdist_cli  # noqa: E402
 import qforward as qf  # noqa: E402
 import qref  # noqa: E402
+import qdtest as qt  # noqa: E402
 
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-MODEL = os.path.join(FIX, "stories260K-hf")
-WIKI = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
+MODEL, WIKI = str(qt.STORIES), str(qt.WIKI)
 
 
 def random_layer(N, K, T, seed, dead=0):
@@ -140,8 +138,7 @@ def test_ref_float32_vs_float64_sensitivity():
 
 def _need_quant_layer():
     ok, why = qdist_cli.command_available("quant-layer")
-    if not ok:
-        pytest.skip(f"qdist quant-layer not available yet: {why}")
+    assert ok, f"qdist quant-layer not available: {why}"
 
 
 def compare(ref, got, label, method):
@@ -361,7 +358,6 @@ def _ist_fasterquant(W, H, bits, groupsize, sym, actorder, static_groups, percda
                                 dict(gs=32, act_order=True, static_groups=True, sym=False),
                                 dict(gs=16, static_groups=True), dict(gs=64, bits=3, act_order=True)])
 def test_ref_matches_ist_transliteration(kw):
-    pytest.importorskip("torch")
     W, X = random_layer(40, 256, 1024, 7, dead=2)
     H = qref.hessian(X)
     kw = dict(kw)

@@ -22,20 +22,18 @@ import tempfile
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
 import qdist_cli  # noqa: E402
 import qforward as qf  # noqa: E402
 import qref  # noqa: E402
 import qref_model as qm  # noqa: E402
+import qdtest as qt  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.environ.get("QD_REPO", os.path.join(HERE, "..", ".."))
-FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
-STORIES = os.path.join(FIX, "stories260K-hf")
-PYCODE = os.path.join(FIX, "pycode-16m")
-C4 = os.path.join(FIX, "c4", "c4_train_sample.jsonl")
-WIKI = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
+STORIES, PYCODE = str(qt.STORIES), str(qt.PYCODE)
+C4, WIKI = str(qt.C4_TRAIN), str(qt.WIKI)
 
 
 def _model(path):
@@ -104,14 +102,12 @@ def test_ref_gptq_and_awq_beat_rtn():
 
 def _need_quantize():
     ok, why = qdist_cli.command_available("quantize")
-    if not ok:
-        pytest.skip(f"qdist quantize not available yet: {why}")
+    assert ok, f"qdist quantize not available: {why}"
     h = subprocess.run([qdist_cli.qdist_bin(), "quantize", "--help"], capture_output=True,
                        text=True)
     txt = h.stdout + h.stderr
     for opt in ("--calib-mode", "--format"):
-        if opt not in txt:
-            pytest.skip(f"qdist quantize --help does not mention {opt} yet")
+        assert opt in txt, f"qdist quantize --help does not mention {opt}"
 
 
 def _report_losses(path):
@@ -302,8 +298,6 @@ def _aa_best_clip(w, x, bits, gs):
 
 
 def test_ref_awq_matches_autoawq_transliteration_on_transformers_modules():
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     m = _model(STORIES)
     bits, gs = 4, -1
     calib = _calib(m, 4, 64)

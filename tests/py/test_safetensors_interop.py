@@ -11,15 +11,12 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
+import safetensors
+from safetensors.numpy import save_file, load_file
 
-np = pytest.importorskip("numpy")
-safetensors = pytest.importorskip("safetensors")
-from safetensors.numpy import save_file, load_file  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "qdist")
-BUILD = os.environ.get("QD_BUILD", "build")
-COPY = os.path.join(BUILD, "tests", "shard", "qd-st-copy")
+import qdtest as qt
 
 CONFIG = {
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 16,
@@ -65,15 +62,14 @@ def write_model(path, tensors):
 
 
 def inspect_json(path):
-    r = subprocess.run([QDIST, "inspect", path, "--json"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    r = qt.qdist("inspect", path, "--json", timeout=60)
     return json.loads(r.stdout)
 
 
 def raw_file(path, rng):
     """A model whose tensors use the dtypes numpy lacks; returns {name: (dtype, shape, bytes)}."""
-    if not hasattr(safetensors, "TensorSpec"):
-        pytest.skip("this safetensors version has no TensorSpec raw serialize API")
+    assert hasattr(safetensors, "TensorSpec"), "safetensors without the TensorSpec raw serialize API: install " \
+        "tests/requirements.txt's version"
     specs, keep, want = {}, [], {}
     for i, (name, (fw, bits)) in enumerate(RAW_TYPES.items()):
         shape = [4, 6] if i % 2 else [10]
@@ -125,7 +121,7 @@ def test_qdist_reads_raw_dtypes(tmp_path):
 
 
 def need_copy_tool():
-    assert os.path.exists(COPY), f"{COPY} not built (tests/shard/CMakeLists.txt builds it)"
+    return qt.tool("tests", "shard", "qd-st-copy")
 
 
 def shards_of(out):
@@ -154,11 +150,11 @@ def check_layout(path):
 
 @pytest.mark.parametrize("max_shard", [10**9, 200])
 def test_writer_output_loads_in_safetensors(tmp_path, max_shard):
-    need_copy_tool()
+    tool = need_copy_tool()
     tensors = numpy_tensors(np.random.default_rng(3))
     src, out = str(tmp_path / "src"), str(tmp_path / "out")
     write_model(src, tensors)
-    r = subprocess.run([COPY, src, out, str(max_shard)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([tool, src, out, str(max_shard)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     files, idx = shards_of(out)
     if max_shard < 1000:
@@ -189,10 +185,10 @@ def test_writer_output_loads_in_safetensors(tmp_path, max_shard):
 
 
 def test_writer_output_raw_dtypes(tmp_path):
-    need_copy_tool()
+    tool = need_copy_tool()
     src, out = str(tmp_path / "src"), str(tmp_path / "out")
     want = raw_file(src, np.random.default_rng(4))
-    r = subprocess.run([COPY, src, out, "64"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([tool, src, out, "64"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     files, idx = shards_of(out)
     got = {}
@@ -207,11 +203,11 @@ def test_writer_output_raw_dtypes(tmp_path):
 
 def test_qdist_output_equals_input_bytes_when_unsharded(tmp_path):
     """Re-writing a file the package wrote reproduces every tensor's bytes (order may differ)."""
-    need_copy_tool()
+    tool = need_copy_tool()
     tensors = {"b": np.arange(12, dtype=np.float32).reshape(3, 4), "a": np.arange(5, dtype=np.int64)}
     src, out = str(tmp_path / "src"), str(tmp_path / "out")
     write_model(src, tensors)
-    subprocess.run([COPY, src, out, "1000000"], check=True, timeout=60)
+    subprocess.run([tool, src, out, "1000000"], check=True, timeout=60)
     loaded = load_file(os.path.join(out, "model.safetensors"))
     for k, v in tensors.items():
         assert np.array_equal(loaded[k], v)

@@ -15,40 +15,22 @@ with the libraries users run (CPU):
 """
 import json
 import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+import torch
+import transformers
+from compressed_tensors.quantization import preset_name_to_scheme
+from safetensors.numpy import load_file, save_file
 
-sys.path.insert(0, os.path.dirname(__file__))
-import export_fakegen as fg  # noqa: E402
+import export_fakegen as fg
+import qdtest as qt
+from qdtest import IDS, STORIES, qdist, rel
+from qdtest import WIKI as TEXT
+from qdtest import checkpoint_bytes as files_bytes
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("compressed_tensors")
-from compressed_tensors.quantization import preset_name_to_scheme  # noqa: E402
-from safetensors.numpy import load_file, save_file  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", "")
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")
-STORIES = os.path.join(FIX, "stories260K-hf")
-TEXT = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
-
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
-
-IDS = [1, 403, 407, 261, 378, 285, 434, 344, 261, 501, 428, 287, 306, 375, 268, 314]
 OUTLIERS = [3, 17, 60, 101]
 CAL = ["--nsamples", "8", "--seqlen", "64"]
-
-
-def qdist(*args, ok=True, env=None):
-    r = subprocess.run([QDIST, *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
 
 
 def quantize(src, out, *args, env=None, ok=True):
@@ -57,25 +39,13 @@ def quantize(src, out, *args, env=None, ok=True):
 
 
 def tensors(d):
-    t = {}
-    for f in sorted(os.listdir(d)):
-        if f.endswith(".safetensors"):
-            t.update(load_file(os.path.join(d, f)))
-    return t
-
-
-def files_bytes(d):
-    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d)) if f != "qdist_report.json"}
+    return qt.tensors(d, "numpy")
 
 
 def logits(path):
     m = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
     with torch.no_grad():
         return m(torch.tensor([IDS])).logits[0].double().numpy()
-
-
-def rel(a, b):
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def add_outliers(d, readers):
@@ -144,15 +114,7 @@ def build_moe(arch, out):
         cfg = transformers.Qwen2MoeConfig(num_experts=4, moe_intermediate_size=64, shared_expert_intermediate_size=64,
                                           decoder_sparse_step=1, mlp_only_layers=[1], **kw)
         cls = transformers.Qwen2MoeForCausalLM
-    torch.manual_seed(0)
-    m = cls(cfg).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, 0.1)
-    m.save_pretrained(out)
-    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
-        shutil.copy(os.path.join(STORIES, f), out)
+    qt.save_tiny(qt.tiny_random(cls, cfg), out)
     return add_outliers(out, moe_readers)
 
 
@@ -202,9 +164,7 @@ def test_two_ranks_equal_one(numerics, method, outlier_model, tmp_path):
             "--smoothquant", "auto"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     qdist(*args, "--output", one)
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", QDIST, *args, "--output", two], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(2, *args, "--output", two)
     assert files_bytes(one) == files_bytes(two)
 
 
@@ -234,8 +194,7 @@ BAD = [
 def test_bad_flags(args, needle, tmp_path):
     out = str(tmp_path / "out")
     r = quantize(STORIES, out, *args, ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+    qt.one_line_error(r, 2, needle)
     assert not os.path.exists(out)
 
 
@@ -243,5 +202,4 @@ def test_needs_calibration(tmp_path):
     out = str(tmp_path / "out")
     r = qdist("quantize", "--model", STORIES, "--output", out, "--backend", "cpu", "--scheme", "w8a8-int8",
               "--smoothquant", "auto", ok=False)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "--calib" in lines[0] and "--smoothquant" in lines[0], r.stderr
+    qt.one_line_error(r, 2, "--calib", "--smoothquant")

@@ -7,21 +7,20 @@ import os
 import subprocess
 
 import pytest
+import tokenizers
 
-tokenizers = pytest.importorskip("tokenizers")
+import qdtest as qt
 
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-QDIST = os.environ.get("QDIST_BIN", os.path.join(REPO, "build", "qdist"))
-MODELS = [os.path.join(REPO, "fixtures", "pycode-16m"), os.path.join(REPO, "fixtures", "stories260K-hf")]
+MODELS = [str(qt.PYCODE), str(qt.STORIES)]
 
 
 def tok(*args):
-    return subprocess.run([QDIST, "tokenize"] + list(args), capture_output=True)
+    """qdist tokenize, its output as bytes"""
+    return subprocess.run([qt.QDIST, "tokenize"] + list(args), capture_output=True)
 
 
 def model_dir(m):
-    """a fixture of the repository: absent means a broken checkout, so fail, never skip"""
-    assert os.path.exists(os.path.join(m, "tokenizer.json")), f"fixture {m} missing from the repository"
+    qt.need(os.path.join(m, "tokenizer.json"))
     return m
 
 

@@ -8,16 +8,13 @@ token, Qwen2 regex with NFC, SentencePiece Metaspace). Corpus: tok_corpus.py (>=
 import glob
 import json
 import os
-import subprocess
 
 import pytest
+import tokenizers
 
-tokenizers = pytest.importorskip("tokenizers")
-
-import tok_builders  # noqa: E402
-import tok_corpus  # noqa: E402
-
-QDIST = os.environ.get("QDIST_BIN", os.path.join(tok_corpus.REPO, "build", "qdist"))
+import tok_builders
+import tok_corpus
+from qdtest import qdist
 
 
 def _fixture_tokenizers():
@@ -46,9 +43,7 @@ def _tokenizer_path(name, docs, tmp_path):
 
 
 def _run(args):
-    r = subprocess.run([QDIST, "tokenize"] + args, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return r
+    return qdist("tokenize", *args)
 
 
 @pytest.mark.parametrize("name", CASES)

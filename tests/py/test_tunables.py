@@ -1,10 +1,8 @@
 """The environment tunables are declared in one table (src/core/qd-param.h, QD_PARAMS), read through
 qd_param_str only, and each one is documented in docs/tunables.md."""
-import os
-import pathlib
 import re
 
-REPO = pathlib.Path(os.environ.get("QD_REPO", pathlib.Path(__file__).resolve().parents[2]))
+from qdtest import REPO
 PRODUCT = ["src", "kernels", "shard", "mpi"]  # what ships in the qdist binary
 
 

@@ -13,8 +13,9 @@ import json
 import os
 import random
 
-REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-FIX = os.path.join(REPO, "fixtures")
+import qdtest
+
+REPO, FIX = str(qdtest.REPO), str(qdtest.FIX)
 
 PIECES = [
     "日本語のテキストです。", "中文文本，包括标点符号！", "한국어 문장입니다.", "繁體中文測試",
