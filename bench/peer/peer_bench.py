@@ -4,8 +4,9 @@
 in one run on one machine, printed as one table.
 
   python3 bench/peer/peer_bench.py --model DIR [--calib FILE] [--nsamples 128] [--seqlen 2048]
-        [--methods gptq,gptq-act,awq] [--eval TEXT --eval-seqlen 1024 --eval-windows 32]
+        [--methods gptq,gptq-act,awq|issue20] [--eval TEXT --eval-seqlen 1024 --eval-windows 32]
         [--qdist build/qdist] [--qdist-args "..."] [--out DIR] [--no-peer] [--device cuda]
+        [--peer-python PY] [--eval-python PY]
 
 Calibration: --calib is a JSONL file whose lines are JSON arrays of token ids (the pre-tokenised form
 both tools take) or {"text": ...} objects / plain text, which are tokenised once here with the model's
@@ -13,11 +14,24 @@ tokenizer and cut into --nsamples windows of --seqlen ids in file order; without
 drawn at random (seed 0), which is enough for timing synthetic checkpoints. The ids are written to
 OUT/calib-ids.jsonl and both tools read exactly those.
 
-Methods (W4A16, groups of 128; each row of one method is a comparable pair):
+Methods (each row of one method is a comparable pair; --methods takes names or the groups w4a16 and issue20):
+  W4A16, groups of 128:
   rtn       qdist --method rtn                            llm-compressor QuantizationModifier(W4A16)
   gptq      qdist --method gptq                           llm-compressor GPTQModifier(actorder=None)
   gptq-act  qdist --method gptq --act-order --static-groups   GPTQModifier() (its default actorder: static)
   awq       qdist --method awq (asymmetric)               AWQModifier + QuantizationModifier(W4A16_ASYM)
+  issue 20 (qdist --scheme S; the llm-compressor preset of the same fields; lm_head left alone by both):
+  fp8-dynamic[-gptq]    --scheme fp8-dynamic, rtn [gptq]  QuantizationModifier [GPTQModifier] FP8_DYNAMIC
+  fp8-block             --scheme fp8-block                QuantizationModifier FP8_BLOCK
+  w8a8-int8[-gptq]      --scheme w8a8-int8, rtn [gptq]    QuantizationModifier [GPTQModifier] W8A8
+  w8a8-int8-sq[-gptq]   the same with --smoothquant 0.5   SmoothQuantModifier(smoothing_strength=0.5) first
+  fp8-static            --scheme fp8-static               QuantizationModifier FP8 (static per-tensor input scales)
+  fp8-kv                --scheme fp8-dynamic --kv-cache fp8   FP8_DYNAMIC + kv_cache_scheme fp8 per tensor
+  nvfp4a16[-gptq]       --scheme nvfp4a16, rtn [gptq]     QuantizationModifier [GPTQModifier] NVFP4A16
+  nvfp4                 --scheme nvfp4 (calibrated)       QuantizationModifier NVFP4
+  mxfp4a16[-gptq]       --scheme mxfp4, rtn [gptq]        QuantizationModifier [GPTQModifier] MXFP4A16
+  mxfp4                 --scheme mxfp4-w4a4               QuantizationModifier MXFP4
+  GPTQ pairs run without act-order on both sides. qdist gets the calibration ids only where it uses them.
 qdist writes compressed-tensors so that both exports load through the same evaluator. qdist runs with
 its default flags (backend, math, schedule) plus --qdist-args.
 
@@ -26,8 +40,14 @@ and caches do not leak into the next run. Its phases: load (from_pretrained onto
 save (save_pretrained, compressed). qdist's phases come from its qdist_report.json.
 
 Quality (--eval TEXT): perplexity of the original and of every export, all scored by one evaluator,
-tests/ref/hf_ppl.py (transformers + compressed-tensors, fp32, non-overlapping windows). Only meaningful
-on trained models; synthetic checkpoints are for timing.
+tests/ref/hf_ppl.py (transformers + compressed-tensors, fp32, non-overlapping windows; its forward
+quantizes activations as each checkpoint declares, so W8A8/W4A4 rows are the activation-quantized
+figure; the FP4 W4A4 rows in bf16, which compressed-tensors' fp4 activation path needs, beside the
+original in bf16; fp8-kv with --ct-kv-cache). Each pair is scored as soon as it is written. Only
+meaningful on trained models; synthetic checkpoints are for timing.
+
+--peer-python / --eval-python: llm-compressor pins a compressed-tensors version; run it from its own
+environment and the evaluator from another (e.g. the project's venv with a newer compressed-tensors).
 
 llm-compressor and its pure-Python dependencies are not on the GPU machine: carry them as wheels
 (docs/performance.md, "Peer benchmark", gives the list and the install line).
