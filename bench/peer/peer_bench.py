@@ -42,8 +42,7 @@ save (save_pretrained, compressed). qdist's phases come from its qdist_report.js
 Quality (--eval TEXT): perplexity of the original and of every export, all scored by one evaluator,
 tests/ref/hf_ppl.py (transformers + compressed-tensors, fp32, non-overlapping windows; its forward
 quantizes activations as each checkpoint declares, so W8A8/W4A4 rows are the activation-quantized
-figure; the FP4 W4A4 rows in bf16, which compressed-tensors' fp4 activation path needs, beside the
-original in bf16; fp8-kv with --ct-kv-cache). Each pair is scored as soon as it is written. Only
+figure; the FP4 rows in bf16, which compressed-tensors' fp4 path needs, beside the original in bf16; fp8-kv with --ct-kv-cache). Each pair is scored as soon as it is written. Only
 meaningful on trained models; synthetic checkpoints are for timing.
 
 --peer-python / --eval-python: llm-compressor pins a compressed-tensors version; run it from its own
@@ -84,12 +83,13 @@ METHODS = {
     "w8a8-int8-sq-gptq": {"qdist": ["--scheme", "w8a8-int8", "--method", "gptq", "--smoothquant", "0.5"], **CAL},
     "fp8-static": {"qdist": ["--scheme", "fp8-static", "--method", "rtn"], **CAL},
     "fp8-kv": {"qdist": ["--scheme", "fp8-dynamic", "--method", "rtn", "--kv-cache", "fp8"], **CAL, "kv": True},
-    "nvfp4a16": {"qdist": ["--scheme", "nvfp4a16", "--method", "rtn"]},
-    "nvfp4a16-gptq": {"qdist": ["--scheme", "nvfp4a16", "--method", "gptq"], **CAL},
-    # compressed-tensors' fp4 activation path computes in bf16 (fp32 stops on a dtype mismatch)
+    # compressed-tensors' fp4 forward (weights and activations) computes in bf16: with fp32 it stops on a
+    # float/bfloat16 matmul mismatch, so the FP4 rows are scored in bf16, beside the original in bf16
+    "nvfp4a16": {"qdist": ["--scheme", "nvfp4a16", "--method", "rtn"], "eval_dtype": "bf16"},
+    "nvfp4a16-gptq": {"qdist": ["--scheme", "nvfp4a16", "--method", "gptq"], **CAL, "eval_dtype": "bf16"},
     "nvfp4": {"qdist": ["--scheme", "nvfp4", "--method", "rtn"], **CAL, "eval_dtype": "bf16"},
-    "mxfp4a16": {"qdist": ["--scheme", "mxfp4", "--method", "rtn"]},
-    "mxfp4a16-gptq": {"qdist": ["--scheme", "mxfp4", "--method", "gptq"], **CAL},
+    "mxfp4a16": {"qdist": ["--scheme", "mxfp4", "--method", "rtn"], "eval_dtype": "bf16"},
+    "mxfp4a16-gptq": {"qdist": ["--scheme", "mxfp4", "--method", "gptq"], **CAL, "eval_dtype": "bf16"},
     "mxfp4": {"qdist": ["--scheme", "mxfp4-w4a4", "--method", "rtn"], "eval_dtype": "bf16"},
 }
 # the issue-20 pairs, in the order of docs/quality.md's table (PEER_METHODS=issue20 in bench/run_bench.sh)
@@ -294,6 +294,8 @@ def main():
     ap.add_argument("--eval", help="text file: score the original and every export (trained models only)")
     ap.add_argument("--eval-seqlen", type=int, default=1024)
     ap.add_argument("--eval-windows", type=int, default=32)
+    ap.add_argument("--base-from", help="a peer.json of an earlier run with the same model and evaluation: take the "
+                                        "original's ppl from it instead of scoring the original again")
     ap.add_argument("--out", default="/tmp/peer-bench")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--no-peer", action="store_true", help="qdist rows only")
@@ -313,14 +315,16 @@ def main():
         methods += [x for x in GROUPS.get(m, [m]) if x not in methods]
     for m in methods:
         if m not in METHODS:
-            ap.error(f"--methods: unknown method {m!r}; expected some of {','.join(METHODS)}")
+            ap.error(f"--methods: unknown method {m!r}; expected some of {','.join(METHODS)} "
+                     f"or a group ({','.join(GROUPS)})")
     os.makedirs(a.out, exist_ok=True)
     ids_file = os.path.join(a.out, "calib-ids.jsonl")
     with open(ids_file, "w") as f:
         for r in load_ids(a.model, a.calib, a.nsamples, a.seqlen):
             f.write(json.dumps(r) + "\n")
     dtypes = sorted({METHODS[m].get("eval_dtype", "fp32") for m in methods}, reverse=True)
-    base = {d: ppl(a, a.model, d) for d in dtypes} if a.eval else {}
+    known = json.load(open(a.base_from)).get("base_ppl_by_dtype", {}) if a.base_from else {}
+    base = {d: known.get(d) or ppl(a, a.model, d) for d in dtypes} if a.eval else {}
     base_ppl = base.get("fp32")
     rows = []
     for m in methods:
