@@ -22,8 +22,14 @@
 #               default rtn,gptq,gptq-act,awq; ppl of every export by one evaluator), plus qdist with --math fp32
 #               on the same ids (the fp32-vs-default quality rows); needs .whl (llm-compressor's wheels)
 #     peer2     the same on a second trained model of another architecture (Qwen2-style, trained in the call by
-#               fixtures/train/train_fixture.py B, PEER2_TRAIN_S seconds; PEER2_WAIT: wait for a training job
-#               started before this script), default and --math fp32 rows
+#               fixtures/train/train_fixture.py B, PEER2_TRAIN_S seconds, kept in /tmp/fx/B for later calls on the
+#               same machine; PEER2_WAIT: wait for a training job started before this script), default and --math
+#               fp32 rows (PEER_FP32=0: default rows only). PEER_METHODS takes any of peer_bench.py's methods or
+#               groups: "issue20" is every issue-20 pair (fp8-dynamic[-gptq], fp8-block, w8a8-int8[-gptq][-sq],
+#               fp8-static, fp8-kv, nvfp4a16[-gptq], nvfp4, mxfp4a16[-gptq], mxfp4), too many for one 10-minute call:
+#               split them over calls with PEER_TAG (a suffix of /tmp/peer-B* and $OUT/peer-B*), e.g.
+#               PEER_METHODS=fp8-dynamic,fp8-block,w8a8-int8,w8a8-int8-gptq,w8a8-int8-sq-gptq PEER_TAG=-i20a PEER_FP32=0.
+#               Wheels in .whl-eval (e.g. compressed-tensors 0.20.1) are put first on the evaluator's path only
 #     peer8b    the same on synthetic Llama-3-8B shapes (PEER8B_BLOCKS=32 blocks, 128 x 2048, PEER8B_METHODS=gptq;
 #               AWQ rows with PEER8B_AWQ_BLOCKS blocks at 128 x 512 when PEER8B_AWQ_BLOCKS is set), timing only
 #     dp1gpu    bench/dp_1gpu.py: data-parallel ranks P = 1, 2 sharing the GPU (MPI collectives): exact numerics
@@ -207,16 +213,25 @@ for s in $STAGES; do
         >"$OUT/pip.log" 2>&1 || { log "wheels: install failed"; tail -5 "$OUT/pip.log"; continue; }
       # qdist sees the unpacked libraries, python (torch, llm-compressor) the system's
       printf '#!/bin/sh\nexec %s %s "$@"\n' "$RUN" "$PWD/$B/qdist" >/tmp/qdist-wrap && chmod +x /tmp/qdist-wrap
+      # the evaluator may take another compressed-tensors than llm-compressor pins (.whl-eval: e.g. 0.20.1,
+      # which reads every issue-20 format); its wheels go first on the evaluator's path only
+      peer_eval=""
+      if ls .whl-eval/*.whl >/dev/null 2>&1; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-eval \
+          .whl-eval/*.whl >>"$OUT/pip.log" 2>&1 || { log "wheels (.whl-eval): install failed"; tail -5 "$OUT/pip.log"; continue; }
+        printf '#!/bin/sh\nPYTHONPATH=/tmp/site-eval:/tmp/site exec python3 "$@"\n' >/tmp/py-eval && chmod +x /tmp/py-eval
+        peer_eval="--eval-python /tmp/py-eval"
+      fi
       peer_ready=1
     fi
     if [ $s = peer ]; then
       fx=fixtures/pycode-16m; pm=${PEER_METHODS:-rtn,gptq,gptq-act,awq}
       log "peer: fixture, qdist default vs llm-compressor ($pm)"
       PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $fx --calib $fx/calib.jsonl \
-        --nsamples 64 --seqlen 512 --methods $pm --eval $fx/eval.txt --eval-windows 32 --out /tmp/peer-fx 2>"$OUT/peer-fx.err" | tee "$OUT/peer-fx.md"
+        --nsamples 64 --seqlen 512 --methods $pm --eval $fx/eval.txt --eval-windows 32 --out /tmp/peer-fx $peer_eval 2>"$OUT/peer-fx.err" | tee "$OUT/peer-fx.md"
       log "peer: fixture, qdist --math fp32 ($pm)"
       PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $fx --calib $fx/calib.jsonl \
-        --nsamples 64 --seqlen 512 --methods $pm --eval $fx/eval.txt --eval-windows 32 --out /tmp/peer-fx32 --no-peer \
+        --nsamples 64 --seqlen 512 --methods $pm --eval $fx/eval.txt --eval-windows 32 --out /tmp/peer-fx32 --no-peer $peer_eval \
         --qdist-args "--math fp32" 2>"$OUT/peer-fx32.err" | tee "$OUT/peer-fx32.md"
       cp /tmp/peer-fx/peer.json "$OUT/peer-fx.json"; cp /tmp/peer-fx32/peer.json "$OUT/peer-fx32.json"
     elif [ $s = peer2 ]; then
@@ -232,16 +247,19 @@ for s in $STAGES; do
       fi
       cp /tmp/fx/B/train_result.json "$OUT/train-B-result.json" 2>/dev/null
       python3 -c 'import json,sys; print("\n\n".join(json.loads(l)["text"] for l in open("/tmp/fx/eval.jsonl")))' >/tmp/fx/eval.txt
-      pm=${PEER_METHODS:-rtn,gptq,gptq-act,awq}
+      pm=${PEER_METHODS:-rtn,gptq,gptq-act,awq}; t=${PEER_TAG:-}
       log "peer2: model B, qdist default vs llm-compressor ($pm)"
       PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $fb --calib /tmp/fx/calib.jsonl \
-        --nsamples 64 --seqlen 512 --methods $pm --eval /tmp/fx/eval.txt --eval-windows 32 --out /tmp/peer-B 2>"$OUT/peer-B.err" | tee "$OUT/peer-B.md"
-      log "peer2: model B, qdist --math fp32 ($pm)"
-      PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $fb --calib /tmp/fx/calib.jsonl \
-        --nsamples 64 --seqlen 512 --methods $pm --eval /tmp/fx/eval.txt --eval-windows 32 --out /tmp/peer-B32 --no-peer \
-        --qdist-args "--math fp32" 2>"$OUT/peer-B32.err" | tee "$OUT/peer-B32.md"
-      cp /tmp/peer-B/peer.json "$OUT/peer-B.json"; cp /tmp/peer-B32/peer.json "$OUT/peer-B32.json"
-      cp $fb/config.json "$OUT/model-B-config.json"
+        --nsamples 64 --seqlen 512 --methods $pm --eval /tmp/fx/eval.txt --eval-windows 32 --out /tmp/peer-B$t $peer_eval \
+        2>"$OUT/peer-B$t.err" | tee "$OUT/peer-B$t.md"
+      cp /tmp/peer-B$t/peer.json "$OUT/peer-B$t.json"; cp $fb/config.json "$OUT/model-B-config.json"
+      if [ "${PEER_FP32:-1}" != 0 ]; then
+        log "peer2: model B, qdist --math fp32 ($pm)"
+        PYTHONPATH=/tmp/site python3 bench/peer/peer_bench.py --qdist /tmp/qdist-wrap --model $fb --calib /tmp/fx/calib.jsonl \
+          --nsamples 64 --seqlen 512 --methods $pm --eval /tmp/fx/eval.txt --eval-windows 32 --out /tmp/peer-B32$t --no-peer \
+          $peer_eval --qdist-args "--math fp32" 2>"$OUT/peer-B32$t.err" | tee "$OUT/peer-B32$t.md"
+        cp /tmp/peer-B32$t/peer.json "$OUT/peer-B32$t.json"
+      fi
     else
       nb=${PEER8B_BLOCKS:-32}; m=/tmp/synth-llama3-8b-$nb
       [ -f $m/config.json ] || { rm -rf /tmp/synth-llama3-8b-*; log "peer8b: generate llama3-8b, $nb blocks"; python3 bench/gen_synthetic.py --arch llama3-8b --blocks $nb $m || continue; }
