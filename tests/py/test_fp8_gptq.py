@@ -221,3 +221,19 @@ def test_three_ranks_equal_one(scheme, model, tmp_path):
                        capture_output=True, text=True, timeout=600, env=dict(os.environ, **MPI_ENV))
     assert r.returncode == 0, r.stderr
     assert files_bytes(one) == files_bytes(three)
+
+
+def test_mxfp4_w4a4_gptq_weights_are_mxfp4s(model, tmp_path):
+    """mxfp4-w4a4 takes GPTQ as mxfp4 does (the same weights; only the declared activations differ):
+    the fake runs hold the same codes and scales, and GPTQ moved codes against round-to-nearest"""
+    f = {}
+    for sc, m in (("mxfp4", "gptq"), ("mxfp4-w4a4", "gptq"), ("mxfp4-w4a4", "rtn")):
+        out = str(tmp_path / f"{sc}-{m}")
+        qdist("quantize", "--model", model, "--output", out, "--format", "fake", *run_args(sc, m)[:-2])
+        f[sc, m] = tensors(out)
+        assert all(x["method"] == m for x in json.load(open(os.path.join(out, "qdist_report.json")))["modules"].values())
+    keys = [k for k in f["mxfp4", "gptq"] if k.endswith((".qd_codes", ".qd_scales"))]
+    assert len(keys) == 28 and all(torch.equal(f["mxfp4", "gptq"][k], f["mxfp4-w4a4", "gptq"][k]) for k in keys)
+    moved = sum(int((f["mxfp4-w4a4", "rtn"][k] != f["mxfp4-w4a4", "gptq"][k]).sum()) for k in keys
+                if k.endswith(".qd_codes"))
+    assert moved > 1000, moved
