@@ -348,7 +348,9 @@ qd_status qd_be_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a) 
     QD_CHECK(be_ok(be, a, "gptq_sweep"));
     QD_CHECK(qcfg_ok(be, "gptq_sweep", &a->cfg));
     size_t G = 1;
-    QD_CHECK(groups_of(be, "gptq_sweep", a->K, a->group_size, &G));
+    if (a->static_groups && a->group_size > 0 && a->group_size < a->K) /* given: a partial last group is fine */
+        G = (a->K + a->group_size - 1) / a->group_size;
+    else QD_CHECK(groups_of(be, "gptq_sweep", a->K, a->group_size, &G));
     if (!a->loss_out || !a->block_size)
         return qd_fail(QD_ERR_INTERNAL, "backend %s: gptq_sweep: needs loss_out and block_size", be->iface->name);
     QD_CHECK(ref_ok(be, "gptq_sweep", "W", a->W, a->N * a->K));

@@ -281,9 +281,9 @@ qd_status qd_be_colstat(qd_backend_t be, const struct qd_colstat_args *a);
  *   zero = 2^(bits-1).
  * Codes q = clamp(round(x / scale) + zero, 0, maxq) (round half to even, as torch.round);
  * dequant = scale * (q - zero). */
-/* QD_QZ_FP8 (GPTQ with fp8-dynamic targets, the gptq sweep only): parameters are
- *   always given (static, one scale per row, zero unused); code = E4M3 byte of x / scale (qd-fp8.h:
- *   ties to even, saturating), dequant = e4m3(code) * scale. */
+/* QD_QZ_FP8 (GPTQ with fp8 targets, the gptq sweep only): static parameters always given (one
+ *   scale per row, or per row and group of columns for fp8-block; zero unused); code = E4M3 byte of
+ *   x / scale (qd-fp8.h: ties to even, saturating), dequant = e4m3(code) * scale. */
 /* QD_QZ_FP4 (GPTQ with nvfp4a16 / mxfp4 targets, the gptq sweep only): static
  *   group parameters always given (the effective scales, zero unused); code = E2M1 nibble of x / scale
  *   (qd-fp4.h), dequant = e2m1(code) * scale. */
@@ -320,7 +320,8 @@ qd_status qd_be_quantize(qd_backend_t be, const struct qd_quantize_args *a);
  * (which holds the updates of earlier blocks only) and stored at scales[c / group_size]. With
  * static_groups the caller filled scales/zeros (from the original W, original group order) and column
  * c uses group g = (perm ? perm[c] : c) / group_size, or g = 0 when group_size <= 0 (the caller then
- * supplies the single parameter set). */
+ * supplies the single parameter set); static groups may leave a partial last group (G = ceil(K /
+ * group_size): fp8-block's edge blocks), dynamic ones must divide K. */
 struct qd_gptq_sweep_args {
     qd_qcfg cfg;
     qd_ref W, U, codes, scales, zeros;

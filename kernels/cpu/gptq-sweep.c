@@ -18,10 +18,9 @@ qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a)
     int stat = a->static_groups; /* one group (gs <= 0): g is always 0 */
     float maxq = (float)((1 << a->cfg.bits) - 1);
     int fp8 = a->cfg.kind == QD_QZ_FP8, fp4 = a->cfg.kind == QD_QZ_FP4;
-    if (fp8 && (grouped || !stat))
-        return qd_fail(QD_ERR_UNSUPPORTED, "cpu backend: gptq_sweep: fp8 targets take one given scale per row");
-    if (fp4 && !stat)
-        return qd_fail(QD_ERR_UNSUPPORTED, "cpu backend: gptq_sweep: fp4 targets take given (static) group scales");
+    if ((fp8 || fp4) && !stat)
+        return qd_fail(QD_ERR_UNSUPPORTED, "cpu backend: gptq_sweep: %s targets take given (static) scales",
+                       fp8 ? "fp8" : "fp4");
     float *W = qd_ref_f32(a->W);
     const float *U = qd_ref_f32(a->U);
     int32_t *codes = qd_ref_i32(a->codes);

@@ -6,7 +6,7 @@
  * dequantized values, the codes and the scaled errors E (column-major, [cnt][N]), (3) the lazy update
  * W[:, i2:] -= E^T U[i1:i2, i2:] as one cuBLAS GEMM. Three launches per block, none per column.
  * The in-block arithmetic is the CPU's (kernels/cpu/gptq-sweep.c) without fused multiply-add.
- * Float targets (QD_QZ_FP8: E4M3, one given scale per row; QD_QZ_FP4: E2M1, given static group scales)
+ * Float targets (QD_QZ_FP8: E4M3, QD_QZ_FP4: E2M1; given static scales: one group or groups along K)
  * take the same walk with the codec of qd-fp8.h / qd-fp4.h, written here bit for bit as the host's. */
 #include <stdlib.h>
 
@@ -131,7 +131,7 @@ extern "C" qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_swee
     const int32_t *perm = a->perm.buf ? QD_CU_I32(a->perm) : NULL;
     int tgt = a->cfg.kind == QD_QZ_FP8 ? TGT_E4M3 : a->cfg.kind == QD_QZ_FP4 ? TGT_E2M1 : TGT_INT;
     /* float targets come with their parameters (as on the CPU backend) */
-    if ((tgt == TGT_E4M3 && (grouped || !a->static_groups)) || (tgt == TGT_E2M1 && !a->static_groups))
+    if (tgt != TGT_INT && !a->static_groups)
         return qd_fail(QD_ERR_UNSUPPORTED, "cuda backend: gptq_sweep: %s targets take given (static) scales",
                        tgt == TGT_E4M3 ? "fp8" : "fp4");
     if (B > K) B = K;

@@ -2,7 +2,8 @@
  * qdist quant-layer - quantize one Linear from a safetensors file, for the independent reference
  * tests: input "weight" F32 [N,K] and "inputs" F32 [T,K] (H = 2/T X^T X, computed by the backend);
  * output "codes" I32 [N,K], "scales" F32 [G,N], "zeros" I32 [G,N], "g_idx" I32 [K], "loss" F32 [1],
- * "damp" F32 [1] (-1 for rtn), "dequant" F32 [N,K] (fp32 scales). */
+ * "damp" F32 [1] (-1 for rtn), "dequant" F32 [N,K] (fp32 scales). --scheme quantizes to a scheme's
+ * grid instead (fp8 / fp4 codes are their bytes; fp32 scales), by rtn or gptq as in a run. */
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,8 @@ fail:
 }
 
 qd_status qd_cmd_quant_layer(int argc, char **argv) {
-    const char *input = NULL, *output = NULL, *method = "gptq", *backend = "cpu", *numerics = "fast", *math = "auto";
+    const char *input = NULL, *output = NULL, *method = "gptq", *backend = "cpu", *numerics = "fast", *math = "auto",
+               *scheme = "wna16";
     int bits = 4, group_size = 128, sym = 0, asym = 0, act = 0, stat = 0, mse = 0;
     double damp = 0.01;
     const qd_opt opts[] = {
@@ -87,6 +89,8 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
         {"static-groups", QD_OPT_FLAG, &stat, NULL, "GPTQ: group parameters from the original weight", NULL, NULL},
         {"damp", QD_OPT_DOUBLE, &damp, "D", "GPTQ damping fraction of mean(diag H)", QD_RANGE_DAMP, NULL},
         {"mse", QD_OPT_FLAG, &mse, NULL, "MSE clip grid search in the quantizer", NULL, NULL},
+        {"scheme", QD_OPT_CHOICE, &scheme, "S", "the codes' scheme (qdist quantize --scheme); a non-wna16 one fixes "
+         "bits, group size and sym (fp32 scales)", QD_SCHEME_CHOICES, NULL},
         {"backend", QD_OPT_STR, &backend, "NAME", "compute backend: cpu, cuda, auto", NULL, NULL},
         {"numerics", QD_OPT_CHOICE, &numerics, "MODE", QD_NUMERICS_HELP, "fast|exact", NULL},
         {"math", QD_OPT_CHOICE, &math, "M", QD_MATH_HELP, "auto|fp32|tf32|bf16", NULL},
@@ -108,6 +112,13 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
     qd_qspec s = {.method = strcmp(method, "rtn") == 0 ? QD_METHOD_RTN : QD_METHOD_GPTQ, .bits = bits,
                   .group_size = group_size, .sym = !asym, .act_order = act, .static_groups = stat, .damp = damp,
                   .mse = mse};
+    if (qd_scheme_parse(scheme, &s.scheme) != 0)
+        return qd_fail(QD_ERR_USAGE, "quant-layer: --scheme '%s' is unknown; expected %s", scheme, QD_SCHEME_CHOICES);
+    if (s.scheme != QD_SCHEME_WNA16) {
+        qd_qspec_apply_scheme(&s);
+        s.method = strcmp(method, "rtn") == 0 ? QD_METHOD_RTN : QD_METHOD_GPTQ;
+        s.scale_dtype = QD_DT_F32;
+    }
     qd_st_file *f;
     QD_CHECK(qd_st_open(input, 1, &f));
     float *W = NULL, *X = NULL, *deq = NULL;
@@ -140,6 +151,8 @@ qd_status qd_cmd_quant_layer(int argc, char **argv) {
                                                                   .alpha = (float)(2.0 / (double)T), .beta = 0}),
                       st, done);
         QD_CHECK_GOTO(qd_gptq_layer(be, "layer", &s, bW, (size_t)N, (size_t)K, bH, &r), st, done);
+    } else if (qd_scheme_is_float(s.scheme)) {
+        QD_CHECK_GOTO(qd_float_rtn_layer(be, "layer", &s, bW, (size_t)N, (size_t)K, &r), st, done);
     } else {
         QD_CHECK_GOTO(qd_rtn_layer(be, "layer", &s, bW, (size_t)N, (size_t)K, &r), st, done);
     }

@@ -38,4 +38,4 @@ int qd_scheme_fp4_group(qd_scheme s) { return qd_scheme_is_nvfp4(s) ? 16 : qd_sc
 
 int qd_scheme_bits(qd_scheme s) { return s == QD_SCHEME_WNA16 ? 0 : qd_scheme_is_fp4(s) ? 4 : 8; }
 
-int qd_scheme_gptq_targets(qd_scheme s) { return s == QD_SCHEME_FP8_DYNAMIC || qd_scheme_is_fp4(s); }
+int qd_scheme_gptq_targets(qd_scheme s) { return qd_scheme_is_float(s); }

@@ -5,21 +5,21 @@
  *   fp8-dynamic e4m3 weights, one fp32 scale per output row (amax / 448); activations fp8, dynamic per
  *               token (compressed-tensors float-quantized, strategy channel / token); RTN or GPTQ
  *   fp8-block   e4m3 weights, one scale per 128 x 128 block; activations fp8, dynamic per group of 128
- *               (strategy block [128, 128] / group 128: the DeepSeek-V3 layout)
+ *               (strategy block [128, 128] / group 128: the DeepSeek-V3 layout); RTN or GPTQ
  *   w8a8-int8   int8 symmetric per-channel weights (codes as wna16 with 8 bits, zero 128); activations
  *               int8, dynamic per token (compressed-tensors int-quantized)
  *   fp8-static  e4m3 weights, one scale per tensor (amax / 448); activations fp8 with one static scale
- *               per tensor from the calibration (qd_qlinear.input_scale): llm-compressor's preset FP8
+ *               per tensor from the calibration (qd_qlinear.input_scale): llm-compressor's preset FP8; RTN or GPTQ
  *   nvfp4a16    e2m1 weights (qd-fp4.h) in groups of 16 along the input, one E4M3 scale per group and
  *               one fp32 global scale per Linear (448 * 6 / amax, compressed-tensors' convention); weight
  *               only (compressed-tensors nvfp4-pack-quantized, preset NVFP4A16); RTN or GPTQ
  *   mxfp4       e2m1 weights in groups of 32, one E8M0 (power of two) scale per group; weight only
  *               (mxfp4-pack-quantized, preset MXFP4A16); RTN or GPTQ
  *   mxfp4-w4a4  the same weights; activations e2m1, dynamic per group of 32 with E8M0 scales
- *               (preset MXFP4: the runtime quantizes them, no calibration)
+ *               (preset MXFP4: the runtime quantizes them, no calibration); RTN or GPTQ
  *   nvfp4       nvfp4a16's weights; activations e2m1, dynamic per group of 16 with E4M3 scales under a
  *               static fp32 input_global_scale per Linear (448 * 6 / calibration amax, in
- *               qd_qlinear.input_scale): preset NVFP4, needs --calib
+ *               qd_qlinear.input_scale): preset NVFP4, needs --calib; RTN or GPTQ
  * fp8 codes are E4M3 bytes (qd-fp8.h) and dequantise as e4m3(code) * scale, zeros 0; fp4 codes are E2M1
  * nibbles (one a byte) and dequantise as e2m1(code) * scale, zeros 0, where an nvfp4 scale is the
  * effective one, e4m3(local) / global (qd-qlinear.h).
@@ -51,7 +51,8 @@ int qd_scheme_is_float(qd_scheme s);
 int qd_scheme_fp4_group(qd_scheme s);
 /* the weight bits a scheme fixes (8, or 4 for fp4); 0 for wna16 */
 int qd_scheme_bits(qd_scheme s);
-/* a float scheme GPTQ can target (fp8-dynamic, the fp4 schemes); the others are round to nearest */
+/* a float scheme GPTQ can target when asked (every fp8 and fp4 scheme: the sweep rounds to the
+ * scheme's grid with the scales round-to-nearest would use, fixed before it) */
 int qd_scheme_gptq_targets(qd_scheme s);
 
 #endif

@@ -1,17 +1,13 @@
 /* SPDX-License-Identifier: MIT
- * fp4.c - the group scales of nvfp4a16 and mxfp4 (qd-scheme.h) and round-to-nearest into E2M1
- * (qd-quant.h). Like fp8.c it works on the host: E2M1 rounding is a few comparisons per value
- * (qd-fp4.h), the same bits on every backend. The scale rules are compressed-tensors' observers':
+ * fp4.c - the group scales of nvfp4a16 and mxfp4 (qd-scheme.h); round-to-nearest into E2M1 with them
+ * is float-rtn.c's, GPTQ's sweep with them gptq.c's. The scale rules are compressed-tensors' observers':
  *   nvfp4a16: global = 448 * 6 / amax(W) (fp32; 1 for an all-zero weight, as its generate_gparam's
  *             nan_to_num), local = e4m3(global * amax(group) / 6) (0 -> 0.125, its eps), effective
  *             scale e4m3(local) / global;
  *   mxfp4:    2^(e8m0 - 127) with the e8m0 of qd_mx_scale_e8m0(amax(group)).
  */
 #include <math.h>
-#include <stdlib.h>
-#include <time.h>
 
-#include "qd-check.h"
 #include "qd-fp4.h"
 #include "qd-fp8.h"
 #include "qd-log.h"
@@ -45,53 +41,6 @@ float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float glob
             scales[g * N + n] = s;
         }
     return global;
-}
-
-qd_status qd_fp4_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
-                       qd_qresult *out) {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!qd_scheme_is_fp4(s->scheme))
-        return qd_fail(QD_ERR_INTERNAL, "%s: scheme %s is not an fp4 scheme", name, qd_scheme_name(s->scheme));
-    QD_CHECK(qd_check_finite(be, W, 0, N * K, "the weight", name));
-    size_t G, gs = (size_t)qd_scheme_fp4_group(s->scheme);
-    QD_CHECK(qd_fp4_check_shape(s->scheme, name, K));
-    G = K / gs;
-    float *w = malloc(N * K * sizeof *w);
-    if (!w) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the fp4 weight (%zu x %zu)", name, N, K);
-    qd_status st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = N * K});
-    if (st == QD_OK) st = qd_qresult_alloc(s, name, N, K, G, out);
-    if (st != QD_OK) {
-        free(w);
-        return st;
-    }
-    qd_qlinear *q = &out->q;
-    q->global_scale = qd_fp4_scales(w, N, K, s->scheme, s->fp4_global, q->scales);
-    double sq = 0;
-    for (size_t n = 0; n < N; n++)
-        for (size_t k = 0; k < K; k++) {
-            size_t gi = (k / gs) * N + n;
-            float sc = q->scales[gi];
-            uint8_t c = qd_f32_to_e2m1(w[n * K + k] / sc);
-            float d = qd_e2m1_to_f32(c) * sc;
-            sq += ((double)w[n * K + k] - d) * ((double)w[n * K + k] - d);
-            q->codes[n * K + k] = c;
-            q->zeros[gi] = 0;
-            w[n * K + k] = d;
-        }
-    for (size_t k = 0; k < K; k++) q->g_idx[k] = (int32_t)(k / gs);
-    st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(W, 0), .src = w, .src_dtype = QD_DT_F32, .n = N * K});
-    free(w);
-    if (st != QD_OK) {
-        qd_qlinear_free(q);
-        return st;
-    }
-    out->s.loss = sq / 2;
-    out->s.damp = -1;
-    out->s.fallback[0] = 0;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    out->s.seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    return QD_OK;
 }
 
 qd_status qd_fp4_check_shape(qd_scheme sc, const char *name, size_t K) {

@@ -1,16 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * fp8.c - round-to-nearest into E4M3 with per-row (fp8-dynamic), per-128x128-block (fp8-block) or
- * per-tensor (fp8-static) scales (qd-quant.h). The weight is brought to the host: E4M3 rounding is a few integer operations
- * per value (qd-fp8.h) and the same bits on every backend. */
+ * fp8.c - the scales of the E4M3 schemes (qd-quant.h): per row (fp8-dynamic), per 128 x 128 block
+ * (fp8-block) or per tensor (fp8-static), amax / 448 rounded to the stored dtype, or with --mse the
+ * best shrink of it. Round-to-nearest with them is float-rtn.c's, GPTQ's sweep with them gptq.c's. */
 #include <float.h>
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
-#include "qd-check.h"
 #include "qd-fp8.h"
-#include "qd-log.h"
 #include "qd-quant.h"
 
 /* one tile of W: rows [n0, n1), columns [k0, k1) */
@@ -48,59 +43,21 @@ static float tile_scale(const float *W, size_t K, tile t, const qd_qcfg *cfg, qd
     return best;
 }
 
-void qd_fp8_row_scales(const float *W, size_t N, size_t K, const qd_qspec *s, qd_dtype dt, float *scales) {
-    qd_qcfg cfg = qd_qspec_qcfg(s);
-    for (size_t n = 0; n < N; n++) scales[n] = tile_scale(W, K, (tile){n, n + 1, 0, K}, &cfg, dt);
+void qd_fp8_tile(qd_scheme sc, size_t N, size_t K, size_t *rows, size_t *cols) {
+    *rows = sc == QD_SCHEME_FP8_BLOCK ? QD_FP8_BLOCK_SIZE : sc == QD_SCHEME_FP8_STATIC ? N : 1;
+    *cols = sc == QD_SCHEME_FP8_BLOCK ? QD_FP8_BLOCK_SIZE : K;
 }
 
-qd_status qd_fp8_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_dtype scale_dtype, qd_buf_t W,
-                       size_t N, size_t K, qd_qresult *out) {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!qd_scheme_is_fp8(s->scheme))
-        return qd_fail(QD_ERR_INTERNAL, "%s: scheme %s is not an fp8 scheme", name, qd_scheme_name(s->scheme));
-    QD_CHECK(qd_check_finite(be, W, 0, N * K, "the weight", name));
-    size_t G, bs = s->scheme == QD_SCHEME_FP8_BLOCK ? QD_FP8_BLOCK_SIZE : 0;
-    QD_CHECK(qd_qspec_groups(s, name, K, &G));
-    float *w = malloc(N * K * sizeof *w);
-    if (!w) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the fp8 weight (%zu x %zu)", name, N, K);
-    qd_status st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = N * K});
-    if (st == QD_OK) st = qd_qresult_alloc(s, name, N, K, G, out);
-    if (st != QD_OK) {
-        free(w);
-        return st;
-    }
-    qd_qlinear *q = &out->q;
+void qd_fp8_scales(const float *W, size_t N, size_t K, const qd_qspec *s, float *scales) {
     qd_qcfg cfg = qd_qspec_qcfg(s);
-    size_t rows = bs ? bs : s->scheme == QD_SCHEME_FP8_STATIC ? N : 1, cols = bs ? bs : K; /* static: one tile */
-    double sq = 0;
+    size_t rows, cols;
+    qd_fp8_tile(s->scheme, N, K, &rows, &cols);
     for (size_t n0 = 0; n0 < N; n0 += rows)
         for (size_t k0 = 0, g = 0; k0 < K; k0 += cols, g++) {
             tile t = {n0, n0 + rows < N ? n0 + rows : N, k0, k0 + cols < K ? k0 + cols : K};
-            float sc = tile_scale(w, K, t, &cfg, scale_dtype);
-            for (size_t n = t.n0; n < t.n1; n++) {
-                q->scales[g * N + n] = sc;
-                q->zeros[g * N + n] = 0;
-                for (size_t k = t.k0; k < t.k1; k++) {
-                    uint8_t c = qd_f32_to_e4m3(w[n * K + k] / sc);
-                    float d = qd_e4m3_to_f32(c) * sc;
-                    sq += ((double)w[n * K + k] - d) * ((double)w[n * K + k] - d);
-                    q->codes[n * K + k] = c;
-                    w[n * K + k] = d;
-                }
-            }
+            float sc = s->scheme == QD_SCHEME_FP8_STATIC && s->fp8_tensor_scale > 0
+                           ? s->fp8_tensor_scale
+                           : tile_scale(W, K, t, &cfg, s->scale_dtype);
+            for (size_t n = t.n0; n < t.n1; n++) scales[g * N + n] = sc;
         }
-    for (size_t k = 0; k < K; k++) q->g_idx[k] = bs ? (int32_t)(k / bs) : 0;
-    st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(W, 0), .src = w, .src_dtype = QD_DT_F32, .n = N * K});
-    free(w);
-    if (st != QD_OK) {
-        qd_qlinear_free(q);
-        return st;
-    }
-    out->s.loss = sq / 2;
-    out->s.damp = -1;
-    out->s.fallback[0] = 0;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    out->s.seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    return QD_OK;
 }

@@ -122,13 +122,19 @@ static void unpack(const char *src, size_t n0, size_t n, size_t N, size_t K, siz
     out->s.loss += loss;
 }
 
-/* nvfp4a16's global scale of the whole weight W (n values) into spec->fp4_global */
-static qd_status fp4_whole_global(qd_backend_t be, const char *name, qd_buf_t W, size_t n, qd_qspec *spec) {
-    float *w = malloc(n * sizeof *w + 1);
-    if (!w) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the nvfp4 global scale", name);
-    qd_status st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = n});
-    if (st == QD_OK) spec->fp4_global = qd_fp4_global(w, n);
-    free(w);
+/* the scale a scheme finds from the whole weight W [N][K] (nvfp4's global, fp8-static's tensor scale)
+ * into spec, so that every rank's rows use it */
+static qd_status whole_weight_scale(qd_backend_t be, const char *name, qd_buf_t W, size_t N, size_t K, qd_qspec *spec) {
+    float *w = malloc(N * K * sizeof *w + 1), *sc = malloc(N * sizeof *sc + 1);
+    qd_status st = w && sc ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory for the %s scale", name,
+                                             qd_scheme_name(spec->scheme));
+    if (st == QD_OK) st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = N * K});
+    if (st == QD_OK && qd_scheme_is_nvfp4(spec->scheme)) spec->fp4_global = qd_fp4_global(w, N * K);
+    if (st == QD_OK && spec->scheme == QD_SCHEME_FP8_STATIC && N) {
+        qd_fp8_scales(w, N, K, spec, sc); /* one tile: every row holds the tensor's scale */
+        spec->fp8_tensor_scale = sc[0];
+    }
+    free(w), free(sc);
     return st;
 }
 
@@ -138,7 +144,9 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     qd_backend_t be = c->be;
     size_t G, n0, n;
     QD_CHECK(qd_qspec_groups(s, name, K, &G));
-    qd_collective_share(N, 1, cl->rank, cl->size, &n0, &n);
+    /* fp8-block: whole 128-row blocks per rank, so that each block's scale is found from all its rows */
+    size_t unit = s->scheme == QD_SCHEME_FP8_BLOCK ? QD_FP8_BLOCK_SIZE : 1;
+    qd_collective_share(N, unit, cl->rank, cl->size, &n0, &n);
     qd_qresult part;
     memset(&part, 0, sizeof part);
     qd_buf_t Ws = NULL;
@@ -146,8 +154,10 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     char *mine = NULL, *all = NULL;
     qd_status st = QD_OK;
     if (!counts) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", name);
-    qd_qspec rows_spec = *s; /* nvfp4a16: every rank's rows share the whole weight's global scale */
-    if (qd_scheme_is_nvfp4(s->scheme) && !(s->fp4_global > 0)) st = fp4_whole_global(be, name, W, N * K, &rows_spec);
+    qd_qspec rows_spec = *s; /* every rank's rows share the whole weight's nvfp4 global or fp8-static scale */
+    if ((qd_scheme_is_nvfp4(s->scheme) && !(s->fp4_global > 0)) ||
+        (s->scheme == QD_SCHEME_FP8_STATIC && !(s->fp8_tensor_scale > 0)))
+        st = whole_weight_scale(be, name, W, N, K, &rows_spec);
     if (st == QD_OK && n) { /* this rank's rows, swept alone */
         qd_phase prev = qd_phase_set(be, QD_PH_CHOLESKY);
         st = qd_buf_alloc(be, n * K, &Ws);
@@ -161,7 +171,7 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     size_t total = 0;
     for (int r = 0; r < cl->size; r++) {
         size_t a, m;
-        qd_collective_share(N, 1, r, cl->size, &a, &m);
+        qd_collective_share(N, unit, r, cl->size, &a, &m);
         counts[r] = part_bytes(m, K, G), total += counts[r];
     }
     mine = malloc(counts[cl->rank]), all = malloc(total);
@@ -180,7 +190,7 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     const char *src = all;
     for (int r = 0; r < cl->size; r++) {
         size_t a, m;
-        qd_collective_share(N, 1, r, cl->size, &a, &m);
+        qd_collective_share(N, unit, r, cl->size, &a, &m);
         unpack(src, a, m, N, K, G, out);
         src += counts[r];
     }

@@ -172,35 +172,17 @@ done:
     return st;
 }
 
-/* fp8 targets (one group): scales [N] of the prepared W as qd_fp8_layer makes them, zeros 0 */
-static qd_status fp8_params(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
-                            qd_buf_t scales, qd_buf_t zeros) {
-    if (s->scheme != QD_SCHEME_FP8_DYNAMIC)
-        return qd_fail(QD_ERR_USAGE, "%s: GPTQ takes fp8-dynamic targets only, not %s", name, qd_scheme_name(s->scheme));
-    float *w = malloc(N * K * sizeof *w), *sc = malloc(N * sizeof *sc);
-    int32_t *z = calloc(N, sizeof *z);
-    qd_status st = w && sc && z ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory for the fp8 scales", name);
-    if (st == QD_OK) st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = N * K});
-    if (st == QD_OK) {
-        qd_fp8_row_scales(w, N, K, s, s->scale_dtype, sc);
-        st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(scales, 0), .src = sc, .src_dtype = QD_DT_F32, .n = N});
-    }
-    if (st == QD_OK)
-        st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(zeros, 0), .src = z, .src_dtype = QD_DT_I32, .n = N});
-    free(w), free(sc), free(z);
-    return st;
-}
-
-/* fp4 targets: the effective group scales [G][N] of the prepared W (qd_fp4_scales), zeros 0; the
- * global scale (nvfp4a16) into *global */
-static qd_status fp4_params(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
-                            size_t G, qd_buf_t scales, qd_buf_t zeros, float *global) {
+/* float targets: the scales [G][N] of the prepared W as round-to-nearest makes them (qd_float_scales),
+ * zeros 0; nvfp4's global scale into *global */
+static qd_status float_params(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
+                              size_t G, qd_buf_t scales, qd_buf_t zeros, float *global) {
     float *w = malloc(N * K * sizeof *w), *sc = malloc(G * N * sizeof *sc);
     int32_t *z = calloc(G * N, sizeof *z);
-    qd_status st = w && sc && z ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory for the fp4 scales", name);
+    qd_status st = w && sc && z ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory for the %s scales", name,
+                                                  qd_scheme_name(s->scheme));
     if (st == QD_OK) st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = N * K});
     if (st == QD_OK) {
-        *global = qd_fp4_scales(w, N, K, s->scheme, s->fp4_global, sc);
+        *global = qd_float_scales(w, N, K, s, sc);
         st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(scales, 0), .src = sc, .src_dtype = QD_DT_F32,
                                                         .n = G * N});
     }
@@ -221,8 +203,7 @@ qd_status qd_gptq_apply(qd_backend_t be, const char *name, const qd_qspec *s, qd
     size_t G;
     QD_CHECK(qd_qspec_groups(s, name, K, &G));
     QD_CHECK(qd_check_finite(be, W, 0, N * K, "the weight", name));
-    size_t gs = G == 1 ? K : qd_scheme_is_fp4(s->scheme) ? (size_t)qd_scheme_fp4_group(s->scheme)
-                                                         : (size_t)s->group_size;
+    size_t gs = G == 1 ? K : qd_scheme_is_float(s->scheme) ? qd_float_group(s, K) : (size_t)s->group_size;
     int grouped = G > 1, act = f->act_order, stat = s->static_groups && grouped;
     float global = 0;
     qd_qcfg cfg = qd_qspec_qcfg(s);
@@ -239,18 +220,16 @@ qd_status qd_gptq_apply(qd_backend_t be, const char *name, const qd_qspec *s, qd
         QD_CHECK_GOTO(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_MUL_COLV, .out = QD_REF(W, 0),
                                                               .x = QD_REF(W, 0), .v = QD_REF(f->keep, 0), .rows = N,
                                                               .cols = K, .ld = K}), st, done);
-    if (qd_scheme_is_fp8(s->scheme)) { /* fp8-dynamic: the per-row scales RTN would use, found on the host */
-        cfg.kind = QD_QZ_FP8;
-        QD_CHECK_GOTO(fp8_params(be, name, s, W, N, K, scales, zeros), st, done);
-    } else if (qd_scheme_is_fp4(s->scheme)) { /* given group scales: the sweep only picks E2M1 codes */
+    if (qd_scheme_is_float(s->scheme)) { /* the scales RTN would use, fixed first: the sweep only picks codes */
+        cfg.kind = qd_scheme_is_fp8(s->scheme) ? QD_QZ_FP8 : QD_QZ_FP4;
         stat = grouped;
-        QD_CHECK_GOTO(fp4_params(be, name, s, W, N, K, G, scales, zeros, &global), st, done);
+        QD_CHECK_GOTO(float_params(be, name, s, W, N, K, G, scales, zeros, &global), st, done);
     } else if (!grouped) /* one group: parameters from W after dead-column zeroing (docs/numerics.md) */
         QD_CHECK_GOTO(qd_be_quantize(be, &(struct qd_quantize_args){.cfg = cfg, .W = QD_REF(W, 0),
                                                                     .scales = QD_REF(scales, 0),
                                                                     .zeros = QD_REF(zeros, 0), .N = N, .K = K,
                                                                     .ldw = K, .group_size = K}), st, done);
-    if (stat && !qd_scheme_is_fp4(s->scheme)) /* parameters from the un-permuted W, original group order */
+    if (stat && !qd_scheme_is_float(s->scheme)) /* parameters from the un-permuted W, original group order */
         QD_CHECK_GOTO(qd_be_quantize(be, &(struct qd_quantize_args){.cfg = cfg, .W = QD_REF(W, 0),
                                                                     .scales = QD_REF(scales, 0),
                                                                     .zeros = QD_REF(zeros, 0), .N = N, .K = K,

@@ -34,11 +34,12 @@ typedef struct qd_qspec {
     double damp;       /* gptq: fraction of mean(diag H), 0.01 */
     int mse;           /* MSE clip grid in the min-max quantizer (rtn, gptq) */
     int skip;          /* leave this Linear unquantized */
-    qd_scheme scheme;  /* qd-scheme.h; fp8/fp4 are round to nearest (qd_fp8_layer, qd_fp4_layer) or GPTQ
-                        * (fp8-dynamic, fp4) */
+    qd_scheme scheme;  /* qd-scheme.h; fp8/fp4 are round to nearest (qd_float_rtn_layer) or GPTQ with
+                        * the same scales (qd_scheme_gptq_targets) */
     qd_dtype scale_dtype; /* fp8 scales are rounded to the stored dtype before encoding (qd_qctx_spec sets it) */
     float fp4_global;     /* nvfp4a16: the Linear's global scale when only some of its rows are quantized here
                            * (data-parallel GPTQ); 0: from the weight given */
+    float fp8_tensor_scale; /* fp8-static: the Linear's one scale, likewise; 0: from the weight given */
 } qd_qspec;
 
 /* Sets the fields a scheme fixes (qd-scheme.h): fp8: method rtn, 8 bits, sym, group -1 (fp8-block
@@ -54,19 +55,24 @@ qd_qcfg qd_qspec_qcfg(const qd_qspec *s); /* the backend quantizer config (min-m
 
 qd_status qd_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                        qd_qresult *out);
-/* fp8-dynamic / fp8-block (qd-scheme.h): scales amax / 448 per row or 128 x 128 block, rounded to
- * scale_dtype BEFORE the weights are encoded (so the stored scale is the one used), E4M3 codes by
- * round-to-nearest-even with saturation; s->mse searches a shrink of each scale (the min-max
- * quantizer's grid, error norm 2.4) instead. Runs on the host: W goes down and its dequantized value
- * comes back up. Loss as RTN's. */
-qd_status qd_fp8_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_dtype scale_dtype, qd_buf_t W,
-                       size_t N, size_t K, qd_qresult *out);
-/* The per-row scales fp8-dynamic uses (amax / 448 rounded to dt, or s->mse's best shrink) of host W [N][K]. */
-void qd_fp8_row_scales(const float *W, size_t N, size_t K, const qd_qspec *s, qd_dtype dt, float *scales);
-/* nvfp4a16 / mxfp4 (qd-scheme.h): round to nearest E2M1 (qd-fp4.h) with the group scales of
- * qd_fp4_scales; out->q.global_scale set for nvfp4a16. On the host, as fp8. Loss as RTN's. */
-qd_status qd_fp4_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
-                       qd_qresult *out);
+/* The float schemes (fp8-dynamic / fp8-block / fp8-static: E4M3; nvfp4a16 / nvfp4 / mxfp4 /
+ * mxfp4-w4a4: E2M1) by round to nearest: the group scales of qd_float_scales, then each value's code
+ * (ties to even, saturating; qd-fp8.h, qd-fp4.h) with its group's scale; out->q.global_scale set for
+ * nvfp4. Runs on the host: W goes down and its dequantized value comes back up. Loss as RTN's. */
+qd_status qd_float_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
+                             qd_qresult *out);
+/* The scales [G][N] (qd_qspec_groups' G) a float scheme uses for host W [N][K], by fp8.c's or fp4.c's
+ * rules; returns nvfp4's global scale (0 for the others). */
+float qd_float_scales(const float *W, size_t N, size_t K, const qd_qspec *s, float *scales);
+/* the columns one scale covers: 128 (fp8-block), 16 / 32 (fp4), K (per row or per tensor) */
+size_t qd_float_group(const qd_qspec *s, size_t K);
+/* fp8 scales, amax / 448 rounded to s->scale_dtype BEFORE the weights are encoded (so the stored
+ * scale is the one used), or with s->mse the best shrink of it (the min-max quantizer's grid, error
+ * norm 2.4), one per tile: a row (fp8-dynamic), a 128 x 128 block (fp8-block; partial at the edges),
+ * the tensor (fp8-static; s->fp8_tensor_scale when > 0); expanded to [G][N] */
+void qd_fp8_scales(const float *W, size_t N, size_t K, const qd_qspec *s, float *scales);
+/* an fp8 scheme's tile: rows x cols of W that share one scale */
+void qd_fp8_tile(qd_scheme sc, size_t N, size_t K, size_t *rows, size_t *cols);
 /* The effective group scales [K / group][N] of host W [N][K] for fp4 scheme sc (fp4.c's rules), with
  * nvfp4a16's global scale `global` when > 0, else qd_fp4_global(W); returns the global scale used (0 for
  * mxfp4). K must be a multiple of the group (qd_fp4_check_shape). */

@@ -6,10 +6,10 @@
  * the first three) < the recipe's "overrides" whose POSIX extended regex "match" finds the module
  * prefix ("model.layers.3.mlp.down_proj"), applied in file order.
  * "scheme" (qd-scheme.h) fixes bits (8; 4 for fp4), sym and the group size where it is set (fp8 and fp4
- * also the method: rtn, unless the same object or the command line asks for gptq with fp8-dynamic,
- * nvfp4a16 or mxfp4), so that such an override inside a GPTQ run is quantized by qd_fp8_layer /
- * qd_fp4_layer; an object that sets a
- * scheme together with a field it fixes, or --scheme with such a flag, is a usage error.
+ * also the method: rtn, unless the same object or the command line asks for gptq, which every fp8
+ * and fp4 scheme takes), so that such an override inside a GPTQ run is quantized by
+ * qd_float_rtn_layer; an object that sets a scheme together with a field it fixes, or --scheme with
+ * such a flag, is a usage error.
  */
 #ifndef QD_RECIPE_H
 #define QD_RECIPE_H

@@ -334,11 +334,8 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
      * quantized, as true-sequential means (only fp8 overrides put RTN modules in a GPTQ block) */
     for (int l = 0; l < w->nlin; l++) {
         if (specs[l].skip || specs[l].method != QD_METHOD_RTN) continue;
-        if (qd_scheme_is_fp8(specs[l].scheme))
-            QD_CHECK(qd_fp8_layer(c->be, names[l], &specs[l], c->o.scale_dtype, w->w[l], w->n_out[l], w->n_in[l],
-                                  &results[l]));
-        else if (qd_scheme_is_fp4(specs[l].scheme))
-            QD_CHECK(qd_fp4_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
+        if (qd_scheme_is_float(specs[l].scheme))
+            QD_CHECK(qd_float_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
         else QD_CHECK(qd_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
         QD_CHECK(qd__install(c, w, l, &results[l]));
     }

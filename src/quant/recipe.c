@@ -121,7 +121,7 @@ static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, in
     return QD_OK;
 }
 
-/* a scheme other than wna16 fixes bits, group size and symmetry (and fp8 the method): an object that
+/* a scheme other than wna16 fixes bits, group size and symmetry (and a float one rtn or gptq): an object that
  * sets both is refused rather than one of them silently ignored */
 static qd_status scheme_conflict(const char *path, const char *where, const partial_spec *p) {
     if (!p->has_scheme || p->v.scheme == QD_SCHEME_WNA16) return QD_OK;
@@ -133,7 +133,7 @@ static qd_status scheme_conflict(const char *path, const char *where, const part
     if (!key) return QD_OK;
     return qd_fail(QD_ERR_USAGE, "%s: %s\"scheme\": \"%s\" fixes %s (docs/formats.md); remove \"%s\"", path, where,
                    qd_scheme_name(p->v.scheme),
-                   strcmp(key, "method") == 0 ? "the method (fp8-block: rtn; fp8-dynamic, w8a8-int8, nvfp4a16, mxfp4: rtn or gptq)" : "bits, group size and sym",
+                   strcmp(key, "method") == 0 ? "the method (rtn or gptq)" : "bits, group size and sym",
                    key);
 }
 
@@ -312,9 +312,8 @@ static qd_status flags_vs_scheme(const qd_recipe_flags *f, const qd_qspec *base)
     int fp8 = qd_scheme_is_float(base->scheme), bits = qd_scheme_bits(base->scheme);
     int gptq_ok = qd_scheme_gptq_targets(base->scheme) && base->method == QD_METHOD_GPTQ;
     if (fp8 && base->method != QD_METHOD_RTN && !gptq_ok && (f->seen_method || base->method == QD_METHOD_AWQ))
-        return qd_fail(QD_ERR_USAGE, "quantize: --scheme %s is quantized by round-to-nearest%s: drop --method %s or use "
-                       "--method rtn", sc, base->scheme == QD_SCHEME_FP8_BLOCK ? " (GPTQ takes fp8-dynamic and fp4 targets only)"
-                                                                               : "", qd_method_name(base->method));
+        return qd_fail(QD_ERR_USAGE, "quantize: --scheme %s is quantized by round-to-nearest or GPTQ: drop --method %s or "
+                       "use --method rtn|gptq", sc, qd_method_name(base->method));
     if (base->scheme == QD_SCHEME_W8A8_INT8 && base->method == QD_METHOD_AWQ)
         return qd_fail(QD_ERR_USAGE, "quantize: --scheme w8a8-int8 is quantized by rtn or gptq, not awq");
     const char *flag = f->seen_bits && f->bits != bits ? "--bits" : f->seen_group_size ? "--group-size"
@@ -381,7 +380,7 @@ qd_status qd_recipe_apply_flags(const char *path, const qd_recipe_flags *f, qd_r
         }
         int gptq = base->method == QD_METHOD_GPTQ && (f->seen_method || (*recipe && (*recipe)->top.has_method));
         qd_qspec_apply_scheme(base);
-        /* fp8-dynamic by GPTQ only when asked for: the built-in default method is not a request */
+        /* a float scheme by GPTQ only when asked for: the built-in default method is not a request */
         if (gptq && qd_scheme_gptq_targets(base->scheme)) base->method = QD_METHOD_GPTQ;
     }
     if (!run->calib_mode[0])

@@ -151,8 +151,9 @@ static void test_exact_quant(void) {
     exact_mode(0);
 }
 
-/* GPTQ with float targets (QD_QZ_FP8: one given scale per row; QD_QZ_FP4: given static groups of 16,
- * with a permutation): the same codes, dequantized W and loss on every backend, bit for bit */
+/* GPTQ with float targets (QD_QZ_FP8: one given scale per row, or per row and group of 128 columns as
+ * fp8-block, or groups of 96 with a partial last one; QD_QZ_FP4: given static groups of 16, with a
+ * permutation): the same codes, dequantized W and loss on every backend, bit for bit */
 static void test_exact_float_targets(void) {
     exact_mode(1);
     size_t N = 200, K = 256;
@@ -160,36 +161,37 @@ static void test_exact_float_targets(void) {
     int32_t *pr = malloc(K * 4);
     for (size_t k = 0; k < K; k++) pr[k] = (int32_t)((k * 37 + 11) % K);
     pbuf u = P(U, K * K), perm = P(pr, K);
-    for (int fp4 = 0; fp4 < 2; fp4++)
-        for (int act = 0; act < 1 + fp4; act++) {
-            size_t gs = fp4 ? 16 : 0, G = fp4 ? K / gs : 1;
-            float *sh = malloc(G * N * sizeof *sh);
-            for (size_t g = 0; g < G; g++) /* amax / 448 per row, or amax / 6 per group (any positive scale does) */
-                for (size_t n = 0; n < N; n++) {
-                    float amax = 0;
-                    for (size_t k = fp4 ? g * gs : 0; k < (fp4 ? (g + 1) * gs : K); k++)
-                        amax = fmaxf(amax, fabsf(Wh[n * K + k]));
-                    sh[g * N + n] = amax > 0 ? amax / (fp4 ? 6.0f : 448.0f) : 1.0f;
-                }
-            qd_qcfg cfg = {.kind = fp4 ? QD_QZ_FP4 : QD_QZ_FP8, .bits = fp4 ? 4 : 8, .sym = 1};
-            pbuf w = P(Wh, N * K), codes = P(NULL, N * K), s = P(sh, G * N), z = P(NULL, G * N);
-            double loss[2];
-            for (int i = 0; i < 2; i++)
-                QD_EXPECT_EQ_INT(qd_be_gptq_sweep(BE[i], &(struct qd_gptq_sweep_args){.cfg = cfg, .W = R(w, i), .U = R(u, i), .codes = R(codes, i),
-                                                                                       .scales = R(s, i), .zeros = R(z, i), .perm = act ? R(perm, i) : QD_REF(NULL, 0),
-                                                                                       .N = N, .K = K, .group_size = gs, .block_size = 64, .static_groups = 1,
-                                                                                       .loss_out = &loss[i]}),
-                                 QD_OK);
-            char name[96];
-            snprintf(name, sizeof name, "exact gptq_sweep %s targets%s", fp4 ? "e2m1 gs=16" : "e4m3 per row", act ? " perm" : "");
-            cmpi(name, codes, 1);
-            cmpi("  dequantized W", w, 1);
-            double rel = fabs(loss[0] - loss[1]) / loss[0];
-            fprintf(stderr, "    loss cpu %.10g test %.10g rel %.3g\n", loss[0], loss[1], rel);
-            QD_EXPECT(rel < 1e-9);
-            pfree(w), pfree(codes), pfree(s), pfree(z);
-            free(sh);
-        }
+    const struct { int fp4, act; size_t gs; } cases[] = {{0, 0, 0}, {0, 0, 128}, {0, 0, 96}, {1, 0, 16}, {1, 1, 16}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int fp4 = cases[ci].fp4, act = cases[ci].act;
+        size_t gs = cases[ci].gs, G = gs ? (K + gs - 1) / gs : 1;
+        float *sh = malloc(G * N * sizeof *sh);
+        for (size_t g = 0; g < G; g++) /* amax / 448 or amax / 6 per row and group (any positive scale does) */
+            for (size_t n = 0; n < N; n++) {
+                float amax = 0;
+                for (size_t k = gs ? g * gs : 0; k < (gs && (g + 1) * gs < K ? (g + 1) * gs : K); k++)
+                    amax = fmaxf(amax, fabsf(Wh[n * K + k]));
+                sh[g * N + n] = amax > 0 ? amax / (fp4 ? 6.0f : 448.0f) : 1.0f;
+            }
+        qd_qcfg cfg = {.kind = fp4 ? QD_QZ_FP4 : QD_QZ_FP8, .bits = fp4 ? 4 : 8, .sym = 1};
+        pbuf w = P(Wh, N * K), codes = P(NULL, N * K), s = P(sh, G * N), z = P(NULL, G * N);
+        double loss[2];
+        for (int i = 0; i < 2; i++)
+            QD_EXPECT_EQ_INT(qd_be_gptq_sweep(BE[i], &(struct qd_gptq_sweep_args){.cfg = cfg, .W = R(w, i), .U = R(u, i), .codes = R(codes, i),
+                                                                                   .scales = R(s, i), .zeros = R(z, i), .perm = act ? R(perm, i) : QD_REF(NULL, 0),
+                                                                                   .N = N, .K = K, .group_size = gs, .block_size = 64, .static_groups = 1,
+                                                                                   .loss_out = &loss[i]}),
+                             QD_OK);
+        char name[96];
+        snprintf(name, sizeof name, "exact gptq_sweep %s targets gs=%zu%s", fp4 ? "e2m1" : "e4m3", gs, act ? " perm" : "");
+        cmpi(name, codes, 1);
+        cmpi("  dequantized W", w, 1);
+        double rel = fabs(loss[0] - loss[1]) / loss[0];
+        fprintf(stderr, "    loss cpu %.10g test %.10g rel %.3g\n", loss[0], loss[1], rel);
+        QD_EXPECT(rel < 1e-9);
+        pfree(w), pfree(codes), pfree(s), pfree(z);
+        free(sh);
+    }
     pfree(u), pfree(perm), free(U), free(Wh), free(pr);
     exact_mode(0);
 }

@@ -225,7 +225,7 @@ def test_recipe_mixes_schemes(models, tmp_path):
 
 BAD = [
     (["--scheme", "fp9"], "--scheme"),
-    (["--scheme", "fp8-block", "--method", "gptq"], "round-to-nearest"),
+    (["--scheme", "fp8-block", "--method", "awq"], "round-to-nearest"),
     (["--scheme", "fp8-dynamic", "--method", "awq"], "round-to-nearest"),
     (["--scheme", "fp8-dynamic", "--act-order"], "--act-order"),
     (["--scheme", "fp8-dynamic", "--format", "gptq"], "compressed-tensors"),
@@ -249,7 +249,7 @@ BAD_RECIPES = [
     ({"scheme": "int4"}, "\"scheme\""),
     ({"scheme": "fp8-dynamic", "bits": 4}, "remove \"bits\""),
     ({"overrides": [{"match": "mlp", "scheme": "w8a8-int8", "group_size": 32}]}, "remove \"group_size\""),
-    ({"method": "gptq", "scheme": "fp8-block"}, "remove \"method\""),
+    ({"method": "awq", "scheme": "fp8-block"}, "remove \"method\""),
     ({"scheme": "fp8-dynamic", "overrides": [{"match": "mlp", "bits": 4}]}, "scheme fp8-dynamic with 4 bits"),
 ]
 
