@@ -15,7 +15,6 @@ sweep rounds each column to E4M3 with its block's scale. Checked here:
 """
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -26,30 +25,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import export_fakegen as fg  # noqa: E402
 import qforward as qf  # noqa: E402
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("compressed_tensors")
+import qdtest as qt  # noqa: E402
+import torch  # noqa: E402
 from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor  # noqa: E402
 from compressed_tensors.quantization import QuantizationScheme  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-QDIST = os.environ.get("QDIST_BIN", "")
 REPO = os.environ.get("QD_REPO", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 FIX = os.path.join(REPO, "fixtures")  # in the repository: a missing file is a failure
 STORIES = os.path.join(FIX, "stories260K-hf")
 CALIB = os.path.join(FIX, "wikitext-2-raw", "wiki.test.raw")
 
-pytestmark = pytest.mark.skipif(not QDIST or not os.path.exists(QDIST), reason="QDIST_BIN not set or missing")
-
 SCHEMES = ["fp8-block", "fp8-static"]
-MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
-
-
-def qdist(*args, ok=True):
-    r = subprocess.run([QDIST, *map(str, args)], capture_output=True, text=True, timeout=600)
-    if ok:
-        assert r.returncode == 0, r.stderr
-    return r
+qdist = qt.qdist
 
 
 def tensors(d):
@@ -217,9 +205,7 @@ def test_three_ranks_equal_one(scheme, model, tmp_path):
             "--parallel", "data", *run_args(scheme, "gptq")]
     one, three = str(tmp_path / "one"), str(tmp_path / "three")
     qdist(*args, "--output", one)
-    r = subprocess.run(["mpirun", "--oversubscribe", "-n", "3", QDIST, *args, "--output", three],
-                       capture_output=True, text=True, timeout=600, env=dict(os.environ, **MPI_ENV))
-    assert r.returncode == 0, r.stderr
+    qt.mpirun(3, *args, "--output", three)
     assert files_bytes(one) == files_bytes(three)
 
 
