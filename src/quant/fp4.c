@@ -17,11 +17,15 @@
  * export could no longer recover the E4M3 local scale exactly: such a weight is treated as zero */
 #define NVFP4_TINY_AMAX 0x1p-60f
 
+float qd_fp4_global_of_amax(float amax) {
+    float global = amax >= NVFP4_TINY_AMAX ? QD_E4M3_MAX * QD_E2M1_MAX / amax : 1.0f;
+    return isfinite(global) ? global : 1.0f;
+}
+
 float qd_fp4_global(const float *W, size_t n) {
     float amax = 0;
     for (size_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(W[i]));
-    float global = amax >= NVFP4_TINY_AMAX ? QD_E4M3_MAX * QD_E2M1_MAX / amax : 1.0f;
-    return isfinite(global) ? global : 1.0f;
+    return qd_fp4_global_of_amax(amax);
 }
 
 float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float global, float *scales) {

@@ -37,8 +37,9 @@ typedef struct qd_qspec {
     qd_scheme scheme;  /* qd-scheme.h; fp8/fp4 are round to nearest (qd_float_rtn_layer) or GPTQ with
                         * the same scales (qd_scheme_gptq_targets) */
     qd_dtype scale_dtype; /* fp8 scales are rounded to the stored dtype before encoding (qd_qctx_spec sets it) */
-    float fp4_global;     /* nvfp4a16: the Linear's global scale when only some of its rows are quantized here
-                           * (data-parallel GPTQ); 0: from the weight given */
+    float fp4_global;     /* nvfp4: the Linear's global scale when it is not its own weight's: a fused group's
+                           * (qd__fp4_fuse_globals), or the whole weight's when only some of its rows are
+                           * quantized here (data-parallel GPTQ); 0: from the weight given */
     float fp8_tensor_scale; /* fp8-static: the Linear's one scale, likewise; 0: from the weight given */
 } qd_qspec;
 
@@ -79,6 +80,8 @@ void qd_fp8_tile(qd_scheme sc, size_t N, size_t K, size_t *rows, size_t *cols);
 float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float global, float *scales);
 /* nvfp4a16's global scale of the n values W: 448 * 6 / amax (1 for a zero or tiny amax) */
 float qd_fp4_global(const float *W, size_t n);
+/* the same from amax = max |W| */
+float qd_fp4_global_of_amax(float amax);
 /* a refusal naming the module when the scheme's fp4 group does not divide K; QD_OK otherwise */
 qd_status qd_fp4_check_shape(qd_scheme sc, const char *name, size_t K);
 qd_status qd_gptq_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,

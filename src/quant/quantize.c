@@ -330,6 +330,7 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
             return qd_fail(QD_ERR_USAGE, "block %d: --smoothquant needs calibration inputs (--calib)", w->index);
         QD_CHECK(qd__smooth_block(c, w, inputs, outputs, specs));
     }
+    QD_CHECK(qd__fp4_fuse_globals(c, w, specs, names)); /* from the weights the methods below start from */
     /* RTN modules first (they need no calibration): GPTQ's Hessians of the later groups then see them
      * quantized, as true-sequential means (only fp8 overrides put RTN modules in a GPTQ block) */
     for (int l = 0; l < w->nlin; l++) {

@@ -185,13 +185,71 @@ def test_scales_follow_compressed_tensors(models, tmp_path):
         for p in ("model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"):
             W = w[p + ".weight"].float()
             gmax = W.reshape(W.shape[0], -1, GROUP[sc]).abs().amax(-1)
-            if sc == "nvfp4a16":
-                g = torch.tensor([448.0 * 6.0]) / W.abs().max()
+            if sc == "nvfp4a16":  # q_proj: the global of q/k/v together (test_fused_layers_share_the_global_scale)
+                parts = [p] if "down" in p else [p.replace("q_proj", x) for x in ("q_proj", "k_proj", "v_proj")]
+                g = torch.tensor([448.0 * 6.0]) / max(w[x + ".weight"].float().abs().max() for x in parts)
                 assert torch.equal(t[p + ".weight_global_scale"], g.reshape(1)), p
                 local = (g * (gmax / 6.0)).clamp(max=448).to(torch.float8_e4m3fn)
                 assert torch.equal(t[p + ".weight_scale"].view(torch.uint8), local.view(torch.uint8)), p
             else:
                 assert torch.equal(t[p + ".weight_scale"], generate_mx_scales(gmax).to(torch.uint8)), p
+
+
+# the Linears vLLM loads as one fused layer, which keeps one weight_global_scale for all of them
+# (llm-compressor's FUSED_LAYER_NAMES: they share the global of their joint amax)
+FUSED = [("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"), ("w1", "w3"), ("q_a_proj", "kv_a_proj_with_mqa")]
+
+
+def check_fused_globals(src, out):
+    """every weight_global_scale of export out is 448 * 6 / amax over the source weights of its fused group
+    (the Linear alone when it belongs to none); returns the number of Linears checked"""
+    w, t = tensors(src), tensors(out)
+    glob = {k[:-len(".weight_global_scale")]: v for k, v in t.items() if k.endswith(".weight_global_scale")}
+    for p, g in glob.items():
+        parent, leaf = p.rsplit(".", 1)
+        group = next((f for f in FUSED if leaf in f), (leaf,))
+        members = [f"{parent}.{m}" for m in group if f"{parent}.{m}" in glob]
+        amax = max(w[m + ".weight"].float().abs().max() for m in members)
+        assert torch.equal(g, (torch.tensor([448.0 * 6.0]) / amax).reshape(1)), (p, members)
+    return len(glob)
+
+
+def tiny_moe(arch, out):
+    common = dict(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=2,
+                  tie_word_embeddings=False)
+    if arch == "mixtral":
+        m = qt.tiny_random(transformers.MixtralForCausalLM,
+                           transformers.MixtralConfig(num_local_experts=4, num_experts_per_tok=2, **common))
+    else:
+        m = qt.tiny_random(transformers.Qwen3MoeForCausalLM,
+                           transformers.Qwen3MoeConfig(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
+                                                       norm_topk_prob=True, **common))
+    return qt.save_tiny(m, out)
+
+
+@pytest.mark.parametrize("case", ["t128", "t128-gptq", "mixtral", "qwen3_moe"])
+def test_fused_layers_share_the_global_scale(case, models, tmp_path):
+    """NVFP4: q/k/v, gate/up (w1/w3 of each expert) share one global scale, the one of their joint amax
+    (what vLLM's fused layers need: they keep one); o_proj, down_proj, w2 keep their own; the export still
+    decompresses to qdist's weights and reads back to the fake-quant ppl"""
+    src = models["t128"] if case.startswith("t128") else tiny_moe(case, str(tmp_path / "src"))
+    extra = GPTQ if case.endswith("gptq") else []
+    fake, out = str(tmp_path / "fake"), str(tmp_path / "out")
+    quantize(src, fake, "fake", "--scheme", "nvfp4a16", *extra)
+    quantize(src, out, "compressed-tensors", "--scheme", "nvfp4a16", *extra)
+    assert check_fused_globals(src, out) >= 7
+    t = tensors(out)
+    g = {k: v.item() for k, v in t.items() if k.endswith("weight_global_scale")}
+    if case.startswith("t128"):  # the fixture's parts have different amax: the shared global is not each one's own
+        w = tensors(src)
+        own = {p: 448.0 * 6.0 / w[p + ".weight"].float().abs().max().item() for p in
+               ("model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.v_proj")}
+        assert len({round(v, 3) for v in own.values()}) > 1, own
+    q = check_config(out, ["nvfp4a16"]) if case.startswith("t128") else \
+        json.load(open(os.path.join(out, "config.json")))["quantization_config"]  # MoE: routers ignored too
+    check_decompress(out, fake, q)
+    assert eval_ppl(out) == eval_ppl(fake)
 
 
 @pytest.mark.parametrize("scheme", ["nvfp4a16", "mxfp4"])

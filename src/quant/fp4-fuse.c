@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT
+ * fp4-fuse.c - one nvfp4 global scale for each group of Linears that vLLM loads as one fused layer:
+ * q/k/v, gate/up (w1/w3 in Mixtral's experts) and MLA's q_a_proj/kv_a_proj_with_mqa under one parent
+ * module. vLLM's compressed-tensors NVFP4 layer keeps a single weight_global_scale per fused layer
+ * (the largest of its parts'), so a part quantized with a global of its own would be dequantized there
+ * with another's. The group's global is llm-compressor's (its fuse_weight_observers): 448 * 6 over the
+ * largest |w| of all the group's nvfp4 members.
+ */
+#include <string.h>
+
+#include "qd-check.h"
+#include "quantize-internal.h"
+
+static const char *const FUSED[][4] = {
+    {"q_proj", "k_proj", "v_proj", NULL},
+    {"gate_proj", "up_proj", NULL, NULL},
+    {"w1", "w3", NULL, NULL},
+    {"q_a_proj", "kv_a_proj_with_mqa", NULL, NULL},
+};
+enum { NFUSED = sizeof FUSED / sizeof FUSED[0] };
+
+/* the fused group of a Linear's name (its last component), -1 for none; *parent_len: the length of
+ * the name up to that component */
+static int fused_group(const char *name, size_t *parent_len) {
+    const char *dot = strrchr(name, '.');
+    const char *leaf = dot ? dot + 1 : name;
+    *parent_len = (size_t)(leaf - name);
+    for (int g = 0; g < NFUSED; g++)
+        for (int m = 0; m < 4 && FUSED[g][m]; m++)
+            if (strcmp(leaf, FUSED[g][m]) == 0) return g;
+    return -1;
+}
+
+static int is_member(const qd_qspec *specs, char (*names)[128], int l, int g, const char *parent, size_t plen) {
+    size_t len;
+    return !specs[l].skip && qd_scheme_is_nvfp4(specs[l].scheme) && fused_group(names[l], &len) == g &&
+           len == plen && strncmp(names[l], parent, plen) == 0;
+}
+
+qd_status qd__fp4_fuse_globals(qd_qctx *c, const qd_block_w *w, qd_qspec *specs, char (*names)[128]) {
+    for (int l = 0; l < w->nlin; l++) {
+        size_t plen;
+        int g = fused_group(names[l], &plen);
+        if (g < 0 || specs[l].fp4_global > 0 || !is_member(specs, names, l, g, names[l], plen)) continue;
+        double amax = 0; /* over every member: l is the group's first, the later ones come after it */
+        for (int m = l; m < w->nlin; m++) {
+            if (!is_member(specs, names, m, g, names[l], plen)) continue;
+            double a;
+            QD_CHECK(qd_be_reduce(c->be, &(struct qd_reduce_args){.kind = QD_RED_ABSMAX, .a = QD_REF(w->w[m], 0),
+                                                                  .n = w->n_out[m] * w->n_in[m], .out = &a}));
+            amax = a > amax ? a : amax;
+        }
+        float global = qd_fp4_global_of_amax((float)amax);
+        for (int m = l; m < w->nlin; m++)
+            if (is_member(specs, names, m, g, names[l], plen)) specs[m].fp4_global = global;
+    }
+    return QD_OK;
+}
