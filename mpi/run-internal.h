@@ -48,6 +48,9 @@ typedef struct qd_run {
     qd_stage_writer *writer; /* stages finished blocks on its own thread */
     qd_qrecord *recs;        /* the modules this rank quantized in this run: kept on the rank that quantized
                               * them and gathered on rank 0, so the report reads back only resumed blocks */
+    unsigned char *resumed;  /* rank 0: 1 for each block staged before the pipeline began (--resume), which
+                              * the pipeline replays and the report reads from the staging */
+    int nresumed;
     size_t nrecs, caprecs;
     qd_head head;
     int have_head;
@@ -132,12 +135,17 @@ qd_status qd_run_dp_blocks(qd_run *k, const qd_plan *plan, const struct qd_block
  * qd_collective_nccl_close). Collective over every rank. */
 qd_status qd_run_collectives(qd_run *k, qd_mpi_group *group, const qd_backend_spec *spec, qd_collective *coll,
                              int *nccl);
+/* Rank 0, after the staging is open and before the pipeline: which blocks it already holds (k->resumed,
+ * k->nresumed), by the test the pipeline uses to replay a block (qd_stage_has_block). */
+qd_status qd_run_note_resumed(qd_run *k);
 /* Every rank's module records to rank 0, in rank order (collective). */
 qd_status qd_run_gather_records(const qd_run *k, qd_qrecord **out, size_t *nout);
-/* The report as a cJSON tree (the caller saves it, and may update the totals after the export). */
-qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const qd_plan *plan,
-                              const qd_run_times *all, const qd_qrecord *recs, size_t nrecs, double wall,
-                              cJSON **out);
+/* The report as a cJSON tree (the caller saves it, and may update the totals after the export): the
+ * modules of the blocks quantized in this run from recs, those of the resumed ones (resumed[b] = 1)
+ * from the staging. */
+qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const unsigned char *resumed,
+                              const qd_plan *plan, const qd_run_times *all, const qd_qrecord *recs, size_t nrecs,
+                              double wall, cJSON **out);
 qd_status qd_run_save_report(cJSON *root, const char *dir);
 /* After the export: rank 0's write phase and the wall time, into the copy in the output directory. */
 qd_status qd_run_finish_report(cJSON *root, double report_s, double export_s, double wall, const char *out_dir);

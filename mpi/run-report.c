@@ -12,6 +12,15 @@
 #include "qd-check.h"
 #include "qd-fs.h"
 
+qd_status qd_run_note_resumed(qd_run *k) {
+    int n = k->cfg->nlayers;
+    k->resumed = calloc((size_t)n + 1, 1);
+    if (!k->resumed) return qd_fail(QD_ERR_NOMEM, "quantize: out of memory");
+    k->nresumed = 0;
+    for (int b = 0; b < n; b++) k->nresumed += k->resumed[b] = (unsigned char)qd_stage_has_block(k->stage, b);
+    return QD_OK;
+}
+
 /* in rank order, so each block's modules stay in order */
 qd_status qd_run_gather_records(const qd_run *k, qd_qrecord **out, size_t *nout) {
     void *all = NULL;
@@ -38,8 +47,9 @@ static void memory_json(cJSON *parent, const qd_run_times *t) {
     cJSON_AddBoolToObject(m, "gptq_resident_path", t->resident_path);
 }
 
-qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const qd_plan *plan,
-                              const qd_run_times *all, const qd_qrecord *recs, size_t nrecs, double wall, cJSON **out) {
+qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int nblocks, const unsigned char *resumed,
+                              const qd_plan *plan, const qd_run_times *all, const qd_qrecord *recs, size_t nrecs,
+                              double wall, cJSON **out) {
     *out = NULL;
     cJSON *root = cJSON_CreateObject(), *mods = cJSON_CreateObject(), *ranks = cJSON_CreateArray();
     if (!root || !mods || !ranks) {
@@ -73,11 +83,10 @@ qd_status qd_run_build_report(const qd_run_opts *o, const qd_stage *stage, int n
     double loss = 0;
     int nq = 0, nfb = 0;
     for (int b = 0; b < nblocks; b++) {
-        /* modules quantized in this run come from the ranks' records; resumed blocks from the staging */
-        size_t nhere = 0;
-        for (size_t i = 0; i < nrecs; i++) nhere += recs[i].block == b;
+        /* modules quantized in this run come from the ranks' records (none for a block the recipe skips
+         * whole); resumed blocks from the staging */
         qd_staged_block *sb = NULL;
-        if (!nhere) {
+        if (resumed[b]) {
             qd_status st = qd_stage_read_block(stage, b, &sb);
             if (st != QD_OK) {
                 cJSON_Delete(root), cJSON_Delete(mods), cJSON_Delete(ranks);

@@ -227,9 +227,7 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
         atomic_fetch_add(&shb->extra, 1);
         qd_run_stream_block(k, sb, release_staged);
     }
-    /* a block without quantized modules has no records, and the report reads such a block from the
-     * staging (as a resumed one): it is staged */
-    if (hold_back(k, b) && sb->nmodules > 0) k->tail = sb; /* written only if the export does not commit (qd_run_stage_tail) */
+    if (hold_back(k, b)) k->tail = sb; /* written only if the export does not commit (qd_run_stage_tail) */
     else st = qd_stage_writer_submit(k->writer, sb, release_staged); /* waits for the previous block's write */
     sb = NULL;
     k->t.stage_s += qd_run_now_s() - t0;

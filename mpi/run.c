@@ -94,6 +94,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     QD_CHECK_GOTO(qd_mpi_agree(qd_run_fingerprint(&ro, k.model, plan, &fpr)), st, fail);
     staging_existed = qd_path_exists(staging) && !qd_dir_is_empty(staging);
     QD_CHECK_GOTO(qd_run_open_staging(&ro, staging, &fpr, &k.stage), st, fail);
+    QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_note_resumed(&k) : QD_OK), st, fail);
     /* rank 0 plans the export now and writes each block into its shards as it finishes */
     QD_CHECK_GOTO(qd_mpi_agree(rank == 0 ? qd_run_stream_begin(&k, staging) : QD_OK), st, fail);
 
@@ -175,7 +176,8 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         if (st == QD_OK) st = qd_run_prepare_meta(o->model_dir, meta);
         double tw = qd_run_now_s(), te = 0;
         cJSON *report = NULL;
-        if (st == QD_OK) st = qd_run_build_report(&ro, k.stage, cfg.nlayers, plan, all, recs, nrecs, qd_run_now_s() - t0, &report);
+        if (st == QD_OK) st = qd_run_build_report(&ro, k.stage, cfg.nlayers, k.resumed, plan, all, recs, nrecs,
+                                                  qd_run_now_s() - t0, &report);
         if (st == QD_OK) st = qd_run_save_report(report, meta);
         double tr = qd_run_now_s() - tw;
         int streamed = 0;
@@ -194,11 +196,8 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         if (st == QD_OK) st = qd_run_finish_report(report, tr, te, qd_run_now_s() - t0, o->output_dir);
         cJSON_Delete(report);
         if (st == QD_OK) {
-            int quantized = 0, replayed = 0;
-            for (int r = 0; r < size; r++) quantized += all[r].quantized, replayed += all[r].replayed;
             qd_info("quantize: %d blocks (%d quantized now, %d resumed from staging) in %.1f s -> %s", cfg.nlayers,
-                    quantized, cfg.nlayers - quantized, qd_run_now_s() - t0, o->output_dir);
-            (void)replayed;
+                    cfg.nlayers - k.nresumed, k.nresumed, qd_run_now_s() - t0, o->output_dir);
             qd_run_stage_tail(&k, 0); /* committed: a held-back last block is not staged */
             if (!o->keep_staging) st = qd_stage_remove(staging); /* only what qdist wrote there */
         }
@@ -241,6 +240,7 @@ fail:
     qd_stage_close(k.stage);
     qd_fingerprint_free(&fpr);
     free(k.recs);
+    free(k.resumed);
     free(ids);
     free(plan);
     return st;

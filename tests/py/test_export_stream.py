@@ -8,7 +8,7 @@
 - two ranks (rank 0 streams its own blocks, the others' come from the staging at the end) equal one;
 - a run killed after some blocks leaves no output directory (only a temporary one, removed by the
   next run), and --resume gives the same bytes; so does one killed after its last block, which is held
-  back from the staging unless --keep-staging;
+  back from the staging unless --keep-staging, also when a recipe leaves it without a quantized module;
 - GPTQ v1's refusal of a zero point of 0, which only the data shows, stays one clear line with the
   --resume hint, and leaves neither the output nor its temporary directory.
 """
@@ -161,6 +161,49 @@ def test_kill_before_the_commit_resumes_identical(tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads((kept / "qdist_report.json").read_text())["ranks"][0]["quantized"] == 0
     assert files(kept) == files(ref) and len(staged(kept_st)) == NBLOCKS
+
+
+def report_modules(d):
+    mods = json.loads((Path(d) / "qdist_report.json").read_text())["modules"]
+    return {k: (v["N"], v["K"], v["loss"], v["rank"]) for k, v in mods.items()}
+
+
+def test_recipe_skipping_the_later_blocks_resumes_identical(tmp_path):
+    """A recipe that skips every block after the first leaves the last block without a quantized
+    module: it is held back like any last block (a kill before the commit leaves it unstaged and --resume
+    quantizes it again), and the report - which reads only the resumed blocks from the staging - lists
+    block 0's modules alone, the same after a plain run, a resumed one and one resumed from a staging
+    that holds every block (--keep-staging: the module-less last block is resumed too)."""
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"overrides": [{"match": r"layers\.[1-9]\.", "skip": True}]}))
+    args = ["--method", "gptq", "--format", "compressed-tensors", "--recipe", recipe]
+    ref = tmp_path / "ref"
+    r = quantize(ref, args)
+    assert r.returncode == 0, r.stderr
+    mods = report_modules(ref)
+    assert mods and all(k.startswith("model.layers.0.") for k in mods), sorted(mods)
+    assert totals(ref)["quantized"] == len(mods)
+    out, staging = tmp_path / "out", tmp_path / "out.qdist-staging"
+    r = quantize(out, args, env={"QD_INJECT_KILL_EXPORT": "1"})
+    assert r.returncode != 0 and not out.exists()
+    assert staged(staging) == [f"block-{b:05d}.h5" for b in range(NBLOCKS - 1)]
+    r = quantize(out, args + ["--resume"])
+    assert r.returncode == 0, r.stderr
+    rank0 = json.loads((out / "qdist_report.json").read_text())["ranks"][0]
+    assert (rank0["quantized"], rank0["replayed"]) == (1, NBLOCKS - 1), rank0
+    assert "(1 quantized now, 7 resumed from staging)" in r.stderr, r.stderr
+    assert report_modules(out) == mods
+    assert files(out) == files(ref)
+    assert not staging.exists() and not leftovers(tmp_path)
+    kept, kept_st = tmp_path / "kept", tmp_path / "kept-staging"
+    r = quantize(kept, args + ["--keep-staging", "--staging", kept_st], env={"QD_INJECT_KILL_EXPORT": "1"})
+    assert r.returncode != 0 and not kept.exists()
+    assert len(staged(kept_st)) == NBLOCKS
+    r = quantize(kept, args + ["--keep-staging", "--staging", kept_st, "--resume"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads((kept / "qdist_report.json").read_text())["ranks"][0]["quantized"] == 0
+    assert report_modules(kept) == mods
+    assert files(kept) == files(ref)
 
 
 def test_gptq_v1_zero_point_refused_while_streaming(tmp_path):
