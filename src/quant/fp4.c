@@ -22,16 +22,15 @@ float qd_fp4_global_of_amax(float amax) {
     return isfinite(global) ? global : 1.0f;
 }
 
-float qd_fp4_global(const float *W, size_t n) {
-    float amax = 0;
-    for (size_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(W[i]));
-    return qd_fp4_global_of_amax(amax);
-}
-
 float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float global, float *scales) {
     size_t gs = (size_t)qd_scheme_fp4_group(sc), G = K / gs;
-    if (!qd_scheme_is_nvfp4(sc)) global = 0;
-    else if (!(global > 0)) global = qd_fp4_global(W, N * K);
+    if (!qd_scheme_is_nvfp4(sc)) {
+        global = 0;
+    } else if (!(global > 0)) { /* a run sets it (fp4-fuse.c); a Linear quantized alone has W's own */
+        float amax = 0;
+        for (size_t i = 0; i < N * K; i++) amax = fmaxf(amax, fabsf(W[i]));
+        global = qd_fp4_global_of_amax(amax);
+    }
     for (size_t n = 0; n < N; n++)
         for (size_t g = 0; g < G; g++) {
             float gmax = 0;

@@ -122,15 +122,14 @@ static void unpack(const char *src, size_t n0, size_t n, size_t N, size_t K, siz
     out->s.loss += loss;
 }
 
-/* the scale a scheme finds from the whole weight W [N][K] (nvfp4's global, fp8-static's tensor scale)
- * into spec, so that every rank's rows use it */
+/* fp8-static's tensor scale, found from the whole weight W [N][K] into spec, so that every rank's rows
+ * use it (nvfp4's global scale is set for every Linear before GPTQ: qd__fp4_fuse_globals) */
 static qd_status whole_weight_scale(qd_backend_t be, const char *name, qd_buf_t W, size_t N, size_t K, qd_qspec *spec) {
     float *w = malloc(N * K * sizeof *w + 1), *sc = malloc(N * sizeof *sc + 1);
     qd_status st = w && sc ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory for the %s scale", name,
                                              qd_scheme_name(spec->scheme));
     if (st == QD_OK) st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(W, 0), .dst = w, .n = N * K});
-    if (st == QD_OK && qd_scheme_is_nvfp4(spec->scheme)) spec->fp4_global = qd_fp4_global(w, N * K);
-    if (st == QD_OK && spec->scheme == QD_SCHEME_FP8_STATIC && N) {
+    if (st == QD_OK && N) {
         qd_fp8_scales(w, N, K, spec, sc); /* one tile: every row holds the tensor's scale */
         spec->fp8_tensor_scale = sc[0];
     }
@@ -155,8 +154,11 @@ qd_status qd__dp_gptq_apply(qd_qctx *c, const char *name, const qd_qspec *s, qd_
     qd_status st = QD_OK;
     if (!counts) return qd_fail(QD_ERR_NOMEM, "%s: out of memory", name);
     qd_qspec rows_spec = *s; /* every rank's rows share the whole weight's nvfp4 global or fp8-static scale */
-    if ((qd_scheme_is_nvfp4(s->scheme) && !(s->fp4_global > 0)) ||
-        (s->scheme == QD_SCHEME_FP8_STATIC && !(s->fp8_tensor_scale > 0)))
+    if (qd_scheme_is_nvfp4(s->scheme) && !(s->fp4_global > 0)) { /* only a non-finite weight leaves it unset */
+        st = qd_check_finite(be, W, 0, N * K, "the weight", name);
+        if (st == QD_OK) st = qd_fail(QD_ERR_INTERNAL, "%s: no nvfp4 global scale before the data-parallel GPTQ split", name);
+    }
+    if (st == QD_OK && s->scheme == QD_SCHEME_FP8_STATIC && !(s->fp8_tensor_scale > 0))
         st = whole_weight_scale(be, name, W, N, K, &rows_spec);
     if (st == QD_OK && n) { /* this rank's rows, swept alone */
         qd_phase prev = qd_phase_set(be, QD_PH_CHOLESKY);

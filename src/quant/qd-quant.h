@@ -37,9 +37,9 @@ typedef struct qd_qspec {
     qd_scheme scheme;  /* qd-scheme.h; fp8/fp4 are round to nearest (qd_float_rtn_layer) or GPTQ with
                         * the same scales (qd_scheme_gptq_targets) */
     qd_dtype scale_dtype; /* fp8 scales are rounded to the stored dtype before encoding (qd_qctx_spec sets it) */
-    float fp4_global;     /* nvfp4: the Linear's global scale when it is not its own weight's: a fused group's
-                           * (qd__fp4_fuse_globals), or the whole weight's when only some of its rows are
-                           * quantized here (data-parallel GPTQ); 0: from the weight given */
+    float fp4_global;     /* nvfp4: the Linear's global scale, set for every nvfp4 Linear of a run's block
+                           * (qd__fp4_fuse_globals: its own weight's, or its fused group's), which
+                           * data-parallel GPTQ's rows share; 0: from the weight given (quant-layer) */
     float fp8_tensor_scale; /* fp8-static: the Linear's one scale, likewise; 0: from the weight given */
 } qd_qspec;
 
@@ -75,12 +75,10 @@ void qd_fp8_scales(const float *W, size_t N, size_t K, const qd_qspec *s, float 
 /* an fp8 scheme's tile: rows x cols of W that share one scale */
 void qd_fp8_tile(qd_scheme sc, size_t N, size_t K, size_t *rows, size_t *cols);
 /* The effective group scales [K / group][N] of host W [N][K] for fp4 scheme sc (fp4.c's rules), with
- * nvfp4a16's global scale `global` when > 0, else qd_fp4_global(W); returns the global scale used (0 for
- * mxfp4). K must be a multiple of the group (qd_fp4_check_shape). */
+ * nvfp4a16's global scale `global` when > 0, else W's own (a Linear quantized alone: quant-layer);
+ * returns the global scale used (0 for mxfp4). K must be a multiple of the group (qd_fp4_check_shape). */
 float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float global, float *scales);
-/* nvfp4a16's global scale of the n values W: 448 * 6 / amax (1 for a zero or tiny amax) */
-float qd_fp4_global(const float *W, size_t n);
-/* the same from amax = max |W| */
+/* nvfp4a16's global scale from amax = max |W|: 448 * 6 / amax (1 for a zero or tiny amax) */
 float qd_fp4_global_of_amax(float amax);
 /* a refusal naming the module when the scheme's fp4 group does not divide K; QD_OK otherwise */
 qd_status qd_fp4_check_shape(qd_scheme sc, const char *name, size_t K);

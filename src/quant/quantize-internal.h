@@ -128,8 +128,9 @@ qd_status qd__ep_share(qd_qctx *c, qd_block_w *w, int g, const qd_qspec *specs, 
 /* SmoothQuant (smooth.c, c->o.smooth): observe the block's two normed inputs over in (every rank's
  * maxima), fold the per-channel scales into the norms and the Linears reading them (w changed in place;
  * specs: which Linears are quantized). scratch receives a partial forward (the caller overwrites it). */
-/* nvfp4 (fp4-fuse.c): the members of each group vLLM fuses into one layer (q/k/v, gate/up, w1/w3,
- * q_a/kv_a) get one fp4_global, from the amax of all their weights (w as they are now) */
+/* nvfp4 (fp4-fuse.c): every nvfp4 Linear's fp4_global from its weight's amax (w as it is now), one
+ * for the members of each group vLLM fuses into one layer (q/k/v, gate/up, w1/w3, q_a/kv_a) from the
+ * amax of all their weights */
 qd_status qd__fp4_fuse_globals(qd_qctx *c, const qd_block_w *w, qd_qspec *specs, char (*names)[128]);
 /* fp8-static (static-scales.c): wants - some Linear of the block has the scheme; input_scales - their
  * input_scale from one forward of the quantized block over in (every rank's maxima). */

@@ -17,6 +17,7 @@ Bad inputs are one-line usage errors (exit 2).
 """
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from compressed_tensors.compressors.mxfp4.base import MXFP4PackedCompressor
 from compressed_tensors.compressors.naive_quantized.base import FloatQuantizationCompressor
 from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor
 from compressed_tensors.quantization import preset_name_to_scheme
+from safetensors.torch import load_file, save_file
 
 import export_fakegen as fg
 import qdtest as qt
@@ -354,6 +356,30 @@ def test_two_ranks_equal_one(layout, models, tmp_path):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     qdist(*args, "--output", one)
     qt.mpirun(2, *args, "--output", two)
+    assert files_bytes(one) == files_bytes(two)
+
+
+def test_global_scale_counts_a_dead_column(models, tmp_path):
+    """GPTQ zeroes a weight column whose input is never active in the calibration (a dead column); nvfp4's
+    global scale is still 448 * 6 / amax of the whole weight, as llm-compressor's observer finds it
+    before GPTQ, on one rank as on two (whose rows share the one global). Here down_proj's input channel
+    7 is dead (up_proj's row 7 is zero) and holds down_proj's largest |w|."""
+    src = str(tmp_path / "src")
+    shutil.copytree(models["t128"], src)
+    w = load_file(os.path.join(src, "model.safetensors"))
+    p = "model.layers.0.mlp."
+    w[p + "up_proj.weight"][7] = 0
+    w[p + "down_proj.weight"][:, 7] = 4 * w[p + "down_proj.weight"].abs().max()
+    save_file(w, os.path.join(src, "model.safetensors"), metadata={"format": "pt"})
+    args = ["quantize", "--model", src, "--format", "compressed-tensors", "--backend", "cpu", "--quiet",
+            "--progress", "none", "--scheme", "nvfp4a16", *GPTQ, "--numerics", "exact"]
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    qdist(*args, "--output", one)
+    t = tensors(one)
+    want = (torch.tensor([448.0 * 6.0]) / w[p + "down_proj.weight"].abs().max()).reshape(1)
+    assert torch.equal(t[p + "down_proj.weight_global_scale"], want)
+    assert not (t[p + "down_proj.weight_packed"][:, 3] >> 4).any()  # column 7 (byte 3's high nibble): zeroed, code 0
+    qt.mpirun(2, *args, "--parallel", "data", "--output", two)
     assert files_bytes(one) == files_bytes(two)
 
 
