@@ -17,7 +17,10 @@
 #               quantize --backend cuda` each, compressed-tensors export: W4A16 GPTQ (the reference row),
 #               fp8-dynamic, fp8-block, nvfp4a16, mxfp4 by RTN, then fp8-dynamic / nvfp4a16 by GPTQ; prints a markdown table to $OUT/fmt-speed.md
 #               (FMT_SCHEMES: "scheme:method ..." to pick rows; FMT_TIMEOUT per row, default 600 s)
-#     cuda-resume  fixture on CUDA: device install == host dequant (QD_CHECK_INSTALL), kill + resume identical
+#     cuda-resume  fixture on CUDA: device install == host dequant (QD_CHECK_INSTALL), kill + resume identical; then
+#               every installing method/scheme (rtn, gptq --act-order, awq, w8a8-int8, fp8-dynamic gptq, nvfp4a16)
+#               with the install checked; each prints how its installs were made (kept on the device / uploaded /
+#               host) and how many differ (expect 0)
 #     peer      bench/peer/peer_bench.py: qdist (default flags) vs llm-compressor on the fixture (PEER_METHODS,
 #               default rtn,gptq,gptq-act,awq; ppl of every export by one evaluator), plus qdist with --math fp32
 #               on the same ids (the fp32-vs-default quality rows); needs .whl (llm-compressor's wheels)
@@ -81,6 +84,12 @@ ML=x86_64-linux-gnu
 export PYTHONUNBUFFERED=1
 
 log() { echo "== $(date -u +%H:%M:%S) $*"; }
+# cuda-resume: how the QD_CHECK_INSTALL-checked installs of a log were made (qctx.c's check_install)
+installs() {
+  echo "  installs checked: $(grep -c 'codes kept on the device)' "$1") kept on the device," \
+       "$(grep -c 'codes uploaded)' "$1") uploaded, $(grep -c 'dequantized on the host)' "$1") host;" \
+       "$(grep -c 'differs from the host' "$1") differ (expect $2)"
+}
 
 log "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
 # ---- dependencies
@@ -419,12 +428,35 @@ for s in $STAGES; do
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     log "cuda-resume: uninterrupted run, install checked"
     QD_CHECK_INSTALL=1 $RUN $q --output /tmp/cr-a >"$OUT/cuda-resume.log" 2>&1; echo "rc=$? installs bit-identical: $(grep -c 'bit-identical to the host' "$OUT/cuda-resume.log") (expect 56)"
+    installs "$OUT/cuda-resume.log" "56 kept, 0 uploaded, 0 host"
     grep -i "error\|differs" "$OUT/cuda-resume.log" | head -5
     rm -rf /tmp/cr-b /tmp/cr-b.qdist-staging
     QD_INJECT_KILL=0:3 $RUN $q --output /tmp/cr-b >>"$OUT/cuda-resume.log" 2>&1; echo "killed run rc=$?"
-    $RUN $q --output /tmp/cr-b --resume >>"$OUT/cuda-resume.log" 2>&1; echo "resume rc=$?"
+    # the resume replays the staged blocks from their host codes: the uploaded install, checked too
+    QD_CHECK_INSTALL=1 $RUN $q --output /tmp/cr-b --resume >"$OUT/cuda-resume-b.log" 2>&1; echo "resume rc=$?"
+    installs "$OUT/cuda-resume-b.log" "kept + uploaded = 56, uploaded > 0"
+    grep -i "error\|differs" "$OUT/cuda-resume-b.log" | head -5
     same=1; for x in /tmp/cr-a/*; do n=$(basename $x); [ $n = qdist_report.json ] && continue; cmp -s $x /tmp/cr-b/$n || { echo "DIFF $n"; same=0; }; done
-    echo "CUDA kill+resume byte-identical: $same";;
+    echo "CUDA kill+resume byte-identical: $same"
+    # every method and scheme that installs: integers dequantized on the device from the codes the
+    # quantizer left there, float schemes dequantized on the host and uploaded; each checked bit for bit
+    qb="$B/qdist quantize --backend cuda --model $f --overwrite --progress none"
+    cal="--calib $f/calib.jsonl --nsamples 32 --seqlen 512"
+    while IFS='|' read -r tag args expect; do
+      rm -rf /tmp/ci-$tag /tmp/ci-$tag.qdist-staging
+      QD_CHECK_INSTALL=1 $RUN $qb $args --output /tmp/ci-$tag </dev/null >"$OUT/cuda-install-$tag.log" 2>&1; rc=$?
+      echo "install check $tag ($args): rc=$rc"; installs "$OUT/cuda-install-$tag.log" "$expect"
+      grep -i "error\|differs" "$OUT/cuda-install-$tag.log" | head -3
+      rm -rf /tmp/ci-$tag /tmp/ci-$tag.qdist-staging
+    done <<EOF2
+rtn|--method rtn|56 kept
+gptq-act|--method gptq --act-order $cal|56 kept
+awq|--method awq $cal|56 kept
+int8|--scheme w8a8-int8 --method gptq $cal|56 kept
+fp8-gptq|--scheme fp8-dynamic --method gptq $cal|56 host
+nvfp4|--scheme nvfp4a16 --method rtn|56 host
+EOF2
+    ;;
   esac
 done
 python3 bench/summarize.py "$OUT"/bench-*.log "$OUT"/torch-*.log 2>/dev/null | tee "$OUT/summary.md"

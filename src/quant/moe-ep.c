@@ -244,7 +244,7 @@ static void res_pack(int l, const qd_qresult *r, char *p) {
 /* the Linear at p into results[*l] (any earlier result there freed); returns its size */
 static qd_status res_unpack(const char *p, int nlin, qd_qresult *results, int *l, size_t *bytes) {
     int64_t li;
-    qd_qresult r;
+    qd_qresult r = {0};
     memcpy(&li, p, sizeof li), p += sizeof li;
     memcpy(&r.q, p, sizeof r.q), p += sizeof r.q;
     memcpy(&r.s, p, sizeof r.s), p += sizeof r.s;

@@ -119,8 +119,8 @@ qd_status qd__forward_all_moe(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_b
 }
 
 /* QD_CHECK_INSTALL=1 (a check for GPU runs, slow): the device-installed weight must equal the host's
- * qd_qlinear_dequant_rounded bit for bit. */
-static qd_status check_install(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r) {
+ * qd_qlinear_dequant_rounded bit for bit; how says which install path made it. */
+static qd_status check_install(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r, const char *how) {
     size_t n = (size_t)r->q.N * (size_t)r->q.K, bad = 0;
     float *host = malloc(n * sizeof *host), *dev = malloc(n * sizeof *dev);
     qd_status st = host && dev ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory checking the install", r->q.name);
@@ -128,67 +128,81 @@ static qd_status check_install(qd_qctx *c, qd_block_w *w, int l, const qd_qresul
     if (st == QD_OK) {
         qd_qlinear_dequant_rounded(&r->q, c->o.scale_dtype, host);
         for (size_t i = 0; i < n; i++) bad += memcmp(&host[i], &dev[i], sizeof *host) != 0;
-        if (bad) st = qd_fail(QD_ERR_INTERNAL, "%s: device install differs from the host dequantization in %zu of %zu weights",
-                              r->q.name, bad, n);
-        else qd_info("%s: device install bit-identical to the host dequantization (%zu weights)", r->q.name, n);
+        if (bad) st = qd_fail(QD_ERR_INTERNAL, "%s: device install (%s) differs from the host dequantization in %zu of "
+                              "%zu weights", r->q.name, how, bad, n);
+        else qd_info("%s: device install bit-identical to the host dequantization (%zu weights, %s)", r->q.name, n, how);
     }
     free(host), free(dev);
     return st;
 }
 
-/* On a backend with the u8_codes op: upload the byte codes (a quarter of the fp32 weight), the rounded
- * scales, zeros and g_idx, and dequantize on the device - the same single multiply as
- * qd_qlinear_dequant_rounded, so the weight is bit-identical to the host path's. */
+/* On a backend with the u8_codes op: dequantize the byte codes on the device - the same single
+ * multiply as qd_qlinear_dequant_rounded, so the weight is bit-identical to the host path's. The codes
+ * are r->dev_codes when the quantizer left them there (the bytes it downloaded into r->q.codes), else
+ * r->q.codes uploaded (a quarter of the fp32 weight); the rounded scales, zeros and g_idx are uploaded. */
 static qd_status install_device(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r) {
     qd_backend_t be = c->be;
     const qd_qlinear *q = &r->q;
     size_t N = (size_t)q->N, K = (size_t)q->K, G = (size_t)q->G, n = N * K, words = (n + 3) / 4;
+    int resident = r->dev_codes && qd_buf_len(r->dev_codes) >= words;
     float *sc = malloc(G * N * sizeof *sc);
-    uint8_t *pad = n % 4 ? calloc(words, 4) : NULL; /* the upload reads whole words */
+    uint8_t *pad = !resident && n % 4 ? calloc(words, 4) : NULL; /* the upload reads whole words */
     qd_buf_t bc = NULL, bs = NULL, bz = NULL, bg = NULL;
     qd_status st = QD_OK;
-    if (!sc || (n % 4 && !pad)) {
+    if (!sc || (!resident && n % 4 && !pad)) {
         st = qd_fail(QD_ERR_NOMEM, "%s: out of memory installing the quantized weight", q->name);
         goto done;
     }
     for (size_t i = 0; i < G * N; i++) sc[i] = qd_scale_round(c->o.scale_dtype, q->scales[i]);
     if (pad) memcpy(pad, q->codes, n);
-    QD_CHECK_GOTO(qd_buf_alloc(be, words, &bc), st, done);
+    if (!resident) {
+        QD_CHECK_GOTO(qd_buf_alloc(be, words, &bc), st, done);
+        QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bc, 0),
+                                                                .src = pad ? (void *)pad : q->codes,
+                                                                .src_dtype = QD_DT_U32, .n = words}), st, done);
+    }
     QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &bs), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, G * N, &bz), st, done);
     QD_CHECK_GOTO(qd_buf_alloc(be, K, &bg), st, done);
-    QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bc, 0), .src = pad ? (void *)pad : q->codes,
-                                                            .src_dtype = QD_DT_U32, .n = words}), st, done);
     QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bs, 0), .src = sc, .src_dtype = QD_DT_F32,
                                                             .n = G * N}), st, done);
     QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bz, 0), .src = q->zeros,
                                                             .src_dtype = QD_DT_I32, .n = G * N}), st, done);
     QD_CHECK_GOTO(qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(bg, 0), .src = q->g_idx,
                                                             .src_dtype = QD_DT_I32, .n = K}), st, done);
-    st = qd_be_u8_codes(be, &(struct qd_u8_codes_args){.dequant = 1, .W = QD_REF(w->w[l], 0), .codes = QD_REF(bc, 0),
+    st = qd_be_u8_codes(be, &(struct qd_u8_codes_args){.dequant = 1, .W = QD_REF(w->w[l], 0),
+                                                        .codes = QD_REF(resident ? r->dev_codes : bc, 0),
                                                         .scales = QD_REF(bs, 0), .zeros = QD_REF(bz, 0),
                                                         .g_idx = QD_REF(bg, 0), .N = N, .K = K, .G = G});
-    if (st == QD_OK && qd_param_str(QD_PARAM_CHECK_INSTALL)) st = check_install(c, w, l, r);
+    if (st == QD_OK && qd_param_str(QD_PARAM_CHECK_INSTALL))
+        st = check_install(c, w, l, r, resident ? "codes kept on the device" : "codes uploaded");
 done:
     qd_buf_free(bc), qd_buf_free(bs), qd_buf_free(bz), qd_buf_free(bg);
     free(sc), free(pad);
     return st;
 }
 
-qd_status qd__install(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r) {
+qd_status qd__install(qd_qctx *c, qd_block_w *w, int l, qd_qresult *r) {
     qd_phase prev = qd_phase_set(c->be, QD_PH_INSTALL);
     size_t n = (size_t)r->q.N * (size_t)r->q.K;
     qd_status st;
     if (qd_be_has(c->be, QD_OPT_U8_CODES) && !qd_scheme_is_float(r->q.scheme)) { /* the kernel knows integers */
         st = install_device(c, w, l, r);
-    } else { /* host backends: dequantize here, upload fp32 (the reference path) */
+    } else { /* host backends and the float schemes: dequantize here, upload fp32 (the reference path) */
         float *deq = malloc(n * sizeof *deq);
-        if (!deq) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for the dequantized weight", r->q.name);
-        qd_qlinear_dequant_rounded(&r->q, c->o.scale_dtype, deq);
-        st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(w->w[l], 0), .src = deq,
-                                                          .src_dtype = QD_DT_F32, .n = n});
+        st = deq ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory for the dequantized weight", r->q.name);
+        if (st == QD_OK) {
+            qd_qlinear_dequant_rounded(&r->q, c->o.scale_dtype, deq);
+            st = qd_be_upload(c->be, &(struct qd_upload_args){.dst = QD_REF(w->w[l], 0), .src = deq,
+                                                              .src_dtype = QD_DT_F32, .n = n});
+        }
         free(deq);
+        /* a device backend's float-scheme weight: the upload checked as the integer installs are */
+        if (st == QD_OK && qd_be_has(c->be, QD_OPT_U8_CODES) && qd_param_str(QD_PARAM_CHECK_INSTALL))
+            st = check_install(c, w, l, r, "dequantized on the host");
     }
+    qd_buf_free(r->dev_codes); /* used, or of no use to a host dequantization */
+    r->dev_codes = NULL;
     qd_phase_set(c->be, prev);
     return st;
 }

@@ -112,7 +112,9 @@ qd_status qd_gptq_apply(qd_backend_t be, const char *name, const qd_qspec *s, qd
 void qd_gptq_fac_free(qd_gptq_fac *f); /* NULL-safe; leaves f zeroed */
 /* out->q's header from the spec (name, method, bits, group size, sym) and its arrays for N x K, G groups */
 qd_status qd_qresult_alloc(const qd_qspec *s, const char *name, size_t N, size_t K, size_t G, qd_qresult *out);
-/* Fills the host result from device codes [N,K] (int32), scales, zeros and a host g_idx. */
+/* Fills the host result from device codes [N,K] (int32), scales, zeros and a host g_idx; on a backend
+ * with the u8_codes op out->dev_codes also keeps the byte codes on the device for the install
+ * (qd-qlayer.h; whoever holds the result frees it, qd_qresult_free). */
 qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name, qd_buf_t codes, qd_buf_t scales,
                            qd_buf_t zeros, const int32_t *g_idx, size_t N, size_t K, size_t G, qd_qresult *out);
 /* status of a NaN/Inf check of n elements of buf: QD_ERR_NUMERIC naming what */

@@ -14,7 +14,7 @@
 
 #include "qd-quantize.h"
 
-qd_status qd_block_replay(qd_qctx *ctx, qd_block_w *w, const qd_qresult *results, qd_buf_t inputs,
+qd_status qd_block_replay(qd_qctx *ctx, qd_block_w *w, qd_qresult *results, qd_buf_t inputs,
                           qd_buf_t outputs);
 /* 1 when the run's chain is full precision (AWQ base method) */
 int qd_qctx_fp_chain(const qd_qctx *ctx);

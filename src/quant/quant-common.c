@@ -82,8 +82,11 @@ qd_status qd_check_finite(qd_backend_t be, qd_buf_t buf, size_t off, size_t n, c
 }
 
 /* The codes as bytes into l->codes: packed on the device when the backend can (N*K bytes cross to the
- * host instead of 4 N*K), else downloaded as int32 and narrowed here. */
-static qd_status fetch_codes(qd_backend_t be, const char *name, qd_buf_t codes, size_t n, uint8_t *dst) {
+ * host instead of 4 N*K; the packed buffer is handed to *keep for the install), else downloaded as
+ * int32 and narrowed here (*keep stays NULL). */
+static qd_status fetch_codes(qd_backend_t be, const char *name, qd_buf_t codes, size_t n, uint8_t *dst,
+                             qd_buf_t *keep) {
+    *keep = NULL;
     if (qd_be_has(be, QD_OPT_U8_CODES)) {
         size_t words = (n + 3) / 4;
         qd_buf_t packed;
@@ -97,7 +100,8 @@ static qd_status fetch_codes(qd_backend_t be, const char *name, qd_buf_t codes, 
                                                                 .n = words});
         if (st == QD_OK && tmp) memcpy(dst, tmp, n);
         free(tmp);
-        qd_buf_free(packed);
+        if (st == QD_OK) *keep = packed;
+        else qd_buf_free(packed);
         return st;
     }
     int32_t *c = malloc(n * sizeof *c);
@@ -128,7 +132,8 @@ qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name,
     qd_qlinear *l = &out->q;
     QD_CHECK(qd_qresult_alloc(s, name, N, K, G, out));
     qd_status st;
-    QD_CHECK_GOTO(fetch_codes(be, name, codes, N * K, l->codes), st, fail);
+    out->dev_codes = NULL;
+    QD_CHECK_GOTO(fetch_codes(be, name, codes, N * K, l->codes, &out->dev_codes), st, fail);
     QD_CHECK_GOTO(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(scales, 0), .dst = l->scales, .n = G * N}),
                   st, fail);
     QD_CHECK_GOTO(qd_be_download(be, &(struct qd_download_args){.src = QD_REF(zeros, 0), .dst = l->zeros, .n = G * N}),
@@ -136,6 +141,6 @@ qd_status qd_qresult_fetch(qd_backend_t be, const qd_qspec *s, const char *name,
     memcpy(l->g_idx, g_idx, K * sizeof *g_idx);
     return QD_OK;
 fail:
-    qd_qlinear_free(l);
+    qd_qresult_free(out);
     return st;
 }

@@ -80,8 +80,9 @@ qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t
 /* the same with the MoE calibration settings (qd-forward.h qd_moe_calib) */
 qd_status qd__forward_all_moe(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap,
                               void *user, int stop_after, const struct qd_moe_calib *moe);
-/* replace w->w[l] by r's dequantization with the scale dtype of the export */
-qd_status qd__install(qd_qctx *c, qd_block_w *w, int l, const qd_qresult *r);
+/* replace w->w[l] by r's dequantization with the scale dtype of the export; r->dev_codes (when set) is
+ * what it dequantizes on the device, and is freed (NULL afterwards) whatever the outcome */
+qd_status qd__install(qd_qctx *c, qd_block_w *w, int l, qd_qresult *r);
 /* the input features of every Hessian key of block w (c->gK) */
 void qd__set_keys(qd_qctx *c, const qd_block_w *w);
 /* the first Linear of stage g in w's table (a forward's stop_after), -1 when none */
