@@ -27,8 +27,14 @@ uint8_t qd_f32_to_e4m3(float x) {
 }
 
 float qd_e4m3_to_f32(uint8_t b) {
-    int e = (b >> 3) & 15, m = b & 7;
+    uint32_t e = (b >> 3) & 15u, m = b & 7u, sign = (uint32_t)(b & 0x80) << 24;
     if (e == 15 && m == 7) return NAN;
-    float v = e ? ldexpf((float)(8 + m), e - 10) : ldexpf((float)m, -9);
-    return (b & 0x80) ? -v : v;
+    float v;
+    if (e) { /* 1.m x 2^(e-7): the float's own fields, exact */
+        uint32_t u = sign | ((e + 127u - 7u) << 23) | (m << 20);
+        memcpy(&v, &u, sizeof v);
+        return v;
+    }
+    v = (float)m * (1.0f / 512.0f); /* subnormal: m x 2^-9, exact */
+    return sign ? -v : v;
 }

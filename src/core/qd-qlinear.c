@@ -3,9 +3,12 @@
 #include "qd-qlinear.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qd-fp4.h"
 #include "qd-fp8.h"
@@ -127,11 +130,44 @@ float qd_scale_round(qd_dtype dt, float x) {
 
 uint8_t qd_qlinear_nvfp4_local(const qd_qlinear *l, float s) { return qd_f32_to_e4m3(s * l->global_scale); }
 
-void qd_qlinear_dequant_rounded(const qd_qlinear *l, qd_dtype scale_dtype, float *w) {
-    if (qd_scheme_is_fp4(l->scheme)) scale_dtype = QD_DT_F32; /* the stored scales are the checkpoint's */
-    for (int n = 0; n < l->N; n++)
+typedef struct {
+    const qd_qlinear *l;
+    qd_dtype dt;
+    float *w;
+    int r0, r1;
+} deq_job;
+
+static void *deq_rows(void *arg) {
+    const deq_job *j = arg;
+    const qd_qlinear *l = j->l;
+    for (int n = j->r0; n < j->r1; n++)
         for (int k = 0; k < l->K; k++) {
             size_t gi = (size_t)l->g_idx[k] * l->N + n, nk = (size_t)n * l->K + k;
-            w[nk] = qd_qlinear_code_value(l, nk, gi) * qd_scale_round(scale_dtype, l->scales[gi]);
+            j->w[nk] = qd_qlinear_code_value(l, nk, gi) * qd_scale_round(j->dt, l->scales[gi]);
         }
+    return NULL;
+}
+
+#define DEQ_MAX_THREADS 16
+
+void qd_qlinear_dequant_rounded(const qd_qlinear *l, qd_dtype scale_dtype, float *w) {
+    if (qd_scheme_is_fp4(l->scheme)) scale_dtype = QD_DT_F32; /* the stored scales are the checkpoint's */
+    /* rows over threads above 4 Mi values (each value is computed alone: the same bits for any count);
+     * a thread that does not start has its rows done here */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = (size_t)l->N * (size_t)l->K;
+    int nt = n < ((size_t)4 << 20) ? 1 : cpus > DEQ_MAX_THREADS ? DEQ_MAX_THREADS : cpus > 0 ? (int)cpus : 1;
+    if (nt > l->N) nt = l->N > 0 ? l->N : 1;
+    deq_job jobs[DEQ_MAX_THREADS];
+    pthread_t th[DEQ_MAX_THREADS];
+    int started = 0;
+    for (int t = 0; t < nt; t++)
+        jobs[t] = (deq_job){.l = l, .dt = scale_dtype, .w = w, .r0 = (int)((int64_t)l->N * t / nt),
+                            .r1 = (int)((int64_t)l->N * (t + 1) / nt)};
+    for (int t = 1; t < nt; t++)
+        if (pthread_create(&th[t], NULL, deq_rows, &jobs[t]) == 0) started |= 1 << t;
+    for (int t = 0; t < nt; t++)
+        if (!(started & (1 << t))) deq_rows(&jobs[t]);
+    for (int t = 0; t < nt; t++)
+        if (started & (1 << t)) pthread_join(th[t], NULL);
 }

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT
  * float-rtn.c - the float schemes (fp8: E4M3, fp4: E2M1) by round-to-nearest (qd-quant.h): the
  * scales of fp8.c / fp4.c from the weight, then every value encoded with its group's scale. On the
- * host: each codec is a few integer operations or comparisons per value (qd-fp8.h, qd-fp4.h), the
- * same bits on every backend. */
+ * host, rows split over threads: each codec is a few integer operations or comparisons per value
+ * (qd-fp8.h, qd-fp4.h), the same bits on every backend and for every thread count. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "qd-check.h"
 #include "qd-fp4.h"
@@ -25,10 +27,62 @@ float qd_float_scales(const float *W, size_t N, size_t K, const qd_qspec *s, flo
     return 0;
 }
 
-/* one value into the scheme's grid: its code and the code's value times scale */
-static inline float encode(int fp8, float w, float scale, uint8_t *code) {
-    *code = fp8 ? qd_f32_to_e4m3(w / scale) : qd_f32_to_e2m1(w / scale);
-    return (fp8 ? qd_e4m3_to_f32(*code) : qd_e2m1_to_f32(*code)) * scale;
+/* Rows [r0, r1) of the weight encoded with their groups' scales: the codes and the squared error of
+ * these rows. A 256-entry decode table replaces the per-value decode. */
+typedef struct {
+    const float *w, *scales, *lut;
+    uint8_t *codes;
+    size_t N, K, gs, r0, r1;
+    int fp8;
+    double sq;
+} rtn_job;
+
+static void *rtn_rows(void *arg) {
+    rtn_job *j = arg;
+    double sq = 0;
+    for (size_t n = j->r0; n < j->r1; n++)
+        for (size_t k = 0; k < j->K; k++) {
+            float x = j->w[n * j->K + k], scale = j->scales[(k / j->gs) * j->N + n];
+            uint8_t c = j->fp8 ? qd_f32_to_e4m3(x / scale) : qd_f32_to_e2m1(x / scale);
+            float d = j->lut[c] * scale;
+            j->codes[n * j->K + k] = c;
+            sq += ((double)x - d) * ((double)x - d);
+        }
+    j->sq = sq;
+    return NULL;
+}
+
+#define RTN_MAX_THREADS 16
+
+/* threads for n values: one below 4 Mi, else the CPUs (at most RTN_MAX_THREADS); the codes do not
+ * depend on the count, only the loss's summation order does */
+static int rtn_threads(size_t n) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < ((size_t)4 << 20) ? 1 : cpus > RTN_MAX_THREADS ? RTN_MAX_THREADS : cpus > 0 ? (int)cpus : 1;
+}
+
+/* every value of w [N, K] encoded (rows split over threads); the loss sum (w - q)^2 */
+static double rtn_encode(int fp8, const float *w, const float *scales, size_t gs, size_t N, size_t K, uint8_t *codes) {
+    float lut[256];
+    for (int c = 0; c < 256; c++) lut[c] = fp8 ? qd_e4m3_to_f32((uint8_t)c) : qd_e2m1_to_f32((uint8_t)c);
+    int nt = rtn_threads(N * K);
+    if ((size_t)nt > N) nt = (int)N;
+    rtn_job jobs[RTN_MAX_THREADS];
+    pthread_t th[RTN_MAX_THREADS];
+    int started = 0; /* bit t: job t ran on a thread of its own (the others run here) */
+    for (int t = 0; t < nt; t++)
+        jobs[t] = (rtn_job){.w = w, .scales = scales, .lut = lut, .codes = codes, .N = N, .K = K, .gs = gs,
+                            .r0 = N * t / nt, .r1 = N * (t + 1) / nt, .fp8 = fp8};
+    for (int t = 1; t < nt; t++)
+        if (pthread_create(&th[t], NULL, rtn_rows, &jobs[t]) == 0) started |= 1 << t;
+    for (int t = 0; t < nt; t++)
+        if (!(started & (1 << t))) rtn_rows(&jobs[t]);
+    double sq = 0;
+    for (int t = 0; t < nt; t++) {
+        if (started & (1 << t)) pthread_join(th[t], NULL);
+        sq += jobs[t].sq;
+    }
+    return sq;
 }
 
 qd_status qd_float_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
@@ -51,28 +105,12 @@ qd_status qd_float_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *
     }
     qd_qlinear *q = &out->q;
     int fp8 = qd_scheme_is_fp8(s->scheme);
-    size_t gs = qd_float_group(s, K), rows = 1, cols = K;
+    size_t gs = qd_float_group(s, K);
     q->global_scale = qd_float_scales(w, N, K, s, q->scales);
     memset(q->zeros, 0, G * N * sizeof *q->zeros);
-    if (fp8) qd_fp8_tile(s->scheme, N, K, &rows, &cols);
-    /* tile by tile (the scale's own tile for fp8, a row for fp4): the loss sums in that order */
-    double sq = 0;
-    for (size_t n0 = 0; n0 < N; n0 += rows)
-        for (size_t k0 = 0; k0 < K; k0 += cols)
-            for (size_t n = n0; n < n0 + rows && n < N; n++)
-                for (size_t k = k0; k < k0 + cols && k < K; k++) {
-                    float x = w[n * K + k];
-                    float d = encode(fp8, x, q->scales[(k / gs) * N + n], &q->codes[n * K + k]);
-                    sq += ((double)x - d) * ((double)x - d);
-                    w[n * K + k] = d;
-                }
+    double sq = rtn_encode(fp8, w, q->scales, gs, N, K, q->codes);
     for (size_t k = 0; k < K; k++) q->g_idx[k] = G == 1 ? 0 : (int32_t)(k / gs);
-    st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(W, 0), .src = w, .src_dtype = QD_DT_F32, .n = N * K});
-    free(w);
-    if (st != QD_OK) {
-        qd_qlinear_free(q);
-        return st;
-    }
+    free(w); /* the caller installs the result (qd__install): the fp32 copy need not go back up */
     out->s.loss = sq / 2;
     out->s.damp = -1;
     out->s.fallback[0] = 0;

@@ -59,7 +59,8 @@ qd_status qd_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_
 /* The float schemes (fp8-dynamic / fp8-block / fp8-static: E4M3; nvfp4a16 / nvfp4 / mxfp4 /
  * mxfp4-w4a4: E2M1) by round to nearest: the group scales of qd_float_scales, then each value's code
  * (ties to even, saturating; qd-fp8.h, qd-fp4.h) with its group's scale; out->q.global_scale set for
- * nvfp4. Runs on the host: W goes down and its dequantized value comes back up. Loss as RTN's. */
+ * nvfp4. Runs on the host (rows over threads): W is downloaded and left as it was; the caller installs
+ * the result. Loss as RTN's. */
 qd_status qd_float_rtn_layer(qd_backend_t be, const char *name, const qd_qspec *s, qd_buf_t W, size_t N, size_t K,
                              qd_qresult *out);
 /* The scales [G][N] (qd_qspec_groups' G) a float scheme uses for host W [N][K], by fp8.c's or fp4.c's
