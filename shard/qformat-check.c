@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "qd-check.h"
+#include "qd-dtype.h"
 #include "qd-fp8.h"
 #include "qformat-read-internal.h"
 
@@ -188,6 +189,11 @@ qd_status qd_qformat_check_linear(const qd_qformat *qf, const qd_checkpoint *ck,
     snprintf(name, sizeof name, "%s.weight_scale", prefix);
     ts = qd_ckpt_find(ck, name);
     int64_t N, K, bn, bk;
+    int quantized = (tw && !qd_dtype_is_float(tw->dtype)) || tp;
+    if (!cg && quantized) /* vLLM would build it as a float Linear and find no .weight to load */
+        return qd_fail(QD_ERR_FORMAT, "%s/config.json: no quantization_config group targets '%s' (neither \"Linear\" "
+                       "nor a name or re: pattern), but its tensors are quantized (%s)", ck->dir, prefix,
+                       tw && !qd_dtype_is_float(tw->dtype) ? tw->name : tp->name);
     if (tw && tw->dtype == QD_DT_F8_E4M3) return qd__read_ct_fp8(cg, ck, prefix, NULL, &N, &K, NULL);
     if (tp && tp->dtype == QD_DT_U8) return qd__read_ct_fp4(cg, ck, prefix, NULL, &N, &K, NULL);
     int naive = tw && tw->dtype == QD_DT_I8;

@@ -80,6 +80,17 @@ CONTRADICTIONS = [
 ]
 
 
+def test_an_export_whose_config_targets_none_of_its_quantized_linears_is_refused(tmp_path, exports):
+    """found by the sweep: config_groups {} (or targets that match nothing) was evaluated by the tensors"""
+    exp = copy_export(exports("w8a8-int8"), tmp_path / "exp")
+    cfg = json.loads((exp / "config.json").read_text())
+    group(cfg)["targets"] = ["re:nothing$"]
+    (exp / "config.json").write_text(json.dumps(cfg))
+    for r in (evaluate(exp), run("inspect", exp)):
+        assert r.returncode == 1, r.stderr
+        one_line(r, "error", exp / "config.json", "no quantization_config group targets", Q)
+
+
 @pytest.mark.parametrize("scheme,says,edit", CONTRADICTIONS, ids=[f"{s}-{w}" for s, w, _ in CONTRADICTIONS])
 def test_an_export_whose_config_contradicts_its_tensors_is_refused(tmp_path, exports, scheme, says, edit):
     exp = copy_export(exports(scheme), tmp_path / "exp")
