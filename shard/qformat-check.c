@@ -124,7 +124,6 @@ qd_status qd__ct_layout(const ct_group *cg, const qd_checkpoint *ck, const char 
                         int64_t N, int64_t K, const qd_st_tensor *ts, int64_t *bn, int64_t *bk) {
     if (!cg) return by_shape(ck, kind, N, K, ts, bn, bk);
     QD_CHECK(check_kind(cg, ck, prefix, kind, bits));
-    QD_CHECK(check_input_scale(cg, ck, prefix, kind));
     const char *st = cg->strategy;
     int gs = cg->group_size;
     if (!st[0]) /* older configs: a group size or a block says it; else the shape does */
@@ -194,8 +193,15 @@ qd_status qd_qformat_check_linear(const qd_qformat *qf, const qd_checkpoint *ck,
         return qd_fail(QD_ERR_FORMAT, "%s/config.json: no quantization_config group targets '%s' (neither \"Linear\" "
                        "nor a name or re: pattern), but its tensors are quantized (%s)", ck->dir, prefix,
                        tw && !qd_dtype_is_float(tw->dtype) ? tw->name : tp->name);
-    if (tw && tw->dtype == QD_DT_F8_E4M3) return qd__read_ct_fp8(cg, ck, prefix, NULL, &N, &K, NULL);
-    if (tp && tp->dtype == QD_DT_U8) return qd__read_ct_fp4(cg, ck, prefix, NULL, &N, &K, NULL);
+    /* the weight's reader first (its config), then what only the runtime reads: the static input scale */
+    if (tw && tw->dtype == QD_DT_F8_E4M3) {
+        QD_CHECK(qd__read_ct_fp8(cg, ck, prefix, NULL, &N, &K, NULL));
+        return check_input_scale(cg, ck, prefix, QD_CT_FP8);
+    }
+    if (tp && tp->dtype == QD_DT_U8) {
+        QD_CHECK(qd__read_ct_fp4(cg, ck, prefix, NULL, &N, &K, NULL));
+        return check_input_scale(cg, ck, prefix, ts && ts->dtype == QD_DT_F8_E4M3 ? QD_CT_NVFP4 : QD_CT_MXFP4);
+    }
     int naive = tw && tw->dtype == QD_DT_I8;
     if (!naive && !(tp && tp->dtype == QD_DT_I32)) return QD_OK; /* a float weight, or the reader's to refuse */
     const qd_st_tensor *q = naive ? tw : tp;
@@ -220,5 +226,6 @@ qd_status qd_qformat_check_linear(const qd_qformat *qf, const qd_checkpoint *ck,
                                  "not %lld", q->name, (long long)q->shape[1], (long long)K, (long long)((K * bits + 31) / 32));
         }
     }
-    return cg ? qd__ct_layout(cg, ck, prefix, naive ? QD_CT_INT8 : QD_CT_PACKED, bits, N, K, ts, &bn, &bk) : QD_OK;
+    QD_CHECK(qd__ct_layout(cg, ck, prefix, naive ? QD_CT_INT8 : QD_CT_PACKED, bits, N, K, ts, &bn, &bk));
+    return check_input_scale(cg, ck, prefix, naive ? QD_CT_INT8 : QD_CT_PACKED);
 }

@@ -56,7 +56,7 @@ typedef enum { QD_CT_FP8, QD_CT_INT8, QD_CT_PACKED, QD_CT_NVFP4, QD_CT_MXFP4 } q
 
 /* The one check of a compressed-tensors config group against the tensors of Linear prefix (weight
  * [N][K] of `bits` bits, scale ts): format, type, num_bits, strategy, group_size / block_structure
- * against the scale's shape, and a static input scale where the group's activations are static.
+ * against the scale's shape (the static input scale, which no reader needs, is qd_qformat_check_linear's).
  * Sets *bn x *bk, the rows and columns of the weight one scale covers. Without a group (cg NULL) the
  * scale's shape alone decides (FP8: [N,1] per row, one value per tensor, else 128 x 128 blocks; the
  * others: [N, G] groups of ceil(K / G)). A contradiction fails naming config.json, the module and what
