@@ -226,7 +226,11 @@ qd_status qd__read_ct_fp8(const ct_group *cg, const qd_checkpoint *ck, const cha
                        qd_dtype_name(ts->dtype));
     int64_t N = tw->shape[0], K = tw->shape[1], bn, bk; /* rows and columns one scale covers */
     QD_CHECK(qd__ct_layout(cg, ck, prefix, QD_CT_FP8, 8, N, K, ts, &bn, &bk));
-    int tensor = bn == N && bk == K, row = bn == 1 && bk == K, block = !tensor && !row && bn > 1;
+    /* the group's strategy names the layout (one 128 x 128 block of a [128, 128] weight is a block, not a
+     * tensor scale); without one, the shape does (qd__ct_layout's rule) */
+    int by_block = cg && (cg->block || (!cg->strategy[0] && cg->group_size <= 0 && cg->block_structure[0]));
+    int tensor = !by_block && bn == N && bk == K, row = !by_block && bn == 1 && bk == K;
+    int block = by_block || (!cg && !tensor && !row);
     *pN = N, *pK = K;
     if (info) {
         info->quantized = 1, info->N = N, info->K = K, info->bits = 8, info->sym = 1;
