@@ -75,6 +75,8 @@ typedef struct qd_run_params {
     const char *math;          /* --math: auto | fp32 | tf32 | bf16 */
     const char *scale_dtype;   /* f16 | bf16 | f32; NULL: f16, compressed-tensors: the model's dtype */
     int format_given;          /* 0: an AWQ run's format is awq */
+    const char *moe_flag;      /* "--moe-calibration all" / "--moe-min-tokens" when given (NULL: neither):
+                                * a usage error on a model without experts */
 } qd_run_params;
 
 qd_status qd_quantize_command(const qd_run_params *p);

@@ -296,6 +296,12 @@ qd_status qd_quantize_command(const qd_run_params *p) {
                                 : QD_ERR_USAGE;
         goto done;
     }
+    if (p->moe_flag && cfg.moe_experts <= 0) { /* as --expert-parallel on: a flag that would change nothing */
+        st = qd_mpi_rank() == 0 ? qd_fail(QD_ERR_USAGE, "%s sets how a MoE model's experts are calibrated, but this "
+                                          "model has no experts (config.json): drop it", p->moe_flag)
+                                : QD_ERR_USAGE;
+        goto done;
+    }
     if (ro.q.kv_cache) QD_CHECK_GOTO(qd_run_check_kv(&cfg, ro.format, ro.calib_path), st, done);
     /* every module's spec against the method and the format, before calibration or staging */
     QD_CHECK_GOTO(qd_run_check_specs(&cfg, &base, recipe, ro.format), st, done);

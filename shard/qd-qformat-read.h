@@ -65,6 +65,11 @@ qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, 
 qd_status qd_qformat_linear_info(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix,
                                  qd_qlinear_info *info);
 
+/* compressed-tensors: the config group of Linear `prefix` against its tensors' headers (format, type,
+ * num_bits, strategy, group / block against the scale's shape, a static input scale), one line naming
+ * config.json and what the tensors are when they disagree; QD_OK for other formats and float weights. */
+qd_status qd_qformat_check_linear(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix);
+
 /* 1 when `name` is a quantization tensor of a Linear (qweight, qzeros, scales, g_idx, weight_packed,
  * weight_scale, weight_shape, weight_zero_point, weight_g_idx, weight_scale_inv): loaders skip these and call
  * qd_qformat_read_linear for the prefix. */

@@ -6,7 +6,6 @@
  * W = e4m3(q) x scale of the code's block on up to 16 threads, a NaN code refused naming the tensor. */
 #include "qd-qformat-fp8.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,10 +63,7 @@ static qd_status scale_values(const qd_checkpoint *ck, const qd_st_tensor *s, fl
     qd_status st = raw && v ? qd_ckpt_read_raw(ck, s, raw)
                             : qd_fail(QD_ERR_NOMEM, "%s: out of memory reading FP8 scale '%s'", ck->dir, s->name);
     if (st == QD_OK) qd_to_f32(s->dtype, raw, v, ns);
-    for (size_t i = 0; st == QD_OK && i < ns; i++)
-        if (!isfinite(v[i]) || v[i] < 0)
-            st = qd_fail(QD_ERR_FORMAT, "%s: FP8 scale '%s' element %zu is %g; scales must be finite and >= 0",
-                         ck->dir, s->name, i, (double)v[i]);
+    if (st == QD_OK) st = qd__scales_check(ck, s, v, ns, 1);
     free(raw);
     if (st != QD_OK) {
         free(v);
@@ -220,42 +216,28 @@ qd_status qd_fp8_linear(const qd_checkpoint *ck, const char *prefix, const int b
 qd_status qd__read_ct_fp8(const ct_group *cg, const qd_checkpoint *ck, const char *prefix, float **w, int64_t *pN,
                           int64_t *pK, qd_qlinear_info *info) {
     const qd_st_tensor *tw = find(ck, prefix, ".weight"), *ts = find(ck, prefix, ".weight_scale");
-    if (!tw || !ts || tw->ndim != 2 || tw->dtype != QD_DT_F8_E4M3)
-        return qd_fail(QD_ERR_FORMAT, "%s: float-quantized module '%s' needs a 2-D F8_E4M3 weight and a weight_scale",
-                       ck->dir, prefix);
+    if (!tw || tw->ndim != 2 || tw->dtype != QD_DT_F8_E4M3)
+        return qd_fail(QD_ERR_FORMAT, "%s: float-quantized module '%s' needs a 2-D F8_E4M3 weight", ck->dir, prefix);
+    if (!ts)
+        return qd_fail(QD_ERR_FORMAT, "%s: '%s.weight_scale' is missing; the F8_E4M3 weight '%s' of a compressed-tensors "
+                       "checkpoint needs one (config.json)", qd__tensor_file(ck, tw), prefix, tw->name);
     if (!qd_dtype_is_float(ts->dtype))
-        return qd_fail(QD_ERR_FORMAT, "%s: '%s' is %s, expected a float type", ck->dir, ts->name,
+        return qd_fail(QD_ERR_FORMAT, "%s: '%s' is %s, expected a float type", qd__tensor_file(ck, ts), ts->name,
                        qd_dtype_name(ts->dtype));
-    int64_t N = tw->shape[0], K = tw->shape[1];
-    /* [N] reads as [N, 1] and [] or [1] as [1, 1] (qd-qformat-fp8.h: vLLM / AutoFP8 per-row and per-tensor) */
-    int64_t R = ts->ndim >= 1 ? ts->shape[0] : 1, C = ts->ndim == 2 ? ts->shape[1] : 1;
-    int64_t bn = 0, bk = 0; /* rows and columns one scale covers */
-    /* the group's strategy; without a config, the shape: neither [N, 1] nor one value means blocks */
-    int block = cg ? cg->block : !(R == N && C == 1) && !(R == 1 && C == 1);
-    if (ts->ndim > 2 || (int64_t)ts->numel != R * C) {
-        bn = -1;
-    } else if (block) {
-        bn = QD_FP8_BLOCK_SIZE, bk = QD_FP8_BLOCK_SIZE;
-        if (R != cdiv(N, bn) || C != cdiv(K, bk)) bn = -1;
-    } else if (R == N && C == 1) {
-        bn = 1, bk = K;
-    } else if (R * C == 1) {
-        bn = N, bk = K;
-    } else {
-        bn = -1;
-    }
-    if (bn <= 0)
-        return qd_fail(QD_ERR_FORMAT, "%s: '%s' has shape [%lld,%lld], which is neither per-tensor [1,1], per-channel "
-                       "[%lld,1] nor 128 x 128 blocks [%lld,%lld] of the weight [%lld,%lld]", ck->dir, ts->name,
-                       (long long)R, (long long)C, (long long)N, (long long)cdiv(N, 128), (long long)cdiv(K, 128),
-                       (long long)N, (long long)K);
+    int64_t N = tw->shape[0], K = tw->shape[1], bn, bk; /* rows and columns one scale covers */
+    QD_CHECK(qd__ct_layout(cg, ck, prefix, QD_CT_FP8, 8, N, K, ts, &bn, &bk));
+    /* the group's strategy names the layout (one 128 x 128 block of a [128, 128] weight is a block, not a
+     * tensor scale); without one, the shape does (qd__ct_layout's rule) */
+    int by_block = cg && (cg->block || (!cg->strategy[0] && cg->group_size <= 0 && cg->block_structure[0]));
+    int tensor = !by_block && bn == N && bk == K, row = !by_block && bn == 1 && bk == K;
+    int block = by_block || (!cg && !tensor && !row);
     *pN = N, *pK = K;
     if (info) {
         info->quantized = 1, info->N = N, info->K = K, info->bits = 8, info->sym = 1;
-        info->group_size = block ? QD_FP8_BLOCK_SIZE : -1;
+        info->group_size = tensor || row ? -1 : (int)bk;
         info->scheme = block ? QD_SCHEME_FP8_BLOCK : QD_SCHEME_FP8_DYNAMIC;
         /* a static input scale: llm-compressor's FP8 */
-        if (!block && R * C == 1 && find(ck, prefix, ".input_scale")) info->scheme = QD_SCHEME_FP8_STATIC;
+        if (tensor && find(ck, prefix, ".input_scale")) info->scheme = QD_SCHEME_FP8_STATIC;
     }
     return w ? dequant(ck, tw, ts, bn, bk, w) : QD_OK;
 }

@@ -33,11 +33,8 @@ qd_status qd__read_ct_fp4(const ct_group *cg, const qd_checkpoint *ck, const cha
                        "%d along the %lld input features)", ck->dir, prefix, (long long)ts->shape[0],
                        (long long)ts->shape[1], (long long)N, (long long)(K / (nv ? 16 : 32)), nv ? 16 : 32,
                        (long long)K);
-    /* the config is what vLLM and compressed-tensors read: it must describe the tensors qdist reads */
-    if (cg && (cg->bits != 4 || cg->group_size != K / G))
-        return qd_fail(QD_ERR_FORMAT, "%s/config.json: the quantization_config group of '%s' says num_bits %d, "
-                       "group_size %d, but its tensors are %s: 4 bits in groups of %lld", ck->dir, prefix, cg->bits,
-                       cg->group_size, nv ? "nvfp4" : "mxfp4", (long long)(K / G));
+    int64_t bn, bk; /* the config is what vLLM and compressed-tensors read: it must describe these tensors */
+    QD_CHECK(qd__ct_layout(cg, ck, prefix, nv ? QD_CT_NVFP4 : QD_CT_MXFP4, 4, N, K, ts, &bn, &bk));
     if (nv && (!tg || tg->numel != 1 || tg->dtype != QD_DT_F32))
         return qd_fail(QD_ERR_FORMAT, "%s: nvfp4 module '%s' needs an F32 weight_global_scale of one element", ck->dir,
                        prefix);
@@ -50,22 +47,27 @@ qd_status qd__read_ct_fp4(const ct_group *cg, const qd_checkpoint *ck, const cha
     }
     if (!w) return QD_OK;
     uint8_t *q = malloc((size_t)(N * K / 2) + 1), *sb = malloc((size_t)(N * G) + 1);
-    float *out = malloc(sizeof *out * (size_t)(N * K) + 1), global = 1;
-    qd_status st = q && sb && out ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantising '%s'", ck->dir, prefix);
+    float *out = malloc(sizeof *out * (size_t)(N * K) + 1), global = 1, *sf = malloc(sizeof *sf * (size_t)(N * G) + 1);
+    qd_status st = q && sb && out && sf ? QD_OK
+                                        : qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantising '%s'", ck->dir, prefix);
     if (st == QD_OK) st = qd_ckpt_read_raw(ck, tw, q);
     if (st == QD_OK) st = qd_ckpt_read_raw(ck, ts, sb);
+    for (int64_t i = 0; st == QD_OK && i < N * G; i++) sf[i] = nv ? qd_e4m3_to_f32(sb[i]) : qd_e8m0_to_f32(sb[i]);
+    if (st == QD_OK) st = qd__scales_check(ck, ts, sf, (size_t)(N * G), 0); /* e4m3 0x7f, e8m0 0xff: NaN */
     if (st == QD_OK && nv) st = qd_ckpt_read_f32(ck, tg, &global);
     if (st == QD_OK && nv && !(global > 0 && isfinite(global)))
-        st = qd_fail(QD_ERR_FORMAT, "%s: '%s.weight_global_scale' is %g, not a positive finite number", ck->dir, prefix,
+        st = qd_fail(QD_ERR_FORMAT, "%s: '%s.weight_global_scale' is %g, not a positive finite number",
+                     qd__tensor_file(ck, tg), prefix,
                      (double)global);
     for (int64_t n = 0; st == QD_OK && n < N; n++)
         for (int64_t k = 0; k < K; k++) {
-            uint8_t b = sb[n * G + k / (K / G)], c = q[(n * K + k) / 2];
-            float s = nv ? qd_e4m3_to_f32(b) / global : qd_e8m0_to_f32(b);
+            uint8_t c = q[(n * K + k) / 2];
+            float s = nv ? sf[n * G + k / (K / G)] / global : sf[n * G + k / (K / G)];
             out[n * K + k] = qd_e2m1_to_f32(k % 2 ? (uint8_t)(c >> 4) : (uint8_t)(c & 15)) * s;
         }
     free(q);
     free(sb);
+    free(sf);
     if (st != QD_OK) {
         free(out);
         return st;

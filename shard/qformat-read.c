@@ -35,52 +35,8 @@ const char *qd_qformat_name(const qd_qformat *qf) { return qf->name; }
 
 void qd_qformat_close(qd_qformat *qf) {
     if (!qf) return;
-    for (int g = 0; g < qf->ngroups; g++) {
-        for (int t = 0; t < qf->groups[g].ntargets; t++) free(qf->groups[g].targets[t]);
-        free(qf->groups[g].targets);
-    }
-    free(qf->groups);
+    qd__ct_groups_free(qf->groups, qf->ngroups);
     free(qf);
-}
-
-static qd_status parse_ct_groups(qd_qformat *qf, const cJSON *q) {
-    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(q, "config_groups");
-    int n = cJSON_GetArraySize(groups);
-    qf->groups = calloc(n ? (size_t)n : 1, sizeof *qf->groups);
-    if (!qf->groups) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for %d config groups", qf->path, n);
-    const cJSON *g;
-    cJSON_ArrayForEach(g, groups) {
-        ct_group *cg = &qf->groups[qf->ngroups++];
-        const cJSON *w = cJSON_GetObjectItemCaseSensitive(g, "weights");
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(w, "num_bits");
-        cg->bits = cJSON_IsNumber(v) ? v->valueint : 0;
-        v = cJSON_GetObjectItemCaseSensitive(w, "group_size");
-        cg->group_size = cJSON_IsNumber(v) ? v->valueint : -1;
-        v = cJSON_GetObjectItemCaseSensitive(w, "symmetric");
-        cg->sym = !cJSON_IsFalse(v);
-        v = cJSON_GetObjectItemCaseSensitive(w, "type");
-        cg->is_float = cJSON_IsString(v) && strcmp(v->valuestring, "float") == 0;
-        v = cJSON_GetObjectItemCaseSensitive(w, "strategy");
-        cg->block = cJSON_IsString(v) && strcmp(v->valuestring, "block") == 0;
-        cg->has_act = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(g, "input_activations"));
-        const cJSON *bs = cJSON_GetObjectItemCaseSensitive(w, "block_structure"); /* FP8 "block" strategy */
-        for (int i = 0; i < 2 && cJSON_GetArraySize(bs) == 2; i++) {
-            v = cJSON_GetArrayItem(bs, i);
-            qf->fp8_block[i] = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 65536 ? v->valueint : 0;
-        }
-        const cJSON *targets = cJSON_GetObjectItemCaseSensitive(g, "targets");
-        int nt = cJSON_GetArraySize(targets);
-        cg->targets = calloc(nt ? (size_t)nt : 1, sizeof *cg->targets);
-        if (!cg->targets) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for targets", qf->path);
-        const cJSON *t;
-        cJSON_ArrayForEach(t, targets) {
-            if (!cJSON_IsString(t)) continue;
-            cg->targets[cg->ntargets] = strdup(t->valuestring);
-            if (!cg->targets[cg->ntargets]) return qd_fail(QD_ERR_NOMEM, "%s: out of memory for targets", qf->path);
-            cg->ntargets++;
-        }
-    }
-    return QD_OK;
 }
 
 qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
@@ -121,7 +77,7 @@ qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
         } else if (strcmp(meth, "compressed-tensors") == 0) {
             qf->kind = QD_QF_CT;
             snprintf(qf->name, sizeof qf->name, "compressed-tensors");
-            st = parse_ct_groups(qf, q);
+            st = qd__ct_groups_parse(q, qf->path, &qf->groups, &qf->ngroups);
         } else if (strcmp(meth, "fp8") == 0) {
             qf->kind = QD_QF_FP8;
             snprintf(qf->name, sizeof qf->name, "fp8");
@@ -261,6 +217,7 @@ static qd_status read_gptq(const qd_qformat *qf, const qd_checkpoint *ck, const 
     if (st == QD_OK) st = raw(ck, tz, (void **)&qz);
     if (st == QD_OK) st = raw(ck, tg, (void **)&gi);
     if (st == QD_OK) st = floats(ck, ts, &s);
+    if (st == QD_OK && w) st = qd__scales_check(ck, ts, s, (size_t)ts->numel, 0);
     if (st == QD_OK && ((w && !(q = malloc((size_t)(N * K)))) || !(z = malloc(sizeof *z * (size_t)(G * N)))))
         st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantising '%s'", ck->dir, prefix);
     if (st == QD_OK && w) st = qd_unpack_gptq_qweight(qw, (int)N, (int)K, (int)bits, q);
@@ -302,6 +259,7 @@ static qd_status read_awq(const qd_checkpoint *ck, const char *prefix, float **w
     qd_status st = w ? raw(ck, tw, (void **)&qw) : QD_OK; /* w == NULL: description only */
     if (st == QD_OK) st = raw(ck, tz, (void **)&qz);
     if (st == QD_OK) st = floats(ck, ts, &s);
+    if (st == QD_OK && w) st = qd__scales_check(ck, ts, s, (size_t)ts->numel, 0);
     if (st == QD_OK && ((w && !(q = malloc((size_t)(N * K)))) || !(z = malloc(sizeof *z * (size_t)(G * N)))))
         st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantising '%s'", ck->dir, prefix);
     if (st == QD_OK && w) st = qd_unpack_awq_qweight(qw, (int)N, (int)K, q);
@@ -372,11 +330,13 @@ static qd_status read_ct(const qd_qformat *qf, const qd_checkpoint *ck, const ch
                            ck->dir, prefix, (long long)shp[0], (long long)shp[1], (long long)N, (long long)K);
         K = shp[1];
     }
+    const ct_group *cg = qd__ct_group_for(qf, prefix);
+    int bits = cg && cg->bits ? cg->bits : 0;
+    int64_t bn, bk; /* the config group against these tensors (bits: the packing's, checked below) */
+    QD_CHECK(qd__ct_layout(cg, ck, prefix, naive ? QD_CT_INT8 : QD_CT_PACKED, bits, N, K, ts, &bn, &bk));
     if (ts->ndim != 2 || ts->shape[0] != N)
         return qd_fail(QD_ERR_FORMAT, "%s: '%s.weight_scale' must be [N=%lld, G]", ck->dir, prefix, (long long)N);
     int64_t G = ts->shape[1];
-    const ct_group *cg = qd__ct_group_for(qf, prefix);
-    int bits = cg && cg->bits ? cg->bits : 0;
     if (!naive && !bits) /* infer: the b with ceil(K*b/32) == packed columns, if unique */
         for (int b = 1; b <= 8; b++)
             if ((K * b + 31) / 32 == tw->shape[1]) {
@@ -431,6 +391,7 @@ static qd_status read_ct(const qd_qformat *qf, const qd_checkpoint *ck, const ch
         if (st == QD_OK) st = raw(ck, tg, (void **)&gi);
     }
     if (st == QD_OK) st = floats(ck, ts, &sT);
+    if (st == QD_OK && w) st = qd__scales_check(ck, ts, sT, (size_t)(G * N), 0);
     if (st == QD_OK && !(s = malloc(sizeof *s * (size_t)(G * N) + 1)))
         st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantising '%s'", ck->dir, prefix);
     if (st == QD_OK) {
@@ -477,11 +438,14 @@ qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, 
         }
         return QD_OK;
     }
-    if (tw && tw->dtype == QD_DT_F8_E4M3 && find(ck, prefix, ".weight_scale"))
+    int ct = qf && qf->kind == QD_QF_CT;
+    if (tw && tw->dtype == QD_DT_F8_E4M3 && (ct || find(ck, prefix, ".weight_scale")))
         return qd__read_ct_fp8(qd__ct_group_for(qf, prefix), ck, prefix, w, N, K, info);
     if (tw && tw->dtype == QD_DT_F8_E4M3) return qd_fp8_linear(ck, prefix, qf ? qf->fp8_block : NULL, w, N, K, info);
-    if (tw && tw->dtype == QD_DT_I8 && find(ck, prefix, ".weight_scale"))
-        return read_ct(qf, ck, prefix, 1, w, N, K, info);
+    if (tw && tw->dtype == QD_DT_I8 && !find(ck, prefix, ".weight_scale"))
+        return qd_fail(QD_ERR_FORMAT, "%s: '%s.weight_scale' is missing; the I8 weight '%s' (int-quantized) needs one",
+                       ck->dir, prefix, tw->name);
+    if (tw && tw->dtype == QD_DT_I8) return read_ct(qf, ck, prefix, 1, w, N, K, info);
     const qd_st_tensor *tp = find(ck, prefix, ".weight_packed");
     if (tp && tp->dtype == QD_DT_U8)
         return qd__read_ct_fp4(qd__ct_group_for(qf, prefix), ck, prefix, w, N, K, info);

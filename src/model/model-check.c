@@ -18,6 +18,7 @@
 #include "qd-check.h"
 #include "qd-log.h"
 #include "qd-qformat-fp8.h"
+#include "qd-qformat-read.h"
 
 /* the one line: an error, or (warn) a warning and a status the caller may ignore */
 static qd_status bad(int warn, const char *fmt, ...) QD_PRINTF(2, 3);
@@ -78,10 +79,13 @@ static qd_status check_tensor(int warn, const qd_checkpoint *ck, const char *nam
 
 /* A Linear of a quantized checkpoint: any stored form (plain float weight, GPTQ/AWQ qweight,
  * compressed-tensors weight_packed or int8 weight); its shape is checked by the format reader. */
-static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, const char *prefix, const want *w) {
+static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, const qd_qformat *qf,
+                              const char *prefix, const want *w) {
     char name[320];
     snprintf(name, sizeof name, "%s.weight", prefix);
     const qd_st_tensor *t = qd_ckpt_find(ck, name);
+    /* a compressed-tensors config group must describe the tensors it targets (headers only) */
+    if (qf) QD_CHECK(qd_qformat_check_linear(qf, ck, prefix));
     if (cfg->fp8_source && t && t->dtype == QD_DT_F8_E4M3) { /* else a Linear kept in a float dtype */
         int64_t N, K;
         QD_CHECK(qd_fp8_linear_check(ck, prefix, cfg->fp8_block, &N, &K));
@@ -123,7 +127,7 @@ static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkp
 }
 
 /* every tensor the architecture's table lists for this config, in the table's order */
-static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, int b) {
+static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpoint *ck, const qd_qformat *qf, int b) {
     const struct qd_arch *a = cfg->arch;
     char name[320], prefix[256], fields[96];
     size_t nt = qd_model_block_tensors(cfg, b, NULL, 0);
@@ -155,7 +159,7 @@ static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpo
         }
         if (bt->role == QD_T_LINEAR_W) {
             snprintf(prefix, sizeof prefix, "model.layers.%d.%s", b, lin[bt->slot].module);
-            st = check_linear(warn, cfg, ck, prefix, &w);
+            st = check_linear(warn, cfg, ck, qf, prefix, &w);
         } else {
             snprintf(name, sizeof name, "model.layers.%d.%s", b, bt->suffix);
             st = check_tensor(warn, ck, name, &w);
@@ -175,6 +179,7 @@ qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, 
             return bad(warn, "%s/%s: %s belongs to block %d but config.json has num_hidden_layers=%d "
                            "(blocks 0..%d)", ck->dir, file_of(ck, t), t->name, b, cfg->nlayers, cfg->nlayers - 1);
     }
+    qd_qformat *qf = NULL; /* opened at the first block, for the Linears' config groups */
     for (int b = 0; b < cfg->nlayers; b++) {
         char name[96];
         /* a whole block absent: say so once, rather than naming its first tensor */
@@ -184,12 +189,21 @@ qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, 
             size_t len = strlen(name);
             int any = 0;
             for (size_t i = 0; i < ck->ntensors && !any; i++) any = strncmp(ck->tensors[i]->name, name, len) == 0;
-            if (!any)
+            if (!any) {
+                qd_qformat_close(qf);
                 return bad(warn, "%s/%s: no tensors of block %d (model.layers.%d.*) but config.json has "
                                "num_hidden_layers=%d", ck->dir, file_of(ck, NULL), b, b, cfg->nlayers);
+            }
         }
-        QD_CHECK(check_block(warn, cfg, ck, b));
+        qd_status st = QD_OK;
+        if (!qf && (cfg->quantized || cfg->fp8_source)) st = qd_qformat_open(ck->dir, &qf);
+        if (st == QD_OK) st = check_block(warn, cfg, ck, qf, b);
+        if (st != QD_OK) {
+            qd_qformat_close(qf);
+            return st;
+        }
     }
+    qd_qformat_close(qf);
     char f_e[96], f_h[64];
     snprintf(f_e, sizeof f_e, "vocab_size=%d, hidden_size=%d", cfg->vocab, cfg->hidden);
     snprintf(f_h, sizeof f_h, "hidden_size=%d", cfg->hidden);
