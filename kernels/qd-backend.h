@@ -280,7 +280,12 @@ qd_status qd_be_colstat(qd_backend_t be, const struct qd_colstat_args *a);
  *   zero = clamp(-round(xmin / scale), 0, maxq); sym: scale = max(max|x|, 1e-5) / (2^(bits-1) - 1),
  *   zero = 2^(bits-1).
  * Codes q = clamp(round(x / scale) + zero, 0, maxq) (round half to even, as torch.round);
- * dequant = scale * (q - zero). */
+ * dequant = scale * (q - zero).
+ * scale_dtype F16 / BF16 (MINMAX and AWQ): every scale found (each MSE candidate too) is first rounded
+ *   to the dtype the checkpoint stores it in, and the zero and codes are found against that rounded
+ *   scale, so stored scale x (code - zero) is the quantizer's own dequant (qd_scale_stored); any
+ *   other value (0 included) keeps fp32 scales. Given parameters (params_in, static groups) are used as
+ *   they are. */
 /* QD_QZ_FP8 (GPTQ with fp8 targets, the gptq sweep only): static parameters always given (one
  *   scale per row, or per row and group of columns for fp8-block; zero unused); code = E4M3 byte of
  *   x / scale (qd-fp8.h: ties to even, saturating), dequant = e4m3(code) * scale. */
@@ -296,7 +301,14 @@ typedef struct qd_qcfg {
     float mse_norm;   /* 2.4 */
     int mse_grid;     /* 100 */
     float mse_maxshrink; /* 0.8 */
+    qd_dtype scale_dtype; /* F16 / BF16: scales rounded to it before the codes (above); else fp32 */
 } qd_qcfg;
+
+/* A found scale s > 0 as the checkpoint stores it in dt (F16 / BF16; any other dt: s): round to
+ * nearest even (qd_f32_to_f16 / qd_f32_to_bf16); one that underflows to 0 becomes the dtype's smallest
+ * positive value as fp8's scales do (F16 2^-24, BF16 FLT_MIN), one that overflows stays s (the run then
+ * refuses it, qd_qlinear_check_scales). The CUDA quantizer does the same bit operations. */
+float qd_scale_stored(qd_dtype dt, float s);
 
 /* Group-wise quantization of W [N, K] (row stride ldw) with groups of group_size consecutive columns
  * (K when group_size <= 0; G = K / group_size). Parameters: computed from W when params_in == 0, else

@@ -57,6 +57,10 @@ qd_status qd_run_fingerprint(const qd_run_opts *o, const qd_model *m, const qd_p
               * the other way keeps the same math as long as the flag and the checkpoint's dtype do) */
              qd_math_name(o->backend.math));
     QD_CHECK(qd_fingerprint_add(fpr, "settings", buf));
+    /* integer codes chosen against the scale rounded to scale_dtype (kernels/qd-backend.h, qd_qcfg): a
+     * staging written before that rule (no such field) is refused rather than resumed with mixed blocks */
+    if (o->q.scale_dtype == QD_DT_F16 || o->q.scale_dtype == QD_DT_BF16)
+        QD_CHECK(qd_fingerprint_add(fpr, "scale_rounding", "before-codes"));
     if (o->q.moe_model) { /* the experts' Hessians depend on them */
         snprintf(buf, sizeof buf, "moe_calibration=%s moe_min_tokens=%zu", o->q.moe_all ? "all" : "routed",
                  o->q.moe_min_tokens);

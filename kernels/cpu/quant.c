@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * quant.c - the group quantizer (GPTQ min-max with optional MSE grid, AWQ's) and the quantize op.
  * Arithmetic follows the reference tools in fp32: x / scale (a division, not a reciprocal product),
- * round half to even (torch.round), clamp, scale * (q - zero). */
+ * round half to even (torch.round), clamp, scale * (q - zero). With cfg->scale_dtype the scale is
+ * rounded to its stored dtype before the zero and the codes are found against it (qd-backend.h). */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -20,6 +22,16 @@ static void minmax_of(const float *x, size_t n, size_t stride, float *mn, float 
     *mx = hi;
 }
 
+float qd_scale_stored(qd_dtype dt, float s) {
+    float r;
+    if (dt == QD_DT_F16) r = qd_f16_to_f32(qd_f32_to_f16(s));
+    else if (dt == QD_DT_BF16) r = qd_bf16_to_f32(qd_f32_to_bf16(s));
+    else return s;
+    if (!isfinite(r)) return s;                        /* refused later, naming the module */
+    if (r == 0.0f) return dt == QD_DT_F16 ? 0x1p-24f : FLT_MIN; /* underflow: the smallest positive */
+    return r;
+}
+
 void qd_cpu_qparams(const qd_qcfg *cfg, const float *x, size_t n, size_t stride, float *scale, float *zero) {
     float maxq = (float)((1 << cfg->bits) - 1);
     float xmin, xmax;
@@ -28,11 +40,11 @@ void qd_cpu_qparams(const qd_qcfg *cfg, const float *x, size_t n, size_t stride,
         if (cfg->sym) {
             float am = fmaxf(fabsf(xmin), fabsf(xmax));
             am = am < 1e-5f ? 1e-5f : am;
-            *scale = am / (float)((1 << (cfg->bits - 1)) - 1);
+            *scale = qd_scale_stored(cfg->scale_dtype, am / (float)((1 << (cfg->bits - 1)) - 1));
             *zero = (float)(1 << (cfg->bits - 1));
         } else {
             float r = xmax - xmin;
-            *scale = (r < 1e-5f ? 1e-5f : r) / maxq;
+            *scale = qd_scale_stored(cfg->scale_dtype, (r < 1e-5f ? 1e-5f : r) / maxq);
             float z = -nearbyintf(xmin / *scale);
             *zero = z < 0 ? 0 : (z > maxq ? maxq : z);
         }
@@ -49,7 +61,7 @@ void qd_cpu_qparams(const qd_qcfg *cfg, const float *x, size_t n, size_t stride,
         xmax = 1.0f;
     }
     float symzero = (maxq + 1.0f) / 2.0f;
-    *scale = (xmax - xmin) / maxq;
+    *scale = qd_scale_stored(cfg->scale_dtype, (xmax - xmin) / maxq);
     *zero = cfg->sym ? symzero : nearbyintf(-xmin / *scale);
     if (!cfg->mse) return;
     /* IST's grid: shrink the range by p, keep the p with the smallest sum |Q(x) - x|^norm */
@@ -58,7 +70,7 @@ void qd_cpu_qparams(const qd_qcfg *cfg, const float *x, size_t n, size_t stride,
     for (int i = 0; i < steps; i++) {
         float p = (float)(1.0 - (double)i / cfg->mse_grid);
         float xmin1 = p * xmin, xmax1 = p * xmax;
-        float scale1 = (xmax1 - xmin1) / maxq;
+        float scale1 = qd_scale_stored(cfg->scale_dtype, (xmax1 - xmin1) / maxq);
         float zero1 = cfg->sym ? symzero : nearbyintf(-xmin1 / scale1);
         double err = 0;
         for (size_t k = 0; k < n; k++) {

@@ -36,7 +36,9 @@ typedef struct qd_qspec {
     int skip;          /* leave this Linear unquantized */
     qd_scheme scheme;  /* qd-scheme.h; fp8/fp4 are round to nearest (qd_float_rtn_layer) or GPTQ with
                         * the same scales (qd_scheme_gptq_targets) */
-    qd_dtype scale_dtype; /* fp8 scales are rounded to the stored dtype before encoding (qd_qctx_spec sets it) */
+    qd_dtype scale_dtype; /* the dtype the export stores scales in (qd_qctx_spec sets it from the run's one
+                           * place, qd_quantize_opts.scale_dtype): fp8 and integer scales are rounded to it
+                           * before the codes are chosen (qd_qspec_qcfg passes it to the backend) */
     float fp4_global;     /* nvfp4: the Linear's global scale, set for every nvfp4 Linear of a run's block
                            * (qd__fp4_fuse_globals: its own weight's, or its fused group's), which
                            * data-parallel GPTQ's rows share; 0: from the weight given (quant-layer) */

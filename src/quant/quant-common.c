@@ -70,7 +70,7 @@ qd_status qd_qspec_groups(const qd_qspec *s, const char *name, size_t K, size_t 
 qd_qcfg qd_qspec_qcfg(const qd_qspec *s) {
     return (qd_qcfg){.kind = s->method == QD_METHOD_AWQ ? QD_QZ_AWQ : qd_scheme_is_fp4(s->scheme) ? QD_QZ_FP4 : QD_QZ_MINMAX, .bits = s->bits, .sym = s->sym,
                      .mse = s->method != QD_METHOD_AWQ && s->mse, .mse_norm = 2.4f, .mse_grid = 100,
-                     .mse_maxshrink = 0.8f};
+                     .mse_maxshrink = 0.8f, .scale_dtype = s->scale_dtype};
 }
 
 qd_status qd_check_finite(qd_backend_t be, qd_buf_t buf, size_t off, size_t n, const char *what, const char *name) {

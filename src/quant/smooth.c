@@ -170,7 +170,9 @@ static qd_status search(qd_qctx *c, const qd_block_w *w, sq_cap *cap, int m, con
                                                    .lda = K, .ldb = K, .ldc = w->n_out[l]});
         off += T * w->n_out[l];
     }
-    const qd_qcfg acfg = {.kind = QD_QZ_AWQ, .bits = 8, .sym = 1}, wcfg = {.kind = QD_QZ_MINMAX, .bits = 8, .sym = 1};
+    /* activations: per-token scales the server finds in fp32; weights: scales as the checkpoint stores them */
+    const qd_qcfg acfg = {.kind = QD_QZ_AWQ, .bits = 8, .sym = 1},
+                  wcfg = {.kind = QD_QZ_MINMAX, .bits = 8, .sym = 1, .scale_dtype = c->o.scale_dtype};
     double best = INFINITY;
     for (int k = 0; st == QD_OK && k <= SQ_GRID; k++) {
         double alpha = (double)k / SQ_GRID, loss = 0;

@@ -91,6 +91,7 @@ static void test_exact_quant(void) {
     pbuf u = P(U, K * K);
     struct { int cfg; size_t gs, B; int stat; } cases[] = {
         {0, 128, 128, 0}, {1, 128, 128, 0}, {0, 32, 128, 0}, {0, 0, 128, 0}, {2, 128, 128, 0}, {0, 64, 96, 0}, {0, 128, 128, 1},
+        {6, 0, 128, 1}, {7, 128, 128, 0}, {8, 128, 128, 0}, /* scales rounded to F16 / BF16 */
     };
     int32_t *pr = malloc(K * 4);
     for (size_t k = 0; k < K; k++) pr[k] = (int32_t)((k * 37 + 11) % K);
@@ -119,7 +120,7 @@ static void test_exact_quant(void) {
     size_t Na = 200, Ka = 256, Ta = 96;
     float *Wa = rvec(Na * Ka, 0.02f), *Xa = rvec(Ta * Ka, 1);
     for (size_t k = 0; k < 40; k++) Wa[k * 5] *= 8;
-    for (int c = 3; c <= 4; c++) {
+    for (int c = 3; c <= 10; c = c == 4 ? 9 : c + 1) {
         pbuf w = P(Wa, Na * Ka), x = P(Xa, Ta * Ka), b = P(NULL, Na * 2);
         BOTH(qd_be_awq_clip(be, &(struct qd_awq_clip_args){.cfg = CFGS[c], .W = R(w, i), .X = R(x, i), .best_out = R(b, i), .N = Na, .K = Ka, .T = Ta,
                                                            .group_size = 128, .grid = 20, .max_shrink = 0.5f}));

@@ -77,8 +77,18 @@ const qd_qcfg CFGS[QD_TEST_NCFGS] = {
     {.kind = QD_QZ_AWQ, .bits = 4, .sym = 0},
     {.kind = QD_QZ_AWQ, .bits = 4, .sym = 1},
     {.kind = QD_QZ_MINMAX, .bits = 8, .sym = 0},
+    /* scales rounded to their stored dtype before the codes (indices 6-10): the device's bit operations
+     * against qd_f32_to_f16 / qd_f32_to_bf16 */
+    {.kind = QD_QZ_MINMAX, .bits = 8, .sym = 1, .scale_dtype = QD_DT_F16},
+    {.kind = QD_QZ_MINMAX, .bits = 4, .sym = 0, .scale_dtype = QD_DT_BF16},
+    {.kind = QD_QZ_MINMAX, .bits = 3, .sym = 0, .mse = 1, .mse_norm = 2.4f, .mse_grid = 100, .mse_maxshrink = 0.8f,
+     .scale_dtype = QD_DT_F16},
+    {.kind = QD_QZ_AWQ, .bits = 4, .sym = 0, .scale_dtype = QD_DT_F16},
+    {.kind = QD_QZ_AWQ, .bits = 4, .sym = 1, .scale_dtype = QD_DT_BF16},
 };
-const char *const CFGN[QD_TEST_NCFGS] = {"minmax w4 asym", "minmax w4 sym", "minmax w3 mse", "awq w4 asym", "awq w4 sym", "minmax w8"};
+const char *const CFGN[QD_TEST_NCFGS] = {"minmax w4 asym", "minmax w4 sym", "minmax w3 mse", "awq w4 asym", "awq w4 sym",
+                                         "minmax w8", "minmax w8 sym f16", "minmax w4 asym bf16", "minmax w3 mse f16",
+                                         "awq w4 asym f16", "awq w4 sym bf16"};
 
 /* a damped random Hessian's U, made on the CPU and uploaded to both */
 float *make_U(size_t K) {

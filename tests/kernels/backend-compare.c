@@ -234,6 +234,7 @@ static void test_quantize(void) {
     size_t N = 96, K = 512, ld = 520;
     float *Wh = rvec(N * ld, 0.02f);
     for (size_t k = 0; k < 128; k++) Wh[3 * ld + k] = 0; /* an all-zero group */
+    for (size_t k = 0; k < K; k++) Wh[5 * ld + k] *= 1e-6f; /* a row whose scales underflow F16 */
     for (size_t c = 0; c < sizeof CFGS / sizeof CFGS[0]; c++)
         for (int gsi = 0; gsi < 3; gsi++) {
             size_t gs = gsi == 0 ? 128 : gsi == 1 ? 32 : 0, G = gs ? K / gs : 1;
@@ -260,6 +261,7 @@ static void test_gptq_sweep(void) {
     struct { int cfg; size_t gs, B; int stat; } cases[] = {
         {0, 128, 128, 0}, {1, 128, 128, 0}, {0, 32, 128, 0}, {0, 0, 128, 0}, {0, 256, 128, 0}, {2, 128, 128, 0}, {0, 64, 96, 0}, {0, 128, 128, 1},
         {1, 0, 128, 1}, /* one static group: the caller's parameters, g = 0 */
+        {6, 0, 128, 1}, {7, 128, 128, 0}, {8, 128, 128, 0}, {7, 128, 128, 1}, /* scales rounded to F16 / BF16 */
     };
     int32_t *pr = malloc(K * 4);
     for (size_t k = 0; k < K; k++) pr[k] = (int32_t)((k * 37 + 11) % K);
@@ -292,7 +294,7 @@ static void test_awq_clip(void) {
     size_t N = 200, K = 256, T = 96;
     float *Wh = rvec(N * K, 0.02f), *Xh = rvec(T * K, 1);
     for (size_t k = 0; k < 40; k++) Wh[k * 5] *= 8; /* outliers make clipping pay */
-    for (int c = 3; c <= 4; c++)
+    for (int c = 3; c <= 10; c = c == 4 ? 9 : c + 1) /* awq w4 asym / sym, with fp32 scales and stored ones */
         for (int gsi = 0; gsi < 2; gsi++) {
             size_t gs = gsi ? 64 : 128, G = K / gs;
             pbuf w = P(Wh, N * K), x = P(Xh, T * K), b = P(NULL, N * G);
