@@ -335,3 +335,57 @@ def test_scheme_override_in_awq_run_refused(tmp_path):
               "--recipe", str(recipe), ok=False)
     qt.one_line_error(r, 2, "awq run", "overrides[0]")
     assert not os.path.exists(out)
+
+
+STORED = [
+    # name, model, fake-directory flags (the scale dtype the export would store), stored dtype
+    ("t128b-w8a8-rtn", "t128b", ["--scheme", "w8a8-int8", "--method", "rtn", "--scale-dtype", "bf16"], "bf16"),
+    ("t128b-w8a8-gptq", "t128b", ["--scheme", "w8a8-int8", "--method", "gptq", "--scale-dtype", "bf16", "--calib", CALIB,
+                                  "--nsamples", "8", "--seqlen", "128"], "bf16"),
+    ("t128-w4-rtn-asym", "t128", ["--bits", "4", "--group-size", "32", "--asym", "--method", "rtn"], "f16"),
+    ("t128-w4-gptq-sym", "t128", ["--bits", "4", "--group-size", "32", "--method", "gptq", "--calib", CALIB,
+                                  "--nsamples", "8", "--seqlen", "128"], "f16"),
+]
+
+
+def _stored(x, dt):
+    """x (float32 array) as F16 / BF16 holds it, back in float32 (numpy's float16 cast; BF16 by the bits)"""
+    if dt == "f16":
+        return x.astype(np.float16).astype(np.float32)
+    u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16
+    return u.astype(np.uint32).view(np.float32)
+
+
+@pytest.mark.parametrize("case", STORED, ids=[c[0] for c in STORED])
+def test_codes_chosen_against_the_stored_scale(case, models, tmp_path):
+    """The integer quantizer rounds each scale to the dtype the checkpoint stores it in BEFORE it picks
+    the zero and the codes: the fake directory's .qd_scales are already values of that dtype, stored
+    scale x (code - zero) is qdist's own fake-quant .weight bit for bit, and (RTN) every code is
+    round(w / stored scale) + zero of the source weight, computed here in fp32"""
+    name, model, flags, dt = case
+    src, fake = models[model], str(tmp_path / "fake")
+    qdist("quantize", "--model", src, "--output", fake, "--format", "fake", "--backend", "cpu", "--quiet",
+          "--progress", "none", *flags)
+    ft, w0 = tensors(fake), tensors(src)
+    f = {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in ft.items()}
+    rep = json.load(open(os.path.join(fake, "qdist_report.json")))
+    assert rep["settings"]["scale_dtype"] == dt.upper()
+    names = [k[:-len(".qd_codes")] for k in f if k.endswith(".qd_codes")]
+    assert len(names) == 14
+    rtn = "rtn" in flags
+    for p in names:
+        s, z, c = f[p + ".qd_scales"], f[p + ".qd_zeros"].astype(np.int64), f[p + ".qd_codes"].astype(np.int64)
+        G, N = s.shape
+        K = c.shape[1]
+        assert np.array_equal(_stored(s, dt), s), p + ": a scale the checkpoint cannot hold exactly"
+        g = f[p + ".qd_g_idx"].astype(np.int64) if p + ".qd_g_idx" in f else np.arange(K) // (K // G)
+        deq = ((c - z[g].T).astype(np.float32) * s[g].T).astype(np.float32)
+        if ft[p + ".weight"].dtype == torch.bfloat16:   # the fake weight in the model's dtype: the product rounded once
+            deq = _stored(deq, "bf16")
+        assert np.array_equal(deq, f[p + ".weight"]), p + ": stored scale x code is not the fake-quant"
+        if rtn:
+            w = w0[p + ".weight"].float().numpy()
+            maxq = 255 if "w8a8-int8" in flags else 15
+            want = np.clip(np.round(w / s[g].T) + z[g].T, 0, maxq)   # fp32 division, half to even
+            assert np.array_equal(want.astype(np.int64), c), p + ": a code not rounded against the stored scale"

@@ -67,6 +67,22 @@ CLIP_NEAR = 1e-3  # AWQ clip: candidates whose errors are this close (relative) 
 # ==============================================================================================
 # MinMax quantizer (docs/reference/algorithms.md section 1, "Quantizer")
 
+def store_scale(s, scale_dtype=None):
+    """A scale as the checkpoint stores it (qdist rounds every scale so before choosing the zero and
+    codes): scale_dtype "f16" / "bf16" rounds to nearest even at 11 / 8 significant bits (F16's
+    subnormal step 2^-24, BF16's 2^-133; one that rounds to 0 becomes 2^-24 / 2^-126); None keeps s.
+    Written from the IEEE rule with frexp, not from a library's conversion."""
+    if scale_dtype is None:
+        return s
+    sig, tiny, floor0 = {"f16": (11, 2.0 ** -24, 2.0 ** -24), "bf16": (8, 2.0 ** -133, 2.0 ** -126)}[scale_dtype]
+    a = np.asarray(s, dtype=np.float64)
+    _, e = np.frexp(a)                                   # a = m 2^e, m in [0.5, 1)
+    step = np.maximum(np.ldexp(1.0, e - sig), tiny)
+    r = np.round(a / step) * step                        # np.round: half to even
+    r = np.where(r == 0, floor0, r)
+    return r.astype(np.asarray(s).dtype) if isinstance(s, np.ndarray) else r
+
+
 def quantize_codes(x, scale, zero, maxq):
     """q = clamp(round(x/scale) + zero, 0, maxq); x: [N, m], scale/zero: [N] -> int codes"""
     q = np.round(x / scale[:, None]) + zero[:, None]
@@ -77,8 +93,10 @@ def dequant(q, scale, zero):
     return scale[:, None] * (q - zero[:, None])
 
 
-def minmax_params(x, bits, sym, mse=False, norm=2.4, grid=100, maxshrink=0.8, ist_sym_quirk=False):
-    """Per-row scale/zero of x [N, m] (one group). Returns (scale [N], zero [N]) in x.dtype."""
+def minmax_params(x, bits, sym, mse=False, norm=2.4, grid=100, maxshrink=0.8, ist_sym_quirk=False,
+                  scale_dtype=None):
+    """Per-row scale/zero of x [N, m] (one group). Returns (scale [N], zero [N]) in x.dtype. Each
+    scale (each MSE candidate too) is store_scale(., scale_dtype) before its zero and codes."""
     maxq = 2 ** bits - 1
     zero_v = np.zeros(x.shape[0], dtype=x.dtype)
     xmin = np.minimum(x.min(axis=1), zero_v)
@@ -92,7 +110,7 @@ def minmax_params(x, bits, sym, mse=False, norm=2.4, grid=100, maxshrink=0.8, is
     allz = (xmin == 0) & (xmax == 0)
     xmin = np.where(allz, -1.0, xmin).astype(x.dtype)
     xmax = np.where(allz, 1.0, xmax).astype(x.dtype)
-    scale = (xmax - xmin) / maxq
+    scale = store_scale((xmax - xmin) / maxq, scale_dtype)
     if sym:
         zero = np.full_like(scale, (maxq + 1) / 2)
     else:
@@ -103,7 +121,7 @@ def minmax_params(x, bits, sym, mse=False, norm=2.4, grid=100, maxshrink=0.8, is
             p = 1 - i / grid
             xmin1 = p * xmin
             xmax1 = p * xmax
-            scale1 = (xmax1 - xmin1) / maxq
+            scale1 = store_scale((xmax1 - xmin1) / maxq, scale_dtype)
             zero1 = np.round(-xmin1 / scale1) if not sym else zero
             q = dequant(quantize_codes(x, scale1, zero1, maxq), scale1, zero1)
             err = np.sum(np.abs(q - x) ** norm, axis=1)
@@ -151,8 +169,8 @@ def match_codes(ref, codes, eps=TIE_EPS):
 # ==============================================================================================
 # RTN
 
-def rtn(W, bits=4, gs=128, sym=True, mse=False, dtype=np.float64, ist_sym_quirk=False):
-    """Round-to-nearest with MinMax params per (row, group)."""
+def rtn(W, bits=4, gs=128, sym=True, mse=False, dtype=np.float64, ist_sym_quirk=False, scale_dtype=None):
+    """Round-to-nearest with MinMax params per (row, group); scales as stored (store_scale)."""
     W = np.asarray(W, dtype=dtype)
     N, K = W.shape
     gsz = K if gs == -1 else gs
@@ -166,7 +184,7 @@ def rtn(W, bits=4, gs=128, sym=True, mse=False, dtype=np.float64, ist_sym_quirk=
     margin = np.zeros((N, K), dtype=dtype)
     for g in range(G):
         x = W[:, g * gsz:(g + 1) * gsz]
-        s, z = minmax_params(x, bits, sym, mse, ist_sym_quirk=ist_sym_quirk)
+        s, z = minmax_params(x, bits, sym, mse, ist_sym_quirk=ist_sym_quirk, scale_dtype=scale_dtype)
         codes[:, g * gsz:(g + 1) * gsz] = quantize_codes(x, s, z, maxq)
         margin[:, g * gsz:(g + 1) * gsz] = _tie_margin(x, s)
         scales[g], zeros[g] = s, z
@@ -196,8 +214,8 @@ def _chol_inverse_upper(H):
 
 def gptq(W, H, bits=4, gs=128, sym=True, act_order=False, static_groups=False, percdamp=0.01,
          mse=False, blocksize=128, dtype=np.float64, ist_sym_quirk=False, damp_increment=0.0015,
-         perchannel_after_dead=False):
-    """GPTQ of one Linear. W [N,K], H [K,K]. Returns codes [N,K] (original column order),
+         perchannel_after_dead=False, scale_dtype=None):
+    """GPTQ of one Linear (scales as stored: store_scale, before the codes). W [N,K], H [K,K]. Returns codes [N,K] (original column order),
     scales/zeros [G,N], g_idx [K], loss (float), damp (percdamp finally used), dequant [N,K],
     fallback (None or 'rtn'), tie_margin [N,K]."""
     W = np.array(W, dtype=dtype)
@@ -208,7 +226,7 @@ def gptq(W, H, bits=4, gs=128, sym=True, act_order=False, static_groups=False, p
     if K % gsz:
         raise ValueError(f"group size {gs} does not divide K={K}")
     G = K // gsz
-    qp = dict(bits=bits, sym=sym, mse=mse, ist_sym_quirk=ist_sym_quirk)
+    qp = dict(bits=bits, sym=sym, mse=mse, ist_sym_quirk=ist_sym_quirk, scale_dtype=scale_dtype)
 
     # gs = -1: one MinMax over the whole W, before dead columns (IST/GPTQModel: top of fasterquant)
     if gs == -1 and not perchannel_after_dead:
@@ -313,9 +331,9 @@ def gptq(W, H, bits=4, gs=128, sym=True, act_order=False, static_groups=False, p
 # ==============================================================================================
 # AWQ (docs/reference/algorithms.md section 2, AutoAWQ)
 
-def awq_pseudo_quant(w, bits, gs, sym=False, ztie=0):
-    """AutoAWQ pseudo_quantize_tensor. w [N,K]. Returns (dequant [N,K], codes [N,K],
-    scales [G,N], zeros [G,N], tie_margin [N,K])."""
+def awq_pseudo_quant(w, bits, gs, sym=False, ztie=0, scale_dtype=None):
+    """AutoAWQ pseudo_quantize_tensor, the scale as stored (store_scale) before the zero and codes.
+    w [N,K]. Returns (dequant [N,K], codes [N,K], scales [G,N], zeros [G,N], tie_margin [N,K])."""
     N, K = w.shape
     gsz = K if gs == -1 else gs
     if K % gsz:
@@ -326,7 +344,7 @@ def awq_pseudo_quant(w, bits, gs, sym=False, ztie=0):
         maxq = 2 ** bits - 1
         mx = x.max(axis=1, keepdims=True)
         mn = x.min(axis=1, keepdims=True)
-        s = np.maximum(mx - mn, 1e-5) / maxq
+        s = store_scale(np.maximum(mx - mn, 1e-5) / maxq, scale_dtype)
         z = np.clip(-np.round(mn / s), 0, maxq)
         r = np.round(x / s)
         if ztie:
@@ -346,7 +364,7 @@ def awq_pseudo_quant(w, bits, gs, sym=False, ztie=0):
     else:
         mx = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-5)
         maxi, mini = 2 ** (bits - 1) - 1, -(2 ** (bits - 1))
-        s = mx / maxi
+        s = store_scale(mx / maxi, scale_dtype)
         qs = np.clip(np.round(x / s), mini, maxi)
         deq = qs * s
         z = np.full_like(s, 2 ** (bits - 1))
@@ -378,7 +396,7 @@ def awq_x_mean(x):
     return np.abs(x.reshape(-1, x.shape[-1])).mean(axis=0)
 
 
-def awq_search_scale(x, weights, forward, bits, gs, n_grid=20, duo_scaling=True, sym=False):
+def awq_search_scale(x, weights, forward, bits, gs, n_grid=20, duo_scaling=True, sym=False, scale_dtype=None):
     """Grid search of one mapping.
     x: cached input of the scaled layers; weights: list of the scaled layers' W [N_i, K];
     forward(list_of_W) -> output of the loss module with those weights in place of the originals.
@@ -395,7 +413,8 @@ def awq_search_scale(x, weights, forward, bits, gs, n_grid=20, duo_scaling=True,
             s = np.maximum(x_mean ** r, 1e-4)
         s = s / np.sqrt(s.max() * s.min())
         s = np.where(np.isfinite(s), s, 1.0)
-        trial = [awq_pseudo_quant(w * s[None, :], bits, gs, sym)[0] / s[None, :] for w in weights]
+        trial = [awq_pseudo_quant(w * s[None, :], bits, gs, sym, scale_dtype=scale_dtype)[0] / s[None, :]
+                 for w in weights]
         out = forward(trial)
         loss = float(np.mean((fp_out - out) ** 2))
         hist.append(loss)
@@ -413,7 +432,7 @@ def _group_dot(xg, wg):
 
 
 def awq_search_clip(w, x, bits, gs, n_grid=20, max_shrink=0.5, n_sample_token=512, oc_batch=256,
-                    sym=False, return_ties=False):
+                    sym=False, return_ties=False, scale_dtype=None):
     """auto_clip for one Linear. w [N,K], x [..., K] (already divided by the AWQ scales).
     Returns best max value per (row, group): [N, G]; with return_ties also a bool [N, G] marking
     the (row, group)s whose choice changes when zero-point ties are resolved down or up instead of
@@ -439,7 +458,7 @@ def awq_search_clip(w, x, bits, gs, n_grid=20, max_shrink=0.5, n_sample_token=51
             for i_s in range(int(max_shrink * n_grid)):
                 mx = org_max * (1 - i_s / n_grid)
                 cur = np.clip(wb, -mx, mx)
-                qw = awq_pseudo_quant(cur.reshape(-1, K), bits, gs, sym, ztie)[0].reshape(wb.shape)
+                qw = awq_pseudo_quant(cur.reshape(-1, K), bits, gs, sym, ztie, scale_dtype)[0].reshape(wb.shape)
                 out = _group_dot(xg, qw)
                 err = ((out - org_out) ** 2).mean(axis=1)[..., None]   # [n, G, 1]
                 errs.append(err[..., 0])

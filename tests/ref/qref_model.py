@@ -15,8 +15,9 @@ GPTQ (IST / GPTQModel):
   a group comes from a forward of the block in which the earlier groups already hold their
   dequantised weights. H = (2/T) X^T X, T = nsamples * seqlen tokens.
   The dequantised weight put back into the model is float32 (scale * (q - zero) rounded to f32, as
-  an fp32 engine stores it); `chain_f16_scales=True` instead uses F16-rounded scales, in the chain
-  and in the fake-quantised state (qdist's documented choice: its fake output equals its export).
+  an fp32 engine stores it); `chain_f16_scales=True` instead stores every scale as F16 (qdist's rule:
+  each scale is rounded to F16 BEFORE its zero and codes are chosen, qref.store_scale, and the chain
+  and the fake-quantised state carry code x stored scale; its fake output equals its export).
 RTN/AWQ "loss" = sum (w - q)^2 / 2 over the (scaled, clipped) weight, as qdist reports it.
 Teacher forcing (`force={prefix: dequantised weight}`, GPTQ): each layer is still quantized by the
 reference, but the chain carries on with the given (e.g. qdist's) weights. Without it, one code
@@ -103,7 +104,8 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
             for name in qf.LINEARS:
                 if p + name in skip:
                     continue
-                r = qref.rtn(lw[name + ".weight"], bits, gs, sym, mse, dtype)
+                r = qref.rtn(lw[name + ".weight"], bits, gs, sym, mse, dtype,
+                             scale_dtype="f16" if chain_f16_scales else None)
                 layers[p + name] = r
                 state[p + name + ".weight"] = _chain_weight(r, chain_f16_scales)
             continue
@@ -117,7 +119,7 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
                     if p + name in skip:
                         continue
                     r = qref.gptq(lw[name + ".weight"], H, bits, gs, sym, act_order, static_groups,
-                                  percdamp, mse, dtype=dtype)
+                                  percdamp, mse, dtype=dtype, scale_dtype="f16" if chain_f16_scales else None)
                     r["nsamples_tokens"] = hooks[grp[0]].size // hooks[grp[0]].shape[-1]
                     layers[p + name] = r
                     if force is not None and p + name in force:
@@ -147,6 +149,7 @@ def quantize_model(model, calib, method="gptq", bits=4, gs=128, sym=True, act_or
 def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, log,
                chain_f16_scales=False, tie_analysis=True):
     W = lambda n: lw[n + ".weight"]  # noqa: E731
+    sd = "f16" if chain_f16_scales else None  # scales stored as F16 in the search, the clip and the result
     q, k, v, o = "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"
     g, u, d = "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"
 
@@ -174,7 +177,7 @@ def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, l
     found = []
     for prev, names, fwd in maps:       # all searched against the unmodified block
         s, ratio, hist = qref.awq_search_scale(hooks[names[0]], [W(n) for n in names], fwd, bits, gs,
-                                               sym=sym)
+                                               sym=sym, scale_dtype=sd)
         found.append((prev, names, s, ratio))
         if log:
             log(f"{p}{'+'.join(names)}: ratio {ratio} loss {min(hist):.6g}")
@@ -198,11 +201,11 @@ def _awq_block(lw, hooks, cfg, cos, sin, bits, gs, sym, clip, p, layers, skip, l
         if clip and n not in (q, k):
             if tie_analysis:
                 mv, clip_tie = qref.awq_search_clip(W(n), hooks[n], bits, gs, sym=sym,
-                                                    return_ties=True)
+                                                    return_ties=True, scale_dtype=sd)
             else:
-                mv = qref.awq_search_clip(W(n), hooks[n], bits, gs, sym=sym)
+                mv = qref.awq_search_clip(W(n), hooks[n], bits, gs, sym=sym, scale_dtype=sd)
             lw[n + ".weight"] = qref.awq_apply_clip(W(n), mv, gs)
-        deq, codes, sc, zs, margin = qref.awq_pseudo_quant(W(n), bits, gs, sym)
+        deq, codes, sc, zs, margin = qref.awq_pseudo_quant(W(n), bits, gs, sym, scale_dtype=sd)
         K = W(n).shape[1]
         gsz = K if gs == -1 else gs
         if clip_tie is not None:     # a clip choice decided by a zero-point tie: the group is a tie
