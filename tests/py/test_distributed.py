@@ -142,6 +142,23 @@ def test_fingerprint_mismatch_is_refused(tmp_path):
     assert r.returncode != 0 and "--resume" in r.stderr
 
 
+def test_staging_of_the_old_scale_rule_is_refused(tmp_path):
+    """blocks staged before integer codes were chosen against the stored (F16) scale: their
+    fingerprint.json has no 'scale_rounding' field (what the older qdist wrote); a resume by this
+    qdist is refused naming it instead of mixing blocks of the two rules, and nothing is written"""
+    out = tmp_path / "old"
+    r = quantize(out, 1, ["--method", "gptq", "--format", "gptq"], env={"QD_INJECT_FAIL": "0:2"})
+    assert r.returncode == 1 and "injected" in r.stderr
+    fp = tmp_path / "old.qdist-staging" / "fingerprint.json"
+    doc = json.loads(fp.read_text())
+    assert doc["fingerprint"].pop("scale_rounding") == "before-codes"
+    fp.write_text(json.dumps(doc))
+    r = quantize(out, 1, ["--method", "gptq", "--format", "gptq", "--resume"])
+    assert r.returncode == 1 and not out.exists()
+    err = [line for line in r.stderr.splitlines() if "error" in line]
+    assert len(err) == 1 and "fingerprint field 'scale_rounding' differs: staged (absent)" in err[0], r.stderr
+
+
 def test_injected_failure_ends_job(tmp_path):
     out = tmp_path / "fail"
     t0 = time.time()
