@@ -75,7 +75,7 @@ static qd_status quantize_main(int argc, char **argv) {
         {"quiet", QD_OPT_FLAG, &a.quiet, NULL, "no progress or info lines", NULL, NULL},
         {"micro-batch", QD_OPT_INT, &a.micro_batch, "N", "sequences per activation transfer between ranks (8)", "1..65536", NULL},
         {"max-shard-size", QD_OPT_SIZE, &ro->max_shard_bytes, "SIZE", "largest safetensors shard (5GB)", "1KB..1000TB", NULL},
-        {"scale-dtype", QD_OPT_CHOICE, &p.scale_dtype, "T", "dtype the export stores scales in (default f16; compressed-tensors: the model's dtype)", "f16|bf16|f32", &a.seen_scale_dtype},
+        {"scale-dtype", QD_OPT_CHOICE, &p.scale_dtype, "T", "dtype the export stores scales in; the codes are rounded against it (default f16; compressed-tensors: the model's dtype)", "f16|bf16|f32", &a.seen_scale_dtype},
         {"overwrite", QD_OPT_FLAG, &ro->overwrite, NULL, "replace an existing non-empty output directory", NULL, NULL},
         {"backend", QD_OPT_STR, &a.backend, "NAME", "compute backend: cpu, cuda, cuda:N, auto (default: cuda when a GPU answers, else cpu)", NULL, NULL},
         {"device", QD_OPT_STR, &a.backend, "NAME", "the same as --backend", NULL, NULL},
