@@ -74,6 +74,22 @@ def test_ref_gptq_loss_is_the_damped_quadratic_error(kw):
                                rtol=0, atol=1e-12)
 
 
+def test_ref_store_scale_is_the_dtype_cast():
+    """qref.store_scale (frexp arithmetic) against numpy's float16 and torch's bfloat16 casts, normal
+    and subnormal values and exact ties; an underflow to 0 becomes the smallest positive value"""
+    import torch
+    rng = np.random.default_rng(5)
+    x = np.concatenate([np.exp(rng.uniform(np.log(1e-9), np.log(6e4), 20000)),
+                        (np.arange(1, 200) + 0.5) * 2.0 ** -24,                  # F16 subnormal ties
+                        (1 + (2 * np.arange(1, 100) + 1) * 2.0 ** -11)]).astype(np.float32)  # F16 normal ties
+    f16 = x.astype(np.float16).astype(np.float32)
+    want = np.where(f16 == 0, np.float32(2.0 ** -24), f16)
+    assert np.array_equal(qref.store_scale(x, "f16"), want)
+    bf = torch.from_numpy(x).to(torch.bfloat16).float().numpy()
+    assert np.array_equal(qref.store_scale(x, "bf16"), bf)
+    assert qref.store_scale(x, None) is x
+
+
 def test_ref_gptq_diagonal_hessian_is_rtn():
     W, X = random_layer(32, 128, 512, 2)
     H = np.diag(np.diag(qref.hessian(X)))
