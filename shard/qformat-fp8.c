@@ -6,16 +6,15 @@
  * W = e4m3(q) x scale of the code's block on up to 16 threads, a NaN code refused naming the tensor. */
 #include "qd-qformat-fp8.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "qd-check.h"
 #include "qd-dtype.h"
 #include "qd-fp8.h"
 #include "qd-log.h"
 #include "qd-qformat-read.h"
+#include "qd-rows.h"
 #include "qformat-read-internal.h"
 
 static const qd_st_tensor *find(const qd_checkpoint *ck, const char *prefix, const char *suffix) {
@@ -101,16 +100,18 @@ qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const
  * NaN code's index in the range, or -1 */
 typedef struct {
     const uint8_t *codes;
-    const float *scale, *lut;
+    const float *scale;
+    float lut[256]; /* the decode of every code: one load per element instead of a decode */
     float *out;
-    int64_t K, r0, r1, bad, bn, bk;
+    int64_t K, bn, bk;
+    int64_t bad[QD_ROWS_MAX_PARTS];
 } deq_job;
 
-static void *deq_rows(void *arg) {
+static void deq_rows(void *arg, int part, size_t r0, size_t r1) {
     deq_job *j = arg;
     int64_t K = j->K, cols = K > 0 ? cdiv(K, j->bk) : 0; /* a [N, 0] weight has no scale columns */
-    j->bad = -1;
-    for (int64_t n = j->r0; n < j->r1; n++) {
+    j->bad[part] = -1;
+    for (int64_t n = (int64_t)r0; n < (int64_t)r1; n++) {
         const float *srow = j->scale + (n / j->bn) * cols;
         const uint8_t *c = j->codes + n * K;
         float *o = j->out + n * K;
@@ -124,19 +125,11 @@ static void *deq_rows(void *arg) {
             }
         }
         if (nan) {
-            for (int64_t k = 0; k < K && j->bad < 0; k++)
-                if ((c[k] & 0x7f) == 0x7f) j->bad = n * K + k;
-            return NULL;
+            for (int64_t k = 0; k < K && j->bad[part] < 0; k++)
+                if ((c[k] & 0x7f) == 0x7f) j->bad[part] = n * K + k;
+            return;
         }
     }
-    return NULL;
-}
-
-/* threads for n elements: one below 4 Mi, else up to the CPUs (at most 16) */
-static int deq_threads(int64_t n) {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int t = n < (4 << 20) ? 1 : cpus > 16 ? 16 : cpus > 0 ? (int)cpus : 1;
-    return t;
 }
 
 /* the fp32 weight [N][K] of codes tw with scales s, bn x bk codes to a scale (malloc'ed into *w) */
@@ -151,26 +144,15 @@ static qd_status dequant(const qd_checkpoint *ck, const qd_st_tensor *tw, const 
         st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 weight '%s'", ck->dir, tw->name);
     if (st == QD_OK) st = scale_values(ck, s, &scale);
     if (st == QD_OK && !mapped) st = qd_ckpt_read_raw(ck, tw, codes);
-    float lut[256]; /* the decode of every code: one load per element instead of a decode */
-    for (int c = 0; c < 256; c++) lut[c] = qd_e4m3_to_f32((uint8_t)c);
-    int nt = deq_threads(N * K);
-    deq_job jobs[16];
-    pthread_t th[16];
-    int started = 0; /* bit t: job t runs on a thread of its own (the others run here) */
-    for (int t = 0; st == QD_OK && t < nt; t++)
-        jobs[t] = (deq_job){.codes = mapped ? mapped : codes, .scale = scale, .lut = lut, .out = out, .K = K,
-                            .r0 = N * t / nt, .r1 = N * (t + 1) / nt, .bn = bn, .bk = bk};
-    for (int t = 1; st == QD_OK && t < nt; t++)
-        if (pthread_create(&th[t], NULL, deq_rows, &jobs[t]) == 0) started |= 1 << t;
-    for (int t = 0; st == QD_OK && t < nt; t++)
-        if (!(started & (1 << t))) deq_rows(&jobs[t]); /* this thread's share, and any that did not start */
-    for (int t = 0; t < nt; t++)
-        if (started & (1 << t)) pthread_join(th[t], NULL);
-    for (int t = 0; st == QD_OK && t < nt; t++)
-        if (jobs[t].bad >= 0) { /* the first in row order, as one pass over the rows finds it */
-            st = qd_fail(QD_ERR_FORMAT, "%s: FP8 weight '%s' holds a NaN at [%lld, %lld]", ck->dir, tw->name,
-                         (long long)(jobs[t].bad / K), (long long)(jobs[t].bad % K));
-        }
+    if (st == QD_OK) {
+        deq_job j = {.codes = mapped ? mapped : codes, .scale = scale, .out = out, .K = K, .bn = bn, .bk = bk};
+        for (int c = 0; c < 256; c++) j.lut[c] = qd_e4m3_to_f32((uint8_t)c);
+        qd_rows_run((size_t)N, (size_t)K, deq_rows, &j);
+        for (int t = 0; st == QD_OK && t < qd_rows_parts((size_t)N, (size_t)K); t++)
+            if (j.bad[t] >= 0) /* the first in row order, as one pass over the rows finds it */
+                st = qd_fail(QD_ERR_FORMAT, "%s: FP8 weight '%s' holds a NaN at [%lld, %lld]", ck->dir, tw->name,
+                             (long long)(j.bad[t] / K), (long long)(j.bad[t] % K));
+    }
     free(codes);
     free(scale);
     if (st != QD_OK) {

@@ -3,16 +3,14 @@
 #include "qd-qlinear.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "qd-fp4.h"
 #include "qd-fp8.h"
 #include "qd-log.h"
+#include "qd-rows.h"
 
 qd_status qd_qlinear_alloc(qd_qlinear *l, int N, int K, int G) {
     l->N = N, l->K = K, l->G = G;
@@ -134,40 +132,21 @@ typedef struct {
     const qd_qlinear *l;
     qd_dtype dt;
     float *w;
-    int r0, r1;
 } deq_job;
 
-static void *deq_rows(void *arg) {
+static void deq_rows(void *arg, int part, size_t r0, size_t r1) {
+    (void)part;
     const deq_job *j = arg;
     const qd_qlinear *l = j->l;
-    for (int n = j->r0; n < j->r1; n++)
-        for (int k = 0; k < l->K; k++) {
-            size_t gi = (size_t)l->g_idx[k] * l->N + n, nk = (size_t)n * l->K + k;
+    for (size_t n = r0; n < r1; n++)
+        for (size_t k = 0; k < (size_t)l->K; k++) {
+            size_t gi = (size_t)l->g_idx[k] * l->N + n, nk = n * l->K + k;
             j->w[nk] = qd_qlinear_code_value(l, nk, gi) * qd_scale_round(j->dt, l->scales[gi]);
         }
-    return NULL;
 }
-
-#define DEQ_MAX_THREADS 16
 
 void qd_qlinear_dequant_rounded(const qd_qlinear *l, qd_dtype scale_dtype, float *w) {
     if (qd_scheme_is_fp4(l->scheme)) scale_dtype = QD_DT_F32; /* the stored scales are the checkpoint's */
-    /* rows over threads above 4 Mi values (each value is computed alone: the same bits for any count);
-     * a thread that does not start has its rows done here */
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t n = (size_t)l->N * (size_t)l->K;
-    int nt = n < ((size_t)4 << 20) ? 1 : cpus > DEQ_MAX_THREADS ? DEQ_MAX_THREADS : cpus > 0 ? (int)cpus : 1;
-    if (nt > l->N) nt = l->N > 0 ? l->N : 1;
-    deq_job jobs[DEQ_MAX_THREADS];
-    pthread_t th[DEQ_MAX_THREADS];
-    int started = 0;
-    for (int t = 0; t < nt; t++)
-        jobs[t] = (deq_job){.l = l, .dt = scale_dtype, .w = w, .r0 = (int)((int64_t)l->N * t / nt),
-                            .r1 = (int)((int64_t)l->N * (t + 1) / nt)};
-    for (int t = 1; t < nt; t++)
-        if (pthread_create(&th[t], NULL, deq_rows, &jobs[t]) == 0) started |= 1 << t;
-    for (int t = 0; t < nt; t++)
-        if (!(started & (1 << t))) deq_rows(&jobs[t]);
-    for (int t = 0; t < nt; t++)
-        if (started & (1 << t)) pthread_join(th[t], NULL);
+    /* each value computed alone: the same bits for any number of threads */
+    qd_rows_run((size_t)l->N, (size_t)l->K, deq_rows, &(deq_job){.l = l, .dt = scale_dtype, .w = w});
 }

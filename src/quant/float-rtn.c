@@ -3,17 +3,16 @@
  * scales of fp8.c / fp4.c from the weight, then every value encoded with its group's scale. On the
  * host, rows split over threads: each codec is a few integer operations or comparisons per value
  * (qd-fp8.h, qd-fp4.h), the same bits on every backend and for every thread count. */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "qd-check.h"
 #include "qd-fp4.h"
 #include "qd-fp8.h"
 #include "qd-log.h"
 #include "qd-quant.h"
+#include "qd-rows.h"
 
 size_t qd_float_group(const qd_qspec *s, size_t K) {
     return s->scheme == QD_SCHEME_FP8_BLOCK ? QD_FP8_BLOCK_SIZE
@@ -27,20 +26,21 @@ float qd_float_scales(const float *W, size_t N, size_t K, const qd_qspec *s, flo
     return 0;
 }
 
-/* Rows [r0, r1) of the weight encoded with their groups' scales: the codes and the squared error of
- * these rows. A 256-entry decode table replaces the per-value decode. */
+/* The weight's values encoded with their groups' scales, rows split over threads (qd-rows.h): the
+ * codes, and each part's squared error. A 256-entry table replaces the per-value decode. */
 typedef struct {
-    const float *w, *scales, *lut;
+    const float *w, *scales;
+    float lut[256];
     uint8_t *codes;
-    size_t N, K, gs, r0, r1;
+    size_t N, K, gs;
     int fp8;
-    double sq;
+    double sq[QD_ROWS_MAX_PARTS];
 } rtn_job;
 
-static void *rtn_rows(void *arg) {
+static void rtn_rows(void *arg, int part, size_t r0, size_t r1) {
     rtn_job *j = arg;
     double sq = 0;
-    for (size_t n = j->r0; n < j->r1; n++)
+    for (size_t n = r0; n < r1; n++)
         for (size_t k = 0; k < j->K; k++) {
             float x = j->w[n * j->K + k], scale = j->scales[(k / j->gs) * j->N + n];
             uint8_t c = j->fp8 ? qd_f32_to_e4m3(x / scale) : qd_f32_to_e2m1(x / scale);
@@ -48,40 +48,16 @@ static void *rtn_rows(void *arg) {
             j->codes[n * j->K + k] = c;
             sq += ((double)x - d) * ((double)x - d);
         }
-    j->sq = sq;
-    return NULL;
+    j->sq[part] = sq;
 }
 
-#define RTN_MAX_THREADS 16
-
-/* threads for n values: one below 4 Mi, else the CPUs (at most RTN_MAX_THREADS); the codes do not
- * depend on the count, only the loss's summation order does */
-static int rtn_threads(size_t n) {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < ((size_t)4 << 20) ? 1 : cpus > RTN_MAX_THREADS ? RTN_MAX_THREADS : cpus > 0 ? (int)cpus : 1;
-}
-
-/* every value of w [N, K] encoded (rows split over threads); the loss sum (w - q)^2 */
+/* every value of w [N, K] encoded; the loss sum (w - q)^2 (the parts' sums in order) */
 static double rtn_encode(int fp8, const float *w, const float *scales, size_t gs, size_t N, size_t K, uint8_t *codes) {
-    float lut[256];
-    for (int c = 0; c < 256; c++) lut[c] = fp8 ? qd_e4m3_to_f32((uint8_t)c) : qd_e2m1_to_f32((uint8_t)c);
-    int nt = rtn_threads(N * K);
-    if ((size_t)nt > N) nt = (int)N;
-    rtn_job jobs[RTN_MAX_THREADS];
-    pthread_t th[RTN_MAX_THREADS];
-    int started = 0; /* bit t: job t ran on a thread of its own (the others run here) */
-    for (int t = 0; t < nt; t++)
-        jobs[t] = (rtn_job){.w = w, .scales = scales, .lut = lut, .codes = codes, .N = N, .K = K, .gs = gs,
-                            .r0 = N * t / nt, .r1 = N * (t + 1) / nt, .fp8 = fp8};
-    for (int t = 1; t < nt; t++)
-        if (pthread_create(&th[t], NULL, rtn_rows, &jobs[t]) == 0) started |= 1 << t;
-    for (int t = 0; t < nt; t++)
-        if (!(started & (1 << t))) rtn_rows(&jobs[t]);
+    rtn_job j = {.w = w, .scales = scales, .codes = codes, .N = N, .K = K, .gs = gs, .fp8 = fp8};
+    for (int c = 0; c < 256; c++) j.lut[c] = fp8 ? qd_e4m3_to_f32((uint8_t)c) : qd_e2m1_to_f32((uint8_t)c);
+    qd_rows_run(N, K, rtn_rows, &j);
     double sq = 0;
-    for (int t = 0; t < nt; t++) {
-        if (started & (1 << t)) pthread_join(th[t], NULL);
-        sq += jobs[t].sq;
-    }
+    for (int t = 0; t < qd_rows_parts(N, K); t++) sq += j.sq[t];
     return sq;
 }
 
