@@ -196,7 +196,14 @@ qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, 
             }
         }
         qd_status st = QD_OK;
-        if (!qf && (cfg->quantized || cfg->fp8_source)) st = qd_qformat_open(ck->dir, &qf);
+        if (!qf && (cfg->quantized || cfg->fp8_source)) {
+            st = qd_qformat_open(ck->dir, &qf);
+            /* a method qdist does not read would leave its tensors to be taken as plain weights: an error in
+             * inspect too, as a config group contradicting its tensors is */
+            if (st == QD_OK && qd_qformat_kind_of(qf) == QD_QF_OTHER)
+                st = qd_fail(QD_ERR_FORMAT, "%s/config.json: quantization_config.quant_method \"%s\" is not one qdist reads "
+                               "(gptq, awq, compressed-tensors, fp8)", ck->dir, cfg->quant_method);
+        }
         if (st == QD_OK) st = check_block(warn, cfg, ck, qf, b);
         if (st != QD_OK) {
             qd_qformat_close(qf);

@@ -91,6 +91,19 @@ def test_an_export_whose_config_targets_none_of_its_quantized_linears_is_refused
         one_line(r, "error", exp / "config.json", "no quantization_config group targets", Q)
 
 
+@pytest.mark.parametrize("method", ["bogus", "bitsandbytes"])
+def test_an_export_of_a_method_qdist_does_not_read_is_refused(tmp_path, exports, method):
+    """sweep 4 row 15: quant_method "bogus" over int8 tensors was evaluated, its codes taken as weights"""
+    exp = copy_export(exports("w8a8-int8"), tmp_path / "exp")
+    cfg = json.loads((exp / "config.json").read_text())
+    cfg["quantization_config"]["quant_method"] = method
+    (exp / "config.json").write_text(json.dumps(cfg))
+    for name, r in (("eval", evaluate(exp)), ("inspect", run("inspect", exp))):
+        assert r.returncode == 1, (name, r.stderr)
+        one_line(r, "error", exp / "config.json", f'quant_method "{method}" is not one qdist reads')
+        assert "ppl" not in r.stdout
+
+
 @pytest.mark.parametrize("scheme,says,edit", CONTRADICTIONS, ids=[f"{s}-{w}" for s, w, _ in CONTRADICTIONS])
 def test_an_export_whose_config_contradicts_its_tensors_is_refused(tmp_path, exports, scheme, says, edit):
     exp = copy_export(exports(scheme), tmp_path / "exp")
