@@ -323,6 +323,10 @@ def test_requeue_resume(c, repo, work, stub):
         return s.returncode == 0 and s.stdout.strip() == "idle"
 
     assert c.wait_for(node_idle, 60), "the node did not become idle after the requeue"
+    # slurmd refuses a credential issued in the second its job's earlier credential was revoked ("Job
+    # credential revoked": the hold SLURM itself puts on a requeued job avoids that); the test's early
+    # start keeps clear of it
+    time.sleep(3)
     c.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
     state = c.wait_job(job, 120)
     text = open(out).read() if os.path.exists(out) else "(no output)"
