@@ -170,11 +170,12 @@ def quality(a):
     rows, failed = [], False
     base, note = qdist_ppl(a, a.model)
     rows.append(("original (bf16 checkpoint)", "-", base, "-", note))
-    runs = [("qdist GPTQ W4 g128", "routed", a.model, ["--method", "gptq", "--moe-calibration", "routed"]),
-            ("qdist GPTQ W4 g128", "all", a.model, ["--method", "gptq", "--moe-calibration", "all"]),
-            ("qdist AWQ W4 g128", "routed", a.model, ["--method", "awq", "--moe-calibration", "routed"]),
-            ("qdist AWQ W4 g128", "all", a.model, ["--method", "awq", "--moe-calibration", "all"]),
-            ("qdist RTN W4 g128", "-", a.model, ["--method", "rtn"])]
+    g = f"g{a.group_size}"  # the row names the groups that were used
+    runs = [(f"qdist GPTQ W4 {g}", "routed", a.model, ["--method", "gptq", "--moe-calibration", "routed"]),
+            (f"qdist GPTQ W4 {g}", "all", a.model, ["--method", "gptq", "--moe-calibration", "all"]),
+            (f"qdist AWQ W4 {g}", "routed", a.model, ["--method", "awq", "--moe-calibration", "routed"]),
+            (f"qdist AWQ W4 {g}", "all", a.model, ["--method", "awq", "--moe-calibration", "all"]),
+            (f"qdist RTN W4 {g}", "-", a.model, ["--method", "rtn"])]
     dead = os.path.join(a.out, "dead-src")
     try:
         a.dead_block, key, share = make_unreachable(a, a.model, dead)
@@ -184,7 +185,7 @@ def quality(a):
         # raised above their number so that the fallback shows even then (the count is reported either way)
         ntok = a.nsamples * a.seqlen
         floor = max(16, int((1 - share) * ntok) + 1)
-        runs.append((f"qdist GPTQ W4 g128, expert {a.dead_expert} of block {a.dead_block} unreachable, "
+        runs.append((f"qdist GPTQ W4 {g}, expert {a.dead_expert} of block {a.dead_block} unreachable, "
                      f"--moe-min-tokens {floor}", "routed",
                      dead, ["--method", "gptq", "--moe-calibration", "routed", "--moe-min-tokens", floor]))
         base_dead, _ = qdist_ppl(a, dead)
