@@ -1,30 +1,21 @@
 /* SPDX-License-Identifier: MIT
  * fp8.cu - fp8_dequant: an FP8 source Linear's e4m3 bytes and fp32 block scales go up through the pinned
  * staging (a quarter of the fp32 weight's bytes) and are dequantized here, in chunks of rows so that the
- * scratch stays small whatever the Linear's size. The decode and the one rounded multiply (__fmul_rn:
- * never contracted) give the bits of the host loop, qd_fp8_dequant in qd-fp8.h. */
-#include "cuda-common.cuh"
+ * scratch stays small whatever the Linear's size. The exact decode (dev_e4m3_value, quant-common.cuh) and
+ * the one rounded multiply (__fmul_rn: never contracted) give the bits of the host loop, qd_fp8_dequant in
+ * qd-fp8.h; a NaN code's W is unspecified (the op reports its index). */
+#include "quant-common.cuh"
 
 /* code bytes per upload and kernel: two staging halves, so the copy of one overlaps the DMA of the other */
 #define QD_CU_FP8_CHUNK ((size_t)64 << 20)
 #define QD_CU_FP8_ALIGN ((size_t)256)
-
-/* qd_e4m3_to_f32 (src/core/qd-fp8.c) on the device, the same operations: the fields of a normal code moved
- * into the float's, a subnormal m x 2^-9 (exact), NaN for 0x7F / 0xFF */
-__device__ float e4m3_decode(uint32_t b) {
-    uint32_t e = (b >> 3) & 15u, m = b & 7u, sign = (b & 0x80u) << 24;
-    if (e == 15 && m == 7) return __uint_as_float(0x7fc00000u);
-    if (e) return __uint_as_float(sign | ((e + 127u - 7u) << 23) | (m << 20));
-    float v = __fmul_rn((float)m, 1.0f / 512.0f);
-    return sign ? -v : v;
-}
 
 /* rows [row0, row0 + rows) of W: codes holds those rows only, scale the whole grid (cols per row);
  * nan receives the smallest flat index of a NaN code */
 __global__ void k_fp8_dequant(float *W, const uint8_t *codes, const float *scale, size_t row0, size_t rows, size_t K,
                               size_t bn, size_t bk, size_t cols, unsigned long long *nan) {
     __shared__ float lut[256];
-    for (unsigned t = threadIdx.x; t < 256; t += blockDim.x) lut[t] = e4m3_decode(t);
+    for (unsigned t = threadIdx.x; t < 256; t += blockDim.x) lut[t] = dev_e4m3_value(t);
     __syncthreads();
     size_t n = rows * K, base = row0 * K;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
