@@ -14,7 +14,7 @@ qd_status qd_backend_new(const struct qd_backend_i *iface, void *ctx, qd_backend
         !iface->copy || !iface->fill || !iface->gemm || !iface->hessian || !iface->symmetrize || !iface->diag_add || !iface->acc64 ||
         !iface->chol_inv || !iface->permute || !iface->ewise || !iface->rows || !iface->rmsnorm || !iface->rope ||
         !iface->attention || !iface->cross_entropy || !iface->reduce || !iface->colstat ||
-        !iface->quantize || !iface->gptq_sweep || !iface->awq_clip)
+        !iface->quantize || !iface->gptq_sweep || !iface->awq_clip || !iface->fp8_dequant)
         return qd_fail(QD_ERR_INTERNAL, "backend %s: incomplete op table", iface ? iface->name : "?");
     qd_backend_t be;
     QD_ALLOC(be, 1);
@@ -403,6 +403,21 @@ qd_status qd_be_u8_codes(qd_backend_t be, const struct qd_u8_codes_args *a) {
     QD_CHECK(ref_ok(be, "u8_codes", "zeros", a->zeros, a->G * a->N));
     QD_CHECK(ref_ok(be, "u8_codes", "g_idx", a->g_idx, a->K));
     return a->N && a->K ? be->iface->u8_codes(be, a) : QD_OK;
+}
+
+qd_status qd_be_fp8_dequant(qd_backend_t be, const struct qd_fp8_dequant_args *a) {
+    QD_CHECK(be_ok(be, a, "fp8_dequant"));
+    if (!a->nan_at) return qd_fail(QD_ERR_INTERNAL, "backend %s: fp8_dequant without nan_at", be->iface->name);
+    *a->nan_at = -1;
+    if (!a->bn || !a->bk)
+        return qd_fail(QD_ERR_INTERNAL, "backend %s: fp8_dequant: block [%zu, %zu] (each >= 1)", be->iface->name, a->bn,
+                       a->bk);
+    if (a->N && a->K && (!a->codes || !a->scale))
+        return qd_fail(QD_ERR_INTERNAL, "backend %s: fp8_dequant from NULL codes or scales", be->iface->name);
+    if (a->K && a->N > (size_t)INT64_MAX / a->K)
+        return qd_fail(QD_ERR_INTERNAL, "backend %s: fp8_dequant: [%zu, %zu] overflows", be->iface->name, a->N, a->K);
+    QD_CHECK(ref_ok(be, "fp8_dequant", "dst", a->dst, a->N * a->K));
+    return a->N && a->K ? be->iface->fp8_dequant(be, a) : QD_OK;
 }
 
 qd_status qd_be_mem_info(qd_backend_t be, struct qd_mem_info *out) {

@@ -41,6 +41,7 @@ struct qd_backend_i {
     qd_status (*quantize)(qd_backend_t be, const struct qd_quantize_args *a);  /* group params + fake quant */
     qd_status (*gptq_sweep)(qd_backend_t be, const struct qd_gptq_sweep_args *a); /* GPTQ column sweep */
     qd_status (*awq_clip)(qd_backend_t be, const struct qd_awq_clip_args *a);  /* AWQ clip search */
+    qd_status (*fp8_dequant)(qd_backend_t be, const struct qd_fp8_dequant_args *a); /* e4m3 x scale */
     /* optional (NULL when absent) */
     qd_status (*u8_codes)(qd_backend_t be, const struct qd_u8_codes_args *a);  /* codes as bytes */
     qd_status (*mem_info)(qd_backend_t be, struct qd_mem_info *out);           /* device memory */

@@ -358,6 +358,22 @@ struct qd_awq_clip_args {
 };
 qd_status qd_be_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a);
 
+/* An FP8 (e4m3) weight dequantized where it is used: W[n][k] = e4m3(codes[n*K + k]) *
+ * scale[(n / bn) * ceil(K / bk) + k / bk], one fp32 multiply, never contracted (qd_fp8_dequant in
+ * qd-fp8.h is the definition: every backend gives its bits, subnormal codes and zero, huge or any finite
+ * scale included). codes (N*K bytes, row-major) and scale (ceil(N/bn) x ceil(K/bk) fp32) are HOST
+ * memory, read before the call returns; a GPU backend uploads the bytes, not fp32. bn, bk >= 1 (a
+ * tensor scale is bn = N, bk = K; one per row bn = 1, bk = K). *nan_at: the flat index (row order) of
+ * the first NaN code (0x7F / 0xFF), or -1; complete on return. W's values are then unspecified. */
+struct qd_fp8_dequant_args {
+    qd_ref dst;
+    const uint8_t *codes;
+    const float *scale;
+    size_t N, K, bn, bk;
+    int64_t *nan_at;
+};
+qd_status qd_be_fp8_dequant(qd_backend_t be, const struct qd_fp8_dequant_args *a);
+
 /* The device address of r and the backend's compute stream (a cudaStream_t), for a transport that
  * moves device buffers itself (NCCL) in the backend's issue order (r.buf NULL: *ptr = NULL, the stream
  * alone). QD_ERR_UNSUPPORTED, without a message, on a host backend. */

@@ -29,6 +29,24 @@ qd_status qd_fp8_scale_values_check(const qd_checkpoint *ck, const char *prefix,
 qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w,
                              int64_t *N, int64_t *K);
 
+/* The Linear's e4m3 codes and checked scales, for a dequantization elsewhere (a backend's fp8_dequant,
+ * qd-backend.h): the headers as qd_fp8_linear_check and every scale value as qd_fp8_scale_values_check,
+ * the same one-line errors. codes [N][K] point into the mapped checkpoint (or a read copy); scale is fp32
+ * [ceil(N/bn)][ceil(K/bk)]; weight names the weight tensor (the checkpoint's string). W[n][k] =
+ * e4m3(codes[n*K + k]) * scale[(n / bn) * ceil(K / bk) + k / bk], as qd_fp8_linear_read computes it.
+ * qd_fp8_codes_close frees what open allocated (safe on a zeroed or failed one). */
+typedef struct qd_fp8_codes {
+    const uint8_t *codes;
+    float *scale;
+    int64_t N, K, bn, bk;
+    const char *weight;
+    uint8_t *copy; /* the codes' own memory when the checkpoint is not mapped */
+} qd_fp8_codes;
+qd_status qd_fp8_codes_open(const qd_checkpoint *ck, const char *prefix, const int block[2], qd_fp8_codes *out);
+void qd_fp8_codes_close(qd_fp8_codes *c);
+/* The one-line error (QD_ERR_FORMAT) for a NaN code at flat index `at` (row order) of weight [., K]. */
+qd_status qd_fp8_nan_fail(const qd_checkpoint *ck, const char *weight, int64_t K, int64_t at);
+
 /* qd_qformat_read_linear's answer for an FP8 Linear: the weight (w NULL: the headers only) and info
  * (quantized, 8 bits, group = the block's columns or -1; may be NULL). block NULL: {0, 0}. */
 struct qd_qlinear_info;

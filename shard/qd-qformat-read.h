@@ -60,6 +60,11 @@ typedef struct qd_qlinear_info {
 qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix, float **w,
                                  int64_t *N, int64_t *K, qd_qlinear_info *info);
 
+/* 1 when qd_qformat_read_linear reads Linear `prefix` as an FP8 source's (qd-qformat-fp8.h: an F8_E4M3
+ * weight with no .weight_scale outside compressed-tensors), with *block its weight_block_size (NULL or
+ * {0, 0}: one scale per tensor or row); else 0. The loader dequantizes those on the backend. */
+int qd_qformat_fp8_source(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix, const int **block);
+
 /* The description alone (shapes, bits, group, sym, act-order), reading only the small tensors
  * (zeros, g_idx, scales) - what inspect needs for every layer of a large model. */
 qd_status qd_qformat_linear_info(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix,

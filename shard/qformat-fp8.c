@@ -3,18 +3,19 @@
  * contract in qd-qformat-fp8.h) and compressed-tensors float-quantized ones (qd__read_ct_fp8,
  * qformat-read-internal.h). The two find the scale's layout their own way (weight_block_size; the
  * config group or the scale's shape) and share the rest: the scale values checked finite and >= 0,
- * W = e4m3(q) x scale of the code's block on up to 16 threads, a NaN code refused naming the tensor. */
+ * W = e4m3(q) x scale of the code's block (qd_fp8_dequant, qd-fp8.h), a NaN code refused naming the
+ * tensor. qd_fp8_codes_open hands the checked codes and scales to a backend's fp8_dequant instead. */
 #include "qd-qformat-fp8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "qd-check.h"
 #include "qd-dtype.h"
 #include "qd-fp8.h"
 #include "qd-log.h"
 #include "qd-qformat-read.h"
-#include "qd-rows.h"
 #include "qformat-read-internal.h"
 
 static const qd_st_tensor *find(const qd_checkpoint *ck, const char *prefix, const char *suffix) {
@@ -95,65 +96,42 @@ qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const
     return scale_of(ck, prefix, block, *N, *K, &s);
 }
 
-/* rows [r0, r1) of one FP8 Linear's dequantization, W = lut[code] x scale, bn x bk codes sharing one scale
- * (a row of the scale grid has cdiv(K, bk) entries; each scale taken once per row); bad receives the first
- * NaN code's index in the range, or -1 */
-typedef struct {
-    const uint8_t *codes;
-    const float *scale;
-    float lut[256]; /* the decode of every code: one load per element instead of a decode */
-    float *out;
-    int64_t K, bn, bk;
-    int64_t bad[QD_ROWS_MAX_PARTS];
-} deq_job;
+qd_status qd_fp8_nan_fail(const qd_checkpoint *ck, const char *weight, int64_t K, int64_t at) {
+    return qd_fail(QD_ERR_FORMAT, "%s: FP8 weight '%s' holds a NaN at [%lld, %lld]", ck->dir, weight,
+                   (long long)(at / K), (long long)(at % K));
+}
 
-static void deq_rows(void *arg, int part, size_t r0, size_t r1) {
-    deq_job *j = arg;
-    int64_t K = j->K, cols = K > 0 ? cdiv(K, j->bk) : 0; /* a [N, 0] weight has no scale columns */
-    j->bad[part] = -1;
-    for (int64_t n = (int64_t)r0; n < (int64_t)r1; n++) {
-        const float *srow = j->scale + (n / j->bn) * cols;
-        const uint8_t *c = j->codes + n * K;
-        float *o = j->out + n * K;
-        unsigned nan = 0;
-        for (int64_t cb = 0; cb < cols; cb++) {
-            int64_t k0 = cb * j->bk, k1 = k0 + j->bk < K ? k0 + j->bk : K;
-            float sc = srow[cb];
-            for (int64_t k = k0; k < k1; k++) {
-                nan |= (c[k] & 0x7f) == 0x7f;
-                o[k] = j->lut[c[k]] * sc;
-            }
-        }
-        if (nan) {
-            for (int64_t k = 0; k < K && j->bad[part] < 0; k++)
-                if ((c[k] & 0x7f) == 0x7f) j->bad[part] = n * K + k;
-            return;
-        }
+/* the codes of tw where the checkpoint is mapped, else read into *copy (malloc'ed) */
+static qd_status codes_of(const qd_checkpoint *ck, const qd_st_tensor *tw, const uint8_t **codes, uint8_t **copy) {
+    *copy = NULL;
+    *codes = qd_ckpt_data(ck, tw);
+    if (*codes) return QD_OK;
+    uint8_t *c = malloc((size_t)tw->nbytes + 1);
+    if (!c) return qd_fail(QD_ERR_NOMEM, "%s: out of memory reading FP8 weight '%s'", ck->dir, tw->name);
+    qd_status st = qd_ckpt_read_raw(ck, tw, c);
+    if (st != QD_OK) {
+        free(c);
+        return st;
     }
+    *codes = *copy = c;
+    return QD_OK;
 }
 
 /* the fp32 weight [N][K] of codes tw with scales s, bn x bk codes to a scale (malloc'ed into *w) */
 static qd_status dequant(const qd_checkpoint *ck, const qd_st_tensor *tw, const qd_st_tensor *s, int64_t bn,
                          int64_t bk, float **w) {
     int64_t N = tw->shape[0], K = tw->shape[1];
-    const uint8_t *mapped = qd_ckpt_data(ck, tw); /* the codes where the checkpoint is mapped, else a copy */
-    uint8_t *codes = mapped ? NULL : malloc((size_t)(N * K) + 1);
+    const uint8_t *codes = NULL;
+    uint8_t *copy = NULL;
     float *scale = NULL, *out = malloc(sizeof *out * (size_t)(N * K) + 1);
-    qd_status st = QD_OK;
-    if ((!mapped && !codes) || !out)
-        st = qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 weight '%s'", ck->dir, tw->name);
+    qd_status st = out ? QD_OK : qd_fail(QD_ERR_NOMEM, "%s: out of memory dequantizing FP8 weight '%s'", ck->dir, tw->name);
     if (st == QD_OK) st = scale_values(ck, s, &scale);
-    if (st == QD_OK && !mapped) st = qd_ckpt_read_raw(ck, tw, codes);
+    if (st == QD_OK) st = codes_of(ck, tw, &codes, &copy);
     if (st == QD_OK) {
-        deq_job j = {.codes = mapped ? mapped : codes, .scale = scale, .out = out, .K = K, .bn = bn, .bk = bk};
-        for (int c = 0; c < 256; c++) j.lut[c] = qd_e4m3_to_f32((uint8_t)c);
-        qd_rows_run((size_t)N, (size_t)K, deq_rows, &j);
-        for (int t = 0; st == QD_OK && t < qd_rows_parts((size_t)N, (size_t)K); t++)
-            if (j.bad[t] >= 0) /* the first in row order, as one pass over the rows finds it */
-                st = qd_fail(QD_ERR_FORMAT, "%s: FP8 weight '%s' holds a NaN at [%lld, %lld]", ck->dir, tw->name,
-                             (long long)(j.bad[t] / K), (long long)(j.bad[t] % K));
+        int64_t at = qd_fp8_dequant(codes, scale, N, K, bn, bk, out);
+        if (at >= 0) st = qd_fp8_nan_fail(ck, tw->name, K, at);
     }
-    free(codes);
+    free(copy);
     free(scale);
     if (st != QD_OK) {
         free(out);
@@ -163,6 +141,34 @@ static qd_status dequant(const qd_checkpoint *ck, const qd_st_tensor *tw, const 
     return QD_OK;
 }
 
+/* the rows and columns one scale of prefix covers: the block, else the whole tensor or one row */
+static void block_of(const qd_st_tensor *s, const int block[2], int64_t N, int64_t K, int64_t *bn, int64_t *bk) {
+    int blocked = block && block[0] > 0 && block[1] > 0;
+    *bn = blocked ? block[0] : s->numel == 1 ? N : 1;
+    *bk = blocked ? block[1] : K;
+}
+
+qd_status qd_fp8_codes_open(const qd_checkpoint *ck, const char *prefix, const int block[2], qd_fp8_codes *out) {
+    memset(out, 0, sizeof *out);
+    const qd_st_tensor *s;
+    QD_CHECK(qd_fp8_linear_check(ck, prefix, block, &out->N, &out->K));
+    QD_CHECK(scale_of(ck, prefix, block, out->N, out->K, &s));
+    const qd_st_tensor *tw = find(ck, prefix, ".weight");
+    out->weight = tw->name;
+    block_of(s, block, out->N, out->K, &out->bn, &out->bk);
+    QD_CHECK(scale_values(ck, s, &out->scale));
+    qd_status st = codes_of(ck, tw, &out->codes, &out->copy);
+    if (st != QD_OK) qd_fp8_codes_close(out);
+    return st;
+}
+
+void qd_fp8_codes_close(qd_fp8_codes *c) {
+    if (!c) return;
+    free(c->copy);
+    free(c->scale);
+    memset(c, 0, sizeof *c);
+}
+
 qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w,
                              int64_t *pN, int64_t *pK) {
     *w = NULL;
@@ -170,8 +176,8 @@ qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const 
     const qd_st_tensor *s;
     QD_CHECK(qd_fp8_linear_check(ck, prefix, block, &N, &K));
     QD_CHECK(scale_of(ck, prefix, block, N, K, &s));
-    int blocked = block && block[0] > 0 && block[1] > 0;
-    int64_t bn = blocked ? block[0] : s->numel == 1 ? N : 1, bk = blocked ? block[1] : K; /* tensor or row */
+    int64_t bn, bk;
+    block_of(s, block, N, K, &bn, &bk);
     QD_CHECK(dequant(ck, find(ck, prefix, ".weight"), s, bn, bk, w));
     *pN = N;
     *pK = K;

@@ -421,6 +421,13 @@ qd_status qd_qformat_linear_info(const qd_qformat *qf, const qd_checkpoint *ck, 
     return qd_qformat_read_linear(qf, ck, prefix, NULL, &N, &K, info);
 }
 
+int qd_qformat_fp8_source(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix, const int **block) {
+    const qd_st_tensor *tw = find(ck, prefix, ".weight");
+    *block = qf ? qf->fp8_block : NULL;
+    /* a compressed-tensors float-quantized weight, or one with vLLM's .weight_scale, is not an FP8 source's */
+    return tw && tw->dtype == QD_DT_F8_E4M3 && !(qf && qf->kind == QD_QF_CT) && !find(ck, prefix, ".weight_scale");
+}
+
 qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, const char *prefix, float **w,
                                  int64_t *N, int64_t *K, qd_qlinear_info *info) {
     if (w) *w = NULL;
@@ -438,10 +445,10 @@ qd_status qd_qformat_read_linear(const qd_qformat *qf, const qd_checkpoint *ck, 
         }
         return QD_OK;
     }
-    int ct = qf && qf->kind == QD_QF_CT;
-    if (tw && tw->dtype == QD_DT_F8_E4M3 && (ct || find(ck, prefix, ".weight_scale")))
+    const int *fp8_block;
+    if (qd_qformat_fp8_source(qf, ck, prefix, &fp8_block)) return qd_fp8_linear(ck, prefix, fp8_block, w, N, K, info);
+    if (tw && tw->dtype == QD_DT_F8_E4M3)
         return qd__read_ct_fp8(qd__ct_group_for(qf, prefix), ck, prefix, w, N, K, info);
-    if (tw && tw->dtype == QD_DT_F8_E4M3) return qd_fp8_linear(ck, prefix, qf ? qf->fp8_block : NULL, w, N, K, info);
     if (tw && tw->dtype == QD_DT_I8 && !find(ck, prefix, ".weight_scale"))
         return qd_fail(QD_ERR_FORMAT, "%s: '%s.weight_scale' is missing; the I8 weight '%s' (int-quantized) needs one",
                        ck->dir, prefix, tw->name);

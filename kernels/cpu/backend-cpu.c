@@ -56,6 +56,7 @@ static const struct qd_backend_i cpu_iface = {
     .quantize = qd_cpu_quantize,
     .gptq_sweep = qd_cpu_gptq_sweep,
     .awq_clip = qd_cpu_awq_clip,
+    .fp8_dequant = qd_cpu_fp8_dequant,
 };
 
 qd_status qd_backend_cpu_create(int nthreads, qd_backend_t *out) {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * cpu-ops.h - the CPU backend's entries, one file per op family (blas.c, ewise.c, transformer.c,
- * quant.c, gptq-sweep.c, awq-clip.c; exact.c for the exact numerics), and the row quantizer they
+ * quant.c, gptq-sweep.c, awq-clip.c, fp8.c; exact.c for the exact numerics), and the row quantizer they
  * share. Internal to kernels/cpu.
  */
 #ifndef QD_CPU_OPS_H
@@ -40,6 +40,7 @@ qd_status qd_cpu_cross_entropy(qd_backend_t be, const struct qd_xent_args *a);
 qd_status qd_cpu_quantize(qd_backend_t be, const struct qd_quantize_args *a);
 qd_status qd_cpu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a);
 qd_status qd_cpu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a);
+qd_status qd_cpu_fp8_dequant(qd_backend_t be, const struct qd_fp8_dequant_args *a);
 
 /* ---- exact numerics (exact.c, kernels/qd-exact.h) ---- */
 static inline int qd_cpu_exact(qd_backend_t be) { return be->numerics == QD_NUMERICS_EXACT; }

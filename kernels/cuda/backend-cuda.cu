@@ -257,6 +257,7 @@ static const struct qd_backend_i cuda_iface = {
     .quantize = qd_cu_quantize,
     .gptq_sweep = qd_cu_gptq_sweep,
     .awq_clip = qd_cu_awq_clip,
+    .fp8_dequant = qd_cu_fp8_dequant,
     .u8_codes = qd_cu_u8_codes,
     .mem_info = cu_mem_info,
     .stream = cu_stream,

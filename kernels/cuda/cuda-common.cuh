@@ -2,7 +2,7 @@
  * cuda-common.cuh - internal to kernels/cuda: the backend context, the check macros over
  * QD_FOREIGN_CHECK (CUDA runtime, cuBLAS, cuSOLVER) and the entries of the op table, one .cu per op
  * family (memory.cu, gemm.cu, hessian.cu, cholesky.cu, ewise.cu, reduce.cu, norm.cu, rope.cu,
- * attention.cu, xent.cu, quantize.cu, gptq-sweep.cu, awq.cu, codes.cu; exact numerics in
+ * attention.cu, xent.cu, quantize.cu, gptq-sweep.cu, awq.cu, codes.cu, fp8.cu; exact numerics in
  * gemm-exact.cu and attention-exact.cu, the bf16 attention in attention-tc.cu); backend-cuda.cu
  * holds the table, the context's creation, the buffer pool and the scratch buffer.
  *
@@ -119,6 +119,7 @@ qd_status qd_cu_quantize(qd_backend_t be, const struct qd_quantize_args *a);
 qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a);
 qd_status qd_cu_awq_clip(qd_backend_t be, const struct qd_awq_clip_args *a);
 qd_status qd_cu_u8_codes(qd_backend_t be, const struct qd_u8_codes_args *a);
+qd_status qd_cu_fp8_dequant(qd_backend_t be, const struct qd_fp8_dequant_args *a);
 }
 
 #endif

@@ -28,12 +28,6 @@ __device__ __forceinline__ uint32_t dev_e4m3(float x) {
     return sign | (r > 0x7Eu ? 0x7Eu : r);
 }
 
-__device__ __forceinline__ float dev_e4m3_value(uint32_t b) {
-    int e = (b >> 3) & 15, m = b & 7;
-    float v = e ? ldexpf((float)(8 + m), e - 10) : ldexpf((float)m, -9);
-    return (b & 0x80u) ? -v : v;
-}
-
 /* qd_f32_to_e2m1 (src/core/qd-fp4.c): ties to the even code, saturating at 6, -0.0 -> 0 */
 __device__ __forceinline__ uint32_t dev_e2m1(float x) {
     if (isnan(x)) return 0;

@@ -8,6 +8,14 @@
 
 #include "cuda-common.cuh"
 
+/* qd_e4m3_to_f32 (src/core/qd-fp8.c), exact (8 + m or m scaled by a power of two), for every code but the
+ * NaN ones (0x7F / 0xFF), which the encoder never writes and fp8_dequant reports instead of using */
+__device__ __forceinline__ float dev_e4m3_value(uint32_t b) {
+    int e = (b >> 3) & 15, m = b & 7;
+    float v = e ? ldexpf((float)(8 + m), e - 10) : ldexpf((float)m, -9);
+    return (b & 0x80u) ? -v : v;
+}
+
 __device__ __forceinline__ float qd_qv(float x, float scale, float zero, float maxq, int32_t *code) {
     float q = __fadd_rn(rintf(__fdiv_rn(x, scale)), zero);
     q = q < 0.0f ? 0.0f : (q > maxq ? maxq : q);

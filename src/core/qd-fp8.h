@@ -17,4 +17,12 @@
 uint8_t qd_f32_to_e4m3(float x);
 float qd_e4m3_to_f32(uint8_t b);
 
+/* qd-fp8-dequant.c: the one host loop that turns e4m3 codes and their scales into fp32 (the FP8 source
+ * reader and the CPU backend's fp8_dequant both call it; the CUDA kernel computes the same bits).
+ * out[n*K + k] = e4m3(codes[n*K + k]) * scale[(n / bn) * ceil(K / bk) + k / bk], one fp32 multiply,
+ * rows split over threads (qd-rows.h). bn, bk >= 1. Returns the flat index (row order) of the first
+ * NaN code (0x7F / 0xFF), whose output is NaN, or -1 when there is none. */
+int64_t qd_fp8_dequant(const uint8_t *codes, const float *scale, int64_t N, int64_t K, int64_t bn, int64_t bk,
+                       float *out);
+
 #endif

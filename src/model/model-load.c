@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * model-load.c - the loader: a block's weights and the model's ends (embedding, final norm, lm_head)
- * from the handle's checkpoint into backend buffers, converting bf16/fp16 to fp32 on upload and
- * checking every shape against the architecture's table (contract in qd-model-handle.h).
+ * from the handle's checkpoint into backend buffers, converting bf16/fp16 to fp32 on upload (an FP8
+ * source's e4m3 Linears on the backend, from their bytes) and checking every shape against the architecture's table (contract in qd-model-handle.h).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "qd-check.h"
 #include "qd-log.h"
 #include "qd-model-internal.h"
+#include "qd-qformat-fp8.h"
 #include "qd-qformat-read.h"
 
 /* Upload t (name for messages; NULL t: missing) after checking its shape equals dims. */
@@ -48,14 +49,46 @@ static qd_status load_named(qd_backend_t be, const qd_checkpoint *ck, const char
     return load_tensor(be, ck, qd_ckpt_find(ck, name), name, ndim, dims, out);
 }
 
+/* An FP8 source Linear dequantized by the backend: its e4m3 bytes and checked scales go to the device,
+ * not a host fp32 matrix four times their size (qd_be_fp8_dequant, the bits of the host reader). */
+static qd_status load_fp8(qd_backend_t be, const qd_checkpoint *ck, const char *prefix, const int block[2], size_t N,
+                          size_t K, qd_buf_t *out) {
+    qd_fp8_codes c;
+    int64_t nan_at = -1;
+    qd_status st;
+    QD_CHECK_GOTO(qd_fp8_codes_open(ck, prefix, block, &c), st, done);
+    if ((size_t)c.N != N || (size_t)c.K != K) {
+        st = qd_fail(QD_ERR_FORMAT, "%s: %s dequantises to [%lld, %lld], the config implies [%zu, %zu]", ck->dir, prefix,
+                     (long long)c.N, (long long)c.K, N, K);
+        goto done;
+    }
+    QD_CHECK_GOTO(qd_buf_alloc(be, N * K, out), st, done);
+    st = qd_be_fp8_dequant(be, &(struct qd_fp8_dequant_args){.dst = QD_REF(*out, 0), .codes = c.codes, .scale = c.scale,
+                                                             .N = N, .K = K, .bn = (size_t)c.bn, .bk = (size_t)c.bk,
+                                                             .nan_at = &nan_at});
+    if (st == QD_OK && nan_at >= 0) st = qd_fp8_nan_fail(ck, c.weight, c.K, nan_at);
+    if (st != QD_OK) {
+        qd_buf_free(*out);
+        *out = NULL;
+    }
+done:
+    qd_fp8_codes_close(&c);
+    return st;
+}
+
 /* The fp32 weight of a quantized Linear, whatever format stores it (qd-qformat-read.h). */
 static qd_status load_quantized(qd_backend_t be, const qd_checkpoint *ck, const char *prefix, size_t N, size_t K,
                                 qd_buf_t *out) {
     qd_qformat *qf = NULL;
     float *w = NULL;
     int64_t n = 0, k = 0;
+    const int *fp8_block;
     qd_status st;
     QD_CHECK_GOTO(qd_qformat_open(ck->dir, &qf), st, done);
+    if (qd_qformat_fp8_source(qf, ck, prefix, &fp8_block)) {
+        st = load_fp8(be, ck, prefix, fp8_block, N, K, out);
+        goto done;
+    }
     QD_CHECK_GOTO(qd_qformat_read_linear(qf, ck, prefix, &w, &n, &k, NULL), st, done);
     if ((size_t)n != N || (size_t)k != K) {
         st = qd_fail(QD_ERR_FORMAT, "%s: %s dequantises to [%lld, %lld], the config implies [%zu, %zu]", ck->dir, prefix,

@@ -40,5 +40,6 @@ float *make_U(size_t K); /* a damped random Hessian's U (upper Cholesky factor o
 
 void qd_test_compare_exact(void); /* backend-compare-exact.c: both sides in exact numerics */
 void qd_test_compare_cuda(void);  /* backend-compare-cuda.c: the ops only the CUDA backend has */
+void qd_test_compare_fp8(void);   /* backend-compare-fp8.c: fp8_dequant */
 
 #endif

@@ -332,6 +332,7 @@ static void compare_device(const qd_device_info *d) {
     QD_RUN(test_quantize);
     QD_RUN(test_gptq_sweep);
     QD_RUN(test_awq_clip);
+    qd_test_compare_fp8();
     qd_test_compare_exact();
     qd_test_compare_cuda();
     qd_be_free(BE[1]);

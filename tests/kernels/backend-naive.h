@@ -16,5 +16,7 @@ float *down(qd_buf_t b);                  /* the buffer's floats on the host (ma
 
 /* backend-naive-quant.c: the quantization ops against a reference quantizer written in the test */
 void qd_test_naive_quant(void);
+/* backend-naive-fp8.c: fp8_dequant against an E4M3 decode written in the test */
+void qd_test_naive_fp8(void);
 
 #endif

@@ -485,6 +485,7 @@ int main(void) {
     QD_RUN(test_norm_rope_attention);
     QD_RUN(test_attention_long);
     qd_test_naive_quant();
+    qd_test_naive_fp8();
     qd_be_free(be);
     int naive = QD_TEST_END();
     int compared = qd_test_backend_compare();

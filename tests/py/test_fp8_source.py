@@ -162,6 +162,34 @@ def test_fp8_logits_match_dequantized_transformers(variant, tmp_path):
     assert rel <= 1e-5
 
 
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+@pytest.mark.parametrize("variant", ["block", "block-ue8m0"])
+def test_backend_dequant_gives_the_python_dequantized_bits(variant, backend, tmp_path):
+    """a quant_method "fp8" source's block Linears are dequantized by the backend at the load (its e4m3 bytes
+    go to the device, qd_be_fp8_dequant): the logits must equal, bit for bit, those of the same backend on an
+    fp32 twin holding torch's dequantization (q.to(float32) * scale, one fp32 multiply), every finite code
+    and the ragged 320-wide blocks included. The CUDA half needs a GPU."""
+    src, model = build(tmp_path, variant)
+    twin = tmp_path / "twin"
+    qt.save_tiny(model, twin)  # fp32: the dequantized Linears, and the bf16 tensors' exact fp32 values
+    cfg = json.loads((twin / "config.json").read_text())
+    cfg["torch_dtype"] = "bfloat16"  # as the source says, so that nothing else differs between the two runs
+    cfg.pop("dtype", None)
+    (twin / "config.json").write_text(json.dumps(cfg))
+    logits = {}
+    for d in (src, twin):
+        dump = tmp_path / f"dump-{d.name}"
+        r = qdist("eval", "--model", d, "--data", TEXT, "--seqlen", "128", "--max-windows", "1", "--backend", backend,
+                  "--numerics", "exact", "--dump-logits", dump, ok=False, timeout=300)
+        if backend == "cuda" and r.returncode != 0 and "no CUDA device" in r.stderr:
+            pytest.skip("no GPU: " + r.stderr.strip().splitlines()[-1])
+        assert r.returncode == 0, r.stderr
+        logits[d.name] = load_file(str(dump / "logits.safetensors"))["logits"]
+    a, b = logits["src"], logits["twin"]
+    print(f"{variant} {backend}: {np.count_nonzero(a.view(np.uint32) != b.view(np.uint32))} of {a.size} logits differ")
+    assert a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
 @pytest.mark.parametrize("variant", ["block", "ct-block"])
 def test_inspect_names_fp8_source(variant, tmp_path):
     src, _ = build(tmp_path, variant)
