@@ -63,7 +63,7 @@ __device__ __forceinline__ void qd_qparams_warp(const qd_qcfg &cfg, const float 
     }
     float symzero = (maxq + 1.0f) / 2.0f;
     scale = qd_scale_stored_dev(cfg.scale_dtype, __fdiv_rn(__fsub_rn(xmax, xmin), maxq));
-    zero = cfg.sym ? symzero : rintf(__fdiv_rn(-xmin, scale));
+    zero = cfg.sym ? symzero : fminf(rintf(__fdiv_rn(-xmin, scale)), maxq); /* qd_cpu_qparams: <= maxq */
     if (cfg.mse) {
         double best = INFINITY;
         int steps = (int)(cfg.mse_maxshrink * (float)cfg.mse_grid);
@@ -71,7 +71,7 @@ __device__ __forceinline__ void qd_qparams_warp(const qd_qcfg &cfg, const float 
             float p = (float)(1.0 - (double)i / cfg.mse_grid);
             float xmin1 = __fmul_rn(p, xmin), xmax1 = __fmul_rn(p, xmax);
             float scale1 = qd_scale_stored_dev(cfg.scale_dtype, __fdiv_rn(__fsub_rn(xmax1, xmin1), maxq));
-            float zero1 = cfg.sym ? symzero : rintf(__fdiv_rn(-xmin1, scale1));
+            float zero1 = cfg.sym ? symzero : fminf(rintf(__fdiv_rn(-xmin1, scale1)), maxq);
             double err = 0;
             for (int k = lane; k < n; k += 32) {
                 float v = x[k];
