@@ -10,30 +10,11 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
+
+#include "f32-bits.cuh"
 
 extern "C" {
 #include "qd-dtype.h"
-}
-
-__host__ __device__ __forceinline__ uint32_t qd_f32_bits(float f) {
-#ifdef __CUDA_ARCH__
-    return __float_as_uint(f);
-#else
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-#endif
-}
-
-__host__ __device__ __forceinline__ float qd_f32_of_bits(uint32_t u) {
-#ifdef __CUDA_ARCH__
-    return __uint_as_float(u);
-#else
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-#endif
 }
 
 /* The bit operations of qd_f32_to_f16 / qd_f32_to_bf16 (src/core/qd-dtype.c) with the conversion back
