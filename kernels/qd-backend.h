@@ -274,7 +274,8 @@ qd_status qd_be_colstat(qd_backend_t be, const struct qd_colstat_args *a);
 /* How group parameters are found from a row's values x over the group's columns, maxq = 2^bits - 1:
  * QD_QZ_MINMAX (GPTQ): xmin = min(min x, 0), xmax = max(max x, 0); sym: xmax = max(|xmin|, xmax),
  *   xmin = -xmax, scale = 2 xmax / maxq, zero = (maxq + 1) / 2; asym: scale = (xmax - xmin) / maxq,
- *   zero = round(-xmin / scale); xmin == xmax == 0 uses [-1, 1]. mse: IST's grid search (p = 1 - i/grid,
+ *   zero = min(round(-xmin / scale), maxq) (the bound acts only on a scale rounded down to scale_dtype,
+ *   below); xmin == xmax == 0 uses [-1, 1]. mse: IST's grid search (p = 1 - i/grid,
  *   i < maxshrink*grid, keep per row the p minimising sum |Q(x) - x|^norm).
  * QD_QZ_AWQ: range not widened; asym: scale = max(xmax - xmin, 1e-5) / maxq,
  *   zero = clamp(-round(xmin / scale), 0, maxq); sym: scale = max(max|x|, 1e-5) / (2^(bits-1) - 1),

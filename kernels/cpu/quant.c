@@ -62,7 +62,8 @@ void qd_cpu_qparams(const qd_qcfg *cfg, const float *x, size_t n, size_t stride,
     }
     float symzero = (maxq + 1.0f) / 2.0f;
     *scale = qd_scale_stored(cfg->scale_dtype, (xmax - xmin) / maxq);
-    *zero = cfg->sym ? symzero : nearbyintf(-xmin / *scale);
+    /* at most maxq: a scale rounded down (BF16 with 8 bits, an F16 subnormal) can put it past maxq */
+    *zero = cfg->sym ? symzero : fminf(nearbyintf(-xmin / *scale), maxq);
     if (!cfg->mse) return;
     /* IST's grid: shrink the range by p, keep the p with the smallest sum |Q(x) - x|^norm */
     double best = INFINITY;
@@ -71,7 +72,7 @@ void qd_cpu_qparams(const qd_qcfg *cfg, const float *x, size_t n, size_t stride,
         float p = (float)(1.0 - (double)i / cfg->mse_grid);
         float xmin1 = p * xmin, xmax1 = p * xmax;
         float scale1 = qd_scale_stored(cfg->scale_dtype, (xmax1 - xmin1) / maxq);
-        float zero1 = cfg->sym ? symzero : nearbyintf(-xmin1 / scale1);
+        float zero1 = cfg->sym ? symzero : fminf(nearbyintf(-xmin1 / scale1), maxq);
         double err = 0;
         for (size_t k = 0; k < n; k++) {
             float v = x[k * stride];

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT
  * fp8.cu - fp8_dequant: an FP8 source Linear's e4m3 bytes and fp32 block scales go up through the pinned
  * staging (a quarter of the fp32 weight's bytes) and are dequantized here, in chunks of rows so that the
- * scratch stays small whatever the Linear's size. The exact decode (dev_e4m3_value, quant-common.cuh) and
+ * scratch stays small whatever the Linear's size. The exact decode (dev_e4m3_value, fp-codes.cuh) and
  * the one rounded multiply (__fmul_rn: never contracted) give the bits of the host loop, qd_fp8_dequant in
  * qd-fp8.h; a NaN code's W is unspecified (the op reports its index). */
-#include "quant-common.cuh"
+#include "cuda-common.cuh"
+#include "fp-codes.cuh"
 
 /* code bytes per upload and kernel: two staging halves, so the copy of one overlaps the DMA of the other */
 #define QD_CU_FP8_CHUNK ((size_t)64 << 20)

@@ -7,41 +7,16 @@
  * W[:, i2:] -= E^T U[i1:i2, i2:] as one cuBLAS GEMM. Three launches per block, none per column.
  * The in-block arithmetic is the CPU's (kernels/cpu/gptq-sweep.c) without fused multiply-add.
  * Float targets (QD_QZ_FP8: E4M3, QD_QZ_FP4: E2M1; given static scales: one group or groups along K)
- * take the same walk with the codec of qd-fp8.h / qd-fp4.h, written here bit for bit as the host's. */
+ * take the same walk with the codec of qd-fp8.h / qd-fp4.h, written bit for bit as the host's in fp-codes.cuh. */
 #include <stdlib.h>
 
 #include "exact.cuh"
+#include "fp-codes.cuh"
 #include "quant-common.cuh"
 
 #define SW_R 32 /* rows (threads) per block: one warp, so small layers still fill the GPU */
 
 enum { TGT_INT = 0, TGT_E4M3 = 1, TGT_E2M1 = 2 };
-
-/* qd_f32_to_e4m3 (src/core/qd-fp8.c): round to nearest even, saturating at 448 */
-__device__ __forceinline__ uint32_t dev_e4m3(float x) {
-    uint32_t u = __float_as_uint(x), sign = (u >> 24) & 0x80u;
-    u &= 0x7fffffffu;
-    if (u > 0x7f800000u) return sign | 0x7Fu;
-    if (u >= 0x43e00000u) return sign | 0x7Eu;
-    if (u < 0x3c800000u) return sign | (uint32_t)rintf(__fmul_rn(__uint_as_float(u), 512.0f));
-    uint32_t r = ((u + 0x7ffffu + ((u >> 20) & 1u)) >> 20) - ((127u - 7u) << 3);
-    return sign | (r > 0x7Eu ? 0x7Eu : r);
-}
-
-/* qd_f32_to_e2m1 (src/core/qd-fp4.c): ties to the even code, saturating at 6, -0.0 -> 0 */
-__device__ __forceinline__ uint32_t dev_e2m1(float x) {
-    if (isnan(x)) return 0;
-    uint32_t sign = x < 0.0f ? 8u : 0u;
-    float a = fabsf(x);
-    uint32_t c = a <= 0.25f ? 0 : a < 0.75f ? 1 : a <= 1.25f ? 2 : a < 1.75f ? 3 : a <= 2.5f ? 4 : a < 3.5f ? 5
-               : a <= 5.0f ? 6 : 7;
-    return sign | c;
-}
-
-__device__ __forceinline__ float dev_e2m1_value(uint32_t c) {
-    const float v[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-    return (c & 8u) ? -v[c & 7u] : v[c & 7u];
-}
 
 /* one value of the sweep: the code and its dequantized value, for the target kind */
 __device__ __forceinline__ float sweep_qv(int tgt, float x, float scale, float zero, float maxq, int32_t *code) {

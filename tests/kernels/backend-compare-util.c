@@ -85,10 +85,15 @@ const qd_qcfg CFGS[QD_TEST_NCFGS] = {
      .scale_dtype = QD_DT_F16},
     {.kind = QD_QZ_AWQ, .bits = 4, .sym = 0, .scale_dtype = QD_DT_F16},
     {.kind = QD_QZ_AWQ, .bits = 4, .sym = 1, .scale_dtype = QD_DT_BF16},
+    /* 11, 12: a BF16 scale, or an F16 subnormal one, rounded down can put round(-xmin / scale) at
+     * maxq + 1: the zero stays at maxq (test_quantize's rows 7 and 8) */
+    {.kind = QD_QZ_MINMAX, .bits = 8, .sym = 0, .scale_dtype = QD_DT_BF16},
+    {.kind = QD_QZ_MINMAX, .bits = 8, .sym = 0, .scale_dtype = QD_DT_F16},
 };
 const char *const CFGN[QD_TEST_NCFGS] = {"minmax w4 asym", "minmax w4 sym", "minmax w3 mse", "awq w4 asym", "awq w4 sym",
                                          "minmax w8", "minmax w8 sym f16", "minmax w4 asym bf16", "minmax w3 mse f16",
-                                         "awq w4 asym f16", "awq w4 sym bf16"};
+                                         "awq w4 asym f16", "awq w4 sym bf16", "minmax w8 asym bf16",
+                                         "minmax w8 asym f16"};
 
 /* a damped random Hessian's U, made on the CPU and uploaded to both */
 float *make_U(size_t K) {

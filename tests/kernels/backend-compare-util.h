@@ -33,7 +33,7 @@ double cmpi(const char *what, pbuf p, double min_frac); /* share of equal 4-byte
         QD_EXPECT_EQ_INT((call), QD_OK);            \
     }
 
-#define QD_TEST_NCFGS 11
+#define QD_TEST_NCFGS 13
 extern const qd_qcfg CFGS[QD_TEST_NCFGS];
 extern const char *const CFGN[QD_TEST_NCFGS];
 float *make_U(size_t K); /* a damped random Hessian's U (upper Cholesky factor of H^-1), made on BE[0] */

@@ -235,6 +235,10 @@ static void test_quantize(void) {
     float *Wh = rvec(N * ld, 0.02f);
     for (size_t k = 0; k < 128; k++) Wh[3 * ld + k] = 0; /* an all-zero group */
     for (size_t k = 0; k < K; k++) Wh[5 * ld + k] *= 1e-6f; /* a row whose scales underflow F16 */
+    for (size_t k = 0; k < K; k++) { /* rows <= 0 whose groups' 8-bit zero is bounded to maxq: BF16 (cfg 11), F16 (12) */
+        Wh[7 * ld + k] = k % 32 ? -fabsf(Wh[7 * ld + k]) * 1e-3f : -255.99f * 0x1p-10f;
+        Wh[8 * ld + k] = k % 32 ? -fabsf(Wh[8 * ld + k]) * 1e-6f : -25625 * 0x1p-24f;
+    }
     for (size_t c = 0; c < sizeof CFGS / sizeof CFGS[0]; c++)
         for (int gsi = 0; gsi < 3; gsi++) {
             size_t gs = gsi == 0 ? 128 : gsi == 1 ? 32 : 0, G = gs ? K / gs : 1;

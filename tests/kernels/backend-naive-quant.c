@@ -25,7 +25,7 @@ static float ref_stored(qd_dtype dt, float x) {
 }
 
 /* the reference quantizer, written from docs/reference/algorithms.md in double where it does not matter;
- * the scale rounded to dt (above) before the zero */
+ * the scale rounded to dt (above) before the zero, which stays within 0..maxq (qd-backend.h) */
 static void ref_params(int bits, int sym, int awq, qd_dtype dt, const float *x, size_t n, float *scale, float *zero) {
     float maxq = (float)((1 << bits) - 1), mn = x[0], mx = x[0];
     for (size_t i = 1; i < n; i++) mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]);
@@ -38,20 +38,26 @@ static void ref_params(int bits, int sym, int awq, qd_dtype dt, const float *x, 
     if (sym) mx = fmaxf(-mn, mx), mn = -mx;
     if (mn == 0 && mx == 0) mn = -1, mx = 1;
     *scale = ref_stored(dt, (mx - mn) / maxq);
-    *zero = sym ? (maxq + 1) / 2 : nearbyintf(-mn / *scale);
+    *zero = sym ? (maxq + 1) / 2 : fminf(nearbyintf(-mn / *scale), maxq);
 }
 
 static void test_quantize(void) {
     size_t N = 6, K = 64;
-    /* modes 3-5: scales stored as F16 / BF16 (w8a8's per-channel 8 bits, 4-bit groups, AWQ's) */
-    for (int mode = 0; mode < 6; mode++) {
-        int sym = mode == 1 || mode == 3, awq = mode == 2 || mode == 5, bits = mode == 1 ? 3 : mode == 3 ? 8 : 4;
-        qd_dtype dt = mode == 3 || mode == 5 ? QD_DT_F16 : mode == 4 ? QD_DT_BF16 : QD_DT_F32;
+    /* modes 3-7: scales stored as F16 / BF16 (w8a8's per-channel 8 bits, 4-bit groups, AWQ's, 8-bit asym) */
+    for (int mode = 0; mode < 8; mode++) {
+        int sym = mode == 1 || mode == 3, awq = mode == 2 || mode == 5, bits = mode == 1 ? 3 : mode == 3 || mode >= 6 ? 8 : 4;
+        qd_dtype dt = mode == 3 || mode == 5 || mode == 7 ? QD_DT_F16 : mode == 4 || mode == 6 ? QD_DT_BF16 : QD_DT_F32;
         size_t gs = mode == 0 || mode == 4 ? 16 : mode == 3 ? K : 32, G = K / gs;
         float *W = rand_vec(N * K);
         for (size_t k = 0; k < gs; k++) W[k] = 0; /* an all-zero group: range [-1, 1] */
-        if (mode >= 3) /* a row whose scales underflow F16 (BF16: fall among its subnormals) */
+        if (mode >= 3 && mode <= 5) /* a row whose scales underflow F16 (BF16: fall among its subnormals) */
             for (size_t k = 0; k < K; k++) W[K + k] *= mode == 4 ? 0x1p-130f : 1e-9f;
+        /* row 2's groups <= 0 with a scale the dtype rounds down so far that round(-min / scale) = 256 =
+         * maxq + 1, which no format stores. BF16: min -255.99 x 2^-10, scale 1.0039 x 2^-10 stored as 2^-10.
+         * F16 (subnormal): min -25625 x 2^-24, scale 100.49 x 2^-24 stored as 100 x 2^-24 */
+        float m6 = mode == 6 ? -255.99f * 0x1p-10f : -25625 * 0x1p-24f, s6 = mode == 6 ? 0x1p-10f : 100 * 0x1p-24f;
+        if (mode >= 6)
+            for (size_t k = 0; k < K; k++) W[2 * K + k] = k % gs ? -fabsf(W[2 * K + k]) * 1e-6f : m6;
         qd_buf_t bW = up(W, N * K), bQ = up(NULL, N * K), bc = up(NULL, N * K), bs = up(NULL, G * N), bz = up(NULL, G * N);
         qd_qcfg cfg = {.kind = awq ? QD_QZ_AWQ : QD_QZ_MINMAX, .bits = bits, .sym = sym, .scale_dtype = dt};
         QD_EXPECT_EQ_INT(qd_be_quantize(be, &(struct qd_quantize_args){.cfg = cfg, .W = QD_REF(bW, 0), .Q = QD_REF(bQ, 0),
@@ -65,7 +71,7 @@ static void test_quantize(void) {
             for (size_t g = 0; g < G; g++) {
                 float sc, ze, maxq = (float)((1 << bits) - 1);
                 ref_params(bits, sym, awq, dt, W + n * K + g * gs, gs, &sc, &ze);
-                bad += S[g * N + n] != sc || Z[g * N + n] != (int32_t)ze;
+                bad += S[g * N + n] != sc || Z[g * N + n] != (int32_t)ze || Z[g * N + n] < 0 || Z[g * N + n] > (int32_t)maxq;
                 for (size_t k = g * gs; k < (g + 1) * gs; k++) {
                     float q = fminf(fmaxf(nearbyintf(W[n * K + k] / sc) + ze, 0), maxq);
                     bad += codes[n * K + k] != (int32_t)q || Q[n * K + k] != sc * (q - ze);
@@ -75,6 +81,11 @@ static void test_quantize(void) {
         if (mode == 0) QD_EXPECT(S[0] == 2.0f / 15.0f && Z[0] == 7); /* the zero group: 1/(2/15) = 7.4999995 in fp32 */
         if (mode == 4) QD_EXPECT(S[0] == 0x1.12p-3f && Z[0] == 7); /* 2/15 in BF16; 1 / that = 7.447 */
         if (mode == 3) QD_EXPECT(S[1] == 0x1p-24f); /* row 1's scale underflowed F16: its smallest subnormal */
+        if (mode >= 6) /* row 2: zero bounded to 255; the min gets code 0, dequant -255 x the stored scale */
+            for (size_t g = 0; g < G; g++) {
+                QD_EXPECT(S[g * N + 2] == s6 && Z[g * N + 2] == 255);
+                QD_EXPECT(codes[2 * K + g * gs] == 0 && Q[2 * K + g * gs] == -255 * s6);
+            }
         if (dt != QD_DT_F32) /* every scale is one the checkpoint can hold exactly */
             for (size_t i = 0; i < G * N; i++) {
                 uint16_t h = dt == QD_DT_F16 ? qd_f32_to_f16(S[i]) : qd_f32_to_bf16(S[i]);

@@ -130,6 +130,13 @@ def test_ref_minmax_rules():
     s, z = qref.minmax_params(x, 4, sym=True)
     np.testing.assert_allclose(s, [4.0 / 15, 2.0 / 15, 6.0 / 15])
     assert (z == 8).all()
+    # a BF16 scale rounded down: 255.99/255 x 2^-10 is stored as 2^-10 (torch's cast), round(255.99) = 256
+    # is past maxq and no format stores it: the zero stays 255
+    x8 = np.array([[-255.99 * 2.0 ** -10, -1e-4, 0.0]], dtype=np.float32)
+    s, z = qref.minmax_params(x8, 8, sym=False, scale_dtype="bf16")
+    import torch
+    assert s[0] == torch.tensor(255.99 * 2.0 ** -10 / 255, dtype=torch.float32).to(torch.bfloat16).item() == 2.0 ** -10
+    assert z[0] == 255
     # AWQ: range not widened, zero clamped
     deq, codes, sc, zs, _ = qref.awq_pseudo_quant(np.array([[0.5, 1.0, 2.0, 1.5]]), 4, -1)
     np.testing.assert_allclose(sc[0, 0], 1.5 / 15)

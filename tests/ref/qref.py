@@ -114,7 +114,7 @@ def minmax_params(x, bits, sym, mse=False, norm=2.4, grid=100, maxshrink=0.8, is
     if sym:
         zero = np.full_like(scale, (maxq + 1) / 2)
     else:
-        zero = np.round(-xmin / scale)
+        zero = np.minimum(np.round(-xmin / scale), maxq)   # a scale stored rounded down can give maxq + 1
     if mse:
         best = np.full(x.shape[0], np.inf)
         for i in range(int(maxshrink * grid)):
@@ -122,7 +122,7 @@ def minmax_params(x, bits, sym, mse=False, norm=2.4, grid=100, maxshrink=0.8, is
             xmin1 = p * xmin
             xmax1 = p * xmax
             scale1 = store_scale((xmax1 - xmin1) / maxq, scale_dtype)
-            zero1 = np.round(-xmin1 / scale1) if not sym else zero
+            zero1 = np.minimum(np.round(-xmin1 / scale1), maxq) if not sym else zero
             q = dequant(quantize_codes(x, scale1, zero1, maxq), scale1, zero1)
             err = np.sum(np.abs(q - x) ** norm, axis=1)
             tmp = err < best
