@@ -449,7 +449,7 @@ for s in $STAGES; do
       grep -i "error\|differs" "$OUT/cuda-install-$tag.log" | head -3
       rm -rf /tmp/ci-$tag /tmp/ci-$tag.qdist-staging
     done <<EOF2
-rtn|--method rtn|56 kept
+rtn|--method rtn $cal|56 kept
 gptq-act|--method gptq --act-order $cal|56 kept
 awq|--method awq $cal|56 kept
 int8|--scheme w8a8-int8 --method gptq $cal|56 kept

@@ -12,7 +12,8 @@
  * them stage by stage, each expert's gate/up and down with Hessians of their own). w is modified in place:
  * quantized Linears hold their dequantized weights, AWQ also rescales norms / previous Linears.
  * results[l].q.codes is NULL for Linears left unquantized (recipe "skip").
- * RTN needs no calibration: inputs/outputs may be NULL (nseq 0).
+ * RTN needs no calibration: inputs/outputs may be NULL (nseq 0); nothing reads the block again then, so
+ * its quantized Linears keep their source weights (no install: the staging and the export take results).
  */
 #ifndef QD_QUANTIZE_H
 #define QD_QUANTIZE_H

@@ -338,7 +338,12 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
         if (qd_scheme_is_float(specs[l].scheme))
             QD_CHECK(qd_float_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
         else QD_CHECK(qd_rtn_layer(c->be, names[l], &specs[l], w->w[l], w->n_out[l], w->n_in[l], &results[l]));
-        QD_CHECK(qd__install(c, w, l, &results[l]));
+        if (inputs) {
+            QD_CHECK(qd__install(c, w, l, &results[l]));
+        } else { /* no forward reads the block again, and staging and export take the results: no install */
+            qd_buf_free(results[l].dev_codes);
+            results[l].dev_codes = NULL;
+        }
     }
     int out_done = 0;
     if (any_gptq) QD_CHECK(gptq_block(c, w, inputs, outputs, specs, names, results, &out_done));
