@@ -138,7 +138,12 @@ static qd_status quantize_main(int argc, char **argv) {
     ro->q.chunk_tokens = (size_t)a.chunk_tokens;
     ro->q.moe_all = strcmp(a.moe_calibration, "all") == 0;
     ro->q.moe_min_tokens = (size_t)a.moe_min_tokens;
-    /* refused on a dense model (mpi/run-setup.c): they would change nothing */
+    /* the fallback it sets is what all gives every expert; a warning, not a refusal: a script looping over
+     * both modes with one --moe-min-tokens runs as before */
+    if (ro->q.moe_all && a.seen_moe_min_tokens && qd_mpi_rank() == 0)
+        qd_warn("quantize: --moe-min-tokens sets when a routed expert falls back to the all-token statistics, but "
+                "--moe-calibration all gives every expert those, so it changes nothing");
+    /* refused on a dense model and with RTN (mpi/run-setup.c): they would change nothing */
     p.moe_flag = ro->q.moe_all ? "--moe-calibration all" : a.seen_moe_min_tokens ? "--moe-min-tokens" : NULL;
     ro->q.expert_parallel = strcmp(a.expert_parallel, "on") == 0 ? 1 : strcmp(a.expert_parallel, "off") == 0 ? -1 : 0;
     if (ro->q.expert_parallel > 0 && ro->parallel == QD_PAR_PIPELINE)

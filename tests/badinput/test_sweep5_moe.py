@@ -5,9 +5,13 @@ has the table). The cases that were not handled well, each now one clear line an
     expert no evaluated token reaches: quantize blamed the next block's activations or "route:", eval printed a
     perplexity or "non-finite loss" naming only the directory;
   - an expert past the config's count (experts.4 of num_local_experts 4): quantized without it, its float tensors
-    passed through into the export.
+    passed through into the export;
+  - --moe-calibration all / --moe-min-tokens with RTN, which calibrates no expert: silently ignored;
+  - --kv-cache on an MLA model and a spec the method refuses, on 2 ranks: the same error once per rank;
+  - a recipe override that matches only a router (kept in full precision): silently changed nothing.
 The tiny Mixtral is test_sweep3's (numpy); the DeepSeek-V3 one is tests/py/test_dsv3_model.py's (transformers).
 """
+import json
 import os
 import shutil
 import sys
@@ -16,7 +20,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from test_sweep3 import REPO, TEXT, nothing_written, one_line, quantize, run, tiny
+from test_sweep3 import REPO, TEXT, nothing_written, one_line, qdist_lines, quantize, run, tiny
 
 sys.path.insert(0, os.path.join(REPO, "tests", "py"))
 
@@ -99,3 +103,56 @@ def test_an_expert_past_the_configs_count_is_refused(tmp_path, request, calib, a
     r = run("inspect", src)  # inspect shows what is there: a warning, as for a missing tensor
     assert r.returncode == 0, r.stderr
     one_line(r, "warning", *want)
+
+
+@pytest.mark.parametrize("flag,ranks", [(["--moe-calibration", "all"], 0), (["--moe-min-tokens", "4"], 0),
+                                        (["--moe-min-tokens", "4"], 2)])
+def test_moe_calibration_flags_with_rtn_are_refused(tmp_path, calib, flag, ranks):
+    """RTN calibrates no expert: the flag changed nothing (as --expert-parallel on with RTN, sweep 3)"""
+    out = tmp_path / "out"
+    r = quantize(tiny(tmp_path, moe=True), out, "rtn", "--calib", calib, "--nsamples", "2", "--seqlen", "16", *flag,
+                 mpi=ranks)
+    assert r.returncode == 2, r.stderr
+    one_line(r, "error", " ".join(flag).replace(" 4", ""), "RTN calibrates none")
+    nothing_written(tmp_path, out)
+
+
+def test_moe_min_tokens_with_all_token_calibration_is_named(tmp_path, calib):
+    """--moe-calibration all gives every expert the all-token statistics: the fallback threshold changes nothing
+    (a warning: scripts that loop over both modes with one --moe-min-tokens keep running)"""
+    model, args = tiny(tmp_path, moe=True), ["--calib", calib, "--nsamples", "2", "--seqlen", "16", "--format", "fake"]
+    r = quantize(model, tmp_path / "a", "gptq", *args, "--moe-calibration", "all", "--moe-min-tokens", "4")
+    assert r.returncode == 0, r.stderr
+    one_line(r, "warning", "--moe-min-tokens", "--moe-calibration all", "changes nothing")
+    r = quantize(model, tmp_path / "b", "gptq", *args, "--moe-calibration", "all")
+    assert r.returncode == 0 and not qdist_lines(r, "warning"), r.stderr
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_run_checks_on_two_ranks_print_once(tmp_path, dsv3, calib):
+    """each rank printed the same refusal: --kv-cache on an MLA model, and a group size the Linears refuse"""
+    out = tmp_path / "out"
+    r = quantize(dsv3, out, "gptq", "--calib", calib, "--nsamples", "2", "--seqlen", "16", "--kv-cache", "fp8", mpi=2)
+    assert r.returncode == 1, r.stderr
+    one_line(r, "error", "--kv-cache", "MLA")
+    r = run("quantize", "--model", dsv3, "--output", out, "--method", "awq", "--backend", "cpu", "--quiet",
+            "--group-size", "48", "--calib", calib, "--nsamples", "2", "--seqlen", "16", mpi=2)
+    assert r.returncode == 2, r.stderr
+    one_line(r, "error", "group_size 48 does not divide the 64 input features")
+    nothing_written(tmp_path, out)
+
+
+def test_an_override_matching_only_routers_is_named(tmp_path, calib):
+    """the routers stay in full precision whatever a recipe says: an override that finds only them changes
+    nothing, like one that finds no Linear (sweep 3)"""
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"overrides": [{"match": "block_sparse_moe\\.gate$", "bits": 8},
+                                                {"match": "experts\\.[0-9]+\\.w2$", "bits": 8}]}))
+    out = tmp_path / "out"
+    r = quantize(tiny(tmp_path, moe=True), out, "gptq", "--calib", calib, "--nsamples", "2", "--seqlen", "16",
+                 "--recipe", recipe, "--format", "fake")
+    assert r.returncode == 0, r.stderr
+    one_line(r, "warning", recipe, "overrides[0]", "finds no Linear", "routers")
+    report = json.loads((out / "qdist_report.json").read_text())["modules"]
+    assert ROUTER[:-len(".weight")] not in report  # not quantized
+    assert {v["bits"] for k, v in report.items() if k.endswith(".w2")} == {8}  # the other override acts
