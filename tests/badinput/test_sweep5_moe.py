@@ -8,7 +8,8 @@ has the table). The cases that were not handled well, each now one clear line an
     passed through into the export;
   - --moe-calibration all / --moe-min-tokens with RTN, which calibrates no expert: silently ignored;
   - --kv-cache on an MLA model and a spec the method refuses, on 2 ranks: the same error once per rank;
-  - a recipe override that matches only a router (kept in full precision): silently changed nothing.
+  - a recipe override that matches only a router (kept in full precision): silently changed nothing;
+  - a --format fake directory that lost one expert's qd_codes: exported with that expert unquantized.
 The tiny Mixtral is test_sweep3's (numpy); the DeepSeek-V3 one is tests/py/test_dsv3_model.py's (transformers).
 """
 import json
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from test_sweep3 import REPO, TEXT, nothing_written, one_line, qdist_lines, quantize, run, tiny
+from test_sweep3 import REPO, TEXT, drop_tensor, nothing_written, one_line, qdist_lines, quantize, run, tiny
 
 sys.path.insert(0, os.path.join(REPO, "tests", "py"))
 
@@ -156,3 +157,20 @@ def test_an_override_matching_only_routers_is_named(tmp_path, calib):
     report = json.loads((out / "qdist_report.json").read_text())["modules"]
     assert ROUTER[:-len(".weight")] not in report  # not quantized
     assert {v["bits"] for k, v in report.items() if k.endswith(".w2")} == {8}  # the other override acts
+
+
+def test_a_fake_directory_missing_one_experts_codes_is_refused(tmp_path):
+    """export took the expert's fake-quant .weight for an unquantized Linear: a gptq / compressed-tensors
+    checkpoint with one expert in float (listed in "ignore"), which vLLM's fused MoE layer cannot load"""
+    fake = tmp_path / "fake"
+    r = quantize(tiny(tmp_path, moe=True), fake, "rtn", "--format", "fake")
+    assert r.returncode == 0, r.stderr
+    name = "model.layers.0.block_sparse_moe.experts.2.w1"
+    drop_tensor(fake / "model.safetensors", name + ".qd_codes")
+    for fmt in ("gptq", "compressed-tensors"):
+        out = tmp_path / "out"
+        r = run("export", "--input", fake, "--output", out, "--format", fmt)
+        assert r.returncode == 1, r.stderr
+        one_line(r, "error", fake, f"has no '{name}.qd_codes' beside it")
+        nothing_written(tmp_path, out)
+
