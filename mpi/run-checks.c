@@ -103,7 +103,8 @@ qd_status qd_run_check_specs(const qd_model_cfg *cfg, const qd_qspec *base, cons
             for (int l = 0; l < counts[layer]; l++) {
                 snprintf(module, sizeof module, "model.layers.%d.%s", layer, lins[(size_t)layer * per + l].module);
                 if (!example[0]) snprintf(example, sizeof example, "%s", module);
-                qd_recipe_mark(recipe, module, hit);
+                /* a router (kept in full precision whatever the recipe says) does not count as found */
+                if (lins[(size_t)layer * per + l].quantize) qd_recipe_mark(recipe, module, hit);
             }
         qd_recipe_warn_unmatched(recipe, hit, example);
     } else if (st == QD_OK && nov && !hit)

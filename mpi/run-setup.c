@@ -306,9 +306,19 @@ qd_status qd_quantize_command(const qd_run_params *p) {
                                 : QD_ERR_USAGE;
         goto done;
     }
-    if (ro.q.kv_cache) QD_CHECK_GOTO(qd_run_check_kv(&cfg, ro.format, ro.calib_path), st, done);
+    if (p->moe_flag && base.method == QD_METHOD_RTN) { /* only GPTQ's Hessians and AWQ's statistics read them */
+        st = qd_mpi_rank() == 0 ? qd_fail(QD_ERR_USAGE, "%s sets which tokens calibrate each expert's GPTQ Hessians or "
+                                          "AWQ statistics, but RTN calibrates none: drop it", p->moe_flag)
+                                : QD_ERR_USAGE;
+        goto done;
+    }
+    /* the config, the recipe and the flags are the same on every rank: rank 0 alone reports them */
+    qd_log_set_alike(!ro.recipe_path);
+    if (ro.q.kv_cache) st = qd_run_check_kv(&cfg, ro.format, ro.calib_path);
     /* every module's spec against the method and the format, before calibration or staging */
-    QD_CHECK_GOTO(qd_run_check_specs(&cfg, &base, recipe, ro.format), st, done);
+    if (st == QD_OK) st = qd_run_check_specs(&cfg, &base, recipe, ro.format);
+    qd_log_set_alike(0);
+    if (st != QD_OK) goto done;
     st = load_calib(p, &cfg, &base, &run, &set);
     if (st == QD_OK && set.ids) {
         ro.calib_ids = set.ids;

@@ -332,6 +332,20 @@ qd_status qd_qsource_open_fake(const char *dir, qd_qsource *out) {
         int skip = 0;
         for (int s = 0; s < 5 && !skip; s++) skip = has_suffix(nm, qd_suffixes[s]);
         skip |= has_suffix(nm, ".qd_global_scale");
+        /* the rest of a layer whose qd_codes are gone (one expert of a partial copy): exporting its float
+         * .weight as an unquantized Linear would give a checkpoint that looks complete but is not */
+        const char *dot = strrchr(nm, '.');
+        if (skip && dot && (size_t)(dot - nm) < QD_QNAME_MAX) {
+            char prefix[QD_QNAME_MAX];
+            memcpy(prefix, nm, (size_t)(dot - nm));
+            prefix[dot - nm] = '\0';
+            if (find_layer_idx(f, prefix) < 0) {
+                st = qd_fail(QD_ERR_FORMAT, "%s: '%s' has no '%s.qd_codes' beside it: the directory is not a "
+                             "whole 'qdist quantize --format fake' output", dir, nm, prefix);
+                f_free(f); /* after the message: nm is the checkpoint's */
+                return st;
+            }
+        }
         if (!skip && has_suffix(nm, ".weight")) {
             char prefix[QD_QNAME_MAX];
             size_t plen = strlen(nm) - strlen(".weight");

@@ -57,9 +57,9 @@ static qd_status quantize_main(int argc, char **argv) {
         {"damp", QD_OPT_DOUBLE, &f->damp, "D", "GPTQ damping fraction of mean(diag H) (0.01)", QD_RANGE_DAMP, &f->seen_damp},
         {"mse", QD_OPT_FLAG, &f->mse, NULL, "MSE clip grid search in the min-max quantizer", NULL, &f->seen_mse},
         {"true-sequential", QD_OPT_FLAG, &f->true_sequential, NULL, "GPTQ: Hessians of [qkv]->[o]->[gate,up]->[down] in turn (default on)", NULL, &f->seen_true_sequential},
-        {"moe-calibration", QD_OPT_CHOICE, &a.moe_calibration, "M", "MoE models, GPTQ and AWQ: each expert's Hessians (AWQ: statistics) from the tokens the router sends it (routed, default) or from every token (all); the output always uses the model's routing; all is refused on a dense model", "routed|all", NULL},
+        {"moe-calibration", QD_OPT_CHOICE, &a.moe_calibration, "M", "MoE models, GPTQ and AWQ: each expert's Hessians (AWQ: statistics) from the tokens the router sends it (routed, default) or from every token (all); the output always uses the model's routing; all is refused on a dense model and with rtn", "routed|all", NULL},
         {"expert-parallel", QD_OPT_CHOICE, &a.expert_parallel, "E", "MoE, GPTQ, data layout with several ranks: each expert solved whole by one rank, its routed rows sent there, instead of every rank's Hessians of every expert all-reduced (auto: when that moves fewer bytes; on: refused with one rank, a dense model or rtn/awq; the checkpoint is the same; docs/architecture.md)", "auto|on|off", NULL},
-        {"moe-min-tokens", QD_OPT_INT, &a.moe_min_tokens, "N", "MoE, routed: an expert with fewer routed tokens takes the all-token Hessians or AWQ statistics (listed as its fallback in the report; default 16; refused on a dense model)", "0..1000000000", &a.seen_moe_min_tokens},
+        {"moe-min-tokens", QD_OPT_INT, &a.moe_min_tokens, "N", "MoE, routed: an expert with fewer routed tokens takes the all-token Hessians or AWQ statistics (listed as its fallback in the report; default 16; refused on a dense model and with rtn)", "0..1000000000", &a.seen_moe_min_tokens},
         {"smoothquant", QD_OPT_STR, &a.smoothquant, "A", "SmoothQuant before GPTQ/RTN, for the W8A8 schemes: per block, input_layernorm -> q/k/v and post_attention_layernorm -> the MLP's input Linears (MoE: router and experts too) smoothed with strength A in [0, 1] (llm-compressor's smoothing_strength; 0.5 is its default), or auto: A searched per block and norm over 0, 0.05, ..., 1 against int8 W8A8 output error; needs --calib (docs/numerics.md)", NULL, NULL},
         {"kv-cache", QD_OPT_CHOICE, &a.kv_cache, "K", "fp8 KV-cache scales calibrated in the same run over --calib (fp8: one k_scale/v_scale per layer; fp8-head: one per KV head), amax/448 of the post-rope keys and of the values as llm-compressor writes them; the format defaults to and must be compressed-tensors; not for MLA models (docs/formats.md)", "none|fp8|fp8-head", NULL},
         {"recipe", QD_OPT_STR, &ro->recipe_path, "FILE", "JSON recipe with per-module overrides (configs/)", NULL, NULL},
@@ -138,7 +138,12 @@ static qd_status quantize_main(int argc, char **argv) {
     ro->q.chunk_tokens = (size_t)a.chunk_tokens;
     ro->q.moe_all = strcmp(a.moe_calibration, "all") == 0;
     ro->q.moe_min_tokens = (size_t)a.moe_min_tokens;
-    /* refused on a dense model (mpi/run-setup.c): they would change nothing */
+    /* the fallback it sets is what all gives every expert; a warning, not a refusal: a script looping over
+     * both modes with one --moe-min-tokens runs as before */
+    if (ro->q.moe_all && a.seen_moe_min_tokens && qd_mpi_rank() == 0)
+        qd_warn("quantize: --moe-min-tokens sets when a routed expert falls back to the all-token statistics, but "
+                "--moe-calibration all gives every expert those, so it changes nothing");
+    /* refused on a dense model and with RTN (mpi/run-setup.c): they would change nothing */
     p.moe_flag = ro->q.moe_all ? "--moe-calibration all" : a.seen_moe_min_tokens ? "--moe-min-tokens" : NULL;
     ro->q.expert_parallel = strcmp(a.expert_parallel, "on") == 0 ? 1 : strcmp(a.expert_parallel, "off") == 0 ? -1 : 0;
     if (ro->q.expert_parallel > 0 && ro->parallel == QD_PAR_PIPELINE)

@@ -169,15 +169,32 @@ static qd_status check_block(int warn, const qd_model_cfg *cfg, const qd_checkpo
     return st;
 }
 
+/* the routed expert a block tensor's name holds ("...experts.<e>.<...>"), else -1 */
+static long expert_of(const char *name) {
+    const char *at = strstr(name, ".experts.");
+    if (!at) return -1;
+    char *end;
+    long e = strtol(at + 9, &end, 10);
+    return end > at + 9 && *end == '.' ? e : -1;
+}
+
 qd_status qd_model_check_ckpt(const qd_model_cfg *cfg, const qd_checkpoint *ck, int warn) {
-    /* every block the checkpoint holds must be one the config declares */
+    /* every block the checkpoint holds must be one the config declares, and every expert too: an expert
+     * past the config's count is a checkpoint the config undercounts, which a run would quantize without
+     * that expert (its tensors passed through as they are) */
+    const char *experts = cfg->mla ? "n_routed_experts" : cfg->moe_mixtral ? "num_local_experts" : "num_experts";
     for (size_t i = 0; i < ck->ntensors; i++) {
         int b = -1;
         const qd_st_tensor *t = ck->tensors[i];
+        if (qd_model_classify(NULL, t->name, &b, NULL, 0) != QD_PART_BLOCK) continue;
         /* DeepSeek-V3's multi-token prediction blocks follow the decoder's: passed through as they are */
-        if (qd_model_classify(NULL, t->name, &b, NULL, 0) == QD_PART_BLOCK && b >= cfg->nlayers + cfg->mtp_layers)
+        if (b >= cfg->nlayers + cfg->mtp_layers)
             return bad(warn, "%s/%s: %s belongs to block %d but config.json has num_hidden_layers=%d "
                            "(blocks 0..%d)", ck->dir, file_of(ck, t), t->name, b, cfg->nlayers, cfg->nlayers - 1);
+        long e = cfg->moe_experts > 0 ? expert_of(t->name) : -1;
+        if (e >= cfg->moe_experts)
+            return bad(warn, "%s/%s: %s belongs to expert %ld but config.json has %s=%d (experts 0..%d)", ck->dir,
+                       file_of(ck, t), t->name, e, experts, cfg->moe_experts, cfg->moe_experts - 1);
     }
     qd_qformat *qf = NULL; /* opened at the first block, for the Linears' config groups */
     for (int b = 0; b < cfg->nlayers; b++) {

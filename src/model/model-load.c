@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT
  * model-load.c - the loader: a block's weights and the model's ends (embedding, final norm, lm_head)
  * from the handle's checkpoint into backend buffers, converting bf16/fp16 to fp32 on upload (an FP8
- * source's e4m3 Linears on the backend, from their bytes) and checking every shape against the architecture's table (contract in qd-model-handle.h).
+ * source's e4m3 Linears on the backend, from their bytes) and checking every shape against the
+ * architecture's table (contract in qd-model-handle.h). Every weight is checked finite once on the
+ * backend: a NaN in a router, a norm or an expert no token reaches would otherwise surface (if ever) as a
+ * non-finite loss or activation far from the tensor that holds it.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +18,28 @@
 #include "qd-model-internal.h"
 #include "qd-qformat-fp8.h"
 #include "qd-qformat-read.h"
+
+/* the file of the checkpoint that holds t, for messages */
+static const char *file_of(const qd_checkpoint *ck, const qd_st_tensor *t) {
+    if (t->file_index < 0 || t->file_index >= ck->nfiles) return "model.safetensors";
+    const char *p = ck->files[t->file_index]->path, *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* b (n floats, uploaded from tensor name of file; NULL file: dequantized from Linear name) holds no NaN or Inf */
+static qd_status check_finite(qd_backend_t be, const qd_checkpoint *ck, const char *file, const char *name, qd_buf_t b,
+                              size_t n) {
+    double bad = 0;
+    QD_CHECK(qd_be_reduce(be, &(struct qd_reduce_args){.kind = QD_RED_NONFINITE, .a = QD_REF(b, 0), .n = n,
+                                                       .out = &bad}));
+    if (bad > 0 && !file)
+        return qd_fail(QD_ERR_FORMAT, "%s: Linear '%s' dequantizes to %.0f NaN/Inf value%s; a checkpoint's weights "
+                       "must be finite", ck->dir, name, bad, bad == 1 ? "" : "s");
+    if (bad > 0)
+        return qd_fail(QD_ERR_FORMAT, "%s/%s: tensor '%s' holds %.0f NaN/Inf value%s; a checkpoint's weights must be "
+                       "finite", ck->dir, file, name, bad, bad == 1 ? "" : "s");
+    return QD_OK;
+}
 
 /* Upload t (name for messages; NULL t: missing) after checking its shape equals dims. */
 static qd_status load_tensor(qd_backend_t be, const qd_checkpoint *ck, const qd_st_tensor *t, const char *name,
@@ -36,6 +61,7 @@ static qd_status load_tensor(qd_backend_t be, const qd_checkpoint *ck, const qd_
     QD_CHECK(qd_buf_alloc(be, (size_t)t->numel, &b));
     qd_status st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(b, 0), .src = data, .src_dtype = t->dtype,
                                                              .n = (size_t)t->numel});
+    if (st == QD_OK) st = check_finite(be, ck, file_of(ck, t), name, b, (size_t)t->numel);
     if (st != QD_OK) {
         qd_buf_free(b);
         return st;
@@ -67,6 +93,7 @@ static qd_status load_fp8(qd_backend_t be, const qd_checkpoint *ck, const char *
                                                              .N = N, .K = K, .bn = (size_t)c.bn, .bk = (size_t)c.bk,
                                                              .nan_at = &nan_at});
     if (st == QD_OK && nan_at >= 0) st = qd_fp8_nan_fail(ck, c.weight, c.K, nan_at);
+    if (st == QD_OK) st = check_finite(be, ck, NULL, prefix, *out, N * K); /* a code x a huge scale: Inf */
     if (st != QD_OK) {
         qd_buf_free(*out);
         *out = NULL;
@@ -97,6 +124,7 @@ static qd_status load_quantized(qd_backend_t be, const qd_checkpoint *ck, const 
     }
     QD_CHECK_GOTO(qd_buf_alloc(be, N * K, out), st, done);
     st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(*out, 0), .src = w, .src_dtype = QD_DT_F32, .n = N * K});
+    if (st == QD_OK) st = check_finite(be, ck, NULL, prefix, *out, N * K);
     if (st != QD_OK) {
         qd_buf_free(*out);
         *out = NULL;

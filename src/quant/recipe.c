@@ -280,8 +280,9 @@ void qd_recipe_mark(const qd_recipe *r, const char *module, unsigned char *hit) 
 void qd_recipe_warn_unmatched(const qd_recipe *r, const unsigned char *hit, const char *example) {
     for (int i = 0; r && i < r->noverrides; i++)
         if (!hit[i])
-            qd_warn("%s: overrides[%d] \"match\": \"%s\" finds no Linear of this model (names as %s), so it "
-                    "changes nothing", r->path, i, r->overrides[i].pattern, example);
+            qd_warn("%s: overrides[%d] \"match\": \"%s\" finds no Linear of this model that qdist quantizes (names "
+                    "as %s; MoE routers and shared_expert_gate stay in full precision), so it changes nothing",
+                    r->path, i, r->overrides[i].pattern, example);
 }
 
 size_t qd_recipe_describe(const qd_recipe *r, const char *module, char *buf, size_t n) {
