@@ -26,8 +26,9 @@ const char *qd_json_what(const cJSON *v, char *buf, size_t n) {
 
 qd_status qd_json_bad(qd_json_at at, const char *name, const cJSON *v, const char *expected) {
     char buf[96];
-    return qd_fail(QD_ERR_FORMAT, "%s: %s%s%s is %s; expected %s", at.file, at.obj, at.obj[0] ? "." : "", name,
-                   qd_json_what(v, buf, sizeof buf), expected);
+    /* obj and name may hold keys of the file (a group, a module, a vocab token): escaped */
+    return qd_fail(QD_ERR_FORMAT, "%s: %s%s%s is %s; expected %s", at.file, QD_ESC(at.obj), at.obj[0] ? "." : "",
+                   QD_ESC(name), qd_json_what(v, buf, sizeof buf), expected);
 }
 
 /* the value of key in o (NULL when o is not an object); absent() says whether it counts as not given */
