@@ -31,7 +31,7 @@ static qd_status parse_weights(ct_group *cg, qd_json_at at, const cJSON *w) {
     cg->is_float = strcmp(cg->type, "float") == 0;
     QD_CHECK(copy_str(at, w, "strategy", cg->strategy, sizeof cg->strategy));
     cg->block = strcmp(cg->strategy, "block") == 0;
-    return qd_json_pair(at, w, "block_structure", 1, 65536, 0, cg->block_structure);
+    return qd_json_pair(at, w, "block_structure", 1, 65536, QD_JSON_PAIR_RXC, cg->block_structure);
 }
 
 /* input_activations: absent / null (weight-only), or an object whose "dynamic" is true, false or "local" */

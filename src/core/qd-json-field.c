@@ -107,13 +107,32 @@ qd_status qd_json_node(qd_json_at at, const cJSON *o, const char *key, int type,
     return QD_OK;
 }
 
-qd_status qd_json_pair(qd_json_at at, const cJSON *o, const char *key, int lo, int hi, int required, int out[2]) {
+/* "AxB", two decimal integers in lo..hi, into pair: 0 when it is not that */
+static int rxc(const char *s, int lo, int hi, int pair[2]) {
+    for (int i = 0; i < 2; i++) {
+        long v = 0;
+        const char *d = s;
+        while (*s >= '0' && *s <= '9' && v <= hi) v = v * 10 + (*s++ - '0');
+        if (s == d || v < lo || v > hi || *s != (i == 0 ? 'x' : '\0')) return 0;
+        pair[i] = (int)v;
+        s++;
+    }
+    return 1;
+}
+
+qd_status qd_json_pair(qd_json_at at, const cJSON *o, const char *key, int lo, int hi, int flags, int out[2]) {
     const cJSON *v = item(o, key);
-    char exp[96];
-    snprintf(exp, sizeof exp, "[rows, cols], two integers in %d..%d", lo, hi);
-    if (absent(v) && !required) return QD_OK;
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2) return qd_json_bad(at, key, v, exp);
+    char exp[128];
+    snprintf(exp, sizeof exp, "[rows, cols], two integers in %d..%d%s", lo, hi,
+             flags & QD_JSON_PAIR_RXC ? " (or the string \"<rows>x<cols>\")" : "");
+    if (absent(v) && !(flags & QD_JSON_REQUIRED)) return QD_OK;
     int pair[2];
+    if (cJSON_IsString(v) && (flags & QD_JSON_PAIR_RXC)) {
+        if (!rxc(v->valuestring, lo, hi, pair)) return qd_json_bad(at, key, v, exp);
+        out[0] = pair[0], out[1] = pair[1];
+        return QD_OK;
+    }
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2) return qd_json_bad(at, key, v, exp);
     for (int i = 0; i < 2; i++) {
         char name[160];
         snprintf(name, sizeof name, "%s[%d]", key, i);

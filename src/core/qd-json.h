@@ -52,7 +52,11 @@ qd_status qd_json_bool(qd_json_at at, const cJSON *o, const char *key, int def, 
 qd_status qd_json_str(qd_json_at at, const cJSON *o, const char *key, int required, const char **out);
 /* an object (cJSON_Object) or an array (cJSON_Array), as type says: *out the value, NULL when absent */
 qd_status qd_json_node(qd_json_at at, const cJSON *o, const char *key, int type, int required, const cJSON **out);
-/* [a, b]: two integers in lo..hi (a block size); out untouched when absent and not required */
-qd_status qd_json_pair(qd_json_at at, const cJSON *o, const char *key, int lo, int hi, int required, int out[2]);
+/* [a, b]: two integers in lo..hi (a block size); out untouched when absent and not QD_JSON_REQUIRED.
+ * QD_JSON_PAIR_RXC also takes the string "AxB" (compressed-tensors reads a block_structure so, for
+ * checkpoints written before it became a list). */
+#define QD_JSON_REQUIRED 1
+#define QD_JSON_PAIR_RXC 2
+qd_status qd_json_pair(qd_json_at at, const cJSON *o, const char *key, int lo, int hi, int flags, int out[2]);
 
 #endif

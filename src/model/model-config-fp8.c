@@ -56,7 +56,7 @@ static qd_status ct_method(const cJSON *q, const char *path, qd_model_cfg *c) {
         fp8++;
         if (s && strcmp(s, "block") == 0) {
             int blk[2];
-            QD_CHECK(qd_json_pair(at, w, "block_structure", 1, 65536, 1, blk));
+            QD_CHECK(qd_json_pair(at, w, "block_structure", 1, 65536, QD_JSON_REQUIRED | QD_JSON_PAIR_RXC, blk));
             if (c->fp8_block[0] && (blk[0] != c->fp8_block[0] || blk[1] != c->fp8_block[1]))
                 return qd_fail(QD_ERR_UNSUPPORTED, "%s: FP8 config groups with different block_structure", path);
             c->fp8_block[0] = blk[0], c->fp8_block[1] = blk[1];
