@@ -239,6 +239,9 @@ static qd_status read_report_json(fake_src *f, const char *path, const cJSON *ro
     }
     const char *mkey = cJSON_GetObjectItemCaseSensitive(root, "modules") ? "modules" : "layers";
     const cJSON *mods = cJSON_GetObjectItemCaseSensitive(root, mkey);
+    if (mods && !cJSON_IsNull(mods) && !cJSON_IsObject(mods) && !cJSON_IsArray(mods))
+        return qd_json_bad((qd_json_at){path, ""}, mkey, mods,
+                           "an object {prefix: {...}} or a list of {\"name\", ...}");
     const cJSON *m;
     int i = 0;
     cJSON_ArrayForEach(m, mods) {
