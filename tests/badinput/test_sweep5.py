@@ -10,7 +10,7 @@ qdist_report.json of a fake-quant directory, tokenizer.json). The expected type 
 type the field has in the writer's own schema (compressed-tensors' QuantizationArgs, transformers'
 FineGrainedFP8Config, docs/numerics.md for recipes), not qdist's output.
 
-Bottom half: sweep5moe's cases (MoE / FP8 config semantics).
+sweep5moe's cases (MoE / FP8 config semantics) are in test_sweep5_moe.py.
 """
 import json
 
@@ -98,6 +98,37 @@ def test_the_none_group_size_each_tool_writes_still_reads(tmp_path, exports, val
     assert "ppl" in r.stdout
 
 
+def test_a_block_structure_string_reads_as_compressed_tensors_reads_it(tmp_path):
+    """compressed-tensors still reads block_structure "RxC" (written before it became a list): the same
+    checkpoint, the same perplexity; a malformed string is refused as compressed-tensors refuses it"""
+    from compressed_tensors.quantization import QuantizationArgs
+    recipe = tmp_path / "recipe.json"  # fp8-block needs K % 128 == 0: only down_proj (K = 128) of the tiny Llama
+    recipe.write_text(json.dumps({"scheme": "fp8-block",
+                                  "overrides": [{"match": "self_attn|gate_proj|up_proj", "skip": True}]}))
+    base = tmp_path / "base"
+    r = run("quantize", "--model", tiny(tmp_path), "--output", base, "--method", "rtn", "--backend", "cpu", "--quiet",
+            "--recipe", recipe)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((base / "config.json").read_text())
+    name, g = next((n, g) for n, g in cfg["quantization_config"]["config_groups"].items()
+                   if g["weights"]["strategy"] == "block")
+    rows, cols = g["weights"]["block_structure"]
+    assert QuantizationArgs(**{**g["weights"], "block_structure": f"{rows}x{cols}"}).block_structure == [rows, cols]
+    assert ct_refuses({**g["weights"], "block_structure": f"{rows}x"})
+
+    def block_structure(value):
+        return lambda c: c["quantization_config"]["config_groups"][name]["weights"].update(block_structure=value)
+    d = copy_export(base, tmp_path / "exp")
+    edit_config(d, block_structure(f"{rows}x{cols}"))
+    want, got = evaluate(base), evaluate(d)
+    assert want.returncode == 0 and got.returncode == 0, (want.stderr, got.stderr)
+    assert got.stdout.startswith("ppl ") and got.stdout.split()[:2] == want.stdout.split()[:2]
+    edit_config(d, block_structure(f"{rows}x"))
+    refused_by_eval_and_inspect(d, f'quantization_config.config_groups.{name}.weights.block_structure is the string '
+                                   f'"{rows}x"; expected [rows, cols], two integers in 1..65536 (or the string '
+                                   '"<rows>x<cols>")')
+
+
 def fp8_source(tmp_path, q):
     """the tiny Llama with an fp8 quantization_config q (its weights stay float: the config is refused
     before any tensor is read)"""
@@ -169,10 +200,12 @@ REPORTS = [
     (lambda rep: rep["settings"].update(damp="0.01"), "settings.damp", 'the string "0.01"',
      "a finite number in 0..1"),
     (lambda rep: rep["settings"].update(act_order=0), "settings.act_order", "the number 0", "true or false"),
+    (lambda rep: rep.update(modules="all"), "modules", 'the string "all"',
+     'an object {prefix: {...}} or a list of {"name", ...}'),
 ]
 
 
-@pytest.mark.parametrize("edit,key,what,expected", REPORTS, ids=[c[1].rsplit(".", 1)[1] for c in REPORTS])
+@pytest.mark.parametrize("edit,key,what,expected", REPORTS, ids=[c[1].rsplit(".", 1)[-1] for c in REPORTS])
 def test_a_mistyped_fake_dir_report_is_refused_by_export(tmp_path, fake_dir, edit, key, what, expected):
     d = copy_export(fake_dir, tmp_path / "fake")
     rep = json.loads((d / "qdist_report.json").read_text())
