@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: MIT
 """The fifth bad-input sweep.
 
-Top half (strictjson): a JSON number, boolean or string of the wrong type, written by a user or another tool,
+strictjson's cases: a JSON number, boolean or string of the wrong type, written by a user or another tool,
 is one line naming the file and the key and what was expected, exit 1, nothing written (sweep 4 row 16:
 num_bits "8" and group_size 16.5 were read as absent / 16). One case per reader of src/core/qd-json.h:
 an integer, a finite number, a boolean, a string, an object / array, a [rows, cols] pair, and each place
 that reads them (config.json's quantization_config of an export and of an FP8 source, a recipe, the
-qdist_report.json of a fake-quant directory, tokenizer.json). The expected type in each message is the
+qdist_report.json of a fake-quant directory, tokenizer.json, tokenizer_config.json). The expected type in each message is the
 type the field has in the writer's own schema (compressed-tensors' QuantizationArgs, transformers'
 FineGrainedFP8Config, docs/numerics.md for recipes), not qdist's output.
 
@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from test_sweep3 import TEXT, nothing_written, one_line, run, tiny
+from test_sweep3 import nothing_written, one_line, run, tiny
 from test_sweep4 import copy_export, evaluate, exports, group  # noqa: F401 (exports is a fixture)
 
 # ---- strictjson: mistyped JSON fields ----
