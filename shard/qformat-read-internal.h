@@ -18,9 +18,9 @@ typedef struct ct_group {
     int has_act;               /* input_activations is an object (W8A8) */
     int act_static;            /* input_activations "dynamic": false (a stored input scale) */
     int act_local;             /* input_activations "dynamic": "local" (nvfp4: a stored input global scale) */
-    int block_structure[2];    /* weights "block_structure"; {0, 0} when absent or not two positive numbers */
+    int block_structure[2];    /* weights "block_structure"; {0, 0} when absent */
     char type[16];             /* weights "type" as written ("" when absent) */
-    char strategy[16];         /* weights "strategy" as written ("" when absent; "?" when not a string) */
+    char strategy[16];         /* weights "strategy" as written ("" when absent) */
     char format[32];           /* the group's "format", else the config's unless "mixed-precision" ("" if none) */
     int ntargets;
     char **targets;
@@ -37,8 +37,8 @@ qd_status qd__read_ct_fp8(const ct_group *cg, const qd_checkpoint *ck, const cha
 qd_status qd__read_ct_fp4(const ct_group *cg, const qd_checkpoint *ck, const char *prefix, float **w, int64_t *pN,
                           int64_t *pK, qd_qlinear_info *info);
 
-/* config_groups of quantization_config q (cJSON *) into *out (qd__ct_groups_free), path for messages
- * (qformat-ct-config.c) */
+/* config_groups of quantization_config q (cJSON *) into *out (qd__ct_groups_free), path for messages; a
+ * field of the wrong type fails naming it (qformat-ct-config.c) */
 qd_status qd__ct_groups_parse(const struct cJSON *q, const char *path, ct_group **out, int *n);
 void qd__ct_groups_free(ct_group *groups, int n);
 

@@ -4,6 +4,7 @@
 #include "qd-qformat-read.h"
 
 #include <cJSON.h>
+#include <limits.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "qd-check.h"
 #include "qd-fs.h"
+#include "qd-json.h"
 #include "qd-log.h"
 #include "qd-qformat-awq.h"
 #include "qd-qformat-ct.h"
@@ -39,6 +41,38 @@ void qd_qformat_close(qd_qformat *qf) {
     free(qf);
 }
 
+/* quantization_config of cfg, each field through qd-json.h's strict readers */
+static qd_status read_method(qd_qformat *qf, const cJSON *cfg) {
+    qd_json_at at = {qf->path, "quantization_config"};
+    const cJSON *q;
+    const char *meth, *cf;
+    QD_CHECK(qd_json_node((qd_json_at){qf->path, ""}, cfg, "quantization_config", cJSON_Object, 0, &q));
+    QD_CHECK(qd_json_str(at, q, "quant_method", 0, &meth));
+    if (!meth) return QD_OK;
+    if (strcmp(meth, "gptq") == 0) {
+        QD_CHECK(qd_json_str(at, q, "checkpoint_format", 0, &cf));
+        qf->kind = QD_QF_GPTQ;
+        qf->gptq_v2 = cf && strcmp(cf, "gptq_v2") == 0;
+        snprintf(qf->name, sizeof qf->name, "%s", qf->gptq_v2 ? "gptq_v2" : "gptq");
+    } else if (strcmp(meth, "awq") == 0) {
+        qf->kind = QD_QF_AWQ;
+        QD_CHECK(qd_json_int(at, q, "group_size", -1, INT_MAX, 0, &qf->awq_group_size));
+        snprintf(qf->name, sizeof qf->name, "awq");
+    } else if (strcmp(meth, "compressed-tensors") == 0) {
+        qf->kind = QD_QF_CT;
+        snprintf(qf->name, sizeof qf->name, "compressed-tensors");
+        return qd__ct_groups_parse(q, qf->path, &qf->groups, &qf->ngroups);
+    } else if (strcmp(meth, "fp8") == 0) {
+        qf->kind = QD_QF_FP8;
+        snprintf(qf->name, sizeof qf->name, "fp8");
+        return qd_json_pair(at, q, "weight_block_size", 1, 65536, 0, qf->fp8_block);
+    } else {
+        qf->kind = QD_QF_OTHER;
+        snprintf(qf->name, sizeof qf->name, "%.31s", meth);
+    }
+    return QD_OK;
+}
+
 qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
     *out = NULL;
     qd_qformat *qf;
@@ -52,45 +86,11 @@ qd_status qd_qformat_open(const char *model_dir, qd_qformat **out) {
         free(qf);
         return st;
     }
-    cJSON *cfg = cJSON_Parse(text);
+    cJSON *cfg = NULL;
+    st = qd_json_parse(text, len, qf->path, &cfg);
     free(text);
-    if (!cJSON_IsObject(cfg)) {
-        cJSON_Delete(cfg);
-        st = qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", qf->path);
-        free(qf);
-        return st;
-    }
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
-    if (cJSON_IsString(m)) {
-        const char *meth = m->valuestring;
-        if (strcmp(meth, "gptq") == 0) {
-            const cJSON *cf = cJSON_GetObjectItemCaseSensitive(q, "checkpoint_format");
-            qf->kind = QD_QF_GPTQ;
-            qf->gptq_v2 = cJSON_IsString(cf) && strcmp(cf->valuestring, "gptq_v2") == 0;
-            snprintf(qf->name, sizeof qf->name, "%s", qf->gptq_v2 ? "gptq_v2" : "gptq");
-        } else if (strcmp(meth, "awq") == 0) {
-            qf->kind = QD_QF_AWQ;
-            const cJSON *gs = cJSON_GetObjectItemCaseSensitive(q, "group_size");
-            qf->awq_group_size = cJSON_IsNumber(gs) ? gs->valueint : 0;
-            snprintf(qf->name, sizeof qf->name, "awq");
-        } else if (strcmp(meth, "compressed-tensors") == 0) {
-            qf->kind = QD_QF_CT;
-            snprintf(qf->name, sizeof qf->name, "compressed-tensors");
-            st = qd__ct_groups_parse(q, qf->path, &qf->groups, &qf->ngroups);
-        } else if (strcmp(meth, "fp8") == 0) {
-            qf->kind = QD_QF_FP8;
-            snprintf(qf->name, sizeof qf->name, "fp8");
-            const cJSON *bs = cJSON_GetObjectItemCaseSensitive(q, "weight_block_size");
-            for (int i = 0; i < 2 && cJSON_GetArraySize(bs) == 2; i++) {
-                const cJSON *v = cJSON_GetArrayItem(bs, i);
-                qf->fp8_block[i] = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 65536 ? v->valueint : 0;
-            }
-        } else {
-            qf->kind = QD_QF_OTHER;
-            snprintf(qf->name, sizeof qf->name, "%.31s", meth);
-        }
-    }
+    if (st == QD_OK && !cJSON_IsObject(cfg)) st = qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", qf->path);
+    if (st == QD_OK) st = read_method(qf, cfg);
     cJSON_Delete(cfg);
     if (st != QD_OK) {
         qd_qformat_close(qf);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * qsource-fake.c - the quantization source backed by a fake-quant directory (see qd-qsource.h). */
 #include <cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "qd-check.h"
 #include "qd-fs.h"
+#include "qd-json.h"
 #include "qd-log.h"
 #include "qd-qsource.h"
 #include "qd-safetensors.h"
@@ -195,41 +197,68 @@ static const qd_qsource_i fake_iface = {
     .free = f_free,
 };
 
-static int json_bool(const cJSON *o, const char *key, int dflt) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
-    if (cJSON_IsNumber(v)) return v->valuedouble != 0;
-    return dflt;
-}
-
-static void apply_module(fake_layer *fl, const cJSON *m) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "bits");
-    if (cJSON_IsNumber(v)) fl->bits = v->valueint;
-    v = cJSON_GetObjectItemCaseSensitive(m, "group_size");
-    if (cJSON_IsNumber(v)) fl->group_size = v->valueint;
-    fl->sym = json_bool(m, "sym", fl->sym);
-    v = cJSON_GetObjectItemCaseSensitive(m, "method");
-    if (cJSON_IsString(v)) snprintf(fl->method, sizeof fl->method, "%s", v->valuestring);
-    v = cJSON_GetObjectItemCaseSensitive(m, "scheme");
+/* a module's entry: each field typed (qd-json.h); absent ones are inferred from the tensors. bits 0 is
+ * what the report writes for a module kept in full precision. */
+static qd_status apply_module(fake_layer *fl, qd_json_at at, const cJSON *m) {
+    const char *method, *scheme;
+    QD_CHECK(qd_json_int(at, m, "bits", 0, 64, fl->bits, &fl->bits));
+    QD_CHECK(qd_json_int(at, m, "group_size", -1, INT_MAX, fl->group_size, &fl->group_size));
+    QD_CHECK(qd_json_bool(at, m, "sym", fl->sym, &fl->sym));
+    QD_CHECK(qd_json_str(at, m, "method", 0, &method));
+    if (method) snprintf(fl->method, sizeof fl->method, "%s", method);
+    QD_CHECK(qd_json_str(at, m, "scheme", 0, &scheme));
     qd_scheme sc = QD_SCHEME_WNA16;
-    if (v) fl->scheme = cJSON_IsString(v) && qd_scheme_parse(v->valuestring, &sc) == 0 ? (int)sc : -1;
+    if (scheme) fl->scheme = qd_scheme_parse(scheme, &sc) == 0 ? (int)sc : -1;
+    return QD_OK;
 }
 
-static void read_settings(qd_qrun *run, const cJSON *o) {
-    run->act_order = json_bool(o, "act_order", run->act_order);
-    run->static_groups = json_bool(o, "static_groups", run->static_groups);
-    run->true_sequential = json_bool(o, "true_sequential", run->true_sequential);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "damp");
-    if (!cJSON_IsNumber(v)) v = cJSON_GetObjectItemCaseSensitive(o, "damp_percent");
-    if (cJSON_IsNumber(v)) run->damp = v->valuedouble;
-    v = cJSON_GetObjectItemCaseSensitive(o, "method");
-    if (cJSON_IsString(v)) snprintf(run->method, sizeof run->method, "%s", v->valuestring);
-    v = cJSON_GetObjectItemCaseSensitive(o, "scale_dtype");
+static qd_status read_settings(qd_qrun *run, qd_json_at at, const cJSON *o) {
+    QD_CHECK(qd_json_bool(at, o, "act_order", run->act_order, &run->act_order));
+    QD_CHECK(qd_json_bool(at, o, "static_groups", run->static_groups, &run->static_groups));
+    QD_CHECK(qd_json_bool(at, o, "true_sequential", run->true_sequential, &run->true_sequential));
+    const char *key = cJSON_GetObjectItemCaseSensitive(o, "damp") ? "damp" : "damp_percent", *method, *sd;
+    QD_CHECK(qd_json_num(at, o, key, 0, 1, run->damp, &run->damp));
+    QD_CHECK(qd_json_str(at, o, "method", 0, &method));
+    if (method) snprintf(run->method, sizeof run->method, "%s", method);
+    QD_CHECK(qd_json_str(at, o, "scale_dtype", 0, &sd));
     qd_dtype dt;
-    if (cJSON_IsString(v) && qd_dtype_from_name(v->valuestring, &dt) == 0 && qd_dtype_is_float(dt)) {
+    if (sd && qd_dtype_from_name(sd, &dt) == 0 && qd_dtype_is_float(dt)) {
         run->scales_rounded = 1;
         run->scale_dtype = dt;
     }
+    return QD_OK;
+}
+
+/* the settings (at the top, or under "settings", "run", "config" or "args") and the modules of the report */
+static qd_status read_report_json(fake_src *f, const char *path, const cJSON *root) {
+    QD_CHECK(read_settings(&f->run, (qd_json_at){path, ""}, root));
+    static const char *setting_keys[] = {"settings", "run", "config", "args"};
+    for (size_t i = 0; i < sizeof setting_keys / sizeof *setting_keys; i++) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, setting_keys[i]);
+        if (cJSON_IsObject(s)) QD_CHECK(read_settings(&f->run, (qd_json_at){path, setting_keys[i]}, s));
+    }
+    const char *mkey = cJSON_GetObjectItemCaseSensitive(root, "modules") ? "modules" : "layers";
+    const cJSON *mods = cJSON_GetObjectItemCaseSensitive(root, mkey);
+    if (mods && !cJSON_IsNull(mods) && !cJSON_IsObject(mods) && !cJSON_IsArray(mods))
+        return qd_json_bad((qd_json_at){path, ""}, mkey, mods,
+                           "an object {prefix: {...}} or a list of {\"name\", ...}");
+    const cJSON *m;
+    int i = 0;
+    cJSON_ArrayForEach(m, mods) {
+        const char *name = NULL;
+        if (cJSON_IsObject(mods)) name = m->string;
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(m, "name");
+        if (!nm) nm = cJSON_GetObjectItemCaseSensitive(m, "module");
+        if (cJSON_IsString(nm)) name = nm->valuestring;
+        char obj[QD_QNAME_MAX + 32];
+        if (cJSON_IsObject(mods)) snprintf(obj, sizeof obj, "%s.%s", mkey, m->string);
+        else snprintf(obj, sizeof obj, "%s[%d]", mkey, i);
+        i++;
+        if (!name) continue;
+        long li = find_layer_idx(f, name);
+        if (li >= 0) QD_CHECK(apply_module(&f->layers[li], (qd_json_at){path, obj}, m));
+    }
+    return QD_OK;
 }
 
 /* qdist_report.json is optional; a malformed one is an error (it is qdist's own output) */
@@ -249,27 +278,9 @@ static qd_status read_report(fake_src *f) {
         cJSON_Delete(root);
         return qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", path);
     }
-    read_settings(&f->run, root);
-    static const char *setting_keys[] = {"settings", "run", "config", "args"};
-    for (size_t i = 0; i < sizeof setting_keys / sizeof *setting_keys; i++) {
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, setting_keys[i]);
-        if (cJSON_IsObject(s)) read_settings(&f->run, s);
-    }
-    const cJSON *mods = cJSON_GetObjectItemCaseSensitive(root, "modules");
-    if (!mods) mods = cJSON_GetObjectItemCaseSensitive(root, "layers");
-    const cJSON *m;
-    cJSON_ArrayForEach(m, mods) {
-        const char *name = NULL;
-        if (cJSON_IsObject(mods)) name = m->string;
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(m, "name");
-        if (!nm) nm = cJSON_GetObjectItemCaseSensitive(m, "module");
-        if (cJSON_IsString(nm)) name = nm->valuestring;
-        if (!name) continue;
-        long li = find_layer_idx(f, name);
-        if (li >= 0) apply_module(&f->layers[li], m);
-    }
+    qd_status st = read_report_json(f, path, root);
     cJSON_Delete(root);
-    return QD_OK;
+    return st;
 }
 
 qd_status qd_qsource_open_fake(const char *dir, qd_qsource *out) {

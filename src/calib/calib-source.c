@@ -4,6 +4,7 @@
  * skipped and counted. Other files are plain text, handed out in ~1 MiB pieces cut at line ends. */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -11,6 +12,7 @@
 #include "calib-internal.h"
 #include "qd-check.h"
 #include "qd-fs.h"
+#include "qd-json.h"
 
 enum { TXT_PIECE = 1 << 20, SNIFF = 4096, IN_BUF = 1 << 16 };
 
@@ -26,6 +28,33 @@ static char *config_token(const cJSON *cfg, const char *key) {
     return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
 }
 
+/* the types transformers gives these fields: a token is null, a string or an AddedToken {"content": string};
+ * chat_template null, a string or a list of {"name", "template"} strings. Another type would be read as absent. */
+static qd_status config_types(const char *path, const cJSON *cfg) {
+    static const char *const tokens[] = {"bos_token", "eos_token"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, tokens[i]);
+        const char *s;
+        if (cJSON_IsObject(v)) QD_CHECK(qd_json_str((qd_json_at){path, tokens[i]}, v, "content", 1, &s));
+        else if (v && !cJSON_IsNull(v) && !cJSON_IsString(v))
+            return qd_json_bad((qd_json_at){path, ""}, tokens[i], v, "null, a string or {\"content\": a string}");
+    }
+    const cJSON *tpl = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template"), *e;
+    if (tpl && !cJSON_IsNull(tpl) && !cJSON_IsString(tpl) && !cJSON_IsArray(tpl))
+        return qd_json_bad((qd_json_at){path, ""}, "chat_template", tpl,
+                           "a string or a list of {\"name\", \"template\"}");
+    const cJSON *list = cJSON_IsArray(tpl) ? tpl : NULL;
+    int i = 0;
+    cJSON_ArrayForEach(e, list) {
+        char obj[40];
+        const char *s;
+        snprintf(obj, sizeof obj, "chat_template[%d]", i++);
+        QD_CHECK(qd_json_str((qd_json_at){path, obj}, e, "name", 1, &s));
+        QD_CHECK(qd_json_str((qd_json_at){path, obj}, e, "template", 1, &s));
+    }
+    return QD_OK;
+}
+
 static qd_status resolve_chat(qd_doc_reader *r) {
     r->chat_resolved = 1;
     r->chat = r->opts->chat;
@@ -36,9 +65,14 @@ static qd_status resolve_chat(qd_doc_reader *r) {
         char *text;
         size_t len;
         QD_CHECK(qd_read_file(path, 64u << 20, &text, &len));
-        cfg = cJSON_ParseWithLength(text, len);
+        qd_status st = qd_json_parse(text, len, path, &cfg);
         free(text);
-        if (!cfg) return qd_fail(QD_ERR_FORMAT, "%s: not valid JSON", path);
+        if (st == QD_OK && !cJSON_IsObject(cfg)) st = qd_fail(QD_ERR_FORMAT, "%s: not a JSON object", path);
+        if (st == QD_OK) st = config_types(path, cfg);
+        if (st != QD_OK) {
+            cJSON_Delete(cfg);
+            return st;
+        }
         r->bos = config_token(cfg, "bos_token");
         r->eos = config_token(cfg, "eos_token");
     } else

@@ -11,61 +11,58 @@
 #include <cjson/cJSON.h>
 
 #include "qd-check.h"
+#include "qd-json.h"
 #include "qd-log.h"
 #include "qd-model-json.h"
 #include "qd-model.h"
 
-static const cJSON *field(const cJSON *o, const char *name) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNull(v) ? NULL : v;
-}
-
-/* [rows, cols], two integers in 1..65536, into block */
-static qd_status block_of(const cJSON *bs, const char *what, const char *path, int block[2]) {
-    int ok = cJSON_IsArray(bs) && cJSON_GetArraySize(bs) == 2;
-    for (int i = 0; ok && i < 2; i++) {
-        const cJSON *v = cJSON_GetArrayItem(bs, i);
-        ok = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 65536 &&
-             (double)(int)v->valuedouble == v->valuedouble;
-        if (ok) block[i] = (int)v->valuedouble;
-    }
-    if (!ok) return qd_fail(QD_ERR_FORMAT, "%s: %s must be [rows, cols], two integers in 1..65536", path, what);
-    return QD_OK;
-}
-
 static qd_status fp8_method(const cJSON *q, const char *path, qd_model_cfg *c) {
-    const cJSON *fmt = field(q, "fmt");
-    if (fmt && !(cJSON_IsString(fmt) && strcmp(fmt->valuestring, "e4m3") == 0))
+    qd_json_at at = {path, "quantization_config"};
+    const char *fmt, *sf;
+    QD_CHECK(qd_json_str(at, q, "fmt", 0, &fmt));
+    if (fmt && strcmp(fmt, "e4m3") != 0)
         return qd_fail(QD_ERR_UNSUPPORTED, "%s: quantization_config.fmt must be \"e4m3\" for an FP8 source", path);
-    const cJSON *sf = field(q, "scale_fmt");
-    if (sf && !(cJSON_IsString(sf) && (strcmp(sf->valuestring, "float") == 0 || strcmp(sf->valuestring, "ue8m0") == 0)))
+    QD_CHECK(qd_json_str(at, q, "scale_fmt", 0, &sf));
+    if (sf && strcmp(sf, "float") != 0 && strcmp(sf, "ue8m0") != 0)
         return qd_fail(QD_ERR_UNSUPPORTED, "%s: quantization_config.scale_fmt must be \"float\" or \"ue8m0\"", path);
-    const cJSON *bs = field(q, "weight_block_size");
-    if (bs) QD_CHECK(block_of(bs, "quantization_config.weight_block_size", path, c->fp8_block));
+    QD_CHECK(qd_json_pair(at, q, "weight_block_size", 1, 65536, 0, c->fp8_block));
     c->fp8_source = 1;
     return QD_OK;
 }
 
 /* compressed-tensors: an FP8 source when every group's weights are 8-bit floats; the block of a
- * "block" strategy from its block_structure (one block size for the model) */
+ * "block" strategy from its block_structure (one block size for the model). The fields are typed as
+ * shard/qformat-ct-config.c reads them, so both give the same line for a mistyped one. */
 static qd_status ct_method(const cJSON *q, const char *path, qd_model_cfg *c) {
-    const cJSON *groups = field(q, "config_groups"), *g;
+    const cJSON *groups, *g;
+    QD_CHECK(qd_json_node((qd_json_at){path, "quantization_config"}, q, "config_groups", cJSON_Object, 0, &groups));
     int n = 0, fp8 = 0;
     cJSON_ArrayForEach(g, groups) {
-        const cJSON *w = field(g, "weights"), *t = field(w, "type"), *b = field(w, "num_bits"), *s = field(w, "strategy");
+        char obj[320], wobj[340];
+        snprintf(obj, sizeof obj, "quantization_config.config_groups.%.200s", g->string);
+        snprintf(wobj, sizeof wobj, "%s.weights", obj);
+        if (!cJSON_IsObject(g))
+            return qd_json_bad((qd_json_at){path, "quantization_config.config_groups"}, g->string, g, "an object");
+        const cJSON *w;
+        const char *t, *s;
+        int bits;
+        qd_json_at at = {path, wobj};
+        QD_CHECK(qd_json_node((qd_json_at){path, obj}, g, "weights", cJSON_Object, 0, &w));
+        QD_CHECK(qd_json_str(at, w, "type", 0, &t));
+        QD_CHECK(qd_json_int(at, w, "num_bits", 1, 64, 0, &bits));
+        QD_CHECK(qd_json_str(at, w, "strategy", 0, &s));
         n++;
-        if (!(cJSON_IsString(t) && strcmp(t->valuestring, "float") == 0 && cJSON_IsNumber(b) && b->valuedouble == 8))
-            continue;
+        if (!(t && strcmp(t, "float") == 0 && bits == 8)) continue;
         fp8++;
-        if (cJSON_IsString(s) && strcmp(s->valuestring, "block") == 0) {
+        if (s && strcmp(s, "block") == 0) {
             int blk[2];
-            QD_CHECK(block_of(field(w, "block_structure"), "config_groups weights.block_structure", path, blk));
+            QD_CHECK(qd_json_pair(at, w, "block_structure", 1, 65536, QD_JSON_REQUIRED | QD_JSON_PAIR_RXC, blk));
             if (c->fp8_block[0] && (blk[0] != c->fp8_block[0] || blk[1] != c->fp8_block[1]))
                 return qd_fail(QD_ERR_UNSUPPORTED, "%s: FP8 config groups with different block_structure", path);
             c->fp8_block[0] = blk[0], c->fp8_block[1] = blk[1];
-        } else if (cJSON_IsString(s) && strcmp(s->valuestring, "tensor") != 0 && strcmp(s->valuestring, "channel") != 0) {
+        } else if (s && strcmp(s, "tensor") != 0 && strcmp(s, "channel") != 0) {
             return qd_fail(QD_ERR_UNSUPPORTED, "%s: FP8 weights with strategy '%.32s' (supported: tensor, channel, "
-                           "block)", path, s->valuestring);
+                           "block)", path, s);
         }
     }
     /* a mix of FP8 and integer groups (a recipe's export) is a quantized checkpoint: read by eval and
@@ -76,9 +73,10 @@ static qd_status ct_method(const cJSON *q, const char *path, qd_model_cfg *c) {
 
 qd_status qd_cfg_fp8_source(const cJSON *q, const char *path, qd_model_cfg *c) {
     c->fp8_block[0] = c->fp8_block[1] = 0;
-    const cJSON *m = field(q, "quant_method");
-    if (cJSON_IsString(m) && strcmp(m->valuestring, "fp8") == 0) QD_CHECK(fp8_method(q, path, c));
-    else if (cJSON_IsString(m) && strcmp(m->valuestring, "compressed-tensors") == 0) QD_CHECK(ct_method(q, path, c));
+    const char *m;
+    QD_CHECK(qd_json_str((qd_json_at){path, "quantization_config"}, q, "quant_method", 0, &m));
+    if (m && strcmp(m, "fp8") == 0) QD_CHECK(fp8_method(q, path, c));
+    else if (m && strcmp(m, "compressed-tensors") == 0) QD_CHECK(ct_method(q, path, c));
     if (c->fp8_source) c->quantized = 0;
     return QD_OK;
 }

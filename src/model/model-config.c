@@ -341,8 +341,9 @@ static qd_status parse_flags(const cJSON *root, const char *path, qd_model_cfg *
         if (!cJSON_IsObject(q))
             return qd_fail(QD_ERR_FORMAT, "%s: \"quantization_config\" must be an object (got %s)", path, type_name(q));
         c->quantized = 1;
-        const cJSON *m = field(q, "quant_method");
-        snprintf(c->quant_method, sizeof c->quant_method, "%s", cJSON_IsString(m) ? m->valuestring : "unknown");
+        const char *m;
+        QD_CHECK(qd_json_str((qd_json_at){path, "quantization_config"}, q, "quant_method", 0, &m));
+        snprintf(c->quant_method, sizeof c->quant_method, "%s", m ? m : "unknown");
         return qd_cfg_fp8_source(q, path, c);
     }
     return QD_OK;

@@ -49,29 +49,30 @@ void qd_recipe_free(qd_recipe *r) {
     free(r);
 }
 
-static qd_status want(const char *path, const cJSON *it, int is_num, int is_bool) {
-    if (is_num && !cJSON_IsNumber(it))
-        return qd_fail(QD_ERR_FORMAT, "%s: \"%s\" must be a number", path, it->string);
-    if (is_bool && !cJSON_IsBool(it))
-        return qd_fail(QD_ERR_FORMAT, "%s: \"%s\" must be true or false", path, it->string);
+/* a number or a bool as is_num / is_bool say; the message is qd-json.h's */
+static qd_status want(qd_json_at at, const cJSON *it, int is_num, int is_bool) {
+    if (is_num && !cJSON_IsNumber(it)) return qd_json_bad(at, it->string, it, "a number");
+    if (is_bool && !cJSON_IsBool(it)) return qd_json_bad(at, it->string, it, "true or false");
     return QD_OK;
 }
 
 /* a number within range (qd-qbounds.h), the same bounds the command line enforces; integer: no fraction */
-static qd_status num_in(const char *path, const cJSON *it, const char *range, int integer, double *out) {
-    QD_CHECK(want(path, it, 1, 0));
-    double lo, hi, v = it->valuedouble;
+static qd_status num_in(qd_json_at at, const cJSON *it, const char *range, int integer, double *out) {
+    double lo, hi, v = cJSON_IsNumber(it) ? it->valuedouble : NAN;
     if (qd_range_parse(range, NULL, &lo, &hi) != 0)
         return qd_fail(QD_ERR_INTERNAL, "recipe: bad range '%s' for \"%s\"", range, it->string);
-    if (!isfinite(v) || v < lo || v > hi || (integer && v != floor(v)))
-        return qd_fail(QD_ERR_FORMAT, "%s: \"%s\": %.17g is out of range; expected %s%s", path, it->string, v, range,
-                       integer ? " (an integer)" : "");
+    if (!cJSON_IsNumber(it) || !isfinite(v) || v < lo || v > hi || (integer && v != floor(v))) {
+        char exp[80];
+        snprintf(exp, sizeof exp, "%s in %s", integer ? "an integer" : "a number", range);
+        return qd_json_bad(at, it->string, it, exp);
+    }
     *out = v;
     return QD_OK;
 }
 
 /* a spec key: 1 when consumed, 0 when not a spec key */
-static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, int *used) {
+static qd_status spec_key(const char *path, const char *obj, const cJSON *it, partial_spec *p, int *used) {
+    qd_json_at at = {path, obj};
     const char *k = it->string;
     *used = 1;
     if (strcmp(k, "method") == 0) {
@@ -82,30 +83,30 @@ static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, in
         p->has_method = 1;
     } else if (strcmp(k, "bits") == 0) {
         double v;
-        QD_CHECK(num_in(path, it, QD_RANGE_BITS, 1, &v));
+        QD_CHECK(num_in(at, it, QD_RANGE_BITS, 1, &v));
         int b = (int)v;
         if (b != 2 && b != 3 && b != 4 && b != 8) return qd_fail(QD_ERR_FORMAT, "%s: \"bits\" must be 2, 3, 4 or 8", path);
         p->v.bits = b, p->has_bits = 1;
     } else if (strcmp(k, "group_size") == 0) {
         double v;
-        QD_CHECK(num_in(path, it, QD_RANGE_GROUP_SIZE, 1, &v));
+        QD_CHECK(num_in(at, it, QD_RANGE_GROUP_SIZE, 1, &v));
         if (v == 0) return qd_fail(QD_ERR_FORMAT, "%s: \"group_size\" must be > 0 or -1", path);
         p->v.group_size = (int)v, p->has_gs = 1;
     } else if (strcmp(k, "sym") == 0) {
-        QD_CHECK(want(path, it, 0, 1));
+        QD_CHECK(want(at, it, 0, 1));
         p->v.sym = cJSON_IsTrue(it), p->has_sym = 1;
     } else if (strcmp(k, "act_order") == 0 || strcmp(k, "desc_act") == 0) {
-        QD_CHECK(want(path, it, 0, 1));
+        QD_CHECK(want(at, it, 0, 1));
         p->v.act_order = cJSON_IsTrue(it), p->has_act = 1;
     } else if (strcmp(k, "static_groups") == 0) {
-        QD_CHECK(want(path, it, 0, 1));
+        QD_CHECK(want(at, it, 0, 1));
         p->v.static_groups = cJSON_IsTrue(it), p->has_static = 1;
     } else if (strcmp(k, "damp") == 0) {
         double v;
-        QD_CHECK(num_in(path, it, QD_RANGE_DAMP, 0, &v));
+        QD_CHECK(num_in(at, it, QD_RANGE_DAMP, 0, &v));
         p->v.damp = v, p->has_damp = 1;
     } else if (strcmp(k, "mse") == 0) {
-        QD_CHECK(want(path, it, 0, 1));
+        QD_CHECK(want(at, it, 0, 1));
         p->v.mse = cJSON_IsTrue(it), p->has_mse = 1;
     } else if (strcmp(k, "scheme") == 0) {
         const char *m = cJSON_GetStringValue(it);
@@ -113,7 +114,7 @@ static qd_status spec_key(const char *path, const cJSON *it, partial_spec *p, in
             return qd_fail(QD_ERR_USAGE, "%s: \"scheme\" must be one of %s", path, QD_SCHEME_CHOICES);
         p->has_scheme = 1;
     } else if (strcmp(k, "skip") == 0) {
-        QD_CHECK(want(path, it, 0, 1));
+        QD_CHECK(want(at, it, 0, 1));
         p->v.skip = cJSON_IsTrue(it), p->has_skip = 1;
     } else {
         *used = 0;
@@ -142,27 +143,27 @@ static qd_status parse(qd_recipe *r, const cJSON *root) {
     if (!cJSON_IsObject(root)) return qd_fail(QD_ERR_FORMAT, "%s: a recipe is a JSON object", path);
     for (const cJSON *it = root->child; it; it = it->next) {
         int used;
-        QD_CHECK(spec_key(path, it, &r->top, &used));
+        QD_CHECK(spec_key(path, "", it, &r->top, &used));
         if (used) continue;
         const char *k = it->string;
         if (strcmp(k, "true_sequential") == 0) {
-            QD_CHECK(want(path, it, 0, 1));
+            QD_CHECK(want((qd_json_at){path, ""}, it, 0, 1));
             r->run.true_sequential = cJSON_IsTrue(it), r->has_ts = 1;
         } else if (strcmp(k, "lm_head") == 0) {
-            QD_CHECK(want(path, it, 0, 1));
+            QD_CHECK(want((qd_json_at){path, ""}, it, 0, 1));
             r->run.lm_head = cJSON_IsTrue(it), r->has_lm_head = 1;
         } else if (strcmp(k, "calibration") == 0) {
             if (!cJSON_IsObject(it)) return qd_fail(QD_ERR_FORMAT, "%s: \"calibration\" must be an object", path);
             for (const cJSON *c = it->child; c; c = c->next) {
                 double v;
                 if (strcmp(c->string, "nsamples") == 0) {
-                    QD_CHECK(num_in(path, c, QD_RANGE_NSAMPLES, 1, &v));
+                    QD_CHECK(num_in((qd_json_at){path, "calibration"}, c, QD_RANGE_NSAMPLES, 1, &v));
                     r->run.nsamples = (int)v, r->has_ns = 1;
                 } else if (strcmp(c->string, "seqlen") == 0) {
-                    QD_CHECK(num_in(path, c, QD_RANGE_SEQLEN, 1, &v));
+                    QD_CHECK(num_in((qd_json_at){path, "calibration"}, c, QD_RANGE_SEQLEN, 1, &v));
                     r->run.seqlen = (int)v, r->has_sl = 1;
                 } else if (strcmp(c->string, "seed") == 0) {
-                    QD_CHECK(num_in(path, c, QD_RANGE_SEED, 1, &v));
+                    QD_CHECK(num_in((qd_json_at){path, "calibration"}, c, QD_RANGE_SEED, 1, &v));
                     r->run.seed = (long long)v, r->has_seed = 1;
                 } else if (strcmp(c->string, "mode") == 0 && cJSON_IsString(c) &&
                          (strcmp(c->valuestring, "random") == 0 || strcmp(c->valuestring, "concat") == 0))
@@ -190,7 +191,9 @@ static qd_status parse(qd_recipe *r, const cJSON *root) {
                 for (const cJSON *f = o->child; f; f = f->next) {
                     if (strcmp(f->string, "match") == 0) continue;
                     int u;
-                    QD_CHECK(spec_key(path, f, &ov->spec, &u));
+                    char obj[32];
+                    snprintf(obj, sizeof obj, "overrides[%d]", r->noverrides - 1);
+                    QD_CHECK(spec_key(path, obj, f, &ov->spec, &u));
                     if (!u || strcmp(f->string, "method") == 0)
                         return qd_fail(QD_ERR_FORMAT, "%s: overrides[%d]: \"%s\" cannot be overridden per module",
                                        path, r->noverrides - 1, f->string);

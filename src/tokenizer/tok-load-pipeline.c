@@ -2,12 +2,14 @@
  * Reading the normalizer, pre_tokenizer, post_processor and decoder sections of tokenizer.json.
  * Each reader accepts exactly the components and options qdist implements and refuses anything
  * else by name, so an unsupported file is never tokenised differently in silence. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
 
 #include "qd-check.h"
+#include "qd-json.h"
 #include "tok-internal.h"
 #include "tok-load.h"
 
@@ -25,10 +27,8 @@ const char *qd_tok_type(const cJSON *o) {
     return cJSON_IsString(ty) ? ty->valuestring : NULL;
 }
 
-int qd_tok_bool(const cJSON *o, const char *key, int dflt) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
-    return dflt;
+qd_status qd_tok_bool(const qd_tokenizer *t, const cJSON *o, const char *key, const char *where, int dflt, int *out) {
+    return qd_json_bool((qd_json_at){t->path, where}, o, key, dflt, out);
 }
 
 qd_status qd_tok_strdup(const qd_tokenizer *t, const cJSON *o, const char *key, const char *where, char **out,
@@ -94,7 +94,9 @@ static qd_status prepend_scheme(const qd_tokenizer *t, const cJSON *o, const cha
         return QD_OK;
     }
     /* files written before prepend_scheme existed carry add_prefix_space */
-    *out = qd_tok_bool(o, "add_prefix_space", 1) ? QD_PREPEND_ALWAYS : QD_PREPEND_NEVER;
+    int aps;
+    QD_CHECK(qd_tok_bool(t, o, "add_prefix_space", where, 1, &aps));
+    *out = aps ? QD_PREPEND_ALWAYS : QD_PREPEND_NEVER;
     return QD_OK;
 }
 
@@ -109,8 +111,11 @@ static qd_status add_pre(qd_tokenizer *t, const cJSON *o) {
     qd_pre_step st = {0};
     if (strcmp(ty, "ByteLevel") == 0) {
         st.kind = QD_PRE_BYTELEVEL;
-        st.split = qd_tok_bool(o, "use_regex", 1);
-        st.prefix_space = qd_tok_bool(o, "add_prefix_space", 0);
+        int b;
+        QD_CHECK(qd_tok_bool(t, o, "use_regex", "pre_tokenizer ByteLevel", 1, &b));
+        st.split = b;
+        QD_CHECK(qd_tok_bool(t, o, "add_prefix_space", "pre_tokenizer ByteLevel", 0, &b));
+        st.prefix_space = b;
         t->byte_level = 1;
     } else if (strcmp(ty, "Split") == 0) {
         st.kind = QD_PRE_SPLIT;
@@ -129,7 +134,9 @@ static qd_status add_pre(qd_tokenizer *t, const cJSON *o) {
                 return qd_fail(QD_ERR_UNSUPPORTED, "%s: pre_tokenizer Split: behavior '%s' is not one of Removed, "
                                "Isolated, MergedWithPrevious, MergedWithNext, Contiguous", t->path,
                                cJSON_IsString(beh) ? beh->valuestring : "?");
-            st.invert = qd_tok_bool(o, "invert", 0);
+            int inv;
+            QD_CHECK(qd_tok_bool(t, o, "invert", "pre_tokenizer Split", 0, &inv));
+            st.invert = inv;
             QD_CHECK(qd_tok_strdup(t, p, "String", "pre_tokenizer Split", &st.pat, &st.pat_len));
             goto add;
         }
@@ -145,7 +152,9 @@ static qd_status add_pre(qd_tokenizer *t, const cJSON *o) {
             return qd_fail(QD_ERR_UNSUPPORTED,
                            "%s: pre_tokenizer Split regex '%.120s' is not supported (qdist implements the "
                            "GPT-2, Llama-3, Qwen2, o200k and Tekken patterns)", t->path, re->valuestring);
-        if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated") != 0 || qd_tok_bool(o, "invert", 0))
+        int inv;
+        QD_CHECK(qd_tok_bool(t, o, "invert", "pre_tokenizer Split", 0, &inv));
+        if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated") != 0 || inv)
             return qd_fail(QD_ERR_UNSUPPORTED,
                            "%s: pre_tokenizer Split: only behavior 'Isolated' without invert is supported", t->path);
     } else if (strcmp(ty, "Metaspace") == 0) {
@@ -159,10 +168,14 @@ static qd_status add_pre(qd_tokenizer *t, const cJSON *o) {
         memcpy(st.repl, r, st.repl_len);
         free(r);
         QD_CHECK(prepend_scheme(t, o, "pre_tokenizer Metaspace", &st.prefix_space));
-        st.split = qd_tok_bool(o, "split", 1);
+        int b;
+        QD_CHECK(qd_tok_bool(t, o, "split", "pre_tokenizer Metaspace", 1, &b));
+        st.split = b;
     } else if (strcmp(ty, "Digits") == 0) {
         st.kind = QD_PRE_DIGITS;
-        st.split = qd_tok_bool(o, "individual_digits", 0);
+        int b;
+        QD_CHECK(qd_tok_bool(t, o, "individual_digits", "pre_tokenizer Digits", 0, &b));
+        st.split = b;
     } else
         return qd_fail(QD_ERR_UNSUPPORTED,
                        "%s: pre_tokenizer type '%s' is not supported (supported: ByteLevel, Split, Metaspace, "
@@ -185,7 +198,8 @@ static qd_status special_ids(qd_tokenizer *t, const cJSON *specials, const char 
         return qd_fail(QD_ERR_FORMAT, "%s: post_processor TemplateProcessing: special token '%s' has no ids",
                        t->path, name);
     cJSON_ArrayForEach(e, arr) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= t->nvocab)
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= t->nvocab ||
+            e->valuedouble != (double)(int32_t)e->valuedouble)
             return qd_fail(QD_ERR_FORMAT, "%s: post_processor: special token '%s' has an id outside the vocabulary",
                            t->path, name);
         int32_t *g = realloc(*ids, (size_t)(*n + 1) * sizeof *g);
@@ -255,9 +269,8 @@ static qd_status add_dec(qd_tokenizer *t, const cJSON *o) {
     } else if (strcmp(ty, "Strip") == 0) {
         st.kind = QD_DEC_STRIP;
         QD_CHECK(qd_tok_strdup(t, o, "content", "decoder Strip", &st.a, &st.alen));
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "start"), *b = cJSON_GetObjectItemCaseSensitive(o, "stop");
-        st.start = cJSON_IsNumber(a) ? (int)a->valuedouble : 0;
-        st.stop = cJSON_IsNumber(b) ? (int)b->valuedouble : 0;
+        QD_CHECK(qd_json_int((qd_json_at){t->path, "decoder Strip"}, o, "start", 0, INT_MAX, 0, &st.start));
+        QD_CHECK(qd_json_int((qd_json_at){t->path, "decoder Strip"}, o, "stop", 0, INT_MAX, 0, &st.stop));
     } else if (strcmp(ty, "Metaspace") == 0) {
         st.kind = QD_DEC_METASPACE;
         QD_CHECK(qd_tok_strdup(t, o, "replacement", "decoder Metaspace", &st.a, &st.alen));

@@ -15,6 +15,7 @@
 #include "tok-unicode.h"
 
 enum { MAX_TOKENIZER_JSON = 512u << 20 };
+#define QD_TOK_MAX_ID 1000000000 /* a token id; the tables are sized by the largest */
 
 /* model-space key of a vocab string: byte-level strings map back to bytes (returns 0 when a
  * character is outside the byte map: such a token cannot come out of the byte-level model) */
@@ -40,18 +41,19 @@ static qd_status read_vocab(qd_tokenizer *t, const cJSON *vocab, const cJSON *ad
     int32_t maxid = -1;
     size_t count = 0, bytes = 0;
     const cJSON *e;
+    int id, i = 0;
     cJSON_ArrayForEach(e, vocab) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e9)
-            return qd_fail(QD_ERR_FORMAT, "%s: model.vocab: token '%s' has no valid id", t->path, e->string);
-        if ((int32_t)e->valuedouble > maxid) maxid = (int32_t)e->valuedouble;
+        qd_json_at at = {t->path, "model.vocab"};
+        QD_CHECK(qd_json_int_v(at, e->string, e, 0, QD_TOK_MAX_ID, QD_JSON_REQ_INT, &id));
+        if (id > maxid) maxid = id;
         count++;
         bytes += strlen(e->string);
     }
     cJSON_ArrayForEach(e, added) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e9)
-            return qd_fail(QD_ERR_FORMAT, "%s: added_tokens: an entry has no valid id", t->path);
-        if ((int32_t)id->valuedouble > maxid) maxid = (int32_t)id->valuedouble;
+        char obj[32];
+        snprintf(obj, sizeof obj, "added_tokens[%d]", i++);
+        QD_CHECK(qd_json_int((qd_json_at){t->path, obj}, e, "id", 0, QD_TOK_MAX_ID, QD_JSON_REQ_INT, &id));
+        if (id > maxid) maxid = id;
     }
     t->nvocab = maxid + 1;
     QD_ALLOC(t->id_tok, t->nvocab);
@@ -157,9 +159,13 @@ static qd_status read_model(qd_tokenizer *t, const cJSON *model, const cJSON *ad
             return qd_fail(QD_ERR_UNSUPPORTED, "%s: model.%s '%s' is not supported", t->path, unsupported[k],
                            v->valuestring);
     }
-    t->byte_fallback = qd_tok_bool(model, "byte_fallback", 0);
-    t->fuse_unk = qd_tok_bool(model, "fuse_unk", 0);
-    t->ignore_merges = qd_tok_bool(model, "ignore_merges", 0);
+    int b;
+    QD_CHECK(qd_tok_bool(t, model, "byte_fallback", "model", 0, &b));
+    t->byte_fallback = b;
+    QD_CHECK(qd_tok_bool(t, model, "fuse_unk", "model", 0, &b));
+    t->fuse_unk = b;
+    QD_CHECK(qd_tok_bool(t, model, "ignore_merges", "model", 0, &b));
+    t->ignore_merges = b;
     QD_CHECK(read_vocab(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), added));
     QD_CHECK(read_merges(t, cJSON_GetObjectItemCaseSensitive(model, "merges")));
     t->unk_id = -1;
@@ -191,14 +197,20 @@ static qd_status read_added(qd_tokenizer *t, const cJSON *added) {
     const cJSON *e;
     cJSON_ArrayForEach(e, added) {
         qd_added_token *a = &t->added[k];
+        char where[32];
+        int b[5];
+        snprintf(where, sizeof where, "added_tokens[%d]", k);
         QD_CHECK(qd_tok_strdup(t, e, "content", "added_tokens", &a->content, &a->len));
-        a->id = (int32_t)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble;
-        a->special = qd_tok_bool(e, "special", 0);
-        a->normalized = qd_tok_bool(e, "normalized", !a->special);
-        a->lstrip = qd_tok_bool(e, "lstrip", 0);
-        a->rstrip = qd_tok_bool(e, "rstrip", 0);
+        t->nadded = k + 1; /* freed with the tokenizer from here on */
+        a->id = (int32_t)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble; /* checked by read_vocab */
+        QD_CHECK(qd_tok_bool(t, e, "special", where, 0, &b[0]));
+        QD_CHECK(qd_tok_bool(t, e, "normalized", where, !b[0], &b[1]));
+        QD_CHECK(qd_tok_bool(t, e, "lstrip", where, 0, &b[2]));
+        QD_CHECK(qd_tok_bool(t, e, "rstrip", where, 0, &b[3]));
+        QD_CHECK(qd_tok_bool(t, e, "single_word", where, 0, &b[4]));
+        a->special = b[0], a->normalized = b[1], a->lstrip = b[2], a->rstrip = b[3];
         t->nadded = ++k;
-        if (qd_tok_bool(e, "single_word", 0))
+        if (b[4])
             return qd_fail(QD_ERR_UNSUPPORTED, "%s: added token '%s': single_word is not supported", t->path,
                            a->content);
         if (a->len == 0) return qd_fail(QD_ERR_FORMAT, "%s: added_tokens: an empty token", t->path);

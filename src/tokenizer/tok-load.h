@@ -8,7 +8,8 @@
 #include "tok-internal.h"
 
 const char *qd_tok_type(const cJSON *o);
-int qd_tok_bool(const cJSON *o, const char *key, int dflt);
+/* key of o: true or false, dflt when absent or null; another type fails naming the file and where.key */
+qd_status qd_tok_bool(const qd_tokenizer *t, const cJSON *o, const char *key, const char *where, int dflt, int *out);
 qd_status qd_tok_strdup(const qd_tokenizer *t, const cJSON *o, const char *key, const char *where, char **out,
                         size_t *len);
 /* normalizer + pre_tokenizer (read first: they decide whether the vocab is byte-level) */
