@@ -25,6 +25,9 @@ qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const
                               int64_t *K);
 /* The headers as qd_fp8_linear_check, then every scale value read and checked (finite, >= 0). */
 qd_status qd_fp8_scale_values_check(const qd_checkpoint *ck, const char *prefix, const int block[2]);
+/* A compressed-tensors float-quantized Linear's .weight_scale values read and checked (finite, >= 0); its
+ * layout is its config group's (qd_qformat_check_linear checks it). */
+qd_status qd_fp8_ct_scale_values_check(const qd_checkpoint *ck, const char *prefix);
 /* The fp32 weight [N][K] (malloc'ed into *w; the caller frees), after qd_fp8_linear_check. */
 qd_status qd_fp8_linear_read(const qd_checkpoint *ck, const char *prefix, const int block[2], float **w,
                              int64_t *N, int64_t *K);

@@ -84,6 +84,19 @@ qd_status qd_fp8_scale_values_check(const qd_checkpoint *ck, const char *prefix,
     return QD_OK;
 }
 
+qd_status qd_fp8_ct_scale_values_check(const qd_checkpoint *ck, const char *prefix) {
+    const qd_st_tensor *s = find(ck, prefix, ".weight_scale");
+    float *v;
+    if (!s)
+        return qd_fail(QD_ERR_FORMAT, "%s: '%s.weight_scale' is missing; an F8_E4M3 weight of a compressed-tensors "
+                       "checkpoint needs one (config.json)", ck->dir, prefix);
+    if (!qd_dtype_is_float(s->dtype))
+        return qd_fail(QD_ERR_FORMAT, "%s: '%s' is %s, expected a float type", ck->dir, s->name, qd_dtype_name(s->dtype));
+    QD_CHECK(scale_values(ck, s, &v));
+    free(v);
+    return QD_OK;
+}
+
 qd_status qd_fp8_linear_check(const qd_checkpoint *ck, const char *prefix, const int block[2], int64_t *N,
                               int64_t *K) {
     const qd_st_tensor *w = find(ck, prefix, ".weight"), *s;

@@ -88,7 +88,10 @@ static qd_status check_linear(int warn, const qd_model_cfg *cfg, const qd_checkp
     if (qf) QD_CHECK(qd_qformat_check_linear(qf, ck, prefix));
     if (cfg->fp8_source && t && t->dtype == QD_DT_F8_E4M3) { /* else a Linear kept in a float dtype */
         int64_t N, K;
-        QD_CHECK(qd_fp8_linear_check(ck, prefix, cfg->fp8_block, &N, &K));
+        /* compressed-tensors: each Linear has its own group's layout (a recipe mixes per-channel and block
+         * groups); quant_method fp8: one weight_block_size for the model */
+        if (qf && qd_qformat_kind_of(qf) == QD_QF_CT) QD_CHECK(qd_qformat_read_linear(qf, ck, prefix, NULL, &N, &K, NULL));
+        else QD_CHECK(qd_fp8_linear_check(ck, prefix, cfg->fp8_block, &N, &K));
         if (N != w->dims[0] || K != w->dims[1])
             return bad(warn, "%s/%s: %s has shape [%lld,%lld], config.json (%s) expects [%lld,%lld]", ck->dir,
                        file_of(ck, t), name, (long long)N, (long long)K, w->fields, (long long)w->dims[0],
@@ -248,7 +251,9 @@ qd_status qd_model_check_fp8_values(const qd_model_cfg *cfg, const qd_checkpoint
         if (t->dtype != QD_DT_F8_E4M3 || len <= 7 || len - 7 >= sizeof prefix || strcmp(t->name + len - 7, ".weight"))
             continue;
         snprintf(prefix, sizeof prefix, "%.*s", (int)(len - 7), t->name);
-        QD_CHECK(qd_fp8_scale_values_check(ck, prefix, cfg->fp8_block));
+        if (strcmp(cfg->quant_method, "compressed-tensors") == 0) /* its group's layout: checked by the model check */
+            QD_CHECK(qd_fp8_ct_scale_values_check(ck, prefix));
+        else QD_CHECK(qd_fp8_scale_values_check(ck, prefix, cfg->fp8_block));
     }
     return QD_OK;
 }

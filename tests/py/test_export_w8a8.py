@@ -223,6 +223,30 @@ def test_recipe_mixes_schemes(models, tmp_path):
     assert eval_ppl(out) == eval_ppl(fake)
 
 
+def test_recipe_mixes_fp8_layouts(models, tmp_path):
+    """every group FP8 but in two layouts (fp8-dynamic per channel, fp8-block for down_proj): the
+    checkpoint reads as an FP8 source whose Linears each take their own group's layout (the model check
+    once applied down_proj's 128 x 128 block to every Linear and refused q_proj's per-row scale); it
+    decompresses, runs in transformers, evaluates to the fake-quant ppl, and quantizes as a source"""
+    src = models["t128"]
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"method": "rtn", "scheme": "fp8-dynamic", "overrides": [
+        {"match": "mlp\\.down_proj$", "scheme": "fp8-block"}]}))
+    fake, out = str(tmp_path / "fake"), str(tmp_path / "out")
+    quantize(src, fake, "fake", "--recipe", str(recipe))
+    quantize(src, out, "compressed-tensors", "--recipe", str(recipe))
+    q = check_config(out, {"a": "fp8-dynamic", "b": "fp8-block"})
+    assert len(q["config_groups"]) == 2
+    t = tensors(out)
+    assert tuple(t["model.layers.0.self_attn.q_proj.weight_scale"].shape) == (t["model.layers.0.self_attn.q_proj.weight"].shape[0], 1)
+    assert t["model.layers.0.mlp.down_proj.weight_scale"].shape[1] == t["model.layers.0.mlp.down_proj.weight"].shape[1] // 128
+    check_decompress(out, fake, q, lambda x: x)
+    check_transformers(src, out, fake, 1e-4, lambda x: x)
+    assert eval_ppl(out) == eval_ppl(fake)
+    again = str(tmp_path / "again")
+    quantize(out, again, "compressed-tensors", "--method", "rtn", "--bits", "4", "--group-size", "32")
+    assert "model.layers.0.mlp.down_proj.weight_packed" in tensors(again)
+
 BAD = [
     (["--scheme", "fp9"], "--scheme"),
     (["--scheme", "fp8-block", "--method", "awq"], "round-to-nearest"),
