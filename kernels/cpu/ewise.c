@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT
  * ewise.c - data movement, elementwise ops and reductions of the CPU backend: plain loops. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu-ops.h"
 #include "qd-exact.h"
 #include "qd-log.h"
+#include "qd-rows.h"
 
 qd_status qd_cpu_upload(qd_backend_t be, const struct qd_upload_args *a) {
     (void)be;
@@ -104,7 +106,31 @@ qd_status qd_cpu_ewise(qd_backend_t be, const struct qd_ewise_args *a) {
     return QD_OK;
 }
 
+typedef struct {
+    const float *x;
+    size_t count[QD_ROWS_MAX_PARTS];
+} nonfinite_job;
+
+static void nonfinite_part(void *arg, int part, size_t i0, size_t i1) {
+    nonfinite_job *j = arg;
+    size_t c = 0;
+    for (size_t i = i0; i < i1; i++) { /* the exponent all ones: Inf or NaN (a bit test that vectorizes) */
+        uint32_t u;
+        memcpy(&u, &j->x[i], sizeof u);
+        c += (u & 0x7f800000u) == 0x7f800000u;
+    }
+    j->count[part] = c;
+}
+
 qd_status qd_cpu_reduce(qd_backend_t be, const struct qd_reduce_args *a) {
+    if (a->kind == QD_RED_NONFINITE) { /* a count: exact in any order, so one path for both numerics */
+        nonfinite_job j = {.x = qd_ref_f32(a->a)};
+        qd_rows_run(a->n, 1, nonfinite_part, &j);
+        size_t total = 0;
+        for (int t = 0; t < qd_rows_parts(a->n, 1); t++) total += j.count[t];
+        *a->out = (double)total;
+        return QD_OK;
+    }
     if (qd_cpu_exact(be)) return qd_cpu_reduce_exact(be, a);
     const float *x = qd_ref_f32(a->a);
     const float *y = a->b.buf ? qd_ref_f32(a->b) : NULL;

@@ -7,22 +7,7 @@
 
 static const float e2m1_values[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
 
-uint8_t qd_f32_to_e2m1(float x) {
-    if (isnan(x)) return 0;
-    uint8_t sign = x < 0 ? 8 : 0; /* -0.0 gives 0: compressed-tensors' torch.sign(-0.0) is 0 */
-    float a = fabsf(x);
-    /* the midpoints between neighbours; a tie goes to the even code (0, 2, 4, 6: magnitudes 0, 1, 2, 4) */
-    uint8_t c;
-    if (a <= 0.25f) c = 0;
-    else if (a < 0.75f) c = 1;
-    else if (a <= 1.25f) c = 2;
-    else if (a < 1.75f) c = 3;
-    else if (a <= 2.5f) c = 4;
-    else if (a < 3.5f) c = 5;
-    else if (a <= 5.0f) c = 6;
-    else c = 7;
-    return sign | c;
-}
+uint8_t qd_f32_to_e2m1(float x) { return qd_e2m1_encode(x); }
 
 float qd_e2m1_to_f32(uint8_t c) {
     float v = e2m1_values[c & 7];

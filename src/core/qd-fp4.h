@@ -23,6 +23,15 @@
 #define QD_E2M1_MAX 6.0f
 
 uint8_t qd_f32_to_e2m1(float x);  /* code 0..15 */
+
+/* qd_f32_to_e2m1 inline, for the hot loops: the code counts the midpoints below |x| (a midpoint that
+ * |x| equals counts when the code above it is the even one: 0.75, 1.75, 3.5), so no branch */
+static inline uint8_t qd_e2m1_encode(float x) {
+    float a = x < 0 ? -x : x; /* NaN: every comparison false, code 0 */
+    uint8_t c = (uint8_t)((a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) +
+                          (a > 5.0f));
+    return (uint8_t)((x < 0 ? 8 : 0) | c); /* -0.0 gives 0: compressed-tensors' torch.sign(-0.0) is 0 */
+}
 float qd_e2m1_to_f32(uint8_t c);  /* low nibble only */
 /* the E8M0 byte of the MX scale of a group whose largest magnitude is amax (finite, >= 0);
  * amax 0 gives 0 (2^-127: every code of the group is then 0) */

@@ -41,12 +41,17 @@ static void rtn_rows(void *arg, int part, size_t r0, size_t r1) {
     rtn_job *j = arg;
     double sq = 0;
     for (size_t n = r0; n < r1; n++)
-        for (size_t k = 0; k < j->K; k++) {
-            float x = j->w[n * j->K + k], scale = j->scales[(k / j->gs) * j->N + n];
-            uint8_t c = j->fp8 ? qd_f32_to_e4m3(x / scale) : qd_f32_to_e2m1(x / scale);
-            float d = j->lut[c] * scale;
-            j->codes[n * j->K + k] = c;
-            sq += ((double)x - d) * ((double)x - d);
+        for (size_t k0 = 0, g = 0; k0 < j->K; k0 += j->gs, g++) { /* one group's scale at a time */
+            float scale = j->scales[g * j->N + n];
+            const float *x = j->w + n * j->K;
+            uint8_t *codes = j->codes + n * j->K;
+            size_t k1 = k0 + j->gs < j->K ? k0 + j->gs : j->K;
+            for (size_t k = k0; k < k1; k++) {
+                uint8_t c = j->fp8 ? qd_f32_to_e4m3(x[k] / scale) : qd_e2m1_encode(x[k] / scale);
+                float d = j->lut[c] * scale;
+                codes[k] = c;
+                sq += ((double)x[k] - d) * ((double)x[k] - d);
+            }
         }
     j->sq[part] = sq;
 }

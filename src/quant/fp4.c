@@ -12,6 +12,7 @@
 #include "qd-fp8.h"
 #include "qd-log.h"
 #include "qd-quant.h"
+#include "qd-rows.h"
 
 /* below this amax the global scale would push local / global into fp32's subnormals, where the
  * export could no longer recover the E4M3 local scale exactly: such a weight is treated as zero */
@@ -22,27 +23,48 @@ float qd_fp4_global_of_amax(float amax) {
     return isfinite(global) ? global : 1.0f;
 }
 
+typedef struct {
+    const float *W;
+    size_t K, N, gs, G;
+    qd_scheme sc;
+    float global, *scales;
+} fp4_job;
+
+/* the group scales of rows [r0, r1): each group's own, so any split of the rows gives the same bits */
+static void fp4_rows(void *arg, int part, size_t r0, size_t r1) {
+    (void)part;
+    const fp4_job *j = arg;
+    for (size_t n = r0; n < r1; n++)
+        for (size_t g = 0; g < j->G; g++) {
+            float gmax = 0;
+            for (size_t k = g * j->gs; k < (g + 1) * j->gs; k++) {
+                float a = fabsf(j->W[n * j->K + k]);
+                gmax = a > gmax ? a : gmax;
+            }
+            float s;
+            if (qd_scheme_is_nvfp4(j->sc)) {
+                uint8_t b = qd_f32_to_e4m3(j->global * (gmax / QD_E2M1_MAX));
+                if ((b & 0x7f) == 0) b = qd_f32_to_e4m3(0.125f);
+                s = qd_e4m3_to_f32(b) / j->global;
+            } else s = qd_e8m0_to_f32(qd_mx_scale_e8m0(gmax));
+            j->scales[g * j->N + n] = s;
+        }
+}
+
 float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float global, float *scales) {
     size_t gs = (size_t)qd_scheme_fp4_group(sc), G = K / gs;
     if (!qd_scheme_is_nvfp4(sc)) {
         global = 0;
     } else if (!(global > 0)) { /* a run sets it (fp4-fuse.c); a Linear quantized alone has W's own */
         float amax = 0;
-        for (size_t i = 0; i < N * K; i++) amax = fmaxf(amax, fabsf(W[i]));
+        for (size_t i = 0; i < N * K; i++) { /* fmaxf's result for finite and NaN values, vectorized */
+            float a = fabsf(W[i]);
+            amax = a > amax ? a : amax;
+        }
         global = qd_fp4_global_of_amax(amax);
     }
-    for (size_t n = 0; n < N; n++)
-        for (size_t g = 0; g < G; g++) {
-            float gmax = 0;
-            for (size_t k = g * gs; k < (g + 1) * gs; k++) gmax = fmaxf(gmax, fabsf(W[n * K + k]));
-            float s;
-            if (qd_scheme_is_nvfp4(sc)) {
-                uint8_t b = qd_f32_to_e4m3(global * (gmax / QD_E2M1_MAX));
-                if ((b & 0x7f) == 0) b = qd_f32_to_e4m3(0.125f);
-                s = qd_e4m3_to_f32(b) / global;
-            } else s = qd_e8m0_to_f32(qd_mx_scale_e8m0(gmax));
-            scales[g * N + n] = s;
-        }
+    fp4_job j = {.W = W, .K = K, .N = N, .gs = gs, .G = G, .sc = sc, .global = global, .scales = scales};
+    qd_rows_run(N, K, fp4_rows, &j);
     return global;
 }
 

@@ -7,6 +7,7 @@
 
 #include "qd-fp8.h"
 #include "qd-quant.h"
+#include "qd-rows.h"
 
 /* one tile of W: rows [n0, n1), columns [k0, k1) */
 typedef struct {
@@ -27,7 +28,10 @@ static double tile_err(const float *W, size_t K, tile t, float scale, double nor
 static float tile_scale(const float *W, size_t K, tile t, const qd_qcfg *cfg, qd_dtype dt) {
     float amax = 0;
     for (size_t n = t.n0; n < t.n1; n++)
-        for (size_t k = t.k0; k < t.k1; k++) amax = fmaxf(amax, fabsf(W[n * K + k]));
+        for (size_t k = t.k0; k < t.k1; k++) { /* fmaxf's result for finite and NaN values, and it vectorizes */
+            float a = fabsf(W[n * K + k]);
+            amax = a > amax ? a : amax;
+        }
     if (amax == 0) return 1.0f; /* an all-zero tile: codes 0 whatever the scale */
     float best = qd_scale_round(dt, amax / QD_E4M3_MAX);
     if (!(best > 0)) best = dt == QD_DT_F16 ? 0x1p-24f : FLT_MIN; /* amax / 448 underflowed the dtype */
@@ -48,16 +52,31 @@ void qd_fp8_tile(qd_scheme sc, size_t N, size_t K, size_t *rows, size_t *cols) {
     *cols = sc == QD_SCHEME_FP8_BLOCK ? QD_FP8_BLOCK_SIZE : K;
 }
 
-void qd_fp8_scales(const float *W, size_t N, size_t K, const qd_qspec *s, float *scales) {
-    qd_qcfg cfg = qd_qspec_qcfg(s);
-    size_t rows, cols;
-    qd_fp8_tile(s->scheme, N, K, &rows, &cols);
-    for (size_t n0 = 0; n0 < N; n0 += rows)
-        for (size_t k0 = 0, g = 0; k0 < K; k0 += cols, g++) {
-            tile t = {n0, n0 + rows < N ? n0 + rows : N, k0, k0 + cols < K ? k0 + cols : K};
-            float sc = s->scheme == QD_SCHEME_FP8_STATIC && s->fp8_tensor_scale > 0
-                           ? s->fp8_tensor_scale
-                           : tile_scale(W, K, t, &cfg, s->scale_dtype);
-            for (size_t n = t.n0; n < t.n1; n++) scales[g * N + n] = sc;
+typedef struct {
+    const float *W;
+    const qd_qspec *s;
+    qd_qcfg cfg;
+    float *scales;
+    size_t N, K, rows, cols;
+} scales_job;
+
+/* the tiles of tile rows [t0, t1): each tile's scale is its own, so any split gives the same bits */
+static void scales_rows(void *arg, int part, size_t t0, size_t t1) {
+    (void)part;
+    const scales_job *j = arg;
+    size_t N = j->N, K = j->K;
+    for (size_t n0 = t0 * j->rows; n0 < t1 * j->rows && n0 < N; n0 += j->rows)
+        for (size_t k0 = 0, g = 0; k0 < K; k0 += j->cols, g++) {
+            tile t = {n0, n0 + j->rows < N ? n0 + j->rows : N, k0, k0 + j->cols < K ? k0 + j->cols : K};
+            float sc = j->s->scheme == QD_SCHEME_FP8_STATIC && j->s->fp8_tensor_scale > 0
+                           ? j->s->fp8_tensor_scale
+                           : tile_scale(j->W, K, t, &j->cfg, j->s->scale_dtype);
+            for (size_t n = t.n0; n < t.n1; n++) j->scales[g * N + n] = sc;
         }
+}
+
+void qd_fp8_scales(const float *W, size_t N, size_t K, const qd_qspec *s, float *scales) {
+    scales_job j = {.W = W, .s = s, .cfg = qd_qspec_qcfg(s), .scales = scales, .N = N, .K = K};
+    qd_fp8_tile(s->scheme, N, K, &j.rows, &j.cols);
+    qd_rows_run((N + j.rows - 1) / j.rows, j.rows * K, scales_rows, &j); /* rows of tiles over threads */
 }
