@@ -26,22 +26,10 @@ extern "C" {
 
 #include "qd-test.h"
 
-static uint32_t bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float of_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* a NaN keeps its sign in qdist's code (0x7F / 0xFF, both E4M3's NaN); NVIDIA's gives 0x7F for either */
 static uint32_t ref_e4m3(float x) {
     uint32_t c = __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
-    return isnan(x) ? (bits(x) >> 24 & 0x80u) | c : c;
+    return isnan(x) ? (qd_f32_bits(x) >> 24 & 0x80u) | c : c;
 }
 
 static uint32_t ref_e2m1(float x) {
@@ -55,7 +43,7 @@ typedef struct {
 } tally;
 
 static void one(tally *t, int fp4, uint32_t u) {
-    float x = of_bits(u);
+    float x = qd_f32_of_bits(u);
     uint32_t d = fp4 ? dev_e2m1(x) : dev_e4m3(x), h = fp4 ? qd_f32_to_e2m1(x) : qd_f32_to_e4m3(x);
     uint32_t r = fp4 ? ref_e2m1(x) : ref_e4m3(x);
     t->n++;
@@ -74,7 +62,7 @@ static void report(const tally *t) {
 /* every u in [lo, hi), both signs */
 static void range(const char *what, int fp4, float lo, float hi) {
     tally t = {what, 0, 0, 0};
-    for (uint32_t u = bits(lo); u < bits(hi); u++) one(&t, fp4, u), one(&t, fp4, u | 0x80000000u);
+    for (uint32_t u = qd_f32_bits(lo); u < qd_f32_bits(hi); u++) one(&t, fp4, u), one(&t, fp4, u | 0x80000000u);
     report(&t);
 }
 
@@ -101,7 +89,7 @@ static void test_e4m3(void) {
         float d = dev_e4m3_value(b), h = qd_e4m3_to_f32((uint8_t)b);
         __half_raw hr = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)b, __NV_E4M3);
         float r = __half2float(__half(hr));
-        if (isnan(h) ? !isnan(d) || !isnan(r) : bits(d) != bits(h) || bits(h) != bits(r)) {
+        if (isnan(h) ? !isnan(d) || !isnan(r) : qd_f32_bits(d) != qd_f32_bits(h) || qd_f32_bits(h) != qd_f32_bits(r)) {
             bad++;
             fprintf(stderr, "  e4m3 decode 0x%02x: device %g, host %g, reference %g\n", b, d, h, r);
         }
@@ -122,7 +110,7 @@ static void test_e2m1(void) {
         float d = dev_e2m1_value(c), h = qd_e2m1_to_f32((uint8_t)c);
         __half_raw hr = __nv_cvt_fp4_to_halfraw((__nv_fp4_storage_t)c, __NV_E2M1);
         float r = __half2float(__half(hr));
-        if (bits(d) != bits(h) || bits(h) != bits(r)) {
+        if (qd_f32_bits(d) != qd_f32_bits(h) || qd_f32_bits(h) != qd_f32_bits(r)) {
             bad++;
             fprintf(stderr, "  e2m1 decode 0x%x: device %g, host %g, reference %g\n", c, d, h, r);
         }

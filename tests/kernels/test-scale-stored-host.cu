@@ -34,26 +34,14 @@ static float ref_stored(qd_dtype dt, float s) {
     return r;
 }
 
-static uint32_t bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float of_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 typedef struct {
     const char *what;
     size_t n, dev_cpu, cpu_ref;
 } tally;
 
 static void one(tally *t, qd_dtype dt, uint32_t u) {
-    float s = of_bits(u);
-    uint32_t d = bits(qd_scale_stored_dev(dt, s)), c = bits(qd_scale_stored(dt, s)), r = bits(ref_stored(dt, s));
+    float s = qd_f32_of_bits(u);
+    uint32_t d = qd_f32_bits(qd_scale_stored_dev(dt, s)), c = qd_f32_bits(qd_scale_stored(dt, s)), r = qd_f32_bits(ref_stored(dt, s));
     t->n++;
     if (d != c && t->dev_cpu++ < 5)
         fprintf(stderr, "  %s: s=0x%08x (%.9g): device 0x%08x, cpu 0x%08x\n", t->what, u, s, d, c);
@@ -88,16 +76,16 @@ static void rounding_bits(const char *what, qd_dtype dt) {
 }
 
 static void test_f16(void) {
-    range("f16: every fp32 in [2^-26, 2^-13)", QD_DT_F16, bits(0x1p-26f), bits(0x1p-13f));
-    range("f16: every fp32 in [2^15, 2^17)", QD_DT_F16, bits(0x1p15f), bits(0x1p17f));
+    range("f16: every fp32 in [2^-26, 2^-13)", QD_DT_F16, qd_f32_bits(0x1p-26f), qd_f32_bits(0x1p-13f));
+    range("f16: every fp32 in [2^15, 2^17)", QD_DT_F16, qd_f32_bits(0x1p15f), qd_f32_bits(0x1p17f));
     range("f16: every fp32 below 2^-126 (fp32 subnormal)", QD_DT_F16, 0, 0x00800000u);
     rounding_bits("f16: rounding bits, all exponents, signs", QD_DT_F16);
 }
 
 static void test_bf16(void) {
-    range("bf16: every fp32 below 2^-124", QD_DT_BF16, 0, bits(0x1p-124f));
-    range("bf16: every fp32 in [2^127, Inf]", QD_DT_BF16, bits(0x1p127f), 0x7f800001u);
-    range("bf16: every fp32 in [1, 4)", QD_DT_BF16, bits(1.0f), bits(4.0f));
+    range("bf16: every fp32 below 2^-124", QD_DT_BF16, 0, qd_f32_bits(0x1p-124f));
+    range("bf16: every fp32 in [2^127, Inf]", QD_DT_BF16, qd_f32_bits(0x1p127f), 0x7f800001u);
+    range("bf16: every fp32 in [1, 4)", QD_DT_BF16, qd_f32_bits(1.0f), qd_f32_bits(4.0f));
     rounding_bits("bf16: rounding bits, all exponents, signs", QD_DT_BF16);
 }
 
@@ -107,7 +95,7 @@ static void test_other_dtypes(void) { /* fp32 scales: s itself, NaN bits include
         size_t bad = 0;
         for (uint32_t hi = 0; hi < 65536; hi++) {
             uint32_t u = hi << 16 | 0x9001u;
-            bad += bits(qd_scale_stored_dev(dts[i], of_bits(u))) != u || bits(qd_scale_stored(dts[i], of_bits(u))) != u;
+            bad += qd_f32_bits(qd_scale_stored_dev(dts[i], qd_f32_of_bits(u))) != u || qd_f32_bits(qd_scale_stored(dts[i], qd_f32_of_bits(u))) != u;
         }
         QD_EXPECT_EQ_INT(bad, 0);
     }
@@ -144,19 +132,19 @@ static void test_named(void) {
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         float d = qd_scale_stored_dev(c[i].dt, c[i].s), p = qd_scale_stored(c[i].dt, c[i].s);
-        if (bits(d) != bits(c[i].want) || bits(p) != bits(c[i].want))
+        if (qd_f32_bits(d) != qd_f32_bits(c[i].want) || qd_f32_bits(p) != qd_f32_bits(c[i].want))
             fprintf(stderr, "  named %zu: %s s=%.9g: want %.9g, device %.9g, cpu %.9g\n", i,
                     c[i].dt == QD_DT_F16 ? "f16" : c[i].dt == QD_DT_BF16 ? "bf16" : "f32", c[i].s, c[i].want, d, p);
-        QD_EXPECT(bits(d) == bits(c[i].want));
-        QD_EXPECT(bits(p) == bits(c[i].want));
+        QD_EXPECT(qd_f32_bits(d) == qd_f32_bits(c[i].want));
+        QD_EXPECT(qd_f32_bits(p) == qd_f32_bits(c[i].want));
     }
     /* NaN and Inf: s itself, bit for bit */
     const uint32_t keep[] = {0x7fc00000u, 0xffc00001u, 0x7f800001u, 0x7f800000u, 0xff800000u};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
         for (int dt = 0; dt < 2; dt++) {
             qd_dtype t = dt ? QD_DT_BF16 : QD_DT_F16;
-            QD_EXPECT(bits(qd_scale_stored_dev(t, of_bits(keep[i]))) == keep[i]);
-            QD_EXPECT(bits(qd_scale_stored(t, of_bits(keep[i]))) == keep[i]);
+            QD_EXPECT(qd_f32_bits(qd_scale_stored_dev(t, qd_f32_of_bits(keep[i]))) == keep[i]);
+            QD_EXPECT(qd_f32_bits(qd_scale_stored(t, qd_f32_of_bits(keep[i]))) == keep[i]);
         }
 }
 
