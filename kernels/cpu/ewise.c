@@ -10,13 +10,27 @@
 #include "qd-log.h"
 #include "qd-rows.h"
 
+typedef struct {
+    const struct qd_upload_args *a;
+    size_t esz; /* source bytes per element */
+} upload_job;
+
+static void upload_part(void *arg, int part, size_t i0, size_t i1) {
+    (void)part;
+    const upload_job *j = arg;
+    const unsigned char *src = (const unsigned char *)j->a->src + i0 * j->esz;
+    float *dst = qd_ref_f32(j->a->dst) + i0;
+    /* F32 and the 32-bit integer types travel bit for bit; other floats are converted */
+    if (j->esz == 4 && (j->a->src_dtype == QD_DT_F32 || !qd_dtype_is_float(j->a->src_dtype)))
+        memcpy(dst, src, (i1 - i0) * 4);
+    else
+        qd_to_f32(j->a->src_dtype, src, dst, i1 - i0);
+}
+
 qd_status qd_cpu_upload(qd_backend_t be, const struct qd_upload_args *a) {
     (void)be;
-    /* F32 and the 32-bit integer types travel bit for bit; other floats are converted */
-    if (a->src_dtype == QD_DT_F32 || !qd_dtype_is_float(a->src_dtype))
-        memcpy(qd_ref_f32(a->dst), a->src, a->n * 4);
-    else
-        qd_to_f32(a->src_dtype, a->src, qd_ref_f32(a->dst), a->n);
+    upload_job j = {a, qd_dtype_is_float(a->src_dtype) ? (size_t)qd_dtype_bits(a->src_dtype) / 8 : 4};
+    qd_rows_run(a->n, 1, upload_part, &j); /* a block's weights: split over the host's cores */
     return QD_OK;
 }
 
