@@ -2,7 +2,7 @@
  * gptq-sweep.cu - GPTQ's column sweep: per block of block_size columns, (1) the parameters of the
  * groups that start in the block, from the global W (which holds earlier blocks' updates only, as the
  * CPU), (2) ONE fused kernel that walks the block's columns with the in-block error feedback (one
- * thread per row, the row's block tile in shared memory, U read as broadcasts), writing the
+ * warp per row, the row's block tile in the lanes' registers, U rows read by the lanes), writing the
  * dequantized values, the codes and the scaled errors E (column-major, [cnt][N]), (3) the lazy update
  * W[:, i2:] -= E^T U[i1:i2, i2:] as one cuBLAS GEMM. Three launches per block, none per column.
  * The in-block arithmetic is the CPU's (kernels/cpu/gptq-sweep.c) without fused multiply-add.
@@ -14,7 +14,8 @@
 #include "fp-codes.cuh"
 #include "quant-common.cuh"
 
-#define SW_R 32 /* rows (threads) per block: one warp, so small layers still fill the GPU */
+#define SW_WARPS 8 /* rows per block, one warp each */
+#define SW_MAXB 384 /* the largest block size: 12 columns per lane */
 
 enum { TGT_INT = 0, TGT_E4M3 = 1, TGT_E2M1 = 2 };
 
@@ -27,24 +28,31 @@ __device__ __forceinline__ float sweep_qv(int tgt, float x, float scale, float z
     return __fmul_rn(tgt == TGT_E4M3 ? dev_e4m3_value(c) : dev_e2m1_value(c), scale);
 }
 
-__global__ void __launch_bounds__(SW_R) k_sweep_block(float *W, const float *U, int32_t *codes, const float *S,
-                                                      const int32_t *Z, const int32_t *perm, float *E, double *lossp,
-                                                      int N, int K, int i1, int cnt, int gs, int grouped, int stat,
-                                                      float maxq, int tgt) {
-    extern __shared__ float sm[];
-    int ld = cnt + 1;
-    float *W1 = sm;
-    int32_t *C1 = (int32_t *)(sm + SW_R * ld);
-    int r0 = blockIdx.x * SW_R, tid = threadIdx.x;
-    for (int idx = tid; idx < SW_R * cnt; idx += blockDim.x) {
-        int r = idx / cnt, j = idx % cnt;
-        W1[r * ld + j] = r0 + r < N ? W[(size_t)(r0 + r) * K + i1 + j] : 0.0f;
-    }
-    __syncthreads();
-    int n = r0 + tid;
-    if (n < N) {
-        float *wr = W1 + tid * ld;
-        int32_t *cr = C1 + tid * ld;
+/* One warp per row: lane l holds the row's block columns l, l + 32, ... (NS of them) in registers.
+ * Column i's value is broadcast from its lane, every lane quantizes it (the same bits), and each lane
+ * updates its own later columns - the element-wise order of the one-thread-per-row walk, so the same
+ * results, with the 32-fold shorter dependency chain per column. E goes out through shared memory,
+ * SW_WARPS rows of a column side by side. */
+template <int NS>
+__global__ void __launch_bounds__(SW_WARPS * 32) k_sweep_rows(float *W, const float *U, int32_t *codes, const float *S,
+                                                              const int32_t *Z, const int32_t *perm, float *E,
+                                                              double *lossp, int N, int K, int i1, int cnt, int gs,
+                                                              int grouped, int stat, float maxq, int tgt) {
+    __shared__ float Es[NS * 32 * SW_WARPS]; /* [cnt][SW_WARPS] */
+    const unsigned full = 0xffffffffu;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r0 = blockIdx.x * SW_WARPS, n = r0 + warp;
+    if (n < N) { /* the whole warp shares n: its shuffles see every lane */
+        float *wrow = W + (size_t)n * K + i1;
+        int32_t *crow = codes + (size_t)n * K + i1;
+        float wv[NS];
+        int32_t cv[NS];
+#pragma unroll
+        for (int t = 0; t < NS; t++) {
+            int j = t * 32 + lane;
+            wv[t] = j < cnt ? wrow[j] : 0.0f;
+            cv[t] = 0;
+        }
         double loss = 0;
         float scale = 0, zero = 0;
         int gcur = -1;
@@ -52,39 +60,59 @@ __global__ void __launch_bounds__(SW_R) k_sweep_block(float *W, const float *U, 
             scale = S[n];
             zero = (float)Z[n];
         }
-        for (int i = 0; i < cnt; i++) {
-            int c = i1 + i;
-            if (grouped) {
-                int g = (stat && perm ? perm[c] : c) / gs;
-                if (g != gcur) {
-                    scale = S[(size_t)g * N + n];
-                    zero = (float)Z[(size_t)g * N + n];
-                    gcur = g;
+#pragma unroll
+        for (int s = 0; s < NS; s++) {
+            int olim = cnt - s * 32 < 32 ? cnt - s * 32 : 32; /* <= 0 past the block's end */
+            for (int o = 0; o < olim; o++) {
+                int i = s * 32 + o;
+                int c = i1 + i;
+                if (grouped) {
+                    int g = (stat && perm ? perm[c] : c) / gs;
+                    if (g != gcur) {
+                        scale = S[(size_t)g * N + n];
+                        zero = (float)Z[(size_t)g * N + n];
+                        gcur = g;
+                    }
+                }
+                float d = __ldg(U + (size_t)c * K + c);
+                float w = __shfl_sync(full, wv[s], o);
+                int32_t code;
+                float q = sweep_qv(tgt, w, scale, zero, maxq, &code);
+                float diff = __fsub_rn(w, q);
+                float e = __fdiv_rn(diff, d);
+                if (lane == o) wv[s] = q, cv[s] = code;
+                if (lane == 0) {
+                    loss += (double)diff * diff / ((double)d * d);
+                    Es[i * SW_WARPS + warp] = e;
+                }
+                const float *ur = U + (size_t)c * K + i1;
+#pragma unroll
+                for (int t = s; t < NS; t++) {
+                    int j = t * 32 + lane;
+                    if (j > i && j < cnt) wv[t] = __fsub_rn(wv[t], __fmul_rn(e, __ldg(ur + j)));
                 }
             }
-            float d = __ldg(U + (size_t)c * K + c);
-            float w = wr[i];
-            int32_t code;
-            float q = sweep_qv(tgt, w, scale, zero, maxq, &code);
-            cr[i] = code;
-            float diff = __fsub_rn(w, q);
-            loss += (double)diff * diff / ((double)d * d);
-            float e = __fdiv_rn(diff, d);
-            E[(size_t)i * N + n] = e;
-            wr[i] = q;
-            const float *ur = U + (size_t)c * K + i1;
-            for (int j = i + 1; j < cnt; j++) wr[j] = __fsub_rn(wr[j], __fmul_rn(e, __ldg(ur + j)));
         }
-        lossp[n] += loss;
+#pragma unroll
+        for (int t = 0; t < NS; t++) {
+            int j = t * 32 + lane;
+            if (j < cnt) wrow[j] = wv[t], crow[j] = cv[t];
+        }
+        if (lane == 0) lossp[n] += loss;
     }
     __syncthreads();
-    for (int idx = tid; idx < SW_R * cnt; idx += blockDim.x) {
-        int r = idx / cnt, j = idx % cnt;
-        if (r0 + r < N) {
-            W[(size_t)(r0 + r) * K + i1 + j] = W1[r * ld + j];
-            codes[(size_t)(r0 + r) * K + i1 + j] = C1[r * ld + j];
-        }
+    for (int idx = threadIdx.x; idx < cnt * SW_WARPS; idx += blockDim.x) {
+        int i = idx / SW_WARPS, r = idx % SW_WARPS;
+        if (r0 + r < N) E[(size_t)i * N + r0 + r] = Es[idx];
     }
+}
+
+typedef void (*sweep_kernel)(float *, const float *, int32_t *, const float *, const int32_t *, const int32_t *, float *,
+                             double *, int, int, int, int, int, int, int, float, int);
+
+/* the instance whose registers hold cnt columns */
+static sweep_kernel kernel_for(size_t cnt) {
+    return cnt <= 128 ? k_sweep_rows<4> : cnt <= 256 ? k_sweep_rows<8> : k_sweep_rows<12>;
 }
 
 extern "C" qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_sweep_args *a) {
@@ -104,26 +132,24 @@ extern "C" qd_status qd_cu_gptq_sweep(qd_backend_t be, const struct qd_gptq_swee
         return qd_fail(QD_ERR_UNSUPPORTED, "cuda backend: gptq_sweep: %s targets take given (static) scales",
                        tgt == TGT_E4M3 ? "fp8" : "fp4");
     if (B > K) B = K;
-    size_t smem = (size_t)SW_R * (B + 1) * 8;
-    if (smem > 200 * 1024)
-        return qd_fail(QD_ERR_UNSUPPORTED, "cuda backend: gptq_sweep: block size %zu too large (at most 384)", B);
+    if (B > SW_MAXB)
+        return qd_fail(QD_ERR_UNSUPPORTED, "cuda backend: gptq_sweep: block size %zu too large (at most %d)", B, SW_MAXB);
     void *ws;
     size_t ebytes = (B * N * 4 + 255) / 256 * 256;
     QD_CHECK(qd_cu_ws(c, ebytes + N * sizeof(double), &ws));
     float *E = (float *)ws;
     double *lossp = (double *)((char *)ws + ebytes);
     QD_CUDA_CHECK(cudaMemsetAsync(lossp, 0, N * sizeof(double), c->stream));
-    QD_CUDA_CHECK(cudaFuncSetAttribute(k_sweep_block, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     /* one group: its parameters from the whole W before the sweep, unless the caller gave them
      * (static_groups: GPTQ finds them before zeroing dead columns, as the CPU backend expects) */
     if (!grouped && !a->static_groups) QD_CHECK(qd_cu_qparams_groups(c, &a->cfg, W, K, N, K, 0, 1, S, Z));
-    unsigned nb = (unsigned)((N + SW_R - 1) / SW_R);
+    unsigned nb = (unsigned)((N + SW_WARPS - 1) / SW_WARPS);
     for (size_t i1 = 0; i1 < K; i1 += B) {
         size_t i2 = i1 + B < K ? i1 + B : K, cnt = i2 - i1;
         if (grouped && !stat) /* groups starting in [i1, i2) */
             QD_CHECK(qd_cu_qparams_groups(c, &a->cfg, W, K, N, gs, (i1 + gs - 1) / gs, (i2 + gs - 1) / gs, S, Z));
-        k_sweep_block<<<nb, SW_R, (size_t)SW_R * (cnt + 1) * 8, c->stream>>>(
-            W, U, codes, S, Z, perm, E, lossp, (int)N, (int)K, (int)i1, (int)cnt, (int)gs, grouped, stat, maxq, tgt);
+        kernel_for(cnt)<<<nb, SW_WARPS * 32, 0, c->stream>>>(W, U, codes, S, Z, perm, E, lossp, (int)N, (int)K, (int)i1,
+                                                            (int)cnt, (int)gs, grouped, stat, maxq, tgt);
         QD_LAUNCH_CHECK("gptq_sweep");
         if (i2 < K && qd_cu_exact(be)) { /* W[:, i2:] = (float)(W - E^T U) in the CPU's fixed fp64 order */
             struct qd_cu_xg g = {.ta = 1, .tb = 0, .M = N, .N = K - i2, .K = cnt, .A = E, .B = U + i1 * K + i2, .lda = N,

@@ -92,6 +92,7 @@ static void test_exact_quant(void) {
     struct { int cfg; size_t gs, B; int stat; } cases[] = {
         {0, 128, 128, 0}, {1, 128, 128, 0}, {0, 32, 128, 0}, {0, 0, 128, 0}, {2, 128, 128, 0}, {0, 64, 96, 0}, {0, 128, 128, 1},
         {6, 0, 128, 1}, {7, 128, 128, 0}, {8, 128, 128, 0}, /* scales rounded to F16 / BF16 */
+        {0, 128, 256, 0}, {1, 0, 384, 0}, {0, 128, 200, 0}, /* wider blocks (more columns per lane on CUDA), a partial last block */
     };
     int32_t *pr = malloc(K * 4);
     for (size_t k = 0; k < K; k++) pr[k] = (int32_t)((k * 37 + 11) % K);
