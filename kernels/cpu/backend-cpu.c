@@ -2,12 +2,12 @@
  * backend-cpu.c - the CPU backend's table and buffers (plain host memory). */
 #include <cblas.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "cpu-ops.h"
 #include "qd-backend-cpu.h"
 #include "qd-check.h"
+#include "qd-hugemem.h"
 #include "qd-log.h"
 #include "qd-param.h"
 
@@ -15,17 +15,13 @@
  * weights are allocated and freed per block: with 4 KB pages their first touch was a fifth of a CPU
  * fp8-dynamic run of Llama-3-8B shapes, in page faults) */
 #define QD_CPU_HUGE_BYTES ((size_t)32 << 20)
-#define QD_CPU_HUGE_ALIGN ((size_t)2 << 20)
 
 static qd_status cpu_buf_alloc(qd_backend_t be, size_t n, void **ptr) {
     (void)be;
     /* 64-byte alignment keeps BLAS on its fast paths; zeroed as the interface promises */
     size_t bytes = (n * 4 + 63) / 64 * 64;
-    int huge = bytes >= QD_CPU_HUGE_BYTES;
-    if (huge) bytes = (bytes + QD_CPU_HUGE_ALIGN - 1) / QD_CPU_HUGE_ALIGN * QD_CPU_HUGE_ALIGN;
-    void *p = aligned_alloc(huge ? QD_CPU_HUGE_ALIGN : 64, bytes);
+    void *p = qd_hugemem_alloc(bytes, QD_CPU_HUGE_BYTES);
     if (!p) return qd_fail(QD_ERR_NOMEM, "cpu backend: out of memory allocating %zu bytes", bytes);
-    if (huge) (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without it the pages are 4 KB, nothing else changes */
     __builtin_memset(p, 0, bytes);
     *ptr = p;
     return QD_OK;

@@ -9,12 +9,14 @@
 
 #include "qd-fp4.h"
 #include "qd-fp8.h"
+#include "qd-hugemem.h"
 #include "qd-log.h"
 #include "qd-rows.h"
 
 qd_status qd_qlinear_alloc(qd_qlinear *l, int N, int K, int G) {
     l->N = N, l->K = K, l->G = G;
-    l->codes = malloc((size_t)N * K);
+    /* a device backend writes the codes in one download right after this: huge pages from 2 MiB */
+    l->codes = qd_hugemem_alloc((size_t)N * K, (size_t)2 << 20);
     l->scales = malloc((size_t)G * N * sizeof *l->scales);
     l->zeros = malloc((size_t)G * N * sizeof *l->zeros);
     l->g_idx = malloc((size_t)K * sizeof *l->g_idx);
