@@ -20,6 +20,7 @@ qd_status qd_backend_new(const struct qd_backend_i *iface, void *ctx, qd_backend
     QD_ALLOC(be, 1);
     be->iface = iface;
     be->ctx = ctx;
+    qd__backend_prof_attach(be);
     *out = be;
     return QD_OK;
 }
@@ -28,6 +29,8 @@ const char *qd_be_name(qd_backend_t be) { return be ? be->iface->name : "(none)"
 
 void qd_be_free(qd_backend_t be) {
     if (!be) return;
+    qd__backend_prof_report(be);
+    qd__backend_prof_detach(be);
     if (be->iface->free) be->iface->free(be);
     free(be);
 }

@@ -52,7 +52,14 @@ struct qd_backend {
     const struct qd_backend_i *iface;
     void *ctx; /* the backend's own state */
     qd_numerics numerics; /* QD_NUMERICS_FAST unless set at creation (qd_be_set_numerics) */
+    struct qd_op_prof *prof; /* QD_OP_PROFILE's timings (backend-prof.c), NULL when off */
 };
+
+/* QD_OP_PROFILE (backend-prof.c): attach puts a timing table in front of be's (when the variable is
+ * set), report prints what it timed, detach gives the backend its own table back. */
+void qd__backend_prof_attach(qd_backend_t be);
+void qd__backend_prof_report(qd_backend_t be);
+void qd__backend_prof_detach(qd_backend_t be);
 
 struct qd_buf {
     qd_backend_t owner;

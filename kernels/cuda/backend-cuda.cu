@@ -321,7 +321,7 @@ extern "C" qd_status qd_backend_cuda_create_math(int device, qd_math math, qd_ba
     qd_status st = cu_init(c);
     if (st == QD_OK) st = qd_backend_new(&cuda_iface, c, out);
     if (st != QD_OK) {
-        struct qd_backend tmp = {&cuda_iface, c, QD_NUMERICS_FAST};
+        struct qd_backend tmp = {&cuda_iface, c, QD_NUMERICS_FAST, NULL};
         cu_free(&tmp);
     }
     return st;

@@ -24,6 +24,8 @@
       "solved in batches that fit (default: the memory budget left beside the activations and working set; "    \
       "host backends 16 GiB)")                                                                                   \
     X(CHECK_INSTALL, "QD_CHECK_INSTALL", "set", "debug: check every installed dequantized weight on the host") \
+    X(OP_PROFILE, "QD_OP_PROFILE", "set", "diagnostic: time every backend op (synchronizing around each) and "  \
+      "print the times by op and by GEMM shape when the backend closes")                                        \
     X(AWQ_SMOOTH_ONLY, "QD_AWQ_SMOOTH_ONLY", "set", "tests: AWQ applies its scales and quantizes nothing")     \
     X(INJECT_FAIL, "QD_INJECT_FAIL", "rank:block", "tests: that rank fails before quantizing that block")      \
     X(INJECT_KILL, "QD_INJECT_KILL", "rank:block", "tests: that rank SIGKILLs itself after staging that block") \
