@@ -56,6 +56,8 @@
 #               default) on the same ids, MOES_PEER_TIMEOUT (150) s; a timed-out peer gives a lower bound ">= Nx"; prints peer wall / qdist wall
 #               Both MoE stages print markdown to $OUT/moe-quality.md and $OUT/moe-speed.md; their rc lines
 #               say "moe-... rc=1" when a qdist row failed.
+#     moe-profile  after moe-speed / dsv3-speed: the same blocks again with QD_OP_PROFILE=1 (MOEP_CAL, default all),
+#               the op table to $OUT/moe-profile-*.log (a diagnostic: synchronizes around every op)
 #     dsv3-speed   issue 19 item 6: one DeepSeek-V3-shaped MoE block (gen_synthetic.py --arch deepseek-v3 --blocks 1:
 #               an FP8 source, e4m3 + 128x128 weight_scale_inv, hidden 7168, MLA, 256 routed experts of 2048, top-8,
 #               n_group 8 / topk_group 4, one shared expert; ~15 GB on disk with the embedding and lm_head), 128 x 2048
@@ -347,6 +349,18 @@ for s in $STAGES; do
     for f in /tmp/dsv3-s/qdist-*-report.json; do cp $f "$OUT/dsv3-$(basename $f)"; done 2>/dev/null
     for f in /tmp/dsv3-s/qdist-*.log; do grep -v "gptq w4" $f | tail -30 >"$OUT/dsv3-$(basename $f)"; done 2>/dev/null
     rm -rf /tmp/dsv3-s/qdist-*;;
+  moe-profile)
+    # QD_OP_PROFILE runs of the blocks moe-speed and dsv3-speed generated (run after them): every backend op
+    # timed between synchronizations, by op and GEMM shape (docs/tunables.md); slower than the timed runs
+    for m in /tmp/synth-mixtral-8x7b-1 /tmp/synth-deepseek-v3-1; do
+      [ -f $m/config.json ] || { log "moe-profile: $m not generated (run moe-speed / dsv3-speed first)"; continue; }
+      t=$(basename $m); log "moe-profile: $t, GPTQ W4 g128 --moe-calibration ${MOEP_CAL:-all}, QD_OP_PROFILE=1"
+      QD_OP_PROFILE=1 timeout ${MOEP_TIMEOUT:-400} /tmp/qdist-wrap quantize --backend cuda --model $m --output /tmp/moe-p \
+        --calib $m/calib.jsonl --nsamples 128 --seqlen 2048 --bits 4 --group-size 128 --format compressed-tensors \
+        --overwrite --progress none --method gptq --moe-calibration ${MOEP_CAL:-all} > "$OUT/moe-profile-$t.log" 2>&1
+      echo "moe-profile $t rc=$?"; grep -E "op profile|in [0-9.]+ s ->" "$OUT/moe-profile-$t.log" | head -40
+      cp /tmp/moe-p/qdist_report.json "$OUT/moe-profile-$t-report.json" 2>/dev/null; rm -rf /tmp/moe-p
+    done;;
   dp1gpu)
     # data-parallel ranks sharing the one GPU through the MPI collectives (bench/dp_1gpu.py, issue 18 item 6b)
     cmake --build $B -j$J --target qdist mpi-test-collective-nccl >"$OUT/build-qdist.log" 2>&1 || { log "qdist build failed"; tail -20 "$OUT/build-qdist.log"; continue; }
