@@ -7,8 +7,13 @@
 __global__ void k_ewise(int kind, float *o, const float *x, const float *y, const float *v, size_t rows, size_t cols,
                         size_t ld, float s, int exact) {
     size_t n = rows * cols;
+    /* a dense matrix and an op without a row or column vector need no index split: a 64-bit division
+     * per element would cost more than the element's memory traffic */
+    int split = ld != cols || kind == QD_EW_ADD_ROWV || kind == QD_EW_MUL_COLV || kind == QD_EW_DIV_COLV ||
+                kind == QD_EW_MUL_ROWV || kind == QD_EW_DIV_ROWV;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        size_t r = i / cols, cc = i % cols, p = r * ld + cc;
+        size_t r = 0, cc = 0, p = i;
+        if (split) r = i / cols, cc = i - r * cols, p = r * ld + cc;
         float xv = x[p], out;
         switch (kind) {
         case QD_EW_ADD: out = __fadd_rn(xv, y[p]); break;

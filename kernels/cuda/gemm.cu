@@ -9,7 +9,7 @@
 __global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, size_t rows, size_t cols, size_t ld) {
     size_t n = rows * cols;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(src[(i / cols) * ld + i % cols]);
+        dst[i] = __float2bfloat16_rn(src[ld == cols ? i : (i / cols) * ld + i % cols]); /* dense: no division */
 }
 
 qd_status qd_cu_sgemm(struct qd_cuda_ctx *c, int ta, int tb, size_t M, size_t N, size_t K, float alpha,

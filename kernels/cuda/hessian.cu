@@ -48,7 +48,7 @@ __global__ void k_scale_all(float *H, size_t n, float beta) {
 __global__ void k_rows_bf16(__nv_bfloat16 *dst, const float *src, size_t rows, size_t cols, size_t ld) {
     size_t n = rows * cols;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(src[(i / cols) * ld + i % cols]);
+        dst[i] = __float2bfloat16_rn(src[ld == cols ? i : (i / cols) * ld + i % cols]); /* dense: no division */
 }
 
 /* Tensor-core math: the column-major lower triangle (= row-major upper) in strips of c->hess_tile

@@ -8,7 +8,7 @@ __global__ void k_rows(int gather, float *out, const float *x, const int32_t *id
                        size_t rows, size_t cols) {
     size_t total = n * cols;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        size_t r = i / cols, c = i % cols, t = (size_t)idx[r];
+        size_t r = i / cols, c = i - r * cols, t = (size_t)idx[r];
         if (idx[r] < 0 || t >= rows) continue; /* never outside the buffer (the host builds the indices) */
         if (gather) out[r * cols + c] = x[t * cols + c];
         else out[t * cols + c] = __fadd_rn(out[t * cols + c], __fmul_rn(w[r], x[r * cols + c]));
