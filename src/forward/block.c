@@ -155,12 +155,16 @@ qd_status qd_block_forward(qd_fwd *f, const struct qd_block_fwd_args *a) {
     qd_backend_t be = f->be;
     size_t rows = a->nseq * f->seq_len, H = (size_t)cfg->hidden;
     int stopped = 0;
-    qd_ref n = QD_REF(f->n, 0), h = QD_REF(f->h, 0), t = QD_REF(f->t, 0);
-    QD_CHECK(qd_norm_forward(be, cfg, a->w->ln_in, a->x, n, rows));
-    QD_CHECK(qd_attn_forward(f, a->w, n, t, a->nseq, a->capture, a->user, a->stop_after, &stopped));
-    if (stopped) return QD_OK;
-    QD_CHECK(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_ADD, .out = h, .x = a->x, .y = t, .rows = rows,
-                                                     .cols = H, .ld = H}));
+    qd_ref n = QD_REF(f->n, 0), h = a->h_mode == QD_FWD_H_COMPUTE ? QD_REF(f->h, 0) : a->out, t = QD_REF(f->t, 0);
+    if (a->h_mode != QD_FWD_H_COMPUTE && a->out.buf == a->x.buf && a->out.off == a->x.off)
+        return qd_fail(QD_ERR_INTERNAL, "forward: block %d: h kept in out, but out is the input", a->w->index);
+    if (a->h_mode != QD_FWD_H_REUSE) {
+        QD_CHECK(qd_norm_forward(be, cfg, a->w->ln_in, a->x, n, rows));
+        QD_CHECK(qd_attn_forward(f, a->w, n, t, a->nseq, a->capture, a->user, a->stop_after, &stopped));
+        if (stopped) return QD_OK;
+        QD_CHECK(qd_be_ewise(be, &(struct qd_ewise_args){.kind = QD_EW_ADD, .out = h, .x = a->x, .y = t,
+                                                         .rows = rows, .cols = H, .ld = H}));
+    }
     QD_CHECK(qd_norm_forward(be, cfg, a->w->ln_post, h, n, rows));
     if (qd_block_is_moe(a->w))
         QD_CHECK(qd_moe_forward(f, a->w, n, t, rows, a->capture, a->user, a->stop_after, &a->moe, &stopped));

@@ -50,6 +50,12 @@ struct qd_moe_calib {
     int no_shared;
 };
 
+/* The post-attention residual sum h of a block forward: COMPUTE (the attention runs, h in scratch);
+ * SAVE (the same, h left in out: for passes that stop in the MLP, which then never write out); REUSE
+ * (h read from out, where a SAVE pass of the same input left it, and the attention skipped: its weights
+ * must be unchanged since). SAVE and REUSE need out != x. */
+typedef enum { QD_FWD_H_COMPUTE = 0, QD_FWD_H_SAVE, QD_FWD_H_REUSE } qd_fwd_h;
+
 struct qd_block_fwd_args {
     const qd_block_w *w;
     qd_ref x;             /* [nseq*seq_len, hidden] input */
@@ -59,6 +65,7 @@ struct qd_block_fwd_args {
     void *user;
     int stop_after;       /* -1: whole block; else a Linear index: return after capturing it */
     struct qd_moe_calib moe;
+    qd_fwd_h h_mode;      /* where the MLP input's residual sum h = x + attention(x) comes from */
 };
 qd_status qd_block_forward(qd_fwd *f, const struct qd_block_fwd_args *a);
 

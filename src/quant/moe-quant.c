@@ -17,6 +17,10 @@
  *
  * Expert parallel (moe-ep.c) replaces the batches: one pass per MLP stage keeps every expert's rows
  * for its owner rank, which then holds and solves only its own experts' Hessians.
+ *
+ * The attention runs once for the MLP stages: their first pass leaves the post-attention residual sum
+ * in the output buffer (which no stopped pass writes), and the later passes and the block's output
+ * start from it (h_mode_for; qd-forward.h qd_fwd_h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +84,21 @@ static size_t batch_size(const qd_qctx *c, size_t K, size_t n) {
     return b < 1 ? 1 : b > n ? n : b;
 }
 
+/* Where a pass of stage g takes the MLP input from. The MLP stages' passes stop before they write out,
+ * so the first one leaves the post-attention residual sum there (SAVE) and the later ones - the down
+ * stage, further batches of experts, the block's output - read it instead of running the attention
+ * again (REUSE): every attention Linear is quantized and installed before the MLP's first stage. */
+static qd_fwd_h h_mode_for(const qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, int g) {
+    if (g < qd_model_mlp_stage(c->cfg) || in == out) return QD_FWD_H_COMPUTE;
+    return c->h_in_out == w->index ? QD_FWD_H_REUSE : QD_FWD_H_SAVE;
+}
+
+/* a pass made with mode m ended with status st: what out holds now */
+static void h_after(qd_qctx *c, const qd_block_w *w, qd_fwd_h m, qd_status st) {
+    if (st != QD_OK) c->h_in_out = -1;
+    else if (m == QD_FWD_H_SAVE) c->h_in_out = w->index;
+}
+
 /* One pass of stage g over every chunk: the keys set in on (zeroed first) accumulate; the experts of
  * cap[] are the ones gathered and computed. */
 static qd_status capture_pass(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, int g, unsigned char *on,
@@ -89,7 +108,9 @@ static qd_status capture_pass(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t o
     for (int k = 0; k < c->nh; k++) on[k] = !on[k]; /* hess_cb's skip list: every key not on */
     h->groups = 1u << g;
     h->skip_key = on;
-    qd_status st = qd__forward_all_moe(c, w, in, out, hess, h, qd__stage_first(w, g), mc);
+    qd_fwd_h m = h_mode_for(c, w, in, out, g);
+    qd_status st = qd__forward_all_moe(c, w, in, out, hess, h, qd__stage_first(w, g), mc, m);
+    h_after(c, w, m, st);
     h->skip_key = NULL;
     for (int k = 0; k < c->nh; k++) on[k] = !on[k];
     return st;
@@ -206,7 +227,11 @@ static qd_status mlp_stage_ep(moe_run *r, int g, int down) {
     if (st == QD_OK) st = qd__ep_box_new(c, r->w, r->hess, r->h, &box);
     r->h->groups = 1u << g;
     r->h->skip_key = skip;
-    if (st == QD_OK) st = qd__forward_all_moe(c, r->w, r->in, r->out, qd__ep_capture, box, qd__stage_first(r->w, g), &mc);
+    qd_fwd_h m = h_mode_for(c, r->w, r->in, r->out, g);
+    if (st == QD_OK) {
+        st = qd__forward_all_moe(c, r->w, r->in, r->out, qd__ep_capture, box, qd__stage_first(r->w, g), &mc, m);
+        h_after(c, r->w, m, st);
+    }
     r->h->skip_key = NULL;
     if (st == QD_OK && !down) {
         st = sum_tokens(c, E);
@@ -278,7 +303,9 @@ qd_status qd__moe_output(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, q
     size_t E = (size_t)c->cfg->moe_experts;
     memset(c->expert_tokens, 0, E * sizeof *c->expert_tokens);
     struct qd_moe_calib mc = {.tokens = c->expert_tokens};
-    QD_CHECK(qd__forward_all_moe(c, w, in, out, NULL, NULL, -1, &mc));
+    qd_fwd_h m = c->h_in_out == w->index && in != out ? QD_FWD_H_REUSE : QD_FWD_H_COMPUTE;
+    c->h_in_out = -1; /* out is the block's output from here on */
+    QD_CHECK(qd__forward_all_moe(c, w, in, out, NULL, NULL, -1, &mc, m));
     QD_CHECK(sum_tokens(c, E));
     for (int l = 0; l < w->nlin; l++) {
         int e = w->lin[l].expert;

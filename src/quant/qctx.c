@@ -40,6 +40,7 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
     qd_qctx *c;
     QD_ALLOC(c, 1);
     c->be = be;
+    c->h_in_out = -1;
     c->cfg = cfg;
     c->o = *opts;
     c->nh = qd_model_max_hkeys(cfg);
@@ -99,11 +100,11 @@ void qd__set_keys(qd_qctx *c, const qd_block_w *w) {
 
 qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
                           int stop_after) {
-    return qd__forward_all_moe(c, w, in, out, cap, user, stop_after, NULL);
+    return qd__forward_all_moe(c, w, in, out, cap, user, stop_after, NULL, QD_FWD_H_COMPUTE);
 }
 
 qd_status qd__forward_all_moe(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap,
-                              void *user, int stop_after, const struct qd_moe_calib *moe) {
+                              void *user, int stop_after, const struct qd_moe_calib *moe, qd_fwd_h h_mode) {
     size_t S = c->o.seq_len, H = (size_t)c->cfg->hidden;
     qd_phase prev = qd_phase_set(c->be, QD_PH_FORWARD);
     for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
@@ -112,7 +113,8 @@ qd_status qd__forward_all_moe(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_b
                                                                       .out = QD_REF(out, s0 * S * H), .nseq = ns,
                                                                       .capture = cap, .user = user,
                                                                       .stop_after = stop_after,
-                                                                      .moe = moe ? *moe : (struct qd_moe_calib){0}}));
+                                                                      .moe = moe ? *moe : (struct qd_moe_calib){0},
+                                                                      .h_mode = h_mode}));
     }
     qd_phase_set(c->be, prev);
     return QD_OK;

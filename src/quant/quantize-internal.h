@@ -38,6 +38,8 @@ struct qd_qctx {
     int *expert_owner;          /* [experts] the rank that solves each expert of this block */
     unsigned char *key_local;   /* [nh] 0: data parallel; 1: complete and solved whole here; 2: another rank's */
     double *kv_amax;            /* --kv-cache: [2 * nkv] the block's key then value maxima per KV head */
+    int h_in_out;               /* MoE GPTQ: the block (index) whose post-attention residual sum the output
+                                 * buffer holds (moe-quant.c), -1 for none */
 };
 
 /* AWQ's kept inputs of one Hessian key: this rank's rows, slab (chunk) i's at off[i] .. off[i + 1]
@@ -77,9 +79,10 @@ qd_status qd__kv_observe(qd_qctx *c, const qd_block_w *w, qd_buf_t inputs);
 /* forward every chunk of inputs through block w into outputs (capture / stop_after as in qd-forward.h) */
 qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
                           int stop_after);
-/* the same with the MoE calibration settings (qd-forward.h qd_moe_calib) */
+/* the same with the MoE calibration settings (qd-forward.h qd_moe_calib) and where the MLP input's
+ * residual sum comes from (qd-forward.h qd_fwd_h) */
 qd_status qd__forward_all_moe(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap,
-                              void *user, int stop_after, const struct qd_moe_calib *moe);
+                              void *user, int stop_after, const struct qd_moe_calib *moe, qd_fwd_h h_mode);
 /* replace w->w[l] by r's dequantization with the scale dtype of the export; r->dev_codes (when set) is
  * what it dequantizes on the device, and is freed (NULL afterwards) whatever the outcome */
 qd_status qd__install(qd_qctx *c, qd_block_w *w, int l, qd_qresult *r);
