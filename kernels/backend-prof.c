@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "qd-backend-impl.h"
+#include "qd-clock.h"
 #include "qd-log.h"
 #include "qd-param.h"
 
@@ -54,20 +54,14 @@ struct qd_op_prof {
     tally other_shapes;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double begin(qd_backend_t be) {
     if (be->prof->real->synchronize) (void)be->prof->real->synchronize(be); /* earlier work is not this op's */
-    return now_s();
+    return qd_clock_s();
 }
 
 static double end(qd_backend_t be, double t0) {
     if (be->prof->real->synchronize) (void)be->prof->real->synchronize(be);
-    return now_s() - t0;
+    return qd_clock_s() - t0;
 }
 
 static void add(tally *t, double s, double flops) { t->s += s, t->flops += flops, t->calls++; }

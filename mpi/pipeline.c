@@ -5,19 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "qd-check.h"
+#include "qd-clock.h"
 #include "qd-param.h"
 #include "qd-phase.h"
 
 #define TAG_BASE 1000
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* "rank:block" from the environment matches this (rank, block) */
 static int injected(qd_param var, int rank, int block) {
@@ -60,14 +54,14 @@ qd_status qd_pipeline_send(const struct qd_block_worker *w, qd_transport *t, int
         rc = qd_transport_isend(t, act + first * w->seq_elems, count * w->seq_elems * sizeof(float), peer,
                                 TAG_BASE + (int)i, &x[i]);
     }
-    double t0 = now_s();
+    double t0 = qd_clock_s();
     qd_phase prev = qd_phase_set(NULL, QD_PH_WAIT);
     for (size_t i = 0; i < n; i++) {
         qd_status r2 = qd_transport_wait(t, &x[i]);
         if (rc == QD_OK) rc = r2;
     }
     qd_phase_set(NULL, prev);
-    st->wait_s += now_s() - t0;
+    st->wait_s += qd_clock_s() - t0;
     free(x);
     return rc;
 }
@@ -78,14 +72,14 @@ qd_status qd_pipeline_recv(const struct qd_block_worker *w, qd_transport *t, int
     qd_xfer *x = calloc(n, sizeof *x);
     if (!x) return qd_fail(QD_ERR_NOMEM, "pipeline: out of memory");
     qd_status rc = post_recvs(w, t, peer, act, x);
-    double t0 = now_s();
+    double t0 = qd_clock_s();
     qd_phase prev = qd_phase_set(NULL, QD_PH_WAIT);
     for (size_t i = 0; i < n; i++) {
         qd_status r2 = qd_transport_wait(t, &x[i]);
         if (rc == QD_OK) rc = r2;
     }
     qd_phase_set(NULL, prev);
-    st->wait_s += now_s() - t0;
+    st->wait_s += qd_clock_s() - t0;
     free(x);
     return rc;
 }
@@ -135,11 +129,11 @@ static qd_status fp_pass(const qd_plan *plan, int rank, const struct qd_block_wo
     for (size_t i = 0; i < n; i++) {
         size_t first, count;
         batch_range(w, i, &first, &count);
-        double t0 = now_s();
+        double t0 = qd_clock_s();
         qd_phase ph = qd_phase_set(NULL, QD_PH_WAIT);
         if (prev) rc = qd_transport_wait(prev, &rx[i]);
         qd_phase_set(NULL, ph);
-        st->wait_s += now_s() - t0;
+        st->wait_s += qd_clock_s() - t0;
         if (rc != QD_OK) goto out;
         if (!next) continue; /* the last rank needs no full-precision output */
         float *dst = work + first * w->seq_elems;
@@ -155,14 +149,14 @@ static qd_status fp_pass(const qd_plan *plan, int rank, const struct qd_block_wo
     }
 out:
     if (rx && tx) {
-        double t0 = now_s();
+        double t0 = qd_clock_s();
         qd_phase ph = qd_phase_set(NULL, QD_PH_WAIT);
         for (size_t i = 0; i < n; i++) {
             if (prev) qd_transport_wait(prev, &rx[i]);
             if (next) qd_transport_wait(next, &tx[i]);
         }
         qd_phase_set(NULL, ph);
-        st->wait_s += now_s() - t0;
+        st->wait_s += qd_clock_s() - t0;
     }
     free(rx);
     free(tx);

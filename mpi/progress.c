@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "qd-check.h"
+#include "qd-clock.h"
 
 struct qd_progress {
     char dir[4096];
@@ -25,12 +26,6 @@ struct qd_progress {
     double t0;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int scan(struct qd_progress *p) {
     int n = 0;
     for (int b = 0; b < p->plan.nblocks; b++) {
@@ -45,7 +40,7 @@ static int scan(struct qd_progress *p) {
 }
 
 static void report(struct qd_progress *p, int done, int final) {
-    double el = now_s() - p->t0;
+    double el = qd_clock_s() - p->t0;
     int fresh = done - p->initial_done;
     double tps = el > 0 ? fresh * p->tokens_per_block / el : 0;
     int left = p->plan.nblocks - done;
@@ -130,7 +125,7 @@ qd_status qd_progress_start(const char *staging_dir, const qd_plan *plan, double
         return qd_fail(QD_ERR_NOMEM, "progress: out of memory");
     }
     p->initial_done = p->reported_done = scan(p);
-    p->t0 = now_s();
+    p->t0 = qd_clock_s();
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     if (pthread_create(&p->thread, NULL, loop, p) != 0) {

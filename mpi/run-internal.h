@@ -7,10 +7,10 @@
 #define QD_RUN_INTERNAL_H
 
 #include <stdint.h>
-#include <time.h>
 #include <cjson/cJSON.h>
 
 #include "qd-bootstrap.h"
+#include "qd-clock.h"
 #include "qd-collective.h"
 #include "qd-h5stage.h"
 #include "qd-model-ckpt.h"
@@ -18,12 +18,6 @@
 #include "qd-quantize-run.h"
 #include "qd-stage-writer.h"
 #include "qd-transport.h"
-
-static inline double qd_run_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Per-rank timings, gathered on rank 0 for the report (plain data: sent as bytes). */
 typedef struct qd_run_times {

@@ -17,11 +17,11 @@
 
 static qd_status load_block(qd_run *k, int b, qd_block_w *w) {
     qd_phase prev = qd_phase_set(k->be, QD_PH_READ);
-    double t0 = qd_run_now_s();
+    double t0 = qd_clock_s();
     qd_status st = qd_model_block_load(k->be, k->model, b, w);
     qd_model_block_prefetch(k->model, b + 1); /* read from disk while block b computes */
     qd_phase_set(k->be, prev);
-    k->t.load_s += qd_run_now_s() - t0;
+    k->t.load_s += qd_clock_s() - t0;
     return st;
 }
 
@@ -82,7 +82,7 @@ static qd_status w_store(void *user, float *act) {
 
 static qd_status w_forward_fp(void *user, int b, float *act, size_t nseq) {
     qd_run *k = user;
-    double t0 = qd_run_now_s();
+    double t0 = qd_clock_s();
     size_t n = nseq * k->o->q.seq_len * (size_t)k->cfg->hidden;
     qd_block_w w = {0};
     qd_status st;
@@ -101,7 +101,7 @@ static qd_status w_forward_fp(void *user, int b, float *act, size_t nseq) {
 out:
     qd_block_w_free(&w);
     qd_phase_set(k->be, QD_PH_OTHER);
-    k->t.fp_s += qd_run_now_s() - t0;
+    k->t.fp_s += qd_clock_s() - t0;
     return st;
 }
 
@@ -222,7 +222,7 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
     QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.q_a_layernorm.weight", w->q_a_norm), st, out);
     QD_CHECK_GOTO(stage_tensor(k, sb, b, "self_attn.kv_a_layernorm.weight", w->kv_a_norm), st, out);
     QD_CHECK_GOTO(qd_run_kv_stage(k, sb, b), st, out);
-    double t0 = qd_run_now_s();
+    double t0 = qd_clock_s();
     if (k->xs) { /* rank 0's streamed export packs it into its shards beside the staging write */
         atomic_fetch_add(&shb->extra, 1);
         qd_run_stream_block(k, sb, release_staged);
@@ -230,7 +230,7 @@ static qd_status stage_block(qd_run *k, int b, const qd_block_w *w, qd_qresult *
     if (hold_back(k, b)) k->tail = sb; /* written only if the export does not commit (qd_run_stage_tail) */
     else st = qd_stage_writer_submit(k->writer, sb, release_staged); /* waits for the previous block's write */
     sb = NULL;
-    k->t.stage_s += qd_run_now_s() - t0;
+    k->t.stage_s += qd_clock_s() - t0;
 out:
     release_staged(sb);
     qd_phase_set(k->be, prev);
@@ -239,7 +239,7 @@ out:
 
 static qd_status w_quantize(void *user, int b) {
     qd_run *k = user;
-    double t0 = qd_run_now_s();
+    double t0 = qd_clock_s();
     qd_block_w w = {0};
     qd_qresult *res = NULL;
     char *sources = NULL;
@@ -265,7 +265,7 @@ static qd_status w_quantize(void *user, int b) {
         QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->store_dt, k->o->format), st, out);
         QD_CHECK_GOTO(qd_qlinear_check_scales(&res[l].q, k->o->q.scale_dtype, "--scale-dtype"), st, out);
     }
-    if (stager) QD_CHECK_GOTO(stage_block(k, b, &w, res, &sources, qd_run_now_s() - t0), st, out);
+    if (stager) QD_CHECK_GOTO(stage_block(k, b, &w, res, &sources, qd_clock_s() - t0), st, out);
     if (no_calib(k)) goto out;
     /* k->out already holds what a resumed run's replay computes (qd-replay.h): the same forward ops
      * on the same chunks with the same installed weights (GPTQ/RTN), or the unmodified block's
@@ -279,7 +279,7 @@ out:
     free(res);
     qd_block_w_free(&w);
     qd_run_sample_mem(k);
-    k->t.quant_s += qd_run_now_s() - t0;
+    k->t.quant_s += qd_clock_s() - t0;
     return st;
 }
 
@@ -333,7 +333,7 @@ static qd_status install_staged_plain(qd_run *k, qd_block_w *w, const qd_staged_
 static qd_status w_replay(void *user, int b) {
     qd_run *k = user;
     if (no_calib(k)) return qd_run_dp_stager(k, b) ? check_staged_only(k, b) : QD_OK;
-    double t0 = qd_run_now_s();
+    double t0 = qd_clock_s();
     qd_block_w w = {0};
     qd_staged_block *sb = NULL;
     qd_qresult *res = NULL;
@@ -373,7 +373,7 @@ out:
     free(res); /* its arrays are sb's */
     qd_staged_block_free(sb);
     qd_block_w_free(&w);
-    k->t.replay_s += qd_run_now_s() - t0;
+    k->t.replay_s += qd_clock_s() - t0;
     return st;
 }
 

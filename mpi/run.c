@@ -45,7 +45,7 @@ static qd_status open_rank(qd_run *k, qd_quantize_opts *q, const qd_backend_spec
 }
 
 qd_status qd_quantize_run(const qd_run_opts *o) {
-    double t0 = qd_run_now_s();
+    double t0 = qd_clock_s();
     int rank = qd_mpi_rank(), size = qd_mpi_size();
     qd_model_cfg cfg;
     qd_plan *plan = calloc(1, sizeof *plan);
@@ -146,7 +146,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     k.t.wait_s = ps.wait_s;
     k.t.quantized = ps.quantized;
     k.t.replayed = ps.replayed;
-    k.t.total_s = qd_run_now_s() - t0;
+    k.t.total_s = qd_clock_s() - t0;
     qd_run_sample_mem(&k);
     qd_phase_totals(k.be, k.t.phase);
 
@@ -161,7 +161,7 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
         free(all);
         goto fail;
     }
-    double t_staged = qd_run_now_s(); /* every rank's blocks are staged: the export tail starts here */
+    double t_staged = qd_clock_s(); /* every rank's blocks are staged: the export tail starts here */
     qd_qrecord *recs = NULL;
     size_t nrecs = 0;
     st = qd_run_gather_records(&k, &recs, &nrecs);
@@ -174,12 +174,12 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
     if (rank == 0) {
         st = qd_path_join(meta, sizeof meta, staging, "meta");
         if (st == QD_OK) st = qd_run_prepare_meta(o->model_dir, meta);
-        double tw = qd_run_now_s(), te = 0;
+        double tw = qd_clock_s(), te = 0;
         cJSON *report = NULL;
         if (st == QD_OK) st = qd_run_build_report(&ro, k.stage, cfg.nlayers, k.resumed, plan, all, recs, nrecs,
-                                                  qd_run_now_s() - t0, &report);
+                                                  qd_clock_s() - t0, &report);
         if (st == QD_OK) st = qd_run_save_report(report, meta);
-        double tr = qd_run_now_s() - tw;
+        double tr = qd_clock_s() - tw;
         int streamed = 0;
         if (st == QD_OK && qd_param_str(QD_PARAM_INJECT_KILL_EXPORT)) raise(SIGKILL);
         if (st == QD_OK) {
@@ -191,13 +191,13 @@ qd_status qd_quantize_run(const qd_run_opts *o) {
                         "recipe; --format may change) to export them without quantizing again, or remove %s to "
                         "start over", cfg.nlayers, staging, staging);
         }
-        te = qd_run_now_s() - tw - tr;
-        if (st == QD_OK) qd_run_stream_report(report, qd_run_now_s() - t_staged, streamed, cfg.nlayers);
-        if (st == QD_OK) st = qd_run_finish_report(report, tr, te, qd_run_now_s() - t0, o->output_dir);
+        te = qd_clock_s() - tw - tr;
+        if (st == QD_OK) qd_run_stream_report(report, qd_clock_s() - t_staged, streamed, cfg.nlayers);
+        if (st == QD_OK) st = qd_run_finish_report(report, tr, te, qd_clock_s() - t0, o->output_dir);
         cJSON_Delete(report);
         if (st == QD_OK) {
             qd_info("quantize: %d blocks (%d quantized now, %d resumed from staging) in %.1f s -> %s", cfg.nlayers,
-                    cfg.nlayers - k.nresumed, k.nresumed, qd_run_now_s() - t0, o->output_dir);
+                    cfg.nlayers - k.nresumed, k.nresumed, qd_clock_s() - t0, o->output_dir);
             qd_run_stage_tail(&k, 0); /* committed: a held-back last block is not staged */
             if (!o->keep_staging) st = qd_stage_remove(staging); /* only what qdist wrote there */
         }

@@ -4,9 +4,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "qd-check.h"
+#include "qd-clock.h"
 
 struct qd_stage_writer {
     qd_stage *stage;
@@ -20,12 +20,6 @@ struct qd_stage_writer {
     double busy_s;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void *run(void *arg) {
     qd_stage_writer *w = arg;
     pthread_mutex_lock(&w->lock);
@@ -37,9 +31,9 @@ static void *run(void *arg) {
         w->pending = NULL;
         w->busy = 1;
         pthread_mutex_unlock(&w->lock);
-        double t0 = now_s();
+        double t0 = qd_clock_s();
         qd_status st = qd_stage_write_block(w->stage, b);
-        double dt = now_s() - t0;
+        double dt = qd_clock_s() - t0;
         if (release) release(b);
         pthread_mutex_lock(&w->lock);
         w->busy_s += dt;

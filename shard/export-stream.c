@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "export-internal.h"
 #include "qd-check.h"
+#include "qd-clock.h"
 #include "qd-log.h"
 #include "qd-qsource-stage.h"
 
@@ -259,21 +259,15 @@ static qd_status open_files(qd_xstream *x) {
     return QD_OK;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 qd_status qd_xstream_finish(qd_xstream *x, int *fallback, int *streamed) {
     *fallback = 0;
     *streamed = x->streamed;
-    double t0 = now_s(), t1 = t0, t2 = t0;
+    double t0 = qd_clock_s(), t1 = t0, t2 = t0;
     qd_status st = open_files(x);
     /* the threads leave once every piece is taken, each finishing its own first; after a failure they
      * would wait for blocks that will not come: they stop */
     join_threads(x, st != QD_OK);
-    t1 = t2 = now_s();
+    t1 = t2 = qd_clock_s();
     if (st == QD_OK) st = x->st;
     if (st == QD_OK && !x->fallback && x->ntaken != x->nunits)
         st = qd_fail(QD_ERR_INTERNAL, "export: %zu of %zu pieces of work were left", x->nunits - x->ntaken, x->nunits);
@@ -285,12 +279,12 @@ qd_status qd_xstream_finish(qd_xstream *x, int *fallback, int *streamed) {
     } else {
         if (st == QD_OK) st = qd_stpl_finish(x->w); /* frees the writer */
         else qd_stpl_abort(x->w);
-        t2 = now_s();
+        t2 = qd_clock_s();
         st = qd_export_conclude(&x->o, &x->src, &x->p, x->od, st, &x->stats, x->need);
         /* what the export tail of a run is made of, for its report line */
         if (st == QD_OK)
             qd_info("export: finished in %.2f s: pieces still open %.2f s, shard syncs and index %.2f s, metadata and "
-                    "commit %.2f s", now_s() - t0, t1 - t0, t2 - t1, now_s() - t2);
+                    "commit %.2f s", qd_clock_s() - t0, t1 - t0, t2 - t1, qd_clock_s() - t2);
     }
     x->w = NULL;
     x->od = NULL;

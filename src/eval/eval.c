@@ -5,9 +5,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "qd-check.h"
+#include "qd-clock.h"
 #include "qd-eval.h"
 #include "qd-fs.h"
 #include "qd-lm.h"
@@ -16,12 +16,6 @@
 #include "tok-unicode.h"
 
 #define QD_EVAL_LOGIT_ROWS 256
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static qd_status run_windows(qd_lm *lm, const int32_t *ids, size_t windows, size_t S, const struct qd_eval_opts *o,
                              double *nll) {
@@ -73,7 +67,7 @@ out:
 
 qd_status qd_eval_ppl_ids(qd_backend_t be, const qd_model *m, const int32_t *ids, size_t n,
                           const struct qd_eval_opts *opts, struct qd_eval_result *out) {
-    double t0 = now_s();
+    double t0 = qd_clock_s();
     const qd_model_cfg cfg = *qd_model_cfg_of(m);
     size_t S = opts->seqlen;
     if (!S) S = cfg.max_pos > 0 && cfg.max_pos < 2048 ? (size_t)cfg.max_pos : 2048;
@@ -97,7 +91,7 @@ qd_status qd_eval_ppl_ids(qd_backend_t be, const qd_model *m, const int32_t *ids
     out->text_tokens = n;
     out->mean_nll = nll / (double)out->scored_tokens;
     out->ppl = exp(out->mean_nll);
-    out->seconds = now_s() - t0;
+    out->seconds = qd_clock_s() - t0;
     return QD_OK;
 }
 

@@ -2,7 +2,7 @@
  * phase.c - the per-process phase accumulator (qd-phase.h). */
 #include "qd-phase.h"
 
-#include <time.h>
+#include "qd-clock.h"
 
 static struct {
     double t[QD_PH_N];
@@ -10,16 +10,10 @@ static struct {
     qd_phase cur;
 } ph;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void charge(qd_backend_t be) {
     /* a failed sync is reported by the next op that touches the device; timing must not fail */
     if (be) (void)qd_be_synchronize(be);
-    double t = now_s();
+    double t = qd_clock_s();
     if (ph.since > 0) ph.t[ph.cur] += t - ph.since;
     ph.since = t;
 }
@@ -40,7 +34,7 @@ void qd_phase_totals(qd_backend_t be, double out[QD_PH_N]) {
 void qd_phase_reset(void) {
     for (int i = 0; i < QD_PH_N; i++) ph.t[i] = 0;
     ph.cur = QD_PH_OTHER;
-    ph.since = now_s();
+    ph.since = qd_clock_s();
 }
 
 const char *qd_phase_name(qd_phase p) {
