@@ -282,9 +282,10 @@ qd_status qd_xstream_finish(qd_xstream *x, int *fallback, int *streamed) {
         t2 = qd_clock_s();
         st = qd_export_conclude(&x->o, &x->src, &x->p, x->od, st, &x->stats, x->need);
         /* what the export tail of a run is made of, for its report line */
+        double t3 = qd_clock_s();
         if (st == QD_OK)
             qd_info("export: finished in %.2f s: pieces still open %.2f s, shard syncs and index %.2f s, metadata and "
-                    "commit %.2f s", qd_clock_s() - t0, t1 - t0, t2 - t1, qd_clock_s() - t2);
+                    "commit %.2f s", t3 - t0, t1 - t0, t2 - t1, t3 - t2);
     }
     x->w = NULL;
     x->od = NULL;
