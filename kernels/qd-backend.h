@@ -334,7 +334,8 @@ qd_status qd_be_quantize(qd_backend_t be, const struct qd_quantize_args *a);
  * static_groups the caller filled scales/zeros (from the original W, original group order) and column
  * c uses group g = (perm ? perm[c] : c) / group_size, or g = 0 when group_size <= 0 (the caller then
  * supplies the single parameter set); static groups may leave a partial last group (G = ceil(K /
- * group_size): fp8-block's edge blocks), dynamic ones must divide K. */
+ * group_size): fp8-block's edge blocks), dynamic ones must divide K. The CUDA backend takes block sizes
+ * up to 384 (a row's block in one warp's registers) and refuses larger ones; qdist's own is 128. */
 struct qd_gptq_sweep_args {
     qd_qcfg cfg;
     qd_ref W, U, codes, scales, zeros;
