@@ -49,6 +49,12 @@ typedef struct {
 
 static void routing_free(routing *r) { free(r->idx), free(r->wt), free(r->cnt), free(r->off); }
 
+void qd_route_keep_clear(qd_route_keep *k) {
+    if (!k) return;
+    free(k->idx), free(k->wt), free(k->cnt), free(k->off);
+    *k = (qd_route_keep){0};
+}
+
 /* DeepSeek-V3: te/tw [rows, K] from qd_route_dsv3_topk (sigmoid, biased group-limited choice) */
 static qd_status route_dsv3(const qd_model_cfg *c, const float *logits, const float *bias, size_t rows, int *te,
                             float *tw) {
@@ -196,21 +202,27 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
     /* stage 2: the all-token input (the router's, which the shared expert's gate/up share: one capture),
      * then every expert's gate/up input */
     if (cb) QD_CHECK(cb(user, L.router, n, rows));
-    QD_CHECK(qd_linear_forward(be, w, L.router, n, QD_REF(f->logits, 0), rows));
-    float *logits = malloc(rows * E * sizeof *logits + 1);
-    if (!logits) return qd_fail(QD_ERR_NOMEM, "moe: out of memory for the router logits of %zu tokens", rows);
+    qd_route_keep *keep = moe ? moe->keep : NULL;
     routing r = {0};
-    qd_status st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(f->logits, 0), .dst = logits,
-                                                                 .n = rows * E});
-    float *bias = NULL;
-    if (st == QD_OK && w->e_bias) {
-        bias = malloc(E * sizeof *bias);
-        st = bias ? qd_be_download(be, &(struct qd_download_args){.src = QD_REF(w->e_bias, 0), .dst = bias, .n = E})
-                  : qd_fail(QD_ERR_NOMEM, "moe: out of memory for the router bias");
+    qd_status st = QD_OK;
+    if (keep && keep->full) {
+        r = (routing){.idx = keep->idx, .wt = keep->wt, .cnt = keep->cnt, .off = keep->off};
+    } else {
+        QD_CHECK(qd_linear_forward(be, w, L.router, n, QD_REF(f->logits, 0), rows));
+        float *logits = malloc(rows * E * sizeof *logits + 1);
+        if (!logits) return qd_fail(QD_ERR_NOMEM, "moe: out of memory for the router logits of %zu tokens", rows);
+        st = qd_be_download(be, &(struct qd_download_args){.src = QD_REF(f->logits, 0), .dst = logits, .n = rows * E});
+        float *bias = NULL;
+        if (st == QD_OK && w->e_bias) {
+            bias = malloc(E * sizeof *bias);
+            st = bias ? qd_be_download(be, &(struct qd_download_args){.src = QD_REF(w->e_bias, 0), .dst = bias, .n = E})
+                      : qd_fail(QD_ERR_NOMEM, "moe: out of memory for the router bias");
+        }
+        if (st == QD_OK) st = route(c, logits, bias, rows, &r);
+        free(logits), free(bias);
+        QD_CHECK(st);
+        if (keep) *keep = (qd_route_keep){.idx = r.idx, .wt = r.wt, .cnt = r.cnt, .off = r.off, .full = 1};
     }
-    if (st == QD_OK) st = route(c, logits, bias, rows, &r);
-    free(logits), free(bias);
-    QD_CHECK(st);
     size_t total = r.off[E];
     st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(f->ridx, 0), .src = r.idx, .src_dtype = QD_DT_I32,
                                                    .n = total});
@@ -244,7 +256,7 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
             st = qd_be_rows(be, &(struct qd_rows_args){.kind = QD_ROWS_SCATTER_ADD, .out = out, .x = ye, .idx = idx,
                                                         .w = wt, .n = ne, .rows = rows, .cols = H});
     }
-    routing_free(&r);
+    if (!keep) routing_free(&r); /* else the caller's, until qd_route_keep_clear */
     if (stop_stage == S || stop_stage == S + 1) *stopped = 1;
     return st;
 }

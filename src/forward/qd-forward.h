@@ -40,6 +40,17 @@ typedef qd_status (*qd_capture_fn)(void *user, int lin, qd_ref x, size_t rows);
  * to it ([n_e, hidden], nothing when n_e = 0) and its down input [n_e, moe_intermediate] - or every
  * token's, for the statistics only, when all[e] is set (the output always uses the model's routing).
  * stop_after on any Linear of a stage returns once every capture of that stage is made. */
+/* One chunk's routing (per expert: its tokens, ascending, and their weights), kept by the caller between
+ * passes over the same MLP input (qd_fwd_h REUSE): a later pass skips the router GEMM, the logits'
+ * download and the top-k. qd_moe_forward fills an empty one and reads a full one; clear frees it. */
+typedef struct qd_route_keep {
+    int32_t *idx;
+    float *wt;
+    size_t *cnt, *off; /* [experts], [experts + 1] */
+    int full;
+} qd_route_keep;
+void qd_route_keep_clear(qd_route_keep *k);
+
 struct qd_moe_calib {
     const unsigned char *all; /* [experts] or NULL */
     size_t *tokens;           /* [experts] or NULL: routed tokens added per expert */
@@ -48,6 +59,7 @@ struct qd_moe_calib {
      * gathered nor computed), and no_shared 1 leaves the shared expert out of the down stage. */
     const unsigned char *capture;
     int no_shared;
+    qd_route_keep *keep; /* or NULL: the routing is computed and dropped */
 };
 
 /* The post-attention residual sum h of a block forward: COMPUTE (the attention runs, h in scratch);

@@ -20,7 +20,8 @@
  *
  * The attention runs once for the MLP stages: their first pass leaves the post-attention residual sum
  * in the output buffer (which no stopped pass writes), and the later passes and the block's output
- * start from it (h_mode_for; qd-forward.h qd_fwd_h).
+ * start from it (h_mode_for; qd-forward.h qd_fwd_h), with the routing of each chunk that the first pass
+ * kept (c->keeps): a batch of experts costs its own experts' work, not a router and top-k again.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,9 +94,14 @@ static qd_fwd_h h_mode_for(const qd_qctx *c, const qd_block_w *w, qd_buf_t in, q
     return c->h_in_out == w->index ? QD_FWD_H_REUSE : QD_FWD_H_SAVE;
 }
 
+/* before a pass with mode m: a SAVE pass starts from nothing kept (it keeps h and the routing anew) */
+static void h_before(qd_qctx *c, qd_fwd_h m) {
+    if (m == QD_FWD_H_SAVE) qd__h_forget(c);
+}
+
 /* a pass made with mode m ended with status st: what out holds now */
 static void h_after(qd_qctx *c, const qd_block_w *w, qd_fwd_h m, qd_status st) {
-    if (st != QD_OK) c->h_in_out = -1;
+    if (st != QD_OK) qd__h_forget(c);
     else if (m == QD_FWD_H_SAVE) c->h_in_out = w->index;
 }
 
@@ -109,6 +115,7 @@ static qd_status capture_pass(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t o
     h->groups = 1u << g;
     h->skip_key = on;
     qd_fwd_h m = h_mode_for(c, w, in, out, g);
+    h_before(c, m);
     qd_status st = qd__forward_all_moe(c, w, in, out, hess, h, qd__stage_first(w, g), mc, m);
     h_after(c, w, m, st);
     h->skip_key = NULL;
@@ -228,6 +235,7 @@ static qd_status mlp_stage_ep(moe_run *r, int g, int down) {
     r->h->groups = 1u << g;
     r->h->skip_key = skip;
     qd_fwd_h m = h_mode_for(c, r->w, r->in, r->out, g);
+    h_before(c, m);
     if (st == QD_OK) {
         st = qd__forward_all_moe(c, r->w, r->in, r->out, qd__ep_capture, box, qd__stage_first(r->w, g), &mc, m);
         h_after(c, r->w, m, st);
@@ -304,8 +312,9 @@ qd_status qd__moe_output(qd_qctx *c, qd_block_w *w, qd_buf_t in, qd_buf_t out, q
     memset(c->expert_tokens, 0, E * sizeof *c->expert_tokens);
     struct qd_moe_calib mc = {.tokens = c->expert_tokens};
     qd_fwd_h m = c->h_in_out == w->index && in != out ? QD_FWD_H_REUSE : QD_FWD_H_COMPUTE;
-    c->h_in_out = -1; /* out is the block's output from here on */
-    QD_CHECK(qd__forward_all_moe(c, w, in, out, NULL, NULL, -1, &mc, m));
+    qd_status st = qd__forward_all_moe(c, w, in, out, NULL, NULL, -1, &mc, m);
+    qd__h_forget(c); /* out is the block's output from here on */
+    QD_CHECK(st);
     QD_CHECK(sum_tokens(c, E));
     for (int l = 0; l < w->nlin; l++) {
         int e = w->lin[l].expert;

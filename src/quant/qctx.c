@@ -26,6 +26,8 @@ void qd_qctx_free(qd_qctx *c) {
     qd_buf_free(c->Hc), qd_buf_free(c->fp_out), qd_buf_free(c->trial_out);
     qd_buf_free(c->att), qd_buf_free(c->hres), qd_buf_free(c->act), qd_buf_free(c->xn), qd_buf_free(c->y);
     qd_buf_free(c->Hs);
+    qd__h_forget(c);
+    free(c->keeps);
     qd_fwd_free(c->fwd);
     free(c);
 }
@@ -76,6 +78,11 @@ qd_status qd_qctx_create(qd_backend_t be, const qd_model_cfg *cfg, const qd_quan
     if (opts->nseq) {
         c->chunk_seqs = qd_quantize_chunk_seqs(opts);
         qd_status st = qd_fwd_create(be, cfg, opts->seq_len, c->chunk_seqs, &c->fwd);
+        if (st == QD_OK && cfg->moe_experts > 0) { /* c->o.nseq: this rank's share */
+            c->nkeeps = (c->o.nseq + c->chunk_seqs - 1) / c->chunk_seqs;
+            c->keeps = calloc(c->nkeeps + 1, sizeof *c->keeps);
+            if (!c->keeps) st = qd_fail(QD_ERR_NOMEM, "quantize: out of memory for %zu chunks' routings", c->nkeeps);
+        }
         if (st != QD_OK) {
             qd_qctx_free(c);
             return st;
@@ -98,6 +105,11 @@ void qd__set_keys(qd_qctx *c, const qd_block_w *w) {
         if (w->lin[l].hkey < c->nh) c->gK[w->lin[l].hkey] = w->n_in[l];
 }
 
+void qd__h_forget(qd_qctx *c) {
+    c->h_in_out = -1;
+    for (size_t i = 0; c->keeps && i < c->nkeeps; i++) qd_route_keep_clear(&c->keeps[i]);
+}
+
 qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap, void *user,
                           int stop_after) {
     return qd__forward_all_moe(c, w, in, out, cap, user, stop_after, NULL, QD_FWD_H_COMPUTE);
@@ -108,13 +120,15 @@ qd_status qd__forward_all_moe(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_b
     size_t S = c->o.seq_len, H = (size_t)c->cfg->hidden;
     qd_phase prev = qd_phase_set(c->be, QD_PH_FORWARD);
     for (size_t s0 = 0; s0 < c->o.nseq; s0 += c->chunk_seqs) {
-        size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs;
+        size_t ns = c->o.nseq - s0 < c->chunk_seqs ? c->o.nseq - s0 : c->chunk_seqs, ci = s0 / c->chunk_seqs;
+        struct qd_moe_calib mc = moe ? *moe : (struct qd_moe_calib){0};
+        /* the routing goes with h: kept by the pass that saves h, read by those that reuse it */
+        mc.keep = h_mode != QD_FWD_H_COMPUTE && c->keeps && ci < c->nkeeps ? &c->keeps[ci] : NULL;
         QD_CHECK(qd_block_forward(c->fwd, &(struct qd_block_fwd_args){.w = w, .x = QD_REF(in, s0 * S * H),
                                                                       .out = QD_REF(out, s0 * S * H), .nseq = ns,
                                                                       .capture = cap, .user = user,
                                                                       .stop_after = stop_after,
-                                                                      .moe = moe ? *moe : (struct qd_moe_calib){0},
-                                                                      .h_mode = h_mode}));
+                                                                      .moe = mc, .h_mode = h_mode}));
     }
     qd_phase_set(c->be, prev);
     return QD_OK;

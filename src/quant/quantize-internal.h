@@ -40,6 +40,8 @@ struct qd_qctx {
     double *kv_amax;            /* --kv-cache: [2 * nkv] the block's key then value maxima per KV head */
     int h_in_out;               /* MoE GPTQ: the block (index) whose post-attention residual sum the output
                                  * buffer holds (moe-quant.c), -1 for none */
+    qd_route_keep *keeps;       /* [chunks] MoE: each chunk's routing of that block's MLP input, or NULL */
+    size_t nkeeps;
 };
 
 /* AWQ's kept inputs of one Hessian key: this rank's rows, slab (chunk) i's at off[i] .. off[i + 1]
@@ -83,6 +85,8 @@ qd_status qd__forward_all(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t
  * residual sum comes from (qd-forward.h qd_fwd_h) */
 qd_status qd__forward_all_moe(qd_qctx *c, const qd_block_w *w, qd_buf_t in, qd_buf_t out, qd_capture_fn cap,
                               void *user, int stop_after, const struct qd_moe_calib *moe, qd_fwd_h h_mode);
+/* the output buffer holds nothing kept (h_in_out -1) and the kept routings are given back */
+void qd__h_forget(qd_qctx *c);
 /* replace w->w[l] by r's dequantization with the scale dtype of the export; r->dev_codes (when set) is
  * what it dequantizes on the device, and is freed (NULL afterwards) whatever the outcome */
 qd_status qd__install(qd_qctx *c, qd_block_w *w, int l, qd_qresult *r);

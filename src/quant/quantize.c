@@ -301,7 +301,7 @@ static qd_status quantize_block(qd_qctx *c, qd_block_w *w, qd_buf_t inputs, qd_b
                                 qd_qspec *specs, char (*names)[128]) {
     memset(results, 0, (size_t)w->nlin * sizeof *results);
     qd__set_keys(c, w);
-    c->h_in_out = -1; /* outputs holds nothing of this block yet */
+    qd__h_forget(c); /* outputs holds nothing of this block yet */
     int any_gptq = 0, any_awq = 0;
     for (int l = 0; l < w->nlin; l++) {
         qd_qctx_spec(c, w->index, &w->lin[l], &specs[l], names[l], sizeof names[l]);
