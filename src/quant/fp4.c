@@ -36,12 +36,7 @@ static void fp4_rows(void *arg, int part, size_t r0, size_t r1) {
     const fp4_job *j = arg;
     for (size_t n = r0; n < r1; n++)
         for (size_t g = 0; g < j->G; g++) {
-            float gmax = 0;
-            for (size_t k = g * j->gs; k < (g + 1) * j->gs; k++) {
-                float a = fabsf(j->W[n * j->K + k]);
-                gmax = a > gmax ? a : gmax;
-            }
-            float s;
+            float gmax = qd_absmax(j->W + n * j->K + g * j->gs, j->gs), s;
             if (qd_scheme_is_nvfp4(j->sc)) {
                 uint8_t b = qd_f32_to_e4m3(j->global * (gmax / QD_E2M1_MAX));
                 if ((b & 0x7f) == 0) b = qd_f32_to_e4m3(0.125f);
@@ -56,12 +51,7 @@ float qd_fp4_scales(const float *W, size_t N, size_t K, qd_scheme sc, float glob
     if (!qd_scheme_is_nvfp4(sc)) {
         global = 0;
     } else if (!(global > 0)) { /* a run sets it (fp4-fuse.c); a Linear quantized alone has W's own */
-        float amax = 0;
-        for (size_t i = 0; i < N * K; i++) { /* fmaxf's result for finite and NaN values, vectorized */
-            float a = fabsf(W[i]);
-            amax = a > amax ? a : amax;
-        }
-        global = qd_fp4_global_of_amax(amax);
+        global = qd_fp4_global_of_amax(qd_absmax(W, N * K));
     }
     fp4_job j = {.W = W, .K = K, .N = N, .gs = gs, .G = G, .sc = sc, .global = global, .scales = scales};
     qd_rows_run(N, K, fp4_rows, &j);

@@ -27,11 +27,10 @@ static double tile_err(const float *W, size_t K, tile t, float scale, double nor
 /* the scale of a tile: amax / 448 rounded to the stored dtype, or with mse the best shrink of it */
 static float tile_scale(const float *W, size_t K, tile t, const qd_qcfg *cfg, qd_dtype dt) {
     float amax = 0;
-    for (size_t n = t.n0; n < t.n1; n++)
-        for (size_t k = t.k0; k < t.k1; k++) { /* fmaxf's result for finite and NaN values, and it vectorizes */
-            float a = fabsf(W[n * K + k]);
-            amax = a > amax ? a : amax;
-        }
+    for (size_t n = t.n0; n < t.n1; n++) {
+        float r = qd_absmax(W + n * K + t.k0, t.k1 - t.k0);
+        amax = r > amax ? r : amax;
+    }
     if (amax == 0) return 1.0f; /* an all-zero tile: codes 0 whatever the scale */
     float best = qd_scale_round(dt, amax / QD_E4M3_MAX);
     if (!(best > 0)) best = dt == QD_DT_F16 ? 0x1p-24f : FLT_MIN; /* amax / 448 underflowed the dtype */

@@ -16,6 +16,7 @@
 #ifndef QD_QUANT_H
 #define QD_QUANT_H
 
+#include <math.h>
 #include <stddef.h>
 
 #include "qd-backend.h"
@@ -75,6 +76,16 @@ size_t qd_float_group(const qd_qspec *s, size_t K);
  * norm 2.4), one per tile: a row (fp8-dynamic), a 128 x 128 block (fp8-block; partial at the edges),
  * the tensor (fp8-static; s->fp8_tensor_scale when > 0); expanded to [G][N] */
 void qd_fp8_scales(const float *W, size_t N, size_t K, const qd_qspec *s, float *scales);
+/* max |x[i]| over n values, NaN skipped (what fmaxf gives for finite and NaN values), 0 for none;
+ * written so that the compiler vectorizes it: the float schemes' scales take it over every weight */
+static inline float qd_absmax(const float *x, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        m = a > m ? a : m;
+    }
+    return m;
+}
 /* an fp8 scheme's tile: rows x cols of W that share one scale */
 void qd_fp8_tile(qd_scheme sc, size_t N, size_t K, size_t *rows, size_t *cols);
 /* The effective group scales [K / group][N] of host W [N][K] for fp4 scheme sc (fp4.c's rules), with
