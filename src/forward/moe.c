@@ -39,16 +39,6 @@ int qd_block_is_moe(const qd_block_w *w) {
     return 0;
 }
 
-/* The host routing of rows tokens: per expert e, cnt[e] tokens off[e].. in idx (ascending token order)
- * with their weights. */
-typedef struct {
-    int32_t *idx;
-    float *wt;
-    size_t *cnt, *off;
-} routing;
-
-static void routing_free(routing *r) { free(r->idx), free(r->wt), free(r->cnt), free(r->off); }
-
 void qd_route_keep_clear(qd_route_keep *k) {
     if (!k) return;
     free(k->idx), free(k->wt), free(k->cnt), free(k->off);
@@ -71,7 +61,7 @@ static qd_status route_dsv3(const qd_model_cfg *c, const float *logits, const fl
     return st;
 }
 
-static qd_status route(const qd_model_cfg *c, const float *logits, const float *bias, size_t rows, routing *r) {
+static qd_status route(const qd_model_cfg *c, const float *logits, const float *bias, size_t rows, qd_route_keep *r) {
     size_t E = (size_t)c->moe_experts, K = (size_t)c->moe_topk;
     float *p = malloc(E * sizeof *p), *tw = malloc(rows * K * sizeof *tw);
     int *te = malloc(rows * K * sizeof *te);
@@ -81,12 +71,12 @@ static qd_status route(const qd_model_cfg *c, const float *logits, const float *
     r->cnt = calloc(E, sizeof *r->cnt);
     r->off = calloc(E + 1, sizeof *r->off);
     if (!p || !tw || !te || !taken || !r->idx || !r->wt || !r->cnt || !r->off) {
-        free(p), free(tw), free(te), free(taken), routing_free(r);
+        free(p), free(tw), free(te), free(taken), qd_route_keep_clear(r);
         return qd_fail(QD_ERR_NOMEM, "moe: out of memory routing %zu tokens", rows);
     }
     qd_status st = c->mla ? route_dsv3(c, logits, bias, rows, te, tw) : QD_OK;
     if (st != QD_OK) {
-        free(p), free(tw), free(te), free(taken), routing_free(r);
+        free(p), free(tw), free(te), free(taken), qd_route_keep_clear(r);
         return st;
     }
     for (size_t t = 0; t < rows; t++) {
@@ -115,7 +105,7 @@ static qd_status route(const qd_model_cfg *c, const float *logits, const float *
     for (size_t e = 0; e < E; e++) r->off[e + 1] = r->off[e] + r->cnt[e];
     size_t *fill = calloc(E, sizeof *fill);
     if (!fill) {
-        free(p), free(tw), free(te), routing_free(r);
+        free(p), free(tw), free(te), qd_route_keep_clear(r);
         return qd_fail(QD_ERR_NOMEM, "moe: out of memory routing %zu tokens", rows);
     }
     for (size_t t = 0; t < rows; t++)
@@ -203,10 +193,10 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
      * then every expert's gate/up input */
     if (cb) QD_CHECK(cb(user, L.router, n, rows));
     qd_route_keep *keep = moe ? moe->keep : NULL;
-    routing r = {0};
+    qd_route_keep r = {0}; /* the host routing of rows tokens */
     qd_status st = QD_OK;
     if (keep && keep->full) {
-        r = (routing){.idx = keep->idx, .wt = keep->wt, .cnt = keep->cnt, .off = keep->off};
+        r = *keep;
     } else {
         QD_CHECK(qd_linear_forward(be, w, L.router, n, QD_REF(f->logits, 0), rows));
         float *logits = malloc(rows * E * sizeof *logits + 1);
@@ -221,7 +211,8 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
         if (st == QD_OK) st = route(c, logits, bias, rows, &r);
         free(logits), free(bias);
         QD_CHECK(st);
-        if (keep) *keep = (qd_route_keep){.idx = r.idx, .wt = r.wt, .cnt = r.cnt, .off = r.off, .full = 1};
+        r.full = 1;
+        if (keep) *keep = r;
     }
     size_t total = r.off[E];
     st = qd_be_upload(be, &(struct qd_upload_args){.dst = QD_REF(f->ridx, 0), .src = r.idx, .src_dtype = QD_DT_I32,
@@ -256,7 +247,7 @@ qd_status qd_moe_forward(qd_fwd *f, const qd_block_w *w, qd_ref n, qd_ref out, s
             st = qd_be_rows(be, &(struct qd_rows_args){.kind = QD_ROWS_SCATTER_ADD, .out = out, .x = ye, .idx = idx,
                                                         .w = wt, .n = ne, .rows = rows, .cols = H});
     }
-    if (!keep) routing_free(&r); /* else the caller's, until qd_route_keep_clear */
+    if (!keep) qd_route_keep_clear(&r); /* else the caller's, until it clears it */
     if (stop_stage == S || stop_stage == S + 1) *stopped = 1;
     return st;
 }

@@ -35,11 +35,6 @@ qd_status qd_rope_tables_dim(const qd_rope *r, size_t dim, size_t seq_len, float
 /* lin: the Linear's index in the block's table (w->lin) */
 typedef qd_status (*qd_capture_fn)(void *user, int lin, qd_ref x, size_t rows);
 
-/* Mixture-of-experts blocks (moe.c): the router's input (all tokens) is captured with the router, the
- * shared expert's with its gate_proj; expert e's gate/up input is the gathered rows of the tokens routed
- * to it ([n_e, hidden], nothing when n_e = 0) and its down input [n_e, moe_intermediate] - or every
- * token's, for the statistics only, when all[e] is set (the output always uses the model's routing).
- * stop_after on any Linear of a stage returns once every capture of that stage is made. */
 /* One chunk's routing (per expert: its tokens, ascending, and their weights), kept by the caller between
  * passes over the same MLP input (qd_fwd_h REUSE): a later pass skips the router GEMM, the logits'
  * download and the top-k. qd_moe_forward fills an empty one and reads a full one; clear frees it. */
@@ -51,6 +46,11 @@ typedef struct qd_route_keep {
 } qd_route_keep;
 void qd_route_keep_clear(qd_route_keep *k);
 
+/* Mixture-of-experts blocks (moe.c): the router's input (all tokens) is captured with the router, the
+ * shared expert's with its gate_proj; expert e's gate/up input is the gathered rows of the tokens routed
+ * to it ([n_e, hidden], nothing when n_e = 0) and its down input [n_e, moe_intermediate] - or every
+ * token's, for the statistics only, when all[e] is set (the output always uses the model's routing).
+ * stop_after on any Linear of a stage returns once every capture of that stage is made. */
 struct qd_moe_calib {
     const unsigned char *all; /* [experts] or NULL */
     size_t *tokens;           /* [experts] or NULL: routed tokens added per expert */
